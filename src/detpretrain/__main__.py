@@ -1,0 +1,5 @@
+import sys
+
+from detpretrain.cli import main
+
+sys.exit(main())

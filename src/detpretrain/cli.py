@@ -1,0 +1,98 @@
+"""Command line: ``python -m detpretrain <command>``.
+
+Commands
+--------
+data check ROOT --format {voc,coco,folder}
+    Images, instances and classes per split; exits 1 with a named :class:`~detpretrain.errors.DataError` on bad data.
+data generate --profile {smoke,mini} [--out DIR]
+    Generates (or finds cached) the embedded synthetic corpora of a profile.
+evaluate --gt GT.json --dt DETS.json --iou 0.1:0.9:0.1 --metric {voc07,voc,coco} [--out M.json]
+    AP per class and mAP at each IoU threshold.
+train --profile smoke [--dataset synthetic|coco|voc] [--data-root DIR] [--set key=value ...]
+    A detection experiment (pre-training + fine-tuning + evaluation) through the run store; works under torchrun.
+runs list [--store DIR]
+    The runs in the run store.
+
+Errors that come from the user's input (bad data, bad config) are printed as one line without a traceback and
+give exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from detpretrain.errors import ConfigError, DataError
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="detpretrain", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="inspect or generate datasets")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    check = data_sub.add_parser("check", help="count images, instances and classes per split; validate every file")
+    check.add_argument("root", help="dataset root (VOCdevkit or VOC20xx folder, COCO root, or class-folder root)")
+    check.add_argument("--format", required=True, choices=["voc", "coco", "folder"], dest="fmt")
+    check.add_argument("--no-decode", action="store_true", help="skip decoding every image (faster, misses corrupt JPEGs)")
+    gen = data_sub.add_parser("generate", help="generate the embedded synthetic corpora of a profile")
+    gen.add_argument("--profile", default="mini", choices=["smoke", "mini"])
+    gen.add_argument("--out", default=None, help="corpus cache folder (default: data/generated)")
+    gen.add_argument("--seed", type=int, default=0)
+
+    ev = sub.add_parser("evaluate", help="detection AP at a list of IoU thresholds")
+    ev.add_argument("--gt", required=True, help="COCO-format ground truth json ('ignore': 1 or 'iscrowd': 1 = difficult)")
+    ev.add_argument("--dt", required=True, help="COCO results list json")
+    ev.add_argument("--iou", default="0.5", help="'0.5', '0.5,0.7' or 'start:stop:step' (inclusive), e.g. 0.1:0.9:0.1")
+    ev.add_argument("--metric", default="voc07", choices=["voc07", "voc", "coco"])
+    ev.add_argument("--out", default=None, help="write the metrics json here")
+
+    tr = sub.add_parser("train", help="run a detection experiment through the run store")
+    tr.add_argument("--profile", default="smoke", choices=["smoke", "mini", "paper"])
+    tr.add_argument("--dataset", default=None, help="synthetic (default), coco or voc")
+    tr.add_argument("--data-root", default=None)
+    tr.add_argument("--pretrain", default=None, help="imagenet-cls, detection or scratch (default: all of the profile's)")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--device", default="auto")
+    tr.add_argument("--store", default=None, help="run store folder (default: runs/ or $DETPRETRAIN_RUNS)")
+    tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    tr.add_argument("--out", default=None, help="write the experiment summary json here")
+
+    runs = sub.add_parser("runs", help="the run store")
+    runs_sub = runs.add_subparsers(dest="runs_command", required=True)
+    ls = runs_sub.add_parser("list", help="list runs")
+    ls.add_argument("--store", default=None)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    try:
+        if args.command == "data" and args.data_command == "check":
+            from detpretrain.data.check import check_command
+
+            return check_command(args.root, args.fmt, decode_images=not args.no_decode)
+        if args.command == "data" and args.data_command == "generate":
+            from detpretrain.experiment import generate_command
+
+            return generate_command(args.profile, out=args.out, seed=args.seed)
+        if args.command == "evaluate":
+            from detpretrain.evaluation.detection import evaluate_command
+
+            return evaluate_command(args.gt, args.dt, iou=args.iou, metric=args.metric, out=args.out)
+        if args.command == "train":
+            from detpretrain.experiment import train_command
+
+            return train_command(args)
+        if args.command == "runs" and args.runs_command == "list":
+            from detpretrain.runs import list_command
+
+            return list_command(args.store)
+    except (DataError, ConfigError, FileNotFoundError) as err:
+        print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
+        return 1
+    raise AssertionError(f"unhandled command {args}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

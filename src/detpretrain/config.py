@@ -1,0 +1,196 @@
+"""Experiment configuration: frozen dataclasses that map one-to-one to run directories.
+
+A :class:`TrainConfig` describes ONE training run (a backbone pre-training, a detection pre-training or a
+fine-tuning). Its hash (:func:`config_hash`) names the run directory in the run store; a fine-tuning run refers to
+its pre-trained backbone as ``init="run:<hash>"``, so the parent's hash is part of the child's and the chain is
+content-addressed end to end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from detpretrain.errors import ConfigError
+
+#: Bump when a change to the training/evaluation code changes results, so old runs are not reused.
+ENGINE_VERSION = "1"
+
+TASKS = ("classification", "detection")
+DATA_KINDS = ("synthetic", "coco", "voc", "folder")
+PAPER_IOU_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where a run's images come from.
+
+    Attributes:
+        kind: ``"synthetic"`` (the embedded corpus; ``corpus`` names it), ``"coco"`` (a COCO root with
+            ``annotations/instances_<split>.json`` and ``<split>/`` image folders), ``"voc"`` (a VOCdevkit or
+            VOC20xx folder) or ``"folder"`` (class folders ``<root>/<split>/<class>/``).
+        root: the data_root of a real dataset (``None`` for synthetic).
+        corpus: for synthetic data, the ``CorpusSpec`` of :mod:`detpretrain.data.synthetic` as a dict.
+        train_split, eval_split: split names (COCO ``train2017``/``val2017``; VOC ``trainval``/``test``; ...).
+        year: VOC year when ``root`` is a VOCdevkit holding several.
+    """
+
+    kind: str
+    root: str | None = None
+    corpus: dict | None = None
+    train_split: str = "train"
+    eval_split: str = "val"
+    year: str | None = None
+
+    def __post_init__(self):
+        if self.kind not in DATA_KINDS:
+            raise ConfigError(f"unknown data kind {self.kind!r}; expected one of {DATA_KINDS}")
+        if self.kind == "synthetic" and self.corpus is None:
+            raise ConfigError("synthetic data needs a corpus spec")
+        if self.kind != "synthetic" and not self.root:
+            raise ConfigError(f"{self.kind} data needs a data_root")
+
+    def describe(self) -> str:
+        if self.kind == "synthetic":
+            c = self.corpus or {}
+            extra = f", without {c['exclude_supercategory']}" if c.get("exclude_supercategory") else ""
+            return f"synthetic {c.get('role')} ({c.get('image_size')} px{extra})"
+        return f"{self.kind} {self.root} ({self.train_split} -> {self.eval_split})"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Backbone and detector hyper-parameters (see :func:`detpretrain.models.detection.build_faster_rcnn`)."""
+
+    arch: str = "resnet_tiny"
+    norm: str = "gn"
+    widths: tuple[int, ...] | None = None
+    fpn_channels: int = 64
+    representation_size: int = 256
+    anchor_sizes: tuple[int, ...] = (8, 16, 32, 64, 128)
+    min_size: int = 128
+    max_size: int = 128
+    trainable_stages: int = 5
+    rpn_pre_nms_top_n: tuple[int, int] = (600, 300)
+    rpn_post_nms_top_n: tuple[int, int] = (300, 150)
+    box_batch_size_per_image: int = 128
+    #: classification input size (pixels, square) for real folder datasets; synthetic images already have it
+    image_size: int = 128
+
+
+@dataclass(frozen=True)
+class OptimSpec:
+    """SGD with linear warm-up and a step schedule (the paper: 7 epochs, step at the end of epoch 5)."""
+
+    epochs: int = 7
+    batch_size: int = 8
+    lr: float = 0.02
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_iters: int = 50
+    milestones: tuple[int, ...] = (5,)
+    gamma: float = 0.1
+    hflip: bool = True
+    num_workers: int = 0
+    #: mixed precision (float16 autocast + GradScaler); used on CUDA only, ignored on CPU
+    amp: bool = False
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run.
+
+    Attributes:
+        name: a human label shown in tables (e.g. ``"pretrain/imagenet-cls"``); part of the hash.
+        task: ``"classification"`` (IMAGENET-CLS-style pre-training) or ``"detection"``.
+        data, model, optim: see :class:`DataSpec`, :class:`ModelSpec`, :class:`OptimSpec`.
+        init: backbone initialisation: ``None`` (from scratch), ``"run:<hash>"`` (the backbone of a run in the
+            store), ``"torchvision:<WeightsEnum.MEMBER>"``, or a path to a backbone ``state_dict`` file.
+        seed: seeds model initialisation, data order and augmentation.
+        eval_iou_thresholds: IoU thresholds of the detection evaluation (Figure 1 uses 0.1 ... 0.9).
+        eval_metric: ``"voc07"`` (the paper's 11-point AP), ``"voc"`` or ``"coco"``.
+    """
+
+    name: str
+    task: str
+    data: DataSpec
+    model: ModelSpec = field(default_factory=ModelSpec)
+    optim: OptimSpec = field(default_factory=OptimSpec)
+    init: str | None = None
+    seed: int = 0
+    eval_iou_thresholds: tuple[float, ...] = PAPER_IOU_THRESHOLDS
+    eval_metric: str = "voc07"
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise ConfigError(f"unknown task {self.task!r}; expected one of {TASKS}")
+
+
+def to_dict(config: Any) -> dict:
+    """A JSON-ready dict of a config dataclass (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(config), default=list))
+
+
+def config_hash(config: TrainConfig, length: int = 16) -> str:
+    """Stable hex digest of a config (canonical JSON, sorted keys) and :data:`ENGINE_VERSION`."""
+    payload = json.dumps({"engine": ENGINE_VERSION, "config": to_dict(config)}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()[:length]
+
+
+def from_dict(data: dict) -> TrainConfig:
+    """Inverse of :func:`to_dict` (lists become tuples again)."""
+
+    def tuples(d: dict, cls) -> dict:
+        out = {}
+        for f in dataclasses.fields(cls):
+            if f.name in d:
+                v = d[f.name]
+                out[f.name] = tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
+        return out
+
+    return TrainConfig(
+        **{
+            **tuples(data, TrainConfig),
+            "data": DataSpec(**data["data"]),
+            "model": ModelSpec(**tuples(data["model"], ModelSpec)),
+            "optim": OptimSpec(**tuples(data["optim"], OptimSpec)),
+        }
+    )
+
+
+def replace_path(config: TrainConfig, key: str, value: Any) -> TrainConfig:
+    """``config`` with one (possibly nested, dotted) field replaced, e.g. ``"optim.epochs"``.
+
+    The value is converted to the field's current type (``"3"`` -> 3). Raises ConfigError for unknown keys.
+    """
+    head, _, rest = key.partition(".")
+    names = {f.name for f in dataclasses.fields(config)}
+    if head not in names:
+        raise ConfigError(f"unknown config field {key!r} (fields of {type(config).__name__}: {sorted(names)})")
+    current = getattr(config, head)
+    if rest:
+        if not dataclasses.is_dataclass(current):
+            raise ConfigError(f"config field {head!r} has no sub-field {rest!r}")
+        return dataclasses.replace(config, **{head: replace_path(current, rest, value)})
+    return dataclasses.replace(config, **{head: _coerce(value, current, key)})
+
+
+def _coerce(value: Any, current: Any, key: str) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        if isinstance(current, bool):
+            return value.lower() in ("1", "true", "yes")
+        if isinstance(current, int):
+            return int(value)
+        if isinstance(current, float):
+            return float(value)
+        if isinstance(current, tuple) or current is None and "," in value:
+            parts = [p for p in value.split(",") if p]
+            return tuple(int(p) if p.lstrip("-").isdigit() else float(p) for p in parts)
+    except ValueError:
+        raise ConfigError(f"cannot convert {value!r} for config field {key!r} (current value {current!r})") from None
+    return None if value.lower() == "none" else value

@@ -1,0 +1,208 @@
+"""The paper's experiments as chains of runs: pre-train the backbones, fine-tune a detector from each, evaluate.
+
+Section 2.1 / Table 1 / Figure 1 of Li et al. 2019 compares backbones pre-trained by
+
+* ``imagenet-cls`` -- image classification (IMAGENET-CLS role; ``paper`` profile: torchvision ImageNet weights),
+* ``detection``   -- object detection on a large detection corpus (COCO / OPENIMAGES role), itself initialised
+  from the IMAGENET-CLS backbone ("All our detection networks are pre-trained first on IMAGENET-CLS"),
+* ``scratch``     -- no pre-training (a reference point the paper's related work discusses, He et al. 2019),
+
+by fine-tuning a detector on the target (VOC role) from each, detection heads re-initialised, and evaluating AP at
+IoU 0.1 ... 0.9 with the VOC07 metric.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+from detpretrain.config import DataSpec, TrainConfig, config_hash, replace_path
+from detpretrain.errors import ConfigError
+from detpretrain.profiles import Profile, get_profile
+from detpretrain.runs import Run, RunStore, get_or_train
+
+PRETRAINS = ("imagenet-cls", "detection", "scratch")
+
+#: real-data layouts: dataset name -> (data kind, train split, eval split)
+REAL_DATASETS = {
+    "coco": ("coco", "train2017", "val2017"),
+    "voc": ("voc", "2007:trainval+2012:trainval", "2007:test"),
+}
+
+
+def synthetic_spec(profile: str, role: str, seed: int = 0, **overrides) -> DataSpec:
+    """DataSpec of a synthetic corpus of ``profile`` (``role`` as in :mod:`detpretrain.data.synthetic`)."""
+    from detpretrain.data import synthetic
+
+    specs = synthetic.profile_specs(profile if profile != "paper" else "mini", seed=seed)
+    if role not in specs:
+        raise ConfigError(f"no synthetic corpus for role {role!r}; roles: {sorted(specs)}")
+    corpus = dataclasses.replace(specs[role], **overrides) if overrides else specs[role]
+    splits = {"voc": ("trainval", "test"), "imagenet_cls": ("train", "val")}.get(role, ("train", "val"))
+    return DataSpec(kind="synthetic", corpus=dataclasses.asdict(corpus), train_split=splits[0], eval_split=splits[1])
+
+
+def target_spec(profile: Profile, dataset: str = "synthetic", data_root: str | None = None) -> DataSpec:
+    """The fine-tuning target: the synthetic VOC-like corpus, or a real COCO / VOC root."""
+    if dataset == "synthetic":
+        return synthetic_spec(profile.name, "voc")
+    if dataset not in REAL_DATASETS:
+        raise ConfigError(f"unknown dataset {dataset!r}; expected synthetic, {', '.join(REAL_DATASETS)}")
+    if not data_root:
+        raise ConfigError(f"dataset {dataset!r} needs a data_root")
+    kind, train, test = REAL_DATASETS[dataset]
+    return DataSpec(kind=kind, root=str(Path(data_root).expanduser().resolve()), train_split=train, eval_split=test)
+
+
+def pretrain_configs(profile: Profile) -> dict[str, TrainConfig | None]:
+    """The backbone pre-training runs of a profile: ``{"imagenet-cls": cfg or None, "detection": cfg}``.
+
+    ``imagenet-cls`` is ``None`` when the profile takes torchvision ImageNet weights instead of training.
+    """
+    out: dict[str, TrainConfig | None] = {"imagenet-cls": None}
+    cls_init = f"torchvision:{profile.imagenet_cls_weights}" if profile.imagenet_cls_weights else None
+    if profile.imagenet_cls_weights is None:
+        cls_cfg = TrainConfig(name="pretrain/imagenet-cls", task="classification",
+                              data=synthetic_spec(profile.name, "imagenet_cls"), model=profile.model,
+                              optim=profile.cls_pretrain)
+        out["imagenet-cls"] = cls_cfg
+        cls_init = f"run:{config_hash(cls_cfg)}"
+    if profile.name == "paper":
+        det_data = DataSpec(kind="coco", root="~/data/coco", train_split="train2017", eval_split="val2017")
+        det_model = profile.real_model
+    else:
+        det_data, det_model = synthetic_spec(profile.name, "coco"), profile.model
+    out["detection"] = TrainConfig(name="pretrain/detection", task="detection", data=det_data, model=det_model,
+                                   optim=profile.det_pretrain, init=cls_init, eval_metric="coco")
+    return out
+
+
+def finetune_config(profile: Profile, pretrain: str, seed: int, target: DataSpec,
+                    pretrained: dict[str, TrainConfig | None]) -> TrainConfig:
+    """The detection fine-tuning run on ``target`` from backbone ``pretrain`` with ``seed``."""
+    if pretrain not in PRETRAINS:
+        raise ConfigError(f"unknown pre-training {pretrain!r}; expected one of {PRETRAINS}")
+    model = profile.model if target.kind == "synthetic" else profile.real_model
+    init = None
+    if pretrain == "imagenet-cls":
+        cfg = pretrained["imagenet-cls"]
+        init = f"run:{config_hash(cfg)}" if cfg is not None else f"torchvision:{profile.imagenet_cls_weights}"
+    elif pretrain == "detection":
+        init = f"run:{config_hash(pretrained['detection'])}"
+    elif model.norm == "frozen_bn":  # frozen BatchNorm needs pre-trained statistics; from scratch uses GroupNorm
+        model = dataclasses.replace(model, norm="gn", trainable_stages=5)
+    if pretrain != "scratch" and target.kind == "synthetic" and model.norm != profile.model.norm:
+        raise ConfigError("backbone norm of pre-training and fine-tuning differ")
+    return TrainConfig(name=f"finetune/{pretrain}", task="detection", data=target, model=model,
+                       optim=profile.finetune, init=init, seed=seed)
+
+
+def run_detection_experiment(profile: str | Profile = "smoke", *, dataset: str = "synthetic",
+                             data_root: str | None = None, pretrains=PRETRAINS, seeds=None,
+                             store: RunStore | None = None, overrides: dict | None = None, device: str = "auto",
+                             progress: bool = True, log=print) -> dict:
+    """Table 1 / Figure 1: pre-train (once, through the run store), fine-tune from each backbone, evaluate.
+
+    Args:
+        profile: ``"smoke" | "mini" | "paper"`` or a :class:`~detpretrain.profiles.Profile`.
+        dataset: the target: ``"synthetic"`` (VOC-like corpus), ``"coco"`` or ``"voc"`` (real, needs data_root).
+        pretrains: which backbones to compare (subset of :data:`PRETRAINS`).
+        seeds: fine-tuning seeds (default: the profile's).
+        overrides: ``{"optim.epochs": 3, ...}`` applied to the fine-tuning configs.
+
+    Returns:
+        ``{"profile", "dataset", "runs": [{"pretrain", "seed", "run", "hash", "metrics"}], "pretrain_runs": {...}}``.
+    """
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    store = store or RunStore()
+    target = target_spec(prof, dataset, data_root)
+    pretrained = pretrain_configs(prof)
+    pre_runs: dict[str, Run] = {}
+    needed = {"imagenet-cls"} if "imagenet-cls" in pretrains else set()
+    if "detection" in pretrains:
+        needed |= {"imagenet-cls", "detection"}
+    for key in ("imagenet-cls", "detection"):
+        cfg = pretrained.get(key)
+        if key in needed and cfg is not None:
+            t0 = time.perf_counter()
+            pre_runs[key] = get_or_train(cfg, store, device=device, progress=progress)
+            log(f"[{prof.name}] {cfg.name:<28} {pre_runs[key].path.name}  {pre_runs[key].metrics['headline']}"
+                f"  ({time.perf_counter() - t0:.0f} s)")
+    out_runs = []
+    for pretrain in pretrains:
+        for seed in seeds if seeds is not None else prof.seeds:
+            cfg = finetune_config(prof, pretrain, seed, target, pretrained)
+            for key, value in (overrides or {}).items():
+                cfg = replace_path(cfg, key, value)
+            t0 = time.perf_counter()
+            run = get_or_train(cfg, store, device=device, progress=progress)
+            log(f"[{prof.name}] {cfg.name:<28} seed {seed}  {run.path.name}  {run.metrics['headline']}"
+                f"  ({time.perf_counter() - t0:.0f} s)")
+            out_runs.append({"pretrain": pretrain, "seed": seed, "run": str(run.path), "hash": run.hash,
+                             "metrics": run.metrics})
+    return {"profile": prof.name, "dataset": dataset, "data": target.describe(), "runs": out_runs,
+            "pretrain_runs": {k: str(r.path) for k, r in pre_runs.items()}}
+
+
+def train_command(args) -> int:
+    """``python -m detpretrain train``: a detection experiment; prints mAP per IoU threshold per backbone."""
+    from detpretrain import distributed
+
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key] = value
+    pretrains = tuple(args.pretrain.split(",")) if args.pretrain else PRETRAINS
+    result = run_detection_experiment(args.profile, dataset=args.dataset or "synthetic", data_root=args.data_root,
+                                      pretrains=pretrains, seeds=(args.seed,),
+                                      store=RunStore(args.store) if args.store else None, overrides=overrides,
+                                      device=args.device, log=_main_print)
+    if distributed.is_main_process():
+        print(format_map_table(result))
+        if args.out:
+            from detpretrain.runs import atomic_write_json
+
+            atomic_write_json(Path(args.out), result)
+    return 0
+
+
+def _main_print(line: str) -> None:
+    from detpretrain import distributed
+
+    if distributed.is_main_process():
+        print(line, flush=True)
+
+
+def format_map_table(result: dict) -> str:
+    """Plain-text table: one row per fine-tuning run, mAP (percent) per IoU threshold."""
+    runs = result["runs"]
+    if not runs:
+        return "(no runs)"
+    thresholds = runs[0]["metrics"]["iou_thresholds"]
+    head = f"{'pre-training':<14} {'seed':>4} " + " ".join(f"{t:>6.2f}" for t in thresholds)
+    lines = [f"mAP (%) vs IoU threshold, {runs[0]['metrics'].get('metric', '')}, {result['data']}", head]
+    for r in runs:
+        lines.append(f"{r['pretrain']:<14} {r['seed']:>4} " + " ".join(f"{v:>6.1f}" for v in r["metrics"]["mAP"]))
+    return "\n".join(lines)
+
+
+def generate_command(profile: str, *, out: str | None = None, seed: int = 0) -> int:
+    """``python -m detpretrain data generate``: write (or find cached) every synthetic corpus of a profile."""
+    from detpretrain.data import synthetic
+    from detpretrain.data.builders import corpus_cache_dir
+
+    cache = Path(out) if out else corpus_cache_dir()
+    for role, spec in synthetic.profile_specs(profile, seed=seed).items():
+        t0 = time.perf_counter()
+        path = synthetic.generate(spec, cache)
+        print(f"{role:<14} {path}  ({time.perf_counter() - t0:.1f} s)", file=sys.stdout)
+    return 0
+
+
+def load_result(path: str | Path) -> dict:
+    return json.loads(Path(path).read_text())

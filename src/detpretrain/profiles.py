@@ -1,0 +1,114 @@
+"""Profiles: documented presets of data, model and schedule sizes.
+
+==========  ==========================================================================================
+``smoke``   seconds per run on a 2-core CPU: tiny synthetic corpora (64 px), ``resnet_tiny``, 1-3 epochs.
+            What the tests and nbval run. Numbers are NOT meaningful, only the code paths.
+``mini``    the embedded default for building the book on a CPU (128 px corpora, ``resnet_tiny``, schedules
+            long enough for the paper's effects to be measurable); the whole book in well under an hour.
+``paper``   the paper's setting as far as torchvision allows: ResNet-101 + FPN Faster R-CNN, IMAGENET-CLS =
+            torchvision ``ResNet101_Weights.IMAGENET1K_V2``, detection pre-training on COCO train2017,
+            fine-tuning on VOC 07+12 trainval, evaluation on VOC07 test (Table 1), 7 epochs with the step at
+            epoch 5, horizontal flip, mixed precision on GPU. Needs the real datasets and a GPU (torchrun).
+==========  ==========================================================================================
+
+The paper fine-tunes SNIPER (ResNet-101, no FPN) at 3 scales; we use torchvision's Faster R-CNN + FPN at one scale
+(min_size 800), the closest well-kept builder. See the book's introduction for what this changes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from detpretrain.config import ModelSpec, OptimSpec
+from detpretrain.errors import ConfigError
+
+PROFILE_NAMES = ("smoke", "mini", "paper")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything a chapter needs to size its runs.
+
+    Attributes:
+        model: backbone/detector sizes on the synthetic corpora.
+        real_model: the same for real photographs (larger input size and anchors), used when dataset != synthetic.
+        cls_pretrain, det_pretrain, finetune: schedules of IMAGENET-CLS-style classification pre-training,
+            detection pre-training (COCO / IMAGENET-LOC role) and detection fine-tuning on the target.
+        seeds: fine-tuning seeds (the book shows their spread).
+        imagenet_cls_weights: for ``paper``, the torchvision weight enum standing in for IMAGENET-CLS pre-training;
+            ``None`` means "pre-train on the synthetic imagenet_cls corpus".
+    """
+
+    name: str
+    description: str
+    model: ModelSpec
+    real_model: ModelSpec
+    cls_pretrain: OptimSpec
+    det_pretrain: OptimSpec
+    finetune: OptimSpec
+    seeds: tuple[int, ...] = (0,)
+    imagenet_cls_weights: str | None = None
+    device: str = "auto"
+    extra: dict = field(default_factory=dict)
+
+
+_TINY = ModelSpec(arch="resnet_tiny", norm="gn", fpn_channels=32, representation_size=128,
+                  anchor_sizes=(8, 16, 32, 48, 64), min_size=64, max_size=64,
+                  rpn_pre_nms_top_n=(300, 150), rpn_post_nms_top_n=(150, 100), box_batch_size_per_image=64,
+                  image_size=64)
+_TINY_REAL = dataclasses.replace(_TINY, min_size=192, max_size=256, anchor_sizes=(16, 32, 64, 128, 256),
+                                 image_size=96)
+_MINI = ModelSpec(arch="resnet_tiny", norm="gn", fpn_channels=64, representation_size=256,
+                  anchor_sizes=(12, 24, 48, 96, 128), min_size=128, max_size=128, image_size=128)
+_MINI_REAL = dataclasses.replace(_MINI, min_size=320, max_size=480, anchor_sizes=(16, 32, 64, 128, 256),
+                                 image_size=128)
+_PAPER = ModelSpec(arch="resnet101", norm="frozen_bn", fpn_channels=256, representation_size=1024,
+                   anchor_sizes=(32, 64, 128, 256, 512), min_size=800, max_size=1333,
+                   rpn_pre_nms_top_n=(2000, 1000), rpn_post_nms_top_n=(2000, 1000), box_batch_size_per_image=512,
+                   trainable_stages=3, image_size=224)
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke",
+        description="seconds on a 2-core CPU; exercises every code path, numbers are not meaningful",
+        model=_TINY,
+        real_model=_TINY_REAL,
+        cls_pretrain=OptimSpec(epochs=2, batch_size=16, lr=0.05, warmup_iters=5, milestones=()),
+        det_pretrain=OptimSpec(epochs=2, batch_size=4, lr=0.02, warmup_iters=5, milestones=()),
+        finetune=OptimSpec(epochs=2, batch_size=4, lr=0.02, warmup_iters=5, milestones=(1,)),
+        seeds=(0,),
+    ),
+    "mini": Profile(
+        name="mini",
+        description="embedded default: synthetic 128-px corpora on a CPU, resnet_tiny, a few minutes per run",
+        model=_MINI,
+        real_model=_MINI_REAL,
+        cls_pretrain=OptimSpec(epochs=8, batch_size=32, lr=0.1, warmup_iters=50, milestones=(6,)),
+        det_pretrain=OptimSpec(epochs=8, batch_size=8, lr=0.02, warmup_iters=100, milestones=(6,)),
+        finetune=OptimSpec(epochs=7, batch_size=8, lr=0.02, warmup_iters=50, milestones=(5,)),
+        seeds=(0, 1, 2),
+    ),
+    "paper": Profile(
+        name="paper",
+        description="Li et al. 2019 setting on real data with torchvision ResNet-101 weights; needs GPUs",
+        model=_PAPER,
+        real_model=_PAPER,
+        cls_pretrain=OptimSpec(epochs=90, batch_size=256, lr=0.1, warmup_iters=0, milestones=(30, 60), amp=True,
+                               num_workers=8),
+        det_pretrain=OptimSpec(epochs=12, batch_size=16, lr=0.02, warmup_iters=1000, milestones=(8, 11), amp=True,
+                               num_workers=8),
+        finetune=OptimSpec(epochs=7, batch_size=16, lr=0.02, warmup_iters=500, milestones=(5,), amp=True,
+                           num_workers=8),
+        seeds=(0, 1, 2),
+        imagenet_cls_weights="ResNet101_Weights.IMAGENET1K_V2",
+    ),
+}
+
+
+def get_profile(name: str) -> Profile:
+    """The :class:`Profile` called ``name``. Raises ConfigError for an unknown name."""
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ConfigError(f"unknown profile {name!r}; expected one of {PROFILE_NAMES}") from None

@@ -1,0 +1,226 @@
+"""Content-addressed run store: train once, reuse in every chapter.
+
+Layout of one run, ``<store>/<task>-<hash>/``::
+
+    config.json        the TrainConfig (written when the run starts)
+    checkpoints/last.pt model, optimizer, scheduler and epoch after each finished epoch (atomic replace)
+    log.txt            one line per epoch (losses, lr, time) and per evaluation
+    backbone.pt        the trained ResNet state_dict (no fc) -- what later runs load with ``init="run:<hash>"``
+    model.pt           the whole trained model's state_dict
+    metrics.json       final metrics; its presence marks the run COMPLETE
+
+Every file is written to a temporary name in the same folder and then ``os.replace``-d, so a crash never leaves a
+half-written file under a final name. A run without metrics.json is incomplete: calling :func:`get_or_train` again
+resumes it from ``checkpoints/last.pt`` (the epoch that was interrupted is redone from its start, with the same
+seeds, so the result equals an uninterrupted run on CPU). A lock file keeps two processes from training the same
+run at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from detpretrain.config import TrainConfig, config_hash, from_dict, to_dict
+from detpretrain.errors import ConfigError
+
+DEFAULT_STORE_ENV = "DETPRETRAIN_RUNS"
+
+
+def default_store_root() -> Path:
+    """``$DETPRETRAIN_RUNS`` if set, else ``runs/`` under the current directory."""
+    return Path(os.environ.get(DEFAULT_STORE_ENV, "runs"))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, allow_nan=True) + "\n").encode())
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """``torch.save`` through a temporary file and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run directory and its config."""
+
+    path: Path
+    config: TrainConfig
+
+    @property
+    def hash(self) -> str:
+        return config_hash(self.config)
+
+    @property
+    def complete(self) -> bool:
+        return (self.path / "metrics.json").exists()
+
+    @property
+    def metrics(self) -> dict:
+        """The final metrics (raises FileNotFoundError while the run is incomplete)."""
+        return json.loads((self.path / "metrics.json").read_text())
+
+    @property
+    def backbone_path(self) -> Path:
+        return self.path / "backbone.pt"
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / "model.pt"
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / "checkpoints" / "last.pt"
+
+    def log(self, line: str) -> None:
+        """Append one line to log.txt (appends are small and line-buffered; the log is informational)."""
+        with open(self.path / "log.txt", "a") as f:
+            f.write(line.rstrip("\n") + "\n")
+
+
+class RunStore:
+    """A folder of runs, each named ``<task>-<config hash>``."""
+
+    def __init__(self, root: str | os.PathLike | None = None):
+        self.root = Path(root) if root is not None else default_store_root()
+
+    def path_for(self, config: TrainConfig) -> Path:
+        return self.root / f"{config.task}-{config_hash(config)}"
+
+    def run_for(self, config: TrainConfig) -> Run:
+        return Run(self.path_for(config), config)
+
+    def resolve(self, ref: str) -> Run:
+        """The run named by ``"run:<hash>"`` (or a bare hash prefix).
+
+        Raises:
+            ConfigError: no run, or several runs, match.
+        """
+        key = ref.removeprefix("run:")
+        matches = [p for p in self.root.glob(f"*-{key}*") if (p / "config.json").exists()]
+        if len(matches) != 1:
+            raise ConfigError(f"{self.root}: {len(matches)} runs match {ref!r}")
+        return Run(matches[0], from_dict(json.loads((matches[0] / "config.json").read_text())))
+
+    def runs(self) -> list[Run]:
+        out = []
+        for path in sorted(self.root.glob("*-*")):
+            cfg = path / "config.json"
+            if cfg.exists():
+                try:
+                    out.append(Run(path, from_dict(json.loads(cfg.read_text()))))
+                except (TypeError, KeyError, ValueError, ConfigError) as err:
+                    print(f"warning: {cfg}: unreadable config ({err}); skipped", file=sys.stderr)
+        return out
+
+    @contextlib.contextmanager
+    def lock(self, config: TrainConfig):
+        """Exclusive lock on one run directory (blocks while another process trains it)."""
+        path = self.path_for(config)
+        path.mkdir(parents=True, exist_ok=True)
+        with open(path / ".lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def get_or_train(config: TrainConfig, store: RunStore | None = None, **train_kwargs) -> Run:
+    """The completed run for ``config``: loaded from the store, or trained (resuming a partial run) and stored.
+
+    Under ``torchrun`` every rank calls this; rank 0 writes the files, all ranks train.
+
+    Args:
+        config: the run's :class:`~detpretrain.config.TrainConfig`.
+        store: the run store (default :class:`RunStore` at ``$DETPRETRAIN_RUNS`` or ``runs/``).
+        **train_kwargs: passed to :func:`detpretrain.engine.fit` (``device``, ``progress``, ``stop_after_iters``).
+
+    Returns:
+        the complete :class:`Run`; ``run.metrics`` holds the evaluation.
+    """
+    from detpretrain import distributed, engine
+
+    store = store or RunStore()
+    run = store.run_for(config)
+    if run.complete:
+        return run
+    is_main = distributed.is_main_process()
+    if is_main:
+        run.path.mkdir(parents=True, exist_ok=True)
+        cfg_path = run.path / "config.json"
+        if not cfg_path.exists():
+            atomic_write_json(cfg_path, to_dict(config))
+    distributed.barrier()
+    lock = store.lock(config) if is_main else contextlib.nullcontext()
+    with lock:
+        if not run.complete:  # another process may have finished it while we waited for the lock
+            engine.fit(config, run, store=store, **train_kwargs)
+    distributed.barrier()
+    return run
+
+
+def list_command(store_root: str | None = None, stream=sys.stdout) -> int:
+    """``python -m detpretrain runs list``: one line per run (hash, task, name, data, status, headline metric)."""
+    store = RunStore(store_root)
+    runs = store.runs()
+    if not runs:
+        print(f"no runs in {store.root.resolve()}", file=stream)
+        return 0
+    print(f"{'run':<30} {'name':<34} {'data':<42} {'status':<10} headline", file=stream)
+    for run in runs:
+        status = "complete" if run.complete else _progress(run)
+        headline = ""
+        if run.complete:
+            m = run.metrics
+            headline = m.get("headline", "")
+        print(f"{run.path.name:<30} {run.config.name:<34} {run.config.data.describe()[:42]:<42} {status:<10} {headline}",
+              file=stream)
+    return 0
+
+
+def _progress(run: Run) -> str:
+    if run.checkpoint_path.exists():
+        try:
+            epoch = torch.load(run.checkpoint_path, map_location="cpu", weights_only=True)["epoch"]
+            return f"epoch {epoch + 1}/{run.config.optim.epochs}"
+        except Exception:  # noqa: BLE001 - a listing must not fail on one unreadable checkpoint
+            return "partial"
+    return "started"

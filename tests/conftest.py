@@ -1,0 +1,49 @@
+"""Shared fixtures: the real-data subsets in ../shared/data (skipped with a reason where absent)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("DETPRETRAIN_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
+
+
+def _shared(sub: str) -> Path:
+    path = SHARED_DATA / sub
+    if not path.exists():
+        pytest.skip(f"real-data subset {path} is absent (set DETPRETRAIN_SHARED_DATA to the folder holding it)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Root of the genuine data subsets (../shared/data from the project root)."""
+    return _shared("")
+
+
+@pytest.fixture(scope="session")
+def coco_subset() -> Path:
+    return _shared("coco2017_subset")
+
+
+@pytest.fixture(scope="session")
+def vocdevkit() -> Path:
+    return _shared("VOCdevkit")
+
+
+@pytest.fixture(scope="session")
+def voc_extras() -> Path:
+    return _shared("voc_extras")
+
+
+@pytest.fixture(scope="session")
+def flowers_subset() -> Path:
+    return _shared("flowers102_subset")
+
+
+@pytest.fixture(scope="session")
+def pet_subset() -> Path:
+    return _shared("oxford_iiit_pet_subset")
