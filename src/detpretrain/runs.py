@@ -197,8 +197,9 @@ def get_or_train(config: TrainConfig, store: RunStore | None = None, **train_kwa
     return run
 
 
-def list_command(store_root: str | None = None, stream=sys.stdout) -> int:
+def list_command(store_root: str | None = None, stream=None) -> int:
     """``python -m detpretrain runs list``: one line per run (hash, task, name, data, status, headline metric)."""
+    stream = stream or sys.stdout
     store = RunStore(store_root)
     runs = store.runs()
     if not runs:
