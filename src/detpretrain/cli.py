@@ -10,6 +10,10 @@ evaluate --gt GT.json --dt DETS.json --iou 0.1:0.9:0.1 --metric {voc07,voc,coco}
     AP per class and mAP at each IoU threshold.
 train --profile smoke [--dataset synthetic|coco|voc] [--data-root DIR] [--set key=value ...]
     A detection experiment (pre-training + fine-tuning + evaluation) through the run store; works under torchrun.
+book [--profile {smoke,mini,paper}] [--chapters a,b] [-p KEY VALUE ...]
+    The main job: generate the embedded corpora, execute every chapter (papermill), render with Jupyter Book.
+run CHAPTER [-p KEY VALUE ...] [-o OUT.ipynb]
+    Execute one chapter with papermill parameters.
 runs list [--store DIR]
     The runs in the run store.
 
@@ -58,6 +62,18 @@ def _build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
     tr.add_argument("--out", default=None, help="write the experiment summary json here")
 
+    book = sub.add_parser("book", help="execute every chapter with papermill and render the book to _build/html")
+    book.add_argument("--profile", default="mini", choices=["smoke", "mini", "paper"])
+    book.add_argument("--chapters", default=None, help="comma-separated chapter names (default: all, in _toc order)")
+    book.add_argument("--no-html", action="store_true", help="execute the chapters but do not run jupyter-book")
+    book.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                      help="a papermill parameter passed to every chapter (e.g. -p device cuda)")
+
+    run = sub.add_parser("run", help="execute one chapter with papermill parameters")
+    run.add_argument("chapter", help="chapter name (e.g. detection) or path to book/<chapter>.py / .ipynb")
+    run.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"))
+    run.add_argument("-o", "--output", default=None, help="executed notebook path (default: book/<chapter>.ipynb)")
+
     runs = sub.add_parser("runs", help="the run store")
     runs_sub = runs.add_subparsers(dest="runs_command", required=True)
     ls = runs_sub.add_parser("list", help="list runs")
@@ -84,6 +100,15 @@ def main(argv: list[str] | None = None) -> int:
             from detpretrain.experiment import train_command
 
             return train_command(args)
+        if args.command == "book":
+            from detpretrain.book import book_command
+
+            chapters = args.chapters.split(",") if args.chapters else None
+            return book_command(args.profile, chapters=chapters, html=not args.no_html, params=dict(args.parameter))
+        if args.command == "run":
+            from detpretrain.book import run_command
+
+            return run_command(args.chapter, params=dict(args.parameter), output=args.output)
         if args.command == "runs" and args.runs_command == "list":
             from detpretrain.runs import list_command
 
