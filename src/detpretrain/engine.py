@@ -133,7 +133,7 @@ def train_one_epoch(model, optimizer, loader, device, epoch: int, *, task: str, 
     sums: dict[str, float] = {}
     n = 0
     amp = torch.autocast(device.type, dtype=torch.float16) if scaler is not None else nullcontext()
-    bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=not (progress and distributed.is_main_process()))
+    bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=None if (progress and distributed.is_main_process()) else True)
     for it, (inputs, targets) in enumerate(bar):
         if stop_after_iters is not None and it >= stop_after_iters:
             break
@@ -162,7 +162,7 @@ def train_one_epoch(model, optimizer, loader, device, epoch: int, *, task: str, 
             sums[k] = sums.get(k, 0.0) + float(v.detach())
         sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
         n += 1
-        bar.set_postfix(loss=f"{float(loss):.3f}", lr=f"{optimizer.param_groups[0]['lr']:.4f}")
+        bar.set_postfix(loss=f"{float(loss.detach()):.3f}", lr=f"{optimizer.param_groups[0]['lr']:.4f}")
     return distributed.all_reduce_mean({k: v / max(n, 1) for k, v in sums.items()})
 
 
@@ -200,7 +200,7 @@ def evaluate_detector(model, dataset, device, *, iou_thresholds, metric: str = "
     loader = DataLoader(shard, batch_size=batch_size, shuffle=False, collate_fn=collate_detection)
     results = []
     for images, targets in tqdm(loader, desc="evaluate", leave=False,
-                                disable=not (progress and distributed.is_main_process())):
+                                disable=None if (progress and distributed.is_main_process()) else True):
         outputs = model([img.to(device) for img in images])
         outputs = [{k: v.cpu() for k, v in o.items()} for o in outputs]
         results += outputs_to_coco_results([int(t["image_id"]) for t in targets], outputs)

@@ -182,6 +182,7 @@ def get_or_train(config: TrainConfig, store: RunStore | None = None, **train_kwa
     run = store.run_for(config)
     if run.complete:
         return run
+    distributed.init(train_kwargs.get("device", "auto"))  # before any rank decides it is the main process
     is_main = distributed.is_main_process()
     if is_main:
         run.path.mkdir(parents=True, exist_ok=True)

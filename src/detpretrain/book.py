@@ -1,0 +1,681 @@
+"""The book: execute the jupytext chapters with papermill, render them with Jupyter Book 1.
+
+Chapters live in ``book/`` as jupytext "percent" text notebooks (``book/detection.py``), listed in ``_toc.yml``
+(Jupyter Book 1 format: ``root: book/intro`` and ``chapters: [{file: book/pretraining}, ...]``). Every chapter has
+one cell tagged ``parameters`` holding at least :data:`REQUIRED_PARAMETERS` (``profile = "mini"``,
+``dataset = "synthetic"``, ``data_root = None``, ``seeds = None``, ``device = "auto"``, ``store = None``,
+``data_cache = None``); papermill injects the chosen values after it.
+
+The main job (one command)::
+
+    python -m detpretrain book --profile mini            # corpora -> execute every chapter -> _build/html
+    python -m detpretrain book --profile smoke --chapters detection --no-html
+    python -m detpretrain book -p device cuda -p seeds "[0, 1, 2]"
+
+Re-executing one chapter with parameters, through the project's thin wrapper::
+
+    python -m detpretrain run detection -p profile smoke -p seeds "[0]"
+    python -m detpretrain run detection -p dataset coco -p data_root ../shared/data/coco2017_subset -o coco.ipynb
+
+or with the ecosystem's own tools (papermill cannot read the text form, so convert it first; the text form holds
+no kernelspec, which papermill needs)::
+
+    jupytext --to ipynb --set-kernel python3 book/detection.py     # -> book/detection.ipynb (no outputs)
+    papermill book/detection.ipynb out.ipynb -p profile smoke -y "seeds: [0, 1]"
+
+Chapters mark cells whose output is deterministic (dataset counts, config tables) with a first line
+``# NBVAL_CHECK_OUTPUT`` (or the cell tag ``nbval-check-output``): ``pytest --nbval-lax`` on an executed chapter
+compares those outputs against a re-execution (``tests/test_book.py`` explains the design).
+
+Values given with ``-p KEY VALUE`` here are read as YAML, like papermill's ``-y``: ``0`` -> 0, ``None``/``null``
+-> None, ``[0,1]`` -> a list, ``true`` -> True, anything else stays a string.
+
+How a rebuild stays cheap
+-------------------------
+1. Every training goes through the run store (:mod:`detpretrain.runs`), so executing a chapter again loads
+   checkpoints and metrics instead of training.
+2. A chapter is not executed at all when its executed notebook ``book/<chapter>.ipynb`` is up to date: it carries
+   ``metadata.detpretrain`` written after a *successful* execution with the sha256 of the chapter's source text,
+   the hash of the package code (:func:`code_hash`, every ``src/detpretrain/**/*.py`` but the book driver and the
+   command line) and the parameters (papermill's own ``metadata.papermill.parameters``); all three must equal the
+   current ones. Content hashes are used instead of modification times: touching a file or switching branches back
+   and forth does not force re-execution, while any edit of the chapter or of the package does. A failed execution
+   records nothing, so it is always retried.
+3. Jupyter Book does not execute (``execute_notebooks: "off"``); Sphinx re-renders only changed notebooks.
+
+Cell execution timeouts are set on purpose per profile (:data:`CELL_TIMEOUT_S`): smoke cells take seconds, so
+10 minutes means something is stuck; the whole mini book is meant to take under 45 minutes on 2 CPU cores, so one
+cell over an hour is a fault too; paper cells train for hours on GPUs and have no limit. ``$DETPRETRAIN_CELL_TIMEOUT``
+(seconds, or ``none``) overrides them. A stuck cell thus fails the build instead of hanging it (Jupyter Book's own
+default of 30 s would be far too short for training cells, which is one more reason it does not execute).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from detpretrain.errors import ConfigError
+
+#: per-cell execution timeout (seconds) of papermill, by profile; ``None`` = no limit (paper: hours per cell).
+CELL_TIMEOUT_S: dict[str, int | None] = {"smoke": 600, "mini": 3600, "paper": None}
+#: kernel used to execute chapters; jupyter_client starts it with the current interpreter (``sys.executable``).
+KERNEL_NAME = "python3"
+#: names every chapter's ``parameters`` cell must define.
+REQUIRED_PARAMETERS = ("profile", "dataset", "data_root", "seeds", "device", "store", "data_cache")
+#: the notebook metadata key holding the execution record used to skip up-to-date chapters.
+METADATA_KEY = "detpretrain"
+PACKAGE_DIR = Path(__file__).resolve().parent
+# ipykernel >= 7 warns on every start that its TCP transport is unencrypted (local kernel): keep the kernel app's
+# own log to errors; warnings raised by chapter code still reach the cells' stderr.
+_KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
+_KERNELSPEC = {"name": KERNEL_NAME, "display_name": "Python 3 (ipykernel)", "language": "python"}
+
+
+class ChapterError(Exception):
+    """A chapter could not be executed: names the chapter, the failing cell and the error (no traceback)."""
+
+    def __init__(self, chapter: str, message: str, *, cell_index: int | None = None, source: str = "",
+                 ename: str = "", evalue: str = ""):
+        self.chapter, self.cell_index, self.source, self.ename, self.evalue = chapter, cell_index, source, ename, evalue
+        super().__init__(message)
+
+
+class BookBuildError(Exception):
+    """``jupyter-book build`` failed; the message holds the tail of its output."""
+
+
+@dataclasses.dataclass
+class ChapterResult:
+    """Outcome of one chapter: ``status`` is ``"executed"`` or ``"up to date"``; ``seconds`` is wall time spent now,
+    ``executed_seconds`` the wall time of the execution that produced the notebook."""
+
+    name: str
+    output: Path
+    status: str
+    seconds: float
+    executed_seconds: float
+
+
+@dataclasses.dataclass
+class BookReport:
+    """What :func:`build_book` did: chapter results in toc order, the HTML entry page (None without HTML)."""
+
+    profile: str
+    chapters: list[ChapterResult]
+    html_index: Path | None = None
+    html_seconds: float = 0.0
+    corpus_seconds: float = 0.0
+    warnings: list[str] = dataclasses.field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------------------------------- the toc
+
+
+def find_root(root: str | os.PathLike | None = None) -> Path:
+    """The book's root folder (the one holding ``_toc.yml``): ``root``, else the current directory, else the
+    source checkout this package is installed from (editable install).
+
+    Raises:
+        FileNotFoundError: no ``_toc.yml`` in any of them.
+    """
+    candidates = [Path(root)] if root is not None else [Path.cwd(), PACKAGE_DIR.parents[1]]
+    for cand in candidates:
+        if (cand / "_toc.yml").is_file():
+            return cand.resolve()
+    raise FileNotFoundError(f"no _toc.yml in {' or '.join(str(c) for c in candidates)}: run from the project root")
+
+
+def toc_files(root: str | os.PathLike) -> list[str]:
+    """Chapter entries of ``root/_toc.yml`` in reading order, e.g. ``["book/intro", "book/detection"]``.
+
+    Reads Jupyter Book 1's ``jb-book`` format: ``root``, then ``chapters`` (or ``parts[].chapters``) and their
+    nested ``sections``; entries without ``file`` (``url``, ``glob``) are not chapters and are left out.
+
+    Raises:
+        ConfigError: the toc has no ``root``.
+    """
+    path = Path(root) / "_toc.yml"
+    toc = yaml.safe_load(path.read_text()) or {}
+    if "root" not in toc:
+        raise ConfigError(f"{path}: no 'root' entry (Jupyter Book 1 toc expected)")
+    files = [_strip_suffix(toc["root"])]
+
+    def walk(entries):
+        for entry in entries or []:
+            if "file" in entry:
+                files.append(_strip_suffix(entry["file"]))
+            walk(entry.get("sections"))
+
+    for part in toc.get("parts") or [{"chapters": toc.get("chapters")}]:
+        walk(part.get("chapters"))
+    return files
+
+
+def _strip_suffix(entry: str) -> str:
+    return re.sub(r"\.(py|ipynb|md)$", "", str(entry))
+
+
+def chapter_name(entry: str | os.PathLike) -> str:
+    """``"book/detection"`` or ``book/detection.py`` -> ``"detection"``."""
+    return Path(_strip_suffix(str(entry))).name
+
+
+def chapter_source(root: str | os.PathLike, entry: str) -> Path:
+    """The text form ``root/<entry>.py`` of a toc entry (or ``<entry>.md`` for a prose page without code)."""
+    base = Path(root) / entry
+    for suffix in (".py", ".md"):
+        if base.with_suffix(suffix).is_file():
+            return base.with_suffix(suffix)
+    return base.with_suffix(".py")
+
+
+def resolve_chapter(chapter: str, root: Path | None = None) -> Path:
+    """A chapter given by name (``detection``, looked up in the toc, then ``book/<name>.py``) or by path.
+
+    Raises:
+        FileNotFoundError: a path that does not exist.
+        ConfigError: a name that is no chapter (the message lists the chapters).
+    """
+    as_path = Path(chapter)
+    if as_path.suffix in (".py", ".ipynb", ".md") or os.sep in chapter or "/" in chapter:
+        if not as_path.is_file():
+            raise FileNotFoundError(f"{as_path}: no such chapter file")
+        return as_path
+    root = root or find_root()
+    entries = toc_files(root)
+    for entry in entries:
+        if chapter_name(entry) == chapter:
+            return chapter_source(root, entry)
+    if (root / "book" / f"{chapter}.py").is_file():
+        return root / "book" / f"{chapter}.py"
+    raise ConfigError(f"unknown chapter {chapter!r}; chapters in {root / '_toc.yml'}: "
+                      f"{', '.join(chapter_name(e) for e in entries)}")
+
+
+# ----------------------------------------------------------------------------------------------- parameters
+
+
+def parse_value(text):
+    """A ``-p KEY VALUE`` value read like papermill's ``-y`` (YAML): ``"0"`` -> 0, ``"0.5"`` -> 0.5,
+    ``"None"``/``"null"`` -> None, ``"[0,1]"`` -> [0, 1], ``"true"``/``"True"`` -> True, else the string.
+
+    Non-strings are returned unchanged. YAML 1.1's ``yes``/``no``/``on``/``off`` stay strings, and ``1e-3`` is a
+    float (PyYAML alone would keep it a string).
+    """
+    if not isinstance(text, str):
+        return text
+    stripped = text.strip()
+    if stripped in ("None", "null", "~", ""):
+        return None
+    try:
+        value = yaml.safe_load(stripped)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, bool) and stripped.lower() not in ("true", "false"):
+        return text
+    if isinstance(value, str) and re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", stripped):
+        return float(stripped)
+    if not _plain(value):
+        return text
+    return value
+
+
+def _plain(value) -> bool:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return not (isinstance(value, float) and not math.isfinite(value))
+    if isinstance(value, list):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    return False
+
+
+def chapter_parameters(notebook) -> dict[str, str]:
+    """``{name: default source text}`` of the cell tagged ``parameters`` (papermill's own inspection).
+
+    Raises:
+        ConfigError: no cell is tagged ``parameters``.
+    """
+    from papermill.translators import papermill_translators
+
+    cells = [c for c in notebook.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if not cells:
+        raise ConfigError("no cell tagged 'parameters' (jupytext: '# %% tags=[\"parameters\"]')")
+    translator = papermill_translators.find_translator(KERNEL_NAME, "python")
+    return {p.name: p.default for p in translator.inspect(cells[0])}
+
+
+# ----------------------------------------------------------------------------------------------- hashing
+
+
+#: package modules that cannot change what a chapter computes (the book driver and the command line).
+NOT_HASHED = ("book.py", "cli.py", "__main__.py")
+
+
+def code_hash(package_dir: str | os.PathLike = PACKAGE_DIR) -> str:
+    """sha256 (hex, 16 chars) over the relative paths and bytes of every ``*.py`` below ``package_dir``
+    (``src/detpretrain``) except :data:`NOT_HASHED` at its top: a chapter executed under another version of the
+    package is stale."""
+    root = Path(package_dir)
+    digest = hashlib.sha256()
+    paths = [p for p in root.rglob("*.py")
+             if "__pycache__" not in p.parts and p.relative_to(root).as_posix() not in NOT_HASHED]
+    for path in sorted(paths):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def source_hash(path: str | os.PathLike) -> str:
+    """sha256 (hex, 16 chars) of a chapter's source file bytes."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def _canonical(params: dict) -> str:
+    return json.dumps(params, sort_keys=True, default=str)
+
+
+def execution_record(output: str | os.PathLike) -> dict | None:
+    """``metadata.detpretrain`` of an executed notebook plus papermill's parameters, or None if absent/unreadable."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(str(output), as_version=4)
+    except (OSError, ValueError):
+        return None
+    record = nb.metadata.get(METADATA_KEY)
+    if not record:
+        return None
+    record = dict(record)
+    record["parameters"] = nb.metadata.get("papermill", {}).get("parameters", {})
+    return record
+
+
+def is_up_to_date(source: str | os.PathLike, output: str | os.PathLike, parameters: dict,
+                  code: str | None = None) -> tuple[bool, str]:
+    """Whether ``output`` is a successful execution of the current ``source`` with ``parameters`` under the
+    current package code. Returns ``(up_to_date, reason)``; the reason says what changed."""
+    if not Path(output).is_file():
+        return False, "never executed"
+    record = execution_record(output)
+    if record is None:
+        return False, "no successful execution recorded"
+    if record.get("source_hash") != source_hash(source):
+        return False, "chapter source changed"
+    if record.get("code_hash") != (code or code_hash()):
+        return False, "package code changed"
+    if _canonical(record["parameters"]) != _canonical(parameters):
+        return False, "parameters changed"
+    return True, "up to date"
+
+
+# ----------------------------------------------------------------------------------------------- executing
+
+
+def load_chapter(source: str | os.PathLike):
+    """The chapter as an nbformat v4 notebook without outputs: jupytext reads the ``.py``/``.md`` text form,
+    nbformat an ``.ipynb``. The kernelspec is set to :data:`KERNEL_NAME`."""
+    import jupytext
+    import nbformat
+
+    source = Path(source)
+    if source.suffix == ".ipynb":
+        nb = nbformat.read(str(source), as_version=4)
+    else:
+        nb = jupytext.read(source)
+    nb.metadata["kernelspec"] = dict(_KERNELSPEC)
+    nb.metadata.setdefault("language_info", {"name": "python"})
+    return nb
+
+
+def execute_chapter(source: str | os.PathLike, output: str | os.PathLike, parameters: dict, *,
+                    timeout: float | None = None, cwd: str | os.PathLike | None = None,
+                    name: str | None = None) -> float:
+    """Execute one chapter with papermill and write the executed notebook.
+
+    Args:
+        source: the chapter (``.py`` jupytext text form or ``.ipynb``).
+        output: the executed ``.ipynb`` to write (also written, with papermill's error markers, on failure).
+        parameters: papermill parameters, injected after the cell tagged ``parameters``.
+        timeout: per-cell execution timeout in seconds (None: no limit).
+        cwd: the kernel's working directory (None: the current one).
+        name: the chapter's name in messages (default: the source's stem).
+
+    Returns:
+        wall time in seconds.
+
+    Raises:
+        ChapterError: a cell raised (names the cell, its first lines and ``ename: evalue``), a cell exceeded
+            ``timeout``, the kernel died, or the chapter has no ``parameters`` cell.
+    """
+    import nbclient.exceptions
+    import nbformat
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    name = name or chapter_name(source)
+    nb = load_chapter(source)
+    try:
+        chapter_parameters(nb)
+    except ConfigError as err:
+        raise ChapterError(name, f"{source}: {err}") from None
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    fd, kernel_log = tempfile.mkstemp(prefix=f"detpretrain-kernel-{name}-", suffix=".log")
+    os.close(fd)
+    kernel_log = Path(kernel_log)
+    t0, succeeded = time.perf_counter(), False
+    try:
+        # papermill logs "Passed unknown parameter" itself; the callers warn about unknown names in one line
+        with _quiet_logger("papermill"), _kernel_stderr(kernel_log):
+            nb = papermill.execute_notebook(nb, str(output), parameters=copy.deepcopy(parameters),
+                                            kernel_name=KERNEL_NAME, language="python", progress_bar=False,
+                                            log_output=False, cwd=str(cwd) if cwd is not None else None,
+                                            execution_timeout=timeout, extra_arguments=_KERNEL_ARGS)
+        succeeded = True
+    except PapermillExecutionError as err:
+        head = "\n".join(f"    {line}" for line in err.source.splitlines()[:4])
+        raise ChapterError(name, f"chapter {name!r} failed in cell {err.cell_index} (In [{err.exec_count}]):\n"
+                                 f"{head}\n  {err.ename}: {err.evalue}\n  executed notebook: {output}",
+                           cell_index=err.cell_index, source=err.source, ename=err.ename,
+                           evalue=err.evalue) from None
+    except nbclient.exceptions.CellTimeoutError as err:
+        detail = "\n".join(f"    {line}" for line in str(err).strip().splitlines()[:8])
+        raise ChapterError(name, f"chapter {name!r}: a cell ran longer than the timeout of {timeout:g} s "
+                                 f"(set $DETPRETRAIN_CELL_TIMEOUT to change it):\n{detail}",
+                           ename="CellTimeoutError") from None
+    except nbclient.exceptions.DeadKernelError as err:
+        tail = "\n".join(f"    {line}" for line in kernel_log.read_text(errors="replace").splitlines()[-15:])
+        raise ChapterError(name, f"chapter {name!r}: the kernel died ({err}); out of memory? Kernel log:\n{tail}",
+                           ename="DeadKernelError") from None
+    finally:
+        kernel_log.unlink(missing_ok=True)
+        if not succeeded and Path(output).is_file():
+            _set_input_path(output, source)  # papermill wrote the NotebookNode it was given as the input path
+    seconds = time.perf_counter() - t0
+    nb.metadata.papermill["input_path"] = str(source)  # papermill recorded the NotebookNode it was given
+    nb.metadata[METADATA_KEY] = {"source": str(source), "source_hash": source_hash(source), "code_hash": code_hash(),
+                                 "seconds": round(seconds, 1), "python": sys.executable,
+                                 "executed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    nbformat.write(nb, str(output))
+    return seconds
+
+
+def _set_input_path(output: str | os.PathLike, source: str | os.PathLike) -> None:
+    import nbformat
+
+    with contextlib.suppress(OSError, ValueError):
+        written = nbformat.read(str(output), as_version=4)
+        written.metadata.setdefault("papermill", {})["input_path"] = str(source)
+        nbformat.write(written, str(output))
+
+
+@contextlib.contextmanager
+def _quiet_logger(name: str):
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def _kernel_stderr(path: Path):
+    """Point file descriptor 2 at ``path`` while a kernel runs: the kernel process inherits it, so its own log
+    (e.g. the ZMQ errors ipykernel prints when it is stopped after a timeout) stays out of the user's terminal.
+    Cell output on stderr is unaffected (it travels to the notebook through the kernel protocol)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "wb") as log:
+        os.dup2(log.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def cell_timeout(profile: str | None) -> float | None:
+    """Per-cell timeout in seconds for ``profile`` (:data:`CELL_TIMEOUT_S`; unknown -> mini's), or the value of
+    ``$DETPRETRAIN_CELL_TIMEOUT`` (``none``/``0`` = no limit). None means no limit.
+
+    Raises:
+        ConfigError: ``$DETPRETRAIN_CELL_TIMEOUT`` is neither a number nor ``none``.
+    """
+    env = os.environ.get("DETPRETRAIN_CELL_TIMEOUT")
+    if env is not None:
+        if env.strip().lower() in ("none", "0", ""):
+            return None
+        try:
+            return float(env)
+        except ValueError:
+            raise ConfigError(f"DETPRETRAIN_CELL_TIMEOUT={env!r}: expected seconds or 'none'") from None
+    return CELL_TIMEOUT_S.get(str(profile), CELL_TIMEOUT_S["mini"])
+
+
+def _parameters_of(source: Path) -> dict[str, str]:
+    try:
+        return chapter_parameters(load_chapter(source))
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+
+
+def _timeout_for(parameters: dict, defaults: dict[str, str]) -> float | None:
+    profile = parameters.get("profile")
+    if profile is None and "profile" in defaults:
+        profile = parse_value(defaults["profile"].strip("\"'"))
+    return cell_timeout(profile)
+
+
+def run_command(chapter: str, params: dict, output: str | None = None) -> int:
+    """``python -m detpretrain run CHAPTER -p KEY VALUE ...``: execute one chapter with papermill parameters.
+
+    Args:
+        chapter: a chapter name from ``_toc.yml`` (``detection``) or a path to a ``.py``/``.ipynb`` chapter.
+        params: ``{key: value}``; string values are read as YAML (:func:`parse_value`).
+        output: the executed notebook (default: next to the chapter, ``book/<chapter>.ipynb``).
+
+    Always executes (no up-to-date check); the per-cell timeout follows the ``profile`` parameter
+    (:data:`CELL_TIMEOUT_S`). Returns 0, or 1 after printing the failing cell and error (no traceback).
+
+    Raises:
+        ConfigError: unknown chapter name.  FileNotFoundError: a chapter path that does not exist.
+    """
+    source = resolve_chapter(chapter)
+    parameters = {k: parse_value(v) for k, v in (params or {}).items()}
+    out = Path(output) if output else source.with_suffix(".ipynb")
+    defaults = _parameters_of(source)
+    unknown = sorted(set(parameters) - set(defaults))
+    if unknown:
+        print(f"warning: {chapter_name(source)} has no parameter {', '.join(unknown)}; "
+              f"its parameters: {', '.join(defaults)}", file=sys.stderr)
+    try:
+        root = find_root()
+    except FileNotFoundError:
+        root = None
+    print(f"{chapter_name(source)} ... ", end="", flush=True)
+    try:
+        seconds = execute_chapter(source, out, parameters, timeout=_timeout_for(parameters, defaults), cwd=root)
+    except ChapterError as err:
+        print("FAILED", flush=True)
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"done in {seconds:.0f} s -> {out}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------- the book
+
+
+def _generate_corpora(profile: str, parameters: dict, root: Path, log) -> float:
+    from detpretrain.data import synthetic
+
+    cache = parameters.get("data_cache") or os.environ.get("DETPRETRAIN_DATA") or root / "data" / "generated"
+    cache = Path(cache) if Path(cache).is_absolute() else root / cache
+    t0 = time.perf_counter()
+    for role, spec in synthetic.profile_specs(profile).items():
+        t1 = time.perf_counter()
+        path = synthetic.generate(spec, cache, workers=max(1, min(os.cpu_count() or 1, 8)))
+        log(f"  corpus {role:<14} {path}  ({time.perf_counter() - t1:.1f} s)")
+    return time.perf_counter() - t0
+
+
+def build_html(root: str | os.PathLike) -> tuple[Path, list[str]]:
+    """``jupyter-book build ROOT`` with the current interpreter; returns ``(index.html, warning lines)``.
+
+    Raises:
+        BookBuildError: jupyter-book exited non-zero (the message holds the tail of its output).
+    """
+    root = Path(root)
+    cmd = [sys.executable, "-c", "import sys; from jupyter_book.cli.main import main; sys.exit(main())",
+           "build", str(root)]
+    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+    text = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)  # no terminal colours in our messages
+    if proc.returncode != 0:
+        tail = "\n".join(text.strip().splitlines()[-25:])
+        raise BookBuildError(f"jupyter-book build {root} failed (exit {proc.returncode}):\n{tail}")
+    warnings = [line for line in text.splitlines() if "WARNING" in line or "ERROR" in line]
+    return root / "_build" / "html" / "index.html", warnings
+
+
+def build_book(profile: str = "mini", *, root: str | os.PathLike | None = None, chapters: list[str] | None = None,
+               html: bool = True, params: dict | None = None, force: bool = False, log=print) -> BookReport:
+    """Generate the profile's corpora, execute the chapters in toc order (skipping up-to-date ones), render HTML.
+
+    Args:
+        profile: ``"smoke" | "mini" | "paper"`` (``paper`` generates no corpora: it reads real data).
+        root: the folder with ``_toc.yml``/``_config.yml`` (default: :func:`find_root`).
+        chapters: names to execute (default: every toc chapter). The HTML needs every toc chapter executed once.
+        params: papermill parameters for every chapter besides ``profile``; strings are read as YAML.
+        force: execute even up-to-date chapters.
+        log: where progress lines go.
+
+    Raises:
+        ConfigError: unknown profile or chapter, ``profile`` given in ``params``, or HTML asked for while a toc
+            chapter was never executed.
+        FileNotFoundError: a toc chapter's source file is missing.
+        ChapterError: a chapter failed (the build stops there).  BookBuildError: jupyter-book failed.
+    """
+    if profile not in CELL_TIMEOUT_S:
+        raise ConfigError(f"unknown profile {profile!r}; expected one of {', '.join(CELL_TIMEOUT_S)}")
+    root = find_root(root)
+    parameters = {k: parse_value(v) for k, v in (params or {}).items()}
+    if "profile" in parameters:
+        raise ConfigError("give the profile with --profile, not -p profile")
+    parameters = {"profile": profile, **parameters}
+    entries = toc_files(root)
+    names = [chapter_name(e) for e in entries]
+    wanted = list(chapters) if chapters else names
+    unknown = [c for c in wanted if c not in names]
+    if unknown:
+        raise ConfigError(f"unknown chapter(s) {', '.join(unknown)}; chapters in {root / '_toc.yml'}: "
+                          f"{', '.join(names)}")
+    sources = {chapter_name(e): chapter_source(root, e) for e in entries}
+    missing = [str(sources[c]) for c in wanted if not sources[c].is_file()]
+    if missing:
+        raise FileNotFoundError(f"chapter source(s) listed in {root / '_toc.yml'} do not exist: {', '.join(missing)}")
+
+    report = BookReport(profile=profile, chapters=[])
+    if profile != "paper":
+        log(f"corpora of profile {profile!r}")
+        report.corpus_seconds = _generate_corpora(profile, parameters, root, log)
+    code = code_hash()
+    todo = [c for c in names if c in wanted]
+    for i, name in enumerate(todo, 1):
+        source = sources[name]
+        output = source.with_suffix(".ipynb")
+        prefix = f"[{i}/{len(todo)}] {name} ..."
+        if source.suffix == ".md":  # a prose page: nothing to execute
+            report.chapters.append(ChapterResult(name, source, "text page", 0.0, 0.0))
+            log(f"{prefix} text page")
+            continue
+        fresh, reason = is_up_to_date(source, output, parameters, code)
+        if fresh and not force:
+            record = execution_record(output) or {}
+            report.chapters.append(ChapterResult(name, output, "up to date", 0.0, float(record.get("seconds", 0))))
+            log(f"{prefix} up to date (executed in {record.get('seconds', 0):.0f} s)")
+            continue
+        defaults = _parameters_of(source)
+        unknown_params = sorted(set(parameters) - set(defaults))
+        if unknown_params:
+            log(f"  warning: {name} has no parameter {', '.join(unknown_params)}")
+        log(f"{prefix} executing ({reason})")
+        seconds = execute_chapter(source, output, parameters, timeout=cell_timeout(profile), cwd=root, name=name)
+        report.chapters.append(ChapterResult(name, output, "executed", seconds, seconds))
+        log(f"{prefix} done in {seconds:.0f} s")
+
+    if html:
+        never = [str(s.with_suffix(".ipynb")) for s in sources.values()
+                 if s.suffix != ".md" and execution_record(s.with_suffix(".ipynb")) is None]
+        if never:
+            raise ConfigError(f"cannot render the book: not successfully executed: {', '.join(never)} "
+                              f"(run the book without --chapters once)")
+        for name, source in sources.items():
+            record = execution_record(source.with_suffix(".ipynb")) if source.suffix != ".md" else None
+            if record is not None and _canonical(record["parameters"]) != _canonical(parameters):
+                log(f"  warning: {name} is rendered as executed with other parameters: {record['parameters']}")
+        log("jupyter-book build ...")
+        t0 = time.perf_counter()
+        report.html_index, report.warnings = build_html(root)
+        report.html_seconds = time.perf_counter() - t0
+        log(f"jupyter-book build ... done in {report.html_seconds:.0f} s"
+            + (f" ({len(report.warnings)} warnings)" if report.warnings else ""))
+        for line in report.warnings[:10]:
+            log(f"  {line.strip()}")
+    return report
+
+
+def format_summary(report: BookReport) -> str:
+    """The summary table ``chapter | seconds | status`` of a build, then the HTML path."""
+    lines = [f"{'chapter':<24} {'seconds':>8}  status", f"{'-' * 24} {'-' * 8}  {'-' * 30}"]
+    if report.corpus_seconds:
+        lines.append(f"{'(corpora)':<24} {report.corpus_seconds:>8.1f}  generated or found cached")
+    for ch in report.chapters:
+        status = ch.status if ch.status != "up to date" else f"up to date (executed in {ch.executed_seconds:.0f} s)"
+        lines.append(f"{ch.name:<24} {ch.seconds:>8.1f}  {status}")
+    if report.html_index is not None:
+        lines.append(f"{'(jupyter-book build)':<24} {report.html_seconds:>8.1f}  rendered")
+        lines.append(f"HTML: {report.html_index}")
+    return "\n".join(lines)
+
+
+def book_command(profile: str, *, chapters: list[str] | None = None, html: bool = True,
+                 params: dict | None = None, root: str | os.PathLike | None = None) -> int:
+    """``python -m detpretrain book --profile {smoke,mini,paper}``: the main job (see the module docstring).
+
+    Prints a progress line per chapter, then the summary table and the path of ``_build/html/index.html``.
+    Returns 0, or 1 after printing the failing chapter, cell and error (no Python traceback).
+
+    Raises:
+        ConfigError, FileNotFoundError: bad profile/chapter/parameters or a missing chapter file (the CLI prints
+            them as one line).
+    """
+    t0 = time.perf_counter()
+    try:
+        report = build_book(profile, root=root, chapters=chapters, html=html, params=params,
+                            log=lambda line: print(line, flush=True))
+    except ChapterError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except BookBuildError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(format_summary(report))
+    print(f"total {time.perf_counter() - t0:.0f} s")
+    return 0

@@ -1,0 +1,409 @@
+"""The book pipeline: toc, parameters, papermill execution, up-to-date skipping, nbval, the smoke build.
+
+Two kinds of tests:
+
+* on small chapters written here into ``tmp_path`` (the mechanics: parameters, failures, timeouts, skipping,
+  nbval's comparison), and
+* on the project's own chapters listed in ``_toc.yml`` (parametrised over the toc, so a chapter the toc lists but
+  ``book/`` lacks FAILS with its path): the smoke build of a copy of the book in a temporary folder (its own run
+  store and corpus cache, so the repository is not touched), nbval on every executed chapter, and a re-execution
+  of the detection chapter with non-default parameters.
+
+How nbval compares deterministic outputs (``test_nbval_on_chapter``)
+--------------------------------------------------------------------
+``pytest --nbval-lax`` re-executes a notebook and compares, for cells marked ``# NBVAL_CHECK_OUTPUT`` (or tagged
+``nbval-check-output``) only, the outputs it gets against the outputs *stored in the notebook*. A notebook fresh
+from jupytext has no outputs, so nbval would have nothing to compare. Hence: the smoke build executes each chapter
+once with papermill (``profile="smoke"``, run store and corpus cache in a temporary folder, injected as papermill
+parameters); that executed notebook -- injected-parameters cell included -- is the reference, and nbval executes
+it a second time in a fresh kernel with the same parameters. Every cell must run without error; marked cells
+must reproduce their outputs exactly (text/plain, text/html; images are not compared by nbval). The second
+execution loads the runs trained by the first from the run store, so the comparison also checks that a rebuild
+from the store gives the same numbers as the training that produced them. ``test_nbval_detects_changed_output``
+shows on a hand-made chapter that the comparison is live: a tampered stored output makes nbval fail.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from conftest import PROJECT_ROOT
+from detpretrain import book
+from detpretrain.cli import main as cli_main
+from detpretrain.errors import ConfigError
+
+PARAMETERS_CELL = '''\
+# %% tags=["parameters"]
+profile = "mini"
+dataset = "synthetic"
+data_root = None
+seeds = None
+device = "auto"
+store = None
+data_cache = None
+'''
+
+
+def write_chapter(path: Path, *cells: str, title: str = "A test chapter") -> Path:
+    """A jupytext percent chapter: a title, the contract's parameters cell, then ``cells`` (code, dedented)."""
+    body = [f"# %% [markdown]\n# # {title}\n", PARAMETERS_CELL]
+    body += [f"# %%\n{textwrap.dedent(c).strip()}\n" for c in cells]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(body))
+    return path
+
+
+def write_book(root: Path, chapters: dict[str, list[str]]) -> Path:
+    """A book folder: the project's _config.yml, a toc over ``chapters`` (first = root), one file per chapter."""
+    shutil.copy(PROJECT_ROOT / "_config.yml", root / "_config.yml")
+    names = list(chapters)
+    toc = f"format: jb-book\nroot: book/{names[0]}\n"
+    if names[1:]:
+        toc += "chapters:\n" + "".join(f"  - file: book/{n}\n" for n in names[1:])
+    (root / "_toc.yml").write_text(toc)
+    for name, cells in chapters.items():
+        write_chapter(root / "book" / f"{name}.py", *cells, title=f"Chapter {name}")
+    return root
+
+
+def run_nbval(notebook: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``pytest --nbval-lax`` on one notebook in a subprocess (the venv's kernel, its folder as rootdir)."""
+    cmd = [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "--nbval-cell-timeout=600",
+           "-p", "no:cacheprovider", "-q", "--rootdir", str(notebook.parent), str(notebook)]
+    base = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}  # the outer run's options are not ours
+    return subprocess.run(cmd, cwd=notebook.parent, capture_output=True, text=True, timeout=900,
+                          env={**base, **(env or {})})
+
+
+def outputs_text(nb) -> str:
+    """All stream and text/plain outputs of a notebook, joined."""
+    parts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            parts.append(out.get("text", "") or out.get("data", {}).get("text/plain", ""))
+    return "\n".join(parts)
+
+
+# ----------------------------------------------------------------------------------------- parameters, toc
+
+
+def test_parse_value_reads_values_like_papermill_yaml():
+    assert book.parse_value("0") == 0 and isinstance(book.parse_value("0"), int)
+    assert book.parse_value("0.5") == 0.5
+    assert book.parse_value("1e-3") == pytest.approx(0.001)
+    assert book.parse_value("None") is None and book.parse_value("null") is None
+    assert book.parse_value("[0,1]") == [0, 1]
+    assert book.parse_value("[0, 1, 2]") == [0, 1, 2]
+    assert book.parse_value("true") is True and book.parse_value("False") is False
+    assert book.parse_value("{a: 1}") == {"a": 1}
+    assert book.parse_value("cuda") == "cuda"
+    assert book.parse_value("yes") == "yes"  # YAML 1.1 boolean words stay strings
+    assert book.parse_value("../shared/data/coco2017_subset") == "../shared/data/coco2017_subset"
+    assert book.parse_value("~/data") == "~/data"
+    assert book.parse_value("nan") == "nan"
+    assert book.parse_value(3) == 3  # non-strings untouched
+
+
+def test_toc_files_reads_root_parts_chapters_and_sections(tmp_path):
+    (tmp_path / "_toc.yml").write_text(textwrap.dedent("""\
+        format: jb-book
+        root: book/intro
+        parts:
+          - caption: One
+            chapters:
+              - file: book/a.py
+                sections:
+                  - file: book/a1
+              - url: https://example.org
+          - caption: Two
+            chapters:
+              - file: book/b
+        """))
+    assert book.toc_files(tmp_path) == ["book/intro", "book/a", "book/a1", "book/b"]
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nchapters:\n  - file: book/a\n")
+    with pytest.raises(ConfigError, match="no 'root' entry"):
+        book.toc_files(tmp_path)
+
+
+def test_unknown_chapter_is_named_with_the_list_of_chapters(tmp_path):
+    write_book(tmp_path, {"intro": [], "detection": []})
+    assert book.resolve_chapter("detection", tmp_path) == tmp_path / "book" / "detection.py"
+    with pytest.raises(ConfigError, match=r"unknown chapter 'detecton'.*intro, detection"):
+        book.resolve_chapter("detecton", tmp_path)
+    with pytest.raises(FileNotFoundError, match="no such chapter file"):
+        book.resolve_chapter(str(tmp_path / "book" / "missing.py"), tmp_path)
+    with pytest.raises(ConfigError, match="unknown chapter"):
+        book.build_book("smoke", root=tmp_path, chapters=["nope"], html=False)
+    with pytest.raises(ConfigError, match="unknown profile"):
+        book.build_book("huge", root=tmp_path, html=False)
+    with pytest.raises(ConfigError, match="with --profile"):
+        book.build_book("smoke", root=tmp_path, html=False, params={"profile": "mini"})
+    (tmp_path / "book" / "intro.py").write_text("# %%\nprint('no parameters cell')\n")
+    with pytest.raises(ConfigError, match=r"intro\.py: no cell tagged 'parameters'"):
+        book.run_command(str(tmp_path / "book" / "intro.py"), {})
+    with pytest.raises(ConfigError, match=r"intro\.py: no cell tagged 'parameters'"):
+        book.build_book("paper", root=tmp_path, html=False)
+
+def test_jupyter_book_failure_is_reported(tmp_path):
+    write_book(tmp_path, {"intro": []})  # never executed: no book/intro.ipynb for Sphinx to read
+    with pytest.raises(book.BookBuildError, match=r"jupyter-book build .* failed \(exit \d+\):"):
+        book.build_html(tmp_path)
+
+
+def test_code_hash_follows_package_code_but_not_the_book_driver(tmp_path):
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "a.py").write_text("x = 1\n")
+    (pkg / "sub" / "b.py").write_text("y = 2\n")
+    (pkg / "book.py").write_text("z = 3\n")
+    first = book.code_hash(pkg)
+    (pkg / "book.py").write_text("z = 4\n")
+    assert book.code_hash(pkg) == first
+    (pkg / "sub" / "b.py").write_text("y = 3\n")
+    assert book.code_hash(pkg) != first
+
+
+# ------------------------------------------------------------------------ execution on hand-made chapters
+
+ECHO = """\
+import sys
+print(f"profile={profile!r} seeds={seeds!r} ({type(seeds).__name__}) device={device!r}")
+print("python", sys.executable)
+"""
+
+
+def test_run_command_injects_parameters_and_they_take_effect(tmp_path, capsys):
+    """``python -m detpretrain run`` = papermill with YAML-read -p values, in the venv's own interpreter."""
+    src = write_chapter(tmp_path / "echo.py", ECHO)
+    out = tmp_path / "out" / "echo.ipynb"
+    rc = cli_main(["run", str(src), "-p", "profile", "smoke", "-p", "seeds", "[0, 1]", "-p", "device", "None",
+                   "-p", "bogus", "1", "-o", str(out)])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "has no parameter bogus" in captured.err
+    nb = nbformat.read(out, as_version=4)
+    injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1
+    assert "profile = \"smoke\"" in injected[0].source and "seeds = [0, 1]" in injected[0].source
+    text = outputs_text(nb)
+    assert "profile='smoke' seeds=[0, 1] (list) device=None" in text
+    kernel_python = text.split("python ", 1)[1].split()[0]
+    assert Path(kernel_python).resolve() == Path(sys.executable).resolve()
+    assert nb.metadata.papermill.parameters == {"profile": "smoke", "seeds": [0, 1], "device": None, "bogus": 1}
+    assert nb.metadata.detpretrain.source_hash == book.source_hash(src)
+    assert nb.metadata.papermill.input_path == str(src)
+
+
+def test_failing_chapter_stops_the_book_with_its_name_and_cell(tmp_path, monkeypatch, capsys):
+    write_book(tmp_path, {"first": ["a = 1", "b = a + 1\nraise ValueError(f'bad value {b}')"],
+                          "second": ["print('never')"]})
+    monkeypatch.chdir(tmp_path)
+    rc = cli_main(["book", "--profile", "paper", "--no-html"])  # paper: no corpora to generate
+    captured = capsys.readouterr()
+    assert rc == 1
+    assert "chapter 'first' failed in cell" in captured.err
+    assert "raise ValueError(f'bad value {b}')" in captured.err  # the failing cell's source
+    assert "ValueError: bad value 2" in captured.err
+    assert "Traceback (most recent call last)" not in captured.err + captured.out
+    assert "[1/2] first" in captured.out and "[2/2]" not in captured.out
+    assert not (tmp_path / "book" / "second.ipynb").exists()
+    failed = nbformat.read(tmp_path / "book" / "first.ipynb", as_version=4)
+    assert failed.metadata.papermill.input_path == str(tmp_path / "book" / "first.py")
+    assert book.execution_record(tmp_path / "book" / "first.ipynb") is None  # a failed run is never "up to date"
+    # the failed chapter's notebook (error included) is never rendered
+    with pytest.raises(ConfigError, match=r"not successfully executed: .*first\.ipynb"):
+        book.build_book("paper", root=tmp_path, chapters=["second"], log=lambda line: None)
+    assert book.execution_record(tmp_path / "book" / "second.ipynb") is not None
+
+
+def test_cell_timeouts_per_profile_and_override(monkeypatch):
+    monkeypatch.delenv("DETPRETRAIN_CELL_TIMEOUT", raising=False)
+    assert (book.cell_timeout("smoke"), book.cell_timeout("mini"), book.cell_timeout("paper")) == (600, 3600, None)
+    monkeypatch.setenv("DETPRETRAIN_CELL_TIMEOUT", "12")
+    assert book.cell_timeout("paper") == 12.0
+    monkeypatch.setenv("DETPRETRAIN_CELL_TIMEOUT", "none")
+    assert book.cell_timeout("smoke") is None
+    monkeypatch.setenv("DETPRETRAIN_CELL_TIMEOUT", "soon")
+    with pytest.raises(ConfigError, match="DETPRETRAIN_CELL_TIMEOUT='soon'"):
+        book.cell_timeout("smoke")
+
+
+def test_cell_timeout_fails_the_chapter(tmp_path):
+    src = write_chapter(tmp_path / "slow.py", "import time\ntime.sleep(60)")
+    t0 = time.perf_counter()
+    with pytest.raises(book.ChapterError, match="longer than the timeout of 2 s"):
+        book.execute_chapter(src, tmp_path / "slow.ipynb", {"profile": "smoke"}, timeout=2)
+    assert time.perf_counter() - t0 < 50
+
+
+def test_dead_kernel_fails_the_chapter(tmp_path, capsys):
+    src = write_chapter(tmp_path / "die.py", "import os\nos._exit(3)")
+    assert book.run_command(str(src), {"profile": "smoke"}, output=str(tmp_path / "die.ipynb")) == 1
+    err = capsys.readouterr().err
+    assert "chapter 'die': the kernel died" in err and "Traceback" not in err
+
+
+def test_up_to_date_chapters_are_skipped_and_stale_ones_reexecuted(tmp_path, monkeypatch):
+    write_book(tmp_path, {"only": ["print(profile, seeds)"]})
+    src = tmp_path / "book" / "only.py"
+
+    def statuses(**kwargs):
+        report = book.build_book("paper", root=tmp_path, html=False, log=lambda line: None, **kwargs)
+        return [c.status for c in report.chapters]
+
+    assert statuses() == ["executed"]
+    assert statuses() == ["up to date"]
+    assert book.is_up_to_date(src, src.with_suffix(".ipynb"), {"profile": "paper"}) == (True, "up to date")
+    assert statuses(params={"seeds": "[1]"}) == ["executed"]  # other parameters
+    assert statuses(params={"seeds": "[1]"}) == ["up to date"]
+    os.utime(src)  # touching is no change: content hashes, not mtimes
+    assert statuses(params={"seeds": "[1]"}) == ["up to date"]
+    src.write_text(src.read_text() + "\n# %%\nprint('one more cell')\n")
+    assert book.is_up_to_date(src, src.with_suffix(".ipynb"), {"profile": "paper", "seeds": [1]}) == (
+        False, "chapter source changed")
+    assert statuses(params={"seeds": "[1]"}) == ["executed"]
+    monkeypatch.setattr(book, "code_hash", lambda *a: "another-version")
+    assert statuses(params={"seeds": "[1]"}) == ["executed"]  # package code changed
+
+
+def test_nbval_detects_changed_output(tmp_path):
+    """The comparison is live: a marked cell must reproduce its stored output; unmarked cells may differ."""
+    src = write_chapter(tmp_path / "chap.py",
+                        "# NBVAL_CHECK_OUTPUT\nprint(sum(range(10)), profile)",
+                        "import random\nprint(random.random())")  # not marked: not compared
+    nb_path = tmp_path / "chap.ipynb"
+    book.execute_chapter(src, nb_path, {"profile": "smoke"}, timeout=60)
+    ok = run_nbval(nb_path)
+    assert ok.returncode == 0, ok.stdout[-3000:]
+    nb = nbformat.read(nb_path, as_version=4)
+    marked = next(c for c in nb.cells if "NBVAL_CHECK_OUTPUT" in c.source)
+    assert marked.outputs[0].text == "45 smoke\n"
+    marked.outputs[0].text = "46 smoke\n"
+    nbformat.write(nb, nb_path)
+    bad = run_nbval(nb_path)
+    assert bad.returncode != 0
+    assert "46 smoke" in bad.stdout and "45 smoke" in bad.stdout
+
+
+# ------------------------------------------------------------------------------- the project's own chapters
+
+TOC_ENTRIES = book.toc_files(PROJECT_ROOT)
+TOC_NAMES = [book.chapter_name(e) for e in TOC_ENTRIES]
+
+
+@functools.lru_cache(maxsize=1)
+def smoke_book(tmp_root: Path) -> tuple[Path, book.BookReport, float]:
+    """Copy the book (toc, config, book/) to ``tmp_root`` and build it at the smoke profile, HTML included, with
+    its own run store and corpus cache there. Shared by test_book.py and test_browser.py (built once per session).
+
+    Returns ``(root, report, seconds)``.
+    """
+    root = tmp_root / "book-root"
+    root.mkdir()
+    for name in ("_toc.yml", "_config.yml"):
+        shutil.copy(PROJECT_ROOT / name, root / name)
+    shutil.copytree(PROJECT_ROOT / "book", root / "book",
+                    ignore=shutil.ignore_patterns("*.ipynb", "__pycache__", ".ipynb_checkpoints", "_build"))
+    if (PROJECT_ROOT / "docs").is_dir():
+        (root / "docs").symlink_to(PROJECT_ROOT / "docs")
+    env = smoke_env(tmp_root)
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # also for code that ignores the store/data_cache parameters
+    try:
+        t0 = time.perf_counter()
+        report = book.build_book("smoke", root=root, params={"store": env["DETPRETRAIN_RUNS"],
+                                                             "data_cache": env["DETPRETRAIN_DATA"]},
+                                 log=lambda line: print(line, flush=True))
+        seconds = time.perf_counter() - t0
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return root, report, seconds
+
+
+def smoke_env(tmp_root: Path) -> dict[str, str]:
+    return {"DETPRETRAIN_RUNS": str(tmp_root / "runs"), "DETPRETRAIN_DATA": str(tmp_root / "data")}
+
+
+@pytest.fixture(scope="session")
+def built_book(tmp_path_factory):
+    missing = [str(book.chapter_source(PROJECT_ROOT, e).relative_to(PROJECT_ROOT)) for e in TOC_ENTRIES
+               if not book.chapter_source(PROJECT_ROOT, e).is_file()]
+    if missing:
+        pytest.fail(f"_toc.yml lists chapters that do not exist: {', '.join(missing)}")
+    return smoke_book(tmp_path_factory.getbasetemp())
+
+
+@pytest.mark.parametrize("name", TOC_NAMES)
+def test_chapter_follows_the_parameter_contract(name):
+    entry = TOC_ENTRIES[TOC_NAMES.index(name)]
+    source = book.chapter_source(PROJECT_ROOT, entry)
+    assert source.is_file(), f"_toc.yml lists {entry}, but {source} does not exist"
+    params = book.chapter_parameters(book.load_chapter(source))
+    missing = [p for p in book.REQUIRED_PARAMETERS if p not in params]
+    assert not missing, f"{source}: the parameters cell lacks {missing}"
+    assert params["profile"].strip("'\"") == "mini", "chapters default to the mini profile"
+
+
+@pytest.mark.slow
+def test_smoke_book_builds_every_chapter_and_a_warm_rebuild_executes_nothing(built_book):
+    root, report, seconds = built_book
+    print(f"cold smoke build: {seconds:.0f} s (jupyter-book {report.html_seconds:.0f} s); "
+          + ", ".join(f"{c.name} {c.seconds:.0f} s" for c in report.chapters))
+    assert [c.name for c in report.chapters] == TOC_NAMES
+    assert all(c.status == "executed" for c in report.chapters)
+    assert report.html_index == root / "_build" / "html" / "index.html" and report.html_index.is_file()
+    for entry in TOC_ENTRIES:
+        assert (root / "_build" / "html" / f"{entry}.html").is_file(), entry
+    env = smoke_env(root.parent)
+    t0 = time.perf_counter()
+    warm = book.build_book("smoke", root=root, params={"store": env["DETPRETRAIN_RUNS"],
+                                                       "data_cache": env["DETPRETRAIN_DATA"]}, log=lambda s: None)
+    print(f"warm rebuild: {time.perf_counter() - t0:.1f} s (jupyter-book {warm.html_seconds:.1f} s)")
+    assert [c.status for c in warm.chapters] == ["up to date"] * len(TOC_NAMES)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", TOC_NAMES)
+def test_nbval_on_chapter(name, built_book):
+    """nbval --nbval-lax on the papermill-executed smoke chapter (see the module docstring)."""
+    root, _, _ = built_book
+    notebook = root / TOC_ENTRIES[TOC_NAMES.index(name)]
+    notebook = notebook.with_suffix(".ipynb")
+    assert notebook.is_file(), f"{notebook} was not executed"
+    result = run_nbval(notebook, env=smoke_env(root.parent))
+    assert result.returncode == 0, f"nbval failed on {name}:\n{result.stdout[-6000:]}"
+    assert " passed" in result.stdout
+
+
+@pytest.mark.slow
+def test_detection_chapter_reexecuted_with_other_parameters(built_book, tmp_path):
+    """papermill re-execution with non-default parameters: the injected values reach the runs it trains."""
+    assert "detection" in TOC_NAMES, "_toc.yml has no detection chapter"
+    root, _, _ = built_book
+    env = smoke_env(root.parent)
+    source = book.chapter_source(root, TOC_ENTRIES[TOC_NAMES.index("detection")])
+    out = tmp_path / "detection-seed7.ipynb"
+    rc = book.run_command(str(source), {"profile": "smoke", "seeds": "[7]", "store": env["DETPRETRAIN_RUNS"],
+                                        "data_cache": env["DETPRETRAIN_DATA"]}, output=str(out))
+    assert rc == 0
+    nb = nbformat.read(out, as_version=4)
+    injected = next(c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
+    assert "seeds = [7]" in injected.source
+    configs = [json.loads(p.read_text()) for p in Path(env["DETPRETRAIN_RUNS"]).glob("*/config.json")]
+    seeds = {c.get("seed") for c in configs if str(c.get("name", "")).startswith("finetune")}
+    assert 7 in seeds, f"no fine-tuning run with seed 7 in the store; seeds there: {seeds}"

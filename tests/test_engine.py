@@ -1,0 +1,173 @@
+"""End-to-end training on the smoke profile: determinism, resume after a kill, torchrun DDP, real COCO subset.
+
+These train real (tiny) models; each run takes seconds on 2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from detpretrain import engine
+from detpretrain.experiment import finetune_config, pretrain_configs, run_detection_experiment, target_spec
+from detpretrain.profiles import get_profile
+from detpretrain.runs import RunStore, get_or_train
+
+PAPER_IOUS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+
+
+@pytest.fixture(scope="module")
+def corpus_dir(tmp_path_factory):
+    """One cache of generated smoke corpora for the whole module (generation is cached by spec)."""
+    path = tmp_path_factory.mktemp("corpora")
+    old = os.environ.get("DETPRETRAIN_DATA")
+    os.environ["DETPRETRAIN_DATA"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("DETPRETRAIN_DATA", None)
+    else:
+        os.environ["DETPRETRAIN_DATA"] = old
+
+
+@pytest.fixture(scope="module")
+def experiment(corpus_dir, tmp_path_factory):
+    store = RunStore(tmp_path_factory.mktemp("runs"))
+    t0 = time.perf_counter()
+    result = run_detection_experiment("smoke", store=store, progress=False, log=lambda s: None)
+    return result, store, time.perf_counter() - t0
+
+
+def _scratch_config(epochs=2):
+    prof = get_profile("smoke")
+    cfg = finetune_config(prof, "scratch", 0, target_spec(prof), pretrain_configs(prof))
+    from detpretrain.config import replace_path
+
+    return replace_path(cfg, "optim.epochs", epochs)
+
+
+def test_smoke_experiment_trains_every_backbone_and_evaluates(experiment):
+    result, store, _ = experiment
+    assert [r["pretrain"] for r in result["runs"]] == ["imagenet-cls", "detection", "scratch"]
+    for r in result["runs"]:
+        m = r["metrics"]
+        assert m["iou_thresholds"] == pytest.approx(PAPER_IOUS)
+        assert len(m["mAP"]) == 9 and all(0.0 <= v <= 100.0 for v in m["mAP"])
+        # AP can only fall as the IoU threshold rises (a TP at IoU t is a TP at every lower threshold)
+        assert all(a >= b - 1e-9 for a, b in zip(m["mAP"], m["mAP"][1:]))
+        assert len(m["history"]) == get_profile("smoke").finetune.epochs
+        run_dir = Path(r["run"])
+        for name in ("config.json", "metrics.json", "backbone.pt", "model.pt", "log.txt", "checkpoints/last.pt"):
+            assert (run_dir / name).exists(), name
+    assert set(result["pretrain_runs"]) == {"imagenet-cls", "detection"}
+    cls_metrics = json.loads((Path(result["pretrain_runs"]["imagenet-cls"]) / "metrics.json").read_text())
+    assert cls_metrics["task"] == "classification" and 0 <= cls_metrics["top1"] <= 100
+
+
+def test_second_call_reuses_the_run_store(experiment):
+    result, store, first_seconds = experiment
+    before = {r["run"]: Path(r["run"], "metrics.json").stat().st_mtime_ns for r in result["runs"]}
+    t0 = time.perf_counter()
+    again = run_detection_experiment("smoke", store=store, progress=False, log=lambda s: None)
+    assert time.perf_counter() - t0 < first_seconds / 3
+    assert {r["run"]: Path(r["run"], "metrics.json").stat().st_mtime_ns for r in again["runs"]} == before
+    assert [r["metrics"]["mAP"] for r in again["runs"]] == [r["metrics"]["mAP"] for r in result["runs"]]
+
+
+def test_detection_pretraining_starts_from_the_classification_backbone(experiment):
+    result, store, _ = experiment
+    det_cfg = json.loads((Path(result["pretrain_runs"]["detection"]) / "config.json").read_text())
+    cls_name = Path(result["pretrain_runs"]["imagenet-cls"]).name
+    assert det_cfg["init"] == "run:" + cls_name.split("-", 1)[1]
+
+
+def test_same_seed_same_metrics(corpus_dir, tmp_path):
+    cfg = _scratch_config()
+    a = get_or_train(cfg, RunStore(tmp_path / "a"), progress=False).metrics
+    b = get_or_train(cfg, RunStore(tmp_path / "b"), progress=False).metrics
+    assert a["mAP"] == b["mAP"]
+    assert [h["loss"] for h in a["history"]] == [h["loss"] for h in b["history"]]
+
+
+def _cli(*args, store, data):
+    env = {**os.environ, "DETPRETRAIN_DATA": str(data), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    return [sys.executable, "-m", "detpretrain", "train", "--profile", "smoke", "--pretrain", "scratch",
+            "--store", str(store), *args], env
+
+
+def test_killed_training_resumes_to_the_same_metrics(corpus_dir, tmp_path):
+    """SIGKILL a training process mid-epoch, run it again, and get what an uninterrupted run gets."""
+    args = ("--set", "optim.epochs=4")
+    cmd, env = _cli(*args, store=tmp_path / "killed", data=corpus_dir)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    checkpoint = None
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        found = list((tmp_path / "killed").glob("*/checkpoints/last.pt"))
+        if found:
+            checkpoint = found[0]
+            break
+        time.sleep(0.05)
+    assert checkpoint is not None, f"no checkpoint appeared: {proc.stderr.read().decode()[-2000:] if proc.poll() is not None else ''}"
+    time.sleep(0.3)  # into the next epoch
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    run_dir = checkpoint.parent.parent
+    assert not (run_dir / "metrics.json").exists(), "the run finished before it could be killed"
+    subprocess.run(cmd, env=env, check=True, capture_output=True)
+    assert "resumed from" in (run_dir / "log.txt").read_text()
+    cmd2, env2 = _cli(*args, store=tmp_path / "uninterrupted", data=corpus_dir)
+    subprocess.run(cmd2, env=env2, check=True, capture_output=True)
+    resumed = json.loads((run_dir / "metrics.json").read_text())
+    (clean_dir,) = list((tmp_path / "uninterrupted").glob("detection-*"))
+    clean = json.loads((clean_dir / "metrics.json").read_text())
+    assert run_dir.name == clean_dir.name
+    assert resumed["mAP"] == clean["mAP"]
+    assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in clean["history"]]
+
+
+def test_torchrun_two_processes_train_and_evaluate(corpus_dir, tmp_path):
+    """DDP with gloo on CPU: 2 processes, each half of the global batch; evaluation gathered on rank 0."""
+    out = tmp_path / "ddp.json"
+    env = {**os.environ, "DETPRETRAIN_DATA": str(corpus_dir), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+           "detpretrain", "train", "--profile", "smoke", "--pretrain", "scratch", "--store", str(tmp_path / "runs"),
+           "--out", str(out)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    (run,) = result["runs"]
+    m = run["metrics"]
+    assert m["world_size"] == 2 and len(m["mAP"]) == 9
+    assert "mAP (%) vs IoU threshold" in proc.stdout
+    # the sharded, gathered evaluation equals a single-process evaluation of the same weights
+    import torch
+
+    from detpretrain.config import from_dict
+    from detpretrain.data.builders import build_detection_dataset
+
+    cfg = from_dict(json.loads((Path(run["run"]) / "config.json").read_text()))
+    test_set = build_detection_dataset(cfg.data, cfg.data.eval_split, train=False)
+    model = engine.build_model(cfg, len(test_set.classes))
+    model.load_state_dict(torch.load(Path(run["run"]) / "model.pt", weights_only=True))
+    single = engine.evaluate_detector(model, test_set, torch.device("cpu"), iou_thresholds=cfg.eval_iou_thresholds,
+                                      progress=False)
+    assert single["mAP"] == pytest.approx(m["mAP"], abs=1e-9)
+
+
+def test_real_coco_subset_end_to_end(corpus_dir, coco_subset, tmp_path):
+    """train2017 -> val2017 of the genuine COCO subset, from scratch, smoke schedule."""
+    result = run_detection_experiment("smoke", dataset="coco", data_root=str(coco_subset), pretrains=("scratch",),
+                                      store=RunStore(tmp_path), progress=False, log=lambda s: None,
+                                      overrides={"optim.epochs": 1})
+    (run,) = result["runs"]
+    m = run["metrics"]
+    assert m["num_train_images"] == 130 and m["num_eval_images"] == 128
+    assert len(m["classes"]) == 81  # 80 COCO categories + background
+    assert len(m["mAP"]) == 9
