@@ -206,7 +206,9 @@ def test_run_command_injects_parameters_and_they_take_effect(tmp_path, capsys):
 
 
 def test_failing_chapter_stops_the_book_with_its_name_and_cell(tmp_path, monkeypatch, capsys):
-    write_book(tmp_path, {"first": ["a = 1", "b = a + 1\nraise ValueError(f'bad value {b}')"],
+    # the toc root ("intro") is executed last: it summarises the chapters' runs
+    write_book(tmp_path, {"intro": ["print('never')"],
+                          "first": ["a = 1", "b = a + 1\nraise ValueError(f'bad value {b}')"],
                           "second": ["print('never')"]})
     monkeypatch.chdir(tmp_path)
     rc = cli_main(["book", "--profile", "paper", "--no-html"])  # paper: no corpora to generate
@@ -216,7 +218,7 @@ def test_failing_chapter_stops_the_book_with_its_name_and_cell(tmp_path, monkeyp
     assert "raise ValueError(f'bad value {b}')" in captured.err  # the failing cell's source
     assert "ValueError: bad value 2" in captured.err
     assert "Traceback (most recent call last)" not in captured.err + captured.out
-    assert "[1/2] first" in captured.out and "[2/2]" not in captured.out
+    assert "[1/3] first" in captured.out and "[2/3]" not in captured.out
     assert not (tmp_path / "book" / "second.ipynb").exists()
     failed = nbformat.read(tmp_path / "book" / "first.ipynb", as_version=4)
     assert failed.metadata.papermill.input_path == str(tmp_path / "book" / "first.py")

@@ -132,6 +132,19 @@ def test_killed_training_resumes_to_the_same_metrics(corpus_dir, tmp_path):
     assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in clean["history"]]
 
 
+def _run_group(cmd, env, timeout):
+    """subprocess.run in a new session; on timeout the whole group (torchrun and its workers) is killed."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
 def test_torchrun_two_processes_train_and_evaluate(corpus_dir, tmp_path):
     """DDP with gloo on CPU: 2 processes, each half of the global batch; evaluation gathered on rank 0."""
     out = tmp_path / "ddp.json"
@@ -139,7 +152,7 @@ def test_torchrun_two_processes_train_and_evaluate(corpus_dir, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
            "detpretrain", "train", "--profile", "smoke", "--pretrain", "scratch", "--store", str(tmp_path / "runs"),
            "--out", str(out)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    proc = _run_group(cmd, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
     (run,) = result["runs"]

@@ -1,0 +1,137 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Detection: pre-training helps at high IoU
+#
+# *Li et al. 2019, Section 2.1, Table 1 and Figure 1.*
+#
+# The paper fine-tunes detectors on PASCAL-VOC 07+12 from backbones pre-trained on image classification
+# (IMAGENET-CLS) or on object detection (IMAGENET-LOC, COCO, OPENIMAGES), re-initialising the detection heads, and
+# evaluates on VOC 2007 test. Detection pre-training improves mAP@0.7 by up to 4.8 points (76.3 -> 81.1) but mAP@0.5
+# by only 2.2 (84.6 -> 86.8): **the gain grows with the IoU threshold**, i.e. detection pre-training mostly buys
+# *precise localisation* (Figure 1 plots mAP against IoU 0.1 ... 0.9).
+#
+# Here the same protocol runs on the chosen profile: each backbone of the previous chapter (plus one trained from
+# scratch) is fine-tuned as a Faster R-CNN + FPN detector on the target, with fresh detection heads, the paper's
+# schedule shape (7 epochs, learning-rate step after epoch 5, horizontal flip), once per seed, and evaluated with
+# the VOC07 11-point AP at IoU 0.1 ... 0.9.
+
+# %% tags=["parameters"]
+profile = "mini"  # smoke | mini | paper
+dataset = "synthetic"  # synthetic (VOC-like target) | coco | voc
+data_root = None  # root of a real dataset (dataset coco: a COCO root with annotations/ and train2017/ val2017/)
+seeds = None  # fine-tuning seeds; None means the profile's (mini: 0, 1, 2)
+device = "auto"  # auto | cpu | cuda
+store = None  # run store folder; None means $DETPRETRAIN_RUNS or runs/
+data_cache = None  # generated-corpus folder; None means $DETPRETRAIN_DATA or data/generated
+pretrains = ["imagenet-cls", "detection", "scratch"]  # backbones to compare
+
+# %%
+import os
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from IPython.display import Markdown, display
+
+from detpretrain.analysis import detection as A
+from detpretrain.experiment import run_detection_experiment
+from detpretrain.profiles import get_profile
+from detpretrain.runs import RunStore
+
+if data_cache is not None:
+    os.environ["DETPRETRAIN_DATA"] = str(data_cache)
+prof = get_profile(profile)
+
+# %% [markdown]
+# ## Configuration
+# The profile fixes the schedule; every run is identified by the hash of its full configuration (shown in every
+# figure title) and lives in the run store, so re-executing this chapter trains nothing twice.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+config_rows = [
+    ("profile", prof.name), ("dataset", dataset), ("backbone", (prof.model if dataset == "synthetic" else prof.real_model).arch),
+    ("fine-tuning epochs", prof.finetune.epochs), ("lr step after epoch", ", ".join(map(str, prof.finetune.milestones)) or "none"),
+    ("batch size", prof.finetune.batch_size), ("base lr", prof.finetune.lr),
+    ("seeds", ", ".join(map(str, seeds if seeds is not None else prof.seeds))),
+    ("pre-trainings", ", ".join(pretrains)),
+]
+pd.DataFrame(config_rows, columns=["setting", "value"]).set_index("setting")
+
+# %%
+result = run_detection_experiment(
+    profile, dataset=dataset, data_root=data_root, pretrains=tuple(pretrains),
+    seeds=tuple(seeds) if seeds is not None else None, store=RunStore(store) if store else None,
+    device=device, progress=False,
+)
+
+# %% [markdown]
+# ## mAP against the IoU threshold (Figure 1)
+# Lines are the mean over seeds, bands one standard deviation; hollow diamonds are the paper's Table 1 values
+# (VOC 2007 test) for the same role: IMAGENET-CLS for our classification pre-training, COCO for our detection
+# pre-training.
+
+# %%
+fig, ax = plt.subplots(figsize=(7.5, 4.6))
+A.plot_map_vs_iou(result, ax=ax)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## Table 1: mAP@0.5 and mAP@0.7
+
+# %%
+t1 = A.table1(result)
+t1.style.format(precision=1, na_rep="–").hide(axis="index")
+
+# %% [markdown]
+# ## The gap between detection and classification pre-training, per IoU threshold
+# Paired by seed: the two detectors of one seed see the target images in the same order.
+
+# %%
+gaps = A.gap_by_iou(result)
+gaps.style.format(precision=2, na_rep="–").hide(axis="index")
+
+# %%
+verdict = A.high_iou_verdict(result)
+display(Markdown(verdict["sentence"]))
+
+# %% [markdown]
+# ## Per-class AP at IoU 0.7
+# Mean over seeds, in percent; classes of the target, one column per pre-training.
+
+# %%
+rows = []
+for r in result["runs"]:
+    m = r["metrics"]
+    k = [round(t, 2) for t in m["iou_thresholds"]].index(0.7) if 0.7 in [round(t, 2) for t in m["iou_thresholds"]] else None
+    if k is None:
+        continue
+    for cls, aps in m["per_class_AP"].items():
+        rows.append({"class": cls, "pretrain": r["pretrain"], "seed": r["seed"], "AP@0.7": aps[k]})
+per_class = pd.DataFrame(rows).pivot_table(index="class", columns="pretrain", values="AP@0.7", aggfunc="mean")
+per_class.style.format(precision=1, na_rep="–")
+
+# %% [markdown]
+# ## What this shows
+# The verdict above is computed from the runs of this execution, not written by hand. Things to keep in mind when
+# reading it:
+#
+# * At the `smoke` profile every run trains for seconds on a few dozen 64-pixel images; its numbers exercise the
+#   code, they are not evidence.
+# * At `mini`, three seeds give a standard error for the gap; a gap that changes by less than that is reported as
+#   *not resolved*, not as a confirmation.
+# * The paper's detectors are SNIPER (ResNet-101, multi-scale); ours are torchvision's Faster R-CNN + FPN at one
+#   scale, and the `mini` backbone is a narrow ResNet on synthetic 128-pixel images. The *direction* of the effect is
+#   what can be compared, not the magnitude.
+# * Re-run on real images: `python -m detpretrain run detection -p dataset coco -p data_root ../shared/data/coco2017_subset`.

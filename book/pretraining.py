@@ -1,0 +1,124 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Pre-training the backbones
+#
+# *Li et al. 2019, Section 2 ("All our detection networks are pre-trained first on IMAGENET-CLS. They are then
+# trained on detection datasets like OPENIMAGES, IMAGENET-LOC and COCO").*
+#
+# Every later chapter compares backbones that differ only in how they were pre-trained:
+#
+# | backbone | paper | here (`smoke`, `mini`) | here (`paper`) |
+# |---|---|---|---|
+# | **imagenet-cls** | ResNet-101 trained on ImageNet classification (IMAGENET-CLS) | a ResNet trained to classify the single-object `imagenet_cls` corpus (labels only) | torchvision `ResNet101_Weights.IMAGENET1K_V2` |
+# | **detection** | the IMAGENET-CLS network trained further as a detector on COCO / OPENIMAGES / IMAGENET-LOC | the imagenet-cls backbone trained further as a Faster R-CNN + FPN on the multi-object `coco` corpus (boxes) | the same on COCO train2017 |
+# | **scratch** | (He et al. 2019, discussed in the related work) | random initialisation | random initialisation |
+#
+# This chapter trains (or loads from the run store) the two pre-trained backbones, shows their corpora and their
+# learning curves. The `dataset` parameter concerns the fine-tuning target of the later chapters; pre-training
+# always uses the profile's pre-training corpora.
+
+# %% tags=["parameters"]
+profile = "mini"  # smoke | mini | paper
+dataset = "synthetic"  # the later chapters' target; pre-training does not depend on it
+data_root = None
+seeds = None
+device = "auto"
+store = None  # run store folder; None means $DETPRETRAIN_RUNS or runs/
+data_cache = None  # generated-corpus folder; None means $DETPRETRAIN_DATA or data/generated
+sample_images = 8  # images per corpus in the sample grids
+
+# %%
+import os
+import tempfile
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+from IPython.display import Image, Markdown, display
+
+from detpretrain.config import config_hash
+from detpretrain.data import synthetic
+from detpretrain.data.builders import corpus_cache_dir
+from detpretrain.experiment import pretrain_configs
+from detpretrain.profiles import get_profile
+from detpretrain.runs import RunStore, get_or_train
+
+if data_cache is not None:
+    os.environ["DETPRETRAIN_DATA"] = str(data_cache)
+prof = get_profile(profile)
+run_store = RunStore(store) if store else RunStore()
+configs = {k: v for k, v in pretrain_configs(prof).items() if v is not None}
+
+# %% [markdown]
+# ## The pre-training corpora
+# Counts per split of each corpus the profile generates (deterministic: same profile and seed, same corpus).
+
+# %%
+# NBVAL_CHECK_OUTPUT
+specs = synthetic.profile_specs(profile if profile != "paper" else "mini")
+pd.DataFrame(
+    [{"role": role, "image size (px)": s.image_size, "train": s.n_train, "val": s.n_val, "test": s.n_test,
+      "key": s.key()} for role, s in specs.items()]
+).set_index("role")
+
+# %%
+if profile != "paper":
+    grid_dir = Path(tempfile.mkdtemp(prefix="grids-"))
+    for role in ("imagenet_cls", "coco"):
+        root = synthetic.generate(specs[role], corpus_cache_dir())
+        png = synthetic.save_sample_grid(root, role, grid_dir / f"{role}.png", n=sample_images)
+        display(Markdown(f"**{role}** corpus ({specs[role].image_size} px, key `{specs[role].key()}`): "
+                         "object boxes solid, discriminative parts dashed, masks tinted."))
+        display(Image(filename=str(png)))
+
+# %% [markdown]
+# ## Training (or loading) the backbones
+# `get_or_train` returns the stored run when its configuration hash is already in the run store.
+
+# %%
+runs = {name: get_or_train(cfg, run_store, device=device, progress=False) for name, cfg in configs.items()}
+summary = pd.DataFrame([
+    {"backbone": name, "run": r.path.name, "task": r.config.task, "data": r.config.data.describe(),
+     "init": r.config.init or "random", "epochs": r.config.optim.epochs,
+     "train images": r.metrics["num_train_images"], "result": r.metrics["headline"] or "–",
+     "train time (s)": round(sum(h["seconds"] for h in r.metrics["history"]), 1)}
+    for name, r in runs.items()
+])
+summary.set_index("backbone")
+
+# %% [markdown]
+# The detection pre-training reports COCO-style mAP on its own validation split (`eval_metric = coco`), averaged
+# over IoU 0.1 ... 0.9; the classification pre-training reports top-1 accuracy on its validation split.
+
+# %%
+rows = []
+for name, r in runs.items():
+    for h in r.metrics["history"]:
+        rows.append({"backbone": name, "epoch": h["epoch"] + 1, "training loss": h["loss"], "lr": h["lr"]})
+curves = pd.DataFrame(rows)
+fig, axes = plt.subplots(1, len(runs), figsize=(5.2 * len(runs), 3.6), squeeze=False)
+for ax, (name, r) in zip(axes[0], runs.items()):
+    sns.lineplot(data=curves[curves["backbone"] == name], x="epoch", y="training loss", marker="o", ax=ax)
+    ax.set_title(f"{name}: {r.config.task} pre-training\nprofile {prof.name} · run {config_hash(r.config)[:10]} · "
+                 f"{r.config.data.describe()}", fontsize=8, loc="left")
+    ax.grid(alpha=0.3)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# The detection loss is torchvision's sum of the RPN objectness and box losses and the RoI-head classification and
+# box losses; the classification loss is the cross-entropy. A curve that is still falling steeply at the end means
+# the profile's schedule is short: the `mini` profile trades convergence for a CPU budget, which weakens both
+# backbones alike.

@@ -1,0 +1,40 @@
+"""Numbers reported by Li et al. 2019 (and the companion papers), cited beside ours in the book.
+
+These are the papers' published values, typed from the papers (``../shared/papers``) with their table or figure
+number; every number of OURS in the book comes from the run store instead.
+"""
+
+from __future__ import annotations
+
+#: Table 1: PASCAL-VOC 2007 test, fine-tuned from each pre-training, (mAP@0.5, mAP@0.7) in percent.
+TABLE1 = {
+    "DCNv1": (81.9, 68.2),
+    "DCNv2": (84.9, 73.5),
+    "IMAGENET-CLS": (84.6, 76.3),
+    "IMAGENET-LOC": (86.5, 80.0),
+    "COCO": (86.8, 80.7),
+    "OPENIMAGES": (86.8, 81.1),
+}
+
+#: Our pre-training names -> the paper's dataset names playing the same role.
+ROLE_NAMES = {
+    "imagenet-cls": "IMAGENET-CLS",
+    "detection": "COCO",
+    "scratch": "(from scratch)",
+}
+
+#: Section 2.1: gap between OPENIMAGES and IMAGENET-CLS pre-training, in mAP points, at IoU 0.5 and 0.7.
+GAP_AT_05 = TABLE1["OPENIMAGES"][0] - TABLE1["IMAGENET-CLS"][0]  # 2.2
+GAP_AT_07 = TABLE1["OPENIMAGES"][1] - TABLE1["IMAGENET-CLS"][1]  # 4.8
+
+#: The paper's four conclusions (abstract), quoted.
+CONCLUSIONS = (
+    "Pre-training on large detection datasets is crucial for fine-tuning on small detection datasets, especially "
+    "when precise localization is needed.",
+    "Detection pre-training also benefits other localization tasks like semantic segmentation but adversely affects "
+    "image classification.",
+    "Features for images which are similar in the object detection feature space are likely to be similar in the "
+    "image classification feature space but the converse is not true.",
+    "Visualization of features reveals that activation of detection networks typically covers the entire object, "
+    "while activation of classification networks focus on parts.",
+)
