@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -57,10 +58,15 @@ def target_spec(profile: Profile, dataset: str = "synthetic", data_root: str | N
     return DataSpec(kind=kind, root=str(Path(data_root).expanduser().resolve()), train_split=train, eval_split=test)
 
 
-def pretrain_configs(profile: Profile) -> dict[str, TrainConfig | None]:
+def pretrain_configs(profile: Profile, detection_root: str | None = None) -> dict[str, TrainConfig | None]:
     """The backbone pre-training runs of a profile: ``{"imagenet-cls": cfg or None, "detection": cfg}``.
 
     ``imagenet-cls`` is ``None`` when the profile takes torchvision ImageNet weights instead of training.
+
+    Args:
+        detection_root: for the ``paper`` profile, the COCO 2017 root of the detection pre-training
+            (``annotations/instances_train2017.json``, ``train2017/``, ``val2017/``); default ``$DETPRETRAIN_COCO``
+            or ``~/data/coco``. The other profiles pre-train on the synthetic ``coco`` corpus.
     """
     out: dict[str, TrainConfig | None] = {"imagenet-cls": None}
     cls_init = f"torchvision:{profile.imagenet_cls_weights}" if profile.imagenet_cls_weights else None
@@ -71,7 +77,9 @@ def pretrain_configs(profile: Profile) -> dict[str, TrainConfig | None]:
         out["imagenet-cls"] = cls_cfg
         cls_init = f"run:{config_hash(cls_cfg)}"
     if profile.name == "paper":
-        det_data = DataSpec(kind="coco", root="~/data/coco", train_split="train2017", eval_split="val2017")
+        root = detection_root or os.environ.get("DETPRETRAIN_COCO", "~/data/coco")
+        det_data = DataSpec(kind="coco", root=str(Path(root).expanduser()), train_split="train2017",
+                            eval_split="val2017")
         det_model = profile.real_model
     else:
         det_data, det_model = synthetic_spec(profile.name, "coco"), profile.model
