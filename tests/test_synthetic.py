@@ -335,7 +335,7 @@ def test_image_level_labels(corpora, tmp_path):
 # VOC layout
 # --------------------------------------------------------------------------------------------------------------
 def test_voc_xml_lists_and_masks(corpora):
-    root, spec = corpora["voc"], SPECS["voc"]
+    root, _spec = corpora["voc"], SPECS["voc"]
     labels = [line.split()[0] for line in (root / "labels.txt").read_text().splitlines()]
     assert labels == list(syn.VOC_CATEGORIES)
     main = {s: (root / "ImageSets/Main" / f"{s}.txt").read_text().split() for s in ("train", "val", "trainval",
@@ -347,7 +347,7 @@ def test_voc_xml_lists_and_masks(corpora):
     palette = syn.voc_palette()
     assert palette[1].tolist() == [128, 0, 0] and palette[15].tolist() == [192, 128, 128]
     assert palette[255].tolist() == [224, 224, 192]
-    band = syn.void_width(S)
+    syn.void_width(S)
     n_void = 0
     for fid in main["trainval"] + main["test"]:
         tree = ET.parse(root / "Annotations" / f"{fid}.xml").getroot()

@@ -22,7 +22,7 @@ from contextlib import nullcontext
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, SequentialSampler, Subset
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subset
 from tqdm.auto import tqdm
 
 from detpretrain import distributed
@@ -116,7 +116,7 @@ def make_optimizer(model: nn.Module, optim_spec) -> torch.optim.SGD:
 
 
 def train_one_epoch(model, optimizer, loader, device, epoch: int, *, task: str, scheduler=None, scaler=None,
-                    progress: bool = True, stop_after_iters: int | None = None) -> dict[str, float]:
+                    progress: bool = True) -> dict[str, float]:
     """One pass over ``loader``; returns the mean of each loss (averaged over ranks).
 
     Args:
@@ -124,7 +124,6 @@ def train_one_epoch(model, optimizer, loader, device, epoch: int, *, task: str, 
             loss_box_reg, loss_objectness, loss_rpn_box_reg) or ``"classification"`` (cross-entropy on logits).
         scheduler: stepped once per iteration (warm-up + steps, :func:`lr_lambda`).
         scaler: a ``torch.amp.GradScaler`` for mixed precision on CUDA, else None.
-        stop_after_iters: stop after this many iterations (used to simulate an interruption).
 
     Raises:
         FloatingPointError: the loss became NaN or infinite (diverged); the last checkpoint stays intact.
@@ -133,10 +132,9 @@ def train_one_epoch(model, optimizer, loader, device, epoch: int, *, task: str, 
     sums: dict[str, float] = {}
     n = 0
     amp = torch.autocast(device.type, dtype=torch.float16) if scaler is not None else nullcontext()
-    bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=None if (progress and distributed.is_main_process()) else True)
+    show = progress and distributed.is_main_process()
+    bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=None if show else True)  # None: only on a TTY
     for it, (inputs, targets) in enumerate(bar):
-        if stop_after_iters is not None and it >= stop_after_iters:
-            break
         with amp:
             if task == "detection":
                 images = [img.to(device, non_blocking=True) for img in inputs]
@@ -262,8 +260,7 @@ def _loader(config: TrainConfig, dataset, epoch: int) -> DataLoader:
     )
 
 
-def fit(config: TrainConfig, run, *, store=None, device: str = "auto", progress: bool = True,
-        stop_after_iters: int | None = None) -> dict:
+def fit(config: TrainConfig, run, *, store=None, device: str = "auto", progress: bool = True) -> dict:
     """Train ``config`` into ``run`` (a :class:`detpretrain.runs.Run`), resuming from its last checkpoint.
 
     After each epoch a checkpoint (model, optimizer, scheduler, epoch, history) replaces ``checkpoints/last.pt``
@@ -271,11 +268,12 @@ def fit(config: TrainConfig, run, *, store=None, device: str = "auto", progress:
     last, ``metrics.json`` are written (rank 0 only).
 
     Args:
-        stop_after_iters: stop (without finishing the run) after this many iterations of the first epoch trained
-            in this call -- simulates an interruption in tests.
+        store: the run store that resolves ``init="run:<hash>"`` (default: :class:`~detpretrain.runs.RunStore`).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``; under torchrun each rank takes ``cuda:LOCAL_RANK``.
+        progress: tqdm bars (on a terminal, main process only).
 
     Returns:
-        the metrics dict (also in ``metrics.json``); ``{}`` if stopped early.
+        the metrics dict (also in ``metrics.json``).
     """
     from detpretrain.runs import atomic_torch_save, atomic_write_json
 
@@ -307,10 +305,7 @@ def fit(config: TrainConfig, run, *, store=None, device: str = "auto", progress:
         torch.manual_seed(epoch_seed(config.seed, epoch))  # augmentation RNG of this epoch
         t0 = time.perf_counter()
         losses = train_one_epoch(train_model, optimizer, _loader(config, train_set, epoch), dev, epoch,
-                                 task=config.task, scheduler=scheduler, scaler=scaler, progress=progress,
-                                 stop_after_iters=stop_after_iters)
-        if stop_after_iters is not None:
-            return {}
+                                 task=config.task, scheduler=scheduler, scaler=scaler, progress=progress)
         entry = {"epoch": epoch, "seconds": round(time.perf_counter() - t0, 2),
                  "lr": optimizer.param_groups[0]["lr"], **{k: round(v, 5) for k, v in losses.items()}}
         history.append(entry)

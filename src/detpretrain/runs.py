@@ -171,7 +171,7 @@ def get_or_train(config: TrainConfig, store: RunStore | None = None, **train_kwa
     Args:
         config: the run's :class:`~detpretrain.config.TrainConfig`.
         store: the run store (default :class:`RunStore` at ``$DETPRETRAIN_RUNS`` or ``runs/``).
-        **train_kwargs: passed to :func:`detpretrain.engine.fit` (``device``, ``progress``, ``stop_after_iters``).
+        **train_kwargs: passed to :func:`detpretrain.engine.fit` (``device``, ``progress``).
 
     Returns:
         the complete :class:`Run`; ``run.metrics`` holds the evaluation.

@@ -106,7 +106,7 @@ def high_iou_verdict(result: dict, low: float = 0.5, high: float = 0.7) -> dict:
         verdict = "reversed"
     else:
         verdict = "not resolved"
-    se_text = f" ± {stderr:.1f} (standard error over {n} seeds)" if n > 1 else f" (1 seed: no spread to judge by)"
+    se_text = f" ± {stderr:.1f} (standard error over {n} seeds)" if n > 1 else " (1 seed: no spread to judge by)"
     sentence = (f"Detection pre-training is {gap_low:+.1f} mAP points over IMAGENET-CLS-style pre-training at IoU "
                 f"{low} and {gap_high:+.1f} at IoU {high}; the gap changes by {growth:+.1f}{se_text}. "
                 f"The paper's finding (the gap grows with the IoU threshold: +2.2 -> +4.8) **{verdict}** here.")

@@ -218,3 +218,27 @@ def image_id_from_name(names: Sequence[str]) -> list[int]:
     if len(set(ids)) != len(ids):
         return list(range(1, len(names) + 1))
     return ids
+
+
+class DetectionDatasetBase(torch.utils.data.Dataset):
+    """Shared ``__getitem__`` of the detection readers (VOC, COCO).
+
+    Subclasses provide ``image_path(i)``, ``image_size(i)`` (H, W from the annotation), ``load_target(i)``,
+    ``load_masks(i)``, ``with_masks`` and ``transforms``.
+    """
+
+    def __getitem__(self, i: int):
+        """``(image, target)``: ``tv_tensors.Image`` uint8 [3, H, W] RGB and the target dict, after ``transforms``.
+
+        Raises:
+            DataError: the image is corrupt, truncated or its size differs from the annotation's.
+        """
+        path = self.image_path(i)
+        image = decode_image(path)
+        check_image_size(path, tuple(image.shape[-2:]), self.image_size(i))
+        target = self.load_target(i)
+        if self.with_masks:
+            target["masks"] = self.load_masks(i)
+        if self.transforms is not None:
+            image, target = self.transforms(image, target)
+        return image, target

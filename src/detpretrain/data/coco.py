@@ -30,10 +30,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
-from detpretrain.data._io import check_image_size, decode_image, require_dir, require_file, validate_box
+from detpretrain.data._io import DetectionDatasetBase, require_dir, require_file, validate_box
 from detpretrain.errors import DataError
 
 __all__ = ["CocoDetection", "load_coco_json", "to_coco_gt"]
@@ -73,7 +72,7 @@ def _field(entry: dict, key: str, p: Path, what: str):
     return entry[key]
 
 
-class CocoDetection(Dataset):
+class CocoDetection(DetectionDatasetBase):
     """A COCO-format detection dataset (real COCO or a synthetic corpus written as COCO).
 
     Args:
@@ -293,16 +292,6 @@ class CocoDetection(Dataset):
             out[k] = m if m.ndim == 2 else m.max(axis=2)
         return tv_tensors.Mask(torch.from_numpy(out))
 
-    def __getitem__(self, i: int):
-        """``(image, target)``: ``tv_tensors.Image`` uint8 [3, H, W] RGB and the target dict, after ``transforms``."""
-        image = decode_image(self._files[i])
-        check_image_size(self._files[i], tuple(image.shape[-2:]), self._sizes[i])
-        target = self.load_target(i)
-        if self.with_masks:
-            target["masks"] = self.load_masks(i)
-        if self.transforms is not None:
-            image, target = self.transforms(image, target)
-        return image, target
 
     def __repr__(self) -> str:
         return f"CocoDetection(ann_file={str(self.ann_file)!r}, images={len(self)}, classes={len(self.classes) - 1})"

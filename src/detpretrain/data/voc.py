@@ -40,6 +40,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
 from detpretrain.data._io import (
+    DetectionDatasetBase,
     check_image_size,
     decode_image,
     image_header_size,
@@ -263,7 +264,7 @@ def _parse_annotation(xml_path: Path, name: str, jpeg_dir: Path, class_to_label:
     )
 
 
-class VOCDetection(Dataset):
+class VOCDetection(DetectionDatasetBase):
     """PASCAL VOC detection split (also the synthetic corpus in VOC layout).
 
     Args:
@@ -388,16 +389,6 @@ class VOCDetection(Dataset):
         masks = (inst[None, :, :] == np.arange(1, n + 1, dtype=np.uint8)[:, None, None]).astype(np.uint8)
         return tv_tensors.Mask(torch.from_numpy(masks).reshape(n, r.height, r.width))
 
-    def __getitem__(self, i: int):
-        """``(image, target)``: ``tv_tensors.Image`` uint8 [3, H, W] RGB and the target dict, after ``transforms``."""
-        image = decode_image(self.image_path(i))
-        check_image_size(self.image_path(i), tuple(image.shape[-2:]), self.image_size(i))
-        target = self.load_target(i)
-        if self.with_masks:
-            target["masks"] = self.load_masks(i)
-        if self.transforms is not None:
-            image, target = self.transforms(image, target)
-        return image, target
 
     def __repr__(self) -> str:
         return (f"VOCDetection(root={str(self.root)!r}, image_set={self.image_set!r}, images={len(self)}, "
