@@ -84,7 +84,7 @@ PROFILES: dict[str, Profile] = {
         description="embedded default: synthetic 128-px corpora on a CPU, resnet_tiny, a few minutes per run",
         model=_MINI,
         real_model=_MINI_REAL,
-        cls_pretrain=OptimSpec(epochs=8, batch_size=32, lr=0.1, warmup_iters=50, milestones=(6,)),
+        cls_pretrain=OptimSpec(epochs=20, batch_size=32, lr=0.1, warmup_iters=50, milestones=(15,)),
         det_pretrain=OptimSpec(epochs=8, batch_size=8, lr=0.02, warmup_iters=100, milestones=(6,)),
         finetune=OptimSpec(epochs=7, batch_size=8, lr=0.02, warmup_iters=50, milestones=(5,)),
         seeds=(0, 1, 2),
