@@ -96,7 +96,10 @@ t1.style.format(precision=1, na_rep="–").hide(axis="index")
 
 # %% [markdown]
 # ## The gap between detection and classification pre-training, per IoU threshold
-# Paired by seed: the two detectors of one seed see the target images in the same order.
+# Paired by seed: the two detectors of one seed see the target images in the same order. `gap` is in mAP points,
+# the paper's measure; `relative gain` divides it by the classification-pre-trained detector's mAP at the same
+# threshold, a second reading that matters when our mAP at high IoU is far below the paper's (an absolute gap cannot
+# exceed the mAP it is taken from).
 
 # %%
 gaps = A.gap_by_iou(result)

@@ -61,6 +61,8 @@ def test_gap_by_iou_is_paired_by_seed():
     g = A.gap_by_iou(res).set_index("iou")
     assert g.loc[0.7, "gap"] == pytest.approx(4.0) and g.loc[0.7, "sd"] == pytest.approx(0.0)
     assert g.loc[0.5, "gap"] == pytest.approx(1.0) and int(g.loc[0.5, "seeds"]) == 2
+    assert g.loc[0.7, "baseline mAP"] == pytest.approx(45.0)
+    assert g.loc[0.7, "relative gain (%)"] == pytest.approx(100 * 4 / 45)
 
 
 def test_map_frame_and_provenance_and_plot():

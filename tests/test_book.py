@@ -279,6 +279,16 @@ def test_up_to_date_chapters_are_skipped_and_stale_ones_reexecuted(tmp_path, mon
     assert statuses(params={"seeds": "[1]"}) == ["executed"]  # package code changed
 
 
+def test_chapter_edited_while_it_executes_is_stale_afterwards(tmp_path):
+    """The recorded hashes describe what ran, not what is on disk when the execution ends."""
+    src = tmp_path / "book" / "self_editing.py"
+    # the chapter appends a cell to its own source while it runs (as an author editing during a long build)
+    write_chapter(src, f"from pathlib import Path\np = Path({str(src)!r})\np.write_text(p.read_text() + '\\n# %%\\n1\\n')")
+    out = src.with_suffix(".ipynb")
+    book.execute_chapter(src, out, {"profile": "paper"}, timeout=60)
+    assert book.is_up_to_date(src, out, {"profile": "paper"}) == (False, "chapter source changed")
+
+
 def test_nbval_detects_changed_output(tmp_path):
     """The comparison is live: a marked cell must reproduce its stored output; unmarked cells may differ."""
     src = write_chapter(tmp_path / "chap.py",

@@ -368,6 +368,8 @@ def execute_chapter(source: str | os.PathLike, output: str | os.PathLike, parame
     from papermill.exceptions import PapermillExecutionError
 
     name = name or chapter_name(source)
+    # hashes of what is executed, taken BEFORE execution: an edit made while a long chapter runs must make it stale
+    executed_source_hash, executed_code_hash = source_hash(source), code_hash()
     nb = load_chapter(source)
     try:
         chapter_parameters(nb)
@@ -407,7 +409,8 @@ def execute_chapter(source: str | os.PathLike, output: str | os.PathLike, parame
             _set_input_path(output, source)  # papermill wrote the NotebookNode it was given as the input path
     seconds = time.perf_counter() - t0
     nb.metadata.papermill["input_path"] = str(source)  # papermill recorded the NotebookNode it was given
-    nb.metadata[METADATA_KEY] = {"source": str(source), "source_hash": source_hash(source), "code_hash": code_hash(),
+    nb.metadata[METADATA_KEY] = {"source": str(source), "source_hash": executed_source_hash,
+                                 "code_hash": executed_code_hash,
                                  "seconds": round(seconds, 1), "python": sys.executable,
                                  "executed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     nbformat.write(nb, str(output))
