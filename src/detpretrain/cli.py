@@ -82,6 +82,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit status (1 for bad data or configuration, printed without traceback)."""
     args = _build_parser().parse_args(argv)
     try:
         if args.command == "data" and args.data_command == "check":

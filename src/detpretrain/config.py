@@ -54,6 +54,7 @@ class DataSpec:
             raise ConfigError(f"{self.kind} data needs a data_root")
 
     def describe(self) -> str:
+        """A short human-readable name of the data, used in tables and figure titles."""
         if self.kind == "synthetic":
             c = self.corpus or {}
             extra = f", without {c['exclude_supercategory']}" if c.get("exclude_supercategory") else ""

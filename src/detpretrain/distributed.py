@@ -13,22 +13,27 @@ import torch.distributed as dist
 
 
 def is_distributed() -> bool:
+    """True inside an initialised process group (torchrun with WORLD_SIZE > 1)."""
     return dist.is_available() and dist.is_initialized()
 
 
 def rank() -> int:
+    """This process's rank (0 in a single process)."""
     return dist.get_rank() if is_distributed() else 0
 
 
 def world_size() -> int:
+    """Number of processes (1 in a single process)."""
     return dist.get_world_size() if is_distributed() else 1
 
 
 def is_main_process() -> bool:
+    """True on rank 0, the only rank that writes files."""
     return rank() == 0
 
 
 def barrier() -> None:
+    """Wait for every rank (no-op in a single process)."""
     if is_distributed():
         dist.barrier()
 

@@ -14,7 +14,6 @@ IoU 0.1 ... 0.9 with the VOC07 metric.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
 import time
@@ -211,6 +210,3 @@ def generate_command(profile: str, *, out: str | None = None, seed: int = 0) -> 
         print(f"{role:<14} {path}  ({time.perf_counter() - t0:.1f} s)", file=sys.stdout)
     return 0
 
-
-def load_result(path: str | Path) -> dict:
-    return json.loads(Path(path).read_text())

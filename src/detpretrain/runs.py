@@ -59,6 +59,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` as indented, key-sorted JSON to ``path`` atomically (see :func:`atomic_write_bytes`)."""
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, allow_nan=True) + "\n").encode())
 
 
@@ -86,10 +87,12 @@ class Run:
 
     @property
     def hash(self) -> str:
+        """The config hash that names this run."""
         return config_hash(self.config)
 
     @property
     def complete(self) -> bool:
+        """True once ``metrics.json`` exists (it is written last)."""
         return (self.path / "metrics.json").exists()
 
     @property
@@ -99,14 +102,17 @@ class Run:
 
     @property
     def backbone_path(self) -> Path:
+        """``backbone.pt``: the trained ResNet ``state_dict`` without ``fc`` (what ``init="run:<hash>"`` loads)."""
         return self.path / "backbone.pt"
 
     @property
     def model_path(self) -> Path:
+        """``model.pt``: the whole trained model's ``state_dict``."""
         return self.path / "model.pt"
 
     @property
     def checkpoint_path(self) -> Path:
+        """``checkpoints/last.pt``: the state after the last finished epoch (resume point)."""
         return self.path / "checkpoints" / "last.pt"
 
     def log(self, line: str) -> None:
@@ -122,9 +128,11 @@ class RunStore:
         self.root = Path(root) if root is not None else default_store_root()
 
     def path_for(self, config: TrainConfig) -> Path:
+        """The run directory of ``config``: ``<root>/<task>-<config hash>``."""
         return self.root / f"{config.task}-{config_hash(config)}"
 
     def run_for(self, config: TrainConfig) -> Run:
+        """The :class:`Run` of ``config`` (complete or not, existing or not)."""
         return Run(self.path_for(config), config)
 
     def resolve(self, ref: str) -> Run:
@@ -140,6 +148,7 @@ class RunStore:
         return Run(matches[0], from_dict(json.loads((matches[0] / "config.json").read_text())))
 
     def runs(self) -> list[Run]:
+        """Every run with a readable ``config.json``, sorted by directory name; unreadable ones are reported."""
         out = []
         for path in sorted(self.root.glob("*-*")):
             cfg = path / "config.json"
