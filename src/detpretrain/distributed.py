@@ -69,15 +69,6 @@ def all_gather_objects(obj):
     return out
 
 
-def broadcast_object(obj):
-    """Rank 0's ``obj`` on every rank."""
-    if not is_distributed():
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 def all_reduce_mean(values: dict[str, float]) -> dict[str, float]:
     """Average a dict of floats over ranks (for logging losses)."""
     if not is_distributed() or not values:

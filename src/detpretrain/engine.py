@@ -169,7 +169,7 @@ def _fmt(d: dict) -> str:
 
 
 def _shard(dataset):
-    """Every rank's contiguous-free shard for evaluation (indices rank, rank + W, ...; no padding duplicates)."""
+    """This rank's shard for evaluation: indices rank, rank + W, rank + 2W, ... (no padding duplicates)."""
     if not distributed.is_distributed():
         return dataset
     return Subset(dataset, list(range(distributed.rank(), len(dataset), distributed.world_size())))
@@ -190,24 +190,17 @@ def evaluate_detector(model, dataset, device, *, iou_thresholds, metric: str = "
         every rank.
     """
     from detpretrain.data.coco import to_coco_gt
-    from detpretrain.evaluation.detection import evaluate_detections, outputs_to_coco_results
+    from detpretrain.evaluation.detection import DetectionEvaluator
 
     model = getattr(model, "module", model)
     model.eval()
-    shard = _shard(dataset)
-    loader = DataLoader(shard, batch_size=batch_size, shuffle=False, collate_fn=collate_detection)
-    results = []
+    evaluator = DetectionEvaluator(to_coco_gt(dataset), list(iou_thresholds), metric=metric)
+    loader = DataLoader(_shard(dataset), batch_size=batch_size, shuffle=False, collate_fn=collate_detection)
     for images, targets in tqdm(loader, desc="evaluate", leave=False,
                                 disable=None if (progress and distributed.is_main_process()) else True):
         outputs = model([img.to(device) for img in images])
-        outputs = [{k: v.cpu() for k, v in o.items()} for o in outputs]
-        results += outputs_to_coco_results([int(t["image_id"]) for t in targets], outputs)
-    gathered = distributed.all_gather_objects(results)
-    metrics = None
-    if distributed.is_main_process():
-        detections = [d for part in gathered for d in part]
-        metrics = evaluate_detections(to_coco_gt(dataset), detections, list(iou_thresholds), metric=metric)
-    return distributed.broadcast_object(metrics)
+        evaluator.process([int(t["image_id"]) for t in targets], [{k: v.cpu() for k, v in o.items()} for o in outputs])
+    return evaluator.evaluate()  # gathers every rank's detections under torchrun
 
 
 @torch.no_grad()

@@ -101,8 +101,6 @@ def finetune_config(profile: Profile, pretrain: str, seed: int, target: DataSpec
         init = f"run:{config_hash(pretrained['detection'])}"
     elif model.norm == "frozen_bn":  # frozen BatchNorm needs pre-trained statistics; from scratch uses GroupNorm
         model = dataclasses.replace(model, norm="gn", trainable_stages=5)
-    if pretrain != "scratch" and target.kind == "synthetic" and model.norm != profile.model.norm:
-        raise ConfigError("backbone norm of pre-training and fine-tuning differ")
     return TrainConfig(name=f"finetune/{pretrain}", task="detection", data=target, model=model,
                        optim=profile.finetune, init=init, seed=seed)
 
