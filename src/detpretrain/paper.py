@@ -38,3 +38,21 @@ CONCLUSIONS = (
     "Visualization of features reveals that activation of detection networks typically covers the entire object, "
     "while activation of classification networks focus on parts.",
 )
+
+# ---- Section 2.1 ablations (issue: detection ablations) ------------------------------------------------------------
+
+#: Table 2: PASCAL-VOC mAP@0.7 on the classes of a super-category removed from IMAGENET-LOC detection pre-training.
+TABLE2 = {
+    "IMAGENET-LOC (Cls)": {"vehicle": 84.52, "animal": 82.98},
+    "IMAGENET-LOC without Category": {"vehicle": 86.83, "animal": 83.95},
+    "IMAGENET-LOC": {"vehicle": 87.20, "animal": 84.83},
+}
+
+#: Table 3: % of PASCAL-VOC 2007 test objects missed, among objects occluded at level Low (or more) and Medium (or
+#: more), by Hoiem et al.'s tool (2012).
+TABLE3 = {"IMAGENET-CLS": {"low": 14.7, "medium": 15.7}, "OPENIMAGES": {"low": 10.1, "medium": 10.8}}
+
+#: Table 7: identical pre-training samples. (PASCAL-VOC mAP@0.5, mAP@0.7, CALTECH-256 top-1), percent.
+TABLE7 = {"IMAGENET-LOC (Cls)": (84.5, 76.6, 85.8), "IMAGENET-LOC": (86.5, 80.0, 82.3)}
+
+# ---- Section 2.2 segmentation (issue: semantic segmentation) -------------------------------------------------------

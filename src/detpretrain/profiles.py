@@ -34,7 +34,12 @@ class Profile:
         model: backbone/detector sizes on the synthetic corpora.
         real_model: the same for real photographs (larger input size and anchors), used when dataset != synthetic.
         cls_pretrain, det_pretrain, finetune: schedules of IMAGENET-CLS-style classification pre-training,
-            detection pre-training (COCO / IMAGENET-LOC role) and detection fine-tuning on the target.
+            detection pre-training (COCO role) and detection fine-tuning on the target.
+        loc_pretrain: the IMAGENET-LOC pre-trainings of Tables 2 and 7 (detection with all categories or with one
+            super-category removed, and IMAGENET-LOC (Cls) on the same images with labels only), each continuing
+            from the IMAGENET-CLS backbone ("all our detection networks are pre-trained first on IMAGENET-CLS").
+        cls_finetune: full fine-tuning of a backbone on an image-classification target (Tables 7 and 8).
+        seg_finetune: DeepLabV3 fine-tuning on the segmentation target (Table 4).
         seeds: fine-tuning seeds (the book shows their spread).
         imagenet_cls_weights: for ``paper``, the torchvision weight enum standing in for IMAGENET-CLS pre-training;
             ``None`` means "pre-train on the synthetic imagenet_cls corpus".
@@ -47,6 +52,9 @@ class Profile:
     cls_pretrain: OptimSpec
     det_pretrain: OptimSpec
     finetune: OptimSpec
+    loc_pretrain: OptimSpec
+    cls_finetune: OptimSpec
+    seg_finetune: OptimSpec
     seeds: tuple[int, ...] = (0,)
     imagenet_cls_weights: str | None = None
     device: str = "auto"
@@ -59,8 +67,11 @@ _TINY = ModelSpec(arch="resnet_tiny", norm="gn", fpn_channels=32, representation
                   image_size=64)
 _TINY_REAL = dataclasses.replace(_TINY, min_size=192, max_size=256, anchor_sizes=(16, 32, 64, 128, 256),
                                  image_size=96)
+# 64 sampled RoIs per image (torchvision: 512 at 800 px): with about 2 objects per 128-px image the positives
+# (at most 25 %) are not the limit, and the CPU RoIAlign backward, over half of a training step, halves.
 _MINI = ModelSpec(arch="resnet_tiny", norm="gn", fpn_channels=64, representation_size=256,
-                  anchor_sizes=(12, 24, 48, 96, 128), min_size=128, max_size=128, image_size=128)
+                  anchor_sizes=(12, 24, 48, 96, 128), min_size=128, max_size=128, image_size=128,
+                  box_batch_size_per_image=64)
 _MINI_REAL = dataclasses.replace(_MINI, min_size=320, max_size=480, anchor_sizes=(16, 32, 64, 128, 256),
                                  image_size=128)
 _PAPER = ModelSpec(arch="resnet101", norm="frozen_bn", fpn_channels=256, representation_size=1024,
@@ -77,6 +88,9 @@ PROFILES: dict[str, Profile] = {
         cls_pretrain=OptimSpec(epochs=2, batch_size=16, lr=0.05, warmup_iters=5, milestones=()),
         det_pretrain=OptimSpec(epochs=2, batch_size=4, lr=0.02, warmup_iters=5, milestones=()),
         finetune=OptimSpec(epochs=2, batch_size=4, lr=0.02, warmup_iters=5, milestones=(1,)),
+        loc_pretrain=OptimSpec(epochs=1, batch_size=4, lr=0.02, warmup_iters=5, milestones=()),
+        cls_finetune=OptimSpec(epochs=2, batch_size=16, lr=0.01, warmup_iters=5, milestones=(1,)),
+        seg_finetune=OptimSpec(epochs=2, batch_size=4, lr=0.01, warmup_iters=5, milestones=(1,)),
         seeds=(0,),
     ),
     "mini": Profile(
@@ -87,6 +101,9 @@ PROFILES: dict[str, Profile] = {
         cls_pretrain=OptimSpec(epochs=20, batch_size=32, lr=0.1, warmup_iters=50, milestones=(15,)),
         det_pretrain=OptimSpec(epochs=8, batch_size=8, lr=0.02, warmup_iters=100, milestones=(6,)),
         finetune=OptimSpec(epochs=7, batch_size=8, lr=0.02, warmup_iters=50, milestones=(5,)),
+        loc_pretrain=OptimSpec(epochs=4, batch_size=8, lr=0.02, warmup_iters=100, milestones=(3,)),
+        cls_finetune=OptimSpec(epochs=6, batch_size=32, lr=0.01, warmup_iters=20, milestones=(4,)),
+        seg_finetune=OptimSpec(epochs=8, batch_size=8, lr=0.01, warmup_iters=20, milestones=(6,)),
         seeds=(0, 1, 2),
     ),
     "paper": Profile(
@@ -100,6 +117,12 @@ PROFILES: dict[str, Profile] = {
                                num_workers=8),
         finetune=OptimSpec(epochs=7, batch_size=16, lr=0.02, warmup_iters=500, milestones=(5,), amp=True,
                            num_workers=8),
+        loc_pretrain=OptimSpec(epochs=6, batch_size=16, lr=0.02, warmup_iters=1000, milestones=(4,), amp=True,
+                               num_workers=8),
+        cls_finetune=OptimSpec(epochs=30, batch_size=64, lr=0.01, warmup_iters=100, milestones=(20,), amp=True,
+                               num_workers=8),
+        seg_finetune=OptimSpec(epochs=50, batch_size=16, lr=0.01, warmup_iters=200, milestones=(35,), amp=True,
+                               num_workers=8),
         seeds=(0, 1, 2),
         imagenet_cls_weights="ResNet101_Weights.IMAGENET1K_V2",
     ),

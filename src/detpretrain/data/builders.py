@@ -107,12 +107,20 @@ class ConcatDetection(torch.utils.data.ConcatDataset):
 
 
 def build_classification_dataset(spec: DataSpec, split: str, *, train: bool, size: int | None, hflip: bool = True):
-    """A class-folder dataset for ``split`` of ``spec`` (``<root>/<split>/<class>/*.jpg``)."""
-    from detpretrain.data.classification import ClassFolder
+    """A classification dataset for ``split`` of ``spec``.
+
+    Class folders (``<root>/<split>/<class>/*.jpg``) for folder data and the synthetic ImageFolder roles; for a
+    synthetic detection corpus in COCO layout (``imagenet_loc``) the same images with image-level labels only
+    (IMAGENET-LOC (Cls), :class:`~detpretrain.data.classification.ImageLevelLabels`).
+    """
+    from detpretrain.data.classification import ClassFolder, ImageLevelLabels
 
     root = corpus_root(spec)
     size = None if spec.kind == "synthetic" else size
-    return ClassFolder(root, split=split, transforms=classification_transforms(train, size, hflip))
+    tf = classification_transforms(train, size, hflip)
+    if spec.kind == "synthetic" and spec.corpus["role"] == "imagenet_loc":
+        return ImageLevelLabels(root / split, root / "annotations" / f"instances_{split}.json", transforms=tf)
+    return ClassFolder(root, split=split, transforms=tf)
 
 
 def collate_detection(batch):

@@ -23,7 +23,7 @@ from torchvision import datasets
 from detpretrain.data._io import decode_image, read_split_file, require_dir, require_file
 from detpretrain.errors import DataError
 
-__all__ = ["ClassFolder", "Flowers102Official", "OxfordPet", "class_folder_splits"]
+__all__ = ["ClassFolder", "Flowers102Official", "ImageLevelLabels", "OxfordPet", "class_folder_splits"]
 
 _IMG_EXT = datasets.folder.IMG_EXTENSIONS
 
@@ -238,3 +238,57 @@ def is_flowers_official_layout(root: str | os.PathLike) -> bool:
     """True if ``root`` holds torchvision's Flowers-102 layout (``flowers-102/imagelabels.mat``)."""
     return (Path(root) / "flowers-102" / "imagelabels.mat").is_file()
 
+
+
+class ImageLevelLabels(Dataset):
+    """A single-category-per-image COCO detection split read as classification: IMAGENET-LOC (Cls).
+
+    Li et al. 2019 (Tables 2 and 7) pre-train a classifier on exactly the images of the IMAGENET-LOC detection
+    pre-training, "with only class labels". Each image's label is the category of its boxes
+    (:func:`detpretrain.data.synthetic.image_level_labels`); the boxes themselves are never read.
+
+    Args:
+        image_dir: folder of the split's images (``<root>/<split>``).
+        annotation_file: its COCO json (``<root>/annotations/instances_<split>.json``).
+        transforms: applied to the image.
+
+    Attributes:
+        classes: the json's category names in category-id order (index = label), so a corpus with a super-category
+            removed keeps the label space of the full one. samples: ``(path, label)`` per image, file-name order.
+
+    Raises:
+        DataError: missing folder / file, an image with no or several categories, a listed image that is missing;
+        corrupt image at access.
+    """
+
+    def __init__(self, image_dir: str | os.PathLike, annotation_file: str | os.PathLike,
+                 transforms: Callable | None = None):
+        from detpretrain.data.synthetic import image_level_labels
+
+        folder = require_dir(image_dir, "image folder")
+        ann = require_file(annotation_file, "COCO annotation file")
+        labels = image_level_labels(ann)
+        try:
+            cats = sorted(json.loads(ann.read_text(encoding="utf-8"))["categories"], key=lambda c: c["id"])
+        except (ValueError, KeyError, TypeError) as err:
+            raise DataError(ann, f"no readable category list ({err})") from err
+        self.classes = [c["name"] for c in cats]
+        index = {name: i for i, name in enumerate(self.classes)}
+        self.samples = []
+        for fname in sorted(labels):
+            path = folder / fname
+            if not path.is_file():
+                raise DataError(path, f"image listed in {ann.name} is missing")
+            self.samples.append((path, index[labels[fname]]))
+        if not self.samples:
+            raise DataError(ann, "lists no image")
+        self.targets = [label for _, label in self.samples]
+        self.transforms = transforms
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int):
+        path, label = self.samples[i]
+        image = decode_image(path)
+        return (self.transforms(image) if self.transforms else image), label
