@@ -9,6 +9,14 @@ Section 2.1 / Table 1 / Figure 1 of Li et al. 2019 compares backbones pre-traine
 
 by fine-tuning a detector on the target (VOC role) from each, detection heads re-initialised, and evaluating AP at
 IoU 0.1 ... 0.9 with the VOC07 metric.
+
+The ablations of Section 2.1 (Tables 2 and 7) add IMAGENET-LOC pre-trainings (:func:`loc_pretrain_configs`), each
+continuing from the IMAGENET-CLS backbone on the same object-centric images (the ``imagenet_loc`` corpus):
+
+* ``imagenet-loc``          -- detection pre-training with boxes (IMAGENET-LOC),
+* ``imagenet-loc-cls``      -- classification on the same images with image-level labels only (IMAGENET-LOC (Cls)),
+* ``imagenet-loc-no-<sc>``  -- detection pre-training with super-category ``<sc>`` removed from the corpus
+  ("IMAGENET-LOC without Category").
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ from detpretrain.profiles import Profile, get_profile
 from detpretrain.runs import Run, RunStore, get_or_train
 
 PRETRAINS = ("imagenet-cls", "detection", "scratch")
+#: the super-categories the paper removes from IMAGENET-LOC in Table 2
+REMOVED_SUPERCATEGORIES = ("vehicle", "animal")
 
 #: real-data layouts: dataset name -> (data kind, train split, eval split)
 REAL_DATASETS = {
@@ -87,68 +97,194 @@ def pretrain_configs(profile: Profile, detection_root: str | None = None) -> dic
     return out
 
 
+def loc_pretrain_configs(profile: Profile, removed=REMOVED_SUPERCATEGORIES) -> dict[str, TrainConfig]:
+    """The IMAGENET-LOC pre-trainings of Tables 2 and 7, keyed ``imagenet-loc``, ``imagenet-loc-cls`` and
+    ``imagenet-loc-no-<super-category>`` for each of ``removed``.
+
+    All continue from the IMAGENET-CLS backbone of :func:`pretrain_configs` for ``profile.loc_pretrain`` epochs on
+    the ``imagenet_loc`` corpus (one category per image, 1-3 instances). The classifier sees exactly the detector's
+    images with their image-level label (IMAGENET-LOC (Cls)); the "without category" detectors see a corpus of the
+    same size regenerated with no instance of that super-category (its images are replaced by images of the
+    remaining categories, so the amount of pre-training is equal; the paper's corpus simply shrinks).
+
+    Raises:
+        ConfigError: the ``paper`` profile (IMAGENET-LOC with 3,130 classes is not distributed; these ablations run
+            on the synthetic corpora only), or an unknown super-category.
+    """
+    from detpretrain.data.synthetic_taxonomy import SUPERCATEGORIES
+
+    if profile.name == "paper":
+        raise ConfigError("the IMAGENET-LOC ablations (Tables 2, 7) need the synthetic imagenet_loc corpus: run them "
+                          "with profile smoke or mini (the 3,130-class IMAGENET-LOC of the paper is not available)")
+    unknown = [sc for sc in removed if sc not in SUPERCATEGORIES]
+    if unknown:
+        raise ConfigError(f"unknown super-category {unknown[0]!r}; expected one of {', '.join(SUPERCATEGORIES)}")
+    cls_cfg = pretrain_configs(profile)["imagenet-cls"]
+    init = f"run:{config_hash(cls_cfg)}"
+    out = {
+        "imagenet-loc-cls": TrainConfig(name="pretrain/imagenet-loc-cls", task="classification",
+                                        data=synthetic_spec(profile.name, "imagenet_loc"), model=profile.model,
+                                        optim=profile.loc_pretrain, init=init),
+        "imagenet-loc": TrainConfig(name="pretrain/imagenet-loc", task="detection",
+                                    data=synthetic_spec(profile.name, "imagenet_loc"), model=profile.model,
+                                    optim=profile.loc_pretrain, init=init, eval_metric="coco"),
+    }
+    for sc in removed:
+        out[f"imagenet-loc-no-{sc}"] = TrainConfig(
+            name=f"pretrain/imagenet-loc-no-{sc}", task="detection",
+            data=synthetic_spec(profile.name, "imagenet_loc", exclude_supercategory=sc), model=profile.model,
+            optim=profile.loc_pretrain, init=init, eval_metric="coco")
+    return out
+
+
 def finetune_config(profile: Profile, pretrain: str, seed: int, target: DataSpec,
                     pretrained: dict[str, TrainConfig | None]) -> TrainConfig:
-    """The detection fine-tuning run on ``target`` from backbone ``pretrain`` with ``seed``."""
-    if pretrain not in PRETRAINS:
-        raise ConfigError(f"unknown pre-training {pretrain!r}; expected one of {PRETRAINS}")
+    """The detection fine-tuning run on ``target`` from backbone ``pretrain`` with ``seed``.
+
+    ``pretrain`` is ``"scratch"`` or a key of ``pretrained`` (:func:`pretrain_configs`, optionally merged with
+    :func:`loc_pretrain_configs`); ``imagenet-cls`` maps to the torchvision weights when its config is None.
+
+    Raises:
+        ConfigError: an unknown pre-training name.
+    """
+    if pretrain != "scratch" and pretrain not in pretrained:
+        raise ConfigError(f"unknown pre-training {pretrain!r}; expected scratch or one of {', '.join(pretrained)}")
     model = profile.model if target.kind == "synthetic" else profile.real_model
     init = None
-    if pretrain == "imagenet-cls":
-        cfg = pretrained["imagenet-cls"]
-        init = f"run:{config_hash(cfg)}" if cfg is not None else f"torchvision:{profile.imagenet_cls_weights}"
-    elif pretrain == "detection":
-        init = f"run:{config_hash(pretrained['detection'])}"
+    if pretrain == "imagenet-cls" and pretrained["imagenet-cls"] is None:
+        init = f"torchvision:{profile.imagenet_cls_weights}"
+    elif pretrain != "scratch":
+        init = f"run:{config_hash(pretrained[pretrain])}"
     elif model.norm == "frozen_bn":  # frozen BatchNorm needs pre-trained statistics; from scratch uses GroupNorm
         model = dataclasses.replace(model, norm="gn", trainable_stages=5)
     return TrainConfig(name=f"finetune/{pretrain}", task="detection", data=target, model=model,
                        optim=profile.finetune, init=init, seed=seed)
 
 
+def cls_finetune_config(profile: Profile, pretrain: str, seed: int, target: DataSpec,
+                        pretrained: dict[str, TrainConfig | None]) -> TrainConfig:
+    """Full fine-tuning of backbone ``pretrain`` on an image-classification ``target`` (Tables 7 and 8).
+
+    The classifier's last layer is new (the backbone's ``fc`` is never transferred); schedule
+    ``profile.cls_finetune``. ``pretrain`` as in :func:`finetune_config`.
+    """
+    det = finetune_config(profile, pretrain, seed, target, pretrained)  # same init and norm rules
+    return TrainConfig(name=f"cls-finetune/{pretrain}", task="classification", data=target, model=det.model,
+                       optim=profile.cls_finetune, init=det.init, seed=seed)
+
+
+def ensure_pretrained(names, pretrained: dict[str, TrainConfig | None], store: RunStore, *, device: str = "auto",
+                      progress: bool = True, log=print, prefix: str = "") -> dict[str, Run]:
+    """Train (or find in the store) the pre-training runs that backbones ``names`` need, dependencies first.
+
+    A pre-training whose ``init`` is ``run:<hash>`` of another config of ``pretrained`` needs that run first (the
+    detection and IMAGENET-LOC pre-trainings continue from IMAGENET-CLS). ``scratch`` needs nothing.
+
+    Returns:
+        ``{name: Run}`` for every pre-training trained or found, dependencies included.
+    """
+    by_hash = {config_hash(c): k for k, c in pretrained.items() if c is not None}
+    order: list[str] = []
+
+    def visit(name: str) -> None:
+        cfg = pretrained.get(name)
+        if cfg is None or name in order:
+            return
+        if cfg.init and cfg.init.startswith("run:") and cfg.init[4:] in by_hash:
+            visit(by_hash[cfg.init[4:]])
+        order.append(name)
+
+    for name in names:
+        visit(name)
+    runs: dict[str, Run] = {}
+    for name in order:
+        cfg = pretrained[name]
+        t0 = time.perf_counter()
+        runs[name] = get_or_train(cfg, store, device=device, progress=progress)
+        log(f"{prefix}{cfg.name:<32} {runs[name].path.name}  {runs[name].metrics['headline']}"
+            f"  ({time.perf_counter() - t0:.0f} s)")
+    return runs
+
+
 def run_detection_experiment(profile: str | Profile = "smoke", *, dataset: str = "synthetic",
                              data_root: str | None = None, pretrains=PRETRAINS, seeds=None,
                              store: RunStore | None = None, overrides: dict | None = None, device: str = "auto",
-                             progress: bool = True, log=print) -> dict:
-    """Table 1 / Figure 1: pre-train (once, through the run store), fine-tune from each backbone, evaluate.
+                             progress: bool = True, log=print, removed=REMOVED_SUPERCATEGORIES) -> dict:
+    """Table 1 / Figure 1 (and Tables 2, 7): pre-train (once, through the run store), fine-tune from each backbone,
+    evaluate.
 
     Args:
         profile: ``"smoke" | "mini" | "paper"`` or a :class:`~detpretrain.profiles.Profile`.
         dataset: the target: ``"synthetic"`` (VOC-like corpus), ``"coco"`` or ``"voc"`` (real, needs data_root).
-        pretrains: which backbones to compare (subset of :data:`PRETRAINS`).
+        pretrains: which backbones to compare: :data:`PRETRAINS` and, for the ablations, the keys of
+            :func:`loc_pretrain_configs` (``imagenet-loc``, ``imagenet-loc-cls``, ``imagenet-loc-no-<sc>``).
         seeds: fine-tuning seeds (default: the profile's).
         overrides: ``{"optim.epochs": 3, ...}`` applied to the fine-tuning configs.
+        removed: super-categories of the ``imagenet-loc-no-<sc>`` pre-trainings that may be requested.
 
     Returns:
-        ``{"profile", "dataset", "runs": [{"pretrain", "seed", "run", "hash", "metrics"}], "pretrain_runs": {...}}``.
+        ``{"profile", "dataset", "data", "runs": [{"pretrain", "seed", "run", "hash", "metrics"}],
+        "pretrain_runs": {name: path}}``.
     """
     prof = get_profile(profile) if isinstance(profile, str) else profile
     store = store or RunStore()
     target = target_spec(prof, dataset, data_root)
-    pretrained = pretrain_configs(prof)
-    pre_runs: dict[str, Run] = {}
-    needed = {"imagenet-cls"} if "imagenet-cls" in pretrains else set()
-    if "detection" in pretrains:
-        needed |= {"imagenet-cls", "detection"}
-    for key in ("imagenet-cls", "detection"):
-        cfg = pretrained.get(key)
-        if key in needed and cfg is not None:
-            t0 = time.perf_counter()
-            pre_runs[key] = get_or_train(cfg, store, device=device, progress=progress)
-            log(f"[{prof.name}] {cfg.name:<28} {pre_runs[key].path.name}  {pre_runs[key].metrics['headline']}"
-                f"  ({time.perf_counter() - t0:.0f} s)")
+    pretrained = _pretrained_for(prof, pretrains, removed)
+    pre_runs = ensure_pretrained(pretrains, pretrained, store, device=device, progress=progress, log=log,
+                                 prefix=f"[{prof.name}] ")
     out_runs = []
     for pretrain in pretrains:
         for seed in seeds if seeds is not None else prof.seeds:
             cfg = finetune_config(prof, pretrain, seed, target, pretrained)
             for key, value in (overrides or {}).items():
                 cfg = replace_path(cfg, key, value)
-            t0 = time.perf_counter()
-            run = get_or_train(cfg, store, device=device, progress=progress)
-            log(f"[{prof.name}] {cfg.name:<28} seed {seed}  {run.path.name}  {run.metrics['headline']}"
-                f"  ({time.perf_counter() - t0:.0f} s)")
-            out_runs.append({"pretrain": pretrain, "seed": seed, "run": str(run.path), "hash": run.hash,
-                             "metrics": run.metrics})
+            out_runs.append(_train_logged(cfg, pretrain, seed, store, prof, device, progress, log))
     return {"profile": prof.name, "dataset": dataset, "data": target.describe(), "runs": out_runs,
+            "pretrain_runs": {k: str(r.path) for k, r in pre_runs.items()}}
+
+
+def _train_logged(cfg: TrainConfig, pretrain: str, seed: int, store: RunStore, prof: Profile, device: str,
+                  progress: bool, log) -> dict:
+    """Train (or find) one fine-tuning run; its entry of a result's ``runs`` list."""
+    t0 = time.perf_counter()
+    run = get_or_train(cfg, store, device=device, progress=progress)
+    log(f"[{prof.name}] {cfg.name:<32} seed {seed}  {run.path.name}  {run.metrics['headline']}"
+        f"  ({time.perf_counter() - t0:.0f} s)")
+    return {"pretrain": pretrain, "seed": seed, "run": str(run.path), "hash": run.hash, "metrics": run.metrics}
+
+
+def _pretrained_for(prof: Profile, pretrains, removed) -> dict[str, TrainConfig | None]:
+    pretrained: dict[str, TrainConfig | None] = dict(pretrain_configs(prof))
+    if any(p.startswith("imagenet-loc") for p in pretrains):
+        pretrained.update(loc_pretrain_configs(prof, removed))
+    return pretrained
+
+
+def run_classification_transfer(profile: str | Profile = "smoke", *, role: str = "caltech", pretrains=PRETRAINS,
+                                seeds=None, store: RunStore | None = None, device: str = "auto",
+                                progress: bool = True, log=print, removed=REMOVED_SUPERCATEGORIES) -> dict:
+    """Fine-tune each backbone on a synthetic image-classification target and report top-1 (Tables 7 and 8).
+
+    Args:
+        role: the target corpus: ``"caltech"`` (object-centric, CALTECH-256 role), ``"sun"`` (scenes, SUN-397) or
+            ``"flowers"`` (fine-grained, OXFORD-102 FLOWERS); trained on its train split, scored on its test split.
+        pretrains, seeds, store, device, removed: as in :func:`run_detection_experiment`.
+
+    Returns:
+        ``{"profile", "dataset", "data", "runs": [{"pretrain", "seed", "run", "hash", "metrics"}], "pretrain_runs"}``
+        with ``metrics["top1"]`` in percent.
+    """
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    store = store or RunStore()
+    spec = synthetic_spec(prof.name, role)
+    target = dataclasses.replace(spec, train_split="train", eval_split="test")
+    pretrained = _pretrained_for(prof, pretrains, removed)
+    pre_runs = ensure_pretrained(pretrains, pretrained, store, device=device, progress=progress, log=log,
+                                 prefix=f"[{prof.name}] ")
+    out_runs = [_train_logged(cls_finetune_config(prof, pretrain, seed, target, pretrained), pretrain, seed, store,
+                              prof, device, progress, log)
+                for pretrain in pretrains for seed in (seeds if seeds is not None else prof.seeds)]
+    return {"profile": prof.name, "dataset": role, "data": target.describe(), "runs": out_runs,
             "pretrain_runs": {k: str(r.path) for k, r in pre_runs.items()}}
 
 

@@ -61,9 +61,10 @@ __all__ = [
     "DetectionEvaluator",
     "evaluate_command",
     "evaluate_detections",
+    "format_metrics_table",
+    "match_detections",
     "outputs_to_coco_results",
     "parse_iou_thresholds",
-    "format_metrics_table",
     "voc_ap",
 ]
 
@@ -357,9 +358,22 @@ def _pair_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
-def _voc_ap_table(gt: _GroundTruth, dets: _Detections, thresholds: np.ndarray, use_07_metric: bool) -> np.ndarray:
-    """AP (fraction) per class and threshold by the devkit's matching rule -> [K, T]; NaN where npos == 0."""
-    n_cls, n_thr = len(gt.category_ids), len(thresholds)
+@dataclass(frozen=True)
+class _Candidates:
+    """Every detection's best ground-truth box by the devkit's rule, detections in class-then-score order."""
+
+    d_order: np.ndarray  # [D] index into the input detections of each sorted detection
+    d_cls: np.ndarray  # [D] dense class index (sorted ascending)
+    ovmax: np.ndarray  # [D] highest IoU with a box of the same class and image (-inf without candidates)
+    jmax: np.ndarray  # [D] that box, as an index into the input ground truth (-1 without candidates)
+    on_difficult: np.ndarray  # [D] bool: that box is difficult
+    npos: np.ndarray  # [K] non-difficult boxes per class
+    cls_bounds: np.ndarray  # [K + 1] slice bounds of each class in the sorted detections
+
+
+def _voc_candidates(gt: _GroundTruth, dets: _Detections) -> _Candidates:
+    """The threshold-independent half of the devkit's matching (see the module docstring), vectorised."""
+    n_cls = len(gt.category_ids)
     # Dense indices; a group is one (class, image) pair.
     n_img = len(gt.image_ids)
     g_key = np.searchsorted(gt.category_ids, gt.category) * n_img + np.searchsorted(gt.image_ids, gt.image)
@@ -396,28 +410,69 @@ def _voc_ap_table(gt: _GroundTruth, dets: _Detections, thresholds: np.ndarray, u
         jmax[pair_det[at_max[first]]] = pair_gt[at_max[first]]
     on_difficult = np.zeros(n_det, dtype=bool)
     on_difficult[has] = g_diff[jmax[has]]
+    jmax[has] = g_order[jmax[has]]  # back to input ground-truth order
+    return _Candidates(d_order, d_cls, ovmax, jmax, on_difficult, npos, np.searchsorted(d_cls, np.arange(n_cls + 1)))
 
-    cls_bounds = np.searchsorted(d_cls, np.arange(n_cls + 1))
-    ap = np.full((n_cls, n_thr), np.nan)
+
+def _voc_tp_fp(c: _Candidates, thr: float) -> tuple[np.ndarray, np.ndarray]:
+    """(tp, fp) flags of the sorted detections at IoU threshold ``thr``; a detection on a difficult box is neither."""
+    hit = c.ovmax > thr
+    ignored = hit & c.on_difficult
+    # The first detection (in class-then-score order) that hits a non-difficult box is its TP; later ones
+    # hitting the same box are duplicates (FP). A box index belongs to one class, so one pass does all classes.
+    cand = np.flatnonzero(hit & ~c.on_difficult)
+    tp = np.zeros(len(c.ovmax), dtype=bool)
+    tp[cand[np.unique(c.jmax[cand], return_index=True)[1]]] = True
+    return tp, ~tp & ~ignored
+
+
+def _voc_ap_table(gt: _GroundTruth, dets: _Detections, thresholds: np.ndarray, use_07_metric: bool) -> np.ndarray:
+    """AP (fraction) per class and threshold by the devkit's matching rule -> [K, T]; NaN where npos == 0."""
+    c = _voc_candidates(gt, dets)
+    ap = np.full((len(gt.category_ids), len(thresholds)), np.nan)
     for t, thr in enumerate(thresholds):
-        hit = ovmax > thr
-        ignored = hit & on_difficult
-        # The first detection (in class-then-score order) that hits a non-difficult box is its TP; later ones
-        # hitting the same box are duplicates (FP). A box index belongs to one class, so one pass does all classes.
-        cand = np.flatnonzero(hit & ~on_difficult)
-        tp = np.zeros(n_det, dtype=bool)
-        tp[cand[np.unique(jmax[cand], return_index=True)[1]]] = True
-        fp = ~tp & ~ignored
-        for k in range(n_cls):
-            if npos[k] == 0:
+        tp, fp = _voc_tp_fp(c, thr)
+        for k in range(len(gt.category_ids)):
+            if c.npos[k] == 0:
                 continue
-            lo, hi = cls_bounds[k], cls_bounds[k + 1]
+            lo, hi = c.cls_bounds[k], c.cls_bounds[k + 1]
             tp_c = np.cumsum(tp[lo:hi], dtype=np.float64)
             fp_c = np.cumsum(fp[lo:hi], dtype=np.float64)
-            rec = tp_c / npos[k]
+            rec = tp_c / c.npos[k]
             prec = tp_c / np.maximum(tp_c + fp_c, np.finfo(np.float64).eps)
             ap[k, t] = voc_ap(rec, prec, use_07_metric)
     return ap
+
+
+def match_detections(gt: dict, detections: list[dict], iou_threshold: float = 0.5) -> dict:
+    """The VOC devkit's matching (module docstring) at one IoU threshold, exposed per detection and per box.
+
+    Used by the error analyses (Table 3's missed objects, Hoiem et al. 2012) that need to know *which* box each
+    detection found, not only the AP.
+
+    Args:
+        gt: COCO-format ground truth (as :func:`evaluate_detections`); boxes are its ``annotations`` in order.
+        detections: COCO results list (``image_id``, ``category_id``, ``bbox`` XYWH pixels, ``score``).
+        iou_threshold: IoU a detection must exceed (``>``, the devkit's rule).
+
+    Returns:
+        dict of numpy arrays over the detections in class-then-descending-score order: ``detection`` (index into
+        ``detections``), ``category`` (category id), ``score``, ``tp``, ``fp`` (bool; a detection on a difficult
+        box is neither), ``gt_index`` (the box it matched as TP, index into ``gt["annotations"]``, -1 otherwise);
+        and per box: ``gt_difficult`` [G] bool, ``gt_category`` [G]; per class: ``category_ids`` [K], ``npos`` [K]
+        (non-difficult boxes); ``num_images``.
+
+    Raises:
+        DataError: malformed ground truth or detections (as :func:`evaluate_detections`).
+    """
+    g = _parse_ground_truth(gt)
+    d = _parse_detections(detections, g)
+    c = _voc_candidates(g, d)
+    tp, fp = _voc_tp_fp(c, float(iou_threshold))
+    # _parse_ground_truth keeps the annotation order, so box indices are indices into gt["annotations"]
+    return {"detection": c.d_order, "category": d.category[c.d_order], "score": d.scores[c.d_order], "tp": tp,
+            "fp": fp, "gt_index": np.where(tp, c.jmax, -1), "gt_difficult": g.difficult, "gt_category": g.category,
+            "category_ids": g.category_ids, "npos": c.npos, "num_images": len(g.image_ids)}
 
 
 # --------------------------------------------------------------------------------------------------------------

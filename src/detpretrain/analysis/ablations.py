@@ -1,0 +1,361 @@
+"""Tables and verdicts of the detection ablations: category removal (Table 2), identical pre-training samples
+(Table 7) and missed objects under occlusion (Table 3) of Li et al. 2019, Section 2.1 and the appendix.
+
+Inputs are the dicts of :func:`detpretrain.experiment.run_detection_experiment` and
+:func:`~detpretrain.experiment.run_classification_transfer` ("result": ``{"profile", "data", "runs": [{"pretrain",
+"seed", "hash", "run", "metrics"}]}``). AP and accuracies are in percent; "sd" is the sample standard deviation over
+seeds, and a verdict compares a mean paired difference with its standard error (``sd / sqrt(seeds)``), the rule of
+:func:`detpretrain.analysis.detection.high_iou_verdict`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from detpretrain.paper import TABLE2, TABLE3, TABLE7
+
+#: our pre-training names -> the paper's, for the IMAGENET-LOC ablations
+LOC_ROLE_NAMES = {"imagenet-loc-cls": "IMAGENET-LOC (Cls)", "imagenet-loc": "IMAGENET-LOC"}
+
+#: PASCAL-VOC and COCO class names of the super-categories the paper removes (for a real target)
+REAL_SUPERCATEGORIES = {
+    "vehicle": ("aeroplane", "airplane", "bicycle", "boat", "bus", "car", "motorbike", "motorcycle", "train",
+                "truck"),
+    "animal": ("bird", "cat", "cow", "dog", "horse", "sheep", "elephant", "bear", "zebra", "giraffe"),
+}
+
+#: Occlusion levels (Hoiem et al. 2012 annotate none / low / moderate / high by eye) from the recorded visible
+#: fraction of an instance (visible pixels / pixels of the whole object, so occlusion by other objects and
+#: truncation by the border both lower it): (name, lower bound inclusive, upper bound exclusive).
+OCCLUSION_LEVELS = (("none", 0.95, 1.01), ("low", 0.75, 0.95), ("moderate", 0.5, 0.75), ("high", 0.0, 0.5))
+
+
+def _mean_sd(values) -> tuple[float, float]:
+    v = pd.Series(values, dtype=float).dropna()
+    return (float(v.mean()) if len(v) else math.nan, float(v.std(ddof=1)) if len(v) > 1 else math.nan)
+
+
+def paired_verdict(diffs) -> dict:
+    """Mean of per-seed paired differences, its standard error and a verdict.
+
+    Args:
+        diffs: per-seed differences ``a - b`` where the claim under test is ``a > b``.
+
+    Returns:
+        ``{"mean", "stderr", "seeds", "verdict"}``: ``holds`` if mean > stderr, ``reversed`` if mean < -stderr,
+        otherwise ``not resolved`` (always ``not resolved`` with fewer than two seeds).
+    """
+    d = pd.Series(diffs, dtype=float).dropna()
+    n = len(d)
+    mean = float(d.mean()) if n else math.nan
+    stderr = float(d.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+    verdict = "not resolved"
+    if n > 1 and mean > stderr:
+        verdict = "holds"
+    elif n > 1 and mean < -stderr:
+        verdict = "reversed"
+    return {"mean": mean, "stderr": stderr, "seeds": n, "verdict": verdict}
+
+
+def _spread(v: dict) -> str:
+    return f"{v['mean']:+.1f} ± {v['stderr']:.1f} (standard error, {v['seeds']} seeds)" if v["seeds"] > 1 else \
+        f"{v['mean']:+.1f} (1 seed: no spread to judge by)"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Table 2: category removal
+# ----------------------------------------------------------------------------------------------------------------
+def target_supercategories(classes) -> dict[str, list[str]]:
+    """``{super-category: [target class names]}`` for the classes of a target (background excluded).
+
+    Synthetic classes take their super-category from :data:`detpretrain.data.synthetic_taxonomy.TAXONOMY`;
+    PASCAL-VOC / COCO names from :data:`REAL_SUPERCATEGORIES`. Classes known to neither are left out.
+    """
+    from detpretrain.data.synthetic_taxonomy import TAXONOMY
+
+    sup = {c.name: c.supercategory for c in TAXONOMY}
+    for sc, names in REAL_SUPERCATEGORIES.items():
+        sup.update(dict.fromkeys(names, sc))
+    out: dict[str, list[str]] = {}
+    for c in classes:
+        if c in sup:
+            out.setdefault(sup[c], []).append(c)
+    return out
+
+
+def supercategory_ap(metrics: dict, classes, iou: float = 0.7) -> float:
+    """Mean AP (percent) at ``iou`` over ``classes`` from a detection run's metrics (NaN APs skipped).
+
+    Raises:
+        KeyError: ``iou`` was not evaluated.
+    """
+    ious = [round(float(t), 2) for t in metrics["iou_thresholds"]]
+    k = ious.index(round(iou, 2))
+    values = [metrics["per_class_AP"][c][k] for c in classes if c in metrics["per_class_AP"]]
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    return float(np.mean(values)) if values else math.nan
+
+
+def _by_seed(result: dict, pretrain: str, fn) -> pd.Series:
+    return pd.Series({r["seed"]: fn(r["metrics"]) for r in result["runs"] if r["pretrain"] == pretrain},
+                     dtype=float)
+
+
+def removal_table(result: dict, removed, iou: float = 0.7) -> pd.DataFrame:
+    """Table 2: mAP@``iou`` on the target classes of each removed super-category, per pre-training.
+
+    Rows: IMAGENET-LOC (Cls) (``imagenet-loc-cls``), IMAGENET-LOC without Category (``imagenet-loc-no-<sc>`` for
+    that column's super-category ``sc``), IMAGENET-LOC (``imagenet-loc``). For each super-category: our mean, sd and
+    the paper's value.
+    """
+    classes = target_supercategories(result["runs"][0]["metrics"]["per_class_AP"])
+    rows = []
+    for label, key in (("IMAGENET-LOC (Cls)", "imagenet-loc-cls"), ("IMAGENET-LOC without Category", None),
+                       ("IMAGENET-LOC", "imagenet-loc")):
+        row = {"pre-training": label}
+        for sc in removed:
+            pretrain = key or f"imagenet-loc-no-{sc}"
+            vals = _by_seed(result, pretrain, lambda m, sc=sc: supercategory_ap(m, classes.get(sc, []), iou))
+            row[f"{sc}"], row[f"{sc} sd"] = _mean_sd(vals)
+            row[f"{sc} (paper)"] = TABLE2[label].get(sc, math.nan)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def removal_verdict(result: dict, removed, iou: float = 0.7) -> dict:
+    """The paper's Table 2 claim per removed super-category: detection pre-training *without* the category still
+    beats IMAGENET-LOC (Cls) on that category's classes at IoU ``iou`` (so it improves localisation in general).
+
+    Returns:
+        ``{sc: {"unseen_gain": paired_verdict(no-sc - loc-cls), "removal_cost": paired_verdict(loc - no-sc)},
+        "sentence": str}``.
+    """
+    classes = target_supercategories(result["runs"][0]["metrics"]["per_class_AP"])
+    out: dict = {}
+    parts = []
+    for sc in removed:
+        ap = {p: _by_seed(result, p, lambda m, sc=sc: supercategory_ap(m, classes.get(sc, []), iou))
+              for p in ("imagenet-loc-cls", f"imagenet-loc-no-{sc}", "imagenet-loc")}
+        gain = paired_verdict(ap[f"imagenet-loc-no-{sc}"] - ap["imagenet-loc-cls"])
+        cost = paired_verdict(ap["imagenet-loc"] - ap[f"imagenet-loc-no-{sc}"])
+        out[sc] = {"unseen_gain": gain, "removal_cost": cost}
+        paper_gain = TABLE2["IMAGENET-LOC without Category"][sc] - TABLE2["IMAGENET-LOC (Cls)"][sc]
+        parts.append(f"*{sc}* ({', '.join(classes.get(sc, [])) or 'no target class'}): detection pre-training "
+                     f"without {sc} is {_spread(gain)} mAP@{iou} points over IMAGENET-LOC (Cls) (paper "
+                     f"{paper_gain:+.2f}) -> **{gain['verdict']}**; putting {sc} back adds {_spread(cost)}.")
+    out["sentence"] = ("Claim: detection pre-training helps localisation even for categories it never saw. "
+                       + " ".join(parts))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Table 7: identical pre-training samples
+# ----------------------------------------------------------------------------------------------------------------
+def _map_at(metrics: dict, iou: float) -> float:
+    ious = [round(float(t), 2) for t in metrics["iou_thresholds"]]
+    v = metrics["mAP"][ious.index(round(iou, 2))]
+    return math.nan if v is None else float(v)
+
+
+def identical_samples_table(det_result: dict, cls_result: dict) -> pd.DataFrame:
+    """Table 7: fine-tuning results of IMAGENET-LOC (Cls) and IMAGENET-LOC pre-training (same images).
+
+    Columns: our mAP@0.5, mAP@0.7 on the detection target and top-1 on the object-centric classification target,
+    each with sd over seeds, and the paper's three values.
+    """
+    rows = []
+    for key, label in LOC_ROLE_NAMES.items():
+        row = {"pre-training": label}
+        for name, vals in (("mAP@0.5", _by_seed(det_result, key, lambda m: _map_at(m, 0.5))),
+                           ("mAP@0.7", _by_seed(det_result, key, lambda m: _map_at(m, 0.7))),
+                           ("top-1", _by_seed(cls_result, key, lambda m: m["top1"]))):
+            row[name], row[f"{name} sd"] = _mean_sd(vals)
+        for name, value in zip(("mAP@0.5", "mAP@0.7", "top-1"), TABLE7[label]):
+            row[f"{name} (paper)"] = value
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def identical_samples_verdict(det_result: dict, cls_result: dict) -> dict:
+    """Table 7's pattern with identical pre-training images: detection pre-training is better for detection
+    (mAP@0.5 and @0.7) and classification pre-training better for classification (top-1).
+
+    Returns:
+        ``{"det_gain_05", "det_gain_07", "cls_gain": paired_verdict(...), "sentence"}``; gains are
+        IMAGENET-LOC - IMAGENET-LOC (Cls) for detection and the reverse for classification.
+    """
+    loc, cls = "imagenet-loc", "imagenet-loc-cls"
+    g05 = paired_verdict(_by_seed(det_result, loc, lambda m: _map_at(m, 0.5))
+                         - _by_seed(det_result, cls, lambda m: _map_at(m, 0.5)))
+    g07 = paired_verdict(_by_seed(det_result, loc, lambda m: _map_at(m, 0.7))
+                         - _by_seed(det_result, cls, lambda m: _map_at(m, 0.7)))
+    gc = paired_verdict(_by_seed(cls_result, cls, lambda m: m["top1"]) - _by_seed(cls_result, loc, lambda m: m["top1"]))
+    p = TABLE7
+    sentence = (
+        f"Same pre-training images, different task. Detection fine-tuning: IMAGENET-LOC over IMAGENET-LOC (Cls) by "
+        f"{_spread(g05)} mAP@0.5 (paper {p['IMAGENET-LOC'][0] - p['IMAGENET-LOC (Cls)'][0]:+.1f}) -> "
+        f"**{g05['verdict']}**, and {_spread(g07)} mAP@0.7 (paper "
+        f"{p['IMAGENET-LOC'][1] - p['IMAGENET-LOC (Cls)'][1]:+.1f}) -> **{g07['verdict']}**. Classification "
+        f"fine-tuning: IMAGENET-LOC (Cls) over IMAGENET-LOC by {_spread(gc)} top-1 points (paper "
+        f"{p['IMAGENET-LOC (Cls)'][2] - p['IMAGENET-LOC'][2]:+.1f}) -> **{gc['verdict']}**.")
+    return {"det_gain_05": g05, "det_gain_07": g07, "cls_gain": gc, "sentence": sentence}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Table 3: missed objects under occlusion (Hoiem et al. 2012)
+# ----------------------------------------------------------------------------------------------------------------
+def occlusion_level(visible_fraction: float) -> str:
+    """The occlusion level (:data:`OCCLUSION_LEVELS`) of an instance; ``"unknown"`` for NaN / None."""
+    if visible_fraction is None or math.isnan(visible_fraction):
+        return "unknown"
+    for name, lo, hi in OCCLUSION_LEVELS:
+        if lo <= visible_fraction < hi:
+            return name
+    raise ValueError(f"visible fraction {visible_fraction} is outside [0, 1]")
+
+
+def hoiem_missed(match: dict, norm_fraction: float = 0.15, missed_threshold: float = 0.05) -> np.ndarray:
+    """Which ground-truth boxes a detector misses, by the rule of Hoiem et al.'s analysis tool (ECCV 2012).
+
+    Per class, detections are ranked by score; with ``tp``/``fp`` their cumulative counts and ``npos`` the number of
+    non-difficult boxes, the *normalised precision* at each rank is ``tp' / (tp' + fp)`` with
+    ``tp' = tp * N / npos`` and ``N = norm_fraction * number of images`` (it fixes the density of positives, so
+    classes with many and few instances are judged alike), made monotone from the lowest rank up (interpolated).
+    A box is *missed* unless a true-positive detection of it (IoU > the matching threshold, one detection per box,
+    the VOC rule) reaches a normalised precision of at least ``missed_threshold``. The tool's defaults:
+    ``NORM_FRACT = 0.15``, ``missedthresh = 0.05``, "strong" localisation IoU 0.5.
+
+    Args:
+        match: :func:`detpretrain.evaluation.detection.match_detections` output.
+
+    Returns:
+        [G] bool, True where box g is missed; always False for difficult boxes (they are not counted).
+    """
+    n_gt = len(match["gt_difficult"])
+    found = np.zeros(n_gt, dtype=bool)
+    nnorm = norm_fraction * match["num_images"]
+    for k, cat in enumerate(match["category_ids"]):
+        sel = np.flatnonzero(match["category"] == cat)  # already in descending-score order
+        if not len(sel) or match["npos"][k] == 0:
+            continue
+        tp = np.cumsum(match["tp"][sel], dtype=np.float64)
+        fp = np.cumsum(match["fp"][sel], dtype=np.float64)
+        tpn = tp * nnorm / match["npos"][k]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            pn = np.where(tpn + fp > 0, tpn / (tpn + fp), 0.0)
+        pni = np.maximum.accumulate(pn[::-1])[::-1]
+        hits = sel[match["tp"][sel] & (pni >= missed_threshold)]
+        found[match["gt_index"][hits]] = True
+    return ~found & ~match["gt_difficult"]
+
+
+def missed_objects(gt: dict, detections: list[dict], *, iou: float = 0.5, norm_fraction: float = 0.15,
+                   missed_threshold: float = 0.05) -> pd.DataFrame:
+    """One row per ground-truth box: ``category``, ``visible_fraction``, ``truncated``, ``difficult``, ``level``
+    (:func:`occlusion_level`), ``occluded_low`` / ``occluded_medium`` (Hoiem's Table 3 groups: level >= low, resp.
+    >= moderate, or truncated) and ``missed`` (:func:`hoiem_missed`).
+
+    Args:
+        gt: COCO-format ground truth as :func:`detpretrain.data.coco.to_coco_gt` writes it (``visible_fraction`` and
+            ``truncated`` per annotation where the data has them; a real VOC root has ``truncated`` only).
+        detections: COCO results list of the detector on the same images.
+    """
+    from detpretrain.evaluation.detection import match_detections
+
+    match = match_detections(gt, detections, iou)
+    missed = hoiem_missed(match, norm_fraction, missed_threshold)
+    names = {c["id"]: c["name"] for c in gt["categories"]}
+    rows = []
+    order = {n: i for i, (n, _, _) in enumerate(OCCLUSION_LEVELS)}
+    for g, a in enumerate(gt["annotations"]):
+        vf = a.get("visible_fraction")
+        vf = math.nan if vf is None else float(vf)
+        level = occlusion_level(vf)
+        trunc = bool(a.get("truncated", 0))
+        known = level != "unknown"
+        rows.append({"category": names[a["category_id"]], "visible_fraction": vf, "truncated": trunc,
+                     "difficult": bool(match["gt_difficult"][g]), "level": level,
+                     "occluded_low": trunc or (known and order[level] >= order["low"]),
+                     "occluded_medium": trunc or (known and order[level] >= order["moderate"]),
+                     "missed": bool(missed[g])})
+    return pd.DataFrame(rows)
+
+
+def occlusion_table(frames: dict[str, list[pd.DataFrame]]) -> pd.DataFrame:
+    """Table 3: % of non-difficult objects missed, per pre-training, for Hoiem's groups (occluded Low and Medium)
+    and for each occlusion level; mean and sd over seeds, object counts, and the paper's values.
+
+    Args:
+        frames: ``{pretrain: [missed_objects frame per seed]}``.
+    """
+    rows = []
+    for pretrain, per_seed in frames.items():
+        row = {"pre-training": pretrain}
+        groups = [("occluded Low", "occluded_low"), ("occluded Medium", "occluded_medium")]
+        groups += [(f"level {n}", n) for n, _, _ in OCCLUSION_LEVELS] + [("all", None)]
+        for label, key in groups:
+            pct, counts = [], []
+            for f in per_seed:
+                f = f[~f["difficult"]]
+                sub = f if key is None else (f[f[key]] if key in f.columns else f[f["level"] == key])
+                counts.append(len(sub))
+                pct.append(100.0 * sub["missed"].mean() if len(sub) else math.nan)
+            row[f"{label} % missed"], row[f"{label} sd"] = _mean_sd(pct)
+            row[f"{label} objects"] = int(np.mean(counts)) if counts else 0
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def occlusion_verdict(frames: dict[str, list[pd.DataFrame]], better: str = "detection",
+                      baseline: str = "imagenet-cls") -> dict:
+    """Table 3's claim: the detection-pre-trained detector misses fewer occluded objects (paper: 14.7 -> 10.1 %
+    at Low, 15.7 -> 10.8 % at Medium). Paired by seed (list position).
+
+    Returns:
+        ``{"low": paired_verdict(baseline - better), "medium": ..., "sentence"}`` (positive = fewer misses).
+    """
+    out = {}
+    for key, col in (("low", "occluded_low"), ("medium", "occluded_medium")):
+        diffs = []
+        for fb, fa in zip(frames.get(baseline, []), frames.get(better, [])):
+            fb, fa = fb[~fb["difficult"] & fb[col]], fa[~fa["difficult"] & fa[col]]
+            diffs.append(100.0 * (fb["missed"].mean() - fa["missed"].mean()) if len(fa) and len(fb) else math.nan)
+        out[key] = paired_verdict(diffs)
+    p = TABLE3
+    out["sentence"] = (
+        f"Claim: detection pre-training misses fewer occluded objects. Among objects occluded at level Low or more, "
+        f"{better} misses {_spread(out['low'])} percentage points fewer than {baseline} (paper "
+        f"{p['IMAGENET-CLS']['low'] - p['OPENIMAGES']['low']:.1f} fewer) -> **{out['low']['verdict']}**; at Medium or "
+        f"more {_spread(out['medium'])} (paper {p['IMAGENET-CLS']['medium'] - p['OPENIMAGES']['medium']:.1f}) -> "
+        f"**{out['medium']['verdict']}**.")
+    return out
+
+
+def occlusion_frames(result: dict, pretrains=("imagenet-cls", "detection"), device: str = "cpu",
+                     **missed_kwargs) -> dict[str, list[pd.DataFrame]]:
+    """:func:`missed_objects` of every fine-tuned detector of ``result`` on its evaluation split.
+
+    Each detector is loaded from its run directory (:func:`detpretrain.inference.load_run_model`) and run again on
+    the evaluation images (nothing is retrained). Returns ``{pretrain: [frame per seed, in seed order]}``.
+    """
+    from detpretrain.data.builders import build_detection_dataset
+    from detpretrain.data.coco import to_coco_gt
+    from detpretrain.inference import load_run_model, predict_detections
+
+    out: dict[str, list[pd.DataFrame]] = {}
+    datasets: dict = {}
+    for r in sorted(result["runs"], key=lambda r: (r["pretrain"], r["seed"])):
+        if r["pretrain"] not in pretrains:
+            continue
+        model, config, _ = load_run_model(r["run"], device)
+        key = config.data.describe() + config.data.eval_split
+        if key not in datasets:
+            ds = build_detection_dataset(config.data, config.data.eval_split, train=False)
+            datasets[key] = (ds, to_coco_gt(ds))
+        ds, gt = datasets[key]
+        frame = missed_objects(gt, predict_detections(model, ds, device), **missed_kwargs)
+        out.setdefault(r["pretrain"], []).append(frame.assign(seed=r["seed"]))
+    return out
