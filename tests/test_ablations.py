@@ -1,0 +1,328 @@
+"""Detection ablations (Tables 2, 3, 7): configs, the missed-object rule, tables and verdicts on known inputs."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from detpretrain.analysis import ablations as B
+from detpretrain.config import config_hash
+from detpretrain.errors import ConfigError, DataError
+from detpretrain.evaluation.detection import evaluate_detections, match_detections, voc_ap
+from detpretrain.experiment import (
+    cls_finetune_config,
+    finetune_config,
+    loc_pretrain_configs,
+    pretrain_configs,
+    run_classification_transfer,
+    synthetic_spec,
+)
+from detpretrain.profiles import get_profile
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# configs
+# ---------------------------------------------------------------------------------------------------------------
+def test_loc_pretrainings_continue_from_imagenet_cls_on_one_corpus():
+    prof = get_profile("mini")
+    cfgs = loc_pretrain_configs(prof, ("vehicle", "animal"))
+    assert set(cfgs) == {"imagenet-loc-cls", "imagenet-loc", "imagenet-loc-no-vehicle", "imagenet-loc-no-animal"}
+    cls_hash = config_hash(pretrain_configs(prof)["imagenet-cls"])
+    assert {c.init for c in cfgs.values()} == {f"run:{cls_hash}"}
+    assert cfgs["imagenet-loc-cls"].task == "classification" and cfgs["imagenet-loc"].task == "detection"
+    # identical samples: the classifier and the detector read the same corpus
+    assert cfgs["imagenet-loc-cls"].data == cfgs["imagenet-loc"].data
+    assert cfgs["imagenet-loc-no-vehicle"].data.corpus["exclude_supercategory"] == "vehicle"
+    assert cfgs["imagenet-loc"].data.corpus["exclude_supercategory"] is None
+    assert len({config_hash(c) for c in cfgs.values()}) == 4
+
+
+def test_loc_pretrainings_reject_paper_profile_and_unknown_supercategory():
+    with pytest.raises(ConfigError, match="synthetic imagenet_loc"):
+        loc_pretrain_configs(get_profile("paper"))
+    with pytest.raises(ConfigError, match="unknown super-category 'fish'"):
+        loc_pretrain_configs(get_profile("smoke"), ("fish",))
+
+
+def test_finetune_configs_take_any_pretraining_and_name_unknown_ones():
+    prof = get_profile("smoke")
+    pre = {**pretrain_configs(prof), **loc_pretrain_configs(prof, ("animal",))}
+    target = synthetic_spec("smoke", "voc")
+    ft = finetune_config(prof, "imagenet-loc-no-animal", 1, target, pre)
+    assert ft.init == f"run:{config_hash(pre['imagenet-loc-no-animal'])}" and ft.seed == 1
+    cls = cls_finetune_config(prof, "imagenet-loc-cls", 0, synthetic_spec("smoke", "caltech"), pre)
+    assert cls.task == "classification" and cls.init == f"run:{config_hash(pre['imagenet-loc-cls'])}"
+    assert cls.optim == prof.cls_finetune
+    with pytest.raises(ConfigError, match="unknown pre-training 'imagenet-loc-no-plant'"):
+        finetune_config(prof, "imagenet-loc-no-plant", 0, target, pre)
+
+
+def test_classification_transfer_trains_through_the_store_and_reuses(tmp_path, monkeypatch):
+    from detpretrain.runs import RunStore
+
+    monkeypatch.setenv("DETPRETRAIN_DATA", str(tmp_path / "data"))
+    store = RunStore(tmp_path / "runs")
+    out = run_classification_transfer("smoke", role="caltech", pretrains=("scratch",), store=store, progress=False,
+                                      log=lambda s: None)
+    (run,) = out["runs"]
+    assert run["metrics"]["task"] == "classification" and 0.0 <= run["metrics"]["top1"] <= 100.0
+    assert run["metrics"]["eval_split"] == "test"
+    mtime = (store.root / run["run"].split("/")[-1] / "metrics.json").stat().st_mtime
+    again = run_classification_transfer("smoke", role="caltech", pretrains=("scratch",), store=store,
+                                        progress=False, log=lambda s: None)
+    assert again["runs"][0]["hash"] == run["hash"]
+    assert (store.root / run["run"].split("/")[-1] / "metrics.json").stat().st_mtime == mtime
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# IMAGENET-LOC (Cls) reader
+# ---------------------------------------------------------------------------------------------------------------
+def _coco(tmp_path, anns, n_images=2):
+    (tmp_path / "img").mkdir(exist_ok=True)
+    from PIL import Image
+
+    for i in range(1, n_images + 1):
+        Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(tmp_path / "img" / f"{i}.jpg")
+    data = {"images": [{"id": i, "file_name": f"{i}.jpg", "width": 8, "height": 8} for i in range(1, n_images + 1)],
+            "categories": [{"id": 1, "name": "car"}, {"id": 2, "name": "dog"}, {"id": 3, "name": "tv"}],
+            "annotations": [{"id": k + 1, "image_id": i, "category_id": c, "bbox": [0, 0, 4, 4]}
+                            for k, (i, c) in enumerate(anns)]}
+    path = tmp_path / "instances.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_image_level_labels_reader_gives_the_category_of_each_image(tmp_path):
+    from detpretrain.data.classification import ImageLevelLabels
+
+    ann = _coco(tmp_path, [(1, 2), (1, 2), (2, 3)])
+    ds = ImageLevelLabels(tmp_path / "img", ann)
+    assert ds.classes == ["car", "dog", "tv"]  # the json's label space, even for an absent class
+    assert [label for _, label in ds.samples] == [1, 2]
+    image, label = ds[1]
+    assert tuple(image.shape) == (3, 8, 8) and label == 2
+
+
+def test_image_level_labels_reader_rejects_ambiguous_and_missing_images(tmp_path):
+    from detpretrain.data.classification import ImageLevelLabels
+
+    ann = _coco(tmp_path, [(1, 1), (1, 2), (2, 3)])
+    with pytest.raises(DataError, match="1.jpg has several categories"):
+        ImageLevelLabels(tmp_path / "img", ann)
+    ann = _coco(tmp_path, [(1, 1), (2, 3)])
+    (tmp_path / "img" / "2.jpg").unlink()
+    with pytest.raises(DataError, match="image listed in instances.json is missing"):
+        ImageLevelLabels(tmp_path / "img", ann)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# matching and Hoiem et al.'s missed-object rule
+# ---------------------------------------------------------------------------------------------------------------
+def _gt(boxes, images, cats, difficult=None, n_images=None, extras=None):
+    n_images = n_images or max(images)
+    anns = []
+    for k, (b, i, c) in enumerate(zip(boxes, images, cats)):
+        a = {"id": k + 1, "image_id": i, "category_id": c, "bbox": b, "ignore": int(bool(difficult and difficult[k]))}
+        a.update((extras or [{}] * len(boxes))[k])
+        anns.append(a)
+    return {"images": [{"id": i, "width": 100, "height": 100} for i in range(1, n_images + 1)],
+            "annotations": anns, "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}
+
+
+def _det(box, image, cat, score):
+    return {"image_id": image, "category_id": cat, "bbox": box, "score": score}
+
+
+def test_hoiem_normalised_precision_on_a_hand_computed_case():
+    # one class, 10 images -> N = 1.5; two boxes; ranks: TP(g0), FP, FP, TP(g1)
+    gt = _gt([[0, 0, 10, 10], [50, 50, 10, 10]], [1, 2], [1, 1], n_images=10)
+    dets = [_det([0, 0, 10, 10], 1, 1, 0.9), _det([80, 80, 5, 5], 3, 1, 0.8), _det([80, 80, 5, 5], 4, 1, 0.7),
+            _det([50, 50, 10, 10], 2, 1, 0.6)]
+    m = match_detections(gt, dets, 0.5)
+    assert m["tp"].tolist() == [True, False, False, True] and m["gt_index"].tolist() == [0, -1, -1, 1]
+    # tp' = tp * 1.5 / 2: .75 .75 .75 1.5; pn = 1, .4286, .2727, .4286; interpolated: 1, .4286, .4286, .4286
+    assert B.hoiem_missed(m).tolist() == [False, False]
+    assert B.hoiem_missed(m, missed_threshold=0.43).tolist() == [False, True]
+    assert B.hoiem_missed(m, missed_threshold=0.42).tolist() == [False, False]
+
+
+def test_difficult_boxes_are_never_missed_and_undetected_boxes_are():
+    gt = _gt([[0, 0, 10, 10], [50, 50, 10, 10], [20, 20, 10, 10]], [1, 1, 1], [1, 1, 2], difficult=[0, 1, 0])
+    m = match_detections(gt, [_det([0, 0, 10, 10], 1, 1, 0.9)], 0.5)
+    assert B.hoiem_missed(m).tolist() == [False, False, True]
+
+
+def _reference_missed(gt, dets, iou, nnorm_frac, thresh):
+    """Independent loop implementation of the tool: devkit matching per class, then normalised precision."""
+    from torchvision.ops import box_iou
+    import torch
+
+    anns = gt["annotations"]
+    n_img = len(gt["images"])
+    found = [False] * len(anns)
+    for cat in {a["category_id"] for a in anns}:
+        idx = [g for g, a in enumerate(anns) if a["category_id"] == cat]
+        npos = sum(1 for g in idx if not anns[g]["ignore"])
+        ds = sorted([d for d in dets if d["category_id"] == cat], key=lambda d: -d["score"])
+        used, labels, which = set(), [], []
+        for d in ds:
+            cands = [g for g in idx if anns[g]["image_id"] == d["image_id"]]
+            best, bestg = -1.0, None
+            for g in cands:
+                xywh = [torch.tensor([b[0], b[1], b[0] + b[2], b[1] + b[3]], dtype=torch.float64)
+                        for b in (d["bbox"], anns[g]["bbox"])]
+                v = float(box_iou(xywh[0][None], xywh[1][None])[0, 0])
+                if v > best:
+                    best, bestg = v, g
+            if best > iou and anns[bestg]["ignore"]:
+                labels.append(0), which.append(None)
+            elif best > iou and bestg not in used:
+                used.add(bestg)
+                labels.append(1), which.append(bestg)
+            else:
+                labels.append(-1), which.append(None)
+        tp = fp = 0
+        pn = []
+        for lab in labels:
+            tp += lab == 1
+            fp += lab == -1
+            tpn = tp * nnorm_frac * n_img / max(npos, 1)
+            pn.append(tpn / (tpn + fp) if tpn + fp > 0 else 0.0)
+        for k in range(len(pn) - 2, -1, -1):
+            pn[k] = max(pn[k], pn[k + 1])
+        for lab, g, p in zip(labels, which, pn):
+            if lab == 1 and p >= thresh:
+                found[g] = True
+    return [not f and not a["ignore"] for f, a in zip(found, anns)]
+
+
+def test_missed_rule_agrees_with_an_independent_loop_on_random_scenes():
+    rng = np.random.default_rng(0)
+    boxes, images, cats, diff = [], [], [], []
+    for img in range(1, 21):
+        for _ in range(rng.integers(1, 4)):
+            x, y = rng.uniform(0, 70, 2)
+            boxes.append([float(x), float(y), float(rng.uniform(8, 30)), float(rng.uniform(8, 30))])
+            images.append(img), cats.append(int(rng.integers(1, 3))), diff.append(bool(rng.random() < 0.1))
+    gt = _gt(boxes, images, cats, difficult=diff, n_images=20)
+    dets = []
+    for b, i, c in zip(boxes, images, cats):
+        if rng.random() < 0.7:
+            jitter = rng.normal(0, 3, 4)
+            dets.append(_det([b[0] + jitter[0], b[1] + jitter[1], max(1.0, b[2] + jitter[2]),
+                              max(1.0, b[3] + jitter[3])], i, c, float(rng.random())))
+    for _ in range(30):
+        dets.append(_det([float(v) for v in rng.uniform(0, 80, 2)] + [10.0, 10.0], int(rng.integers(1, 21)),
+                         int(rng.integers(1, 3)), float(rng.random())))
+    for thresh in (0.05, 0.3):
+        ours = B.hoiem_missed(match_detections(gt, dets, 0.5), 0.15, thresh).tolist()
+        assert ours == _reference_missed(gt, dets, 0.5, 0.15, thresh)
+    # the matching's TP/FP flags reproduce the evaluator's AP
+    m = match_detections(gt, dets, 0.5)
+    ap = evaluate_detections(gt, dets, iou_thresholds=[0.5], metric="voc07")
+    for k, cat in enumerate(m["category_ids"]):
+        sel = m["category"] == cat
+        tp, fp = np.cumsum(m["tp"][sel]), np.cumsum(m["fp"][sel])
+        ours = 100 * voc_ap(tp / m["npos"][k], tp / np.maximum(tp + fp, 1e-12), True)
+        assert ours == pytest.approx(ap["per_class_AP"][{1: "a", 2: "b"}[int(cat)]][0])
+
+
+def test_occlusion_levels_and_hoiem_groups():
+    assert [B.occlusion_level(v) for v in (1.0, 0.95, 0.94, 0.75, 0.74, 0.5, 0.49, 0.0)] == [
+        "none", "none", "low", "low", "moderate", "moderate", "high", "high"]
+    assert B.occlusion_level(float("nan")) == "unknown"
+    with pytest.raises(ValueError, match="outside"):
+        B.occlusion_level(1.5)
+    extras = [{"visible_fraction": 1.0, "truncated": 0}, {"visible_fraction": 0.98, "truncated": 1},
+              {"visible_fraction": 0.8, "truncated": 0}, {"visible_fraction": 0.6, "truncated": 0}, {}]
+    gt = _gt([[0, 0, 10, 10], [20, 0, 10, 10], [40, 0, 10, 10], [60, 0, 10, 10], [80, 0, 10, 10]], [1] * 5, [1] * 5,
+             extras=extras)
+    f = B.missed_objects(gt, [_det([0, 0, 10, 10], 1, 1, 0.9)])
+    assert f["level"].tolist() == ["none", "none", "low", "moderate", "unknown"]
+    assert f["occluded_low"].tolist() == [False, True, True, True, False]  # truncated counts, as in the tool
+    assert f["occluded_medium"].tolist() == [False, True, False, True, False]
+    assert f["missed"].tolist() == [False, True, True, True, True]
+    table = B.occlusion_table({"x": [f]}).iloc[0]
+    assert table["occluded Low % missed"] == pytest.approx(100.0) and table["occluded Low objects"] == 3
+    assert table["all % missed"] == pytest.approx(80.0) and table["level none % missed"] == pytest.approx(50.0)
+
+
+def test_occlusion_verdict_pairs_seeds():
+    def frame(missed):
+        return pd.DataFrame({"difficult": False, "occluded_low": True, "occluded_medium": True, "missed": missed})
+
+    frames = {"imagenet-cls": [frame([1, 1, 0, 0]), frame([1, 1, 1, 0]), frame([1, 0, 0, 0])],
+              "detection": [frame([1, 0, 0, 0]), frame([1, 1, 0, 0]), frame([0, 0, 0, 0])]}
+    v = B.occlusion_verdict(frames)
+    assert v["low"]["mean"] == pytest.approx(25.0) and v["low"]["verdict"] == "holds"
+    assert "**holds**" in v["sentence"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Tables 2 and 7 on hand-made results
+# ---------------------------------------------------------------------------------------------------------------
+def _run(pretrain, seed, per_class_07, map05=50.0, map07=None):
+    classes = list(per_class_07)
+    return {"pretrain": pretrain, "seed": seed, "hash": f"{pretrain}{seed}".ljust(16, "0"), "run": "x",
+            "metrics": {"iou_thresholds": [0.5, 0.7], "classes": ["__background__", *classes],
+                        "per_class_AP": {c: [90.0, v] for c, v in per_class_07.items()},
+                        "mAP": [map05, map07 if map07 is not None else float(np.mean(list(per_class_07.values())))]}}
+
+
+def test_removal_table_and_verdict_on_known_numbers():
+    runs = []
+    for seed, noise in enumerate((0.0, 1.0, -1.0)):
+        runs.append(_run("imagenet-loc-cls", seed, {"car": 40 + noise, "bus": 44 + noise, "dog": 30, "tv": 10}))
+        runs.append(_run("imagenet-loc-no-vehicle", seed, {"car": 45 + noise, "bus": 47 + noise, "dog": 31,
+                                                           "tv": 10}))
+        runs.append(_run("imagenet-loc", seed, {"car": 46 + noise, "bus": 48 + noise, "dog": 32, "tv": 10}))
+    result = {"profile": "mini", "data": "x", "runs": runs}
+    t = B.removal_table(result, ["vehicle"]).set_index("pre-training")
+    assert t.loc["IMAGENET-LOC (Cls)", "vehicle"] == pytest.approx(42.0)
+    assert t.loc["IMAGENET-LOC without Category", "vehicle"] == pytest.approx(46.0)
+    assert t.loc["IMAGENET-LOC", "vehicle"] == pytest.approx(47.0)
+    assert t.loc["IMAGENET-LOC", "vehicle (paper)"] == 87.20
+    assert t.loc["IMAGENET-LOC (Cls)", "vehicle sd"] == pytest.approx(1.0)
+    v = B.removal_verdict(result, ["vehicle"])
+    assert v["vehicle"]["unseen_gain"]["mean"] == pytest.approx(4.0)
+    assert v["vehicle"]["unseen_gain"]["verdict"] == "holds"
+    assert v["vehicle"]["removal_cost"]["mean"] == pytest.approx(1.0)
+    assert "(bus, car)" in v["sentence"] or "(car, bus)" in v["sentence"]
+
+
+def test_paired_verdict_rules():
+    assert B.paired_verdict([1.0, 2.0, 3.0])["verdict"] == "holds"
+    assert B.paired_verdict([-1.0, -2.0, -3.0])["verdict"] == "reversed"
+    assert B.paired_verdict([3.0, -2.0, -0.5])["verdict"] == "not resolved"
+    one = B.paired_verdict([5.0])
+    assert one["verdict"] == "not resolved" and math.isnan(one["stderr"])
+
+
+def test_identical_samples_table_and_verdict():
+    det = {"runs": [_run("imagenet-loc-cls", s, {"car": 10.0}, map05=50 + s, map07=20 + s) for s in range(3)]
+           + [_run("imagenet-loc", s, {"car": 10.0}, map05=52 + s, map07=25 + s) for s in range(3)]}
+    cls = {"runs": [{"pretrain": "imagenet-loc-cls", "seed": s, "metrics": {"top1": 80.0 + s}} for s in range(3)]
+           + [{"pretrain": "imagenet-loc", "seed": s, "metrics": {"top1": 82.0 + 2 * s}} for s in range(3)]}
+    t = B.identical_samples_table(det, cls).set_index("pre-training")
+    assert t.loc["IMAGENET-LOC", "mAP@0.7"] == pytest.approx(26.0) and t.loc["IMAGENET-LOC (Cls)", "top-1"] == 81.0
+    assert t.loc["IMAGENET-LOC", "top-1 (paper)"] == 82.3
+    v = B.identical_samples_verdict(det, cls)
+    assert v["det_gain_07"]["verdict"] == "holds" and v["det_gain_07"]["mean"] == pytest.approx(5.0)
+    assert v["cls_gain"]["verdict"] == "reversed" and v["cls_gain"]["mean"] == pytest.approx(-3.0)
+
+
+def test_target_supercategories_for_synthetic_and_real_names():
+    got = B.target_supercategories(["__background__", "car", "dog", "tv", "aeroplane", "sheep", "person"])
+    assert got == {"vehicle": ["car", "aeroplane"], "animal": ["dog", "sheep"], "appliance": ["tv"]}
+
+
+def test_load_run_model_names_an_incomplete_run(tmp_path):
+    from detpretrain.inference import load_run_model
+
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(ConfigError, match="not a complete run .*metrics.json, model.pt"):
+        load_run_model(tmp_path)
