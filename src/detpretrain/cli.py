@@ -8,6 +8,8 @@ data generate --profile {smoke,mini} [--out DIR]
     Generates (or finds cached) the embedded synthetic corpora of a profile.
 evaluate --gt GT.json --dt DETS.json --iou 0.1:0.9:0.1 --metric {voc07,voc,coco} [--out M.json]
     AP per class and mAP at each IoU threshold.
+evaluate-seg --gt-dir GT --pred-dir PRED [--bands 1:40] [--num-classes N] [--workers N] [--out M.json]
+    Segmentation mIoU / pixel accuracy, overall and in trimap / anti-trimap bands (void = 255 in GT).
 train --profile smoke [--dataset synthetic|coco|voc] [--data-root DIR] [--set key=value ...]
     A detection experiment (pre-training + fine-tuning + evaluation) through the run store; works under torchrun.
 book [--profile {smoke,mini,paper}] [--chapters a,b] [-p KEY VALUE ...]
@@ -50,6 +52,14 @@ def _build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--iou", default="0.5", help="'0.5', '0.5,0.7' or 'start:stop:step' (inclusive), e.g. 0.1:0.9:0.1")
     ev.add_argument("--metric", default="voc07", choices=["voc07", "voc", "coco"])
     ev.add_argument("--out", default=None, help="write the metrics json here")
+
+    es = sub.add_parser("evaluate-seg", help="segmentation mIoU and trimap / anti-trimap bands (paper Figure 2)")
+    es.add_argument("--gt-dir", required=True, help="folder of ground-truth index PNGs (255 = void)")
+    es.add_argument("--pred-dir", required=True, help="folder of predicted index PNGs with the same file names")
+    es.add_argument("--bands", default="1:40", help="band widths in px: '10', '1,2,5', '1:40' or '1:40:5'")
+    es.add_argument("--num-classes", type=int, default=None, help="default: 21 if labels <= 20, else max label + 1")
+    es.add_argument("--workers", type=int, default=None, help="PNG decoding threads (default min(4, CPUs))")
+    es.add_argument("--out", default=None, help="write the metrics json here")
 
     tr = sub.add_parser("train", help="run a detection experiment through the run store")
     tr.add_argument("--profile", default="smoke", choices=["smoke", "mini", "paper"])
@@ -97,6 +107,11 @@ def main(argv: list[str] | None = None) -> int:
             from detpretrain.evaluation.detection import evaluate_command
 
             return evaluate_command(args.gt, args.dt, iou=args.iou, metric=args.metric, out=args.out)
+        if args.command == "evaluate-seg":
+            from detpretrain.evaluation.segmentation import evaluate_seg_command
+
+            return evaluate_seg_command(args.gt_dir, args.pred_dir, bands=args.bands, num_classes=args.num_classes,
+                                        out=args.out, workers=args.workers)
         if args.command == "train":
             from detpretrain.experiment import train_command
 
