@@ -43,7 +43,7 @@ def test_bad_specs_raise():
     with pytest.raises(ConfigError, match="unknown data kind"):
         DataSpec(kind="imagenet", root="/x")
     with pytest.raises(ConfigError, match="unknown task"):
-        TrainConfig(name="t", task="segmentation", data=DataSpec(kind="coco", root="/d"))
+        TrainConfig(name="t", task="keypoints", data=DataSpec(kind="coco", root="/d"))
     with pytest.raises(ConfigError, match="unknown profile"):
         get_profile("huge")
 

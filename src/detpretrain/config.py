@@ -19,7 +19,7 @@ from detpretrain.errors import ConfigError
 #: Bump when a change to the training/evaluation code changes results, so old runs are not reused.
 ENGINE_VERSION = "1"
 
-TASKS = ("classification", "detection")
+TASKS = ("classification", "detection", "segmentation")
 DATA_KINDS = ("synthetic", "coco", "voc", "folder")
 PAPER_IOU_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
@@ -106,7 +106,10 @@ class TrainConfig:
 
     Attributes:
         name: a human label shown in tables (e.g. ``"pretrain/imagenet-cls"``); part of the hash.
-        task: ``"classification"`` (IMAGENET-CLS-style pre-training) or ``"detection"``.
+        task: ``"classification"`` (IMAGENET-CLS-style pre-training or a classification fine-tuning),
+            ``"detection"`` or ``"segmentation"`` (DeepLabV3, Table 4; its head width is ``model.fpn_channels``
+            and its crop, ASPP rates and trimap bands follow from ``model`` and ``data``, see
+            :func:`detpretrain.models.segmentation.segmentation_geometry`).
         data, model, optim: see :class:`DataSpec`, :class:`ModelSpec`, :class:`OptimSpec`.
         init: backbone initialisation: ``None`` (from scratch), ``"run:<hash>"`` (the backbone of a run in the
             store), ``"torchvision:<WeightsEnum.MEMBER>"``, or a path to a backbone ``state_dict`` file.

@@ -1,8 +1,10 @@
 """Training and evaluation loops in the style of torchvision's ``references/detection``.
 
-Plain functions: :func:`train_one_epoch`, :func:`evaluate_detector`, :func:`evaluate_classifier` and
-:func:`fit`, which runs a whole :class:`~detpretrain.config.TrainConfig` into a run directory with a checkpoint
-after every epoch and resumes from it.
+Plain functions: :func:`train_one_epoch`, :func:`evaluate_detector`, :func:`evaluate_classifier`,
+:func:`evaluate_segmenter` and :func:`fit`, which runs a whole :class:`~detpretrain.config.TrainConfig` into a run
+directory with a checkpoint after every epoch and resumes from it. What differs between the tasks (datasets, the
+loss of a batch, the evaluation, where the backbone sits in the model) is one small :class:`Task` per task in
+:data:`TASK_HOOKS`; the loop itself is shared.
 
 Determinism: model initialisation is seeded with ``config.seed``; at the start of epoch ``e`` both the data order
 (the sampler's generator / ``DistributedSampler.set_epoch``) and the augmentation RNG are re-seeded from
@@ -18,7 +20,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -30,12 +34,19 @@ from detpretrain.config import TrainConfig, config_hash, to_dict
 from detpretrain.data.builders import (
     build_classification_dataset,
     build_detection_dataset,
+    build_segmentation_dataset,
     collate_detection,
     training_target,
 )
 from detpretrain.errors import ConfigError
 from detpretrain.models.backbones import backbone_state_dict, build_backbone
 from detpretrain.models.detection import build_faster_rcnn
+from detpretrain.models.segmentation import (
+    build_deeplabv3,
+    predict_logits,
+    segmentation_backbone_state_dict,
+    segmentation_geometry,
+)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -49,10 +60,16 @@ def seed_everything(seed: int) -> None:
 
 
 def build_model(config: TrainConfig, num_classes: int, backbone_weights=None) -> nn.Module:
-    """The model of a run: a ResNet classifier or a Faster R-CNN + FPN detector (heads freshly initialised)."""
+    """The model of a run: a ResNet classifier, a Faster R-CNN + FPN detector or a DeepLabV3 segmenter (output
+    stride 8, :mod:`detpretrain.models.segmentation`); heads freshly initialised."""
     m = config.model
     if config.task == "classification":
         return build_backbone(m.arch, norm=m.norm, widths=m.widths, num_classes=num_classes, weights=backbone_weights)
+    if config.task == "segmentation":
+        geometry = segmentation_geometry(m, config.data)
+        return build_deeplabv3(num_classes, arch=m.arch, norm=m.norm, widths=m.widths,
+                               backbone_weights=backbone_weights, head_channels=m.fpn_channels,
+                               atrous_rates=geometry.atrous_rates, trainable_stages=m.trainable_stages)
     return build_faster_rcnn(
         num_classes,
         arch=m.arch,
@@ -121,7 +138,8 @@ def train_one_epoch(model, optimizer, loader, device, epoch: int, *, task: str, 
 
     Args:
         task: ``"detection"`` (``model(images, targets)`` returns torchvision's loss dict: loss_classifier,
-            loss_box_reg, loss_objectness, loss_rpn_box_reg) or ``"classification"`` (cross-entropy on logits).
+            loss_box_reg, loss_objectness, loss_rpn_box_reg), ``"classification"`` (cross-entropy on logits) or
+            ``"segmentation"`` (per-pixel cross-entropy, void 255 ignored); see :data:`TASK_HOOKS`.
         scheduler: stepped once per iteration (warm-up + steps, :func:`lr_lambda`).
         scaler: a ``torch.amp.GradScaler`` for mixed precision on CUDA, else None.
 
@@ -134,15 +152,10 @@ def train_one_epoch(model, optimizer, loader, device, epoch: int, *, task: str, 
     amp = torch.autocast(device.type, dtype=torch.float16) if scaler is not None else nullcontext()
     show = progress and distributed.is_main_process()
     bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=None if show else True)  # None: only on a TTY
+    batch_losses = TASK_HOOKS[task].losses
     for it, (inputs, targets) in enumerate(bar):
         with amp:
-            if task == "detection":
-                images = [img.to(device, non_blocking=True) for img in inputs]
-                tgts = [{k: v.to(device) for k, v in training_target(t).items()} for t in targets]
-                losses = model(images, tgts)
-            else:
-                logits = model(inputs.to(device, non_blocking=True))
-                losses = {"loss_ce": nn.functional.cross_entropy(logits, targets.to(device))}
+            losses = batch_losses(model, inputs, targets, device)
         loss = sum(losses.values())
         if not math.isfinite(loss.item()):
             raise FloatingPointError(f"epoch {epoch} iteration {it}: loss is {loss.item()} ({_fmt(losses)})")
@@ -162,6 +175,26 @@ def train_one_epoch(model, optimizer, loader, device, epoch: int, *, task: str, 
         n += 1
         bar.set_postfix(loss=f"{float(loss.detach()):.3f}", lr=f"{optimizer.param_groups[0]['lr']:.4f}")
     return distributed.all_reduce_mean({k: v / max(n, 1) for k, v in sums.items()})
+
+
+def detection_losses(model, images, targets, device) -> dict:
+    """torchvision's Faster R-CNN loss dict for a batch (lists of images and targets; ignored boxes removed)."""
+    images = [img.to(device, non_blocking=True) for img in images]
+    tgts = [{k: v.to(device) for k, v in training_target(t).items()} for t in targets]
+    return model(images, tgts)
+
+
+def classification_losses(model, images, labels, device) -> dict:
+    """``{"loss_ce"}``: cross-entropy of the logits [B, K] against labels [B]."""
+    logits = model(images.to(device, non_blocking=True))
+    return {"loss_ce": nn.functional.cross_entropy(logits, labels.to(device))}
+
+
+def segmentation_losses(model, images, masks, device) -> dict:
+    """``{"loss_ce"}``: per-pixel cross-entropy of DeepLabV3's logits [B, K, H, W] (upsampled to the mask size by
+    the model) against masks [B, H, W], void (255) ignored, mean over the non-void pixels of the batch."""
+    logits = model(images.to(device, non_blocking=True))["out"]
+    return {"loss_ce": nn.functional.cross_entropy(logits, masks.to(device), ignore_index=255)}
 
 
 def _fmt(d: dict) -> str:
@@ -219,15 +252,142 @@ def evaluate_classifier(model, dataset, device, *, batch_size: int = 64) -> dict
     return {"top1": 100.0 * correct / max(total, 1), "num_images": total}
 
 
-def _datasets(config: TrainConfig):
+@torch.no_grad()
+def evaluate_segmenter(model, dataset, device, *, bands=(), input_size: int | None = None, batch_size: int = 8,
+                       progress: bool = True) -> dict:
+    """Segment every image of ``dataset`` at its full resolution; mIoU, pixel accuracy, trimap / anti-trimap.
+
+    Section 2.2 / Table 4 (mIoU) and Figure 2 (trimap: non-void pixels within ``w`` px of a void pixel; anti-trimap:
+    the rest) of the paper, scored with :class:`~detpretrain.evaluation.segmentation.SegmentationEvaluator` on a
+    confusion matrix pooled over the dataset (VOC's definition).
+
+    Args:
+        dataset: a segmentation dataset (evaluation transforms): items (float [3, H, W], int64 [H, W], 255 void).
+        bands: trimap band widths in pixels of the masks.
+        input_size: feed the network at this short side and upsample the logits to the mask (real photographs);
+            None feeds the images as they are. Images of equal size are batched, others go one by one.
+
+    Returns:
+        the evaluator's dict (percent; ``per_class_IoU`` a list by label) plus ``per_image``: one
+        ``{"index", "image_id", "mIoU", "pixel_accuracy"}`` per image in dataset order (the image's own mean IoU
+        over the classes present in its ground truth or prediction), used to pick Figure 9's examples. Identical
+        on every rank (the confusion matrices are gathered under torchrun).
+    """
+    from detpretrain.evaluation.segmentation import SegmentationEvaluator
+
+    model = getattr(model, "module", model)
+    model.eval()
+    num_classes = len(dataset.classes)
+    evaluator = SegmentationEvaluator(num_classes, bands=bands)
+    shard = _shard(dataset)
+    indices = list(shard.indices) if isinstance(shard, Subset) else list(range(len(dataset)))
+    # lists, not stacked tensors: real images differ in size
+    loader = DataLoader(shard, batch_size=batch_size, shuffle=False, collate_fn=collate_detection)
+    image_ids = getattr(dataset, "image_ids", None)
+    per_image, k = [], 0
+    for images, masks in tqdm(loader, desc="evaluate", leave=False,
+                              disable=None if (progress and distributed.is_main_process()) else True):
+        same = len({tuple(img.shape) for img in images}) == 1
+        groups = [list(images)] if same else [[img] for img in images]
+        preds = []
+        for group in groups:
+            batch = torch.stack([img.as_subclass(torch.Tensor) for img in group]).to(device)
+            preds += list(predict_logits(model, batch, input_size=input_size).argmax(1).cpu())
+        for mask, pred in zip(masks, preds):
+            gt = mask.as_subclass(torch.Tensor).numpy()
+            pred = pred.numpy()
+            evaluator.update(gt, pred)
+            own = SegmentationEvaluator(num_classes)
+            own.update(gt, pred)
+            m = own.compute()
+            index = indices[k]
+            per_image.append({"index": index, "image_id": int(image_ids[index]) if image_ids else index,
+                              "mIoU": m["mIoU"], "pixel_accuracy": m["pixel_accuracy"]})
+            k += 1
+    gathered = distributed.all_gather_objects((evaluator, per_image))
+    for other, _ in gathered[1:]:
+        evaluator.merge(other)
+    metrics = evaluator.compute()
+    metrics["per_image"] = sorted((p for _, rows in gathered for p in rows), key=lambda p: p["index"])
+    return metrics
+
+
+@dataclass(frozen=True)
+class Task:
+    """What :func:`fit` needs to know about one task.
+
+    Attributes:
+        datasets: ``config -> (train_set, test_set)``; both have ``classes``.
+        losses: ``(model, inputs, targets, device) -> dict of scalar losses`` for one batch.
+        collate: the training DataLoader's ``collate_fn`` (None: stack tensors).
+        evaluate: ``(model, test_set, device, config, progress) -> (metrics, headline)``.
+        backbone_state: ``model -> ResNet state_dict`` (no ``fc``), written as ``backbone.pt``.
+    """
+
+    datasets: Callable
+    losses: Callable
+    collate: Callable | None
+    evaluate: Callable
+    backbone_state: Callable
+
+
+def _detection_datasets(config: TrainConfig):
+    d, o = config.data, config.optim
+    return (build_detection_dataset(d, d.train_split, train=True, hflip=o.hflip),
+            build_detection_dataset(d, d.eval_split, train=False))
+
+
+def _classification_datasets(config: TrainConfig):
     d, m, o = config.data, config.model, config.optim
-    if config.task == "detection":
-        train = build_detection_dataset(d, d.train_split, train=True, hflip=o.hflip)
-        test = build_detection_dataset(d, d.eval_split, train=False)
-    else:
-        train = build_classification_dataset(d, d.train_split, train=True, size=m.image_size, hflip=o.hflip)
-        test = build_classification_dataset(d, d.eval_split, train=False, size=m.image_size)
-    return train, test
+    return (build_classification_dataset(d, d.train_split, train=True, size=m.image_size, hflip=o.hflip),
+            build_classification_dataset(d, d.eval_split, train=False, size=m.image_size))
+
+
+def _segmentation_datasets(config: TrainConfig):
+    d, o = config.data, config.optim
+    crop = segmentation_geometry(config.model, d).crop
+    return (build_segmentation_dataset(d, d.train_split, train=True, crop=crop, hflip=o.hflip),
+            build_segmentation_dataset(d, d.eval_split, train=False))
+
+
+def _evaluate_detection(model, test_set, dev, config: TrainConfig, progress: bool):
+    metrics = evaluate_detector(model, test_set, dev, iou_thresholds=config.eval_iou_thresholds,
+                                metric=config.eval_metric, progress=progress)
+    ap = dict(zip([round(t, 2) for t in metrics["iou_thresholds"]], metrics["mAP"]))
+    return metrics, " ".join(f"mAP@{t}={ap[t]:.1f}" for t in (0.5, 0.7) if t in ap)
+
+
+def _evaluate_classification(model, test_set, dev, config: TrainConfig, progress: bool):
+    metrics = evaluate_classifier(model, test_set, dev)
+    return metrics, f"top1={metrics['top1']:.1f}"
+
+
+def _evaluate_segmentation(model, test_set, dev, config: TrainConfig, progress: bool):
+    """mIoU etc. with the run's trimap bands (:func:`~detpretrain.models.segmentation.segmentation_geometry`);
+    ``per_class_IoU`` keyed by class name, ``band_scale`` = evaluated px per VOC-scale px."""
+    geometry = segmentation_geometry(config.model, config.data)
+    real = geometry.crop is not None
+    metrics = evaluate_segmenter(model, test_set, dev, bands=geometry.bands,
+                                 input_size=geometry.input_size if real else None, progress=progress)
+    metrics["per_class_IoU"] = dict(zip(test_set.classes, metrics["per_class_IoU"]))
+    metrics["band_scale"] = geometry.band_scale
+    miou, acc = metrics["mIoU"], metrics["pixel_accuracy"]
+    return metrics, f"mIoU={miou if miou is not None else math.nan:.1f} pixacc={acc if acc is not None else math.nan:.1f}"
+
+
+#: the tasks a :class:`~detpretrain.config.TrainConfig` can name, and how :func:`fit` runs each.
+TASK_HOOKS: dict[str, Task] = {
+    "classification": Task(_classification_datasets, classification_losses, None, _evaluate_classification,
+                           backbone_state_dict),
+    "detection": Task(_detection_datasets, detection_losses, collate_detection, _evaluate_detection,
+                      backbone_state_dict),
+    "segmentation": Task(_segmentation_datasets, segmentation_losses, None, _evaluate_segmentation,
+                         segmentation_backbone_state_dict),
+}
+
+
+def _datasets(config: TrainConfig):
+    return TASK_HOOKS[config.task].datasets(config)
 
 
 def _loader(config: TrainConfig, dataset, epoch: int) -> DataLoader:
@@ -246,7 +406,7 @@ def _loader(config: TrainConfig, dataset, epoch: int) -> DataLoader:
         batch_size=o.batch_size // world,
         sampler=sampler,
         num_workers=o.num_workers,
-        collate_fn=collate_detection if config.task == "detection" else None,
+        collate_fn=TASK_HOOKS[config.task].collate,
         drop_last=True,
         generator=generator,
         persistent_workers=False,
@@ -309,21 +469,14 @@ def fit(config: TrainConfig, run, *, store=None, device: str = "auto", progress:
             run.log(" ".join(f"{k}={v}" for k, v in entry.items()))
         distributed.barrier()
     t0 = time.perf_counter()
-    if config.task == "detection":
-        metrics = evaluate_detector(model, test_set, dev, iou_thresholds=config.eval_iou_thresholds,
-                                    metric=config.eval_metric, progress=progress)
-        ap = dict(zip([round(t, 2) for t in metrics["iou_thresholds"]], metrics["mAP"]))
-        headline = " ".join(f"mAP@{t}={ap[t]:.1f}" for t in (0.5, 0.7) if t in ap)
-    else:
-        metrics = evaluate_classifier(model, test_set, dev)
-        headline = f"top1={metrics['top1']:.1f}"
+    metrics, headline = TASK_HOOKS[config.task].evaluate(model, test_set, dev, config, progress)
     metrics = {**metrics, "task": config.task, "name": config.name, "config_hash": config_hash(config),
                "headline": headline, "eval_split": config.data.eval_split, "num_train_images": len(train_set),
                "num_eval_images": len(test_set), "classes": list(train_set.classes),
                "eval_seconds": round(time.perf_counter() - t0, 2), "history": history,
                "world_size": distributed.world_size(), "device": str(dev)}
     if distributed.is_main_process():
-        atomic_torch_save(backbone_state_dict(model), run.backbone_path)
+        atomic_torch_save(TASK_HOOKS[config.task].backbone_state(model), run.backbone_path)
         atomic_torch_save(model.state_dict(), run.model_path)
         atomic_write_json(run.path / "config.json", to_dict(config))
         run.log(f"evaluation: {headline}")

@@ -1,0 +1,117 @@
+"""Section 2.2 of Li et al. 2019 as a chain of runs: DeepLabV3 fine-tuned from each pre-trained backbone.
+
+The paper fine-tunes DeepLab on PASCAL VOC 2012 from backbones pre-trained on IMAGENET-CLS, IMAGENET-LOC and
+OPENIMAGES (Table 4: 75.7, 78.3, 78.6 mIoU), asks where the gain lies (Figure 2: trimap / anti-trimap accuracy)
+and shows examples (Figure 9). Here the backbones are the SAME pre-training runs as in the detection chapter
+(:func:`detpretrain.experiment.pretrain_configs`, found in the run store, never trained twice): ``imagenet-cls``,
+``detection`` (which continues from ``imagenet-cls``) and ``scratch`` (GroupNorm, as in
+:func:`~detpretrain.experiment.finetune_config`). Each is fine-tuned as a DeepLabV3 (output stride 8, fresh
+head; :mod:`detpretrain.models.segmentation`) on the segmentation target with the profile's ``seg_finetune``
+schedule, once per seed, and evaluated by mIoU, pixel accuracy, per-class IoU and trimap / anti-trimap bands.
+
+Targets (:func:`segmentation_target`):
+
+* ``synthetic``: the VOC-like corpus of the profile, ``ImageSets/Segmentation/trainval`` -> ``test`` (the same images
+  as the detection chapter's target; 0 = background, 255 = void band along outlines);
+* ``voc``: a VOC 2012 root (``VOCdevkit`` or ``VOC2012``), ``train`` -> ``val`` of ``ImageSets/Segmentation``
+  (the paper adds SBD's extra masks to train; point ``train_split`` at such a list with
+  ``overrides={"data.train_split": "train_aug"}``);
+* ``coco``: a COCO root, ``train2017`` -> ``val2017``, instances converted to VOC's 20 classes
+  (:func:`detpretrain.data.builders.coco_semantic_mask`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from detpretrain.config import DataSpec, TrainConfig, replace_path
+from detpretrain.errors import ConfigError
+from detpretrain.experiment import PRETRAINS, ensure_pretrained, finetune_config, pretrain_configs, target_spec
+from detpretrain.profiles import Profile, get_profile
+from detpretrain.runs import RunStore, get_or_train
+
+#: real segmentation targets: dataset name -> (data kind, train split, eval split, VOC year)
+SEGMENTATION_DATASETS = {
+    "voc": ("voc", "train", "val", "2012"),
+    "coco": ("coco", "train2017", "val2017", None),
+}
+
+
+def segmentation_target(profile: Profile, dataset: str = "synthetic", data_root: str | None = None) -> DataSpec:
+    """The segmentation target: the synthetic VOC-like corpus, a VOC 2012 root or a COCO root (module docstring).
+
+    Raises:
+        ConfigError: unknown dataset, or a real dataset without ``data_root``.
+    """
+    if dataset == "synthetic":
+        return target_spec(profile, "synthetic")
+    if dataset not in SEGMENTATION_DATASETS:
+        raise ConfigError(f"unknown segmentation dataset {dataset!r}; expected synthetic, "
+                          f"{', '.join(SEGMENTATION_DATASETS)}")
+    if not data_root:
+        raise ConfigError(f"dataset {dataset!r} needs a data_root")
+    kind, train, test, year = SEGMENTATION_DATASETS[dataset]
+    return DataSpec(kind=kind, root=str(Path(data_root).expanduser().resolve()), train_split=train, eval_split=test,
+                    year=year)
+
+
+def segmentation_config(profile: Profile, pretrain: str, seed: int, target: DataSpec,
+                        pretrained: dict[str, TrainConfig | None]) -> TrainConfig:
+    """The DeepLabV3 fine-tuning run on ``target`` from backbone ``pretrain`` with ``seed`` (Table 4).
+
+    Backbone initialisation, model sizes and the from-scratch GroupNorm rule are those of the detection fine-tuning
+    (:func:`~detpretrain.experiment.finetune_config`), so ``init`` names the very same pre-training run; the
+    schedule is ``profile.seg_finetune``.
+
+    Raises:
+        ConfigError: an unknown pre-training name.
+    """
+    det = finetune_config(profile, pretrain, seed, target, pretrained)
+    return dataclasses.replace(det, name=f"segmentation/{pretrain}", task="segmentation",
+                               optim=profile.seg_finetune)
+
+
+def run_segmentation_experiment(profile: str | Profile = "smoke", *, dataset: str = "synthetic",
+                                data_root: str | None = None, pretrains=PRETRAINS, seeds=None,
+                                store: RunStore | None = None, overrides: dict | None = None, device: str = "auto",
+                                progress: bool = True, log=print) -> dict:
+    """Table 4 / Figure 2 / Figure 9: pre-train (once, through the run store), fine-tune DeepLabV3 from each backbone.
+
+    Args:
+        profile: ``"smoke" | "mini" | "paper"`` or a :class:`~detpretrain.profiles.Profile`.
+        dataset: ``"synthetic"`` (VOC-like corpus), ``"voc"`` or ``"coco"`` (real, needs ``data_root``).
+        pretrains: backbones to compare, a subset of :data:`~detpretrain.experiment.PRETRAINS` (or any key of
+            :func:`~detpretrain.experiment.pretrain_configs`).
+        seeds: fine-tuning seeds (default: the profile's).
+        store: the run store (default ``$DETPRETRAIN_RUNS`` or ``runs/``).
+        overrides: ``{"optim.epochs": 3, ...}`` applied to the segmentation configs (not to the pre-trainings).
+
+    Returns:
+        ``{"profile", "dataset", "data", "runs": [{"pretrain", "seed", "run", "hash", "metrics"}],
+        "pretrain_runs": {name: path}}``; ``metrics`` is the run's ``metrics.json`` (``mIoU``, ``pixel_accuracy``,
+        ``per_class_IoU`` by class name, ``bands``, ``band_scale``, ``trimap``, ``anti_trimap``, ``per_image``,
+        ``history``, ...; percent).
+    """
+    import time
+
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    store = store or RunStore()
+    target = segmentation_target(prof, dataset, data_root)
+    pretrained = dict(pretrain_configs(prof))
+    pre_runs = ensure_pretrained(pretrains, pretrained, store, device=device, progress=progress, log=log,
+                                 prefix=f"[{prof.name}] ")
+    out_runs = []
+    for pretrain in pretrains:
+        for seed in seeds if seeds is not None else prof.seeds:
+            cfg = segmentation_config(prof, pretrain, seed, target, pretrained)
+            for key, value in (overrides or {}).items():
+                cfg = replace_path(cfg, key, value)
+            t0 = time.perf_counter()
+            run = get_or_train(cfg, store, device=device, progress=progress)
+            log(f"[{prof.name}] {cfg.name:<32} seed {seed}  {run.path.name}  {run.metrics['headline']}"
+                f"  ({time.perf_counter() - t0:.0f} s)")
+            out_runs.append({"pretrain": pretrain, "seed": seed, "run": str(run.path), "hash": run.hash,
+                             "metrics": run.metrics})
+    return {"profile": prof.name, "dataset": dataset, "data": target.describe(), "runs": out_runs,
+            "pretrain_runs": {k: str(r.path) for k, r in pre_runs.items()}}
