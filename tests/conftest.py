@@ -1,4 +1,4 @@
-"""Shared fixtures: the real-data subsets in ../shared/data (skipped with a reason where absent)."""
+"""Shared fixtures: the real-data subsets in ../shared/data (skipped with a reason where absent) and a corpus cache."""
 
 from __future__ import annotations
 
@@ -47,3 +47,16 @@ def flowers_subset() -> Path:
 @pytest.fixture(scope="session")
 def pet_subset() -> Path:
     return _shared("oxford_iiit_pet_subset")
+
+
+@pytest.fixture(scope="module")
+def corpus_dir(tmp_path_factory):
+    """A generated-corpus cache ($DETPRETRAIN_DATA) shared by one test module (generation is cached by spec)."""
+    path = tmp_path_factory.mktemp("corpora")
+    old = os.environ.get("DETPRETRAIN_DATA")
+    os.environ["DETPRETRAIN_DATA"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("DETPRETRAIN_DATA", None)
+    else:
+        os.environ["DETPRETRAIN_DATA"] = old

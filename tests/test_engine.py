@@ -24,19 +24,6 @@ PAPER_IOUS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
 
 
 @pytest.fixture(scope="module")
-def corpus_dir(tmp_path_factory):
-    """One cache of generated smoke corpora for the whole module (generation is cached by spec)."""
-    path = tmp_path_factory.mktemp("corpora")
-    old = os.environ.get("DETPRETRAIN_DATA")
-    os.environ["DETPRETRAIN_DATA"] = str(path)
-    yield path
-    if old is None:
-        os.environ.pop("DETPRETRAIN_DATA", None)
-    else:
-        os.environ["DETPRETRAIN_DATA"] = old
-
-
-@pytest.fixture(scope="module")
 def experiment(corpus_dir, tmp_path_factory):
     store = RunStore(tmp_path_factory.mktemp("runs"))
     t0 = time.perf_counter()

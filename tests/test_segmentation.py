@@ -46,19 +46,6 @@ from detpretrain.segmentation import run_segmentation_experiment, segmentation_c
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 
-@pytest.fixture(scope="module")
-def corpus_dir(tmp_path_factory):
-    """A generated-corpus cache for this module (the smoke VOC-like corpus is generated once, in about a second)."""
-    path = tmp_path_factory.mktemp("corpora")
-    old = os.environ.get("DETPRETRAIN_DATA")
-    os.environ["DETPRETRAIN_DATA"] = str(path)
-    yield path
-    if old is None:
-        os.environ.pop("DETPRETRAIN_DATA", None)
-    else:
-        os.environ["DETPRETRAIN_DATA"] = old
-
-
 # ------------------------------------------------------------------------------------------------------ model
 def _conv_geometry(model):
     return [(n, m.stride, m.dilation, m.padding) for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)]

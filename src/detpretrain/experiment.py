@@ -166,7 +166,11 @@ def cls_finetune_config(profile: Profile, pretrain: str, seed: int, target: Data
     """Full fine-tuning of backbone ``pretrain`` on an image-classification ``target`` (Tables 7 and 8).
 
     The classifier's last layer is new (the backbone's ``fc`` is never transferred); schedule
-    ``profile.cls_finetune``. ``pretrain`` as in :func:`finetune_config`.
+    ``profile.cls_finetune``. ``pretrain`` as in :func:`finetune_config`; the target's evaluation split is scored
+    by top-1 accuracy in percent.
+
+    Raises:
+        ConfigError: an unknown pre-training name.
     """
     det = finetune_config(profile, pretrain, seed, target, pretrained)  # same init and norm rules
     return TrainConfig(name=f"cls-finetune/{pretrain}", task="classification", data=target, model=det.model,
@@ -238,14 +242,18 @@ def run_detection_experiment(profile: str | Profile = "smoke", *, dataset: str =
             cfg = finetune_config(prof, pretrain, seed, target, pretrained)
             for key, value in (overrides or {}).items():
                 cfg = replace_path(cfg, key, value)
-            out_runs.append(_train_logged(cfg, pretrain, seed, store, prof, device, progress, log))
+            out_runs.append(train_logged(cfg, pretrain, seed, store, prof, device, progress, log))
     return {"profile": prof.name, "dataset": dataset, "data": target.describe(), "runs": out_runs,
             "pretrain_runs": {k: str(r.path) for k, r in pre_runs.items()}}
 
 
-def _train_logged(cfg: TrainConfig, pretrain: str, seed: int, store: RunStore, prof: Profile, device: str,
+def train_logged(cfg: TrainConfig, pretrain: str, seed: int, store: RunStore, prof: Profile, device: str,
                   progress: bool, log) -> dict:
-    """Train (or find) one fine-tuning run; its entry of a result's ``runs`` list."""
+    """Train (or find in ``store``) one fine-tuning run and log one line with its headline and seconds.
+
+    Returns:
+        its entry of a result's ``runs`` list: ``{"pretrain", "seed", "run" (path), "hash", "metrics"}``.
+    """
     t0 = time.perf_counter()
     run = get_or_train(cfg, store, device=device, progress=progress)
     log(f"[{prof.name}] {cfg.name:<32} seed {seed}  {run.path.name}  {run.metrics['headline']}"
@@ -281,7 +289,7 @@ def run_classification_transfer(profile: str | Profile = "smoke", *, role: str =
     pretrained = _pretrained_for(prof, pretrains, removed)
     pre_runs = ensure_pretrained(pretrains, pretrained, store, device=device, progress=progress, log=log,
                                  prefix=f"[{prof.name}] ")
-    out_runs = [_train_logged(cls_finetune_config(prof, pretrain, seed, target, pretrained), pretrain, seed, store,
+    out_runs = [train_logged(cls_finetune_config(prof, pretrain, seed, target, pretrained), pretrain, seed, store,
                               prof, device, progress, log)
                 for pretrain in pretrains for seed in (seeds if seeds is not None else prof.seeds)]
     return {"profile": prof.name, "dataset": role, "data": target.describe(), "runs": out_runs,

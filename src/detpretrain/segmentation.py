@@ -27,9 +27,16 @@ from pathlib import Path
 
 from detpretrain.config import DataSpec, TrainConfig, replace_path
 from detpretrain.errors import ConfigError
-from detpretrain.experiment import PRETRAINS, ensure_pretrained, finetune_config, pretrain_configs, target_spec
+from detpretrain.experiment import (
+    PRETRAINS,
+    ensure_pretrained,
+    finetune_config,
+    pretrain_configs,
+    target_spec,
+    train_logged,
+)
 from detpretrain.profiles import Profile, get_profile
-from detpretrain.runs import RunStore, get_or_train
+from detpretrain.runs import RunStore
 
 #: real segmentation targets: dataset name -> (data kind, train split, eval split, VOC year)
 SEGMENTATION_DATASETS = {
@@ -93,8 +100,6 @@ def run_segmentation_experiment(profile: str | Profile = "smoke", *, dataset: st
         ``per_class_IoU`` by class name, ``bands``, ``band_scale``, ``trimap``, ``anti_trimap``, ``per_image``,
         ``history``, ...; percent).
     """
-    import time
-
     prof = get_profile(profile) if isinstance(profile, str) else profile
     store = store or RunStore()
     target = segmentation_target(prof, dataset, data_root)
@@ -107,11 +112,6 @@ def run_segmentation_experiment(profile: str | Profile = "smoke", *, dataset: st
             cfg = segmentation_config(prof, pretrain, seed, target, pretrained)
             for key, value in (overrides or {}).items():
                 cfg = replace_path(cfg, key, value)
-            t0 = time.perf_counter()
-            run = get_or_train(cfg, store, device=device, progress=progress)
-            log(f"[{prof.name}] {cfg.name:<32} seed {seed}  {run.path.name}  {run.metrics['headline']}"
-                f"  ({time.perf_counter() - t0:.0f} s)")
-            out_runs.append({"pretrain": pretrain, "seed": seed, "run": str(run.path), "hash": run.hash,
-                             "metrics": run.metrics})
+            out_runs.append(train_logged(cfg, pretrain, seed, store, prof, device, progress, log))
     return {"profile": prof.name, "dataset": dataset, "data": target.describe(), "runs": out_runs,
             "pretrain_runs": {k: str(r.path) for k, r in pre_runs.items()}}
