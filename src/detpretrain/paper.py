@@ -72,3 +72,29 @@ SEG_GAIN = round(TABLE4["OPENIMAGES"] - TABLE4["IMAGENET-CLS"], 1)  # 2.9
 #: Appendix on Figure 9: per-class IoU gain (points) of IMAGENET-LOC over IMAGENET-CLS pre-training quoted in the
 #: text (VOC class names); potted plant "obtain[s] no improvement" (0 here).
 FIG9_CLASS_GAINS = {"sheep": 7.5, "cow": 6.5, "diningtable": 5.6, "pottedplant": 0.0}
+
+#: Table 5: linear classification top-1 (%) on CALTECH-256 from layers of the OPENIMAGES detector's head.
+TABLE5 = {
+    "Conv5": 76.7,
+    "ConvProj blob (256,14,14)": 69.7,
+    "ConvProj blob (256,4,4)": 72.4,
+    "ConvProj blob (256,2,2)": 73.3,
+    "ConvProj blob (256)": 74.1,
+    "FC1 (1024)": 71.6,
+    "FC2 (1024)": 70.0,
+}
+
+#: Table 6: linear classification top-1 (%) on average-pooled Conv5 features, {dataset: {pre-training: top-1}}.
+TABLE6 = {
+    "CALTECH-256": {"IMAGENET-CLS": 84.7, "OPENIMAGES": 76.7},
+    "SUN-397": {"IMAGENET-CLS": 57.3, "OPENIMAGES": 51.1},
+    "OXFORD-102 FLOWERS": {"IMAGENET-CLS": 87.4, "OPENIMAGES": 83.1},
+}
+
+#: Table 8: top-1 (%) after fine-tuning each pre-trained network, {pre-training: {dataset: top-1}}.
+TABLE8 = {
+    "IMAGENET-LOC": {"CALTECH-256": 82.3, "SUN-397": 58.3, "OXFORD-102 FLOWERS": 90.9},
+    "COCO": {"CALTECH-256": 79.8, "SUN-397": 57.8, "OXFORD-102 FLOWERS": 91.4},
+    "OPENIMAGES": {"CALTECH-256": 82.2, "SUN-397": 59.5, "OXFORD-102 FLOWERS": 92.6},
+    "IMAGENET-CLS": {"CALTECH-256": 86.3, "SUN-397": 61.5, "OXFORD-102 FLOWERS": 95.0},
+}

@@ -1,0 +1,237 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Classification transfer: linear probes and fine-tuning
+#
+# *Li et al. 2019, Section 2.3 (Tables 5, 6 and 8).*
+#
+# Detection pre-training helps localisation (the detection chapter). Does it help image classification? The paper
+# answers no, three ways:
+#
+# 1. **Fine-tuning (Table 8).** Every network fine-tuned on CALTECH-256, SUN-397 and OXFORD-102 FLOWERS: IMAGENET-CLS
+#    pre-training is best on all three (86.3 / 61.5 / 95.0 top-1), ahead of IMAGENET-LOC, COCO and OPENIMAGES
+#    (82.2 / 59.5 / 92.6 for OPENIMAGES).
+# 2. **Linear probes on Conv5 (Table 6).** Without fine-tuning, a linear classifier on the average-pooled Conv5
+#    features of the IMAGENET-CLS backbone beats that of the OPENIMAGES backbone by 4.3 to 8.0 points.
+# 3. **Linear probes on the detection head (Table 5).** Along the OPENIMAGES detector's head, features that keep
+#    spatial layout classify worse: ConvProj blob (256,14,14) 69.7 < 4x4 pooled 72.4 < 2x2 73.3 < 1x1 74.1, and
+#    FC1 (71.6) > FC2 (70.0).
+#
+# Here the backbones are the pre-training runs of the other chapters, taken from the run store: `imagenet-cls`
+# (IMAGENET-CLS role), `detection` (multi-category scenes: the COCO / OPENIMAGES role), `imagenet-loc` (the
+# object-centric detection corpus of the ablations chapter) and `scratch` (random initialisation, the floor).
+# The probe is Kornblith et al.'s protocol (`detpretrain.analysis.probes`): multinomial logistic regression with
+# L-BFGS, the L2 strength chosen on a held-out validation split from a log-spaced grid, refit on train +
+# validation, scored once on test.
+
+# %% tags=["parameters"]
+profile = "mini"  # smoke | mini (the classification targets are synthetic corpora; paper needs real datasets)
+dataset = "synthetic"  # the synthetic classification targets; real probe datasets are given in real_data
+data_root = None  # unused here: real probe datasets are named in real_data
+seeds = None  # fine-tuning seeds (Table 8) and random backbones (scratch probes); None means the profile's
+device = "auto"  # auto | cpu | cuda
+store = None  # run store folder; None means $DETPRETRAIN_RUNS or runs/
+data_cache = None  # generated-corpus folder; None means $DETPRETRAIN_DATA or data/generated
+targets = ["caltech", "sun", "flowers"]  # synthetic roles standing for CALTECH-256, SUN-397, OXFORD-102 FLOWERS
+probe_pretrains = ["imagenet-cls", "detection", "imagenet-loc", "scratch"]  # backbones probed on Conv5 (Table 6)
+finetune_pretrains = ["imagenet-cls", "detection", "imagenet-loc", "scratch"]  # backbones fine-tuned (Table 8)
+head_target = "caltech"  # dataset of the detection-head probes (Table 5 uses CALTECH-256)
+real_data = {"flowers102": "../shared/data/flowers102_subset", "pet": "../shared/data/oxford_iiit_pet_subset"}
+
+# %%
+import math
+import os
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+from IPython.display import Markdown, display
+
+from detpretrain import features as F
+from detpretrain.analysis import probes as P
+from detpretrain.analysis.detection import provenance
+from detpretrain.experiment import run_classification_transfer
+from detpretrain.profiles import get_profile
+from detpretrain.runs import RunStore
+
+if data_cache is not None:
+    os.environ["DETPRETRAIN_DATA"] = str(data_cache)
+prof = get_profile(profile)
+run_store = RunStore(store) if store else RunStore()
+seed_list = tuple(seeds) if seeds is not None else prof.seeds
+quiet = lambda *args: None
+
+# %% [markdown]
+# ## Configuration
+
+# %%
+# NBVAL_CHECK_OUTPUT
+datasets = {t: F.probe_datasets(prof, t) for t in targets}
+rows = [(f"{d.paper_name} role", (f"{d.describe}: {len(d.train)} train / {len(d.val)} val / {len(d.test)} test, "
+         f"{len(d.classes)} classes")) for d in datasets.values()]
+rows += [("probe backbones", ", ".join(probe_pretrains)), ("fine-tuned backbones", ", ".join(finetune_pretrains)),
+         ("probe C grid", ", ".join(f"{c:g}" for c in P.DEFAULT_CS)),
+         ("classification fine-tuning", (f"{prof.cls_finetune.epochs} epochs, batch {prof.cls_finetune.batch_size}, "
+                                        f"lr {prof.cls_finetune.lr}")),
+         ("seeds", ", ".join(map(str, seed_list)))]
+pd.DataFrame(rows, columns=["setting", "value"]).set_index("setting")
+
+# %% [markdown]
+# ## Table 6: linear probes on Conv5
+# One probe per backbone and dataset on frozen, average-pooled Conv5 features (cached in the run store under
+# `features/`). `scratch` is probed once per seed (a different random backbone each time), so its row has a spread
+# over backbones; the trained backbones are one pre-training each, as in the paper, and their uncertainty is the
+# binomial standard error of top-1 on the test images (`± se`).
+
+# %%
+probe_rows, provenance_ids = [], {}
+for name, data in datasets.items():
+    for pre in probe_pretrains:
+        for seed in (seed_list if pre == "scratch" else (0,)):
+            arrays = F.backbone_features(pre, data, prof, store=run_store, seed=seed, device=device, log=quiet)
+            res = P.probe_features(arrays)
+            provenance_ids.setdefault(pre, set()).add(arrays["source"][:8])
+            probe_rows.append({"dataset": data.paper_name, "target": name, "pretrain": pre, "seed": seed,
+                               "top1": res["top1"], "se": res["se"], "C": res["C"], "dim": res["dim"]})
+probe_frame = pd.DataFrame(probe_rows)
+t6 = P.table6(probe_rows)
+t6.style.format(precision=1, na_rep="–").hide(axis="index")
+
+
+# %%
+def provenance_line(ids: dict, data: str) -> str:
+    runs = "; ".join(f"{k}: {', '.join(sorted(v))}" for k, v in ids.items())
+    return f"profile {prof.name} · {data} · backbones {runs}"
+
+
+fig, ax = plt.subplots(figsize=(7.5, 3.8))
+order = [p for p in probe_pretrains if p in set(probe_frame["pretrain"])]
+sns.barplot(data=probe_frame, x="dataset", y="top1", hue="pretrain", hue_order=order, errorbar=None, alpha=0.85, ax=ax)
+for bar_group, pre in zip(ax.containers, order):
+    sub = probe_frame[probe_frame["pretrain"] == pre].groupby("dataset", sort=False)["se"].mean()
+    for bar, ds in zip(bar_group, probe_frame["dataset"].unique()):
+        ax.errorbar(bar.get_x() + bar.get_width() / 2, bar.get_height(), yerr=sub.get(ds, math.nan), color="black",
+                    capsize=2, lw=0.8)
+ax.set_ylabel("linear-probe top-1 (%) on test, ± binomial se")
+ax.set_xlabel("")
+ax.set_title(provenance_line(provenance_ids, "synthetic " + ", ".join(targets)), fontsize=6, loc="left")
+fig.tight_layout()
+plt.show()
+
+# %%
+display(Markdown(P.probe_gap_verdict(probe_frame)["sentence"]))
+
+# %% [markdown]
+# ### The same probes on real images
+# The genuine Flowers-102 and Oxford-IIIT Pet subsets (`real_data`; resized and centre-cropped to the profile's
+# input size). Our backbones never saw a real photograph, so these numbers test the code path and the direction of
+# the gap on real data, not the paper's magnitudes. The Pet subset ships trainval / test only: the probe's
+# validation part is a stratified 20 % of trainval. A dataset whose folder is absent is skipped and said so.
+
+# %%
+real_rows = []
+for name, root in (real_data or {}).items():
+    if not Path(root).exists():
+        display(Markdown(f"*{name}: `{root}` is absent on this machine; skipped.*"))
+        continue
+    data = F.probe_datasets(prof, name, root)
+    for pre in probe_pretrains:
+        for seed in (seed_list if pre == "scratch" else (0,)):
+            arrays = F.backbone_features(pre, data, prof, store=run_store, seed=seed, device=device, log=quiet)
+            res = P.probe_features(arrays)
+            real_rows.append({"dataset": f"{name} ({len(data.train)}/{len(data.val)}/{len(data.test)} images, "
+                                         f"{len(data.classes)} classes)", "pretrain": pre, "seed": seed,
+                              "top1": res["top1"], "se": res["se"], "C": res["C"]})
+if real_rows:
+    real_t6 = P.table6(real_rows).drop(columns=["paper"])
+    display(real_t6.style.format(precision=1, na_rep="–").hide(axis="index"))
+    display(Markdown(P.probe_gap_verdict(pd.DataFrame(real_rows))["sentence"]))
+
+# %% [markdown]
+# ## Table 5: probes along the detection head
+# The detection-pre-trained network (`detection`, the OPENIMAGES role), each whole image fed as **one RoI** (the
+# box covering the image; the paper's protocol). Rows follow the paper's order; our ConvProj blob is the RoI-aligned
+# FPN feature (channels x 7 x 7) where the paper's is a 1x1 projection of Conv5 (256 x 14 x 14), and our FC
+# layers are narrower. Average pools of the blob use `adaptive_avg_pool2d`.
+
+# %%
+head_data = datasets.get(head_target) or F.probe_datasets(prof, head_target)
+head = F.detector_head_features("detection", head_data, prof, store=run_store, device=device, log=quiet)
+head_probes = {f: P.probe_features(head, f) for f in F.HEAD_FEATURES}
+t5 = P.table5(head_probes, head["names"])
+t5.style.format({"ours": "{:.1f}", "± se": "{:.1f}", "C": "{:g}", "paper": "{:.1f}"}).hide(axis="index")
+
+# %%
+fig, ax = plt.subplots(figsize=(7.5, 3.5))
+xs = range(len(t5))
+ax.errorbar(xs, t5["ours"], yerr=t5["± se"], marker="o", capsize=3, label=f"ours ({head_data.paper_name} role)")
+ax.plot(xs, t5["paper"], marker="s", ls="--", mfc="none", color="grey", label="paper (CALTECH-256, OPENIMAGES)")
+ax.set_xticks(list(xs), t5["feature"], rotation=25, ha="right", fontsize=7)
+ax.set_ylabel("linear-probe top-1 (%)")
+ax.legend(fontsize=7)
+ax.set_title(f"profile {prof.name} · {head_data.describe} · detector run {head['source'][:8]}", fontsize=6, loc="left")
+fig.tight_layout()
+plt.show()
+
+# %%
+display(Markdown(P.table5_verdict(head_probes)["sentence"]))
+
+# %% [markdown]
+# ## Table 8: fine-tuning every backbone
+# Full fine-tuning (all layers, a new last layer) on each target's train split, top-1 on its test split, one run
+# per seed through the run store (the IMAGENET-LOC runs on the CALTECH-256 role are the ablations chapter's Table 7
+# runs). The paper's column is its value for the dataset playing the same role (`detection` is compared with
+# OPENIMAGES; the paper's COCO row is in `detpretrain.paper.TABLE8`).
+
+# %%
+transfer = {}
+for name, data in datasets.items():
+    transfer[data.paper_name] = run_classification_transfer(profile, role=name, pretrains=tuple(finetune_pretrains),
+                                                            seeds=seed_list, store=run_store, device=device,
+                                                            progress=False, log=quiet)
+t8 = P.table8(transfer)
+t8.style.format(precision=1, na_rep="–").hide(axis="index")
+
+# %%
+ft = pd.DataFrame([{"dataset": ds, "pretrain": r["pretrain"], "seed": r["seed"], "top1": r["metrics"]["top1"]}
+                   for ds, res in transfer.items() for r in res["runs"]])
+fig, ax = plt.subplots(figsize=(7.5, 3.8))
+order = [p for p in finetune_pretrains if p in set(ft["pretrain"])]
+sns.barplot(data=ft, x="dataset", y="top1", hue="pretrain", hue_order=order, errorbar="sd", alpha=0.85, ax=ax)
+sns.stripplot(data=ft, x="dataset", y="top1", hue="pretrain", hue_order=order, dodge=True, palette="dark:black",
+              size=3, legend=False, ax=ax)
+ax.set_ylabel("top-1 (%) after fine-tuning, mean ± sd over seeds")
+ax.set_xlabel("")
+ax.set_title("\n".join(provenance(res) for res in transfer.values()), fontsize=5, loc="left")
+fig.tight_layout()
+plt.show()
+
+# %%
+display(Markdown(P.finetune_gap_verdict(transfer)["sentence"]))
+
+# %% [markdown]
+# ## What this shows
+# The verdict sentences above are computed from this execution. Things to keep in mind:
+#
+# * The probe is a convex fit on fixed features, so its only noise is the finite test set (`± se`); fine-tuning
+#   varies with the seed, and its verdict tests the paired per-seed differences.
+# * Table 6's gap is the paper's central evidence that detection features are less *linearly* separable by class;
+#   Table 8 asks whether fine-tuning closes the gap (the paper: it narrows but stays). Our IMAGENET-CLS-style
+#   backbone is trained on the same 25 categories the classification targets are built from, which favours it as
+#   ImageNet's 1000 classes favour the paper's.
+# * Our `detection` backbone continues from the IMAGENET-CLS backbone (as the paper's detectors do), so the two
+#   share their starting point; any gap is what detection pre-training changed.
+# * Table 5 on our detector: the RoI blob is 7 x 7 (not 14 x 14) and the FC layers are 256-wide (not 1024), so the
+#   spatial-versus-pooled comparison has fewer steps than the paper's.
+# * At `smoke` every run trains for seconds; its numbers exercise the code, they are not evidence.

@@ -1,0 +1,487 @@
+"""Feature-space analyses of Li et al. 2019, Appendix 6.1 ("Semantic and Feature Analysis on Image Classification"):
+closest image pairs (Figure 3), cross-embedding cluster consistency (Figure 6) and class structure / t-SNE (Figure 7).
+
+Inputs are feature matrices ``[N, D]`` with one row per image (in the paper: average-pooled Conv5 features, D = 2048,
+of the IMAGENET-CLS and the OPENIMAGES pre-trained ResNet-101 on CALTECH-256 images, before fine-tuning). Row ``i``
+of every matrix must be the same image. Everything runs on :func:`prepare` (L2-normalised rows, i.e. cosine
+geometry); nothing here needs torch.
+
+Definitions (the paper's words in quotes):
+
+* **Figure 3, left / right** -- "the most similar images in Conv5 feature space": :func:`nearest_pairs`, the
+  unordered pairs with the smallest cosine distance. "For OPENIMAGES, the most similar image pairs typically match in
+  shape and size" is made a number by :func:`pair_attribute_similarity` (e.g. on log object area, aspect ratio).
+* **Figure 6** -- "we perform K-means clustering with different numbers of clusters (from 2 to 1000). Then, given an
+  image pair in the same cluster in an embedding (like OPENIMAGES), we check if the same image pair belongs to the
+  same cluster in another embedding (like ImageNet)": :func:`default_ks`, :func:`kmeans_labels` and
+  :func:`cluster_consistency`, which gives ``P(same cluster in B | same cluster in A)`` over unordered image pairs
+  for every K. The paper's reading: "if features are similar in the OPENIMAGES space, they are likely to be similar
+  in the IMAGENET-CLS space; however the converse is not true", i.e. ``p(IN | OI) > p(OI | IN)``.
+* **Figure 3, middle** -- pairs "close in the IMAGENET-CLS space but distant in the OPENIMAGES space": "An image pair
+  is considered to be close if it is part of the same cluster when the number of clusters is large (> 1000). An
+  image pair is considered to be distant if it not part of the same cluster when the number of clusters is small
+  (< 5)": :func:`close_distant_pairs` (close = same cluster at the largest K of the sweep, distant = different
+  clusters at every K in {2, 3, 4}).
+* **Figure 7** -- "features from the same class are clustered and close to each other in the IMAGENET-CLS space;
+  however, OPENIMAGES features are fragmented": :func:`tsne_embedding` draws it; :func:`knn_class_agreement` (share
+  of same-class k nearest neighbours, percent) and :func:`class_fragmentation` (mean number of connected components
+  of a class's kNN graph) measure it without the t-SNE projection.
+
+Bad input (mismatched N, K out of range, fewer than two images, NaN / infinite or all-zero features) raises
+:class:`ValueError` with a message that says what is wrong.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+
+import numpy as np
+import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from sklearn.cluster import KMeans, MiniBatchKMeans
+from sklearn.manifold import TSNE
+from sklearn.metrics.cluster import pair_confusion_matrix
+from sklearn.neighbors import NearestNeighbors
+
+#: K-means restarts (fixed so that a sweep is reproducible and its cost predictable)
+KMEANS_N_INIT = 4
+MINIBATCH_N_INIT = 3
+#: :func:`kmeans_labels` switches to MiniBatchKMeans when K exceeds this ...
+MINIBATCH_MIN_K = 256
+#: ... or when N exceeds this
+MINIBATCH_MIN_N = 10_000
+#: the paper's "small number of clusters (< 5)" that defines a distant pair
+DISTANT_KS = (2, 3, 4)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# input checks
+# ----------------------------------------------------------------------------------------------------------------
+def _features(features, name: str = "features") -> np.ndarray:
+    x = np.asarray(features, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array [N images, D dims], got shape {x.shape}")
+    if x.shape[0] < 2:
+        raise ValueError(f"{name} needs at least 2 images (rows), got {x.shape[0]}")
+    if x.shape[1] < 1:
+        raise ValueError(f"{name} has no feature dimensions (shape {x.shape})")
+    bad = ~np.isfinite(x).all(axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise ValueError(f"{name} has NaN or infinite values in {rows.size} row(s), first row {int(rows[0])}")
+    return x
+
+
+def _labels(labels, n: int | None = None, name: str = "labels") -> np.ndarray:
+    y = np.asarray(labels)
+    if y.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array [N], got shape {y.shape}")
+    if n is not None and y.shape[0] != n:
+        raise ValueError(f"{name} has {y.shape[0]} entries but there are {n} images (mismatched N)")
+    if y.dtype.kind == "f" and np.isnan(y).any():
+        raise ValueError(f"{name} contains NaN")
+    return y
+
+
+def _labelings(labelings, name: str) -> dict[int, np.ndarray]:
+    """``{K: labels[N]}`` checked: int keys, 1-D arrays, one N for all."""
+    if not isinstance(labelings, dict) or not labelings:
+        raise ValueError(f"{name} must be a non-empty dict {{K: labels[N]}} (as returned by kmeans_labels)")
+    out = {int(k): _labels(v, name=f"{name}[{k}]") for k, v in labelings.items()}
+    sizes = {v.shape[0] for v in out.values()}
+    if len(sizes) != 1:
+        raise ValueError(f"{name} holds labelings of different lengths {sorted(sizes)} (mismatched N)")
+    if sizes.pop() < 2:
+        raise ValueError(f"{name} needs at least 2 images")
+    return out
+
+
+def _same_n(a: dict[int, np.ndarray], b: dict[int, np.ndarray]) -> int:
+    na, nb = next(iter(a.values())).shape[0], next(iter(b.values())).shape[0]
+    if na != nb:
+        raise ValueError(f"labels_a are over {na} images but labels_b over {nb} (mismatched N)")
+    return na
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# geometry and clustering (Figure 6)
+# ----------------------------------------------------------------------------------------------------------------
+def prepare(features) -> np.ndarray:
+    """The geometry used by every analysis here: rows L2-normalised (cosine geometry).
+
+    Average-pooled Conv5 features are means of ReLU outputs, so they are non-negative and two images of similar
+    content differ mostly in overall scale (contrast, object size, how much of the image is textured) rather than
+    in direction. Normalising each row removes that scale, so Euclidean distance between rows is a monotone function
+    of cosine distance (``||a - b||^2 = 2 (1 - cos)``) and k-means, nearest neighbours and t-SNE all compare the
+    *pattern* of activations.
+
+    Args:
+        features: ``[N, D]`` float array, one row per image (N >= 2).
+
+    Returns:
+        ``[N, D]`` float64 array whose rows have unit L2 norm.
+
+    Raises:
+        ValueError: not 2-D, fewer than 2 rows, NaN / infinite values, or an all-zero row (which has no direction;
+            the message names the first such row).
+    """
+    x = _features(features)
+    norms = np.linalg.norm(x, axis=1)
+    zero = np.flatnonzero(norms == 0)
+    if zero.size:
+        raise ValueError(f"features row {int(zero[0])} is all zeros ({zero.size} zero row(s)): it has no direction "
+                         "and cannot be L2-normalised")
+    return x / norms[:, None]
+
+
+def default_ks(n: int, k_max: int = 1000) -> list[int]:
+    """The K sweep of Figure 6 ("from 2 to 1000"), log-spaced, for ``n`` images.
+
+    The cap is ``min(k_max, n // 2)`` so that on average every cluster can hold a pair. Between 2 and the cap the
+    values are ``geomspace`` points (about 8 per decade) rounded to unique integers; 2, 3, 4 (the "< 5" of the
+    distant-pair definition) and the cap itself are always included when they do not exceed the cap.
+
+    Args:
+        n: number of images (>= 4).
+        k_max: largest K wanted (>= 2); the paper's sweep ends at 1000.
+
+    Returns:
+        Sorted list of unique ints in ``[2, min(k_max, n // 2)]``.
+
+    Raises:
+        ValueError: ``n < 4`` (no K >= 2 with two images per cluster) or ``k_max < 2``.
+    """
+    n, k_max = int(n), int(k_max)
+    if k_max < 2:
+        raise ValueError(f"k_max must be >= 2, got {k_max}")
+    if n < 4:
+        raise ValueError(f"need at least 4 images for a K sweep (cap n // 2 >= 2), got n={n}")
+    cap = min(k_max, n // 2)
+    num = max(2, math.ceil(8 * math.log10(cap / 2)) + 1)
+    ks = set(np.rint(np.geomspace(2, cap, num)).astype(int).tolist()) | {2, 3, 4, cap}
+    return sorted(k for k in ks if 2 <= k <= cap)
+
+
+def kmeans_labels(features, ks, seed: int = 0) -> dict[int, np.ndarray]:
+    """K-means cluster labels of ``prepare(features)`` for every K of a sweep (Figure 6).
+
+    Rule: :class:`~sklearn.cluster.KMeans` (k-means++, ``n_init=KMEANS_N_INIT``) unless ``K > MINIBATCH_MIN_K`` or
+    ``N > MINIBATCH_MIN_N``, then :class:`~sklearn.cluster.MiniBatchKMeans` (``n_init=MINIBATCH_N_INIT``,
+    ``batch_size = min(N, max(1024, 3 K))``). Both get ``random_state=seed``, so the labels are deterministic given
+    the seed (and the data). Labels are arbitrary cluster ids; only the partition matters.
+
+    Args:
+        features: ``[N, D]`` float array, one row per image.
+        ks: iterable of cluster counts, each ``2 <= K <= N`` (e.g. :func:`default_ks`).
+        seed: random state for initialisation.
+
+    Returns:
+        ``{K: int64 array [N]}`` in the order of ``ks`` (duplicates collapsed).
+
+    Raises:
+        ValueError: bad features (see :func:`prepare`), an empty ``ks`` or a K outside ``[2, N]``.
+    """
+    x = prepare(features)
+    n = x.shape[0]
+    ks = [int(k) for k in ks]
+    if not ks:
+        raise ValueError("ks is empty: give at least one K")
+    bad = [k for k in ks if not 2 <= k <= n]
+    if bad:
+        raise ValueError(f"K out of range: {bad} (each K must be in [2, N={n}])")
+    out: dict[int, np.ndarray] = {}
+    for k in dict.fromkeys(ks):
+        if k > MINIBATCH_MIN_K or n > MINIBATCH_MIN_N:
+            model = MiniBatchKMeans(n_clusters=k, n_init=MINIBATCH_N_INIT, batch_size=min(n, max(1024, 3 * k)),
+                                    random_state=seed)
+        else:
+            model = KMeans(n_clusters=k, n_init=KMEANS_N_INIT, random_state=seed)
+        out[k] = model.fit_predict(x).astype(np.int64)
+    return out
+
+
+def cluster_consistency(labels_a, labels_b) -> pd.DataFrame:
+    """Figure 6: probability that an image pair in the same cluster of embedding A is in the same cluster of B.
+
+    Over the ``N (N - 1) / 2`` unordered pairs of distinct images, for each K present in both dicts:
+    ``p_b_given_a = pairs_both / pairs_a`` = P(same cluster in B | same cluster in A), and ``p_a_given_b =
+    pairs_both / pairs_b``. The pair counts come from :func:`sklearn.metrics.cluster.pair_confusion_matrix` (which
+    counts ordered pairs; halved here). With A = OPENIMAGES and B = IMAGENET-CLS the paper finds ``p_b_given_a``
+    high and ``p_a_given_b`` low. For reference, if B were independent of A, ``p_b_given_a`` would be about
+    ``pairs_b / (N (N - 1) / 2)``.
+
+    Args:
+        labels_a: ``{K: labels[N]}`` of embedding A (e.g. from :func:`kmeans_labels`).
+        labels_b: ``{K: labels[N]}`` of embedding B, same images in the same order.
+
+    Returns:
+        DataFrame, one row per common K in ascending order, columns ``K, p_b_given_a, p_a_given_b, pairs_a,
+        pairs_b, pairs_both`` (pair counts are ints; a probability is NaN where its conditioning count is 0).
+
+    Raises:
+        ValueError: empty / malformed dicts, mismatched N, or no K in common.
+    """
+    a, b = _labelings(labels_a, "labels_a"), _labelings(labels_b, "labels_b")
+    _same_n(a, b)
+    common = sorted(set(a) & set(b))
+    if not common:
+        raise ValueError(f"labels_a (K={sorted(a)}) and labels_b (K={sorted(b)}) have no K in common")
+    rows = []
+    for k in common:
+        c = pair_confusion_matrix(a[k], b[k]).astype(np.int64)  # rows: A different/same, cols: B different/same
+        both, pa, pb = int(c[1, 1]) // 2, int(c[1, 0] + c[1, 1]) // 2, int(c[0, 1] + c[1, 1]) // 2
+        rows.append({"K": k, "p_b_given_a": both / pa if pa else math.nan,
+                     "p_a_given_b": both / pb if pb else math.nan, "pairs_a": pa, "pairs_b": pb, "pairs_both": both})
+    return pd.DataFrame(rows, columns=["K", "p_b_given_a", "p_a_given_b", "pairs_a", "pairs_b", "pairs_both"])
+
+
+def _same_cluster_pairs(labels: np.ndarray) -> np.ndarray:
+    """All unordered pairs ``(i, j)``, ``i < j``, with ``labels[i] == labels[j]``: int64 ``[M, 2]``."""
+    order = np.argsort(labels, kind="stable")
+    sorted_labels = labels[order]
+    starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
+    ends = np.r_[starts[1:], labels.shape[0]]
+    chunks = []
+    for s, e in zip(starts, ends):
+        if e - s < 2:
+            continue
+        members = np.sort(order[s:e])
+        iu, ju = np.triu_indices(e - s, 1)
+        chunks.append(np.stack([members[iu], members[ju]], axis=1))
+    return np.concatenate(chunks).astype(np.int64) if chunks else np.empty((0, 2), dtype=np.int64)
+
+
+def close_distant_pairs(labels_a, labels_b, close_k: int | None = None, distant_ks=DISTANT_KS) -> np.ndarray:
+    """Figure 3 middle: image pairs close in embedding A but distant in embedding B.
+
+    Paper: "An image pair is considered to be close if it is part of the same cluster when the number of clusters is
+    large (> 1000). An image pair is considered to be distant if it not part of the same cluster when the number of
+    clusters is small (< 5)." Here *close* = same cluster of ``labels_a[close_k]``, where ``close_k`` defaults to
+    the largest K in ``labels_a`` (a sweep from :func:`default_ks` ends at ``min(1000, N // 2)``, so on small image
+    sets this is below the paper's > 1000); *distant* = different clusters in ``labels_b[K]`` for **every** K in
+    ``distant_ks`` (default 2, 3, 4). In the paper A = IMAGENET-CLS and B = OPENIMAGES.
+
+    Args:
+        labels_a: ``{K: labels[N]}`` of embedding A.
+        labels_b: ``{K: labels[N]}`` of embedding B (same images, same order); must hold every K of ``distant_ks``.
+        close_k: the K of A that defines "close" (default: ``max(labels_a)``).
+        distant_ks: the Ks of B that define "distant" (non-empty).
+
+    Returns:
+        int64 array ``[M, 2]`` of pairs ``(i, j)`` with ``i < j``, sorted by ``i`` then ``j`` (``[0, 2]`` if none).
+
+    Raises:
+        ValueError: malformed dicts, mismatched N, ``close_k`` not in ``labels_a``, empty ``distant_ks`` or a K of
+            ``distant_ks`` missing from ``labels_b``.
+    """
+    a, b = _labelings(labels_a, "labels_a"), _labelings(labels_b, "labels_b")
+    _same_n(a, b)
+    close_k = max(a) if close_k is None else int(close_k)
+    if close_k not in a:
+        raise ValueError(f"close_k={close_k} is not in labels_a (K={sorted(a)})")
+    distant_ks = [int(k) for k in distant_ks]
+    if not distant_ks:
+        raise ValueError("distant_ks is empty: give the small Ks (paper: < 5) that define a distant pair")
+    missing = [k for k in distant_ks if k not in b]
+    if missing:
+        raise ValueError(f"distant_ks {missing} are not in labels_b (K={sorted(b)})")
+    pairs = _same_cluster_pairs(a[close_k])
+    keep = np.ones(len(pairs), dtype=bool)
+    for k in distant_ks:
+        keep &= b[k][pairs[:, 0]] != b[k][pairs[:, 1]]
+    pairs = pairs[keep]
+    return pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# nearest pairs (Figure 3)
+# ----------------------------------------------------------------------------------------------------------------
+def nearest_pairs(features, n_pairs: int = 8) -> pd.DataFrame:
+    """Figure 3 left / right: the ``n_pairs`` most similar image pairs in a feature space.
+
+    Cosine distance ``1 - <a, b>`` on :func:`prepare` rows (0 = same direction, 2 = opposite). Candidates are each
+    image's ``n_pairs`` nearest neighbours (:class:`~sklearn.neighbors.NearestNeighbors`, self excluded by index),
+    which contain every one of the globally closest ``n_pairs`` pairs; their distances are recomputed exactly and
+    the unordered pairs de-duplicated. Exact duplicate images (distance 0) are kept; a pair is never ``i == j``.
+    Ties are broken by ``(i, j)``.
+
+    Args:
+        features: ``[N, D]`` float array.
+        n_pairs: number of pairs (1 <= n_pairs <= N (N - 1) / 2).
+
+    Returns:
+        DataFrame with columns ``i, j, distance`` (``i < j``), ascending distance, ``n_pairs`` rows.
+
+    Raises:
+        ValueError: bad features (see :func:`prepare`) or ``n_pairs`` out of range.
+    """
+    x = prepare(features)
+    n = x.shape[0]
+    n_pairs = int(n_pairs)
+    if not 1 <= n_pairs <= n * (n - 1) // 2:
+        raise ValueError(f"n_pairs={n_pairs} out of range [1, N (N - 1) / 2 = {n * (n - 1) // 2}]")
+    k = min(n_pairs, n - 1)
+    nbr = NearestNeighbors(n_neighbors=k).fit(x).kneighbors(return_distance=False)
+    i = np.repeat(np.arange(n), k)
+    j = nbr.ravel()
+    pairs = np.unique(np.stack([np.minimum(i, j), np.maximum(i, j)], axis=1), axis=0)
+    dist = np.clip(1.0 - np.einsum("md,md->m", x[pairs[:, 0]], x[pairs[:, 1]]), 0.0, 2.0)
+    order = np.lexsort((pairs[:, 1], pairs[:, 0], dist))[:n_pairs]
+    return pd.DataFrame({"i": pairs[order, 0], "j": pairs[order, 1], "distance": dist[order]})
+
+
+def pair_attribute_similarity(pairs, attributes) -> dict:
+    """How alike the two images of each pair are in a per-image attribute, against all pairs as the reference.
+
+    Makes "the most similar image pairs typically match in shape and size" (Figure 3) a number: with ``attributes``
+    e.g. the log area or aspect ratio of each image's main object, a ratio well below 1 means the pairs match in it.
+
+    Args:
+        pairs: int array ``[M, 2]`` of image indices (e.g. ``nearest_pairs(...)[["i", "j"]]``).
+        attributes: numeric array ``[N]``, one value per image (any unit; the differences are in that unit).
+
+    Returns:
+        ``{"n_pairs": M, "pairs_mean_abs_diff": mean |a_i - a_j| over the given pairs (NaN if M == 0),
+        "all_mean_abs_diff": the same over all N (N - 1) / 2 distinct pairs, "ratio": pairs / all (NaN if all is 0)}``.
+
+    Raises:
+        ValueError: attributes not 1-D, fewer than 2 images or non-finite; pairs not ``[M, 2]`` or an index outside
+            ``[0, N)``.
+    """
+    a = np.asarray(attributes, dtype=np.float64)
+    if a.ndim != 1 or a.shape[0] < 2:
+        raise ValueError(f"attributes must be a 1-D array over at least 2 images, got shape {a.shape}")
+    if not np.isfinite(a).all():
+        raise ValueError(f"attributes has NaN or infinite values at {np.flatnonzero(~np.isfinite(a))[:5].tolist()}")
+    p = np.asarray(pairs)
+    if p.size == 0:
+        p = p.reshape(0, 2)
+    if p.ndim != 2 or p.shape[1] != 2 or (p.size and p.dtype.kind not in "iu"):
+        raise ValueError(f"pairs must be an integer array [M, 2], got shape {p.shape} and dtype {p.dtype}")
+    n = a.shape[0]
+    if p.size and (p.min() < 0 or p.max() >= n):
+        raise ValueError(f"pairs index an image outside [0, N={n})")
+    pair_mean = float(np.abs(a[p[:, 0]] - a[p[:, 1]]).mean()) if len(p) else math.nan
+    s = np.sort(a)
+    all_mean = float(np.dot(s, 2 * np.arange(n) - (n - 1)) / (n * (n - 1) / 2))
+    return {"n_pairs": len(p), "pairs_mean_abs_diff": pair_mean, "all_mean_abs_diff": all_mean,
+            "ratio": pair_mean / all_mean if all_mean > 0 else math.nan}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# class structure (Figure 7)
+# ----------------------------------------------------------------------------------------------------------------
+def _knn(x: np.ndarray, k: int) -> np.ndarray:
+    """``[N, k]`` indices of each row's k nearest other rows (self excluded by index, duplicates kept)."""
+    n = x.shape[0]
+    if not 1 <= k <= n - 1:
+        raise ValueError(f"k={k} out of range [1, N - 1 = {n - 1}]")
+    return NearestNeighbors(n_neighbors=k).fit(x).kneighbors(return_distance=False)
+
+
+def knn_class_agreement(features, labels, k: int = 10) -> float:
+    """Figure 7, as a number: how clustered the classes are, in percent.
+
+    For each image, the share of its ``k`` nearest neighbours (Euclidean on :func:`prepare` rows = cosine order;
+    the image itself excluded) that have its class; the mean over images, times 100. 100 = every neighbourhood is
+    pure ("features from the same class are clustered and close to each other", IMAGENET-CLS in the paper); chance
+    level is about ``sum_c (n_c / N)^2 * 100``.
+
+    Args:
+        features: ``[N, D]`` float array.
+        labels: class of each image, ``[N]`` (any hashable dtype numpy can compare).
+        k: neighbours per image, ``1 <= k <= N - 1``.
+
+    Returns:
+        Mean kNN class agreement in percent (0..100).
+
+    Raises:
+        ValueError: bad features, labels of another length, or k out of range.
+    """
+    x = prepare(features)
+    y = _labels(labels, x.shape[0])
+    nbr = _knn(x, int(k))
+    return float((y[nbr] == y[:, None]).mean() * 100.0)
+
+
+def class_components(features, labels, k: int = 10) -> pd.Series:
+    """Number of connected components of each class's kNN graph (see :func:`class_fragmentation`).
+
+    Returns:
+        Series indexed by class (sorted), int counts >= 1, named ``components``.
+    """
+    x = prepare(features)
+    y = _labels(labels, x.shape[0])
+    nbr = _knn(x, int(k))
+    rows = np.repeat(np.arange(x.shape[0]), nbr.shape[1])
+    cols = nbr.ravel()
+    same = y[rows] == y[cols]
+    classes, inverse = np.unique(y, return_inverse=True)
+    counts = {}
+    for c in range(len(classes)):
+        members = np.flatnonzero(inverse == c)
+        local = np.full(x.shape[0], -1)
+        local[members] = np.arange(members.size)
+        sel = same & (inverse[rows] == c)
+        graph = coo_matrix((np.ones(sel.sum()), (local[rows[sel]], local[cols[sel]])), shape=(members.size,) * 2)
+        counts[classes[c]] = int(connected_components(graph, directed=True, connection="weak")[0])
+    return pd.Series(counts, name="components", dtype=np.int64)
+
+
+def class_fragmentation(features, labels, k: int = 10) -> float:
+    """Figure 7, as a number: how fragmented the classes are ("OPENIMAGES features are fragmented").
+
+    Graph: the directed kNN graph of all images (edge ``i -> j`` if ``j`` is among the ``k`` nearest neighbours of
+    ``i`` on :func:`prepare` rows, self excluded), restricted to the images of one class and the edges between them,
+    and read as undirected (weakly connected components, :func:`scipy.sparse.csgraph.connected_components`). A class
+    whose images all sit in one neighbourhood chain has 1 component; each island of a class that is separated from
+    the rest of the class by other classes' images (or by distance) adds one. The result is the mean over classes of
+    the component count (>= 1; more = more fragmented). A class with a single image counts 1.
+
+    Args:
+        features: ``[N, D]`` float array.
+        labels: class of each image, ``[N]``.
+        k: neighbours per image, ``1 <= k <= N - 1``.
+
+    Returns:
+        Mean number of components per class.
+
+    Raises:
+        ValueError: bad features, labels of another length, or k out of range.
+    """
+    return float(class_components(features, labels, k).mean())
+
+
+def tsne_embedding(features, seed: int = 0, perplexity: float = 30.0, max_iter: int = 1000) -> np.ndarray:
+    """Figure 7: 2-D t-SNE of :func:`prepare` rows (:class:`~sklearn.manifold.TSNE`, ``init="pca"``).
+
+    ``perplexity`` is capped at ``(N - 1) / 3`` (TSNE needs perplexity < N; with this cap the ``3 * perplexity + 1``
+    neighbours it uses exist). Deterministic given ``seed`` (``random_state``). The coordinates have no unit; only
+    neighbourhoods are meaningful, not distances between far clusters.
+
+    Args:
+        features: ``[N, D]`` float array, N >= 4 and D >= 2 (the PCA initialisation needs two dimensions).
+        seed: random state.
+        perplexity: effective number of neighbours (> 0) before the cap.
+        max_iter: optimisation iterations (>= 250, the TSNE minimum).
+
+    Returns:
+        float array ``[N, 2]``.
+
+    Raises:
+        ValueError: bad features, N < 4, D < 2 or perplexity <= 0.
+    """
+    x = prepare(features)
+    n, d = x.shape
+    if n < 4:
+        raise ValueError(f"t-SNE needs at least 4 images, got {n}")
+    if d < 2:
+        raise ValueError(f"t-SNE with PCA initialisation needs at least 2 feature dimensions, got {d}")
+    if not perplexity > 0:
+        raise ValueError(f"perplexity must be > 0, got {perplexity}")
+    iter_name = "max_iter" if "max_iter" in inspect.signature(TSNE).parameters else "n_iter"  # sklearn < 1.5
+    tsne = TSNE(n_components=2, perplexity=min(float(perplexity), (n - 1) / 3), init="pca", random_state=seed,
+                **{iter_name: int(max_iter)})
+    return tsne.fit_transform(x).astype(np.float64)

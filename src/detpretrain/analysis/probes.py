@@ -1,0 +1,234 @@
+"""Linear probes (Tables 5 and 6) and fine-tuning transfer (Table 8) of Li et al. 2019, Section 2.3.
+
+The probe follows Kornblith, Shlens and Le 2019 ("Do better ImageNet models transfer better?", Section 3): a
+multinomial logistic regression on frozen features, L-BFGS, L2 strength chosen on a held-out validation split from a
+log-spaced grid, then refit on train + validation with the chosen strength and scored once on test. Features are
+standardised with statistics of the training part (scikit-learn ``StandardScaler`` inside the pipeline, so the refit
+re-estimates them on train + validation). scikit-learn's ``C`` is the inverse L2 strength: its objective is
+``C * sum(cross-entropy) + ||W||^2 / 2``, i.e. Kornblith's per-example strength ``lambda = 1 / (2 C n)``.
+
+Kornblith et al. search 45 values of lambda in [1e-6, 1e5]; the default grid here, :data:`DEFAULT_CS`, has 9 values of
+C in [1e-4, 1e4] (one per decade; enough for a few hundred images on a CPU); pass ``cs=`` for a finer one.
+
+Top-1 accuracies are in percent. A probe on fixed features is a convex problem: the only randomness in its number is
+the sample of test images, so its uncertainty is the binomial standard error ``sqrt(p (1 - p) / n_test)`` (reported
+as ``se``); backbone-to-backbone spread (``scratch`` seeds) is reported separately where there are several backbones.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from detpretrain.paper import TABLE5, TABLE6, TABLE8
+
+#: inverse L2 strengths searched on the validation split (scikit-learn ``C``)
+DEFAULT_CS = tuple(float(c) for c in np.logspace(-4, 4, 9))
+#: our pre-training keys -> the paper's names for Tables 6 and 8 (``detection`` plays COCO / OPENIMAGES)
+PROBE_ROLE_NAMES = {"imagenet-cls": "IMAGENET-CLS", "detection": "OPENIMAGES", "imagenet-loc": "IMAGENET-LOC",
+                    "scratch": "(random init)"}
+
+
+def _pipeline(c: float, max_iter: int):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(C=c, solver="lbfgs", max_iter=max_iter, tol=1e-4))
+
+
+def _check(name: str, x, y) -> tuple[np.ndarray, np.ndarray]:
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y)
+    if x.ndim != 2:
+        raise ValueError(f"{name} features must be 2-D [N, D], got shape {x.shape}")
+    if y.shape != (x.shape[0],):
+        raise ValueError(f"{name}: {x.shape[0]} feature rows but labels of shape {y.shape}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} split is empty")
+    if not np.isfinite(x).all():
+        raise ValueError(f"{name} features contain NaN or inf")
+    return x, y
+
+
+def linear_probe(train, val, test, *, cs=DEFAULT_CS, max_iter: int = 2000) -> dict:
+    """Kornblith et al.'s linear probe: choose C on val, refit on train + val, score top-1 on test (Tables 5, 6).
+
+    Args:
+        train, val, test: ``(features [N, D], labels [N])`` pairs (D equal across splits).
+        cs: candidate inverse L2 strengths; ties go to the stronger regularisation (smaller C).
+        max_iter: L-BFGS iterations per fit (a fit that has not converged is still used; ``converged`` says so).
+
+    Returns:
+        ``{"top1", "se", "C", "val_top1": {C: %}, "n_train", "n_val", "n_test", "dim", "converged"}``; accuracies in
+        percent, ``se`` the binomial standard error of ``top1``.
+
+    Raises:
+        ValueError: non-2-D or non-finite features, label/row mismatch, an empty split, different D across splits,
+            or test / val labels the training part never saw.
+    """
+    from sklearn.exceptions import ConvergenceWarning
+
+    (xtr, ytr), (xva, yva), (xte, yte) = (_check(n, *s) for n, s in zip(("train", "val", "test"), (train, val, test)))
+    if not xtr.shape[1] == xva.shape[1] == xte.shape[1]:
+        raise ValueError(f"feature dimensions differ: train {xtr.shape[1]}, val {xva.shape[1]}, test {xte.shape[1]}")
+    unseen = sorted(set(np.unique(np.concatenate([yva, yte])).tolist()) - set(np.unique(ytr).tolist()))
+    if unseen:
+        raise ValueError(f"labels {unseen[:5]} occur in val/test but not in train")
+    if len(cs) == 0:
+        raise ValueError("cs is empty")
+    converged = True
+    val_top1 = {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        for c in sorted(cs):
+            val_top1[float(c)] = 100.0 * _pipeline(c, max_iter).fit(xtr, ytr).score(xva, yva)
+        best = max(val_top1, key=lambda c: (val_top1[c], -c))
+        final = _pipeline(best, max_iter).fit(np.concatenate([xtr, xva]), np.concatenate([ytr, yva]))
+        top1 = 100.0 * final.score(xte, yte)
+    converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    p = top1 / 100.0
+    return {"top1": top1, "se": 100.0 * math.sqrt(p * (1 - p) / len(yte)), "C": best, "val_top1": val_top1,
+            "n_train": len(ytr), "n_val": len(yva), "n_test": len(yte), "dim": int(xtr.shape[1]),
+            "converged": converged}
+
+
+def probe_features(arrays: dict, feature: str | None = None, **kwargs) -> dict:
+    """:func:`linear_probe` on cached arrays ``{"train": {...}, "val": {...}, "test": {...}}``.
+
+    ``feature`` names the array inside each split (``"features"`` for Conv5 caches, a :data:`HEAD_FEATURES` name for
+    head caches); labels are ``"labels"``.
+    """
+    key = feature or "features"
+    return linear_probe(*[(arrays[s][key], arrays[s]["labels"]) for s in ("train", "val", "test")], **kwargs)
+
+
+def table6(rows: list[dict]) -> pd.DataFrame:
+    """Table 6: linear-probe top-1 by dataset and backbone, with the paper's values beside ours.
+
+    Args:
+        rows: ``{"dataset": paper dataset name, "pretrain": key, "seed": int, "top1": %, "se": %}`` per probe
+            (several seeds for ``scratch``).
+
+    Returns:
+        one row per (dataset, pretrain): ``ours`` (mean over backbones), ``± se`` (binomial, mean over backbones),
+        ``sd over backbones`` (NaN for a single backbone), ``paper`` (Table 6's IMAGENET-CLS / OPENIMAGES value).
+    """
+    frame = pd.DataFrame(rows)
+    out = []
+    for (ds, pre), g in frame.groupby(["dataset", "pretrain"], sort=False):
+        paper = TABLE6.get(ds, {}).get(PROBE_ROLE_NAMES.get(pre, pre), math.nan)
+        out.append({"dataset": ds, "pre-training": PROBE_ROLE_NAMES.get(pre, pre), "ours": g["top1"].mean(),
+                    "± se": g["se"].mean(),
+                    "sd over backbones": g["top1"].std(ddof=1) if len(g) > 1 else math.nan,
+                    "backbones": len(g), "paper": paper})
+    return pd.DataFrame(out)
+
+
+def table5(probes: dict[str, dict], names: dict[str, str]) -> pd.DataFrame:
+    """Table 5: linear-probe top-1 of each detection-head feature set, beside the paper's (CALTECH-256, OPENIMAGES).
+
+    Args:
+        probes: ``{feature: linear_probe result}`` for features of :data:`detpretrain.features.HEAD_FEATURES`.
+        names: our row labels with dimensions (:func:`detpretrain.features.head_feature_names`).
+    """
+    from detpretrain.features import HEAD_FEATURE_PAPER
+
+    return pd.DataFrame([{"feature": names.get(f, f), "dim": r["dim"], "ours": r["top1"], "± se": r["se"],
+                          "C": r["C"], "paper feature": HEAD_FEATURE_PAPER.get(f, f),
+                          "paper": TABLE5.get(HEAD_FEATURE_PAPER.get(f, f), math.nan)} for f, r in probes.items()])
+
+
+def table5_verdict(probes: dict[str, dict]) -> dict:
+    """Table 5's two orderings checked on our numbers: pooling helps (ConvProj 1x1 > 2x2 > 4x4 > blob) and FC1 > FC2.
+
+    A comparison "a > b" holds when the difference exceeds the combined binomial standard error
+    ``sqrt(se_a^2 + se_b^2)`` (same test images, so this is conservative), is reversed when below its negative.
+
+    Returns:
+        ``{"comparisons": [{"a", "b", "diff", "se", "verdict"}], "sentence": str}``.
+    """
+    pairs = [("convproj_1x1", "convproj_2x2"), ("convproj_2x2", "convproj_4x4"), ("convproj_4x4", "convproj"),
+             ("fc1", "fc2")]
+    comps = []
+    for a, b in pairs:
+        if a not in probes or b not in probes:
+            continue
+        diff = probes[a]["top1"] - probes[b]["top1"]
+        se = math.hypot(probes[a]["se"], probes[b]["se"])
+        verdict = "holds" if diff > se else "reversed" if diff < -se else "not resolved"
+        comps.append({"a": a, "b": b, "diff": diff, "se": se, "verdict": verdict})
+    text = "; ".join(f"{c['a']} vs {c['b']}: {c['diff']:+.1f} ± {c['se']:.1f} points ({c['verdict']})" for c in comps)
+    return {"comparisons": comps, "sentence": f"Table 5's orderings here: {text}." if comps else "No comparison."}
+
+
+def probe_gap_verdict(frame: pd.DataFrame, better: str = "imagenet-cls", worse: str = "detection") -> dict:
+    """Table 6's claim per dataset: the classification backbone's Conv5 probe beats the detection backbone's.
+
+    Args:
+        frame: the rows given to :func:`table6` (``dataset``, ``pretrain``, ``top1``, ``se``).
+
+    Returns:
+        ``{"per_dataset": [{"dataset", "gap", "se", "paper_gap", "verdict"}], "sentence"}``; gap in points, verdict
+        ``holds`` when gap > its combined binomial standard error.
+    """
+    frame = pd.DataFrame(frame)
+    out = []
+    for ds, g in frame.groupby("dataset", sort=False):
+        a, b = g[g["pretrain"] == better], g[g["pretrain"] == worse]
+        if a.empty or b.empty:
+            continue
+        gap = a["top1"].mean() - b["top1"].mean()
+        se = math.hypot(a["se"].mean(), b["se"].mean())
+        paper = TABLE6.get(ds, {})
+        paper_gap = paper.get(PROBE_ROLE_NAMES[better], math.nan) - paper.get(PROBE_ROLE_NAMES[worse], math.nan)
+        verdict = "holds" if gap > se else "reversed" if gap < -se else "not resolved"
+        out.append({"dataset": ds, "gap": gap, "se": se, "paper_gap": paper_gap, "verdict": verdict})
+    text = "; ".join(f"{r['dataset']}: {r['gap']:+.1f} ± {r['se']:.1f} ("
+                     + (f"paper {r['paper_gap']:+.1f}, " if not math.isnan(r["paper_gap"]) else "")
+                     + f"{r['verdict']})" for r in out)
+    return {"per_dataset": out, "sentence": f"{PROBE_ROLE_NAMES[better]} minus {PROBE_ROLE_NAMES[worse]} Conv5 probe "
+                                            f"top-1: {text}." if out else "No dataset has both backbones."}
+
+
+def table8(results: dict[str, dict]) -> pd.DataFrame:
+    """Table 8: full fine-tuning top-1 by dataset and pre-training, mean and sd over seeds, the paper's beside.
+
+    Args:
+        results: ``{paper dataset name: result of detpretrain.experiment.run_classification_transfer}``.
+    """
+    out = []
+    for ds, res in results.items():
+        frame = pd.DataFrame([{"pretrain": r["pretrain"], "top1": r["metrics"]["top1"]} for r in res["runs"]])
+        for pre, g in frame.groupby("pretrain", sort=False):
+            name = PROBE_ROLE_NAMES.get(pre, pre)
+            out.append({"dataset": ds, "pre-training": name, "top1": g["top1"].mean(),
+                        "sd": g["top1"].std(ddof=1) if len(g) > 1 else math.nan, "seeds": len(g),
+                        "paper": TABLE8.get(name, {}).get(ds, math.nan)})
+    return pd.DataFrame(out)
+
+
+def finetune_gap_verdict(results: dict[str, dict], better: str = "imagenet-cls", worse: str = "detection") -> dict:
+    """Table 8's claim per dataset, tested on the paired per-seed differences (same seed = same data order).
+
+    Returns:
+        ``{"per_dataset": [{"dataset", "mean", "stderr", "seeds", "verdict"}], "sentence"}`` (rule of
+        :func:`detpretrain.analysis.ablations.paired_verdict`).
+    """
+    from detpretrain.analysis.ablations import paired_verdict
+
+    out = []
+    for ds, res in results.items():
+        by = {(r["pretrain"], r["seed"]): r["metrics"]["top1"] for r in res["runs"]}
+        seeds = sorted({s for p, s in by if p == better} & {s for p, s in by if p == worse})
+        if not seeds:
+            continue
+        v = paired_verdict([by[(better, s)] - by[(worse, s)] for s in seeds])
+        out.append({"dataset": ds, **v})
+    text = "; ".join(f"{r['dataset']}: {r['mean']:+.1f} ± {r['stderr']:.1f} over {r['seeds']} seeds ({r['verdict']})"
+                     for r in out)
+    return {"per_dataset": out, "sentence": f"{PROBE_ROLE_NAMES[better]} minus {PROBE_ROLE_NAMES[worse]} after full "
+                                            f"fine-tuning: {text}." if out else "No dataset has both backbones."}

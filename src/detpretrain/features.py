@@ -1,0 +1,479 @@
+"""Frozen-backbone features for the classification-transfer and feature-space chapters (Tables 5, 6; Figures 3, 6, 7).
+
+Li et al. 2019 (Section 2.3, appendix 6.1) study the pre-trained networks *without* fine-tuning: average-pooled
+Conv5 features of the IMAGENET-CLS and OPENIMAGES backbones under a linear classifier (Table 6), the layers of the
+detection head of the OPENIMAGES detector (Table 5: Conv5, ConvProj blob and its average pools, FC1, FC2), and the
+geometry of the Conv5 space (Figures 3, 6, 7). This module extracts those features and caches them in the run store.
+
+Backbones (:func:`load_backbone`) are the pre-training runs of the other chapters (``imagenet-cls``, ``detection``,
+``imagenet-loc``, ...; found in the store, trained through it if missing) and ``scratch``: a randomly initialised
+backbone of the same architecture, one per seed, the reference point of features that learned nothing.
+
+Conv5 is ``layer4`` of the torchvision ResNet, read with torchvision's feature-extraction utility
+(``create_feature_extractor``) and average-pooled over positions: [N, C5]. Images are those of the classification
+datasets (:func:`probe_datasets`) after the evaluation transforms (ImageNet mean/std normalisation; real images are
+resized and centre-cropped to the profile's ``image_size``), which is what the detectors see too: their
+``GeneralizedRCNNTransform`` normalises with the same statistics, and at ``min_size = image_size`` it does not resize
+the square synthetic images.
+
+The detection-head features (:func:`head_feature_sets`) feed each whole image as ONE RoI to the detector (the
+paper's protocol for Table 5), through :func:`detpretrain.models.detection.head_features`: ConvProj is the RoI-aligned
+FPN feature [C_fpn, 7, 7] of that box (our detector has an FPN; the paper's ConvProj is a 1x1 projection of Conv5 to
+256 channels at 14 x 14; both are the last spatial blob before the fully connected layers), FC1 and FC2 the box head's
+two fully connected layers (after ReLU).
+
+Cache: ``<store>/features/<backbone id>/<key>.npz`` (written atomically), where the backbone id is the run's config
+hash (``scratch-<model hash>-s<seed>`` for random backbones) and the key hashes the dataset description, the split,
+the feature set and :data:`FEATURE_VERSION`. A re-execution loads instead of recomputing; deleting the folder is safe.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from detpretrain.errors import ConfigError, DataError
+
+#: bump when the extraction changes what a cached array holds
+FEATURE_VERSION = 1
+#: synthetic classification targets (roles of :mod:`detpretrain.data.synthetic`) and the paper's dataset they stand for
+SYNTHETIC_PROBE_DATASETS = {"caltech": "CALTECH-256", "sun": "SUN-397", "flowers": "OXFORD-102 FLOWERS"}
+#: real classification datasets read from a data_root (layouts of :mod:`detpretrain.data.classification`)
+REAL_PROBE_DATASETS = {"flowers102": "OXFORD-102 FLOWERS", "pet": "OXFORD-IIIT PET"}
+#: Table 5's feature sets of the detection head, in the paper's order
+HEAD_FEATURES = ("conv5", "convproj", "convproj_4x4", "convproj_2x2", "convproj_1x1", "fc1", "fc2")
+#: the paper's names of :data:`HEAD_FEATURES` (with our shapes filled in by :func:`head_feature_names`)
+HEAD_FEATURE_PAPER = {"conv5": "Conv5", "convproj": "ConvProj blob (256,14,14)", "convproj_4x4": "ConvProj blob (256,4,4)",
+                      "convproj_2x2": "ConvProj blob (256,2,2)", "convproj_1x1": "ConvProj blob (256)",
+                      "fc1": "FC1 (1024)", "fc2": "FC2 (1024)"}
+#: share of a train split held out for choosing the probe's L2 strength when a dataset has no validation split
+HELD_OUT_FRACTION = 0.2
+
+
+@dataclasses.dataclass
+class ProbeData:
+    """A classification dataset's three splits for a linear probe, with provenance.
+
+    ``train``/``val``/``test`` are map-style datasets yielding ``(image [3, S, S] normalised float, label int)``;
+    ``val`` is carved from ``train`` (stratified, :data:`HELD_OUT_FRACTION`, fixed seed) when the dataset has no
+    validation split (``val_from_train`` says so). ``key`` identifies the data for the feature cache.
+    """
+
+    name: str
+    paper_name: str
+    classes: list[str]
+    train: Dataset
+    val: Dataset
+    test: Dataset
+    describe: str
+    key: str
+    val_from_train: bool = False
+    #: corpus root of a synthetic dataset (its ``annotations.json`` describes every image's objects), else None
+    root: Path | None = None
+
+    def split(self, name: str) -> Dataset:
+        return {"train": self.train, "val": self.val, "test": self.test}[name]
+
+
+def _targets(dataset) -> list[int]:
+    if isinstance(dataset, Subset):
+        base = _targets(dataset.dataset)
+        return [base[i] for i in dataset.indices]
+    for attr in ("targets", "labels"):
+        if hasattr(dataset, attr):
+            return [int(t) for t in getattr(dataset, attr)]
+    return [int(dataset[i][1]) for i in range(len(dataset))]
+
+
+def held_out_split(dataset: Dataset, fraction: float = HELD_OUT_FRACTION, seed: int = 0) -> tuple[Subset, Subset]:
+    """Stratified ``(train, val)`` subsets of ``dataset`` (scikit-learn ``train_test_split``), for datasets that ship
+    only train / test (Oxford-IIIT Pet): Kornblith et al. 2019 choose the L2 strength on such a held-out part.
+
+    Raises:
+        DataError: a class with fewer than 2 images (it cannot be on both sides).
+    """
+    from sklearn.model_selection import train_test_split
+
+    targets = np.asarray(_targets(dataset))
+    counts = np.bincount(targets)
+    if (counts[counts > 0] < 2).any():
+        raise DataError(getattr(dataset, "root", "dataset"),
+                        f"class {int(np.flatnonzero((counts > 0) & (counts < 2))[0])} has a single image; a held-out "
+                        "validation part needs at least 2 per class")
+    idx = np.arange(len(targets))
+    tr, va = train_test_split(idx, test_size=fraction, random_state=seed, stratify=targets)
+    return Subset(dataset, sorted(tr.tolist())), Subset(dataset, sorted(va.tolist()))
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def probe_datasets(profile, dataset: str = "caltech", data_root: str | None = None) -> ProbeData:
+    """The train / val / test splits of a classification dataset for the probes and the feature-space figures.
+
+    Args:
+        profile: a :class:`~detpretrain.profiles.Profile` or its name (fixes the synthetic corpus and, for real
+            images, the input size ``real_model.image_size`` in pixels).
+        dataset: a synthetic role (:data:`SYNTHETIC_PROBE_DATASETS`: ``caltech``, ``sun``, ``flowers``; splits
+            train / val / test of the embedded corpus) or a real dataset (:data:`REAL_PROBE_DATASETS`):
+            ``flowers102``: folder-per-class ``{train,valid,test}/<class>/`` (the Udacity repackaging) or the
+            official torchvision ``Flowers102`` layout (``flowers-102/`` with ``setid.mat``; download it with
+            ``torchvision.datasets.Flowers102(root, download=True)``); ``pet``: the official Oxford-IIIT Pet layout
+            (``images/``, ``annotations/{trainval,test}.txt``; ``torchvision.datasets.OxfordIIITPet(root,
+            download=True)`` fetches it), whose validation part is held out of trainval.
+        data_root: root of a real dataset.
+
+    Raises:
+        ConfigError: unknown dataset, or a real one without ``data_root``.
+        DataError: a missing / malformed root (from the readers).
+    """
+    from detpretrain.data.builders import (
+        build_classification_dataset,
+        classification_transforms,
+        corpus_root,
+    )
+    from detpretrain.data.classification import (
+        ClassFolder,
+        Flowers102Official,
+        OxfordPet,
+        class_folder_splits,
+        is_flowers_official_layout,
+        is_pet_layout,
+    )
+    from detpretrain.experiment import synthetic_spec
+    from detpretrain.profiles import get_profile
+
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    if dataset in SYNTHETIC_PROBE_DATASETS:
+        spec = synthetic_spec(prof.name, dataset)
+        splits = {s: build_classification_dataset(spec, s, train=False, size=None) for s in ("train", "val", "test")}
+        root = corpus_root(spec)
+        return ProbeData(dataset, SYNTHETIC_PROBE_DATASETS[dataset], list(splits["train"].classes), splits["train"],
+                         splits["val"], splits["test"], f"synthetic {dataset} ({root.name})",
+                         _digest(["synthetic", spec.corpus]), root=root)
+    if dataset not in REAL_PROBE_DATASETS:
+        raise ConfigError(f"unknown classification dataset {dataset!r}; expected one of "
+                          f"{', '.join([*SYNTHETIC_PROBE_DATASETS, *REAL_PROBE_DATASETS])}")
+    if not data_root:
+        raise ConfigError(f"dataset {dataset!r} needs a data_root")
+    root = Path(data_root).expanduser().resolve()
+    if not root.exists():
+        raise DataError(root, "data_root does not exist")
+    size = prof.real_model.image_size
+    tf = classification_transforms(False, size)
+    key = _digest([dataset, str(root), size])
+    if dataset == "pet":
+        if not is_pet_layout(root):
+            raise DataError(root, "not an Oxford-IIIT Pet root (expected images/ and annotations/trainval.txt)")
+        trainval, test = OxfordPet(root, "trainval", transforms=tf), OxfordPet(root, "test", transforms=tf)
+        train, val = held_out_split(trainval)
+        return ProbeData(dataset, REAL_PROBE_DATASETS[dataset], list(trainval.classes), train, val, test,
+                         f"Oxford-IIIT Pet {root.name} ({size} px)", key, val_from_train=True)
+    if is_flowers_official_layout(root):
+        parts = {s: Flowers102Official(root, s, transforms=tf) for s in ("train", "val", "test")}
+        classes = list(parts["train"].classes)
+        return ProbeData(dataset, REAL_PROBE_DATASETS[dataset], classes, parts["train"], parts["val"], parts["test"],
+                         f"Flowers-102 official split {root.name} ({size} px)", key)
+    found = class_folder_splits(root)
+    val_name = "valid" if "valid" in found else "val"
+    if not {"train", "test"} <= set(found):
+        raise DataError(root, f"expected train/ and test/ class folders (and valid/ or val/), found {found or 'none'}")
+    train, test = ClassFolder(root, "train", transforms=tf), ClassFolder(root, "test", transforms=tf)
+    if val_name in found:
+        val, from_train = ClassFolder(root, val_name, transforms=tf), False
+    else:
+        train, val = held_out_split(train)
+        from_train = True
+    classes = list(test.classes)
+    return ProbeData(dataset, REAL_PROBE_DATASETS[dataset], classes, train, val, test,
+                     f"{root.name} class folders ({size} px)", key, val_from_train=from_train)
+
+
+def load_backbone(pretrain: str, profile, *, store=None, seed: int = 0, device: str = "auto", removed=None,
+                  progress: bool = False, log=print):
+    """A pre-trained (or random, ``scratch``) ResNet backbone in eval mode and the id of its source.
+
+    Args:
+        pretrain: ``scratch`` or a pre-training key of :func:`detpretrain.experiment.pretrain_configs` /
+            :func:`~detpretrain.experiment.loc_pretrain_configs` (``imagenet-cls``, ``detection``, ``imagenet-loc``,
+            ...). Its run is found in the store, or trained through it (dependencies first).
+        seed: for ``scratch`` only, the seed of the random initialisation (torchvision's ResNet init).
+
+    Returns:
+        ``(resnet, source_id, run)``: the ``torchvision.models.ResNet`` (Conv5 = ``layer4``), the cache id (run hash or
+        ``scratch-<model hash>-s<seed>``) and the pre-training :class:`~detpretrain.runs.Run` (None for scratch).
+
+    Raises:
+        ConfigError: unknown pre-training, or a profile whose IMAGENET-CLS backbone is torchvision's (``paper``:
+            pass its weights through the detection chapters instead).
+    """
+    from detpretrain.experiment import (
+        REMOVED_SUPERCATEGORIES,
+        _pretrained_for,
+        ensure_pretrained,
+    )
+    from detpretrain.models.backbones import build_backbone
+    from detpretrain.profiles import get_profile
+    from detpretrain.runs import RunStore
+
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    spec = prof.model
+    device = resolve_device(device)
+    if pretrain == "scratch":
+        with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's RNG state
+            torch.manual_seed(seed)
+            model = build_backbone(spec.arch, norm=spec.norm, widths=spec.widths)
+        source = f"scratch-{_digest([spec.arch, spec.norm, spec.widths])[:8]}-s{seed}"
+        return model.eval().to(device), source, None
+    pretrained = _pretrained_for(prof, (pretrain,), tuple(removed or REMOVED_SUPERCATEGORIES))
+    if pretrain not in pretrained:
+        raise ConfigError(f"unknown pre-training {pretrain!r}; expected scratch or one of {sorted(pretrained)}")
+    if pretrained[pretrain] is None:
+        raise ConfigError(f"profile {prof.name!r} takes {pretrain} from torchvision weights "
+                          f"({prof.imagenet_cls_weights}); no run to read features from")
+    runs = ensure_pretrained((pretrain,), pretrained, store or RunStore(), device=device.type, progress=progress,
+                             log=log)
+    run = runs[pretrain]
+    model = build_backbone(spec.arch, norm=spec.norm, widths=spec.widths, weights=run.backbone_path)
+    return model.eval().to(device), run.hash, run
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; anything else as ``torch.device``."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _loader(dataset: Dataset, batch_size: int) -> DataLoader:
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+
+
+@torch.no_grad()
+def conv5_features(backbone: torch.nn.Module, dataset: Dataset, *, device: str = "auto",
+                   batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Average-pooled Conv5 (``layer4``) features of every image of ``dataset`` (Table 6, Figures 3, 6, 7).
+
+    Args:
+        backbone: a torchvision ResNet (or anything with ``layer4``), used in eval mode.
+        dataset: yields ``(normalised image [3, H, W], label)``.
+
+    Returns:
+        ``(features [N, C5] float32, labels [N] int64)`` in dataset order.
+    """
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    device = resolve_device(device)
+    extractor = create_feature_extractor(backbone.eval(), return_nodes={"layer4": "conv5"})
+    feats, labels = [], []
+    for images, targets in _loader(dataset, batch_size):
+        conv5 = extractor(images.to(device))["conv5"]
+        feats.append(conv5.mean(dim=(2, 3)).float().cpu())
+        labels.append(torch.as_tensor(targets))
+    if not feats:
+        raise DataError(getattr(dataset, "root", "dataset"), "no images to extract features from")
+    return torch.cat(feats).numpy(), torch.cat(labels).numpy().astype(np.int64)
+
+
+def _denormalise(images: torch.Tensor) -> list[torch.Tensor]:
+    from detpretrain.data.builders import IMAGENET_MEAN, IMAGENET_STD
+
+    mean = torch.tensor(IMAGENET_MEAN, device=images.device)[:, None, None]
+    std = torch.tensor(IMAGENET_STD, device=images.device)[:, None, None]
+    return [(img * std + mean).clamp(0, 1) for img in images]
+
+
+@torch.no_grad()
+def head_feature_sets(detector, dataset: Dataset, *, device: str = "auto", batch_size: int = 32) -> dict:
+    """Table 5: the detection head's features of every image, the whole image fed as one RoI.
+
+    The dataset's normalised images are mapped back to [0, 1] (the detector normalises them itself) and passed to
+    :func:`detpretrain.models.detection.head_features` with its default whole-image box.
+
+    Returns:
+        ``{name: [N, D] float32 for name in HEAD_FEATURES, "labels": [N] int64}``: ``conv5`` average-pooled [C5];
+        ``convproj`` the RoI blob flattened [C_fpn * 7 * 7]; ``convproj_4x4`` / ``_2x2`` / ``_1x1`` its adaptive
+        average pools (``torch.nn.functional.adaptive_avg_pool2d``) flattened; ``fc1``, ``fc2`` [representation].
+    """
+    import torch.nn.functional as F
+
+    from detpretrain.models.detection import head_features
+
+    out: dict[str, list] = {k: [] for k in (*HEAD_FEATURES, "labels")}
+    device = resolve_device(device)
+    detector = detector.eval().to(device)
+    for images, targets in _loader(dataset, batch_size):
+        f = head_features(detector, _denormalise(images.to(device)))
+        blob = f["convproj"]
+        out["conv5"].append(f["conv5"].mean(dim=(2, 3)))
+        out["convproj"].append(blob.flatten(1))
+        for s in (4, 2, 1):
+            out[f"convproj_{s}x{s}"].append(F.adaptive_avg_pool2d(blob, s).flatten(1))
+        out["fc1"].append(f["fc1"])
+        out["fc2"].append(f["fc2"])
+        out["labels"].append(torch.as_tensor(targets))
+    if not out["labels"]:
+        raise DataError(getattr(dataset, "root", "dataset"), "no images to extract features from")
+    arrays = {k: torch.cat(v).float().cpu().numpy() for k, v in out.items() if k != "labels"}
+    arrays["labels"] = torch.cat(out["labels"]).numpy().astype(np.int64)
+    return arrays
+
+
+def head_feature_names(arrays: dict, detector) -> dict[str, str]:
+    """Our names for Table 5's rows with the dimensions we actually have, e.g. ``ConvProj blob (64,7,7)``."""
+    spatial = 7
+    c = arrays["convproj"].shape[1] // (spatial * spatial)
+    return {"conv5": f"Conv5 ({arrays['conv5'].shape[1]}, avg-pooled)", "convproj": f"ConvProj blob ({c},7,7)",
+            "convproj_4x4": f"ConvProj blob ({c},4,4)", "convproj_2x2": f"ConvProj blob ({c},2,2)",
+            "convproj_1x1": f"ConvProj blob ({c})", "fc1": f"FC1 ({arrays['fc1'].shape[1]})",
+            "fc2": f"FC2 ({arrays['fc2'].shape[1]})"}
+
+
+def feature_cache_path(store, source_id: str, data_key: str, split: str, feature_set: str) -> Path:
+    """``<store>/features/<source_id>/<feature_set>-<split>-<hash>.npz`` (module docstring)."""
+    root = Path(getattr(store, "root", store))
+    key = _digest([data_key, split, feature_set, FEATURE_VERSION])
+    return root / "features" / source_id / f"{feature_set}-{split}-{key}.npz"
+
+
+def cached_arrays(path: Path, compute: Callable[[], dict]) -> dict[str, np.ndarray]:
+    """Load ``path`` (``.npz``) if it exists, else ``compute()`` and write it atomically (temp file + rename).
+
+    A corrupt cache file is recomputed and replaced, not trusted.
+    """
+    from detpretrain.runs import atomic_write_bytes
+
+    if path.is_file():
+        try:
+            with np.load(path) as data:
+                return {k: data[k] for k in data.files}
+        except (OSError, ValueError, EOFError):
+            path.unlink(missing_ok=True)
+    arrays = compute()
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, buffer.getvalue())
+    return arrays
+
+
+def backbone_features(pretrain: str, data: ProbeData, profile, *, store=None, seed: int = 0, device: str = "auto",
+                      splits=("train", "val", "test"), removed=None, log=print) -> dict:
+    """Cached Conv5 features of ``data``'s splits under backbone ``pretrain`` (Table 6, Figures 3, 6, 7).
+
+    Returns:
+        ``{"source": id, "run": Run or None, split: {"features": [N, C5], "labels": [N]} for each split}``.
+    """
+    from detpretrain.runs import RunStore
+
+    store = store or RunStore()
+    backbone, source, run = load_backbone(pretrain, profile, store=store, seed=seed, device=device, removed=removed,
+                                          log=log)
+    out: dict = {"source": source, "run": run}
+    for split in splits:
+        path = feature_cache_path(store, source, data.key, split, "conv5")
+
+        def compute(split=split):
+            x, y = conv5_features(backbone, data.split(split), device=device)
+            return {"features": x, "labels": y}
+
+        out[split] = cached_arrays(path, compute)
+    return out
+
+
+def detector_head_features(pretrain: str, data: ProbeData, profile, *, store=None, device: str = "auto",
+                           splits=("train", "val", "test"), removed=None, log=print) -> dict:
+    """Cached Table 5 features of ``data``'s splits from the detector of pre-training run ``pretrain``.
+
+    The detector is the pre-training run's own model (``model.pt``: backbone, FPN, RPN and box head as pre-trained,
+    :func:`detpretrain.inference.load_run_model`).
+
+    Returns:
+        ``{"source", "run", "names": {feature: row label}, split: {feature: [N, D], "labels": [N]}}``.
+
+    Raises:
+        ConfigError: ``pretrain`` is not a detection pre-training (its run is a classifier).
+    """
+    from detpretrain.experiment import (
+        REMOVED_SUPERCATEGORIES,
+        _pretrained_for,
+        ensure_pretrained,
+    )
+    from detpretrain.inference import load_run_model
+    from detpretrain.profiles import get_profile
+    from detpretrain.runs import RunStore
+
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    store = store or RunStore()
+    pretrained = _pretrained_for(prof, (pretrain,), tuple(removed or REMOVED_SUPERCATEGORIES))
+    cfg = pretrained.get(pretrain)
+    if cfg is None or cfg.task != "detection":
+        raise ConfigError(f"{pretrain!r} is not a detection pre-training; Table 5 reads a detector's head")
+    run = ensure_pretrained((pretrain,), pretrained, store, device=str(device), progress=False, log=log)[pretrain]
+    device = resolve_device(device)
+    detector, _, _ = load_run_model(run, device=device)
+    out: dict = {"source": run.hash, "run": run}
+    for split in splits:
+        path = feature_cache_path(store, run.hash, data.key, split, "head")
+        out[split] = cached_arrays(path, lambda split=split: head_feature_sets(detector, data.split(split),
+                                                                               device=device))
+    out["names"] = head_feature_names(out[splits[0]], detector)
+    return out
+
+
+def image_attributes(data: ProbeData, split: str) -> pd.DataFrame:
+    """What each image of a synthetic split shows, in dataset order (Figure 3: do nearest pairs match in size?).
+
+    Read from the corpus's ``annotations.json`` (module :mod:`detpretrain.data.synthetic`).
+
+    Returns:
+        one row per image: ``file_name``, ``label``, ``scene``, ``n_objects`` (annotated instances),
+        ``area_fraction`` (the largest instance's visible box area over the image area, 0-1) and ``log_area``
+        (its natural log), ``aspect`` (log of that box's width / height).
+
+    Raises:
+        ConfigError: ``data`` is not a synthetic corpus (real datasets carry no per-object annotations here).
+        DataError: an image of the split is missing from ``annotations.json``.
+    """
+    if data.root is None:
+        raise ConfigError(f"{data.name}: image attributes need a synthetic corpus with annotations.json")
+    ann_path = Path(data.root) / "annotations.json"
+    try:
+        coco = json.loads(ann_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise DataError(ann_path, f"not a readable annotations.json ({err})") from err
+    by_name = {img["file_name"]: img for img in coco["images"]}
+    boxes: dict[int, list] = {}
+    for a in coco["annotations"]:
+        boxes.setdefault(a["image_id"], []).append(a["bbox"])
+    dataset = data.split(split)
+    rows = []
+    for i in range(len(dataset)):
+        path = Path(dataset.image_path(i))
+        name = path.relative_to(Path(data.root)).as_posix()
+        if name not in by_name:
+            raise DataError(ann_path, f"image {name} is not listed")
+        img = by_name[name]
+        own = boxes.get(img["id"], [])
+        w, h = max(own, key=lambda b: b[2] * b[3])[2:] if own else (float("nan"), float("nan"))
+        frac = w * h / (img["width"] * img["height"])
+        rows.append({"file_name": name, "label": img.get("label"), "scene": img.get("scene"), "n_objects": len(own),
+                     "area_fraction": frac, "log_area": float(np.log(frac)) if own else float("nan"),
+                     "aspect": float(np.log(w / h)) if own else float("nan")})
+    return pd.DataFrame(rows)
+
+
+def images_for_display(data: ProbeData, split: str, indices) -> list[np.ndarray]:
+    """Images ``indices`` of a split as [H, W, 3] float arrays in [0, 1] for plotting (normalisation undone)."""
+    dataset = data.split(split)
+    return [_denormalise(dataset[int(i)][0][None])[0].permute(1, 2, 0).numpy() for i in indices]

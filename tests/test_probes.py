@@ -1,0 +1,120 @@
+"""Linear probes (Kornblith et al. protocol) and Tables 5, 6, 8 of Li et al. 2019 on hand-made inputs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+from detpretrain.analysis import probes as P
+from detpretrain.paper import TABLE5, TABLE6, TABLE8
+
+
+def blobs(n_per_class: int, centres, spread: float, seed: int):
+    rng = np.random.default_rng(seed)
+    x = np.concatenate([rng.normal(c, spread, size=(n_per_class, len(c))) for c in centres])
+    y = np.repeat(np.arange(len(centres)), n_per_class)
+    return x, y
+
+
+CENTRES = [(0.0, 0.0, 0.0), (6.0, 0.0, 0.0), (0.0, 6.0, 0.0)]
+
+
+def test_separable_classes_are_read_perfectly_and_ties_go_to_the_strongest_regularisation():
+    splits = [blobs(20, CENTRES, 0.3, s) for s in (0, 1, 2)]
+    res = P.linear_probe(*splits, cs=(0.01, 1.0, 100.0))
+    assert res["top1"] == 100.0 and res["se"] == 0.0
+    assert res["val_top1"] == {0.01: 100.0, 1.0: 100.0, 100.0: 100.0}
+    assert res["C"] == 0.01  # every C is perfect on val: the smallest C (strongest L2) wins the tie
+    assert (res["n_train"], res["n_val"], res["n_test"], res["dim"]) == (60, 60, 60, 3)
+
+
+def test_chosen_c_maximises_validation_accuracy_and_the_refit_uses_train_plus_val():
+    train, val, test = (blobs(15, CENTRES, 4.0, s) for s in (3, 4, 5))
+    cs = (1e-4, 1e-2, 1.0, 1e2)
+    res = P.linear_probe(train, val, test, cs=cs)
+    # independent: the same protocol written out with scikit-learn directly
+    val_acc = {}
+    for c in cs:
+        scaler = StandardScaler().fit(train[0])
+        clf = LogisticRegression(C=c, max_iter=2000).fit(scaler.transform(train[0]), train[1])
+        val_acc[c] = 100 * clf.score(scaler.transform(val[0]), val[1])
+    assert res["val_top1"] == pytest.approx(val_acc)
+    best = max(val_acc, key=lambda c: (val_acc[c], -c))
+    assert res["C"] == best
+    xy = np.concatenate([train[0], val[0]]), np.concatenate([train[1], val[1]])
+    scaler = StandardScaler().fit(xy[0])
+    clf = LogisticRegression(C=best, max_iter=2000).fit(scaler.transform(xy[0]), xy[1])
+    expected = 100 * clf.score(scaler.transform(test[0]), test[1])
+    assert res["top1"] == pytest.approx(expected)
+    p = expected / 100
+    assert res["se"] == pytest.approx(100 * math.sqrt(p * (1 - p) / 45))
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda s: ((s[0][0][:, :2], s[0][1]), s[1], s[2]), "feature dimensions differ"),
+    (lambda s: ((s[0][0], s[0][1][:-1]), s[1], s[2]), "feature rows but labels"),
+    (lambda s: (s[0], (np.full_like(s[1][0], np.nan), s[1][1]), s[2]), "NaN or inf"),
+    (lambda s: (s[0], s[1], (s[2][0][:0], s[2][1][:0])), "test split is empty"),
+    (lambda s: (s[0], s[1], (s[2][0], s[2][1] + 5)), "occur in val/test but not in train"),
+    (lambda s: ((s[0][0][:, 0], s[0][1]), s[1], s[2]), "must be 2-D"),
+])
+def test_bad_input_is_named(mutate, message):
+    splits = [blobs(5, CENTRES, 0.3, s) for s in (0, 1, 2)]
+    with pytest.raises(ValueError, match=message):
+        P.linear_probe(*mutate(splits), cs=(1.0,))
+
+
+def test_table6_averages_backbones_and_cites_the_paper():
+    rows = [{"dataset": "CALTECH-256", "pretrain": "imagenet-cls", "seed": 0, "top1": 80.0, "se": 2.0},
+            {"dataset": "CALTECH-256", "pretrain": "detection", "seed": 0, "top1": 70.0, "se": 3.0},
+            {"dataset": "CALTECH-256", "pretrain": "scratch", "seed": 0, "top1": 10.0, "se": 1.0},
+            {"dataset": "CALTECH-256", "pretrain": "scratch", "seed": 1, "top1": 14.0, "se": 1.0}]
+    t = P.table6(rows).set_index("pre-training")
+    assert t.loc["IMAGENET-CLS", "paper"] == TABLE6["CALTECH-256"]["IMAGENET-CLS"] == 84.7
+    assert t.loc["OPENIMAGES", "paper"] == 76.7
+    assert t.loc["(random init)", "ours"] == 12.0
+    assert t.loc["(random init)", "sd over backbones"] == pytest.approx(np.std([10, 14], ddof=1))
+    assert math.isnan(t.loc["(random init)", "paper"]) and math.isnan(t.loc["IMAGENET-CLS", "sd over backbones"])
+    v = P.probe_gap_verdict(rows)
+    (row,) = v["per_dataset"]
+    assert row["gap"] == 10.0 and row["se"] == pytest.approx(math.hypot(2, 3)) and row["verdict"] == "holds"
+    assert row["paper_gap"] == pytest.approx(84.7 - 76.7)
+    assert "+10.0" in v["sentence"] and "paper +8.0" in v["sentence"]
+
+
+def test_table5_rows_and_orderings():
+    def probe(top1, se=1.0, dim=10):
+        return {"top1": top1, "se": se, "C": 1.0, "dim": dim}
+
+    probes = {"conv5": probe(60), "convproj": probe(40), "convproj_4x4": probe(50), "convproj_2x2": probe(52),
+              "convproj_1x1": probe(51), "fc1": probe(45, se=3), "fc2": probe(44, se=3)}
+    names = {"convproj": "ConvProj blob (64,7,7)"}
+    t = P.table5(probes, names)
+    assert list(t["feature"])[:2] == ["conv5", "ConvProj blob (64,7,7)"]
+    assert t.set_index("paper feature").loc["FC1 (1024)", "paper"] == TABLE5["FC1 (1024)"] == 71.6
+    verdicts = {(c["a"], c["b"]): c["verdict"] for c in P.table5_verdict(probes)["comparisons"]}
+    assert verdicts == {("convproj_1x1", "convproj_2x2"): "not resolved",  # -1 < sqrt(2)
+                        ("convproj_2x2", "convproj_4x4"): "holds",  # +2 > sqrt(2)
+                        ("convproj_4x4", "convproj"): "holds",
+                        ("fc1", "fc2"): "not resolved"}  # +1 < sqrt(18)
+
+
+def test_table8_and_its_paired_verdict():
+    def res(values):
+        return {"runs": [{"pretrain": p, "seed": s, "metrics": {"top1": v}} for (p, s), v in values.items()]}
+
+    transfer = {"SUN-397": res({("imagenet-cls", 0): 60.0, ("imagenet-cls", 1): 62.0, ("imagenet-cls", 2): 61.0,
+                                ("detection", 0): 55.0, ("detection", 1): 58.0, ("detection", 2): 57.0})}
+    t = P.table8(transfer).set_index("pre-training")
+    assert t.loc["IMAGENET-CLS", "top1"] == 61.0 and t.loc["IMAGENET-CLS", "sd"] == 1.0
+    assert t.loc["IMAGENET-CLS", "paper"] == TABLE8["IMAGENET-CLS"]["SUN-397"] == 61.5
+    assert t.loc["OPENIMAGES", "paper"] == 59.5 and t.loc["OPENIMAGES", "seeds"] == 3
+    (row,) = P.finetune_gap_verdict(transfer)["per_dataset"]
+    diffs = np.array([5.0, 4.0, 4.0])
+    assert row["mean"] == pytest.approx(diffs.mean())
+    assert row["stderr"] == pytest.approx(diffs.std(ddof=1) / math.sqrt(3))
+    assert row["verdict"] == "holds"
