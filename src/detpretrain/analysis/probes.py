@@ -63,8 +63,9 @@ def linear_probe(train, val, test, *, cs=DEFAULT_CS, max_iter: int = 2000) -> di
         max_iter: L-BFGS iterations per fit (a fit that has not converged is still used; ``converged`` says so).
 
     Returns:
-        ``{"top1", "se", "C", "val_top1": {C: %}, "n_train", "n_val", "n_test", "dim", "converged"}``; accuracies in
-        percent, ``se`` the binomial standard error of ``top1``.
+        ``{"top1", "se", "C", "val_top1": {C: %}, "n_train", "n_val", "n_test", "dim", "converged", "model"}``;
+        accuracies in percent, ``se`` the binomial standard error of ``top1``, ``model`` the refit scikit-learn
+        pipeline (``StandardScaler`` -> ``LogisticRegression``; the mask-out chapter turns it into a torch head).
 
     Raises:
         ValueError: non-2-D or non-finite features, label/row mismatch, an empty split, different D across splits,
@@ -93,7 +94,7 @@ def linear_probe(train, val, test, *, cs=DEFAULT_CS, max_iter: int = 2000) -> di
     p = top1 / 100.0
     return {"top1": top1, "se": 100.0 * math.sqrt(p * (1 - p) / len(yte)), "C": best, "val_top1": val_top1,
             "n_train": len(ytr), "n_val": len(yva), "n_test": len(yte), "dim": int(xtr.shape[1]),
-            "converged": converged}
+            "converged": converged, "model": final}
 
 
 def probe_features(arrays: dict, feature: str | None = None, **kwargs) -> dict:

@@ -1,0 +1,367 @@
+"""Numbers behind the pictures of Li et al. 2019, appendix 6.1-6.2: activation maps (Figure 4), mask-out maps
+(Figure 5) and qualitative detections (Figure 8).
+
+* **Activation maps (Figure 4).** The Conv5 (``layer4``) map of a backbone, averaged over channels (the maps are
+  post-ReLU, so this is the mean activation at each position) and bilinearly upsampled to the input image:
+  :func:`activation_maps`. The paper: "the IMAGENET-CLS pre-trained activation map tend to focus on discriminative
+  parts. On the other hand, OPENIMAGES pre-trained models emphasize on the entire spatial extent of the objects.
+  Moreover, the latter exhibits an instance-level representation, especially when multiple objects are present".
+  Our corpus records every instance's mask and its discriminative part's mask, so :func:`mass_shares` reports the
+  share of activation mass on the part, on the rest of the object and outside, and :func:`instance_balance` how
+  evenly the instances of a multi-instance image are activated.
+* **Mask-out (Figure 5).** "We shift a 60x60 blank mask over the input image and measure the output confidence of
+  the correct class", with the detection head replaced by a linear classifier: :func:`probe_head` turns the linear
+  probe of :mod:`detpretrain.analysis.probes` into a torch head on the backbone, :func:`maskout_map` slides the
+  blank square (the dataset mean, i.e. 0 after normalisation) and :func:`maskout_drops` measures how much the
+  probability drops when the square's centre lies on the part vs. on the rest of the object.
+  captum's ``Occlusion`` was considered: it returns a per-pixel *average* of output differences over every window
+  covering the pixel, not the probability at each mask position that Figure 5 plots, so the map is computed here
+  directly and tested against a one-position-at-a-time loop.
+* **Qualitative detections (Figure 8).** :func:`localisation_cases` picks, by rule, the ground-truth objects where
+  the detection-pre-trained detector localises better (largest IoU difference of the best same-class detection
+  above a score threshold), optionally restricted to occluded objects.
+
+Shapes: images [B, 3, H, W] (normalised floats), maps [B, H, W]; masks are boolean [H, W]; pixels throughout.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from detpretrain.errors import DataError
+
+#: the paper's mask-out square (60 px) at its input scale (224 px short side for classification)
+PAPER_MASK_PX, PAPER_INPUT_PX = 60, 224
+
+
+def scaled_mask_size(image_size: int) -> int:
+    """The paper's 60x60 square at ``image_size`` pixels: ``round(60 * image_size / 224)`` (34 px at 128 px)."""
+    if image_size < 1:
+        raise ValueError(f"image_size must be positive, got {image_size}")
+    return max(1, round(PAPER_MASK_PX * image_size / PAPER_INPUT_PX))
+
+
+@torch.no_grad()
+def activation_maps(backbone: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Channel-mean Conv5 activation of each image, upsampled (bilinear) to the input size (Figure 4).
+
+    Args:
+        backbone: a torchvision ResNet (``layer4`` = Conv5).
+        images: [B, 3, H, W] normalised.
+
+    Returns:
+        [B, H, W] float, non-negative (Conv5 is post-ReLU).
+    """
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    if images.ndim != 4:
+        raise ValueError(f"images must be [B, 3, H, W], got shape {tuple(images.shape)}")
+    extractor = create_feature_extractor(backbone.eval(), return_nodes={"layer4": "conv5"})
+    conv5 = extractor(images)["conv5"].mean(dim=1, keepdim=True)
+    return F.interpolate(conv5, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+
+
+def mass_shares(activation, object_mask, part_mask=None) -> dict:
+    """Share of activation mass on the discriminative part, on the rest of the object(s) and outside (Figure 4).
+
+    Args:
+        activation: [H, W] non-negative map.
+        object_mask: [H, W] bool, union of the instances' visible masks.
+        part_mask: [H, W] bool, union of the visible parts (subset of the object; None or empty: no part).
+
+    Returns:
+        ``{"part", "object_rest", "outside"}`` mass shares (sum 1) and ``{"part_area", "object_rest_area",
+        "outside_area"}`` the same regions' shares of the image area (what a uniform map would give).
+
+    Raises:
+        ValueError: shapes differ, negative activation, or an all-zero map (no mass to share).
+    """
+    a = np.asarray(activation, dtype=np.float64)
+    obj = np.asarray(object_mask, dtype=bool)
+    part = np.zeros_like(obj) if part_mask is None else np.asarray(part_mask, dtype=bool)
+    if a.shape != obj.shape or part.shape != obj.shape:
+        raise ValueError(f"activation {a.shape}, object mask {obj.shape} and part mask {part.shape} differ")
+    part = part & obj
+    if (a < 0).any():
+        raise ValueError("activation map has negative values; expected a post-ReLU map")
+    total = a.sum()
+    if total <= 0:
+        raise ValueError("activation map is all zero; no mass to share")
+    rest = obj & ~part
+    out = ~obj
+    n = a.size
+    return {"part": a[part].sum() / total, "object_rest": a[rest].sum() / total, "outside": a[out].sum() / total,
+            "part_area": part.sum() / n, "object_rest_area": rest.sum() / n, "outside_area": out.sum() / n}
+
+
+def instance_balance(activation, instance_masks) -> float:
+    """How evenly the instances of one image are activated: min over instances of the mean activation inside the
+    instance's visible mask, divided by the max (1 = every instance equally, near 0 = one instance dominates).
+
+    Raises:
+        ValueError: fewer than two non-empty instance masks, or a mask of another shape.
+    """
+    a = np.asarray(activation, dtype=np.float64)
+    means = []
+    for m in instance_masks:
+        m = np.asarray(m, dtype=bool)
+        if m.shape != a.shape:
+            raise ValueError(f"instance mask {m.shape} differs from the map {a.shape}")
+        if m.any():
+            means.append(a[m].mean())
+    if len(means) < 2:
+        raise ValueError("instance balance needs at least two non-empty instance masks")
+    return float(min(means) / max(means)) if max(means) > 0 else float("nan")
+
+
+def corpus_objects(root, file_names) -> list[dict]:
+    """Instance and part masks of synthetic-corpus images (``annotations.json`` of an ImageFolder role).
+
+    Args:
+        root: the corpus root.
+        file_names: image paths relative to ``root`` (``train/car/train_000000.jpg``), in the order wanted.
+
+    Returns:
+        one dict per image: ``{"file_name", "label", "instances": [bool [H, W]], "parts": [bool [H, W] or None],
+        "object": bool [H, W] union, "part": bool [H, W] union}`` (masks decoded with pycocotools).
+
+    Raises:
+        DataError: unreadable annotations or an image not listed in them.
+    """
+    from pycocotools import mask as mask_utils
+
+    path = Path(root) / "annotations.json"
+    try:
+        coco = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise DataError(path, f"not a readable annotations.json ({err})") from err
+    images = {img["file_name"]: img for img in coco["images"]}
+    anns: dict[int, list] = {}
+    for a in coco["annotations"]:
+        anns.setdefault(a["image_id"], []).append(a)
+    out = []
+    for name in file_names:
+        if name not in images:
+            raise DataError(path, f"image {name} is not listed")
+        img = images[name]
+        h, w = img["height"], img["width"]
+        instances, parts = [], []
+        for a in anns.get(img["id"], []):
+            instances.append(mask_utils.decode(a["segmentation"]).astype(bool))
+            parts.append(mask_utils.decode(a["part_segmentation"]).astype(bool) if "part_segmentation" in a else None)
+        union = np.zeros((h, w), bool)
+        part_union = np.zeros((h, w), bool)
+        for m in instances:
+            union |= m
+        for p in parts:
+            if p is not None:
+                part_union |= p
+        out.append({"file_name": name, "label": img.get("label"), "instances": instances, "parts": parts,
+                    "object": union, "part": part_union})
+    return out
+
+
+class ProbeHead(torch.nn.Module):
+    """Backbone -> average-pooled Conv5 -> standardisation -> linear layer -> softmax: the linear probe as a torch
+    classifier (the paper replaces the detection head by a linear classifier for Figure 5)."""
+
+    def __init__(self, backbone: torch.nn.Module, mean, scale, weight, bias):
+        super().__init__()
+        from torchvision.models.feature_extraction import create_feature_extractor
+
+        self.features = create_feature_extractor(backbone.eval(), return_nodes={"layer4": "conv5"})
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
+        self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32))
+        self.linear = torch.nn.Linear(weight.shape[1], weight.shape[0])
+        with torch.no_grad():
+            self.linear.weight.copy_(torch.as_tensor(weight, dtype=torch.float32))
+            self.linear.bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] normalised -> [B, num_classes] class probabilities."""
+        x = self.features(images)["conv5"].mean(dim=(2, 3))
+        return torch.softmax(self.linear((x - self.mean) / self.scale), dim=1)
+
+
+def probe_head(backbone: torch.nn.Module, pipeline) -> ProbeHead:
+    """:class:`ProbeHead` from a fitted scikit-learn ``StandardScaler -> LogisticRegression`` pipeline (the ``model``
+    of :func:`detpretrain.analysis.probes.linear_probe`); multinomial, so softmax of the linear scores equals
+    ``predict_proba``.
+
+    Raises:
+        ValueError: not a two-step scaler + logistic-regression pipeline, or a binary problem (one score column).
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    steps = [s for _, s in getattr(pipeline, "steps", [])]
+    if len(steps) != 2 or not isinstance(steps[0], StandardScaler) or not isinstance(steps[1], LogisticRegression):
+        raise ValueError("expected a StandardScaler -> LogisticRegression pipeline (probes.linear_probe's model)")
+    scaler, clf = steps
+    if clf.coef_.shape[0] < 2:
+        raise ValueError("a binary probe has one score column; mask-out needs a multinomial probe (>= 3 classes)")
+    return ProbeHead(backbone, scaler.mean_, scaler.scale_, clf.coef_, clf.intercept_).eval()
+
+
+def mask_positions(size: int, window: int, stride: int) -> list[int]:
+    """Top-left offsets of a ``window``-px square sliding over ``size`` px with ``stride``, the last one flush with
+    the border (so every pixel is covered)."""
+    if window > size or window < 1 or stride < 1:
+        raise ValueError(f"window {window} must be in [1, {size}] and stride {stride} positive")
+    starts = list(range(0, size - window + 1, stride))
+    if starts[-1] != size - window:
+        starts.append(size - window)
+    return starts
+
+
+@torch.no_grad()
+def maskout_map(classifier, image: torch.Tensor, label: int, *, window: int, stride: int,
+                batch_size: int = 64) -> dict:
+    """Probability of the correct class with a blank square at each position (Figure 5).
+
+    Args:
+        classifier: maps [B, 3, H, W] normalised images to [B, C] probabilities (e.g. :class:`ProbeHead`).
+        image: [3, H, W] normalised; the blank square is filled with 0 (the dataset mean after normalisation).
+        label: the correct class index.
+        window, stride: square side and step in pixels.
+
+    Returns:
+        ``{"prob": [ny, nx] array, "ys", "xs": top-left offsets, "centres_y", "centres_x": centres (px),
+        "clean": probability without a mask}``.
+    """
+    if image.ndim != 3:
+        raise ValueError(f"image must be [3, H, W], got {tuple(image.shape)}")
+    _, h, w = image.shape
+    ys, xs = mask_positions(h, window, stride), mask_positions(w, window, stride)
+    batch, probs = [], []
+    for y in ys:
+        for x in xs:
+            masked = image.clone()
+            masked[:, y:y + window, x:x + window] = 0
+            batch.append(masked)
+            if len(batch) == batch_size:
+                probs.append(classifier(torch.stack(batch))[:, label])
+                batch = []
+    if batch:
+        probs.append(classifier(torch.stack(batch))[:, label])
+    prob = torch.cat(probs).reshape(len(ys), len(xs)).cpu().numpy()
+    clean = float(classifier(image[None])[0, label])
+    half = (window - 1) / 2
+    return {"prob": prob, "ys": ys, "xs": xs, "centres_y": np.asarray(ys) + half, "centres_x": np.asarray(xs) + half,
+            "clean": clean}
+
+
+def maskout_drops(result: dict, object_mask, part_mask) -> dict:
+    """How much the correct-class probability drops when the square's centre lies on the part vs. on the rest of
+    the object (Figure 5's reading), from a :func:`maskout_map` result.
+
+    A position belongs to the region its centre pixel falls in (``floor`` of the centre). Drops are
+    ``clean - prob``, in probability units (0-1), averaged over the positions of each region.
+
+    Returns:
+        ``{"clean", "drop_part", "drop_object_rest", "drop_outside", "positions_part", "positions_object_rest",
+        "min_prob"}`` (NaN for a region without positions).
+    """
+    obj = np.asarray(object_mask, dtype=bool)
+    part = np.zeros_like(obj) if part_mask is None else np.asarray(part_mask, dtype=bool) & obj
+    cy = np.floor(result["centres_y"]).astype(int)
+    cx = np.floor(result["centres_x"]).astype(int)
+    grid_part = part[np.ix_(cy, cx)]
+    grid_obj = obj[np.ix_(cy, cx)] & ~grid_part
+    drop = result["clean"] - result["prob"]
+
+    def mean(m):
+        return float(drop[m].mean()) if m.any() else float("nan")
+
+    return {"clean": result["clean"], "drop_part": mean(grid_part), "drop_object_rest": mean(grid_obj),
+            "drop_outside": mean(~(grid_part | grid_obj)), "positions_part": int(grid_part.sum()),
+            "positions_object_rest": int(grid_obj.sum()), "min_prob": float(result["prob"].min())}
+
+
+def box_iou_matrix(a, b) -> np.ndarray:
+    """IoU of XYXY boxes [N, 4] x [M, 4] (pixels) with torchvision's ``box_iou``."""
+    from torchvision.ops import box_iou
+
+    a = torch.as_tensor(np.asarray(a, dtype=np.float32).reshape(-1, 4))
+    b = torch.as_tensor(np.asarray(b, dtype=np.float32).reshape(-1, 4))
+    return box_iou(a, b).numpy()
+
+
+def best_iou_per_object(gt_boxes, gt_labels, det_boxes, det_labels, det_scores, score_thresh: float = 0.5):
+    """For each ground-truth object, the IoU of the best-overlapping detection of its class scoring at least
+    ``score_thresh`` (0 when there is none): [N] floats. Boxes XYXY pixels."""
+    gt_boxes = np.asarray(gt_boxes, dtype=np.float32).reshape(-1, 4)
+    keep = np.asarray(det_scores) >= score_thresh
+    det_boxes = np.asarray(det_boxes, dtype=np.float32).reshape(-1, 4)[keep]
+    det_labels = np.asarray(det_labels)[keep]
+    out = np.zeros(len(gt_boxes))
+    if len(gt_boxes) and len(det_boxes):
+        iou = box_iou_matrix(gt_boxes, det_boxes)
+        same = np.asarray(gt_labels)[:, None] == det_labels[None, :]
+        out = np.where(same, iou, 0.0).max(axis=1)
+    return out
+
+
+def localisation_cases(objects: pd.DataFrame, a: str, b: str, n: int = 4, occluded_below: float | None = None,
+                       min_gain: float = 0.0) -> pd.DataFrame:
+    """Figure 8's cases chosen by rule: objects where detector ``b`` localises better than ``a``.
+
+    Args:
+        objects: one row per ground-truth object with columns ``image``, ``iou_<a>``, ``iou_<b>`` (best same-class
+            IoU, :func:`best_iou_per_object`) and, for the occlusion cases, ``visible_fraction``.
+        occluded_below: keep only objects whose visible fraction is below this (the occlusion panel).
+        min_gain: keep only objects with ``iou_b - iou_a`` above this.
+
+    Returns:
+        the ``n`` rows with the largest ``iou_b - iou_a``, at most one per image (column ``gain`` added).
+    """
+    df = objects.copy()
+    df["gain"] = df[f"iou_{b}"] - df[f"iou_{a}"]
+    if occluded_below is not None:
+        df = df[df["visible_fraction"] < occluded_below]
+    df = df[df["gain"] > min_gain].sort_values(["gain", "image"], ascending=[False, True], kind="stable")
+    return df.drop_duplicates("image").head(n)
+
+
+@torch.no_grad()
+def detection_objects(models: dict, dataset, *, score_thresh: float = 0.5, device: str = "cpu",
+                      batch_size: int = 4) -> tuple[pd.DataFrame, dict]:
+    """Run each detector over ``dataset`` and score every ground-truth object by its best same-class IoU (Figure 8).
+
+    Args:
+        models: ``{name: torchvision detector}`` (e.g. the detection chapter's fine-tuned runs).
+        dataset: a detection dataset yielding ``(image [3, H, W] in [0, 1], target)`` with ``boxes`` (XYXY px),
+            ``labels`` and optionally ``visible_fraction``, ``difficult``.
+
+    Returns:
+        ``(objects, predictions)``: one row per object (``image`` index, ``object`` index, ``label``, ``box``,
+        ``visible_fraction`` (NaN if unknown), ``iou_<name>`` per detector) and ``{name: [per-image dict of
+        boxes [K, 4], labels [K], scores [K] numpy]}`` for drawing.
+    """
+    from torch.utils.data import DataLoader
+
+    from detpretrain.data.builders import collate_detection
+
+    predictions: dict[str, list] = {name: [] for name in models}
+    targets_all = []
+    for images, targets in DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_detection):
+        targets_all += targets
+        for name, model in models.items():
+            outs = model.eval().to(device)([img.to(device) for img in images])
+            predictions[name] += [{k: v.cpu().numpy() for k, v in o.items()} for o in outs]
+    rows = []
+    for i, t in enumerate(targets_all):
+        boxes, labels = t["boxes"].numpy(), t["labels"].numpy()
+        vis = t["visible_fraction"].numpy() if "visible_fraction" in t else np.full(len(boxes), np.nan)
+        ious = {name: best_iou_per_object(boxes, labels, p[i]["boxes"], p[i]["labels"], p[i]["scores"], score_thresh)
+                for name, p in predictions.items()}
+        for k in range(len(boxes)):
+            rows.append({"image": i, "object": k, "label": int(labels[k]), "box": boxes[k].tolist(),
+                         "visible_fraction": float(vis[k]), **{f"iou_{n}": float(v[k]) for n, v in ious.items()}})
+    return pd.DataFrame(rows), predictions
