@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -152,3 +153,21 @@ def test_image_attributes_follow_the_annotations(caltech):
 def test_image_attributes_need_a_synthetic_corpus(flowers_subset):
     with pytest.raises(ConfigError, match="synthetic corpus"):
         F.image_attributes(F.probe_datasets("smoke", "flowers102", flowers_subset), "test")
+
+
+def test_corpus_objects_decode_instances_and_parts(caltech, tmp_path):
+    from detpretrain.analysis.visualisation import corpus_objects
+
+    names = [Path(caltech.test.image_path(i)).relative_to(caltech.root).as_posix() for i in range(10)]
+    objs = corpus_objects(caltech.root, names)
+    attrs = F.image_attributes(caltech, "test").head(10)
+    assert [len(o["instances"]) for o in objs] == attrs["n_objects"].tolist()
+    for o in objs:
+        assert o["object"].shape == (64, 64) and not (o["part"] & ~o["object"]).any()  # parts lie on objects
+        assert o["object"].sum() == np.logical_or.reduce(o["instances"]).sum()
+    assert any(o["part"].any() for o in objs)
+    with pytest.raises(DataError, match="not listed"):
+        corpus_objects(caltech.root, ["train/nope.jpg"])
+    (tmp_path / "annotations.json").write_text("{}")
+    with pytest.raises(DataError, match="not a readable annotations.json"):
+        corpus_objects(tmp_path, names)

@@ -431,6 +431,25 @@ def detector_head_features(pretrain: str, data: ProbeData, profile, *, store=Non
     return out
 
 
+def corpus_annotations(root) -> tuple[dict[str, dict], dict[int, list[dict]]]:
+    """``annotations.json`` of a synthetic ImageFolder corpus as ``({file_name: image record}, {image id:
+    [annotation]})``.
+
+    Raises:
+        DataError: the file is missing or not JSON with ``images`` and ``annotations``.
+    """
+    path = Path(root) / "annotations.json"
+    try:
+        coco = json.loads(path.read_text(encoding="utf-8"))
+        images = {img["file_name"]: img for img in coco["images"]}
+        anns: dict[int, list[dict]] = {}
+        for a in coco["annotations"]:
+            anns.setdefault(a["image_id"], []).append(a)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise DataError(path, f"not a readable annotations.json ({type(err).__name__}: {err})") from err
+    return images, anns
+
+
 def image_attributes(data: ProbeData, split: str) -> pd.DataFrame:
     """What each image of a synthetic split shows, in dataset order (Figure 3: do nearest pairs match in size?).
 
@@ -448,14 +467,8 @@ def image_attributes(data: ProbeData, split: str) -> pd.DataFrame:
     if data.root is None:
         raise ConfigError(f"{data.name}: image attributes need a synthetic corpus with annotations.json")
     ann_path = Path(data.root) / "annotations.json"
-    try:
-        coco = json.loads(ann_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise DataError(ann_path, f"not a readable annotations.json ({err})") from err
-    by_name = {img["file_name"]: img for img in coco["images"]}
-    boxes: dict[int, list] = {}
-    for a in coco["annotations"]:
-        boxes.setdefault(a["image_id"], []).append(a["bbox"])
+    by_name, anns = corpus_annotations(data.root)
+    boxes = {iid: [a["bbox"] for a in found] for iid, found in anns.items()}
     dataset = data.split(split)
     rows = []
     for i in range(len(dataset)):

@@ -26,7 +26,6 @@ Shapes: images [B, 3, H, W] (normalised floats), maps [B, H, W]; masks are boole
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -136,15 +135,10 @@ def corpus_objects(root, file_names) -> list[dict]:
     """
     from pycocotools import mask as mask_utils
 
+    from detpretrain.features import corpus_annotations
+
     path = Path(root) / "annotations.json"
-    try:
-        coco = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise DataError(path, f"not a readable annotations.json ({err})") from err
-    images = {img["file_name"]: img for img in coco["images"]}
-    anns: dict[int, list] = {}
-    for a in coco["annotations"]:
-        anns.setdefault(a["image_id"], []).append(a)
+    images, anns = corpus_annotations(root)
     out = []
     for name in file_names:
         if name not in images:
