@@ -27,8 +27,11 @@
 # 4. Activations of detection networks typically cover the entire object, those of classification networks focus on
 #    parts (Figures 4, 5).
 #
-# This edition covers the pre-training of the backbones and conclusion 1; each chapter ends with the paper's number
-# beside ours and a computed verdict.
+# The chapters, in order: *pre-training* (the backbones), *detection* (conclusion 1), *ablations* (Tables 2, 3, 7),
+# *segmentation* (Table 4, Figures 2, 9; conclusion 2), *classification* (Tables 5, 6, 8; conclusion 2),
+# *feature space* (Figures 3, 6, 7; conclusion 3) and *visualisations* (Figures 4, 5, 8; conclusion 4). Each ends
+# with the paper's numbers beside ours and a verdict computed from the runs. The two companion studies (Shinya et al.
+# 2019, Vasconcelos et al. 2022) are not in this edition yet.
 
 # %% tags=["parameters"]
 profile = "mini"  # smoke | mini | paper
