@@ -63,6 +63,7 @@ from detpretrain.analysis import probes as P
 from detpretrain.analysis import visualisation as V
 from detpretrain.analysis.ablations import paired_verdict
 from detpretrain.analysis.detection import provenance as run_provenance
+from detpretrain.data.builders import build_detection_dataset
 from detpretrain.experiment import run_detection_experiment
 from detpretrain.inference import load_run_model
 from detpretrain.profiles import get_profile
@@ -292,11 +293,9 @@ if show:
 # %%
 det = run_detection_experiment(profile, dataset=dataset, data_root=data_root, pretrains=tuple(BACKBONES),
                                seeds=seed_list[:1], store=run_store, device=device, progress=False, log=quiet)
-models, eval_data = {}, None
+models = {}
 for r in det["runs"]:
     models[r["pretrain"]], cfg, det_classes = load_run_model(r["run"], dev)
-from detpretrain.data.builders import build_detection_dataset
-
 eval_data = build_detection_dataset(cfg.data, cfg.data.eval_split, train=False)
 obj_frame, preds = V.detection_objects(models, eval_data, score_thresh=score_thresh, device=dev)
 obj_frame.groupby(lambda _: "all objects")[[f"iou_{p}" for p in BACKBONES]].mean().rename(

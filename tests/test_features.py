@@ -94,7 +94,7 @@ def test_head_features_whole_image_roi(caltech):
     # the detector sees the same normalised 64-px image as the bare backbone: Conv5 agrees
     x, _ = F.conv5_features(detector.backbone.body, caltech.test)
     np.testing.assert_allclose(arrays["conv5"], x, rtol=1e-4, atol=1e-5)
-    names = F.head_feature_names(arrays, detector)
+    names = F.head_feature_names(arrays)
     assert names["convproj"] == "ConvProj blob (16,7,7)" and names["fc1"] == "FC1 (32)"
 
 

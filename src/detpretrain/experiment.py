@@ -231,15 +231,40 @@ def run_detection_experiment(profile: str | Profile = "smoke", *, dataset: str =
         "pretrain_runs": {name: path}}``.
     """
     prof = get_profile(profile) if isinstance(profile, str) else profile
+    return finetune_chain(prof, dataset, target_spec(prof, dataset, data_root), finetune_config,
+                          pretrains=pretrains, pretrained=_pretrained_for(prof, pretrains, removed), seeds=seeds,
+                          store=store, overrides=overrides, device=device, progress=progress, log=log)
+
+
+def finetune_chain(prof: Profile, dataset: str, target: DataSpec, make_config, *, pretrains,
+                   pretrained: dict[str, TrainConfig | None], seeds=None, store: RunStore | None = None,
+                   overrides: dict | None = None, device: str = "auto", progress: bool = True, log=print) -> dict:
+    """The chain every transfer experiment runs: pre-train each backbone once (through the run store), then one
+    fine-tuning per backbone and seed (detection, segmentation and classification transfer share it).
+
+    Args:
+        dataset: the name reported as the result's ``"dataset"``.
+        target: the fine-tuning data.
+        make_config: ``(profile, pretrain, seed, target, pretrained) -> TrainConfig`` of one fine-tuning run
+            (:func:`finetune_config`, :func:`cls_finetune_config`, ``segmentation.segmentation_config``).
+        pretrained: the pre-training configs the backbones may need (:func:`pretrain_configs` and friends).
+        seeds: fine-tuning seeds (default: the profile's).
+        overrides: ``{"optim.epochs": 3, ...}`` applied to the fine-tuning configs (not to the pre-trainings).
+
+    Returns:
+        ``{"profile", "dataset", "data", "runs": [{"pretrain", "seed", "run", "hash", "metrics"}],
+        "pretrain_runs": {name: path}}``.
+
+    Raises:
+        ConfigError: an unknown pre-training name (from ``make_config``).
+    """
     store = store or RunStore()
-    target = target_spec(prof, dataset, data_root)
-    pretrained = _pretrained_for(prof, pretrains, removed)
     pre_runs = ensure_pretrained(pretrains, pretrained, store, device=device, progress=progress, log=log,
                                  prefix=f"[{prof.name}] ")
     out_runs = []
     for pretrain in pretrains:
         for seed in seeds if seeds is not None else prof.seeds:
-            cfg = finetune_config(prof, pretrain, seed, target, pretrained)
+            cfg = make_config(prof, pretrain, seed, target, pretrained)
             for key, value in (overrides or {}).items():
                 cfg = replace_path(cfg, key, value)
             out_runs.append(train_logged(cfg, pretrain, seed, store, prof, device, progress, log))
@@ -283,17 +308,10 @@ def run_classification_transfer(profile: str | Profile = "smoke", *, role: str =
         with ``metrics["top1"]`` in percent.
     """
     prof = get_profile(profile) if isinstance(profile, str) else profile
-    store = store or RunStore()
-    spec = synthetic_spec(prof.name, role)
-    target = dataclasses.replace(spec, train_split="train", eval_split="test")
-    pretrained = _pretrained_for(prof, pretrains, removed)
-    pre_runs = ensure_pretrained(pretrains, pretrained, store, device=device, progress=progress, log=log,
-                                 prefix=f"[{prof.name}] ")
-    out_runs = [train_logged(cls_finetune_config(prof, pretrain, seed, target, pretrained), pretrain, seed, store,
-                              prof, device, progress, log)
-                for pretrain in pretrains for seed in (seeds if seeds is not None else prof.seeds)]
-    return {"profile": prof.name, "dataset": role, "data": target.describe(), "runs": out_runs,
-            "pretrain_runs": {k: str(r.path) for k, r in pre_runs.items()}}
+    target = dataclasses.replace(synthetic_spec(prof.name, role), train_split="train", eval_split="test")
+    return finetune_chain(prof, role, target, cls_finetune_config, pretrains=pretrains,
+                          pretrained=_pretrained_for(prof, pretrains, removed), seeds=seeds, store=store,
+                          device=device, progress=progress, log=log)
 
 
 def train_command(args) -> int:

@@ -199,6 +199,37 @@ def probe_datasets(profile, dataset: str = "caltech", data_root: str | None = No
                      f"{root.name} class folders ({size} px)", key, val_from_train=from_train)
 
 
+def pretrain_run(pretrain: str, profile, *, store=None, device="auto", removed=None, progress: bool = False,
+                 log=print):
+    """The pre-training config and complete run of backbone ``pretrain`` (trained through the store if missing,
+    dependencies first: :func:`detpretrain.experiment.ensure_pretrained`).
+
+    Returns:
+        ``(TrainConfig, Run)``.
+
+    Raises:
+        ConfigError: unknown pre-training, or one the profile takes from torchvision weights (no run).
+    """
+    from detpretrain.experiment import (
+        REMOVED_SUPERCATEGORIES,
+        _pretrained_for,
+        ensure_pretrained,
+    )
+    from detpretrain.profiles import get_profile
+    from detpretrain.runs import RunStore
+
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    pretrained = _pretrained_for(prof, (pretrain,), tuple(removed or REMOVED_SUPERCATEGORIES))
+    if pretrain not in pretrained:
+        raise ConfigError(f"unknown pre-training {pretrain!r}; expected scratch or one of {sorted(pretrained)}")
+    if pretrained[pretrain] is None:
+        raise ConfigError(f"profile {prof.name!r} takes {pretrain} from torchvision weights "
+                          f"({prof.imagenet_cls_weights}); no run to read features from")
+    runs = ensure_pretrained((pretrain,), pretrained, store or RunStore(), device=resolve_device(device).type,
+                             progress=progress, log=log)
+    return pretrained[pretrain], runs[pretrain]
+
+
 def load_backbone(pretrain: str, profile, *, store=None, seed: int = 0, device: str = "auto", removed=None,
                   progress: bool = False, log=print):
     """A pre-trained (or random, ``scratch``) ResNet backbone in eval mode and the id of its source.
@@ -217,14 +248,8 @@ def load_backbone(pretrain: str, profile, *, store=None, seed: int = 0, device: 
         ConfigError: unknown pre-training, or a profile whose IMAGENET-CLS backbone is torchvision's (``paper``:
             pass its weights through the detection chapters instead).
     """
-    from detpretrain.experiment import (
-        REMOVED_SUPERCATEGORIES,
-        _pretrained_for,
-        ensure_pretrained,
-    )
     from detpretrain.models.backbones import build_backbone
     from detpretrain.profiles import get_profile
-    from detpretrain.runs import RunStore
 
     prof = get_profile(profile) if isinstance(profile, str) else profile
     spec = prof.model
@@ -235,15 +260,7 @@ def load_backbone(pretrain: str, profile, *, store=None, seed: int = 0, device: 
             model = build_backbone(spec.arch, norm=spec.norm, widths=spec.widths)
         source = f"scratch-{_digest([spec.arch, spec.norm, spec.widths])[:8]}-s{seed}"
         return model.eval().to(device), source, None
-    pretrained = _pretrained_for(prof, (pretrain,), tuple(removed or REMOVED_SUPERCATEGORIES))
-    if pretrain not in pretrained:
-        raise ConfigError(f"unknown pre-training {pretrain!r}; expected scratch or one of {sorted(pretrained)}")
-    if pretrained[pretrain] is None:
-        raise ConfigError(f"profile {prof.name!r} takes {pretrain} from torchvision weights "
-                          f"({prof.imagenet_cls_weights}); no run to read features from")
-    runs = ensure_pretrained((pretrain,), pretrained, store or RunStore(), device=device.type, progress=progress,
-                             log=log)
-    run = runs[pretrain]
+    _, run = pretrain_run(pretrain, prof, store=store, device=device, removed=removed, progress=progress, log=log)
     model = build_backbone(spec.arch, norm=spec.norm, widths=spec.widths, weights=run.backbone_path)
     return model.eval().to(device), run.hash, run
 
@@ -329,7 +346,7 @@ def head_feature_sets(detector, dataset: Dataset, *, device: str = "auto", batch
     return arrays
 
 
-def head_feature_names(arrays: dict, detector) -> dict[str, str]:
+def head_feature_names(arrays: dict) -> dict[str, str]:
     """Our names for Table 5's rows with the dimensions we actually have, e.g. ``ConvProj blob (64,7,7)``."""
     spatial = 7
     c = arrays["convproj"].shape[1] // (spatial * spatial)
@@ -404,22 +421,17 @@ def detector_head_features(pretrain: str, data: ProbeData, profile, *, store=Non
     Raises:
         ConfigError: ``pretrain`` is not a detection pre-training (its run is a classifier).
     """
-    from detpretrain.experiment import (
-        REMOVED_SUPERCATEGORIES,
-        _pretrained_for,
-        ensure_pretrained,
-    )
+    from detpretrain.experiment import REMOVED_SUPERCATEGORIES, _pretrained_for
     from detpretrain.inference import load_run_model
     from detpretrain.profiles import get_profile
     from detpretrain.runs import RunStore
 
     prof = get_profile(profile) if isinstance(profile, str) else profile
     store = store or RunStore()
-    pretrained = _pretrained_for(prof, (pretrain,), tuple(removed or REMOVED_SUPERCATEGORIES))
-    cfg = pretrained.get(pretrain)
+    cfg = _pretrained_for(prof, (pretrain,), tuple(removed or REMOVED_SUPERCATEGORIES)).get(pretrain)
     if cfg is None or cfg.task != "detection":
         raise ConfigError(f"{pretrain!r} is not a detection pre-training; Table 5 reads a detector's head")
-    run = ensure_pretrained((pretrain,), pretrained, store, device=str(device), progress=False, log=log)[pretrain]
+    _, run = pretrain_run(pretrain, prof, store=store, device=device, removed=removed, log=log)
     device = resolve_device(device)
     detector, _, _ = load_run_model(run, device=device)
     out: dict = {"source": run.hash, "run": run}
@@ -427,7 +439,7 @@ def detector_head_features(pretrain: str, data: ProbeData, profile, *, store=Non
         path = feature_cache_path(store, run.hash, data.key, split, "head")
         out[split] = cached_arrays(path, lambda split=split: head_feature_sets(detector, data.split(split),
                                                                                device=device))
-    out["names"] = head_feature_names(out[splits[0]], detector)
+    out["names"] = head_feature_names(out[splits[0]])
     return out
 
 

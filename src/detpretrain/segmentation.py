@@ -25,15 +25,14 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from detpretrain.config import DataSpec, TrainConfig, replace_path
+from detpretrain.config import DataSpec, TrainConfig
 from detpretrain.errors import ConfigError
 from detpretrain.experiment import (
     PRETRAINS,
-    ensure_pretrained,
+    finetune_chain,
     finetune_config,
     pretrain_configs,
     target_spec,
-    train_logged,
 )
 from detpretrain.profiles import Profile, get_profile
 from detpretrain.runs import RunStore
@@ -101,17 +100,6 @@ def run_segmentation_experiment(profile: str | Profile = "smoke", *, dataset: st
         ``history``, ...; percent).
     """
     prof = get_profile(profile) if isinstance(profile, str) else profile
-    store = store or RunStore()
-    target = segmentation_target(prof, dataset, data_root)
-    pretrained = dict(pretrain_configs(prof))
-    pre_runs = ensure_pretrained(pretrains, pretrained, store, device=device, progress=progress, log=log,
-                                 prefix=f"[{prof.name}] ")
-    out_runs = []
-    for pretrain in pretrains:
-        for seed in seeds if seeds is not None else prof.seeds:
-            cfg = segmentation_config(prof, pretrain, seed, target, pretrained)
-            for key, value in (overrides or {}).items():
-                cfg = replace_path(cfg, key, value)
-            out_runs.append(train_logged(cfg, pretrain, seed, store, prof, device, progress, log))
-    return {"profile": prof.name, "dataset": dataset, "data": target.describe(), "runs": out_runs,
-            "pretrain_runs": {k: str(r.path) for k, r in pre_runs.items()}}
+    return finetune_chain(prof, dataset, segmentation_target(prof, dataset, data_root), segmentation_config,
+                          pretrains=pretrains, pretrained=dict(pretrain_configs(prof)), seeds=seeds, store=store,
+                          overrides=overrides, device=device, progress=progress, log=log)
