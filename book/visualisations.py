@@ -29,7 +29,9 @@
 # * **Figure 8, qualitative detections.** The IMAGENET-CLS- and detection-pre-trained detectors on the same images,
 #   cases chosen by a rule (largest IoU difference), not by hand, including occluded objects.
 #
-# Definitions and tests: `detpretrain.analysis.visualisation`.
+# Definitions and tests: `detpretrain.analysis.visualisation`. Each figure is also written for print, as a vector
+# PDF and a 300-dpi PNG, to `_build/figures/<profile>/visualisations/` (`$DETPRETRAIN_FIGURES` moves the root;
+# `detpretrain.figures`).
 
 # %% tags=["parameters"]
 profile = "mini"  # smoke | mini
@@ -65,6 +67,7 @@ from detpretrain.analysis.ablations import paired_verdict
 from detpretrain.analysis.detection import provenance as run_provenance
 from detpretrain.data.builders import build_detection_dataset
 from detpretrain.experiment import run_detection_experiment
+from detpretrain.figures import show as show_figure
 from detpretrain.inference import load_run_model
 from detpretrain.profiles import get_profile
 from detpretrain.runs import RunStore
@@ -177,7 +180,7 @@ if shown:
         axes[row][0].set_ylabel(label, fontsize=7)
     fig.text(0.01, 0.005, provenance, fontsize=5)
     fig.tight_layout(rect=(0, 0.02, 1, 1))
-    plt.show()
+    show_figure(fig, "figure4_activation_maps", chapter="visualisations", profile=prof.name, provenance=provenance)
 
 # %% [markdown]
 # ### The same on real images
@@ -281,7 +284,7 @@ if show:
             ax.set_yticks([])
     fig.colorbar(im, ax=axes[:, -1].tolist(), shrink=0.6)
     fig.text(0.01, 0.005, provenance, fontsize=5)
-    plt.show()
+    show_figure(fig, "figure5_maskout", chapter="visualisations", profile=prof.name, provenance=provenance)
 
 # %% [markdown]
 # ## Figure 8: detections of the two detectors on the same images
@@ -303,7 +306,7 @@ obj_frame.groupby(lambda _: "all objects")[[f"iou_{p}" for p in BACKBONES]].mean
 
 
 # %%
-def draw_cases(cases: pd.DataFrame, title: str):
+def draw_cases(cases: pd.DataFrame, title: str, name: str):
     if cases.empty:
         display(Markdown(f"*{title}: no object where detection pre-training localises better.*"))
         return
@@ -329,13 +332,14 @@ def draw_cases(cases: pd.DataFrame, title: str):
     fig.suptitle(title, fontsize=8)
     fig.text(0.01, 0.005, run_provenance(det), fontsize=5)
     fig.tight_layout(rect=(0, 0.03, 1, 1))
-    plt.show()
+    show_figure(fig, name, chapter="visualisations", profile=prof.name, provenance=run_provenance(det))
 
 
-draw_cases(V.localisation_cases(obj_frame, "imagenet-cls", "detection", n=4), "better localisation")
+draw_cases(V.localisation_cases(obj_frame, "imagenet-cls", "detection", n=4), "better localisation",
+           "figure8_better_localisation")
 if obj_frame["visible_fraction"].notna().any():
     draw_cases(V.localisation_cases(obj_frame, "imagenet-cls", "detection", n=4, occluded_below=0.75),
-               "occluded objects (< 75 % visible)")
+               "occluded objects (< 75 % visible)", "figure8_occluded")
 else:
     display(Markdown("*This target records no visible fraction: no occlusion panel.*"))
 

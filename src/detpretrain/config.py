@@ -44,6 +44,10 @@ class DataSpec:
     train_split: str = "train"
     eval_split: str = "val"
     year: str | None = None
+    #: a long-tailed training split (Vasconcelos et al. 2022's rare categories), e.g.
+    #: ``{"rare": ["cow", "sofa"], "max_images": 8, "seed": 0}``: each rare class appears in at most ``max_images``
+    #: training images (see :func:`detpretrain.data.builders.long_tail_indices`); the evaluation split is untouched.
+    long_tail: dict | None = None
 
     def __post_init__(self):
         if self.kind not in DATA_KINDS:
@@ -78,6 +82,14 @@ class ModelSpec:
     rpn_pre_nms_top_n: tuple[int, int] = (600, 300)
     rpn_post_nms_top_n: tuple[int, int] = (300, 150)
     box_batch_size_per_image: int = 128
+    #: detector capacity after the backbone (Vasconcelos et al. 2022): 3x3 conv + GroupNorm + ReLU layers applied,
+    #: with a residual connection and shared weights, to every FPN level (0 = torchvision's plain FPN) ...
+    fpn_extra_convs: int = 0
+    #: ... the box head, ``"2mlp"`` (torchvision's ``TwoMLPHead``: FC1, FC2) or ``"4conv1fc"`` (``FastRCNNConvFCHead``,
+    #: 4 convs + 1 FC, as in torchvision's ``fasterrcnn_resnet50_fpn_v2``) ...
+    box_head: str = "2mlp"
+    #: ... and the 3x3 convs of the RPN head (torchvision ``RPNHead(conv_depth=...)``; v2 uses 2).
+    rpn_conv_depth: int = 1
     #: classification input size (pixels, square) for real folder datasets; synthetic images already have it
     image_size: int = 128
 
@@ -98,6 +110,9 @@ class OptimSpec:
     num_workers: int = 0
     #: mixed precision (float16 autocast + GradScaler); used on CUDA only, ignored on CPU
     amp: bool = False
+    #: keep the model after every epoch (and at initialisation) as ``checkpoints/epoch_<k>.pt`` for training
+    #: dynamics (the eigenspectrum chapter, Shinya et al. 2019); otherwise only ``checkpoints/last.pt`` (resume).
+    keep_epoch_checkpoints: bool = False
 
 
 @dataclass(frozen=True)
@@ -138,9 +153,30 @@ def to_dict(config: Any) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(config), default=list))
 
 
+#: fields added after :data:`ENGINE_VERSION` "1" was fixed, with the value that reproduces the behaviour from before
+#: they existed: :func:`config_hash` leaves a field out while it holds that value, so the runs of a store written
+#: before the field existed keep their hashes (and are reused), while any other value makes a different run.
+LATER_FIELDS: dict[str, dict[str, Any]] = {
+    "data": {"long_tail": None},
+    "model": {"fpn_extra_convs": 0, "box_head": "2mlp", "rpn_conv_depth": 1},
+    "optim": {"keep_epoch_checkpoints": False},
+}
+
+
+def hashed_dict(config: TrainConfig) -> dict:
+    """:func:`to_dict` without the :data:`LATER_FIELDS` that hold their backward-compatible value."""
+    d = to_dict(config)
+    for part, fields in LATER_FIELDS.items():
+        for name, neutral in fields.items():
+            if name in d[part] and d[part][name] == neutral:
+                del d[part][name]
+    return d
+
+
 def config_hash(config: TrainConfig, length: int = 16) -> str:
-    """Stable hex digest of a config (canonical JSON, sorted keys) and :data:`ENGINE_VERSION`."""
-    payload = json.dumps({"engine": ENGINE_VERSION, "config": to_dict(config)}, sort_keys=True, separators=(",", ":"))
+    """Stable hex digest of a config (canonical JSON of :func:`hashed_dict`, sorted keys) and :data:`ENGINE_VERSION`."""
+    payload = json.dumps({"engine": ENGINE_VERSION, "config": hashed_dict(config)}, sort_keys=True,
+                         separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()[:length]
 
 

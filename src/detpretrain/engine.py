@@ -85,6 +85,9 @@ def build_model(config: TrainConfig, num_classes: int, backbone_weights=None) ->
         rpn_pre_nms_top_n=tuple(m.rpn_pre_nms_top_n),
         rpn_post_nms_top_n=tuple(m.rpn_post_nms_top_n),
         box_batch_size_per_image=m.box_batch_size_per_image,
+        fpn_extra_convs=m.fpn_extra_convs,
+        box_head=m.box_head,
+        rpn_conv_depth=m.rpn_conv_depth,
     )
 
 
@@ -333,8 +336,12 @@ class Task:
 
 def _detection_datasets(config: TrainConfig):
     d, o = config.data, config.optim
-    return (build_detection_dataset(d, d.train_split, train=True, hflip=o.hflip),
-            build_detection_dataset(d, d.eval_split, train=False))
+    train = build_detection_dataset(d, d.train_split, train=True, hflip=o.hflip)
+    if d.long_tail:
+        from detpretrain.data.long_tail import LongTailSubset
+
+        train = LongTailSubset(train, d.long_tail)
+    return train, build_detection_dataset(d, d.eval_split, train=False)
 
 
 def _classification_datasets(config: TrainConfig):
@@ -417,7 +424,8 @@ def fit(config: TrainConfig, run, *, store=None, device: str = "auto", progress:
     """Train ``config`` into ``run`` (a :class:`detpretrain.runs.Run`), resuming from its last checkpoint.
 
     After each epoch a checkpoint (model, optimizer, scheduler, epoch, history) replaces ``checkpoints/last.pt``
-    atomically. At the end the model is evaluated on ``data.eval_split`` and ``backbone.pt``, ``model.pt`` and,
+    atomically; with ``optim.keep_epoch_checkpoints`` the model alone is also kept at initialisation and after every
+    epoch (:meth:`~detpretrain.runs.Run.epoch_checkpoint_path`). At the end the model is evaluated on ``data.eval_split`` and ``backbone.pt``, ``model.pt`` and,
     last, ``metrics.json`` are written (rank 0 only).
 
     Args:
@@ -451,6 +459,9 @@ def fit(config: TrainConfig, run, *, store=None, device: str = "auto", progress:
         start_epoch, history = ckpt["epoch"] + 1, ckpt["history"]
         if distributed.is_main_process():
             run.log(f"resumed from {run.checkpoint_path} after epoch {ckpt['epoch']}")
+    keep = config.optim.keep_epoch_checkpoints and distributed.is_main_process()
+    if keep and start_epoch == 0:
+        atomic_torch_save(model.state_dict(), run.epoch_checkpoint_path(0))
     train_model = model
     if distributed.is_distributed():
         train_model = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
@@ -466,6 +477,8 @@ def fit(config: TrainConfig, run, *, store=None, device: str = "auto", progress:
             atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                "scheduler": scheduler.state_dict(), "epoch": epoch, "history": history},
                               run.checkpoint_path)
+            if keep:
+                atomic_torch_save(model.state_dict(), run.epoch_checkpoint_path(epoch + 1))
             run.log(" ".join(f"{k}={v}" for k, v in entry.items()))
         distributed.barrier()
     t0 = time.perf_counter()

@@ -115,6 +115,19 @@ class Run:
         """``checkpoints/last.pt``: the state after the last finished epoch (resume point)."""
         return self.path / "checkpoints" / "last.pt"
 
+    def epoch_checkpoint_path(self, epochs_done: int) -> Path:
+        """``checkpoints/epoch_<k>.pt``: the model ``state_dict`` after ``k`` epochs (``k = 0``: at initialisation),
+        written when ``optim.keep_epoch_checkpoints`` is set."""
+        return self.path / "checkpoints" / f"epoch_{epochs_done:03d}.pt"
+
+    def epoch_checkpoints(self) -> dict[int, Path]:
+        """The kept per-epoch models of this run, ``{epochs done: path}`` in order (empty if none were kept)."""
+        found = {}
+        for p in (self.path / "checkpoints").glob("epoch_*.pt"):
+            with contextlib.suppress(ValueError):
+                found[int(p.stem.removeprefix("epoch_"))] = p
+        return dict(sorted(found.items()))
+
     def log(self, line: str) -> None:
         """Append one line to log.txt (appends are small and line-buffered; the log is informational)."""
         with open(self.path / "log.txt", "a") as f:

@@ -18,6 +18,8 @@ features come from the FPN level that torchvision's ``MultiScaleRoIAlign`` assig
 
 from __future__ import annotations
 
+import math
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import torch
@@ -25,10 +27,48 @@ from torch import nn
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
-from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.faster_rcnn import (
+    FastRCNNConvFCHead,
+    FastRCNNPredictor,
+    TwoMLPHead,
+)
+from torchvision.models.detection.rpn import RPNHead
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-from detpretrain.models.backbones import build_backbone, stage_channels
+from detpretrain.errors import ConfigError
+from detpretrain.models.backbones import build_backbone, group_norm, stage_channels
+
+#: box heads of :func:`build_faster_rcnn`: torchvision's ``TwoMLPHead`` (FC1, FC2; ``fasterrcnn_resnet50_fpn``) and
+#: ``FastRCNNConvFCHead`` with 4 convs + 1 FC (``fasterrcnn_resnet50_fpn_v2``), GroupNorm in the convs.
+BOX_HEADS = ("2mlp", "4conv1fc")
+
+
+class BackboneWithFPNConvs(BackboneWithFPN):
+    """torchvision's ``BackboneWithFPN`` followed by ``extra_convs`` 3x3 conv + GroupNorm + ReLU layers, shared by
+    all FPN levels and added residually (``P + convs(P)``): more capacity between the backbone and the heads
+    (Vasconcelos et al. 2022, Section 4: a frozen backbone needs "enough capacity" in the remaining detector).
+
+    Output: the FPN's ``OrderedDict`` of [B, C_fpn, H_l, W_l] maps, same keys and shapes.
+    """
+
+    def __init__(self, backbone, return_layers, in_channels_list, out_channels, extra_blocks=None,
+                 norm_layer=None, extra_convs: int = 0):
+        super().__init__(backbone, return_layers, in_channels_list, out_channels, extra_blocks=extra_blocks,
+                         norm_layer=norm_layer)
+        layers: list[nn.Module] = []
+        for _ in range(extra_convs):
+            # at least 2 channels per group: the coarsest level (P6) can be 1 x 1, where a 1-channel group has
+            # no variance to normalise by
+            groups = math.gcd(32, max(1, out_channels // 2))
+            layers += [nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
+                       nn.GroupNorm(groups, out_channels), nn.ReLU(inplace=True)]
+        self.extra = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> OrderedDict:
+        features = super().forward(x)
+        if len(self.extra) == 0:
+            return features
+        return OrderedDict((k, v + self.extra(v)) for k, v in features.items())
 
 
 def build_faster_rcnn(
@@ -49,6 +89,9 @@ def build_faster_rcnn(
     box_batch_size_per_image: int = 512,
     box_score_thresh: float = 0.01,
     box_detections_per_img: int = 100,
+    fpn_extra_convs: int = 0,
+    box_head: str = "2mlp",
+    rpn_conv_depth: int = 1,
 ) -> FasterRCNN:
     """Faster R-CNN + FPN (Lin et al. 2017) on a ResNet, heads freshly initialised.
 
@@ -61,27 +104,50 @@ def build_faster_rcnn(
         representation_size: width of FC1/FC2 (the paper: 1024).
         anchor_sizes: one anchor size in pixels per FPN level (P2..P6), aspect ratios 0.5, 1, 2.
         min_size, max_size: torchvision's ``GeneralizedRCNNTransform`` resize bounds in pixels.
-        trainable_stages: how many of (layer4, layer3, layer2, layer1, stem) are trained; 0 freezes the body.
+        trainable_stages: how many of (layer4, layer3, layer2, layer1, stem) are trained; 0 freezes the body
+            (Vasconcelos et al. 2022): its weights, and with ``norm="bn"`` its statistics too, as BatchNorm then
+            becomes ``FrozenBatchNorm2d`` (GroupNorm and frozen BN have no running statistics to update).
         rpn_pre_nms_top_n, rpn_post_nms_top_n: (train, test) proposal counts.
+        fpn_extra_convs: shared residual 3x3 conv layers on every FPN level (:class:`BackboneWithFPNConvs`).
+        box_head: one of :data:`BOX_HEADS`.
+        rpn_conv_depth: 3x3 convs of torchvision's ``RPNHead``.
+
+    Raises:
+        ConfigError: an unknown ``box_head`` or a negative ``fpn_extra_convs`` / ``rpn_conv_depth`` < 1.
 
     Returns:
         a ``torchvision.models.detection.FasterRCNN``. Training mode: ``model(images, targets) -> dict of losses``;
         eval mode: ``model(images) -> list of {"boxes" [N,4] XYXY pixels, "scores" [N], "labels" [N]}``.
     """
+    if box_head not in BOX_HEADS:
+        raise ConfigError(f"unknown box_head {box_head!r}; expected one of {BOX_HEADS}")
+    if fpn_extra_convs < 0 or rpn_conv_depth < 1:
+        raise ConfigError(f"fpn_extra_convs must be >= 0 and rpn_conv_depth >= 1, got {fpn_extra_convs}, "
+                          f"{rpn_conv_depth}")
+    if trainable_stages == 0 and norm == "bn":
+        norm = "frozen_bn"  # freezing the backbone freezes its normalisation statistics too
     body = build_backbone(arch, norm=norm, widths=widths, weights=backbone_weights)
     _freeze_stages(body, trainable_stages)
     channels = stage_channels(arch, widths)
-    backbone = BackboneWithFPN(
+    backbone = BackboneWithFPNConvs(
         body,
         return_layers={"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"},
         in_channels_list=list(channels),
         out_channels=fpn_channels,
         extra_blocks=LastLevelMaxPool(),
+        extra_convs=fpn_extra_convs,
     )
     anchor_generator = AnchorGenerator(
         sizes=tuple((int(s),) for s in anchor_sizes), aspect_ratios=((0.5, 1.0, 2.0),) * len(anchor_sizes)
     )
-    box_head = TwoMLPHead(fpn_channels * 7 * 7, representation_size)
+    if box_head == "2mlp":
+        head = TwoMLPHead(fpn_channels * 7 * 7, representation_size)
+    else:
+        head = FastRCNNConvFCHead((fpn_channels, 7, 7), [fpn_channels] * 4, [representation_size],
+                                  norm_layer=group_norm)
+    predictor = FastRCNNPredictor(representation_size, num_classes)
+    # created last, as FasterRCNN itself would: the default detector's initialisation (RNG order) is unchanged
+    rpn_head = RPNHead(fpn_channels, anchor_generator.num_anchors_per_location()[0], conv_depth=rpn_conv_depth)
     return FasterRCNN(
         backbone,
         min_size=min_size,
@@ -91,8 +157,9 @@ def build_faster_rcnn(
         rpn_pre_nms_top_n_test=rpn_pre_nms_top_n[1],
         rpn_post_nms_top_n_train=rpn_post_nms_top_n[0],
         rpn_post_nms_top_n_test=rpn_post_nms_top_n[1],
-        box_head=box_head,
-        box_predictor=FastRCNNPredictor(representation_size, num_classes),
+        rpn_head=rpn_head,
+        box_head=head,
+        box_predictor=predictor,
         box_batch_size_per_image=box_batch_size_per_image,
         box_score_thresh=box_score_thresh,
         box_detections_per_img=box_detections_per_img,

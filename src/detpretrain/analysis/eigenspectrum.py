@@ -1,0 +1,322 @@
+"""Eigenspectrum of detector feature maps and the widths it implies (Shinya, Simo-Serra, Suzuki, ICCVW 2019).
+
+For a feature map with C channels, over n images (Shinya et al.'s definition; no mean subtraction)::
+
+    Sigma = 1/n * sum_i 1/(W_i H_i) * sum_{x,y} F_{i,x,y} F_{i,x,y}^T        (C x C, symmetric, PSD)
+
+Its eigenvalues (float64, ``torch.linalg.eigvalsh``) are the *eigenspectrum*; the *intrinsic dimensionality* is the
+number of eigenvalues above a threshold (Shinya et al.: 1e-3, following Suzuki's spectral pruning, AISTATS 2018).
+Whether the eigenvalues are normalised before thresholding is not stated, so :func:`intrinsic_dimensionality`
+offers ``"none"`` (raw, the slide's literal reading), ``"max"`` (lambda / lambda_max) and ``"trace"``
+(lambda / sum lambda), and :func:`threshold_sensitivity` shows how the count moves with the threshold.
+
+Layers measured (:func:`layer_second_moments`): the four ResNet stages of the detector's body (``layer1`` ...
+``layer4``: conv2_x ... conv5_x, C2-C5) and the FPN outputs (``fpn0`` ... ``fpn3`` = P2-P5, ``fpnpool`` = P6).
+Images go through the detector's own ``GeneralizedRCNNTransform`` (normalise + resize), as in inference; positions
+that only hold batch padding are cropped away, so every image contributes its own W_i H_i positions.
+
+Width determination (:func:`widths_from_dimensionality`): each stage's width (planes) becomes its output's intrinsic
+dimensionality divided by the block's expansion, rounded up to a multiple, never wider than the original.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from detpretrain.errors import ConfigError
+
+#: body stages then FPN levels, in the order of the chapter's tables
+STAGES = ("layer1", "layer2", "layer3", "layer4")
+FPN_LEVELS = ("fpn0", "fpn1", "fpn2", "fpn3", "fpnpool")
+#: Shinya et al.'s eigenvalue threshold of the intrinsic dimensionality
+DEFAULT_THRESHOLD = 1e-3
+NORMALISATIONS = ("none", "max", "trace")
+
+
+class SecondMoment:
+    """Running Sigma = mean over images of the per-image position average of F F^T, in float64.
+
+    ``update(features)`` takes [B, C, H, W] (or a list of [C, H_i, W_i] maps of different sizes); ``matrix()``
+    returns the C x C float64 tensor; ``count`` is the number of images seen.
+    """
+
+    def __init__(self, channels: int):
+        self.sum = torch.zeros(channels, channels, dtype=torch.float64)
+        self.count = 0
+
+    def update(self, features) -> None:
+        """Add images: a [B, C, H, W] tensor or an iterable of [C, H, W] tensors.
+
+        Raises:
+            ValueError: a map whose channel count differs from the accumulator's.
+        """
+        maps = features if not isinstance(features, torch.Tensor) else list(features)
+        for f in maps:
+            if f.ndim != 3 or f.shape[0] != self.sum.shape[0]:
+                raise ValueError(f"expected a [C={self.sum.shape[0]}, H, W] map, got {tuple(f.shape)}")
+            x = f.detach().to("cpu", torch.float64).reshape(f.shape[0], -1)
+            self.sum += x @ x.T / x.shape[1]
+            self.count += 1
+
+    def matrix(self) -> torch.Tensor:
+        """Sigma [C, C] float64. Raises ValueError before any image was added."""
+        if self.count == 0:
+            raise ValueError("no feature map was added")
+        return self.sum / self.count
+
+
+def eigenspectrum(sigma: torch.Tensor) -> np.ndarray:
+    """Eigenvalues of a symmetric C x C matrix in float64, largest first (``torch.linalg.eigvalsh``): [C]."""
+    s = torch.as_tensor(sigma, dtype=torch.float64)
+    s = (s + s.T) / 2  # exact symmetry against accumulated rounding
+    return torch.linalg.eigvalsh(s).flip(0).numpy()
+
+
+def normalised(eigenvalues: np.ndarray, normalisation: str = "none") -> np.ndarray:
+    """Eigenvalues divided by nothing, the largest or their sum.
+
+    Raises:
+        ConfigError: unknown normalisation.
+    """
+    ev = np.asarray(eigenvalues, dtype=np.float64)
+    if normalisation == "none":
+        return ev
+    if normalisation == "max":
+        return ev / ev.max() if ev.max() > 0 else ev
+    if normalisation == "trace":
+        total = np.clip(ev, 0, None).sum()
+        return ev / total if total > 0 else ev
+    raise ConfigError(f"unknown normalisation {normalisation!r}; expected one of {NORMALISATIONS}")
+
+
+def intrinsic_dimensionality(eigenvalues: np.ndarray, threshold: float = DEFAULT_THRESHOLD,
+                             normalisation: str = "none") -> int:
+    """The number of (normalised) eigenvalues strictly greater than ``threshold`` (Shinya et al. 2019)."""
+    return int((normalised(eigenvalues, normalisation) > threshold).sum())
+
+
+def threshold_sensitivity(eigenvalues: np.ndarray, thresholds: Sequence[float],
+                          normalisation: str = "none") -> np.ndarray:
+    """Intrinsic dimensionality at each threshold: int array [len(thresholds)]."""
+    ev = normalised(eigenvalues, normalisation)
+    return np.array([int((ev > t).sum()) for t in thresholds])
+
+
+def _valid_size(size: int, padded: int, feature: int) -> int:
+    """Feature positions covering ``size`` real pixels of a ``padded``-pixel input mapped to ``feature`` cells."""
+    return max(1, min(feature, math.ceil(size * feature / padded)))
+
+
+@torch.no_grad()
+def layer_second_moments(model, images: Iterable[torch.Tensor], *, batch_size: int = 16,
+                         device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """Sigma of every ResNet stage and FPN level of a torchvision Faster R-CNN over ``images``.
+
+    Args:
+        model: a ``FasterRCNN`` built by :func:`~detpretrain.models.detection.build_faster_rcnn` (put in eval mode
+            for the duration).
+        images: float [3, H, W] tensors in [0, 1] (the detection datasets' evaluation transform).
+        batch_size: images per forward pass.
+
+    Returns:
+        ``{"layer1": [C2, C2], ..., "layer4": [C5, C5], "fpn0": [F, F], ..., "fpnpool": [F, F]}`` float64.
+
+    Raises:
+        ValueError: no image given.
+    """
+    model = getattr(model, "module", model)
+    was_training = model.training
+    model.eval().to(device)
+    body = model.backbone.body
+    captured: dict[str, torch.Tensor] = {}
+    hooks = [getattr(body, name).register_forward_hook(lambda m, i, o, name=name: captured.__setitem__(name, o))
+             for name in STAGES]
+    acc: dict[str, SecondMoment] = {}
+    try:
+        batch: list[torch.Tensor] = []
+
+        def flush():
+            image_list, _ = model.transform([b.to(device) for b in batch])
+            pyramid = model.backbone(image_list.tensors)
+            maps = {**captured, **{f"fpn{k}": v for k, v in pyramid.items()}}
+            padded_h, padded_w = image_list.tensors.shape[-2:]
+            for name, fmap in maps.items():
+                if name not in acc:
+                    acc[name] = SecondMoment(fmap.shape[1])
+                crops = [fmap[j, :, :_valid_size(h, padded_h, fmap.shape[-2]), :_valid_size(w, padded_w, fmap.shape[-1])]
+                         for j, (h, w) in enumerate(image_list.image_sizes)]
+                acc[name].update(crops)
+            batch.clear()
+
+        for img in images:
+            batch.append(img)
+            if len(batch) == batch_size:
+                flush()
+        if batch:
+            flush()
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    if not acc:
+        raise ValueError("no image given")
+    order = [*STAGES, *FPN_LEVELS]
+    return {name: acc[name].matrix() for name in sorted(acc, key=lambda n: order.index(n) if n in order else 99)}
+
+
+def spectra(sigmas: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """:func:`eigenspectrum` of every matrix of :func:`layer_second_moments`."""
+    return {name: eigenspectrum(s) for name, s in sigmas.items()}
+
+
+def widths_from_dimensionality(dims: Sequence[int], *, expansion: int = 1, original: Sequence[int],
+                               multiple: int = 8) -> tuple[int, int, int, int]:
+    """Per-stage widths (planes) from the intrinsic dimensionalities of the four stage outputs (Shinya et al.'s
+    width determination): ``ceil(d / expansion)`` rounded up to ``multiple`` (GroupNorm's groups and efficient
+    kernels like multiples of 8), at least ``multiple``, at most the original width.
+
+    Args:
+        dims: intrinsic dimensionality of layer1 ... layer4 outputs (channels).
+        expansion: the residual block's expansion (1 BasicBlock, 4 Bottleneck): output channels = planes x expansion.
+        original: the original planes per stage.
+
+    Raises:
+        ConfigError: not four stages, or ``multiple`` < 1.
+    """
+    if len(dims) != 4 or len(original) != 4:
+        raise ConfigError(f"need 4 stages, got dims {list(dims)} and original widths {list(original)}")
+    if multiple < 1:
+        raise ConfigError(f"multiple must be >= 1, got {multiple}")
+    out = []
+    for d, w in zip(dims, original):
+        planes = math.ceil(max(int(d), 1) / expansion)
+        planes = multiple * math.ceil(planes / multiple)
+        out.append(int(min(max(planes, multiple), w)))
+    return tuple(out)  # type: ignore[return-value]
+
+
+def count_parameters(module: nn.Module, *, trainable_only: bool = False) -> int:
+    """Number of parameters (elements) of ``module``; with ``trainable_only`` those with ``requires_grad``."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+@torch.no_grad()
+def count_macs(module: nn.Module, inputs) -> int:
+    """Multiply-accumulates of one forward pass, counted with ``torch.utils.flop_counter.FlopCounterMode``.
+
+    The counter reports FLOPs of convolutions and matrix products as 2 x MACs (one multiply, one add); this
+    returns FLOPs / 2. Element-wise operations (normalisation, ReLU, additions) are not counted, as usual for MACs.
+
+    Args:
+        module: any module (put in eval mode for the count, restored after).
+        inputs: the positional argument(s) of ``module`` (a tensor, or a tuple/list of them for a detector's image
+            list, passed as one argument).
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = module.training
+    module.eval()
+    try:
+        with FlopCounterMode(display=False) as counter:
+            module(inputs)
+    finally:
+        module.train(was_training)
+    return counter.get_total_flops() // 2
+
+
+# ---- the chapter's tables (from companions.run_eigenspectrum_study's result) ------------------------------------------
+
+def _map_at(metrics: dict, t: float) -> float:
+    ious = [round(x, 2) for x in metrics["iou_thresholds"]]
+    return float(metrics["mAP"][ious.index(round(t, 2))])
+
+
+def accuracy_frame(result: dict):
+    """One row per run: detector, seed, epochs, mAP@0.5, mAP@0.7 (percent) -> ``pandas.DataFrame``."""
+    import pandas as pd
+
+    return pd.DataFrame([{"detector": r["pretrain"], "seed": r["seed"], "epochs": len(r["metrics"]["history"]),
+                          "mAP@0.5": _map_at(r["metrics"], 0.5), "mAP@0.7": _map_at(r["metrics"], 0.7),
+                          "hash": r["hash"]} for r in result["runs"]])
+
+
+def dimensionality_frame(result: dict, *, threshold: float | None = None, normalisation: str | None = None):
+    """Intrinsic dimensionality per run, epoch and layer (long format): columns detector, seed, epoch, progress
+    (epoch / run's epochs, 0..1), layer, channels, dim, dim_share (dim / channels)."""
+    import pandas as pd
+
+    threshold = result["threshold"] if threshold is None else threshold
+    normalisation = result["normalisation"] if normalisation is None else normalisation
+    rows = []
+    for r in result["runs"]:
+        per_epoch = result["spectra"][r["run"]]
+        last = max(per_epoch)
+        for epoch, layers in per_epoch.items():
+            for layer, ev in layers.items():
+                d = intrinsic_dimensionality(ev, threshold, normalisation)
+                rows.append({"detector": r["pretrain"], "seed": r["seed"], "epoch": epoch,
+                             "progress": epoch / last if last else 1.0, "layer": layer, "channels": len(ev),
+                             "dim": d, "dim_share": d / len(ev)})
+    return pd.DataFrame(rows)
+
+
+def final_dimensionality_table(result: dict, **kw):
+    """Final-epoch intrinsic dimensionality, mean ± sd over seeds, per layer (rows) and detector (columns)."""
+    frame = dimensionality_frame(result, **kw)
+    last = frame[frame["progress"] == 1.0]
+    g = last.groupby(["layer", "detector"])["dim"].agg(["mean", "std"]).unstack("detector")
+    order = [x for x in (*STAGES, *FPN_LEVELS) if x in g.index]
+    g = g.loc[order]
+    channels = last.groupby("layer")["channels"].max().loc[order]
+    g.insert(0, ("channels", ""), channels)
+    return g
+
+
+def dims_difference(result: dict, a: str = "imagenet-cls", b: str = "scratch", **kw) -> dict:
+    """Per layer, the paired-by-seed difference of final intrinsic dimensionality ``a - b`` with its verdict
+    (:func:`~detpretrain.analysis.ablations.paired_verdict`): ``{layer: {"mean", "stderr", "seeds", "verdict"}}``."""
+    from detpretrain.analysis.ablations import paired_verdict
+
+    frame = dimensionality_frame(result, **kw)
+    last = frame[frame["progress"] == 1.0].pivot_table(index=["layer", "seed"], columns="detector", values="dim")
+    out = {}
+    for layer in [x for x in (*STAGES, *FPN_LEVELS) if x in last.index.get_level_values(0)]:
+        rows = last.loc[layer]
+        if a in rows and b in rows:
+            out[layer] = paired_verdict(rows[a] - rows[b])
+    return out
+
+
+def cost_table(result: dict):
+    """Parameters and MACs (Shinya et al.'s width-determination table) beside mAP, one row per detector:
+    body / detector parameters and MACs, their change against ``scratch`` in percent, mAP@0.5 and @0.7 as
+    mean ± sd over seeds."""
+    import pandas as pd
+
+    acc = accuracy_frame(result).groupby("detector")[["mAP@0.5", "mAP@0.7"]].agg(["mean", "std"])
+    base = result["cost"]["scratch"]
+    rows = []
+    for det, c in result["cost"].items():
+        row = {"detector": det, "widths": str(tuple(result["widths"] if det == "scratch-narrow"
+                                                    else result["original_widths"])),
+               "body params": c["body_params"], "body params vs scratch (%)": 100 * (c["body_params"] / base["body_params"] - 1),
+               "body MMACs": c["body_macs"] / 1e6, "body MACs vs scratch (%)": 100 * (c["body_macs"] / base["body_macs"] - 1),
+               "detector params": c["detector_params"], "detector MMACs": c["detector_macs"] / 1e6}
+        if det in acc.index:
+            for m in ("mAP@0.5", "mAP@0.7"):
+                row[f"{m} mean"], row[f"{m} sd"] = acc.loc[det, (m, "mean")], acc.loc[det, (m, "std")]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def accuracy_difference(result: dict, a: str, b: str, metric: str = "mAP@0.5") -> dict:
+    """Paired-by-seed difference ``a - b`` of a detection metric with its verdict (``paired_verdict``)."""
+    from detpretrain.analysis.ablations import paired_verdict
+
+    acc = accuracy_frame(result).pivot_table(index="seed", columns="detector", values=metric)
+    return paired_verdict(acc[a] - acc[b]) if a in acc and b in acc else paired_verdict([])

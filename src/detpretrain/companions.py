@@ -1,0 +1,260 @@
+"""The two companion studies as chains of runs, on the book's backbones and run store.
+
+* **Eigenspectrum** (Shinya, Simo-Serra, Suzuki, ICCVW 2019): detectors fine-tuned from the IMAGENET-CLS backbone
+  (``"imagenet-cls"``, their "I") and trained from scratch (``"scratch"``, "S") with a longer schedule, so that the
+  two reach comparable accuracy (Shinya et al. compare at similar accuracy; ``scratch_factor`` x the fine-tuning
+  epochs, milestones scaled alike). Every run keeps its model at initialisation and after each epoch
+  (``optim.keep_epoch_checkpoints``) for the spectra's dynamics. Width determination then trains the narrower
+  detector (``"scratch-narrow"``) from scratch on the same schedule (:func:`run_eigenspectrum_study`).
+* **Frozen backbone** (Vasconcelos, Birodkar, Dumoulin, CVPR 2022): detectors on the IMAGENET-CLS backbone, frozen
+  (``trainable_stages=0``: weights, and statistics where there are any) or fine-tuned end to end, with the
+  detector capacity of :data:`HEAD_LADDER`, on a long-tailed version of the target
+  (:mod:`detpretrain.data.long_tail`) (:func:`run_frozen_study`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from functools import partial
+
+import numpy as np
+import torch
+
+from detpretrain.analysis import eigenspectrum as eig
+from detpretrain.analysis.frozen import ap_by_frequency, training_resources
+from detpretrain.config import DataSpec, TrainConfig
+from detpretrain.errors import ConfigError
+from detpretrain.experiment import (
+    finetune_chain,
+    finetune_config,
+    pretrain_configs,
+    target_spec,
+)
+from detpretrain.profiles import Profile, get_profile
+from detpretrain.runs import RunStore
+
+#: the eigenspectrum study's detectors: fine-tuned from IMAGENET-CLS ("I"), from scratch ("S"), and from scratch
+#: with the widths the spectrum determines
+EIGEN_DETECTORS = ("imagenet-cls", "scratch", "scratch-narrow")
+
+#: detector capacity after the backbone, smallest first (Vasconcelos et al. 2022 climb FPN -> NAS-FPN -> + Cascade
+#: heads; torchvision offers the steps below): ModelSpec fields of each level
+HEAD_LADDER: dict[str, dict] = {
+    "FPN": {"fpn_extra_convs": 0, "box_head": "2mlp", "rpn_conv_depth": 1},
+    "FPN+2conv": {"fpn_extra_convs": 2, "box_head": "2mlp", "rpn_conv_depth": 1},
+    "FPN+2conv+4conv1fc": {"fpn_extra_convs": 2, "box_head": "4conv1fc", "rpn_conv_depth": 2},
+}
+BACKBONE_MODES = ("frozen", "fine-tuned")
+
+
+# ---- eigenspectrum -------------------------------------------------------------------------------------------------
+
+def eigen_config(prof: Profile, detector: str, seed: int, target: DataSpec, pretrained, *, scratch_factor: int = 2,
+                 widths: Sequence[int] | None = None) -> TrainConfig:
+    """One detector of the eigenspectrum study (``detector`` in :data:`EIGEN_DETECTORS`), keeping epoch checkpoints.
+
+    Raises:
+        ConfigError: an unknown detector, ``scratch-narrow`` without ``widths``, or ``scratch_factor`` < 1.
+    """
+    if detector not in EIGEN_DETECTORS:
+        raise ConfigError(f"unknown detector {detector!r}; expected one of {EIGEN_DETECTORS}")
+    if scratch_factor < 1:
+        raise ConfigError(f"scratch_factor must be >= 1, got {scratch_factor}")
+    base = finetune_config(prof, "imagenet-cls" if detector == "imagenet-cls" else "scratch", seed, target, pretrained)
+    optim = dataclasses.replace(base.optim, keep_epoch_checkpoints=True)
+    model = base.model
+    if detector != "imagenet-cls":
+        optim = dataclasses.replace(optim, epochs=optim.epochs * scratch_factor,
+                                    milestones=tuple(m * scratch_factor for m in optim.milestones))
+    if detector == "scratch-narrow":
+        if widths is None:
+            raise ConfigError("scratch-narrow needs the widths determined from the eigenspectrum")
+        model = dataclasses.replace(model, widths=tuple(int(w) for w in widths))
+    return dataclasses.replace(base, name=f"eigen/{detector}", model=model, optim=optim)
+
+
+def epoch_spectra(run, images: list[torch.Tensor], *, device: str = "cpu") -> dict[int, dict[str, np.ndarray]]:
+    """The eigenspectra of every layer at every kept epoch of a run: ``{epochs done: {layer: eigenvalues}}``.
+
+    Raises:
+        ConfigError: the run kept no epoch checkpoints.
+    """
+    from detpretrain.inference import load_run_model
+
+    model, _, _ = load_run_model(run, device)
+    checkpoints = run.epoch_checkpoints()
+    if not checkpoints:
+        raise ConfigError(f"{run.path}: no epoch checkpoints (train with optim.keep_epoch_checkpoints)")
+    out = {}
+    for epoch, path in checkpoints.items():
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        out[epoch] = eig.spectra(eig.layer_second_moments(model, images, device=device))
+    return out
+
+
+def probe_images(target: DataSpec, n: int) -> list[torch.Tensor]:
+    """The first ``n`` evaluation images of the target (float [3, H, W] in [0, 1]): the spectra's fixed image set."""
+    from detpretrain.data.builders import build_detection_dataset
+
+    data = build_detection_dataset(target, target.eval_split, train=False)
+    return [data[i][0].as_subclass(torch.Tensor) for i in range(min(n, len(data)))]
+
+
+def model_cost(config: TrainConfig, num_classes: int) -> dict:
+    """Parameters and MACs of a run's detector: the ResNet body (what Shinya et al. report for ResNet-50) and the
+    whole detector on one ``model.max_size`` square image (RoI heads included, at the test-time proposal count)."""
+    from detpretrain.engine import build_model
+
+    model = build_model(config, num_classes)
+    size = config.model.max_size
+    body = model.backbone.body  # torchvision's IntermediateLayerGetter: stem + layer1..layer4, no pooling or fc
+    x = torch.zeros(1, 3, size, size)
+    return {"body_params": eig.count_parameters(body), "detector_params": eig.count_parameters(model),
+            "body_macs": eig.count_macs(body, x),
+            "detector_macs": eig.count_macs(model, [torch.rand(3, size, size, generator=torch.Generator().manual_seed(0))])}
+
+
+def run_eigenspectrum_study(profile: str | Profile = "smoke", *, dataset: str = "synthetic",
+                            data_root: str | None = None, seeds=None, store: RunStore | None = None,
+                            device: str = "auto", scratch_factor: int = 2, threshold: float = eig.DEFAULT_THRESHOLD,
+                            normalisation: str = "none", n_images: int = 64, multiple: int = 8,
+                            progress: bool = True, log=print) -> dict:
+    """Train (or find) the I and S detectors, measure their spectra over training, determine the widths from the
+    S detectors' final spectra, train the narrower S detector, and count parameters and MACs.
+
+    Widths: per stage, the largest intrinsic dimensionality over the S seeds (at ``threshold`` and
+    ``normalisation``) -> :func:`~detpretrain.analysis.eigenspectrum.widths_from_dimensionality`.
+
+    Returns:
+        ``{"profile", "dataset", "data", "runs": [...] (finetune_chain entries, the narrow ones included),
+        "spectra": {run path: {epoch: {layer: eigenvalues}}}, "widths": (4 ints), "original_widths",
+        "dims_for_widths": (4 ints), "cost": {detector: model_cost}, "threshold", "normalisation", "n_images",
+        "scratch_factor"}``.
+    """
+    from detpretrain.features import resolve_device
+    from detpretrain.models.backbones import ARCHS
+
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    store = store or RunStore()
+    target = target_spec(prof, dataset, data_root)
+    pretrained = pretrain_configs(prof)
+    make = partial(eigen_config, scratch_factor=scratch_factor)
+    result = finetune_chain(prof, dataset, target, make, pretrains=("imagenet-cls", "scratch"), pretrained=pretrained,
+                            seeds=seeds, store=store, device=device, progress=progress, log=log)
+    dev = resolve_device(device)
+    images = probe_images(target, n_images)
+    spectra = {}
+    for entry in result["runs"]:
+        spectra[entry["run"]] = epoch_spectra(store.resolve(f"run:{entry['hash']}"), images, device=dev)
+    model = store.resolve(f"run:{result['runs'][0]['hash']}").config.model
+    block, _, default_widths, _ = ARCHS[model.arch]
+    original = tuple(model.widths) if model.widths else default_widths
+    dims = [0, 0, 0, 0]
+    for entry in result["runs"]:
+        if entry["pretrain"] != "scratch":
+            continue
+        final = spectra[entry["run"]][max(spectra[entry["run"]])]
+        for k, stage in enumerate(eig.STAGES):
+            dims[k] = max(dims[k], eig.intrinsic_dimensionality(final[stage], threshold, normalisation))
+    widths = eig.widths_from_dimensionality(dims, expansion=block.expansion, original=original, multiple=multiple)
+    narrow = finetune_chain(prof, dataset, target, partial(eigen_config, scratch_factor=scratch_factor, widths=widths),
+                            pretrains=("scratch-narrow",), pretrained=pretrained, seeds=seeds, store=store,
+                            device=device, progress=progress, log=log)
+    for entry in narrow["runs"]:
+        spectra[entry["run"]] = epoch_spectra(store.resolve(f"run:{entry['hash']}"), images, device=dev)
+    num_classes = len(result["runs"][0]["metrics"]["classes"])
+    cost = {}
+    for detector in EIGEN_DETECTORS:
+        cfg = eigen_config(prof, detector, 0, target, pretrained, scratch_factor=scratch_factor, widths=widths)
+        cost[detector] = model_cost(cfg, num_classes)
+    return {**result, "runs": result["runs"] + narrow["runs"], "spectra": spectra, "widths": widths,
+            "original_widths": original, "dims_for_widths": tuple(dims), "cost": cost, "threshold": threshold,
+            "normalisation": normalisation, "n_images": len(images), "scratch_factor": scratch_factor}
+
+
+# ---- frozen backbone -----------------------------------------------------------------------------------------------
+
+def long_tail_target(target: DataSpec, *, rare: Sequence[str] | None = None, fraction: float = 0.5,
+                     max_images: int = 8, seed: int = 0) -> DataSpec:
+    """The target with a long-tailed training split (:mod:`detpretrain.data.long_tail`).
+
+    ``rare`` names the rare classes; by default :func:`~detpretrain.data.long_tail.alternate_rare_classes` picks
+    ``fraction`` of them, alternating down the frequency ranking of the full training split.
+    """
+    from detpretrain.data.builders import build_detection_dataset
+    from detpretrain.data.long_tail import (
+        alternate_rare_classes,
+        image_classes,
+        rare_labels,
+    )
+
+    train = build_detection_dataset(target, target.train_split, train=False)
+    if rare is None:
+        rare = alternate_rare_classes(train.classes, image_classes(train), fraction)
+    rare_labels(train.classes, rare)  # validates the names
+    return dataclasses.replace(target, long_tail={"rare": list(rare), "max_images": int(max_images), "seed": int(seed)})
+
+
+def frozen_config(prof: Profile, pretrain: str, seed: int, target: DataSpec, pretrained, *, head: str,
+                  mode: str) -> TrainConfig:
+    """One detector of the frozen-backbone study: ``head`` a key of :data:`HEAD_LADDER`, ``mode`` one of
+    :data:`BACKBONE_MODES` (``frozen``: ``trainable_stages=0``; ``fine-tuned``: the profile's trainable stages).
+
+    Raises:
+        ConfigError: an unknown head or mode, or a ``scratch`` backbone (nothing to freeze).
+    """
+    if head not in HEAD_LADDER:
+        raise ConfigError(f"unknown head {head!r}; expected one of {list(HEAD_LADDER)}")
+    if mode not in BACKBONE_MODES:
+        raise ConfigError(f"unknown backbone mode {mode!r}; expected one of {BACKBONE_MODES}")
+    if pretrain == "scratch":
+        raise ConfigError("a frozen random backbone is not the frozen-backbone study; use a pre-trained one")
+    base = finetune_config(prof, pretrain, seed, target, pretrained)
+    model = dataclasses.replace(base.model, **HEAD_LADDER[head])
+    if mode == "frozen":
+        model = dataclasses.replace(model, trainable_stages=0)
+    return dataclasses.replace(base, name=f"frozen/{pretrain}/{head}/{mode}", model=model)
+
+
+def run_frozen_study(profile: str | Profile = "smoke", *, dataset: str = "synthetic", data_root: str | None = None,
+                     pretrain: str = "imagenet-cls", heads: Sequence[str] = tuple(HEAD_LADDER),
+                     rare: Sequence[str] | None = None, fraction: float = 0.5, max_images: int = 8, seeds=None,
+                     store: RunStore | None = None, device: str = "auto", resource_iterations: int = 5,
+                     progress: bool = True, log=print) -> dict:
+    """Train (or find) every head x mode x seed detector on the long-tailed target, score all / rare / frequent AP,
+    and measure the training resources of the seed-0 configurations side by side.
+
+    Returns:
+        ``{"profile", "dataset", "data", "rare", "images_per_class", "full_images_per_class", "train_images",
+        "full_train_images", "rows": [{"head", "mode", "seed", "run", "hash", "all@0.5", "rare@0.5", ...}],
+        "resources": training_resources rows (label "<head> / <mode>")}``.
+    """
+    from detpretrain.data.builders import build_detection_dataset
+    from detpretrain.data.long_tail import LongTailSubset
+    from detpretrain.features import resolve_device
+
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    store = store or RunStore()
+    target = long_tail_target(target_spec(prof, dataset, data_root), rare=rare, fraction=fraction,
+                              max_images=max_images)
+    subset = LongTailSubset(build_detection_dataset(target, target.train_split, train=False), target.long_tail)
+    pretrained = pretrain_configs(prof)
+    rows, seed0 = [], {}
+    for head in heads:
+        for mode in BACKBONE_MODES:
+            make = partial(frozen_config, head=head, mode=mode)
+            res = finetune_chain(prof, dataset, target, make, pretrains=(pretrain,), pretrained=pretrained,
+                                 seeds=seeds, store=store, device=device, progress=progress, log=log)
+            for entry in res["runs"]:
+                rows.append({"head": head, "mode": mode, "seed": entry["seed"], "run": entry["run"],
+                             "hash": entry["hash"], "train_seconds": sum(h["seconds"] for h in
+                                                                          entry["metrics"]["history"]),
+                             **ap_by_frequency(entry["metrics"], subset.rare)})
+            seed_cfg = make(prof, pretrain, (seeds or prof.seeds)[0], target, pretrained)
+            seed0[f"{head} / {mode}"] = seed_cfg
+    resources = training_resources(seed0, store=store, iterations=resource_iterations, device=str(resolve_device(device)))
+    return {"profile": prof.name, "dataset": dataset, "data": target.describe(), "rare": subset.rare,
+            "images_per_class": subset.images_per_class, "full_images_per_class": subset.full_images_per_class,
+            "train_images": len(subset), "full_train_images": len(subset.dataset), "rows": rows,
+            "resources": resources, "pretrain": pretrain, "max_images": max_images}
