@@ -29,9 +29,11 @@
 #
 # The chapters, in order: *pre-training* (the backbones), *detection* (conclusion 1), *ablations* (Tables 2, 3, 7),
 # *segmentation* (Table 4, Figures 2, 9; conclusion 2), *classification* (Tables 5, 6, 8; conclusion 2),
-# *feature space* (Figures 3, 6, 7; conclusion 3) and *visualisations* (Figures 4, 5, 8; conclusion 4). Each ends
-# with the paper's numbers beside ours and a verdict computed from the runs. The two companion studies (Shinya et al.
-# 2019, Vasconcelos et al. 2022) are not in this edition yet.
+# *feature space* (Figures 3, 6, 7; conclusion 3) and *visualisations* (Figures 4, 5, 8; conclusion 4), then two
+# companion studies on the same backbones and run store: *eigenspectrum* (Shinya et al. 2019: intrinsic
+# dimensionality of detector features, fine-tuned vs from scratch, and the widths it determines) and *frozen backbone*
+# (Vasconcelos et al. 2022: the classification backbone frozen vs fine-tuned, by detector capacity, on a long tail).
+# Each ends with the published numbers or claims beside ours and a verdict computed from the runs.
 
 # %% tags=["parameters"]
 profile = "mini"  # smoke | mini | paper
