@@ -147,7 +147,12 @@ show_figure(fig, "eigenspectra_final", chapter="eigenspectrum", profile=prof.nam
 
 # %%
 table = E.final_dimensionality_table(result)
+table.insert(1, ("positions", ""), [result["positions"].get(layer) for layer in table.index])
 display(table.style.format(precision=1, na_rep="–"))
+limited = [layer for layer in table.index if result["positions"].get(layer, 0) < table.loc[layer, ("channels", "")]]
+display(Markdown("`positions` is the number of feature-map positions the matrices average over; Σ's rank cannot "
+                 "exceed it. " + (f"**Rank-limited here: {', '.join(limited)}** — raise `n_images`." if limited else
+                                  "Every layer has more positions than channels, so no count is capped by the sample.")))
 
 # %% [markdown]
 # The count depends on the threshold and on whether eigenvalues are normalised first (Shinya et al. do not say).

@@ -85,7 +85,7 @@ lt = pd.DataFrame({"class": list(result["full_images_per_class"]),
                    "images (long tail)": list(result["images_per_class"].values())})
 lt["rare"] = lt["class"].isin(result["rare"])
 print(f"{result['train_images']} of {result['full_train_images']} training images kept; rare: {', '.join(result['rare'])}")
-lt.sort_values("images (full)", ascending=False).style.hide(axis="index")
+lt.sort_values(["images (full)", "class"], ascending=[False, True]).reset_index(drop=True)
 
 # %% [markdown]
 # ## Accuracy: frozen vs fine-tuned, by capacity

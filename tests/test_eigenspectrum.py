@@ -23,7 +23,7 @@ def test_second_moment_matches_numpy_over_images_of_different_sizes():
         x = f.double().numpy().reshape(5, -1)
         expected += sum(np.outer(x[:, p], x[:, p]) for p in range(x.shape[1])) / x.shape[1]
     expected /= len(maps)
-    assert acc.count == 3
+    assert acc.count == 3 and acc.positions == 3 * 4 + 2 * 7 + 6 * 6
     np.testing.assert_allclose(acc.matrix().numpy(), expected, rtol=1e-12)
 
 
@@ -169,6 +169,7 @@ def test_eigenspectrum_study_at_smoke(tmp_path, corpus_dir):
     spectra = result["spectra"][narrow["run"]]
     assert list(spectra) == [0, 1, 2, 3, 4]  # smoke: 2 fine-tuning epochs x scratch_factor 2, plus the start
     assert len(spectra[4]["layer4"]) == result["widths"][3]
+    assert result["positions"]["layer4"] == 16 * 2 * 2  # 16 images, 64 px / 32 = 2 x 2 positions each
     costs = cost_table(result).set_index("detector")
     assert costs.loc["scratch-narrow", "body params"] <= costs.loc["scratch", "body params"]
     assert costs.loc["imagenet-cls", "body params"] == costs.loc["scratch", "body params"]

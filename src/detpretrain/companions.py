@@ -129,7 +129,8 @@ def run_eigenspectrum_study(profile: str | Profile = "smoke", *, dataset: str = 
     Returns:
         ``{"profile", "dataset", "data", "runs": [...] (finetune_chain entries, the narrow ones included),
         "spectra": {run path: {epoch: {layer: eigenvalues}}}, "widths": (4 ints), "original_widths",
-        "dims_for_widths": (4 ints), "cost": {detector: model_cost}, "threshold", "normalisation", "n_images",
+        "dims_for_widths": (4 ints), "cost": {detector: model_cost}, "positions": {layer: feature positions
+        averaged over (Sigma's rank is at most that)}, "threshold", "normalisation", "n_images",
         "scratch_factor"}``.
     """
     from detpretrain.features import resolve_device
@@ -163,13 +164,18 @@ def run_eigenspectrum_study(profile: str | Profile = "smoke", *, dataset: str = 
                             device=device, progress=progress, log=log)
     for entry in narrow["runs"]:
         spectra[entry["run"]] = epoch_spectra(store.resolve(f"run:{entry['hash']}"), images, device=dev)
+    positions: dict[str, int] = {}
+    from detpretrain.inference import load_run_model
+
+    eig.layer_second_moments(load_run_model(store.resolve(f"run:{result['runs'][0]['hash']}"), dev)[0], images,
+                             device=dev, positions=positions)
     num_classes = len(result["runs"][0]["metrics"]["classes"])
     cost = {}
     for detector in EIGEN_DETECTORS:
         cfg = eigen_config(prof, detector, 0, target, pretrained, scratch_factor=scratch_factor, widths=widths)
         cost[detector] = model_cost(cfg, num_classes)
     return {**result, "runs": result["runs"] + narrow["runs"], "spectra": spectra, "widths": widths,
-            "original_widths": original, "dims_for_widths": tuple(dims), "cost": cost, "threshold": threshold,
+            "original_widths": original, "dims_for_widths": tuple(dims), "cost": cost, "positions": positions, "threshold": threshold,
             "normalisation": normalisation, "n_images": len(images), "scratch_factor": scratch_factor}
 
 

@@ -48,6 +48,8 @@ class SecondMoment:
     def __init__(self, channels: int):
         self.sum = torch.zeros(channels, channels, dtype=torch.float64)
         self.count = 0
+        #: feature positions summed over all images: Sigma's rank is at most min(C, positions)
+        self.positions = 0
 
     def update(self, features) -> None:
         """Add images: a [B, C, H, W] tensor or an iterable of [C, H, W] tensors.
@@ -62,6 +64,7 @@ class SecondMoment:
             x = f.detach().to("cpu", torch.float64).reshape(f.shape[0], -1)
             self.sum += x @ x.T / x.shape[1]
             self.count += 1
+            self.positions += x.shape[1]
 
     def matrix(self) -> torch.Tensor:
         """Sigma [C, C] float64. Raises ValueError before any image was added."""
@@ -114,7 +117,7 @@ def _valid_size(size: int, padded: int, feature: int) -> int:
 
 @torch.no_grad()
 def layer_second_moments(model, images: Iterable[torch.Tensor], *, batch_size: int = 16,
-                         device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+                         device: str | torch.device = "cpu", positions: dict | None = None) -> dict[str, torch.Tensor]:
     """Sigma of every ResNet stage and FPN level of a torchvision Faster R-CNN over ``images``.
 
     Args:
@@ -122,6 +125,9 @@ def layer_second_moments(model, images: Iterable[torch.Tensor], *, batch_size: i
             for the duration).
         images: float [3, H, W] tensors in [0, 1] (the detection datasets' evaluation transform).
         batch_size: images per forward pass.
+        positions: if a dict is given, it receives ``{layer: feature positions summed over the images}``; a layer
+            with fewer positions than channels has a rank-limited Sigma, so its intrinsic dimensionality is capped
+            by the sample, not by the features.
 
     Returns:
         ``{"layer1": [C2, C2], ..., "layer4": [C5, C5], "fpn0": [F, F], ..., "fpnpool": [F, F]}`` float64.
@@ -166,6 +172,8 @@ def layer_second_moments(model, images: Iterable[torch.Tensor], *, batch_size: i
     if not acc:
         raise ValueError("no image given")
     order = [*STAGES, *FPN_LEVELS]
+    if positions is not None:
+        positions.update({name: acc[name].positions for name in acc})
     return {name: acc[name].matrix() for name in sorted(acc, key=lambda n: order.index(n) if n in order else 99)}
 
 
