@@ -74,8 +74,12 @@ def eigen_config(prof: Profile, detector: str, seed: int, target: DataSpec, pret
     return dataclasses.replace(base, name=f"eigen/{detector}", model=model, optim=optim)
 
 
-def epoch_spectra(run, images: list[torch.Tensor], *, device: str = "cpu") -> dict[int, dict[str, np.ndarray]]:
+def epoch_spectra(run, images: list[torch.Tensor], *, device: str = "cpu",
+                  positions: dict | None = None) -> dict[int, dict[str, np.ndarray]]:
     """The eigenspectra of every layer at every kept epoch of a run: ``{epochs done: {layer: eigenvalues}}``.
+
+    ``positions``, if given, receives the feature positions per layer (see
+    :func:`~detpretrain.analysis.eigenspectrum.layer_second_moments`).
 
     Raises:
         ConfigError: the run kept no epoch checkpoints.
@@ -89,7 +93,7 @@ def epoch_spectra(run, images: list[torch.Tensor], *, device: str = "cpu") -> di
     out = {}
     for epoch, path in checkpoints.items():
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        out[epoch] = eig.spectra(eig.layer_second_moments(model, images, device=device))
+        out[epoch] = eig.spectra(eig.layer_second_moments(model, images, device=device, positions=positions))
     return out
 
 
@@ -145,9 +149,10 @@ def run_eigenspectrum_study(profile: str | Profile = "smoke", *, dataset: str = 
                             seeds=seeds, store=store, device=device, progress=progress, log=log)
     dev = resolve_device(device)
     images = probe_images(target, n_images)
-    spectra = {}
+    spectra, positions = {}, {}
     for entry in result["runs"]:
-        spectra[entry["run"]] = epoch_spectra(store.resolve(f"run:{entry['hash']}"), images, device=dev)
+        spectra[entry["run"]] = epoch_spectra(store.resolve(f"run:{entry['hash']}"), images, device=dev,
+                                              positions=positions)
     model = store.resolve(f"run:{result['runs'][0]['hash']}").config.model
     block, _, default_widths, _ = ARCHS[model.arch]
     original = tuple(model.widths) if model.widths else default_widths
@@ -164,11 +169,6 @@ def run_eigenspectrum_study(profile: str | Profile = "smoke", *, dataset: str = 
                             device=device, progress=progress, log=log)
     for entry in narrow["runs"]:
         spectra[entry["run"]] = epoch_spectra(store.resolve(f"run:{entry['hash']}"), images, device=dev)
-    positions: dict[str, int] = {}
-    from detpretrain.inference import load_run_model
-
-    eig.layer_second_moments(load_run_model(store.resolve(f"run:{result['runs'][0]['hash']}"), dev)[0], images,
-                             device=dev, positions=positions)
     num_classes = len(result["runs"][0]["metrics"]["classes"])
     cost = {}
     for detector in EIGEN_DETECTORS:

@@ -154,7 +154,12 @@ def removal_verdict(result: dict, removed, iou: float = 0.7) -> dict:
 # ----------------------------------------------------------------------------------------------------------------
 # Table 7: identical pre-training samples
 # ----------------------------------------------------------------------------------------------------------------
-def _map_at(metrics: dict, iou: float) -> float:
+def map_at(metrics: dict, iou: float) -> float:
+    """A detection run's mAP (percent) at IoU threshold ``iou``; NaN where it is None (no test objects).
+
+    Raises:
+        ValueError: ``iou`` was not evaluated.
+    """
     ious = [round(float(t), 2) for t in metrics["iou_thresholds"]]
     v = metrics["mAP"][ious.index(round(iou, 2))]
     return math.nan if v is None else float(v)
@@ -169,8 +174,8 @@ def identical_samples_table(det_result: dict, cls_result: dict) -> pd.DataFrame:
     rows = []
     for key, label in LOC_ROLE_NAMES.items():
         row = {"pre-training": label}
-        for name, vals in (("mAP@0.5", _by_seed(det_result, key, lambda m: _map_at(m, 0.5))),
-                           ("mAP@0.7", _by_seed(det_result, key, lambda m: _map_at(m, 0.7))),
+        for name, vals in (("mAP@0.5", _by_seed(det_result, key, lambda m: map_at(m, 0.5))),
+                           ("mAP@0.7", _by_seed(det_result, key, lambda m: map_at(m, 0.7))),
                            ("top-1", _by_seed(cls_result, key, lambda m: m["top1"]))):
             row[name], row[f"{name} sd"] = _mean_sd(vals)
         for name, value in zip(("mAP@0.5", "mAP@0.7", "top-1"), TABLE7[label]):
@@ -188,10 +193,10 @@ def identical_samples_verdict(det_result: dict, cls_result: dict) -> dict:
         IMAGENET-LOC - IMAGENET-LOC (Cls) for detection and the reverse for classification.
     """
     loc, cls = "imagenet-loc", "imagenet-loc-cls"
-    g05 = paired_verdict(_by_seed(det_result, loc, lambda m: _map_at(m, 0.5))
-                         - _by_seed(det_result, cls, lambda m: _map_at(m, 0.5)))
-    g07 = paired_verdict(_by_seed(det_result, loc, lambda m: _map_at(m, 0.7))
-                         - _by_seed(det_result, cls, lambda m: _map_at(m, 0.7)))
+    g05 = paired_verdict(_by_seed(det_result, loc, lambda m: map_at(m, 0.5))
+                         - _by_seed(det_result, cls, lambda m: map_at(m, 0.5)))
+    g07 = paired_verdict(_by_seed(det_result, loc, lambda m: map_at(m, 0.7))
+                         - _by_seed(det_result, cls, lambda m: map_at(m, 0.7)))
     gc = paired_verdict(_by_seed(cls_result, cls, lambda m: m["top1"]) - _by_seed(cls_result, loc, lambda m: m["top1"]))
     p = TABLE7
     sentence = (

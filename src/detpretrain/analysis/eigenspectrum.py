@@ -239,17 +239,14 @@ def count_macs(module: nn.Module, inputs) -> int:
 
 # ---- the chapter's tables (from companions.run_eigenspectrum_study's result) ------------------------------------------
 
-def _map_at(metrics: dict, t: float) -> float:
-    ious = [round(x, 2) for x in metrics["iou_thresholds"]]
-    return float(metrics["mAP"][ious.index(round(t, 2))])
-
-
 def accuracy_frame(result: dict):
     """One row per run: detector, seed, epochs, mAP@0.5, mAP@0.7 (percent) -> ``pandas.DataFrame``."""
     import pandas as pd
 
+    from detpretrain.analysis.ablations import map_at
+
     return pd.DataFrame([{"detector": r["pretrain"], "seed": r["seed"], "epochs": len(r["metrics"]["history"]),
-                          "mAP@0.5": _map_at(r["metrics"], 0.5), "mAP@0.7": _map_at(r["metrics"], 0.7),
+                          "mAP@0.5": map_at(r["metrics"], 0.5), "mAP@0.7": map_at(r["metrics"], 0.7),
                           "hash": r["hash"]} for r in result["runs"]])
 
 

@@ -15,7 +15,6 @@ import statistics
 import time
 from collections.abc import Mapping, Sequence
 
-import numpy as np
 import torch
 
 from detpretrain.config import TrainConfig
@@ -42,16 +41,16 @@ def ap_by_frequency(metrics: dict, rare: Sequence[str], thresholds: Sequence[flo
     if unknown:
         raise ConfigError(f"rare classes {unknown} are not classes of run {metrics.get('config_hash')} "
                           f"({sorted(per_class)})")
+    from detpretrain.analysis.ablations import supercategory_ap
+
     ious = [round(t, 2) for t in metrics["iou_thresholds"]]
+    groups = {"all": list(per_class), "rare": list(rare), "frequent": [c for c in per_class if c not in rare]}
     out = {}
     for t in thresholds:
         if round(t, 2) not in ious:
             raise ConfigError(f"run {metrics.get('config_hash')} has no AP at IoU {t} (has {ious})")
-        k = ious.index(round(t, 2))
-        groups = {"all": list(per_class), "rare": list(rare), "frequent": [c for c in per_class if c not in rare]}
         for group, names in groups.items():
-            values = [per_class[c][k] for c in names if per_class[c][k] is not None and np.isfinite(per_class[c][k])]
-            out[f"{group}@{t:g}"] = float(np.mean(values)) if values else float("nan")
+            out[f"{group}@{t:g}"] = supercategory_ap(metrics, names, t)
     return out
 
 
@@ -110,12 +109,12 @@ def training_resources(configs: Mapping[str, TrainConfig], *, store=None, iterat
         raise ConfigError(f"training_resources measures detection runs; {bad} are not")
     dev = torch.device(device)
     first = next(iter(configs.values()))
+    data = build_detection_dataset(first.data, first.data.train_split, train=False)
+    classes = len(data.classes)
     if batch is None:
-        data = build_detection_dataset(first.data, first.data.train_split, train=False)
         items = [data[i] for i in range(min(first.optim.batch_size, len(data)))]
         batch = (tuple(x[0] for x in items), tuple(x[1] for x in items))
     images, targets = batch
-    classes = len(build_detection_dataset(first.data, first.data.eval_split, train=False).classes)
     states = {}
     for label, cfg in configs.items():
         torch.manual_seed(cfg.seed)
