@@ -173,8 +173,10 @@ display(Markdown(B.identical_samples_verdict(loc, transfer)["sentence"]))
 # the whole object, so both occlusion by other objects and truncation by the border lower it) and its truncation
 # flag; we set the levels at visible fraction >= 0.95 (none), [0.75, 0.95) (low), [0.5, 0.75) (moderate) and < 0.5
 # (high). Objects under 35 % visible are marked difficult in the target and left out, as VOC leaves out its
-# difficult objects. On a real VOC root only the `truncated` flag exists (VOC has no occlusion level): the groups
-# then contain the truncated objects only, and the per-level rows are empty.
+# difficult objects. A real VOC root has no occlusion level: VOC2007 annotates `truncated` and `difficult`, VOC2010
+# and later also a binary `occluded`. The groups then hold the flagged objects only (an `occluded` flag counts at
+# Low, since it has no level) and the per-level rows are empty; the cell under the table says which annotations this
+# target has and what the table can show with them.
 
 # %%
 det = run_detection_experiment(profile, dataset=dataset, data_root=data_root, pretrains=("imagenet-cls", "detection"),
@@ -182,6 +184,9 @@ det = run_detection_experiment(profile, dataset=dataset, data_root=data_root, pr
 frames = B.occlusion_frames(det, iou=occlusion_iou)
 t3 = B.occlusion_table(frames)
 t3.set_index("pre-training").T.style.format(precision=1, na_rep="–")
+
+# %%
+display(Markdown(B.occlusion_annotations(B.evaluation_ground_truth(det["runs"][0]["run"]))["sentence"]))
 
 # %%
 paper3 = pd.DataFrame([{"pre-training": k, "occluded Low % missed": v["low"], "occluded Medium % missed": v["medium"]}

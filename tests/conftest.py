@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,16 @@ def vocdevkit() -> Path:
 @pytest.fixture(scope="session")
 def voc_extras() -> Path:
     return _shared("voc_extras")
+
+
+@pytest.fixture
+def voc_copy(vocdevkit, tmp_path) -> Path:
+    """A writable copy of the real VOC2007 subset (``<tmp>/VOCdevkit/VOC2007``), for tests that edit its files."""
+    dst = tmp_path / "VOCdevkit" / "VOC2007"
+    shutil.copytree(vocdevkit / "VOC2007", dst)
+    for p in dst.rglob("*"):
+        p.chmod(0o644 if p.is_file() else 0o755)
+    return dst
 
 
 @pytest.fixture(scope="session")

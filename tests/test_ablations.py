@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from detpretrain.analysis import ablations as B
 from detpretrain.config import config_hash
@@ -326,3 +327,95 @@ def test_load_run_model_names_an_incomplete_run(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(ConfigError, match="not a complete run .*metrics.json, model.pt"):
         load_run_model(tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Table 3 on real VOC annotations (../shared/data): what the flags can and cannot show
+# ---------------------------------------------------------------------------------------------------------------
+def _xml_objects(root):
+    import xml.etree.ElementTree as ET
+
+    out = []
+    for name in (root / "ImageSets" / "Main" / "test.txt").read_text().split():
+        for obj in ET.parse(root / "Annotations" / f"{name}.xml").findall("object"):
+            out.append({"difficult": obj.findtext("difficult", "0").strip() == "1"})
+    return out
+
+
+def _detect_every_other(gt):
+    """Detections that find exactly the even-numbered non-difficult objects (their own boxes, score 0.9)."""
+    keep = [a for a in gt["annotations"] if not a["ignore"]][::2]
+    return [_det(a["bbox"], a["image_id"], a["category_id"], 0.9) for a in keep], {a["id"] for a in keep}
+
+
+def test_occlusion_on_real_voc2007_subset_has_no_occlusion_information(vocdevkit):
+    from detpretrain.data.coco import to_coco_gt
+    from detpretrain.data.voc import VOCDetection
+
+    gt = to_coco_gt(VOCDetection(vocdevkit, "test", year=2007))
+    xml = _xml_objects(vocdevkit / "VOC2007")
+    scope = B.occlusion_annotations(gt)
+    assert scope["objects"] == len(xml) and scope["difficult"] == sum(o["difficult"] for o in xml)
+    assert scope["visible_fraction"] is None and scope["truncated"] is None and scope["occluded"] is None
+    assert "cannot be measured" in scope["sentence"]
+    dets, found = _detect_every_other(gt)
+    f = B.missed_objects(gt, dets)
+    assert len(f) == len(xml) and not f["occluded_low"].any() and not f["occluded_medium"].any()
+    assert set(f["level"]) == {"unknown"}
+    expected = [not a["ignore"] and a["id"] not in found for a in gt["annotations"]]
+    assert f["missed"].tolist() == expected
+    row = B.occlusion_table({"imagenet-cls": [f]}).iloc[0]
+    assert row["occluded Low objects"] == 0 and math.isnan(row["occluded Low % missed"])
+    n = len(xml) - scope["difficult"]
+    assert row["all objects"] == n and row["all % missed"] == pytest.approx(100.0 * (n - len(found)) / n)
+
+
+def test_occlusion_groups_from_voc_truncated_and_occluded_flags(voc_copy):
+    """VOC2010+ style flags added to the real XMLs: truncated counts at Low and Medium, occluded at Low only;
+    objects marked difficult are never counted (the subset has none, so some are marked here)."""
+    from detpretrain.data.coco import to_coco_gt
+    from detpretrain.data.voc import VOCDetection
+
+    flags = []  # (truncated, occluded) per object, in image-list then XML order
+    names = (voc_copy / "ImageSets" / "Main" / "test.txt").read_text().split()
+    for name in names:
+        xml = voc_copy / "Annotations" / f"{name}.xml"
+        head, *objects = xml.read_text().split("<object>")
+        bodies = []
+        for body in objects:
+            k = len(flags)
+            flags.append((k % 3 == 0, k % 3 == 1))
+            if k % 5 == 4:
+                assert "<difficult>0</difficult>" in body
+                body = body.replace("<difficult>0</difficult>", "<difficult>1</difficult>")
+            bodies.append(f"<object><truncated>{int(k % 3 == 0)}</truncated><occluded>{int(k % 3 == 1)}</occluded>"
+                          + body)
+        xml.write_text(head + "".join(bodies))
+    ds = VOCDetection(voc_copy.parent, "test", year=2007)
+    t = ds.load_target(0)
+    assert t["truncated"].dtype == t["occluded"].dtype == torch.bool
+    gt = to_coco_gt(ds)
+    assert ds.image_names == names  # to_coco_gt keeps dataset then XML order
+    assert [(bool(a["truncated"]), bool(a["occluded"])) for a in gt["annotations"]] == flags
+    scope = B.occlusion_annotations(gt)
+    assert scope["truncated_set"] == sum(t for t, _ in flags) and scope["occluded_set"] == sum(o for _, o in flags)
+    assert "binary flags" in scope["sentence"]
+    f = B.missed_objects(gt, _detect_every_other(gt)[0])
+    trunc = np.array([bool(a["truncated"]) for a in gt["annotations"]])
+    occl = np.array([bool(a["occluded"]) for a in gt["annotations"]])
+    assert f["occluded_low"].tolist() == (trunc | occl).tolist()
+    assert f["occluded_medium"].tolist() == trunc.tolist()
+    assert f["difficult"].tolist() == [k % 5 == 4 for k in range(len(flags))]
+    assert not f.loc[f["difficult"], "missed"].any()  # difficult objects are never counted as missed
+    row = B.occlusion_table({"detection": [f]}).iloc[0]
+    sub = f[~f["difficult"] & f["occluded_low"]]
+    assert row["occluded Low objects"] == len(sub) > 0
+    assert row["occluded Low % missed"] == pytest.approx(100.0 * sub["missed"].mean())
+    assert math.isnan(row["level low % missed"]) and set(f["level"]) == {"unknown"}
+
+
+def test_a_recorded_visible_fraction_overrides_the_binary_occluded_flag():
+    extras = [{"visible_fraction": 0.97, "occluded": 1}, {"visible_fraction": 0.8, "occluded": 0}, {"occluded": 1}]
+    gt = _gt([[0, 0, 10, 10], [20, 0, 10, 10], [40, 0, 10, 10]], [1] * 3, [1] * 3, extras=extras)
+    f = B.missed_objects(gt, [])
+    assert f["occluded_low"].tolist() == [False, True, True] and f["occluded_medium"].tolist() == [False] * 3

@@ -60,15 +60,6 @@ def test_cli_data_check_coco(coco_subset, capsys):
 
 
 # ------------------------------------------------------------------------------------------ bad input
-@pytest.fixture
-def voc_copy(vocdevkit, tmp_path) -> Path:
-    dst = tmp_path / "VOCdevkit" / "VOC2007"
-    shutil.copytree(vocdevkit / "VOC2007", dst)
-    for p in dst.rglob("*"):
-        p.chmod(0o644 if p.is_file() else 0o755)
-    return dst
-
-
 def _assert_check_fails(root: Path, fmt: str, fragment: str, capsys) -> None:
     assert check_command(str(root), fmt) == 1
     cap = capsys.readouterr()

@@ -11,6 +11,7 @@ seeds, and a verdict compares a mean paired difference with its standard error (
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -259,13 +260,18 @@ def hoiem_missed(match: dict, norm_fraction: float = 0.15, missed_threshold: flo
 
 def missed_objects(gt: dict, detections: list[dict], *, iou: float = 0.5, norm_fraction: float = 0.15,
                    missed_threshold: float = 0.05) -> pd.DataFrame:
-    """One row per ground-truth box: ``category``, ``visible_fraction``, ``truncated``, ``difficult``, ``level``
-    (:func:`occlusion_level`), ``occluded_low`` / ``occluded_medium`` (Hoiem's Table 3 groups: level >= low, resp.
-    >= moderate, or truncated) and ``missed`` (:func:`hoiem_missed`).
+    """One row per ground-truth box: ``category``, ``visible_fraction``, ``truncated``, ``occluded``, ``difficult``,
+    ``level`` (:func:`occlusion_level`), ``occluded_low`` / ``occluded_medium`` (Hoiem's Table 3 groups) and
+    ``missed`` (:func:`hoiem_missed`).
+
+    The groups follow Hoiem et al.'s tool: "occluded Low" = level >= low or truncated, "occluded Medium" = level >=
+    moderate or truncated. A binary VOC ``occluded`` flag (VOC2010+, no level) is used only for objects without a
+    visible fraction, and counts towards "occluded Low" only, since it does not say how much is hidden.
 
     Args:
-        gt: COCO-format ground truth as :func:`detpretrain.data.coco.to_coco_gt` writes it (``visible_fraction`` and
-            ``truncated`` per annotation where the data has them; a real VOC root has ``truncated`` only).
+        gt: COCO-format ground truth as :func:`detpretrain.data.coco.to_coco_gt` writes it (``visible_fraction``,
+            ``truncated`` and ``occluded`` per annotation where the data has them; a real VOC2007 root has
+            ``truncated`` at most, see :func:`occlusion_annotations`).
         detections: COCO results list of the detector on the same images.
     """
     from detpretrain.evaluation.detection import match_detections
@@ -280,13 +286,56 @@ def missed_objects(gt: dict, detections: list[dict], *, iou: float = 0.5, norm_f
         vf = math.nan if vf is None else float(vf)
         level = occlusion_level(vf)
         trunc = bool(a.get("truncated", 0))
+        occl = bool(a.get("occluded", 0))
         known = level != "unknown"
         rows.append({"category": names[a["category_id"]], "visible_fraction": vf, "truncated": trunc,
-                     "difficult": bool(match["gt_difficult"][g]), "level": level,
-                     "occluded_low": trunc or (known and order[level] >= order["low"]),
+                     "occluded": occl, "difficult": bool(match["gt_difficult"][g]), "level": level,
+                     "occluded_low": trunc or (order[level] >= order["low"] if known else occl),
                      "occluded_medium": trunc or (known and order[level] >= order["moderate"]),
                      "missed": bool(missed[g])})
     return pd.DataFrame(rows)
+
+
+def occlusion_annotations(gt: dict) -> dict:
+    """What a target's annotations let Table 3 measure: counts of the occlusion information per object, and a
+    sentence that says what the table can and cannot show on this target.
+
+    Args:
+        gt: COCO-format ground truth (:func:`detpretrain.data.coco.to_coco_gt`).
+
+    Returns:
+        ``{"objects", "difficult", "visible_fraction", "truncated", "occluded", "sentence"}``: ``objects`` and
+        ``difficult`` count the annotations; the other three count the *annotated* objects for that field
+        (``None`` if no annotation carries it) and, for the flags, ``"<field>_set"`` how many are 1.
+    """
+    anns = gt["annotations"]
+    out: dict = {"objects": len(anns), "difficult": sum(bool(a.get("ignore", 0)) for a in anns)}
+    for key in ("visible_fraction", "truncated", "occluded"):
+        have = [a[key] for a in anns if a.get(key) is not None]
+        out[key] = len(have) if have else None
+        if key != "visible_fraction":
+            out[f"{key}_set"] = sum(bool(v) for v in have) if have else None
+    if out["visible_fraction"]:
+        sentence = (f"{out['visible_fraction']} of {out['objects']} objects have a recorded visible fraction: both "
+                    "groups and every occlusion level are measured (the level boundaries are ours, not an "
+                    "annotator's judgement).")
+    else:
+        flags = [f"{out[k + '_set']} of {out['objects']} objects flagged `{k}`" for k in ("truncated", "occluded")
+                 if out[k] is not None]
+        if flags:
+            sentence = (f"This target records no visible fraction, only binary flags ({'; '.join(flags)}). The "
+                        "Table 3 groups then hold the flagged objects: truncation by the image border (and, with "
+                        "VOC2010+ `occluded`, occlusion by another object, counted at Low only, since the flag has "
+                        "no level). The per-level rows are empty, 'occluded Medium' holds the truncated objects "
+                        "only, and an unflagged object may still be partly hidden, so a difference between "
+                        "pre-trainings on these groups is about truncation, not the paper's occlusion levels.")
+        else:
+            sentence = (f"This target records no occlusion information ({out['objects']} objects, "
+                        f"{out['difficult']} difficult; no visible fraction, `truncated` or `occluded`): Table 3 "
+                        "cannot be measured on it. Only the overall % missed is defined; difficult objects are "
+                        "still left out of it, as in VOC.")
+    out["sentence"] = sentence
+    return out
 
 
 def occlusion_table(frames: dict[str, list[pd.DataFrame]]) -> pd.DataFrame:
@@ -337,6 +386,30 @@ def occlusion_verdict(frames: dict[str, list[pd.DataFrame]], better: str = "dete
         f"more {_spread(out['medium'])} (paper {p['IMAGENET-CLS']['medium'] - p['OPENIMAGES']['medium']:.1f}) -> "
         f"**{out['medium']['verdict']}**.")
     return out
+
+
+def evaluation_ground_truth(run) -> dict:
+    """COCO-format ground truth of a detection run's evaluation split, rebuilt from the run's ``config.json``.
+
+    Args:
+        run: a :class:`~detpretrain.runs.Run` or its directory.
+
+    Raises:
+        ConfigError: the run directory has no ``config.json``.
+        DataError: the evaluation data is missing or malformed (the reader names the file).
+    """
+    import json
+
+    from detpretrain.config import from_dict
+    from detpretrain.data.builders import build_detection_dataset
+    from detpretrain.data.coco import to_coco_gt
+    from detpretrain.errors import ConfigError
+
+    path = Path(getattr(run, "path", run)) / "config.json"
+    if not path.is_file():
+        raise ConfigError(f"{path.parent}: not a run directory (no config.json)")
+    config = from_dict(json.loads(path.read_text(encoding="utf-8")))
+    return to_coco_gt(build_detection_dataset(config.data, config.data.eval_split, train=False))
 
 
 def occlusion_frames(result: dict, pretrains=("imagenet-cls", "detection"), device: str = "cpu",

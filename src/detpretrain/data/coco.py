@@ -312,7 +312,7 @@ def to_coco_gt(dataset) -> dict:
         ``{"images": [{id, file_name, width, height}], "annotations": [{id, image_id, bbox [x, y, w, h] pixels,
         category_id, area (pixels^2), iscrowd: 0, ignore: 0/1}], "categories": [{id: label, name,
         supercategory}]}``. Annotation ids run 1..N. Per-instance extras of the targets are copied when finite:
-        ``visible_fraction``, ``truncated`` (0/1) and ``part_bbox`` ([x, y, w, h]).
+        ``visible_fraction``, ``truncated`` (0/1), ``occluded`` (0/1, VOC2010+) and ``part_bbox`` ([x, y, w, h]).
     """
     base, indices = dataset, None
     if hasattr(dataset, "indices") and hasattr(dataset, "dataset"):
@@ -332,6 +332,7 @@ def to_coco_gt(dataset) -> dict:
         labels, ignore, area = t["labels"].tolist(), t["ignore"].tolist(), t["area"].tolist()
         vis = t["visible_fraction"].tolist() if "visible_fraction" in t else None
         trunc = t["truncated"].tolist() if "truncated" in t else None
+        occl = t["occluded"].tolist() if "occluded" in t else None
         parts = t["part_boxes"].as_subclass(torch.Tensor).tolist() if "part_boxes" in t else None
         for k, (x1, y1, x2, y2) in enumerate(boxes):
             ann = {"id": len(anns) + 1, "image_id": iid, "category_id": int(labels[k]),
@@ -341,6 +342,8 @@ def to_coco_gt(dataset) -> dict:
                 ann["visible_fraction"] = round(float(vis[k]), 6)
             if trunc is not None:
                 ann["truncated"] = int(bool(trunc[k]))
+            if occl is not None:
+                ann["occluded"] = int(bool(occl[k]))
             if parts is not None and all(math.isfinite(v) for v in parts[k]):
                 px1, py1, px2, py2 = parts[k]
                 ann["part_bbox"] = [px1, py1, px2 - px1, py2 - py1]

@@ -201,7 +201,7 @@ def _voc_box(bb, path: Path, what: str, h: int, w: int) -> list[float]:
 class _Record:
     """Parsed annotation of one image (numpy arrays; converted to tensors per request)."""
 
-    __slots__ = ("name", "image_file", "height", "width", "boxes", "labels", "ignore", "truncated",
+    __slots__ = ("name", "image_file", "height", "width", "boxes", "labels", "ignore", "truncated", "occluded",
                  "visible_fraction", "part_boxes")
 
     def __init__(self, **kw):
@@ -225,7 +225,7 @@ def _parse_annotation(xml_path: Path, name: str, jpeg_dir: Path, class_to_label:
         h = int(_number(size, "height", xml_path, "<size>"))
     if h <= 0 or w <= 0:  # a few real VOC files lack a usable <size>: take it from the image header
         h, w = image_header_size(image_file)
-    boxes, labels, ignore, trunc, vis, parts = [], [], [], [], [], []
+    boxes, labels, ignore, trunc, occl, vis, parts = [], [], [], [], [], [], []
     for k, obj in enumerate(root.findall("object")):
         cls = _text(obj, "name", xml_path, f"object {k}")
         what = f"object {k} ({cls!r})"
@@ -239,6 +239,7 @@ def _parse_annotation(xml_path: Path, name: str, jpeg_dir: Path, class_to_label:
         labels.append(class_to_label[cls])
         ignore.append(bool(_flag(obj, "difficult", xml_path, what)))
         trunc.append(_flag(obj, "truncated", xml_path, what))
+        occl.append(_flag(obj, "occluded", xml_path, what))
         v = obj.find("visible_fraction")
         if v is not None and (v.text or "").strip():
             fv = _number(obj, "visible_fraction", xml_path, what)
@@ -257,6 +258,7 @@ def _parse_annotation(xml_path: Path, name: str, jpeg_dir: Path, class_to_label:
         labels=np.asarray(labels, dtype=np.int64),
         ignore=np.asarray(ignore, dtype=bool),
         truncated=None if all(t is None for t in trunc) else np.asarray([bool(t) for t in trunc], dtype=bool),
+        occluded=None if all(t is None for t in occl) else np.asarray([bool(t) for t in occl], dtype=bool),
         visible_fraction=None if all(v is None for v in vis) else
         np.asarray([np.nan if v is None else v for v in vis], dtype=np.float32),
         part_boxes=None if all(p is None for p in parts) else
@@ -294,6 +296,8 @@ class VOCDetection(DetectionDatasetBase):
         area: float32 [N] box area in pixels^2.
         masks: ``tv_tensors.Mask`` uint8 [N, H, W] (only with ``with_masks=True``).
         truncated: bool [N] — only if some object of the split has ``<truncated>``.
+        occluded: bool [N] — only if some object of the split has ``<occluded>`` (VOC2010 and later annotate it:
+            a significant part of the object inside its box is hidden by another object; VOC2007 does not).
         visible_fraction: float32 [N], NaN where absent — only if some object has ``<visible_fraction>``.
         part_boxes: ``tv_tensors.BoundingBoxes`` float32 [N, 4] XYXY pixels, NaN rows where absent (first
             ``<part>`` with a ``<bndbox>``; a BoundingBoxes so geometric v2 transforms move it with the image) —
@@ -325,7 +329,7 @@ class VOCDetection(DetectionDatasetBase):
                 raise DataError(xml_path, f"annotation is missing (image {name!r} is named by {split_rel})")
             self._records.append(_parse_annotation(xml_path, name, jpeg_dir, class_to_label))
         self.image_ids: list[int] = image_id_from_name(self.image_names)
-        self._optional = {f for f in ("truncated", "visible_fraction", "part_boxes")
+        self._optional = {f for f in ("truncated", "occluded", "visible_fraction", "part_boxes")
                           if any(getattr(r, f) is not None for r in self._records)}
         if with_masks:
             for name in self.image_names:
@@ -362,6 +366,9 @@ class VOCDetection(DetectionDatasetBase):
         if "truncated" in self._optional:
             target["truncated"] = (torch.from_numpy(r.truncated.copy()) if r.truncated is not None
                                    else torch.zeros(n, dtype=torch.bool))
+        if "occluded" in self._optional:
+            target["occluded"] = (torch.from_numpy(r.occluded.copy()) if r.occluded is not None
+                                  else torch.zeros(n, dtype=torch.bool))
         if "visible_fraction" in self._optional:
             target["visible_fraction"] = (torch.from_numpy(r.visible_fraction.copy()) if r.visible_fraction is not None
                                           else torch.full((n,), float("nan")))
