@@ -253,14 +253,23 @@ def test_occlusion_levels_and_hoiem_groups():
 
 
 def test_occlusion_verdict_pairs_seeds():
-    def frame(missed):
-        return pd.DataFrame({"difficult": False, "occluded_low": True, "occluded_medium": True, "missed": missed})
+    def frame(missed, unoccluded_missed=(0, 0)):
+        occ = [True] * len(missed) + [False] * len(unoccluded_missed)
+        return pd.DataFrame({"difficult": False, "occluded_low": occ, "occluded_medium": occ,
+                             "missed": list(missed) + list(unoccluded_missed)})
 
     frames = {"imagenet-cls": [frame([1, 1, 0, 0]), frame([1, 1, 1, 0]), frame([1, 0, 0, 0])],
               "detection": [frame([1, 0, 0, 0]), frame([1, 1, 0, 0]), frame([0, 0, 0, 0])]}
     v = B.occlusion_verdict(frames)
     assert v["low"]["mean"] == pytest.approx(25.0) and v["low"]["verdict"] == "holds"
+    assert v["unoccluded"]["mean"] == 0.0 and v["excess"]["mean"] == pytest.approx(25.0)
     assert "**holds**" in v["sentence"]
+    # a larger gain on unoccluded objects: the advantage is not specific to occlusion
+    frames["imagenet-cls"] = [frame([1, 1, 0, 0], (1, 1)), frame([1, 1, 1, 0], (1, 1)), frame([1, 0, 0, 0], (1, 0))]
+    frames["detection"] = [frame([1, 0, 0, 0], (1, 0)), frame([1, 1, 0, 0], (1, 0)), frame([0, 0, 0, 0], (0, 0))]
+    v = B.occlusion_verdict(frames)
+    assert v["low"]["mean"] == pytest.approx(25.0) and v["unoccluded"]["mean"] == pytest.approx(50.0)
+    assert v["excess"]["mean"] == pytest.approx(-25.0) and v["excess"]["verdict"] == "reversed"
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -368,23 +368,36 @@ def occlusion_verdict(frames: dict[str, list[pd.DataFrame]], better: str = "dete
     """Table 3's claim: the detection-pre-trained detector misses fewer occluded objects (paper: 14.7 -> 10.1 %
     at Low, 15.7 -> 10.8 % at Medium). Paired by seed (list position).
 
+    The paper reports the occluded groups only; a detector that misses fewer objects everywhere also misses fewer
+    occluded ones. So the same paired gain is also computed on the *unoccluded* objects (not in the Low group), and
+    ``excess`` = gain at Low - gain on unoccluded objects, per seed: positive means the advantage is larger where
+    objects are occluded (the reading the paper gives), about zero means it is a general one.
+
     Returns:
-        ``{"low": paired_verdict(baseline - better), "medium": ..., "sentence"}`` (positive = fewer misses).
+        ``{"low", "medium", "unoccluded", "excess": paired_verdict(...), "sentence"}``; gains are
+        ``baseline - better`` in percentage points of objects missed (positive = fewer misses).
     """
-    out = {}
-    for key, col in (("low", "occluded_low"), ("medium", "occluded_medium")):
-        diffs = []
-        for fb, fa in zip(frames.get(baseline, []), frames.get(better, [])):
-            fb, fa = fb[~fb["difficult"] & fb[col]], fa[~fa["difficult"] & fa[col]]
-            diffs.append(100.0 * (fb["missed"].mean() - fa["missed"].mean()) if len(fa) and len(fb) else math.nan)
-        out[key] = paired_verdict(diffs)
+    def gain(fb, fa, rows):
+        fb, fa = fb[~fb["difficult"] & rows(fb)], fa[~fa["difficult"] & rows(fa)]
+        return 100.0 * (fb["missed"].mean() - fa["missed"].mean()) if len(fa) and len(fb) else math.nan
+
+    pairs = list(zip(frames.get(baseline, []), frames.get(better, [])))
+    per_seed = {
+        "low": [gain(fb, fa, lambda f: f["occluded_low"]) for fb, fa in pairs],
+        "medium": [gain(fb, fa, lambda f: f["occluded_medium"]) for fb, fa in pairs],
+        "unoccluded": [gain(fb, fa, lambda f: ~f["occluded_low"]) for fb, fa in pairs],
+    }
+    out = {k: paired_verdict(v) for k, v in per_seed.items()}
+    out["excess"] = paired_verdict(np.asarray(per_seed["low"]) - np.asarray(per_seed["unoccluded"]))
     p = TABLE3
     out["sentence"] = (
         f"Claim: detection pre-training misses fewer occluded objects. Among objects occluded at level Low or more, "
         f"{better} misses {_spread(out['low'])} percentage points fewer than {baseline} (paper "
         f"{p['IMAGENET-CLS']['low'] - p['OPENIMAGES']['low']:.1f} fewer) -> **{out['low']['verdict']}**; at Medium or "
         f"more {_spread(out['medium'])} (paper {p['IMAGENET-CLS']['medium'] - p['OPENIMAGES']['medium']:.1f}) -> "
-        f"**{out['medium']['verdict']}**.")
+        f"**{out['medium']['verdict']}**. On the unoccluded objects the gain is {_spread(out['unoccluded'])}, so the "
+        f"gain on occluded objects exceeds it by {_spread(out['excess'])} -> **{out['excess']['verdict']}** that the "
+        f"advantage is specific to occlusion (a control the paper does not report).")
     return out
 
 
