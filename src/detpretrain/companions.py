@@ -133,7 +133,9 @@ def run_eigenspectrum_study(profile: str | Profile = "smoke", *, dataset: str = 
     Returns:
         ``{"profile", "dataset", "data", "runs": [...] (finetune_chain entries, the narrow ones included),
         "spectra": {run path: {epoch: {layer: eigenvalues}}}, "widths": (4 ints), "original_widths",
-        "dims_for_widths": (4 ints), "cost": {detector: model_cost}, "positions": {layer: feature positions
+        "dims_for_widths": (4 ints), "narrow_is_scratch": bool (the widths equal the original ones; the
+        ``scratch-narrow`` entries are then the S runs, relabelled, and nothing is trained), "cost": {detector:
+        model_cost}, "positions": {layer: feature positions
         averaged over (Sigma's rank is at most that)}, "threshold", "normalisation", "n_images",
         "scratch_factor"}``.
     """
@@ -164,19 +166,26 @@ def run_eigenspectrum_study(profile: str | Profile = "smoke", *, dataset: str = 
         for k, stage in enumerate(eig.STAGES):
             dims[k] = max(dims[k], eig.intrinsic_dimensionality(final[stage], threshold, normalisation))
     widths = eig.widths_from_dimensionality(dims, expansion=block.expansion, original=original, multiple=multiple)
-    narrow = finetune_chain(prof, dataset, target, partial(eigen_config, scratch_factor=scratch_factor, widths=widths),
-                            pretrains=("scratch-narrow",), pretrained=pretrained, seeds=seeds, store=store,
-                            device=device, progress=progress, log=log)
-    for entry in narrow["runs"]:
-        spectra[entry["run"]] = epoch_spectra(store.resolve(f"run:{entry['hash']}"), images, device=dev)
+    narrow_is_scratch = tuple(widths) == tuple(original)
+    if narrow_is_scratch:  # nothing to prune: the "narrower" detector is S itself, and is not trained twice
+        log(f"[{prof.name}] determined widths {widths} equal the original: scratch-narrow = scratch (not trained)")
+        narrow = {"runs": [{**e, "pretrain": "scratch-narrow"} for e in result["runs"] if e["pretrain"] == "scratch"]}
+    else:
+        narrow = finetune_chain(prof, dataset, target,
+                                partial(eigen_config, scratch_factor=scratch_factor, widths=widths),
+                                pretrains=("scratch-narrow",), pretrained=pretrained, seeds=seeds, store=store,
+                                device=device, progress=progress, log=log)
+        for entry in narrow["runs"]:
+            spectra[entry["run"]] = epoch_spectra(store.resolve(f"run:{entry['hash']}"), images, device=dev)
     num_classes = len(result["runs"][0]["metrics"]["classes"])
     cost = {}
     for detector in EIGEN_DETECTORS:
         cfg = eigen_config(prof, detector, 0, target, pretrained, scratch_factor=scratch_factor, widths=widths)
         cost[detector] = model_cost(cfg, num_classes)
     return {**result, "runs": result["runs"] + narrow["runs"], "spectra": spectra, "widths": widths,
-            "original_widths": original, "dims_for_widths": tuple(dims), "cost": cost, "positions": positions, "threshold": threshold,
-            "normalisation": normalisation, "n_images": len(images), "scratch_factor": scratch_factor}
+            "original_widths": original, "dims_for_widths": tuple(dims), "narrow_is_scratch": narrow_is_scratch,
+            "cost": cost, "positions": positions, "threshold": threshold, "normalisation": normalisation,
+            "n_images": len(images), "scratch_factor": scratch_factor}
 
 
 # ---- frozen backbone -----------------------------------------------------------------------------------------------
