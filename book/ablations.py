@@ -181,12 +181,13 @@ display(Markdown(B.identical_samples_verdict(loc, transfer)["sentence"]))
 # %%
 det = run_detection_experiment(profile, dataset=dataset, data_root=data_root, pretrains=("imagenet-cls", "detection"),
                                seeds=seed_list, store=run_store, device=device, progress=False)
-frames = B.occlusion_frames(det, iou=occlusion_iou)
+annotations = {}
+frames = B.occlusion_frames(det, iou=occlusion_iou, annotations=annotations)
 t3 = B.occlusion_table(frames)
 t3.set_index("pre-training").T.style.format(precision=1, na_rep="–")
 
 # %%
-display(Markdown(B.occlusion_annotations(B.evaluation_ground_truth(det["runs"][0]["run"]))["sentence"]))
+display(Markdown(annotations["sentence"]))
 
 # %%
 paper3 = pd.DataFrame([{"pre-training": k, "occluded Low % missed": v["low"], "occluded Medium % missed": v["medium"]}

@@ -203,12 +203,11 @@ for norm in E.NORMALISATIONS:
                      **{f"{d} {s}": last[(last.detector == d) & (last.layer == s)]["dim"].mean()
                         for d in ("imagenet-cls", "scratch") for s in E.STAGES}})
 display(pd.DataFrame(sens).style.format(precision=1).format("{:g}", subset=["threshold"]).hide(axis="index"))
-literal = {s: np.mean([E.intrinsic_dimensionality(result["spectra"][r["run"]][max(result["spectra"][r["run"]])][s])
-                       for r in result["runs"] if r["pretrain"] == "scratch"]) for s in E.STAGES}
+literal = next(row for row in sens if row["normalisation"] == "none" and row["threshold"] == 1e-3)
 channels = table[("channels", "")]
 display(Markdown(
     "With Shinya et al.'s literal rule (raw eigenvalues > 1e-3) the S detectors count "
-    + ", ".join(f"{s} {literal[s]:.1f} of {int(channels[s])}" for s in E.STAGES)
+    + ", ".join(f"{s} {literal[f'scratch {s}']:.1f} of {int(channels[s])}" for s in E.STAGES)
     + f" channels; at this execution's rule ({normalisation}, {threshold:g}) "
     + ", ".join(f"{s} {table.loc[s, ('mean', 'scratch')]:.1f}" for s in E.STAGES) + "."))
 

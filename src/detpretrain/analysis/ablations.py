@@ -11,7 +11,6 @@ seeds, and a verdict compares a mean paired difference with its standard error (
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -401,36 +400,17 @@ def occlusion_verdict(frames: dict[str, list[pd.DataFrame]], better: str = "dete
     return out
 
 
-def evaluation_ground_truth(run) -> dict:
-    """COCO-format ground truth of a detection run's evaluation split, rebuilt from the run's ``config.json``.
-
-    Args:
-        run: a :class:`~detpretrain.runs.Run` or its directory.
-
-    Raises:
-        ConfigError: the run directory has no ``config.json``.
-        DataError: the evaluation data is missing or malformed (the reader names the file).
-    """
-    import json
-
-    from detpretrain.config import from_dict
-    from detpretrain.data.builders import build_detection_dataset
-    from detpretrain.data.coco import to_coco_gt
-    from detpretrain.errors import ConfigError
-
-    path = Path(getattr(run, "path", run)) / "config.json"
-    if not path.is_file():
-        raise ConfigError(f"{path.parent}: not a run directory (no config.json)")
-    config = from_dict(json.loads(path.read_text(encoding="utf-8")))
-    return to_coco_gt(build_detection_dataset(config.data, config.data.eval_split, train=False))
-
-
 def occlusion_frames(result: dict, pretrains=("imagenet-cls", "detection"), device: str = "cpu",
-                     **missed_kwargs) -> dict[str, list[pd.DataFrame]]:
+                     annotations: dict | None = None, **missed_kwargs) -> dict[str, list[pd.DataFrame]]:
     """:func:`missed_objects` of every fine-tuned detector of ``result`` on its evaluation split.
 
     Each detector is loaded from its run directory (:func:`detpretrain.inference.load_run_model`) and run again on
     the evaluation images (nothing is retrained). Returns ``{pretrain: [frame per seed, in seed order]}``.
+    ``annotations``, if given, receives :func:`occlusion_annotations` of the evaluation split's ground truth (what
+    Table 3 can show on this target).
+
+    Raises:
+        ConfigError: a run is not complete. DataError: the evaluation data is missing or malformed.
     """
     from detpretrain.data.builders import build_detection_dataset
     from detpretrain.data.coco import to_coco_gt
@@ -446,6 +426,8 @@ def occlusion_frames(result: dict, pretrains=("imagenet-cls", "detection"), devi
         if key not in datasets:
             ds = build_detection_dataset(config.data, config.data.eval_split, train=False)
             datasets[key] = (ds, to_coco_gt(ds))
+            if annotations is not None:
+                annotations.update(occlusion_annotations(datasets[key][1]))
         ds, gt = datasets[key]
         frame = missed_objects(gt, predict_detections(model, ds, device), **missed_kwargs)
         out.setdefault(r["pretrain"], []).append(frame.assign(seed=r["seed"]))
