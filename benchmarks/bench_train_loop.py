@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from detpretrain import engine
+from detpretrain.models.build import build_model
 from detpretrain.data import synthetic
 from detpretrain.data.builders import build_detection_dataset, collate_detection
 from detpretrain.experiment import finetune_config, pretrain_configs, target_spec
@@ -59,7 +60,7 @@ def main() -> None:
         for _ in range(args.repeats):
             for name in ("bare", "ours"):
                 torch.manual_seed(0)
-                model = engine.build_model(cfg, len(dataset.classes))
+                model = build_model(cfg, len(dataset.classes))
                 optimizer = engine.make_optimizer(model, cfg.optim)
                 t0 = time.perf_counter()
                 if name == "bare":

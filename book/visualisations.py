@@ -68,7 +68,7 @@ from detpretrain.analysis.detection import provenance as run_provenance
 from detpretrain.data.builders import build_detection_dataset
 from detpretrain.experiment import run_detection_experiment
 from detpretrain.figures import show as show_figure
-from detpretrain.inference import load_run_model
+from detpretrain.runs import load_run_model
 from detpretrain.profiles import get_profile
 from detpretrain.runs import RunStore
 

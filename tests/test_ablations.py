@@ -331,7 +331,7 @@ def test_target_supercategories_for_synthetic_and_real_names():
 
 
 def test_load_run_model_names_an_incomplete_run(tmp_path):
-    from detpretrain.inference import load_run_model
+    from detpretrain.runs import load_run_model
 
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(ConfigError, match="not a complete run .*metrics.json, model.pt"):

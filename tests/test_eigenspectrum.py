@@ -106,7 +106,7 @@ def test_epoch_checkpoints_are_kept_and_change_the_hash_only_when_set(tmp_path, 
     store = RunStore(tmp_path)
     run = store.run_for(keep)
     run.path.mkdir(parents=True)
-    fit(keep, run, store=store, device="cpu", progress=False)
+    fit(keep, run, store, device="cpu", progress=False)
     kept = run.epoch_checkpoints()
     assert list(kept) == [0, 1, 2]
     final = torch.load(run.model_path, weights_only=True)

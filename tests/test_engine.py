@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from detpretrain import engine
+from detpretrain.models.build import build_model
 from detpretrain.experiment import finetune_config, pretrain_configs, run_detection_experiment, target_spec
 from detpretrain.profiles import get_profile
 from detpretrain.runs import RunStore, get_or_train
@@ -154,7 +155,7 @@ def test_torchrun_two_processes_train_and_evaluate(corpus_dir, tmp_path):
 
     cfg = from_dict(json.loads((Path(run["run"]) / "config.json").read_text()))
     test_set = build_detection_dataset(cfg.data, cfg.data.eval_split, train=False)
-    model = engine.build_model(cfg, len(test_set.classes))
+    model = build_model(cfg, len(test_set.classes))
     model.load_state_dict(torch.load(Path(run["run"]) / "model.pt", weights_only=True))
     single = engine.evaluate_detector(model, test_set, torch.device("cpu"), iou_thresholds=cfg.eval_iou_thresholds,
                                       progress=False)

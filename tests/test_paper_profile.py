@@ -12,13 +12,14 @@ import pytest
 import torch
 from torchvision.models import ResNet18_Weights, ResNet101_Weights
 
-from detpretrain import engine
+from detpretrain.models.build import build_model
 from detpretrain.config import DataSpec
 from detpretrain.data.builders import build_detection_dataset
 from detpretrain.errors import DataError
 from detpretrain.experiment import finetune_config, pretrain_configs, target_spec
 from detpretrain.models.backbones import build_backbone
 from detpretrain.profiles import get_profile
+from detpretrain.runs import RunStore
 
 
 def _put_in_hub_cache(torch_home: Path, weights, state: dict) -> None:
@@ -59,7 +60,7 @@ def test_paper_configs(coco_subset):
     assert cls.optim.epochs == 7 and cls.optim.milestones == (5,) and cls.optim.amp
     scratch = finetune_config(paper, "scratch", 0, target, pre)
     assert scratch.init is None and scratch.model.norm == "gn"  # frozen BN needs pre-trained statistics
-    assert engine.resolve_init(cls.init) == "ResNet101_Weights.IMAGENET1K_V2"
+    assert RunStore().backbone_weights(cls.init) == "ResNet101_Weights.IMAGENET1K_V2"
 
 
 def test_voc_07_plus_12_split_syntax(vocdevkit):
@@ -81,7 +82,7 @@ def test_paper_finetune_detector_builds_from_the_weight_enum_and_detects(tmp_pat
     paper = get_profile("paper")
     pre = pretrain_configs(paper, detection_root=str(tmp_path))
     cfg = finetune_config(paper, "imagenet-cls", 0, target_spec(paper, "voc", str(tmp_path)), pre)
-    model = engine.build_model(cfg, 21, backbone_weights=engine.resolve_init(cfg.init))
+    model = build_model(cfg, 21, backbone_weights=RunStore().backbone_weights(cfg.init))
     assert model.transform.min_size == (800,)
     assert not model.backbone.body.layer1[0].conv1.weight.requires_grad  # trainable_stages=3 as torchvision's default
     model.eval()

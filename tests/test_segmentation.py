@@ -24,6 +24,7 @@ from PIL import Image
 from scipy import ndimage
 
 from detpretrain import engine
+from detpretrain.models.build import build_model
 from detpretrain.config import DataSpec, config_hash, replace_path
 from detpretrain.data.builders import build_segmentation_dataset, coco_semantic_mask
 from detpretrain.data.voc import VOC_CLASSES, read_index_png
@@ -268,7 +269,7 @@ def test_genuine_voc2012_sample_end_to_end(vocdevkit):
     assert img_t.shape == (3, crop, crop) and mask_t.shape == (crop, crop)
     cfg = segmentation_config(prof, "scratch", 0, spec, pretrain_configs(prof))
     torch.manual_seed(0)
-    model = engine.build_model(cfg, len(test.classes))
+    model = build_model(cfg, len(test.classes))
     m = engine.evaluate_segmenter(model, test, torch.device("cpu"), bands=(1, 5, 40), input_size=crop,
                                   progress=False)
     assert m["num_images"] == 1 and m["num_pixels"] == int((png != 255).sum())
@@ -428,6 +429,7 @@ def test_tables_and_example_rule():
 _DDP_SCRIPT = '''
 import json, sys, torch
 from detpretrain import distributed, engine
+from detpretrain.models.build import build_model
 from detpretrain.experiment import pretrain_configs
 from detpretrain.profiles import get_profile
 from detpretrain.segmentation import segmentation_config, segmentation_target
@@ -436,7 +438,7 @@ cfg = segmentation_config(prof, "scratch", 0, segmentation_target(prof), pretrai
 dev = distributed.init("cpu")
 _, test = engine._datasets(cfg)
 torch.manual_seed(0)
-model = engine.build_model(cfg, len(test.classes))
+model = build_model(cfg, len(test.classes))
 m = engine.evaluate_segmenter(model, test, dev, bands=(1, 3), batch_size=1, progress=False)
 if distributed.is_main_process():
     json.dump(m, open(sys.argv[1], "w"))
@@ -462,7 +464,7 @@ def test_sharded_evaluation_under_torchrun_equals_one_process(corpus_dir, tmp_pa
     cfg = segmentation_config(prof, "scratch", 0, segmentation_target(prof), pretrain_configs(prof))
     _, test = engine._datasets(cfg)
     torch.manual_seed(0)
-    model = engine.build_model(cfg, len(test.classes))
+    model = build_model(cfg, len(test.classes))
     single = engine.evaluate_segmenter(model, test, torch.device("cpu"), bands=(1, 3), batch_size=1, progress=False)
     single = json.loads(json.dumps(single))
     assert gathered["num_images"] == 32 and [p["index"] for p in gathered["per_image"]] == list(range(32))

@@ -84,7 +84,7 @@ def epoch_spectra(run, images: list[torch.Tensor], *, device: str = "cpu",
     Raises:
         ConfigError: the run kept no epoch checkpoints.
     """
-    from detpretrain.inference import load_run_model
+    from detpretrain.runs import load_run_model
 
     model, _, _ = load_run_model(run, device)
     checkpoints = run.epoch_checkpoints()
@@ -108,7 +108,7 @@ def probe_images(target: DataSpec, n: int) -> list[torch.Tensor]:
 def model_cost(config: TrainConfig, num_classes: int) -> dict:
     """Parameters and MACs of a run's detector: the ResNet body (what Shinya et al. report for ResNet-50) and the
     whole detector on one ``model.max_size`` square image (RoI heads included, at the test-time proposal count)."""
-    from detpretrain.engine import build_model
+    from detpretrain.models.build import build_model
 
     model = build_model(config, num_classes)
     size = config.model.max_size
@@ -139,7 +139,7 @@ def run_eigenspectrum_study(profile: str | Profile = "smoke", *, dataset: str = 
         averaged over (Sigma's rank is at most that)}, "threshold", "normalisation", "n_images",
         "scratch_factor"}``.
     """
-    from detpretrain.features import resolve_device
+    from detpretrain.distributed import resolve_device
     from detpretrain.models.backbones import ARCHS
 
     prof = get_profile(profile) if isinstance(profile, str) else profile
@@ -247,7 +247,7 @@ def run_frozen_study(profile: str | Profile = "smoke", *, dataset: str = "synthe
     """
     from detpretrain.data.builders import build_detection_dataset
     from detpretrain.data.long_tail import LongTailSubset
-    from detpretrain.features import resolve_device
+    from detpretrain.distributed import resolve_device
 
     prof = get_profile(profile) if isinstance(profile, str) else profile
     store = store or RunStore()

@@ -38,6 +38,19 @@ def barrier() -> None:
         dist.barrier()
 
 
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """The one device rule of the package: ``"auto"`` is CUDA if available, else the CPU; others are taken as given.
+
+    Args:
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a ``torch.device``.
+    """
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
 def init(device: str = "auto") -> torch.device:
     """Start the process group if launched by torchrun and pick the device.
 
@@ -47,8 +60,7 @@ def init(device: str = "auto") -> torch.device:
     Returns:
         the ``torch.device`` this process trains on (``cuda:LOCAL_RANK`` under torchrun with CUDA).
     """
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = str(resolve_device(device))
     launched = "RANK" in os.environ and "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
     if launched and not is_distributed():
         backend = "nccl" if device.startswith("cuda") else "gloo"

@@ -39,14 +39,10 @@ from detpretrain.data.builders import (
     training_target,
 )
 from detpretrain.errors import ConfigError
-from detpretrain.models.backbones import backbone_state_dict, build_backbone
-from detpretrain.models.detection import build_faster_rcnn
-from detpretrain.models.segmentation import (
-    build_deeplabv3,
-    predict_logits,
-    segmentation_backbone_state_dict,
-    segmentation_geometry,
-)
+from detpretrain.io import atomic_torch_save, atomic_write_json
+from detpretrain.models.build import build_model
+from detpretrain.models.backbones import backbone_state_dict
+from detpretrain.models.segmentation import predict_logits, segmentation_backbone_state_dict, segmentation_geometry
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -57,54 +53,6 @@ def epoch_seed(seed: int, epoch: int) -> int:
 def seed_everything(seed: int) -> None:
     """Seed torch (CPU and CUDA). Python's and NumPy's RNGs are not used by the training code."""
     torch.manual_seed(seed)
-
-
-def build_model(config: TrainConfig, num_classes: int, backbone_weights=None) -> nn.Module:
-    """The model of a run: a ResNet classifier, a Faster R-CNN + FPN detector or a DeepLabV3 segmenter (output
-    stride 8, :mod:`detpretrain.models.segmentation`); heads freshly initialised."""
-    m = config.model
-    if config.task == "classification":
-        return build_backbone(m.arch, norm=m.norm, widths=m.widths, num_classes=num_classes, weights=backbone_weights)
-    if config.task == "segmentation":
-        geometry = segmentation_geometry(m, config.data)
-        return build_deeplabv3(num_classes, arch=m.arch, norm=m.norm, widths=m.widths,
-                               backbone_weights=backbone_weights, head_channels=m.fpn_channels,
-                               atrous_rates=geometry.atrous_rates, trainable_stages=m.trainable_stages)
-    return build_faster_rcnn(
-        num_classes,
-        arch=m.arch,
-        norm=m.norm,
-        widths=m.widths,
-        backbone_weights=backbone_weights,
-        fpn_channels=m.fpn_channels,
-        representation_size=m.representation_size,
-        anchor_sizes=m.anchor_sizes,
-        min_size=m.min_size,
-        max_size=m.max_size,
-        trainable_stages=m.trainable_stages,
-        rpn_pre_nms_top_n=tuple(m.rpn_pre_nms_top_n),
-        rpn_post_nms_top_n=tuple(m.rpn_post_nms_top_n),
-        box_batch_size_per_image=m.box_batch_size_per_image,
-        fpn_extra_convs=m.fpn_extra_convs,
-        box_head=m.box_head,
-        rpn_conv_depth=m.rpn_conv_depth,
-    )
-
-
-def resolve_init(init: str | None, store=None):
-    """Backbone weights for ``config.init``: None, a path, a torchvision enum name, or a stored run's backbone."""
-    if init is None:
-        return None
-    if init.startswith("run:"):
-        from detpretrain.runs import RunStore
-
-        run = (store or RunStore()).resolve(init)
-        if not run.complete:
-            raise ConfigError(f"{run.path}: the pre-training run {init} is not complete")
-        return run.backbone_path
-    if init.startswith("torchvision:"):
-        return init.removeprefix("torchvision:")
-    return init
 
 
 def lr_lambda(optim_spec, iters_per_epoch: int):
@@ -228,15 +176,48 @@ def evaluate_detector(model, dataset, device, *, iou_thresholds, metric: str = "
     from detpretrain.data.coco import to_coco_gt
     from detpretrain.evaluation.detection import DetectionEvaluator
 
+    evaluator = DetectionEvaluator(to_coco_gt(dataset), list(iou_thresholds), metric=metric)
+    for targets, outputs in detect(model, _shard(dataset), device, batch_size=batch_size, progress=progress):
+        evaluator.process([int(t["image_id"]) for t in targets], outputs)
+    return evaluator.evaluate()  # gathers every rank's detections under torchrun
+
+
+@torch.no_grad()
+def detect(model, dataset, device, *, batch_size: int = 4, progress: bool = False):
+    """The one loop that runs a detector over a dataset, in dataset order, in eval mode.
+
+    Args:
+        model: a torchvision detector (or its DDP wrapper); called on a list of images [3, H, W] in [0, 1].
+        dataset: a detection dataset yielding ``(image, target)`` (evaluation transforms).
+        device: where the images go (the model must already be there).
+        progress: a tqdm bar (main process only).
+
+    Yields:
+        ``(targets, outputs)`` per batch: the dataset's target dicts and the model's outputs on the CPU
+        (``boxes`` [K, 4] XYXY pixels, ``labels`` [K], ``scores`` [K]).
+    """
     model = getattr(model, "module", model)
     model.eval()
-    evaluator = DetectionEvaluator(to_coco_gt(dataset), list(iou_thresholds), metric=metric)
-    loader = DataLoader(_shard(dataset), batch_size=batch_size, shuffle=False, collate_fn=collate_detection)
-    for images, targets in tqdm(loader, desc="evaluate", leave=False,
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_detection)
+    for images, targets in tqdm(loader, desc="detect", leave=False,
                                 disable=None if (progress and distributed.is_main_process()) else True):
         outputs = model([img.to(device) for img in images])
-        evaluator.process([int(t["image_id"]) for t in targets], [{k: v.cpu() for k, v in o.items()} for o in outputs])
-    return evaluator.evaluate()  # gathers every rank's detections under torchrun
+        yield targets, [{k: v.cpu() for k, v in o.items()} for o in outputs]
+
+
+def predict_detections(model, dataset, device: str | torch.device = "cpu", batch_size: int = 4) -> list[dict]:
+    """Run a detector over every image of ``dataset`` (evaluation transforms) with :func:`detect`.
+
+    Returns:
+        COCO results list: ``{"image_id", "category_id" (= label), "bbox" [x, y, w, h] pixels, "score"}``, in
+        dataset order (what :func:`detpretrain.evaluation.detection.match_detections` takes).
+    """
+    from detpretrain.evaluation.detection import outputs_to_coco_results
+
+    results: list[dict] = []
+    for targets, outputs in detect(model, dataset, device, batch_size=batch_size):
+        results += outputs_to_coco_results([int(t["image_id"]) for t in targets], outputs)
+    return results
 
 
 @torch.no_grad()
@@ -420,7 +401,7 @@ def _loader(config: TrainConfig, dataset, epoch: int) -> DataLoader:
     )
 
 
-def fit(config: TrainConfig, run, *, store=None, device: str = "auto", progress: bool = True) -> dict:
+def fit(config: TrainConfig, run, store, *, device: str = "auto", progress: bool = True) -> dict:
     """Train ``config`` into ``run`` (a :class:`detpretrain.runs.Run`), resuming from its last checkpoint.
 
     After each epoch a checkpoint (model, optimizer, scheduler, epoch, history) replaces ``checkpoints/last.pt``
@@ -429,20 +410,20 @@ def fit(config: TrainConfig, run, *, store=None, device: str = "auto", progress:
     last, ``metrics.json`` are written (rank 0 only).
 
     Args:
-        store: the run store that resolves ``init="run:<hash>"`` (default: :class:`~detpretrain.runs.RunStore`).
+        run: the :class:`~detpretrain.runs.Run` written to (its paths; rank 0 writes).
+        store: the :class:`~detpretrain.runs.RunStore` holding ``run``; it resolves ``config.init`` (a stored
+            pre-training's backbone, a torchvision weights name or a file) through ``store.backbone_weights``.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``; under torchrun each rank takes ``cuda:LOCAL_RANK``.
         progress: tqdm bars (on a terminal, main process only).
 
     Returns:
         the metrics dict (also in ``metrics.json``).
     """
-    from detpretrain.runs import atomic_torch_save, atomic_write_json
-
     dev = distributed.init(device)
     train_set, test_set = _datasets(config)
     num_classes = len(train_set.classes)
     seed_everything(config.seed)
-    model = build_model(config, num_classes, backbone_weights=resolve_init(config.init, store)).to(dev)
+    model = build_model(config, num_classes, backbone_weights=store.backbone_weights(config.init)).to(dev)
     optimizer = make_optimizer(model, config.optim)
     iters_per_epoch = len(train_set) // config.optim.batch_size
     if iters_per_epoch == 0:

@@ -332,7 +332,7 @@ def train_command(args) -> int:
     if distributed.is_main_process():
         print(format_map_table(result))
         if args.out:
-            from detpretrain.runs import atomic_write_json
+            from detpretrain.io import atomic_write_json
 
             atomic_write_json(Path(args.out), result)
     return 0

@@ -41,6 +41,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from detpretrain.distributed import resolve_device
 from detpretrain.errors import ConfigError, DataError
 
 #: bump when the extraction changes what a cached array holds
@@ -265,13 +266,6 @@ def load_backbone(pretrain: str, profile, *, store=None, seed: int = 0, device: 
     return model.eval().to(device), run.hash, run
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else as ``torch.device``."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def _loader(dataset: Dataset, batch_size: int) -> DataLoader:
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
 
@@ -368,7 +362,7 @@ def cached_arrays(path: Path, compute: Callable[[], dict]) -> dict[str, np.ndarr
 
     A corrupt cache file is recomputed and replaced, not trusted.
     """
-    from detpretrain.runs import atomic_write_bytes
+    from detpretrain.io import atomic_write_bytes
 
     if path.is_file():
         try:
@@ -379,7 +373,6 @@ def cached_arrays(path: Path, compute: Callable[[], dict]) -> dict[str, np.ndarr
     arrays = compute()
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, buffer.getvalue())
     return arrays
 
@@ -413,7 +406,7 @@ def detector_head_features(pretrain: str, data: ProbeData, profile, *, store=Non
     """Cached Table 5 features of ``data``'s splits from the detector of pre-training run ``pretrain``.
 
     The detector is the pre-training run's own model (``model.pt``: backbone, FPN, RPN and box head as pre-trained,
-    :func:`detpretrain.inference.load_run_model`).
+    :func:`detpretrain.runs.load_run_model`).
 
     Returns:
         ``{"source", "run", "names": {feature: row label}, split: {feature: [N, D], "labels": [N]}}``.
@@ -422,7 +415,7 @@ def detector_head_features(pretrain: str, data: ProbeData, profile, *, store=Non
         ConfigError: ``pretrain`` is not a detection pre-training (its run is a classifier).
     """
     from detpretrain.experiment import REMOVED_SUPERCATEGORIES, _pretrained_for
-    from detpretrain.inference import load_run_model
+    from detpretrain.runs import load_run_model
     from detpretrain.profiles import get_profile
     from detpretrain.runs import RunStore
 

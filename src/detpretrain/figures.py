@@ -10,10 +10,11 @@ half-written figure; the PDF's metadata ``Subject`` carries the figure's provena
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+
+from detpretrain.io import atomic_path
 
 #: dots per inch of the PNG copies (print quality); the PDF is vector
 PRINT_DPI = 300
@@ -49,15 +50,9 @@ def save_figure(fig, name: str, *, chapter: str, profile: str, provenance: str =
     written = []
     for fmt in FORMATS:
         target = folder / f"{name}.{fmt}"
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=f".{fmt}")
-        os.close(fd)
-        try:
-            metadata = {"Subject": provenance, "Title": name} if fmt == "pdf" else {"Title": name}
+        metadata = {"Subject": provenance, "Title": name} if fmt == "pdf" else {"Title": name}
+        with atomic_path(target, suffix=f".{fmt}") as tmp:
             fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight", metadata=metadata)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
         written.append(target)
     return written
 

@@ -23,15 +23,16 @@ import fcntl
 import json
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
+from detpretrain import distributed, engine
 from detpretrain.config import TrainConfig, config_hash, from_dict, to_dict
 from detpretrain.errors import ConfigError
+from detpretrain.io import atomic_write_json
+from detpretrain.models.build import build_model
 
 DEFAULT_STORE_ENV = "DETPRETRAIN_RUNS"
 
@@ -39,43 +40,6 @@ DEFAULT_STORE_ENV = "DETPRETRAIN_RUNS"
 def default_store_root() -> Path:
     """``$DETPRETRAIN_RUNS`` if set, else ``runs/`` under the current directory."""
     return Path(os.environ.get(DEFAULT_STORE_ENV, "runs"))
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` as indented, key-sorted JSON to ``path`` atomically (see :func:`atomic_write_bytes`)."""
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, allow_nan=True) + "\n").encode())
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` through a temporary file and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 @dataclass(frozen=True)
@@ -172,6 +136,29 @@ class RunStore:
                     print(f"warning: {cfg}: unreadable config ({err}); skipped", file=sys.stderr)
         return out
 
+    def backbone_weights(self, init: str | None):
+        """The backbone weights a config's ``init`` names, as :func:`~detpretrain.models.build.build_model` takes them.
+
+        Args:
+            init: None (random initialisation), ``"run:<hash>"`` (a complete pre-training run of this store: its
+                ``backbone.pt``), ``"torchvision:<Weights enum name>"`` (e.g. ``ResNet50_Weights.IMAGENET1K_V1``) or a
+                file path of a ResNet ``state_dict``.
+
+        Returns:
+            None, the ``backbone.pt`` / file path, or the enum name.
+
+        Raises:
+            ConfigError: no complete run matches ``run:<hash>``.
+        """
+        if init is None:
+            return None
+        if init.startswith("run:"):
+            run = self.resolve(init)
+            if not run.complete:
+                raise ConfigError(f"{run.path}: the pre-training run {init} is not complete")
+            return run.backbone_path
+        return init.removeprefix("torchvision:")
+
     @contextlib.contextmanager
     def lock(self, config: TrainConfig):
         """Exclusive lock on one run directory (blocks while another process trains it)."""
@@ -198,8 +185,6 @@ def get_or_train(config: TrainConfig, store: RunStore | None = None, **train_kwa
     Returns:
         the complete :class:`Run`; ``run.metrics`` holds the evaluation.
     """
-    from detpretrain import distributed, engine
-
     store = store or RunStore()
     run = store.run_for(config)
     if run.complete:
@@ -215,9 +200,37 @@ def get_or_train(config: TrainConfig, store: RunStore | None = None, **train_kwa
     lock = store.lock(config) if is_main else contextlib.nullcontext()
     with lock:
         if not run.complete:  # another process may have finished it while we waited for the lock
-            engine.fit(config, run, store=store, **train_kwargs)
+            engine.fit(config, run, store, **train_kwargs)
     distributed.barrier()
     return run
+
+
+def load_run_model(run: Run | str | os.PathLike, device: str | torch.device = "cpu"):
+    """The trained model of a complete run, in eval mode: the analyses' entry point to a finished model.
+
+    Args:
+        run: a :class:`Run` or its directory (``config.json`` + ``metrics.json`` + ``model.pt``).
+        device: where to put the model.
+
+    Returns:
+        ``(model, config, classes)``: the ``nn.Module`` (Faster R-CNN for detection runs, ResNet classifier for
+        classification runs, DeepLabV3 for segmentation runs) with the run's ``model.pt`` loaded, its
+        :class:`~detpretrain.config.TrainConfig` and its class names (index = label; detection runs include
+        ``__background__`` at 0).
+
+    Raises:
+        ConfigError: the run is not complete (no ``metrics.json`` / ``model.pt``).
+    """
+    path = Path(getattr(run, "path", run))
+    files = [path / "config.json", path / "metrics.json", path / "model.pt"]
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        raise ConfigError(f"{path}: not a complete run (missing {', '.join(missing)})")
+    config = from_dict(json.loads(files[0].read_text(encoding="utf-8")))
+    classes = list(json.loads(files[1].read_text(encoding="utf-8"))["classes"])
+    model = build_model(config, len(classes))
+    model.load_state_dict(torch.load(files[2], map_location="cpu", weights_only=True))
+    return model.to(device).eval(), config, classes
 
 
 def list_command(store_root: str | None = None, stream=None) -> int:

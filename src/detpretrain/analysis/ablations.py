@@ -404,7 +404,7 @@ def occlusion_frames(result: dict, pretrains=("imagenet-cls", "detection"), devi
                      annotations: dict | None = None, **missed_kwargs) -> dict[str, list[pd.DataFrame]]:
     """:func:`missed_objects` of every fine-tuned detector of ``result`` on its evaluation split.
 
-    Each detector is loaded from its run directory (:func:`detpretrain.inference.load_run_model`) and run again on
+    Each detector is loaded from its run directory (:func:`detpretrain.runs.load_run_model`) and run again on
     the evaluation images (nothing is retrained). Returns ``{pretrain: [frame per seed, in seed order]}``.
     ``annotations``, if given, receives :func:`occlusion_annotations` of the evaluation split's ground truth (what
     Table 3 can show on this target).
@@ -414,7 +414,8 @@ def occlusion_frames(result: dict, pretrains=("imagenet-cls", "detection"), devi
     """
     from detpretrain.data.builders import build_detection_dataset
     from detpretrain.data.coco import to_coco_gt
-    from detpretrain.inference import load_run_model, predict_detections
+    from detpretrain.engine import predict_detections
+    from detpretrain.runs import load_run_model
 
     out: dict[str, list[pd.DataFrame]] = {}
     datasets: dict = {}

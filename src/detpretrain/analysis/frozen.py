@@ -95,12 +95,9 @@ def training_resources(configs: Mapping[str, TrainConfig], *, store=None, iterat
         ConfigError: a configuration that is not a detection run, or ``iterations`` < 1.
     """
     from detpretrain.data.builders import build_detection_dataset
-    from detpretrain.engine import (
-        build_model,
-        detection_losses,
-        make_optimizer,
-        resolve_init,
-    )
+    from detpretrain.engine import detection_losses, make_optimizer
+    from detpretrain.models.build import build_model
+    from detpretrain.runs import RunStore
 
     if iterations < 1:
         raise ConfigError(f"iterations must be >= 1, got {iterations}")
@@ -118,7 +115,7 @@ def training_resources(configs: Mapping[str, TrainConfig], *, store=None, iterat
     states = {}
     for label, cfg in configs.items():
         torch.manual_seed(cfg.seed)
-        model = build_model(cfg, classes, backbone_weights=resolve_init(cfg.init, store)).to(dev).train()
+        model = build_model(cfg, classes, backbone_weights=(store or RunStore()).backbone_weights(cfg.init)).to(dev).train()
         states[label] = {"model": model, "optimizer": make_optimizer(model, cfg.optim), "times": [],
                          "saved": 0, "peak": None}
 

@@ -380,7 +380,7 @@ def plot_examples(result: dict, examples: pd.DataFrame, better: str = "detection
                   device: str = "cpu", axes=None):
     """Figure 9's analogue: image, ground truth and the two backbones' segmentations of the chosen images.
 
-    The two trained models are loaded from the run store (:func:`detpretrain.inference.load_run_model`) and run on
+    The two trained models are loaded from the run store (:func:`detpretrain.runs.load_run_model`) and run on
     the chosen evaluation images exactly as in the evaluation (full resolution, VOC colour map; void in cream).
 
     Args:
@@ -394,7 +394,7 @@ def plot_examples(result: dict, examples: pd.DataFrame, better: str = "detection
     import torch
 
     from detpretrain.data.builders import IMAGENET_MEAN, IMAGENET_STD, build_segmentation_dataset
-    from detpretrain.inference import load_run_model
+    from detpretrain.runs import load_run_model
     from detpretrain.models.segmentation import predict_logits, segmentation_geometry
 
     if examples.empty:

@@ -338,17 +338,15 @@ def detection_objects(models: dict, dataset, *, score_thresh: float = 0.5, devic
         ``visible_fraction`` (NaN if unknown), ``iou_<name>`` per detector) and ``{name: [per-image dict of
         boxes [K, 4], labels [K], scores [K] numpy]}`` for drawing.
     """
-    from torch.utils.data import DataLoader
+    from detpretrain.engine import detect
 
-    from detpretrain.data.builders import collate_detection
-
-    predictions: dict[str, list] = {name: [] for name in models}
-    targets_all = []
-    for images, targets in DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_detection):
-        targets_all += targets
-        for name, model in models.items():
-            outs = model.eval().to(device)([img.to(device) for img in images])
-            predictions[name] += [{k: v.cpu().numpy() for k, v in o.items()} for o in outs]
+    predictions: dict[str, list] = {}
+    targets_all: list[dict] = []
+    for name, model in models.items():
+        targets_all, predictions[name] = [], []
+        for targets, outputs in detect(model.to(device), dataset, device, batch_size=batch_size):
+            targets_all += targets
+            predictions[name] += [{k: v.numpy() for k, v in o.items()} for o in outputs]
     rows = []
     for i, t in enumerate(targets_all):
         boxes, labels = t["boxes"].numpy(), t["labels"].numpy()

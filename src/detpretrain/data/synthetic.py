@@ -114,8 +114,6 @@ import hashlib
 import json
 import math
 import os
-import shutil
-import tempfile
 import zlib
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
@@ -144,6 +142,7 @@ from detpretrain.data.synthetic_taxonomy import (
     Scene,
 )
 from detpretrain.errors import ConfigError, DataError
+from detpretrain.io import atomic_directory
 
 __all__ = [
     "CATEGORY_BY_NAME", "FLOWER_CLASSES", "GENERATOR_VERSION", "ROLES", "SCENES", "SHAPE_FAMILIES",
@@ -616,21 +615,9 @@ def generate(spec: CorpusSpec, cache_dir: str | os.PathLike, workers: int = 1) -
     out = cache_dir / f"{spec.role}-{spec.key()}"
     if out.is_dir():
         return out
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=cache_dir))
-    try:
+    with atomic_directory(out) as tmp:
         _write_corpus(spec, tmp, workers)
         (tmp / "corpus.json").write_text(json.dumps(_info(spec), indent=2, sort_keys=True) + "\n")
-        os.chmod(tmp, 0o755)
-        try:
-            os.replace(tmp, out)
-        except OSError:
-            if not out.is_dir():  # not a concurrent writer that finished first
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

@@ -44,9 +44,7 @@ import contextlib
 import io
 import json
 import math
-import os
 import sys
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +53,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from detpretrain.errors import ConfigError, DataError
+from detpretrain.io import atomic_write_json
 
 __all__ = [
     "METRICS",
@@ -827,21 +826,6 @@ def format_metrics_table(metrics: dict, per_class: bool = True) -> str:
     return "\n".join(lines)
 
 
-def _write_json_atomic(path: str, payload: Any) -> None:
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(payload, f, indent=2, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def evaluate_command(
     gt: str,
     dt: str,
@@ -890,6 +874,6 @@ def evaluate_command(
     )
     print(format_metrics_table(metrics, per_class=per_class), file=stream)
     if out is not None:
-        _write_json_atomic(out, _to_json(metrics))
+        atomic_write_json(out, _to_json(metrics), allow_nan=False)
         print(f"wrote {out}", file=stream)
     return 0

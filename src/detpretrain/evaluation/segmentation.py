@@ -552,7 +552,7 @@ def evaluate_seg_command(
         ConfigError: a bad band list or ``num_classes`` < 1.
     """
     from detpretrain.data._io import require_dir
-    from detpretrain.runs import atomic_write_json
+    from detpretrain.io import atomic_write_json
 
     stream = sys.stdout if stream is None else stream
     widths = parse_bands(bands) if isinstance(bands, str) else list(bands)
