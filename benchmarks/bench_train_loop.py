@@ -25,7 +25,8 @@ from detpretrain import engine
 from detpretrain.models.build import build_model
 from detpretrain.data import synthetic
 from detpretrain.data.builders import build_detection_dataset, collate_detection
-from detpretrain.experiment import finetune_config, pretrain_configs, target_spec
+from detpretrain.experiments.common import pretrain_configs, target_spec
+from detpretrain.experiments.detection import finetune_config
 from detpretrain.profiles import get_profile
 
 

@@ -57,7 +57,9 @@ from IPython.display import Markdown, display
 
 from detpretrain.analysis import ablations as B
 from detpretrain.analysis.detection import provenance
-from detpretrain.experiment import loc_pretrain_configs, run_classification_transfer, run_detection_experiment
+from detpretrain.experiments.classification import run_classification_transfer
+from detpretrain.experiments.common import loc_pretrain_configs
+from detpretrain.experiments.detection import run_detection_experiment
 from detpretrain.paper import TABLE3
 from detpretrain.profiles import get_profile
 from detpretrain.runs import RunStore

@@ -58,10 +58,10 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
 
-from detpretrain import features as F
+from detpretrain.experiments import features as F
 from detpretrain.analysis import probes as P
 from detpretrain.analysis.detection import provenance
-from detpretrain.experiment import run_classification_transfer
+from detpretrain.experiments.classification import run_classification_transfer
 from detpretrain.profiles import get_profile
 from detpretrain.runs import RunStore
 

@@ -44,7 +44,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from detpretrain.analysis import detection as A
-from detpretrain.experiment import run_detection_experiment
+from detpretrain.experiments.detection import run_detection_experiment
 from detpretrain.profiles import get_profile
 from detpretrain.runs import RunStore
 

@@ -31,7 +31,7 @@
 # from random weights trained `scratch_factor` times longer (milestones scaled alike) to close the accuracy gap as
 # Shinya et al. do. Every run keeps its weights at initialisation and after each epoch; the spectra are measured on
 # a fixed set of test images through the detector's own transform. Definitions and tests:
-# `detpretrain.analysis.eigenspectrum`; runs: `detpretrain.companions`.
+# `detpretrain.analysis.eigenspectrum`; runs: `detpretrain.experiments.eigenspectrum`.
 #
 # *The threshold.* A raw threshold ties the count to the scale of the activations (set here by GroupNorm and the
 # input normalisation, in ResNet-50 by BatchNorm), and whether Shinya et al. normalise first is not stated. This
@@ -64,8 +64,8 @@ from IPython.display import Markdown, display
 
 from detpretrain.analysis import eigenspectrum as E
 from detpretrain.analysis.detection import provenance
-from detpretrain.companions import eigen_config, run_eigenspectrum_study
-from detpretrain.experiment import pretrain_configs, target_spec
+from detpretrain.experiments.eigenspectrum import eigen_config, run_eigenspectrum_study
+from detpretrain.experiments.common import pretrain_configs, target_spec
 from detpretrain.figures import show as show_figure
 from detpretrain.profiles import get_profile
 from detpretrain.runs import RunStore

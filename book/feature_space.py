@@ -32,7 +32,7 @@
 #   enough: the k-nearest-neighbour class agreement and the number of kNN-graph components per class measure it.
 #
 # Definitions are those of `detpretrain.analysis.feature_space` (its docstrings state them in full); features are
-# the cached average-pooled Conv5 features of `detpretrain.features`, L2-normalised (cosine geometry).
+# the cached average-pooled Conv5 features of `detpretrain.experiments.features`, L2-normalised (cosine geometry).
 
 # %% tags=["parameters"]
 profile = "mini"  # smoke | mini
@@ -59,7 +59,7 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
 
-from detpretrain import features as F
+from detpretrain.experiments import features as F
 from detpretrain.analysis import feature_space as S
 from detpretrain.profiles import get_profile
 from detpretrain.runs import RunStore

@@ -31,7 +31,7 @@
 # `FPN+2conv+4conv1fc` (plus torchvision v2's 2-conv RPN head and 4-conv + 1-FC box head) — on a **long-tailed
 # version of the target**: half of the classes are made rare by keeping at most `max_images` training images that
 # contain each (whole images are dropped, so no rare object is left unlabelled); the test split is untouched.
-# Runs: `detpretrain.companions`; long tail: `detpretrain.data.long_tail`; measurements: `detpretrain.analysis.frozen`.
+# Runs: `detpretrain.experiments.frozen`; long tail: `detpretrain.data.long_tail`; measurements: `detpretrain.analysis.frozen`.
 
 # %% tags=["parameters"]
 profile = "mini"  # smoke | mini | paper
@@ -56,7 +56,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from detpretrain.analysis import frozen as Z
-from detpretrain.companions import run_frozen_study
+from detpretrain.experiments.frozen import run_frozen_study
 from detpretrain.figures import show as show_figure
 from detpretrain.profiles import get_profile
 from detpretrain.runs import RunStore

@@ -81,7 +81,8 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from detpretrain.analysis import detection as A
-from detpretrain.experiment import PRETRAINS, pretrain_configs, run_detection_experiment
+from detpretrain.experiments.common import PRETRAINS, pretrain_configs
+from detpretrain.experiments.detection import run_detection_experiment
 from detpretrain.paper import TABLE1
 from detpretrain.profiles import get_profile
 from detpretrain.runs import RunStore

@@ -51,7 +51,7 @@ from IPython.display import Image, Markdown, display
 from detpretrain.config import config_hash
 from detpretrain.data import synthetic
 from detpretrain.data.builders import corpus_cache_dir
-from detpretrain.experiment import pretrain_configs
+from detpretrain.experiments.common import pretrain_configs
 from detpretrain.profiles import get_profile
 from detpretrain.runs import RunStore, get_or_train
 

@@ -49,11 +49,11 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from detpretrain.analysis import segmentation as A
-from detpretrain.experiment import pretrain_configs
+from detpretrain.experiments.common import pretrain_configs
 from detpretrain.models.segmentation import segmentation_geometry
 from detpretrain.profiles import get_profile
 from detpretrain.runs import RunStore
-from detpretrain.segmentation import run_segmentation_experiment, segmentation_config, segmentation_target
+from detpretrain.experiments.segmentation import run_segmentation_experiment, segmentation_config, segmentation_target
 
 if data_cache is not None:
     os.environ["DETPRETRAIN_DATA"] = str(data_cache)

@@ -60,13 +60,13 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from detpretrain import features as F
+from detpretrain.experiments import features as F
 from detpretrain.analysis import probes as P
 from detpretrain.analysis import visualisation as V
 from detpretrain.analysis.ablations import paired_verdict
 from detpretrain.analysis.detection import provenance as run_provenance
 from detpretrain.data.builders import build_detection_dataset
-from detpretrain.experiment import run_detection_experiment
+from detpretrain.experiments.detection import run_detection_experiment
 from detpretrain.figures import show as show_figure
 from detpretrain.runs import load_run_model
 from detpretrain.profiles import get_profile

@@ -14,14 +14,9 @@ from detpretrain.analysis import ablations as B
 from detpretrain.config import config_hash
 from detpretrain.errors import ConfigError, DataError
 from detpretrain.evaluation.detection import evaluate_detections, match_detections, voc_ap
-from detpretrain.experiment import (
-    cls_finetune_config,
-    finetune_config,
-    loc_pretrain_configs,
-    pretrain_configs,
-    run_classification_transfer,
-    synthetic_spec,
-)
+from detpretrain.experiments.classification import cls_finetune_config, run_classification_transfer
+from detpretrain.experiments.common import loc_pretrain_configs, pretrain_configs, synthetic_spec
+from detpretrain.experiments.detection import finetune_config
 from detpretrain.profiles import get_profile
 
 

@@ -90,7 +90,8 @@ def test_count_macs_of_a_convolution_and_a_linear_layer_by_hand():
 def test_epoch_checkpoints_are_kept_and_change_the_hash_only_when_set(tmp_path, corpus_dir):
     from detpretrain.config import config_hash
     from detpretrain.engine import fit
-    from detpretrain.experiment import finetune_config, pretrain_configs, target_spec
+    from detpretrain.experiments.common import pretrain_configs, target_spec
+    from detpretrain.experiments.detection import finetune_config
     from detpretrain.profiles import get_profile
     from detpretrain.runs import RunStore
 
@@ -125,7 +126,7 @@ def test_later_fields_keep_the_hashes_of_existing_runs():
         hashed_dict,
         to_dict,
     )
-    from detpretrain.experiment import synthetic_spec
+    from detpretrain.experiments.common import synthetic_spec
 
     cfg = TrainConfig(name="x", task="detection", data=synthetic_spec("smoke", "voc"))
     d = hashed_dict(cfg)
@@ -135,8 +136,8 @@ def test_later_fields_keep_the_hashes_of_existing_runs():
 
 
 def test_eigen_config_rules():
-    from detpretrain.companions import eigen_config
-    from detpretrain.experiment import pretrain_configs, target_spec
+    from detpretrain.experiments.eigenspectrum import eigen_config
+    from detpretrain.experiments.common import pretrain_configs, target_spec
     from detpretrain.profiles import get_profile
 
     prof = get_profile("mini")
@@ -160,7 +161,7 @@ def test_eigenspectrum_study_at_smoke(tmp_path, corpus_dir):
         cost_table,
         final_dimensionality_table,
     )
-    from detpretrain.companions import run_eigenspectrum_study
+    from detpretrain.experiments.eigenspectrum import run_eigenspectrum_study
     from detpretrain.runs import RunStore
 
     result = run_eigenspectrum_study("smoke", store=RunStore(tmp_path / "runs"), device="cpu", n_images=16,

@@ -17,7 +17,8 @@ import pytest
 
 from detpretrain import engine
 from detpretrain.models.build import build_model
-from detpretrain.experiment import finetune_config, pretrain_configs, run_detection_experiment, target_spec
+from detpretrain.experiments.common import pretrain_configs, target_spec
+from detpretrain.experiments.detection import finetune_config, run_detection_experiment
 from detpretrain.profiles import get_profile
 from detpretrain.runs import RunStore, get_or_train
 

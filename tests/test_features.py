@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from detpretrain import features as F
+from detpretrain.experiments import features as F
 from detpretrain.errors import ConfigError, DataError
 from detpretrain.models.backbones import build_backbone
 from detpretrain.models.detection import build_faster_rcnn

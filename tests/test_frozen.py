@@ -39,7 +39,7 @@ def test_rare_class_names_are_checked_and_defaults_alternate_down_the_ranking():
 
 def test_long_tail_subset_of_the_synthetic_target(corpus_dir):
     from detpretrain.data.builders import build_detection_dataset
-    from detpretrain.experiment import target_spec
+    from detpretrain.experiments.common import target_spec
     from detpretrain.profiles import get_profile
 
     target = target_spec(get_profile("smoke"))
@@ -107,8 +107,8 @@ def test_resource_ratios_pair_frozen_with_finetuned():
 
 
 def test_frozen_config_rules():
-    from detpretrain.companions import frozen_config
-    from detpretrain.experiment import pretrain_configs, target_spec
+    from detpretrain.experiments.frozen import frozen_config
+    from detpretrain.experiments.common import pretrain_configs, target_spec
     from detpretrain.profiles import get_profile
 
     prof = get_profile("mini")
@@ -125,7 +125,7 @@ def test_frozen_config_rules():
 
 @pytest.mark.slow
 def test_frozen_study_at_smoke_measures_resources_side_by_side(tmp_path, corpus_dir):
-    from detpretrain.companions import run_frozen_study
+    from detpretrain.experiments.frozen import run_frozen_study
     from detpretrain.runs import RunStore
 
     result = run_frozen_study("smoke", heads=("FPN",), store=RunStore(tmp_path / "runs"), device="cpu",

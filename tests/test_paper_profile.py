@@ -16,7 +16,8 @@ from detpretrain.models.build import build_model
 from detpretrain.config import DataSpec
 from detpretrain.data.builders import build_detection_dataset
 from detpretrain.errors import DataError
-from detpretrain.experiment import finetune_config, pretrain_configs, target_spec
+from detpretrain.experiments.common import pretrain_configs, target_spec
+from detpretrain.experiments.detection import finetune_config
 from detpretrain.models.backbones import build_backbone
 from detpretrain.profiles import get_profile
 from detpretrain.runs import RunStore

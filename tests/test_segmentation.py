@@ -29,7 +29,8 @@ from detpretrain.config import DataSpec, config_hash, replace_path
 from detpretrain.data.builders import build_segmentation_dataset, coco_semantic_mask
 from detpretrain.data.voc import VOC_CLASSES, read_index_png
 from detpretrain.errors import DataError
-from detpretrain.experiment import finetune_config, pretrain_configs, synthetic_spec
+from detpretrain.experiments.common import pretrain_configs, synthetic_spec
+from detpretrain.experiments.detection import finetune_config
 from detpretrain.models.backbones import build_backbone, load_backbone_weights
 from detpretrain.models.segmentation import (
     build_deeplabv3,
@@ -42,7 +43,7 @@ from detpretrain.models.segmentation import (
 )
 from detpretrain.profiles import get_profile
 from detpretrain.runs import RunStore, get_or_train
-from detpretrain.segmentation import run_segmentation_experiment, segmentation_config, segmentation_target
+from detpretrain.experiments.segmentation import run_segmentation_experiment, segmentation_config, segmentation_target
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
@@ -430,9 +431,9 @@ _DDP_SCRIPT = '''
 import json, sys, torch
 from detpretrain import distributed, engine
 from detpretrain.models.build import build_model
-from detpretrain.experiment import pretrain_configs
+from detpretrain.experiments.common import pretrain_configs
 from detpretrain.profiles import get_profile
-from detpretrain.segmentation import segmentation_config, segmentation_target
+from detpretrain.experiments.segmentation import segmentation_config, segmentation_target
 prof = get_profile("smoke")
 cfg = segmentation_config(prof, "scratch", 0, segmentation_target(prof), pretrain_configs(prof))
 dev = distributed.init("cpu")

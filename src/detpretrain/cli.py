@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return check_command(args.root, args.fmt, decode_images=not args.no_decode)
         if args.command == "data" and args.data_command == "generate":
-            from detpretrain.experiment import generate_command
+            from detpretrain.data.builders import generate_command
 
             return generate_command(args.profile, out=args.out, seed=args.seed)
         if args.command == "evaluate":
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             return evaluate_seg_command(args.gt_dir, args.pred_dir, bands=args.bands, num_classes=args.num_classes,
                                         out=args.out, workers=args.workers)
         if args.command == "train":
-            from detpretrain.experiment import train_command
+            from detpretrain.experiments.detection import train_command
 
             return train_command(args)
         if args.command == "book":

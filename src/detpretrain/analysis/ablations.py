@@ -1,8 +1,8 @@
 """Tables and verdicts of the detection ablations: category removal (Table 2), identical pre-training samples
 (Table 7) and missed objects under occlusion (Table 3) of Li et al. 2019, Section 2.1 and the appendix.
 
-Inputs are the dicts of :func:`detpretrain.experiment.run_detection_experiment` and
-:func:`~detpretrain.experiment.run_classification_transfer` ("result": ``{"profile", "data", "runs": [{"pretrain",
+Inputs are the dicts of :func:`detpretrain.experiments.detection.run_detection_experiment` and
+:func:`~detpretrain.experiments.classification.run_classification_transfer` ("result": ``{"profile", "data", "runs": [{"pretrain",
 "seed", "hash", "run", "metrics"}]}``). AP and accuracies are in percent; "sd" is the sample standard deviation over
 seeds, and a verdict compares a mean paired difference with its standard error (``sd / sqrt(seeds)``), the rule of
 :func:`detpretrain.analysis.detection.high_iou_verdict`.

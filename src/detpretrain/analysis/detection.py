@@ -1,6 +1,6 @@
 """Tables, figures and verdicts for the detection chapter (Section 2.1, Table 1, Figure 1 of Li et al. 2019).
 
-All functions take the dict returned by :func:`detpretrain.experiment.run_detection_experiment` ("result"):
+All functions take the dict returned by :func:`detpretrain.experiments.detection.run_detection_experiment` ("result"):
 ``{"profile", "dataset", "data", "runs": [{"pretrain", "seed", "hash", "metrics": {"iou_thresholds", "mAP", ...}}]}``.
 AP values are in percent.
 """

@@ -237,7 +237,7 @@ def count_macs(module: nn.Module, inputs) -> int:
     return counter.get_total_flops() // 2
 
 
-# ---- the chapter's tables (from companions.run_eigenspectrum_study's result) ------------------------------------------
+# ---- the chapter's tables (from experiments.eigenspectrum.run_eigenspectrum_study's result) ------------------------------------------
 
 def accuracy_frame(result: dict):
     """One row per run: detector, seed, epochs, mAP@0.5, mAP@0.7 (percent) -> ``pandas.DataFrame``."""

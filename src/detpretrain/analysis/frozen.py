@@ -154,7 +154,7 @@ def training_resources(configs: Mapping[str, TrainConfig], *, store=None, iterat
     return rows
 
 
-# ---- the chapter's tables (from companions.run_frozen_study's result) -------------------------------------------------
+# ---- the chapter's tables (from experiments.frozen.run_frozen_study's result) -------------------------------------------------
 
 def frozen_table(result: dict, metrics: Sequence[str] = ("all@0.5", "rare@0.5", "frequent@0.5", "all@0.7",
                                                           "rare@0.7")):

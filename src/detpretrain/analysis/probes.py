@@ -133,10 +133,10 @@ def table5(probes: dict[str, dict], names: dict[str, str]) -> pd.DataFrame:
     """Table 5: linear-probe top-1 of each detection-head feature set, beside the paper's (CALTECH-256, OPENIMAGES).
 
     Args:
-        probes: ``{feature: linear_probe result}`` for features of :data:`detpretrain.features.HEAD_FEATURES`.
-        names: our row labels with dimensions (:func:`detpretrain.features.head_feature_names`).
+        probes: ``{feature: linear_probe result}`` for features of :data:`detpretrain.experiments.features.HEAD_FEATURES`.
+        names: our row labels with dimensions (:func:`detpretrain.experiments.features.head_feature_names`).
     """
-    from detpretrain.features import HEAD_FEATURE_PAPER
+    from detpretrain.experiments.features import HEAD_FEATURE_PAPER
 
     return pd.DataFrame([{"feature": names.get(f, f), "dim": r["dim"], "ours": r["top1"], "± se": r["se"],
                           "C": r["C"], "paper feature": HEAD_FEATURE_PAPER.get(f, f),
@@ -199,7 +199,7 @@ def table8(results: dict[str, dict]) -> pd.DataFrame:
     """Table 8: full fine-tuning top-1 by dataset and pre-training, mean and sd over seeds, the paper's beside.
 
     Args:
-        results: ``{paper dataset name: result of detpretrain.experiment.run_classification_transfer}``.
+        results: ``{paper dataset name: result of detpretrain.experiments.classification.run_classification_transfer}``.
     """
     out = []
     for ds, res in results.items():

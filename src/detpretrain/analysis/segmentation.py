@@ -1,6 +1,6 @@
 """Tables, figures and verdicts for the segmentation chapter (Section 2.2, Table 4, Figures 2 and 9 of Li et al.).
 
-All functions take the dict returned by :func:`detpretrain.segmentation.run_segmentation_experiment` ("result"):
+All functions take the dict returned by :func:`detpretrain.experiments.segmentation.run_segmentation_experiment` ("result"):
 ``{"profile", "dataset", "data", "runs": [{"pretrain", "seed", "run", "hash", "metrics"}]}`` where ``metrics`` holds
 ``mIoU``, ``pixel_accuracy``, ``per_class_IoU`` (class name -> IoU), ``classes``, ``bands`` (trimap widths in
 evaluated pixels), ``band_scale`` (evaluated px per VOC-scale px), ``trimap`` / ``anti_trimap`` (``str(width)`` ->

@@ -135,7 +135,7 @@ def corpus_objects(root, file_names) -> list[dict]:
     """
     from pycocotools import mask as mask_utils
 
-    from detpretrain.features import corpus_annotations
+    from detpretrain.experiments.features import corpus_annotations
 
     path = Path(root) / "annotations.json"
     images, anns = corpus_annotations(root)

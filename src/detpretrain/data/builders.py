@@ -28,6 +28,20 @@ def corpus_cache_dir() -> Path:
     """Where generated corpora live: ``$DETPRETRAIN_DATA`` or ``data/generated`` (git-ignored)."""
     return Path(os.environ.get("DETPRETRAIN_DATA", "data/generated"))
 
+def generate_command(profile: str, *, out: str | None = None, seed: int = 0) -> int:
+    """``python -m detpretrain data generate``: write (or find cached) every synthetic corpus of a profile and print
+    one line per corpus (role, folder, seconds)."""
+    import time
+
+    from detpretrain.data import synthetic
+
+    cache = Path(out) if out else corpus_cache_dir()
+    for role, spec in synthetic.profile_specs(profile, seed=seed).items():
+        t0 = time.perf_counter()
+        path = synthetic.generate(spec, cache)
+        print(f"{role:<14} {path}  ({time.perf_counter() - t0:.1f} s)")
+    return 0
+
 
 def corpus_root(spec: DataSpec) -> Path:
     """The on-disk root of a data spec; generates the synthetic corpus on first use (cached by its spec)."""

@@ -1,40 +1,44 @@
-"""The paper's experiments as chains of runs: pre-train the backbones, fine-tune a detector from each, evaluate.
+"""What every chain of runs shares: the corpora and targets, the pre-training runs and the fine-tuning loop.
 
-Section 2.1 / Table 1 / Figure 1 of Li et al. 2019 compares backbones pre-trained by
+The paper's comparisons start from backbones pre-trained by
 
 * ``imagenet-cls`` -- image classification (IMAGENET-CLS role; ``paper`` profile: torchvision ImageNet weights),
-* ``detection``   -- object detection on a large detection corpus (COCO / OPENIMAGES role), itself initialised
+* ``detection``   -- object detection on a large detection corpus (COCO role), itself initialised
   from the IMAGENET-CLS backbone ("All our detection networks are pre-trained first on IMAGENET-CLS"),
 * ``scratch``     -- no pre-training (a reference point the paper's related work discusses, He et al. 2019),
 
-by fine-tuning a detector on the target (VOC role) from each, detection heads re-initialised, and evaluating AP at
-IoU 0.1 ... 0.9 with the VOC07 metric.
-
-The ablations of Section 2.1 (Tables 2 and 7) add IMAGENET-LOC pre-trainings (:func:`loc_pretrain_configs`), each
+and the ablations of Section 2.1 (Tables 2 and 7) add IMAGENET-LOC pre-trainings (:func:`loc_pretrain_configs`), each
 continuing from the IMAGENET-CLS backbone on the same object-centric images (the ``imagenet_loc`` corpus):
 
 * ``imagenet-loc``          -- detection pre-training with boxes (IMAGENET-LOC),
 * ``imagenet-loc-cls``      -- classification on the same images with image-level labels only (IMAGENET-LOC (Cls)),
 * ``imagenet-loc-no-<sc>``  -- detection pre-training with super-category ``<sc>`` removed from the corpus
   ("IMAGENET-LOC without Category").
+
+:func:`finetune_chain` is the loop every transfer chapter runs: each pre-training once (through the run store),
+then one fine-tuning per backbone and seed.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 import time
 from pathlib import Path
 
 from detpretrain.config import DataSpec, TrainConfig, config_hash, replace_path
 from detpretrain.errors import ConfigError
-from detpretrain.profiles import Profile, get_profile
+from detpretrain.profiles import Profile
 from detpretrain.runs import Run, RunStore, get_or_train
 
+
+
 PRETRAINS = ("imagenet-cls", "detection", "scratch")
+
+
 #: the super-categories the paper removes from IMAGENET-LOC in Table 2
 REMOVED_SUPERCATEGORIES = ("vehicle", "animal")
+
 
 #: real-data layouts: dataset name -> (data kind, train split, eval split)
 REAL_DATASETS = {
@@ -137,44 +141,13 @@ def loc_pretrain_configs(profile: Profile, removed=REMOVED_SUPERCATEGORIES) -> d
     return out
 
 
-def finetune_config(profile: Profile, pretrain: str, seed: int, target: DataSpec,
-                    pretrained: dict[str, TrainConfig | None]) -> TrainConfig:
-    """The detection fine-tuning run on ``target`` from backbone ``pretrain`` with ``seed``.
-
-    ``pretrain`` is ``"scratch"`` or a key of ``pretrained`` (:func:`pretrain_configs`, optionally merged with
-    :func:`loc_pretrain_configs`); ``imagenet-cls`` maps to the torchvision weights when its config is None.
-
-    Raises:
-        ConfigError: an unknown pre-training name.
-    """
-    if pretrain != "scratch" and pretrain not in pretrained:
-        raise ConfigError(f"unknown pre-training {pretrain!r}; expected scratch or one of {', '.join(pretrained)}")
-    model = profile.model if target.kind == "synthetic" else profile.real_model
-    init = None
-    if pretrain == "imagenet-cls" and pretrained["imagenet-cls"] is None:
-        init = f"torchvision:{profile.imagenet_cls_weights}"
-    elif pretrain != "scratch":
-        init = f"run:{config_hash(pretrained[pretrain])}"
-    elif model.norm == "frozen_bn":  # frozen BatchNorm needs pre-trained statistics; from scratch uses GroupNorm
-        model = dataclasses.replace(model, norm="gn", trainable_stages=5)
-    return TrainConfig(name=f"finetune/{pretrain}", task="detection", data=target, model=model,
-                       optim=profile.finetune, init=init, seed=seed)
-
-
-def cls_finetune_config(profile: Profile, pretrain: str, seed: int, target: DataSpec,
-                        pretrained: dict[str, TrainConfig | None]) -> TrainConfig:
-    """Full fine-tuning of backbone ``pretrain`` on an image-classification ``target`` (Tables 7 and 8).
-
-    The classifier's last layer is new (the backbone's ``fc`` is never transferred); schedule
-    ``profile.cls_finetune``. ``pretrain`` as in :func:`finetune_config`; the target's evaluation split is scored
-    by top-1 accuracy in percent.
-
-    Raises:
-        ConfigError: an unknown pre-training name.
-    """
-    det = finetune_config(profile, pretrain, seed, target, pretrained)  # same init and norm rules
-    return TrainConfig(name=f"cls-finetune/{pretrain}", task="classification", data=target, model=det.model,
-                       optim=profile.cls_finetune, init=det.init, seed=seed)
+def pretrained_for(prof: Profile, pretrains, removed=REMOVED_SUPERCATEGORIES) -> dict[str, TrainConfig | None]:
+    """The pre-training configs that backbones ``pretrains`` may need: :func:`pretrain_configs`, plus
+    :func:`loc_pretrain_configs` (``removed`` super-categories) when an ``imagenet-loc*`` backbone is asked for."""
+    pretrained: dict[str, TrainConfig | None] = dict(pretrain_configs(prof))
+    if any(p.startswith("imagenet-loc") for p in pretrains):
+        pretrained.update(loc_pretrain_configs(prof, removed))
+    return pretrained
 
 
 def ensure_pretrained(names, pretrained: dict[str, TrainConfig | None], store: RunStore, *, device: str = "auto",
@@ -208,32 +181,6 @@ def ensure_pretrained(names, pretrained: dict[str, TrainConfig | None], store: R
         log(f"{prefix}{cfg.name:<32} {runs[name].path.name}  {runs[name].metrics['headline']}"
             f"  ({time.perf_counter() - t0:.0f} s)")
     return runs
-
-
-def run_detection_experiment(profile: str | Profile = "smoke", *, dataset: str = "synthetic",
-                             data_root: str | None = None, pretrains=PRETRAINS, seeds=None,
-                             store: RunStore | None = None, overrides: dict | None = None, device: str = "auto",
-                             progress: bool = True, log=print, removed=REMOVED_SUPERCATEGORIES) -> dict:
-    """Table 1 / Figure 1 (and Tables 2, 7): pre-train (once, through the run store), fine-tune from each backbone,
-    evaluate.
-
-    Args:
-        profile: ``"smoke" | "mini" | "paper"`` or a :class:`~detpretrain.profiles.Profile`.
-        dataset: the target: ``"synthetic"`` (VOC-like corpus), ``"coco"`` or ``"voc"`` (real, needs data_root).
-        pretrains: which backbones to compare: :data:`PRETRAINS` and, for the ablations, the keys of
-            :func:`loc_pretrain_configs` (``imagenet-loc``, ``imagenet-loc-cls``, ``imagenet-loc-no-<sc>``).
-        seeds: fine-tuning seeds (default: the profile's).
-        overrides: ``{"optim.epochs": 3, ...}`` applied to the fine-tuning configs.
-        removed: super-categories of the ``imagenet-loc-no-<sc>`` pre-trainings that may be requested.
-
-    Returns:
-        ``{"profile", "dataset", "data", "runs": [{"pretrain", "seed", "run", "hash", "metrics"}],
-        "pretrain_runs": {name: path}}``.
-    """
-    prof = get_profile(profile) if isinstance(profile, str) else profile
-    return finetune_chain(prof, dataset, target_spec(prof, dataset, data_root), finetune_config,
-                          pretrains=pretrains, pretrained=_pretrained_for(prof, pretrains, removed), seeds=seeds,
-                          store=store, overrides=overrides, device=device, progress=progress, log=log)
 
 
 def finetune_chain(prof: Profile, dataset: str, target: DataSpec, make_config, *, pretrains,
@@ -284,89 +231,3 @@ def train_logged(cfg: TrainConfig, pretrain: str, seed: int, store: RunStore, pr
     log(f"[{prof.name}] {cfg.name:<32} seed {seed}  {run.path.name}  {run.metrics['headline']}"
         f"  ({time.perf_counter() - t0:.0f} s)")
     return {"pretrain": pretrain, "seed": seed, "run": str(run.path), "hash": run.hash, "metrics": run.metrics}
-
-
-def _pretrained_for(prof: Profile, pretrains, removed) -> dict[str, TrainConfig | None]:
-    pretrained: dict[str, TrainConfig | None] = dict(pretrain_configs(prof))
-    if any(p.startswith("imagenet-loc") for p in pretrains):
-        pretrained.update(loc_pretrain_configs(prof, removed))
-    return pretrained
-
-
-def run_classification_transfer(profile: str | Profile = "smoke", *, role: str = "caltech", pretrains=PRETRAINS,
-                                seeds=None, store: RunStore | None = None, device: str = "auto",
-                                progress: bool = True, log=print, removed=REMOVED_SUPERCATEGORIES) -> dict:
-    """Fine-tune each backbone on a synthetic image-classification target and report top-1 (Tables 7 and 8).
-
-    Args:
-        role: the target corpus: ``"caltech"`` (object-centric, CALTECH-256 role), ``"sun"`` (scenes, SUN-397) or
-            ``"flowers"`` (fine-grained, OXFORD-102 FLOWERS); trained on its train split, scored on its test split.
-        pretrains, seeds, store, device, removed: as in :func:`run_detection_experiment`.
-
-    Returns:
-        ``{"profile", "dataset", "data", "runs": [{"pretrain", "seed", "run", "hash", "metrics"}], "pretrain_runs"}``
-        with ``metrics["top1"]`` in percent.
-    """
-    prof = get_profile(profile) if isinstance(profile, str) else profile
-    target = dataclasses.replace(synthetic_spec(prof.name, role), train_split="train", eval_split="test")
-    return finetune_chain(prof, role, target, cls_finetune_config, pretrains=pretrains,
-                          pretrained=_pretrained_for(prof, pretrains, removed), seeds=seeds, store=store,
-                          device=device, progress=progress, log=log)
-
-
-def train_command(args) -> int:
-    """``python -m detpretrain train``: a detection experiment; prints mAP per IoU threshold per backbone."""
-    from detpretrain import distributed
-
-    overrides = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
-        overrides[key] = value
-    pretrains = tuple(args.pretrain.split(",")) if args.pretrain else PRETRAINS
-    result = run_detection_experiment(args.profile, dataset=args.dataset or "synthetic", data_root=args.data_root,
-                                      pretrains=pretrains, seeds=(args.seed,),
-                                      store=RunStore(args.store) if args.store else None, overrides=overrides,
-                                      device=args.device, log=_main_print)
-    if distributed.is_main_process():
-        print(format_map_table(result))
-        if args.out:
-            from detpretrain.io import atomic_write_json
-
-            atomic_write_json(Path(args.out), result)
-    return 0
-
-
-def _main_print(line: str) -> None:
-    from detpretrain import distributed
-
-    if distributed.is_main_process():
-        print(line, flush=True)
-
-
-def format_map_table(result: dict) -> str:
-    """Plain-text table: one row per fine-tuning run, mAP (percent) per IoU threshold."""
-    runs = result["runs"]
-    if not runs:
-        return "(no runs)"
-    thresholds = runs[0]["metrics"]["iou_thresholds"]
-    head = f"{'pre-training':<14} {'seed':>4} " + " ".join(f"{t:>6.2f}" for t in thresholds)
-    lines = [f"mAP (%) vs IoU threshold, {runs[0]['metrics'].get('metric', '')}, {result['data']}", head]
-    for r in runs:
-        lines.append(f"{r['pretrain']:<14} {r['seed']:>4} " + " ".join(f"{v:>6.1f}" for v in r["metrics"]["mAP"]))
-    return "\n".join(lines)
-
-
-def generate_command(profile: str, *, out: str | None = None, seed: int = 0) -> int:
-    """``python -m detpretrain data generate``: write (or find cached) every synthetic corpus of a profile."""
-    from detpretrain.data import synthetic
-    from detpretrain.data.builders import corpus_cache_dir
-
-    cache = Path(out) if out else corpus_cache_dir()
-    for role, spec in synthetic.profile_specs(profile, seed=seed).items():
-        t0 = time.perf_counter()
-        path = synthetic.generate(spec, cache)
-        print(f"{role:<14} {path}  ({time.perf_counter() - t0:.1f} s)", file=sys.stdout)
-    return 0
-

@@ -151,7 +151,7 @@ def probe_datasets(profile, dataset: str = "caltech", data_root: str | None = No
         is_flowers_official_layout,
         is_pet_layout,
     )
-    from detpretrain.experiment import synthetic_spec
+    from detpretrain.experiments.common import synthetic_spec
     from detpretrain.profiles import get_profile
 
     prof = get_profile(profile) if isinstance(profile, str) else profile
@@ -203,7 +203,7 @@ def probe_datasets(profile, dataset: str = "caltech", data_root: str | None = No
 def pretrain_run(pretrain: str, profile, *, store=None, device="auto", removed=None, progress: bool = False,
                  log=print):
     """The pre-training config and complete run of backbone ``pretrain`` (trained through the store if missing,
-    dependencies first: :func:`detpretrain.experiment.ensure_pretrained`).
+    dependencies first: :func:`detpretrain.experiments.common.ensure_pretrained`).
 
     Returns:
         ``(TrainConfig, Run)``.
@@ -211,16 +211,12 @@ def pretrain_run(pretrain: str, profile, *, store=None, device="auto", removed=N
     Raises:
         ConfigError: unknown pre-training, or one the profile takes from torchvision weights (no run).
     """
-    from detpretrain.experiment import (
-        REMOVED_SUPERCATEGORIES,
-        _pretrained_for,
-        ensure_pretrained,
-    )
+    from detpretrain.experiments.common import REMOVED_SUPERCATEGORIES, ensure_pretrained, pretrained_for
     from detpretrain.profiles import get_profile
     from detpretrain.runs import RunStore
 
     prof = get_profile(profile) if isinstance(profile, str) else profile
-    pretrained = _pretrained_for(prof, (pretrain,), tuple(removed or REMOVED_SUPERCATEGORIES))
+    pretrained = pretrained_for(prof, (pretrain,), tuple(removed or REMOVED_SUPERCATEGORIES))
     if pretrain not in pretrained:
         raise ConfigError(f"unknown pre-training {pretrain!r}; expected scratch or one of {sorted(pretrained)}")
     if pretrained[pretrain] is None:
@@ -236,8 +232,8 @@ def load_backbone(pretrain: str, profile, *, store=None, seed: int = 0, device: 
     """A pre-trained (or random, ``scratch``) ResNet backbone in eval mode and the id of its source.
 
     Args:
-        pretrain: ``scratch`` or a pre-training key of :func:`detpretrain.experiment.pretrain_configs` /
-            :func:`~detpretrain.experiment.loc_pretrain_configs` (``imagenet-cls``, ``detection``, ``imagenet-loc``,
+        pretrain: ``scratch`` or a pre-training key of :func:`detpretrain.experiments.common.pretrain_configs` /
+            :func:`~detpretrain.experiments.common.loc_pretrain_configs` (``imagenet-cls``, ``detection``, ``imagenet-loc``,
             ...). Its run is found in the store, or trained through it (dependencies first).
         seed: for ``scratch`` only, the seed of the random initialisation (torchvision's ResNet init).
 
@@ -414,14 +410,14 @@ def detector_head_features(pretrain: str, data: ProbeData, profile, *, store=Non
     Raises:
         ConfigError: ``pretrain`` is not a detection pre-training (its run is a classifier).
     """
-    from detpretrain.experiment import REMOVED_SUPERCATEGORIES, _pretrained_for
+    from detpretrain.experiments.common import REMOVED_SUPERCATEGORIES, pretrained_for
     from detpretrain.runs import load_run_model
     from detpretrain.profiles import get_profile
     from detpretrain.runs import RunStore
 
     prof = get_profile(profile) if isinstance(profile, str) else profile
     store = store or RunStore()
-    cfg = _pretrained_for(prof, (pretrain,), tuple(removed or REMOVED_SUPERCATEGORIES)).get(pretrain)
+    cfg = pretrained_for(prof, (pretrain,), tuple(removed or REMOVED_SUPERCATEGORIES)).get(pretrain)
     if cfg is None or cfg.task != "detection":
         raise ConfigError(f"{pretrain!r} is not a detection pre-training; Table 5 reads a detector's head")
     _, run = pretrain_run(pretrain, prof, store=store, device=device, removed=removed, log=log)

@@ -1,15 +1,11 @@
-"""The two companion studies as chains of runs, on the book's backbones and run store.
+"""The eigenspectrum companion study as a chain of runs, on the book's backbones and run store.
 
-* **Eigenspectrum** (Shinya, Simo-Serra, Suzuki, ICCVW 2019): detectors fine-tuned from the IMAGENET-CLS backbone
+**Eigenspectrum** (Shinya, Simo-Serra, Suzuki, ICCVW 2019): detectors fine-tuned from the IMAGENET-CLS backbone
   (``"imagenet-cls"``, their "I") and trained from scratch (``"scratch"``, "S") with a longer schedule, so that the
   two reach comparable accuracy (Shinya et al. compare at similar accuracy; ``scratch_factor`` x the fine-tuning
   epochs, milestones scaled alike). Every run keeps its model at initialisation and after each epoch
   (``optim.keep_epoch_checkpoints``) for the spectra's dynamics. Width determination then trains the narrower
   detector (``"scratch-narrow"``) from scratch on the same schedule (:func:`run_eigenspectrum_study`).
-* **Frozen backbone** (Vasconcelos, Birodkar, Dumoulin, CVPR 2022): detectors on the IMAGENET-CLS backbone, frozen
-  (``trainable_stages=0``: weights, and statistics where there are any) or fine-tuned end to end, with the
-  detector capacity of :data:`HEAD_LADDER`, on a long-tailed version of the target
-  (:mod:`detpretrain.data.long_tail`) (:func:`run_frozen_study`).
 """
 
 from __future__ import annotations
@@ -21,34 +17,20 @@ from functools import partial
 import numpy as np
 import torch
 
-from detpretrain.analysis import eigenspectrum as eig
-from detpretrain.analysis.frozen import ap_by_frequency, training_resources
 from detpretrain.config import DataSpec, TrainConfig
 from detpretrain.errors import ConfigError
-from detpretrain.experiment import (
-    finetune_chain,
-    finetune_config,
-    pretrain_configs,
-    target_spec,
-)
+from detpretrain.experiments.common import finetune_chain, pretrain_configs, target_spec
+from detpretrain.experiments.detection import finetune_config
 from detpretrain.profiles import Profile, get_profile
 from detpretrain.runs import RunStore
+from detpretrain.analysis import eigenspectrum as eig
+
+
 
 #: the eigenspectrum study's detectors: fine-tuned from IMAGENET-CLS ("I"), from scratch ("S"), and from scratch
 #: with the widths the spectrum determines
 EIGEN_DETECTORS = ("imagenet-cls", "scratch", "scratch-narrow")
 
-#: detector capacity after the backbone, smallest first (Vasconcelos et al. 2022 climb FPN -> NAS-FPN -> + Cascade
-#: heads; torchvision offers the steps below): ModelSpec fields of each level
-HEAD_LADDER: dict[str, dict] = {
-    "FPN": {"fpn_extra_convs": 0, "box_head": "2mlp", "rpn_conv_depth": 1},
-    "FPN+2conv": {"fpn_extra_convs": 2, "box_head": "2mlp", "rpn_conv_depth": 1},
-    "FPN+2conv+4conv1fc": {"fpn_extra_convs": 2, "box_head": "4conv1fc", "rpn_conv_depth": 2},
-}
-BACKBONE_MODES = ("frozen", "fine-tuned")
-
-
-# ---- eigenspectrum -------------------------------------------------------------------------------------------------
 
 def eigen_config(prof: Profile, detector: str, seed: int, target: DataSpec, pretrained, *, scratch_factor: int = 2,
                  widths: Sequence[int] | None = None) -> TrainConfig:
@@ -186,90 +168,3 @@ def run_eigenspectrum_study(profile: str | Profile = "smoke", *, dataset: str = 
             "original_widths": original, "dims_for_widths": tuple(dims), "narrow_is_scratch": narrow_is_scratch,
             "cost": cost, "positions": positions, "threshold": threshold, "normalisation": normalisation,
             "n_images": len(images), "scratch_factor": scratch_factor}
-
-
-# ---- frozen backbone -----------------------------------------------------------------------------------------------
-
-def long_tail_target(target: DataSpec, *, rare: Sequence[str] | None = None, fraction: float = 0.5,
-                     max_images: int = 8, seed: int = 0) -> DataSpec:
-    """The target with a long-tailed training split (:mod:`detpretrain.data.long_tail`).
-
-    ``rare`` names the rare classes; by default :func:`~detpretrain.data.long_tail.alternate_rare_classes` picks
-    ``fraction`` of them, alternating down the frequency ranking of the full training split.
-    """
-    from detpretrain.data.builders import build_detection_dataset
-    from detpretrain.data.long_tail import (
-        alternate_rare_classes,
-        image_classes,
-        rare_labels,
-    )
-
-    train = build_detection_dataset(target, target.train_split, train=False)
-    if rare is None:
-        rare = alternate_rare_classes(train.classes, image_classes(train), fraction)
-    rare_labels(train.classes, rare)  # validates the names
-    return dataclasses.replace(target, long_tail={"rare": list(rare), "max_images": int(max_images), "seed": int(seed)})
-
-
-def frozen_config(prof: Profile, pretrain: str, seed: int, target: DataSpec, pretrained, *, head: str,
-                  mode: str) -> TrainConfig:
-    """One detector of the frozen-backbone study: ``head`` a key of :data:`HEAD_LADDER`, ``mode`` one of
-    :data:`BACKBONE_MODES` (``frozen``: ``trainable_stages=0``; ``fine-tuned``: the profile's trainable stages).
-
-    Raises:
-        ConfigError: an unknown head or mode, or a ``scratch`` backbone (nothing to freeze).
-    """
-    if head not in HEAD_LADDER:
-        raise ConfigError(f"unknown head {head!r}; expected one of {list(HEAD_LADDER)}")
-    if mode not in BACKBONE_MODES:
-        raise ConfigError(f"unknown backbone mode {mode!r}; expected one of {BACKBONE_MODES}")
-    if pretrain == "scratch":
-        raise ConfigError("a frozen random backbone is not the frozen-backbone study; use a pre-trained one")
-    base = finetune_config(prof, pretrain, seed, target, pretrained)
-    model = dataclasses.replace(base.model, **HEAD_LADDER[head])
-    if mode == "frozen":
-        model = dataclasses.replace(model, trainable_stages=0)
-    return dataclasses.replace(base, name=f"frozen/{pretrain}/{head}/{mode}", model=model)
-
-
-def run_frozen_study(profile: str | Profile = "smoke", *, dataset: str = "synthetic", data_root: str | None = None,
-                     pretrain: str = "imagenet-cls", heads: Sequence[str] = tuple(HEAD_LADDER),
-                     rare: Sequence[str] | None = None, fraction: float = 0.5, max_images: int = 8, seeds=None,
-                     store: RunStore | None = None, device: str = "auto", resource_iterations: int = 5,
-                     progress: bool = True, log=print) -> dict:
-    """Train (or find) every head x mode x seed detector on the long-tailed target, score all / rare / frequent AP,
-    and measure the training resources of the seed-0 configurations side by side.
-
-    Returns:
-        ``{"profile", "dataset", "data", "rare", "images_per_class", "full_images_per_class", "train_images",
-        "full_train_images", "rows": [{"head", "mode", "seed", "run", "hash", "all@0.5", "rare@0.5", ...}],
-        "resources": training_resources rows (label "<head> / <mode>")}``.
-    """
-    from detpretrain.data.builders import build_detection_dataset
-    from detpretrain.data.long_tail import LongTailSubset
-    from detpretrain.distributed import resolve_device
-
-    prof = get_profile(profile) if isinstance(profile, str) else profile
-    store = store or RunStore()
-    target = long_tail_target(target_spec(prof, dataset, data_root), rare=rare, fraction=fraction,
-                              max_images=max_images)
-    subset = LongTailSubset(build_detection_dataset(target, target.train_split, train=False), target.long_tail)
-    pretrained = pretrain_configs(prof)
-    rows, seed0 = [], {}
-    for head in heads:
-        for mode in BACKBONE_MODES:
-            make = partial(frozen_config, head=head, mode=mode)
-            res = finetune_chain(prof, dataset, target, make, pretrains=(pretrain,), pretrained=pretrained,
-                                 seeds=seeds, store=store, device=device, progress=progress, log=log)
-            for entry in res["runs"]:
-                rows.append({"head": head, "mode": mode, "seed": entry["seed"], "run": entry["run"],
-                             "hash": entry["hash"], "train_seconds": sum(h["seconds"] for h in
-                                                                          entry["metrics"]["history"]),
-                             **ap_by_frequency(entry["metrics"], subset.rare)})
-            seed_cfg = make(prof, pretrain, (seeds or prof.seeds)[0], target, pretrained)
-            seed0[f"{head} / {mode}"] = seed_cfg
-    resources = training_resources(seed0, store=store, iterations=resource_iterations, device=str(resolve_device(device)))
-    return {"profile": prof.name, "dataset": dataset, "data": target.describe(), "rare": subset.rare,
-            "images_per_class": subset.images_per_class, "full_images_per_class": subset.full_images_per_class,
-            "train_images": len(subset), "full_train_images": len(subset.dataset), "rows": rows,
-            "resources": resources, "pretrain": pretrain, "max_images": max_images}

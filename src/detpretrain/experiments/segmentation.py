@@ -3,9 +3,9 @@
 The paper fine-tunes DeepLab on PASCAL VOC 2012 from backbones pre-trained on IMAGENET-CLS, IMAGENET-LOC and
 OPENIMAGES (Table 4: 75.7, 78.3, 78.6 mIoU), asks where the gain lies (Figure 2: trimap / anti-trimap accuracy)
 and shows examples (Figure 9). Here the backbones are the SAME pre-training runs as in the detection chapter
-(:func:`detpretrain.experiment.pretrain_configs`, found in the run store, never trained twice): ``imagenet-cls``,
+(:func:`detpretrain.experiments.common.pretrain_configs`, found in the run store, never trained twice): ``imagenet-cls``,
 ``detection`` (which continues from ``imagenet-cls``) and ``scratch`` (GroupNorm, as in
-:func:`~detpretrain.experiment.finetune_config`). Each is fine-tuned as a DeepLabV3 (output stride 8, fresh
+:func:`~detpretrain.experiments.detection.finetune_config`). Each is fine-tuned as a DeepLabV3 (output stride 8, fresh
 head; :mod:`detpretrain.models.segmentation`) on the segmentation target with the profile's ``seg_finetune``
 schedule, once per seed, and evaluated by mIoU, pixel accuracy, per-class IoU and trimap / anti-trimap bands.
 
@@ -27,13 +27,8 @@ from pathlib import Path
 
 from detpretrain.config import DataSpec, TrainConfig
 from detpretrain.errors import ConfigError
-from detpretrain.experiment import (
-    PRETRAINS,
-    finetune_chain,
-    finetune_config,
-    pretrain_configs,
-    target_spec,
-)
+from detpretrain.experiments.common import PRETRAINS, finetune_chain, pretrain_configs, target_spec
+from detpretrain.experiments.detection import finetune_config
 from detpretrain.profiles import Profile, get_profile
 from detpretrain.runs import RunStore
 
@@ -67,7 +62,7 @@ def segmentation_config(profile: Profile, pretrain: str, seed: int, target: Data
     """The DeepLabV3 fine-tuning run on ``target`` from backbone ``pretrain`` with ``seed`` (Table 4).
 
     Backbone initialisation, model sizes and the from-scratch GroupNorm rule are those of the detection fine-tuning
-    (:func:`~detpretrain.experiment.finetune_config`), so ``init`` names the very same pre-training run; the
+    (:func:`~detpretrain.experiments.detection.finetune_config`), so ``init`` names the very same pre-training run; the
     schedule is ``profile.seg_finetune``.
 
     Raises:
@@ -87,8 +82,8 @@ def run_segmentation_experiment(profile: str | Profile = "smoke", *, dataset: st
     Args:
         profile: ``"smoke" | "mini" | "paper"`` or a :class:`~detpretrain.profiles.Profile`.
         dataset: ``"synthetic"`` (VOC-like corpus), ``"voc"`` or ``"coco"`` (real, needs ``data_root``).
-        pretrains: backbones to compare, a subset of :data:`~detpretrain.experiment.PRETRAINS` (or any key of
-            :func:`~detpretrain.experiment.pretrain_configs`).
+        pretrains: backbones to compare, a subset of :data:`~detpretrain.experiments.common.PRETRAINS` (or any key of
+            :func:`~detpretrain.experiments.common.pretrain_configs`).
         seeds: fine-tuning seeds (default: the profile's).
         store: the run store (default ``$DETPRETRAIN_RUNS`` or ``runs/``).
         overrides: ``{"optim.epochs": 3, ...}`` applied to the segmentation configs (not to the pre-trainings).

@@ -1,0 +1,119 @@
+"""Section 2.1 of Li et al. 2019 (Table 1, Figure 1; Tables 2, 3, 7): where the detection chapters train.
+
+A detector (Faster R-CNN + FPN, detection heads re-initialised) is fine-tuned on the target (VOC role) from each
+pre-trained backbone of :mod:`detpretrain.experiments.common` and evaluated with the VOC07 metric at IoU
+0.1 ... 0.9 (:func:`run_detection_experiment`). ``python -m detpretrain train`` runs the same chain from the command
+line (:func:`train_command`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from detpretrain.config import DataSpec, TrainConfig, config_hash
+from detpretrain.errors import ConfigError
+from detpretrain.experiments.common import (
+    PRETRAINS,
+    REMOVED_SUPERCATEGORIES,
+    finetune_chain,
+    pretrained_for,
+    target_spec,
+)
+from detpretrain.profiles import Profile, get_profile
+from detpretrain.runs import RunStore
+
+
+
+def finetune_config(profile: Profile, pretrain: str, seed: int, target: DataSpec,
+                    pretrained: dict[str, TrainConfig | None]) -> TrainConfig:
+    """The detection fine-tuning run on ``target`` from backbone ``pretrain`` with ``seed``.
+
+    ``pretrain`` is ``"scratch"`` or a key of ``pretrained`` (:func:`pretrain_configs`, optionally merged with
+    :func:`loc_pretrain_configs`); ``imagenet-cls`` maps to the torchvision weights when its config is None.
+
+    Raises:
+        ConfigError: an unknown pre-training name.
+    """
+    if pretrain != "scratch" and pretrain not in pretrained:
+        raise ConfigError(f"unknown pre-training {pretrain!r}; expected scratch or one of {', '.join(pretrained)}")
+    model = profile.model if target.kind == "synthetic" else profile.real_model
+    init = None
+    if pretrain == "imagenet-cls" and pretrained["imagenet-cls"] is None:
+        init = f"torchvision:{profile.imagenet_cls_weights}"
+    elif pretrain != "scratch":
+        init = f"run:{config_hash(pretrained[pretrain])}"
+    elif model.norm == "frozen_bn":  # frozen BatchNorm needs pre-trained statistics; from scratch uses GroupNorm
+        model = dataclasses.replace(model, norm="gn", trainable_stages=5)
+    return TrainConfig(name=f"finetune/{pretrain}", task="detection", data=target, model=model,
+                       optim=profile.finetune, init=init, seed=seed)
+
+
+def run_detection_experiment(profile: str | Profile = "smoke", *, dataset: str = "synthetic",
+                             data_root: str | None = None, pretrains=PRETRAINS, seeds=None,
+                             store: RunStore | None = None, overrides: dict | None = None, device: str = "auto",
+                             progress: bool = True, log=print, removed=REMOVED_SUPERCATEGORIES) -> dict:
+    """Table 1 / Figure 1 (and Tables 2, 7): pre-train (once, through the run store), fine-tune from each backbone,
+    evaluate.
+
+    Args:
+        profile: ``"smoke" | "mini" | "paper"`` or a :class:`~detpretrain.profiles.Profile`.
+        dataset: the target: ``"synthetic"`` (VOC-like corpus), ``"coco"`` or ``"voc"`` (real, needs data_root).
+        pretrains: which backbones to compare: :data:`PRETRAINS` and, for the ablations, the keys of
+            :func:`loc_pretrain_configs` (``imagenet-loc``, ``imagenet-loc-cls``, ``imagenet-loc-no-<sc>``).
+        seeds: fine-tuning seeds (default: the profile's).
+        overrides: ``{"optim.epochs": 3, ...}`` applied to the fine-tuning configs.
+        removed: super-categories of the ``imagenet-loc-no-<sc>`` pre-trainings that may be requested.
+
+    Returns:
+        ``{"profile", "dataset", "data", "runs": [{"pretrain", "seed", "run", "hash", "metrics"}],
+        "pretrain_runs": {name: path}}``.
+    """
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    return finetune_chain(prof, dataset, target_spec(prof, dataset, data_root), finetune_config,
+                          pretrains=pretrains, pretrained=pretrained_for(prof, pretrains, removed), seeds=seeds,
+                          store=store, overrides=overrides, device=device, progress=progress, log=log)
+
+
+def train_command(args) -> int:
+    """``python -m detpretrain train``: a detection experiment; prints mAP per IoU threshold per backbone."""
+    from detpretrain import distributed
+
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key] = value
+    pretrains = tuple(args.pretrain.split(",")) if args.pretrain else PRETRAINS
+    result = run_detection_experiment(args.profile, dataset=args.dataset or "synthetic", data_root=args.data_root,
+                                      pretrains=pretrains, seeds=(args.seed,),
+                                      store=RunStore(args.store) if args.store else None, overrides=overrides,
+                                      device=args.device, log=_main_print)
+    if distributed.is_main_process():
+        print(format_map_table(result))
+        if args.out:
+            from detpretrain.io import atomic_write_json
+
+            atomic_write_json(Path(args.out), result)
+    return 0
+
+
+def _main_print(line: str) -> None:
+    from detpretrain import distributed
+
+    if distributed.is_main_process():
+        print(line, flush=True)
+
+
+def format_map_table(result: dict) -> str:
+    """Plain-text table: one row per fine-tuning run, mAP (percent) per IoU threshold."""
+    runs = result["runs"]
+    if not runs:
+        return "(no runs)"
+    thresholds = runs[0]["metrics"]["iou_thresholds"]
+    head = f"{'pre-training':<14} {'seed':>4} " + " ".join(f"{t:>6.2f}" for t in thresholds)
+    lines = [f"mAP (%) vs IoU threshold, {runs[0]['metrics'].get('metric', '')}, {result['data']}", head]
+    for r in runs:
+        lines.append(f"{r['pretrain']:<14} {r['seed']:>4} " + " ".join(f"{v:>6.1f}" for v in r["metrics"]["mAP"]))
+    return "\n".join(lines)
