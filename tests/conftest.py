@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -60,14 +61,47 @@ def pet_subset() -> Path:
     return _shared("oxford_iiit_pet_subset")
 
 
-@pytest.fixture(scope="module")
-def corpus_dir(tmp_path_factory):
-    """A generated-corpus cache ($DETPRETRAIN_DATA) shared by one test module (generation is cached by spec)."""
-    path = tmp_path_factory.mktemp("corpora")
+@contextlib.contextmanager
+def _data_env(path: Path):
+    """``$DETPRETRAIN_DATA`` = ``path`` inside the block, restored after it."""
     old = os.environ.get("DETPRETRAIN_DATA")
     os.environ["DETPRETRAIN_DATA"] = str(path)
-    yield path
-    if old is None:
-        os.environ.pop("DETPRETRAIN_DATA", None)
-    else:
-        os.environ["DETPRETRAIN_DATA"] = old
+    try:
+        yield path
+    finally:
+        if old is None:
+            os.environ.pop("DETPRETRAIN_DATA", None)
+        else:
+            os.environ["DETPRETRAIN_DATA"] = old
+
+
+@pytest.fixture(scope="session")
+def corpus_root(tmp_path_factory) -> Path:
+    """One generated-corpus cache for the whole test session (corpora are cached by their spec, so sharing them
+    between modules only saves generation time)."""
+    return tmp_path_factory.mktemp("corpora")
+
+
+@pytest.fixture(scope="module")
+def corpus_dir(corpus_root):
+    """The session's corpus cache as ``$DETPRETRAIN_DATA`` for one test module."""
+    with _data_env(corpus_root) as path:
+        yield path
+
+
+@pytest.fixture(scope="session")
+def smoke_store(corpus_root, tmp_path_factory):
+    """One run store for the session holding the ``smoke`` pre-trainings (IMAGENET-CLS and detection), trained once.
+
+    Tests that need a pre-trained backbone fine-tune from it instead of pre-training in a private store; tests that
+    need an empty store keep their own.
+    """
+    from detpretrain.experiments.common import ensure_pretrained, pretrain_configs
+    from detpretrain.profiles import get_profile
+    from detpretrain.runs import RunStore
+
+    store = RunStore(tmp_path_factory.mktemp("smoke_runs"))
+    with _data_env(corpus_root):
+        ensure_pretrained(("imagenet-cls", "detection"), pretrain_configs(get_profile("smoke")), store,
+                          device="cpu", progress=False, log=lambda line: None)
+    return store

@@ -155,16 +155,14 @@ def test_eigen_config_rules():
 
 
 @pytest.mark.slow
-def test_eigenspectrum_study_at_smoke(tmp_path, corpus_dir):
+def test_eigenspectrum_study_at_smoke(corpus_dir, smoke_store):
     from detpretrain.analysis.eigenspectrum import (
         accuracy_difference,
         cost_table,
         final_dimensionality_table,
     )
     from detpretrain.experiments.eigenspectrum import run_eigenspectrum_study
-    from detpretrain.runs import RunStore
-
-    result = run_eigenspectrum_study("smoke", store=RunStore(tmp_path / "runs"), device="cpu", n_images=16,
+    result = run_eigenspectrum_study("smoke", store=smoke_store, device="cpu", n_images=16,
                                      progress=False, log=lambda line: None)
     assert {r["pretrain"] for r in result["runs"]} == {"imagenet-cls", "scratch", "scratch-narrow"}
     narrow = [r for r in result["runs"] if r["pretrain"] == "scratch-narrow"][0]
@@ -179,11 +177,11 @@ def test_eigenspectrum_study_at_smoke(tmp_path, corpus_dir):
     assert (table[("mean", "scratch")] <= table[("channels", "")]).all()
     assert not result["narrow_is_scratch"]
     # a threshold every eigenvalue passes keeps the original widths: S is reused, nothing new is trained
-    before = sorted(p.name for p in (tmp_path / "runs").iterdir())
-    same = run_eigenspectrum_study("smoke", store=RunStore(tmp_path / "runs"), device="cpu", n_images=16,
+    before = sorted(p.name for p in smoke_store.root.iterdir())
+    same = run_eigenspectrum_study("smoke", store=smoke_store, device="cpu", n_images=16,
                                    threshold=-1.0, progress=False, log=lambda line: None)
     assert same["narrow_is_scratch"] and same["widths"] == same["original_widths"]
-    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == before
+    assert sorted(p.name for p in smoke_store.root.iterdir()) == before
     by = {d: sorted(r["run"] for r in same["runs"] if r["pretrain"] == d) for d in ("scratch", "scratch-narrow")}
     assert by["scratch-narrow"] == by["scratch"]
     assert accuracy_difference(same, "scratch-narrow", "scratch")["mean"] == 0.0

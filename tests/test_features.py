@@ -127,8 +127,8 @@ def test_features_are_cached_in_the_store_and_corrupt_caches_recomputed(caltech,
     np.testing.assert_array_equal(redone["test"]["features"], first["test"]["features"])
 
 
-def test_trained_backbone_is_read_from_its_run(caltech, tmp_path):
-    store = RunStore(tmp_path / "runs")
+def test_trained_backbone_is_read_from_its_run(caltech, smoke_store):
+    store = smoke_store
     model, source, run = F.load_backbone("imagenet-cls", "smoke", store=store, log=lambda *a: None)
     assert run.complete and source == run.hash
     saved = torch.load(run.backbone_path, weights_only=True)

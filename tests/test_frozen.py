@@ -124,11 +124,10 @@ def test_frozen_config_rules():
 
 
 @pytest.mark.slow
-def test_frozen_study_at_smoke_measures_resources_side_by_side(tmp_path, corpus_dir):
+def test_frozen_study_at_smoke_measures_resources_side_by_side(corpus_dir, smoke_store):
     from detpretrain.experiments.frozen import run_frozen_study
-    from detpretrain.runs import RunStore
 
-    result = run_frozen_study("smoke", heads=("FPN",), store=RunStore(tmp_path / "runs"), device="cpu",
+    result = run_frozen_study("smoke", heads=("FPN",), store=smoke_store, device="cpu",
                               resource_iterations=2, progress=False, log=lambda line: None)
     assert {(r["head"], r["mode"]) for r in result["rows"]} == {("FPN", "frozen"), ("FPN", "fine-tuned")}
     res = {r["label"]: r for r in result["resources"]}

@@ -18,7 +18,7 @@ The paper fine-tunes SNIPER (ResNet-101, no FPN) at 3 scales; we use torchvision
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from detpretrain.config import ModelSpec, OptimSpec
 from detpretrain.errors import ConfigError
@@ -57,8 +57,6 @@ class Profile:
     seg_finetune: OptimSpec
     seeds: tuple[int, ...] = (0,)
     imagenet_cls_weights: str | None = None
-    device: str = "auto"
-    extra: dict = field(default_factory=dict)
 
 
 _TINY = ModelSpec(arch="resnet_tiny", norm="gn", fpn_channels=32, representation_size=128,

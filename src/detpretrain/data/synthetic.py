@@ -147,7 +147,7 @@ from detpretrain.io import atomic_directory
 __all__ = [
     "CATEGORY_BY_NAME", "FLOWER_CLASSES", "GENERATOR_VERSION", "ROLES", "SCENES", "SHAPE_FAMILIES",
     "SUPERCATEGORIES", "TAXONOMY", "VOC_CATEGORIES", "Category", "CorpusSpec", "Scene", "corpus_classes",
-    "generate", "generate_profile", "image_level_labels", "image_rng", "profile_specs", "save_sample_grid",
+    "generate", "image_level_labels", "image_rng", "profile_specs", "save_sample_grid",
     "void_width", "voc_palette",
 ]
 
@@ -638,11 +638,6 @@ def profile_specs(profile: str, seed: int = 0) -> dict[str, CorpusSpec]:
     else:
         raise ConfigError(f"unknown synthetic profile {profile!r}; expected 'smoke' or 'mini'")
     return {role: CorpusSpec(role, size, *counts[role], seed=seed) for role in ROLES}
-
-
-def generate_profile(profile: str, cache_dir: str | os.PathLike, seed: int = 0, workers: int = 1) -> dict[str, Path]:
-    """:func:`generate` every corpus of :func:`profile_specs`; returns ``{role: root}``."""
-    return {role: generate(spec, cache_dir, workers) for role, spec in profile_specs(profile, seed).items()}
 
 
 def image_level_labels(coco_json_path: str | os.PathLike) -> dict[str, str]:
