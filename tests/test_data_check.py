@@ -33,9 +33,9 @@ def test_check_command_voc_decodes_and_prints_table(vocdevkit, capsys):
     assert check_command(str(vocdevkit), "voc") == 0
     out = capsys.readouterr().out
     row = next(ln for ln in out.splitlines() if ln.startswith("VOC2007/test"))
-    assert row.split() == ["VOC2007/test", "9", "46", "0", "12/20"]
+    assert row.split() == ["VOC2007/test", "9", "46", "0", "-", "12/20"]
     seg = next(ln for ln in out.splitlines() if ln.startswith("VOC2012/seg-val"))
-    assert seg.split() == ["VOC2012/seg-val", "1", "-", "-", "4/20"]
+    assert seg.split() == ["VOC2012/seg-val", "1", "-", "-", "-", "4/20"]
     assert "decoded and checked 10 images" in out
     s = summarize(str(vocdevkit / "VOC2007"), "voc")["splits"]
     assert list(s) == ["VOC2007/test"] and s["VOC2007/test"]["per_class"]["person"] == 21
@@ -56,7 +56,7 @@ def test_cli_data_check_coco(coco_subset, capsys):
     assert cli_main(["data", "check", str(coco_subset), "--format", "coco"]) == 0
     out = capsys.readouterr().out
     assert next(ln for ln in out.splitlines() if ln.startswith("val2017")).split() == ["val2017", "128", "987", "10",
-                                                                                      "78/80"]
+                                                                                      "0", "78/80"]
 
 
 # ------------------------------------------------------------------------------------------ bad input
@@ -188,8 +188,6 @@ def test_coco_copy_is_valid(coco_copy, capsys):
 
 
 @pytest.mark.parametrize("edit,fragment", [
-    (lambda d: d["annotations"][0]["bbox"].__setitem__(2, 0), "width or height <= 0"),
-    (lambda d: d["annotations"][0]["bbox"].__setitem__(3, -4.0), "width or height <= 0"),
     (lambda d: d["annotations"][0]["bbox"].__setitem__(0, 700.0), "outside the"),
     (lambda d: d["annotations"][0].__setitem__("category_id", 999), "category_id 999 is not in 'categories'"),
     (lambda d: d["annotations"][0].__setitem__("image_id", 1), "image_id 1 is not in 'images'"),
@@ -201,6 +199,53 @@ def test_coco_bad_annotations(coco_copy, capsys, edit, fragment):
         CocoDetection(coco_copy / "val2017", path)
     assert fragment in str(err.value)
     _assert_check_fails(coco_copy, "coco", "instances_val2017.json", capsys)
+
+
+def _degenerate(data: dict) -> list:
+    """Make three annotations degenerate as genuine COCO train2017 has them: zero width, negative height, and a
+    box of zero width lying on the image's right border (no area once clamped); returns their ids."""
+    anns = data["annotations"]
+    anns[0]["bbox"][2] = 0
+    anns[1]["bbox"][3] = -4.0
+    width = next(im["width"] for im in data["images"] if im["id"] == anns[2]["image_id"])
+    anns[2]["bbox"] = [width + 0.5, 10.0, 0.4, 20.0]
+    return [a["id"] for a in anns[:3]]
+
+
+def test_degenerate_coco_boxes_are_dropped_counted_and_strict_refuses_them(coco_copy, capsys):
+    ids = []
+    path = _edit_json(coco_copy, lambda d: ids.extend(_degenerate(d)))
+    n_anns = len(json.loads(path.read_text())["annotations"])
+    ds = CocoDetection(coco_copy / "val2017", path)
+    assert [a for a, _ in ds.dropped] == ids
+    assert "width or height <= 0" in ds.dropped[0][1] and "no area inside" in ds.dropped[2][1]
+    assert sum(len(ds.load_target(i)["labels"]) for i in range(len(ds))) == n_anns - 3
+    assert check_command(str(coco_copy), "coco") == 0
+    out = capsys.readouterr().out
+    assert "dropped" in out.splitlines()[1] and "note: 3 degenerate box(es)" in out
+    assert summarize(str(coco_copy), "coco")["splits"]["val2017"]["dropped"] == 3
+    with pytest.raises(DataError, match=rf"annotation {ids[0]} .*width or height <= 0 \(strict"):
+        CocoDetection(coco_copy / "val2017", path, strict=True)
+    assert cli_main(["data", "check", str(coco_copy), "--format", "coco", "--strict"]) == 1
+    assert "strict: degenerate boxes are errors" in capsys.readouterr().err
+
+
+def test_a_run_records_the_dropped_boxes_and_strict_is_a_config_field(coco_copy):
+    from detpretrain.config import DataSpec, hashed_dict
+    from detpretrain.data.builders import build_detection_dataset, dropped_annotations
+    from detpretrain.experiments.common import target_spec
+    from detpretrain.experiments.detection import finetune_config
+    from detpretrain.profiles import get_profile
+
+    _edit_json(coco_copy, _degenerate)
+    spec = DataSpec(kind="coco", root=str(coco_copy), train_split="val2017", eval_split="val2017")
+    assert dropped_annotations(build_detection_dataset(spec, "val2017", train=True)) == 3
+    strict = DataSpec(kind="coco", root=str(coco_copy), train_split="val2017", eval_split="val2017", strict_boxes=True)
+    with pytest.raises(DataError, match="strict"):
+        build_detection_dataset(strict, "val2017", train=False)
+    prof = get_profile("smoke")
+    cfg = finetune_config(prof, "scratch", 0, target_spec(prof), {})
+    assert "strict_boxes" not in hashed_dict(cfg)["data"]  # the default leaves the hashes of older stores unchanged
 
 
 def test_coco_invalid_json_missing_image_and_truncated_jpeg(coco_copy, capsys):

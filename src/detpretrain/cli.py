@@ -41,6 +41,8 @@ def _build_parser() -> argparse.ArgumentParser:
     check.add_argument("root", help="dataset root (VOCdevkit or VOC20xx folder, COCO root, or class-folder root)")
     check.add_argument("--format", required=True, choices=["voc", "coco", "folder"], dest="fmt")
     check.add_argument("--no-decode", action="store_true", help="skip decoding every image (faster, misses corrupt JPEGs)")
+    check.add_argument("--strict", action="store_true",
+                       help="COCO: a box with zero width or height is an error (default: dropped and counted)")
     gen = data_sub.add_parser("generate", help="generate the embedded synthetic corpora of a profile")
     gen.add_argument("--profile", default="mini", choices=["smoke", "mini"])
     gen.add_argument("--out", default=None, help="corpus cache folder (default: data/generated)")
@@ -98,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "data" and args.data_command == "check":
             from detpretrain.data.check import check_command
 
-            return check_command(args.root, args.fmt, decode_images=not args.no_decode)
+            return check_command(args.root, args.fmt, decode_images=not args.no_decode, strict=args.strict)
         if args.command == "data" and args.data_command == "generate":
             from detpretrain.data.builders import generate_command
 

@@ -48,6 +48,9 @@ class DataSpec:
     #: ``{"rare": ["cow", "sofa"], "max_images": 8, "seed": 0}``: each rare class appears in at most ``max_images``
     #: training images (see :func:`detpretrain.data.builders.long_tail_indices`); the evaluation split is untouched.
     long_tail: dict | None = None
+    #: COCO readers: a box with zero width or height is an error instead of a counted drop
+    #: (:class:`detpretrain.data.coco.CocoDetection`'s ``strict``)
+    strict_boxes: bool = False
 
     def __post_init__(self):
         if self.kind not in DATA_KINDS:
@@ -157,7 +160,7 @@ def to_dict(config: Any) -> dict:
 #: they existed: :func:`config_hash` leaves a field out while it holds that value, so the runs of a store written
 #: before the field existed keep their hashes (and are reused), while any other value makes a different run.
 LATER_FIELDS: dict[str, dict[str, Any]] = {
-    "data": {"long_tail": None},
+    "data": {"long_tail": None, "strict_boxes": False},
     "model": {"fpn_extra_convs": 0, "box_head": "2mlp", "rpn_conv_depth": 1},
     "optim": {"keep_epoch_checkpoints": False},
 }

@@ -36,6 +36,7 @@ from detpretrain.data.builders import (
     build_detection_dataset,
     build_segmentation_dataset,
     collate_detection,
+    dropped_annotations,
     training_target,
 )
 from detpretrain.errors import ConfigError
@@ -467,6 +468,7 @@ def fit(config: TrainConfig, run, store, *, device: str = "auto", progress: bool
     metrics = {**metrics, "task": config.task, "name": config.name, "config_hash": config_hash(config),
                "headline": headline, "eval_split": config.data.eval_split, "num_train_images": len(train_set),
                "num_eval_images": len(test_set), "classes": list(train_set.classes),
+               "dropped_annotations": {"train": dropped_annotations(train_set), "eval": dropped_annotations(test_set)},
                "eval_seconds": round(time.perf_counter() - t0, 2), "history": history,
                "world_size": distributed.world_size(), "device": str(dev)}
     if distributed.is_main_process():

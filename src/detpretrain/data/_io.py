@@ -174,7 +174,7 @@ def check_image_size(path: Path, decoded_hw: tuple[int, int], annotated_hw: tupl
 
 
 def validate_box(box: Sequence[float], height: int, width: int, path: str | os.PathLike, what: str,
-                 tol: float = BOX_TOLERANCE_PX) -> list[float]:
+                 tol: float = BOX_TOLERANCE_PX, allow_empty: bool = False) -> list[float]:
     """Check one XYXY pixel box against its image and clamp it onto the canvas.
 
     Args:
@@ -183,6 +183,7 @@ def validate_box(box: Sequence[float], height: int, width: int, path: str | os.P
         path: the annotation file, for the error message.
         what: which object (e.g. ``"object 3 ('dog')"``), for the error message.
         tol: how far (pixels) a corner may lie outside the image before it is an error.
+        allow_empty: return a box with ``x2 <= x1`` or ``y2 <= y1`` instead of raising (the caller drops it).
 
     Returns:
         The box clamped to ``[0, W] x [0, H]``.
@@ -193,7 +194,7 @@ def validate_box(box: Sequence[float], height: int, width: int, path: str | os.P
     x1, y1, x2, y2 = (float(v) for v in box)
     if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
         raise DataError(path, f"{what}: box {box} has a non-finite coordinate")
-    if x2 <= x1 or y2 <= y1:
+    if (x2 <= x1 or y2 <= y1) and not allow_empty:
         raise DataError(path, f"{what}: empty box {_fmt(box)} (needs x2 > x1 and y2 > y1)")
     if x1 < -tol or y1 < -tol or x2 > width + tol or y2 > height + tol:
         raise DataError(path, f"{what}: box {_fmt(box)} (x1,y1,x2,y2) lies outside the {width}x{height} (WxH) image "

@@ -103,8 +103,19 @@ def build_detection_dataset(spec: DataSpec, split: str, *, train: bool, hflip: b
         return parts[0] if len(parts) == 1 else ConcatDetection(parts)
     if layout == "coco":
         ann = root / "annotations" / f"instances_{split}.json"
-        return CocoDetection(root / split, ann, with_masks=with_masks, transforms=tf)
+        return CocoDetection(root / split, ann, with_masks=with_masks, transforms=tf, strict=spec.strict_boxes)
     raise DataError(root, f"data kind {spec.kind!r} is not a detection format (voc or coco)")
+
+
+def dropped_annotations(dataset) -> int:
+    """How many degenerate annotations the readers under ``dataset`` left out (``CocoDetection.dropped``), looking
+    through ``ConcatDataset`` parts and ``Subset``-style wrappers; 0 for readers that drop nothing."""
+    if hasattr(dataset, "dropped"):
+        return len(dataset.dropped)
+    if hasattr(dataset, "datasets"):
+        return sum(dropped_annotations(d) for d in dataset.datasets)
+    inner = getattr(dataset, "dataset", None)
+    return dropped_annotations(inner) if inner is not None else 0
 
 
 class ConcatDetection(torch.utils.data.ConcatDataset):

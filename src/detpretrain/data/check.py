@@ -46,7 +46,7 @@ def _detection_row(ds, decode_images: bool) -> dict:
         n_inst += len(lab)
         ignored += int(t["ignore"].sum())
     return {"images": len(ds), "instances": n_inst, "ignored": ignored, "classes": len(labels),
-            "num_classes": len(ds.classes) - 1,
+            "num_classes": len(ds.classes) - 1, "dropped": len(getattr(ds, "dropped", ())),
             "per_class": {ds.classes[k]: labels[k] for k in sorted(labels)}}
 
 
@@ -98,7 +98,7 @@ def _voc_splits(root: Path, decode_images: bool) -> dict:
     return out
 
 
-def _coco_splits(root: Path, decode_images: bool) -> dict:
+def _coco_splits(root: Path, decode_images: bool, strict: bool = False) -> dict:
     from detpretrain.data.coco import CocoDetection
 
     ann_dir = require_dir(root / "annotations", "COCO annotations folder")
@@ -111,7 +111,7 @@ def _coco_splits(root: Path, decode_images: bool) -> dict:
         img_dir = root / split
         if not img_dir.is_dir():
             raise DataError(img_dir, f"image folder of {f.name} is missing")
-        out[split] = _detection_row(CocoDetection(img_dir, f), decode_images)
+        out[split] = _detection_row(CocoDetection(img_dir, f, strict=strict), decode_images)
     return out
 
 
@@ -137,17 +137,18 @@ def _folder_splits(root: Path, decode_images: bool) -> dict:
     return {s: _classification_row(ClassFolder(root, s), decode_images) for s in splits}
 
 
-def summarize(root: str, fmt: str, *, decode_images: bool = True) -> dict:
+def summarize(root: str, fmt: str, *, decode_images: bool = True, strict: bool = False) -> dict:
     """Per-split counts of a dataset, validating every annotation (and every image if ``decode_images``).
 
     Args:
         root: dataset root (see the module docstring for each format's layout).
         fmt: ``"voc"``, ``"coco"`` or ``"folder"``.
         decode_images: decode every image (finds corrupt / truncated files and size mismatches).
+        strict: COCO: a box with zero width or height is an error instead of a counted drop.
 
     Returns:
         ``{"root", "format", "decoded": bool, "splits": {name: {"images", "instances", "ignored", "classes",
-        "num_classes", "per_class"}}}``; ``classes`` = number of classes with at least one instance (detection),
+        "num_classes", "per_class", "dropped"}}}``; ``dropped`` = degenerate COCO boxes left out; ``classes`` = number of classes with at least one instance (detection),
         labelled pixel (segmentation) or image (folder); ``per_class`` = class name -> instances / images (pixel
         maps: images containing the class); ``instances`` / ``ignored`` are None for classification and
         segmentation splits.
@@ -160,17 +161,20 @@ def summarize(root: str, fmt: str, *, decode_images: bool = True) -> dict:
     readers = {"voc": _voc_splits, "coco": _coco_splits, "folder": _folder_splits}
     if fmt not in readers:
         raise ValueError(f"format must be one of {sorted(readers)}, not {fmt!r}")
-    return {"root": str(base), "format": fmt, "decoded": decode_images, "splits": readers[fmt](base, decode_images)}
+    splits = (_coco_splits(base, decode_images, strict) if fmt == "coco" else readers[fmt](base, decode_images))
+    return {"root": str(base), "format": fmt, "decoded": decode_images, "strict": strict, "splits": splits}
 
 
 def format_table(summary: dict) -> str:
-    """The summary as a plain-text table (split | images | instances | ignored | classes), one row per split."""
-    head = ("split", "images", "instances", "ignored", "classes")
+    """The summary as a plain-text table (split | images | instances | ignored | dropped | classes), one row per
+    split; ``dropped`` counts degenerate COCO boxes left out (``-`` where the format drops nothing)."""
+    head = ("split", "images", "instances", "ignored", "dropped", "classes")
     rows = []
     for name, s in summary["splits"].items():
         classes = str(s["classes"]) + (f"/{s['num_classes']}" if s.get("num_classes") else "")
         rows.append((name, str(s["images"]), "-" if s["instances"] is None else str(s["instances"]),
-                     "-" if s["ignored"] is None else str(s["ignored"]), classes))
+                     "-" if s["ignored"] is None else str(s["ignored"]),
+                     str(s["dropped"]) if summary["format"] == "coco" else "-", classes))
     widths = [max(len(r[k]) for r in (head, *rows)) for k in range(len(head))]
     fmt_row = lambda r: "  ".join(c.ljust(w) if k == 0 else c.rjust(w) for k, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
     lines = [fmt_row(head), "  ".join("-" * w for w in widths), *map(fmt_row, rows)]
@@ -180,7 +184,8 @@ def format_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def check_command(root: str, fmt: str, *, decode_images: bool = True, stream: TextIO | None = None) -> int:
+def check_command(root: str, fmt: str, *, decode_images: bool = True, strict: bool = False,
+                  stream: TextIO | None = None) -> int:
     """The ``data check`` command: print the per-split table to ``stream`` (default: the current ``sys.stdout``);
     return the exit status.
 
@@ -189,7 +194,7 @@ def check_command(root: str, fmt: str, *, decode_images: bool = True, stream: Te
         ``error: DataError: <path>: <problem>`` to stderr on the first bad file.
     """
     try:
-        summary = summarize(root, fmt, decode_images=decode_images)
+        summary = summarize(root, fmt, decode_images=decode_images, strict=strict)
     except DataError as err:
         print(f"error: DataError: {err}", file=sys.stderr)
         return 1
@@ -199,4 +204,8 @@ def check_command(root: str, fmt: str, *, decode_images: bool = True, stream: Te
     print(format_table(summary), file=stream)
     done = "decoded and checked" if decode_images else "annotations checked, images NOT decoded (--no-decode) for"
     print(f"ok: {done} {n_images} images in {len(summary['splits'])} split(s)", file=stream)
+    dropped = sum(s.get("dropped", 0) for s in summary["splits"].values())
+    if dropped:
+        print(f"note: {dropped} degenerate box(es) (zero width or height) dropped, as training will drop them; "
+              f"--strict makes them an error", file=stream)
     return 0

@@ -10,9 +10,12 @@ Layout: an image folder and an ``instances_*.json`` with ``images`` (id, file_na
 or RLE) and ``categories`` (id, name, supercategory). Optional per-annotation extras understood here:
 ``visible_fraction`` (float in [0, 1]), ``truncated`` (0/1) and ``part_bbox`` (``[x, y, w, h]`` pixels of the object's discriminative part).
 
-Bad-input policy (data/README.md): raise :class:`~detpretrain.errors.DataError` naming the file, never drop. At
-construction: missing folder / json, json that does not parse or lacks a required field, an image listed in the json
-but missing on disk, an annotation whose image or category does not exist, a box with ``w <= 0`` or ``h <= 0``, or
+Bad-input policy (data/README.md): raise :class:`~detpretrain.errors.DataError` naming the file, never drop
+silently. One counted exception: a degenerate box (``w <= 0`` or ``h <= 0``, or no area left after clamping), which
+genuine COCO 2017 train holds, is dropped and listed in ``CocoDetection.dropped`` (reported by ``data check`` and
+recorded in a run's metrics), as the torchvision references and detectron2 drop them; ``strict=True`` makes it an
+error. Errors at construction: missing folder / json, json that does not parse or lacks a required field, an image
+listed in the json but missing on disk, an annotation whose image or category does not exist, or
 a box more than ``BOX_TOLERANCE_PX`` (1 px) outside its image (within it the box is clamped onto the border); with
 ``with_masks=True`` an annotation without segmentation. At ``__getitem__``: corrupt/truncated image, decoded size
 different from the json's, a polygon/RLE pycocotools cannot decode or an RLE of the wrong size. All 2,196
@@ -72,6 +75,10 @@ def _field(entry: dict, key: str, p: Path, what: str):
     return entry[key]
 
 
+class DegenerateBox(ValueError):
+    """A box with zero width or height (dropped by :class:`CocoDetection` unless ``strict``)."""
+
+
 class CocoDetection(DetectionDatasetBase):
     """A COCO-format detection dataset (real COCO or a synthetic corpus written as COCO).
 
@@ -84,12 +91,16 @@ class CocoDetection(DetectionDatasetBase):
         categories: category *names* to keep, in label order (label 1 = ``categories[0]``). Annotations of other
             categories are left out of the targets (a deliberate selection, e.g. Table 2's category removal; the
             images stay). Default: all categories sorted by id.
+        strict: make a degenerate box an error. By default an annotation whose box has zero (or negative) width or
+            height, before or after clamping to the image, is dropped and counted in :attr:`dropped` -- what the
+            torchvision detection references and detectron2 do; genuine COCO 2017 train holds such boxes.
 
     Attributes:
         classes: ``["__background__", name_1, ..., name_K]``; labels 1..K.
         cat_ids: label -> COCO category id (dict).
         supercategories: class name -> the json's ``supercategory`` (None if the json gives none).
         image_ids: COCO image ids, ascending.
+        dropped: ``[(annotation id, reason)]`` of the degenerate boxes left out (empty with ``strict=True``).
 
     Target dict: as :class:`~detpretrain.data.voc.VOCDetection` — ``boxes`` (``tv_tensors.BoundingBoxes`` float32
     [N, 4] XYXY pixels, from ``[x, y, w, h]``), ``labels`` int64 [N] in 1..K, ``image_id`` int, ``ignore`` bool [N]
@@ -104,7 +115,9 @@ class CocoDetection(DetectionDatasetBase):
     """
 
     def __init__(self, image_dir: str | os.PathLike, ann_file: str | os.PathLike, *, with_masks: bool = False,
-                 transforms: Callable | None = None, categories: Sequence[str] | None = None):
+                 transforms: Callable | None = None, categories: Sequence[str] | None = None, strict: bool = False):
+        self.strict = strict
+        self.dropped: list[tuple[object, str]] = []
         self.image_dir = require_dir(image_dir, "COCO image folder")
         self.ann_file = Path(ann_file)
         self.with_masks = with_masks
@@ -172,7 +185,13 @@ class CocoDetection(DetectionDatasetBase):
                 continue  # category deliberately left out through categories=
             what = f"{what} (image {iid}, {cats[cid]['name']!r})"
             h, w = self._sizes[index[iid]]
-            box = self._xywh_box(_field(a, "bbox", p, what), h, w, p, what)
+            try:
+                box = self._xywh_box(_field(a, "bbox", p, what), h, w, p, what)
+            except DegenerateBox as err:
+                if strict:
+                    raise DataError(p, f"{what}: {err} (strict: degenerate boxes are errors)") from None
+                self.dropped.append((aid, str(err)))
+                continue
             area = _num(a["area"], p, f"{what} area") if "area" in a else (box[2] - box[0]) * (box[3] - box[1])
             ignore = bool(a.get("iscrowd", 0))
             vis = a.get("visible_fraction")
@@ -203,12 +222,17 @@ class CocoDetection(DetectionDatasetBase):
 
     @staticmethod
     def _xywh_box(bbox, h: int, w: int, p: Path, what: str) -> list[float]:
+        """``[x, y, w, h]`` -> XYXY clamped to the image; :class:`DegenerateBox` if it has no area (before or after
+        clamping), :class:`~detpretrain.errors.DataError` if it is malformed or lies outside the image."""
         if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
             raise DataError(p, f"{what}: bbox {bbox!r} is not [x, y, w, h]")
         x, y, bw, bh = (_num(v, p, f"{what} bbox") for v in bbox)
-        if bw <= 0 or bh <= 0:
-            raise DataError(p, f"{what}: bbox {bbox} has width or height <= 0")
-        return validate_box([x, y, x + bw, y + bh], h, w, p, what)
+        if math.isfinite(bw) and math.isfinite(bh) and (bw <= 0 or bh <= 0):
+            raise DegenerateBox(f"bbox {bbox} has width or height <= 0")
+        box = validate_box([x, y, x + bw, y + bh], h, w, p, what, allow_empty=True)
+        if box[2] <= box[0] or box[3] <= box[1]:
+            raise DegenerateBox(f"bbox {bbox} has no area inside the {w}x{h} image")
+        return box
 
     @staticmethod
     def _pack(rows: list[tuple]) -> dict:
