@@ -46,7 +46,7 @@ def test_torchvision_weight_enum_loads_from_the_hub_cache_into_frozen_bn(tmp_pat
     assert torch.allclose(loaded(x), source(x), atol=1e-5)  # frozen BN = BN in eval mode
 
 
-def test_paper_configs(coco_subset):
+def test_paper_configs(coco_subset, vocdevkit):
     paper = get_profile("paper")
     pre = pretrain_configs(paper, detection_root=str(coco_subset))
     assert pre["imagenet-cls"] is None  # IMAGENET-CLS = torchvision weights, not trained here
@@ -54,7 +54,7 @@ def test_paper_configs(coco_subset):
     assert det.init == "torchvision:ResNet101_Weights.IMAGENET1K_V2"
     assert det.data.kind == "coco" and det.data.train_split == "train2017" and det.model.arch == "resnet101"
     assert len(build_detection_dataset(det.data, det.data.train_split, train=True)) == 130
-    target = target_spec(paper, "voc", "/data/VOCdevkit")
+    target = target_spec(paper, "voc", str(vocdevkit))
     assert target.train_split == "2007:trainval+2012:trainval" and target.eval_split == "2007:test"
     cls = finetune_config(paper, "imagenet-cls", 0, target, pre)
     assert cls.init == "torchvision:ResNet101_Weights.IMAGENET1K_V2" and cls.model.norm == "frozen_bn"
@@ -74,15 +74,16 @@ def test_voc_07_plus_12_split_syntax(vocdevkit):
 
 
 @pytest.mark.slow
-def test_paper_finetune_detector_builds_from_the_weight_enum_and_detects(tmp_path, monkeypatch):
+def test_paper_finetune_detector_builds_from_the_weight_enum_and_detects(tmp_path, monkeypatch, coco_subset,
+                                                                        vocdevkit):
     """ResNet-101 + FPN at the paper's sizes, IMAGENET-CLS weights through the enum path (our own file)."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     torch.manual_seed(0)
     _put_in_hub_cache(tmp_path, ResNet101_Weights.IMAGENET1K_V2,
                       build_backbone("resnet101", norm="bn", num_classes=1000).state_dict())
     paper = get_profile("paper")
-    pre = pretrain_configs(paper, detection_root=str(tmp_path))
-    cfg = finetune_config(paper, "imagenet-cls", 0, target_spec(paper, "voc", str(tmp_path)), pre)
+    pre = pretrain_configs(paper, detection_root=str(coco_subset))
+    cfg = finetune_config(paper, "imagenet-cls", 0, target_spec(paper, "voc", str(vocdevkit)), pre)
     model = build_model(cfg, 21, backbone_weights=RunStore().backbone_weights(cfg.init))
     assert model.transform.min_size == (800,)
     assert not model.backbone.body.layer1[0].conv1.weight.requires_grad  # trainable_stages=3 as torchvision's default

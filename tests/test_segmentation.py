@@ -282,12 +282,12 @@ def test_genuine_voc2012_sample_end_to_end(vocdevkit):
 
 
 # ------------------------------------------------------------------------------------------------------ chain
-def test_segmentation_configs_reuse_the_detection_chapters_pretraining_runs():
+def test_segmentation_configs_reuse_the_detection_chapters_pretraining_runs(vocdevkit, coco_subset):
     for name in ("smoke", "paper"):
         prof = get_profile(name)
-        pretrained = pretrain_configs(prof)
+        pretrained = pretrain_configs(prof, detection_root=str(coco_subset) if name == "paper" else None)
         target = segmentation_target(prof, "synthetic") if name != "paper" else \
-            segmentation_target(prof, "voc", "/data/VOCdevkit")
+            segmentation_target(prof, "voc", str(vocdevkit))
         for pretrain in ("imagenet-cls", "detection", "scratch"):
             seg = segmentation_config(prof, pretrain, 1, target, pretrained)
             det = finetune_config(prof, pretrain, 1, target, pretrained)
@@ -296,8 +296,8 @@ def test_segmentation_configs_reuse_the_detection_chapters_pretraining_runs():
         assert segmentation_config(prof, "detection", 0, target, pretrained).init == \
             f"run:{config_hash(pretrained['detection'])}"
     paper = get_profile("paper")
-    assert segmentation_config(paper, "scratch", 0, segmentation_target(paper, "voc", "/v"),
-                               pretrain_configs(paper)).model.norm == "gn"
+    assert segmentation_config(paper, "scratch", 0, segmentation_target(paper, "voc", str(vocdevkit)),
+                               pretrain_configs(paper, detection_root=str(coco_subset))).model.norm == "gn"
 
 
 EXPECTED_KEYS = {"mIoU", "pixel_accuracy", "per_class_IoU", "bands", "band_scale", "trimap", "anti_trimap",

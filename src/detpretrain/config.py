@@ -51,6 +51,9 @@ class DataSpec:
     #: COCO readers: a box with zero width or height is an error instead of a counted drop
     #: (:class:`detpretrain.data.coco.CocoDetection`'s ``strict``)
     strict_boxes: bool = False
+    #: real data: :func:`detpretrain.data.fingerprint.dataset_fingerprint` of the split lists and annotations. When
+    #: set, the run hash records it instead of ``root``, so a run store moves between machines with the same data.
+    fingerprint: str | None = None
 
     def __post_init__(self):
         if self.kind not in DATA_KINDS:
@@ -160,15 +163,18 @@ def to_dict(config: Any) -> dict:
 #: they existed: :func:`config_hash` leaves a field out while it holds that value, so the runs of a store written
 #: before the field existed keep their hashes (and are reused), while any other value makes a different run.
 LATER_FIELDS: dict[str, dict[str, Any]] = {
-    "data": {"long_tail": None, "strict_boxes": False},
+    "data": {"long_tail": None, "strict_boxes": False, "fingerprint": None},
     "model": {"fpn_extra_convs": 0, "box_head": "2mlp", "rpn_conv_depth": 1},
     "optim": {"keep_epoch_checkpoints": False},
 }
 
 
 def hashed_dict(config: TrainConfig) -> dict:
-    """:func:`to_dict` without the :data:`LATER_FIELDS` that hold their backward-compatible value."""
+    """:func:`to_dict` without the :data:`LATER_FIELDS` that hold their backward-compatible value, and without the
+    data ``root`` where a dataset fingerprint identifies the data instead (a store then moves between machines)."""
     d = to_dict(config)
+    if d["data"].get("fingerprint"):
+        del d["data"]["root"]
     for part, fields in LATER_FIELDS.items():
         for name, neutral in fields.items():
             if name in d[part] and d[part][name] == neutral:

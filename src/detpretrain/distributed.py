@@ -11,6 +11,8 @@ import os
 import torch
 import torch.distributed as dist
 
+from detpretrain.errors import ConfigError
+
 
 def is_distributed() -> bool:
     """True inside an initialised process group (torchrun with WORLD_SIZE > 1)."""
@@ -43,12 +45,17 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
     Args:
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a ``torch.device``.
+
+    Raises:
+        ConfigError: CUDA asked for on a machine without a usable CUDA device (says to pass ``device="cpu"``).
     """
-    if isinstance(device, torch.device):
-        return device
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    dev = device if isinstance(device, torch.device) else torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {str(device)!r} asks for CUDA, but torch finds no CUDA device on this machine "
+                          f"(torch {torch.__version__}); pass device='cpu' to run on the CPU")
+    return dev
 
 
 def init(device: str = "auto") -> torch.device:

@@ -43,6 +43,8 @@ class Profile:
         seeds: fine-tuning seeds (the book shows their spread).
         imagenet_cls_weights: for ``paper``, the torchvision weight enum standing in for IMAGENET-CLS pre-training;
             ``None`` means "pre-train on the synthetic imagenet_cls corpus".
+        needs_gpu: sized for GPUs: ``device="auto"`` on a machine without CUDA is an error rather than a silent
+            CPU run of days (pass ``device="cpu"`` to insist).
     """
 
     name: str
@@ -57,6 +59,7 @@ class Profile:
     seg_finetune: OptimSpec
     seeds: tuple[int, ...] = (0,)
     imagenet_cls_weights: str | None = None
+    needs_gpu: bool = False
 
 
 _TINY = ModelSpec(arch="resnet_tiny", norm="gn", fpn_channels=32, representation_size=128,
@@ -109,6 +112,7 @@ PROFILES: dict[str, Profile] = {
     "paper": Profile(
         name="paper",
         description="Li et al. 2019 setting on real data with torchvision ResNet-101 weights; needs GPUs",
+        needs_gpu=True,
         model=_PAPER,
         real_model=_PAPER,
         cls_pretrain=OptimSpec(epochs=90, batch_size=256, lr=0.1, warmup_iters=0, milestones=(30, 60), amp=True,

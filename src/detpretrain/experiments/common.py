@@ -24,9 +24,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from pathlib import Path
 
 from detpretrain.config import DataSpec, TrainConfig, config_hash, replace_path
+from detpretrain.data.fingerprint import with_fingerprint
 from detpretrain.errors import ConfigError
 from detpretrain.profiles import Profile
 from detpretrain.runs import Run, RunStore, get_or_train
@@ -68,7 +68,7 @@ def target_spec(profile: Profile, dataset: str = "synthetic", data_root: str | N
     if not data_root:
         raise ConfigError(f"dataset {dataset!r} needs a data_root")
     kind, train, test = REAL_DATASETS[dataset]
-    return DataSpec(kind=kind, root=str(Path(data_root).expanduser().resolve()), train_split=train, eval_split=test)
+    return with_fingerprint(DataSpec(kind=kind, root=str(data_root), train_split=train, eval_split=test))
 
 
 def pretrain_configs(profile: Profile, detection_root: str | None = None) -> dict[str, TrainConfig | None]:
@@ -91,8 +91,8 @@ def pretrain_configs(profile: Profile, detection_root: str | None = None) -> dic
         cls_init = f"run:{config_hash(cls_cfg)}"
     if profile.name == "paper":
         root = detection_root or os.environ.get("DETPRETRAIN_COCO", "~/data/coco")
-        det_data = DataSpec(kind="coco", root=str(Path(root).expanduser()), train_split="train2017",
-                            eval_split="val2017")
+        det_data = with_fingerprint(DataSpec(kind="coco", root=str(root), train_split="train2017",
+                                             eval_split="val2017"))
         det_model = profile.real_model
     else:
         det_data, det_model = synthetic_spec(profile.name, "coco"), profile.model
@@ -183,6 +183,20 @@ def ensure_pretrained(names, pretrained: dict[str, TrainConfig | None], store: R
     return runs
 
 
+def check_device(prof: Profile, device: str = "auto") -> None:
+    """Refuse to start a GPU-sized profile on the CPU by accident.
+
+    Raises:
+        ConfigError: ``device`` asks for CUDA that this machine lacks, or ``prof.needs_gpu`` and ``device="auto"``
+            resolves to the CPU (pass ``device="cpu"`` to run there anyway).
+    """
+    from detpretrain.distributed import resolve_device
+
+    if resolve_device(device).type == "cpu" and prof.needs_gpu and str(device) == "auto":
+        raise ConfigError(f"profile {prof.name!r} is sized for GPUs and this machine has no CUDA device; "
+                          f"pass device='cpu' to run it on the CPU anyway (days for a detection pre-training)")
+
+
 def finetune_chain(prof: Profile, dataset: str, target: DataSpec, make_config, *, pretrains,
                    pretrained: dict[str, TrainConfig | None], seeds=None, store: RunStore | None = None,
                    overrides: dict | None = None, device: str = "auto", progress: bool = True, log=print) -> dict:
@@ -205,6 +219,7 @@ def finetune_chain(prof: Profile, dataset: str, target: DataSpec, make_config, *
     Raises:
         ConfigError: an unknown pre-training name (from ``make_config``).
     """
+    check_device(prof, device)
     store = store or RunStore()
     pre_runs = ensure_pretrained(pretrains, pretrained, store, device=device, progress=progress, log=log,
                                  prefix=f"[{prof.name}] ")

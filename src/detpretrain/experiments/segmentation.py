@@ -23,9 +23,9 @@ Targets (:func:`segmentation_target`):
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 from detpretrain.config import DataSpec, TrainConfig
+from detpretrain.data.fingerprint import with_fingerprint
 from detpretrain.errors import ConfigError
 from detpretrain.experiments.common import PRETRAINS, finetune_chain, pretrain_configs, target_spec
 from detpretrain.experiments.detection import finetune_config
@@ -53,8 +53,7 @@ def segmentation_target(profile: Profile, dataset: str = "synthetic", data_root:
     if not data_root:
         raise ConfigError(f"dataset {dataset!r} needs a data_root")
     kind, train, test, year = SEGMENTATION_DATASETS[dataset]
-    return DataSpec(kind=kind, root=str(Path(data_root).expanduser().resolve()), train_split=train, eval_split=test,
-                    year=year)
+    return with_fingerprint(DataSpec(kind=kind, root=str(data_root), train_split=train, eval_split=test, year=year))
 
 
 def segmentation_config(profile: Profile, pretrain: str, seed: int, target: DataSpec,
