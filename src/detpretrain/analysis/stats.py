@@ -1,0 +1,635 @@
+"""The one verdict rule of the book: paired differences, an interval over the unit of replication, a label.
+
+Every claim of a chapter ("detection pre-training helps at IoU 0.7", "freezing keeps accuracy") is judged here,
+from paired differences (treatment minus control) and the design that produced them. The rule follows Bouthillier
+et al. 2021 ("Accounting for variance in machine learning benchmarks", MLSys): the interval is over the unit the
+claim is about, a pre-training run, not over whatever happens to be plentiful (fine-tuning seeds, images).
+
+Public core
+-----------
+:func:`verdict`
+    ``differences`` [n], one per unit (a fine-tuning, or an image), and optionally ``groups`` [n] naming the
+    replicate each unit belongs to (the pre-training run). Returns a :class:`Verdict`.
+
+    * **flat** (``groups=None``): Student t-interval on the differences, ``df = n - 1``. The caller asserts that
+      the differences are independent replicates of what the claim is about.
+    * **nested** (``groups`` with G >= 2 levels): the differences are averaged within each group (each group counts
+      once, whatever its size) and the t-interval is over the G group means, ``df = G - 1``. Exact when the group
+      means are normal, whatever the between- and within-group variances, so it keeps its level with 3 groups --
+      where a bootstrap over 3 clusters does not (its percentile interval is about the range of the 3 group means;
+      ``tests/test_stats.py`` measures both).
+    * **unreplicated** (``groups`` with a single level: one pre-training run per arm, the book's design today): the
+      claim about pre-training has n = 1 and cannot be tested. Without ``unit`` the verdict is *not resolved*, no
+      interval. With an explicit ``unit`` (e.g. ``unit="fine-tuning seed"``) the caller asks for the conditional
+      analysis: the flat t-interval over those units, labelled as usual but with ``replicated=False``; its sentence
+      says that the result is about these particular pre-trained networks (the interval covers fine-tuning
+      variation only, not the variation between pre-training runs).
+
+    Labels (``expected`` = +1 when the claim is "treatment > control", -1 when "treatment < control"):
+
+    * ``kind="superiority"``: *holds* when the two-sided (1 - alpha) interval excludes 0 on the ``expected`` side,
+      *reversed* when it excludes 0 on the other side, else *not resolved*. The false *holds* rate under a true
+      null is alpha / 2 (one tail); the rate of any verdict (holds or reversed) is alpha.
+    * ``kind="noninferiority"`` with ``margin`` > 0 (same units as the differences), for claims like "accuracy is
+      kept": *holds* when the whole interval lies beyond ``-margin`` in the ``expected`` direction (the standard
+      rule: the bound of a two-sided 95 % interval, i.e. a one-sided test at 2.5 %); *reversed* when the whole
+      interval lies beyond ``-margin`` on the bad side (worse than the margin allows: inferior); else
+      *not resolved*.
+
+    ``p_value``: two-sided t-test of the null value (0, or ``-margin * expected`` for non-inferiority); p < alpha
+    exactly when the interval excludes the null value, so a Holm-adjusted p can relabel a claim
+    (:func:`adjust_claims`).
+
+    ``mde`` (minimum detectable effect): the smallest true effect, as a distance from the null value in the
+    ``expected`` direction, that this design detects (label *holds*) with 80 % power at this alpha, taking the
+    observed standard error as the truth: ``ncp * SE`` with ``ncp`` solving ``P(T'(df, ncp) > t_{1-alpha/2, df})
+    = 0.8`` for the noncentral t ``T'`` (:func:`min_detectable_effect`). The textbook shortcut
+    ``(t_{1-alpha/2,df} + t_{0.8,df}) * SE`` underestimates it at small df (df = 2: 5.36 SE, power 77 %, against
+    the exact 5.65 SE), so the exact one is used; they agree from df ~ 8 on.
+
+    Degenerate inputs: fewer than 2 replicates -> *not resolved*, interval, p and mde NaN. Zero spread (all
+    replicates equal, e.g. identical runs whose seeds change nothing) -> *not resolved*, a zero-width interval at the
+    estimate, p and mde NaN: the design cannot measure its own noise, and a single repeated number is not evidence.
+    NaN / inf values, mismatched lengths, non-1-D input -> ``ValueError`` naming the problem. No unit at all
+    (``differences`` empty) -> *not resolved* with NaN estimate, as for a comparison that is missing.
+
+:func:`mcnemar`
+    Two classifiers' per-image correctness on the same test images: the exact McNemar test (McNemar 1947; the
+    binomial test on the discordant images) and the matching exact interval for the accuracy difference.
+
+:func:`paired_bootstrap`
+    Per-image paired metrics: percentile interval over resampled images (Efron & Tibshirani 1993, ch. 13), with
+    ``groups`` a two-stage bootstrap (groups, then images within them). With few groups the two-stage bootstrap is
+    anticonservative (3 groups give only 10 distinct resamples of the groups), so replicated claims go through
+    :func:`verdict` on per-group differences.
+
+:func:`holm`, :func:`adjust_claims`, :func:`claims_table`
+    One declared primary claim per chapter, tested at alpha unadjusted; the other claims of the chapter are
+    secondary, Holm-adjusted among themselves (Holm 1979); the chapter shows the whole table.
+
+References:
+    Bouthillier X. et al. 2021, "Accounting for variance in machine learning benchmarks", MLSys.
+    Holm S. 1979, "A simple sequentially rejective multiple test procedure", Scand. J. Statist. 6:65-70.
+    McNemar Q. 1947, "Note on the sampling error of the difference between correlated proportions or percentages",
+    Psychometrika 12:153-157.
+    Efron B. & Tibshirani R. 1993, "An Introduction to the Bootstrap", Chapman & Hall (ch. 13, percentile interval).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, special, stats
+
+#: the three labels, in every verdict of the book
+LABELS = ("holds", "reversed", "not resolved")
+#: the two kinds of claim
+KINDS = ("superiority", "noninferiority")
+#: power at which :attr:`Verdict.mde` is computed
+POWER = 0.8
+
+_NAN = math.nan
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the result
+# ----------------------------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """One claim's verdict: estimate, interval, its design and the label.
+
+    Attributes:
+        label: ``"holds"``, ``"reversed"`` or ``"not resolved"`` (see the module docstring for each kind).
+        estimate: mean paired difference, treatment minus control, in the units of the input (e.g. mAP points).
+        ci_low, ci_high: two-sided (1 - alpha) interval; NaN when there is none.
+        p_value: two-sided p of the null value (0, or ``-margin * expected``); NaN when there is no test.
+        n: how many replicates of ``unit`` the interval is over (the n of the claim).
+        n_units: how many differences came in (e.g. fine-tunings, or images).
+        n_groups: how many groups (pre-training runs); equals ``n_units`` for a flat design.
+        df: degrees of freedom of the t-interval (NaN for the bootstrap and McNemar).
+        mde: smallest true effect (distance from the null value, in the expected direction) detected with 80 %
+            power at this alpha by this design, at the observed standard error; NaN when there is no interval.
+        alpha, kind, margin, expected: the question asked.
+        unit: the unit of replication, singular (``"pre-training run"``, ``"fine-tuning seed"``, ``"image"``).
+        subunit: the lower level in a nested design (``"fine-tuning seed"``), else ``""``.
+        method: how the interval was made, in words (shown in sentences and tables).
+        replicated: False when the claim is about pre-training but only one pre-training run per arm exists: the
+            verdict is then about these particular pre-trained networks.
+        role: ``"primary"`` / ``"secondary"`` after :func:`adjust_claims`, else ``""``.
+        p_adjusted: Holm-adjusted p after :func:`adjust_claims` (the raw p for the primary), else NaN.
+    """
+
+    label: str
+    estimate: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    n: int
+    n_units: int
+    n_groups: int
+    df: float
+    mde: float
+    alpha: float = 0.05
+    kind: str = "superiority"
+    margin: float = 0.0
+    expected: int = 1
+    unit: str = "unit"
+    subunit: str = ""
+    method: str = ""
+    replicated: bool = True
+    role: str = ""
+    p_adjusted: float = _NAN
+
+    @property
+    def null_value(self) -> float:
+        """The value the test is against: 0 (superiority) or ``-margin * expected`` (non-inferiority)."""
+        return -self.margin * self.expected if self.kind == "noninferiority" else 0.0
+
+    def sentence(self, name: str, unit_label: str | None = None, digits: int = 1) -> str:
+        """The verdict as the reader sees it: estimate, interval, design, n, power and label.
+
+        Args:
+            name: what the estimate measures, e.g. ``"mAP@0.7"`` or ``"top-1 points"``.
+            unit_label: the unit of replication as printed (singular; pluralised here), default :attr:`unit`.
+            digits: decimals of the estimate, interval and mde.
+
+        Example: ``"+2.3 mAP@0.7 (95 % CI +0.4 to +4.2; t-interval over 3 pre-training runs, 9 fine-tuning
+        seeds; smallest detectable effect 3.1 at 80 % power) — holds"``.
+        """
+        f = f"{{:+.{digits}f}}"
+        est = "no estimate" if math.isnan(self.estimate) else f"{f.format(self.estimate)} {name}"
+        unit = unit_label or self.unit
+        parts = []
+        if not math.isnan(self.ci_low):
+            parts.append(f"{_level(self.alpha)} % CI {f.format(self.ci_low)} to {f.format(self.ci_high)}")
+        parts.append(self.method if unit_label is None else self.method.replace(_plural(self.unit, self.n),
+                                                                                   _plural(unit, self.n)))
+        if not math.isnan(self.mde):
+            parts.append(f"smallest detectable effect {self.mde:.{digits}f} at {round(100 * POWER)} % power")
+        label = self.label
+        if self.kind == "noninferiority":
+            label += {"holds": f" (non-inferior: margin {self.margin:.{digits}f})",
+                      "reversed": f" (inferior by more than the margin {self.margin:.{digits}f})"}.get(self.label, "")
+        if not self.replicated:
+            label += " for these particular pre-trained networks (pre-training unreplicated)"
+        if self.role == "secondary" and not math.isnan(self.p_adjusted):
+            label += f" (secondary claim; Holm-adjusted p = {self.p_adjusted:.2g})"
+        elif self.role == "primary":
+            label += " (primary claim)"
+        return f"{est} ({'; '.join(parts)}) — {label}"
+
+    def as_row(self) -> dict:
+        """The verdict as one table row (plain Python values)."""
+        return {"estimate": self.estimate, "ci_low": self.ci_low, "ci_high": self.ci_high, "n": self.n,
+                "unit": self.unit, "n_units": self.n_units, "n_groups": self.n_groups, "df": self.df,
+                "p": self.p_value, "p_holm": self.p_adjusted, "label": self.label, "mde": self.mde,
+                "kind": self.kind, "margin": self.margin, "expected": self.expected, "alpha": self.alpha,
+                "replicated": self.replicated, "role": self.role, "method": self.method}
+
+
+def _level(alpha: float) -> str:
+    return f"{100 * (1 - alpha):g}"
+
+
+def _plural(noun: str, n: int) -> str:
+    if n == 1 or noun.endswith("s"):
+        return f"{n} {noun}"
+    if noun.endswith("y") and noun[-2:-1] not in "aeiou":
+        return f"{n} {noun[:-1]}ies"
+    return f"{n} {noun}s"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# checks
+# ----------------------------------------------------------------------------------------------------------------
+def _check_question(expected, alpha, margin, kind) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if expected not in (1, -1):
+        raise ValueError(f"expected must be +1 (treatment > control) or -1 (treatment < control), got {expected!r}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha!r}")
+    if kind == "noninferiority" and not (margin > 0 and math.isfinite(margin)):
+        raise ValueError(f"a non-inferiority claim needs a finite margin > 0 (units of the differences), "
+                         f"got {margin!r}")
+    if kind == "superiority" and margin != 0:
+        raise ValueError(f"margin={margin!r} is for kind='noninferiority'; a superiority claim is tested against 0")
+
+
+def _as_vector(values, what: str) -> np.ndarray:
+    try:
+        arr = np.asarray(values, dtype=float)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{what} must be numbers: {err}") from None
+    if arr.ndim != 1:
+        raise ValueError(f"{what} must be 1-D (one value per unit), got shape {arr.shape}")
+    bad = np.flatnonzero(~np.isfinite(arr))
+    if bad.size:
+        raise ValueError(f"{what} has {bad.size} NaN/inf value(s), first at position {bad[0]} ({arr[bad[0]]}); "
+                         "drop the units that are missing in either arm before calling")
+    return arr
+
+
+def _group_codes(groups, n: int) -> tuple[np.ndarray, int]:
+    arr = groups.to_numpy(dtype=object) if isinstance(groups, pd.Series) else np.asarray(groups, dtype=object)
+    if arr.ndim != 1 or arr.size != n:
+        raise ValueError(f"groups must be 1-D with one entry per difference: shape {arr.shape} for {n} differences")
+    labels = pd.Series(arr)
+    if labels.isna().any():
+        raise ValueError(f"groups has a missing value at position {int(np.flatnonzero(labels.isna())[0])}")
+    codes, uniques = pd.factorize(labels, sort=False)
+    return codes, len(uniques)
+
+
+def _zero_spread(x: np.ndarray) -> bool:
+    scale = max(1.0, float(np.max(np.abs(x))))
+    return float(np.ptp(x)) <= 1e-12 * scale
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# power
+# ----------------------------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=256)
+def _ncp_for_power(df: float, alpha: float, power: float) -> float:
+    if math.isinf(df):
+        return float(stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power))
+    crit = float(special.stdtrit(df, 1 - alpha / 2))
+
+    def shortfall(ncp: float) -> float:
+        return 1 - special.nctdtr(df, ncp, crit) - power
+
+    hi = crit + 2.0
+    while shortfall(hi) < 0:  # widen the bracket step by step: nctdtr is NaN far out in the tail
+        hi *= 1.5
+    return float(optimize.brentq(shortfall, 0.0, hi, xtol=1e-10))
+
+
+def min_detectable_effect(se: float, df: float, alpha: float = 0.05, power: float = POWER) -> float:
+    """Smallest true effect detected (in the expected direction) with probability ``power`` by a two-sided t-test.
+
+    Args:
+        se: standard error of the estimate (units of the differences).
+        df: degrees of freedom (``math.inf`` for a normal approximation).
+        alpha: two-sided level.
+        power: wanted probability of the label *holds*.
+
+    Returns:
+        ``ncp * se`` where the noncentral t with ``df`` and ``ncp`` exceeds ``t_{1-alpha/2, df}`` with probability
+        ``power``; NaN for ``df < 1`` or a non-finite / zero ``se``.
+    """
+    if not (df >= 1 and math.isfinite(se) and se > 0):
+        return _NAN
+    return _ncp_for_power(float(df), float(alpha), float(power)) * float(se)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# labels
+# ----------------------------------------------------------------------------------------------------------------
+def _label(ci_low: float, ci_high: float, null: float, expected: int) -> str:
+    """Label of an interval against the null value (0, or -margin * expected) in the expected direction."""
+    if math.isnan(ci_low):
+        return "not resolved"
+    lo, hi = (ci_low, ci_high) if expected == 1 else (-ci_high, -ci_low)
+    ref = null * expected
+    if lo > ref:
+        return "holds"
+    if hi < ref:
+        return "reversed"
+    return "not resolved"
+
+
+def _no_interval(estimate, n, n_units, n_groups, method, *, alpha, kind, margin, expected, unit, subunit="",
+                 replicated=True, ci=(_NAN, _NAN)) -> Verdict:
+    return Verdict("not resolved", float(estimate), float(ci[0]), float(ci[1]), _NAN, int(n), int(n_units),
+                   int(n_groups), _NAN, _NAN, alpha, kind, float(margin), int(expected), unit, subunit, method,
+                   replicated)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the t rule
+# ----------------------------------------------------------------------------------------------------------------
+def verdict(differences, *, groups=None, expected: int = +1, alpha: float = 0.05, margin: float = 0.0,
+            kind: str = "superiority", unit: str | None = None,
+            group_unit: str = "pre-training run") -> Verdict:
+    """Verdict on a claim from paired differences (treatment minus control), one per unit.
+
+    Args:
+        differences: [n] paired differences in the metric's units (e.g. mAP points), treatment minus control.
+        groups: optional [n] labels of the replicate each difference belongs to (e.g. the pre-training run pair
+            ``r``: treatment run r against control run r). With G >= 2 levels the interval is over the G group
+            means (df = G - 1); with a single level the pre-training is unreplicated (see the module docstring).
+        expected: +1 if the claim is treatment > control, -1 if treatment < control.
+        alpha: two-sided level of the interval (0.05: a 95 % interval).
+        margin: for ``kind="noninferiority"``: how much worse (> 0, in the metric's units) still counts as kept.
+        kind: ``"superiority"`` or ``"noninferiority"``.
+        unit: what one difference is, singular (``"fine-tuning seed"``, ``"image"``). With a single group, passing
+            it asks for the analysis conditional on that group's networks.
+        group_unit: what one group is, singular (the unit of replication of a nested design).
+
+    Returns:
+        :class:`Verdict`.
+
+    Raises:
+        ValueError: NaN/inf differences, non-1-D input, ``groups`` of another length or with missing labels, an
+            unknown ``kind``, ``expected`` not +-1, alpha outside (0, 1), a margin that does not fit the kind.
+    """
+    _check_question(expected, alpha, margin, kind)
+    d = _as_vector(differences, "differences")
+    q = {"alpha": float(alpha), "kind": kind, "margin": float(margin), "expected": int(expected)}
+    sub = unit or "unit"
+    if groups is None:
+        return _t_verdict(d, n_units=d.size, n_groups=d.size, unit=sub, subunit="", replicated=True,
+                          design=f"t-interval over {{n}}", **q)
+    codes, n_groups = _group_codes(groups, d.size)
+    if n_groups == 1:
+        if unit is None:
+            return _no_interval(d.mean() if d.size else _NAN, 1, d.size, 1,
+                                f"1 {group_unit}: the unit of replication has n = 1, no interval (pass unit= "
+                                f"for an analysis conditional on this {group_unit})", unit=group_unit,
+                                replicated=False, **q)
+        return _t_verdict(d, n_units=d.size, n_groups=1, unit=sub, subunit="", replicated=False,
+                          design=f"t-interval over {{n}} of 1 {group_unit}", **q)
+    means = np.bincount(codes, weights=d, minlength=n_groups) / np.bincount(codes, minlength=n_groups)
+    return _t_verdict(means, n_units=d.size, n_groups=n_groups, unit=group_unit, subunit=sub, replicated=True,
+                      design=f"t-interval over {{n}}, {_plural(sub, d.size)}", **q)
+
+
+def _t_verdict(x: np.ndarray, *, n_units, n_groups, unit, subunit, replicated, design, alpha, kind, margin,
+               expected) -> Verdict:
+    n = x.size
+    method = design.format(n=_plural(unit, n))
+    q = {"alpha": alpha, "kind": kind, "margin": margin, "expected": expected, "unit": unit, "subunit": subunit,
+         "replicated": replicated}
+    if n == 0:
+        return _no_interval(_NAN, 0, n_units, n_groups, f"no {unit}: nothing to compare", **q)
+    estimate = float(x.mean())
+    if n < 2:
+        return _no_interval(estimate, n, n_units, n_groups, f"1 {unit}: no spread to build an interval from", **q)
+    if _zero_spread(x):
+        return _no_interval(estimate, n, n_units, n_groups,
+                            f"{_plural(unit, n)}, all equal: zero spread, the design cannot measure its noise",
+                            ci=(estimate, estimate), **q)
+    df = n - 1
+    se = float(x.std(ddof=1)) / math.sqrt(n)
+    half = float(special.stdtrit(df, 1 - alpha / 2)) * se
+    lo, hi = estimate - half, estimate + half
+    null = -margin * expected if kind == "noninferiority" else 0.0
+    p = float(2 * special.stdtr(df, -abs(estimate - null) / se))
+    return Verdict(_label(lo, hi, null, expected), estimate, lo, hi, p, n, n_units, n_groups, float(df),
+                   min_detectable_effect(se, df, alpha), alpha, kind, margin, expected, unit, subunit,
+                   f"{method} (df {df})", replicated)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# per-image comparisons
+# ----------------------------------------------------------------------------------------------------------------
+def mcnemar(correct_a, correct_b, *, expected: int = +1, alpha: float = 0.05, unit: str = "test image",
+            scale: float = 100.0) -> Verdict:
+    """Exact McNemar test of two classifiers scored on the same test images (McNemar 1947).
+
+    Of the images only the discordant ones inform the comparison: ``b`` where A is right and B wrong, ``c`` where
+    A is wrong and B right. Under the null (equal accuracy) ``b ~ Binomial(b + c, 1/2)``; the p-value is the exact
+    two-sided binomial one (twice the smaller tail, the null being symmetric). The interval for the accuracy
+    difference ``(b - c) / N`` is the Clopper-Pearson interval of ``b / (b + c)`` mapped through
+    ``(b + c) / N * (2 pi - 1)``, conditional on the number of discordant images; it excludes 0 exactly when the
+    test rejects at ``alpha``, so the label and the p-value agree.
+
+    Args:
+        correct_a, correct_b: [N] per-image correctness (bool or 0/1) of A and B on the same images.
+        expected: +1 if the claim is "A is more accurate", -1 if "A is less accurate".
+        alpha: two-sided level.
+        unit: name of one pair (singular).
+        scale: factor on the estimate, interval and mde (100: percentage points, as the book prints top-1).
+
+    Returns:
+        :class:`Verdict` with estimate ``scale * (acc_A - acc_B)``, df NaN and ``mde`` from the normal
+        approximation ``(z_{1-alpha/2} + z_{0.8}) * scale * sqrt(b + c) / N`` (NaN when no image is discordant).
+
+    Raises:
+        ValueError: lengths differ, non-1-D input, or values other than 0/1.
+    """
+    _check_question(expected, alpha, 0.0, "superiority")
+    a, b_ = (_as_vector(v, name) for v, name in ((correct_a, "correct_a"), (correct_b, "correct_b")))
+    if a.size != b_.size:
+        raise ValueError(f"correct_a has {a.size} images, correct_b {b_.size}: they must be the same images")
+    for arr, name in ((a, "correct_a"), (b_, "correct_b")):
+        if not np.isin(arr, (0.0, 1.0)).all():
+            raise ValueError(f"{name} must hold per-image correctness (bool or 0/1)")
+    n_img = a.size
+    q = {"alpha": float(alpha), "kind": "superiority", "margin": 0.0, "expected": int(expected), "unit": unit}
+    if n_img == 0:
+        return _no_interval(_NAN, 0, 0, 0, f"no {unit}: nothing to compare", **q)
+    b = int(np.sum((a == 1) & (b_ == 0)))
+    c = int(np.sum((a == 0) & (b_ == 1)))
+    m = b + c
+    estimate = scale * (b - c) / n_img
+    method = f"exact McNemar test over {_plural(unit, n_img)}, {m} discordant"
+    if m == 0:
+        return _no_interval(estimate, n_img, n_img, n_img, method + ": the two agree on every image",
+                            ci=(0.0, 0.0), **q)
+    p = float(stats.binomtest(b, m, 0.5).pvalue)
+    pi_lo = float(stats.beta.ppf(alpha / 2, b, m - b + 1)) if b > 0 else 0.0
+    pi_hi = float(stats.beta.ppf(1 - alpha / 2, b + 1, m - b)) if b < m else 1.0
+    lo, hi = (scale * m / n_img * (2 * pi - 1) for pi in (pi_lo, pi_hi))
+    mde = (stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(POWER)) * scale * math.sqrt(m) / n_img
+    return Verdict(_label(lo, hi, 0.0, expected), estimate, lo, hi, p, n_img, n_img, n_img, _NAN, float(mde),
+                   float(alpha), "superiority", 0.0, int(expected), unit, "", method, True)
+
+
+def _apply(statistic: Callable, block: np.ndarray) -> np.ndarray:
+    """``statistic`` on every row of ``block`` [B, m]: vectorised when it takes ``axis``, else row by row."""
+    try:
+        out = np.asarray(statistic(block, axis=-1), dtype=float)
+        if out.shape == (block.shape[0],):
+            return out
+    except TypeError:
+        pass
+    return np.array([float(statistic(row)) for row in block])
+
+
+def paired_bootstrap(values_a, values_b, statistic: Callable = np.mean, *, n_boot: int = 2000, seed: int = 0,
+                     groups=None, expected: int = +1, alpha: float = 0.05, margin: float = 0.0,
+                     kind: str = "superiority", unit: str | None = None,
+                     group_unit: str = "pre-training run") -> Verdict:
+    """Paired percentile bootstrap of ``statistic(a) - statistic(b)`` over images (Efron & Tibshirani 1993, ch. 13).
+
+    Each resample draws images with replacement and evaluates the statistic on the *same* images for A and B,
+    so the pairing is kept. With ``groups`` (G >= 2) it is two-stage: G groups with replacement, then images with
+    replacement within each drawn group. That bootstrap is anticonservative with few groups (with 3 groups its
+    percentile interval is close to the range of the 3 group values; ``tests/test_stats.py`` measures a false
+    *holds* rate far above alpha / 2): replicated claims go through :func:`verdict` on per-group differences,
+    which keeps its level. A single group is treated as in :func:`verdict` (not resolved, or conditional on the
+    group's networks when ``unit`` is given).
+
+    Args:
+        values_a, values_b: [N] per-image values of A and B on the same images (e.g. correctness, IoU, AP terms).
+        statistic: a reduction over images, ``statistic(x, axis=-1)`` like ``np.mean`` / ``np.median``; one without
+            ``axis`` is applied resample by resample.
+        n_boot: number of resamples (>= 100; 2,000 or more for a 95 % percentile interval).
+        seed: seed of the resampling (``numpy.random.default_rng``).
+        groups: optional [N] replicate labels (see above).
+        expected, alpha, margin, kind: as for :func:`verdict`.
+        unit: name of one image-level unit, singular (default ``"image"``).
+        group_unit: name of one group, singular.
+
+    Returns:
+        :class:`Verdict` with the percentile interval, df NaN, the bootstrap p-value
+        ``min(1, 2 * min(#{theta* <= null} + 1, #{theta* >= null} + 1) / (B + 1))`` and
+        ``mde = (z_{1-alpha/2} + z_{0.8}) * sd(theta*)``. A resampling distribution with zero spread gives
+        *not resolved* (as in :func:`verdict`; for 0/1 outcomes use :func:`mcnemar`).
+
+    Raises:
+        ValueError: as :func:`verdict`, and ``n_boot < 100``.
+    """
+    _check_question(expected, alpha, margin, kind)
+    if int(n_boot) < 100:
+        raise ValueError(f"n_boot must be at least 100, got {n_boot!r}")
+    a = _as_vector(values_a, "values_a")
+    b = _as_vector(values_b, "values_b")
+    if a.size != b.size:
+        raise ValueError(f"values_a has {a.size} images, values_b {b.size}: they must be the same images")
+    q = {"alpha": float(alpha), "kind": kind, "margin": float(margin), "expected": int(expected)}
+    sub = unit or "image"
+    n = a.size
+    replicated, n_groups = True, n
+    codes = np.zeros(n, dtype=int)
+    if groups is not None:
+        codes, n_groups = _group_codes(groups, n)
+        if n_groups == 1:
+            if unit is None:
+                return _no_interval(float(statistic(a) - statistic(b)) if n else _NAN, 1, n, 1,
+                                    f"1 {group_unit}: the unit of replication has n = 1, no interval (pass unit= "
+                                    f"for an analysis conditional on this {group_unit})", unit=group_unit,
+                                    replicated=False, **q)
+            replicated, groups = False, None
+    nested = groups is not None
+    unit_r, n_r = (group_unit, n_groups) if nested else (sub, n)
+    common = {"unit": unit_r, "subunit": sub if nested else "", "replicated": replicated, **q}
+    if n == 0:
+        return _no_interval(_NAN, 0, 0, 0, f"no {sub}: nothing to compare", **common)
+    estimate = float(statistic(a) - statistic(b))
+    if n_r < 2:
+        return _no_interval(estimate, n_r, n, n_groups, f"1 {unit_r}: no spread to build an interval from", **common)
+    rng = np.random.default_rng(seed)
+    theta = _bootstrap_differences(a, b, statistic, codes if nested else None, int(n_boot), rng)
+    if nested:
+        method = f"two-stage bootstrap over {_plural(group_unit, n_groups)}, {_plural(sub, n)} ({n_boot} resamples)"
+    else:
+        method = f"paired bootstrap over {_plural(sub, n)} ({n_boot} resamples)"
+        if not replicated:
+            method += f" of 1 {group_unit}"
+    if _zero_spread(theta):
+        return _no_interval(estimate, n_r, n, n_groups, method + ": every resample gives the same value",
+                            ci=(estimate, estimate), **common)
+    lo, hi = (float(v) for v in np.quantile(theta, [alpha / 2, 1 - alpha / 2]))
+    null = -margin * expected if kind == "noninferiority" else 0.0
+    tail = min(np.sum(theta <= null), np.sum(theta >= null))
+    p = float(min(1.0, 2 * (tail + 1) / (theta.size + 1)))
+    mde = float((stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(POWER)) * theta.std(ddof=1))
+    return Verdict(_label(lo, hi, null, expected), estimate, lo, hi, p, n_r, n, n_groups, _NAN, mde,
+                   float(alpha), kind, float(margin), int(expected), unit_r, common["subunit"], method, replicated)
+
+
+def _bootstrap_differences(a, b, statistic, codes, n_boot, rng, max_block: int = 2_000_000) -> np.ndarray:
+    """[n_boot] bootstrap values of ``statistic(a) - statistic(b)``; two-stage when ``codes`` is given."""
+    n = a.size
+    if codes is None:
+        rows = max(1, max_block // n)
+        out = []
+        for start in range(0, n_boot, rows):
+            idx = rng.integers(0, n, size=(min(rows, n_boot - start), n))
+            out.append(_apply(statistic, a[idx]) - _apply(statistic, b[idx]))
+        return np.concatenate(out)
+    order = np.argsort(codes, kind="stable")
+    sizes = np.bincount(codes)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    n_groups = sizes.size
+    picked = rng.integers(0, n_groups, size=(n_boot, n_groups))
+    if np.all(sizes == sizes[0]):  # balanced: one array of [n_boot, G * m] image indices
+        m = int(sizes[0])
+        pos = starts[picked][..., None] + rng.integers(0, m, size=(n_boot, n_groups, m))
+        idx = order[pos.reshape(n_boot, -1)]
+        return _apply(statistic, a[idx]) - _apply(statistic, b[idx])
+    out = np.empty(n_boot)
+    for r in range(n_boot):
+        idx = order[np.concatenate([starts[g] + rng.integers(0, sizes[g], size=sizes[g]) for g in picked[r]])]
+        out[r] = float(statistic(a[idx])) - float(statistic(b[idx]))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# many claims
+# ----------------------------------------------------------------------------------------------------------------
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjusted p-values (Holm 1979), in the input order.
+
+    With the m p-values sorted, ``p_(1) <= ... <= p_(m)``, the adjusted value of the i-th is
+    ``max_{j <= i} min(1, (m - j + 1) p_(j))``: monotone in the raw p, and rejecting where it is below alpha is
+    Holm's procedure (family-wise error at most alpha under any dependence). A NaN p (a claim that could not be
+    tested) counts in m as a p of 1 -- it was declared, so it stays in the family -- and stays NaN.
+
+    Raises:
+        ValueError: a p outside [0, 1] or a non-1-D input.
+    """
+    p = np.asarray(p_values, dtype=float)
+    if p.ndim != 1:
+        raise ValueError(f"p_values must be 1-D, got shape {p.shape}")
+    missing = np.isnan(p)
+    if np.any((p[~missing] < 0) | (p[~missing] > 1)):
+        raise ValueError(f"p-values must lie in [0, 1], got {p[~missing][(p[~missing] < 0) | (p[~missing] > 1)]}")
+    filled = np.where(missing, 1.0, p)
+    m = filled.size
+    order = np.argsort(filled, kind="stable")
+    adjusted = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * filled[order]))
+    out = np.empty(m)
+    out[order] = adjusted
+    out[missing] = _NAN
+    return out
+
+
+def adjust_claims(claims: Mapping[str, Verdict], primary: str) -> dict[str, Verdict]:
+    """A chapter's claims with their roles: the declared ``primary`` unadjusted, the others Holm-adjusted.
+
+    The primary claim is declared before the result and tested at its alpha (its ``p_adjusted`` is its raw p).
+    The secondary claims form their own family, Holm-adjusted among themselves; a secondary keeps its label
+    (*holds* / *reversed*) only when its adjusted p is below its alpha, else it becomes *not resolved*. The
+    family-wise error is then at most alpha for the primary and at most alpha over the secondaries (2 alpha over
+    the chapter in the worst case); a reader who wants alpha over everything can read ``holm`` over all raw ps in
+    the table. Adjustment never turns an unresolved claim into a resolved one.
+
+    Returns:
+        ``{name: Verdict}`` with ``role`` and ``p_adjusted`` set, primary first, then the others in their order.
+
+    Raises:
+        ValueError: ``primary`` is not one of the claims.
+    """
+    if primary not in claims:
+        raise ValueError(f"primary claim {primary!r} is not among the claims {list(claims)}")
+    out = {primary: dataclasses.replace(claims[primary], role="primary", p_adjusted=claims[primary].p_value)}
+    names = [k for k in claims if k != primary]
+    for name, p_adj in zip(names, holm([claims[k].p_value for k in names])):
+        v = claims[name]
+        label = v.label if (not math.isnan(p_adj) and p_adj < v.alpha) else "not resolved"
+        out[name] = dataclasses.replace(v, role="secondary", p_adjusted=float(p_adj), label=label)
+    return out
+
+
+def claims_table(claims: Mapping[str, Verdict], primary: str) -> pd.DataFrame:
+    """Every claim of a chapter in one table: estimate, interval, n, unit, raw and Holm-adjusted p, label, mde.
+
+    Rows follow :func:`adjust_claims` (primary first); ``label`` is the label after adjustment and
+    ``label before adjustment`` the claim's own.
+    """
+    adjusted = adjust_claims(claims, primary)
+    rows = []
+    for name, v in adjusted.items():
+        row = {"claim": name, **v.as_row(), "label before adjustment": claims[name].label}
+        rows.append(row)
+    first = ["claim", "role", "estimate", "ci_low", "ci_high", "n", "unit", "p", "p_holm", "label", "mde"]
+    frame = pd.DataFrame(rows)
+    return frame[first + [c for c in frame.columns if c not in first]]

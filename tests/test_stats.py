@@ -1,0 +1,293 @@
+"""The verdict rule (detpretrain.analysis.stats): error rates and power by simulation, hand-worked cases, bad input.
+
+The simulations use fixed seeds, so each rate below is one deterministic number; the tolerances are about three Monte
+Carlo standard errors (sqrt(p (1 - p) / n_sim)) around the nominal value, so a correct rule passes and a rule that is
+off by a few percentage points fails.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from detpretrain.analysis import stats as S
+
+ALPHA = 0.05
+N_SIM = 4000
+
+
+def _mc_tol(p: float, n_sim: int = N_SIM) -> float:
+    return 3 * math.sqrt(p * (1 - p) / n_sim)
+
+
+def _rates(verdicts) -> dict[str, float]:
+    labels = [v.label for v in verdicts]
+    return {lab: labels.count(lab) / len(labels) for lab in S.LABELS}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# (1) flat design under the null
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("n", [3, 5, 10])
+def test_flat_null_false_holds_rate_is_at_most_alpha(n):
+    rng = np.random.default_rng(100 + n)
+    data = rng.normal(0.0, 2.0, size=(N_SIM, n))
+    rates = _rates(S.verdict(row, unit="fine-tuning seed") for row in data)
+    # one-sided: a false "holds" has probability alpha / 2; any verdict (holds or reversed) alpha
+    assert rates["holds"] <= ALPHA / 2 + _mc_tol(ALPHA / 2)
+    assert abs(rates["holds"] + rates["reversed"] - ALPHA) <= _mc_tol(ALPHA)
+
+
+def test_flat_null_with_expected_negative_direction():
+    rng = np.random.default_rng(7)
+    rates = _rates(S.verdict(row, expected=-1) for row in rng.normal(0.0, 1.0, size=(N_SIM, 4)))
+    assert rates["holds"] <= ALPHA / 2 + _mc_tol(ALPHA / 2)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# (2) nested design under the null: 3 pre-training runs x 3 fine-tuning seeds, large between-run variance
+# ---------------------------------------------------------------------------------------------------------------
+def _nested(rng, n_sim, n_groups=3, n_seeds=3, sd_between=2.0, sd_within=0.5, effect=0.0):
+    between = rng.normal(0.0, sd_between, size=(n_sim, n_groups, 1))
+    within = rng.normal(0.0, sd_within, size=(n_sim, n_groups, n_seeds))
+    return (effect + between + within).reshape(n_sim, -1), np.repeat(np.arange(n_groups), n_seeds)
+
+
+def test_nested_null_keeps_alpha_where_naive_analyses_do_not():
+    rng = np.random.default_rng(2019)
+    data, groups = _nested(rng, N_SIM)
+    nested = _rates(S.verdict(row, groups=groups, unit="fine-tuning") for row in data)
+    naive_flat = _rates(S.verdict(row, unit="fine-tuning") for row in data)  # ignores the runs: 9 "replicates"
+    n_boot_sims = 1000
+    naive_boot = _rates(S.paired_bootstrap(row, np.zeros_like(row), groups=groups, n_boot=200, seed=i)
+                        for i, row in enumerate(data[:n_boot_sims]))
+    # the t-interval on the 3 run means: exact
+    assert nested["holds"] <= ALPHA / 2 + _mc_tol(ALPHA / 2)
+    assert abs(nested["holds"] + nested["reversed"] - ALPHA) <= _mc_tol(ALPHA)
+    # the contrast, which is the point: both naive analyses claim "holds" several times too often
+    assert naive_flat["holds"] > 4 * ALPHA / 2, naive_flat
+    assert naive_boot["holds"] > 3 * ALPHA / 2, naive_boot
+    print(f"false holds (nominal {ALPHA / 2}): nested t {nested['holds']:.3f}, naive flat t {naive_flat['holds']:.3f},"
+          f" cluster bootstrap over 3 runs {naive_boot['holds']:.3f}")
+
+
+def test_nested_null_with_unbalanced_groups():
+    rng = np.random.default_rng(5)
+    groups = np.array([0, 0, 0, 1, 1, 2, 3, 3, 3, 3])
+    data = rng.normal(0, 1.5, size=(N_SIM, 4))[:, groups] + rng.normal(0, 0.3, size=(N_SIM, groups.size))
+    rates = _rates(S.verdict(row, groups=groups) for row in data)
+    assert rates["holds"] <= ALPHA / 2 + _mc_tol(ALPHA / 2)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# (3) power at the minimum detectable effect
+# ---------------------------------------------------------------------------------------------------------------
+def test_flat_power_at_mde_is_nominal():
+    n, sd = 5, 2.0
+    effect = S.min_detectable_effect(sd / math.sqrt(n), n - 1, ALPHA)
+    rng = np.random.default_rng(11)
+    rates = _rates(S.verdict(row) for row in rng.normal(effect, sd, size=(N_SIM, n)))
+    assert abs(rates["holds"] - S.POWER) <= _mc_tol(S.POWER), rates
+
+
+def test_nested_power_at_mde_is_nominal():
+    g, k, sb, sw = 3, 3, 1.0, 0.6
+    se_true = math.sqrt((sb**2 + sw**2 / k) / g)  # standard error of the mean of the 3 run means
+    effect = S.min_detectable_effect(se_true, g - 1, ALPHA)
+    data, groups = _nested(np.random.default_rng(12), N_SIM, g, k, sb, sw, effect)
+    verdicts = [S.verdict(row, groups=groups) for row in data]
+    assert abs(_rates(verdicts)["holds"] - S.POWER) <= _mc_tol(S.POWER)
+    # the reported mde is the same formula at the observed SE: its median is near the true one
+    assert 0.6 < np.median([v.mde for v in verdicts]) / effect < 1.1
+
+
+def test_mde_matches_noncentral_t_and_exceeds_the_shortcut_at_small_df():
+    for df in (2, 4, 20):
+        crit = sps.t.ppf(1 - ALPHA / 2, df)
+        ncp = S.min_detectable_effect(1.0, df, ALPHA)
+        assert sps.nct.sf(crit, df, ncp) == pytest.approx(S.POWER, abs=1e-6)
+        shortcut = crit + sps.t.ppf(S.POWER, df)  # (t_{1-alpha/2} + t_{power}) SE: too small at small df
+        assert ncp > shortcut + 0.01 if df <= 4 else ncp == pytest.approx(shortcut, abs=0.01)
+    assert math.isnan(S.min_detectable_effect(0.0, 2)) and math.isnan(S.min_detectable_effect(1.0, 0))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# (4) non-inferiority at the margin
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("expected", [1, -1])
+def test_noninferiority_false_holds_at_the_margin(expected):
+    margin, n = 1.0, 5
+    rng = np.random.default_rng(13 + expected)
+    data = rng.normal(-margin * expected, 1.5, size=(N_SIM, n))
+    rates = _rates(S.verdict(row, kind="noninferiority", margin=margin, expected=expected) for row in data)
+    assert rates["holds"] <= ALPHA / 2 + _mc_tol(ALPHA / 2)
+    # and it has the power to show it when the true difference is 0 and the spread small
+    ok = S.verdict(np.random.default_rng(1).normal(0, 0.2, 5), kind="noninferiority", margin=margin,
+                   expected=expected)
+    assert ok.label == "holds" and "non-inferior" in ok.sentence("top-1 points")
+    bad = S.verdict([-3.0, -3.1, -2.9, -3.2], kind="noninferiority", margin=1.0)
+    assert bad.label == "reversed" and "inferior by more than the margin" in bad.sentence("top-1")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# (5) hand-computed intervals
+# ---------------------------------------------------------------------------------------------------------------
+def test_flat_interval_by_hand():
+    d = np.array([2.0, 2.5, 3.0])  # mean 2.5, sd 0.5
+    v = S.verdict(d, unit="fine-tuning seed")
+    half = sps.t.ppf(0.975, 2) * 0.5 / math.sqrt(3)
+    assert (v.estimate, v.ci_low, v.ci_high) == pytest.approx((2.5, 2.5 - half, 2.5 + half))
+    assert v.p_value == pytest.approx(sps.ttest_1samp(d, 0.0).pvalue)
+    assert (v.label, v.n, v.df, v.unit, v.replicated) == ("holds", 3, 2.0, "fine-tuning seed", True)
+    wide = S.verdict([1.0, 2.0, 4.0])  # mean 7/3, variance 7/3
+    assert wide.ci_low == pytest.approx(7 / 3 - sps.t.ppf(0.975, 2) * math.sqrt(7 / 9))
+    assert wide.label == "not resolved"
+    assert S.verdict(-d, expected=-1).label == "holds" and S.verdict(-d).label == "reversed"
+
+
+def test_nested_interval_by_hand_uses_run_means():
+    d = [1.0, 2.0, 3.0, 2.0, 3.0, 4.0, 3.0, 4.0, 5.0]
+    runs = ["r1"] * 3 + ["r2"] * 3 + ["r3"] * 3  # run means 2, 3, 4
+    v = S.verdict(d, groups=runs, unit="fine-tuning")
+    half = sps.t.ppf(0.975, 2) * 1.0 / math.sqrt(3)
+    assert (v.estimate, v.ci_low, v.ci_high) == pytest.approx((3.0, 3.0 - half, 3.0 + half))
+    assert (v.n, v.n_units, v.n_groups, v.df, v.unit, v.subunit) == (3, 9, 3, 2.0, "pre-training run", "fine-tuning")
+    s = v.sentence("mAP@0.7")
+    assert s.startswith("+3.0 mAP@0.7 (95 % CI +0.5 to +5.5; t-interval over 3 pre-training runs, 9 fine-tunings")
+    assert s.endswith("— holds")
+    # unbalanced: each run counts once (means 1.5 and 4)
+    u = S.verdict([1.0, 2.0, 4.0], groups=["a", "a", "b"])
+    assert u.estimate == pytest.approx(2.75) and u.df == 1.0
+
+
+def test_one_pretraining_run_is_unreplicated():
+    d, one_run = [2.0, 2.5, 3.0], ["run0"] * 3
+    v = S.verdict(d, groups=one_run)
+    assert (v.label, v.n, v.unit, v.replicated) == ("not resolved", 1, "pre-training run", False)
+    assert math.isnan(v.ci_low) and "n = 1" in v.method
+    c = S.verdict(d, groups=one_run, unit="fine-tuning seed")  # asked for explicitly: conditional on this network
+    assert (c.label, c.n, c.unit, c.replicated, c.df) == ("holds", 3, "fine-tuning seed", False, 2.0)
+    assert c.ci_low == pytest.approx(S.verdict(d).ci_low)
+    assert "these particular pre-trained networks" in c.sentence("mAP")
+
+
+def test_degenerate_inputs_never_hold():
+    for d in ([], [5.0], [1.0, 1.0, 1.0], [0.0, 0.0]):
+        v = S.verdict(d, unit="fine-tuning seed")
+        assert v.label == "not resolved" and math.isnan(v.p_value) and math.isnan(v.mde)
+        assert isinstance(v.sentence("mAP"), str)
+    zero = S.verdict([1.0, 1.0, 1.0])
+    assert (zero.ci_low, zero.ci_high) == (1.0, 1.0) and "zero spread" in zero.method
+    assert math.isnan(S.verdict([]).estimate)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# (6) McNemar and the paired bootstrap
+# ---------------------------------------------------------------------------------------------------------------
+def _pairs(both, a_only, b_only, neither):
+    a = [1] * both + [1] * a_only + [0] * b_only + [0] * neither
+    b = [1] * both + [0] * a_only + [1] * b_only + [0] * neither
+    return np.array(a, bool), np.array(b, bool)
+
+
+def test_mcnemar_against_hand_computed_binomial():
+    a, b = _pairs(10, 8, 2, 5)  # 25 images, 10 discordant: 8 for A, 2 for B
+    v = S.mcnemar(a, b)
+    assert v.p_value == pytest.approx(2 * (1 + 10 + 45) / 2**10)  # 2 P(X <= 2), X ~ Bin(10, 1/2)
+    assert v.estimate == pytest.approx(100 * 6 / 25) and v.label == "not resolved" and v.n == 25
+    ci = sps.binomtest(8, 10).proportion_ci(0.95, method="exact")
+    assert (v.ci_low, v.ci_high) == pytest.approx((100 * 10 / 25 * (2 * ci.low - 1), 100 * 10 / 25 * (2 * ci.high - 1)))
+    w = S.mcnemar(*_pairs(10, 9, 1, 5))
+    assert w.p_value == pytest.approx(2 * (1 + 10) / 2**10) and w.label == "holds" and w.ci_low > 0
+    assert S.mcnemar(*_pairs(10, 1, 9, 5)).label == "reversed"
+    assert S.mcnemar(*_pairs(10, 1, 9, 5), expected=-1).label == "holds"
+    same = S.mcnemar(*_pairs(5, 0, 0, 5))
+    assert same.label == "not resolved" and same.estimate == 0.0
+
+
+def test_paired_bootstrap_mean_and_custom_statistic():
+    rng = np.random.default_rng(3)
+    a = rng.normal(1.0, 1.0, 300)
+    b = a - 0.5 + rng.normal(0, 0.5, 300)
+    v = S.paired_bootstrap(a, b, n_boot=2000, seed=1)
+    t = S.verdict(a - b)
+    assert v.estimate == pytest.approx(t.estimate) and v.label == "holds" == t.label
+    assert v.ci_low == pytest.approx(t.ci_low, abs=0.03) and v.ci_high == pytest.approx(t.ci_high, abs=0.03)
+    again = S.paired_bootstrap(a, b, n_boot=2000, seed=1)
+    assert again == v  # seeded
+    med = S.paired_bootstrap(a, b, statistic=lambda x: float(np.median(x)), n_boot=200)
+    assert med.estimate == pytest.approx(np.median(a) - np.median(b))
+    grouped = S.paired_bootstrap(a, b, groups=np.repeat([0, 1, 2, 3], [60, 70, 80, 90]), n_boot=200)
+    assert (grouped.unit, grouped.n, grouped.n_units) == ("pre-training run", 4, 300)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# (7) Holm and the claims table
+# ---------------------------------------------------------------------------------------------------------------
+def test_holm_on_a_hand_worked_example():
+    # Wikipedia's example: p = 0.01, 0.04, 0.03, 0.005. Sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1:
+    # 0.02, 0.03, 0.06, 0.04 -> running maximum 0.02, 0.03, 0.06, 0.06; at 0.05 H4 and H1 are rejected, not H3, H2.
+    assert S.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert S.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+    adj = S.holm([0.04, float("nan"), 0.001])  # a claim without a test still counts in m
+    assert adj[0] == pytest.approx(0.08) and adj[2] == pytest.approx(0.003) and math.isnan(adj[1])
+    p = np.random.default_rng(0).random(12)
+    adj = S.holm(p)
+    assert np.all(adj >= p) and np.all(np.diff(adj[np.argsort(p)]) >= 0)
+
+
+def test_claims_table_primary_unadjusted_secondaries_holm():
+    primary = S.verdict([2.0, 2.5, 3.0])  # p 0.013
+    claims = {"secondary A": S.verdict([2.0, 2.8, 3.6]), "primary": primary,  # p 0.026
+              "secondary B": S.verdict([1.0, 1.6, 2.2]), "unresolved": S.verdict([0.5, -0.5, 0.2])}
+    table = S.claims_table(claims, primary="primary")
+    assert list(table["claim"]) == ["primary", "secondary A", "secondary B", "unresolved"]
+    row = table.set_index("claim")
+    assert row.loc["primary", "p_holm"] == pytest.approx(primary.p_value) and row.loc["primary", "label"] == "holds"
+    raw = [claims[k].p_value for k in ("secondary A", "secondary B", "unresolved")]
+    assert list(row.loc[["secondary A", "secondary B", "unresolved"], "p_holm"]) == pytest.approx(list(S.holm(raw)))
+    # secondary A alone would hold (p 0.026), but 3 x 0.026 > 0.05 after adjustment
+    assert row.loc["secondary A", "label before adjustment"] == "holds"
+    assert row.loc["secondary A", "label"] == "not resolved"
+    adjusted = S.adjust_claims(claims, "primary")
+    assert "Holm-adjusted p" in adjusted["secondary A"].sentence("mAP")
+    assert "primary claim" in adjusted["primary"].sentence("mAP")
+    with pytest.raises(ValueError, match="primary claim 'nope'"):
+        S.claims_table(claims, primary="nope")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# (8) bad input
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("call, message", [
+    (lambda: S.verdict([1.0, float("nan"), 2.0]), "NaN/inf value.*position 1"),
+    (lambda: S.verdict([1.0, 2.0], groups=[0]), "one entry per difference"),
+    (lambda: S.verdict([1.0, 2.0], groups=[0, None]), "missing value at position 1"),
+    (lambda: S.verdict([1.0, 2.0], groups=[[0, 1]]), "groups must be 1-D"),
+    (lambda: S.verdict([[1.0, 2.0]]), "must be 1-D"),
+    (lambda: S.verdict(["a", "b"]), "must be numbers"),
+    (lambda: S.verdict([1.0, 2.0], kind="equivalence"), "kind must be one of"),
+    (lambda: S.verdict([1.0, 2.0], expected=0), "expected must be"),
+    (lambda: S.verdict([1.0, 2.0], alpha=1.5), "alpha must lie"),
+    (lambda: S.verdict([1.0, 2.0], kind="noninferiority"), "needs a finite margin"),
+    (lambda: S.verdict([1.0, 2.0], margin=1.0), "is for kind='noninferiority'"),
+    (lambda: S.mcnemar([1, 0], [1]), "same images"),
+    (lambda: S.mcnemar([1, 2], [1, 0]), "per-image correctness"),
+    (lambda: S.paired_bootstrap([1.0, 2.0], [1.0]), "same images"),
+    (lambda: S.paired_bootstrap([1.0, 2.0], [1.0, 2.0], n_boot=10), "n_boot"),
+    (lambda: S.holm([0.5, 1.2]), r"\[0, 1\]"),
+])
+def test_bad_input_is_named(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_verdict_row_and_sentence_carry_estimate_interval_unit_and_n():
+    v = S.verdict([2.0, 2.5, 3.0], unit="fine-tuning seed")
+    s = v.sentence("mAP@0.7", unit_label="seed")
+    assert s.startswith("+2.5 mAP@0.7 (95 % CI +1.3 to +3.7; t-interval over 3 seeds") and "80 % power" in s
+    row = v.as_row()
+    assert {"estimate", "ci_low", "ci_high", "n", "unit", "p", "mde", "label"} <= set(row)
