@@ -90,3 +90,48 @@ def test_cuda_without_cuda_and_gpu_profiles_on_auto_are_refused():
         check_device(get_profile("paper"), "auto")
     check_device(get_profile("paper"), "cpu")  # insisting is allowed
     check_device(get_profile("mini"), "auto")
+
+
+def test_torchvision_profile_takes_published_weights_and_transfers_only_the_detector_body(tmp_path, monkeypatch,
+                                                                                          vocdevkit):
+    """The ``torchvision`` profile: IMAGENET-CLS = ResNet50_Weights.IMAGENET1K_V1, detection (COCO role) = the body of
+    FasterRCNN_ResNet50_FPN_Weights.COCO_V1. Weight files in torchvision's format (same keys, random values) are put
+    in the hub cache, so loading by enum name runs exactly as on a machine that downloaded them."""
+    from torchvision.models import ResNet50_Weights
+    from torchvision.models.detection import FasterRCNN_ResNet50_FPN_Weights, fasterrcnn_resnet50_fpn
+
+    from detpretrain.models.backbones import build_backbone
+    from detpretrain.models.build import build_model
+    from detpretrain.runs import RunStore
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    hub = tmp_path / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    torch.manual_seed(0)
+    detector = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91).state_dict()
+    torch.save(detector, hub / FasterRCNN_ResNet50_FPN_Weights.COCO_V1.url.rsplit("/", 1)[-1])
+    classifier = build_backbone("resnet50", norm="bn").state_dict()
+    torch.save(classifier, hub / ResNet50_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[-1])
+
+    prof = get_profile("torchvision")
+    pre = pretrain_configs(prof)
+    assert pre == {"imagenet-cls": None, "detection": None}  # nothing is pre-trained here
+    target = target_spec(prof, "voc", str(vocdevkit))
+    store = RunStore(tmp_path / "runs")
+    cfgs = {p: finetune_config(prof, p, 0, target, pre) for p in ("imagenet-cls", "detection", "scratch")}
+    assert cfgs["imagenet-cls"].init == "torchvision:ResNet50_Weights.IMAGENET1K_V1"
+    assert cfgs["detection"].init == "torchvision:FasterRCNN_ResNet50_FPN_Weights.COCO_V1"
+    assert cfgs["scratch"].init is None and cfgs["scratch"].model.norm == "gn"
+
+    det = build_model(cfgs["detection"], 21, backbone_weights=store.backbone_weights(cfgs["detection"].init))
+    mine = det.state_dict()
+    body = [k for k in detector if k.startswith("backbone.body.") and not k.endswith("num_batches_tracked")]
+    assert body and all(torch.equal(mine[k], detector[k]) for k in body)  # the whole ResNet body is transferred
+    fpn = "backbone.fpn.inner_blocks.0.0.weight"
+    assert mine[fpn].shape == detector[fpn].shape and not torch.equal(mine[fpn], detector[fpn])  # FPN re-initialised
+    cls = build_model(cfgs["imagenet-cls"], 21, backbone_weights=store.backbone_weights(cfgs["imagenet-cls"].init))
+    assert torch.equal(cls.state_dict()["backbone.body.layer4.2.conv3.weight"], classifier["layer4.2.conv3.weight"])
+    # loading the same detector checkpoint by file path runs the same extraction
+    by_file = build_backbone("resnet50", norm="frozen_bn", weights=hub / FasterRCNN_ResNet50_FPN_Weights.COCO_V1.url
+                             .rsplit("/", 1)[-1])
+    assert torch.equal(by_file.layer3[0].conv2.weight, detector["backbone.body.layer3.0.conv2.weight"])

@@ -72,7 +72,7 @@ import yaml
 from detpretrain.errors import ConfigError
 
 #: per-cell execution timeout (seconds) of papermill, by profile; ``None`` = no limit (paper: hours per cell).
-CELL_TIMEOUT_S: dict[str, int | None] = {"smoke": 600, "mini": 3600, "paper": None}
+CELL_TIMEOUT_S: dict[str, int | None] = {"smoke": 600, "mini": 3600, "torchvision": None, "paper": None}
 #: kernel used to execute chapters; jupyter_client starts it with the current interpreter (``sys.executable``).
 KERNEL_NAME = "python3"
 #: names every chapter's ``parameters`` cell must define.

@@ -29,6 +29,7 @@ import argparse
 import sys
 
 from detpretrain.errors import ConfigError, DataError
+from detpretrain.profiles import PROFILE_NAMES
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -64,7 +65,7 @@ def _build_parser() -> argparse.ArgumentParser:
     es.add_argument("--out", default=None, help="write the metrics json here")
 
     tr = sub.add_parser("train", help="run a detection experiment through the run store")
-    tr.add_argument("--profile", default="smoke", choices=["smoke", "mini", "paper"])
+    tr.add_argument("--profile", default="smoke", choices=list(PROFILE_NAMES))
     tr.add_argument("--dataset", default=None, help="synthetic (default), coco or voc")
     tr.add_argument("--data-root", default=None)
     tr.add_argument("--pretrain", default=None, help="imagenet-cls, detection or scratch (default: all of the profile's)")
@@ -75,7 +76,7 @@ def _build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", default=None, help="write the experiment summary json here")
 
     book = sub.add_parser("book", help="execute every chapter with papermill and render the book to _build/html")
-    book.add_argument("--profile", default="mini", choices=["smoke", "mini", "paper"])
+    book.add_argument("--profile", default="mini", choices=list(PROFILE_NAMES))
     book.add_argument("--chapters", default=None, help="comma-separated chapter names (default: all, in _toc order)")
     book.add_argument("--no-html", action="store_true", help="execute the chapters but do not run jupyter-book")
     book.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),

@@ -72,9 +72,11 @@ def target_spec(profile: Profile, dataset: str = "synthetic", data_root: str | N
 
 
 def pretrain_configs(profile: Profile, detection_root: str | None = None) -> dict[str, TrainConfig | None]:
-    """The backbone pre-training runs of a profile: ``{"imagenet-cls": cfg or None, "detection": cfg}``.
+    """The backbone pre-training runs of a profile: ``{"imagenet-cls": cfg or None, "detection": cfg or None}``.
 
-    ``imagenet-cls`` is ``None`` when the profile takes torchvision ImageNet weights instead of training.
+    A value is ``None`` when the profile takes that backbone from published torchvision weights instead of training
+    it (:attr:`~detpretrain.profiles.Profile.published`: ``paper`` and ``torchvision`` for IMAGENET-CLS,
+    ``torchvision`` for detection, whose COCO role is the ResNet-50 body of torchvision's COCO Faster R-CNN).
 
     Args:
         detection_root: for the ``paper`` profile, the COCO 2017 root of the detection pre-training
@@ -89,13 +91,18 @@ def pretrain_configs(profile: Profile, detection_root: str | None = None) -> dic
                               optim=profile.cls_pretrain)
         out["imagenet-cls"] = cls_cfg
         cls_init = f"run:{config_hash(cls_cfg)}"
-    if profile.name == "paper":
+    if profile.detection_weights:
+        det_data = det_model = None
+    elif profile.name == "paper":
         root = detection_root or os.environ.get("DETPRETRAIN_COCO", "~/data/coco")
         det_data = with_fingerprint(DataSpec(kind="coco", root=str(root), train_split="train2017",
                                              eval_split="val2017"))
         det_model = profile.real_model
     else:
         det_data, det_model = synthetic_spec(profile.name, "coco"), profile.model
+    if profile.detection_weights:
+        out["detection"] = None
+        return out
     out["detection"] = TrainConfig(name="pretrain/detection", task="detection", data=det_data, model=det_model,
                                    optim=profile.det_pretrain, init=cls_init, eval_metric="coco")
     return out

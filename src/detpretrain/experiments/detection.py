@@ -30,7 +30,8 @@ def finetune_config(profile: Profile, pretrain: str, seed: int, target: DataSpec
     """The detection fine-tuning run on ``target`` from backbone ``pretrain`` with ``seed``.
 
     ``pretrain`` is ``"scratch"`` or a key of ``pretrained`` (:func:`pretrain_configs`, optionally merged with
-    :func:`loc_pretrain_configs`); ``imagenet-cls`` maps to the torchvision weights when its config is None.
+    :func:`loc_pretrain_configs`); a key whose config is None maps to the profile's published torchvision weights
+    (:attr:`~detpretrain.profiles.Profile.published`).
 
     Raises:
         ConfigError: an unknown pre-training name.
@@ -39,8 +40,10 @@ def finetune_config(profile: Profile, pretrain: str, seed: int, target: DataSpec
         raise ConfigError(f"unknown pre-training {pretrain!r}; expected scratch or one of {', '.join(pretrained)}")
     model = profile.model if target.kind == "synthetic" else profile.real_model
     init = None
-    if pretrain == "imagenet-cls" and pretrained["imagenet-cls"] is None:
-        init = f"torchvision:{profile.imagenet_cls_weights}"
+    if pretrain != "scratch" and pretrained[pretrain] is None:
+        if pretrain not in profile.published:
+            raise ConfigError(f"profile {profile.name!r} has neither a run nor published weights for {pretrain!r}")
+        init = f"torchvision:{profile.published[pretrain]}"
     elif pretrain != "scratch":
         init = f"run:{config_hash(pretrained[pretrain])}"
     elif model.norm == "frozen_bn":  # frozen BatchNorm needs pre-trained statistics; from scratch uses GroupNorm

@@ -6,7 +6,9 @@ stage (``widths``), which the eigenspectrum chapter (Shinya et al. 2019) uses to
 
 Weights come from (a) a torchvision weight enum name such as ``"ResNet50_Weights.IMAGENET1K_V2"`` (downloaded by
 torchvision on a machine with internet; offline it must already be in the torch hub cache), or (b) a checkpoint
-file written by our own runs (a ResNet ``state_dict``, loaded with ``torch.load(weights_only=True)``).
+file written by our own runs (a ResNet ``state_dict``, loaded with ``torch.load(weights_only=True)``). A detector's
+weights (enum or file) give their ResNet body (``backbone.body.*``): the ``torchvision`` profile's detection
+pre-training (COCO role) is the body of ``FasterRCNN_ResNet50_FPN_Weights.COCO_V1``.
 """
 
 from __future__ import annotations
@@ -91,9 +93,11 @@ def build_backbone(
         norm: ``"bn"``, ``"gn"`` or ``"frozen_bn"`` (see :func:`norm_layer_factory`).
         num_classes: size of the ``fc`` classification head (IMAGENET-CLS-style pre-training).
         widths: planes of the four stages (channels are ``planes * block.expansion``); default the arch's own.
-        weights: ``None`` (random init), a torchvision weight enum name ("ResNet50_Weights.IMAGENET1K_V2"),
-            or a path to a ``state_dict`` file saved by our runs. ``fc`` weights are loaded only if their shape
-            matches ``num_classes``.
+        weights: ``None`` (random init), a torchvision weight enum name ("ResNet50_Weights.IMAGENET1K_V2", or a
+            detector's such as "FasterRCNN_ResNet50_FPN_Weights.COCO_V1", of which the ResNet body is loaded:
+            :func:`detector_body`), or a path to a ``state_dict`` file (our runs' ``backbone.pt``, a torchvision
+            classifier or detector checkpoint). ``fc`` weights are loaded only if their shape matches
+            ``num_classes``.
 
     Returns:
         a ``torchvision.models.ResNet``; input [B, 3, H, W] float, Conv5 output [B, C5, H/32, W/32].
@@ -161,6 +165,19 @@ def load_backbone_weights(model: ResNet, weights: str | Path) -> None:
     model.load_state_dict(state, strict=False)
 
 
+#: key prefix of the ResNet body in torchvision's detector state dicts (``FasterRCNN_*_FPN_Weights``)
+DETECTOR_BODY_PREFIX = "backbone.body."
+
+
+def detector_body(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The ResNet body of a torchvision detector ``state_dict`` (``backbone.body.*`` keys, prefix removed): what a
+    detector's pre-training transfers to a new detector. FPN, RPN and box-head keys are left out (re-initialised, as
+    the paper re-initialises the detection heads). A plain ResNet ``state_dict`` is returned unchanged."""
+    if not any(k.startswith(DETECTOR_BODY_PREFIX) for k in state):
+        return state
+    return {k[len(DETECTOR_BODY_PREFIX):]: v for k, v in state.items() if k.startswith(DETECTOR_BODY_PREFIX)}
+
+
 def _read_weights(weights: str | Path) -> dict[str, torch.Tensor]:
     text = str(weights)
     if "_Weights." in text and not Path(text).exists():
@@ -169,14 +186,14 @@ def _read_weights(weights: str | Path) -> dict[str, torch.Tensor]:
             enum = models.get_weight(text) if hasattr(models, "get_weight") else getattr(getattr(models, enum_name), member)
         except (AttributeError, ValueError, KeyError) as err:
             raise ConfigError(f"unknown torchvision weights {text!r} ({err})") from None
-        return enum.get_state_dict(progress=False)
+        return detector_body(enum.get_state_dict(progress=False))
     path = Path(text)
     if not path.exists():
         raise FileNotFoundError(f"{path}: weights file does not exist")
     state = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
-    return state
+    return detector_body(state)
 
 
 def backbone_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
