@@ -77,9 +77,14 @@ class DiskFullError(RunStoreError):
         self.folder = str(folder)
         self.needed_bytes = needed_bytes
         self.free_bytes = free_bytes
-        needed = f"about {max(needed_bytes, 1) / 1e6:.1f} MB needed" if needed_bytes is not None else "size unknown"
-        free = f", {free_bytes / 1e6:.1f} MB free" if free_bytes is not None else ""
+        needed = f"about {_amount(needed_bytes)} needed" if needed_bytes is not None else "size unknown"
+        free = f", {_amount(free_bytes)} free" if free_bytes is not None else ""
         remedy = remedy or "free space on that device or point the run store elsewhere ($DETPRETRAIN_RUNS / --store)"
         RuntimeError.__init__(self, f"no space left on the device holding {self.folder} while writing {path} "
                                     f"({needed}{free}); {remedy}")
         self.path, self.problem, self.remedy = str(path), "no space left on the device", remedy
+
+
+def _amount(n: int) -> str:
+    """Bytes in words: ``4.8 MB`` from 0.1 MB up, else ``13 bytes``."""
+    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n:,} bytes"

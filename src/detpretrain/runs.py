@@ -522,7 +522,14 @@ class RunStore:
 
 
 def _read_config(path: Path) -> TrainConfig:
+    """The TrainConfig of run folder ``path``; config.json is checked against the manifest first if there is one.
+
+    Raises:
+        RunStoreError: config.json differs from the manifest, or is not a readable config.
+    """
     cfg = path / "config.json"
+    if (path / MANIFEST).exists():
+        Run(path, None).verified("config.json")  # the check needs no config
     try:
         return from_dict(json.loads(cfg.read_text(encoding="utf-8")))
     except (TypeError, KeyError, ValueError, UnicodeDecodeError, ConfigError) as err:
@@ -532,10 +539,13 @@ def _read_config(path: Path) -> TrainConfig:
 
 
 def _remove_stale_temporaries(run_path: Path) -> list[Path]:
-    """Delete the temporary files a killed writer left in a run (call only while holding the run's lock)."""
+    """Delete the temporary files a killed writer left in a run (call only while holding the run's lock).
+
+    config.json's temporaries are spared: :func:`get_or_train` writes config.json before it takes the lock, so one
+    may belong to a live process (``runs gc`` removes them once the run is complete)."""
     removed = []
     for p in run_path.rglob(".*"):
-        if is_temporary(p.name):
+        if is_temporary(p.name) and not p.name.startswith(".config.json."):
             shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
             removed.append(p)
     return removed
@@ -612,7 +622,6 @@ def load_run_model(run: Run | str | os.PathLike, device: str | torch.device = "c
     if missing:
         raise ConfigError(f"{path}: not a complete run (missing {', '.join(missing)})")
     run = Run(path, _read_config(path))
-    run.verified("config.json")
     classes = list(run.metrics["classes"])
     model = build_model(run.config, len(classes))
     model_path = run.verified("model.pt")
@@ -979,7 +988,8 @@ def verify_command(store_root: str | None = None, refs: list[str] | None = None,
             run = Run(path, _read_config(path))
         except RunStoreError as err:
             bad += 1
-            print(f"{path.name}: PROBLEM {err.problem}", file=stream)
+            print(f"{path.name}: CORRUPT {err.problem}", file=stream)
+            print(f"  remedy: {err.remedy}", file=stream)
             continue
         if not run.complete:
             print(f"{run.name}: {run.status()}{_progress(run)} (not verified: not complete)", file=stream)
