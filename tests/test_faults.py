@@ -546,3 +546,15 @@ def test_book_refuses_unknown_names_and_unsupported_profiles_before_any_corpus(t
     assert cli_main(["book", "--profile", "paper", "--no-html", "-p", "store", str(store)]) == 2
     assert "expects one of smoke | mini; got 'paper'" in capsys.readouterr().err
     assert not store.exists()
+
+
+def test_a_truncated_backbone_loaded_by_path_is_named(reference, tmp_path):
+    """Code that builds a backbone straight from a run's backbone.pt (not through the store) still gets a named
+    error, not torch's ``OSError: [Errno 22] Invalid argument``."""
+    from detpretrain.models.backbones import build_backbone
+
+    run = _copy_store(reference, tmp_path / "store")
+    _truncate(run.backbone_path)
+    spec = run.config.model
+    with pytest.raises(RunStoreError, match=r"backbone\.pt: weights file cannot be read.*runs verify"):
+        build_backbone(spec.arch, norm=spec.norm, widths=spec.widths, weights=run.backbone_path)

@@ -219,3 +219,15 @@ def test_export_takes_dependencies_and_refuses_what_cannot_travel(tmp_path):
     with pytest.raises(RunStoreError, match="model.pt: expected sha256"):
         runs.export_runs(store, [child.name], tmp_path / "b.tar.gz")
     assert not (tmp_path / "b.tar.gz").exists()
+
+
+def test_store_errors_survive_pickling():
+    """submitit and multiprocessing carry exceptions across processes by pickling them."""
+    import pickle
+
+    from detpretrain.errors import DiskFullError, ParameterError
+
+    for err in (RunStoreError("/s/run/model.pt", "truncated", "runs rm"), DiskFullError("/s/x", "/s", 5_000_000, 10),
+                ParameterError("detection", "seeds", "bad seeds")):
+        again = pickle.loads(pickle.dumps(err))
+        assert type(again) is type(err) and str(again) == str(err) and again.__dict__ == err.__dict__

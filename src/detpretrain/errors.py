@@ -45,6 +45,9 @@ class ParameterError(ConfigError):
         self.parameter = parameter
         super().__init__(message)
 
+    def __reduce__(self):  # picklable (e.g. across submitit / multiprocessing) despite the extra arguments
+        return type(self), (self.chapter, self.parameter, str(self))
+
 
 class RunStoreError(RuntimeError):
     """The run store cannot give or keep a run: a damaged or missing artefact, a full disk, a bad archive.
@@ -61,6 +64,9 @@ class RunStoreError(RuntimeError):
         self.problem = problem
         self.remedy = remedy
         super().__init__(f"{self.path}: {problem}" + (f"; {remedy}" if remedy else ""))
+
+    def __reduce__(self):  # picklable (e.g. across submitit / multiprocessing) despite the extra arguments
+        return type(self), (self.path, self.problem, self.remedy)
 
 
 class DiskFullError(RunStoreError):
@@ -83,6 +89,9 @@ class DiskFullError(RunStoreError):
         RuntimeError.__init__(self, f"no space left on the device holding {self.folder} while writing {path} "
                                     f"({needed}{free}); {remedy}")
         self.path, self.problem, self.remedy = str(path), "no space left on the device", remedy
+
+    def __reduce__(self):
+        return type(self), (self.path, self.folder, self.needed_bytes, self.free_bytes, self.remedy)
 
 
 def _amount(n: int) -> str:
