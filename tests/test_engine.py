@@ -1,4 +1,5 @@
-"""End-to-end training on the smoke profile: determinism, resume after a kill, torchrun DDP, real COCO subset.
+"""End-to-end training on the smoke profile: determinism, torchrun DDP, real COCO subset (resuming after a kill is
+in test_faults.py, with the other faults).
 
 These train real (tiny) models; each run takes seconds on 2 cores.
 """
@@ -10,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -84,43 +84,6 @@ def test_same_seed_same_metrics(corpus_dir, tmp_path):
     b = get_or_train(cfg, RunStore(tmp_path / "b"), progress=False).metrics
     assert a["mAP"] == b["mAP"]
     assert [h["loss"] for h in a["history"]] == [h["loss"] for h in b["history"]]
-
-
-def _cli(*args, store, data):
-    env = {**os.environ, "DETPRETRAIN_DATA": str(data), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    return [sys.executable, "-m", "detpretrain", "train", "--profile", "smoke", "--pretrain", "scratch",
-            "--store", str(store), *args], env
-
-
-def test_killed_training_resumes_to_the_same_metrics(corpus_dir, tmp_path):
-    """SIGKILL a training process mid-epoch, run it again, and get what an uninterrupted run gets."""
-    args = ("--set", "optim.epochs=4")
-    cmd, env = _cli(*args, store=tmp_path / "killed", data=corpus_dir)
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    checkpoint = None
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        found = list((tmp_path / "killed").glob("*/checkpoints/last.pt"))
-        if found:
-            checkpoint = found[0]
-            break
-        time.sleep(0.05)
-    assert checkpoint is not None, f"no checkpoint appeared: {proc.stderr.read().decode()[-2000:] if proc.poll() is not None else ''}"
-    time.sleep(0.3)  # into the next epoch
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    run_dir = checkpoint.parent.parent
-    assert not (run_dir / "metrics.json").exists(), "the run finished before it could be killed"
-    subprocess.run(cmd, env=env, check=True, capture_output=True)
-    assert "resumed from" in (run_dir / "log.txt").read_text()
-    cmd2, env2 = _cli(*args, store=tmp_path / "uninterrupted", data=corpus_dir)
-    subprocess.run(cmd2, env=env2, check=True, capture_output=True)
-    resumed = json.loads((run_dir / "metrics.json").read_text())
-    (clean_dir,) = list((tmp_path / "uninterrupted").glob("detection-*"))
-    clean = json.loads((clean_dir / "metrics.json").read_text())
-    assert run_dir.name == clean_dir.name
-    assert resumed["mAP"] == clean["mAP"]
-    assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in clean["history"]]
 
 
 def _run_group(cmd, env, timeout):

@@ -52,3 +52,182 @@ def test_list_command(tmp_path, capsys):
     list_command(str(tmp_path))
     out = capsys.readouterr().out
     assert run.path.name in out and "complete" in out and "mAP@0.5=12.0" in out
+
+
+# ------------------------------------------------------------------------- manifest, states, verify, rm, gc, export
+
+import fcntl
+import time
+
+import torch
+
+from detpretrain import runs
+from detpretrain.cli import main as cli_main
+from detpretrain.errors import RunStoreError
+from detpretrain.io import atomic_torch_save
+
+
+def _fake_run(store: RunStore, seed=0, *, init=None, complete=True, manifest=True):
+    """A run folder with small real artefacts (no training): config, checkpoint, log, backbone, model, metrics."""
+    cfg = _cfg(seed)
+    if init:
+        import dataclasses
+
+        cfg = dataclasses.replace(cfg, init=init)
+    run = store.run_for(cfg)
+    run.path.mkdir(parents=True)
+    atomic_write_json(run.path / "config.json", to_dict(cfg))
+    atomic_torch_save({"model": {"w": torch.ones(3)}, "optimizer": {}, "scheduler": {}, "epoch": 0,
+                            "history": []}, run.checkpoint_path)
+    run.log("epoch=0 loss=1.0")
+    if complete:
+        atomic_torch_save({"conv1.weight": torch.ones(4, 3)}, run.backbone_path)
+        atomic_torch_save({"w": torch.ones(8)}, run.model_path)
+        atomic_write_json(run.path / "metrics.json", {"headline": f"mAP@0.5={seed}", "classes": ["a"]})
+        if manifest:
+            run.write_manifest()
+    runs.clear_verification_cache()
+    return run
+
+
+def test_manifest_lists_every_artefact_with_size_and_sha256(tmp_path):
+    run = _fake_run(RunStore(tmp_path))
+    (run.path / "checkpoints" / ".last.pt.abc.tmp").write_bytes(b"half")  # a temporary: not an artefact
+    manifest = run.manifest()
+    assert manifest["run"] == run.name and manifest["config_hash"] == run.hash
+    assert sorted(manifest["files"]) == ["backbone.pt", "checkpoints/last.pt", "config.json", "log.txt",
+                                         "metrics.json", "model.pt"]
+    entry = manifest["files"]["model.pt"]
+    assert entry["size"] == run.model_path.stat().st_size and entry["sha256"] == runs.sha256_file(run.model_path)
+    assert run.problems() == [] and run.status(hashes=True) == "complete"
+
+
+def test_states_and_list(tmp_path, capsys):
+    store = RunStore(tmp_path)
+    complete, legacy = _fake_run(store, 0), _fake_run(store, 1, manifest=False)
+    corrupt, interrupted = _fake_run(store, 2), _fake_run(store, 3, complete=False)
+    running = _fake_run(store, 4, complete=False)
+    with open(corrupt.model_path, "ab") as f:
+        f.write(b"x")
+    with open(running.path / runs.LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        assert runs.lock_held(running.path) and not runs.lock_held(interrupted.path)
+        states = {r.name: r.status() for r in store.runs()}
+        assert list_command(str(tmp_path)) == 0
+    assert states == {complete.name: "complete", legacy.name: "complete (no manifest)", corrupt.name: "corrupt",
+                      interrupted.name: "interrupted", running.name: "running"}
+    out = capsys.readouterr().out
+    assert "interrupted (epoch 1/" in out and "mAP@0.5=0" in out and "corrupt" in out
+
+
+def test_loads_check_the_manifest_and_name_the_remedy(tmp_path):
+    store = RunStore(tmp_path)
+    run = _fake_run(store)
+    assert store.backbone_weights(f"run:{run.hash}") == run.backbone_path and run.metrics["classes"] == ["a"]
+    data = bytearray(run.backbone_path.read_bytes())
+    data[-30] ^= 1
+    run.backbone_path.write_bytes(bytes(data))
+    with pytest.raises(RunStoreError) as info:
+        store.backbone_weights(f"run:{run.hash}")
+    msg = str(info.value)
+    assert str(run.backbone_path) in msg and run.name in msg and "expected sha256" in msg and "found" in msg
+    assert f"runs rm {run.name} --store {tmp_path}" in msg
+
+
+def test_hashing_costs_milliseconds_per_artefact(tmp_path, capsys):
+    """The cost of verifying a load: SHA-256 of a 5 MB file (a smoke checkpoint's size; the file is in the page
+    cache, as a just-written artefact is), printed with the throughput."""
+    path = tmp_path / "a.pt"
+    path.write_bytes(os.urandom(5_000_000))
+    runs.sha256_file(path)
+    t0 = time.perf_counter()
+    for _ in range(5):
+        runs.sha256_file(path)
+    seconds = (time.perf_counter() - t0) / 5
+    with capsys.disabled():
+        print(f"\nsha256 of 5 MB: {seconds * 1e3:.1f} ms ({5 / seconds:.0f} MB/s)")
+    assert seconds < 0.5
+
+
+def test_verify_command_exit_status_and_write_manifest(tmp_path, capsys):
+    store = RunStore(tmp_path)
+    legacy = _fake_run(store, manifest=False)
+    assert cli_main(["runs", "verify", "--store", str(tmp_path)]) == 0
+    assert "complete (no manifest)" in capsys.readouterr().out
+    assert cli_main(["runs", "verify", "--store", str(tmp_path), "--write-manifest"]) == 0
+    assert legacy.manifest_path.exists() and legacy.status(hashes=True) == "complete"
+    (legacy.path / "log.txt").write_text("edited\n")
+    assert cli_main(["runs", "verify", legacy.hash[:6], "--store", str(tmp_path)]) == 1
+    assert "CORRUPT log.txt" in capsys.readouterr().out
+
+
+def test_rm_removes_runs_and_refuses_a_running_one(tmp_path, capsys):
+    store = RunStore(tmp_path)
+    a, b = _fake_run(store, 0), _fake_run(store, 1, complete=False)
+    with open(b.path / runs.LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        assert cli_main(["runs", "rm", a.name, b.hash, "--store", str(tmp_path)]) == 1
+        assert "being trained" in capsys.readouterr().err and a.path.exists()
+    assert cli_main(["runs", "rm", a.name, f"run:{b.hash}", "--store", str(tmp_path)]) == 0
+    assert not a.path.exists() and not b.path.exists() and list(tmp_path.iterdir()) == []
+    assert cli_main(["runs", "rm", "ffff", "--store", str(tmp_path)]) == 1
+
+
+def test_gc_removes_interrupted_runs_and_stale_temporaries(tmp_path, capsys):
+    store = RunStore(tmp_path)
+    keep, gone = _fake_run(store, 0), _fake_run(store, 1, complete=False)
+    busy = _fake_run(store, 2, complete=False)
+    stale = keep.path / "checkpoints" / ".last.pt.x1.tmp"
+    stale.write_bytes(b"half")
+    (tmp_path / ".import-abc").mkdir()
+    feature_dir = tmp_path / "features" / "abc"
+    feature_dir.mkdir(parents=True)
+    old_tmp, fresh_tmp = feature_dir / ".conv5.npz.1.tmp", feature_dir / ".conv5.npz.2.tmp"
+    old_tmp.write_bytes(b"x")
+    fresh_tmp.write_bytes(b"x")
+    os.utime(old_tmp, (time.time() - 2 * runs.STALE_AFTER_S,) * 2)
+    with open(busy.path / runs.LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        assert cli_main(["runs", "gc", "--dry-run", "--store", str(tmp_path)]) == 0
+        assert "would remove 4 item(s)" in capsys.readouterr().out and gone.path.exists()
+        assert cli_main(["runs", "gc", "--store", str(tmp_path)]) == 0
+    assert not gone.path.exists() and not stale.exists() and not (tmp_path / ".import-abc").exists()
+    assert not old_tmp.exists() and fresh_tmp.exists() and busy.path.exists()
+    assert keep.status(hashes=True) == "complete"
+
+
+def test_export_takes_dependencies_and_refuses_what_cannot_travel(tmp_path):
+    import tarfile
+
+    store = RunStore(tmp_path / "store")
+    parent = _fake_run(store, 0)
+    child = _fake_run(store, 1, init=f"run:{parent.hash}")
+    exported = runs.export_runs(store, [child.name], tmp_path / "a.tar.gz")
+    assert [r.name for r in exported] == sorted([parent.name, child.name])
+    with tarfile.open(tmp_path / "a.tar.gz") as tar:
+        names = tar.getnames()
+        assert all(m.uid == 0 and m.mode == 0o644 and m.isreg() for m in tar.getmembers())
+    assert f"{parent.name}/manifest.json" in names and f"{child.name}/model.pt" in names
+    legacy, partial = _fake_run(store, 2, manifest=False), _fake_run(store, 3, complete=False)
+    with pytest.raises(RunStoreError, match="no manifest.*--write-manifest"):
+        runs.export_runs(store, [legacy.name], tmp_path / "b.tar.gz")
+    with pytest.raises(RunStoreError, match="not complete"):
+        runs.export_runs(store, [partial.name], tmp_path / "b.tar.gz")
+    with open(parent.model_path, "r+b") as f:
+        f.write(b"\0\0")
+    runs.clear_verification_cache()
+    with pytest.raises(RunStoreError, match="model.pt: expected sha256"):
+        runs.export_runs(store, [child.name], tmp_path / "b.tar.gz")
+    assert not (tmp_path / "b.tar.gz").exists()
+
+
+def test_store_errors_survive_pickling():
+    """submitit and multiprocessing carry exceptions across processes by pickling them."""
+    import pickle
+
+    from detpretrain.errors import DiskFullError, ParameterError
+
+    for err in (RunStoreError("/s/run/model.pt", "truncated", "runs rm"), DiskFullError("/s/x", "/s", 5_000_000, 10),
+                ParameterError("detection", "seeds", "bad seeds")):
+        again = pickle.loads(pickle.dumps(err))
+        assert type(again) is type(err) and str(again) == str(err) and again.__dict__ == err.__dict__

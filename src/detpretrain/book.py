@@ -486,6 +486,46 @@ def _timeout_for(parameters: dict, defaults: dict[str, str]) -> float | None:
     return cell_timeout(profile)
 
 
+def checked_parameters(name: str, values: dict, cell: dict[str, str]) -> dict:
+    """A chapter's parameter values checked before it executes (:mod:`detpretrain.parameters`).
+
+    A chapter declared in :data:`~detpretrain.parameters.CHAPTER_PARAMETERS` is checked against its declarations
+    (names, types, ranges). Any other chapter (a user's own notebook) accepts the names of its parameters cell, and
+    the values of the common parameters (:data:`REQUIRED_PARAMETERS`) are checked.
+
+    Args:
+        name: the chapter's name.  values: ``{name: value}`` (after YAML reading).
+        cell: ``{name: default source text}`` of the chapter's parameters cell (:func:`chapter_parameters`).
+
+    Returns:
+        the values, coerced (e.g. ``seeds: 3`` -> ``[3]``).
+
+    Raises:
+        ParameterError: an unknown name (closest valid name and the list) or a value of the wrong type or range.
+    """
+    from detpretrain.parameters import (
+        CHAPTER_PARAMETERS,
+        GENERIC_PARAMETERS,
+        check_parameters,
+        unknown_parameter_message,
+    )
+    from detpretrain.errors import ParameterError
+
+    if name in CHAPTER_PARAMETERS:
+        return check_parameters(name, values)
+    for key in values:
+        if key not in cell:
+            raise ParameterError(name, key, unknown_parameter_message(name, key, cell))
+    generic = [p for p in GENERIC_PARAMETERS if p.name in values]
+    return {**values, **check_parameters(name, {p.name: values[p.name] for p in generic}, generic)}
+
+
+def _known_names(name: str, cell: dict[str, str]) -> list[str]:
+    from detpretrain.parameters import CHAPTER_PARAMETERS
+
+    return [p.name for p in CHAPTER_PARAMETERS[name]] if name in CHAPTER_PARAMETERS else list(cell)
+
+
 def run_command(chapter: str, params: dict, output: str | None = None) -> int:
     """``python -m detpretrain run CHAPTER -p KEY VALUE ...``: execute one chapter with papermill parameters.
 
@@ -498,16 +538,14 @@ def run_command(chapter: str, params: dict, output: str | None = None) -> int:
     (:data:`CELL_TIMEOUT_S`). Returns 0, or 1 after printing the failing cell and error (no traceback).
 
     Raises:
-        ConfigError: unknown chapter name.  FileNotFoundError: a chapter path that does not exist.
+        ParameterError: an unknown parameter name or a bad value (:func:`checked_parameters`), before anything is
+            executed.  ConfigError: unknown chapter name.  FileNotFoundError: a chapter path that does not exist.
     """
     source = resolve_chapter(chapter)
-    parameters = {k: parse_value(v) for k, v in (params or {}).items()}
     out = Path(output) if output else source.with_suffix(".ipynb")
     defaults = _parameters_of(source)
-    unknown = sorted(set(parameters) - set(defaults))
-    if unknown:
-        print(f"warning: {chapter_name(source)} has no parameter {', '.join(unknown)}; "
-              f"its parameters: {', '.join(defaults)}", file=sys.stderr)
+    parameters = checked_parameters(chapter_name(source), {k: parse_value(v) for k, v in (params or {}).items()},
+                                    defaults)
     try:
         root = find_root()
     except FileNotFoundError:
@@ -569,7 +607,12 @@ def build_book(profile: str = "mini", *, root: str | os.PathLike | None = None, 
         force: execute even up-to-date chapters.
         log: where progress lines go.
 
+    A ``params`` name goes to the chapters whose parameters include it; names and values are checked for every
+    chapter to execute before any corpus is generated or chapter executed (:func:`checked_parameters`).
+
     Raises:
+        ParameterError: a name no chapter has, or a value a chapter refuses (a chapter without ``paper`` among its
+            profiles, for instance): nothing is generated or executed.
         ConfigError: unknown profile or chapter, ``profile`` given in ``params``, or HTML asked for while a toc
             chapter was never executed.
         FileNotFoundError: a toc chapter's source file is missing.
@@ -594,6 +637,8 @@ def build_book(profile: str = "mini", *, root: str | os.PathLike | None = None, 
     if missing:
         raise FileNotFoundError(f"chapter source(s) listed in {root / '_toc.yml'} do not exist: {', '.join(missing)}")
 
+    per_chapter = _book_parameters(parameters, {c: sources[c] for c in wanted if sources[c].suffix != ".md"})
+
     report = BookReport(profile=profile, chapters=[])
     if profile != "paper":
         log(f"corpora of profile {profile!r}")
@@ -611,18 +656,15 @@ def build_book(profile: str = "mini", *, root: str | os.PathLike | None = None, 
             report.chapters.append(ChapterResult(name, source, "text page", 0.0, 0.0))
             log(f"{prefix} text page")
             continue
-        fresh, reason = is_up_to_date(source, output, parameters, code)
+        chapter_params = per_chapter[name]
+        fresh, reason = is_up_to_date(source, output, chapter_params, code)
         if fresh and not force:
             record = execution_record(output) or {}
             report.chapters.append(ChapterResult(name, output, "up to date", 0.0, float(record.get("seconds", 0))))
             log(f"{prefix} up to date (executed in {record.get('seconds', 0):.0f} s)")
             continue
-        defaults = _parameters_of(source)
-        unknown_params = sorted(set(parameters) - set(defaults))
-        if unknown_params:
-            log(f"  warning: {name} has no parameter {', '.join(unknown_params)}")
         log(f"{prefix} executing ({reason})")
-        seconds = execute_chapter(source, output, parameters, timeout=cell_timeout(profile), cwd=root, name=name)
+        seconds = execute_chapter(source, output, chapter_params, timeout=cell_timeout(profile), cwd=root, name=name)
         report.chapters.append(ChapterResult(name, output, "executed", seconds, seconds))
         log(f"{prefix} done in {seconds:.0f} s")
 
@@ -634,7 +676,9 @@ def build_book(profile: str = "mini", *, root: str | os.PathLike | None = None, 
                               f"(run the book without --chapters once)")
         for name, source in sources.items():
             record = execution_record(source.with_suffix(".ipynb")) if source.suffix != ".md" else None
-            if record is not None and _canonical(record["parameters"]) != _canonical(parameters):
+            expected = per_chapter.get(name) or {k: v for k, v in parameters.items()
+                                                 if k in _known_names(name, _parameters_of(source))}
+            if record is not None and _canonical(record["parameters"]) != _canonical(expected):
                 log(f"  warning: {name} is rendered as executed with other parameters: {record['parameters']}")
         log("jupyter-book build ...")
         t0 = time.perf_counter()
@@ -645,6 +689,28 @@ def build_book(profile: str = "mini", *, root: str | os.PathLike | None = None, 
         for line in report.warnings[:10]:
             log(f"  {line.strip()}")
     return report
+
+
+def _book_parameters(parameters: dict, sources: dict[str, Path]) -> dict[str, dict]:
+    """The parameters each chapter of a book build gets, checked before anything executes: a ``-p`` name is passed
+    to the chapters that have it; a name no chapter has, or a bad value for any chapter, is a ParameterError."""
+    from detpretrain.errors import ParameterError
+    from detpretrain.parameters import unknown_parameter_message
+
+    known = {name: _known_names(name, _parameters_of(source)) for name, source in sources.items()}
+    everywhere = sorted({n for names in known.values() for n in names})
+    for key in parameters:
+        if not any(key in names for names in known.values()):
+            raise ParameterError("book", key, unknown_parameter_message("the book", key, everywhere))
+    checked = {}
+    for name, source in sources.items():
+        try:
+            checked[name] = checked_parameters(name, {k: v for k, v in parameters.items() if k in known[name]},
+                                               _parameters_of(source))
+        except ParameterError as err:
+            hint = " (leave the chapter out with --chapters)" if err.parameter == "profile" else ""
+            raise ParameterError(err.chapter, err.parameter, f"{err}{hint}") from None
+    return checked
 
 
 def format_summary(report: BookReport) -> str:

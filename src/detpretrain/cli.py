@@ -17,10 +17,21 @@ book [--profile {smoke,mini,paper}] [--chapters a,b] [-p KEY VALUE ...]
 run CHAPTER [-p KEY VALUE ...] [-o OUT.ipynb]
     Execute one chapter with papermill parameters.
 runs list [--store DIR]
-    The runs in the run store.
+    The runs in the run store: complete, complete (no manifest), corrupt, running or interrupted.
+runs verify [RUN ...] [--store DIR] [--write-manifest]
+    Hash every artefact against its run's manifest; exits 1 on any problem.
+runs rm RUN ... [--store DIR]
+    Remove runs (``run:<hash>``, a hash prefix or the directory name).
+runs gc [--store DIR] [--dry-run]
+    Remove interrupted runs and stale temporary files.
+runs export [RUN ...] [--store DIR] -o FILE.tar.gz
+    Write complete, verified runs (and the pre-trainings they start from) with their manifests to an archive.
+runs import FILE [--store DIR]
+    Extract an archive into the store, verifying every hash and config hash before any run is put in place.
 
-Errors that come from the user's input (bad data, bad config) are printed as one line without a traceback and
-give exit status 1.
+Errors that come from the user's input (bad data, bad config, a damaged run store) are printed as one line without
+a traceback and give exit status 1; an unknown chapter parameter or a bad parameter value gives exit status 2 (a
+usage error, like argparse's own), before anything is executed.
 """
 
 from __future__ import annotations
@@ -28,7 +39,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from detpretrain.errors import ConfigError, DataError
+from detpretrain.errors import ConfigError, DataError, ParameterError, RunStoreError
 from detpretrain.profiles import PROFILE_NAMES
 
 
@@ -89,8 +100,27 @@ def _build_parser() -> argparse.ArgumentParser:
 
     runs = sub.add_parser("runs", help="the run store")
     runs_sub = runs.add_subparsers(dest="runs_command", required=True)
-    ls = runs_sub.add_parser("list", help="list runs")
-    ls.add_argument("--store", default=None)
+    store_help = "run store folder (default: runs/ or $DETPRETRAIN_RUNS)"
+    ls = runs_sub.add_parser("list", help="list runs and their state")
+    ls.add_argument("--store", default=None, help=store_help)
+    ver = runs_sub.add_parser("verify", help="hash every artefact against its manifest; exit 1 on any problem")
+    ver.add_argument("run", nargs="*", help="runs to verify (default: all)")
+    ver.add_argument("--store", default=None, help=store_help)
+    ver.add_argument("--write-manifest", action="store_true",
+                     help="write the manifest of complete runs that have none (older stores)")
+    rm = runs_sub.add_parser("rm", help="remove runs")
+    rm.add_argument("run", nargs="+", help="run:<hash>, a hash prefix or the directory name")
+    rm.add_argument("--store", default=None, help=store_help)
+    gc = runs_sub.add_parser("gc", help="remove interrupted runs and stale temporary files")
+    gc.add_argument("--store", default=None, help=store_help)
+    gc.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+    ex = runs_sub.add_parser("export", help="write runs with their manifests to a .tar.gz")
+    ex.add_argument("run", nargs="*", help="runs to export (default: every complete run)")
+    ex.add_argument("--store", default=None, help=store_help)
+    ex.add_argument("-o", "--output", required=True, help="the archive to write (FILE.tar.gz)")
+    im = runs_sub.add_parser("import", help="import runs from an archive written by runs export (verified first)")
+    im.add_argument("archive", help="FILE.tar.gz")
+    im.add_argument("--store", default=None, help=store_help)
     return parser
 
 
@@ -128,11 +158,25 @@ def main(argv: list[str] | None = None) -> int:
             from detpretrain.book import run_command
 
             return run_command(args.chapter, params=dict(args.parameter), output=args.output)
-        if args.command == "runs" and args.runs_command == "list":
-            from detpretrain.runs import list_command
+        if args.command == "runs":
+            from detpretrain import runs
 
-            return list_command(args.store)
-    except (DataError, ConfigError, FileNotFoundError) as err:
+            if args.runs_command == "list":
+                return runs.list_command(args.store)
+            if args.runs_command == "verify":
+                return runs.verify_command(args.store, args.run, write_manifest=args.write_manifest)
+            if args.runs_command == "rm":
+                return runs.rm_command(args.store, args.run)
+            if args.runs_command == "gc":
+                return runs.gc_command(args.store, dry_run=args.dry_run)
+            if args.runs_command == "export":
+                return runs.export_command(args.store, args.run, args.output)
+            if args.runs_command == "import":
+                return runs.import_command(args.archive, args.store)
+    except ParameterError as err:
+        print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
+        return 2
+    except (DataError, ConfigError, RunStoreError, FileNotFoundError) as err:
         print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
         return 1
     raise AssertionError(f"unhandled command {args}")

@@ -407,8 +407,8 @@ def fit(config: TrainConfig, run, store, *, device: str = "auto", progress: bool
 
     After each epoch a checkpoint (model, optimizer, scheduler, epoch, history) replaces ``checkpoints/last.pt``
     atomically; with ``optim.keep_epoch_checkpoints`` the model alone is also kept at initialisation and after every
-    epoch (:meth:`~detpretrain.runs.Run.epoch_checkpoint_path`). At the end the model is evaluated on ``data.eval_split`` and ``backbone.pt``, ``model.pt`` and,
-    last, ``metrics.json`` are written (rank 0 only).
+    epoch (:meth:`~detpretrain.runs.Run.epoch_checkpoint_path`). At the end the model is evaluated on ``data.eval_split`` and ``backbone.pt``, ``model.pt``,
+    ``metrics.json`` and, last, the manifest of them all are written (rank 0 only).
 
     Args:
         run: the :class:`~detpretrain.runs.Run` written to (its paths; rank 0 writes).
@@ -419,6 +419,10 @@ def fit(config: TrainConfig, run, store, *, device: str = "auto", progress: bool
 
     Returns:
         the metrics dict (also in ``metrics.json``).
+
+    Raises:
+        RunStoreError: the resume checkpoint or the pre-training backbone ``init`` names is damaged.
+        DiskFullError: no space left while writing (the previous checkpoint stays intact).
     """
     dev = distributed.init(device)
     train_set, test_set = _datasets(config)
@@ -433,8 +437,8 @@ def fit(config: TrainConfig, run, store, *, device: str = "auto", progress: bool
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config.optim, iters_per_epoch))
     scaler = torch.amp.GradScaler("cuda") if (config.optim.amp and dev.type == "cuda") else None
     start_epoch, history = 0, []
-    if run.checkpoint_path.exists():
-        ckpt = torch.load(run.checkpoint_path, map_location="cpu", weights_only=True)
+    ckpt = run.load_checkpoint()  # None, or the state after the last finished epoch (RunStoreError if damaged)
+    if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -477,5 +481,6 @@ def fit(config: TrainConfig, run, store, *, device: str = "auto", progress: bool
         atomic_write_json(run.path / "config.json", to_dict(config))
         run.log(f"evaluation: {headline}")
         atomic_write_json(run.path / "metrics.json", metrics)
+        run.write_manifest()  # last: size and SHA-256 of every artefact
     distributed.barrier()
     return metrics

@@ -14,6 +14,7 @@ pre-training (COCO role) is the body of ``FasterRCNN_ResNet50_FPN_Weights.COCO_V
 from __future__ import annotations
 
 import math
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from torchvision import models
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 from torchvision.ops import FrozenBatchNorm2d
 
-from detpretrain.errors import ConfigError
+from detpretrain.errors import ConfigError, RunStoreError
 
 #: name -> (block, layers per stage, default widths per stage (planes), stem width)
 ARCHS: dict[str, tuple[type[nn.Module], tuple[int, int, int, int], tuple[int, int, int, int], int]] = {
@@ -105,6 +106,7 @@ def build_backbone(
     Raises:
         ConfigError: unknown arch/norm, unknown weight enum, or weights that do not fit the architecture.
         FileNotFoundError: a weights path that does not exist.
+        RunStoreError: a weights file that cannot be read (truncated or damaged); names the file and the remedy.
     """
     block, layers, default_widths, stem = _arch(arch)
     widths = tuple(int(w) for w in widths) if widths is not None else default_widths
@@ -146,6 +148,7 @@ def load_backbone_weights(model: ResNet, weights: str | Path) -> None:
     Raises:
         ConfigError: unknown enum name, or missing/unexpected/mis-shaped keys (message lists a few).
         FileNotFoundError: ``weights`` looks like a path and does not exist.
+        RunStoreError: a weights file that cannot be read (truncated or damaged).
     """
     state = _read_weights(weights)
     own = model.state_dict()
@@ -190,7 +193,12 @@ def _read_weights(weights: str | Path) -> dict[str, torch.Tensor]:
     path = Path(text)
     if not path.exists():
         raise FileNotFoundError(f"{path}: weights file does not exist")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, zipfile.BadZipFile) as err:
+        raise RunStoreError(path, f"weights file cannot be read ({type(err).__name__}: {err})",
+                            "if it is a run's backbone.pt, python -m detpretrain runs verify names the damaged run; "
+                            "remove it (runs rm RUN) and execute again to retrain it") from None
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     return detector_body(state)

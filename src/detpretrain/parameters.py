@@ -1,0 +1,439 @@
+"""Chapter parameters, declared once: name, type, allowed values, default and one-line meaning of each.
+
+Every chapter of the book has a cell tagged ``parameters`` (papermill injects values after it). What each chapter
+accepts is declared here, in :data:`CHAPTER_PARAMETERS`; ``tests/test_parameters.py`` keeps the declarations and the
+notebooks' parameters cells in step (same names, same defaults). From the declarations:
+
+* ``python -m detpretrain run`` and ``book`` refuse an unknown name (with the closest valid one and the list) and a
+  value of the wrong type or range, before anything executes (:func:`check_parameters`; exit status 2);
+* a chapter's first cell after the parameters can run the same checks under raw papermill
+  (:func:`check_namespace` on the notebook's ``globals()``);
+* the book's "Re-run it yourself" table is generated (:func:`rerun_table`, :func:`rerun_markdown`).
+
+Value rules (what papermill's ``-p`` / ``-y`` give is read as YAML first, so ``-p seeds 3`` is the int 3):
+
+=============  =====================================================================================================
+kind           accepted
+=============  =====================================================================================================
+``str``        a string, one of ``choices`` (or matching ``pattern``) when given
+``path``       a string or ``os.PathLike`` (returned as a string; existence is checked by the readers, later)
+``int``        an integer (an integral float such as ``2.0`` is taken as 2; booleans are not integers)
+``float``      a finite number (an integer is taken as a float)
+``int list``   a non-empty list of integers; a single integer ``n`` is taken as ``[n]``
+``str list``   a non-empty list of strings from ``choices``; a single string ``s`` is taken as ``[s]``
+``str dict``   a mapping from names in ``choices`` to paths
+=============  =====================================================================================================
+
+``minimum`` / ``maximum`` bound numbers and the items of number lists (inclusive); ``nullable`` allows None, whose
+meaning the declaration's ``meaning`` states.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from detpretrain.errors import ConfigError, ParameterError
+from detpretrain.profiles import PROFILE_NAMES
+
+KINDS = ("str", "path", "int", "float", "int list", "str list", "str dict")
+
+
+@dataclasses.dataclass(frozen=True)
+class Parameter:
+    """One chapter parameter.
+
+    Attributes:
+        name: the variable in the chapter's parameters cell.
+        kind: one of :data:`KINDS` (module docstring).
+        default: the value in the parameters cell.
+        meaning: one line for the "Re-run it yourself" table.
+        choices: allowed values (``str``), allowed items (``str list``) or allowed keys (``str dict``); empty: any.
+        pattern: a regular expression a ``str`` value may match instead of being one of ``choices``.
+        minimum, maximum: inclusive bounds of a number (or of each item of an ``int list``).
+        nullable: None is allowed.
+    """
+
+    name: str
+    kind: str
+    default: Any
+    meaning: str
+    choices: tuple = ()
+    pattern: str | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    nullable: bool = False
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"parameter {self.name}: unknown kind {self.kind!r}; expected one of {KINDS}")
+
+    def expects(self) -> str:
+        """What the parameter accepts, in words (used in error messages and the table)."""
+        bounds = _bounds(self.minimum, self.maximum)
+        choices = " | ".join(map(str, self.choices))
+        text = {
+            "str": (f"one of {choices}" if self.choices else "a string") + (
+                f" | {self.pattern.replace(chr(92) + 'd+', 'N')}" if self.pattern else ""),
+            "path": "a path",
+            "int": f"an integer{bounds}",
+            "float": f"a number{bounds}",
+            "int list": f"a list of integers{bounds}, e.g. [0, 1, 2]",
+            "str list": f"a list of {choices}" if self.choices else "a list of strings",
+            "str dict": f"a mapping {{name: path}} with names from {choices}" if self.choices else "a mapping",
+        }[self.kind]
+        return text + (", or None" if self.nullable else "")
+
+    def check(self, value: Any, chapter: str = "") -> Any:
+        """``value`` coerced to this parameter's kind (module docstring).
+
+        Raises:
+            ParameterError: wrong type or out of range; the message names the chapter, the parameter, what it
+                expects and what it got.
+        """
+        if value is None:
+            if self.nullable:
+                return None
+            raise self._error(chapter, value)
+        try:
+            return _COERCE[self.kind](self, value)
+        except (TypeError, ValueError):
+            raise self._error(chapter, value) from None
+
+    def _error(self, chapter: str, value: Any) -> ParameterError:
+        where = f"{chapter}: " if chapter else ""
+        return ParameterError(chapter, self.name, f"{where}parameter {self.name!r} expects {self.expects()}; "
+                                                  f"got {value!r} ({type(value).__name__})")
+
+
+def _bounds(lo: float | None, hi: float | None) -> str:
+    if lo is not None and hi is not None:
+        return f" in [{lo:g}, {hi:g}]"
+    if lo is not None:
+        return f" >= {lo:g}"
+    if hi is not None:
+        return f" <= {hi:g}"
+    return ""
+
+
+def _in_range(p: Parameter, x: float) -> float:
+    if (p.minimum is not None and x < p.minimum) or (p.maximum is not None and x > p.maximum):
+        raise ValueError("out of range")
+    return x
+
+
+def _int(p: Parameter, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        raise ValueError
+    return int(_in_range(p, int(value)))
+
+
+def _float(p: Parameter, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise TypeError
+    return float(_in_range(p, float(value)))
+
+
+def _str(p: Parameter, value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError
+    if p.choices and value not in p.choices and not (p.pattern and re.fullmatch(p.pattern, value)):
+        raise ValueError
+    return value
+
+
+def _path(p: Parameter, value: Any) -> str:
+    if not isinstance(value, (str, os.PathLike)) or not str(value):
+        raise TypeError
+    return str(value)
+
+
+def _list(p: Parameter, value: Any, item) -> list:
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not value:
+        raise TypeError
+    return [item(p, v) for v in value]
+
+
+def _str_dict(p: Parameter, value: Any) -> dict:
+    if not isinstance(value, Mapping):
+        raise TypeError
+    out = {}
+    for k, v in value.items():
+        if not isinstance(k, str) or (p.choices and k not in p.choices):
+            raise ValueError
+        out[k] = _path(p, v)
+    return out
+
+
+_COERCE = {
+    "str": _str, "path": _path, "int": _int, "float": _float, "str dict": _str_dict,
+    "int list": lambda p, v: _list(p, v, _int), "str list": lambda p, v: _list(p, v, _str),
+}
+
+# ------------------------------------------------------------------------------------------------ declarations
+
+DEVICE_PATTERN = r"cuda:\d+"
+#: super-categories of the synthetic taxonomy (detpretrain.data.synthetic_taxonomy.SUPERCATEGORIES).
+SUPERCATEGORIES = ("vehicle", "animal", "furniture", "plant", "appliance")
+#: synthetic classification roles (CALTECH-256, SUN-397, OXFORD-102 FLOWERS).
+CLASSIFICATION_ROLES = ("caltech", "sun", "flowers")
+#: genuine classification datasets the classification chapter reads (detpretrain.features.REAL_PROBE_DATASETS).
+REAL_PROBE_DATASETS = ("flowers102", "pet")
+#: the detector capacity ladder of the frozen-backbone chapter (detpretrain.companions.HEAD_LADDER).
+HEADS = ("FPN", "FPN+2conv", "FPN+2conv+4conv1fc")
+DETECTION_PRETRAINS = ("imagenet-cls", "detection", "scratch")
+PROBE_PRETRAINS = ("imagenet-cls", "detection", "imagenet-loc", "imagenet-loc-cls", "scratch")
+REAL_TARGETS = ("coco", "voc")
+ALL_PROFILES = tuple(PROFILE_NAMES)
+CPU_PROFILES = ("smoke", "mini")
+#: chapters that read a real target from ``data_root`` when ``dataset`` is coco or voc.
+NEEDS_DATA_ROOT = frozenset({"intro", "detection", "segmentation", "eigenspectrum", "frozen_backbone", "ablations",
+                             "visualisations"})
+STORE_MEANING = "run store folder; None means $DETPRETRAIN_RUNS or runs/"
+CACHE_MEANING = "generated-corpus folder; None means $DETPRETRAIN_DATA or data/generated"
+
+
+def _common(profiles: tuple[str, ...], datasets: tuple[str, ...], dataset: str, data_root: str,
+            seeds: str) -> tuple[Parameter, ...]:
+    """The seven parameters every chapter has (:data:`detpretrain.book.REQUIRED_PARAMETERS`), in cell order."""
+    return (
+        Parameter("profile", "str", "mini", f"size preset: {' | '.join(profiles)}", choices=profiles),
+        Parameter("dataset", "str", "synthetic", dataset, choices=datasets),
+        Parameter("data_root", "path", None, data_root, nullable=True),
+        Parameter("seeds", "int list", None, seeds, minimum=0, nullable=True),
+        Parameter("device", "str", "auto", "auto | cpu | cuda | cuda:N", choices=("auto", "cpu", "cuda"),
+                  pattern=DEVICE_PATTERN),
+        Parameter("store", "path", None, STORE_MEANING, nullable=True),
+        Parameter("data_cache", "path", None, CACHE_MEANING, nullable=True),
+    )
+
+
+_TARGETS = ("synthetic", *REAL_TARGETS)
+_FINETUNE_SEEDS = "fine-tuning seeds; None means the profile's (mini: 0, 1, 2)"
+#: the seven common parameters as a chapter without declarations (a user's own notebook) is checked on them.
+GENERIC_PARAMETERS = _common(ALL_PROFILES, _TARGETS, "the target dataset", "root of a real dataset",
+                             "seeds; None means the profile's")
+
+#: ``{chapter: (Parameter, ...)}`` in the order of each chapter's parameters cell.
+CHAPTER_PARAMETERS: dict[str, tuple[Parameter, ...]] = {
+    "intro": _common(ALL_PROFILES, _TARGETS, "the detection target whose results are summarised",
+                     "root of a real dataset (dataset coco or voc)", _FINETUNE_SEEDS),
+    "pretraining": _common(ALL_PROFILES, _TARGETS, "the later chapters' target; pre-training does not depend on it",
+                           "root of a real dataset (dataset coco or voc)", "unused: pre-training has one seed") + (
+        Parameter("sample_images", "int", 8, "images per corpus in the sample grids", minimum=1),
+    ),
+    "detection": _common(ALL_PROFILES, _TARGETS, "detection target: synthetic (VOC-like) | coco | voc",
+                         "root of a real dataset (coco: annotations/ with train2017/ and val2017/)",
+                         _FINETUNE_SEEDS) + (
+        Parameter("pretrains", "str list", list(DETECTION_PRETRAINS), "backbones to compare",
+                  choices=DETECTION_PRETRAINS),
+    ),
+    "segmentation": _common(ALL_PROFILES, _TARGETS, "segmentation target: synthetic (VOC-like) | voc | coco",
+                            "real data: a VOC 2012 root or a COCO root", _FINETUNE_SEEDS) + (
+        Parameter("pretrains", "str list", list(DETECTION_PRETRAINS), "backbones to compare",
+                  choices=DETECTION_PRETRAINS),
+        Parameter("bands", "int list", None, "trimap widths (evaluated px) to show; None means all", minimum=1,
+                  nullable=True),
+    ),
+    "eigenspectrum": _common(ALL_PROFILES, _TARGETS, "detection target: synthetic (VOC-like) | coco | voc",
+                             "root of a real dataset (dataset coco or voc)", "seeds; None means the profile's") + (
+        Parameter("scratch_factor", "int", 2, "from-scratch schedule, in multiples of the fine-tuning epochs",
+                  minimum=1),
+        Parameter("threshold", "float", 1e-2, "eigenvalue threshold of the intrinsic dimensionality",
+                  minimum=0.0),
+        Parameter("normalisation", "str", "max", "eigenvalues raw (none), divided by the largest (max) or the sum "
+                  "(trace)", choices=("none", "max", "trace")),
+        Parameter("n_images", "int", 64, "test images the second-moment matrices average over", minimum=1),
+        Parameter("multiple", "int", 8, "determined widths are rounded up to a multiple of this", minimum=1),
+    ),
+    "frozen_backbone": _common(ALL_PROFILES, _TARGETS, "detection target: synthetic (VOC-like) | coco | voc",
+                               "root of a real dataset (dataset coco or voc)", "seeds; None means the profile's") + (
+        Parameter("pretrain", "str", "imagenet-cls", "the backbone that is frozen or fine-tuned",
+                  choices=("imagenet-cls", "detection")),
+        Parameter("heads", "str list", list(HEADS), "detector capacities, smallest first", choices=HEADS),
+        Parameter("rare", "str list", None, "rare class names; None means every second class by frequency",
+                  nullable=True),
+        Parameter("max_images", "int", 8, "training images kept per rare class", minimum=1),
+        Parameter("resource_iterations", "int", 5, "timed training steps per configuration (resource table)",
+                  minimum=1),
+    ),
+    "classification": _common(CPU_PROFILES, ("synthetic",), "the synthetic classification targets",
+                              "unused: real probe datasets are named in real_data",
+                              "fine-tuning seeds and random backbones; None means the profile's") + (
+        Parameter("targets", "str list", list(CLASSIFICATION_ROLES), "synthetic roles standing for CALTECH-256, "
+                  "SUN-397, OXFORD-102 FLOWERS", choices=CLASSIFICATION_ROLES),
+        Parameter("probe_pretrains", "str list", ["imagenet-cls", "detection", "imagenet-loc", "scratch"],
+                  "backbones probed on Conv5 (Table 6)", choices=PROBE_PRETRAINS),
+        Parameter("finetune_pretrains", "str list", ["imagenet-cls", "detection", "imagenet-loc", "scratch"],
+                  "backbones fine-tuned (Table 8)", choices=PROBE_PRETRAINS),
+        Parameter("head_target", "str", "caltech", "dataset of the detection-head probes (Table 5)",
+                  choices=CLASSIFICATION_ROLES),
+        Parameter("real_data", "str dict", {"flowers102": "../shared/data/flowers102_subset",
+                                            "pet": "../shared/data/oxford_iiit_pet_subset"},
+                  "genuine datasets probed, {name: root}; absent folders are skipped", choices=REAL_PROBE_DATASETS,
+                  nullable=True),
+    ),
+    "feature_space": _common(CPU_PROFILES, ("synthetic",), "the synthetic CALTECH-256-role corpus",
+                             "unused: the corpus is generated", "k-means seeds and random backbones; None means "
+                             "the profile's") + (
+        Parameter("target", "str", "caltech", "the corpus whose feature space is studied",
+                  choices=CLASSIFICATION_ROLES),
+        Parameter("classification_backbone", "str", "imagenet-cls", "the IMAGENET-CLS space",
+                  choices=PROBE_PRETRAINS),
+        Parameter("detection_backbone", "str", "detection", "the OPENIMAGES space (detection pre-training)",
+                  choices=PROBE_PRETRAINS),
+        Parameter("k_max", "int", 1000, "largest K of the k-means sweep (capped at half the images)", minimum=2),
+        Parameter("knn_k", "int", 10, "neighbours for class agreement and fragmentation (Figure 7)", minimum=1),
+        Parameter("n_pairs", "int", 6, "image pairs shown per panel of Figure 3", minimum=1),
+        Parameter("top_pairs", "int", 50, "nearest pairs whose attributes are compared (Figure 3)", minimum=1),
+    ),
+    "ablations": _common(CPU_PROFILES, _TARGETS, "detection target: synthetic (VOC-like) | coco | voc",
+                         "root of a real target dataset", _FINETUNE_SEEDS) + (
+        Parameter("removed", "str list", ["vehicle", "animal"], "super-categories removed from IMAGENET-LOC, one "
+                  "pre-training each (Table 2)", choices=SUPERCATEGORIES),
+        Parameter("transfer_role", "str", "caltech", "classification target of Table 7",
+                  choices=CLASSIFICATION_ROLES),
+        Parameter("occlusion_iou", "float", 0.5, "IoU for a detection to find an object (Table 3)", minimum=0.0,
+                  maximum=1.0),
+    ),
+    "visualisations": _common(CPU_PROFILES, _TARGETS, "detection target of Figure 8: synthetic (VOC-like) | coco "
+                              "| voc", "root of a real detection target",
+                              "fine-tuning seeds; Figure 8 uses the first; None means the profile's") + (
+        Parameter("target", "str", "caltech", "classification corpus of Figures 4 and 5",
+                  choices=CLASSIFICATION_ROLES),
+        Parameter("activation_images", "int", 250, "test images measured for Figure 4", minimum=1),
+        Parameter("maskout_images", "int", 40, "single-instance test images measured for Figure 5", minimum=1),
+        Parameter("maskout_stride", "int", 8, "px between mask positions (Figure 5)", minimum=1),
+        Parameter("score_thresh", "float", 0.5, "score at which detections are drawn and matched (Figure 8)",
+                  minimum=0.0, maximum=1.0),
+        Parameter("real_detection_root", "path", "../shared/data/coco2017_subset", "real COCO images for the "
+                  "activation shares; None or absent skips them", nullable=True),
+        Parameter("real_images", "int", 24, "COCO val images measured", minimum=0),
+    ),
+}
+
+
+# ------------------------------------------------------------------------------------------------------ checking
+
+
+def declared(chapter: str) -> dict[str, Parameter]:
+    """``{name: Parameter}`` of a chapter, in cell order.
+
+    Raises:
+        ConfigError: the chapter declares no parameters here (the message lists the chapters that do).
+    """
+    try:
+        return {p.name: p for p in CHAPTER_PARAMETERS[chapter]}
+    except KeyError:
+        raise ConfigError(f"no parameters are declared for chapter {chapter!r}; chapters: "
+                          f"{', '.join(CHAPTER_PARAMETERS)}") from None
+
+
+def unknown_parameter_message(chapter: str, name: str, names=None) -> str:
+    """"<chapter> has no parameter '<name>'; did you mean '<closest>'? Its parameters: ..." (difflib's closest
+    match, when one is close enough). ``names`` defaults to the chapter's declared names."""
+    names = list(names if names is not None else declared(chapter))
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    if close:
+        return f"{chapter} has no parameter {name!r}; did you mean {close[0]!r}? Its parameters: {', '.join(names)}"
+    return f"{chapter} has no parameter {name!r}; its parameters: {', '.join(names)}"
+
+
+def check_parameters(chapter: str, values: Mapping[str, Any], parameters=None) -> dict:
+    """The given parameter values of a chapter, checked and coerced.
+
+    Args:
+        chapter: the chapter's name (``detection``).
+        values: ``{name: value}`` as papermill would inject them (after YAML reading).
+        parameters: the chapter's :class:`Parameter` s (default: :data:`CHAPTER_PARAMETERS`).
+
+    Returns:
+        ``{name: coerced value}`` for the names given (defaults are not filled in).
+
+    Raises:
+        ParameterError: an unknown name (closest valid name and the list), a value of the wrong type or range
+            (names the parameter, what it expects and what it got), or ``dataset`` coco/voc without ``data_root``.
+        ConfigError: no declarations for ``chapter`` and ``parameters`` not given.
+    """
+    params = {p.name: p for p in parameters} if parameters is not None else declared(chapter)
+    for name in values:
+        if name not in params:
+            raise ParameterError(chapter, name, unknown_parameter_message(chapter, name, params))
+    out = {name: params[name].check(value, chapter) for name, value in values.items()}
+    dataset = out.get("dataset")
+    root = out.get("data_root", params["data_root"].default if "data_root" in params else None)
+    if chapter in NEEDS_DATA_ROOT and dataset in REAL_TARGETS and root is None:
+        raise ParameterError(chapter, "data_root", f"{chapter}: parameter 'data_root' expects the root of the "
+                                                   f"{dataset} dataset when dataset is {dataset!r}; got None")
+    return out
+
+
+def check_namespace(chapter: str, namespace: Mapping[str, Any]) -> dict:
+    """Check a chapter's parameters as they stand in ``namespace`` (a notebook's ``globals()`` after the parameters
+    and injected-parameters cells): what a chapter's first cell runs under raw papermill.
+
+    Returns:
+        ``{name: coerced value}`` of every declared parameter.
+
+    Raises:
+        ParameterError: as :func:`check_parameters` (a missing name is named as missing).
+    """
+    params = declared(chapter)
+    missing = [n for n in params if n not in namespace]
+    if missing:
+        raise ParameterError(chapter, missing[0], f"{chapter}: parameter(s) {', '.join(missing)} not defined")
+    return check_parameters(chapter, {n: namespace[n] for n in params})
+
+
+# ------------------------------------------------------------------------------------------ the re-run table
+
+
+def _show(value: Any) -> str:
+    return "None" if value is None else json.dumps(value)
+
+
+def rerun_table(chapters=None):
+    """The "Re-run it yourself" table: one row per chapter parameter, generated from the declarations.
+
+    Args:
+        chapters: chapter names (default: every declared chapter, in declaration order).
+
+    Returns:
+        a ``pandas.DataFrame`` with columns chapter, parameter, accepts, default, meaning.
+    """
+    import pandas as pd
+
+    rows = [{"chapter": chapter, "parameter": p.name, "accepts": p.expects(), "default": _show(p.default),
+             "meaning": p.meaning}
+            for chapter in (chapters or CHAPTER_PARAMETERS) for p in CHAPTER_PARAMETERS[chapter]]
+    return pd.DataFrame(rows, columns=["chapter", "parameter", "accepts", "default", "meaning"])
+
+
+def rerun_markdown(chapters=None) -> str:
+    """:func:`rerun_table` as a Markdown (pipe) table, ``|`` inside cells escaped."""
+    frame = rerun_table(chapters)
+    cols = list(frame.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in frame.itertuples(index=False):
+        lines.append("| " + " | ".join(f"`{v}`" if c in ("parameter", "default") else str(v).replace("|", "\\|")
+                                       for c, v in zip(cols, row)) + " |")
+    return "\n".join(lines)
+
+
+def warm_start_markdown(archive: str = "runs-mini.tar.gz", store: str = "runs") -> str:
+    """How a reader re-executes a chapter warm from the published run store archive (Markdown)."""
+    return (f"Download `{archive}` (the book's `mini` run store, attached to the build), then\n\n"
+            f"```bash\npython -m detpretrain runs import {archive} --store {store}   # verified before anything "
+            f"lands\npython -m detpretrain run detection -p store {store}               # loads, trains nothing\n"
+            f"```\n\nThe import checks every file's SHA-256 and that each run's config hashes to its name; a damaged "
+            f"or altered archive is refused whole. `runs verify --store {store}` checks the store at any time.")
