@@ -84,8 +84,22 @@ def make_optimizer(model: nn.Module, optim_spec) -> torch.optim.SGD:
     )
 
 
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """The mixed-precision dtype for ``device``: bfloat16 where the GPU supports it (Ampere and later: no loss
+    scaling needed), float16 on older GPUs (with :func:`grad_scaler`), None on the CPU (full precision: CPU autocast
+    is slower than float32 for these models)."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def grad_scaler(device: torch.device, dtype: torch.dtype | None):
+    """A ``torch.amp.GradScaler`` when training in float16 on CUDA (gradients underflow otherwise), else None."""
+    return torch.amp.GradScaler("cuda") if (device.type == "cuda" and dtype == torch.float16) else None
+
+
 def train_one_epoch(model, optimizer, loader, device, epoch: int, *, task: str, scheduler=None, scaler=None,
-                    progress: bool = True) -> dict[str, float]:
+                    progress: bool = True, amp_dtype: torch.dtype | None = None) -> dict[str, float]:
     """One pass over ``loader``; returns the mean of each loss (averaged over ranks).
 
     Args:
@@ -93,7 +107,9 @@ def train_one_epoch(model, optimizer, loader, device, epoch: int, *, task: str, 
             loss_box_reg, loss_objectness, loss_rpn_box_reg), ``"classification"`` (cross-entropy on logits) or
             ``"segmentation"`` (per-pixel cross-entropy, void 255 ignored); see :data:`TASK_HOOKS`.
         scheduler: stepped once per iteration (warm-up + steps, :func:`lr_lambda`).
-        scaler: a ``torch.amp.GradScaler`` for mixed precision on CUDA, else None.
+        scaler: a ``torch.amp.GradScaler`` for float16 mixed precision (:func:`grad_scaler`), else None.
+        amp_dtype: autocast dtype (:func:`autocast_dtype`: bfloat16 or float16 on CUDA), None for full precision. For
+            backward compatibility a ``scaler`` without ``amp_dtype`` means float16.
 
     Raises:
         FloatingPointError: the loss became NaN or infinite (diverged); the last checkpoint stays intact.
@@ -101,7 +117,9 @@ def train_one_epoch(model, optimizer, loader, device, epoch: int, *, task: str, 
     model.train()
     sums: dict[str, float] = {}
     n = 0
-    amp = torch.autocast(device.type, dtype=torch.float16) if scaler is not None else nullcontext()
+    if amp_dtype is None and scaler is not None:
+        amp_dtype = torch.float16
+    amp = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
     show = progress and distributed.is_main_process()
     bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=None if show else True)  # None: only on a TTY
     batch_losses = TASK_HOOKS[task].losses
@@ -435,7 +453,8 @@ def fit(config: TrainConfig, run, store, *, device: str = "auto", progress: bool
         raise ConfigError(f"{config.data.describe()}: {len(train_set)} training images < batch size "
                           f"{config.optim.batch_size}")
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config.optim, iters_per_epoch))
-    scaler = torch.amp.GradScaler("cuda") if (config.optim.amp and dev.type == "cuda") else None
+    dtype = autocast_dtype(dev) if config.optim.amp else None
+    scaler = grad_scaler(dev, dtype)
     start_epoch, history = 0, []
     ckpt = run.load_checkpoint()  # None, or the state after the last finished epoch (RunStoreError if damaged)
     if ckpt is not None:
@@ -455,7 +474,8 @@ def fit(config: TrainConfig, run, store, *, device: str = "auto", progress: bool
         torch.manual_seed(epoch_seed(config.seed, epoch))  # augmentation RNG of this epoch
         t0 = time.perf_counter()
         losses = train_one_epoch(train_model, optimizer, _loader(config, train_set, epoch), dev, epoch,
-                                 task=config.task, scheduler=scheduler, scaler=scaler, progress=progress)
+                                 task=config.task, scheduler=scheduler, scaler=scaler, progress=progress,
+                                 amp_dtype=dtype)
         entry = {"epoch": epoch, "seconds": round(time.perf_counter() - t0, 2),
                  "lr": optimizer.param_groups[0]["lr"], **{k: round(v, 5) for k, v in losses.items()}}
         history.append(entry)
