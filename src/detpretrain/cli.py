@@ -18,6 +18,9 @@ run CHAPTER [-p KEY VALUE ...] [-o OUT.ipynb]
     Execute one chapter with papermill parameters.
 runs list [--store DIR]
     The runs in the run store.
+results-table [--store DIR] [--readme README.md]
+    Headline numbers of the store's finished runs (config hashes, dates) as Markdown; --readme writes them into
+    the README's results section.
 
 Errors that come from the user's input (bad data, bad config) are printed as one line without a traceback and
 give exit status 1.
@@ -88,6 +91,10 @@ def _build_parser() -> argparse.ArgumentParser:
     runs_sub = runs.add_subparsers(dest="runs_command", required=True)
     ls = runs_sub.add_parser("list", help="list runs")
     ls.add_argument("--store", default=None)
+
+    res = sub.add_parser("results-table", help="the headline numbers of the run store's finished runs (Markdown)")
+    res.add_argument("--store", default=None, help="run store folder (default: runs/ or $DETPRETRAIN_RUNS)")
+    res.add_argument("--readme", default=None, help="write the table into this README's results section")
     return parser
 
 
@@ -129,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
             from detpretrain.runs import list_command
 
             return list_command(args.store)
+        if args.command == "results-table":
+            from detpretrain.results import results_command
+
+            return results_command(args.store, readme=args.readme)
     except (DataError, ConfigError, FileNotFoundError) as err:
         print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
         return 1
