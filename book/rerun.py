@@ -28,11 +28,11 @@ device = "auto"  # unused here
 store = None  # run store folder; None means $DETPRETRAIN_RUNS or runs/
 data_cache = None  # generated-corpus folder; None means $DETPRETRAIN_DATA or data/generated
 
-# %%
-import pandas as pd
+# %% tags=["hide-input"] mystnb={"markdown_format": "gfm"}
 from IPython.display import Markdown, display
 
 from detpretrain import rerun
+from detpretrain.results import markdown_table
 
 root = rerun.book_root()
 repo = rerun.repository(root)
@@ -56,7 +56,7 @@ repo = rerun.repository(root)
 # built from `binder/`: CPU torch and this project) or on Colab. Both open the branch the book workflow fills with
 # the executed notebooks of the last build; Colab needs the project installed first.
 
-# %%
+# %% tags=["hide-input"] mystnb={"markdown_format": "gfm"}
 # NBVAL_CHECK_OUTPUT
 example = rerun.launch_urls(repo, "book/detection")
 display(Markdown("\n".join([
@@ -84,19 +84,17 @@ display(Markdown("\n".join([
 # `-p` values are read as YAML (`None`, `[0, 1]`, `0.5`, `true`). Parameters every chapter shares, with the same
 # default and meaning:
 
-# %%
+# %% tags=["hide-input"] mystnb={"markdown_format": "gfm"}
 # NBVAL_CHECK_OUTPUT
 shared, per_chapter = rerun.split_parameters(rerun.parameter_table(root))
-with pd.option_context("display.max_colwidth", None, "display.max_rows", None):
-    display(shared.set_index("parameter"))
+display(Markdown(rerun.parameters_markdown(shared)))
 
 # %% [markdown]
 # and those of each chapter, in reading order:
 
-# %%
+# %% tags=["hide-input"] mystnb={"markdown_format": "gfm"}
 # NBVAL_CHECK_OUTPUT
-with pd.option_context("display.max_colwidth", None, "display.max_rows", None):
-    display(per_chapter.set_index(["chapter", "parameter"]))
+display(Markdown(rerun.parameters_markdown(per_chapter)))
 
 # %% [markdown]
 # ## Data: layouts and roots
@@ -106,16 +104,16 @@ with pd.option_context("display.max_colwidth", None, "display.max_rows", None):
 # copied; `data/README.md` says where to download each one and how `python -m detpretrain data check ROOT --format
 # {voc,coco,folder}` validates it before anything trains.
 #
-# | data | root (parameter or variable) | layout the readers expect | chapters |
+# | data | root: parameter, else variable, else default | layout the readers expect | chapters |
 # |---|---|---|---|
-# | embedded synthetic corpora | `data_cache`, else `$DETPRETRAIN_DATA`, else `data/generated/` | VOC, COCO and class-folder layouts as below | all (default) |
-# | PASCAL VOC 2007 / 2012 | `data_root` with `dataset="voc"` | `VOCdevkit/VOC2007/{Annotations,JPEGImages,ImageSets/Main}`, `VOC2012/{SegmentationClass,ImageSets/Segmentation}` | detection, ablations, segmentation, visualisations, eigenspectrum, frozen backbone |
-# | COCO 2017 (target) | `data_root` with `dataset="coco"` | `annotations/instances_{train,val}2017.json`, `train2017/`, `val2017/` | the same |
-# | COCO 2017 (detection pre-training of `paper`) | `$DETPRETRAIN_COCO`, else `~/data/coco` | as above | pre-training |
+# | embedded synthetic corpora | `data_cache`, `$DETPRETRAIN_DATA`, `data/generated/` | the VOC, COCO and class-folder layouts below | all (the default) |
+# | PASCAL VOC 2007 / 2012 | `data_root` with `dataset="voc"` | a VOCdevkit as extracted: VOC2007 and VOC2012 with Annotations, JPEGImages, ImageSets (and SegmentationClass for segmentation) | detection, ablations, segmentation, visualisations, the companion studies |
+# | COCO 2017 as a target | `data_root` with `dataset="coco"` | annotations/instances_train2017.json and instances_val2017.json beside train2017/ and val2017/ | the same |
+# | COCO 2017 for the detection pre-training of `paper` | `$DETPRETRAIN_COCO`, `~/data/coco` | as above | pre-training |
 # | COCO images for Figure 4 on real data | `real_detection_root` | as above | visualisations |
-# | Flowers-102, Oxford-IIIT Pet | `real_data` (`{"flowers102": ROOT, "pet": ROOT}`) | `flowers-102/{jpg/,imagelabels.mat,setid.mat}`; `images/`, `annotations/{trainval,test}.txt` | classification |
-# | runs (checkpoints, metrics) | `store`, else `$DETPRETRAIN_RUNS`, else `runs/` | `<task>-<config hash>/` | all |
-# | print figures (PDF, 300-dpi PNG) | `$DETPRETRAIN_FIGURES`, else `_build/figures/` | `<profile>/<chapter>/` | visualisations, companion studies |
+# | Flowers-102, Oxford-IIIT Pet | `real_data`, a dict of roots | Flowers-102: class folders train/, valid/, test/ or torchvision's flowers-102/ download; Pet: the official images/ and annotations/ | classification |
+# | runs: checkpoints and metrics | `store`, `$DETPRETRAIN_RUNS`, `runs/` | one folder per run, named by the hash of its config | all |
+# | print figures: PDF and 300-dpi PNG | `$DETPRETRAIN_FIGURES`, `_build/figures/` | one folder per profile and chapter | visualisations, the companion studies |
 #
 # ## Weights
 #
@@ -124,10 +122,9 @@ with pd.option_context("display.max_colwidth", None, "display.max_rows", None):
 # torchvision downloads once into its cache (`$TORCH_HOME/hub/checkpoints`, by default `~/.cache/torch`), and
 # pre-trains the detection role on COCO itself.
 
-# %%
+# %% tags=["hide-input"] mystnb={"markdown_format": "gfm"}
 # NBVAL_CHECK_OUTPUT
-with pd.option_context("display.max_colwidth", None):
-    display(rerun.profile_table().set_index("profile"))
+display(Markdown(markdown_table(rerun.profile_table())))
 
 # %% [markdown]
 # ## Commands: one GPU, torchrun, SLURM
@@ -174,7 +171,7 @@ with pd.option_context("display.max_colwidth", None):
 # Each build of the book on GitHub Actions (`.github/workflows/book.yml`, the `mini` profile on a CPU runner) keeps
 # its outputs as workflow artifacts, downloadable from the run's page under *Actions*:
 
-# %%
+# %% tags=["hide-input"] mystnb={"markdown_format": "gfm"}
 # NBVAL_CHECK_OUTPUT
 display(Markdown("\n".join(
     [f"* `{name}`: the {what}" for what, name in rerun.ARTIFACTS.items()]

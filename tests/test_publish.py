@@ -294,6 +294,18 @@ def test_parameter_table_of_a_hand_made_book(tmp_path):
     assert list(per_chapter.itertuples(index=False, name=None)) == [("extra", "k", "3", "neighbours")]
     assert list(shared["parameter"]) == list(book.REQUIRED_PARAMETERS)
     assert rerun.book_root(tmp_path / "book") == tmp_path.resolve()  # nbval runs a chapter in book/
+    text = rerun.parameters_markdown(table[table["parameter"].isin(["profile", "k"])])
+    assert text.splitlines() == ["| chapter | parameter | default | meaning |", "| --- | --- | --- | --- |",
+                                 '| intro | profile | `"mini"` |  |', '| extra | profile | `"mini"` |  |',
+                                 "|  | k | `3` | neighbours |"]
+
+
+def test_markdown_table_escapes_what_would_split_a_cell_or_open_math():
+    import pandas as pd
+
+    frame = pd.DataFrame({"a": ["x | y", "$HOME and $PATH"], "b": [1, "two\nlines"]})
+    assert results.markdown_table(frame).splitlines() == [
+        "| a | b |", "| --- | --- |", "| x \\| y | 1 |", "| \\$HOME and \\$PATH | two lines |"]
 
 
 def test_profile_table_names_the_downloaded_weights():

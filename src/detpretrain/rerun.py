@@ -22,6 +22,7 @@ import yaml
 
 from detpretrain import book
 from detpretrain.profiles import PROFILE_NAMES, get_profile
+from detpretrain.results import markdown_table
 
 #: GitHub Actions artifacts uploaded by ``.github/workflows/book.yml`` (the chapter tells readers their names).
 ARTIFACTS = {
@@ -82,6 +83,15 @@ def split_parameters(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return shared.reset_index(drop=True), table[~is_shared].reset_index(drop=True)
 
 
+def parameters_markdown(table: pd.DataFrame) -> str:
+    """Rows of :func:`parameter_table` (or of :func:`split_parameters`) as a Markdown table: defaults as code, and
+    the chapter named once, on the first of its rows."""
+    shown = table.assign(default="`" + table["default"] + "`")
+    if "chapter" in shown:
+        shown["chapter"] = shown["chapter"].where(shown["chapter"] != shown["chapter"].shift(), "")
+    return markdown_table(shown)
+
+
 def profile_table() -> pd.DataFrame:
     """One row per profile of :mod:`detpretrain.profiles`: description, backbone, input size, seeds, fine-tuning
     schedule and the downloaded weights (``None``: every backbone is trained by the book itself)."""
@@ -90,7 +100,8 @@ def profile_table() -> pd.DataFrame:
         prof = get_profile(name)
         rows.append({"profile": name, "description": prof.description,
                      "backbone": f"{prof.model.arch} ({prof.model.norm})",
-                     "input size (px)": f"{prof.model.min_size}-{prof.model.max_size}",
+                     "input size (px)": (f"{prof.model.min_size}" if prof.model.min_size == prof.model.max_size
+                                         else f"{prof.model.min_size}-{prof.model.max_size}"),
                      "seeds": len(prof.seeds), "fine-tuning epochs": prof.finetune.epochs,
                      "downloaded weights": (f"torchvision {prof.imagenet_cls_weights}" if prof.imagenet_cls_weights
                                             else "none (all trained here)")})

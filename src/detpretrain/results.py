@@ -70,19 +70,29 @@ def results_table(store: RunStore | str | os.PathLike | None = None) -> pd.DataF
     return pd.DataFrame(rows, columns=["run", "data", "metric", "runs", "mean", "sd", "config hashes", "finished"])
 
 
+def markdown_table(frame: pd.DataFrame) -> str:
+    """``frame`` as a GitHub / MyST Markdown table: its columns as the header, every cell as text (``|`` and ``$``
+    escaped, so that neither splits a cell nor opens math; line breaks folded), the index left out."""
+    def cell(value) -> str:
+        return str(value).replace("|", "\\|").replace("$", "\\$").replace("\n", " ")
+
+    rows = [list(map(cell, frame.columns)), ["---"] * len(frame.columns)]
+    rows += [[cell(v) for v in row] for row in frame.itertuples(index=False, name=None)]
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
+
+
 def to_markdown(table: pd.DataFrame, store: str | os.PathLike) -> str:
     """The table as a GitHub Markdown table with a caption line naming the store, the number of finished runs and
     the newest date; a one-line note when the store holds no finished run."""
     if table.empty:
         return f"No finished run in `{store}`: build the book first (`python -m detpretrain book --profile mini`)."
-    lines = [f"Finished runs of the store `{store}` (newest {table['finished'].max()}); mean ± sample standard "
-             "deviation over the runs of a row, in %.", "",
-             "| run | data | metric | runs | mean ± sd | config hashes | finished |",
-             "|---|---|---|---:|---:|---|---|"]
-    for name, data, metric, runs, mean, sd, hashes, finished in table.itertuples(index=False, name=None):
-        value = f"{mean:.1f}" + (f" ± {sd:.1f}" if not math.isnan(sd) else "")
-        lines.append(f"| `{name}` | {data} | {metric} | {runs} | {value} | {hashes} | {finished} |")
-    return "\n".join(lines)
+    shown = pd.DataFrame({
+        "run": "`" + table["run"] + "`", "data": table["data"], "metric": table["metric"], "runs": table["runs"],
+        "mean ± sd": [f"{m:.1f}" + (f" ± {s:.1f}" if not math.isnan(s) else "") for m, s in zip(table["mean"], table["sd"])],
+        "config hashes": table["config hashes"], "finished": table["finished"]})
+    caption = (f"Finished runs of the store `{store}` (newest {table['finished'].max()}); mean ± sample standard "
+               "deviation over the runs of a row, in %.")
+    return caption + "\n\n" + markdown_table(shown)
 
 
 def replace_section(text: str, body: str) -> str:
