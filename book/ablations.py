@@ -13,7 +13,7 @@
 # %% [markdown]
 # # Detection ablations: unseen categories, identical samples, occlusion
 #
-# *Li et al. 2019, Section 2.1 (Table 2), the appendix (Table 7) and Section 6.2 (Table 3).*
+# *Li et al. 2019 {cite}`li2019analysis`, Section 2.1 (Table 2), the appendix (Table 7) and Section 6.2 (Table 3).*
 #
 # The previous chapter found what detection pre-training buys; this one asks three questions about *why*.
 #
@@ -163,7 +163,7 @@ display(Markdown(B.identical_samples_verdict(loc, transfer)["sentence"]))
 # The detectors fine-tuned from the IMAGENET-CLS-style and the detection-pre-trained backbones (the detection
 # chapter's runs, loaded from the run store and run again on the evaluation images).
 #
-# *Protocol (Hoiem et al. 2012, their tool's defaults).* Per class, detections are ranked by score and matched to
+# *Protocol (Hoiem et al. 2012 {cite}`hoiem2012diagnosing`, their tool's defaults).* Per class, detections are ranked by score and matched to
 # ground truth by the VOC rule at IoU > `occlusion_iou`. An object is **missed** unless a detection that matches it
 # reaches a *normalised precision* of at least 0.05, where normalised precision replaces the number of true positives
 # `tp` by `tp * N / npos` with `N = 0.15 x number of images` (so classes with many and with few objects are judged

@@ -13,7 +13,7 @@
 # %% [markdown]
 # # Classification transfer: linear probes and fine-tuning
 #
-# *Li et al. 2019, Section 2.3 (Tables 5, 6 and 8).*
+# *Li et al. 2019 {cite}`li2019analysis`, Section 2.3 (Tables 5, 6 and 8).*
 #
 # Detection pre-training helps localisation (the detection chapter). Does it help image classification? The paper
 # answers no, three ways:
@@ -30,7 +30,7 @@
 # Here the backbones are the pre-training runs of the other chapters, taken from the run store: `imagenet-cls`
 # (IMAGENET-CLS role), `detection` (multi-category scenes: the COCO / OPENIMAGES role), `imagenet-loc` (the
 # object-centric detection corpus of the ablations chapter) and `scratch` (random initialisation, the floor).
-# The probe is Kornblith et al.'s protocol (`detpretrain.analysis.probes`): multinomial logistic regression with
+# The probe is Kornblith et al.'s protocol {cite}`kornblith2019better` (`detpretrain.analysis.probes`): multinomial logistic regression with
 # L-BFGS, the L2 strength chosen on a held-out validation split from a log-spaced grid, refit on train +
 # validation, scored once on test.
 

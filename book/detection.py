@@ -13,7 +13,7 @@
 # %% [markdown]
 # # Detection: pre-training helps at high IoU
 #
-# *Li et al. 2019, Section 2.1, Table 1 and Figure 1.*
+# *Li et al. 2019 {cite}`li2019analysis`, Section 2.1, Table 1 and Figure 1.*
 #
 # The paper fine-tunes detectors on PASCAL-VOC 07+12 from backbones pre-trained on image classification
 # (IMAGENET-CLS) or on object detection (IMAGENET-LOC, COCO, OPENIMAGES), re-initialising the detection heads, and
@@ -22,7 +22,7 @@
 # *precise localisation* (Figure 1 plots mAP against IoU 0.1 ... 0.9).
 #
 # Here the same protocol runs on the chosen profile: each backbone of the previous chapter (plus one trained from
-# scratch) is fine-tuned as a Faster R-CNN + FPN detector on the target, with fresh detection heads, the paper's
+# scratch) is fine-tuned as a Faster R-CNN {cite}`ren2015faster` + FPN {cite}`lin2017feature` detector on the target, with fresh detection heads, the paper's
 # schedule shape (7 epochs, learning-rate step after epoch 5, horizontal flip), once per seed, and evaluated with
 # the VOC07 11-point AP at IoU 0.1 ... 0.9.
 

@@ -14,7 +14,7 @@
 # # Beyond the paper: the eigenspectrum of detector features
 #
 # *Shinya, Simo-Serra, Suzuki, "Understanding the effects of pre-training for object detectors via eigenspectrum",
-# ICCV Workshops 2019 (notes in `../shared/papers/shinya2019_eigenspectrum.md`).*
+# ICCV Workshops 2019 {cite}`shinya2019understanding` (notes in `../shared/papers/shinya2019_eigenspectrum.md`).*
 #
 # Shinya et al. look at the second-moment matrix of each feature map of a detector,
 #

@@ -13,7 +13,7 @@
 # %% [markdown]
 # # Feature space: nearest pairs, cluster consistency, t-SNE
 #
-# *Li et al. 2019, appendix 6.1 (Figures 3, 6 and 7).*
+# *Li et al. 2019 {cite}`li2019analysis`, appendix 6.1 (Figures 3, 6 and 7).*
 #
 # The classification chapter measured *how well* a linear classifier reads classes from each backbone's Conv5
 # features. This chapter looks at the geometry of those spaces, on the CALTECH-256 role, as the paper does:

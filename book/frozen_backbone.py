@@ -14,7 +14,7 @@
 # # Beyond the paper: freezing the classification-pre-trained backbone
 #
 # *Vasconcelos, Birodkar, Dumoulin, "Proper Reuse of Image Classification Features Improves Object Detection",
-# CVPR 2022 (notes in `../shared/papers/vasconcelos2022_frozen_backbone.md`).*
+# CVPR 2022 {cite}`vasconcelos2022proper` (notes in `../shared/papers/vasconcelos2022_frozen_backbone.md`).*
 #
 # Li et al. find that classification pre-training is a weaker start for localisation than detection pre-training.
 # Vasconcelos et al. go the other way: keep the ImageNet classifier's backbone **frozen** (weights and normalisation

@@ -13,7 +13,7 @@
 # %% [markdown]
 # # An executable analysis of pre-training on object detection
 #
-# This book re-runs **Li, Singh, Najibi, Wu and Davis (2019), "An Analysis of Pre-Training on Object Detection"**
+# This book re-runs **Li, Singh, Najibi, Wu and Davis (2019), "An Analysis of Pre-Training on Object Detection"** {cite}`li2019analysis`
 # (arXiv:1904.05871) from raw data: every number and figure below comes from training runs made when the book was
 # built, stored in a content-addressed run store and reused by every chapter.
 #
@@ -30,9 +30,9 @@
 # The chapters, in order: *pre-training* (the backbones), *detection* (conclusion 1), *ablations* (Tables 2, 3, 7),
 # *segmentation* (Table 4, Figures 2, 9; conclusion 2), *classification* (Tables 5, 6, 8; conclusion 2),
 # *feature space* (Figures 3, 6, 7; conclusion 3) and *visualisations* (Figures 4, 5, 8; conclusion 4), then two
-# companion studies on the same backbones and run store: *eigenspectrum* (Shinya et al. 2019: intrinsic
+# companion studies on the same backbones and run store: *eigenspectrum* (Shinya et al. 2019 {cite}`shinya2019understanding`: intrinsic
 # dimensionality of detector features, fine-tuned vs from scratch, and the widths it determines) and *frozen backbone*
-# (Vasconcelos et al. 2022: the classification backbone frozen vs fine-tuned, by detector capacity, on a long tail).
+# (Vasconcelos et al. 2022 {cite}`vasconcelos2022proper`: the classification backbone frozen vs fine-tuned, by detector capacity, on a long tail).
 # Each ends with the published numbers or claims beside ours and a verdict computed from the runs.
 
 # %% tags=["parameters"]

@@ -13,7 +13,7 @@
 # %% [markdown]
 # # Pre-training the backbones
 #
-# *Li et al. 2019, Section 2 ("All our detection networks are pre-trained first on IMAGENET-CLS. They are then
+# *Li et al. 2019 {cite}`li2019analysis`, Section 2 ("All our detection networks are pre-trained first on IMAGENET-CLS. They are then
 # trained on detection datasets like OPENIMAGES, IMAGENET-LOC and COCO").*
 #
 # Every later chapter compares backbones that differ only in how they were pre-trained:
@@ -22,7 +22,7 @@
 # |---|---|---|---|
 # | **imagenet-cls** | ResNet-101 trained on ImageNet classification (IMAGENET-CLS) | a ResNet trained to classify the single-object `imagenet_cls` corpus (labels only) | torchvision `ResNet101_Weights.IMAGENET1K_V2` |
 # | **detection** | the IMAGENET-CLS network trained further as a detector on COCO / OPENIMAGES / IMAGENET-LOC | the imagenet-cls backbone trained further as a Faster R-CNN + FPN on the multi-object `coco` corpus (boxes) | the same on COCO train2017 |
-# | **scratch** | (He et al. 2019, discussed in the related work) | random initialisation | random initialisation |
+# | **scratch** | (He et al. 2019 {cite}`he2019rethinking`, discussed in the related work) | random initialisation | random initialisation |
 #
 # This chapter trains (or loads from the run store) the two pre-trained backbones, shows their corpora and their
 # learning curves. The `dataset` parameter concerns the fine-tuning target of the later chapters; pre-training

@@ -13,9 +13,9 @@
 # %% [markdown]
 # # Segmentation: detection pre-training helps over the whole extent of objects
 #
-# *Li et al. 2019, Section 2.2, Table 4, Figure 2 and Figure 9 (appendix).*
+# *Li et al. 2019 {cite}`li2019analysis`, Section 2.2, Table 4, Figure 2 and Figure 9 (appendix).*
 #
-# The paper fine-tunes DeepLab (Deformable-ConvNets ResNet-101) on PASCAL VOC 2012 from backbones pre-trained on
+# The paper fine-tunes DeepLab {cite}`chen2018deeplab` (Deformable-ConvNets ResNet-101) on PASCAL VOC 2012 from backbones pre-trained on
 # image classification (IMAGENET-CLS, 75.7 mIoU) or on object detection (IMAGENET-LOC 78.3, OPENIMAGES 78.6):
 # **detection pre-training helps segmentation by about 3 mIoU points** (Table 4). To see where, it scores pixels
 # near object boundaries separately from the rest: the *trimap* of width *w* holds the labelled pixels within *w*

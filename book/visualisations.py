@@ -13,7 +13,7 @@
 # %% [markdown]
 # # Visualisations: activation maps, mask-out, qualitative detections
 #
-# *Li et al. 2019, appendix 6.1-6.2 (Figures 4, 5 and 8).*
+# *Li et al. 2019 {cite}`li2019analysis`, appendix 6.1-6.2 (Figures 4, 5 and 8).*
 #
 # The paper shows pictures; this chapter puts a number behind each one.
 #

@@ -9,6 +9,10 @@ images eager and wait until every ``<img>`` has finished loading, then report
 
 and save a full-page screenshot.
 
+:func:`check_links` follows the book's links: every table-of-contents link of the sidebar (from the entry page, then
+from each page it reaches), every citation link to the bibliography (its target must exist), the launch buttons
+(Binder, Colab) and the download buttons (fetched: the file must be served).
+
 Used by ``tests/test_browser.py``; also a command to check a built book by hand::
 
     python tests/browser_check.py _build/html --toc _toc.yml --screenshots _build/screenshots
@@ -68,11 +72,17 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+class _QuietServer(http.server.ThreadingHTTPServer):
+    def handle_error(self, request, client_address):  # the browser closing a connection early is no error
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
+
+
 @contextlib.contextmanager
 def serve(directory: str | os.PathLike):
     """Serve ``directory`` on ``http://127.0.0.1:<free port>/`` in a daemon thread; yields the base URL."""
     handler = functools.partial(_QuietHandler, directory=str(directory))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = _QuietServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -135,17 +145,22 @@ def _full_page_screenshot(web, path: Path) -> None:
     path.write_bytes(base64.b64decode(shot["data"]))
 
 
+def _load(web, url: str) -> None:
+    """Load ``url`` and wait until it is complete; a redirect page (Jupyter Book's index.html:
+    ``<meta http-equiv="Refresh">``) is followed to its target."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    web.get(url)
+    WebDriverWait(web, 30).until(lambda d: d.execute_script(
+        "return document.readyState === 'complete' && document.body !== null"
+        " && !document.querySelector('meta[http-equiv=\"refresh\" i]');"))
+
+
 def check_page(web, url: str, page: str, screenshots: Path | None = None) -> PageReport:
     """Load ``url`` in ``web`` and report broken images and traceback evidence (see the module docstring)."""
     from selenium.webdriver.common.by import By
 
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    web.get(url)
-    # a redirect page (Jupyter Book's index.html: <meta http-equiv="Refresh">) is followed to its target
-    WebDriverWait(web, 30).until(lambda d: d.execute_script(
-        "return document.readyState === 'complete' && document.body !== null"
-        " && !document.querySelector('meta[http-equiv=\"refresh\" i]');"))
+    _load(web, url)
     web.set_script_timeout(30)
     images = web.execute_async_script(_WAIT_FOR_IMAGES)
     broken = [img["src"] for img in images if not img["width"]]
@@ -177,6 +192,111 @@ def check_site(html_dir: str | os.PathLike, pages: list[str], screenshots: str |
     shots = Path(screenshots) if screenshots is not None else None
     with serve(html_dir) as base, chromium_driver() as web:
         return [check_page(web, base + page, page, shots) for page in pages]
+
+
+@dataclasses.dataclass
+class LinkReport:
+    """The links of one page, as the browser sees them.
+
+    Attributes:
+        page: the page (relative to the site root), as loaded; ``url`` is where it ended (after redirects).
+        error_page: the server answered with an error page (e.g. 404) instead of the page.
+        toc: the pages the sidebar's table of contents links to (relative to the site root, no fragment).
+        launch: ``{"binder": href, "colab": href}`` of the launch buttons present.
+        repository: ``{"repository": href, "issues": href}`` of the repository buttons present.
+        downloads: ``{raw href: HTTP status}`` of the download buttons that link to a file (fetched by the page).
+        downloaded: ``{raw href: text}`` of the downloads that were served (status 200).
+        citations: ``{href: resolved}`` of the links into the bibliography page; resolved = the target element
+            exists on the loaded target page.
+        bibliography_entries: the number of bibliography entries (``div.citation``) on the page.
+    """
+
+    page: str
+    url: str
+    error_page: bool
+    toc: list[str]
+    launch: dict[str, str]
+    repository: dict[str, str]
+    downloads: dict[str, int]
+    downloaded: dict[str, str]
+    citations: dict[str, bool]
+    bibliography_entries: int
+
+
+_REPOSITORY_SELECTORS = {"repository": "a.btn-source-repository-button", "issues": "a.btn-source-issues-button"}
+# fetch() every URL from the page (same origin) and hand back status and text
+_FETCH = """
+const done = arguments[arguments.length - 1];
+Promise.all(arguments[0].map(u => fetch(u).then(r => r.text().then(t => [u, r.status, t]))
+                                        .catch(() => [u, 0, ''])))
+  .then(done);
+"""
+
+
+def _site_path(base: str, url: str) -> str:
+    return url.split("#", 1)[0].removeprefix(base)
+
+
+def _page_links(web, base: str, page: str, bibliography: str) -> LinkReport:
+    from selenium.webdriver.common.by import By
+
+    _load(web, base + page)
+    url = web.current_url
+    error_page = web.title.startswith("Error response") or not web.find_elements(By.CSS_SELECTOR, "main h1, h1")
+    toc = sorted({_site_path(base, a.get_attribute("href"))
+                  for a in web.find_elements(By.CSS_SELECTOR, "nav.bd-docs-nav a.reference.internal")
+                  if a.get_attribute("href")} - {""})
+    found = {key: [a.get_attribute("href") for a in web.find_elements(By.CSS_SELECTOR, sel)]
+             for key, sel in _REPOSITORY_SELECTORS.items()}
+    # the launch dropdown's entries are named by their text (Bootstrap moves the title into a tooltip)
+    launch = web.execute_script(
+        "return Array.from(document.querySelectorAll('.dropdown-launch-buttons a[href]'))"
+        ".map(a => [a.textContent.trim().toLowerCase(), a.getAttribute('href')]);")
+    raw_downloads = web.execute_script(
+        "return Array.from(document.querySelectorAll('.dropdown-download-buttons a[href]'))"
+        ".map(a => a.getAttribute('href')).filter(h => !h.startsWith('javascript') && h !== '#');")
+    web.set_script_timeout(30)
+    fetched = web.execute_async_script(_FETCH, raw_downloads) if raw_downloads else []
+    cites = sorted({href for a in web.find_elements(By.CSS_SELECTOR, ".bd-article a.reference.internal")
+                    if (href := a.get_attribute("href") or "").split("#", 1)[0].endswith(bibliography)
+                    and href.split("#", 1)[-1] and "#" in href})
+    entries = len(web.find_elements(By.CSS_SELECTOR, "div.citation"))
+    citations = {}
+    for href in cites:
+        web.get(href)
+        fragment = href.split("#", 1)[1]
+        citations[href] = bool(web.execute_script("return document.getElementById(arguments[0]) !== null;",
+                                                  fragment))
+    return LinkReport(page=page, url=url, error_page=error_page, toc=toc,
+                      launch=dict(launch), repository={k: v[0] for k, v in found.items() if v},
+                      downloads={href: status for href, status, _ in fetched},
+                      downloaded={href: text for href, status, text in fetched if status == 200},
+                      citations=citations, bibliography_entries=entries)
+
+
+def check_links(html_dir: str | os.PathLike, start: str = "index.html",
+                bibliography: str = "book/references.html") -> dict[str, LinkReport]:
+    """Follow the table of contents of a built book from ``start`` and report every page's links.
+
+    Every page the sidebar's table of contents links to, on any page reached, is loaded in turn (breadth first),
+    so a ToC link to a page that was not built shows up as a report with ``error_page`` set.
+
+    Returns:
+        ``{page: LinkReport}`` for ``start`` and every page reached (pages relative to ``html_dir``).
+
+    Raises:
+        RuntimeError: no chromium/chromedriver.
+    """
+    reports: dict[str, LinkReport] = {}
+    with serve(html_dir) as base, chromium_driver() as web:
+        queue = [start]
+        while queue:
+            page = queue.pop(0)
+            if page in reports:
+                continue
+            reports[page] = report = _page_links(web, base, page, bibliography)
+            queue += [p for p in report.toc if p not in reports]
+    return reports
 
 
 def toc_pages(toc: str | os.PathLike) -> list[str]:

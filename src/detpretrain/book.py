@@ -251,13 +251,23 @@ def chapter_parameters(notebook) -> dict[str, str]:
     Raises:
         ConfigError: no cell is tagged ``parameters``.
     """
+    return {p.name: p.default for p in chapter_parameter_specs(notebook)}
+
+
+def chapter_parameter_specs(notebook) -> list:
+    """papermill's inspection of the cell tagged ``parameters``: one ``Parameter(name, inferred_type_name, default,
+    help)`` per assignment, in order (``default`` = the source text, ``help`` = the comment after it, or ``""``).
+
+    Raises:
+        ConfigError: no cell is tagged ``parameters``.
+    """
     from papermill.translators import papermill_translators
 
     cells = [c for c in notebook.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     if not cells:
         raise ConfigError("no cell tagged 'parameters' (jupytext: '# %% tags=[\"parameters\"]')")
     translator = papermill_translators.find_translator(KERNEL_NAME, "python")
-    return {p.name: p.default for p in translator.inspect(cells[0])}
+    return list(translator.inspect(cells[0]))
 
 
 # ----------------------------------------------------------------------------------------------- hashing

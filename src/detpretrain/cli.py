@@ -12,7 +12,7 @@ evaluate-seg --gt-dir GT --pred-dir PRED [--bands 1:40] [--num-classes N] [--wor
     Segmentation mIoU / pixel accuracy, overall and in trimap / anti-trimap bands (void = 255 in GT).
 train --profile smoke [--dataset synthetic|coco|voc] [--data-root DIR] [--set key=value ...]
     A detection experiment (pre-training + fine-tuning + evaluation) through the run store; works under torchrun.
-book [--profile {smoke,mini,paper}] [--chapters a,b] [-p KEY VALUE ...]
+book [--profile {smoke,mini,torchvision,paper}] [--chapters a,b] [-p KEY VALUE ...]
     The main job: generate the embedded corpora, execute every chapter (papermill), render with Jupyter Book.
 run CHAPTER [-p KEY VALUE ...] [-o OUT.ipynb]
     Execute one chapter with papermill parameters.
@@ -28,6 +28,9 @@ runs export [RUN ...] [--store DIR] -o FILE.tar.gz
     Write complete, verified runs (and the pre-trainings they start from) with their manifests to an archive.
 runs import FILE [--store DIR]
     Extract an archive into the store, verifying every hash and config hash before any run is put in place.
+results-table [--store DIR] [--readme README.md]
+    Headline numbers of the store's finished runs (config hashes, dates) as Markdown; --readme writes them into
+    the README's results section.
 
 Errors that come from the user's input (bad data, bad config, a damaged run store) are printed as one line without
 a traceback and give exit status 1; an unknown chapter parameter or a bad parameter value gives exit status 2 (a
@@ -121,6 +124,10 @@ def _build_parser() -> argparse.ArgumentParser:
     im = runs_sub.add_parser("import", help="import runs from an archive written by runs export (verified first)")
     im.add_argument("archive", help="FILE.tar.gz")
     im.add_argument("--store", default=None, help=store_help)
+
+    res = sub.add_parser("results-table", help="the headline numbers of the run store's finished runs (Markdown)")
+    res.add_argument("--store", default=None, help="run store folder (default: runs/ or $DETPRETRAIN_RUNS)")
+    res.add_argument("--readme", default=None, help="write the table into this README's results section")
     return parser
 
 
@@ -173,6 +180,10 @@ def main(argv: list[str] | None = None) -> int:
                 return runs.export_command(args.store, args.run, args.output)
             if args.runs_command == "import":
                 return runs.import_command(args.archive, args.store)
+        if args.command == "results-table":
+            from detpretrain.results import results_command
+
+            return results_command(args.store, readme=args.readme)
     except ParameterError as err:
         print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
         return 2

@@ -320,6 +320,7 @@ CHAPTER_PARAMETERS: dict[str, tuple[Parameter, ...]] = {
                   "activation shares; None or absent skips them", nullable=True),
         Parameter("real_images", "int", 24, "COCO val images measured", minimum=0),
     ),
+    "rerun": _common(ALL_PROFILES, ("synthetic",), "unused here", "unused here", "unused here"),
 }
 
 

@@ -1,0 +1,201 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Re-run it yourself
+#
+# Every number in this book comes from runs you can repeat: on your laptop (the `mini` profile on a CPU), online
+# (Binder or Colab, from the launch button at the top of each chapter), or on GPUs (the `paper` profile). This page
+# lists what a chapter accepts, where it looks for data and weights, the commands, and how long each profile takes.
+# Every table on it is read from the project's files when the book is built (`detpretrain.rerun`), so it cannot
+# drift from them.
+
+# %% tags=["parameters"]
+profile = "mini"  # smoke | mini | torchvision | paper (nothing trains on this page)
+dataset = "synthetic"  # unused here
+data_root = None  # unused here
+seeds = None  # unused here
+device = "auto"  # unused here
+store = None  # run store folder; None means $DETPRETRAIN_RUNS or runs/
+data_cache = None  # generated-corpus folder; None means $DETPRETRAIN_DATA or data/generated
+
+# %% tags=["hide-input"] mystnb={"markdown_format": "gfm"}
+from IPython.display import Markdown, display
+
+from detpretrain import rerun
+from detpretrain.results import markdown_table
+
+root = rerun.book_root()
+repo = rerun.repository(root)
+
+# %% [markdown]
+# ## Install
+#
+# Python 3.11 or 3.12, from the project root (the README's install matrix has the conda variant):
+#
+# ```bash
+# python3 -m venv .venv && . .venv/bin/activate
+# # CPU-only laptop (about 1 GB): torch and torchvision both from PyTorch's CPU index, then the project
+# pip install torch==2.11.0 torchvision==0.26.0 --index-url https://download.pytorch.org/whl/cpu
+# pip install -e ".[dev]"
+# # with an NVIDIA GPU: only the second command (PyPI's torch is the CUDA build)
+# ```
+#
+# ## Online: Binder and Colab
+#
+# The rocket button at the top of every chapter opens that chapter's executed notebook on Binder (a CPU container
+# built from `binder/`: CPU torch and this project) or on Colab. Both open the branch the book workflow fills with
+# the executed notebooks of the last build; Colab needs the project installed first.
+
+# %% tags=["hide-input"] mystnb={"markdown_format": "gfm"}
+# NBVAL_CHECK_OUTPUT
+example = rerun.launch_urls(repo, "book/detection")
+display(Markdown("\n".join([
+    f"* Repository: <{repo.url}> · issues: <{repo.issues_url}> · this book online: <{repo.pages_url}>",
+    f"* Binder, the detection chapter: <{example['binder']}>",
+    f"* Colab, the detection chapter: <{example['colab']}>; run this in its first cell:"
+    f" `!pip install \"detpretrain @ git+{repo.url}\"`",
+    f"* Launch buttons open branch `{repo.branch}` (`repository.branch` in `_config.yml`); the download button of"
+    " a chapter gives its executed `.ipynb`.",
+])))
+
+# %% [markdown]
+# ## Every chapter's parameters
+#
+# Each chapter is a papermill notebook: its cell tagged `parameters` holds the defaults below (the comment after each
+# default is its meaning). Give other values with the project's wrapper or with papermill itself:
+#
+# ```bash
+# python -m detpretrain run detection -p seeds "[0, 1, 2]" -p device cuda      # book/detection.ipynb
+# python -m detpretrain book --profile mini -p device cpu                      # every chapter
+# jupytext --to ipynb --set-kernel python3 book/detection.py && \
+#   papermill book/detection.ipynb out.ipynb -p profile smoke -y "seeds: [0, 1]"
+# ```
+#
+# `-p` values are read as YAML (`None`, `[0, 1]`, `0.5`, `true`). Parameters every chapter shares, with the same
+# default and meaning:
+
+# %% tags=["hide-input"] mystnb={"markdown_format": "gfm"}
+# NBVAL_CHECK_OUTPUT
+shared, per_chapter = rerun.split_parameters(rerun.parameter_table(root))
+display(Markdown(rerun.parameters_markdown(shared)))
+
+# %% [markdown]
+# and those of each chapter, in reading order:
+
+# %% tags=["hide-input"] mystnb={"markdown_format": "gfm"}
+# NBVAL_CHECK_OUTPUT
+display(Markdown(rerun.parameters_markdown(per_chapter)))
+
+# %% [markdown]
+# ## Data: layouts and roots
+#
+# The default, `dataset="synthetic"`, needs nothing: the embedded corpora are generated on first use, written in
+# the standard layouts the real readers read, and cached by their spec. Real datasets are read through a path, never
+# copied; `data/README.md` says where to download each one and how `python -m detpretrain data check ROOT --format
+# {voc,coco,folder}` validates it before anything trains.
+#
+# | data | root: parameter, else variable, else default | layout the readers expect | chapters |
+# |---|---|---|---|
+# | embedded synthetic corpora | `data_cache`, `$DETPRETRAIN_DATA`, `data/generated/` | the VOC, COCO and class-folder layouts below | all (the default) |
+# | PASCAL VOC 2007 / 2012 | `data_root` with `dataset="voc"` | a VOCdevkit as extracted: VOC2007 and VOC2012 with Annotations, JPEGImages, ImageSets (and SegmentationClass for segmentation) | detection, ablations, segmentation, visualisations, the companion studies |
+# | COCO 2017 as a target | `data_root` with `dataset="coco"` | annotations/instances_train2017.json and instances_val2017.json beside train2017/ and val2017/ | the same |
+# | COCO 2017 for the detection pre-training of `paper` | `$DETPRETRAIN_COCO`, `~/data/coco` | as above | pre-training |
+# | COCO images for Figure 4 on real data | `real_detection_root` | as above | visualisations |
+# | Flowers-102, Oxford-IIIT Pet | `real_data`, a dict of roots | Flowers-102: class folders train/, valid/, test/ or torchvision's flowers-102/ download; Pet: the official images/ and annotations/ | classification |
+# | runs: checkpoints and metrics | `store`, `$DETPRETRAIN_RUNS`, `runs/` | one folder per run, named by the hash of its config | all |
+# | print figures: PDF and 300-dpi PNG | `$DETPRETRAIN_FIGURES`, `_build/figures/` | one folder per profile and chapter | visualisations, the companion studies |
+#
+# ## Weights
+#
+# `smoke` and `mini` download nothing: every backbone, the IMAGENET-CLS-style classifier included, is trained by the
+# book on the embedded corpora. `paper` starts the IMAGENET-CLS role from torchvision's published weights, which
+# torchvision downloads once into its cache (`$TORCH_HOME/hub/checkpoints`, by default `~/.cache/torch`), and
+# pre-trains the detection role on COCO itself.
+
+# %% tags=["hide-input"] mystnb={"markdown_format": "gfm"}
+# NBVAL_CHECK_OUTPUT
+display(Markdown(markdown_table(rerun.profile_table())))
+
+# %% [markdown]
+# ## Commands: one GPU, torchrun, SLURM
+#
+# The chapters train through the run store, so the runs can be trained first, by any of the commands below, into
+# the same store (`$DETPRETRAIN_RUNS`); executing the chapters afterwards loads them instead of training. The
+# `train` command trains the detection experiment (Table 1, Figure 1) and is the one that runs under `torchrun`;
+# the other chapters' runs train when the chapter executes, in one process.
+#
+# **One GPU**
+#
+# ```bash
+# export DETPRETRAIN_RUNS=$HOME/detpretrain-runs DETPRETRAIN_COCO=$HOME/data/coco
+# python -m detpretrain train --profile paper --dataset voc --data-root ~/data/VOCdevkit --device cuda
+# python -m detpretrain run detection -p profile paper -p dataset voc -p data_root ~/data/VOCdevkit -p device cuda
+# ```
+#
+# **Several GPUs on one machine** (DistributedDataParallel; NCCL on GPUs, gloo on CPUs):
+#
+# ```bash
+# torchrun --standalone --nproc_per_node 8 -m detpretrain train --profile paper --dataset voc \
+#     --data-root ~/data/VOCdevkit
+# ```
+#
+# **SLURM** (`sbatch paper.sbatch`; the run store and the datasets must be on a file system every node sees, rank 0
+# writes the runs):
+#
+# ```bash
+# #!/bin/bash
+# #SBATCH --job-name=detpretrain-paper
+# #SBATCH --nodes=2
+# #SBATCH --ntasks-per-node=1
+# #SBATCH --gpus-per-node=8
+# #SBATCH --time=48:00:00
+# export DETPRETRAIN_RUNS=$HOME/detpretrain-runs DETPRETRAIN_COCO=$HOME/data/coco
+# head=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+# srun torchrun --nnodes "$SLURM_NNODES" --nproc_per_node 8 \
+#     --rdzv_id "$SLURM_JOB_ID" --rdzv_backend c10d --rdzv_endpoint "$head:29500" \
+#     -m detpretrain train --profile paper --dataset voc --data-root "$HOME/data/VOCdevkit"
+# ```
+#
+# ## Start from the published runs
+#
+# Each build of the book on GitHub Actions (`.github/workflows/book.yml`, the `mini` profile on a CPU runner) keeps
+# its outputs as workflow artifacts, downloadable from the run's page under *Actions*:
+
+# %% tags=["hide-input"] mystnb={"markdown_format": "gfm"}
+# NBVAL_CHECK_OUTPUT
+display(Markdown("\n".join(
+    [f"* `{name}`: the {what}" for what, name in rerun.ARTIFACTS.items()]
+    + [f"* the workflow runs: <{repo.url}/actions/workflows/book.yml>"])))
+
+# %% [markdown]
+# `python -m detpretrain book` then executes the chapters from those runs and trains nothing that is already there;
+# `python -m detpretrain results-table --store runs` prints the headline numbers of a store, with each run's config
+# hash.
+
+# %% tags=["hide-input"] mystnb={"markdown_format": "gfm"}
+# NBVAL_CHECK_OUTPUT
+from detpretrain.parameters import warm_start_markdown
+
+display(Markdown(warm_start_markdown("runs-mini.tar.gz")))
+
+# %% [markdown]
+# ## How long it takes
+#
+# | profile | measured | on |
+# |---|---|---|
+# | `smoke` | a few minutes for the whole book; the whole test suite, which builds the smoke book and re-executes every chapter under nbval, took 494 s | 2 CPU cores |
+# | `mini` | 114 minutes cold, measured before the work on compute (target: 45 minutes) and without replicated pre-training; not re-measured since. A warm rebuild trains nothing | 2 CPU cores |
+# | `paper` | never run: it needs COCO 2017, VOC 07+12 and GPUs, so no time has been measured | — |
+#
+# The introduction's table *Where the time goes* sums the training time of the runs of the build you are reading,
+# and `python -m detpretrain book` prints the seconds of each chapter at the end of a build.

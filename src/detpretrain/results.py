@@ -1,0 +1,121 @@
+"""The results table of a run store: headline numbers of every finished run, with config hashes and dates.
+
+``python -m detpretrain results-table --store runs`` prints it as Markdown; ``--readme README.md`` writes it into
+the README between the markers :data:`BEGIN` and :data:`END` (the README's "Results" section), so the numbers
+there are always those of one store, never typed by hand. The book workflow runs it after the ``mini`` build.
+
+One row per run *name* and data (e.g. ``finetune/detection`` on the synthetic VOC-like target): the fine-tuning
+seeds of one comparison are one row, with the mean and the sample standard deviation of the headline metric over
+them. The headline metrics are those ``engine.fit`` records in ``metrics.json``: mAP@0.5 and mAP@0.7 (VOC07
+11-point AP, %) for detection runs, top-1 (%) for classification runs, mIoU (%) for segmentation runs. The date is
+when the last ``metrics.json`` of the row was written (file time, UTC).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+import statistics
+from pathlib import Path
+
+import pandas as pd
+
+from detpretrain.io import atomic_write_text
+from detpretrain.runs import RunStore
+
+BEGIN = "<!-- results-table:begin (written by `python -m detpretrain results-table --readme README.md`) -->"
+END = "<!-- results-table:end -->"
+
+
+def headline_metrics(metrics: dict) -> dict[str, float]:
+    """``{metric: value}`` of one run's ``metrics.json``: ``mAP@0.5``/``mAP@0.7`` (detection), ``top-1``
+    (classification) or ``mIoU`` (segmentation); metrics a run lacks are left out."""
+    task = metrics.get("task")
+    if task == "detection":
+        by_iou = {round(float(t), 2): v for t, v in zip(metrics.get("iou_thresholds", []), metrics.get("mAP", []))}
+        return {f"mAP@{t}": float(by_iou[t]) for t in (0.5, 0.7) if by_iou.get(t) is not None}
+    if task == "classification" and metrics.get("top1") is not None:
+        return {"top-1": float(metrics["top1"])}
+    if task == "segmentation" and metrics.get("mIoU") is not None:
+        return {"mIoU": float(metrics["mIoU"])}
+    return {}
+
+
+def results_table(store: RunStore | str | os.PathLike | None = None) -> pd.DataFrame:
+    """The finished runs of ``store`` grouped by run name and data, one row per group and headline metric.
+
+    Returns:
+        columns ``run, data, metric, runs, mean, sd, config hashes, finished`` sorted by run name (``sd`` NaN for
+        a single run; ``config hashes`` = the first 8 characters of each run's hash, comma-separated; ``finished``
+        = UTC date of the newest ``metrics.json``). Empty when the store has no finished run.
+    """
+    store = store if isinstance(store, RunStore) else RunStore(store)
+    groups: dict[tuple[str, str], list] = {}
+    for run in store.runs():
+        if run.complete:
+            groups.setdefault((run.config.name, run.config.data.describe()), []).append(run)
+    rows = []
+    for (name, data), runs in sorted(groups.items()):
+        values: dict[str, list[float]] = {}
+        for run in runs:
+            for metric, value in headline_metrics(run.metrics).items():
+                values.setdefault(metric, []).append(value)
+        newest = max((run.path / "metrics.json").stat().st_mtime for run in runs)
+        for metric, vals in values.items():
+            rows.append({"run": name, "data": data, "metric": metric, "runs": len(vals),
+                         "mean": statistics.fmean(vals), "sd": statistics.stdev(vals) if len(vals) > 1 else math.nan,
+                         "config hashes": ", ".join(sorted(run.hash[:8] for run in runs)),
+                         "finished": dt.datetime.fromtimestamp(newest, dt.timezone.utc).strftime("%Y-%m-%d")})
+    return pd.DataFrame(rows, columns=["run", "data", "metric", "runs", "mean", "sd", "config hashes", "finished"])
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """``frame`` as a GitHub / MyST Markdown table: its columns as the header, every cell as text (``|`` and ``$``
+    escaped, so that neither splits a cell nor opens math; line breaks folded), the index left out."""
+    def cell(value) -> str:
+        return str(value).replace("|", "\\|").replace("$", "\\$").replace("\n", " ")
+
+    rows = [list(map(cell, frame.columns)), ["---"] * len(frame.columns)]
+    rows += [[cell(v) for v in row] for row in frame.itertuples(index=False, name=None)]
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
+
+
+def to_markdown(table: pd.DataFrame, store: str | os.PathLike) -> str:
+    """The table as a GitHub Markdown table with a caption line naming the store, the number of finished runs and
+    the newest date; a one-line note when the store holds no finished run."""
+    if table.empty:
+        return f"No finished run in `{store}`: build the book first (`python -m detpretrain book --profile mini`)."
+    shown = pd.DataFrame({
+        "run": "`" + table["run"] + "`", "data": table["data"], "metric": table["metric"], "runs": table["runs"],
+        "mean ± sd": [f"{m:.1f}" + (f" ± {s:.1f}" if not math.isnan(s) else "") for m, s in zip(table["mean"], table["sd"])],
+        "config hashes": table["config hashes"], "finished": table["finished"]})
+    caption = (f"Finished runs of the store `{store}` (newest {table['finished'].max()}); mean ± sample standard "
+               "deviation over the runs of a row, in %.")
+    return caption + "\n\n" + markdown_table(shown)
+
+
+def replace_section(text: str, body: str) -> str:
+    """``text`` with everything between the lines :data:`BEGIN` and :data:`END` replaced by ``body``.
+
+    Raises:
+        ValueError: the markers are missing or out of order.
+    """
+    start, end = text.find(BEGIN), text.find(END)
+    if start < 0 or end < start:
+        raise ValueError(f"no results section: expected the lines {BEGIN!r} ... {END!r}")
+    return text[:start + len(BEGIN)] + "\n" + body.strip() + "\n" + text[end:]
+
+
+def results_command(store: str | None = None, readme: str | None = None) -> int:
+    """``python -m detpretrain results-table [--store DIR] [--readme README.md]``: print the Markdown table, or
+    write it into the README's results section. Returns 0."""
+    run_store = RunStore(store)
+    body = to_markdown(results_table(run_store), store or run_store.root)
+    if readme is None:
+        print(body)
+        return 0
+    path = Path(readme)
+    atomic_write_text(path, replace_section(path.read_text(encoding="utf-8"), body))
+    print(f"wrote the results table of {run_store.root} into {path}")
+    return 0
