@@ -124,16 +124,20 @@ from xml.etree import ElementTree as ET
 import numpy as np
 from PIL import Image
 
+from detpretrain.config import CORPUS_LATER_FIELDS, neutral_corpus_dict
 from detpretrain.data.synthetic_render import (
+    CUES,
     Domain,
     Placement,
     annotate,
     render_scene,
+    side_rng,
 )
 from detpretrain.data.synthetic_taxonomy import (
     CATEGORY_BY_NAME,
     FLOWER_CLASSES,
     SCENES,
+    BODY_PATTERNS,
     SHAPE_FAMILIES,
     SUPERCATEGORIES,
     TAXONOMY,
@@ -145,7 +149,8 @@ from detpretrain.errors import ConfigError, DataError
 from detpretrain.io import atomic_directory
 
 __all__ = [
-    "CATEGORY_BY_NAME", "FLOWER_CLASSES", "GENERATOR_VERSION", "ROLES", "SCENES", "SHAPE_FAMILIES",
+    "BODY_PATTERNS", "CATEGORY_BY_NAME", "CUES", "FLOWER_CLASSES", "GENERATOR_VERSION", "ROLES", "SCENES",
+    "SHARED_BACKGROUND_STYLES", "SHAPE_FAMILIES", "SUN_BACKGROUNDS",
     "SUPERCATEGORIES", "TAXONOMY", "VOC_CATEGORIES", "Category", "CorpusSpec", "Scene", "corpus_classes",
     "generate", "image_level_labels", "image_rng", "profile_specs", "save_sample_grid",
     "void_width", "voc_palette",
@@ -160,6 +165,12 @@ _LAYOUT = {"imagenet_cls": "folder", "imagenet_loc": "coco", "coco": "coco", "vo
 #: roles that may drop a super-category (the pre-training corpora of Table 2)
 _EXCLUDABLE = ("imagenet_cls", "imagenet_loc", "coco")
 _SPLIT_CODE = {"train": 0, "val": 1, "test": 2}
+#: roles whose objects carry a category cue (``CorpusSpec.cue``); flowers have no part and ignore it
+_CUE_ROLES = ("imagenet_cls", "imagenet_loc", "coco", "voc", "caltech", "sun")
+#: ``CorpusSpec.sun_backgrounds``: ``"style"`` = the scene's own background style, ``"shared"`` = one distribution
+SUN_BACKGROUNDS: tuple[str, ...] = ("style", "shared")
+#: the common background distribution of ``sun_backgrounds="shared"``: uniform over every scene type's style
+SHARED_BACKGROUND_STYLES: tuple[str, ...] = tuple(dict.fromkeys(s.style for s in SCENES))
 
 # photometric / layout domains (see synthetic_render.Domain)
 _PRETRAIN = Domain()
@@ -184,10 +195,23 @@ class CorpusSpec:
         exclude_supercategory: a super-category (:data:`SUPERCATEGORIES`) that never appears (Table 2); only for
             the pre-training roles ``imagenet_cls``, ``imagenet_loc`` and ``coco``.
         jpeg_quality: JPEG quality of the written images.
+        cue: how an object shows its category within its super-category (:data:`CUES`; module docstring):
+            ``"part"`` (the discriminative part), ``"distributed"`` (no part; a body-wide motif) or
+            ``"part+decoy"`` (the part plus a category-independent decoy patch). Object roles only (not flowers).
+        sun_backgrounds: ``"style"`` (a scene's background style is its own) or ``"shared"`` (every scene draws its
+            background from one distribution, :data:`SHARED_BACKGROUND_STYLES`); role ``sun`` only.
+        exclude_categories: category names (:data:`TAXONOMY`) that never appear, as ``exclude_supercategory`` does
+            for a whole super-category (the frozen-backbone control pre-trains without its rare classes); only for
+            the pre-training roles. Stored sorted.
+
+    ``cue``, ``sun_backgrounds`` and ``exclude_categories`` came later (:data:`detpretrain.config.CORPUS_LATER_FIELDS`):
+    at their default they are left out of :meth:`key`, ``corpus.json`` and a ``DataSpec``'s corpus dict, so every
+    corpus and run from before they existed keeps its name and bytes.
 
     Raises:
-        ConfigError: unknown role or super-category, too small images, negative counts, no image at all, or a
-            class-balanced split with fewer images than classes.
+        ConfigError: unknown role, super-category, category, cue or background mode, too small images, negative
+            counts, no image at all, a class-balanced split with fewer images than classes, an option given to a
+            role it does not apply to, or every category excluded.
     """
 
     role: str
@@ -198,6 +222,9 @@ class CorpusSpec:
     seed: int = 0
     exclude_supercategory: str | None = None
     jpeg_quality: int = 90
+    cue: str = "part"
+    sun_backgrounds: str = "style"
+    exclude_categories: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.role not in ROLES:
@@ -216,6 +243,29 @@ class CorpusSpec:
                                   f"not {self.role!r}")
         if not 1 <= self.jpeg_quality <= 100:
             raise ConfigError(f"jpeg_quality must be in 1..100, got {self.jpeg_quality}")
+        if self.cue not in CUES:
+            raise ConfigError(f"unknown cue {self.cue!r}; expected one of {CUES}")
+        if self.cue != "part" and self.role not in _CUE_ROLES:
+            raise ConfigError(f"cue={self.cue!r} applies to the object roles {_CUE_ROLES}; {self.role!r} has no "
+                              f"part (its classes differ over the whole petal area)")
+        if self.sun_backgrounds not in SUN_BACKGROUNDS:
+            raise ConfigError(f"unknown sun_backgrounds {self.sun_backgrounds!r}; expected one of {SUN_BACKGROUNDS}")
+        if self.sun_backgrounds != "style" and self.role != "sun":
+            raise ConfigError(f"sun_backgrounds={self.sun_backgrounds!r} applies to role 'sun', not {self.role!r}")
+        excluded = self.exclude_categories
+        if isinstance(excluded, str) or not all(isinstance(n, str) for n in excluded):
+            raise ConfigError(f"exclude_categories must be a sequence of category names, got {excluded!r}")
+        unknown = [n for n in excluded if n not in CATEGORY_BY_NAME]
+        if unknown:
+            raise ConfigError(f"exclude_categories: unknown category {unknown}; expected names of "
+                              f"{[c.name for c in TAXONOMY]}")
+        object.__setattr__(self, "exclude_categories", tuple(sorted(set(excluded))))
+        if self.exclude_categories:
+            if self.role not in _EXCLUDABLE:
+                raise ConfigError(f"exclude_categories applies to the pre-training roles {_EXCLUDABLE}, "
+                                  f"not {self.role!r}")
+            if not _allowed_categories(self):
+                raise ConfigError("exclude_categories and exclude_supercategory leave no category")
         if _LAYOUT[self.role] == "folder":
             k = len(corpus_classes(self))
             short = [f"{s}={n}" for s, n in zip(("n_train", "n_val", "n_test"), counts) if 0 < n < k]
@@ -223,9 +273,16 @@ class CorpusSpec:
                 raise ConfigError(f"role {self.role!r} has {k} classes; each non-empty split needs >= {k} images "
                                   f"({', '.join(short)})")
 
+    def as_dict(self) -> dict:
+        """The spec as a JSON-ready dict, without the later fields at their neutral value
+        (:data:`~detpretrain.config.CORPUS_LATER_FIELDS`); ``CorpusSpec(**spec.as_dict()) == spec``."""
+        d = dataclasses.asdict(self)
+        d["exclude_categories"] = list(self.exclude_categories)
+        return neutral_corpus_dict(d)
+
     def key(self) -> str:
-        """12 hex digits of the SHA-256 of the spec and :data:`GENERATOR_VERSION` (stable across runs)."""
-        payload = json.dumps({"spec": dataclasses.asdict(self), "generator_version": GENERATOR_VERSION},
+        """12 hex digits of the SHA-256 of :meth:`as_dict` and :data:`GENERATOR_VERSION` (stable across runs)."""
+        payload = json.dumps({"spec": self.as_dict(), "generator_version": GENERATOR_VERSION},
                              sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
@@ -244,7 +301,8 @@ class CorpusSpec:
 
 
 def _allowed_categories(spec: CorpusSpec) -> list[Category]:
-    return [c for c in TAXONOMY if c.supercategory != spec.exclude_supercategory]
+    return [c for c in TAXONOMY if c.supercategory != spec.exclude_supercategory
+            and c.name not in spec.exclude_categories]
 
 
 def corpus_classes(spec: CorpusSpec) -> list[str]:
@@ -281,6 +339,7 @@ class _Sample:
     placements: list
     domain: Domain
     label: str | None = None  # image-level class (classification roles)
+    paint: str | None = None  # background style painted instead of ``style``'s (sun_backgrounds="shared")
 
 
 def _log_uniform(rng: np.random.Generator, lo: float, hi: float, n: int | None = None):
@@ -352,6 +411,9 @@ def _sample(spec: CorpusSpec, rng: np.random.Generator, index: int) -> _Sample:
         scene = SCENES[index % len(SCENES)]
         sample = _multi_object(rng, scene, names, scene.n_objects, 0.02, 0.4, _PRETRAIN)
         sample.label = scene.name
+        if spec.sun_backgrounds == "shared":  # drawn aside: the objects stay those of the "style" corpus
+            pick = side_rng(rng, 4)
+            sample.paint = SHARED_BACKGROUND_STYLES[int(pick.integers(len(SHARED_BACKGROUND_STYLES)))]
         return sample
     if role == "flowers":
         cls = FLOWER_CLASSES[index % len(FLOWER_CLASSES)]
@@ -408,6 +470,10 @@ def _object_record(ann: dict) -> dict:
         rec["part_bbox"] = [float(v) for v in ann["part_bbox"]]
         if ann["part_segmentation"] is not None:
             rec["part_segmentation"] = ann["part_segmentation"]
+    if ann.get("decoy_bbox") is not None:
+        rec["decoy_bbox"] = [float(v) for v in ann["decoy_bbox"]]
+        if ann["decoy_segmentation"] is not None:
+            rec["decoy_segmentation"] = ann["decoy_segmentation"]
     return rec
 
 
@@ -441,6 +507,8 @@ def _voc_xml(file_id: str, S: int, scene: str, anns: list) -> str:
             part = ET.SubElement(obj, "part")
             ET.SubElement(part, "name").text = "part"
             _voc_bndbox(ET.SubElement(part, "bndbox"), ann["part_bbox"])
+        if ann.get("decoy_bbox") is not None:  # not a <part>: VOC readers take the first <part> as THE part
+            _voc_bndbox(ET.SubElement(ET.SubElement(obj, "decoy"), "bndbox"), ann["decoy_bbox"])
     ET.indent(root, space="\t")
     return ET.tostring(root, encoding="unicode") + "\n"
 
@@ -476,12 +544,15 @@ def _make_image(task: tuple) -> dict:
     S = spec.image_size
     rng = image_rng(spec.seed, spec.role, split, index)
     sample = _sample(spec, rng, index)
-    scene = render_scene(rng, S, sample.style, sample.placements, sample.domain)
+    scene = render_scene(rng, S, sample.style, sample.placements, sample.domain, cue=spec.cue,
+                         paint_style=sample.paint)
     anns = annotate(scene, part_masks=True)
     image_id, name = _image_ids(spec, split, index)
     pil = Image.fromarray(scene.image)
     record = {"split": split, "index": index, "id": image_id, "scene": sample.scene, "label": sample.label,
               "objects": [_object_record(a) for a in anns]}
+    if sample.paint is not None:
+        record["background"] = sample.paint
     if spec.layout == "coco":
         pil.save(root / split / name, quality=spec.jpeg_quality)
         record["file_name"] = name
@@ -510,7 +581,7 @@ def _dump_json(obj, path: Path) -> None:
 
 def _info(spec: CorpusSpec) -> dict:
     return {"description": f"detpretrain synthetic corpus, role {spec.role}", "version": GENERATOR_VERSION,
-            "spec": dataclasses.asdict(spec), "key": spec.key()}
+            "spec": spec.as_dict(), "key": spec.key()}
 
 
 def _coco_annotations(records: list, cat_ids: dict, next_id: int) -> tuple[list, int]:
@@ -524,6 +595,11 @@ def _coco_annotations(records: list, cat_ids: dict, next_id: int) -> tuple[list,
     return out, next_id
 
 
+def _background(record: dict) -> dict:
+    """``{"background": style}`` where the painted background is not the scene's own (shared SUN backgrounds)."""
+    return {"background": record["background"]} if "background" in record else {}
+
+
 def _categories(cats) -> list[dict]:
     return [{"id": c.id, "name": c.name, "supercategory": c.supercategory} for c in cats]
 
@@ -535,7 +611,7 @@ def _write_coco(spec: CorpusSpec, root: Path, records: dict) -> None:
     for split in spec.splits:
         anns, next_id = _coco_annotations(records[split], cat_ids, next_id)
         images = [{"id": r["id"], "file_name": r["file_name"], "width": spec.image_size,
-                   "height": spec.image_size, "scene": r["scene"]} for r in records[split]]
+                   "height": spec.image_size, "scene": r["scene"], **_background(r)} for r in records[split]]
         _dump_json({"info": _info(spec), "licenses": [], "images": images, "annotations": anns,
                     "categories": _categories(cats)}, root / "annotations" / f"instances_{split}.json")
 
@@ -548,8 +624,8 @@ def _write_folder_sidecar(spec: CorpusSpec, root: Path, records: dict) -> None:
         a, next_id = _coco_annotations(records[split], cat_ids, next_id)
         anns += a
         images += [{"id": r["id"], "file_name": r["file_name"], "width": spec.image_size,
-                    "height": spec.image_size, "split": split, "label": r["label"], "scene": r["scene"]}
-                   for r in records[split]]
+                    "height": spec.image_size, "split": split, "label": r["label"], "scene": r["scene"],
+                    **_background(r)} for r in records[split]]
     _dump_json({"info": _info(spec), "licenses": [], "classes": corpus_classes(spec), "images": images,
                 "annotations": anns, "categories": _categories(cats)}, root / "annotations.json")
 
@@ -689,14 +765,16 @@ def _read_samples(root: Path, role: str, split: str | None, n: int) -> list[dict
             objs = []
             for k, o in enumerate(tree.findall("object")):
                 bb = [int(o.find("bndbox").findtext(t)) for t in ("xmin", "ymin", "xmax", "ymax")]
-                pb = o.find("part/bndbox")
-                part = None
-                if pb is not None:
-                    p = [int(pb.findtext(t)) for t in ("xmin", "ymin", "xmax", "ymax")]
-                    part = [p[0] - 1, p[1] - 1, p[2] - p[0] + 1, p[3] - p[1] + 1]
+                boxes = {}
+                for key, path in (("part_bbox", "part/bndbox"), ("decoy_bbox", "decoy/bndbox")):
+                    pb = o.find(path)
+                    if pb is not None:
+                        p = [int(pb.findtext(t)) for t in ("xmin", "ymin", "xmax", "ymax")]
+                        boxes[key] = [p[0] - 1, p[1] - 1, p[2] - p[0] + 1, p[3] - p[1] + 1]
                 objs.append({"name": o.findtext("name"), "bbox": [bb[0] - 1, bb[1] - 1, bb[2] - bb[0] + 1,
                                                                   bb[3] - bb[1] + 1],
-                             "part_bbox": part, "mask": inst == k + 1})
+                             "part_bbox": boxes.get("part_bbox"), "decoy_bbox": boxes.get("decoy_bbox"),
+                             "mask": inst == k + 1})
             out.append({"image": np.array(Image.open(root / "JPEGImages" / f"{fid}.jpg").convert("RGB")),
                         "title": tree.findtext("scene"), "objects": objs})
         return out
@@ -715,7 +793,8 @@ def _read_samples(root: Path, role: str, split: str | None, n: int) -> list[dict
         by_image[a["image_id"]].append(a)
     for im in sorted(data["images"], key=lambda i: i["id"])[:n]:
         objs = [{"name": cats[a["category_id"]], "bbox": a["bbox"], "part_bbox": a.get("part_bbox"),
-                 "mask": mask_utils.decode(a["segmentation"]).astype(bool)} for a in by_image[im["id"]]]
+                 "decoy_bbox": a.get("decoy_bbox"), "mask": mask_utils.decode(a["segmentation"]).astype(bool)}
+                for a in by_image[im["id"]]]
         out.append({"image": np.array(Image.open(folder / im["file_name"]).convert("RGB")),
                     "title": im.get("label") or im.get("scene"), "objects": objs})
     return out
@@ -770,8 +849,14 @@ def save_sample_grid(root: str | os.PathLike, role: str, out_png: str | os.PathL
                 px, py, pw, ph = o["part_bbox"]
                 ax.add_patch(mpatches.Rectangle((px - 0.5, py - 0.5), pw, ph, fill=False, edgecolor="white",
                                                 linestyle="--", linewidth=0.8))
+            if o.get("decoy_bbox") is not None:
+                px, py, pw, ph = o["decoy_bbox"]
+                ax.add_patch(mpatches.Rectangle((px - 0.5, py - 0.5), pw, ph, fill=False, edgecolor="black",
+                                                linestyle=":", linewidth=0.8))
         ax.set_title(s["title"] or "", fontsize=7)
-    fig.suptitle(f"synthetic corpus, role {role!r}: masks, boxes (solid), discriminative parts (dashed)", fontsize=8)
+    decoys = ", decoys (dotted)" if any(o.get("decoy_bbox") is not None for s in samples for o in s["objects"]) else ""
+    fig.suptitle(f"synthetic corpus, role {role!r}: masks, boxes (solid), discriminative parts (dashed){decoys}",
+                 fontsize=8)
     fig.tight_layout()
     out = Path(out_png)
     out.parent.mkdir(parents=True, exist_ok=True)
