@@ -23,7 +23,59 @@ Its effects come from properties of real images that this corpus reproduces on p
   living room, bedroom, office) defined by which categories co-occur and by their background style.
 * **category removal** (Table 2): ``CorpusSpec(exclude_supercategory="vehicle")`` regenerates a pre-training corpus
   in which no instance of that super-category is drawn at all (scenes draw their objects from the remaining
-  categories; object-centric roles cycle over the remaining classes).
+  categories; object-centric roles cycle over the remaining classes). ``exclude_categories=("cow", "sofa")`` does
+  the same for single categories (the frozen-backbone control below).
+
+What the default corpus builds in, and the switches that take it out (issue 18)
+-------------------------------------------------------------------------------
+Read plainly, several of the book's results under the default corpus confirm what the corpus was built to contain;
+they are **positive controls** (they show that the pipeline measures what it should), not tests of the paper:
+
+* ``cue="part"`` (default): within a super-category the only strong category cue is a small (5-15 %), saturated
+  discriminative part. That classification pre-training concentrates on it -- **Figure 4's classifier half** and
+  **Figure 5** (the mask-out drop on the part) -- is built in.
+* The CALTECH-role target holds the same 25 classes, drawn by the same renderer, as the IMAGENET-CLS pre-training,
+  so **Figure 7** (t-SNE clusters of Conv5 features) and the **CALTECH column of Table 6** favour the IMAGENET-CLS
+  backbone by construction (under every cue below; no switch changes it).
+* A SUN-role scene is decodable from its background style alone (``sun_backgrounds="style"``, default), so the
+  **SUN column of Table 6** can be won by background texture statistics without any object.
+* Every rare class of the frozen-backbone study (a VOC-role class) is an IMAGENET-CLS class, so a frozen IMAGENET-CLS
+  backbone has been trained on exactly the distinction the rare classes need.
+
+The switches (all default to the corpus above; :class:`CorpusSpec`):
+
+* ``cue="distributed"`` -- **no part**: within a super-category the category is told by a body-wide texture motif
+  (:data:`BODY_PATTERNS`: horizontal bands, vertical bands, diagonal bands, checks, zigzag, laid in the object's
+  frame over the WHOLE silhouette -- body, wheels, panel, legs alike -- with a period of a quarter to a fifth of the
+  object's short side (>= 3 px), random phase, zero mean and one contrast, ``c * (1 + 0.25 m) + 20 m``; so no motif
+  changes the object's mean colour, and any patch of the object carries the cue). It switches off the built-in
+  answer of Figures 4 / 5: where classification activation concentrates becomes a test. Annotations carry no
+  ``part_bbox`` / ``part_segmentation`` (and VOC no ``<part>``): the cue region is the object's mask itself, so the
+  activation-map chapter's "part" share is undefined there; what remains measurable is object vs. outside and how
+  the activation spreads over the object. Measured (5-way within-super-category logistic regression on 64 px
+  ``imagenet_cls`` images, 100 train / 40 test per class, chance 0.20; part / distributed / a floor where all five
+  siblings share one motif, so only the weak aspect-ratio cue is left): raw pixels 0.51 / 0.43 / 0.42 -- a linear
+  read-out of raw pixels finds nothing of the motif and little of the part; a phase-free texture statistic (log
+  |FFT| of the grey image) 0.70 / 0.81 / 0.35; an RGB colour histogram 0.85 / 0.37 / 0.36 -- the part is a colour
+  cue on ~11 % of the object, the motif a texture cue on 100 % of it.
+* ``cue="part+decoy"`` -- the part PLUS a decoy: a second patch with the part's size and saliency statistics (the
+  part shapes, the saturated part colours, the mixture of the siblings' part sizes, the same contrasting outline)
+  whose shape, colour, size and position are drawn independently of the category within its super-category
+  (:func:`~detpretrain.data.synthetic_render.decoy_attributes`; a (shape, colour) pair that is any sibling's part is
+  redrawn, the same exclusion for every sibling; the centre is a uniform pixel of the silhouette's interior). The
+  decoy is drawn first and the part over it, so the part is exactly that of ``cue="part"``; on average 8-17 % of
+  a decoy lies under the part. Annotated as ``decoy_bbox`` / ``decoy_segmentation`` (VOC: ``<decoy><bndbox>``, not a
+  ``<part>``), so "activation enrichment on the part > on the decoy" is testable (Figure 4).
+* ``sun_backgrounds="shared"`` -- every SUN-role scene paints its background from one distribution (a uniform choice
+  among the nine scene styles, :data:`SHARED_BACKGROUND_STYLES`, with its own random parameters), so the scene class
+  depends only on which objects co-occur and their number and layout. The style painted is recorded as the image's
+  ``background`` in ``annotations.json``.
+* ``exclude_categories`` (pre-training roles) -- with :func:`detpretrain.data.long_tail.pretraining_exclusion`, an
+  IMAGENET-CLS corpus without the frozen-backbone study's rare classes (or their super-categories).
+
+Paired corpora: a variant draws its extra randomness aside (:func:`~detpretrain.data.synthetic_render.side_rng`) and
+consumes the image's generator exactly as the default does, so with the same seed every variant has the same
+images, objects, masks and boxes as the default corpus -- only the cue (or the SUN background) differs.
 
 Roles (:data:`ROLES`) and layouts
 ---------------------------------
@@ -31,16 +83,21 @@ Roles (:data:`ROLES`) and layouts
 role               content                                                          layout
 =================  ===============================================================  ===================
 ``imagenet_cls``   IMAGENET-CLS: one object per image, label only, all 25 classes   ImageFolder + sidecar
+                   (minus ``exclude_supercategory`` / ``exclude_categories``)
 ``imagenet_loc``   IMAGENET-LOC: one category per image (1-3 instances), boxes and  COCO
                    masks, object-centric (larger objects); :func:`image_level_labels`
                    turns it into IMAGENET-LOC (Cls) for Tables 2 and 7
 ``coco``           COCO / OPENIMAGES: multi-category scenes (2-6 objects), all 25   COCO
 ``voc``            the VOC-like detection and segmentation TARGET (see below)       VOC
 ``caltech``        object-centric classification (CALTECH-256): 1-3 instances of    ImageFolder + sidecar
-                   one class, 2-60 % of the image, plain or scene backgrounds
+                   one class, 2-60 % of the image, plain or scene backgrounds; the
+                   same 25 classes and renderer as ``imagenet_cls``
 ``sun``            scene classification (SUN-397): the class is the scene type      ImageFolder + sidecar
+                   (its objects and, unless ``sun_backgrounds="shared"``, its
+                   background style)
 ``flowers``        fine-grained (OXFORD-102 FLOWERS): 12 classes of one flower      ImageFolder + sidecar
-                   shape differing only in petal colour (4) x petal texture (3)
+                   shape differing only in petal colour (4) x petal texture (3);
+                   no part, so no ``cue``
 =================  ===============================================================  ===================
 
 **The VOC-like target.** Like VOC's 20 classes inside COCO's 80, its 12 classes (:data:`VOC_CATEGORIES`: car, bus,
@@ -59,10 +116,13 @@ torchvision ``ImageFolder``):
   visible mask, ``bbox`` (x, y, w, h pixels of the visible mask), ``area`` (visible pixels), ``iscrowd`` 0, and the
   extras ``visible_fraction`` (visible pixels / pixels of the whole object including those under objects drawn
   on top and those outside the image), ``truncated`` (0/1), ``part_bbox`` and ``part_segmentation`` (the visible
-  part; omitted when the part is hidden or under 2 px wide). Images carry an extra ``scene``.
+  part; omitted when the part is hidden or under 2 px wide, and always under ``cue="distributed"``), and under
+  ``cue="part+decoy"`` ``decoy_bbox`` and ``decoy_segmentation`` (the visible decoy, same rule). Images carry an extra
+  ``scene`` (and ``background`` under ``sun_backgrounds="shared"``).
 * VOC: ``<root>/Annotations/<id>.xml`` (size, segmented, object/name/pose/truncated/occluded/difficult, bndbox
   1-based inclusive: ``xmin = x1 + 1``, ``xmax = x2`` for the continuous box ``[x1, x2)``, the standard
-  ``<part><name>part</name><bndbox>..</bndbox></part>`` child and an extra ``<visible_fraction>``),
+  ``<part><name>part</name><bndbox>..</bndbox></part>`` child (none under ``cue="distributed"``), an extra
+  ``<visible_fraction>`` and, under ``cue="part+decoy"``, an extra ``<decoy><bndbox>..</bndbox></decoy>``),
   ``JPEGImages/<id>.jpg``, ``ImageSets/Main/{train,val,trainval,test}.txt`` (+ ``<class>_<set>.txt``),
   ``ImageSets/Segmentation/{train,val,trainval,test}.txt``, ``SegmentationClass/<id>.png`` and
   ``SegmentationObject/<id>.png`` (palette PNGs with the VOC colour map; 0 = background, k = k-th class of
@@ -72,11 +132,13 @@ torchvision ``ImageFolder``):
   0.6 % of the image.
 * ImageFolder: ``<root>/{train,val[,test]}/<class>/<split>_<index:06d>.jpg`` plus ``<root>/annotations.json``, a
   COCO-format file (loads in pycocotools) whose ``images`` carry ``file_name`` relative to the root, ``split``,
-  ``label`` and ``scene``, whose ``annotations`` carry every object's box, mask RLE, part box / part RLE,
-  ``visible_fraction`` and ``truncated``, and whose ``classes`` lists the image classes in ``ImageFolder`` order
-  (sorted). Flowers have no discriminative part (their classes differ over the whole petal area): no part keys.
+  ``label`` and ``scene`` (+ ``background``), whose ``annotations`` carry every object's box, mask RLE, part box /
+  part RLE (+ decoy box / decoy RLE), ``visible_fraction`` and ``truncated``, and whose ``classes`` lists the image
+  classes in ``ImageFolder`` order (sorted). Flowers have no discriminative part (their classes differ over the
+  whole petal area): no part keys.
 
-Every corpus root also holds ``corpus.json`` (the spec, its key and :data:`GENERATOR_VERSION`).
+Every corpus root also holds ``corpus.json`` (the spec, its key and :data:`GENERATOR_VERSION`; the spec without the
+later fields at their default, :meth:`CorpusSpec.as_dict`).
 
 Determinism and caching: image ``index`` of ``split`` is drawn from its own ``numpy.random.Generator`` seeded by
 ``(seed, role, split, index)`` (:func:`image_rng`), so images do not depend on the split sizes or on the order of

@@ -575,7 +575,8 @@ def body_pattern_params(rng: np.random.Generator) -> tuple[float, float, float]:
 def body_pattern(rng: np.random.Generator, category: Category, shape: tuple[int, int], lo: np.ndarray,
                  angle: float, mirror: float, short_side: float) -> np.ndarray:
     """(h, w) float32 motif ``m`` (zero mean, in [-1, 1]) of ``category``'s body pattern (:data:`BODY_PATTERNS`) on
-    an object canvas (the renderer applies it with :data:`BODY_PATTERN_CONTRAST`), laid out in the object's frame (origin = the unit frame's centre, tilted by ``angle``, mirrored with the object), period
+    an object canvas (the renderer applies it with :data:`BODY_PATTERN_CONTRAST`), laid out in the object's frame
+    (origin = the unit frame's centre, tilted by ``angle``, mirrored with the object), period
     ``max(3 px, short_side / k)`` with ``k`` ~ U(3.5, 5) periods across the object's short side, random phases."""
     k, phi1, phi2 = body_pattern_params(rng)
     period = max(3.0, short_side / k)
