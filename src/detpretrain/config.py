@@ -21,6 +21,26 @@ ENGINE_VERSION = "1"
 
 TASKS = ("classification", "detection", "segmentation")
 DATA_KINDS = ("synthetic", "coco", "voc", "folder")
+
+#: fields of the synthetic ``CorpusSpec`` (:mod:`detpretrain.data.synthetic`) added after its first corpora were
+#: stored, with the value that reproduces the corpus from before they existed. Neither the corpus key
+#: (``CorpusSpec.key``) nor a :class:`DataSpec`'s ``corpus`` dict holds such a field while it has that value, so
+#: the corpora, run hashes and feature caches written before the field existed keep their names; any other value
+#: names a different corpus.
+CORPUS_LATER_FIELDS: dict[str, Any] = {"cue": "part", "sun_backgrounds": "style", "exclude_categories": ()}
+
+
+def neutral_corpus_dict(corpus: dict) -> dict:
+    """``corpus`` without the :data:`CORPUS_LATER_FIELDS` that hold their neutral value (an empty list counts as the
+    empty tuple, as after a JSON round trip); the other keys in their order."""
+    out = {}
+    for name, value in corpus.items():
+        if name in CORPUS_LATER_FIELDS:
+            neutral = CORPUS_LATER_FIELDS[name]
+            if value == neutral or (isinstance(neutral, tuple) and isinstance(value, list) and tuple(value) == neutral):
+                continue
+        out[name] = value
+    return out
 PAPER_IOU_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
@@ -60,6 +80,8 @@ class DataSpec:
             raise ConfigError(f"unknown data kind {self.kind!r}; expected one of {DATA_KINDS}")
         if self.kind == "synthetic" and self.corpus is None:
             raise ConfigError("synthetic data needs a corpus spec")
+        if self.corpus is not None:  # frozen: normalise in place (later corpus fields at their neutral value go)
+            object.__setattr__(self, "corpus", neutral_corpus_dict(self.corpus))
         if self.kind != "synthetic" and not self.root:
             raise ConfigError(f"{self.kind} data needs a data_root")
 
@@ -68,6 +90,12 @@ class DataSpec:
         if self.kind == "synthetic":
             c = self.corpus or {}
             extra = f", without {c['exclude_supercategory']}" if c.get("exclude_supercategory") else ""
+            if c.get("exclude_categories"):
+                extra += f", without {', '.join(c['exclude_categories'])}"
+            if c.get("cue"):
+                extra += f", cue {c['cue']}"
+            if c.get("sun_backgrounds"):
+                extra += f", {c['sun_backgrounds']} backgrounds"
             return f"synthetic {c.get('role')} ({c.get('image_size')} px{extra})"
         return f"{self.kind} {self.root} ({self.train_split} -> {self.eval_split})"
 

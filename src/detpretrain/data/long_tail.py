@@ -9,6 +9,12 @@ The evaluation split is never touched, so rare-class AP is measured on as many t
 
 Which images survive is decided by a seeded permutation of the split (``seed``), visited in order: an image is kept
 when every rare class in it is still under budget. The same spec always gives the same subset.
+
+**Control: rare classes unseen in pre-training** (issue 18). In the embedded corpus every class of the VOC-like
+target is also an IMAGENET-CLS class, so a frozen IMAGENET-CLS backbone has already been trained to separate the
+"rare" classes: their rarity in the target is not rarity to the backbone. :func:`pretraining_exclusion` gives the
+``CorpusSpec`` overrides of an IMAGENET-CLS corpus without them (``scope="category"``) or without their whole
+super-categories (``scope="supercategory"``), for a control backbone pre-trained on it.
 """
 
 from __future__ import annotations
@@ -125,3 +131,50 @@ class LongTailSubset(torch.utils.data.Subset):
     def __repr__(self) -> str:
         return (f"LongTailSubset({len(self)} of {len(self.dataset)} images; rare {self.rare} with at most "
                 f"{max(self.images_per_class[c] for c in self.rare)} images each)")
+
+
+#: ``scope`` of :func:`pretraining_exclusion`
+EXCLUSION_SCOPES = ("category", "supercategory")
+
+
+def pretraining_exclusion(rare: Sequence[str], scope: str = "category") -> dict[str, tuple[str, ...]]:
+    """``CorpusSpec`` overrides that keep the ``rare`` classes out of a synthetic pre-training corpus (the control of
+    the frozen-backbone study: rare classes the classification pre-training never saw).
+
+    Pass them to the corpus of the control's pre-training, e.g.
+    ``synthetic_spec(profile, "imagenet_cls", **pretraining_exclusion(rare))`` (also honoured by the
+    ``imagenet_loc`` and ``coco`` roles). Every other image of that corpus is drawn as before from the remaining
+    classes; class-balanced roles cycle over them, so the corpus keeps its size.
+
+    Args:
+        rare: names of synthetic categories (:data:`~detpretrain.data.synthetic_taxonomy.TAXONOMY`), e.g. the
+            ``rare`` of a :class:`LongTailSubset` of the VOC-like target.
+        scope: ``"category"`` removes exactly the rare classes; ``"supercategory"`` every category of their
+            super-categories (also their unlabelled siblings, so no near neighbour of a rare class is seen either).
+
+    Returns:
+        ``{"exclude_categories": (names, sorted)}``.
+
+    Raises:
+        ConfigError: an unknown scope, no rare class, a name that is not a synthetic category (real datasets have
+            no generated pre-training corpus to remove it from), or a scope that leaves no category.
+    """
+    from detpretrain.data.synthetic_taxonomy import CATEGORY_BY_NAME, TAXONOMY
+
+    if scope not in EXCLUSION_SCOPES:
+        raise ConfigError(f"pretraining_exclusion: unknown scope {scope!r}; expected one of {EXCLUSION_SCOPES}")
+    if isinstance(rare, str) or not rare:
+        raise ConfigError(f"pretraining_exclusion: rare must name at least one class, got {rare!r}")
+    unknown = [c for c in rare if c not in CATEGORY_BY_NAME]
+    if unknown:
+        raise ConfigError(f"pretraining_exclusion: {unknown} are not categories of the synthetic corpus (only its "
+                          f"pre-training corpora can be regenerated without a class); categories: "
+                          f"{[c.name for c in TAXONOMY]}")
+    if scope == "category":
+        names = set(rare)
+    else:
+        supers = {CATEGORY_BY_NAME[c].supercategory for c in rare}
+        names = {c.name for c in TAXONOMY if c.supercategory in supers}
+    if len(names) == len(TAXONOMY):
+        raise ConfigError(f"pretraining_exclusion: scope {scope!r} of {sorted(rare)} removes every category")
+    return {"exclude_categories": tuple(sorted(names))}

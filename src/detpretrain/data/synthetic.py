@@ -23,7 +23,59 @@ Its effects come from properties of real images that this corpus reproduces on p
   living room, bedroom, office) defined by which categories co-occur and by their background style.
 * **category removal** (Table 2): ``CorpusSpec(exclude_supercategory="vehicle")`` regenerates a pre-training corpus
   in which no instance of that super-category is drawn at all (scenes draw their objects from the remaining
-  categories; object-centric roles cycle over the remaining classes).
+  categories; object-centric roles cycle over the remaining classes). ``exclude_categories=("cow", "sofa")`` does
+  the same for single categories (the frozen-backbone control below).
+
+What the default corpus builds in, and the switches that take it out (issue 18)
+-------------------------------------------------------------------------------
+Read plainly, several of the book's results under the default corpus confirm what the corpus was built to contain;
+they are **positive controls** (they show that the pipeline measures what it should), not tests of the paper:
+
+* ``cue="part"`` (default): within a super-category the only strong category cue is a small (5-15 %), saturated
+  discriminative part. That classification pre-training concentrates on it -- **Figure 4's classifier half** and
+  **Figure 5** (the mask-out drop on the part) -- is built in.
+* The CALTECH-role target holds the same 25 classes, drawn by the same renderer, as the IMAGENET-CLS pre-training,
+  so **Figure 7** (t-SNE clusters of Conv5 features) and the **CALTECH column of Table 6** favour the IMAGENET-CLS
+  backbone by construction (under every cue below; no switch changes it).
+* A SUN-role scene is decodable from its background style alone (``sun_backgrounds="style"``, default), so the
+  **SUN column of Table 6** can be won by background texture statistics without any object.
+* Every rare class of the frozen-backbone study (a VOC-role class) is an IMAGENET-CLS class, so a frozen IMAGENET-CLS
+  backbone has been trained on exactly the distinction the rare classes need.
+
+The switches (all default to the corpus above; :class:`CorpusSpec`):
+
+* ``cue="distributed"`` -- **no part**: within a super-category the category is told by a body-wide texture motif
+  (:data:`BODY_PATTERNS`: horizontal bands, vertical bands, diagonal bands, checks, zigzag, laid in the object's
+  frame over the WHOLE silhouette -- body, wheels, panel, legs alike -- with a period of a quarter to a fifth of the
+  object's short side (>= 3 px), random phase, zero mean and one contrast, ``c * (1 + 0.25 m) + 20 m``; so no motif
+  changes the object's mean colour, and any patch of the object carries the cue). It switches off the built-in
+  answer of Figures 4 / 5: where classification activation concentrates becomes a test. Annotations carry no
+  ``part_bbox`` / ``part_segmentation`` (and VOC no ``<part>``): the cue region is the object's mask itself, so the
+  activation-map chapter's "part" share is undefined there; what remains measurable is object vs. outside and how
+  the activation spreads over the object. Measured (5-way within-super-category logistic regression on 64 px
+  ``imagenet_cls`` images, 100 train / 40 test per class, chance 0.20; part / distributed / a floor where all five
+  siblings share one motif, so only the weak aspect-ratio cue is left): raw pixels 0.51 / 0.43 / 0.42 -- a linear
+  read-out of raw pixels finds nothing of the motif and little of the part; a phase-free texture statistic (log
+  |FFT| of the grey image) 0.70 / 0.81 / 0.35; an RGB colour histogram 0.85 / 0.37 / 0.36 -- the part is a colour
+  cue on ~11 % of the object, the motif a texture cue on 100 % of it.
+* ``cue="part+decoy"`` -- the part PLUS a decoy: a second patch with the part's size and saliency statistics (the
+  part shapes, the saturated part colours, the mixture of the siblings' part sizes, the same contrasting outline)
+  whose shape, colour, size and position are drawn independently of the category within its super-category
+  (:func:`~detpretrain.data.synthetic_render.decoy_attributes`; a (shape, colour) pair that is any sibling's part is
+  redrawn, the same exclusion for every sibling; the centre is a uniform pixel of the silhouette's interior). The
+  decoy is drawn first and the part over it, so the part is exactly that of ``cue="part"``; on average 8-17 % of
+  a decoy lies under the part. Annotated as ``decoy_bbox`` / ``decoy_segmentation`` (VOC: ``<decoy><bndbox>``, not a
+  ``<part>``), so "activation enrichment on the part > on the decoy" is testable (Figure 4).
+* ``sun_backgrounds="shared"`` -- every SUN-role scene paints its background from one distribution (a uniform choice
+  among the nine scene styles, :data:`SHARED_BACKGROUND_STYLES`, with its own random parameters), so the scene class
+  depends only on which objects co-occur and their number and layout. The style painted is recorded as the image's
+  ``background`` in ``annotations.json``.
+* ``exclude_categories`` (pre-training roles) -- with :func:`detpretrain.data.long_tail.pretraining_exclusion`, an
+  IMAGENET-CLS corpus without the frozen-backbone study's rare classes (or their super-categories).
+
+Paired corpora: a variant draws its extra randomness aside (:func:`~detpretrain.data.synthetic_render.side_rng`) and
+consumes the image's generator exactly as the default does, so with the same seed every variant has the same
+images, objects, masks and boxes as the default corpus -- only the cue (or the SUN background) differs.
 
 Roles (:data:`ROLES`) and layouts
 ---------------------------------
@@ -31,16 +83,21 @@ Roles (:data:`ROLES`) and layouts
 role               content                                                          layout
 =================  ===============================================================  ===================
 ``imagenet_cls``   IMAGENET-CLS: one object per image, label only, all 25 classes   ImageFolder + sidecar
+                   (minus ``exclude_supercategory`` / ``exclude_categories``)
 ``imagenet_loc``   IMAGENET-LOC: one category per image (1-3 instances), boxes and  COCO
                    masks, object-centric (larger objects); :func:`image_level_labels`
                    turns it into IMAGENET-LOC (Cls) for Tables 2 and 7
 ``coco``           COCO / OPENIMAGES: multi-category scenes (2-6 objects), all 25   COCO
 ``voc``            the VOC-like detection and segmentation TARGET (see below)       VOC
 ``caltech``        object-centric classification (CALTECH-256): 1-3 instances of    ImageFolder + sidecar
-                   one class, 2-60 % of the image, plain or scene backgrounds
+                   one class, 2-60 % of the image, plain or scene backgrounds; the
+                   same 25 classes and renderer as ``imagenet_cls``
 ``sun``            scene classification (SUN-397): the class is the scene type      ImageFolder + sidecar
+                   (its objects and, unless ``sun_backgrounds="shared"``, its
+                   background style)
 ``flowers``        fine-grained (OXFORD-102 FLOWERS): 12 classes of one flower      ImageFolder + sidecar
-                   shape differing only in petal colour (4) x petal texture (3)
+                   shape differing only in petal colour (4) x petal texture (3);
+                   no part, so no ``cue``
 =================  ===============================================================  ===================
 
 **The VOC-like target.** Like VOC's 20 classes inside COCO's 80, its 12 classes (:data:`VOC_CATEGORIES`: car, bus,
@@ -59,10 +116,13 @@ torchvision ``ImageFolder``):
   visible mask, ``bbox`` (x, y, w, h pixels of the visible mask), ``area`` (visible pixels), ``iscrowd`` 0, and the
   extras ``visible_fraction`` (visible pixels / pixels of the whole object including those under objects drawn
   on top and those outside the image), ``truncated`` (0/1), ``part_bbox`` and ``part_segmentation`` (the visible
-  part; omitted when the part is hidden or under 2 px wide). Images carry an extra ``scene``.
+  part; omitted when the part is hidden or under 2 px wide, and always under ``cue="distributed"``), and under
+  ``cue="part+decoy"`` ``decoy_bbox`` and ``decoy_segmentation`` (the visible decoy, same rule). Images carry an extra
+  ``scene`` (and ``background`` under ``sun_backgrounds="shared"``).
 * VOC: ``<root>/Annotations/<id>.xml`` (size, segmented, object/name/pose/truncated/occluded/difficult, bndbox
   1-based inclusive: ``xmin = x1 + 1``, ``xmax = x2`` for the continuous box ``[x1, x2)``, the standard
-  ``<part><name>part</name><bndbox>..</bndbox></part>`` child and an extra ``<visible_fraction>``),
+  ``<part><name>part</name><bndbox>..</bndbox></part>`` child (none under ``cue="distributed"``), an extra
+  ``<visible_fraction>`` and, under ``cue="part+decoy"``, an extra ``<decoy><bndbox>..</bndbox></decoy>``),
   ``JPEGImages/<id>.jpg``, ``ImageSets/Main/{train,val,trainval,test}.txt`` (+ ``<class>_<set>.txt``),
   ``ImageSets/Segmentation/{train,val,trainval,test}.txt``, ``SegmentationClass/<id>.png`` and
   ``SegmentationObject/<id>.png`` (palette PNGs with the VOC colour map; 0 = background, k = k-th class of
@@ -72,11 +132,13 @@ torchvision ``ImageFolder``):
   0.6 % of the image.
 * ImageFolder: ``<root>/{train,val[,test]}/<class>/<split>_<index:06d>.jpg`` plus ``<root>/annotations.json``, a
   COCO-format file (loads in pycocotools) whose ``images`` carry ``file_name`` relative to the root, ``split``,
-  ``label`` and ``scene``, whose ``annotations`` carry every object's box, mask RLE, part box / part RLE,
-  ``visible_fraction`` and ``truncated``, and whose ``classes`` lists the image classes in ``ImageFolder`` order
-  (sorted). Flowers have no discriminative part (their classes differ over the whole petal area): no part keys.
+  ``label`` and ``scene`` (+ ``background``), whose ``annotations`` carry every object's box, mask RLE, part box /
+  part RLE (+ decoy box / decoy RLE), ``visible_fraction`` and ``truncated``, and whose ``classes`` lists the image
+  classes in ``ImageFolder`` order (sorted). Flowers have no discriminative part (their classes differ over the
+  whole petal area): no part keys.
 
-Every corpus root also holds ``corpus.json`` (the spec, its key and :data:`GENERATOR_VERSION`).
+Every corpus root also holds ``corpus.json`` (the spec, its key and :data:`GENERATOR_VERSION`; the spec without the
+later fields at their default, :meth:`CorpusSpec.as_dict`).
 
 Determinism and caching: image ``index`` of ``split`` is drawn from its own ``numpy.random.Generator`` seeded by
 ``(seed, role, split, index)`` (:func:`image_rng`), so images do not depend on the split sizes or on the order of
@@ -124,16 +186,20 @@ from xml.etree import ElementTree as ET
 import numpy as np
 from PIL import Image
 
+from detpretrain.config import CORPUS_LATER_FIELDS, neutral_corpus_dict
 from detpretrain.data.synthetic_render import (
+    CUES,
     Domain,
     Placement,
     annotate,
     render_scene,
+    side_rng,
 )
 from detpretrain.data.synthetic_taxonomy import (
     CATEGORY_BY_NAME,
     FLOWER_CLASSES,
     SCENES,
+    BODY_PATTERNS,
     SHAPE_FAMILIES,
     SUPERCATEGORIES,
     TAXONOMY,
@@ -145,7 +211,8 @@ from detpretrain.errors import ConfigError, DataError
 from detpretrain.io import atomic_directory
 
 __all__ = [
-    "CATEGORY_BY_NAME", "FLOWER_CLASSES", "GENERATOR_VERSION", "ROLES", "SCENES", "SHAPE_FAMILIES",
+    "BODY_PATTERNS", "CATEGORY_BY_NAME", "CUES", "FLOWER_CLASSES", "GENERATOR_VERSION", "ROLES", "SCENES",
+    "SHARED_BACKGROUND_STYLES", "SHAPE_FAMILIES", "SUN_BACKGROUNDS",
     "SUPERCATEGORIES", "TAXONOMY", "VOC_CATEGORIES", "Category", "CorpusSpec", "Scene", "corpus_classes",
     "generate", "image_level_labels", "image_rng", "profile_specs", "save_sample_grid",
     "void_width", "voc_palette",
@@ -160,6 +227,12 @@ _LAYOUT = {"imagenet_cls": "folder", "imagenet_loc": "coco", "coco": "coco", "vo
 #: roles that may drop a super-category (the pre-training corpora of Table 2)
 _EXCLUDABLE = ("imagenet_cls", "imagenet_loc", "coco")
 _SPLIT_CODE = {"train": 0, "val": 1, "test": 2}
+#: roles whose objects carry a category cue (``CorpusSpec.cue``); flowers have no part and ignore it
+_CUE_ROLES = ("imagenet_cls", "imagenet_loc", "coco", "voc", "caltech", "sun")
+#: ``CorpusSpec.sun_backgrounds``: ``"style"`` = the scene's own background style, ``"shared"`` = one distribution
+SUN_BACKGROUNDS: tuple[str, ...] = ("style", "shared")
+#: the common background distribution of ``sun_backgrounds="shared"``: uniform over every scene type's style
+SHARED_BACKGROUND_STYLES: tuple[str, ...] = tuple(dict.fromkeys(s.style for s in SCENES))
 
 # photometric / layout domains (see synthetic_render.Domain)
 _PRETRAIN = Domain()
@@ -184,10 +257,23 @@ class CorpusSpec:
         exclude_supercategory: a super-category (:data:`SUPERCATEGORIES`) that never appears (Table 2); only for
             the pre-training roles ``imagenet_cls``, ``imagenet_loc`` and ``coco``.
         jpeg_quality: JPEG quality of the written images.
+        cue: how an object shows its category within its super-category (:data:`CUES`; module docstring):
+            ``"part"`` (the discriminative part), ``"distributed"`` (no part; a body-wide motif) or
+            ``"part+decoy"`` (the part plus a category-independent decoy patch). Object roles only (not flowers).
+        sun_backgrounds: ``"style"`` (a scene's background style is its own) or ``"shared"`` (every scene draws its
+            background from one distribution, :data:`SHARED_BACKGROUND_STYLES`); role ``sun`` only.
+        exclude_categories: category names (:data:`TAXONOMY`) that never appear, as ``exclude_supercategory`` does
+            for a whole super-category (the frozen-backbone control pre-trains without its rare classes); only for
+            the pre-training roles. Stored sorted.
+
+    ``cue``, ``sun_backgrounds`` and ``exclude_categories`` came later (:data:`detpretrain.config.CORPUS_LATER_FIELDS`):
+    at their default they are left out of :meth:`key`, ``corpus.json`` and a ``DataSpec``'s corpus dict, so every
+    corpus and run from before they existed keeps its name and bytes.
 
     Raises:
-        ConfigError: unknown role or super-category, too small images, negative counts, no image at all, or a
-            class-balanced split with fewer images than classes.
+        ConfigError: unknown role, super-category, category, cue or background mode, too small images, negative
+            counts, no image at all, a class-balanced split with fewer images than classes, an option given to a
+            role it does not apply to, or every category excluded.
     """
 
     role: str
@@ -198,6 +284,9 @@ class CorpusSpec:
     seed: int = 0
     exclude_supercategory: str | None = None
     jpeg_quality: int = 90
+    cue: str = "part"
+    sun_backgrounds: str = "style"
+    exclude_categories: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.role not in ROLES:
@@ -216,6 +305,29 @@ class CorpusSpec:
                                   f"not {self.role!r}")
         if not 1 <= self.jpeg_quality <= 100:
             raise ConfigError(f"jpeg_quality must be in 1..100, got {self.jpeg_quality}")
+        if self.cue not in CUES:
+            raise ConfigError(f"unknown cue {self.cue!r}; expected one of {CUES}")
+        if self.cue != "part" and self.role not in _CUE_ROLES:
+            raise ConfigError(f"cue={self.cue!r} applies to the object roles {_CUE_ROLES}; {self.role!r} has no "
+                              f"part (its classes differ over the whole petal area)")
+        if self.sun_backgrounds not in SUN_BACKGROUNDS:
+            raise ConfigError(f"unknown sun_backgrounds {self.sun_backgrounds!r}; expected one of {SUN_BACKGROUNDS}")
+        if self.sun_backgrounds != "style" and self.role != "sun":
+            raise ConfigError(f"sun_backgrounds={self.sun_backgrounds!r} applies to role 'sun', not {self.role!r}")
+        excluded = self.exclude_categories
+        if isinstance(excluded, str) or not all(isinstance(n, str) for n in excluded):
+            raise ConfigError(f"exclude_categories must be a sequence of category names, got {excluded!r}")
+        unknown = [n for n in excluded if n not in CATEGORY_BY_NAME]
+        if unknown:
+            raise ConfigError(f"exclude_categories: unknown category {unknown}; expected names of "
+                              f"{[c.name for c in TAXONOMY]}")
+        object.__setattr__(self, "exclude_categories", tuple(sorted(set(excluded))))
+        if self.exclude_categories:
+            if self.role not in _EXCLUDABLE:
+                raise ConfigError(f"exclude_categories applies to the pre-training roles {_EXCLUDABLE}, "
+                                  f"not {self.role!r}")
+            if not _allowed_categories(self):
+                raise ConfigError("exclude_categories and exclude_supercategory leave no category")
         if _LAYOUT[self.role] == "folder":
             k = len(corpus_classes(self))
             short = [f"{s}={n}" for s, n in zip(("n_train", "n_val", "n_test"), counts) if 0 < n < k]
@@ -223,9 +335,16 @@ class CorpusSpec:
                 raise ConfigError(f"role {self.role!r} has {k} classes; each non-empty split needs >= {k} images "
                                   f"({', '.join(short)})")
 
+    def as_dict(self) -> dict:
+        """The spec as a JSON-ready dict, without the later fields at their neutral value
+        (:data:`~detpretrain.config.CORPUS_LATER_FIELDS`); ``CorpusSpec(**spec.as_dict()) == spec``."""
+        d = dataclasses.asdict(self)
+        d["exclude_categories"] = list(self.exclude_categories)
+        return neutral_corpus_dict(d)
+
     def key(self) -> str:
-        """12 hex digits of the SHA-256 of the spec and :data:`GENERATOR_VERSION` (stable across runs)."""
-        payload = json.dumps({"spec": dataclasses.asdict(self), "generator_version": GENERATOR_VERSION},
+        """12 hex digits of the SHA-256 of :meth:`as_dict` and :data:`GENERATOR_VERSION` (stable across runs)."""
+        payload = json.dumps({"spec": self.as_dict(), "generator_version": GENERATOR_VERSION},
                              sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
@@ -244,7 +363,8 @@ class CorpusSpec:
 
 
 def _allowed_categories(spec: CorpusSpec) -> list[Category]:
-    return [c for c in TAXONOMY if c.supercategory != spec.exclude_supercategory]
+    return [c for c in TAXONOMY if c.supercategory != spec.exclude_supercategory
+            and c.name not in spec.exclude_categories]
 
 
 def corpus_classes(spec: CorpusSpec) -> list[str]:
@@ -281,6 +401,7 @@ class _Sample:
     placements: list
     domain: Domain
     label: str | None = None  # image-level class (classification roles)
+    paint: str | None = None  # background style painted instead of ``style``'s (sun_backgrounds="shared")
 
 
 def _log_uniform(rng: np.random.Generator, lo: float, hi: float, n: int | None = None):
@@ -352,6 +473,9 @@ def _sample(spec: CorpusSpec, rng: np.random.Generator, index: int) -> _Sample:
         scene = SCENES[index % len(SCENES)]
         sample = _multi_object(rng, scene, names, scene.n_objects, 0.02, 0.4, _PRETRAIN)
         sample.label = scene.name
+        if spec.sun_backgrounds == "shared":  # drawn aside: the objects stay those of the "style" corpus
+            pick = side_rng(rng, 4)
+            sample.paint = SHARED_BACKGROUND_STYLES[int(pick.integers(len(SHARED_BACKGROUND_STYLES)))]
         return sample
     if role == "flowers":
         cls = FLOWER_CLASSES[index % len(FLOWER_CLASSES)]
@@ -408,6 +532,10 @@ def _object_record(ann: dict) -> dict:
         rec["part_bbox"] = [float(v) for v in ann["part_bbox"]]
         if ann["part_segmentation"] is not None:
             rec["part_segmentation"] = ann["part_segmentation"]
+    if ann.get("decoy_bbox") is not None:
+        rec["decoy_bbox"] = [float(v) for v in ann["decoy_bbox"]]
+        if ann["decoy_segmentation"] is not None:
+            rec["decoy_segmentation"] = ann["decoy_segmentation"]
     return rec
 
 
@@ -441,6 +569,8 @@ def _voc_xml(file_id: str, S: int, scene: str, anns: list) -> str:
             part = ET.SubElement(obj, "part")
             ET.SubElement(part, "name").text = "part"
             _voc_bndbox(ET.SubElement(part, "bndbox"), ann["part_bbox"])
+        if ann.get("decoy_bbox") is not None:  # not a <part>: VOC readers take the first <part> as THE part
+            _voc_bndbox(ET.SubElement(ET.SubElement(obj, "decoy"), "bndbox"), ann["decoy_bbox"])
     ET.indent(root, space="\t")
     return ET.tostring(root, encoding="unicode") + "\n"
 
@@ -476,12 +606,15 @@ def _make_image(task: tuple) -> dict:
     S = spec.image_size
     rng = image_rng(spec.seed, spec.role, split, index)
     sample = _sample(spec, rng, index)
-    scene = render_scene(rng, S, sample.style, sample.placements, sample.domain)
+    scene = render_scene(rng, S, sample.style, sample.placements, sample.domain, cue=spec.cue,
+                         paint_style=sample.paint)
     anns = annotate(scene, part_masks=True)
     image_id, name = _image_ids(spec, split, index)
     pil = Image.fromarray(scene.image)
     record = {"split": split, "index": index, "id": image_id, "scene": sample.scene, "label": sample.label,
               "objects": [_object_record(a) for a in anns]}
+    if sample.paint is not None:
+        record["background"] = sample.paint
     if spec.layout == "coco":
         pil.save(root / split / name, quality=spec.jpeg_quality)
         record["file_name"] = name
@@ -510,7 +643,7 @@ def _dump_json(obj, path: Path) -> None:
 
 def _info(spec: CorpusSpec) -> dict:
     return {"description": f"detpretrain synthetic corpus, role {spec.role}", "version": GENERATOR_VERSION,
-            "spec": dataclasses.asdict(spec), "key": spec.key()}
+            "spec": spec.as_dict(), "key": spec.key()}
 
 
 def _coco_annotations(records: list, cat_ids: dict, next_id: int) -> tuple[list, int]:
@@ -524,6 +657,11 @@ def _coco_annotations(records: list, cat_ids: dict, next_id: int) -> tuple[list,
     return out, next_id
 
 
+def _background(record: dict) -> dict:
+    """``{"background": style}`` where the painted background is not the scene's own (shared SUN backgrounds)."""
+    return {"background": record["background"]} if "background" in record else {}
+
+
 def _categories(cats) -> list[dict]:
     return [{"id": c.id, "name": c.name, "supercategory": c.supercategory} for c in cats]
 
@@ -535,7 +673,7 @@ def _write_coco(spec: CorpusSpec, root: Path, records: dict) -> None:
     for split in spec.splits:
         anns, next_id = _coco_annotations(records[split], cat_ids, next_id)
         images = [{"id": r["id"], "file_name": r["file_name"], "width": spec.image_size,
-                   "height": spec.image_size, "scene": r["scene"]} for r in records[split]]
+                   "height": spec.image_size, "scene": r["scene"], **_background(r)} for r in records[split]]
         _dump_json({"info": _info(spec), "licenses": [], "images": images, "annotations": anns,
                     "categories": _categories(cats)}, root / "annotations" / f"instances_{split}.json")
 
@@ -548,8 +686,8 @@ def _write_folder_sidecar(spec: CorpusSpec, root: Path, records: dict) -> None:
         a, next_id = _coco_annotations(records[split], cat_ids, next_id)
         anns += a
         images += [{"id": r["id"], "file_name": r["file_name"], "width": spec.image_size,
-                    "height": spec.image_size, "split": split, "label": r["label"], "scene": r["scene"]}
-                   for r in records[split]]
+                    "height": spec.image_size, "split": split, "label": r["label"], "scene": r["scene"],
+                    **_background(r)} for r in records[split]]
     _dump_json({"info": _info(spec), "licenses": [], "classes": corpus_classes(spec), "images": images,
                 "annotations": anns, "categories": _categories(cats)}, root / "annotations.json")
 
@@ -689,14 +827,16 @@ def _read_samples(root: Path, role: str, split: str | None, n: int) -> list[dict
             objs = []
             for k, o in enumerate(tree.findall("object")):
                 bb = [int(o.find("bndbox").findtext(t)) for t in ("xmin", "ymin", "xmax", "ymax")]
-                pb = o.find("part/bndbox")
-                part = None
-                if pb is not None:
-                    p = [int(pb.findtext(t)) for t in ("xmin", "ymin", "xmax", "ymax")]
-                    part = [p[0] - 1, p[1] - 1, p[2] - p[0] + 1, p[3] - p[1] + 1]
+                boxes = {}
+                for key, path in (("part_bbox", "part/bndbox"), ("decoy_bbox", "decoy/bndbox")):
+                    pb = o.find(path)
+                    if pb is not None:
+                        p = [int(pb.findtext(t)) for t in ("xmin", "ymin", "xmax", "ymax")]
+                        boxes[key] = [p[0] - 1, p[1] - 1, p[2] - p[0] + 1, p[3] - p[1] + 1]
                 objs.append({"name": o.findtext("name"), "bbox": [bb[0] - 1, bb[1] - 1, bb[2] - bb[0] + 1,
                                                                   bb[3] - bb[1] + 1],
-                             "part_bbox": part, "mask": inst == k + 1})
+                             "part_bbox": boxes.get("part_bbox"), "decoy_bbox": boxes.get("decoy_bbox"),
+                             "mask": inst == k + 1})
             out.append({"image": np.array(Image.open(root / "JPEGImages" / f"{fid}.jpg").convert("RGB")),
                         "title": tree.findtext("scene"), "objects": objs})
         return out
@@ -715,7 +855,8 @@ def _read_samples(root: Path, role: str, split: str | None, n: int) -> list[dict
         by_image[a["image_id"]].append(a)
     for im in sorted(data["images"], key=lambda i: i["id"])[:n]:
         objs = [{"name": cats[a["category_id"]], "bbox": a["bbox"], "part_bbox": a.get("part_bbox"),
-                 "mask": mask_utils.decode(a["segmentation"]).astype(bool)} for a in by_image[im["id"]]]
+                 "decoy_bbox": a.get("decoy_bbox"), "mask": mask_utils.decode(a["segmentation"]).astype(bool)}
+                for a in by_image[im["id"]]]
         out.append({"image": np.array(Image.open(folder / im["file_name"]).convert("RGB")),
                     "title": im.get("label") or im.get("scene"), "objects": objs})
     return out
@@ -770,8 +911,14 @@ def save_sample_grid(root: str | os.PathLike, role: str, out_png: str | os.PathL
                 px, py, pw, ph = o["part_bbox"]
                 ax.add_patch(mpatches.Rectangle((px - 0.5, py - 0.5), pw, ph, fill=False, edgecolor="white",
                                                 linestyle="--", linewidth=0.8))
+            if o.get("decoy_bbox") is not None:
+                px, py, pw, ph = o["decoy_bbox"]
+                ax.add_patch(mpatches.Rectangle((px - 0.5, py - 0.5), pw, ph, fill=False, edgecolor="black",
+                                                linestyle=":", linewidth=0.8))
         ax.set_title(s["title"] or "", fontsize=7)
-    fig.suptitle(f"synthetic corpus, role {role!r}: masks, boxes (solid), discriminative parts (dashed)", fontsize=8)
+    decoys = ", decoys (dotted)" if any(o.get("decoy_bbox") is not None for s in samples for o in s["objects"]) else ""
+    fig.suptitle(f"synthetic corpus, role {role!r}: masks, boxes (solid), discriminative parts (dashed){decoys}",
+                 fontsize=8)
     fig.tight_layout()
     out = Path(out_png)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,15 @@ to ``w x h`` pixels, rotated, optionally mirrored, and rasterised on its own can
 sits at ``(x0, y0)`` in the image (possibly outside it: truncation).
 
 Each layer holds a component label map: 0 = outside, 1 = body, 2 = secondary (wheels, legs, pot, knobs),
-3 = tertiary (windows, cushion, stem, panel), 4 = discriminative part, 5 = the part's contrasting outline.
+3 = tertiary (windows, cushion, stem, panel), 4 = discriminative part, 5 = the part's contrasting outline,
+6 = decoy patch, 7 = the decoy's outline (``cue="part+decoy"`` only).
+
+Category cues (:data:`CUES`, ``cue`` of :func:`render_object`; :mod:`detpretrain.data.synthetic` documents them):
+``"part"`` draws the category's discriminative part; ``"distributed"`` draws no part and lays the category's body
+motif (:func:`body_pattern`) over the whole silhouette; ``"part+decoy"`` draws a category-independent decoy patch
+(:func:`decoy_attributes`) and the part over it. All three consume the object's generator identically (the extra
+randomness of a variant comes from :func:`side_rng`), so the same seed gives the same objects -- same silhouettes,
+masks, boxes, positions, body colours -- in every variant; only the cue differs (paired corpora).
 """
 
 from __future__ import annotations
@@ -21,9 +29,18 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 from pycocotools import mask as mask_utils
 
-from detpretrain.data.synthetic_taxonomy import FLOWER_COLOURS, PART_COLOURS, Category
+from detpretrain.data.synthetic_taxonomy import (
+    BODY_PATTERNS,
+    FLOWER_COLOURS,
+    PART_COLOURS,
+    PART_SHAPES,
+    TAXONOMY,
+    Category,
+)
 
-BODY, SECONDARY, TERTIARY, PART, OUTLINE = 1, 2, 3, 4, 5
+BODY, SECONDARY, TERTIARY, PART, OUTLINE, DECOY, DECOY_OUTLINE = 1, 2, 3, 4, 5, 6, 7
+#: the category cues of an object (see the module docstring)
+CUES: tuple[str, ...] = ("part", "distributed", "part+decoy")
 _TAU = 2.0 * math.pi
 
 
@@ -328,6 +345,8 @@ class ObjectLayer:
         rgb: (h, w, 3) float32 colours (0-255) where ``label > 0``.
         x0, y0: image position (pixels) of the canvas' top-left corner; may be negative.
         full_area: number of object pixels (``label > 0``), whether or not they fall inside the image.
+        decoy_uv: ``cue="part+decoy"``: the decoy's centre in the object's unit frame (u, v in [-1, 1]; +u = front).
+        decoy_px: ``cue="part+decoy"``: the decoy's pixels as drawn, before the part was drawn over it.
     """
 
     category: Category
@@ -335,6 +354,8 @@ class ObjectLayer:
     rgb: np.ndarray
     x0: int = 0
     y0: int = 0
+    decoy_uv: tuple[float, float] | None = None
+    decoy_px: int = 0
 
     @property
     def h(self) -> int:
@@ -355,12 +376,25 @@ def _weighted_choice(rng: np.random.Generator, options: tuple[tuple[str, float],
     return names[int(rng.choice(len(names), p=p / p.sum()))]
 
 
+def side_rng(rng: np.random.Generator, tag: int) -> np.random.Generator:
+    """A generator seeded by ``rng``'s current state and ``tag``, WITHOUT advancing ``rng``.
+
+    The corpus variants draw their extra randomness (decoys, body motifs, shared backgrounds) from it, so the main
+    stream -- and with it every later object, position and pixel of the image -- stays that of the default corpus.
+    """
+    st = rng.bit_generator.state
+    return np.random.default_rng(np.random.SeedSequence(
+        [int(st["state"]["state"]), int(st["state"]["inc"]), int(st.get("has_uint32", 0)),
+         int(st.get("uinteger", 0)), int(tag)]))
+
+
 def render_object(rng: np.random.Generator, category: Category, area_px: float, max_side: float,
-                  rot_scale: float = 1.0) -> ObjectLayer:
+                  rot_scale: float = 1.0, cue: str = "part") -> ObjectLayer:
     """Draw one instance of ``category`` whose silhouette covers about ``area_px`` pixels.
 
     The instance's aspect ratio, tilt, mirror, shape details (wheel size, leg splay, crown blobs ...), body colour
     and texture, and part size (5-15 % of the silhouette) are drawn from ``rng``. Neither side exceeds ``max_side``.
+    ``cue`` (:data:`CUES`) selects how the category shows (module docstring); flowers ignore it (they have no part).
     """
     fam = FAMILIES[category.supercategory]
     aspect = fam.aspect * category.aspect * math.exp(rng.normal(0.0, 0.15))
@@ -383,48 +417,191 @@ def render_object(rng: np.random.Generator, category: Category, area_px: float, 
         draw.polygon((poly - lo).ravel().tolist(), fill=lab)
     label = np.array(canvas)
     sil = label > 0
+    pattern, decoy = None, (None, 0)
 
     if category.supercategory == "flower":
         colour, texture = category.name.rsplit("_", 1)
         hue, sat, val = FLOWER_COLOURS[colour]
         body = _hsv(hue + rng.normal(0.0, 0.012), rng.uniform(*sat), rng.uniform(*val))
-        table = np.zeros((6, 3), np.float32)
+        table = np.zeros((8, 3), np.float32)
         table[BODY] = body
         table[SECONDARY] = _hsv(rng.uniform(0.07, 0.14), rng.uniform(0.6, 0.9), rng.uniform(0.3, 0.7))
         centre = np.array(anchors["centre"]) @ affine.T - lo
         field = _flower_texture(rng, int(ch), int(cw), texture, centre, len(prims) - 1)
     else:
-        table = np.zeros((6, 3), np.float32)
+        if cue not in CUES:
+            raise ValueError(f"unknown cue {cue!r}; expected one of {CUES}")
+        table = np.zeros((8, 3), np.float32)
         table[BODY], table[SECONDARY], table[TERTIARY] = fam.colours(rng)
         field = _texture(rng, int(ch), int(cw), _weighted_choice(rng, fam.textures))
         if category.part_shape is not None:
-            _draw_part(rng, category, label, sil, anchors, affine, lo, theta, table)
+            if cue == "part+decoy":  # the decoy first, so that the part lies over it where they meet
+                decoy = _draw_decoy(side_rng(rng, 1), category, label, sil, affine, lo, theta, table)
+            draws = _part_draws(rng)  # the same draws in every variant: the rest of the image stays paired
+            if cue == "distributed":
+                pattern = body_pattern(side_rng(rng, 2), category, label.shape, lo, theta + draws[1],
+                                       mirror, min(w, h))
+            else:
+                _draw_part(draws, category, label, sil, anchors, affine, lo, theta, table)
     shade = np.linspace(1.1, 0.9, int(ch), dtype=np.float32)[:, None]
     factor = np.where(label == BODY, field * shade, np.where(label < PART, shade, 1.0))
+    if pattern is not None:
+        factor = factor * np.where(sil, 1.0 + BODY_PATTERN_CONTRAST[0] * pattern, 1.0)
     rgb = table[label] * factor[..., None].astype(np.float32)
-    return ObjectLayer(category, label, rgb.astype(np.float32))
+    if pattern is not None:  # an additive share too, so that the motif shows on dark surfaces (panels, wheels)
+        rgb = rgb + np.where(sil, BODY_PATTERN_CONTRAST[1] * pattern, 0.0)[..., None]
+    return ObjectLayer(category, label, rgb.astype(np.float32), decoy_uv=decoy[0], decoy_px=decoy[1])
 
 
-def _draw_part(rng, category, label, sil, anchors, affine, lo, theta, table) -> None:
-    area = int(np.count_nonzero(sil))
-    frac = float(np.clip(category.part_fraction * math.exp(rng.normal(0.0, 0.15)), 0.05, 0.15))
-    r = math.sqrt(frac * area / _PART_AREA[category.part_shape])
-    centre = np.array(anchors[category.part_anchor]) @ affine.T - lo
-    ang = theta + rng.normal(0.0, 0.15)
+def _part_draws(rng: np.random.Generator) -> tuple[float, float, np.ndarray]:
+    """The part's random draws, in the order the part has always drawn them: (log size jitter, tilt jitter (rad),
+    colour jitter (3,))."""
+    z_frac = rng.normal(0.0, 0.15)
+    z_ang = rng.normal(0.0, 0.15)
+    z_colour = rng.normal(0.0, 8.0, 3)
+    return z_frac, z_ang, z_colour
+
+
+def _stamp(label, sil, shape: str, r: float, centre: np.ndarray, ang: float, fill: int, outline: int) -> None:
+    """Rasterise part shape ``shape`` (radius ``r`` px, centre (x, y) canvas px, angle ``ang``) into ``label``
+    inside the silhouette: its interior as ``fill``, its contrasting outline as ``outline``."""
     c, s = math.cos(ang), math.sin(ang)
     rot = np.array([[c, -s], [s, c]]) * r
     pc = Image.new("L", (label.shape[1], label.shape[0]), 0)
     draw = ImageDraw.Draw(pc)
     width = max(1, int(round(r * 0.18)))
-    for poly, hole in _PART_POLYS[category.part_shape]:
+    for poly, hole in _PART_POLYS[shape]:
         draw.polygon((poly @ rot.T + centre).ravel().tolist(), fill=0 if hole else 1, outline=2, width=width)
     pm = np.asarray(pc)
-    label[(pm == 1) & sil] = PART
-    label[(pm == 2) & sil] = OUTLINE
-    colour = np.array(PART_COLOURS[category.part_colour], np.float32)
-    table[PART] = np.clip(colour + rng.normal(0.0, 8.0, 3), 0, 255)
-    lum = float(table[PART] @ np.array([0.299, 0.587, 0.114]))
-    table[OUTLINE] = 25.0 if lum > 128 else 235.0
+    label[(pm == 1) & sil] = fill
+    label[(pm == 2) & sil] = outline
+
+
+def _patch_colours(table, fill: int, outline: int, colour_name: str, jitter: np.ndarray) -> None:
+    table[fill] = np.clip(np.array(PART_COLOURS[colour_name], np.float32) + jitter, 0, 255)
+    lum = float(table[fill] @ np.array([0.299, 0.587, 0.114]))
+    table[outline] = 25.0 if lum > 128 else 235.0
+
+
+def _draw_part(draws, category, label, sil, anchors, affine, lo, theta, table) -> None:
+    z_frac, z_ang, z_colour = draws
+    area = int(np.count_nonzero(sil))
+    frac = float(np.clip(category.part_fraction * math.exp(z_frac), 0.05, 0.15))
+    r = math.sqrt(frac * area / _PART_AREA[category.part_shape])
+    centre = np.array(anchors[category.part_anchor]) @ affine.T - lo
+    _stamp(label, sil, category.part_shape, r, centre, theta + z_ang, PART, OUTLINE)
+    _patch_colours(table, PART, OUTLINE, category.part_colour, z_colour)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# cue variants: the decoy patch (cue="part+decoy") and the body motif (cue="distributed")
+# ----------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Decoy:
+    """A decoy patch's attributes: part shape, part colour (names), area fraction of the object, tilt jitter (rad),
+    colour jitter (3,)."""
+
+    shape: str
+    colour: str
+    fraction: float
+    tilt: float
+    colour_jitter: tuple[float, float, float]
+
+
+def decoy_attributes(rng: np.random.Generator, category: Category) -> Decoy:
+    """Draw a decoy for an object of ``category``: a patch with the part's size and saliency statistics that carries
+    no information about the category within its super-category.
+
+    * shape and colour: uniform over :data:`~detpretrain.data.synthetic_taxonomy.PART_SHAPES` x ``PART_COLOURS``,
+      redrawn while the pair is the (shape, colour) of the part of ANY category of the object's super-category -- the
+      same excluded set for every sibling, so the distribution is identical across them, and a decoy never repeats a
+      sibling's part (which would make an image ambiguous);
+    * area fraction: the part fraction of a uniformly drawn sibling category times ``exp(N(0, 0.15))``, clipped to
+      5-15 % -- the mixture of the siblings' part sizes;
+    * tilt and colour jitter: as the part's (N(0, 0.15) rad, N(0, 8) per channel).
+
+    Only ``category.supercategory`` is used; the position is drawn by the renderer (uniform over the interior of the
+    silhouette).
+    """
+    siblings = [c for c in TAXONOMY if c.supercategory == category.supercategory]
+    taken = {(c.part_shape, c.part_colour) for c in siblings}
+    colours = tuple(PART_COLOURS)
+    while True:
+        shape = PART_SHAPES[int(rng.integers(len(PART_SHAPES)))]
+        colour = colours[int(rng.integers(len(colours)))]
+        if (shape, colour) not in taken:
+            break
+    base = siblings[int(rng.integers(len(siblings)))].part_fraction
+    frac = float(np.clip(base * math.exp(rng.normal(0.0, 0.15)), 0.05, 0.15))
+    tilt = float(rng.normal(0.0, 0.15))
+    jitter = tuple(float(v) for v in rng.normal(0.0, 8.0, 3))
+    return Decoy(shape, colour, frac, tilt, jitter)
+
+
+def _draw_decoy(rng, category, label, sil, affine, lo, theta, table) -> tuple[tuple[float, float], int]:
+    """Draw a decoy (:func:`decoy_attributes`) centred on a uniformly drawn pixel of the silhouette's interior (at
+    least 0.6 decoy radii from its edge, or the deepest pixels where none is); returns (its centre in the unit
+    frame, its pixel count)."""
+    from scipy import ndimage
+
+    d = decoy_attributes(rng, category)
+    area = int(np.count_nonzero(sil))
+    r = math.sqrt(d.fraction * area / _PART_AREA[d.shape])
+    depth = ndimage.distance_transform_edt(sil)
+    inside = np.argwhere(depth >= min(0.6 * r, float(depth.max())))  # (row, col) of the silhouette's interior
+    y, x = inside[int(rng.integers(len(inside)))]
+    centre = np.array([x, y], dtype=float)  # PIL polygon coordinates, as the part's anchors
+    _stamp(label, sil, d.shape, r, centre, theta + d.tilt, DECOY, DECOY_OUTLINE)
+    _patch_colours(table, DECOY, DECOY_OUTLINE, d.colour, np.array(d.colour_jitter, np.float32))
+    u, v = np.linalg.solve(affine, centre + lo)
+    return (float(u), float(v)), int(np.count_nonzero(label >= DECOY))
+
+
+#: contrast of the body motif ``m`` (in [-1, 1]): a pixel of colour ``c`` becomes ``c * (1 + 0.25 m) + 20 m`` (0-255
+#: scale), so the motif shows on bright and on dark surfaces alike
+BODY_PATTERN_CONTRAST: tuple[float, float] = (0.25, 20.0)
+
+
+def _square(t: np.ndarray) -> np.ndarray:
+    """A zero-mean square-ish wave of period 1 with soft edges, values in [-1, 1]."""
+    return np.tanh(4.0 * np.sin(_TAU * t)) / math.tanh(4.0)
+
+
+def body_pattern_params(rng: np.random.Generator) -> tuple[float, float, float]:
+    """The per-instance parameters of a body motif: (periods across the object's short side, phase 1, phase 2)."""
+    return float(rng.uniform(3.5, 5.0)), float(rng.random()), float(rng.random())
+
+
+def body_pattern(rng: np.random.Generator, category: Category, shape: tuple[int, int], lo: np.ndarray,
+                 angle: float, mirror: float, short_side: float) -> np.ndarray:
+    """(h, w) float32 motif ``m`` (zero mean, in [-1, 1]) of ``category``'s body pattern (:data:`BODY_PATTERNS`) on
+    an object canvas (the renderer applies it with :data:`BODY_PATTERN_CONTRAST`), laid out in the object's frame
+    (origin = the unit frame's centre, tilted by ``angle``, mirrored with the object), period
+    ``max(3 px, short_side / k)`` with ``k`` ~ U(3.5, 5) periods across the object's short side, random phases."""
+    k, phi1, phi2 = body_pattern_params(rng)
+    period = max(3.0, short_side / k)
+    h, w = shape
+    origin = -lo  # canvas position of the unit frame's centre
+    yy, xx = np.mgrid[:h, :w].astype(np.float32)
+    dx, dy = xx + 0.5 - origin[0], yy + 0.5 - origin[1]
+    c, s = math.cos(angle), math.sin(angle)
+    a = mirror * (c * dx + s * dy) / period  # along the object's length (front = +a), in periods
+    b = (-s * dx + c * dy) / period  # across it (down = +b)
+    motif = BODY_PATTERNS[category.name]
+    if motif == "hbands":
+        m = _square(b + phi1)
+    elif motif == "vbands":
+        m = _square(a + phi1)
+    elif motif == "diagonal":
+        m = _square((a + b) / math.sqrt(2.0) + phi1)
+    elif motif == "checks":
+        m = _square(a + phi1) * _square(b + phi2)
+    elif motif == "zigzag":
+        tri = 2.0 * np.abs((a / 1.5 + phi2) % 1.0 - 0.5)
+        m = _square(b + 0.8 * tri + phi1)
+    else:
+        raise ValueError(f"unknown body motif {motif!r}")
+    return m.astype(np.float32)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -648,7 +825,7 @@ def _place(rng: np.random.Generator, layer: ObjectLayer, S: int, truncation: flo
 
 
 def render_scene(rng: np.random.Generator, size: int, style: str, placements: list, domain: Domain,
-                 min_visible_px: int | None = None) -> SceneImage:
+                 min_visible_px: int | None = None, cue: str = "part", paint_style: str | None = None) -> SceneImage:
     """Render background, clutter and objects; drop objects that end up hidden.
 
     An object is dropped (before painting, so it is not in the image either) when less than
@@ -662,6 +839,10 @@ def render_scene(rng: np.random.Generator, size: int, style: str, placements: li
         placements: requested objects (:class:`Placement`).
         domain: photometric statistics.
         min_visible_px: objects with fewer visible pixels are dropped (default ``max(12, 0.003 * S^2)``).
+        cue: how categories show (:data:`CUES`; :func:`render_object`).
+        paint_style: when given, the background painted is this style, drawn from :func:`side_rng`; ``rng`` still
+            advances as for ``style``, so clutter and objects are those of the ``style`` image (shared SUN
+            backgrounds, paired with the default corpus).
 
     Returns:
         :class:`SceneImage`; ``layers`` holds only the objects that were kept, in drawing order.
@@ -670,6 +851,8 @@ def render_scene(rng: np.random.Generator, size: int, style: str, placements: li
     scale = S / 128.0
     tint = 1.0 + rng.normal(0.0, domain.tint, 3) if domain.tint else None
     bg = background(rng, S, style, tint)
+    if paint_style is not None:
+        bg = background(side_rng(rng, 3), S, paint_style, tint)
     pil = Image.fromarray(np.clip(bg, 0, 255).astype(np.uint8))
     lo, hi = domain.clutter
     draw_clutter(rng, pil, int(rng.integers(lo, hi + 1)))
@@ -677,7 +860,7 @@ def render_scene(rng: np.random.Generator, size: int, style: str, placements: li
 
     layers, keys = [], []
     for k, pl in enumerate(placements):
-        layer = render_object(rng, pl.category, pl.area * S * S, max_side=1.25 * S)
+        layer = render_object(rng, pl.category, pl.area * S * S, max_side=1.25 * S, cue=cue)
         _place(rng, layer, S, domain.truncation, pl.centre)
         layers.append(layer)
         keys.append(pl.depth if pl.depth is not None else layer.y0 + layer.h + rng.normal(0.0, 0.05 * S))
@@ -709,7 +892,7 @@ def render_scene(rng: np.random.Generator, size: int, style: str, placements: li
     out = out ** rng.uniform(*domain.gamma) * rng.uniform(*domain.gain) * 255.0
     out += rng.normal(0.0, domain.cast, 3).astype(np.float32)
     out += rng.normal(0.0, domain.noise, out.shape).astype(np.float32)
-    return SceneImage(np.clip(out, 0, 255).astype(np.uint8), layers, owner, style)
+    return SceneImage(np.clip(out, 0, 255).astype(np.uint8), layers, owner, paint_style or style)
 
 
 def _extent(mask: np.ndarray) -> tuple[int, int]:
@@ -739,7 +922,8 @@ def annotate(scene: SceneImage, part_masks: bool = True) -> list[dict]:
     ``segmentation`` (RLE of the visible mask), ``visible_fraction`` (visible / full object pixels; the full object
     includes pixels outside the image and pixels under objects in front), ``truncated`` (0/1: the border cuts it),
     ``part_bbox`` (x, y, w, h of the visible part, or None when the part is hidden, absent or under 2 px wide),
-    ``part_segmentation`` (RLE or None), ``part_area``.
+    ``part_segmentation`` (RLE or None), ``part_area``, and the same three for the decoy patch (``decoy_bbox``,
+    ``decoy_segmentation``, ``decoy_area``; None / 0 unless the object was drawn with ``cue="part+decoy"``).
     """
     S = scene.owner.shape[0]
     out = []
@@ -751,9 +935,13 @@ def annotate(scene: SceneImage, part_masks: bool = True) -> list[dict]:
         mask = np.zeros((S, S), bool)
         mask[g] = vis
         area = int(np.count_nonzero(vis))
+        lab = layer.label[loc]
         part = np.zeros((S, S), bool)
-        part[g] = vis & (layer.label[loc] >= PART)
+        part[g] = vis & (lab >= PART) & (lab <= OUTLINE)
         has_part = min(_extent(part)) >= 2  # a part narrower than 2 px counts as hidden (VOC needs xmax > xmin)
+        decoy = np.zeros((S, S), bool)
+        decoy[g] = vis & (lab >= DECOY)
+        has_decoy = min(_extent(decoy)) >= 2
         out.append({
             "category": layer.category,
             "bbox": _bbox(mask),
@@ -764,5 +952,8 @@ def annotate(scene: SceneImage, part_masks: bool = True) -> list[dict]:
             "part_bbox": _bbox(part) if has_part else None,
             "part_segmentation": encode_rle(part) if (has_part and part_masks) else None,
             "part_area": int(np.count_nonzero(part)),
+            "decoy_bbox": _bbox(decoy) if has_decoy else None,
+            "decoy_segmentation": encode_rle(decoy) if (has_decoy and part_masks) else None,
+            "decoy_area": int(np.count_nonzero(decoy)),
         })
     return out

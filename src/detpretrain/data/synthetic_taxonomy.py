@@ -8,6 +8,8 @@ Everything here is plain data; :mod:`detpretrain.data.synthetic` documents the d
   position on the body -- and only weakly by a category-specific mean aspect ratio (the per-instance jitter is larger
   than the gaps between categories). Body colours and textures are drawn from one distribution per super-category, so
   they carry no category information.
+* :data:`BODY_PATTERNS` -- the category cue of the ``cue="distributed"`` corpus variant: a body-wide texture motif
+  per category (distinct within a super-category), in place of the discriminative part.
 * :data:`SCENES` -- scene types: a background style plus the categories that co-occur in it (with weights).
 * :data:`VOC_CATEGORIES` -- the 12 categories of the VOC-like target (a subset covering every super-category).
 * :data:`FLOWER_CLASSES` -- the fine-grained classes of the ``flowers`` role (one base shape; colour x texture).
@@ -128,6 +130,20 @@ VOC_CATEGORIES: tuple[str, ...] = ("car", "bus", "motorbike", "dog", "cat", "hor
                                    "potted_plant", "tv")
 
 
+#: motifs of the ``cue="distributed"`` variant (drawn by synthetic_render.body_pattern): periodic brightness patterns
+#: laid over the WHOLE silhouette in the object's own frame (they tilt and mirror with it), period about a quarter of
+#: the object's short side, zero mean and equal contrast, so that no motif changes the object's mean colour.
+BODY_PATTERN_MOTIFS: tuple[str, ...] = ("hbands", "vbands", "diagonal", "checks", "zigzag")
+
+#: category -> its body motif under ``cue="distributed"``: within a super-category the five categories have the five
+#: distinct motifs (as their parts have distinct shapes, colours and anchors under ``cue="part"``).
+BODY_PATTERNS: dict[str, str] = {
+    c.name: BODY_PATTERN_MOTIFS[k % len(BODY_PATTERN_MOTIFS)]
+    for sup in SUPERCATEGORIES
+    for k, c in enumerate([c for c in TAXONOMY if c.supercategory == sup])
+}
+
+
 @dataclass(frozen=True)
 class Scene:
     """A scene type: background style and the categories that co-occur in it.
@@ -186,6 +202,7 @@ def _check() -> None:
             values = [getattr(c, attr) for c in cats]
             assert len(set(values)) == len(values), (sup, attr)
         assert all(c.part_anchor in PART_ANCHORS[sup] for c in cats)
+        assert sorted(BODY_PATTERNS[c.name] for c in cats) == sorted(BODY_PATTERN_MOTIFS), sup
     for scene in SCENES:
         assert len({CATEGORY_BY_NAME[n].supercategory for n in scene.categories}) >= 2, scene.name
         assert set(scene.categories) & set(VOC_CATEGORIES), scene.name
