@@ -401,13 +401,15 @@ def occlusion_verdict(frames: dict[str, list[pd.DataFrame]], better: str = "dete
 
 
 def occlusion_frames(result: dict, pretrains=("imagenet-cls", "detection"), device: str = "cpu",
-                     annotations: dict | None = None, **missed_kwargs) -> dict[str, list[pd.DataFrame]]:
+                     annotations: dict | None = None, data_cache=None,
+                     **missed_kwargs) -> dict[str, list[pd.DataFrame]]:
     """:func:`missed_objects` of every fine-tuned detector of ``result`` on its evaluation split.
 
     Each detector is loaded from its run directory (:func:`detpretrain.runs.load_run_model`) and run again on
     the evaluation images (nothing is retrained). Returns ``{pretrain: [frame per seed, in seed order]}``.
     ``annotations``, if given, receives :func:`occlusion_annotations` of the evaluation split's ground truth (what
-    Table 3 can show on this target).
+    Table 3 can show on this target). ``data_cache``: the corpus cache of a synthetic target (default
+    ``corpus_cache_dir()``).
 
     Raises:
         ConfigError: a run is not complete. DataError: the evaluation data is missing or malformed.
@@ -425,7 +427,7 @@ def occlusion_frames(result: dict, pretrains=("imagenet-cls", "detection"), devi
         model, config, _ = load_run_model(r["run"], device)
         key = config.data.describe() + config.data.eval_split
         if key not in datasets:
-            ds = build_detection_dataset(config.data, config.data.eval_split, train=False)
+            ds = build_detection_dataset(config.data, config.data.eval_split, train=False, cache=data_cache)
             datasets[key] = (ds, to_coco_gt(ds))
             if annotations is not None:
                 annotations.update(occlusion_annotations(datasets[key][1]))

@@ -81,7 +81,7 @@ def training_resources(configs: Mapping[str, TrainConfig], *, store=None, iterat
 
     Args:
         configs: ``{label: TrainConfig}`` of detection runs (their ``init`` is resolved through ``store``).
-        store: the run store that resolves ``init="run:<hash>"``.
+        store: the run store that resolves ``init="run:<hash>"``; its ``data_cache`` holds a synthetic target.
         batch: optional ``(images, targets)`` to use instead.
 
     Returns:
@@ -105,8 +105,9 @@ def training_resources(configs: Mapping[str, TrainConfig], *, store=None, iterat
     if bad:
         raise ConfigError(f"training_resources measures detection runs; {bad} are not")
     dev = torch.device(device)
+    store = store or RunStore()
     first = next(iter(configs.values()))
-    data = build_detection_dataset(first.data, first.data.train_split, train=False)
+    data = build_detection_dataset(first.data, first.data.train_split, train=False, cache=store.data_cache)
     classes = len(data.classes)
     if batch is None:
         items = [data[i] for i in range(min(first.optim.batch_size, len(data)))]
@@ -115,7 +116,7 @@ def training_resources(configs: Mapping[str, TrainConfig], *, store=None, iterat
     states = {}
     for label, cfg in configs.items():
         torch.manual_seed(cfg.seed)
-        model = build_model(cfg, classes, backbone_weights=(store or RunStore()).backbone_weights(cfg.init)).to(dev).train()
+        model = build_model(cfg, classes, backbone_weights=store.backbone_weights(cfg.init)).to(dev).train()
         states[label] = {"model": model, "optimizer": make_optimizer(model, cfg.optim), "times": [],
                          "saved": 0, "peak": None}
 

@@ -377,7 +377,7 @@ def _colorize(mask: np.ndarray) -> np.ndarray:
 
 
 def plot_examples(result: dict, examples: pd.DataFrame, better: str = "detection", baseline: str = "imagenet-cls",
-                  device: str = "cpu", axes=None):
+                  device: str = "cpu", axes=None, data_cache=None):
     """Figure 9's analogue: image, ground truth and the two backbones' segmentations of the chosen images.
 
     The two trained models are loaded from the run store (:func:`detpretrain.runs.load_run_model`) and run on
@@ -386,6 +386,7 @@ def plot_examples(result: dict, examples: pd.DataFrame, better: str = "detection
     Args:
         examples: rows of :func:`pick_examples`.
         axes: a ``len(examples) x 4`` array of Axes (default: a new figure).
+        data_cache: the corpus cache of a synthetic target (default ``corpus_cache_dir()``).
 
     Returns:
         the array of Axes; the figure's title names the rule and carries the provenance.
@@ -405,7 +406,7 @@ def plot_examples(result: dict, examples: pd.DataFrame, better: str = "detection
     for pretrain in (baseline, better):
         model, config, _ = load_run_model(runs[(pretrain, seed)]["run"], device=device)
         models[pretrain] = model
-    dataset = build_segmentation_dataset(config.data, config.data.eval_split, train=False)
+    dataset = build_segmentation_dataset(config.data, config.data.eval_split, train=False, cache=data_cache)
     geometry = segmentation_geometry(config.model, config.data)
     input_size = geometry.input_size if geometry.crop is not None else None
     if axes is None:

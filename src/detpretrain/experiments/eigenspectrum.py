@@ -79,11 +79,12 @@ def epoch_spectra(run, images: list[torch.Tensor], *, device: str = "cpu",
     return out
 
 
-def probe_images(target: DataSpec, n: int) -> list[torch.Tensor]:
-    """The first ``n`` evaluation images of the target (float [3, H, W] in [0, 1]): the spectra's fixed image set."""
+def probe_images(target: DataSpec, n: int, data_cache=None) -> list[torch.Tensor]:
+    """The first ``n`` evaluation images of the target (float [3, H, W] in [0, 1]): the spectra's fixed image set.
+    ``data_cache``: the corpus cache of a synthetic target (default ``corpus_cache_dir()``)."""
     from detpretrain.data.builders import build_detection_dataset
 
-    data = build_detection_dataset(target, target.eval_split, train=False)
+    data = build_detection_dataset(target, target.eval_split, train=False, cache=data_cache)
     return [data[i][0].as_subclass(torch.Tensor) for i in range(min(n, len(data)))]
 
 
@@ -132,7 +133,7 @@ def run_eigenspectrum_study(profile: str | Profile = "smoke", *, dataset: str = 
     result = finetune_chain(prof, dataset, target, make, pretrains=("imagenet-cls", "scratch"), pretrained=pretrained,
                             seeds=seeds, store=store, device=device, progress=progress, log=log)
     dev = resolve_device(device)
-    images = probe_images(target, n_images)
+    images = probe_images(target, n_images, store.data_cache)
     spectra, positions = {}, {}
     for entry in result["runs"]:
         spectra[entry["run"]] = epoch_spectra(store.resolve(f"run:{entry['hash']}"), images, device=dev,

@@ -119,7 +119,7 @@ def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def probe_datasets(profile, dataset: str = "caltech", data_root: str | None = None) -> ProbeData:
+def probe_datasets(profile, dataset: str = "caltech", data_root: str | None = None, *, data_cache=None) -> ProbeData:
     """The train / val / test splits of a classification dataset for the probes and the feature-space figures.
 
     Args:
@@ -133,6 +133,7 @@ def probe_datasets(profile, dataset: str = "caltech", data_root: str | None = No
             (``images/``, ``annotations/{trainval,test}.txt``; ``torchvision.datasets.OxfordIIITPet(root,
             download=True)`` fetches it), whose validation part is held out of trainval.
         data_root: root of a real dataset.
+        data_cache: the corpus cache of the synthetic datasets (default ``corpus_cache_dir()``).
 
     Raises:
         ConfigError: unknown dataset, or a real one without ``data_root``.
@@ -157,8 +158,9 @@ def probe_datasets(profile, dataset: str = "caltech", data_root: str | None = No
     prof = get_profile(profile) if isinstance(profile, str) else profile
     if dataset in SYNTHETIC_PROBE_DATASETS:
         spec = synthetic_spec(prof.name, dataset)
-        splits = {s: build_classification_dataset(spec, s, train=False, size=None) for s in ("train", "val", "test")}
-        root = corpus_root(spec)
+        splits = {s: build_classification_dataset(spec, s, train=False, size=None, cache=data_cache)
+                  for s in ("train", "val", "test")}
+        root = corpus_root(spec, data_cache)
         return ProbeData(dataset, SYNTHETIC_PROBE_DATASETS[dataset], list(splits["train"].classes), splits["train"],
                          splits["val"], splits["test"], f"synthetic {dataset} ({root.name})",
                          _digest(["synthetic", spec.corpus]), root=root)
