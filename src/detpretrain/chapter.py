@@ -207,16 +207,17 @@ class Table:
 
 
 def format_value(value, *, precision: int = 1, fmt: str | Callable | None = None, na_rep: str = "–",
-                 thousands: bool = False) -> str:
-    """One cell as text, the way pandas' Styler formats it: missing (None / NaN) -> ``na_rep``; ``fmt`` (a
-    ``str.format`` pattern or a callable) if given; floats with ``precision`` decimals; integers as they are;
-    ``thousands`` adds ``,`` separators to numbers; anything else ``str``."""
+                 thousands: bool = False, numeric: bool = True) -> str:
+    """One cell as text, the way pandas' Styler formats a numeric column: missing (None / NaN) -> ``na_rep``;
+    ``fmt`` (a ``str.format`` pattern or a callable) if given; floats with ``precision`` decimals; integers as they
+    are; ``thousands`` adds ``,`` separators to numbers; anything else ``str``. With ``numeric=False`` (a column of
+    mixed values, e.g. a settings table) every present value is ``str``."""
     if value is None or (isinstance(value, (float, np.floating)) and math.isnan(value)):
         return na_rep
     if fmt is not None:
         return fmt.format(value) if isinstance(fmt, str) else fmt(value)
     sep = "," if thousands else ""
-    if isinstance(value, (bool, np.bool_)):
+    if not numeric or isinstance(value, (bool, np.bool_)):
         return str(value)
     if isinstance(value, (float, np.floating)):
         return f"{value:{sep}.{precision}f}"
@@ -230,7 +231,7 @@ def table(frame: pd.DataFrame, *, precision: int = 1, formats: Mapping | None = 
     """A :class:`Table` of ``frame``: the one way the book shows a table.
 
     Args:
-        precision: decimals of float cells.
+        precision: decimals of the cells of numeric columns (a column of mixed values shows ``str`` of each).
         formats: ``{column: str.format pattern or callable}`` for columns formatted otherwise.
         index: show the index (a chapter's configuration table, a table indexed by layer); default hidden.
         na_rep: text of a missing value.
@@ -240,6 +241,12 @@ def table(frame: pd.DataFrame, *, precision: int = 1, formats: Mapping | None = 
     text = frame.copy()
     for col in frame.columns:
         fmt = formats.get(col)
-        text[col] = [format_value(v, precision=precision, fmt=fmt, na_rep=na_rep, thousands=thousands)
-                     for v in frame[col]]
+        numeric = pd.api.types.is_numeric_dtype(frame[col])
+        text[col] = [format_value(v, precision=precision, fmt=fmt, na_rep=na_rep, thousands=thousands,
+                                  numeric=numeric) for v in frame[col]]
     return Table(frame, text.astype(object), index)
+
+
+def settings_frame(rows: Iterable[tuple[str, object]]) -> pd.DataFrame:
+    """A chapter's configuration as a table: ``(setting, value)`` rows, indexed by ``setting``."""
+    return pd.DataFrame(list(rows), columns=["setting", "value"]).set_index("setting")

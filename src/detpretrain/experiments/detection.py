@@ -75,6 +75,21 @@ def run_detection_experiment(profile: str | Profile = "smoke", *, dataset: str =
                           store=store, overrides=overrides, device=device, progress=progress, log=log)
 
 
+def configuration_table(profile: Profile, dataset: str, seeds, pretrains):
+    """The detection chapter's configuration: profile, target, backbone, the fine-tuning schedule, seeds and
+    pre-trainings, as a settings table (:func:`detpretrain.chapter.settings_frame`)."""
+    from detpretrain.chapter import settings_frame
+
+    o = profile.finetune
+    return settings_frame([
+        ("profile", profile.name), ("dataset", dataset),
+        ("backbone", (profile.model if dataset == "synthetic" else profile.real_model).arch),
+        ("fine-tuning epochs", o.epochs), ("lr step after epoch", ", ".join(map(str, o.milestones)) or "none"),
+        ("batch size", o.batch_size), ("base lr", o.lr), ("seeds", ", ".join(map(str, seeds))),
+        ("pre-trainings", ", ".join(pretrains)),
+    ])
+
+
 def train_command(args) -> int:
     """``python -m detpretrain train``: a detection experiment; prints mAP per IoU threshold per backbone."""
     from detpretrain import distributed

@@ -399,6 +399,33 @@ def backbone_features(pretrain: str, data: ProbeData, profile, *, store=None, se
     return out
 
 
+def stacked_features(pretrain: str, data: ProbeData, profile, *, store=None, seed: int = 0, device: str = "auto",
+                     splits=("train", "val", "test"), removed=None, log=print) -> dict:
+    """:func:`backbone_features` of ``splits`` stacked in that order (the feature-space chapter fits nothing on labels,
+    so it takes every image).
+
+    Returns:
+        ``{"features": [N, C5], "labels": [N], "source": backbone id}``.
+    """
+    arrays = backbone_features(pretrain, data, profile, store=store, seed=seed, device=device, splits=splits,
+                               removed=removed, log=log)
+    return {"features": np.concatenate([arrays[s]["features"] for s in splits]),
+            "labels": np.concatenate([arrays[s]["labels"] for s in splits]), "source": arrays["source"]}
+
+
+def split_attributes(data: ProbeData, splits=("train", "val", "test")) -> pd.DataFrame:
+    """:func:`image_attributes` of ``splits`` stacked in that order, with a ``split`` column (the rows of
+    :func:`stacked_features`)."""
+    return pd.concat([image_attributes(data, s).assign(split=s) for s in splits], ignore_index=True)
+
+
+def stacked_images(data: ProbeData, attributes: pd.DataFrame, indices) -> list[np.ndarray]:
+    """:func:`images_for_display` of images given by their row in :func:`split_attributes` (the stacked order)."""
+    split_of = attributes["split"].to_numpy()
+    offsets = {s: int(np.flatnonzero(split_of == s)[0]) for s in dict.fromkeys(split_of)}
+    return [images_for_display(data, split_of[k], [int(k) - offsets[split_of[k]]])[0] for k in indices]
+
+
 def detector_head_features(pretrain: str, data: ProbeData, profile, *, store=None, device: str = "auto",
                            splits=("train", "val", "test"), removed=None, log=print) -> dict:
     """Cached Table 5 features of ``data``'s splits from the detector of pre-training run ``pretrain``.
