@@ -238,6 +238,8 @@ def table(frame: pd.DataFrame, *, precision: int = 1, formats: Mapping | None = 
         thousands: ``,`` between thousands.
     """
     formats = dict(formats or {})
+    if not index:  # not shown: a fresh one keeps the rendering independent of it (and unique, as Styler needs)
+        frame = frame.reset_index(drop=True)
     text = frame.copy()
     for col in frame.columns:
         fmt = formats.get(col)

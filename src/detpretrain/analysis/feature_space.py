@@ -636,7 +636,8 @@ def fragmentation_table(spaces: dict, labels, k: int = 10, floor_prefix: str = "
     summary = pd.concat([frame[~frame["space"].str.startswith(floor_prefix)],
                          pd.DataFrame([{"space": f"{floor_prefix} (mean of {len(floor)})",
                                         "kNN agreement %": floor["kNN agreement %"].mean(),
-                                        "components per class": floor["components per class"].mean()}])])
+                                        "components per class": floor["components per class"].mean()}])],
+                        ignore_index=True)
     return frame, summary
 
 
@@ -659,3 +660,13 @@ def fragmentation_verdict(frame: pd.DataFrame, classification: str, detection: s
                 f"OPENIMAGES\" {'holds' if holds else 'does not fully hold'} here (one backbone per space: the "
                 "random-backbone rows show how much the numbers move between backbones).")
     return {"tighter": tighter, "more_fragmented": more_fragmented, "holds": holds, "sentence": sentence}
+
+
+def configuration_table(data, n_images: int, ks, seeds, knn_k: int):
+    """The feature-space chapter's configuration: the corpus, its images and classes, the K sweep, the k-means seeds
+    and the kNN k, as a settings table."""
+    from detpretrain.chapter import settings_frame
+
+    return settings_frame([("corpus", data.describe), ("images", n_images), ("classes", len(data.classes)),
+                           ("K sweep", ", ".join(map(str, ks))), ("k-means seeds", ", ".join(map(str, seeds))),
+                           ("kNN k", knn_k)])

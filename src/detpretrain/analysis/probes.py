@@ -109,6 +109,26 @@ def probe_features(arrays: dict, feature: str | None = None, **kwargs) -> dict:
     return linear_probe(*[(arrays[s][key], arrays[s]["labels"]) for s in ("train", "val", "test")], **kwargs)
 
 
+def split_sizes(data) -> str:
+    """``"<train>/<val>/<test> images, <k> classes"`` of a :class:`~detpretrain.experiments.features.ProbeData`."""
+    return f"{len(data.train)}/{len(data.val)}/{len(data.test)} images, {len(data.classes)} classes"
+
+
+def configuration_table(profile, datasets: dict, probe_pretrains, finetune_pretrains, seeds):
+    """The classification chapter's configuration: each target (its paper role, corpus and split sizes), the probed
+    and the fine-tuned backbones, the probe's C grid, the fine-tuning schedule and the seeds, as a settings table."""
+    from detpretrain.chapter import settings_frame
+
+    o = profile.cls_finetune
+    rows = [(f"{d.paper_name} role", f"{d.describe}: {len(d.train)} train / {len(d.val)} val / {len(d.test)} test, "
+                                     f"{len(d.classes)} classes") for d in datasets.values()]
+    rows += [("probe backbones", ", ".join(probe_pretrains)), ("fine-tuned backbones", ", ".join(finetune_pretrains)),
+             ("probe C grid", ", ".join(f"{c:g}" for c in DEFAULT_CS)),
+             ("classification fine-tuning", f"{o.epochs} epochs, batch {o.batch_size}, lr {o.lr}"),
+             ("seeds", ", ".join(map(str, seeds)))]
+    return settings_frame(rows)
+
+
 def conv5_probes(data, pretrains, profile, *, seeds=(0,), store=None, device: str = "auto", label: str | None = None,
                  log=print) -> list[dict]:
     """Table 6's probes on one dataset: a linear probe (:func:`probe_features`) on the cached Conv5 features of each
@@ -119,7 +139,8 @@ def conv5_probes(data, pretrains, profile, *, seeds=(0,), store=None, device: st
         data: a :class:`~detpretrain.experiments.features.ProbeData`.
         pretrains: backbone keys (``imagenet-cls``, ``detection``, ``imagenet-loc``, ``scratch``, ...).
         seeds: the random backbones of ``scratch``.
-        label: the ``dataset`` of the rows (default ``data.paper_name``, which :func:`table6` looks up in the paper).
+        label: the ``dataset`` of the rows (default ``data.paper_name``, which :func:`table6` looks up in the paper;
+            ``"sizes"``: ``"<data.name> (<split_sizes>)"``, for real datasets shown with their sizes).
 
     Returns:
         one row per probe: ``dataset``, ``target`` (``data.name``), ``pretrain``, ``seed``, ``top1``, ``se`` (percent),
@@ -127,6 +148,7 @@ def conv5_probes(data, pretrains, profile, *, seeds=(0,), store=None, device: st
     """
     from detpretrain.experiments.features import backbone_features
 
+    label = f"{data.name} ({split_sizes(data)})" if label == "sizes" else label
     rows = []
     for pre in pretrains:
         for seed in (seeds if pre == "scratch" else (0,)):
