@@ -181,6 +181,13 @@ def training_time_table(result: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["run", "runs", "training (min)", "device"])
 
 
+def training_time_sentence(result: dict) -> str:
+    """The total of :func:`training_time_table`, in minutes, as the introduction says it."""
+    total = training_time_table(result)["training (min)"].sum()
+    return (f"In all **{total:.1f} minutes** of training for profile `{result['profile']}` (corpus generation, "
+            "evaluation and rendering come on top).")
+
+
 def results_overview(result: dict) -> pd.DataFrame:
     """The introduction's summary: the paper's Table 1 numbers for the roles of our backbones beside ours
     (``mean ± sd`` over seeds, or ``not run``) and Figure 1's claim (the gap grows with the IoU threshold) with its

@@ -424,7 +424,8 @@ def rule_comparison(result: dict) -> str:
     literal = sensitivity_table(result, thresholds=(DEFAULT_THRESHOLD,)).set_index("normalisation").loc["none"]
     table = final_dimensionality_table(result)
     channels = table[("channels", "")]
-    return ("With Shinya et al.'s literal rule (raw eigenvalues > " + f"{DEFAULT_THRESHOLD:g}) the S detectors count "
+    literal_threshold = f"{DEFAULT_THRESHOLD:.0e}".replace("e-0", "e-")  # 1e-3, as the paper writes it
+    return (f"With Shinya et al.'s literal rule (raw eigenvalues > {literal_threshold}) the S detectors count "
             + ", ".join(f"{s} {literal[f'scratch {s}']:.1f} of {int(channels[s])}" for s in STAGES)
             + f" channels; at this execution's rule ({result['normalisation']}, {result['threshold']:g}) "
             + ", ".join(f"{s} {table.loc[s, ('mean', 'scratch')]:.1f}" for s in STAGES) + ".")

@@ -61,3 +61,10 @@ def loss_curves(runs: Mapping[str, object | str | os.PathLike]) -> pd.DataFrame:
         for h in m["history"]:
             rows.append({"backbone": name, "epoch": h["epoch"] + 1, "training loss": h["loss"], "lr": h["lr"]})
     return pd.DataFrame(rows, columns=["backbone", "epoch", "training loss", "lr"])
+
+
+def corpus_table(specs: Mapping) -> pd.DataFrame:
+    """The synthetic corpora of a profile (``{role: CorpusSpec}``, :func:`detpretrain.data.synthetic.profile_specs`):
+    image size (px) and images per split, indexed by role, with each corpus's cache key."""
+    return pd.DataFrame([{"role": role, "image size (px)": s.image_size, "train": s.n_train, "val": s.n_val,
+                          "test": s.n_test, "key": s.key()} for role, s in specs.items()]).set_index("role")

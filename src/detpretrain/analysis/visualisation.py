@@ -676,3 +676,17 @@ def localisation_verdict(objects: pd.DataFrame, a: str = "imagenet-cls", b: str 
     text += ". The panels above are the extreme cases of this distribution, chosen by the rule."
     return {"all": v, "occluded": vo, "better": int((gain > 0).sum()), "worse": int((gain < 0).sum()),
             "sentence": text}
+
+
+def configuration_table(data, *, image_size: int, stride: int, dataset: str, score_thresh: float, seed: int):
+    """The visualisations chapter's configuration: the corpus of Figures 4 and 5, the activation map, the mask-out
+    square (:func:`scaled_mask_size` of ``image_size``) and stride, Figure 8's target, operating point and seed."""
+    from detpretrain.chapter import settings_frame
+
+    window = scaled_mask_size(image_size)
+    return settings_frame([
+        ("corpus (Figures 4, 5)", f"{data.describe}, test split, {len(data.test)} images"),
+        ("activation map", "channel mean of Conv5 (layer4), bilinear to the image"),
+        ("mask-out square", f"{window} px = 60 px x {image_size}/224, stride {stride} px, filled with the dataset mean"),
+        ("Figure 8 target", dataset), ("Figure 8 operating point", f"score >= {score_thresh}"),
+        ("seed of Figure 8", seed)])

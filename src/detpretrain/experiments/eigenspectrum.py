@@ -169,3 +169,22 @@ def run_eigenspectrum_study(profile: str | Profile = "smoke", *, dataset: str = 
             "original_widths": original, "dims_for_widths": tuple(dims), "narrow_is_scratch": narrow_is_scratch,
             "cost": cost, "positions": positions, "threshold": threshold, "normalisation": normalisation,
             "n_images": len(images), "scratch_factor": scratch_factor}
+
+
+def configuration_table(profile: Profile, dataset: str, data_root: str | None, seeds, *, scratch_factor: int,
+                        threshold: float, normalisation: str, n_images: int):
+    """The eigenspectrum chapter's configuration: target, detector, the I and S schedules, the layers measured, the
+    count's threshold and normalisation, the images per matrix and the seeds, as a settings table."""
+    from detpretrain.chapter import settings_frame
+
+    target = target_spec(profile, dataset, data_root)
+    cfg_i, cfg_s = (eigen_config(profile, d, 0, target, pretrain_configs(profile), scratch_factor=scratch_factor)
+                    for d in ("imagenet-cls", "scratch"))
+    return settings_frame([
+        ("profile", profile.name), ("target", target.describe()), ("detector", f"Faster R-CNN + FPN, {cfg_i.model.arch}"),
+        ("I: epochs / lr steps after", f"{cfg_i.optim.epochs} / {', '.join(map(str, cfg_i.optim.milestones))}"),
+        ("S: epochs / lr steps after", f"{cfg_s.optim.epochs} / {', '.join(map(str, cfg_s.optim.milestones))}"),
+        ("layers", "layer1-layer4 (C2-C5) and FPN P2-P6"),
+        ("threshold / normalisation", f"{threshold:g} / {normalisation}"),
+        ("images per matrix", n_images), ("seeds", ", ".join(map(str, seeds))),
+    ])
