@@ -167,12 +167,13 @@ def _short(run_id: str) -> str:
 
 # ----------------------------------------------------------------------------------------------------- tables
 
-#: CSS of every table (scoped to the table): cell padding and alignment, so columns never run together
+#: CSS of every table (scoped to the table by its id): cell padding and rules, so columns never run together; cells
+#: do not wrap (a wide table scrolls in its output area); alignment is set per column (numbers right, text left)
 TABLE_STYLES = [
     {"selector": "", "props": "border-collapse: collapse; margin: 0.5em 0 1em 0; font-size: 0.9em;"},
     {"selector": "th, td", "props": "padding: 0.25em 0.8em; border-bottom: 1px solid #d0d0d0;"},
-    {"selector": "thead th", "props": "border-bottom: 2px solid #808080; text-align: right;"},
-    {"selector": "td", "props": "text-align: right;"},
+    {"selector": "td", "props": "white-space: nowrap;"},
+    {"selector": "thead th", "props": "border-bottom: 2px solid #808080;"},
     {"selector": "th.row_heading", "props": "text-align: left;"},
 ]
 
@@ -197,9 +198,13 @@ class Table:
         digest = hashlib.sha1(self.text.to_json(orient="split").encode()).hexdigest()[:10]
         styler = (styler.set_uuid(f"dp{digest}").set_table_attributes('class="dataframe detpretrain-table"')
                   .set_table_styles(TABLE_STYLES))
-        words = [c for c in self.frame.columns if not pd.api.types.is_numeric_dtype(self.frame[c])]
-        if words:  # numbers right-aligned (the default above), text left-aligned
-            styler = styler.set_properties(subset=words, **{"text-align": "left"})
+        for numeric in (True, False):  # numbers right-aligned, text left-aligned, headers alike
+            cols = [c for c in self.frame.columns if pd.api.types.is_numeric_dtype(self.frame[c]) == numeric]
+            if cols:
+                align = "right" if numeric else "left"
+                styler = styler.set_properties(subset=cols, **{"text-align": align})
+                styler = styler.set_table_styles({c: [{"selector": "th", "props": f"text-align: {align};"}]
+                                                  for c in cols}, overwrite=False)
         return styler.to_html()
 
     def __repr__(self) -> str:
