@@ -46,51 +46,33 @@ transfer_role = "caltech"  # classification target of Table 7: caltech (object-c
 occlusion_iou = 0.5  # IoU for a detection to find an object in Table 3 (Hoiem et al.: 0.5, strong localisation)
 
 # %%
-import json
-import os
-from pathlib import Path
-
 import matplotlib.pyplot as plt
-import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
 
 from detpretrain.analysis import ablations as B
-from detpretrain.analysis.detection import provenance
+from detpretrain.analysis.pretraining import pretraining_table
+from detpretrain.chapter import chapter_setup, table
 from detpretrain.experiments.classification import run_classification_transfer
-from detpretrain.experiments.common import loc_pretrain_configs
-from detpretrain.experiments.detection import run_detection_experiment
-from detpretrain.paper import TABLE3
-from detpretrain.profiles import get_profile
-from detpretrain.runs import RunStore
+from detpretrain.experiments.detection import ablation_configuration_table, run_detection_experiment
 
-if data_cache is not None:
-    os.environ["DETPRETRAIN_DATA"] = str(data_cache)
-prof = get_profile(profile)
-run_store = RunStore(store) if store else None
-seed_list = tuple(seeds) if seeds is not None else None
+ch = chapter_setup("ablations", profile=profile, store=store, data_cache=data_cache, device=device, dataset=dataset,
+                   data_root=data_root, seeds=seeds, removed=removed, transfer_role=transfer_role,
+                   occlusion_iou=occlusion_iou)
+prof = ch.profile
 loc_keys = ["imagenet-loc-cls", "imagenet-loc"] + [f"imagenet-loc-no-{sc}" for sc in removed]
 
 # %% [markdown]
 # ## Configuration
 
-# %%
+# %% tags=["hide-input"]
 # NBVAL_CHECK_OUTPUT
-loc_cfgs = loc_pretrain_configs(prof, tuple(removed))
-config_rows = [
-    ("profile", prof.name), ("target", dataset), ("removed super-categories", ", ".join(removed)),
-    ("IMAGENET-LOC pre-training epochs", prof.loc_pretrain.epochs),
-    ("IMAGENET-LOC corpus", loc_cfgs["imagenet-loc"].data.describe()),
-    ("detection fine-tuning epochs", prof.finetune.epochs),
-    ("classification target (Table 7)", transfer_role), ("classification fine-tuning epochs", prof.cls_finetune.epochs),
-    ("seeds", ", ".join(map(str, seed_list if seed_list is not None else prof.seeds))),
-]
-pd.DataFrame(config_rows, columns=["setting", "value"]).set_index("setting")
+table(ablation_configuration_table(prof, dataset, removed, transfer_role, ch.seeds), index=True)
 
 # %%
-loc = run_detection_experiment(profile, dataset=dataset, data_root=data_root, pretrains=tuple(loc_keys),
-                               seeds=seed_list, store=run_store, device=device, progress=False,
-                               removed=tuple(removed))
+loc = run_detection_experiment(prof, dataset=dataset, data_root=data_root, pretrains=tuple(loc_keys),
+                               seeds=ch.seeds, store=ch.store, device=device, progress=False, removed=tuple(removed))
+print(ch.provenance(loc))
 
 # %% [markdown]
 # ## The IMAGENET-LOC pre-trainings
@@ -100,46 +82,31 @@ loc = run_detection_experiment(profile, dataset=dataset, data_root=data_root, pr
 # same number of images). The headline is top-1 on the corpus's validation split for the classifier and COCO-style
 # mAP for the detectors.
 
-# %%
-rows = []
-for key, path in loc["pretrain_runs"].items():
-    m = json.loads((Path(path) / "metrics.json").read_text())
-    rows.append({"pre-training": key, "task": m["task"], "images": m["num_train_images"],
-                 "classes": len([c for c in m["classes"] if c != "__background__"]), "result": m["headline"],
-                 "run": os.path.basename(path)})
-pd.DataFrame(rows)
+# %% tags=["hide-input"]
+table(pretraining_table(loc["pretrain_runs"])[["backbone", "task", "train images", "classes", "result", "run"]])
 
 # %% [markdown]
 # ## Table 2: removing a super-category from detection pre-training
 # mAP@0.7 on the target classes of each removed super-category (mean over seeds, sd beside), after fine-tuning on
 # the target from each backbone; the paper's values on PASCAL-VOC beside ours.
 
-# %%
-t2 = B.removal_table(loc, removed)
-t2.style.format(precision=2, na_rep="–").hide(axis="index")
+# %% tags=["hide-input"]
+table(B.removal_table(loc, removed), precision=2)
 
-# %%
-frame = []
-classes = B.target_supercategories(loc["runs"][0]["metrics"]["per_class_AP"])
-for r in loc["runs"]:
-    for sc in removed:
-        if r["pretrain"] in ("imagenet-loc-cls", "imagenet-loc", f"imagenet-loc-no-{sc}"):
-            label = {"imagenet-loc-cls": "LOC (Cls)", "imagenet-loc": "LOC"}.get(r["pretrain"], "LOC without it")
-            frame.append({"removed": sc, "pre-training": label, "seed": r["seed"],
-                          "mAP@0.7": B.supercategory_ap(r["metrics"], classes.get(sc, []), 0.7)})
-frame = pd.DataFrame(frame)
+# %% tags=["hide-input"]
+frame = B.removal_frame(loc, removed)
 fig, ax = plt.subplots(figsize=(7, 3.8))
 sns.barplot(data=frame, x="removed", y="mAP@0.7", hue="pre-training", errorbar="sd", alpha=0.8, ax=ax,
-            hue_order=["LOC (Cls)", "LOC without it", "LOC"])
+            hue_order=B.REMOVAL_LABELS)
 sns.stripplot(data=frame, x="removed", y="mAP@0.7", hue="pre-training", dodge=True, palette="dark:black", size=3,
-              legend=False, ax=ax, hue_order=["LOC (Cls)", "LOC without it", "LOC"])
+              legend=False, ax=ax, hue_order=B.REMOVAL_LABELS)
 ax.set_xlabel("super-category removed from detection pre-training (bars: its target classes)")
 ax.set_ylabel("mAP@0.7 (%) on those classes")
-ax.set_title(provenance(loc), fontsize=6, loc="left")
+ax.set_title(ch.provenance(loc), fontsize=6, loc="left")
 fig.tight_layout()
 plt.show()
 
-# %%
+# %% tags=["hide-input"]
 display(Markdown(B.removal_verdict(loc, removed)["sentence"]))
 
 # %% [markdown]
@@ -149,13 +116,14 @@ display(Markdown(B.removal_verdict(loc, removed)["sentence"]))
 # top-1 on its test split.
 
 # %%
-transfer = run_classification_transfer(profile, role=transfer_role, pretrains=("imagenet-loc-cls", "imagenet-loc"),
-                                       seeds=seed_list, store=run_store, device=device, progress=False,
+transfer = run_classification_transfer(prof, role=transfer_role, pretrains=("imagenet-loc-cls", "imagenet-loc"),
+                                       seeds=ch.seeds, store=ch.store, device=device, progress=False,
                                        removed=tuple(removed))
-t7 = B.identical_samples_table(loc, transfer)
-t7.style.format(precision=1, na_rep="–").hide(axis="index")
 
-# %%
+# %% tags=["hide-input"]
+table(B.identical_samples_table(loc, transfer))
+
+# %% tags=["hide-input"]
 display(Markdown(B.identical_samples_verdict(loc, transfer)["sentence"]))
 
 # %% [markdown]
@@ -181,38 +149,35 @@ display(Markdown(B.identical_samples_verdict(loc, transfer)["sentence"]))
 # target has and what the table can show with them.
 
 # %%
-det = run_detection_experiment(profile, dataset=dataset, data_root=data_root, pretrains=("imagenet-cls", "detection"),
-                               seeds=seed_list, store=run_store, device=device, progress=False)
+det = run_detection_experiment(prof, dataset=dataset, data_root=data_root, pretrains=("imagenet-cls", "detection"),
+                               seeds=ch.seeds, store=ch.store, device=device, progress=False)
 annotations = {}
-frames = B.occlusion_frames(det, iou=occlusion_iou, annotations=annotations)
-t3 = B.occlusion_table(frames)
-t3.set_index("pre-training").T.style.format(precision=1, na_rep="–")
+frames = B.occlusion_frames(det, iou=occlusion_iou, annotations=annotations, data_cache=ch.data_cache)
 
-# %%
+# %% tags=["hide-input"]
+table(B.occlusion_table(frames).set_index("pre-training").T, index=True)
+
+# %% tags=["hide-input"]
 display(Markdown(annotations["sentence"]))
 
-# %%
-paper3 = pd.DataFrame([{"pre-training": k, "occluded Low % missed": v["low"], "occluded Medium % missed": v["medium"]}
-                       for k, v in TABLE3.items()])
+# %% tags=["hide-input"]
 display(Markdown("The paper's Table 3 (PASCAL-VOC 2007 test):"))
-paper3.style.format(precision=1).hide(axis="index")
+table(B.paper_table3())
 
-# %%
-long = pd.concat([f.assign(**{"pre-training": p}) for p, fs in frames.items() for f in fs], ignore_index=True)
-long = long[~long["difficult"] & (long["level"] != "unknown")]
-if len(long):
-    pct = (long.groupby(["pre-training", "seed", "level"])["missed"].mean() * 100).rename("% missed").reset_index()
+# %% tags=["hide-input"]
+pct = B.missed_by_level(frames)
+if len(pct):
     fig, ax = plt.subplots(figsize=(7, 3.8))
-    order = [n for n, _, _ in B.OCCLUSION_LEVELS]
-    sns.barplot(data=pct, x="level", y="% missed", hue="pre-training", order=order, errorbar="sd", alpha=0.8, ax=ax)
+    sns.barplot(data=pct, x="level", y="% missed", hue="pre-training", order=[n for n, _, _ in B.OCCLUSION_LEVELS],
+                errorbar="sd", alpha=0.8, ax=ax)
     ax.set_xlabel("occlusion level (visible fraction: none >= 0.95, low >= 0.75, moderate >= 0.5, high < 0.5)")
-    ax.set_title(provenance(det), fontsize=6, loc="left")
+    ax.set_title(ch.provenance(det), fontsize=6, loc="left")
     fig.tight_layout()
     plt.show()
 else:
     display(Markdown("No object of this target has a recorded visible fraction: the per-level plot is omitted."))
 
-# %%
+# %% tags=["hide-input"]
 display(Markdown(B.occlusion_verdict(frames)["sentence"]))
 
 # %% [markdown]

@@ -20,7 +20,7 @@
 #
 # 1. **Fine-tuning (Table 8).** Every network fine-tuned on CALTECH-256, SUN-397 and OXFORD-102 FLOWERS: IMAGENET-CLS
 #    pre-training is best on all three (86.3 / 61.5 / 95.0 top-1), ahead of IMAGENET-LOC, COCO and OPENIMAGES
-#    (82.2 / 59.5 / 92.6 for OPENIMAGES).
+#    (79.8 / 57.8 / 91.4 for COCO, the role our detection backbone plays).
 # 2. **Linear probes on Conv5 (Table 6).** Without fine-tuning, a linear classifier on the average-pooled Conv5
 #    features of the IMAGENET-CLS backbone beats that of the OPENIMAGES backbone by 4.3 to 8.0 points.
 # 3. **Linear probes on the detection head (Table 5).** Along the OPENIMAGES detector's head, features that keep
@@ -28,7 +28,7 @@
 #    FC1 (71.6) > FC2 (70.0).
 #
 # Here the backbones are the pre-training runs of the other chapters, taken from the run store: `imagenet-cls`
-# (IMAGENET-CLS role), `detection` (multi-category scenes: the COCO / OPENIMAGES role), `imagenet-loc` (the
+# (IMAGENET-CLS role), `detection` (multi-category scenes: the COCO role), `imagenet-loc` (the
 # object-centric detection corpus of the ablations chapter) and `scratch` (random initialisation, the floor).
 # The probe is Kornblith et al.'s protocol {cite}`kornblith2019better` (`detpretrain.analysis.probes`): multinomial logistic regression with
 # L-BFGS, the L2 strength chosen on a held-out validation split from a log-spaced grid, refit on train +
@@ -50,7 +50,6 @@ real_data = {"flowers102": "../shared/data/flowers102_subset", "pet": "../shared
 
 # %%
 import math
-import os
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -58,63 +57,42 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
 
-from detpretrain.experiments import features as F
 from detpretrain.analysis import probes as P
-from detpretrain.analysis.detection import provenance
+from detpretrain.chapter import chapter_setup, quiet, table
+from detpretrain.experiments import features as F
 from detpretrain.experiments.classification import run_classification_transfer
-from detpretrain.profiles import get_profile
-from detpretrain.runs import RunStore
 
-if data_cache is not None:
-    os.environ["DETPRETRAIN_DATA"] = str(data_cache)
-prof = get_profile(profile)
-run_store = RunStore(store) if store else RunStore()
-seed_list = tuple(seeds) if seeds is not None else prof.seeds
-quiet = lambda *args: None
+ch = chapter_setup("classification", profile=profile, store=store, data_cache=data_cache, device=device,
+                   dataset=dataset, data_root=data_root, seeds=seeds, targets=targets, probe_pretrains=probe_pretrains,
+                   finetune_pretrains=finetune_pretrains, head_target=head_target, real_data=real_data)
+prof = ch.profile
 
 # %% [markdown]
 # ## Configuration
 
-# %%
+# %% tags=["hide-input"]
 # NBVAL_CHECK_OUTPUT
-datasets = {t: F.probe_datasets(prof, t) for t in targets}
-rows = [(f"{d.paper_name} role", (f"{d.describe}: {len(d.train)} train / {len(d.val)} val / {len(d.test)} test, "
-         f"{len(d.classes)} classes")) for d in datasets.values()]
-rows += [("probe backbones", ", ".join(probe_pretrains)), ("fine-tuned backbones", ", ".join(finetune_pretrains)),
-         ("probe C grid", ", ".join(f"{c:g}" for c in P.DEFAULT_CS)),
-         ("classification fine-tuning", (f"{prof.cls_finetune.epochs} epochs, batch {prof.cls_finetune.batch_size}, "
-                                        f"lr {prof.cls_finetune.lr}")),
-         ("seeds", ", ".join(map(str, seed_list)))]
-pd.DataFrame(rows, columns=["setting", "value"]).set_index("setting")
+datasets = {t: F.probe_datasets(prof, t, data_cache=ch.data_cache) for t in targets}
+table(P.configuration_table(prof, datasets, probe_pretrains, finetune_pretrains, ch.seeds), index=True)
 
 # %% [markdown]
 # ## Table 6: linear probes on Conv5
 # One probe per backbone and dataset on frozen, average-pooled Conv5 features (cached in the run store under
 # `features/`). `scratch` is probed once per seed (a different random backbone each time), so its row has a spread
 # over backbones; the trained backbones are one pre-training each, as in the paper, and their uncertainty is the
-# binomial standard error of top-1 on the test images (`± se`).
+# binomial standard error of top-1 on the test images (`± se`). Table 6 reports IMAGENET-CLS and OPENIMAGES only:
+# our detection backbone (the COCO role) is shown beside the paper's OPENIMAGES column, named so.
 
 # %%
-probe_rows, provenance_ids = [], {}
-for name, data in datasets.items():
-    for pre in probe_pretrains:
-        for seed in (seed_list if pre == "scratch" else (0,)):
-            arrays = F.backbone_features(pre, data, prof, store=run_store, seed=seed, device=device, log=quiet)
-            res = P.probe_features(arrays)
-            provenance_ids.setdefault(pre, set()).add(arrays["source"][:8])
-            probe_rows.append({"dataset": data.paper_name, "target": name, "pretrain": pre, "seed": seed,
-                               "top1": res["top1"], "se": res["se"], "C": res["C"], "dim": res["dim"]})
+probe_rows = [row for data in datasets.values()
+              for row in P.conv5_probes(data, probe_pretrains, prof, seeds=ch.seeds, store=ch.store, device=device,
+                                        log=quiet)]
 probe_frame = pd.DataFrame(probe_rows)
-t6 = P.table6(probe_rows)
-t6.style.format(precision=1, na_rep="–").hide(axis="index")
 
+# %% tags=["hide-input"]
+table(P.table6(probe_rows))
 
-# %%
-def provenance_line(ids: dict, data: str) -> str:
-    runs = "; ".join(f"{k}: {', '.join(sorted(v))}" for k, v in ids.items())
-    return f"profile {prof.name} · {data} · backbones {runs}"
-
-
+# %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(7.5, 3.8))
 order = [p for p in probe_pretrains if p in set(probe_frame["pretrain"])]
 sns.barplot(data=probe_frame, x="dataset", y="top1", hue="pretrain", hue_order=order, errorbar=None, alpha=0.85, ax=ax)
@@ -125,11 +103,12 @@ for bar_group, pre in zip(ax.containers, order):
                     capsize=2, lw=0.8)
 ax.set_ylabel("linear-probe top-1 (%) on test, ± binomial se")
 ax.set_xlabel("")
-ax.set_title(provenance_line(provenance_ids, "synthetic " + ", ".join(targets)), fontsize=6, loc="left")
+ax.set_title(ch.provenance(data="synthetic " + ", ".join(targets), runs=P.probe_sources(probe_rows)), fontsize=6,
+             loc="left")
 fig.tight_layout()
 plt.show()
 
-# %%
+# %% tags=["hide-input"]
 display(Markdown(P.probe_gap_verdict(probe_frame)["sentence"]))
 
 # %% [markdown]
@@ -145,67 +124,65 @@ for name, root in (real_data or {}).items():
     if not Path(root).exists():
         display(Markdown(f"*{name}: `{root}` is absent on this machine; skipped.*"))
         continue
-    data = F.probe_datasets(prof, name, root)
-    for pre in probe_pretrains:
-        for seed in (seed_list if pre == "scratch" else (0,)):
-            arrays = F.backbone_features(pre, data, prof, store=run_store, seed=seed, device=device, log=quiet)
-            res = P.probe_features(arrays)
-            real_rows.append({"dataset": f"{name} ({len(data.train)}/{len(data.val)}/{len(data.test)} images, "
-                                         f"{len(data.classes)} classes)", "pretrain": pre, "seed": seed,
-                              "top1": res["top1"], "se": res["se"], "C": res["C"]})
+    real_rows += P.conv5_probes(F.probe_datasets(prof, name, root), probe_pretrains, prof, seeds=ch.seeds,
+                                store=ch.store, device=device, label="sizes", log=quiet)
+
+# %% tags=["hide-input"]
 if real_rows:
-    real_t6 = P.table6(real_rows).drop(columns=["paper"])
-    display(real_t6.style.format(precision=1, na_rep="–").hide(axis="index"))
+    display(table(P.table6(real_rows).drop(columns=["paper", "paper column"])))
     display(Markdown(P.probe_gap_verdict(pd.DataFrame(real_rows))["sentence"]))
 
 # %% [markdown]
 # ## Table 5: probes along the detection head
-# The detection-pre-trained network (`detection`, the OPENIMAGES role), each whole image fed as **one RoI** (the
-# box covering the image; the paper's protocol). Rows follow the paper's order; our ConvProj blob is the RoI-aligned
-# FPN feature (channels x 7 x 7) where the paper's is a 1x1 projection of Conv5 (256 x 14 x 14), and our FC
-# layers are narrower. Average pools of the blob use `adaptive_avg_pool2d`.
+# The detection-pre-trained network (`detection`, the COCO role; Table 5 is the head of the paper's OPENIMAGES
+# detector), each whole image fed as **one RoI** (the box covering the image; the paper's protocol). Rows follow the
+# paper's order; our ConvProj blob is the RoI-aligned FPN feature (channels x 7 x 7) where the paper's is a 1x1
+# projection of Conv5 (256 x 14 x 14), and our FC layers are narrower. Average pools of the blob use
+# `adaptive_avg_pool2d`.
 
 # %%
-head_data = datasets.get(head_target) or F.probe_datasets(prof, head_target)
-head = F.detector_head_features("detection", head_data, prof, store=run_store, device=device, log=quiet)
+head_data = datasets.get(head_target) or F.probe_datasets(prof, head_target, data_cache=ch.data_cache)
+head = F.detector_head_features("detection", head_data, prof, store=ch.store, device=device, log=quiet)
 head_probes = {f: P.probe_features(head, f) for f in F.HEAD_FEATURES}
 t5 = P.table5(head_probes, head["names"])
-t5.style.format({"ours": "{:.1f}", "± se": "{:.1f}", "C": "{:g}", "paper": "{:.1f}"}).hide(axis="index")
 
-# %%
+# %% tags=["hide-input"]
+table(t5, formats={"ours": "{:.1f}", "± se": "{:.1f}", "C": "{:g}", "paper": "{:.1f}"})
+
+# %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(7.5, 3.5))
 xs = range(len(t5))
 ax.errorbar(xs, t5["ours"], yerr=t5["± se"], marker="o", capsize=3, label=f"ours ({head_data.paper_name} role)")
-ax.plot(xs, t5["paper"], marker="s", ls="--", mfc="none", color="grey", label="paper (CALTECH-256, OPENIMAGES)")
+ax.plot(xs, t5["paper"], marker="s", ls="--", mfc="none", color="grey",
+        label=f"paper (CALTECH-256, {P.TABLE5_PAPER_LABEL})")
 ax.set_xticks(list(xs), t5["feature"], rotation=25, ha="right", fontsize=7)
 ax.set_ylabel("linear-probe top-1 (%)")
 ax.legend(fontsize=7)
-ax.set_title(f"profile {prof.name} · {head_data.describe} · detector run {head['source'][:8]}", fontsize=6, loc="left")
+ax.set_title(ch.provenance(data=head_data.describe, runs={"detector": head["source"]}), fontsize=6, loc="left")
 fig.tight_layout()
 plt.show()
 
-# %%
+# %% tags=["hide-input"]
 display(Markdown(P.table5_verdict(head_probes)["sentence"]))
 
 # %% [markdown]
 # ## Table 8: fine-tuning every backbone
 # Full fine-tuning (all layers, a new last layer) on each target's train split, top-1 on its test split, one run
 # per seed through the run store (the IMAGENET-LOC runs on the CALTECH-256 role are the ablations chapter's Table 7
-# runs). The paper's column is its value for the dataset playing the same role (`detection` is compared with
-# OPENIMAGES; the paper's COCO row is in `detpretrain.paper.TABLE8`).
+# runs). The paper's column is its value for the dataset playing the same role (`detection` is compared with the
+# paper's COCO row).
 
 # %%
-transfer = {}
-for name, data in datasets.items():
-    transfer[data.paper_name] = run_classification_transfer(profile, role=name, pretrains=tuple(finetune_pretrains),
-                                                            seeds=seed_list, store=run_store, device=device,
-                                                            progress=False, log=quiet)
-t8 = P.table8(transfer)
-t8.style.format(precision=1, na_rep="–").hide(axis="index")
+transfer = {data.paper_name: run_classification_transfer(prof, role=name, pretrains=tuple(finetune_pretrains),
+                                                         seeds=ch.seeds, store=ch.store, device=device,
+                                                         progress=False, log=quiet)
+            for name, data in datasets.items()}
 
-# %%
-ft = pd.DataFrame([{"dataset": ds, "pretrain": r["pretrain"], "seed": r["seed"], "top1": r["metrics"]["top1"]}
-                   for ds, res in transfer.items() for r in res["runs"]])
+# %% tags=["hide-input"]
+table(P.table8(transfer))
+
+# %% tags=["hide-input"]
+ft = P.finetune_frame(transfer)
 fig, ax = plt.subplots(figsize=(7.5, 3.8))
 order = [p for p in finetune_pretrains if p in set(ft["pretrain"])]
 sns.barplot(data=ft, x="dataset", y="top1", hue="pretrain", hue_order=order, errorbar="sd", alpha=0.85, ax=ax)
@@ -213,11 +190,11 @@ sns.stripplot(data=ft, x="dataset", y="top1", hue="pretrain", hue_order=order, d
               size=3, legend=False, ax=ax)
 ax.set_ylabel("top-1 (%) after fine-tuning, mean ± sd over seeds")
 ax.set_xlabel("")
-ax.set_title("\n".join(provenance(res) for res in transfer.values()), fontsize=5, loc="left")
+ax.set_title("\n".join(ch.provenance(res) for res in transfer.values()), fontsize=5, loc="left")
 fig.tight_layout()
 plt.show()
 
-# %%
+# %% tags=["hide-input"]
 display(Markdown(P.finetune_gap_verdict(transfer)["sentence"]))
 
 # %% [markdown]

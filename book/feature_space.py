@@ -44,83 +44,68 @@ store = None  # run store folder; None means $DETPRETRAIN_RUNS or runs/
 data_cache = None  # generated-corpus folder; None means $DETPRETRAIN_DATA or data/generated
 target = "caltech"  # caltech (CALTECH-256 role, as in the paper) | sun | flowers
 classification_backbone = "imagenet-cls"  # the IMAGENET-CLS space
-detection_backbone = "detection"  # the OPENIMAGES space (multi-category detection pre-training)
+detection_backbone = "detection"  # the detection space (multi-category detection pre-training: the COCO role)
 k_max = 1000  # largest K of the sweep (capped at half the number of images)
 knn_k = 10  # neighbours for the class-agreement and fragmentation numbers (Figure 7)
 n_pairs = 6  # image pairs shown per panel of Figure 3
 top_pairs = 50  # nearest pairs whose attributes are compared (Figure 3)
 
 # %%
-import os
-
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
 
-from detpretrain.experiments import features as F
 from detpretrain.analysis import feature_space as S
-from detpretrain.profiles import get_profile
-from detpretrain.runs import RunStore
+from detpretrain.chapter import chapter_setup, quiet, table
+from detpretrain.experiments import features as F
+from detpretrain.paper import ROLE_NAMES
 
-if data_cache is not None:
-    os.environ["DETPRETRAIN_DATA"] = str(data_cache)
-prof = get_profile(profile)
-run_store = RunStore(store) if store else RunStore()
-seed_list = tuple(seeds) if seeds is not None else prof.seeds
-quiet = lambda *args: None
-SPLITS = ("train", "val", "test")
-names = {classification_backbone: "IMAGENET-CLS", detection_backbone: "OPENIMAGES"}
+ch = chapter_setup("feature_space", profile=profile, store=store, data_cache=data_cache, device=device,
+                   dataset=dataset, data_root=data_root, seeds=seeds, target=target,
+                   classification_backbone=classification_backbone, detection_backbone=detection_backbone,
+                   k_max=k_max, knn_k=knn_k, n_pairs=n_pairs, top_pairs=top_pairs)
+prof = ch.profile
+names = {classification_backbone: ROLE_NAMES["imagenet-cls"], detection_backbone: ROLE_NAMES["detection"]}
+cls_name, det_name = names[classification_backbone], names[detection_backbone]
 
 # %% [markdown]
 # ## Data and features
 # All images of the target corpus (train, validation and test splits together: the analyses fit nothing on labels).
 
-# %%
+# %% tags=["hide-input"]
 # NBVAL_CHECK_OUTPUT
-data = F.probe_datasets(prof, target)
-attrs = pd.concat([F.image_attributes(data, s).assign(split=s) for s in SPLITS], ignore_index=True)
+data = F.probe_datasets(prof, target, data_cache=ch.data_cache)
+attrs = F.split_attributes(data)
 ks = S.default_ks(len(attrs), k_max)
-pd.DataFrame([("corpus", data.describe), ("images", len(attrs)), ("classes", len(data.classes)),
-              ("K sweep", ", ".join(map(str, ks))), ("k-means seeds", ", ".join(map(str, seed_list))),
-              ("kNN k", knn_k)], columns=["setting", "value"]).set_index("setting")
+table(S.configuration_table(data, len(attrs), ks, ch.seeds, knn_k), index=True)
 
 # %%
-spaces, sources = {}, {}
-for pre in (classification_backbone, detection_backbone):
-    arrays = F.backbone_features(pre, data, prof, store=run_store, device=device, log=quiet)
-    spaces[pre] = np.concatenate([arrays[s]["features"] for s in SPLITS])
-    labels = np.concatenate([arrays[s]["labels"] for s in SPLITS])
-    sources[pre] = arrays["source"][:8]
-for seed in seed_list:
-    arrays = F.backbone_features("scratch", data, prof, store=run_store, seed=seed, device=device, log=quiet)
-    spaces[f"scratch-s{seed}"] = np.concatenate([arrays[s]["features"] for s in SPLITS])
-    sources[f"scratch-s{seed}"] = arrays["source"]
-provenance = (f"profile {prof.name} · {data.describe} · backbones "
-              + "; ".join(f"{k}: {v}" for k, v in sources.items() if not k.startswith("scratch")))
-cls_x, det_x = spaces[classification_backbone], spaces[detection_backbone]
+stacked = {pre: F.stacked_features(pre, data, prof, store=ch.store, device=device, log=quiet)
+           for pre in (classification_backbone, detection_backbone)}
+stacked |= {f"scratch-s{seed}": F.stacked_features("scratch", data, prof, store=ch.store, seed=seed, device=device,
+                                                     log=quiet) for seed in ch.seeds}
+spaces = {key: arrays["features"] for key, arrays in stacked.items()}
+labels = stacked[classification_backbone]["labels"]
+provenance = ch.provenance(data=data.describe, runs={k: stacked[k]["source"] for k in names})
+print(provenance)
 
 
-# %%
-def show_pairs(pairs, title: str, frame: pd.DataFrame):
+# %% tags=["hide-input"]
+def show_pairs(pairs, title: str):
     """One column per pair, the two images above each other, with class, object count and largest-object area."""
     pairs = np.asarray(pairs)[:n_pairs]
     if len(pairs) == 0:
         display(Markdown(f"*{title}: no pair.*"))
         return
-    split_of = frame["split"].to_numpy()
-    offsets = {s: int(np.flatnonzero(split_of == s)[0]) for s in SPLITS}
     fig, axes = plt.subplots(2, len(pairs), figsize=(1.5 * len(pairs), 3.4), squeeze=False)
-    for col, (i, j) in enumerate(pairs):
-        for row, k in enumerate((i, j)):
-            s = split_of[k]
-            image = F.images_for_display(data, s, [k - offsets[s]])[0]
+    for col, pair in enumerate(pairs):
+        for row, (k, image) in enumerate(zip(pair, F.stacked_images(data, attrs, pair))):
             ax = axes[row][col]
             ax.imshow(image)
             ax.set_xticks([])
             ax.set_yticks([])
-            r = frame.iloc[k]
+            r = attrs.iloc[k]
             ax.set_xlabel(f"{r['label']} · {r['n_objects']} obj · {100 * r['area_fraction']:.0f}%", fontsize=6)
     fig.suptitle(title, fontsize=8)
     fig.text(0.01, 0.005, provenance, fontsize=5)
@@ -135,54 +120,30 @@ def show_pairs(pairs, title: str, frame: pd.DataFrame):
 # log-aspect ratio and their object count, each divided by the same mean over *all* pairs (1 = no more alike than
 # random pairs; smaller = more alike), and the share of pairs of the same class.
 
-# %%
-near = {}
-for pre in (classification_backbone, detection_backbone):
-    near[pre] = S.nearest_pairs(spaces[pre], top_pairs)
-    show_pairs(near[pre][["i", "j"]].to_numpy(), f"nearest pairs, {names[pre]} space ({pre})", attrs)
-
-# %%
-rows = []
+# %% tags=["hide-input"]
+near_table, near = S.nearest_pair_table({k: spaces[k] for k in names}, labels, attrs, names, top_pairs)
 for pre, frame in near.items():
-    pairs = frame[["i", "j"]].to_numpy()
-    row = {"space": f"{names[pre]} ({pre})",
-           "same class %": 100 * float(np.mean(labels[pairs[:, 0]] == labels[pairs[:, 1]]))}
-    for col, label in (("log_area", "size"), ("aspect", "shape (aspect)"), ("n_objects", "object count")):
-        row[f"{label}: diff / random"] = S.pair_attribute_similarity(pairs, attrs[col].to_numpy())["ratio"]
-    rows.append(row)
-near_table = pd.DataFrame(rows)
-near_table.style.format(precision=2).hide(axis="index")
+    show_pairs(frame[["i", "j"]].to_numpy(), f"nearest pairs, {names[pre]} space ({pre})")
 
-# %%
-size_cls, size_det = near_table["size: diff / random"]
-verdict = "holds" if size_det < size_cls else "does not hold"
-display(Markdown(
-    f"Nearest pairs in the {names[detection_backbone]} space differ in object size by {size_det:.2f} of a random "
-    f"pair's difference, in the {names[classification_backbone]} space by {size_cls:.2f}: the paper's \"match in "
-    f"shape and size\" {verdict} here for size (one nearest-pair set per space; no spread)."))
+# %% tags=["hide-input"]
+table(near_table, precision=2)
+
+# %% tags=["hide-input"]
+display(Markdown(S.size_match_verdict(near_table, cls_name, det_name)["sentence"]))
 
 # %% [markdown]
 # ## Figure 6: cluster consistency
 # For each K, k-means in both spaces; over all unordered image pairs, P(same cluster in B | same cluster in A) for
-# A = OPENIMAGES, B = IMAGENET-CLS and the reverse. One curve per k-means seed (`seeds`), mean line with the spread.
+# A = the detection space (OPENIMAGES in the paper, COCO here), B = IMAGENET-CLS and the reverse. One curve per
+# k-means seed (`seeds`), mean line with the spread.
 
 # %%
-curves = []
-labelings = {}
-for seed in seed_list:
-    la = S.kmeans_labels(det_x, ks, seed=seed)
-    lb = S.kmeans_labels(cls_x, ks, seed=seed)
-    labelings[seed] = (la, lb)
-    cc = S.cluster_consistency(la, lb)
-    curves.append(cc.assign(seed=seed))
-curves = pd.concat(curves, ignore_index=True)
-long = pd.concat([
-    curves.assign(direction=f"same in {names[detection_backbone]} -> same in {names[classification_backbone]}",
-                  p=curves["p_b_given_a"]),
-    curves.assign(direction=f"same in {names[classification_backbone]} -> same in {names[detection_backbone]}",
-                  p=curves["p_a_given_b"])])
+curves, labelings = S.consistency_curves(spaces[detection_backbone], spaces[classification_backbone], ks, ch.seeds)
+
+# %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(7, 4))
-sns.lineplot(data=long, x="K", y="p", hue="direction", errorbar=("pi", 100), marker="o", ax=ax)
+sns.lineplot(data=S.consistency_directions(curves, det_name, cls_name), x="K", y="p", hue="direction",
+             errorbar=("pi", 100), marker="o", ax=ax)
 ax.set_xscale("log")
 ax.set_xlabel("number of clusters K")
 ax.set_ylabel("P(pair shares a cluster in the other space)")
@@ -190,39 +151,25 @@ ax.set_title(provenance, fontsize=6, loc="left")
 fig.tight_layout()
 plt.show()
 
-# %%
-mean_curve = curves.groupby("K")[["p_b_given_a", "p_a_given_b"]].mean()
-gap = (mean_curve["p_b_given_a"] - mean_curve["p_a_given_b"])
-per_seed = curves.assign(gap=curves["p_b_given_a"] - curves["p_a_given_b"]).groupby("seed")["gap"].mean()
-display(mean_curve.rename(columns={"p_b_given_a": f"P({names[classification_backbone]} | {names[detection_backbone]})",
-                                   "p_a_given_b": f"P({names[detection_backbone]} | {names[classification_backbone]})"})
-        .T.style.format(precision=3))
-holds = (per_seed > 0).all()
-display(Markdown(
-    f"Averaged over K, P(same in {names[classification_backbone]} | same in {names[detection_backbone]}) exceeds the "
-    f"reverse by {per_seed.mean():+.3f} (per k-means seed: {', '.join(f'{g:+.3f}' for g in per_seed)}; larger at "
-    f"{int((gap > 0).sum())} of {len(gap)} values of K): the paper's asymmetry "
-    f"{'holds' if holds else 'does not hold'} here (it holds when every seed's average is positive)."))
+# %% tags=["hide-input"]
+asymmetry = S.asymmetry_verdict(curves, det_name, cls_name)
+display(table(asymmetry["table"], precision=3, index=True))
+display(Markdown(asymmetry["sentence"]))
 
 # %% [markdown]
-# ## Figure 3 (middle): close in IMAGENET-CLS space, distant in OPENIMAGES space
+# ## Figure 3 (middle): close in IMAGENET-CLS space, distant in the detection space
 # "Close" = the same cluster at the largest K of the sweep (the paper: K > 1000; ours is capped by the number of
 # images, see the configuration), "distant" = different clusters at every K < 5 (2, 3, 4), k-means seed
 # `seeds[0]`. The table compares these pairs with all pairs on the same attributes as above.
 
-# %%
-la, lb = labelings[seed_list[0]]
+# %% tags=["hide-input"]
+la, lb = labelings[ch.seeds[0]]
 cd = S.close_distant_pairs(lb, la, close_k=max(ks))
-show_pairs(cd, f"close in {names[classification_backbone]}, distant in {names[detection_backbone]} "
-               f"({len(cd)} pairs)", attrs)
-if len(cd):
-    cd_rows = {label: S.pair_attribute_similarity(cd, attrs[col].to_numpy())["ratio"]
-               for col, label in (("log_area", "size"), ("aspect", "shape (aspect)"), ("n_objects", "object count"))}
-    cd_rows["same class %"] = 100 * float(np.mean(labels[cd[:, 0]] == labels[cd[:, 1]]))
-    display(pd.DataFrame([cd_rows]).style.format(precision=2).hide(axis="index"))
-    display(Markdown(
-        f"{len(cd)} pairs; their object sizes differ by {cd_rows['size']:.2f} of a random pair's difference (the "
-        "paper's reading, \"different scale and similar texture\", predicts a value above 1)."))
+show_pairs(cd, f"close in {cls_name}, distant in {det_name} ({len(cd)} pairs)")
+close_distant = S.close_distant_summary(cd, labels, attrs)
+if close_distant["table"] is not None:
+    display(table(close_distant["table"], precision=2))
+    display(Markdown(close_distant["sentence"]))
 
 # %% [markdown]
 # ## Figure 7: t-SNE and how fragmented the classes are
@@ -232,20 +179,11 @@ if len(cd):
 # kNN graph restricted to each class (1 = one clump per class; higher = fragmented). Random backbones (one per
 # seed) give the floor.
 
-# %%
-frag = []
-for key, x in spaces.items():
-    frag.append({"space": key, "kNN agreement %": S.knn_class_agreement(x, labels, knn_k),
-                 "components per class": S.class_fragmentation(x, labels, knn_k)})
-frag = pd.DataFrame(frag)
-scratch = frag[frag["space"].str.startswith("scratch")]
-summary = pd.concat([frag[~frag["space"].str.startswith("scratch")],
-                     pd.DataFrame([{"space": f"scratch (mean of {len(scratch)})",
-                                    "kNN agreement %": scratch["kNN agreement %"].mean(),
-                                    "components per class": scratch["components per class"].mean()}])])
-summary.style.format(precision=2).hide(axis="index")
+# %% tags=["hide-input"]
+frag, frag_summary = S.fragmentation_table(spaces, labels, knn_k)
+table(frag_summary, precision=2)
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(9, 4.5))
 palette = sns.color_palette("husl", len(data.classes))
 for ax, pre in zip(axes, (classification_backbone, detection_backbone)):
@@ -263,17 +201,8 @@ fig.text(0.01, 0.01, provenance, fontsize=5)
 fig.tight_layout(rect=(0, 0.03, 1, 1))
 plt.show()
 
-# %%
-c_row = frag[frag["space"] == classification_backbone].iloc[0]
-d_row = frag[frag["space"] == detection_backbone].iloc[0]
-tighter = c_row["kNN agreement %"] > d_row["kNN agreement %"]
-more_fragmented = d_row["components per class"] > c_row["components per class"]
-display(Markdown(
-    f"kNN agreement {c_row['kNN agreement %']:.1f} % ({names[classification_backbone]}) vs "
-    f"{d_row['kNN agreement %']:.1f} % ({names[detection_backbone]}); components per class "
-    f"{c_row['components per class']:.2f} vs {d_row['components per class']:.2f}. The paper's \"same class clustered "
-    f"in IMAGENET-CLS, fragmented in OPENIMAGES\" {'holds' if tighter and more_fragmented else 'does not fully hold'} "
-    f"here (one backbone per space: the random-backbone rows show how much the numbers move between backbones)."))
+# %% tags=["hide-input"]
+display(Markdown(S.fragmentation_verdict(frag, classification_backbone, detection_backbone, names)["sentence"]))
 
 # %% [markdown]
 # ## What this shows

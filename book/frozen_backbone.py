@@ -48,59 +48,51 @@ max_images = 8  # training images kept per rare class (LVIS rare classes have 1 
 resource_iterations = 5  # timed training steps per configuration for the resource table
 
 # %%
-import os
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
 from detpretrain.analysis import frozen as Z
+from detpretrain.chapter import chapter_setup, table
 from detpretrain.experiments.frozen import run_frozen_study
 from detpretrain.figures import show as show_figure
-from detpretrain.profiles import get_profile
-from detpretrain.runs import RunStore
 
-if data_cache is not None:
-    os.environ["DETPRETRAIN_DATA"] = str(data_cache)
-prof = get_profile(profile)
+ch = chapter_setup("frozen_backbone", profile=profile, store=store, data_cache=data_cache, device=device,
+                   dataset=dataset, data_root=data_root, seeds=seeds, pretrain=pretrain, heads=heads, rare=rare,
+                   max_images=max_images, resource_iterations=resource_iterations)
+prof = ch.profile
 
 # %%
-result = run_frozen_study(profile, dataset=dataset, data_root=data_root, pretrain=pretrain, heads=tuple(heads),
-                          rare=rare, max_images=max_images, seeds=tuple(seeds) if seeds is not None else None,
-                          store=RunStore(store) if store else None, device=device,
+result = run_frozen_study(prof, dataset=dataset, data_root=data_root, pretrain=pretrain, heads=tuple(heads),
+                          rare=rare, max_images=max_images, seeds=ch.seeds, store=ch.store, device=device,
                           resource_iterations=resource_iterations, progress=False)
-hashes = "; ".join(f"{r['head']}/{r['mode']}/{r['seed']}: {r['hash'][:8]}" for r in result["rows"])
-source = f"profile {result['profile']} · {result['data']} · long tail ≤ {result['max_images']} images · runs {hashes}"
+source = ch.provenance(result, data=Z.study_data(result))
 print(source)
 
 # %% [markdown]
 # ## The long-tailed target
 # Training images per class before and after subsampling (an image counts for every class it contains):
 
-# %%
+# %% tags=["hide-input"]
 # NBVAL_CHECK_OUTPUT
-lt = pd.DataFrame({"class": list(result["full_images_per_class"]),
-                   "images (full)": list(result["full_images_per_class"].values()),
-                   "images (long tail)": list(result["images_per_class"].values())})
-lt["rare"] = lt["class"].isin(result["rare"])
-print(f"{result['train_images']} of {result['full_train_images']} training images kept; rare: {', '.join(result['rare'])}")
-lt.sort_values(["images (full)", "class"], ascending=[False, True]).reset_index(drop=True)
+print(Z.long_tail_sentence(result))
+table(Z.long_tail_table(result))
 
 # %% [markdown]
 # ## Accuracy: frozen vs fine-tuned, by capacity
 # VOC07 11-point AP in percent, mean and sd over seeds, over all classes, the rare and the frequent ones:
 
-# %%
-table = Z.frozen_table(result)
-table.style.format(precision=1, na_rep="–")
+# %% tags=["hide-input"]
+frozen_table = Z.frozen_table(result)
+table(frozen_table, index=True)
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), sharey=False)
 for ax, metric in zip(axes, ("all@0.5", "rare@0.5")):
     for mode, colour in (("frozen", "tab:blue"), ("fine-tuned", "tab:orange")):
-        means = [table.loc[(h, mode), (metric, "mean")] for h in heads]
-        sds = [table.loc[(h, mode), (metric, "std")] for h in heads]
+        means = [frozen_table.loc[(h, mode), (metric, "mean")] for h in heads]
+        sds = [frozen_table.loc[(h, mode), (metric, "std")] for h in heads]
         ax.errorbar(range(len(heads)), means, yerr=np.nan_to_num(sds), marker="o", capsize=3, color=colour,
                     label=f"backbone {mode}")
     ax.set_xticks(range(len(heads)), heads, fontsize=6)
@@ -108,22 +100,15 @@ for ax, metric in zip(axes, ("all@0.5", "rare@0.5")):
     ax.set_ylabel("AP (%)", fontsize=7)
     ax.tick_params(labelsize=6)
 axes[0].legend(fontsize=6)
-fig.text(0.01, 0.005, source[:260], fontsize=4)
+fig.text(0.01, 0.005, source, fontsize=4, wrap=True)
 fig.tight_layout(rect=(0, 0.04, 1, 1))
 show_figure(fig, "frozen_vs_finetuned", chapter="frozen_backbone", profile=prof.name, provenance=source)
 
 # %% [markdown]
 # Frozen minus fine-tuned, paired by seed ("holds" = freezing is better by more than one standard error):
 
-# %%
-gains = []
-for h in heads:
-    for metric in ("all@0.5", "rare@0.5", "frequent@0.5", "all@0.7"):
-        v = Z.frozen_gain(result, h, metric)
-        gains.append({"capacity": h, "metric": metric, "frozen − fine-tuned": v["mean"], "stderr": v["stderr"],
-                      "seeds": v["seeds"], "verdict": v["verdict"]})
-gains = pd.DataFrame(gains)
-gains.style.format(precision=2).hide(axis="index")
+# %% tags=["hide-input"]
+table(Z.gain_table(result, heads), precision=2)
 
 # %% [markdown]
 # ## Resources, measured side by side
@@ -133,33 +118,18 @@ gains.style.format(precision=2).hide(axis="index")
 # backward pass (activations) and the gradient + momentum buffers of the trained parameters; on CUDA also the peak
 # allocated memory of a step.
 
-# %%
-res = pd.DataFrame(result["resources"])
-res.style.format(precision=3, na_rep="–", thousands=",").hide(axis="index")
+# %% tags=["hide-input"]
+table(pd.DataFrame(result["resources"]), precision=3, thousands=True)
 
-# %%
-ratios = pd.DataFrame(Z.resource_ratios(result["resources"]))
+# %% tags=["hide-input"]
 display(Markdown("Frozen / fine-tuned, per capacity:"))
-ratios.style.format(precision=2).hide(axis="index")
+table(pd.DataFrame(Z.resource_ratios(result["resources"])), precision=2)
 
 # %% [markdown]
 # ## Do the claims hold here?
 
-# %%
-first, last = heads[0], heads[-1]
-g_first, g_last = Z.frozen_gain(result, first, "all@0.5"), Z.frozen_gain(result, last, "all@0.5")
-r_last, f_last = Z.frozen_gain(result, last, "rare@0.5"), Z.frozen_gain(result, last, "frequent@0.5")
-grows = g_last["mean"] - g_first["mean"]
-time_ratio = ratios["time per iteration"].mean() if len(ratios) else float("nan")
-act_ratio = ratios["saved activations"].mean() if len(ratios) else float("nan")
-display(Markdown(
-    f"*Claim 1 (freezing helps, given capacity)*: frozen − fine-tuned mAP@0.5 is {g_first['mean']:+.1f} ± "
-    f"{g_first['stderr']:.1f} with `{first}` and {g_last['mean']:+.1f} ± {g_last['stderr']:.1f} with `{last}` "
-    f"(verdicts: {g_first['verdict']}, {g_last['verdict']}); the gain changes by {grows:+.1f} points from the smallest "
-    f"to the largest capacity. *Claim 2 (largest on rare classes)*: with `{last}`, frozen − fine-tuned is "
-    f"{r_last['mean']:+.1f} ± {r_last['stderr']:.1f} on rare and {f_last['mean']:+.1f} ± {f_last['stderr']:.1f} on "
-    f"frequent classes. *Claim 3 (resources)*: a frozen step takes {time_ratio:.2f}x the time of a fine-tuned one "
-    f"and keeps {act_ratio:.2f}x the activations for backward, on average over capacities."))
+# %% tags=["hide-input"]
+display(Markdown(Z.claims_summary(result, heads)))
 
 # %% [markdown]
 # Caveats. The backbone here is the mini IMAGENET-CLS ResNet (one BasicBlock per stage, 20 epochs on 128-px

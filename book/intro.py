@@ -75,72 +75,29 @@ data_cache = None  # generated-corpus folder; None means $DETPRETRAIN_DATA or da
 # every epoch of every run, on the device named.
 
 # %%
-import os
-
-import pandas as pd
 from IPython.display import Markdown, display
 
 from detpretrain.analysis import detection as A
-from detpretrain.experiments.common import PRETRAINS, pretrain_configs
+from detpretrain.chapter import chapter_setup, quiet, table
+from detpretrain.experiments.common import PRETRAINS
 from detpretrain.experiments.detection import run_detection_experiment
-from detpretrain.paper import TABLE1
-from detpretrain.profiles import get_profile
-from detpretrain.runs import RunStore
 
-if data_cache is not None:
-    os.environ["DETPRETRAIN_DATA"] = str(data_cache)
-prof = get_profile(profile)
-run_store = RunStore(store) if store else RunStore()
-result = run_detection_experiment(profile, dataset=dataset, data_root=data_root, pretrains=PRETRAINS,
-                                  seeds=tuple(seeds) if seeds is not None else None, store=run_store,
-                                  device=device, progress=False, log=lambda line: None)
+ch = chapter_setup("intro", profile=profile, store=store, data_cache=data_cache, device=device, dataset=dataset,
+                   data_root=data_root, seeds=seeds)
+result = run_detection_experiment(ch.profile, dataset=dataset, data_root=data_root, pretrains=PRETRAINS,
+                                  seeds=ch.seeds, store=ch.store, device=device, progress=False, log=quiet)
 
-# %%
-def _train_seconds(metrics):
-    return sum(h["seconds"] for h in metrics["history"])
-
-
-pre = {k: run_store.run_for(c) for k, c in pretrain_configs(prof).items() if c is not None}
-time_rows = [{"run": f"pre-training: {k}", "runs": 1, "training (min)": _train_seconds(r.metrics) / 60,
-              "device": r.metrics["device"]} for k, r in pre.items()]
-for p in PRETRAINS:
-    ms = [r["metrics"] for r in result["runs"] if r["pretrain"] == p]
-    if ms:
-        time_rows.append({"run": f"fine-tuning from {p}", "runs": len(ms),
-                          "training (min)": sum(map(_train_seconds, ms)) / 60, "device": ms[0]["device"]})
-times = pd.DataFrame(time_rows)
-display(times.style.format({"training (min)": "{:.1f}"}).hide(axis="index"))
-display(Markdown(f"In all **{times['training (min)'].sum():.1f} minutes** of training for profile `{prof.name}` "
-                 "(corpus generation, evaluation and rendering come on top)."))
+# %% tags=["hide-input"]
+display(table(A.training_time_table(result), formats={"training (min)": "{:.1f}"}))
+display(Markdown(A.training_time_sentence(result)))
 
 # %% [markdown]
 # ## Results overview
 # The paper's number beside ours, for the runs of this build (mean ± standard deviation over fine-tuning seeds).
 
-# %%
-t1 = A.table1(result).set_index("pre-training")
-verdict = A.high_iou_verdict(result)
-
-
-def _ours(pretrain, iou):
-    if pretrain not in t1.index:
-        return "not run"
-    mean, sd = t1.loc[pretrain, f"mAP@{iou}"], t1.loc[pretrain, f"sd@{iou}"]
-    return f"{mean:.1f}" + (f" ± {sd:.1f}" if sd == sd else "")
-
-
-overview = pd.DataFrame([
-    {"claim": "Table 1: IMAGENET-CLS, mAP@0.5", "paper": f"{TABLE1['IMAGENET-CLS'][0]:.1f}", "ours": _ours("imagenet-cls", 0.5)},
-    {"claim": "Table 1: IMAGENET-CLS, mAP@0.7", "paper": f"{TABLE1['IMAGENET-CLS'][1]:.1f}", "ours": _ours("imagenet-cls", 0.7)},
-    {"claim": "Table 1: COCO (detection), mAP@0.5", "paper": f"{TABLE1['COCO'][0]:.1f}", "ours": _ours("detection", 0.5)},
-    {"claim": "Table 1: COCO (detection), mAP@0.7", "paper": f"{TABLE1['COCO'][1]:.1f}", "ours": _ours("detection", 0.7)},
-    {"claim": "from scratch, mAP@0.5 / mAP@0.7", "paper": "–", "ours": f"{_ours('scratch', 0.5)} / {_ours('scratch', 0.7)}"},
-    {"claim": "Figure 1: detection - classification gap grows with IoU", "paper": "+2.2 → +4.8 (OPENIMAGES)",
-     "ours": (f"{verdict['gap_low']:+.1f} → {verdict['gap_high']:+.1f}: {verdict['verdict']}"
-              if "gap_low" in verdict else verdict["verdict"])},
-])
-overview["profile · data"] = f"{prof.name} · {result['data']}"
-overview.style.hide(axis="index")
+# %% tags=["hide-input"]
+display(table(A.results_overview(result)))
+display(Markdown(f"*{ch.provenance(result)}*"))
 
 # %% [markdown]
 # Absolute numbers are not comparable: the paper fine-tunes SNIPER with a ResNet-101 on 16k VOC images, the `mini`

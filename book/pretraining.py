@@ -39,45 +39,37 @@ data_cache = None  # generated-corpus folder; None means $DETPRETRAIN_DATA or da
 sample_images = 8  # images per corpus in the sample grids
 
 # %%
-import os
 import tempfile
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-import pandas as pd
 import seaborn as sns
 from IPython.display import Image, Markdown, display
 
-from detpretrain.config import config_hash
+from detpretrain.analysis.pretraining import corpus_table, loss_curves, pretraining_table
+from detpretrain.chapter import chapter_setup, table
 from detpretrain.data import synthetic
-from detpretrain.data.builders import corpus_cache_dir
 from detpretrain.experiments.common import pretrain_configs
-from detpretrain.profiles import get_profile
-from detpretrain.runs import RunStore, get_or_train
+from detpretrain.runs import get_or_train
 
-if data_cache is not None:
-    os.environ["DETPRETRAIN_DATA"] = str(data_cache)
-prof = get_profile(profile)
-run_store = RunStore(store) if store else RunStore()
-configs = {k: v for k, v in pretrain_configs(prof).items() if v is not None}
+ch = chapter_setup("pretraining", profile=profile, store=store, data_cache=data_cache, device=device, dataset=dataset,
+                   data_root=data_root, seeds=seeds, sample_images=sample_images)
+configs = {k: v for k, v in pretrain_configs(ch.profile).items() if v is not None}
 
 # %% [markdown]
 # ## The pre-training corpora
 # Counts per split of each corpus the profile generates (deterministic: same profile and seed, same corpus).
 
-# %%
+# %% tags=["hide-input"]
 # NBVAL_CHECK_OUTPUT
 specs = synthetic.profile_specs(profile if profile != "paper" else "mini")
-pd.DataFrame(
-    [{"role": role, "image size (px)": s.image_size, "train": s.n_train, "val": s.n_val, "test": s.n_test,
-      "key": s.key()} for role, s in specs.items()]
-).set_index("role")
+table(corpus_table(specs), index=True)
 
-# %%
+# %% tags=["hide-input"]
 if profile != "paper":
     grid_dir = Path(tempfile.mkdtemp(prefix="grids-"))
     for role in ("imagenet_cls", "coco"):
-        root = synthetic.generate(specs[role], corpus_cache_dir())
+        root = synthetic.generate(specs[role], ch.data_cache)
         png = synthetic.save_sample_grid(root, role, grid_dir / f"{role}.png", n=sample_images)
         display(Markdown(f"**{role}** corpus ({specs[role].image_size} px, key `{specs[role].key()}`): "
                          "object boxes solid, discriminative parts dashed, masks tinted."))
@@ -88,31 +80,22 @@ if profile != "paper":
 # `get_or_train` returns the stored run when its configuration hash is already in the run store.
 
 # %%
-runs = {name: get_or_train(cfg, run_store, device=device, progress=False) for name, cfg in configs.items()}
-summary = pd.DataFrame([
-    {"backbone": name, "run": r.path.name, "task": r.config.task, "data": r.config.data.describe(),
-     "init": r.config.init or "random", "epochs": r.config.optim.epochs,
-     "train images": r.metrics["num_train_images"], "result": r.metrics["headline"] or "–",
-     "train time (s)": round(sum(h["seconds"] for h in r.metrics["history"]), 1)}
-    for name, r in runs.items()
-])
-summary.set_index("backbone")
+runs = {name: get_or_train(cfg, ch.store, device=device, progress=False) for name, cfg in configs.items()}
+
+# %% tags=["hide-input"]
+table(pretraining_table(runs).drop(columns=["classes"]))
 
 # %% [markdown]
 # The detection pre-training reports COCO-style mAP on its own validation split (`eval_metric = coco`), averaged
 # over IoU 0.1 ... 0.9; the classification pre-training reports top-1 accuracy on its validation split.
 
-# %%
-rows = []
-for name, r in runs.items():
-    for h in r.metrics["history"]:
-        rows.append({"backbone": name, "epoch": h["epoch"] + 1, "training loss": h["loss"], "lr": h["lr"]})
-curves = pd.DataFrame(rows)
+# %% tags=["hide-input"]
+curves = loss_curves(runs)
 fig, axes = plt.subplots(1, len(runs), figsize=(5.2 * len(runs), 3.6), squeeze=False)
 for ax, (name, r) in zip(axes[0], runs.items()):
     sns.lineplot(data=curves[curves["backbone"] == name], x="epoch", y="training loss", marker="o", ax=ax)
-    ax.set_title(f"{name}: {r.config.task} pre-training\nprofile {prof.name} · run {config_hash(r.config)[:10]} · "
-                 f"{r.config.data.describe()}", fontsize=8, loc="left")
+    ax.set_title(f"{name}: {r.config.task} pre-training\n"
+                 + ch.provenance(data=r.config.data.describe(), runs={name: r.hash}), fontsize=8, loc="left")
     ax.grid(alpha=0.3)
 fig.tight_layout()
 plt.show()

@@ -42,22 +42,16 @@ pretrains = ["imagenet-cls", "detection", "scratch"]  # backbones to compare
 bands = None  # trimap widths in evaluated pixels to show; None means all (DeepLab's 1 to 40 px at VOC scale)
 
 # %%
-import os
-
 import matplotlib.pyplot as plt
-import pandas as pd
 from IPython.display import Markdown, display
 
 from detpretrain.analysis import segmentation as A
-from detpretrain.experiments.common import pretrain_configs
-from detpretrain.models.segmentation import segmentation_geometry
-from detpretrain.profiles import get_profile
-from detpretrain.runs import RunStore
-from detpretrain.experiments.segmentation import run_segmentation_experiment, segmentation_config, segmentation_target
+from detpretrain.chapter import chapter_setup, table
+from detpretrain.experiments.segmentation import configuration_table, run_segmentation_experiment
 
-if data_cache is not None:
-    os.environ["DETPRETRAIN_DATA"] = str(data_cache)
-prof = get_profile(profile)
+ch = chapter_setup("segmentation", profile=profile, store=store, data_cache=data_cache, device=device,
+                   dataset=dataset, data_root=data_root, seeds=seeds, pretrains=pretrains, bands=bands)
+prof = ch.profile
 
 # %% [markdown]
 # ## Configuration
@@ -65,44 +59,25 @@ prof = get_profile(profile)
 # scaled from the paper's VOC setting to our image size (see `detpretrain.models.segmentation`). Every run is
 # identified by the hash of its full configuration, shown in every figure title.
 
-# %%
+# %% tags=["hide-input"]
 # NBVAL_CHECK_OUTPUT
-target = segmentation_target(prof, dataset, data_root)
-example_cfg = segmentation_config(prof, "scratch", 0, target, pretrain_configs(prof))
-geometry = segmentation_geometry(example_cfg.model, target)
-sched = prof.seg_finetune
-config_rows = [
-    ("profile", prof.name), ("dataset", dataset), ("backbone", example_cfg.model.arch),
-    ("output stride", 8), ("ASPP rates (px of the stride-8 map)", ", ".join(map(str, geometry.atrous_rates))),
-    ("ASPP width", example_cfg.model.fpn_channels),
-    ("input (px)", geometry.input_size if geometry.crop is None else f"short side {geometry.input_size}, crops {geometry.crop}"),
-    ("fine-tuning epochs", sched.epochs), ("lr step after epoch", ", ".join(map(str, sched.milestones)) or "none"),
-    ("batch size", sched.batch_size), ("base lr", sched.lr),
-    ("trimap widths (px)", f"{geometry.bands[0]}–{geometry.bands[-1]} (VOC scale x{1 / geometry.band_scale:.2f})"),
-    ("seeds", ", ".join(map(str, seeds if seeds is not None else prof.seeds))),
-    ("pre-trainings", ", ".join(pretrains)),
-]
-pd.DataFrame(config_rows, columns=["setting", "value"]).set_index("setting")
+table(configuration_table(prof, dataset, data_root, ch.seeds, pretrains), index=True)
 
 # %%
-result = run_segmentation_experiment(
-    profile, dataset=dataset, data_root=data_root, pretrains=tuple(pretrains),
-    seeds=tuple(seeds) if seeds is not None else None, store=RunStore(store) if store else None,
-    device=device, progress=False,
-)
+result = run_segmentation_experiment(prof, dataset=dataset, data_root=data_root, pretrains=tuple(pretrains),
+                                     seeds=ch.seeds, store=ch.store, device=device, progress=False)
+print(ch.provenance(result))
 
 # %% [markdown]
 # ## Table 4: mIoU per pre-training
 # Mean and standard deviation over seeds, in percent, beside the paper's VOC 2012 val mIoU for the same role
-# (Table 4 has no COCO row: our detection pre-training on multi-category scenes stands in for OPENIMAGES).
+# (Table 4 has no COCO row: for our detection pre-training the table quotes the paper's OPENIMAGES row, named so).
 
-# %%
-t4 = A.table4(result)
-t4.style.format(precision=1, na_rep="–").hide(axis="index")
+# %% tags=["hide-input"]
+table(A.table4(result))
 
-# %%
-helps = A.helps_verdict(result)
-display(Markdown(helps["sentence"]))
+# %% tags=["hide-input"]
+display(Markdown(A.helps_verdict(result)["sentence"]))
 
 # %% [markdown]
 # ## Where the gain lies: trimap and anti-trimap (Figure 2)
@@ -110,17 +85,17 @@ display(Markdown(helps["sentence"]))
 # seeds, bands one standard deviation. The bottom axis is in pixels of our images, the top one in the VOC-scale
 # pixels of the paper's and DeepLab's plots (1–40 px).
 
-# %%
-A.plot_trimap(result, bands=bands)
+# %% tags=["hide-input"]
+A.plot_trimap(result, bands=bands, title=ch.provenance(result))
 plt.show()
 
 # %% [markdown]
 # The gain of detection over classification pre-training per width, paired by seed (points):
 
-# %%
-A.boundary_gains(result, bands=bands).style.format(precision=2, na_rep="–").hide(axis="index")
+# %% tags=["hide-input"]
+table(A.boundary_gains(result, bands=bands), precision=2)
 
-# %%
+# %% tags=["hide-input"]
 for metric in ("mIoU", "pixel_accuracy"):
     display(Markdown(A.extent_verdict(result, metric=metric, bands=bands)["sentence"]))
 
@@ -130,11 +105,11 @@ for metric in ("mIoU", "pixel_accuracy"):
 # classes (gains of IMAGENET-LOC over IMAGENET-CLS); our synthetic target has cow, table and potted plant but no
 # sheep.
 
-# %%
-A.per_class_gain(result).style.format(precision=1, na_rep="–").hide(axis="index")
+# %% tags=["hide-input"]
+table(A.per_class_gain(result))
 
-# %%
-A.paper_class_comparison(result).style.format(precision=1, na_rep="–").hide(axis="index")
+# %% tags=["hide-input"]
+table(A.paper_class_comparison(result))
 
 # %% [markdown]
 # ## Examples (Figure 9)
@@ -142,11 +117,11 @@ A.paper_class_comparison(result).style.format(precision=1, na_rep="–").hide(ax
 # classification-pre-trained model's the most, and the one where it falls short the most (first seed). Void pixels
 # are cream.
 
-# %%
+# %% tags=["hide-input"]
 if {"imagenet-cls", "detection"} <= set(pretrains):
     examples = A.pick_examples(result, n_gain=3, n_loss=1)
-    display(examples.style.format(precision=1).hide(axis="index"))
-    A.plot_examples(result, examples, device="cpu")
+    display(table(examples))
+    A.plot_examples(result, examples, device="cpu", data_cache=ch.data_cache, title=ch.provenance(result))
     plt.show()
 else:
     display(Markdown("(Figure 9 compares the imagenet-cls and detection backbones; one of them is not in `pretrains`.)"))

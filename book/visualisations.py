@@ -50,60 +50,41 @@ real_detection_root = "../shared/data/coco2017_subset"  # real images for the ac
 real_images = 24  # COCO val images measured
 
 # %%
-import os
-from pathlib import Path
-
 import matplotlib.patches as mpatches
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
-import torch
 from IPython.display import Markdown, display
 
-from detpretrain.experiments import features as F
-from detpretrain.analysis import probes as P
 from detpretrain.analysis import visualisation as V
-from detpretrain.analysis.ablations import paired_verdict
-from detpretrain.analysis.detection import provenance as run_provenance
-from detpretrain.data.builders import build_detection_dataset
+from detpretrain.chapter import chapter_setup, quiet, table
+from detpretrain.experiments import features as F
 from detpretrain.experiments.detection import run_detection_experiment
 from detpretrain.figures import show as show_figure
-from detpretrain.runs import load_run_model
-from detpretrain.profiles import get_profile
-from detpretrain.runs import RunStore
+from detpretrain.paper import ROLE_NAMES
 
-if data_cache is not None:
-    os.environ["DETPRETRAIN_DATA"] = str(data_cache)
-prof = get_profile(profile)
-run_store = RunStore(store) if store else RunStore()
-seed_list = tuple(seeds) if seeds is not None else prof.seeds
-dev = F.resolve_device(device)
-quiet = lambda *args: None
-BACKBONES = {"imagenet-cls": "IMAGENET-CLS", "detection": "OPENIMAGES"}
+ch = chapter_setup("visualisations", profile=profile, store=store, data_cache=data_cache, device=device,
+                   dataset=dataset, data_root=data_root, seeds=seeds, target=target,
+                   activation_images=activation_images, maskout_images=maskout_images, maskout_stride=maskout_stride,
+                   score_thresh=score_thresh, real_detection_root=real_detection_root, real_images=real_images)
+prof, dev = ch.profile, ch.torch_device
+BACKBONES = {k: ROLE_NAMES[k] for k in ("imagenet-cls", "detection")}
 COLOURS = {"imagenet-cls": "tab:blue", "detection": "tab:orange"}
 
 # %% [markdown]
 # ## Configuration
 
-# %%
+# %% tags=["hide-input"]
 # NBVAL_CHECK_OUTPUT
-data = F.probe_datasets(prof, target)
-window = V.scaled_mask_size(prof.model.image_size)
-test_names = [Path(data.test.image_path(i)).relative_to(data.root).as_posix() for i in range(len(data.test))]
-objects = V.corpus_objects(data.root, test_names)
-pd.DataFrame([("corpus (Figures 4, 5)", f"{data.describe}, test split, {len(data.test)} images"),
-              ("activation map", "channel mean of Conv5 (layer4), bilinear to the image"),
-              ("mask-out square", (f"{window} px = 60 px x {prof.model.image_size}/224, stride {maskout_stride} px, "
-                                  "filled with the dataset mean")),
-              ("Figure 8 target", dataset), ("Figure 8 operating point", f"score >= {score_thresh}"),
-              ("seed of Figure 8", seed_list[0])], columns=["setting", "value"]).set_index("setting")
+data = F.probe_datasets(prof, target, data_cache=ch.data_cache)
+objects = V.split_objects(data, "test")
+table(V.configuration_table(data, image_size=prof.model.image_size, stride=maskout_stride, dataset=dataset,
+                            score_thresh=score_thresh, seed=ch.seeds[0]), index=True)
 
 # %%
-backbones, sources = {}, {}
-for pre in BACKBONES:
-    backbones[pre], sources[pre], _ = F.load_backbone(pre, prof, store=run_store, device=dev, log=quiet)
-provenance = f"profile {prof.name} · {data.describe} · backbones " + "; ".join(
-    f"{k}: {v[:8]}" for k, v in sources.items())
+loaded = {pre: F.load_backbone(pre, prof, store=ch.store, device=dev, log=quiet) for pre in BACKBONES}
+backbones = {pre: backbone for pre, (backbone, _, _) in loaded.items()}
+provenance = ch.provenance(data=data.describe, runs={pre: source for pre, (_, source, _) in loaded.items()})
+print(provenance)
 
 # %% [markdown]
 # ## Figure 4: where the activation mass falls
@@ -114,54 +95,17 @@ provenance = f"profile {prof.name} · {data.describe} · backbones " + "; ".join
 # the max (1 = all instances equally activated).
 
 # %%
-n_act = min(activation_images, len(data.test))
-rows, maps = [], {}
-for pre, backbone in backbones.items():
-    for start in range(0, n_act, 32):
-        idx = list(range(start, min(start + 32, n_act)))
-        images = torch.stack([data.test[i][0] for i in idx]).to(dev)
-        batch_maps = V.activation_maps(backbone, images).cpu().numpy()
-        for i, m in zip(idx, batch_maps):
-            o = objects[i]
-            if i < 12:
-                maps[(pre, i)] = m
-            s = V.mass_shares(m, o["object"], o["part"])
-            row = {"backbone": pre, "image": i, "instances": len(o["instances"]), "has_part": bool(o["part"].any()),
-                   **s}
-            if len([x for x in o["instances"] if x.any()]) >= 2:
-                row["instance_balance"] = V.instance_balance(m, o["instances"])
-            rows.append(row)
-act = pd.DataFrame(rows)
-act["part_enrichment"] = np.where(act["part_area"] > 0, act["part"] / act["part_area"].where(act["part_area"] > 0),
-                                  np.nan)
-act["object_rest_enrichment"] = act["object_rest"] / act["object_rest_area"].where(act["object_rest_area"] > 0)
-summary = act.groupby("backbone").agg(
-    images=("image", "size"), part_mass=("part", "mean"), part_area=("part_area", "mean"),
-    part_enrichment=("part_enrichment", "mean"), object_rest_mass=("object_rest", "mean"),
-    object_rest_area=("object_rest_area", "mean"), object_rest_enrichment=("object_rest_enrichment", "mean"),
-    outside_mass=("outside", "mean"), instance_balance=("instance_balance", "mean"))
-summary.rename(index=BACKBONES).style.format(precision=3)
+act, maps = V.activation_frame(backbones, data.test, objects, n_images=min(activation_images, len(data.test)),
+                               device=dev)
 
+# %% tags=["hide-input"]
+table(V.activation_summary(act).rename(index=BACKBONES), precision=3, index=True)
 
-# %%
-def paired(col: str, a: str = "detection", b: str = "imagenet-cls") -> dict:
-    wide = act.pivot(index="image", columns="backbone", values=col).dropna()
-    return paired_verdict(wide[a] - wide[b])
+# %% tags=["hide-input"]
+table(V.activation_verdicts(act, BACKBONES), precision=3)
 
-
-checks = {
-    "part enrichment, IMAGENET-CLS minus OPENIMAGES": paired("part_enrichment", "imagenet-cls", "detection"),
-    "rest-of-object mass share, OPENIMAGES minus IMAGENET-CLS": paired("object_rest"),
-    "instance balance (multi-instance images), OPENIMAGES minus IMAGENET-CLS": paired("instance_balance"),
-}
-verdicts = pd.DataFrame([{"claim (positive = the paper's direction)": k, "mean paired difference": v["mean"],
-                          "stderr over images": v["stderr"], "images": v["seeds"], "verdict": v["verdict"]}
-                         for k, v in checks.items()])
-verdicts.style.format(precision=3).hide(axis="index")
-
-# %%
-shown = [i for i in range(min(12, n_act)) if objects[i]["part"].any() and len(objects[i]["instances"]) == 1][:3]
-shown += [i for i in range(min(12, n_act)) if len(objects[i]["instances"]) >= 2][:2]
+# %% tags=["hide-input"]
+shown = V.example_images(objects)
 if shown:
     fig, axes = plt.subplots(3, len(shown), figsize=(1.9 * len(shown), 6), squeeze=False)
     pics = F.images_for_display(data, "test", shown)
@@ -188,37 +132,13 @@ if shown:
 # objects' masks vs. outside (COCO has no part masks). Our backbones never saw a photograph: this tests the path and
 # the direction, not the paper's pictures.
 
-# %%
-root = Path(real_detection_root) if real_detection_root else None
-if root is not None and (root / "annotations" / "instances_val2017.json").is_file():
-    from torchvision.transforms import v2
-
-    from detpretrain.data.builders import IMAGENET_MEAN, IMAGENET_STD
-    from detpretrain.data.coco import CocoDetection
-
-    coco = CocoDetection(root / "val2017", root / "annotations" / "instances_val2017.json", with_masks=True)
-    resize = v2.Resize(prof.real_model.min_size, antialias=True)
-    norm = v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)
-    real_rows = []
-    for i in range(min(real_images, len(coco))):
-        image, tgt = coco[i]
-        if "masks" not in tgt or len(tgt["masks"]) == 0:
-            continue
-        image, masks = resize(v2.functional.to_dtype(image, torch.float32, scale=True), tgt["masks"])
-        union = masks.any(dim=0).numpy()
-        for pre, backbone in backbones.items():
-            m = V.activation_maps(backbone, norm(image)[None].to(dev))[0].cpu().numpy()
-            s = V.mass_shares(m, union)
-            real_rows.append({"backbone": BACKBONES[pre], "image": i, "object mass": s["object_rest"],
-                              "object area": s["object_rest_area"]})
-    real = pd.DataFrame(real_rows)
-    real["enrichment"] = real["object mass"] / real["object area"]
-    display(real.groupby("backbone")[["object mass", "object area", "enrichment"]].mean()
-            .style.format(precision=3))
-    wide = real.pivot(index="image", columns="backbone", values="object mass")
-    v = paired_verdict(wide["OPENIMAGES"] - wide["IMAGENET-CLS"])
-    display(Markdown(f"On {len(wide)} COCO images the detection backbone puts {v['mean']:+.3f} ± {v['stderr']:.3f} "
-                     f"more of its mass on objects ({v['verdict']})."))
+# %% tags=["hide-input"]
+if V.coco_val_available(real_detection_root):
+    real = V.real_activation_frame(backbones, real_detection_root, n_images=real_images,
+                                   min_size=prof.real_model.min_size, device=dev)
+    display(table(real.groupby("backbone")[["object mass", "object area", "enrichment"]].mean()
+                  .rename(index=BACKBONES), precision=3, index=True))
+    display(Markdown(V.real_activation_verdict(real, "detection", "imagenet-cls")["sentence"]))
 else:
     display(Markdown(f"*`{real_detection_root}` is absent on this machine; the real-image check is skipped.*"))
 
@@ -230,36 +150,19 @@ else:
 # centre pixel lies on the part, "on the object" when it lies on the rest of the object.
 
 # %%
-heads = {}
-for pre, backbone in backbones.items():
-    arrays = F.backbone_features(pre, data, prof, store=run_store, device=dev, log=quiet)
-    res = P.probe_features(arrays)
-    heads[pre] = V.probe_head(backbone, res["model"]).to(dev)
+heads, probes = V.probe_heads(backbones, data, prof, store=ch.store, device=dev, log=quiet)
+for pre, res in probes.items():
     display(Markdown(f"{BACKBONES[pre]} probe: top-1 {res['top1']:.1f} % on test (C = {res['C']:g})."))
-candidates = [i for i, o in enumerate(objects) if len(o["instances"]) == 1 and o["part"].any()][:maskout_images]
-mo_rows, mo_maps = [], {}
-for i in candidates:
-    image, label = data.test[i]
-    for pre, head in heads.items():
-        r = V.maskout_map(head, image.to(dev), label, window=window, stride=maskout_stride)
-        if len(mo_maps) < 6:
-            mo_maps[(pre, i)] = r
-        mo_rows.append({"backbone": pre, "image": i, **V.maskout_drops(r, objects[i]["object"], objects[i]["part"])})
-mo = pd.DataFrame(mo_rows)
-mo["part minus rest"] = mo["drop_part"] - mo["drop_object_rest"]
-mo.groupby("backbone")[["clean", "drop_part", "drop_object_rest", "drop_outside", "part minus rest", "min_prob"]] \
-    .mean().rename(index=BACKBONES).style.format(precision=3)
+mo, mo_maps = V.maskout_frame(heads, data.test, objects, V.maskout_candidates(objects, maskout_images),
+                              window=V.scaled_mask_size(prof.model.image_size), stride=maskout_stride, device=dev)
 
-# %%
-wide = mo.pivot(index="image", columns="backbone", values="part minus rest").dropna()
-v5 = paired_verdict(wide["imagenet-cls"] - wide["detection"])
-display(Markdown(
-    f"Covering the part rather than the rest of the object costs the IMAGENET-CLS probe "
-    f"{wide['imagenet-cls'].mean():.3f} and the OPENIMAGES probe {wide['detection'].mean():.3f} of probability "
-    f"(mean over {len(wide)} images); the paired difference is {v5['mean']:+.3f} ± {v5['stderr']:.3f}: the paper's "
-    f"reading (the classifier depends more on the part) **{v5['verdict']}** here."))
+# %% tags=["hide-input"]
+table(V.maskout_summary(mo).rename(index=BACKBONES), precision=3, index=True)
 
-# %%
+# %% tags=["hide-input"]
+display(Markdown(V.maskout_verdict(mo, BACKBONES)["sentence"]))
+
+# %% tags=["hide-input"]
 show = sorted({i for _, i in mo_maps})[:3]
 if show:
     fig, axes = plt.subplots(len(show), 3, figsize=(6, 2.1 * len(show)), squeeze=False)
@@ -294,19 +197,18 @@ if show:
 # less than 75 % visible. Blue: IMAGENET-CLS; orange: detection pre-training; white dashed: ground truth.
 
 # %%
-det = run_detection_experiment(profile, dataset=dataset, data_root=data_root, pretrains=tuple(BACKBONES),
-                               seeds=seed_list[:1], store=run_store, device=device, progress=False, log=quiet)
-models = {}
-for r in det["runs"]:
-    models[r["pretrain"]], cfg, det_classes = load_run_model(r["run"], dev)
-eval_data = build_detection_dataset(cfg.data, cfg.data.eval_split, train=False)
+det = run_detection_experiment(prof, dataset=dataset, data_root=data_root, pretrains=tuple(BACKBONES),
+                               seeds=ch.seeds[:1], store=ch.store, device=device, progress=False, log=quiet)
+models, eval_data, det_classes = V.load_detectors(det, dev, data_cache=ch.data_cache)
 obj_frame, preds = V.detection_objects(models, eval_data, score_thresh=score_thresh, device=dev)
-obj_frame.groupby(lambda _: "all objects")[[f"iou_{p}" for p in BACKBONES]].mean().rename(
-    columns={f"iou_{p}": f"mean best IoU, {BACKBONES[p]}" for p in BACKBONES}).style.format(precision=3)
+det_provenance = ch.provenance(det)
+
+# %% tags=["hide-input"]
+table(V.mean_best_iou(obj_frame, BACKBONES), precision=3, index=True)
 
 
-# %%
-def draw_cases(cases: pd.DataFrame, title: str, name: str):
+# %% tags=["hide-input"]
+def draw_cases(cases, title: str, name: str):
     if cases.empty:
         display(Markdown(f"*{title}: no object where detection pre-training localises better.*"))
         return
@@ -317,11 +219,8 @@ def draw_cases(cases: pd.DataFrame, title: str, name: str):
         x1, y1, x2, y2 = case["box"]
         ax.add_patch(mpatches.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec="white", ls="--", lw=1))
         for pre in BACKBONES:
-            p = preds[pre][int(case["image"])]
-            keep = (p["scores"] >= score_thresh) & (p["labels"] == case["label"])
-            if keep.any():
-                iou = V.box_iou_matrix([case["box"]], p["boxes"][keep])[0]
-                bx = p["boxes"][keep][int(iou.argmax())]
+            bx = V.best_box(preds[pre][int(case["image"])], case["box"], case["label"], score_thresh)
+            if bx is not None:
                 ax.add_patch(mpatches.Rectangle((bx[0], bx[1]), bx[2] - bx[0], bx[3] - bx[1], fill=False,
                                                 ec=COLOURS[pre], lw=1.2))
         vis = "" if np.isnan(case["visible_fraction"]) else f", {100 * case['visible_fraction']:.0f}% visible"
@@ -330,9 +229,9 @@ def draw_cases(cases: pd.DataFrame, title: str, name: str):
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(title, fontsize=8)
-    fig.text(0.01, 0.005, run_provenance(det), fontsize=5)
+    fig.text(0.01, 0.005, det_provenance, fontsize=5)
     fig.tight_layout(rect=(0, 0.03, 1, 1))
-    show_figure(fig, name, chapter="visualisations", profile=prof.name, provenance=run_provenance(det))
+    show_figure(fig, name, chapter="visualisations", profile=prof.name, provenance=det_provenance)
 
 
 draw_cases(V.localisation_cases(obj_frame, "imagenet-cls", "detection", n=4), "better localisation",
@@ -343,17 +242,8 @@ if obj_frame["visible_fraction"].notna().any():
 else:
     display(Markdown("*This target records no visible fraction: no occlusion panel.*"))
 
-# %%
-gain = obj_frame["iou_detection"] - obj_frame["iou_imagenet-cls"]
-v8 = paired_verdict(gain)
-occluded = obj_frame["visible_fraction"] < 0.75
-v8o = paired_verdict(gain[occluded]) if occluded.sum() > 1 else None
-text = (f"Over {len(obj_frame)} objects the detection-pre-trained detector's best IoU is {v8['mean']:+.3f} ± "
-        f"{v8['stderr']:.3f} higher ({v8['verdict']}; better for {int((gain > 0).sum())}, worse for "
-        f"{int((gain < 0).sum())} objects)")
-if v8o is not None:
-    text += f"; on the {int(occluded.sum())} objects under 75 % visible, {v8o['mean']:+.3f} ± {v8o['stderr']:.3f}"
-display(Markdown(text + ". The panels above are the extreme cases of this distribution, chosen by the rule."))
+# %% tags=["hide-input"]
+display(Markdown(V.localisation_verdict(obj_frame, "imagenet-cls", "detection", occluded_below=0.75)["sentence"]))
 
 # %% [markdown]
 # ## What this shows

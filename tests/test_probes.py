@@ -75,7 +75,7 @@ def test_table6_averages_backbones_and_cites_the_paper():
             {"dataset": "CALTECH-256", "pretrain": "scratch", "seed": 1, "top1": 14.0, "se": 1.0}]
     t = P.table6(rows).set_index("pre-training")
     assert t.loc["IMAGENET-CLS", "paper"] == TABLE6["CALTECH-256"]["IMAGENET-CLS"] == 84.7
-    assert t.loc["OPENIMAGES", "paper"] == 76.7
+    assert t.loc["COCO", "paper"] == 76.7 and t.loc["COCO", "paper column"] == "OPENIMAGES (no COCO column in Table 6)"
     assert t.loc["(random init)", "ours"] == 12.0
     assert t.loc["(random init)", "sd over backbones"] == pytest.approx(np.std([10, 14], ddof=1))
     assert math.isnan(t.loc["(random init)", "paper"]) and math.isnan(t.loc["IMAGENET-CLS", "sd over backbones"])
@@ -112,7 +112,7 @@ def test_table8_and_its_paired_verdict():
     t = P.table8(transfer).set_index("pre-training")
     assert t.loc["IMAGENET-CLS", "top1"] == 61.0 and t.loc["IMAGENET-CLS", "sd"] == 1.0
     assert t.loc["IMAGENET-CLS", "paper"] == TABLE8["IMAGENET-CLS"]["SUN-397"] == 61.5
-    assert t.loc["OPENIMAGES", "paper"] == 59.5 and t.loc["OPENIMAGES", "seeds"] == 3
+    assert t.loc["COCO", "paper"] == TABLE8["COCO"]["SUN-397"] == 57.8 and t.loc["COCO", "seeds"] == 3
     (row,) = P.finetune_gap_verdict(transfer)["per_dataset"]
     diffs = np.array([5.0, 4.0, 4.0])
     assert row["mean"] == pytest.approx(diffs.mean())

@@ -320,7 +320,8 @@ class Task:
     """What :func:`fit` needs to know about one task.
 
     Attributes:
-        datasets: ``config -> (train_set, test_set)``; both have ``classes``.
+        datasets: ``(config, cache) -> (train_set, test_set)``; both have ``classes``; ``cache`` is the corpus
+            cache of synthetic data (the run store's ``data_cache``).
         losses: ``(model, inputs, targets, device) -> dict of scalar losses`` for one batch.
         collate: the training DataLoader's ``collate_fn`` (None: stack tensors).
         evaluate: ``(model, test_set, device, config, progress) -> (metrics, headline)``.
@@ -334,27 +335,28 @@ class Task:
     backbone_state: Callable
 
 
-def _detection_datasets(config: TrainConfig):
+def _detection_datasets(config: TrainConfig, cache):
     d, o = config.data, config.optim
-    train = build_detection_dataset(d, d.train_split, train=True, hflip=o.hflip)
+    train = build_detection_dataset(d, d.train_split, train=True, hflip=o.hflip, cache=cache)
     if d.long_tail:
         from detpretrain.data.long_tail import LongTailSubset
 
         train = LongTailSubset(train, d.long_tail)
-    return train, build_detection_dataset(d, d.eval_split, train=False)
+    return train, build_detection_dataset(d, d.eval_split, train=False, cache=cache)
 
 
-def _classification_datasets(config: TrainConfig):
+def _classification_datasets(config: TrainConfig, cache):
     d, m, o = config.data, config.model, config.optim
-    return (build_classification_dataset(d, d.train_split, train=True, size=m.image_size, hflip=o.hflip),
-            build_classification_dataset(d, d.eval_split, train=False, size=m.image_size))
+    return (build_classification_dataset(d, d.train_split, train=True, size=m.image_size, hflip=o.hflip,
+                                         cache=cache),
+            build_classification_dataset(d, d.eval_split, train=False, size=m.image_size, cache=cache))
 
 
-def _segmentation_datasets(config: TrainConfig):
+def _segmentation_datasets(config: TrainConfig, cache):
     d, o = config.data, config.optim
     crop = segmentation_geometry(config.model, d).crop
-    return (build_segmentation_dataset(d, d.train_split, train=True, crop=crop, hflip=o.hflip),
-            build_segmentation_dataset(d, d.eval_split, train=False))
+    return (build_segmentation_dataset(d, d.train_split, train=True, crop=crop, hflip=o.hflip, cache=cache),
+            build_segmentation_dataset(d, d.eval_split, train=False, cache=cache))
 
 
 def _evaluate_detection(model, test_set, dev, config: TrainConfig, progress: bool):
@@ -393,8 +395,8 @@ TASK_HOOKS: dict[str, Task] = {
 }
 
 
-def _datasets(config: TrainConfig):
-    return TASK_HOOKS[config.task].datasets(config)
+def _datasets(config: TrainConfig, cache=None):
+    return TASK_HOOKS[config.task].datasets(config, cache)
 
 
 def _loader(config: TrainConfig, dataset, epoch: int) -> DataLoader:
@@ -431,7 +433,8 @@ def fit(config: TrainConfig, run, store, *, device: str = "auto", progress: bool
     Args:
         run: the :class:`~detpretrain.runs.Run` written to (its paths; rank 0 writes).
         store: the :class:`~detpretrain.runs.RunStore` holding ``run``; it resolves ``config.init`` (a stored
-            pre-training's backbone, a torchvision weights name or a file) through ``store.backbone_weights``.
+            pre-training's backbone, a torchvision weights name or a file) through ``store.backbone_weights``, and
+            its ``data_cache`` is where synthetic training data is generated or found.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``; under torchrun each rank takes ``cuda:LOCAL_RANK``.
         progress: tqdm bars (on a terminal, main process only).
 
@@ -443,7 +446,7 @@ def fit(config: TrainConfig, run, store, *, device: str = "auto", progress: bool
         DiskFullError: no space left while writing (the previous checkpoint stays intact).
     """
     dev = distributed.init(device)
-    train_set, test_set = _datasets(config)
+    train_set, test_set = _datasets(config, store.data_cache)
     num_classes = len(train_set.classes)
     seed_everything(config.seed)
     model = build_model(config, num_classes, backbone_weights=store.backbone_weights(config.init)).to(dev)

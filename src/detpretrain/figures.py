@@ -57,8 +57,9 @@ def save_figure(fig, name: str, *, chapter: str, profile: str, provenance: str =
     return written
 
 
-def show(fig, name: str, *, chapter: str, profile: str, provenance: str = "") -> list[Path]:
-    """:func:`save_figure`, then display the figure inline (``plt.show()``). Returns the written paths."""
-    paths = save_figure(fig, name, chapter=chapter, profile=profile, provenance=provenance)
+def show(fig, name: str, *, chapter: str, profile: str, provenance: str = "") -> None:
+    """:func:`save_figure` (``provenance``: the chapter's :func:`detpretrain.chapter.provenance` line, kept in the
+    PDF), then display the figure inline (``plt.show()``). Returns nothing, so that a chapter's last line shows the
+    figure and no file list (:func:`save_figure` returns the paths)."""
+    save_figure(fig, name, chapter=chapter, profile=profile, provenance=provenance)
     plt.show()
-    return paths

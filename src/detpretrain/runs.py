@@ -430,10 +430,25 @@ def _check_zip(path: Path, run: Run) -> None:
 
 
 class RunStore:
-    """A folder of runs, each named ``<task>-<config hash>``."""
+    """A folder of runs, each named ``<task>-<config hash>``.
 
-    def __init__(self, root: str | os.PathLike | None = None):
+    Args:
+        root: the folder; None means :func:`default_store_root`.
+        data_cache: where the synthetic corpora its runs train on are generated (or found cached); None means
+            :func:`detpretrain.data.builders.corpus_cache_dir` (``$DETPRETRAIN_DATA`` or ``data/generated``),
+            read when a dataset is built. The location never enters a config hash: a corpus is named by its spec.
+    """
+
+    def __init__(self, root: str | os.PathLike | None = None, *, data_cache: str | os.PathLike | None = None):
         self.root = Path(root) if root is not None else default_store_root()
+        self._data_cache = Path(data_cache) if data_cache is not None else None
+
+    @property
+    def data_cache(self) -> Path:
+        """The corpus cache of this store's runs (see the class docstring)."""
+        from detpretrain.data.builders import corpus_cache_dir
+
+        return self._data_cache if self._data_cache is not None else corpus_cache_dir()
 
     def path_for(self, config: TrainConfig) -> Path:
         """The run directory of ``config``: ``<root>/<task>-<config hash>``."""

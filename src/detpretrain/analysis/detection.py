@@ -12,7 +12,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from detpretrain.paper import ROLE_NAMES, TABLE1
+from detpretrain.chapter import provenance
+from detpretrain.paper import GAP_AT_05, GAP_AT_07, ROLE_NAMES, TABLE1
 
 PRETRAIN_ORDER = ("imagenet-cls", "detection", "scratch")
 
@@ -86,7 +87,9 @@ def gap_by_iou(result: dict, better: str = "detection", baseline: str = "imagene
 def high_iou_verdict(result: dict, low: float = 0.5, high: float = 0.7) -> dict:
     """Does the paper's finding hold here: does detection pre-training's advantage grow with the IoU threshold?
 
-    The paper (Table 1, Figure 1): OPENIMAGES over IMAGENET-CLS is +2.2 at IoU 0.5 and +4.8 at 0.7. We compare the
+    The paper (Table 1, Figure 1): COCO (our detection pre-training's role) over IMAGENET-CLS is
+    :data:`~detpretrain.paper.GAP_AT_05` (+2.2) at IoU 0.5 and :data:`~detpretrain.paper.GAP_AT_07` (+4.4) at 0.7. We
+    compare the
     paired per-seed gaps at ``low`` and ``high``: the finding *holds* if the mean gap at ``high`` exceeds the one at
     ``low`` by more than the standard error of the difference (``sd / sqrt(seeds)``, sd of the per-seed
     differences); *reversed* if it is smaller by more than that; otherwise *not resolved* at this number of seeds.
@@ -117,29 +120,117 @@ def high_iou_verdict(result: dict, low: float = 0.5, high: float = 0.7) -> dict:
     se_text = f" ± {stderr:.1f} (standard error over {n} seeds)" if n > 1 else " (1 seed: no spread to judge by)"
     sentence = (f"Detection pre-training is {gap_low:+.1f} mAP points over IMAGENET-CLS-style pre-training at IoU "
                 f"{low} and {gap_high:+.1f} at IoU {high}; the gap changes by {growth:+.1f}{se_text}. "
-                f"Verdict on the paper's finding (the gap grows with the IoU threshold: +2.2 -> +4.8): **{verdict}**.")
+                f"Verdict on the paper's finding (the gap grows with the IoU threshold: {ROLE_NAMES['detection']} "
+                f"{GAP_AT_05:+.1f} -> {GAP_AT_07:+.1f}): **{verdict}**.")
     return {"gap_low": gap_low, "gap_high": gap_high, "growth": growth, "stderr": stderr, "seeds": n,
             "verdict": verdict, "sentence": sentence}
 
 
-def provenance(result: dict) -> str:
-    """One line naming what produced a figure: profile, dataset and the runs' config hashes."""
-    by = {}
+def per_class_ap(result: dict, iou: float = 0.7) -> pd.DataFrame:
+    """AP (percent) per class of the target at IoU ``iou``, mean over seeds, one column per pre-training.
+
+    Runs not evaluated at ``iou`` are left out.
+
+    Returns:
+        a DataFrame indexed by class name, columns = pre-training keys (sorted), values = mean AP over seeds (NaN
+        where a class has no AP).
+    """
+    rows = []
     for r in result["runs"]:
-        by.setdefault(r["pretrain"], []).append(r["hash"][:8])
-    runs = "; ".join(f"{k}: {', '.join(v)}" for k, v in by.items())
-    return f"profile {result['profile']} · {result['data']} · runs {runs}"
+        m = r["metrics"]
+        ious = [round(float(t), 2) for t in m["iou_thresholds"]]
+        if round(iou, 2) not in ious:
+            continue
+        k = ious.index(round(iou, 2))
+        for cls, aps in m["per_class_AP"].items():
+            rows.append({"class": cls, "pretrain": r["pretrain"], "seed": r["seed"], "AP": aps[k]})
+    if not rows:
+        return pd.DataFrame()
+    frame = pd.DataFrame(rows)
+    frame["AP"] = frame["AP"].astype(float)
+    return frame.pivot_table(index="class", columns="pretrain", values="AP", aggfunc="mean")
 
 
-def plot_map_vs_iou(result: dict, ax=None, paper: bool = True):
+def _train_minutes(metrics: dict) -> float:
+    return sum(h["seconds"] for h in metrics["history"]) / 60
+
+
+def training_time_table(result: dict) -> pd.DataFrame:
+    """Where the training time of a detection experiment went: one row per pre-training run and per fine-tuned
+    backbone (its seeds summed), minutes of training (the epochs' seconds, evaluation excluded) and the device.
+
+    Args:
+        result: :func:`~detpretrain.experiments.detection.run_detection_experiment`'s dict (``pretrain_runs``:
+            ``{name: run folder}``, read from the folders' ``metrics.json``).
+
+    Returns:
+        columns ``run, runs, training (min), device``.
+    """
+    import json
+    from pathlib import Path
+
+    rows = []
+    for name, path in result.get("pretrain_runs", {}).items():
+        m = json.loads((Path(path) / "metrics.json").read_text())
+        rows.append({"run": f"pre-training: {name}", "runs": 1, "training (min)": _train_minutes(m),
+                     "device": m["device"]})
+    for pretrain in dict.fromkeys(r["pretrain"] for r in result["runs"]):
+        ms = [r["metrics"] for r in result["runs"] if r["pretrain"] == pretrain]
+        rows.append({"run": f"fine-tuning from {pretrain}", "runs": len(ms),
+                     "training (min)": sum(map(_train_minutes, ms)), "device": ms[0]["device"]})
+    return pd.DataFrame(rows, columns=["run", "runs", "training (min)", "device"])
+
+
+def training_time_sentence(result: dict) -> str:
+    """The total of :func:`training_time_table`, in minutes, as the introduction says it."""
+    total = training_time_table(result)["training (min)"].sum()
+    return (f"In all **{total:.1f} minutes** of training for profile `{result['profile']}` (corpus generation, "
+            "evaluation and rendering come on top).")
+
+
+def results_overview(result: dict) -> pd.DataFrame:
+    """The introduction's summary: the paper's Table 1 numbers for the roles of our backbones beside ours
+    (``mean ± sd`` over seeds, or ``not run``) and Figure 1's claim (the gap grows with the IoU threshold) with its
+    verdict (:func:`high_iou_verdict`). Paper numbers come from :mod:`detpretrain.paper`.
+
+    Returns:
+        columns ``claim, paper, ours`` (strings).
+    """
+    t1 = table1(result).set_index("pre-training")
+    verdict = high_iou_verdict(result)
+
+    def ours(pretrain: str, iou: float) -> str:
+        if pretrain not in t1.index:
+            return "not run"
+        mean, sd = t1.loc[pretrain, f"mAP@{iou}"], t1.loc[pretrain, f"sd@{iou}"]
+        return f"{mean:.1f}" + (f" ± {sd:.1f}" if sd == sd else "")
+
+    rows = []
+    for pretrain in ("imagenet-cls", "detection"):
+        role = ROLE_NAMES[pretrain]
+        label = role if pretrain == "imagenet-cls" else f"{role} (detection)"
+        for k, iou in enumerate((0.5, 0.7)):
+            rows.append({"claim": f"Table 1: {label}, mAP@{iou}", "paper": f"{TABLE1[role][k]:.1f}",
+                         "ours": ours(pretrain, iou)})
+    rows.append({"claim": "from scratch, mAP@0.5 / mAP@0.7", "paper": "–",
+                 "ours": f"{ours('scratch', 0.5)} / {ours('scratch', 0.7)}"})
+    rows.append({"claim": "Figure 1: detection - classification gap grows with IoU",
+                 "paper": f"{GAP_AT_05:+.1f} → {GAP_AT_07:+.1f} ({ROLE_NAMES['detection']})",
+                 "ours": (f"{verdict['gap_low']:+.1f} → {verdict['gap_high']:+.1f}: {verdict['verdict']}"
+                          if "gap_low" in verdict else verdict["verdict"])})
+    return pd.DataFrame(rows)
+
+
+def plot_map_vs_iou(result: dict, ax=None, paper: bool = True, title: str | None = None):
     """Figure 1's analogue: mAP (%) against the IoU threshold, one line per pre-training, mean ± sd over seeds.
 
     Args:
         ax: a matplotlib Axes (default: a new figure).
         paper: also mark the paper's Table 1 values at IoU 0.5 and 0.7 (hollow markers).
+        title: the Axes title; default the result's :func:`detpretrain.chapter.provenance` line.
 
     Returns:
-        the Axes; its title carries :func:`provenance`.
+        the Axes.
     """
     import matplotlib.pyplot as plt
     import seaborn as sns
@@ -163,5 +254,5 @@ def plot_map_vs_iou(result: dict, ax=None, paper: bool = True):
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(provenance(result), fontsize=7, loc="left")
+    ax.set_title(title if title is not None else provenance(result), fontsize=7, loc="left")
     return ax

@@ -29,13 +29,27 @@ import torch
 from torch import nn
 
 from detpretrain.errors import ConfigError
+from detpretrain.paper import SHINYA_PARAMS_CHANGE, SHINYA_THRESHOLD
 
 #: body stages then FPN levels, in the order of the chapter's tables
 STAGES = ("layer1", "layer2", "layer3", "layer4")
 FPN_LEVELS = ("fpn0", "fpn1", "fpn2", "fpn3", "fpnpool")
 #: Shinya et al.'s eigenvalue threshold of the intrinsic dimensionality
-DEFAULT_THRESHOLD = 1e-3
+DEFAULT_THRESHOLD = SHINYA_THRESHOLD
 NORMALISATIONS = ("none", "max", "trace")
+#: the study's detectors: I (fine-tuned from IMAGENET-CLS), S (from scratch), S with the determined widths
+DETECTORS = ("imagenet-cls", "scratch", "scratch-narrow")
+#: thresholds of the threshold-sensitivity curves (log-spaced, 1e-6 ... 1e-1) and of its table
+SENSITIVITY_THRESHOLDS = tuple(float(t) for t in np.logspace(-6, -1, 11))
+SENSITIVITY_TABLE_THRESHOLDS = (1e-3, 1e-2, 1e-1)
+#: claim 1 compares I and S "at similar accuracy": their mAP@0.5 differs by at most SIMILAR_ACCURACY_SE standard
+#: errors of the paired difference, the standard error counted as at least SIMILAR_ACCURACY_FLOOR mAP points (so that
+#: a tiny spread over few seeds does not make every difference "dissimilar")
+SIMILAR_ACCURACY_SE = 2.0
+SIMILAR_ACCURACY_FLOOR = 1.0
+#: claim 2 keeps accuracy when the narrower S is not worse than S by more than this many standard errors (paired
+#: mAP@0.5 difference)
+ACCURACY_KEPT_SE = 1.0
 
 
 class SecondMoment:
@@ -325,3 +339,213 @@ def accuracy_difference(result: dict, a: str, b: str, metric: str = "mAP@0.5") -
 
     acc = accuracy_frame(result).pivot_table(index="seed", columns="detector", values=metric)
     return paired_verdict(acc[a] - acc[b]) if a in acc and b in acc else paired_verdict([])
+
+
+# ---- what the chapter shows: curves, tables and the two claims (computed, not written by hand) -----------------------
+
+
+def _final(result: dict, detector: str) -> list[dict[str, np.ndarray]]:
+    """The final-epoch spectra ``{layer: eigenvalues}`` of every seed of ``detector``, in run order."""
+    out = []
+    for r in result["runs"]:
+        if r["pretrain"] == detector:
+            per_epoch = result["spectra"][r["run"]]
+            out.append(per_epoch[max(per_epoch)])
+    return out
+
+
+def mean_log_spectrum(result: dict, detector: str, layer: str) -> np.ndarray | None:
+    """Figure data: the mean over seeds of ``log10(lambda / lambda_max)`` of a layer's final spectrum, largest
+    eigenvalue first ([C]; eigenvalues clipped at 1e-30 before the log); None when ``detector`` has no run."""
+    curves = []
+    for final in _final(result, detector):
+        ev = np.clip(final[layer], 1e-30, None)
+        curves.append(np.log10(ev / ev.max()))
+    return np.mean(curves, axis=0) if curves else None
+
+
+def sensitivity_curve(result: dict, detector: str, layer: str, normalisation: str,
+                      thresholds=SENSITIVITY_THRESHOLDS) -> np.ndarray | None:
+    """Figure data: the final intrinsic dimensionality of a layer as a share of its channels (0-1) at each of
+    ``thresholds`` (:func:`threshold_sensitivity`), mean over the seeds of ``detector``; None without runs."""
+    counts = [threshold_sensitivity(final[layer], thresholds, normalisation) / len(final[layer])
+              for final in _final(result, detector)]
+    return np.mean(counts, axis=0) if counts else None
+
+
+def sensitivity_table(result: dict, thresholds=SENSITIVITY_TABLE_THRESHOLDS, detectors=("imagenet-cls", "scratch")):
+    """Final intrinsic dimensionality of every ResNet stage, mean over seeds, for each normalisation and threshold.
+
+    Returns:
+        a DataFrame, one row per (normalisation, threshold), columns ``normalisation``, ``threshold`` and
+        ``"<detector> <stage>"`` (channels counted).
+    """
+    import pandas as pd
+
+    rows = []
+    for norm in NORMALISATIONS:
+        for t in thresholds:
+            frame = dimensionality_frame(result, threshold=t, normalisation=norm)
+            last = frame[(frame["progress"] == 1.0) & frame["layer"].isin(STAGES)]
+            rows.append({"normalisation": norm, "threshold": t,
+                         **{f"{d} {s}": last[(last.detector == d) & (last.layer == s)]["dim"].mean()
+                            for d in detectors for s in STAGES}})
+    return pd.DataFrame(rows)
+
+
+def dimensionality_table(result: dict):
+    """:func:`final_dimensionality_table` with a ``positions`` column after ``channels``: the feature positions each
+    layer's matrices average over (``result["positions"]``; Sigma's rank cannot exceed it)."""
+    table = final_dimensionality_table(result)
+    table.insert(1, ("positions", ""), [result["positions"].get(layer) for layer in table.index])
+    return table
+
+
+def rank_limited(result: dict) -> dict:
+    """The layers whose matrices average over fewer positions than they have channels (their rank, so their count,
+    is capped by the sample, not by the features).
+
+    Returns:
+        ``{"layers": [...], "sentence": str}``.
+    """
+    table = final_dimensionality_table(result)
+    layers = [layer for layer in table.index
+              if result["positions"].get(layer, 0) < table.loc[layer, ("channels", "")]]
+    sentence = ("`positions` is the number of feature-map positions the matrices average over; Σ's rank cannot "
+                "exceed it. " + (f"**Rank-limited here: {', '.join(layers)}** — raise `n_images`." if layers else
+                                 "Every layer has more positions than channels, so no count is capped by the sample."))
+    return {"layers": layers, "sentence": sentence}
+
+
+def rule_comparison(result: dict) -> str:
+    """A sentence: what Shinya et al.'s literal rule (raw eigenvalues > :data:`DEFAULT_THRESHOLD`) counts in the S
+    detectors' stages, beside what this execution's rule (``result["normalisation"]``, ``result["threshold"]``)
+    counts (means over seeds, final models)."""
+    literal = sensitivity_table(result, thresholds=(DEFAULT_THRESHOLD,)).set_index("normalisation").loc["none"]
+    table = final_dimensionality_table(result)
+    channels = table[("channels", "")]
+    literal_threshold = f"{DEFAULT_THRESHOLD:.0e}".replace("e-0", "e-")  # 1e-3, as the paper writes it
+    return (f"With Shinya et al.'s literal rule (raw eigenvalues > {literal_threshold}) the S detectors count "
+            + ", ".join(f"{s} {literal[f'scratch {s}']:.1f} of {int(channels[s])}" for s in STAGES)
+            + f" channels; at this execution's rule ({result['normalisation']}, {result['threshold']:g}) "
+            + ", ".join(f"{s} {table.loc[s, ('mean', 'scratch')]:.1f}" for s in STAGES) + ".")
+
+
+def dims_difference_frame(result: dict, a: str = "imagenet-cls", b: str = "scratch"):
+    """:func:`dims_difference` as a table: ``layer``, ``I − S (mean)``, ``stderr``, ``seeds``, ``direction`` ("I
+    higher" where the verdict is ``holds``, "S higher" where ``reversed``, else the verdict)."""
+    import pandas as pd
+
+    names = {"holds": "I higher", "reversed": "S higher"}
+    return pd.DataFrame([{"layer": k, "I − S (mean)": v["mean"], "stderr": v["stderr"], "seeds": v["seeds"],
+                          "direction": names.get(v["verdict"], v["verdict"])}
+                         for k, v in dims_difference(result, a, b).items()])
+
+
+def dynamics(result: dict, layers=STAGES):
+    """Figure data: intrinsic dimensionality over training, mean and sd over seeds, per detector, layer and
+    training progress (epoch / the run's epochs; 0 = initialisation).
+
+    Returns:
+        columns ``detector``, ``layer``, ``channels``, ``progress``, ``mean``, ``std`` (std NaN with one seed).
+    """
+    frame = dimensionality_frame(result)
+    frame = frame[frame["layer"].isin(layers)]
+    return (frame.groupby(["detector", "layer", "progress"])
+            .agg(channels=("channels", "max"), mean=("dim", "mean"), std=("dim", "std")).reset_index())
+
+
+def claim1_verdict(result: dict) -> dict:
+    """Claim 1 (Shinya et al.): detectors fine-tuned from IMAGENET-CLS (I) and trained from scratch (S) differ, at
+    similar accuracy.
+
+    The layers "differ" where the paired-by-seed difference of final intrinsic dimensionality is beyond one standard
+    error (:func:`dims_difference`). The claim **holds** if some layers differ and the accuracies are similar (the
+    mAP@0.5 difference I − S within :data:`SIMILAR_ACCURACY_SE` standard errors, counted as at least
+    :data:`SIMILAR_ACCURACY_FLOOR` points), **holds, but with an accuracy gap** if layers differ at dissimilar
+    accuracy, and **is not supported** if no layer differs.
+
+    Returns:
+        ``{"differing": [layers], "layers": n, "accuracy": accuracy_difference(I, S), "verdict", "sentence"}``;
+        ``sentence`` also gives the stages' dimensionality at initialisation.
+    """
+    diff = dims_difference(result)
+    gap = accuracy_difference(result, "imagenet-cls", "scratch")
+    differing = [k for k, v in diff.items() if v["verdict"] != "not resolved"]
+    similar = abs(gap["mean"]) <= SIMILAR_ACCURACY_SE * max(gap["stderr"], SIMILAR_ACCURACY_FLOOR)
+    verdict = ("holds" if differing and similar else
+               "holds, but with an accuracy gap between I and S" if differing else "is not supported")
+    dyn = dimensionality_frame(result)
+    start = dyn[(dyn.epoch == 0) & dyn.layer.isin(STAGES)].groupby(["detector", "layer"])["dim"].mean()
+    start_i = ", ".join(f"{s} {start.get(('imagenet-cls', s), float('nan')):.0f}" for s in STAGES)
+    start_s = ", ".join(f"{s} {start.get(('scratch', s), float('nan')):.0f}" for s in STAGES)
+    sentence = (
+        f"At the end of training I and S differ beyond one standard error in **{len(differing)} of {len(diff)}** "
+        f"layers ({', '.join(differing) or 'none'}), while their mAP@0.5 differs by {gap['mean']:+.1f} ± "
+        f"{gap['stderr']:.1f}. At initialisation the stages of I (the IMAGENET-CLS backbone) count {start_i} "
+        f"dimensions, those of S (random weights) {start_s}.")
+    return {"differing": differing, "layers": len(diff), "accuracy": gap, "verdict": verdict, "sentence": sentence}
+
+
+def claim2_verdict(result: dict) -> dict:
+    """Claim 2 (Shinya et al.): widths from the intrinsic dimensionality cut parameters (ResNet-50: about
+    :data:`~detpretrain.paper.SHINYA_PARAMS_CHANGE` %) without more MACs, keeping accuracy.
+
+    Accuracy is **kept** when the narrower S minus S (mAP@0.5, paired by seed) is not below minus
+    :data:`ACCURACY_KEPT_SE` standard errors; *not judged* with one seed. When the determined widths equal the
+    original ones the claim is **not tested** (nothing to prune; the narrower detector is S itself).
+
+    Returns:
+        ``{"tested": bool, "kept", "params_change", "macs_change" (percent, body vs S), "accuracy",
+        "accuracy_07": accuracy_difference(narrow, S), "sentence", "short"}``.
+    """
+    narrow_gap = accuracy_difference(result, "scratch-narrow", "scratch")
+    narrow_gap7 = accuracy_difference(result, "scratch-narrow", "scratch", "mAP@0.7")
+    row = cost_table(result).set_index("detector").loc["scratch-narrow"]
+    if math.isnan(narrow_gap["stderr"]):
+        kept = "not judged (one seed)"
+    else:
+        kept = "kept" if narrow_gap["mean"] >= -ACCURACY_KEPT_SE * max(narrow_gap["stderr"], 0) else "not kept"
+    params, macs = float(row["body params vs scratch (%)"]), float(row["body MACs vs scratch (%)"])
+    tested = not result["narrow_is_scratch"]
+    if not tested:
+        sentence = (f"The determined widths {tuple(result['widths'])} equal the original ones: at this threshold "
+                    "every channel of every stage counts, there is nothing to prune, and the narrower detector is S "
+                    "itself (not trained again). **Claim 2 is not tested** at this threshold; a smaller count (a "
+                    "higher threshold, or a wider backbone) is needed to test it.")
+        short = "not tested (the widths are unchanged)"
+    else:
+        sentence = (f"The determined widths {tuple(result['widths'])} (from {tuple(result['original_widths'])}) "
+                    f"change the backbone's parameters by **{params:+.1f} %** (Shinya et al.: about "
+                    f"{SHINYA_PARAMS_CHANGE:+.0f} % on ResNet-50) and its MACs by **{macs:+.1f} %**. Accuracy of the "
+                    f"narrower S minus S, paired by seed: mAP@0.5 **{narrow_gap['mean']:+.1f} ± "
+                    f"{narrow_gap['stderr']:.1f}**, mAP@0.7 {narrow_gap7['mean']:+.1f} ± {narrow_gap7['stderr']:.1f}: "
+                    f"accuracy **{kept}** by the one-standard-error rule.")
+        short = f"{params:+.1f} % backbone parameters, {macs:+.1f} % MACs, accuracy {kept}"
+    return {"tested": tested, "kept": kept, "params_change": params, "macs_change": macs, "accuracy": narrow_gap,
+            "accuracy_07": narrow_gap7, "sentence": sentence, "short": short}
+
+
+def claims_summary(result: dict) -> str:
+    """The chapter's closing sentence: both claims' verdicts (:func:`claim1_verdict`, :func:`claim2_verdict`) at
+    this execution's count (normalisation, threshold)."""
+    c1, c2 = claim1_verdict(result), claim2_verdict(result)
+    return (f"*Claim 1 (I and S differ at similar accuracy)* **{c1['verdict']}** here: {len(c1['differing'])} layers "
+            f"differ beyond one standard error, with I − S = {c1['accuracy']['mean']:+.1f} mAP@0.5, at the count "
+            f"({result['normalisation']}, {result['threshold']:g}). *Claim 2 (widths from the spectrum)*: "
+            f"{c2['short']}.")
+
+
+def accuracy_summary(result: dict):
+    """Epochs, mAP@0.5 and mAP@0.7 per detector: mean and sd over seeds (columns (metric, mean|std))."""
+    return accuracy_frame(result).groupby("detector")[["epochs", "mAP@0.5", "mAP@0.7"]].agg(["mean", "std"])
+
+
+def widths_table(result: dict):
+    """Width determination per stage: ``stage``, ``original width``, ``S intrinsic dim (max over seeds)``,
+    ``determined width``."""
+    import pandas as pd
+
+    return pd.DataFrame({"stage": STAGES, "original width": result["original_widths"],
+                         "S intrinsic dim (max over seeds)": result["dims_for_widths"],
+                         "determined width": result["widths"]})

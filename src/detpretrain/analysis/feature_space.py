@@ -485,3 +485,188 @@ def tsne_embedding(features, seed: int = 0, perplexity: float = 30.0, max_iter: 
     tsne = TSNE(n_components=2, perplexity=min(float(perplexity), (n - 1) / 3), init="pca", random_state=seed,
                 **{iter_name: int(max_iter)})
     return tsne.fit_transform(x).astype(np.float64)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the chapter's readings: each figure's claim as a number and a verdict
+# ----------------------------------------------------------------------------------------------------------------
+#: the per-image attributes compared across pairs (columns of ``experiments.features.image_attributes``) and their
+#: labels: the main object's log area (size), its log aspect ratio (shape) and the number of objects
+PAIR_ATTRIBUTES = (("log_area", "size"), ("aspect", "shape (aspect)"), ("n_objects", "object count"))
+
+
+def pair_summary(pairs, labels, attributes: pd.DataFrame) -> dict:
+    """What a set of image pairs shares (Figure 3): the share of pairs of the same class (percent) and, for each of
+    :data:`PAIR_ATTRIBUTES`, :func:`pair_attribute_similarity`'s ratio (1 = no more alike than random pairs).
+
+    Args:
+        pairs: ``[M, 2]`` image indices.
+        labels: ``[N]`` class labels.
+        attributes: one row per image with the columns of :data:`PAIR_ATTRIBUTES`.
+
+    Returns:
+        ``{"same class %", "size: diff / random", "shape (aspect): diff / random", "object count: diff / random"}``.
+    """
+    p = np.asarray(pairs).reshape(-1, 2)
+    labels = np.asarray(labels)
+    out = {"same class %": 100 * float(np.mean(labels[p[:, 0]] == labels[p[:, 1]])) if len(p) else math.nan}
+    for col, label in PAIR_ATTRIBUTES:
+        out[f"{label}: diff / random"] = pair_attribute_similarity(p, attributes[col].to_numpy())["ratio"]
+    return out
+
+
+def nearest_pair_table(spaces: dict, labels, attributes: pd.DataFrame, names: dict, top_pairs: int = 50) -> tuple:
+    """Figure 3 (top): the ``top_pairs`` nearest pairs of each space (:func:`nearest_pairs`) and :func:`pair_summary`
+    of each.
+
+    Args:
+        spaces: ``{key: features [N, D]}`` (same images in the same order).
+        names: ``{key: name shown}``.
+
+    Returns:
+        ``(table, pairs)``: one row per space (``space`` = ``"<name> (<key>)"`` and the summary's columns), and
+        ``{key: nearest_pairs frame}``.
+    """
+    pairs = {key: nearest_pairs(x, top_pairs) for key, x in spaces.items()}
+    rows = [{"space": f"{names[key]} ({key})", **pair_summary(frame[["i", "j"]].to_numpy(), labels, attributes)}
+            for key, frame in pairs.items()]
+    return pd.DataFrame(rows), pairs
+
+
+def size_match_verdict(table: pd.DataFrame, classification: str, detection: str) -> dict:
+    """Figure 3's "the most similar image pairs [of the detection space] typically match in ... size": holds when
+    the detection space's nearest pairs differ less in object size (relative to random pairs) than the
+    classification space's (one nearest-pair set per space: no spread to judge by).
+
+    Args:
+        table: :func:`nearest_pair_table`'s table; ``classification`` / ``detection``: the names shown there
+            (``space`` starts with them).
+
+    Returns:
+        ``{"classification", "detection" (ratios), "verdict", "sentence"}``.
+    """
+    ratio = {name: float(table.loc[table["space"].str.startswith(name), "size: diff / random"].iloc[0])
+             for name in (classification, detection)}
+    verdict = "holds" if ratio[detection] < ratio[classification] else "does not hold"
+    sentence = (f"Nearest pairs in the {detection} space differ in object size by {ratio[detection]:.2f} of a random "
+                f"pair's difference, in the {classification} space by {ratio[classification]:.2f}: the paper's "
+                f"\"match in shape and size\" {verdict} here for size (one nearest-pair set per space; no spread).")
+    return {"classification": ratio[classification], "detection": ratio[detection], "verdict": verdict,
+            "sentence": sentence}
+
+
+def consistency_curves(features_a, features_b, ks, seeds) -> tuple[pd.DataFrame, dict]:
+    """Figure 6 for several k-means seeds: :func:`kmeans_labels` in both spaces and :func:`cluster_consistency`.
+
+    Args:
+        features_a, features_b: spaces A (the detection backbone's in the paper) and B (the classification one's).
+
+    Returns:
+        ``(curves, labelings)``: :func:`cluster_consistency`'s rows of every seed with a ``seed`` column, and
+        ``{seed: (labels_a, labels_b)}``.
+    """
+    curves, labelings = [], {}
+    for seed in seeds:
+        la, lb = kmeans_labels(features_a, ks, seed=seed), kmeans_labels(features_b, ks, seed=seed)
+        labelings[seed] = (la, lb)
+        curves.append(cluster_consistency(la, lb).assign(seed=seed))
+    return pd.concat(curves, ignore_index=True), labelings
+
+
+def consistency_directions(curves: pd.DataFrame, name_a: str, name_b: str) -> pd.DataFrame:
+    """:func:`consistency_curves`' curves in long form for plotting: column ``direction`` (``"same in A -> same in
+    B"`` with ``p`` = P(same in B | same in A), and the reverse)."""
+    return pd.concat([curves.assign(direction=f"same in {name_a} -> same in {name_b}", p=curves["p_b_given_a"]),
+                      curves.assign(direction=f"same in {name_b} -> same in {name_a}", p=curves["p_a_given_b"])])
+
+
+def asymmetry_verdict(curves: pd.DataFrame, name_a: str, name_b: str) -> dict:
+    """Figure 6's claim: similar in A (detection) implies similar in B (classification), not the converse, i.e.
+    P(same in B | same in A) > P(same in A | same in B). Averaged over K per k-means seed; the claim holds when
+    every seed's average is positive.
+
+    Returns:
+        ``{"table": mean curves over seeds per K (rows = the two probabilities, columns = K), "per_seed": average
+        gap per seed, "holds": bool, "sentence"}``.
+    """
+    mean_curve = curves.groupby("K")[["p_b_given_a", "p_a_given_b"]].mean()
+    gap = mean_curve["p_b_given_a"] - mean_curve["p_a_given_b"]
+    per_seed = curves.assign(gap=curves["p_b_given_a"] - curves["p_a_given_b"]).groupby("seed")["gap"].mean()
+    holds = bool((per_seed > 0).all())
+    table = mean_curve.rename(columns={"p_b_given_a": f"P({name_b} | {name_a})",
+                                       "p_a_given_b": f"P({name_a} | {name_b})"}).T
+    sentence = (f"Averaged over K, P(same in {name_b} | same in {name_a}) exceeds the reverse by {per_seed.mean():+.3f} "
+                f"(per k-means seed: {', '.join(f'{g:+.3f}' for g in per_seed)}; larger at {int((gap > 0).sum())} of "
+                f"{len(gap)} values of K): the paper's asymmetry {'holds' if holds else 'does not hold'} here (it "
+                f"holds when every seed's average is positive).")
+    return {"table": table, "per_seed": per_seed, "holds": holds, "sentence": sentence}
+
+
+def close_distant_summary(pairs, labels, attributes: pd.DataFrame) -> dict:
+    """Figure 3 (middle): :func:`pair_summary` of the close-in-one, distant-in-the-other pairs
+    (:func:`close_distant_pairs`), with a sentence: the paper's reading, "different scale and similar texture",
+    predicts a size ratio above 1.
+
+    Returns:
+        ``{"table": one-row DataFrame, "sentence"}`` (both None without pairs).
+    """
+    if len(pairs) == 0:
+        return {"table": None, "sentence": None}
+    summary = pair_summary(pairs, labels, attributes)
+    sentence = (f"{len(pairs)} pairs; their object sizes differ by {summary['size: diff / random']:.2f} of a random "
+                "pair's difference (the paper's reading, \"different scale and similar texture\", predicts a value "
+                "above 1).")
+    return {"table": pd.DataFrame([summary]), "sentence": sentence}
+
+
+def fragmentation_table(spaces: dict, labels, k: int = 10, floor_prefix: str = "scratch") -> tuple:
+    """Figure 7 as numbers: :func:`knn_class_agreement` (percent) and :func:`class_fragmentation` of every space.
+
+    Args:
+        spaces: ``{key: features}``; keys starting with ``floor_prefix`` are random backbones (the floor), shown
+            as their mean in the summary.
+
+    Returns:
+        ``(frame, summary)``: one row per space (``space``, ``kNN agreement %``, ``components per class``), and the
+        same with the random backbones replaced by one ``"<prefix> (mean of n)"`` row.
+    """
+    frame = pd.DataFrame([{"space": key, "kNN agreement %": knn_class_agreement(x, labels, k),
+                           "components per class": class_fragmentation(x, labels, k)} for key, x in spaces.items()])
+    floor = frame[frame["space"].str.startswith(floor_prefix)]
+    summary = pd.concat([frame[~frame["space"].str.startswith(floor_prefix)],
+                         pd.DataFrame([{"space": f"{floor_prefix} (mean of {len(floor)})",
+                                        "kNN agreement %": floor["kNN agreement %"].mean(),
+                                        "components per class": floor["components per class"].mean()}])],
+                        ignore_index=True)
+    return frame, summary
+
+
+def fragmentation_verdict(frame: pd.DataFrame, classification: str, detection: str, names: dict) -> dict:
+    """Figure 7's claim: "features from the same class are clustered ... in the IMAGENET-CLS space; however,
+    [detection] features are fragmented" -- holds when the classification space has the higher kNN agreement AND
+    the detection space the more components per class (one backbone per space).
+
+    Returns:
+        ``{"tighter", "more_fragmented", "holds", "sentence"}``.
+    """
+    c = frame[frame["space"] == classification].iloc[0]
+    d = frame[frame["space"] == detection].iloc[0]
+    tighter = bool(c["kNN agreement %"] > d["kNN agreement %"])
+    more_fragmented = bool(d["components per class"] > c["components per class"])
+    holds = tighter and more_fragmented
+    sentence = (f"kNN agreement {c['kNN agreement %']:.1f} % ({names[classification]}) vs {d['kNN agreement %']:.1f} % "
+                f"({names[detection]}); components per class {c['components per class']:.2f} vs "
+                f"{d['components per class']:.2f}. The paper's \"same class clustered in IMAGENET-CLS, fragmented in "
+                f"OPENIMAGES\" {'holds' if holds else 'does not fully hold'} here (one backbone per space: the "
+                "random-backbone rows show how much the numbers move between backbones).")
+    return {"tighter": tighter, "more_fragmented": more_fragmented, "holds": holds, "sentence": sentence}
+
+
+def configuration_table(data, n_images: int, ks, seeds, knn_k: int):
+    """The feature-space chapter's configuration: the corpus, its images and classes, the K sweep, the k-means seeds
+    and the kNN k, as a settings table."""
+    from detpretrain.chapter import settings_frame
+
+    return settings_frame([("corpus", data.describe), ("images", n_images), ("classes", len(data.classes)),
+                           ("K sweep", ", ".join(map(str, ks))), ("k-means seeds", ", ".join(map(str, seeds))),
+                           ("kNN k", knn_k)])

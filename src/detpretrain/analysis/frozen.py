@@ -81,7 +81,7 @@ def training_resources(configs: Mapping[str, TrainConfig], *, store=None, iterat
 
     Args:
         configs: ``{label: TrainConfig}`` of detection runs (their ``init`` is resolved through ``store``).
-        store: the run store that resolves ``init="run:<hash>"``.
+        store: the run store that resolves ``init="run:<hash>"``; its ``data_cache`` holds a synthetic target.
         batch: optional ``(images, targets)`` to use instead.
 
     Returns:
@@ -105,8 +105,9 @@ def training_resources(configs: Mapping[str, TrainConfig], *, store=None, iterat
     if bad:
         raise ConfigError(f"training_resources measures detection runs; {bad} are not")
     dev = torch.device(device)
+    store = store or RunStore()
     first = next(iter(configs.values()))
-    data = build_detection_dataset(first.data, first.data.train_split, train=False)
+    data = build_detection_dataset(first.data, first.data.train_split, train=False, cache=store.data_cache)
     classes = len(data.classes)
     if batch is None:
         items = [data[i] for i in range(min(first.optim.batch_size, len(data)))]
@@ -115,7 +116,7 @@ def training_resources(configs: Mapping[str, TrainConfig], *, store=None, iterat
     states = {}
     for label, cfg in configs.items():
         torch.manual_seed(cfg.seed)
-        model = build_model(cfg, classes, backbone_weights=(store or RunStore()).backbone_weights(cfg.init)).to(dev).train()
+        model = build_model(cfg, classes, backbone_weights=store.backbone_weights(cfg.init)).to(dev).train()
         states[label] = {"model": model, "optimizer": make_optimizer(model, cfg.optim), "times": [],
                          "saved": 0, "peak": None}
 
@@ -207,3 +208,67 @@ def resource_ratios(rows: list[dict]) -> list[dict]:
             ratio["CUDA peak memory"] = r["cuda_peak_mb"] / other["cuda_peak_mb"]
         out.append(ratio)
     return out
+
+
+def study_data(result: dict) -> str:
+    """The data of the study for its provenance line: the target and its long tail."""
+    return f"{result['data']}, long tail ≤ {result['max_images']} images per rare class"
+
+
+def long_tail_table(result: dict):
+    """Training images per class before and after the long-tail subsampling (an image counts for every class it
+    contains), most frequent first: ``class``, ``images (full)``, ``images (long tail)``, ``rare``."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"class": list(result["full_images_per_class"]),
+                          "images (full)": list(result["full_images_per_class"].values()),
+                          "images (long tail)": [result["images_per_class"][c] for c in result["full_images_per_class"]]})
+    frame["rare"] = frame["class"].isin(result["rare"])
+    return frame.sort_values(["images (full)", "class"], ascending=[False, True]).reset_index(drop=True)
+
+
+def long_tail_sentence(result: dict) -> str:
+    """How many training images the long tail keeps, and which classes are rare."""
+    return (f"{result['train_images']} of {result['full_train_images']} training images kept; rare: "
+            f"{', '.join(result['rare'])}")
+
+
+#: the metrics of the frozen-minus-fine-tuned table: all, rare and frequent classes at IoU 0.5, all at 0.7
+GAIN_METRICS = ("all@0.5", "rare@0.5", "frequent@0.5", "all@0.7")
+
+
+def gain_table(result: dict, heads: Sequence[str], metrics: Sequence[str] = GAIN_METRICS):
+    """:func:`frozen_gain` for every capacity and metric: ``capacity``, ``metric``, ``frozen − fine-tuned`` (AP
+    points, mean over seeds), ``stderr``, ``seeds``, ``verdict`` (``holds`` = freezing better by more than one
+    standard error)."""
+    import pandas as pd
+
+    rows = []
+    for h in heads:
+        for metric in metrics:
+            v = frozen_gain(result, h, metric)
+            rows.append({"capacity": h, "metric": metric, "frozen − fine-tuned": v["mean"], "stderr": v["stderr"],
+                         "seeds": v["seeds"], "verdict": v["verdict"]})
+    return pd.DataFrame(rows)
+
+
+def claims_summary(result: dict, heads: Sequence[str]) -> str:
+    """Vasconcelos et al.'s three claims on this study, written from its numbers: (1) freezing helps given capacity
+    (frozen − fine-tuned mAP@0.5 at the smallest and the largest capacity of ``heads`` and how the gain changes),
+    (2) most on rare classes (rare vs frequent at the largest capacity), (3) it saves compute and memory
+    (:func:`resource_ratios`, averaged over capacities)."""
+    first, last = heads[0], heads[-1]
+    g_first, g_last = frozen_gain(result, first, "all@0.5"), frozen_gain(result, last, "all@0.5")
+    r_last, f_last = frozen_gain(result, last, "rare@0.5"), frozen_gain(result, last, "frequent@0.5")
+    ratios = resource_ratios(result["resources"])
+    time_ratio = statistics.fmean(r["time per iteration"] for r in ratios) if ratios else float("nan")
+    act_ratio = statistics.fmean(r["saved activations"] for r in ratios) if ratios else float("nan")
+    return (
+        f"*Claim 1 (freezing helps, given capacity)*: frozen − fine-tuned mAP@0.5 is {g_first['mean']:+.1f} ± "
+        f"{g_first['stderr']:.1f} with `{first}` and {g_last['mean']:+.1f} ± {g_last['stderr']:.1f} with `{last}` "
+        f"(verdicts: {g_first['verdict']}, {g_last['verdict']}); the gain changes by "
+        f"{g_last['mean'] - g_first['mean']:+.1f} points from the smallest to the largest capacity. *Claim 2 (largest "
+        f"on rare classes)*: with `{last}`, frozen − fine-tuned is {r_last['mean']:+.1f} ± {r_last['stderr']:.1f} on "
+        f"rare and {f_last['mean']:+.1f} ± {f_last['stderr']:.1f} on frequent classes. *Claim 3 (resources)*: a "
+        f"frozen step takes {time_ratio:.2f}x the time of a fine-tuned one and keeps {act_ratio:.2f}x the "
+        f"activations for backward, on average over capacities.")

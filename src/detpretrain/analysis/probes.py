@@ -23,13 +23,15 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from detpretrain.paper import TABLE5, TABLE6, TABLE8
+from detpretrain.paper import DETECTION_STAND_IN, ROLE_NAMES, TABLE5, TABLE6, TABLE8, quoted_row
 
 #: inverse L2 strengths searched on the validation split (scikit-learn ``C``)
 DEFAULT_CS = tuple(float(c) for c in np.logspace(-4, 4, 9))
-#: our pre-training keys -> the paper's names for Tables 6 and 8 (``detection`` plays COCO / OPENIMAGES)
-PROBE_ROLE_NAMES = {"imagenet-cls": "IMAGENET-CLS", "detection": "OPENIMAGES", "imagenet-loc": "IMAGENET-LOC",
-                    "scratch": "(random init)"}
+#: our backbones -> the paper's names of their roles (``detection`` plays COCO; :data:`detpretrain.paper.ROLE_NAMES`);
+#: ``scratch`` here is a random, untrained backbone
+PROBE_ROLE_NAMES = {**ROLE_NAMES, "scratch": "(random init)"}
+#: what Table 5's numbers are: the head of the OPENIMAGES detector (there is no COCO row to quote)
+TABLE5_PAPER_LABEL = quoted_row("detection", "Table 5", [DETECTION_STAND_IN])[1]
 
 
 def _pipeline(c: float, max_iter: int):
@@ -107,6 +109,66 @@ def probe_features(arrays: dict, feature: str | None = None, **kwargs) -> dict:
     return linear_probe(*[(arrays[s][key], arrays[s]["labels"]) for s in ("train", "val", "test")], **kwargs)
 
 
+def split_sizes(data) -> str:
+    """``"<train>/<val>/<test> images, <k> classes"`` of a :class:`~detpretrain.experiments.features.ProbeData`."""
+    return f"{len(data.train)}/{len(data.val)}/{len(data.test)} images, {len(data.classes)} classes"
+
+
+def configuration_table(profile, datasets: dict, probe_pretrains, finetune_pretrains, seeds):
+    """The classification chapter's configuration: each target (its paper role, corpus and split sizes), the probed
+    and the fine-tuned backbones, the probe's C grid, the fine-tuning schedule and the seeds, as a settings table."""
+    from detpretrain.chapter import settings_frame
+
+    o = profile.cls_finetune
+    rows = [(f"{d.paper_name} role", f"{d.describe}: {len(d.train)} train / {len(d.val)} val / {len(d.test)} test, "
+                                     f"{len(d.classes)} classes") for d in datasets.values()]
+    rows += [("probe backbones", ", ".join(probe_pretrains)), ("fine-tuned backbones", ", ".join(finetune_pretrains)),
+             ("probe C grid", ", ".join(f"{c:g}" for c in DEFAULT_CS)),
+             ("classification fine-tuning", f"{o.epochs} epochs, batch {o.batch_size}, lr {o.lr}"),
+             ("seeds", ", ".join(map(str, seeds)))]
+    return settings_frame(rows)
+
+
+def conv5_probes(data, pretrains, profile, *, seeds=(0,), store=None, device: str = "auto", label: str | None = None,
+                 log=print) -> list[dict]:
+    """Table 6's probes on one dataset: a linear probe (:func:`probe_features`) on the cached Conv5 features of each
+    backbone (:func:`detpretrain.experiments.features.backbone_features`); ``scratch`` once per seed (a different
+    random backbone each), the trained backbones once (one pre-training each, as in the paper).
+
+    Args:
+        data: a :class:`~detpretrain.experiments.features.ProbeData`.
+        pretrains: backbone keys (``imagenet-cls``, ``detection``, ``imagenet-loc``, ``scratch``, ...).
+        seeds: the random backbones of ``scratch``.
+        label: the ``dataset`` of the rows (default ``data.paper_name``, which :func:`table6` looks up in the paper;
+            ``"sizes"``: ``"<data.name> (<split_sizes>)"``, for real datasets shown with their sizes).
+
+    Returns:
+        one row per probe: ``dataset``, ``target`` (``data.name``), ``pretrain``, ``seed``, ``top1``, ``se`` (percent),
+        ``C``, ``dim``, ``source`` (the backbone's run hash or random-backbone id).
+    """
+    from detpretrain.experiments.features import backbone_features
+
+    label = f"{data.name} ({split_sizes(data)})" if label == "sizes" else label
+    rows = []
+    for pre in pretrains:
+        for seed in (seeds if pre == "scratch" else (0,)):
+            arrays = backbone_features(pre, data, profile, store=store, seed=seed, device=device, log=log)
+            res = probe_features(arrays)
+            rows.append({"dataset": label or data.paper_name, "target": data.name, "pretrain": pre, "seed": seed,
+                         "top1": res["top1"], "se": res["se"], "C": res["C"], "dim": res["dim"],
+                         "source": arrays["source"]})
+    return rows
+
+
+def probe_sources(rows: list[dict]) -> dict[str, list[str]]:
+    """``{pretrain: [backbone ids]}`` of :func:`conv5_probes` rows (for :func:`detpretrain.chapter.provenance`)."""
+    out: dict[str, list[str]] = {}
+    for r in rows:
+        if r["source"] not in out.setdefault(r["pretrain"], []):
+            out[r["pretrain"]].append(r["source"])
+    return out
+
+
 def table6(rows: list[dict]) -> pd.DataFrame:
     """Table 6: linear-probe top-1 by dataset and backbone, with the paper's values beside ours.
 
@@ -115,22 +177,26 @@ def table6(rows: list[dict]) -> pd.DataFrame:
             (several seeds for ``scratch``).
 
     Returns:
-        one row per (dataset, pretrain): ``ours`` (mean over backbones), ``± se`` (binomial, mean over backbones),
-        ``sd over backbones`` (NaN for a single backbone), ``paper`` (Table 6's IMAGENET-CLS / OPENIMAGES value).
+        one row per (dataset, pretrain): ``pre-training`` (our backbone's role, :data:`PROBE_ROLE_NAMES`), ``ours``
+        (mean over backbones), ``± se`` (binomial, mean over backbones), ``sd over backbones`` (NaN for a single
+        backbone), ``backbones``, ``paper`` (Table 6's value) and ``paper column`` (which one: Table 6 has
+        IMAGENET-CLS and OPENIMAGES only, so ``detection``, the COCO role, is quoted with OPENIMAGES, labelled so).
     """
     frame = pd.DataFrame(rows)
     out = []
     for (ds, pre), g in frame.groupby(["dataset", "pretrain"], sort=False):
-        paper = TABLE6.get(ds, {}).get(PROBE_ROLE_NAMES.get(pre, pre), math.nan)
+        paper_row, paper_label = quoted_row(pre, "Table 6", TABLE6.get(ds, {}))
         out.append({"dataset": ds, "pre-training": PROBE_ROLE_NAMES.get(pre, pre), "ours": g["top1"].mean(),
                     "± se": g["se"].mean(),
                     "sd over backbones": g["top1"].std(ddof=1) if len(g) > 1 else math.nan,
-                    "backbones": len(g), "paper": paper})
+                    "backbones": len(g), "paper": TABLE6.get(ds, {}).get(paper_row, math.nan),
+                    "paper column": paper_label if paper_row else "–"})
     return pd.DataFrame(out)
 
 
 def table5(probes: dict[str, dict], names: dict[str, str]) -> pd.DataFrame:
-    """Table 5: linear-probe top-1 of each detection-head feature set, beside the paper's (CALTECH-256, OPENIMAGES).
+    """Table 5: linear-probe top-1 of each detection-head feature set, beside the paper's (CALTECH-256, the head of
+    the OPENIMAGES detector: Table 5 has no COCO row, :data:`TABLE5_PAPER_LABEL`).
 
     Args:
         probes: ``{feature: linear_probe result}`` for features of :data:`detpretrain.experiments.features.HEAD_FEATURES`.
@@ -173,8 +239,9 @@ def probe_gap_verdict(frame: pd.DataFrame, better: str = "imagenet-cls", worse: 
         frame: the rows given to :func:`table6` (``dataset``, ``pretrain``, ``top1``, ``se``).
 
     Returns:
-        ``{"per_dataset": [{"dataset", "gap", "se", "paper_gap", "verdict"}], "sentence"}``; gap in points, verdict
-        ``holds`` when gap > its combined binomial standard error.
+        ``{"per_dataset": [{"dataset", "gap", "se", "paper_gap", "paper_label", "verdict"}], "sentence"}``; gap in
+        points, verdict ``holds`` when gap > its combined binomial standard error; ``paper_gap`` is Table 6's gap
+        between the entries :func:`~detpretrain.paper.quoted_row` quotes for the two backbones (``paper_label``).
     """
     frame = pd.DataFrame(frame)
     out = []
@@ -185,31 +252,46 @@ def probe_gap_verdict(frame: pd.DataFrame, better: str = "imagenet-cls", worse: 
         gap = a["top1"].mean() - b["top1"].mean()
         se = math.hypot(a["se"].mean(), b["se"].mean())
         paper = TABLE6.get(ds, {})
-        paper_gap = paper.get(PROBE_ROLE_NAMES[better], math.nan) - paper.get(PROBE_ROLE_NAMES[worse], math.nan)
+        (row_a, label_a), (row_b, label_b) = (quoted_row(p, "Table 6", paper) for p in (better, worse))
+        paper_gap = paper.get(row_a, math.nan) - paper.get(row_b, math.nan)
         verdict = "holds" if gap > se else "reversed" if gap < -se else "not resolved"
-        out.append({"dataset": ds, "gap": gap, "se": se, "paper_gap": paper_gap, "verdict": verdict})
+        out.append({"dataset": ds, "gap": gap, "se": se, "paper_gap": paper_gap,
+                    "paper_label": f"{label_a} minus {label_b}", "verdict": verdict})
     text = "; ".join(f"{r['dataset']}: {r['gap']:+.1f} ± {r['se']:.1f} ("
-                     + (f"paper {r['paper_gap']:+.1f}, " if not math.isnan(r["paper_gap"]) else "")
+                     + (f"paper {r['paper_gap']:+.1f}, {r['paper_label']}; " if not math.isnan(r["paper_gap"])
+                        else "")
                      + f"{r['verdict']})" for r in out)
     return {"per_dataset": out, "sentence": f"{PROBE_ROLE_NAMES[better]} minus {PROBE_ROLE_NAMES[worse]} Conv5 probe "
                                             f"top-1: {text}." if out else "No dataset has both backbones."}
 
 
 def table8(results: dict[str, dict]) -> pd.DataFrame:
-    """Table 8: full fine-tuning top-1 by dataset and pre-training, mean and sd over seeds, the paper's beside.
+    """Table 8: full fine-tuning top-1 by dataset and pre-training, mean and sd over seeds, the paper's beside
+    (Table 8 has a COCO row: ``detection``, the COCO role, is quoted with it).
 
     Args:
         results: ``{paper dataset name: result of detpretrain.experiments.classification.run_classification_transfer}``.
     """
     out = []
     for ds, res in results.items():
-        frame = pd.DataFrame([{"pretrain": r["pretrain"], "top1": r["metrics"]["top1"]} for r in res["runs"]])
+        frame = finetune_frame({ds: res})
         for pre, g in frame.groupby("pretrain", sort=False):
-            name = PROBE_ROLE_NAMES.get(pre, pre)
-            out.append({"dataset": ds, "pre-training": name, "top1": g["top1"].mean(),
+            paper_row, _ = quoted_row(pre, "Table 8", TABLE8)
+            out.append({"dataset": ds, "pre-training": PROBE_ROLE_NAMES.get(pre, pre), "top1": g["top1"].mean(),
                         "sd": g["top1"].std(ddof=1) if len(g) > 1 else math.nan, "seeds": len(g),
-                        "paper": TABLE8.get(name, {}).get(ds, math.nan)})
+                        "paper": TABLE8.get(paper_row, {}).get(ds, math.nan)})
     return pd.DataFrame(out)
+
+
+def finetune_frame(results: dict[str, dict]) -> pd.DataFrame:
+    """One row per fine-tuning run of Table 8: ``dataset``, ``pretrain``, ``seed``, ``top1`` (percent).
+
+    Args:
+        results: as for :func:`table8`.
+    """
+    return pd.DataFrame([{"dataset": ds, "pretrain": r["pretrain"], "seed": r["seed"], "top1": r["metrics"]["top1"]}
+                         for ds, res in results.items() for r in res["runs"]],
+                        columns=["dataset", "pretrain", "seed", "top1"])
 
 
 def finetune_gap_verdict(results: dict[str, dict], better: str = "imagenet-cls", worse: str = "detection") -> dict:

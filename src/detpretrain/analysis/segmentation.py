@@ -18,9 +18,9 @@ import math
 import numpy as np
 import pandas as pd
 
-from detpretrain.analysis.detection import provenance
+from detpretrain.chapter import provenance
 from detpretrain.errors import ConfigError
-from detpretrain.paper import FIG9_CLASS_GAINS, SEG_GAIN, SEG_ROLE_NAMES, TABLE4
+from detpretrain.paper import FIG9_CLASS_GAINS, SEG_GAIN, TABLE4, quoted_row
 
 PRETRAIN_ORDER = ("imagenet-cls", "detection", "scratch")
 REGIONS = ("trimap", "anti_trimap")
@@ -39,7 +39,6 @@ __all__ = [
     "pick_examples",
     "plot_examples",
     "plot_trimap",
-    "provenance",
     "table4",
     "trimap_frame",
 ]
@@ -65,20 +64,21 @@ def table4(result: dict) -> pd.DataFrame:
     """Our Table 4: mIoU and pixel accuracy per pre-training (mean and sample sd over seeds) beside the paper's mIoU.
 
     Returns:
-        one row per pre-training: ``pre-training``, ``paper role`` (:data:`~detpretrain.paper.SEG_ROLE_NAMES`),
-        ``seeds``, ``mIoU``, ``sd``, ``pixel acc``, ``sd acc``, ``paper mIoU`` (VOC 2012 val; NaN where the paper
-        has no such row).
+        one row per pre-training: ``pre-training``, ``paper role`` (the Table 4 row quoted,
+        :func:`~detpretrain.paper.quoted_row`: ``detection`` plays COCO, which Table 4 lacks, so its OPENIMAGES row is
+        quoted under that name), ``seeds``, ``mIoU``, ``sd``, ``pixel acc``, ``sd acc``, ``paper mIoU`` (VOC 2012
+        val; NaN where the paper has no such row).
     """
     frame = miou_frame(result)
     rows = []
     for pretrain in _order(frame["pretrain"]):
         sub = frame[frame["pretrain"] == pretrain]
-        role = SEG_ROLE_NAMES.get(pretrain, pretrain)
-        rows.append({"pre-training": pretrain, "paper role": role, "seeds": sub["seed"].nunique(),
+        row, label = quoted_row(pretrain, "Table 4", TABLE4)
+        rows.append({"pre-training": pretrain, "paper role": label, "seeds": sub["seed"].nunique(),
                      "mIoU": sub["mIoU"].mean(), "sd": sub["mIoU"].std(ddof=1) if len(sub) > 1 else math.nan,
                      "pixel acc": sub["pixel_accuracy"].mean(),
                      "sd acc": sub["pixel_accuracy"].std(ddof=1) if len(sub) > 1 else math.nan,
-                     "paper mIoU": TABLE4.get(role, math.nan)})
+                     "paper mIoU": TABLE4.get(row, math.nan)})
     return pd.DataFrame(rows)
 
 
@@ -179,7 +179,8 @@ def _se_text(stderr: float, n: int) -> str:
 
 
 def helps_verdict(result: dict, better: str = "detection", baseline: str = "imagenet-cls") -> dict:
-    """Does the paper's first claim hold here: detection pre-training helps segmentation (Table 4: +2.9 mIoU)?
+    """Does the paper's first claim hold here: detection pre-training helps segmentation (Table 4: +2.9 mIoU,
+    OPENIMAGES over IMAGENET-CLS; Table 4 has no COCO row)?
 
     The per-seed mIoU gain ``better - baseline`` decides: *holds* if its mean exceeds its standard error over seeds
     (and :data:`MIN_EFFECT`), *reversed* if it is below minus that, otherwise *not resolved* at this number of
@@ -193,9 +194,10 @@ def helps_verdict(result: dict, better: str = "detection", baseline: str = "imag
         return {"verdict": "missing", "sentence": f"The comparison needs both the {baseline} and the {better} "
                                                   "backbones fine-tuned with a common seed."}
     gain, stderr, n, verdict = _verdict(gains)
+    _, label = quoted_row("detection", "Table 4", TABLE4)
     sentence = (f"Detection pre-training changes mIoU by {gain:+.1f} points over IMAGENET-CLS-style pre-training"
                 f"{_se_text(stderr, n)}. Verdict on the paper's claim (detection pre-training helps segmentation: "
-                f"{SEG_GAIN:+.1f} mIoU on VOC 2012): **{verdict}**.")
+                f"{SEG_GAIN:+.1f} mIoU on VOC 2012, {label}): **{verdict}**.")
     return {"gain": gain, "stderr": stderr, "seeds": n, "verdict": verdict, "sentence": sentence}
 
 
@@ -284,7 +286,7 @@ def paper_class_comparison(result: dict, better: str = "detection", baseline: st
     return pd.DataFrame(rows)
 
 
-def plot_trimap(result: dict, bands=None, metrics=("mIoU", "pixel_accuracy"), axes=None):
+def plot_trimap(result: dict, bands=None, metrics=("mIoU", "pixel_accuracy"), axes=None, title: str | None = None):
     """Figure 2's analogue: trimap (left) and anti-trimap (right) curves per backbone, mean ± sd over seeds.
 
     The x axis is the band width in pixels of the evaluated masks; a second axis on top gives the VOC-scale
@@ -294,9 +296,10 @@ def plot_trimap(result: dict, bands=None, metrics=("mIoU", "pixel_accuracy"), ax
         bands: widths to show (default: every evaluated width).
         metrics: one row of panels per metric (``"mIoU"``, ``"pixel_accuracy"``).
         axes: a ``len(metrics) x 2`` array of Axes (default: a new figure).
+        title: the figure's title; default the result's :func:`~detpretrain.chapter.provenance` line.
 
     Returns:
-        the array of Axes; the figure's title carries :func:`~detpretrain.analysis.detection.provenance`.
+        the array of Axes.
     """
     import matplotlib.pyplot as plt
     import seaborn as sns
@@ -326,7 +329,7 @@ def plot_trimap(result: dict, bands=None, metrics=("mIoU", "pixel_accuracy"), ax
             top.set_xlabel("VOC-scale width (px)", fontsize=8)
             top.tick_params(labelsize=7)
     fig = axes[0, 0].figure
-    fig.suptitle(provenance(result), fontsize=7, x=0.01, ha="left")
+    fig.suptitle(title if title is not None else provenance(result), fontsize=7, x=0.01, ha="left")
     return axes
 
 
@@ -377,7 +380,7 @@ def _colorize(mask: np.ndarray) -> np.ndarray:
 
 
 def plot_examples(result: dict, examples: pd.DataFrame, better: str = "detection", baseline: str = "imagenet-cls",
-                  device: str = "cpu", axes=None):
+                  device: str = "cpu", axes=None, data_cache=None, title: str | None = None):
     """Figure 9's analogue: image, ground truth and the two backbones' segmentations of the chosen images.
 
     The two trained models are loaded from the run store (:func:`detpretrain.runs.load_run_model`) and run on
@@ -386,6 +389,9 @@ def plot_examples(result: dict, examples: pd.DataFrame, better: str = "detection
     Args:
         examples: rows of :func:`pick_examples`.
         axes: a ``len(examples) x 4`` array of Axes (default: a new figure).
+        data_cache: the corpus cache of a synthetic target (default ``corpus_cache_dir()``).
+        title: the provenance line under the rule in the title (default the result's
+            :func:`~detpretrain.chapter.provenance`).
 
     Returns:
         the array of Axes; the figure's title names the rule and carries the provenance.
@@ -405,7 +411,7 @@ def plot_examples(result: dict, examples: pd.DataFrame, better: str = "detection
     for pretrain in (baseline, better):
         model, config, _ = load_run_model(runs[(pretrain, seed)]["run"], device=device)
         models[pretrain] = model
-    dataset = build_segmentation_dataset(config.data, config.data.eval_split, train=False)
+    dataset = build_segmentation_dataset(config.data, config.data.eval_split, train=False, cache=data_cache)
     geometry = segmentation_geometry(config.model, config.data)
     input_size = geometry.input_size if geometry.crop is not None else None
     if axes is None:
@@ -429,6 +435,7 @@ def plot_examples(result: dict, examples: pd.DataFrame, better: str = "detection
     fig = axes[0, 0].figure
     fig.suptitle(f"seed {seed}; rule: the {int((examples['kind'] == 'gain').sum())} test images with the largest "
                  f"per-image mIoU gain of {better} over {baseline}, then the "
-                 f"{int((examples['kind'] == 'loss').sum())} with the largest loss\n{provenance(result)}",
+                 f"{int((examples['kind'] == 'loss').sum())} with the largest loss\n"
+                 f"{title if title is not None else provenance(result)}",
                  fontsize=7, x=0.01, ha="left")
     return axes

@@ -25,8 +25,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def corpus_cache_dir() -> Path:
-    """Where generated corpora live: ``$DETPRETRAIN_DATA`` or ``data/generated`` (git-ignored)."""
+    """The user-level default of where generated corpora live: ``$DETPRETRAIN_DATA`` or ``data/generated``
+    (git-ignored). Code that knows its cache passes it explicitly (``cache=`` below, ``RunStore.data_cache``)."""
     return Path(os.environ.get("DETPRETRAIN_DATA", "data/generated"))
+
 
 def generate_command(profile: str, *, out: str | None = None, seed: int = 0) -> int:
     """``python -m detpretrain data generate``: write (or find cached) every synthetic corpus of a profile and print
@@ -43,8 +45,12 @@ def generate_command(profile: str, *, out: str | None = None, seed: int = 0) -> 
     return 0
 
 
-def corpus_root(spec: DataSpec) -> Path:
-    """The on-disk root of a data spec; generates the synthetic corpus on first use (cached by its spec)."""
+def corpus_root(spec: DataSpec, cache: str | os.PathLike | None = None) -> Path:
+    """The on-disk root of a data spec; generates the synthetic corpus on first use (cached by its spec).
+
+    Args:
+        cache: the corpus cache folder of a synthetic spec; None means :func:`corpus_cache_dir`.
+    """
     if spec.kind != "synthetic":
         root = Path(spec.root).expanduser()
         if not root.exists():
@@ -52,7 +58,8 @@ def corpus_root(spec: DataSpec) -> Path:
         return root
     from detpretrain.data import synthetic
 
-    return Path(synthetic.generate(synthetic.CorpusSpec(**spec.corpus), corpus_cache_dir()))
+    cache = cache if cache is not None else corpus_cache_dir()
+    return Path(synthetic.generate(synthetic.CorpusSpec(**spec.corpus), cache))
 
 
 def detection_transforms(train: bool, hflip: bool = True) -> v2.Compose:
@@ -77,11 +84,13 @@ def classification_transforms(train: bool, size: int | None, hflip: bool = True)
     return v2.Compose(ops)
 
 
-def build_detection_dataset(spec: DataSpec, split: str, *, train: bool, hflip: bool = True, with_masks: bool = False):
+def build_detection_dataset(spec: DataSpec, split: str, *, train: bool, hflip: bool = True, with_masks: bool = False,
+                            cache: str | os.PathLike | None = None):
     """A detection dataset (VOC or COCO reader) for ``split`` of ``spec``.
 
     Synthetic corpora of role ``"voc"`` are in VOC layout, the others (``"coco"``, ``"imagenet_loc"``) in COCO
-    layout. Real COCO roots hold ``annotations/instances_<split>.json`` and ``<split>/``.
+    layout. Real COCO roots hold ``annotations/instances_<split>.json`` and ``<split>/``. ``cache``: the corpus
+    cache of a synthetic spec (:func:`corpus_root`).
 
     Raises:
         DataError: missing root, split or annotation file (from the readers).
@@ -89,7 +98,7 @@ def build_detection_dataset(spec: DataSpec, split: str, *, train: bool, hflip: b
     from detpretrain.data.coco import CocoDetection
     from detpretrain.data.voc import VOCDetection
 
-    root = corpus_root(spec)
+    root = corpus_root(spec, cache)
     tf = detection_transforms(train, hflip)
     layout = spec.kind
     if spec.kind == "synthetic":
@@ -133,8 +142,9 @@ class ConcatDetection(torch.utils.data.ConcatDataset):
                 raise DataError(getattr(d, "root", "dataset"), "class lists of the concatenated datasets differ")
 
 
-def build_classification_dataset(spec: DataSpec, split: str, *, train: bool, size: int | None, hflip: bool = True):
-    """A classification dataset for ``split`` of ``spec``.
+def build_classification_dataset(spec: DataSpec, split: str, *, train: bool, size: int | None, hflip: bool = True,
+                                 cache: str | os.PathLike | None = None):
+    """A classification dataset for ``split`` of ``spec`` (``cache``: the corpus cache, :func:`corpus_root`).
 
     Class folders (``<root>/<split>/<class>/*.jpg``) for folder data and the synthetic ImageFolder roles; for a
     synthetic detection corpus in COCO layout (``imagenet_loc``) the same images with image-level labels only
@@ -142,7 +152,7 @@ def build_classification_dataset(spec: DataSpec, split: str, *, train: bool, siz
     """
     from detpretrain.data.classification import ClassFolder, ImageLevelLabels
 
-    root = corpus_root(spec)
+    root = corpus_root(spec, cache)
     size = None if spec.kind == "synthetic" else size
     tf = classification_transforms(train, size, hflip)
     if spec.kind == "synthetic" and spec.corpus["role"] == "imagenet_loc":
@@ -203,7 +213,7 @@ def segmentation_transforms(train: bool, *, crop: int | None = None, hflip: bool
 
 
 def build_segmentation_dataset(spec: DataSpec, split: str, *, train: bool, crop: int | None = None,
-                               hflip: bool = True):
+                               hflip: bool = True, cache: str | os.PathLike | None = None):
     """A semantic-segmentation dataset for ``split`` of ``spec`` (Table 4's VOC 2012 role).
 
     * synthetic VOC-like target and real VOC roots: :class:`~detpretrain.data.voc.VOCSegmentation` on
@@ -213,7 +223,8 @@ def build_segmentation_dataset(spec: DataSpec, split: str, *, train: bool, crop:
 
     Items are ``(image, mask)``: float [3, H, W] ImageNet-normalised and int64 [H, W] (0 = background, k = class k
     of ``dataset.classes``, 255 = void), after :func:`segmentation_transforms`. ``dataset.classes`` includes
-    ``"__background__"`` at index 0 (K = ``len(classes)`` logits).
+    ``"__background__"`` at index 0 (K = ``len(classes)`` logits). ``cache``: the corpus cache of a synthetic
+    spec (:func:`corpus_root`).
 
     Raises:
         DataError: missing root / split list / JPEG / PNG (at construction), a mask whose size differs from its
@@ -222,7 +233,7 @@ def build_segmentation_dataset(spec: DataSpec, split: str, *, train: bool, crop:
     """
     from detpretrain.data.voc import VOCSegmentation
 
-    root = corpus_root(spec)
+    root = corpus_root(spec, cache)
     tf = segmentation_transforms(train, crop=crop, hflip=hflip)
     layout = spec.kind
     if spec.kind == "synthetic":

@@ -78,6 +78,40 @@ def run_detection_experiment(profile: str | Profile = "smoke", *, dataset: str =
                           store=store, overrides=overrides, device=device, progress=progress, log=log)
 
 
+def configuration_table(profile: Profile, dataset: str, seeds, pretrains):
+    """The detection chapter's configuration: profile, target, backbone, the fine-tuning schedule, seeds and
+    pre-trainings, as a settings table (:func:`detpretrain.chapter.settings_frame`)."""
+    from detpretrain.chapter import settings_frame
+
+    o = profile.finetune
+    return settings_frame([
+        ("profile", profile.name), ("dataset", dataset),
+        ("backbone", (profile.model if dataset == "synthetic" else profile.real_model).arch),
+        ("fine-tuning epochs", o.epochs), ("lr step after epoch", ", ".join(map(str, o.milestones)) or "none"),
+        ("batch size", o.batch_size), ("base lr", o.lr), ("seeds", ", ".join(map(str, seeds))),
+        ("pre-trainings", ", ".join(pretrains)),
+    ])
+
+
+def ablation_configuration_table(profile: Profile, dataset: str, removed, transfer_role: str, seeds):
+    """The ablations chapter's configuration (Tables 2, 3, 7): the removed super-categories, the IMAGENET-LOC
+    pre-training (:func:`~detpretrain.experiments.common.loc_pretrain_configs`), the detection and classification
+    fine-tunings and the seeds, as a settings table."""
+    from detpretrain.chapter import settings_frame
+    from detpretrain.experiments.common import loc_pretrain_configs
+
+    loc = loc_pretrain_configs(profile, tuple(removed))
+    return settings_frame([
+        ("profile", profile.name), ("target", dataset), ("removed super-categories", ", ".join(removed)),
+        ("IMAGENET-LOC pre-training epochs", profile.loc_pretrain.epochs),
+        ("IMAGENET-LOC corpus", loc["imagenet-loc"].data.describe()),
+        ("detection fine-tuning epochs", profile.finetune.epochs),
+        ("classification target (Table 7)", transfer_role),
+        ("classification fine-tuning epochs", profile.cls_finetune.epochs),
+        ("seeds", ", ".join(map(str, seeds))),
+    ])
+
+
 def train_command(args) -> int:
     """``python -m detpretrain train``: a detection experiment; prints mAP per IoU threshold per backbone."""
     from detpretrain import distributed

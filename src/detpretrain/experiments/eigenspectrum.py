@@ -79,11 +79,12 @@ def epoch_spectra(run, images: list[torch.Tensor], *, device: str = "cpu",
     return out
 
 
-def probe_images(target: DataSpec, n: int) -> list[torch.Tensor]:
-    """The first ``n`` evaluation images of the target (float [3, H, W] in [0, 1]): the spectra's fixed image set."""
+def probe_images(target: DataSpec, n: int, data_cache=None) -> list[torch.Tensor]:
+    """The first ``n`` evaluation images of the target (float [3, H, W] in [0, 1]): the spectra's fixed image set.
+    ``data_cache``: the corpus cache of a synthetic target (default ``corpus_cache_dir()``)."""
     from detpretrain.data.builders import build_detection_dataset
 
-    data = build_detection_dataset(target, target.eval_split, train=False)
+    data = build_detection_dataset(target, target.eval_split, train=False, cache=data_cache)
     return [data[i][0].as_subclass(torch.Tensor) for i in range(min(n, len(data)))]
 
 
@@ -132,7 +133,7 @@ def run_eigenspectrum_study(profile: str | Profile = "smoke", *, dataset: str = 
     result = finetune_chain(prof, dataset, target, make, pretrains=("imagenet-cls", "scratch"), pretrained=pretrained,
                             seeds=seeds, store=store, device=device, progress=progress, log=log)
     dev = resolve_device(device)
-    images = probe_images(target, n_images)
+    images = probe_images(target, n_images, store.data_cache)
     spectra, positions = {}, {}
     for entry in result["runs"]:
         spectra[entry["run"]] = epoch_spectra(store.resolve(f"run:{entry['hash']}"), images, device=dev,
@@ -168,3 +169,22 @@ def run_eigenspectrum_study(profile: str | Profile = "smoke", *, dataset: str = 
             "original_widths": original, "dims_for_widths": tuple(dims), "narrow_is_scratch": narrow_is_scratch,
             "cost": cost, "positions": positions, "threshold": threshold, "normalisation": normalisation,
             "n_images": len(images), "scratch_factor": scratch_factor}
+
+
+def configuration_table(profile: Profile, dataset: str, data_root: str | None, seeds, *, scratch_factor: int,
+                        threshold: float, normalisation: str, n_images: int):
+    """The eigenspectrum chapter's configuration: target, detector, the I and S schedules, the layers measured, the
+    count's threshold and normalisation, the images per matrix and the seeds, as a settings table."""
+    from detpretrain.chapter import settings_frame
+
+    target = target_spec(profile, dataset, data_root)
+    cfg_i, cfg_s = (eigen_config(profile, d, 0, target, pretrain_configs(profile), scratch_factor=scratch_factor)
+                    for d in ("imagenet-cls", "scratch"))
+    return settings_frame([
+        ("profile", profile.name), ("target", target.describe()), ("detector", f"Faster R-CNN + FPN, {cfg_i.model.arch}"),
+        ("I: epochs / lr steps after", f"{cfg_i.optim.epochs} / {', '.join(map(str, cfg_i.optim.milestones))}"),
+        ("S: epochs / lr steps after", f"{cfg_s.optim.epochs} / {', '.join(map(str, cfg_s.optim.milestones))}"),
+        ("layers", "layer1-layer4 (C2-C5) and FPN P2-P6"),
+        ("threshold / normalisation", f"{threshold:g} / {normalisation}"),
+        ("images per matrix", n_images), ("seeds", ", ".join(map(str, seeds))),
+    ])

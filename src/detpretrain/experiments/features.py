@@ -119,7 +119,7 @@ def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def probe_datasets(profile, dataset: str = "caltech", data_root: str | None = None) -> ProbeData:
+def probe_datasets(profile, dataset: str = "caltech", data_root: str | None = None, *, data_cache=None) -> ProbeData:
     """The train / val / test splits of a classification dataset for the probes and the feature-space figures.
 
     Args:
@@ -133,6 +133,7 @@ def probe_datasets(profile, dataset: str = "caltech", data_root: str | None = No
             (``images/``, ``annotations/{trainval,test}.txt``; ``torchvision.datasets.OxfordIIITPet(root,
             download=True)`` fetches it), whose validation part is held out of trainval.
         data_root: root of a real dataset.
+        data_cache: the corpus cache of the synthetic datasets (default ``corpus_cache_dir()``).
 
     Raises:
         ConfigError: unknown dataset, or a real one without ``data_root``.
@@ -157,8 +158,9 @@ def probe_datasets(profile, dataset: str = "caltech", data_root: str | None = No
     prof = get_profile(profile) if isinstance(profile, str) else profile
     if dataset in SYNTHETIC_PROBE_DATASETS:
         spec = synthetic_spec(prof.name, dataset)
-        splits = {s: build_classification_dataset(spec, s, train=False, size=None) for s in ("train", "val", "test")}
-        root = corpus_root(spec)
+        splits = {s: build_classification_dataset(spec, s, train=False, size=None, cache=data_cache)
+                  for s in ("train", "val", "test")}
+        root = corpus_root(spec, data_cache)
         return ProbeData(dataset, SYNTHETIC_PROBE_DATASETS[dataset], list(splits["train"].classes), splits["train"],
                          splits["val"], splits["test"], f"synthetic {dataset} ({root.name})",
                          _digest(["synthetic", spec.corpus]), root=root)
@@ -395,6 +397,33 @@ def backbone_features(pretrain: str, data: ProbeData, profile, *, store=None, se
 
         out[split] = cached_arrays(path, compute)
     return out
+
+
+def stacked_features(pretrain: str, data: ProbeData, profile, *, store=None, seed: int = 0, device: str = "auto",
+                     splits=("train", "val", "test"), removed=None, log=print) -> dict:
+    """:func:`backbone_features` of ``splits`` stacked in that order (the feature-space chapter fits nothing on labels,
+    so it takes every image).
+
+    Returns:
+        ``{"features": [N, C5], "labels": [N], "source": backbone id}``.
+    """
+    arrays = backbone_features(pretrain, data, profile, store=store, seed=seed, device=device, splits=splits,
+                               removed=removed, log=log)
+    return {"features": np.concatenate([arrays[s]["features"] for s in splits]),
+            "labels": np.concatenate([arrays[s]["labels"] for s in splits]), "source": arrays["source"]}
+
+
+def split_attributes(data: ProbeData, splits=("train", "val", "test")) -> pd.DataFrame:
+    """:func:`image_attributes` of ``splits`` stacked in that order, with a ``split`` column (the rows of
+    :func:`stacked_features`)."""
+    return pd.concat([image_attributes(data, s).assign(split=s) for s in splits], ignore_index=True)
+
+
+def stacked_images(data: ProbeData, attributes: pd.DataFrame, indices) -> list[np.ndarray]:
+    """:func:`images_for_display` of images given by their row in :func:`split_attributes` (the stacked order)."""
+    split_of = attributes["split"].to_numpy()
+    offsets = {s: int(np.flatnonzero(split_of == s)[0]) for s in dict.fromkeys(split_of)}
+    return [images_for_display(data, split_of[k], [int(k) - offsets[split_of[k]]])[0] for k in indices]
 
 
 def detector_head_features(pretrain: str, data: ProbeData, profile, *, store=None, device: str = "auto",

@@ -36,11 +36,12 @@ BACKBONE_MODES = ("frozen", "fine-tuned")
 
 
 def long_tail_target(target: DataSpec, *, rare: Sequence[str] | None = None, fraction: float = 0.5,
-                     max_images: int = 8, seed: int = 0) -> DataSpec:
+                     max_images: int = 8, seed: int = 0, data_cache=None) -> DataSpec:
     """The target with a long-tailed training split (:mod:`detpretrain.data.long_tail`).
 
     ``rare`` names the rare classes; by default :func:`~detpretrain.data.long_tail.alternate_rare_classes` picks
-    ``fraction`` of them, alternating down the frequency ranking of the full training split.
+    ``fraction`` of them, alternating down the frequency ranking of the full training split. ``data_cache``: the
+    corpus cache of a synthetic target (default ``corpus_cache_dir()``).
     """
     from detpretrain.data.builders import build_detection_dataset
     from detpretrain.data.long_tail import (
@@ -49,7 +50,7 @@ def long_tail_target(target: DataSpec, *, rare: Sequence[str] | None = None, fra
         rare_labels,
     )
 
-    train = build_detection_dataset(target, target.train_split, train=False)
+    train = build_detection_dataset(target, target.train_split, train=False, cache=data_cache)
     if rare is None:
         rare = alternate_rare_classes(train.classes, image_classes(train), fraction)
     rare_labels(train.classes, rare)  # validates the names
@@ -97,8 +98,9 @@ def run_frozen_study(profile: str | Profile = "smoke", *, dataset: str = "synthe
     prof = get_profile(profile) if isinstance(profile, str) else profile
     store = store or RunStore()
     target = long_tail_target(target_spec(prof, dataset, data_root), rare=rare, fraction=fraction,
-                              max_images=max_images)
-    subset = LongTailSubset(build_detection_dataset(target, target.train_split, train=False), target.long_tail)
+                              max_images=max_images, data_cache=store.data_cache)
+    subset = LongTailSubset(build_detection_dataset(target, target.train_split, train=False, cache=store.data_cache),
+                            target.long_tail)
     pretrained = pretrain_configs(prof)
     rows, seed0 = [], {}
     for head in heads:

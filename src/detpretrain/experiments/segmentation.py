@@ -97,3 +97,27 @@ def run_segmentation_experiment(profile: str | Profile = "smoke", *, dataset: st
     return finetune_chain(prof, dataset, segmentation_target(prof, dataset, data_root), segmentation_config,
                           pretrains=pretrains, pretrained=dict(pretrain_configs(prof)), seeds=seeds, store=store,
                           overrides=overrides, device=device, progress=progress, log=log)
+
+
+def configuration_table(profile: Profile, dataset: str, data_root: str | None, seeds, pretrains):
+    """The segmentation chapter's configuration: backbone, DeepLab's geometry scaled to the target (output stride,
+    ASPP rates and width, input size, trimap widths), the ``seg_finetune`` schedule, seeds and pre-trainings, as a
+    settings table (:func:`detpretrain.chapter.settings_frame`)."""
+    from detpretrain.chapter import settings_frame
+    from detpretrain.models.segmentation import segmentation_geometry
+
+    target = segmentation_target(profile, dataset, data_root)
+    example = segmentation_config(profile, "scratch", 0, target, pretrain_configs(profile))
+    geometry = segmentation_geometry(example.model, target)
+    sched = profile.seg_finetune
+    return settings_frame([
+        ("profile", profile.name), ("dataset", dataset), ("backbone", example.model.arch),
+        ("output stride", 8), ("ASPP rates (px of the stride-8 map)", ", ".join(map(str, geometry.atrous_rates))),
+        ("ASPP width", example.model.fpn_channels),
+        ("input (px)", geometry.input_size if geometry.crop is None
+         else f"short side {geometry.input_size}, crops {geometry.crop}"),
+        ("fine-tuning epochs", sched.epochs), ("lr step after epoch", ", ".join(map(str, sched.milestones)) or "none"),
+        ("batch size", sched.batch_size), ("base lr", sched.lr),
+        ("trimap widths (px)", f"{geometry.bands[0]}–{geometry.bands[-1]} (VOC scale x{1 / geometry.band_scale:.2f})"),
+        ("seeds", ", ".join(map(str, seeds))), ("pre-trainings", ", ".join(pretrains)),
+    ])
