@@ -32,8 +32,11 @@ data_cache = None  # generated-corpus folder; None means $DETPRETRAIN_DATA or da
 from IPython.display import Markdown, display
 
 from detpretrain import rerun
+from detpretrain.chapter import chapter_setup
 from detpretrain.results import markdown_table
 
+ch = chapter_setup("rerun", profile=profile, store=store, data_cache=data_cache, device=device, dataset=dataset,
+                   data_root=data_root, seeds=seeds)
 root = rerun.book_root()
 repo = rerun.repository(root)
 

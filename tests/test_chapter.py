@@ -25,7 +25,7 @@ def test_chapter_setup_resolves_profile_store_cache_and_keeps_every_parameter(tm
     assert ch.store.root == tmp_path / "runs"
     assert ch.data_cache == ch.store.data_cache == tmp_path / "corpora"  # the parameter, not the environment
     assert ch.seeds == (2, 1) and ch.device == "cpu" and str(ch.torch_device) == "cpu"
-    assert ch.params == {"profile": "smoke", "store": tmp_path / "runs", "data_cache": tmp_path / "corpora",
+    assert ch.params == {"profile": "smoke", "store": str(tmp_path / "runs"), "data_cache": str(tmp_path / "corpora"),
                          "device": "cpu", "dataset": "synthetic", "seeds": [2, 1], "pretrains": ["scratch"]}
     assert ch.date == datetime.date.today().isoformat()
     # defaults: the profile's seeds, the user-level cache ($DETPRETRAIN_DATA) read through the store
@@ -33,6 +33,21 @@ def test_chapter_setup_resolves_profile_store_cache_and_keeps_every_parameter(tm
     assert default.seeds == default.profile.seeds and default.data_cache == tmp_path / "from-env"
     with pytest.raises(ConfigError):
         C.chapter_setup("intro", profile="huge")
+
+
+def test_chapter_setup_checks_values_as_run_does_under_raw_papermill(tmp_path):
+    """papermill injects whatever it is given; the chapter's setup cell refuses it before anything trains."""
+    from detpretrain.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="seeds.*'abc'"):
+        C.chapter_setup("detection", profile="smoke", store=tmp_path / "runs", seeds="abc")
+    with pytest.raises(ParameterError, match="did you mean 'pretrains'"):
+        C.chapter_setup("detection", profile="smoke", store=tmp_path / "runs", pretrain=["scratch"])
+    with pytest.raises(ParameterError, match="device"):
+        C.chapter_setup("detection", profile="smoke", store=tmp_path / "runs", device="tpu")
+    assert not (tmp_path / "runs").exists()  # refused before any run directory appears
+    own = C.chapter_setup("my_notebook", profile="smoke", store=tmp_path / "runs", k=3)  # undeclared: kept as given
+    assert own.params["k"] == 3
 
 
 def test_run_store_data_cache_default_and_explicit(tmp_path, monkeypatch):

@@ -84,7 +84,7 @@ def chapter_setup(chapter: str, *, profile: str, store: str | os.PathLike | None
 
     Args:
         chapter: the chapter's name (its file stem in ``book/``).
-        profile: ``"smoke" | "mini" | "paper"`` (:func:`detpretrain.profiles.get_profile`).
+        profile: a name of :data:`detpretrain.profiles.PROFILE_NAMES` (:func:`detpretrain.profiles.get_profile`).
         store: the run store folder; None means ``$DETPRETRAIN_RUNS`` or ``runs/``.
         data_cache: the generated-corpus folder; None means ``$DETPRETRAIN_DATA`` or ``data/generated``
             (:func:`detpretrain.data.builders.corpus_cache_dir`, the user-level default). It is carried by the run
@@ -96,14 +96,21 @@ def chapter_setup(chapter: str, *, profile: str, store: str | os.PathLike | None
         the :class:`Chapter`.
 
     Raises:
+        ParameterError: a parameter the chapter does not declare, or a value of the wrong type or range
+            (:func:`detpretrain.parameters.check_parameters`; names the parameter, what it expects and what it got).
         ConfigError: an unknown profile.
     """
     from detpretrain.data.builders import corpus_cache_dir
     from detpretrain.profiles import get_profile
     from detpretrain.runs import RunStore
 
+    from detpretrain.parameters import CHAPTER_PARAMETERS, check_parameters
+
     values = {"profile": profile, "store": store, "data_cache": data_cache, "device": device, **params}
-    # the one place a chapter's parameters arrive: checks of names and values belong here, before anything trains
+    # the one place a chapter's parameters arrive: under raw papermill these are the checks `run` / `book` make
+    # before executing (names and values against the declarations), so a bad value stops here, before any training
+    if chapter in CHAPTER_PARAMETERS:
+        values = {**values, **check_parameters(chapter, values)}
     prof = get_profile(profile)
     cache = Path(data_cache) if data_cache is not None else corpus_cache_dir()
     run_store = RunStore(store, data_cache=cache)

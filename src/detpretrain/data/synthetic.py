@@ -186,7 +186,7 @@ from xml.etree import ElementTree as ET
 import numpy as np
 from PIL import Image
 
-from detpretrain.config import CORPUS_LATER_FIELDS, neutral_corpus_dict
+from detpretrain.config import neutral_corpus_dict
 from detpretrain.data.synthetic_render import (
     CUES,
     Domain,

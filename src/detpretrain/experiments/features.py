@@ -260,7 +260,7 @@ def load_backbone(pretrain: str, profile, *, store=None, seed: int = 0, device: 
         source = f"scratch-{_digest([spec.arch, spec.norm, spec.widths])[:8]}-s{seed}"
         return model.eval().to(device), source, None
     _, run = pretrain_run(pretrain, prof, store=store, device=device, removed=removed, progress=progress, log=log)
-    model = build_backbone(spec.arch, norm=spec.norm, widths=spec.widths, weights=run.backbone_path)
+    model = build_backbone(spec.arch, norm=spec.norm, widths=spec.widths, weights=run.verified("backbone.pt"))
     return model.eval().to(device), run.hash, run
 
 
