@@ -216,3 +216,31 @@ def test_submitit_local_executor_trains_a_plan(corpus_dir, tmp_path):
     assert set(report.trained) == _hashes(configs)
     assert all(store.run_for(c).complete for c in configs)
     assert list((tmp_path / "logs").glob("*/submitit/*"))  # submitit's own job files
+
+
+def test_every_chapter_of_the_book_has_a_planner_and_plans_at_smoke(corpus_dir, tmp_path):
+    from detpretrain.book import chapter_name, toc_files
+    from detpretrain.plan import CHAPTER_PLANNERS
+
+    chapters = [chapter_name(e) for e in toc_files(PROJECT)]
+    assert set(CHAPTER_PLANNERS) == set(chapters)
+    plan = book_plan("smoke", None, {}, root=PROJECT, store=RunStore(tmp_path))
+    assert set(plan.chapters) == set(chapters)
+    assert {c for r in plan for c in r.chapters} == set(chapters)  # every chapter reads some run
+    errors = {}  # the long-tailed target is read at planning time: a missing data_root is reported, not raised
+    partial = book_plan("smoke", ["detection", "frozen_backbone"], {"dataset": "coco", "data_root": str(tmp_path)},
+                        root=PROJECT, store=RunStore(tmp_path), errors=errors)
+    assert list(errors) == ["frozen_backbone"] and "DataError" in errors["frozen_backbone"]
+    assert {c for r in partial for c in r.chapters} == {"detection"}
+
+
+def test_a_run_trained_outside_the_plan_is_recorded_while_a_chapter_executes(corpus_dir, tmp_path, monkeypatch):
+    from detpretrain.runs import get_or_train
+
+    record = tmp_path / "unplanned.txt"
+    monkeypatch.setenv("DETPRETRAIN_UNPLANNED_LOG", str(record))
+    (cfg,) = detection_chain("smoke", pretrains=("scratch",), seeds=(9,), overrides={"optim.epochs": 1}).configs
+    run = get_or_train(cfg, RunStore(tmp_path / "runs"), progress=False)
+    assert record.read_text() == f"{run.path.name} (finetune/scratch seed 9)\n"
+    get_or_train(cfg, RunStore(tmp_path / "runs"), progress=False)  # found complete: nothing trained, nothing noted
+    assert record.read_text().count("\n") == 1

@@ -621,6 +621,7 @@ def build_book(profile: str = "mini", *, root: str | os.PathLike | None = None, 
         raise FileNotFoundError(f"chapter source(s) listed in {root / '_toc.yml'} do not exist: {', '.join(missing)}")
 
     from detpretrain.executor import BuildLog
+    from detpretrain.plan import environment
 
     build_log = BuildLog(root / "_build" / "logs", f"book-{profile}")
     log = build_log.tee(log)
@@ -660,7 +661,7 @@ def build_book(profile: str = "mini", *, root: str | os.PathLike | None = None, 
             log(f"  warning: {name} has no parameter {', '.join(unknown_params)}")
         log(f"{prefix} executing ({reason})")
         unplanned.unlink(missing_ok=True)
-        with _environment(DETPRETRAIN_UNPLANNED_LOG=str(unplanned)):
+        with environment(DETPRETRAIN_UNPLANNED_LOG=unplanned):
             seconds = execute_chapter(source, output, parameters, timeout=cell_timeout(profile), cwd=root, name=name,
                                       verbose=verbose)
         report.chapters.append(ChapterResult(name, output, "executed", seconds, seconds))
@@ -800,21 +801,6 @@ def runs_execute_command(profile: str, *, chapters: list[str] | None = None, par
         return 1
     print(f"log: {report.log_path}")
     return 0
-
-
-@contextlib.contextmanager
-def _environment(**values: str):
-    """Environment variables set while a chapter executes (its kernel inherits them)."""
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def format_summary(report: BookReport) -> str:

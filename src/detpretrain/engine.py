@@ -127,7 +127,8 @@ def train_one_epoch(model, optimizer, loader, device, epoch: int, *, task: str, 
             sums[k] = sums.get(k, 0.0) + float(v.detach())
         sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
         n += 1
-        bar.set_postfix(loss=f"{float(loss.detach()):.3f}", lr=f"{optimizer.param_groups[0]['lr']:.4f}")
+        if not bar.disable:
+            bar.set_postfix(loss=f"{float(loss.detach()):.3f}", lr=f"{optimizer.param_groups[0]['lr']:.4f}")
         if on_step is not None:
             on_step({"epoch": epoch, "iteration": it + 1, "iterations": len(loader), "loss": float(loss.detach())})
     return distributed.all_reduce_mean({k: v / max(n, 1) for k, v in sums.items()})

@@ -256,7 +256,26 @@ def main(argv: list[str] | None = None) -> int:
 # ------------------------------------------------------------------------------------------------ backends
 
 
-class _LocalBackend:
+class _Backend:
+    """What the driver needs of a backend: ``submit(task) -> handle``, ``done``, ``result``, ``stop``, ``close``."""
+
+    @staticmethod
+    def done(handle) -> bool:
+        return handle.done()
+
+    def result(self, handle) -> dict:
+        """The worker's result dict; a worker or job that died becomes a failed result."""
+        try:
+            return handle.result()
+        except Exception as err:  # noqa: BLE001 - killed, out of memory, over the time limit
+            return {"ok": False, "error": self.failure(handle, err), "traceback": ""}
+
+    @staticmethod
+    def failure(handle, err: Exception) -> str:
+        return f"the worker process died ({type(err).__name__}: {err})"
+
+
+class _LocalBackend(_Backend):
     """``jobs`` spawned worker processes (``concurrent.futures``)."""
 
     def __init__(self, jobs: int, threads: int, env: dict):
@@ -268,17 +287,6 @@ class _LocalBackend:
 
     def submit(self, task: dict):
         return self.pool.submit(train_task, task)
-
-    @staticmethod
-    def done(handle) -> bool:
-        return handle.done()
-
-    @staticmethod
-    def result(handle) -> dict:
-        try:
-            return handle.result()
-        except Exception as err:  # noqa: BLE001 - a worker that died (killed, out of memory)
-            return {"ok": False, "error": f"the worker process died ({type(err).__name__}: {err})", "traceback": ""}
 
     def stop(self) -> None:
         """Stop at once: cancel what has not started, terminate the workers (their runs resume later)."""
@@ -295,7 +303,7 @@ class _LocalBackend:
         self.pool.shutdown(wait=True)
 
 
-class _SubmititBackend:
+class _SubmititBackend(_Backend):
     """One submitit job per run (SLURM, or submitit's local executor: subprocesses)."""
 
     def __init__(self, folder: Path, *, cluster: str | None, gpus: int, threads: int, timeout_min: int,
@@ -320,16 +328,8 @@ class _SubmititBackend:
         return job
 
     @staticmethod
-    def done(handle) -> bool:
-        return handle.done()
-
-    @staticmethod
-    def result(handle) -> dict:
-        try:
-            return handle.result()
-        except Exception as err:  # noqa: BLE001 - the job failed outside train_task (killed, time limit)
-            return {"ok": False, "error": f"job {handle.job_id} failed ({type(err).__name__}: {str(err)[-500:]})",
-                    "traceback": ""}
+    def failure(handle, err: Exception) -> str:
+        return f"job {handle.job_id} failed ({type(err).__name__}: {str(err)[-500:]})"
 
     def stop(self) -> None:
         for job in self.jobs:

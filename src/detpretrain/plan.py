@@ -248,18 +248,19 @@ def chapter_runs(chapter: str, profile: str, values: dict, store: RunStore | Non
 
 
 @contextlib.contextmanager
-def data_environment(data_cache: str | os.PathLike | None):
-    """``$DETPRETRAIN_DATA`` set to ``data_cache`` (if given) while planning: the chapters' ``data_cache``."""
-    old = os.environ.get("DETPRETRAIN_DATA")
-    if data_cache is not None:
-        os.environ["DETPRETRAIN_DATA"] = str(data_cache)
+def environment(**values):
+    """Environment variables set (those given as None: left as they are) for the duration of a block."""
+    values = {k: str(v) for k, v in values.items() if v is not None}
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
     try:
         yield
     finally:
-        if old is None:
-            os.environ.pop("DETPRETRAIN_DATA", None)
-        else:
-            os.environ["DETPRETRAIN_DATA"] = old
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def book_store(params: dict, root: Path) -> RunStore:
@@ -293,7 +294,7 @@ def chapters_plan(profile: str, values: dict[str, dict], *, store: RunStore, dat
     from detpretrain.errors import DataError
 
     configs, chapters_of = [], {}
-    with data_environment(data_cache):
+    with environment(DETPRETRAIN_DATA=data_cache):  # the chapters' data_cache
         for chapter, chapter_values in values.items():
             try:
                 found = chapter_runs(chapter, profile, chapter_values, store)
