@@ -222,8 +222,13 @@ def test_every_chapter_of_the_book_has_a_planner_and_plans_at_smoke(corpus_dir, 
     from detpretrain.book import chapter_name, toc_files
     from detpretrain.plan import CHAPTER_PLANNERS
 
+    from detpretrain.plan import CHAPTER_CALLS
+
     chapters = [chapter_name(e) for e in toc_files(PROJECT)]
-    assert set(CHAPTER_PLANNERS) == set(chapters)
+    assert set(CHAPTER_PLANNERS) == set(chapters) == set(CHAPTER_CALLS)
+    from detpretrain.plan import missing_calls
+
+    assert missing_calls("detection", "print('another book')") == ["run_detection_experiment"]
     plan = book_plan("smoke", None, {}, root=PROJECT, store=RunStore(tmp_path))
     assert set(plan.chapters) == set(chapters)
     assert {c for r in plan for c in r.chapters} == set(chapters)  # every chapter reads some run

@@ -716,7 +716,7 @@ def book_plan(profile: str, chapters: list[str] | None = None, params: dict | No
         ConfigError: an unknown chapter, or parameters refused by a chapter's experiments module (unless ``errors``
             collects them, see :func:`~detpretrain.plan.chapters_plan`).
     """
-    from detpretrain.plan import CHAPTER_PLANNERS, book_data_cache, book_store, chapters_plan
+    from detpretrain.plan import CHAPTER_PLANNERS, book_data_cache, book_store, chapters_plan, missing_calls
 
     root = find_root(root)
     params = dict(params or {})
@@ -725,7 +725,17 @@ def book_plan(profile: str, chapters: list[str] | None = None, params: dict | No
     unknown = [c for c in wanted if c not in CHAPTER_PLANNERS]
     if unknown:
         raise ConfigError(f"no run plan for chapter(s) {', '.join(unknown)}; chapters: {', '.join(CHAPTER_PLANNERS)}")
-    values = {c: chapter_values(resolve_chapter(c, root), params) for c in wanted}
+    values = {}
+    for chapter in wanted:
+        source = resolve_chapter(chapter, root)
+        missing = missing_calls(chapter, source.read_text(encoding="utf-8"))
+        if missing:  # another book's chapter of that name, or a chapter whose calls changed
+            message = f"{source} does not call {', '.join(missing)}, which its run plan mirrors"
+            if errors is None:
+                raise ConfigError(f"chapter {chapter}: {message}")
+            errors[chapter] = message
+            continue
+        values[chapter] = chapter_values(source, params)
     return chapters_plan(profile, values, store=store or book_store(params, root),
                          data_cache=book_data_cache(params, root), errors=errors)
 

@@ -472,8 +472,9 @@ def execute(plan, store, *, executor: str = "local", jobs: int | None = None, th
     if data_cache is not None:
         env["DETPRETRAIN_DATA"] = str(Path(data_cache).resolve())
     say = build_log.tee(log) if not getattr(log, "writes_build_log", False) else log
-    say(f"executing {len(plan)} planned runs with executor {executor}: {jobs} job(s) x {threads} thread(s), store "
-        f"{Path(store.root).resolve()}; log {build_log.path}")
+    left = sum(s != "complete" for s in plan.status(store).values())
+    say(f"{len(plan)} planned runs, {left} to train with executor {executor}: {jobs} job(s) x {threads} thread(s), "
+        f"store {Path(store.root).resolve()}; log {build_log.path}")
     backend = None
     display = None
     try:

@@ -235,6 +235,27 @@ CHAPTER_PLANNERS: dict[str, Callable[[str, dict, RunStore | None], list[TrainCon
 }
 
 
+#: chapter name -> the functions its notebook calls that :data:`CHAPTER_PLANNERS` mirrors. A notebook of that name
+#: that calls none of them (another book) or not all of them (an edited chapter) is not planned from here.
+CHAPTER_CALLS: dict[str, tuple[str, ...]] = {
+    "intro": ("run_detection_experiment",),
+    "pretraining": ("pretrain_configs", "get_or_train"),
+    "detection": ("run_detection_experiment",),
+    "ablations": ("run_detection_experiment", "run_classification_transfer"),
+    "segmentation": ("run_segmentation_experiment",),
+    "classification": ("backbone_features", "detector_head_features", "run_classification_transfer"),
+    "feature_space": ("backbone_features",),
+    "visualisations": ("load_backbone", "backbone_features", "run_detection_experiment"),
+    "eigenspectrum": ("run_eigenspectrum_study",),
+    "frozen_backbone": ("run_frozen_study",),
+}
+
+
+def missing_calls(chapter: str, source_text: str) -> list[str]:
+    """The functions of :data:`CHAPTER_CALLS` that a chapter's source does not call (empty: its planner applies)."""
+    return [f for f in CHAPTER_CALLS.get(chapter, ()) if f"{f}(" not in source_text]
+
+
 def chapter_runs(chapter: str, profile: str, values: dict, store: RunStore | None = None) -> list[TrainConfig]:
     """The runs of one chapter for ``profile`` and its parameter ``values`` (every name of its ``parameters``
     cell; :func:`detpretrain.book.chapter_values` merges the notebook's defaults with the ones given).
