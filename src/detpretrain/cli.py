@@ -116,7 +116,7 @@ def _executor_options(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--threads", type=int, default=None, help="torch threads per run (default: cores // jobs)")
     cmd.add_argument("--gpus-per-job", type=int, default=0, help="slurm: GPUs per run (> 1: torchrun in the job)")
     cmd.add_argument("--cluster", default=None, choices=["slurm", "local", "debug"],
-                     help="slurm: submitit's cluster (default: SLURM where sbatch exists, else local subprocesses)")
+                     help="slurm: submitit's cluster (default: SLURM where srun exists, else local subprocesses)")
     cmd.add_argument("--partition", default=None, help="slurm: the partition")
     cmd.add_argument("--timeout-min", type=int, default=24 * 60, help="slurm: time limit per job, minutes")
 

@@ -8,7 +8,7 @@ an order where a fine-tuning starts only after the pre-training it starts from i
   processes of one thread each train more images per second than one process of two threads
   (``benchmarks/README.md``), so the default is one thread per core: ``jobs = cores``.
 * ``--executor slurm``: each run is one job submitted with submitit (``AutoExecutor``: a SLURM cluster when
-  ``sbatch`` is there; ``--cluster local`` runs the same code as local subprocesses, which is how it is tested
+  ``srun`` is there; ``--cluster local`` runs the same code as local subprocesses, which is how it is tested
   here), with ``--gpus-per-job`` GPUs; a run with more than one GPU is started inside its job with
   ``torchrun --standalone --nproc_per_node G -m detpretrain.executor CONFIG STORE`` (DDP, :mod:`detpretrain.engine`).
   The driver stays in the foreground and submits a run when its dependencies are complete, at most ``jobs`` at a
