@@ -120,6 +120,7 @@ class BookReport:
     html_index: Path | None = None
     html_seconds: float = 0.0
     corpus_seconds: float = 0.0
+    plan_seconds: float = 0.0
     warnings: list[str] = dataclasses.field(default_factory=list)
 
 
@@ -273,8 +274,9 @@ def chapter_parameter_specs(notebook) -> list:
 # ----------------------------------------------------------------------------------------------- hashing
 
 
-#: package modules that cannot change what a chapter computes (the book driver and the command line).
-NOT_HASHED = ("book.py", "cli.py", "__main__.py")
+#: package modules that cannot change what a chapter computes (the book driver, the command line, and the run plan
+#: and its executor, which only train runs that are content-addressed by their config).
+NOT_HASHED = ("book.py", "cli.py", "__main__.py", "executor.py", "plan.py")
 
 
 def code_hash(package_dir: str | os.PathLike = PACKAGE_DIR) -> str:
@@ -354,7 +356,7 @@ def load_chapter(source: str | os.PathLike):
 
 def execute_chapter(source: str | os.PathLike, output: str | os.PathLike, parameters: dict, *,
                     timeout: float | None = None, cwd: str | os.PathLike | None = None,
-                    name: str | None = None) -> float:
+                    name: str | None = None, verbose: bool = False) -> float:
     """Execute one chapter with papermill and write the executed notebook.
 
     Args:
@@ -364,6 +366,7 @@ def execute_chapter(source: str | os.PathLike, output: str | os.PathLike, parame
         timeout: per-cell execution timeout in seconds (None: no limit).
         cwd: the kernel's working directory (None: the current one).
         name: the chapter's name in messages (default: the source's stem).
+        verbose: papermill's progress bar over the cells and its log of every cell's output (stderr).
 
     Returns:
         wall time in seconds.
@@ -392,10 +395,10 @@ def execute_chapter(source: str | os.PathLike, output: str | os.PathLike, parame
     t0, succeeded = time.perf_counter(), False
     try:
         # papermill logs "Passed unknown parameter" itself; the callers warn about unknown names in one line
-        with _quiet_logger("papermill"), _kernel_stderr(kernel_log):
+        with (_papermill_log() if verbose else _quiet_logger("papermill")), _kernel_stderr(kernel_log):
             nb = papermill.execute_notebook(nb, str(output), parameters=copy.deepcopy(parameters),
-                                            kernel_name=KERNEL_NAME, language="python", progress_bar=False,
-                                            log_output=False, cwd=str(cwd) if cwd is not None else None,
+                                            kernel_name=KERNEL_NAME, language="python", progress_bar=verbose,
+                                            log_output=verbose, cwd=str(cwd) if cwd is not None else None,
                                             execution_timeout=timeout, extra_arguments=_KERNEL_ARGS)
         succeeded = True
     except PapermillExecutionError as err:
@@ -445,6 +448,23 @@ def _quiet_logger(name: str):
         yield
     finally:
         logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def _papermill_log():
+    """papermill's INFO log (cell outputs) to the terminal's stderr while a chapter executes (``--verbose``)."""
+    logger = logging.getLogger("papermill")
+    handler = logging.StreamHandler(os.fdopen(os.dup(2), "w"))
+    handler.setFormatter(logging.Formatter("  %(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        handler.close()
 
 
 @contextlib.contextmanager
@@ -606,8 +626,10 @@ def build_html(root: str | os.PathLike) -> tuple[Path, list[str]]:
 
 
 def build_book(profile: str = "mini", *, root: str | os.PathLike | None = None, chapters: list[str] | None = None,
-               html: bool = True, params: dict | None = None, force: bool = False, log=print) -> BookReport:
-    """Generate the profile's corpora, execute the chapters in toc order (skipping up-to-date ones), render HTML.
+               html: bool = True, params: dict | None = None, force: bool = False, log=print,
+               execution: dict | None = None, verbose: bool = False) -> BookReport:
+    """Generate the profile's corpora, train the run plan of the chapters to execute (:mod:`detpretrain.executor`),
+    execute the chapters in toc order (skipping up-to-date ones), render HTML.
 
     Args:
         profile: ``"smoke" | "mini" | "paper"`` (``paper`` generates no corpora: it reads real data).
@@ -615,7 +637,10 @@ def build_book(profile: str = "mini", *, root: str | os.PathLike | None = None, 
         chapters: names to execute (default: every toc chapter). The HTML needs every toc chapter executed once.
         params: papermill parameters for every chapter besides ``profile``; strings are read as YAML.
         force: execute even up-to-date chapters.
-        log: where progress lines go.
+        log: where progress lines go (also written to the build log ``_build/logs/<time>-book-<profile>.log``).
+        execution: keyword arguments of :func:`detpretrain.executor.execute` (``executor``, ``jobs``, ``threads``,
+            ``gpus_per_job``, ...); the plan runs before the chapters, which then only read finished runs.
+        verbose: stream papermill's cell progress and cell output.
 
     A ``params`` name goes to the chapters whose parameters include it; names and values are checked for every
     chapter to execute before any corpus is generated or chapter executed (:func:`checked_parameters`).
@@ -627,6 +652,7 @@ def build_book(profile: str = "mini", *, root: str | os.PathLike | None = None, 
             chapter was never executed.
         FileNotFoundError: a toc chapter's source file is missing.
         ChapterError: a chapter failed (the build stops there).  BookBuildError: jupyter-book failed.
+        ExecutionError: a run of the plan failed (the build stops; completed runs stay in the store).
     """
     if profile not in CELL_TIMEOUT_S:
         raise ConfigError(f"unknown profile {profile!r}; expected one of {', '.join(CELL_TIMEOUT_S)}")
@@ -649,6 +675,12 @@ def build_book(profile: str = "mini", *, root: str | os.PathLike | None = None, 
 
     per_chapter = _book_parameters(parameters, {c: sources[c] for c in wanted if sources[c].suffix != ".md"})
 
+    from detpretrain.executor import BuildLog
+    from detpretrain.plan import environment
+
+    build_log = BuildLog(root / "_build" / "logs", f"book-{profile}")
+    log = build_log.tee(log)
+    log(f"build log {build_log.path}")
     report = BookReport(profile=profile, chapters=[])
     if profile != "paper":
         log(f"corpora of profile {profile!r}")
@@ -658,6 +690,12 @@ def build_book(profile: str = "mini", *, root: str | os.PathLike | None = None, 
     # build it loads what the chapters trained instead of training first.
     order = names[1:] + names[:1]
     todo = [c for c in order if c in wanted]
+    stale = [c for c in todo if sources[c].suffix != ".md"
+             and (force or not is_up_to_date(sources[c], sources[c].with_suffix(".ipynb"), parameters, code)[0])]
+    t0 = time.perf_counter()
+    _execute_plan(profile, stale, parameters, root, execution or {}, log, build_log)
+    report.plan_seconds = time.perf_counter() - t0
+    unplanned = build_log.folder / "unplanned.txt"
     for i, name in enumerate(todo, 1):
         source = sources[name]
         output = source.with_suffix(".ipynb")
@@ -674,9 +712,16 @@ def build_book(profile: str = "mini", *, root: str | os.PathLike | None = None, 
             log(f"{prefix} up to date (executed in {record.get('seconds', 0):.0f} s)")
             continue
         log(f"{prefix} executing ({reason})")
-        seconds = execute_chapter(source, output, chapter_params, timeout=cell_timeout(profile), cwd=root, name=name)
+        unplanned.unlink(missing_ok=True)
+        with environment(DETPRETRAIN_UNPLANNED_LOG=unplanned):
+            seconds = execute_chapter(source, output, chapter_params, timeout=cell_timeout(profile), cwd=root,
+                                      name=name, verbose=verbose)
         report.chapters.append(ChapterResult(name, output, "executed", seconds, seconds))
         log(f"{prefix} done in {seconds:.0f} s")
+        if unplanned.is_file():
+            extra = unplanned.read_text().split("\n")
+            report.warnings.append(f"{name} trained runs its plan did not list: {', '.join(filter(None, extra))}")
+            log(f"  warning: {report.warnings[-1]} (detpretrain.plan.CHAPTER_PLANNERS['{name}'] is out of date)")
 
     if html:
         never = [str(s.with_suffix(".ipynb")) for s in sources.values()
@@ -685,7 +730,9 @@ def build_book(profile: str = "mini", *, root: str | os.PathLike | None = None, 
             raise ConfigError(f"cannot render the book: not successfully executed: {', '.join(never)} "
                               f"(run the book without --chapters once)")
         for name, source in sources.items():
-            record = execution_record(source.with_suffix(".ipynb")) if source.suffix != ".md" else None
+            if source.suffix == ".md":  # a prose page: never executed
+                continue
+            record = execution_record(source.with_suffix(".ipynb"))
             expected = per_chapter.get(name) or {k: v for k, v in parameters.items()
                                                  if k in _known_names(name, _parameters_of(source))}
             if record is not None and _canonical(record["parameters"]) != _canonical(expected):
@@ -723,11 +770,134 @@ def _book_parameters(parameters: dict, sources: dict[str, Path]) -> dict[str, di
     return checked
 
 
+def chapter_values(source: str | os.PathLike, params: dict | None = None) -> dict:
+    """A chapter's parameter values: its ``parameters`` cell (Python literals) updated with ``params`` (names the
+    chapter does not have are left out, as papermill leaves them unused)."""
+    import ast
+
+    values = {}
+    for name, text in _parameters_of(Path(source)).items():
+        try:
+            values[name] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            values[name] = parse_value(text)
+    values.update({k: v for k, v in (params or {}).items() if k in values})
+    return values
+
+
+def book_plan(profile: str, chapters: list[str] | None = None, params: dict | None = None, *,
+              root: str | os.PathLike | None = None, store=None, errors: dict[str, str] | None = None):
+    """The run plan (:func:`detpretrain.plan.chapters_plan`) of ``chapters`` (default: every toc chapter with a
+    planner) at ``profile``, each with its notebook's parameter defaults updated with ``params``.
+
+    Raises:
+        ConfigError: an unknown chapter, or parameters refused by a chapter's experiments module (unless ``errors``
+            collects them, see :func:`~detpretrain.plan.chapters_plan`).
+    """
+    from detpretrain.plan import CHAPTER_PLANNERS, book_data_cache, book_store, chapters_plan, missing_calls
+
+    root = find_root(root)
+    params = dict(params or {})
+    names = [chapter_name(e) for e in toc_files(root)]
+    wanted = list(chapters) if chapters else [n for n in names if n in CHAPTER_PLANNERS]
+    unknown = [c for c in wanted if c not in CHAPTER_PLANNERS]
+    if unknown:
+        raise ConfigError(f"no run plan for chapter(s) {', '.join(unknown)}; chapters: {', '.join(CHAPTER_PLANNERS)}")
+    values = {}
+    for chapter in wanted:
+        source = resolve_chapter(chapter, root)
+        missing = missing_calls(chapter, source.read_text(encoding="utf-8"))
+        if missing:  # another book's chapter of that name, or a chapter whose calls changed
+            message = f"{source} does not call {', '.join(missing)}, which its run plan mirrors"
+            if errors is None:
+                raise ConfigError(f"chapter {chapter}: {message}")
+            errors[chapter] = message
+            continue
+        values[chapter] = chapter_values(source, params)
+    return chapters_plan(profile, values, store=store or book_store(params, root),
+                         data_cache=book_data_cache(params, root), errors=errors)
+
+
+def _execute_plan(profile: str, chapters: list[str], parameters: dict, root: Path, execution: dict, log,
+                  build_log) -> None:
+    """Train the run plan of ``chapters`` (:func:`book_plan`) with :func:`detpretrain.executor.execute`; a chapter
+    that cannot be planned is left to train what it needs itself."""
+    from detpretrain.executor import execute
+    from detpretrain.plan import CHAPTER_PLANNERS, book_data_cache, book_store
+
+    chapters = [c for c in chapters if c in CHAPTER_PLANNERS]
+    if not chapters:
+        return
+    store = book_store(parameters, root)
+    errors: dict[str, str] = {}
+
+    def replan():
+        return book_plan(profile, chapters, parameters, root=root, store=store, errors=errors)
+
+    plan = replan()
+    for chapter, error in errors.items():
+        log(f"  warning: no run plan for {chapter} ({error}); it trains what it needs while it executes")
+    if not len(plan):
+        return
+    log(f"run plan of {len(plan)} runs for {', '.join(c for c in chapters if c not in errors)}")
+    execute(plan, store, device=str(parameters.get("device") or "auto"), data_cache=book_data_cache(parameters, root),
+            log=log, replan=replan, build_log=build_log, **execution)
+
+
+def runs_plan_command(profile: str, *, chapters: list[str] | None = None, params: dict | None = None,
+                      store: str | None = None, stream=None) -> int:
+    """``python -m detpretrain runs plan --profile P [--chapters a,b] [-p KEY VALUE]``: print the book's run plan
+    (:func:`detpretrain.plan.format_plan`)."""
+    from detpretrain.plan import book_store, format_plan
+
+    root = find_root()
+    values = {k: parse_value(v) for k, v in (params or {}).items()}
+    if store:
+        values["store"] = store
+    run_store = book_store(values, root)
+    plan = book_plan(profile, chapters, values, root=root, store=run_store)
+    print(format_plan(plan, run_store), file=stream or sys.stdout)
+    return 0
+
+
+def runs_execute_command(profile: str, *, chapters: list[str] | None = None, params: dict | None = None,
+                         store: str | None = None, **execution) -> int:
+    """``python -m detpretrain runs execute --profile P [--executor local|slurm] [--jobs N]``: the book's run plan,
+    trained by :func:`detpretrain.executor.execute` (``execution``: its keyword arguments).
+
+    Returns 0, or 1 after printing the failed run (name, logs, exception).
+    """
+    from detpretrain.executor import ExecutionError, execute
+    from detpretrain.plan import book_data_cache, book_store
+
+    root = find_root()
+    values = {k: parse_value(v) for k, v in (params or {}).items()}
+    if store:
+        values["store"] = store
+    run_store = book_store(values, root)
+
+    def replan():
+        return book_plan(profile, chapters, values, root=root, store=run_store)
+
+    try:
+        report = execute(replan(), run_store, device=str(values.get("device") or "auto"),
+                         data_cache=book_data_cache(values, root), log_dir=root / "_build" / "logs",
+                         name=f"runs-{profile}", log=lambda line: print(line, flush=True), replan=replan,
+                         **execution)
+    except ExecutionError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"log: {report.log_path}")
+    return 0
+
+
 def format_summary(report: BookReport) -> str:
     """The summary table ``chapter | seconds | status`` of a build, then the HTML path."""
     lines = [f"{'chapter':<24} {'seconds':>8}  status", f"{'-' * 24} {'-' * 8}  {'-' * 30}"]
     if report.corpus_seconds:
         lines.append(f"{'(corpora)':<24} {report.corpus_seconds:>8.1f}  generated or found cached")
+    if report.plan_seconds:
+        lines.append(f"{'(run plan)':<24} {report.plan_seconds:>8.1f}  trained or found in the run store")
     for ch in report.chapters:
         status = ch.status if ch.status != "up to date" else f"up to date (executed in {ch.executed_seconds:.0f} s)"
         lines.append(f"{ch.name:<24} {ch.seconds:>8.1f}  {status}")
@@ -738,7 +908,8 @@ def format_summary(report: BookReport) -> str:
 
 
 def book_command(profile: str, *, chapters: list[str] | None = None, html: bool = True,
-                 params: dict | None = None, root: str | os.PathLike | None = None) -> int:
+                 params: dict | None = None, root: str | os.PathLike | None = None, execution: dict | None = None,
+                 verbose: bool = False) -> int:
     """``python -m detpretrain book --profile {smoke,mini,paper}``: the main job (see the module docstring).
 
     Prints a progress line per chapter, then the summary table and the path of ``_build/html/index.html``.
@@ -748,11 +919,13 @@ def book_command(profile: str, *, chapters: list[str] | None = None, html: bool 
         ConfigError, FileNotFoundError: bad profile/chapter/parameters or a missing chapter file (the CLI prints
             them as one line).
     """
+    from detpretrain.executor import ExecutionError
+
     t0 = time.perf_counter()
     try:
         report = build_book(profile, root=root, chapters=chapters, html=html, params=params,
-                            log=lambda line: print(line, flush=True))
-    except ChapterError as err:
+                            log=lambda line: print(line, flush=True), execution=execution, verbose=verbose)
+    except (ChapterError, ExecutionError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except BookBuildError as err:

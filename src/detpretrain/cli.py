@@ -12,8 +12,9 @@ evaluate-seg --gt-dir GT --pred-dir PRED [--bands 1:40] [--num-classes N] [--wor
     Segmentation mIoU / pixel accuracy, overall and in trimap / anti-trimap bands (void = 255 in GT).
 train --profile smoke [--dataset synthetic|coco|voc] [--data-root DIR] [--set key=value ...]
     A detection experiment (pre-training + fine-tuning + evaluation) through the run store; works under torchrun.
-book [--profile {smoke,mini,torchvision,paper}] [--chapters a,b] [-p KEY VALUE ...]
-    The main job: generate the embedded corpora, execute every chapter (papermill), render with Jupyter Book.
+book [--profile {smoke,mini,torchvision,paper}] [--chapters a,b] [-p KEY VALUE ...] [--jobs N] [--verbose]
+    The main job: generate the embedded corpora, train the chapters' run plan (runs execute), execute every chapter
+    (papermill), render with Jupyter Book.
 run CHAPTER [-p KEY VALUE ...] [-o OUT.ipynb]
     Execute one chapter with papermill parameters.
 runs list [--store DIR]
@@ -28,6 +29,10 @@ runs export [RUN ...] [--store DIR] -o FILE.tar.gz
     Write complete, verified runs (and the pre-trainings they start from) with their manifests to an archive.
 runs import FILE [--store DIR]
     Extract an archive into the store, verifying every hash and config hash before any run is put in place.
+runs plan --profile P [--chapters a,b] [-p KEY VALUE ...] [--store DIR]
+    Every run the book's chapters need, as a dependency graph, with what the store already holds.
+runs execute --profile P [--executor local|slurm] [--jobs N] [--threads T] [--chapters a,b] [-p KEY VALUE ...]
+    Train the plan: N local worker processes, or one submitit (SLURM) job per run.
 results-table [--store DIR] [--readme README.md]
     Headline numbers of the store's finished runs (config hashes, dates) as Markdown; --readme writes them into
     the README's results section.
@@ -95,6 +100,8 @@ def _build_parser() -> argparse.ArgumentParser:
     book.add_argument("--no-html", action="store_true", help="execute the chapters but do not run jupyter-book")
     book.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
                       help="a papermill parameter passed to every chapter (e.g. -p device cuda)")
+    _executor_options(book)
+    book.add_argument("--verbose", action="store_true", help="stream papermill's cell progress and cell output")
 
     run = sub.add_parser("run", help="execute one chapter with papermill parameters")
     run.add_argument("chapter", help="chapter name (e.g. detection) or path to book/<chapter>.py / .ipynb")
@@ -124,11 +131,34 @@ def _build_parser() -> argparse.ArgumentParser:
     im = runs_sub.add_parser("import", help="import runs from an archive written by runs export (verified first)")
     im.add_argument("archive", help="FILE.tar.gz")
     im.add_argument("--store", default=None, help=store_help)
+    for name, text in (("plan", "print the runs the chapters need (dependency graph, status in the store)"),
+                       ("execute", "train the runs the chapters need, in parallel")):
+        cmd = runs_sub.add_parser(name, help=text)
+        cmd.add_argument("--profile", default="mini", choices=list(PROFILE_NAMES))
+        cmd.add_argument("--chapters", default=None, help="comma-separated chapter names (default: every chapter)")
+        cmd.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                         help="a chapter parameter, as for book (e.g. -p seeds '[0]')")
+        cmd.add_argument("--store", default=None, help=store_help)
+        if name == "execute":
+            _executor_options(cmd)
 
     res = sub.add_parser("results-table", help="the headline numbers of the run store's finished runs (Markdown)")
     res.add_argument("--store", default=None, help="run store folder (default: runs/ or $DETPRETRAIN_RUNS)")
     res.add_argument("--readme", default=None, help="write the table into this README's results section")
     return parser
+
+
+def _executor_options(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--executor", default="local", choices=["local", "slurm"],
+                     help="local worker processes, or one submitit job per run (SLURM)")
+    cmd.add_argument("--jobs", type=int, default=None,
+                     help="runs trained at once (default: one per CPU core; 1 on a GPU machine)")
+    cmd.add_argument("--threads", type=int, default=None, help="torch threads per run (default: cores // jobs)")
+    cmd.add_argument("--gpus-per-job", type=int, default=0, help="slurm: GPUs per run (> 1: torchrun in the job)")
+    cmd.add_argument("--cluster", default=None, choices=["slurm", "local", "debug"],
+                     help="slurm: submitit's cluster (default: SLURM where srun exists, else local subprocesses)")
+    cmd.add_argument("--partition", default=None, help="slurm: the partition")
+    cmd.add_argument("--timeout-min", type=int, default=24 * 60, help="slurm: time limit per job, minutes")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
             from detpretrain.book import book_command
 
             chapters = args.chapters.split(",") if args.chapters else None
-            return book_command(args.profile, chapters=chapters, html=not args.no_html, params=dict(args.parameter))
+            return book_command(args.profile, chapters=chapters, html=not args.no_html, params=dict(args.parameter),
+                                verbose=args.verbose, execution=_execution(args))
         if args.command == "run":
             from detpretrain.book import run_command
 
@@ -180,6 +211,15 @@ def main(argv: list[str] | None = None) -> int:
                 return runs.export_command(args.store, args.run, args.output)
             if args.runs_command == "import":
                 return runs.import_command(args.archive, args.store)
+            if args.runs_command in ("plan", "execute"):
+                chapters = args.chapters.split(",") if args.chapters else None
+                from detpretrain.book import runs_execute_command, runs_plan_command
+
+                if args.runs_command == "plan":
+                    return runs_plan_command(args.profile, chapters=chapters, params=dict(args.parameter),
+                                             store=args.store)
+                return runs_execute_command(args.profile, chapters=chapters, params=dict(args.parameter),
+                                            store=args.store, **_execution(args))
         if args.command == "results-table":
             from detpretrain.results import results_command
 
@@ -191,6 +231,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
         return 1
     raise AssertionError(f"unhandled command {args}")
+
+
+def _execution(args) -> dict:
+    return {"executor": args.executor, "jobs": args.jobs, "threads": args.threads, "gpus_per_job": args.gpus_per_job,
+            "cluster": args.cluster, "partition": args.partition, "timeout_min": args.timeout_min}
 
 
 if __name__ == "__main__":

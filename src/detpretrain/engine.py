@@ -19,6 +19,7 @@ and the learning rate do not change with the number of processes), and evaluatio
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -99,7 +100,8 @@ def grad_scaler(device: torch.device, dtype: torch.dtype | None):
 
 
 def train_one_epoch(model, optimizer, loader, device, epoch: int, *, task: str, scheduler=None, scaler=None,
-                    progress: bool = True, amp_dtype: torch.dtype | None = None) -> dict[str, float]:
+                    progress: bool = True, amp_dtype: torch.dtype | None = None,
+                    on_step: Callable[[dict], None] | None = None) -> dict[str, float]:
     """One pass over ``loader``; returns the mean of each loss (averaged over ranks).
 
     Args:
@@ -110,6 +112,8 @@ def train_one_epoch(model, optimizer, loader, device, epoch: int, *, task: str, 
         scaler: a ``torch.amp.GradScaler`` for float16 mixed precision (:func:`grad_scaler`), else None.
         amp_dtype: autocast dtype (:func:`autocast_dtype`: bfloat16 or float16 on CUDA), None for full precision. For
             backward compatibility a ``scaler`` without ``amp_dtype`` means float16.
+        on_step: called after every iteration with ``{"epoch", "iteration" (1-based), "iterations", "loss"}`` (the
+            executor's progress lines).
 
     Raises:
         FloatingPointError: the loss became NaN or infinite (diverged); the last checkpoint stays intact.
@@ -143,7 +147,10 @@ def train_one_epoch(model, optimizer, loader, device, epoch: int, *, task: str, 
             sums[k] = sums.get(k, 0.0) + float(v.detach())
         sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
         n += 1
-        bar.set_postfix(loss=f"{float(loss.detach()):.3f}", lr=f"{optimizer.param_groups[0]['lr']:.4f}")
+        if not bar.disable:
+            bar.set_postfix(loss=f"{float(loss.detach()):.3f}", lr=f"{optimizer.param_groups[0]['lr']:.4f}")
+        if on_step is not None:
+            on_step({"epoch": epoch, "iteration": it + 1, "iterations": len(loader), "loss": float(loss.detach())})
     return distributed.all_reduce_mean({k: v / max(n, 1) for k, v in sums.items()})
 
 
@@ -348,7 +355,7 @@ def _detection_datasets(config: TrainConfig, cache):
 def _classification_datasets(config: TrainConfig, cache):
     d, m, o = config.data, config.model, config.optim
     return (build_classification_dataset(d, d.train_split, train=True, size=m.image_size, hflip=o.hflip,
-                                         cache=cache),
+                                         cache=cache, keep_decoded=True),
             build_classification_dataset(d, d.eval_split, train=False, size=m.image_size, cache=cache))
 
 
@@ -422,7 +429,8 @@ def _loader(config: TrainConfig, dataset, epoch: int) -> DataLoader:
     )
 
 
-def fit(config: TrainConfig, run, store, *, device: str = "auto", progress: bool = True) -> dict:
+def fit(config: TrainConfig, run, store, *, device: str = "auto", progress: bool = True,
+        on_step: Callable[[dict], None] | None = None) -> dict:
     """Train ``config`` into ``run`` (a :class:`detpretrain.runs.Run`), resuming from its last checkpoint.
 
     After each epoch a checkpoint (model, optimizer, scheduler, epoch, history) replaces ``checkpoints/last.pt``
@@ -437,6 +445,8 @@ def fit(config: TrainConfig, run, store, *, device: str = "auto", progress: bool
             its ``data_cache`` is where synthetic training data is generated or found.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``; under torchrun each rank takes ``cuda:LOCAL_RANK``.
         progress: tqdm bars (on a terminal, main process only).
+        on_step: called on the main process after every training iteration with ``{"epoch", "epochs",
+            "iteration", "iterations", "loss"}`` and once before the evaluation with ``{"phase": "evaluate"}``.
 
     Returns:
         the metrics dict (also in ``metrics.json``).
@@ -446,6 +456,10 @@ def fit(config: TrainConfig, run, store, *, device: str = "auto", progress: bool
         DiskFullError: no space left while writing (the previous checkpoint stays intact).
     """
     dev = distributed.init(device)
+    unplanned = os.environ.get("DETPRETRAIN_UNPLANNED_LOG")  # set by `book` while a chapter executes
+    if unplanned and distributed.is_main_process():
+        with open(unplanned, "a") as f:
+            f.write(f"{run.path.name} ({config.name} seed {config.seed})\n")
     train_set, test_set = _datasets(config, store.data_cache)
     num_classes = len(train_set.classes)
     seed_everything(config.seed)
@@ -473,12 +487,16 @@ def fit(config: TrainConfig, run, store, *, device: str = "auto", progress: bool
     train_model = model
     if distributed.is_distributed():
         train_model = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    report = None
+    if on_step is not None and distributed.is_main_process():
+        def report(step: dict) -> None:
+            on_step({**step, "epochs": config.optim.epochs})
     for epoch in range(start_epoch, config.optim.epochs):
         torch.manual_seed(epoch_seed(config.seed, epoch))  # augmentation RNG of this epoch
         t0 = time.perf_counter()
         losses = train_one_epoch(train_model, optimizer, _loader(config, train_set, epoch), dev, epoch,
                                  task=config.task, scheduler=scheduler, scaler=scaler, progress=progress,
-                                 amp_dtype=dtype)
+                                 amp_dtype=dtype, on_step=report)
         entry = {"epoch": epoch, "seconds": round(time.perf_counter() - t0, 2),
                  "lr": optimizer.param_groups[0]["lr"], **{k: round(v, 5) for k, v in losses.items()}}
         history.append(entry)
@@ -490,6 +508,8 @@ def fit(config: TrainConfig, run, store, *, device: str = "auto", progress: bool
                 atomic_torch_save(model.state_dict(), run.epoch_checkpoint_path(epoch + 1))
             run.log(" ".join(f"{k}={v}" for k, v in entry.items()))
         distributed.barrier()
+    if report is not None:
+        report({"phase": "evaluate"})
     t0 = time.perf_counter()
     metrics, headline = TASK_HOOKS[config.task].evaluate(model, test_set, dev, config, progress)
     metrics = {**metrics, "task": config.task, "name": config.name, "config_hash": config_hash(config),

@@ -68,20 +68,63 @@ def detection_transforms(train: bool, hflip: bool = True) -> v2.Compose:
     return v2.Compose([*ops, v2.ToDtype(torch.float32, scale=True)])
 
 
-def classification_transforms(train: bool, size: int | None, hflip: bool = True) -> v2.Compose:
+def classification_transforms(train: bool, size: int | None, hflip: bool = True):
     """uint8 image -> normalised float [3, size, size]; ``size=None`` keeps the image size (synthetic corpora).
 
     Training on real images uses ``RandomResizedCrop`` (the standard ImageNet recipe); evaluation resizes the short
-    side to ``size / 0.875`` and centre-crops ``size``.
+    side to ``size / 0.875`` and centre-crops ``size``. Without resizing the chain is :class:`FlipToFloatNormalize`
+    (the same v2 kernels and random draws without v2's per-call dispatch).
     """
-    ops: list = []
-    if size is not None:
-        ops += [v2.RandomResizedCrop(size, antialias=True)] if train else [
-            v2.Resize(int(round(size / 0.875)), antialias=True), v2.CenterCrop(size)]
+    if size is None:
+        return FlipToFloatNormalize(hflip=train and hflip)
+    ops: list = [v2.RandomResizedCrop(size, antialias=True)] if train else [
+        v2.Resize(int(round(size / 0.875)), antialias=True), v2.CenterCrop(size)]
     if train and hflip:
         ops.append(v2.RandomHorizontalFlip(0.5))
     ops += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
     return v2.Compose(ops)
+
+
+class FlipToFloatNormalize:
+    """``v2.Compose([v2.RandomHorizontalFlip(0.5)] if hflip else [] + [v2.ToDtype(torch.float32, scale=True),
+    v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])`` for one image, computed with the same ``v2.functional`` kernels and
+    the same random draw (``torch.rand(1) < 0.5`` flips), so the values are identical; v2's dispatch over input
+    types cost twice the JPEG decoding per synthetic image (``benchmarks/README.md``)."""
+
+    def __init__(self, hflip: bool):
+        self.hflip = hflip
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        from torchvision.transforms.v2 import functional as TF
+
+        image = image.as_subclass(torch.Tensor)
+        if self.hflip and not torch.rand(1) >= 0.5:
+            image = TF.horizontal_flip_image(image)
+        return TF.normalize_image(TF.to_dtype_image(image, torch.float32, scale=True), list(IMAGENET_MEAN),
+                                  list(IMAGENET_STD))
+
+    def __repr__(self) -> str:
+        return f"FlipToFloatNormalize(hflip={self.hflip})"
+
+
+class KeptDecoded:
+    """An image loader that keeps what it decoded (path -> uint8 tensor) up to ``budget_mb`` in memory, so that a
+    synthetic corpus is decoded once per run instead of once per epoch; beyond the budget it decodes again."""
+
+    def __init__(self, loader, budget_mb: float = 512):
+        self.loader, self.budget = loader, budget_mb * 2**20
+        self.images: dict[str, torch.Tensor] = {}
+        self.nbytes = 0
+
+    def __call__(self, path):
+        key = str(path)
+        image = self.images.get(key)
+        if image is None:
+            image = self.loader(path)
+            if self.nbytes + image.nbytes <= self.budget:
+                self.images[key] = image
+                self.nbytes += image.nbytes
+        return image
 
 
 def build_detection_dataset(spec: DataSpec, split: str, *, train: bool, hflip: bool = True, with_masks: bool = False,
@@ -143,12 +186,15 @@ class ConcatDetection(torch.utils.data.ConcatDataset):
 
 
 def build_classification_dataset(spec: DataSpec, split: str, *, train: bool, size: int | None, hflip: bool = True,
-                                 cache: str | os.PathLike | None = None):
+                                 cache: str | os.PathLike | None = None, keep_decoded: bool = False):
     """A classification dataset for ``split`` of ``spec`` (``cache``: the corpus cache, :func:`corpus_root`).
 
     Class folders (``<root>/<split>/<class>/*.jpg``) for folder data and the synthetic ImageFolder roles; for a
     synthetic detection corpus in COCO layout (``imagenet_loc``) the same images with image-level labels only
     (IMAGENET-LOC (Cls), :class:`~detpretrain.data.classification.ImageLevelLabels`).
+
+    ``keep_decoded``: a synthetic class-folder corpus keeps its decoded images in memory (:class:`KeptDecoded`),
+    for a training set read once per epoch.
     """
     from detpretrain.data.classification import ClassFolder, ImageLevelLabels
 
@@ -157,7 +203,10 @@ def build_classification_dataset(spec: DataSpec, split: str, *, train: bool, siz
     tf = classification_transforms(train, size, hflip)
     if spec.kind == "synthetic" and spec.corpus["role"] == "imagenet_loc":
         return ImageLevelLabels(root / split, root / "annotations" / f"instances_{split}.json", transforms=tf)
-    return ClassFolder(root, split=split, transforms=tf)
+    dataset = ClassFolder(root, split=split, transforms=tf)
+    if keep_decoded and spec.kind == "synthetic":
+        dataset.loader = KeptDecoded(dataset.loader)
+    return dataset
 
 
 def collate_detection(batch):

@@ -20,4 +20,10 @@ chapter (``book/``)                    module and entry point
 
 :mod:`detpretrain.experiments.common` holds what they share: corpora and targets, the pre-training configs and
 :func:`~detpretrain.experiments.common.finetune_chain`, the loop that fine-tunes every backbone once per seed.
+
+Each module also lists its runs without training them: ``plan_detection``, ``plan_segmentation``,
+``plan_classification_transfer``, ``plan_features``, ``plan_eigenspectrum``, ``plan_frozen`` return the
+:class:`~detpretrain.config.TrainConfig` of every run the matching ``run_*`` function trains (both go through the
+module's ``*_chain`` function and :func:`~detpretrain.experiments.common.chain_plan`, so they cannot drift).
+:mod:`detpretrain.plan` assembles them into the book's run plan and :mod:`detpretrain.executor` trains it.
 """

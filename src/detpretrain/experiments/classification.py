@@ -13,9 +13,11 @@ from detpretrain.config import DataSpec, TrainConfig
 from detpretrain.experiments.common import (
     PRETRAINS,
     REMOVED_SUPERCATEGORIES,
-    finetune_chain,
+    ChainPlan,
+    chain_plan,
     pretrained_for,
     synthetic_spec,
+    train_chain,
 )
 from detpretrain.experiments.detection import finetune_config
 from detpretrain.profiles import Profile, get_profile
@@ -39,10 +41,29 @@ def cls_finetune_config(profile: Profile, pretrain: str, seed: int, target: Data
                        optim=profile.cls_finetune, init=det.init, seed=seed)
 
 
+def classification_chain(profile: str | Profile = "smoke", *, role: str = "caltech", pretrains=PRETRAINS,
+                         seeds=None, removed=REMOVED_SUPERCATEGORIES) -> ChainPlan:
+    """The runs of :func:`run_classification_transfer` (same arguments), without training."""
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    return chain_plan(prof, transfer_target(prof, role), cls_finetune_config, pretrains=pretrains,
+                      pretrained=pretrained_for(prof, pretrains, removed), seeds=seeds)
+
+
+def plan_classification_transfer(profile: str | Profile = "smoke", **params) -> list[TrainConfig]:
+    """Every run :func:`run_classification_transfer` trains with these arguments, pre-trainings first."""
+    return classification_chain(profile, **params).configs
+
+
+def transfer_target(prof: Profile, role: str) -> DataSpec:
+    """The synthetic image-classification target ``role``: its train split, scored on its test split."""
+    return dataclasses.replace(synthetic_spec(prof.name, role), train_split="train", eval_split="test")
+
+
 def run_classification_transfer(profile: str | Profile = "smoke", *, role: str = "caltech", pretrains=PRETRAINS,
                                 seeds=None, store: RunStore | None = None, device: str = "auto",
                                 progress: bool = True, log=print, removed=REMOVED_SUPERCATEGORIES) -> dict:
-    """Fine-tune each backbone on a synthetic image-classification target and report top-1 (Tables 7 and 8).
+    """Fine-tune each backbone on a synthetic image-classification target and report top-1 (Tables 7 and 8): the
+    runs of :func:`classification_chain`.
 
     Args:
         role: the target corpus: ``"caltech"`` (object-centric, CALTECH-256 role), ``"sun"`` (scenes, SUN-397) or
@@ -54,7 +75,6 @@ def run_classification_transfer(profile: str | Profile = "smoke", *, role: str =
         with ``metrics["top1"]`` in percent.
     """
     prof = get_profile(profile) if isinstance(profile, str) else profile
-    target = dataclasses.replace(synthetic_spec(prof.name, role), train_split="train", eval_split="test")
-    return finetune_chain(prof, role, target, cls_finetune_config, pretrains=pretrains,
-                          pretrained=pretrained_for(prof, pretrains, removed), seeds=seeds, store=store,
-                          device=device, progress=progress, log=log)
+    plan = classification_chain(prof, role=role, pretrains=pretrains, seeds=seeds, removed=removed)
+    return train_chain(plan, prof, role, transfer_target(prof, role), store=store, device=device, progress=progress,
+                       log=log)

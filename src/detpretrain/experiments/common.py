@@ -157,15 +157,12 @@ def pretrained_for(prof: Profile, pretrains, removed=REMOVED_SUPERCATEGORIES) ->
     return pretrained
 
 
-def ensure_pretrained(names, pretrained: dict[str, TrainConfig | None], store: RunStore, *, device: str = "auto",
-                      progress: bool = True, log=print, prefix: str = "") -> dict[str, Run]:
-    """Train (or find in the store) the pre-training runs that backbones ``names`` need, dependencies first.
+def pretrain_order(names, pretrained: dict[str, TrainConfig | None]) -> list[str]:
+    """The pre-trainings that backbones ``names`` need, dependencies first (no training).
 
     A pre-training whose ``init`` is ``run:<hash>`` of another config of ``pretrained`` needs that run first (the
-    detection and IMAGENET-LOC pre-trainings continue from IMAGENET-CLS). ``scratch`` needs nothing.
-
-    Returns:
-        ``{name: Run}`` for every pre-training trained or found, dependencies included.
+    detection and IMAGENET-LOC pre-trainings continue from IMAGENET-CLS). ``scratch``, unknown names and configs that
+    are None (torchvision weights) need nothing.
     """
     by_hash = {config_hash(c): k for k, c in pretrained.items() if c is not None}
     order: list[str] = []
@@ -180,8 +177,19 @@ def ensure_pretrained(names, pretrained: dict[str, TrainConfig | None], store: R
 
     for name in names:
         visit(name)
+    return order
+
+
+def ensure_pretrained(names, pretrained: dict[str, TrainConfig | None], store: RunStore, *, device: str = "auto",
+                      progress: bool = True, log=print, prefix: str = "") -> dict[str, Run]:
+    """Train (or find in the store) the pre-training runs that backbones ``names`` need, in
+    :func:`pretrain_order`.
+
+    Returns:
+        ``{name: Run}`` for every pre-training trained or found, dependencies included.
+    """
     runs: dict[str, Run] = {}
-    for name in order:
+    for name in pretrain_order(names, pretrained):
         cfg = pretrained[name]
         t0 = time.perf_counter()
         runs[name] = get_or_train(cfg, store, device=device, progress=progress)
@@ -204,11 +212,67 @@ def check_device(prof: Profile, device: str = "auto") -> None:
                           f"pass device='cpu' to run it on the CPU anyway (days for a detection pre-training)")
 
 
+@dataclasses.dataclass(frozen=True)
+class ChainPlan:
+    """The runs of one chain, without training: what :func:`finetune_chain` trains, in that order.
+
+    Attributes:
+        pretrained: the pre-training configs the chain may name (:func:`pretrained_for`).
+        pretrains: the backbones asked for (``scratch`` included).
+        finetunes: ``(pretrain, seed, config)`` per fine-tuning run, backbone-major.
+    """
+
+    pretrained: dict[str, TrainConfig | None]
+    pretrains: tuple[str, ...]
+    finetunes: tuple[tuple[str, int, TrainConfig], ...]
+
+    @property
+    def pretrain_configs(self) -> dict[str, TrainConfig]:
+        """``{name: config}`` of the pre-trainings to train first, dependencies first."""
+        return {name: self.pretrained[name] for name in pretrain_order(self.pretrains, self.pretrained)}
+
+    @property
+    def configs(self) -> list[TrainConfig]:
+        """Every run of the chain: pre-trainings (dependencies first), then the fine-tunings."""
+        return [*self.pretrain_configs.values(), *(cfg for _, _, cfg in self.finetunes)]
+
+
+def chain_plan(prof: Profile, target: DataSpec, make_config, *, pretrains, pretrained: dict[str, TrainConfig | None],
+               seeds=None, overrides: dict | None = None) -> ChainPlan:
+    """The runs of a fine-tuning chain (arguments as in :func:`finetune_chain`), computed without training.
+
+    Raises:
+        ConfigError: an unknown pre-training name (from ``make_config``) or override key.
+    """
+    finetunes = []
+    for pretrain in pretrains:
+        for seed in seeds if seeds is not None else prof.seeds:
+            cfg = make_config(prof, pretrain, seed, target, pretrained)
+            for key, value in (overrides or {}).items():
+                cfg = replace_path(cfg, key, value)
+            finetunes.append((pretrain, seed, cfg))
+    return ChainPlan(dict(pretrained), tuple(pretrains), tuple(finetunes))
+
+
+def train_chain(plan: ChainPlan, prof: Profile, dataset: str, target: DataSpec, *, store: RunStore | None = None,
+                device: str = "auto", progress: bool = True, log=print) -> dict:
+    """Train (or find in the store) every run of ``plan``, pre-trainings first; the result of
+    :func:`finetune_chain`."""
+    store = store or RunStore()
+    pre_runs = ensure_pretrained(plan.pretrains, plan.pretrained, store, device=device, progress=progress, log=log,
+                                 prefix=f"[{prof.name}] ")
+    out_runs = [train_logged(cfg, pretrain, seed, store, prof, device, progress, log)
+                for pretrain, seed, cfg in plan.finetunes]
+    return {"profile": prof.name, "dataset": dataset, "data": target.describe(), "runs": out_runs,
+            "pretrain_runs": {k: str(r.path) for k, r in pre_runs.items()}}
+
+
 def finetune_chain(prof: Profile, dataset: str, target: DataSpec, make_config, *, pretrains,
                    pretrained: dict[str, TrainConfig | None], seeds=None, store: RunStore | None = None,
                    overrides: dict | None = None, device: str = "auto", progress: bool = True, log=print) -> dict:
     """The chain every transfer experiment runs: pre-train each backbone once (through the run store), then one
-    fine-tuning per backbone and seed (detection, segmentation and classification transfer share it).
+    fine-tuning per backbone and seed (detection, segmentation and classification transfer share it):
+    :func:`chain_plan`, then :func:`train_chain`.
 
     Args:
         dataset: the name reported as the result's ``"dataset"``.
@@ -227,18 +291,9 @@ def finetune_chain(prof: Profile, dataset: str, target: DataSpec, make_config, *
         ConfigError: an unknown pre-training name (from ``make_config``).
     """
     check_device(prof, device)
-    store = store or RunStore()
-    pre_runs = ensure_pretrained(pretrains, pretrained, store, device=device, progress=progress, log=log,
-                                 prefix=f"[{prof.name}] ")
-    out_runs = []
-    for pretrain in pretrains:
-        for seed in seeds if seeds is not None else prof.seeds:
-            cfg = make_config(prof, pretrain, seed, target, pretrained)
-            for key, value in (overrides or {}).items():
-                cfg = replace_path(cfg, key, value)
-            out_runs.append(train_logged(cfg, pretrain, seed, store, prof, device, progress, log))
-    return {"profile": prof.name, "dataset": dataset, "data": target.describe(), "runs": out_runs,
-            "pretrain_runs": {k: str(r.path) for k, r in pre_runs.items()}}
+    plan = chain_plan(prof, target, make_config, pretrains=pretrains, pretrained=pretrained, seeds=seeds,
+                      overrides=overrides)
+    return train_chain(plan, prof, dataset, target, store=store, device=device, progress=progress, log=log)
 
 
 def train_logged(cfg: TrainConfig, pretrain: str, seed: int, store: RunStore, prof: Profile, device: str,

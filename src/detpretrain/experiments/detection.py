@@ -16,9 +16,11 @@ from detpretrain.errors import ConfigError
 from detpretrain.experiments.common import (
     PRETRAINS,
     REMOVED_SUPERCATEGORIES,
-    finetune_chain,
+    ChainPlan,
+    chain_plan,
     pretrained_for,
     target_spec,
+    train_chain,
 )
 from detpretrain.profiles import Profile, get_profile
 from detpretrain.runs import RunStore
@@ -52,12 +54,26 @@ def finetune_config(profile: Profile, pretrain: str, seed: int, target: DataSpec
                        optim=profile.finetune, init=init, seed=seed)
 
 
+def detection_chain(profile: str | Profile = "smoke", *, dataset: str = "synthetic", data_root: str | None = None,
+                    pretrains=PRETRAINS, seeds=None, overrides: dict | None = None,
+                    removed=REMOVED_SUPERCATEGORIES) -> ChainPlan:
+    """The runs of :func:`run_detection_experiment` (same arguments), without training."""
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    return chain_plan(prof, target_spec(prof, dataset, data_root), finetune_config, pretrains=pretrains,
+                      pretrained=pretrained_for(prof, pretrains, removed), seeds=seeds, overrides=overrides)
+
+
+def plan_detection(profile: str | Profile = "smoke", **params) -> list[TrainConfig]:
+    """Every run :func:`run_detection_experiment` trains with these arguments, pre-trainings first (no training)."""
+    return detection_chain(profile, **params).configs
+
+
 def run_detection_experiment(profile: str | Profile = "smoke", *, dataset: str = "synthetic",
                              data_root: str | None = None, pretrains=PRETRAINS, seeds=None,
                              store: RunStore | None = None, overrides: dict | None = None, device: str = "auto",
                              progress: bool = True, log=print, removed=REMOVED_SUPERCATEGORIES) -> dict:
     """Table 1 / Figure 1 (and Tables 2, 7): pre-train (once, through the run store), fine-tune from each backbone,
-    evaluate.
+    evaluate: the runs of :func:`detection_chain`, trained by :func:`~detpretrain.experiments.common.train_chain`.
 
     Args:
         profile: ``"smoke" | "mini" | "paper"`` or a :class:`~detpretrain.profiles.Profile`.
@@ -73,9 +89,10 @@ def run_detection_experiment(profile: str | Profile = "smoke", *, dataset: str =
         "pretrain_runs": {name: path}}``.
     """
     prof = get_profile(profile) if isinstance(profile, str) else profile
-    return finetune_chain(prof, dataset, target_spec(prof, dataset, data_root), finetune_config,
-                          pretrains=pretrains, pretrained=pretrained_for(prof, pretrains, removed), seeds=seeds,
-                          store=store, overrides=overrides, device=device, progress=progress, log=log)
+    plan = detection_chain(prof, dataset=dataset, data_root=data_root, pretrains=pretrains, seeds=seeds,
+                           overrides=overrides, removed=removed)
+    return train_chain(plan, prof, dataset, target_spec(prof, dataset, data_root), store=store, device=device,
+                       progress=progress, log=log)
 
 
 def configuration_table(profile: Profile, dataset: str, seeds, pretrains):

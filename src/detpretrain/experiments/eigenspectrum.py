@@ -19,7 +19,7 @@ import torch
 
 from detpretrain.config import DataSpec, TrainConfig
 from detpretrain.errors import ConfigError
-from detpretrain.experiments.common import finetune_chain, pretrain_configs, target_spec
+from detpretrain.experiments.common import ChainPlan, chain_plan, pretrain_configs, target_spec, train_chain
 from detpretrain.experiments.detection import finetune_config
 from detpretrain.profiles import Profile, get_profile
 from detpretrain.runs import RunStore
@@ -102,16 +102,78 @@ def model_cost(config: TrainConfig, num_classes: int) -> dict:
             "detector_macs": eig.count_macs(model, [torch.rand(3, size, size, generator=torch.Generator().manual_seed(0))])}
 
 
+def eigen_chain(profile: str | Profile = "smoke", *, dataset: str = "synthetic", data_root: str | None = None,
+                seeds=None, scratch_factor: int = 2, widths: Sequence[int] | None = None) -> ChainPlan:
+    """The I and S detectors of the study (``widths`` given: the narrower S detector alone), without training."""
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    make = partial(eigen_config, scratch_factor=scratch_factor, widths=widths)
+    pretrains = ("imagenet-cls", "scratch") if widths is None else ("scratch-narrow",)
+    return chain_plan(prof, target_spec(prof, dataset, data_root), make, pretrains=pretrains,
+                      pretrained=pretrain_configs(prof), seeds=seeds)
+
+
+def determined_widths(model, final_spectra: list[dict[str, np.ndarray]], threshold: float, normalisation: str,
+                      multiple: int) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """The widths the S detectors' final spectra determine: per stage the largest intrinsic dimensionality over the
+    seeds -> :func:`~detpretrain.analysis.eigenspectrum.widths_from_dimensionality`.
+
+    Returns:
+        ``(widths, original widths, dimensionalities)`` (4 ints each).
+    """
+    from detpretrain.models.backbones import ARCHS
+
+    block, _, default_widths, _ = ARCHS[model.arch]
+    original = tuple(model.widths) if model.widths else default_widths
+    dims = [0, 0, 0, 0]
+    for final in final_spectra:
+        for k, stage in enumerate(eig.STAGES):
+            dims[k] = max(dims[k], eig.intrinsic_dimensionality(final[stage], threshold, normalisation))
+    widths = eig.widths_from_dimensionality(dims, expansion=block.expansion, original=original, multiple=multiple)
+    return tuple(widths), tuple(original), tuple(dims)
+
+
+def plan_eigenspectrum(profile: str | Profile = "smoke", *, dataset: str = "synthetic", data_root: str | None = None,
+                       seeds=None, scratch_factor: int = 2, threshold: float = eig.DEFAULT_THRESHOLD,
+                       normalisation: str = "none", n_images: int = 64, multiple: int = 8,
+                       store: RunStore | None = None, device: str = "cpu") -> list[TrainConfig]:
+    """Every run :func:`run_eigenspectrum_study` trains with these arguments, as far as it is known without training.
+
+    The I and S detectors always; the narrower S detectors only once the S runs are complete in ``store`` (their
+    widths come from the S detectors' final spectra, measured here as the study measures them) and only if those
+    widths differ from the original ones. A plan executed and then planned again thus reaches the whole study.
+    """
+    from detpretrain.runs import Run, load_run_model
+
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    chain = eigen_chain(prof, dataset=dataset, data_root=data_root, seeds=seeds, scratch_factor=scratch_factor)
+    configs = chain.configs
+    scratch = [cfg for pretrain, _, cfg in chain.finetunes if pretrain == "scratch"]
+    if store is None or not scratch or not all(store.run_for(cfg).complete for cfg in scratch):
+        return configs
+    images = probe_images(target_spec(prof, dataset, data_root), n_images)
+    finals = []
+    for cfg in scratch:
+        run: Run = store.run_for(cfg)
+        model, _, _ = load_run_model(run, device)
+        checkpoints = run.epoch_checkpoints()
+        model.load_state_dict(torch.load(checkpoints[max(checkpoints)], map_location="cpu", weights_only=True))
+        finals.append(eig.spectra(eig.layer_second_moments(model, images, device=device)))
+    widths, original, _ = determined_widths(scratch[0].model, finals, threshold, normalisation, multiple)
+    if widths == original:
+        return configs
+    narrow = eigen_chain(prof, dataset=dataset, data_root=data_root, seeds=seeds, scratch_factor=scratch_factor,
+                         widths=widths)
+    return configs + [cfg for _, _, cfg in narrow.finetunes]
+
+
 def run_eigenspectrum_study(profile: str | Profile = "smoke", *, dataset: str = "synthetic",
                             data_root: str | None = None, seeds=None, store: RunStore | None = None,
                             device: str = "auto", scratch_factor: int = 2, threshold: float = eig.DEFAULT_THRESHOLD,
                             normalisation: str = "none", n_images: int = 64, multiple: int = 8,
                             progress: bool = True, log=print) -> dict:
     """Train (or find) the I and S detectors, measure their spectra over training, determine the widths from the
-    S detectors' final spectra, train the narrower S detector, and count parameters and MACs.
-
-    Widths: per stage, the largest intrinsic dimensionality over the S seeds (at ``threshold`` and
-    ``normalisation``) -> :func:`~detpretrain.analysis.eigenspectrum.widths_from_dimensionality`.
+    S detectors' final spectra (:func:`determined_widths`), train the narrower S detector, and count parameters and
+    MACs. The runs are those of :func:`eigen_chain` (and :func:`plan_eigenspectrum`).
 
     Returns:
         ``{"profile", "dataset", "data", "runs": [...] (finetune_chain entries, the narrow ones included),
@@ -123,15 +185,13 @@ def run_eigenspectrum_study(profile: str | Profile = "smoke", *, dataset: str = 
         "scratch_factor"}``.
     """
     from detpretrain.distributed import resolve_device
-    from detpretrain.models.backbones import ARCHS
 
     prof = get_profile(profile) if isinstance(profile, str) else profile
     store = store or RunStore()
     target = target_spec(prof, dataset, data_root)
     pretrained = pretrain_configs(prof)
-    make = partial(eigen_config, scratch_factor=scratch_factor)
-    result = finetune_chain(prof, dataset, target, make, pretrains=("imagenet-cls", "scratch"), pretrained=pretrained,
-                            seeds=seeds, store=store, device=device, progress=progress, log=log)
+    chain = eigen_chain(prof, dataset=dataset, data_root=data_root, seeds=seeds, scratch_factor=scratch_factor)
+    result = train_chain(chain, prof, dataset, target, store=store, device=device, progress=progress, log=log)
     dev = resolve_device(device)
     images = probe_images(target, n_images, store.data_cache)
     spectra, positions = {}, {}
@@ -139,25 +199,16 @@ def run_eigenspectrum_study(profile: str | Profile = "smoke", *, dataset: str = 
         spectra[entry["run"]] = epoch_spectra(store.resolve(f"run:{entry['hash']}"), images, device=dev,
                                               positions=positions)
     model = store.resolve(f"run:{result['runs'][0]['hash']}").config.model
-    block, _, default_widths, _ = ARCHS[model.arch]
-    original = tuple(model.widths) if model.widths else default_widths
-    dims = [0, 0, 0, 0]
-    for entry in result["runs"]:
-        if entry["pretrain"] != "scratch":
-            continue
-        final = spectra[entry["run"]][max(spectra[entry["run"]])]
-        for k, stage in enumerate(eig.STAGES):
-            dims[k] = max(dims[k], eig.intrinsic_dimensionality(final[stage], threshold, normalisation))
-    widths = eig.widths_from_dimensionality(dims, expansion=block.expansion, original=original, multiple=multiple)
+    finals = [spectra[e["run"]][max(spectra[e["run"]])] for e in result["runs"] if e["pretrain"] == "scratch"]
+    widths, original, dims = determined_widths(model, finals, threshold, normalisation, multiple)
     narrow_is_scratch = tuple(widths) == tuple(original)
     if narrow_is_scratch:  # nothing to prune: the "narrower" detector is S itself, and is not trained twice
         log(f"[{prof.name}] determined widths {widths} equal the original: scratch-narrow = scratch (not trained)")
         narrow = {"runs": [{**e, "pretrain": "scratch-narrow"} for e in result["runs"] if e["pretrain"] == "scratch"]}
     else:
-        narrow = finetune_chain(prof, dataset, target,
-                                partial(eigen_config, scratch_factor=scratch_factor, widths=widths),
-                                pretrains=("scratch-narrow",), pretrained=pretrained, seeds=seeds, store=store,
-                                device=device, progress=progress, log=log)
+        narrow = train_chain(eigen_chain(prof, dataset=dataset, data_root=data_root, seeds=seeds,
+                                         scratch_factor=scratch_factor, widths=widths),
+                             prof, dataset, target, store=store, device=device, progress=progress, log=log)
         for entry in narrow["runs"]:
             spectra[entry["run"]] = epoch_spectra(store.resolve(f"run:{entry['hash']}"), images, device=dev)
     num_classes = len(result["runs"][0]["metrics"]["classes"])

@@ -202,6 +202,24 @@ def probe_datasets(profile, dataset: str = "caltech", data_root: str | None = No
                      f"{root.name} class folders ({size} px)", key, val_from_train=from_train)
 
 
+def plan_features(profile, pretrains, removed=None) -> list:
+    """The pre-training runs that the features of backbones ``pretrains`` read, dependencies first (what
+    :func:`pretrain_run` / :func:`load_backbone` train when missing): ``scratch`` and torchvision weights need none.
+
+    Raises:
+        ConfigError: an unknown pre-training.
+    """
+    from detpretrain.experiments.common import REMOVED_SUPERCATEGORIES, pretrain_order, pretrained_for
+    from detpretrain.profiles import get_profile
+
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    pretrained = pretrained_for(prof, tuple(pretrains), tuple(removed or REMOVED_SUPERCATEGORIES))
+    unknown = [p for p in pretrains if p != "scratch" and p not in pretrained]
+    if unknown:
+        raise ConfigError(f"unknown pre-training {unknown[0]!r}; expected scratch or one of {sorted(pretrained)}")
+    return [pretrained[name] for name in pretrain_order(pretrains, pretrained)]
+
+
 def pretrain_run(pretrain: str, profile, *, store=None, device="auto", removed=None, progress: bool = False,
                  log=print):
     """The pre-training config and complete run of backbone ``pretrain`` (trained through the store if missing,

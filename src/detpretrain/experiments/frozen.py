@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from functools import partial
 
 
-from detpretrain.config import DataSpec, TrainConfig
+from detpretrain.config import DataSpec, TrainConfig, config_hash
 from detpretrain.errors import ConfigError
-from detpretrain.experiments.common import finetune_chain, pretrain_configs, target_spec
+from detpretrain.experiments.common import ChainPlan, chain_plan, pretrain_configs, target_spec, train_chain
 from detpretrain.experiments.detection import finetune_config
 from detpretrain.profiles import Profile, get_profile
 from detpretrain.runs import RunStore
@@ -78,6 +78,30 @@ def frozen_config(prof: Profile, pretrain: str, seed: int, target: DataSpec, pre
     return dataclasses.replace(base, name=f"frozen/{pretrain}/{head}/{mode}", model=model)
 
 
+def frozen_chains(profile: str | Profile = "smoke", *, dataset: str = "synthetic", data_root: str | None = None,
+                  pretrain: str = "imagenet-cls", heads: Sequence[str] = tuple(HEAD_LADDER),
+                  rare: Sequence[str] | None = None, fraction: float = 0.5, max_images: int = 8,
+                  seeds=None, data_cache=None) -> tuple[DataSpec, dict[tuple[str, str], ChainPlan]]:
+    """The runs of :func:`run_frozen_study` (same arguments), without training: the long-tailed target and one
+    chain per ``(head, mode)``. ``data_cache``: the corpus cache the long-tailed subset is read from (a synthetic
+    target; default ``corpus_cache_dir()``)."""
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    target = long_tail_target(target_spec(prof, dataset, data_root), rare=rare, fraction=fraction,
+                              max_images=max_images, data_cache=data_cache)
+    pretrained = pretrain_configs(prof)
+    chains = {(head, mode): chain_plan(prof, target, partial(frozen_config, head=head, mode=mode),
+                                       pretrains=(pretrain,), pretrained=pretrained, seeds=seeds)
+              for head in heads for mode in BACKBONE_MODES}
+    return target, chains
+
+
+def plan_frozen(profile: str | Profile = "smoke", **params) -> list[TrainConfig]:
+    """Every run :func:`run_frozen_study` trains with these arguments, pre-trainings first (no training; the
+    long-tailed subset is computed from the target's annotations)."""
+    _, chains = frozen_chains(profile, **params)
+    return list({config_hash(c): c for chain in chains.values() for c in chain.configs}.values())
+
+
 def run_frozen_study(profile: str | Profile = "smoke", *, dataset: str = "synthetic", data_root: str | None = None,
                      pretrain: str = "imagenet-cls", heads: Sequence[str] = tuple(HEAD_LADDER),
                      rare: Sequence[str] | None = None, fraction: float = 0.5, max_images: int = 8, seeds=None,
@@ -97,24 +121,20 @@ def run_frozen_study(profile: str | Profile = "smoke", *, dataset: str = "synthe
 
     prof = get_profile(profile) if isinstance(profile, str) else profile
     store = store or RunStore()
-    target = long_tail_target(target_spec(prof, dataset, data_root), rare=rare, fraction=fraction,
-                              max_images=max_images, data_cache=store.data_cache)
+    target, chains = frozen_chains(prof, dataset=dataset, data_root=data_root, pretrain=pretrain, heads=heads,
+                                   rare=rare, fraction=fraction, max_images=max_images, seeds=seeds,
+                                   data_cache=store.data_cache)
     subset = LongTailSubset(build_detection_dataset(target, target.train_split, train=False, cache=store.data_cache),
                             target.long_tail)
-    pretrained = pretrain_configs(prof)
     rows, seed0 = [], {}
-    for head in heads:
-        for mode in BACKBONE_MODES:
-            make = partial(frozen_config, head=head, mode=mode)
-            res = finetune_chain(prof, dataset, target, make, pretrains=(pretrain,), pretrained=pretrained,
-                                 seeds=seeds, store=store, device=device, progress=progress, log=log)
-            for entry in res["runs"]:
-                rows.append({"head": head, "mode": mode, "seed": entry["seed"], "run": entry["run"],
-                             "hash": entry["hash"], "train_seconds": sum(h["seconds"] for h in
-                                                                          entry["metrics"]["history"]),
-                             **ap_by_frequency(entry["metrics"], subset.rare)})
-            seed_cfg = make(prof, pretrain, (seeds or prof.seeds)[0], target, pretrained)
-            seed0[f"{head} / {mode}"] = seed_cfg
+    for (head, mode), chain in chains.items():
+        res = train_chain(chain, prof, dataset, target, store=store, device=device, progress=progress, log=log)
+        for entry in res["runs"]:
+            rows.append({"head": head, "mode": mode, "seed": entry["seed"], "run": entry["run"],
+                         "hash": entry["hash"], "train_seconds": sum(h["seconds"] for h in
+                                                                      entry["metrics"]["history"]),
+                         **ap_by_frequency(entry["metrics"], subset.rare)})
+        seed0[f"{head} / {mode}"] = chain.finetunes[0][2]
     resources = training_resources(seed0, store=store, iterations=resource_iterations, device=str(resolve_device(device)))
     return {"profile": prof.name, "dataset": dataset, "data": target.describe(), "rare": subset.rare,
             "images_per_class": subset.images_per_class, "full_images_per_class": subset.full_images_per_class,

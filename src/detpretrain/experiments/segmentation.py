@@ -27,7 +27,7 @@ import dataclasses
 from detpretrain.config import DataSpec, TrainConfig
 from detpretrain.data.fingerprint import with_fingerprint
 from detpretrain.errors import ConfigError
-from detpretrain.experiments.common import PRETRAINS, finetune_chain, pretrain_configs, target_spec
+from detpretrain.experiments.common import PRETRAINS, ChainPlan, chain_plan, pretrain_configs, target_spec, train_chain
 from detpretrain.experiments.detection import finetune_config
 from detpretrain.profiles import Profile, get_profile
 from detpretrain.runs import RunStore
@@ -72,6 +72,19 @@ def segmentation_config(profile: Profile, pretrain: str, seed: int, target: Data
                                optim=profile.seg_finetune)
 
 
+def segmentation_chain(profile: str | Profile = "smoke", *, dataset: str = "synthetic", data_root: str | None = None,
+                       pretrains=PRETRAINS, seeds=None, overrides: dict | None = None) -> ChainPlan:
+    """The runs of :func:`run_segmentation_experiment` (same arguments), without training."""
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    return chain_plan(prof, segmentation_target(prof, dataset, data_root), segmentation_config, pretrains=pretrains,
+                      pretrained=dict(pretrain_configs(prof)), seeds=seeds, overrides=overrides)
+
+
+def plan_segmentation(profile: str | Profile = "smoke", **params) -> list[TrainConfig]:
+    """Every run :func:`run_segmentation_experiment` trains with these arguments, pre-trainings first."""
+    return segmentation_chain(profile, **params).configs
+
+
 def run_segmentation_experiment(profile: str | Profile = "smoke", *, dataset: str = "synthetic",
                                 data_root: str | None = None, pretrains=PRETRAINS, seeds=None,
                                 store: RunStore | None = None, overrides: dict | None = None, device: str = "auto",
@@ -94,9 +107,10 @@ def run_segmentation_experiment(profile: str | Profile = "smoke", *, dataset: st
         ``history``, ...; percent).
     """
     prof = get_profile(profile) if isinstance(profile, str) else profile
-    return finetune_chain(prof, dataset, segmentation_target(prof, dataset, data_root), segmentation_config,
-                          pretrains=pretrains, pretrained=dict(pretrain_configs(prof)), seeds=seeds, store=store,
-                          overrides=overrides, device=device, progress=progress, log=log)
+    plan = segmentation_chain(prof, dataset=dataset, data_root=data_root, pretrains=pretrains, seeds=seeds,
+                              overrides=overrides)
+    return train_chain(plan, prof, dataset, segmentation_target(prof, dataset, data_root), store=store, device=device,
+                       progress=progress, log=log)
 
 
 def configuration_table(profile: Profile, dataset: str, data_root: str | None, seeds, pretrains):

@@ -1,0 +1,376 @@
+"""The book's run plan: every training run the chapters need for their parameters, as a dependency graph.
+
+Each ``experiments`` module lists, without training, the runs of its chain (``plan_detection``,
+``plan_segmentation``, ``plan_classification_transfer``, ``plan_features``, ``plan_eigenspectrum``,
+``plan_frozen``); its ``run_*`` function trains exactly those (both go through the same ``*_chain`` function).
+:data:`CHAPTER_PLANNERS` maps each chapter of the book to the calls its notebook makes, with the chapter's parameters
+(defaults read from the notebook's ``parameters`` cell, overridden like papermill's ``-p``, by
+:func:`detpretrain.book.book_plan`). :func:`chapters_plan` collects them into a :class:`Plan`: the runs without duplicates, each with the runs it starts from
+(``init = "run:<hash>"``: a fine-tuning after its pre-training) and the chapters that read it, in an order where
+every run comes after its dependencies.
+
+A chapter whose calls change must change its planner here too; ``python -m detpretrain book`` executes the plan
+before the chapters and warns when a chapter still trains a run the plan did not list (the notebooks then only
+read finished runs).
+
+Plans are printed by ``python -m detpretrain runs plan`` and executed by :mod:`detpretrain.executor`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from detpretrain.config import TrainConfig, config_hash
+from detpretrain.errors import ConfigError
+from detpretrain.runs import Run, RunStore
+
+
+@dataclasses.dataclass
+class PlannedRun:
+    """One run of a plan.
+
+    Attributes:
+        config: the run's configuration; hash: its config hash (names the run directory).
+        needs: hashes of the runs it starts from (its ``init = "run:<hash>"``), at most one.
+        chapters: the chapters that read it (empty for a plan not made from chapters).
+    """
+
+    config: TrainConfig
+    hash: str
+    needs: tuple[str, ...] = ()
+    chapters: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        """``name seed S`` (fine-tunings repeat their name once per seed)."""
+        return f"{self.config.name} seed {self.config.seed}"
+
+
+@dataclasses.dataclass
+class Plan:
+    """Runs in dependency order (``runs`` is ordered: every run after the runs it needs)."""
+
+    runs: dict[str, PlannedRun]
+    profile: str = ""
+    chapters: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.runs)
+
+    def __iter__(self):
+        return iter(self.runs.values())
+
+    @property
+    def configs(self) -> list[TrainConfig]:
+        """The configs in dependency order."""
+        return [r.config for r in self.runs.values()]
+
+    def status(self, store: RunStore) -> dict[str, str]:
+        """``{hash: "complete" | "partial" | "todo"}`` against ``store`` (partial: a checkpoint exists)."""
+        out = {}
+        for h, r in self.runs.items():
+            run = store.run_for(r.config)
+            out[h] = "complete" if run.complete else ("partial" if run.checkpoint_path.exists() else "todo")
+        return out
+
+
+def make_plan(configs, chapters_of: dict[str, list[str]] | None = None, *, profile: str = "",
+              chapters: tuple[str, ...] = (), store: RunStore | None = None) -> Plan:
+    """A :class:`Plan` of ``configs`` (duplicates dropped, first occurrence kept), topologically sorted.
+
+    Args:
+        configs: TrainConfigs in any order.
+        chapters_of: ``{hash: [chapter, ...]}`` of the chapters reading each run.
+        store: where a dependency that is not in ``configs`` must already be complete.
+
+    Raises:
+        ConfigError: a run starts from a run that is neither planned nor complete in ``store``.
+    """
+    by_hash: dict[str, TrainConfig] = {}
+    for cfg in configs:
+        by_hash.setdefault(config_hash(cfg), cfg)
+    needs: dict[str, tuple[str, ...]] = {}
+    for h, cfg in by_hash.items():
+        parent = cfg.init[4:] if cfg.init and cfg.init.startswith("run:") else None
+        if parent is None:
+            needs[h] = ()
+        elif parent in by_hash:
+            needs[h] = (parent,)
+        else:
+            complete = False
+            if store is not None:
+                with contextlib.suppress(ConfigError):
+                    complete = store.resolve(cfg.init).complete
+            if not complete:
+                raise ConfigError(f"run {cfg.name} ({h}) starts from {cfg.init}, which is neither in the plan nor a "
+                                  "complete run of the store")
+            needs[h] = ()
+    ordered: dict[str, PlannedRun] = {}
+
+    def visit(h: str) -> None:
+        if h in ordered:
+            return
+        for parent in needs[h]:
+            visit(parent)
+        ordered[h] = PlannedRun(by_hash[h], h, needs[h], tuple((chapters_of or {}).get(h, ())))
+
+    for h in by_hash:
+        visit(h)
+    return Plan(ordered, profile=profile, chapters=chapters)
+
+
+# ------------------------------------------------------------------------------------------- chapters -> runs
+
+
+def _seeds(params: dict):
+    return tuple(params["seeds"]) if params.get("seeds") is not None else None
+
+
+def _plan_pretraining(profile: str, p: dict, store) -> list[TrainConfig]:
+    from detpretrain.experiments.common import pretrain_configs
+    from detpretrain.profiles import get_profile
+
+    return [c for c in pretrain_configs(get_profile(profile)).values() if c is not None]
+
+
+def _plan_detection(profile: str, p: dict, store) -> list[TrainConfig]:
+    from detpretrain.experiments.detection import plan_detection
+
+    return plan_detection(profile, dataset=p["dataset"], data_root=p["data_root"], pretrains=tuple(p["pretrains"]),
+                          seeds=_seeds(p))
+
+
+def _plan_intro(profile: str, p: dict, store) -> list[TrainConfig]:
+    from detpretrain.experiments.common import PRETRAINS
+    from detpretrain.experiments.detection import plan_detection
+
+    return plan_detection(profile, dataset=p["dataset"], data_root=p["data_root"], pretrains=PRETRAINS,
+                          seeds=_seeds(p))
+
+
+def _plan_ablations(profile: str, p: dict, store) -> list[TrainConfig]:
+    from detpretrain.experiments.classification import plan_classification_transfer
+    from detpretrain.experiments.detection import plan_detection
+
+    removed = tuple(p["removed"])
+    loc_keys = ("imagenet-loc-cls", "imagenet-loc", *(f"imagenet-loc-no-{sc}" for sc in removed))
+    common = {"dataset": p["dataset"], "data_root": p["data_root"], "seeds": _seeds(p)}
+    return (plan_detection(profile, pretrains=loc_keys, removed=removed, **common)
+            + plan_classification_transfer(profile, role=p["transfer_role"],
+                                           pretrains=("imagenet-loc-cls", "imagenet-loc"), seeds=_seeds(p),
+                                           removed=removed)
+            + plan_detection(profile, pretrains=("imagenet-cls", "detection"), **common))
+
+
+def _plan_segmentation(profile: str, p: dict, store) -> list[TrainConfig]:
+    from detpretrain.experiments.segmentation import plan_segmentation
+
+    return plan_segmentation(profile, dataset=p["dataset"], data_root=p["data_root"],
+                             pretrains=tuple(p["pretrains"]), seeds=_seeds(p))
+
+
+def _plan_classification(profile: str, p: dict, store) -> list[TrainConfig]:
+    from detpretrain.experiments.classification import plan_classification_transfer
+    from detpretrain.experiments.features import plan_features
+
+    configs = plan_features(profile, (*p["probe_pretrains"], "detection"))  # Table 6 probes, Table 5 head
+    for target in p["targets"]:
+        configs += plan_classification_transfer(profile, role=target, pretrains=tuple(p["finetune_pretrains"]),
+                                                seeds=_seeds(p))
+    return configs
+
+
+def _plan_feature_space(profile: str, p: dict, store) -> list[TrainConfig]:
+    from detpretrain.experiments.features import plan_features
+
+    return plan_features(profile, (p["classification_backbone"], p["detection_backbone"]))
+
+
+def _plan_visualisations(profile: str, p: dict, store) -> list[TrainConfig]:
+    from detpretrain.experiments.detection import plan_detection
+    from detpretrain.experiments.features import plan_features
+    from detpretrain.profiles import get_profile
+
+    backbones = ("imagenet-cls", "detection")
+    seeds = _seeds(p) or get_profile(profile).seeds
+    return plan_features(profile, backbones) + plan_detection(profile, dataset=p["dataset"], data_root=p["data_root"],
+                                                              pretrains=backbones, seeds=tuple(seeds[:1]))
+
+
+def _plan_eigenspectrum(profile: str, p: dict, store) -> list[TrainConfig]:
+    from detpretrain.experiments.eigenspectrum import plan_eigenspectrum
+
+    return plan_eigenspectrum(profile, dataset=p["dataset"], data_root=p["data_root"], seeds=_seeds(p),
+                              scratch_factor=p["scratch_factor"], threshold=p["threshold"],
+                              normalisation=p["normalisation"], n_images=p["n_images"], multiple=p["multiple"],
+                              store=store)
+
+
+def _plan_frozen_backbone(profile: str, p: dict, store) -> list[TrainConfig]:
+    from detpretrain.experiments.frozen import plan_frozen
+
+    return plan_frozen(profile, dataset=p["dataset"], data_root=p["data_root"], pretrain=p["pretrain"],
+                       heads=tuple(p["heads"]), rare=p["rare"], max_images=p["max_images"], seeds=_seeds(p))
+
+
+def _plan_nothing(profile: str, p: dict, store) -> list[TrainConfig]:
+    """A page that trains and reads no run (the "Re-run it yourself" page)."""
+    return []
+
+
+#: chapter name -> ``(profile, parameters, store) -> [TrainConfig]``: the runs the chapter's notebook trains or
+#: reads, mirroring its calls into :mod:`detpretrain.experiments` (``book/<chapter>.py``).
+CHAPTER_PLANNERS: dict[str, Callable[[str, dict, RunStore | None], list[TrainConfig]]] = {
+    "intro": _plan_intro,
+    "pretraining": _plan_pretraining,
+    "detection": _plan_detection,
+    "ablations": _plan_ablations,
+    "segmentation": _plan_segmentation,
+    "classification": _plan_classification,
+    "feature_space": _plan_feature_space,
+    "visualisations": _plan_visualisations,
+    "eigenspectrum": _plan_eigenspectrum,
+    "frozen_backbone": _plan_frozen_backbone,
+    "rerun": _plan_nothing,
+}
+
+
+#: chapter name -> the functions its notebook calls that :data:`CHAPTER_PLANNERS` mirrors. A notebook of that name
+#: that calls none of them (another book) or not all of them (an edited chapter) is not planned from here.
+CHAPTER_CALLS: dict[str, tuple[str, ...]] = {
+    "intro": ("run_detection_experiment",),
+    "pretraining": ("pretrain_configs", "get_or_train"),
+    "detection": ("run_detection_experiment",),
+    "ablations": ("run_detection_experiment", "run_classification_transfer"),
+    "segmentation": ("run_segmentation_experiment",),
+    "classification": ("conv5_probes", "detector_head_features", "run_classification_transfer"),
+    "feature_space": ("stacked_features",),
+    "visualisations": ("load_backbone", "probe_heads", "run_detection_experiment"),
+    "eigenspectrum": ("run_eigenspectrum_study",),
+    "frozen_backbone": ("run_frozen_study",),
+    "rerun": (),
+}
+
+
+def missing_calls(chapter: str, source_text: str) -> list[str]:
+    """The functions of :data:`CHAPTER_CALLS` that a chapter's source does not call (empty: its planner applies)."""
+    return [f for f in CHAPTER_CALLS.get(chapter, ()) if f"{f}(" not in source_text]
+
+
+def chapter_runs(chapter: str, profile: str, values: dict, store: RunStore | None = None) -> list[TrainConfig]:
+    """The runs of one chapter for ``profile`` and its parameter ``values`` (every name of its ``parameters``
+    cell; :func:`detpretrain.book.chapter_values` merges the notebook's defaults with the ones given).
+
+    Raises:
+        ConfigError: a chapter without a planner, or bad parameters (from the experiments modules).
+    """
+    if chapter not in CHAPTER_PLANNERS:
+        raise ConfigError(f"no run plan for chapter {chapter!r}; chapters with one: {', '.join(CHAPTER_PLANNERS)}")
+    return CHAPTER_PLANNERS[chapter](profile, values, store)
+
+
+@contextlib.contextmanager
+def environment(**values):
+    """Environment variables set (those given as None: left as they are) for the duration of a block."""
+    values = {k: str(v) for k, v in values.items() if v is not None}
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def book_store(params: dict, root: Path) -> RunStore:
+    """The run store the chapters use: ``store`` parameter, else ``$DETPRETRAIN_RUNS``, else ``<root>/runs`` (the
+    kernels run in the book's root)."""
+    path = params.get("store") or os.environ.get("DETPRETRAIN_RUNS") or "runs"
+    path = Path(path).expanduser()
+    return RunStore(path if path.is_absolute() else root / path)
+
+
+def book_data_cache(params: dict, root: Path) -> Path:
+    """The generated-corpus folder the chapters use (``data_cache``, ``$DETPRETRAIN_DATA``, ``data/generated``)."""
+    path = Path(params.get("data_cache") or os.environ.get("DETPRETRAIN_DATA") or "data/generated").expanduser()
+    return path if path.is_absolute() else root / path
+
+
+def chapters_plan(profile: str, values: dict[str, dict], *, store: RunStore, data_cache: str | os.PathLike | None,
+                  errors: dict[str, str] | None = None) -> Plan:
+    """The runs of the chapters ``values`` (``{chapter: its parameter values}``, in order) at ``profile``.
+
+    Args:
+        store: the run store; a run starting from a complete run of it that is not planned is allowed.
+        data_cache: the generated-corpus folder (planning reads a corpus's annotations where a chapter needs them).
+        errors: if given, a chapter that cannot be planned (its parameters refused, its real data missing) is left
+            out and ``errors[chapter]`` says why, instead of raising.
+
+    Raises:
+        ConfigError: a chapter without a planner, or a chapter's parameters refused by its experiments module (the
+            message names the chapter).
+    """
+    from detpretrain.errors import DataError
+
+    configs, chapters_of = [], {}
+    with environment(DETPRETRAIN_DATA=data_cache):  # the chapters' data_cache
+        for chapter, chapter_values in values.items():
+            try:
+                found = chapter_runs(chapter, profile, chapter_values, store)
+            except (ConfigError, DataError, FileNotFoundError) as err:
+                if errors is None:
+                    raise ConfigError(f"chapter {chapter}: {type(err).__name__}: {err}") from None
+                errors[chapter] = f"{type(err).__name__}: {err}"
+                continue
+            for cfg in found:
+                readers = chapters_of.setdefault(config_hash(cfg), [])
+                if chapter not in readers:
+                    readers.append(chapter)
+            configs += found
+    return make_plan(configs, chapters_of, profile=profile, chapters=tuple(values), store=store)
+
+
+# ----------------------------------------------------------------------------------------------- printing
+
+
+def _progress(run: Run) -> str:
+    try:
+        epoch = torch.load(run.checkpoint_path, map_location="cpu", weights_only=True)["epoch"]
+        return f"partial ({epoch + 1}/{run.config.optim.epochs} epochs)"
+    except Exception:  # noqa: BLE001 - a listing must not fail on one unreadable checkpoint
+        return "partial"
+
+
+def format_plan(plan: Plan, store: RunStore) -> str:
+    """The plan as a tree (a run under the run it starts from), with its status in ``store`` and its chapters."""
+    status = plan.status(store)
+    counts = {s: sum(v == s for v in status.values()) for s in ("complete", "partial", "todo")}
+    children: dict[str, list[str]] = {}
+    for h, r in plan.runs.items():
+        for parent in r.needs:
+            children.setdefault(parent, []).append(h)
+    lines = [f"run plan: profile {plan.profile or '?'}, {len(plan)} runs ({counts['complete']} complete, "
+             f"{counts['partial']} partial, {counts['todo']} to train), store {store.root.resolve()}",
+             f"{'status':<26} {'run':<38} {'directory':<30} chapters"]
+
+    def show(h: str, depth: int) -> None:
+        r = plan.runs[h]
+        state = status[h] if status[h] != "partial" else _progress(store.run_for(r.config))
+        label = "  " * depth + r.label
+        lines.append(f"{state:<26} {label:<38} {store.path_for(r.config).name:<30} {', '.join(r.chapters)}")
+        for child in children.get(h, []):
+            show(child, depth + 1)
+
+    for h, r in plan.runs.items():
+        if not r.needs:
+            show(h, 0)
+    return "\n".join(lines)

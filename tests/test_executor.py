@@ -1,0 +1,253 @@
+"""The run plan and its executor, on the smoke profile (runs of a few seconds each).
+
+* every ``plan_*`` function lists exactly the runs its ``run_*`` function trains (after executing the plan, the
+  ``run_*`` functions train nothing and report the planned hashes);
+* the plan is a dependency graph (a fine-tuning after its pre-training) with each run's status in the store;
+* two executors on one store never train a run twice;
+* an executor killed mid-plan resumes when run again, to the metrics of an uninterrupted execution;
+* a failing run stops the build with its name, its logs and the exception; completed runs stay;
+* the submitit path (its local executor: the same code in subprocesses) trains a plan.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from detpretrain import engine
+from detpretrain.config import DataSpec, TrainConfig, config_hash, replace_path
+from detpretrain.errors import ConfigError
+from detpretrain.executor import ExecutionError, execute
+from detpretrain.experiments.classification import plan_classification_transfer, run_classification_transfer
+from detpretrain.experiments.detection import detection_chain, plan_detection, run_detection_experiment
+from detpretrain.experiments.eigenspectrum import plan_eigenspectrum, run_eigenspectrum_study
+from detpretrain.experiments.features import load_backbone, plan_features
+from detpretrain.experiments.frozen import plan_frozen, run_frozen_study
+from detpretrain.experiments.segmentation import plan_segmentation, run_segmentation_experiment
+from detpretrain.book import book_plan
+from detpretrain.plan import format_plan, make_plan
+from detpretrain.runs import RunStore
+
+PROJECT = Path(__file__).resolve().parents[1]
+CHAPTERS = ["detection", "segmentation", "eigenspectrum", "frozen_backbone"]
+QUIET = {"progress": False, "log": lambda line: None}
+
+
+def _hashes(configs) -> set[str]:
+    return {config_hash(c) for c in configs}
+
+
+def _result_hashes(result: dict) -> set[str]:
+    pre = {Path(p).name.split("-", 1)[1] for p in result.get("pretrain_runs", {}).values()}
+    return pre | {r["hash"] for r in result["runs"]}
+
+
+@pytest.fixture(scope="module")
+def executed(corpus_dir, tmp_path_factory):
+    """The smoke plan of four chapters, executed with two workers into a fresh store."""
+    store = RunStore(tmp_path_factory.mktemp("runs"))
+    logs = tmp_path_factory.mktemp("logs")
+
+    def replan():
+        return book_plan("smoke", CHAPTERS, {}, root=PROJECT, store=store)
+
+    report = execute(replan(), store, jobs=2, threads=1, data_cache=corpus_dir, log_dir=logs, replan=replan, **QUIET)
+    return store, report, replan()
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    def refuse(config, *args, **kwargs):
+        raise AssertionError(f"{config.name} was not in the plan")
+
+    monkeypatch.setattr(engine, "fit", refuse)
+
+
+def test_plan_is_a_dependency_graph_with_status(executed, tmp_path):
+    store, report, plan = executed
+    assert len(plan) > 10
+    position = {h: i for i, h in enumerate(plan.runs)}
+    for h, r in plan.runs.items():
+        for parent in r.needs:
+            assert position[parent] < position[h]
+            assert r.config.init == f"run:{parent}"
+    assert set(plan.status(store).values()) == {"complete"}
+    assert set(report.trained) == set(plan.runs)  # a fresh store: every run trained, each once
+    text = format_plan(plan, store)
+    assert f"{len(plan)} runs ({len(plan)} complete, 0 partial, 0 to train)" in text
+    cls = next(r for r in plan if r.config.name == "pretrain/imagenet-cls")
+    assert set(cls.chapters) == set(CHAPTERS)
+    fresh = format_plan(plan, RunStore(tmp_path))
+    assert f"0 complete, 0 partial, {len(plan)} to train" in fresh
+    lines = fresh.splitlines()
+    det = next(i for i, line in enumerate(lines) if "pretrain/detection seed 0" in line)
+    assert lines[det].startswith("todo") and "  pretrain/detection" in lines[det]  # indented under its parent
+
+
+def test_plan_functions_list_what_run_functions_train(executed, no_training):
+    store, _, _ = executed
+    det = run_detection_experiment("smoke", store=store, **QUIET)
+    assert _result_hashes(det) == _hashes(plan_detection("smoke"))
+    seg = run_segmentation_experiment("smoke", store=store, **QUIET)
+    assert _result_hashes(seg) == _hashes(plan_segmentation("smoke"))
+    frozen = run_frozen_study("smoke", store=store, resource_iterations=1, **QUIET)
+    planned = plan_frozen("smoke")
+    assert {r["hash"] for r in frozen["rows"]} == _hashes(planned) - _hashes(plan_features("smoke", ["imagenet-cls"]))
+    chapter = {"threshold": 1e-2, "normalisation": "max"}  # the eigenspectrum chapter's defaults
+    eig = run_eigenspectrum_study("smoke", store=store, **chapter, **QUIET)
+    assert _result_hashes(eig) == _hashes(plan_eigenspectrum("smoke", store=store, **chapter))
+    _, _, run = load_backbone("detection", "smoke", store=store, log=lambda line: None)
+    assert {run.hash} <= _hashes(plan_features("smoke", ["detection"]))
+
+
+def test_classification_transfer_plan_matches(executed, no_training, monkeypatch):
+    """The transfer chain's plan names the same runs its run function asks the store for."""
+    store, _, _ = executed
+    asked = []
+    monkeypatch.setattr("detpretrain.experiments.common.get_or_train",
+                        lambda cfg, store, **kw: asked.append(config_hash(cfg)) or store.run_for(cfg))
+    monkeypatch.setattr("detpretrain.experiments.common.train_logged",
+                        lambda cfg, *a, **kw: asked.append(config_hash(cfg)) or {"hash": config_hash(cfg)})
+    run_classification_transfer("smoke", role="sun", pretrains=("imagenet-cls", "scratch"), store=store, **QUIET)
+    assert set(asked) == _hashes(plan_classification_transfer("smoke", role="sun",
+                                                              pretrains=("imagenet-cls", "scratch")))
+
+
+def test_make_plan_refuses_a_missing_parent(tmp_path):
+    child = detection_chain("smoke", pretrains=("detection",)).finetunes[0][2]
+    with pytest.raises(ConfigError, match="neither in the plan nor a complete run"):
+        make_plan([child], store=RunStore(tmp_path))
+
+
+def _bad_child(parent: TrainConfig) -> TrainConfig:
+    cfg = detection_chain("smoke", pretrains=("imagenet-cls",)).finetunes[0][2]
+    cfg = replace_path(cfg, "init", f"run:{config_hash(parent)}")
+    from dataclasses import replace
+
+    return replace(cfg, name="finetune/broken", data=DataSpec(kind="coco", root="/nonexistent/coco",
+                                                              train_split="train2017", eval_split="val2017"))
+
+
+def test_a_failing_run_stops_the_build_with_its_name_logs_and_error(executed, tmp_path):
+    store, _, plan = executed
+    parent = next(r.config for r in plan if r.config.name == "pretrain/imagenet-cls")
+    bad = _bad_child(parent)
+    with pytest.raises(ExecutionError) as info:
+        execute(make_plan([parent, bad], store=store), store, jobs=1, threads=1, log_dir=tmp_path, **QUIET)
+    err = info.value
+    message = str(err)
+    assert "finetune/broken seed 0" in message and "DataError" in message and "/nonexistent/coco" in message
+    assert str(store.path_for(bad) / "log.txt") in message
+    assert Path(err.output).is_file() and "Traceback" in Path(err.output).read_text()
+    assert "FAILED finetune/broken" in next(tmp_path.glob("*.log")).read_text()
+    assert store.run_for(parent).complete and not store.run_for(bad).complete
+
+
+def _execute_cmd(store: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "detpretrain", "runs", "execute", "--profile", "smoke", "--chapters", "detection",
+            "--store", str(store), "--threads", "1", *extra]
+
+
+def _env(corpus_dir) -> dict:
+    return {**os.environ, "DETPRETRAIN_DATA": str(corpus_dir), "PYTHONPATH": str(PROJECT / "src"),
+            "OMP_NUM_THREADS": "1"}
+
+
+def _metrics(store: RunStore, configs) -> dict:
+    out = {}
+    for cfg in configs:
+        m = store.run_for(cfg).metrics
+        out[config_hash(cfg)] = (m.get("mAP") or m.get("top1"), [h["loss"] for h in m["history"]])
+    return out
+
+
+def test_two_executors_on_one_store_train_each_run_once(executed, corpus_dir, tmp_path):
+    store = tmp_path / "shared"
+    env = _env(corpus_dir)
+    procs = [subprocess.Popen(_execute_cmd(store, "--jobs", "1"), cwd=PROJECT, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    configs = plan_detection("smoke")
+    for cfg in configs:
+        log = (RunStore(store).path_for(cfg) / "log.txt").read_text()
+        assert log.count("evaluation:") == 1 and "resumed" not in log, log
+    assert sum(out.count("\ntrained ") for out in outputs) == len(configs)  # the others: "found complete"
+    assert _metrics(RunStore(store), configs) == _metrics(executed[0], configs)  # = the in-process execution
+
+
+def test_killed_executor_resumes_to_the_uninterrupted_metrics(executed, corpus_dir, tmp_path):
+    store = RunStore(tmp_path / "killed")
+    configs = plan_detection("smoke")
+    proc = subprocess.Popen(_execute_cmd(store.root, "--jobs", "2"), cwd=PROJECT, env=_env(corpus_dir),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:  # kill once a run is complete and a later one has begun
+        if any(store.run_for(c).complete for c in configs) and any(
+                store.run_for(c).checkpoint_path.exists() and not store.run_for(c).complete for c in configs):
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the plan finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    complete = [c for c in configs if store.run_for(c).complete]
+    assert 0 < len(complete) < len(configs)
+    again = subprocess.run(_execute_cmd(store.root, "--jobs", "2"), cwd=PROJECT, env=_env(corpus_dir),
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert all(store.run_for(c).complete for c in configs)
+    assert any("resumed from" in (store.path_for(c) / "log.txt").read_text() for c in configs)
+    assert _metrics(store, configs) == _metrics(executed[0], configs)
+
+
+def test_submitit_local_executor_trains_a_plan(corpus_dir, tmp_path):
+    configs = detection_chain("smoke", pretrains=("scratch",), seeds=(7, 8),
+                              overrides={"optim.epochs": 1}).configs
+    store = RunStore(tmp_path / "runs")
+    report = execute(make_plan(configs), store, executor="slurm", cluster="local", jobs=2, threads=1,
+                     data_cache=corpus_dir, log_dir=tmp_path / "logs", **QUIET)
+    assert set(report.trained) == _hashes(configs)
+    assert all(store.run_for(c).complete for c in configs)
+    assert list((tmp_path / "logs").glob("*/submitit/*"))  # submitit's own job files
+
+
+def test_every_chapter_of_the_book_has_a_planner_and_plans_at_smoke(corpus_dir, tmp_path):
+    from detpretrain.book import chapter_name, chapter_source, toc_files
+    from detpretrain.plan import CHAPTER_PLANNERS
+
+    from detpretrain.plan import CHAPTER_CALLS
+
+    chapters = [chapter_name(e) for e in toc_files(PROJECT)
+                if chapter_source(PROJECT, e).suffix != ".md"]  # prose pages run nothing
+    assert set(CHAPTER_PLANNERS) == set(chapters) == set(CHAPTER_CALLS)
+    from detpretrain.plan import missing_calls
+
+    assert missing_calls("detection", "print('another book')") == ["run_detection_experiment"]
+    plan = book_plan("smoke", None, {}, root=PROJECT, store=RunStore(tmp_path))
+    assert set(plan.chapters) == set(chapters)
+    assert {c for r in plan for c in r.chapters} == set(chapters) - {"rerun"}  # every other chapter reads a run
+    errors = {}  # the long-tailed target is read at planning time: a missing data_root is reported, not raised
+    partial = book_plan("smoke", ["detection", "frozen_backbone"], {"dataset": "coco", "data_root": str(tmp_path)},
+                        root=PROJECT, store=RunStore(tmp_path), errors=errors)
+    # a root without the data is named at planning time, before anything trains (the run hash fingerprints the data)
+    assert sorted(errors) == ["detection", "frozen_backbone"]
+    assert all("DataError" in e and "instances_train2017.json" in e for e in errors.values()), errors
+    assert not list(partial)
+
+
+def test_a_run_trained_outside_the_plan_is_recorded_while_a_chapter_executes(corpus_dir, tmp_path, monkeypatch):
+    from detpretrain.runs import get_or_train
+
+    record = tmp_path / "unplanned.txt"
+    monkeypatch.setenv("DETPRETRAIN_UNPLANNED_LOG", str(record))
+    (cfg,) = detection_chain("smoke", pretrains=("scratch",), seeds=(9,), overrides={"optim.epochs": 1}).configs
+    run = get_or_train(cfg, RunStore(tmp_path / "runs"), progress=False)
+    assert record.read_text() == f"{run.path.name} (finetune/scratch seed 9)\n"
+    get_or_train(cfg, RunStore(tmp_path / "runs"), progress=False)  # found complete: nothing trained, nothing noted
+    assert record.read_text().count("\n") == 1
