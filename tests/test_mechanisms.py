@@ -1,0 +1,209 @@
+"""Issue 18, "measurements that resolve their quantity": each new measurement on a hand-made case, against an
+independent computation where one exists (Grad-CAM against CAM's closed form and a finite difference, coverage
+against a loop, PCA against an SVD, the logistic fit against the log-odds of a saturated design, the permutation null
+against its exact expectation)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from detpretrain.analysis import stats
+from detpretrain.analysis import visualisation as V
+
+
+# ---- stats.replicates_verdict -----------------------------------------------------------------------------------
+def test_replicates_verdict_labels_and_interval():
+    rng = np.random.default_rng(0)
+    v = stats.replicates_verdict(1.0, rng.normal(1.0, 0.2, 2000), n=50, unit="image", method="bootstrap")
+    assert v.label == "holds" and v.ci_low > 0 and abs(v.ci_high - v.ci_low - 2 * 1.96 * 0.2) < 0.1
+    r = stats.replicates_verdict(-1.0, rng.normal(-1.0, 0.2, 2000), n=50, unit="image", method="bootstrap")
+    assert r.label == "reversed"
+    u = stats.replicates_verdict(0.1, rng.normal(0.1, 1.0, 2000), n=50, unit="image", method="bootstrap")
+    assert u.label == "not resolved" and u.p_value > 0.5
+    nan = np.r_[rng.normal(1, 0.1, 500), [np.nan] * 10]
+    assert "10 of 510 resamples undefined" in stats.replicates_verdict(1.0, nan, n=5, unit="u", method="m").method
+    assert stats.replicates_verdict(1.0, [1.0] * 50, n=5, unit="u", method="m").label == "not resolved"
+    with pytest.raises(ValueError):
+        stats.replicates_verdict(1.0, np.ones((3, 3)), n=5, unit="u", method="m")
+
+
+# ---- Figure 4 -------------------------------------------------------------------------------------------------
+def test_cells_covered_and_region_enrichment():
+    m = np.zeros((64, 64), bool)
+    m[:16, :16] = True
+    assert V.cells_covered(m, 16) == 1.0 and V.cells_covered(m, 32) == 0.25
+    a = np.ones((4, 4))
+    a[0, 0] = 5.0  # total 20: the cell holds 5 / 20 of the mass on 1 / 16 of the area
+    part = np.zeros((4, 4), bool)
+    part[0, 0] = True
+    e = V.region_enrichment(a, {"part": part, "rest": ~part, "empty": np.zeros((4, 4), bool)})
+    assert e["part"] == pytest.approx(0.25 * 16) and e["rest"] == pytest.approx(0.75 * 16 / 15)
+    assert math.isnan(e["empty"])
+    with pytest.raises(ValueError):
+        V.region_enrichment(np.zeros((4, 4)), {"part": part})
+    with pytest.raises(ValueError):
+        V.cells_covered(m, 0)
+
+
+def test_figure4_regions_are_disjoint_and_cover_the_image():
+    obj = np.zeros((8, 8), bool)
+    obj[2:6, 2:6] = True
+    part = np.zeros_like(obj)
+    part[2:4, 2:4] = True
+    decoy = np.zeros_like(obj)
+    decoy[3:5, 3:5] = True  # one pixel under the part
+    r = V.figure4_regions({"object": obj, "part": part, "decoy": decoy})
+    total = sum(v.astype(int) for v in r.values())
+    assert (total == 1).all()
+    assert r["decoy"].sum() == 3 and r["part"].sum() == 4 and r["object_rest"].sum() == 9
+
+
+def _tiny_backbone(seed=0):
+    from detpretrain.models.backbones import build_backbone
+
+    torch.manual_seed(seed)
+    return build_backbone("resnet_tiny", norm="gn").eval().double()
+
+
+def _head(backbone, n_classes=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    c5 = backbone.layer4[-1].conv2.out_channels
+    return V.ProbeHead(backbone, torch.rand(c5, generator=g), 0.5 + torch.rand(c5, generator=g),
+                       torch.randn(n_classes, c5, generator=g), torch.randn(n_classes, generator=g)).double()
+
+
+def test_grad_cam_at_conv5_is_cam_of_the_linear_probe():
+    bb = _tiny_backbone()
+    head = _head(bb)
+    images = torch.randn(2, 3, 64, 64, dtype=torch.float64)
+    labels = [2, 0]
+    cam = V.grad_cam(bb, head, images, labels, "layer4")
+    with torch.no_grad():
+        a = bb.layer4(bb.layer3(bb.layer2(bb.layer1(bb.maxpool(bb.relu(bb.bn1(bb.conv1(images))))))))
+        w = head.linear.weight[labels] / head.scale  # [B, C5]
+        closed = torch.relu((w[:, :, None, None] * a).sum(1, keepdim=True)) / (a.shape[2] * a.shape[3])
+        closed = torch.nn.functional.interpolate(closed, size=(64, 64), mode="bilinear", align_corners=False)[:, 0]
+    torch.testing.assert_close(cam, closed)
+    assert (cam >= 0).all() and cam.shape == (2, 64, 64)
+
+
+def test_grad_cam_weights_at_conv4_match_a_finite_difference():
+    bb = _tiny_backbone(1)
+    head = _head(bb, seed=1)
+    image = torch.randn(1, 3, 64, 64, dtype=torch.float64)
+    label = 1
+    leaf, _ = V._stages(bb, image, "layer3")
+    a3 = leaf.detach()
+    h, w = a3.shape[-2:]
+
+    def score(x):
+        with torch.no_grad():
+            return float(head.scores(bb.layer4(x).mean(dim=(2, 3)))[0, label])
+
+    eps = 1e-6
+    alpha = []
+    for k in range(a3.shape[1]):  # d score / d (a constant added to channel k), per position = alpha_k
+        e = torch.zeros_like(a3)
+        e[:, k] = eps
+        alpha.append((score(a3 + e) - score(a3 - e)) / (2 * eps) / (h * w))
+    manual = torch.relu((torch.tensor(alpha, dtype=torch.float64)[None, :, None, None] * a3).sum(1, keepdim=True))
+    manual = torch.nn.functional.interpolate(manual, size=(64, 64), mode="bilinear", align_corners=False)[:, 0]
+    torch.testing.assert_close(V.grad_cam(bb, head, image, [label], "layer3"), manual, rtol=1e-5, atol=1e-8)
+
+
+def test_activation_maps_at_conv4_have_the_finer_grid():
+    bb = _tiny_backbone().float()
+    m3 = V.activation_maps(bb, torch.randn(1, 3, 64, 64), "layer3")
+    assert m3.shape == (1, 64, 64) and (m3 >= 0).all()
+    with pytest.raises(ValueError):
+        V.activation_maps(bb, torch.randn(1, 3, 64, 64), "layer9")
+
+
+def test_enrichment_claims_on_a_hand_made_frame():
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(30):
+        for b, part, decoy in (("cls", 3.0, 1.0), ("det", 1.5, 1.4), ("scratch", 1.0, 1.0)):
+            noise = rng.normal(0, 0.1)
+            rows.append({"backbone": b, "map": "channel mean", "image": i, "part_cells": 1.5 if i else 0.5,
+                         "decoy_cells": 1.2, "part_enrichment": part + noise,
+                         "decoy_enrichment": decoy + noise + 0.1 * (-1) ** i})  # R: part - decoy = -+0.1
+    claims = V.enrichment_claims(pd.DataFrame(rows), {"cls": "C", "det": "D", "scratch": "R"},
+                                 classification="cls", detection="det")
+    assert claims["part enrichment, C minus D"].label == "holds"
+    assert claims["part enrichment, C minus D"].n == 29  # image 0's part spans half a cell: left out
+    assert claims["part minus decoy enrichment, C"].label == "holds"
+    assert claims["part minus decoy enrichment, R"].label == "not resolved"
+    assert not claims["part enrichment, C minus R"].replicated
+
+
+def test_corpus_objects_reads_the_decoy(tmp_path):
+    from detpretrain.data import synthetic as syn
+
+    root = syn.generate(syn.CorpusSpec("imagenet_cls", 64, 25, 0, 0, seed=4, cue="part+decoy"), tmp_path)
+    names = [im["file_name"] for im in json.loads((root / "annotations.json").read_text())["images"]][:6]
+    objs = V.corpus_objects(root, names)
+    assert any(o["decoy"].any() for o in objs)
+    for o in objs:
+        assert len(o["decoys"]) == len(o["instances"]) and not (o["decoy"] & ~o["object"]).any()
+
+
+# ---- Figure 5 -------------------------------------------------------------------------------------------------
+def test_mask_coverage_matches_a_loop():
+    rng = np.random.default_rng(1)
+    mask = rng.random((20, 17)) < 0.2
+    ys, xs = V.mask_positions(20, 6, 4), V.mask_positions(17, 6, 3)
+    loop = np.array([[mask[y:y + 6, x:x + 6].sum() / mask.sum() for x in xs] for y in ys])
+    np.testing.assert_allclose(V.mask_coverage(mask, ys, xs, 6), loop)
+    assert not V.mask_coverage(np.zeros((20, 17), bool), ys, xs, 6).any()
+
+
+def test_maskout_log_odds_on_a_hand_made_map():
+    obj = np.zeros((8, 8), bool)
+    obj[:, :6] = True
+    part = np.zeros_like(obj)
+    part[0:2, 0:2] = True
+    ys = xs = [0, 2, 4, 6]  # window 2, stride 2: the square at (0, 0) covers the whole part
+    prob = np.full((4, 4), 0.9)
+    prob[0, 0] = 0.5
+    result = {"prob": prob, "ys": ys, "xs": xs, "centres_y": np.array(ys) + 0.5, "centres_x": np.array(xs) + 0.5,
+              "clean": 0.9}
+    out = V.maskout_log_odds(result, obj, part, window=2, cover=0.5)
+    assert out["positions_covering_part"] == 1 and out["positions_rest"] == 11  # 12 object positions minus the part
+    assert out["logodds_drop_part"] == pytest.approx(math.log(9) - 0.0)
+    assert out["logodds_drop_rest"] == pytest.approx(0.0)
+    assert V.log_odds([0.0, 1.0]).tolist() == pytest.approx([math.log(1e-6 / (1 - 1e-6)), math.log((1 - 1e-6) / 1e-6)])
+    none = V.maskout_log_odds(result, obj, None, window=2)
+    assert math.isnan(none["logodds_drop_part"]) and none["positions_covering_part"] == 0
+
+
+def test_maskout_claims_keep_only_images_both_probes_get_right():
+    rows = []
+    for i in range(12):
+        for b, v in (("cls", 2.0 + 0.1 * (i % 3)), ("det", 0.5 + 0.1 * (i % 2))):
+            rows.append({"backbone": b, "image": i, "correct": i != 0 or b == "cls", "logodds part minus rest": v})
+    claims = V.maskout_claims(pd.DataFrame(rows), {"cls": "C", "det": "D"}, classification="cls", detection="det")
+    v = claims["log-odds drop (part minus rest), C minus D"]
+    assert v.n == 11 and v.label == "holds"
+
+
+# ---- Figure 8 -------------------------------------------------------------------------------------------------
+def test_paired_localisation_separates_misses_from_localisation():
+    objects = pd.DataFrame({
+        "image": [0, 0, 1, 2, 3, 4, 5],
+        "visible_fraction": [1.0, 0.3, 1.0, 1.0, 0.6, 1.0, 1.0],
+        "iou_a": [0.6, 0.0, 0.6, 0.7, 0.55, 0.62, 0.58],  # the second object: missed by a
+        "iou_b": [0.7, 0.9, 0.7, 0.8, 0.65, 0.71, 0.69],
+    })
+    table, verdicts = V.paired_localisation(objects, "a", "b")
+    row = table.set_index("visible").loc["all"]
+    assert row["both"] == 6 and row["IoU gain"] == pytest.approx(np.mean([0.1, 0.1, 0.1, 0.1, 0.09, 0.11]))
+    assert row["detected by a %"] == pytest.approx(100 * 6 / 7) and row["detected by b %"] == 100
+    assert verdicts["all"].n == 6 and verdicts["all"].label == "holds"  # 6 images; the miss is not an IoU of 0
+    assert table.set_index("visible").loc["0.00-0.50", "both"] == 0
