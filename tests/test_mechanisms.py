@@ -207,3 +207,66 @@ def test_paired_localisation_separates_misses_from_localisation():
     assert row["detected by a %"] == pytest.approx(100 * 6 / 7) and row["detected by b %"] == 100
     assert verdicts["all"].n == 6 and verdicts["all"].label == "holds"  # 6 images; the miss is not an IoU of 0
     assert table.set_index("visible").loc["0.00-0.50", "both"] == 0
+
+
+# ---- Figures 3, 6, 7 ------------------------------------------------------------------------------------------
+from detpretrain.analysis import feature_space as FS  # noqa: E402
+
+
+def test_pair_counts_and_the_conditional_ratio_identity():
+    assert FS.pair_counts([0, 0, 0, 1, 1, 2]) == 3 + 1
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 3, 50), rng.integers(0, 7, 50)
+    r = FS.consistency_null(a, b, n_perm=50)
+    assert r["p_b_given_a"] / r["p_a_given_b"] == pytest.approx(r["pairs_b"] / r["pairs_a"])
+    ref = FS.cluster_consistency({3: a}, {3: b}).iloc[0]
+    assert (r["pairs_a"], r["pairs_b"], r["pairs_both"]) == (ref["pairs_a"], ref["pairs_b"], ref["pairs_both"])
+    with pytest.raises(ValueError):
+        FS.consistency_null(np.arange(5), np.zeros(5))
+
+
+def test_permutation_null_has_the_exact_expectation_and_level():
+    rng = np.random.default_rng(1)
+    a, b = rng.integers(0, 4, 60), rng.integers(0, 9, 60)
+    r = FS.consistency_null(a, b, n_perm=4000, seed=2)
+    expected_both = r["pairs_a"] * r["pairs_b"] / r["pairs_all"]
+    assert r["null_lift"] == pytest.approx(1.0, abs=0.01)
+    assert r["null_asymmetry"] == pytest.approx(expected_both / r["pairs_a"] - expected_both / r["pairs_b"], rel=0.02)
+    rejections = [FS.consistency_null(rng.integers(0, 3, 40), rng.integers(0, 5, 40), n_perm=99, seed=s)["p_lift"]
+                  < 0.05 for s in range(100)]
+    assert np.mean(rejections) <= 0.12  # independent partitions: about 5 % rejected
+    same = rng.integers(0, 4, 60)
+    nested = same * 2 + rng.integers(0, 2, 60)  # B refines A: every B pair is an A pair
+    r = FS.consistency_null(same, nested, n_perm=200)
+    assert r["p_a_given_b"] == 1.0 and r["lift"] > 1.5 and r["p_lift"] < 0.01
+
+
+def test_corrected_asymmetry_verdict_over_kmeans_seeds():
+    frame = pd.DataFrame({"seed": [0, 0, 1, 1, 2, 2], "K": [2, 4] * 3,
+                          "corrected_asymmetry": [0.1, 0.12, 0.09, 0.11, 0.1, 0.13]})
+    v = FS.corrected_asymmetry_verdict(frame)
+    assert v.label == "holds" and v.n == 3 and not v.replicated
+
+
+def test_knn_agreement_per_image_and_its_bootstrap():
+    rng = np.random.default_rng(3)
+    labels = np.repeat(np.arange(4), 10)
+    tight = np.eye(4)[labels] + 0.05 * rng.random((40, 4))
+    loose = rng.random((40, 4))
+    per = FS.knn_agreement_per_image(tight, labels, 3)
+    assert per.mean() * 100 == pytest.approx(FS.knn_class_agreement(tight, labels, 3))
+    v = FS.knn_agreement_verdict(tight, loose, labels, k=3, n_boot=500)
+    assert v.label == "holds" and v.unit == "image"
+
+
+def test_size_match_bootstrap_on_hand_made_pairs():
+    attr = np.arange(20, dtype=float)
+    close = np.array([[i, i + 1] for i in range(0, 18, 2)])  # differ by 1
+    far = np.array([[i, i + 10] for i in range(9)])  # differ by 10
+    v = FS.size_match_bootstrap(far, close, attr, n_boot=500)
+    ref = FS.pair_attribute_similarity(close, attr)["all_mean_abs_diff"]
+    assert v.estimate == pytest.approx((10 - 1) / ref)
+    assert v.label == "not resolved"  # zero spread within each set: every resample gives the same value
+    jitter = close.copy()
+    jitter[::2, 1] += 1  # differ by 1 or 2
+    assert FS.size_match_bootstrap(far, jitter, attr, n_boot=500).label == "holds"
