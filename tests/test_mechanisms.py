@@ -270,3 +270,62 @@ def test_size_match_bootstrap_on_hand_made_pairs():
     jitter = close.copy()
     jitter[::2, 1] += 1  # differ by 1 or 2
     assert FS.size_match_bootstrap(far, jitter, attr, n_boot=500).label == "holds"
+
+
+# ---- Table 5 --------------------------------------------------------------------------------------------------
+from detpretrain.analysis import probes as P  # noqa: E402
+
+
+def test_fpn_level_of_roi_matches_torchvisions_level_mapper():
+    from torchvision.ops.poolers import LevelMapper
+
+    mapper = LevelMapper(2, 5)
+    for side in (16, 64, 100, 128, 224, 300, 448, 1000):
+        got = int(mapper([torch.tensor([[0.0, 0.0, side, side]])])[0]) + 2
+        assert P.fpn_level_of_roi(side, side) == got
+    assert P.fpn_level_of_roi(128, 128) == 3  # a whole 128 px image: P3, not the Conv5 stride (P5)
+
+
+def test_roi_align_level_pools_the_whole_image_from_p5():
+    from detpretrain.models.detection import roi_align_level
+
+    ramp = torch.arange(4, dtype=torch.float32).repeat(1, 2, 4, 1)  # [1, 2, 4, 4], value = column index
+    feats = {"1": torch.zeros(1, 2, 16, 16), "3": ramp}
+    out = roi_align_level(feats, [torch.tensor([[0.0, 0.0, 128.0, 128.0]])], (128, 128), "3")
+    bin_w = 4 / 7  # the box spans 4 cells of stride 32; 2 samples per bin; bilinear on a ramp is exact, clamped at 3
+    expected = [np.mean([min((j + (s + 0.5) / 2) * bin_w, 3.0) for s in (0, 1)]) for j in range(7)]
+    assert out.shape == (1, 2, 7, 7)
+    np.testing.assert_allclose(out[0, 0, 0].numpy(), expected, rtol=1e-5)
+    with pytest.raises(KeyError):
+        roi_align_level(feats, [torch.zeros(1, 4)], (128, 128), "pool")
+
+
+def test_pca_project_matches_an_svd_of_the_training_split():
+    rng = np.random.default_rng(0)
+    tr, va, te = rng.normal(size=(30, 8)), rng.normal(size=(10, 8)), rng.normal(size=(12, 8))
+    ptr, pva, pte = P.pca_project(tr, va, te, 3)
+    mean = tr.mean(0)
+    vt = np.linalg.svd(tr - mean, full_matrices=False)[2][:3]
+    for got, x in ((ptr, tr), (pva, va), (pte, te)):
+        ref = (x - mean) @ vt.T
+        np.testing.assert_allclose(np.abs(got), np.abs(ref), atol=1e-8)
+        assert np.all(np.sign(got[0]) * np.sign(ref[0]) == np.sign(got[1]) * np.sign(ref[1]))  # one sign per axis
+    with pytest.raises(ValueError):
+        P.pca_project(tr, va, te, 9)
+
+
+def test_matched_probes_share_one_dimension_and_table5_claims():
+    rng = np.random.default_rng(1)
+
+    def split(n):
+        y = np.repeat(np.arange(3), n // 3)
+        signal = np.eye(3)[y] * 3 + rng.normal(size=(len(y), 3))
+        return {"small": signal, "big": np.hstack([signal, rng.normal(size=(len(y), 40))]), "labels": y}
+
+    arrays = {"train": split(30), "val": split(15), "test": split(30)}
+    res = P.matched_probes(arrays, ["small", "big"], cs=(1.0,))
+    assert res["small"]["pca_dim"] == res["big"]["pca_dim"] == 3 and res["big"]["dim"] == 3
+    assert res["small"]["correct"].shape == (30,) and res["small"]["top1"] > 60
+    good, bad = np.ones(40, bool), np.r_[np.zeros(15, bool), np.ones(25, bool)]
+    claims = P.table5_claims({"fc1": good, "fc2": bad, "convproj": bad})
+    assert list(claims) == ["fc1 > fc2"] and claims["fc1 > fc2"].label == "holds"

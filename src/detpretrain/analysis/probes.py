@@ -315,3 +315,86 @@ def finetune_gap_verdict(results: dict[str, dict], better: str = "imagenet-cls",
                      for r in out)
     return {"per_dataset": out, "sentence": f"{PROBE_ROLE_NAMES[better]} minus {PROBE_ROLE_NAMES[worse]} after full "
                                             f"fine-tuning: {text}." if out else "No dataset has both backbones."}
+
+
+# ---- issue 18: Table 5 at the paper's level and at a common dimension ------------------------------------------------
+#: Table 5's orderings (a better than b): pooling helps, and FC1 beats FC2
+TABLE5_ORDERINGS = (("convproj_1x1", "convproj_2x2"), ("convproj_2x2", "convproj_4x4"), ("convproj_4x4", "convproj"),
+                    ("convproj_1x1", "convproj"), ("fc1", "fc2"))
+
+
+def fpn_level_of_roi(width: float, height: float, *, k_min: int = 2, k_max: int = 5, canonical_scale: int = 224,
+                     canonical_level: int = 4) -> int:
+    """The FPN level P_k that torchvision's ``MultiScaleRoIAlign`` pools a ``width x height`` px RoI from (Lin et al.
+    2017, eq. 1): ``k = floor(canonical_level + log2(sqrt(w h) / canonical_scale) + 1e-6)`` clamped to
+    ``[k_min, k_max]``. A whole 128 px image gives P3 (stride 8); the paper's ConvProj sits at the Conv5 stride
+    (P5, FPN key ``"3"``)."""
+    k = math.floor(canonical_level + math.log2(math.sqrt(width * height) / canonical_scale) + 1e-6)
+    return int(min(max(k, k_min), k_max))
+
+
+def pca_project(train, val, test, dim: int):
+    """Project three splits' features on the first ``dim`` principal components of the TRAINING split
+    (:class:`sklearn.decomposition.PCA`, centred, no whitening): the dimension-matched control of Table 5, where
+    3,136-d and 64-d features on ~1,000 images otherwise confound "spatial information hurts" with p >> n.
+
+    Args:
+        train, val, test: ``[N_s, D]`` arrays.
+        dim: components kept, ``1 <= dim <= min(N_train, D)``.
+
+    Returns:
+        ``(train [N_train, dim], val [N_val, dim], test [N_test, dim])`` float64.
+
+    Raises:
+        ValueError: ``dim`` out of range or splits of different D.
+    """
+    from sklearn.decomposition import PCA
+
+    tr, va, te = (np.asarray(x, dtype=np.float64) for x in (train, val, test))
+    if not tr.shape[1] == va.shape[1] == te.shape[1]:
+        raise ValueError(f"feature dimensions differ: {tr.shape[1]}, {va.shape[1]}, {te.shape[1]}")
+    if not 1 <= dim <= min(tr.shape):
+        raise ValueError(f"dim must be in [1, min(N_train, D) = {min(tr.shape)}], got {dim}")
+    pca = PCA(n_components=int(dim), svd_solver="full").fit(tr)
+    return pca.transform(tr), pca.transform(va), pca.transform(te)
+
+
+def probe_correct(result: dict, test_features, test_labels) -> np.ndarray:
+    """[N_test] bool: which test images a :func:`linear_probe` result's model classifies correctly."""
+    return result["model"].predict(np.asarray(test_features, dtype=np.float64)) == np.asarray(test_labels)
+
+
+def matched_probes(arrays: dict, features, dim: int | None = None, **kwargs) -> dict:
+    """:func:`linear_probe` of each feature set after :func:`pca_project` to one common dimension.
+
+    Args:
+        arrays: ``{"train": {feature: [N, D], "labels"}, "val": ..., "test": ...}`` (a head-feature cache).
+        features: the feature sets to compare.
+        dim: the common dimension; default the smallest of ``min(D)`` over ``features`` and ``N_train - 1``.
+
+    Returns:
+        ``{feature: linear_probe result + {"pca_dim", "correct" [N_test] bool}}``.
+    """
+    n_train = len(arrays["train"]["labels"])
+    if dim is None:
+        dim = min(min(arrays["train"][f].shape[1] for f in features), n_train - 1)
+    out = {}
+    for f in features:
+        tr, va, te = pca_project(arrays["train"][f], arrays["val"][f], arrays["test"][f], dim)
+        r = linear_probe((tr, arrays["train"]["labels"]), (va, arrays["val"]["labels"]),
+                         (te, arrays["test"]["labels"]), **kwargs)
+        out[f] = {**r, "pca_dim": int(dim), "correct": probe_correct(r, te, arrays["test"]["labels"])}
+    return out
+
+
+def table5_claims(correct: dict, orderings=TABLE5_ORDERINGS, label: str = "") -> dict:
+    """Table 5's orderings as :func:`~detpretrain.analysis.stats.mcnemar` verdicts on the same test images
+    (``correct``: ``{feature: [N_test] bool}``; claim "a beats b" in top-1 points).
+
+    Returns:
+        ``{"<a> > <b><label>": Verdict}`` for the orderings whose two feature sets are present.
+    """
+    from detpretrain.analysis.stats import mcnemar
+
+    return {f"{a} > {b}{label}": mcnemar(correct[a], correct[b]) for a, b in orderings
+            if a in correct and b in correct}

@@ -321,11 +321,13 @@ def _denormalise(images: torch.Tensor) -> list[torch.Tensor]:
 
 
 @torch.no_grad()
-def head_feature_sets(detector, dataset: Dataset, *, device: str = "auto", batch_size: int = 32) -> dict:
+def head_feature_sets(detector, dataset: Dataset, *, device: str = "auto", batch_size: int = 32,
+                      level: str | None = None) -> dict:
     """Table 5: the detection head's features of every image, the whole image fed as one RoI.
 
     The dataset's normalised images are mapped back to [0, 1] (the detector normalises them itself) and passed to
-    :func:`detpretrain.models.detection.head_features` with its default whole-image box.
+    :func:`detpretrain.models.detection.head_features` with its default whole-image box; ``level`` (an FPN key,
+    ``"3"`` = P5) pools that box from one level instead of the one ``MultiScaleRoIAlign`` picks by its size.
 
     Returns:
         ``{name: [N, D] float32 for name in HEAD_FEATURES, "labels": [N] int64}``: ``conv5`` average-pooled [C5];
@@ -340,7 +342,7 @@ def head_feature_sets(detector, dataset: Dataset, *, device: str = "auto", batch
     device = resolve_device(device)
     detector = detector.eval().to(device)
     for images, targets in _loader(dataset, batch_size):
-        f = head_features(detector, _denormalise(images.to(device)))
+        f = head_features(detector, _denormalise(images.to(device)), level=level)
         blob = f["convproj"]
         out["conv5"].append(f["conv5"].mean(dim=(2, 3)))
         out["convproj"].append(blob.flatten(1))
@@ -445,8 +447,10 @@ def stacked_images(data: ProbeData, attributes: pd.DataFrame, indices) -> list[n
 
 
 def detector_head_features(pretrain: str, data: ProbeData, profile, *, store=None, device: str = "auto",
-                           splits=("train", "val", "test"), removed=None, log=print) -> dict:
-    """Cached Table 5 features of ``data``'s splits from the detector of pre-training run ``pretrain``.
+                           splits=("train", "val", "test"), removed=None, level: str | None = None,
+                           log=print) -> dict:
+    """Cached Table 5 features of ``data``'s splits from the detector of pre-training run ``pretrain``
+    (``level``: pool the whole-image RoI from that FPN level, :func:`head_feature_sets`; cached apart).
 
     The detector is the pre-training run's own model (``model.pt``: backbone, FPN, RPN and box head as pre-trained,
     :func:`detpretrain.runs.load_run_model`).
@@ -472,9 +476,9 @@ def detector_head_features(pretrain: str, data: ProbeData, profile, *, store=Non
     detector, _, _ = load_run_model(run, device=device)
     out: dict = {"source": run.hash, "run": run}
     for split in splits:
-        path = feature_cache_path(store, run.hash, data.key, split, "head")
+        path = feature_cache_path(store, run.hash, data.key, split, "head" if level is None else f"head-{level}")
         out[split] = cached_arrays(path, lambda split=split: head_feature_sets(detector, data.split(split),
-                                                                               device=device))
+                                                                               device=device, level=level))
     out["names"] = head_feature_names(out[splits[0]])
     return out
 
