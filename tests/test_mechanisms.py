@@ -329,3 +329,60 @@ def test_matched_probes_share_one_dimension_and_table5_claims():
     good, bad = np.ones(40, bool), np.r_[np.zeros(15, bool), np.ones(25, bool)]
     claims = P.table5_claims({"fc1": good, "fc2": bad, "convproj": bad})
     assert list(claims) == ["fc1 > fc2"] and claims["fc1 > fc2"].label == "holds"
+
+
+# ---- Table 3 --------------------------------------------------------------------------------------------------
+from detpretrain.analysis import ablations as A  # noqa: E402
+
+
+def test_visibility_group_keeps_truncation_apart():
+    assert A.visibility_group(0.4, True) == "truncated"
+    assert A.visibility_group(0.4, False) == "occluded" and A.visibility_group(0.97, False) == "clean"
+    assert A.visibility_group(math.nan, False, True) == "occluded" and A.visibility_group(math.nan, False) == "clean"
+
+
+def _cells(counts):
+    """Rows of a 2 x 2 design: counts[(det, occluded)] = (missed, kept)."""
+    rows = []
+    for (det, occ), (m, k) in counts.items():
+        rows += [{"det": det, "occluded": occ, "missed": 1}] * m + [{"det": det, "occluded": occ, "missed": 0}] * k
+    return pd.DataFrame(rows)
+
+
+def test_fit_missed_logit_equals_the_log_odds_of_a_saturated_design():
+    counts = {(0, 0): (10, 90), (1, 0): (6, 94), (0, 1): (30, 70), (1, 1): (12, 88)}
+    coef = A.fit_missed_logit(_cells(counts), ("det", "occluded", "det:occluded"), classes=False)
+
+    def lo(m, k):
+        return math.log(m / k)
+
+    l00, l10, l01, l11 = (lo(*counts[c]) for c in ((0, 0), (1, 0), (0, 1), (1, 1)))
+    assert coef["intercept"] == pytest.approx(l00, abs=1e-4)
+    assert coef["det"] == pytest.approx(l10 - l00, abs=1e-4)
+    assert coef["occluded"] == pytest.approx(l01 - l00, abs=1e-4)
+    assert coef["det:occluded"] == pytest.approx(l11 - l10 - l01 + l00, abs=1e-4)
+
+
+def test_missed_design_and_bootstrap_verdict_by_image():
+    rng = np.random.default_rng(0)
+    frames = {}
+    for pre, det in (("imagenet-cls", 0), ("detection", 1)):
+        rows = []
+        for img in range(150):
+            for obj in range(3):
+                r = np.random.default_rng(img * 10 + obj)  # the same objects for both detectors
+                vf, trunc = r.choice([1.0, 0.6]), bool(r.random() < 0.2)
+                occluded = (not trunc) and vf < 0.95
+                p = 0.1 + (0.45 if occluded else 0.0) * (0.3 if det else 1.0)
+                rows.append({"image": img, "area": 100.0 + obj, "category": "car" if obj else "dog",
+                             "visible_fraction": vf, "truncated": trunc, "occluded": False, "difficult": False,
+                             "missed": bool(rng.random() < p), "seed": 0})
+        frames[pre] = [pd.DataFrame(rows)]
+    design = A.missed_design(frames)
+    assert set(design["group"]) == {"clean", "occluded", "truncated"} and len(design) == 900
+    assert ((design["group"] == "truncated") == (design["truncated"] == 1)).all()
+    table = A.visibility_table(design)
+    assert table[("% missed", "occluded")]["detection"] < table[("% missed", "occluded")]["baseline"]
+    coef, verdicts = A.missed_logit_verdicts(design, n_boot=120)
+    assert verdicts["det:occluded"].label == "holds" and verdicts["det:occluded"].n == 150
+    assert not verdicts["det"].replicated
