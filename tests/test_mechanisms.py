@@ -386,3 +386,37 @@ def test_missed_design_and_bootstrap_verdict_by_image():
     coef, verdicts = A.missed_logit_verdicts(design, n_boot=120)
     assert verdicts["det:occluded"].label == "holds" and verdicts["det:occluded"].n == 150
     assert not verdicts["det"].replicated
+
+
+# ---- Figure 2 -------------------------------------------------------------------------------------------------
+from detpretrain.analysis import segmentation as SEG  # noqa: E402
+
+
+def test_gain_split_is_exact_on_pixel_counts():
+    # trimap 100 px: 80 % -> 90 % (+10 px); rest 900 px: 90 % -> 92 % (+18 px): 10 of 28 gained pixels at boundaries
+    g = SEG.gain_split(80, 90, 100, 90, 92, 900)
+    assert g["pixel_share"] == pytest.approx(0.1) and g["gain_share"] == pytest.approx(10 / 28)
+    assert g["excess"] == pytest.approx(10 / 28 - 0.1)
+    assert math.isnan(SEG.gain_split(90, 80, 100, 90, 90, 900)["gain_share"])  # no positive gain: no share
+
+
+def _seg_result(anti_gain, tri_gain, seeds=(0, 1, 2, 3)):
+    runs = []
+    for s in seeds:
+        for pre, bump in (("imagenet-cls", 0.0), ("detection", 1.0)):
+            jitter = 0.2 * (s - 1.5)
+            runs.append({"pretrain": pre, "seed": s, "metrics": {
+                "bands": [2], "band_scale": 1.0,
+                "trimap": {"2": {"mIoU": 50.0, "pixel_accuracy": 70 + bump * (tri_gain + jitter), "num_pixels": 100}},
+                "anti_trimap": {"2": {"mIoU": 60.0, "pixel_accuracy": 80 + bump * (anti_gain - jitter / 2),
+                                      "num_pixels": 900}}}})
+    return {"runs": runs}
+
+
+def test_boundary_share_verdicts():
+    table, v = SEG.boundary_share(_seg_result(anti_gain=2.0, tri_gain=2.0))  # the same gain everywhere
+    assert table["trimap share of the gain"].iloc[0] == pytest.approx(0.1, abs=0.02)
+    assert v["gain away from boundaries, 2 px"].label == "holds"
+    assert v["boundary share of the gain not above its pixel share, 2 px"].label == "holds"
+    _, v = SEG.boundary_share(_seg_result(anti_gain=0.1, tri_gain=20.0))  # nearly all the gain at boundaries
+    assert v["boundary share of the gain not above its pixel share, 2 px"].label == "reversed"
