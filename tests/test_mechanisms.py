@@ -420,3 +420,66 @@ def test_boundary_share_verdicts():
     assert v["boundary share of the gain not above its pixel share, 2 px"].label == "holds"
     _, v = SEG.boundary_share(_seg_result(anti_gain=0.1, tri_gain=20.0))  # nearly all the gain at boundaries
     assert v["boundary share of the gain not above its pixel share, 2 px"].label == "reversed"
+
+
+# ---- Shinya et al. --------------------------------------------------------------------------------------------
+from detpretrain.analysis import eigenspectrum as E  # noqa: E402
+
+
+def test_participation_ratio_and_spectrum_distance():
+    assert E.participation_ratio([1, 0, 0]) == 1 and E.participation_ratio([2, 2, 2, 2]) == pytest.approx(4)
+    assert E.spectrum_distance([3, 1], [6, 2]) == 0  # scale-free
+    assert E.spectrum_distance([1, 0], [0.5, 0.5]) == pytest.approx(0.5)
+    assert E.spectrum_distance([1], [1, 1]) == pytest.approx(0.5)  # padded with zeros
+    with pytest.raises(ValueError):
+        E.spectrum_distance([0, 0], [1])
+
+
+def test_centred_moments_match_numpy_covariance():
+    rng = np.random.default_rng(0)
+    maps = torch.as_tensor(rng.normal(1.0, 1.0, (5, 3, 4, 4)))  # equal positions per image
+    m = E.Moments(3)
+    m.update(maps)
+    positions = maps.permute(1, 0, 2, 3).reshape(3, -1).numpy()
+    np.testing.assert_allclose(m.covariance().numpy(), np.cov(positions, bias=True), atol=1e-12)
+    np.testing.assert_allclose(m.matrix().numpy(), positions @ positions.T / positions.shape[1], atol=1e-12)
+
+
+def test_spectral_separation_and_noninferiority():
+    base = np.array([8.0, 4, 2, 1])
+    other = np.array([4.0, 4, 4, 4])
+    sa = [base * (1 + 0.01 * s) + [0, 0.01 * s, 0, 0] for s in range(4)]
+    sb = [other + [0.05 * s, 0, 0, 0] for s in range(4)]
+    r = E.spectral_separation(sa, sb)
+    assert r["between"] > 10 * r["within"] and r["verdict"].label == "holds"
+    assert r["pr_b"] == pytest.approx(4, abs=0.01)
+    same = E.spectral_separation(sa, [x * 2 for x in sa])
+    assert same["verdict"].label != "holds"
+
+    frame = pd.DataFrame({"seed": [0, 1, 2, 0, 1, 2], "detector": ["scratch"] * 3 + ["scratch-narrow"] * 3,
+                          "mAP@0.5": [20.0, 21, 19, 19.9, 20.8, 19.1]})
+    import unittest.mock as mock
+
+    with mock.patch.object(E, "accuracy_frame", return_value=frame):
+        assert E.accuracy_kept_verdict({}, margin=1.0).label == "holds"
+        assert E.accuracy_kept_verdict({}, margin=0.05).label == "not resolved"
+
+
+# ---- Vasconcelos et al. ---------------------------------------------------------------------------------------
+def test_frozen_interactions_are_differences_of_differences():
+    from detpretrain.analysis.frozen import interaction_verdicts
+
+    rows = []
+    for seed, noise in enumerate((0.0, 0.3, -0.2, 0.1)):
+        for head, gain in (("small", 0.0), ("big", 3.0)):
+            for mode in ("frozen", "fine-tuned"):
+                f = mode == "frozen"
+                rows.append({"head": head, "mode": mode, "seed": seed,
+                             "all@0.5": 30 + f * (gain + noise) + noise,
+                             "rare@0.5": 10 + f * (gain + 2 + noise), "frequent@0.5": 40 + f * gain - noise})
+    v = interaction_verdicts({"rows": rows}, ["small", "big"])
+    cap = v["freezing gain, big minus small (all@0.5)"]
+    assert cap.estimate == pytest.approx(3.0) and cap.label == "not resolved"  # zero spread: seeds agree exactly
+    rare = v["freezing gain, rare minus frequent (big)"]
+    assert rare.estimate == pytest.approx(2.05)  # rare gain 2 + noise beyond the frequent one, noise mean 0.05
+    assert rare.label == "holds" and not rare.replicated and rare.n == 4
