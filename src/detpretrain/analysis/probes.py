@@ -130,7 +130,7 @@ def configuration_table(profile, datasets: dict, probe_pretrains, finetune_pretr
 
 
 def conv5_probes(data, pretrains, profile, *, seeds=(0,), store=None, device: str = "auto", label: str | None = None,
-                 log=print) -> list[dict]:
+                 log=print, corpus: dict | None = None) -> list[dict]:
     """Table 6's probes on one dataset: a linear probe (:func:`probe_features`) on the cached Conv5 features of each
     backbone (:func:`detpretrain.experiments.features.backbone_features`); ``scratch`` once per seed (a different
     random backbone each), the trained backbones once (one pre-training each, as in the paper).
@@ -141,6 +141,7 @@ def conv5_probes(data, pretrains, profile, *, seeds=(0,), store=None, device: st
         seeds: the random backbones of ``scratch``.
         label: the ``dataset`` of the rows (default ``data.paper_name``, which :func:`table6` looks up in the paper;
             ``"sizes"``: ``"<data.name> (<split_sizes>)"``, for real datasets shown with their sizes).
+        corpus: the corpus variant the backbones were pre-trained on.
 
     Returns:
         one row per probe: ``dataset``, ``target`` (``data.name``), ``pretrain``, ``seed``, ``top1``, ``se`` (percent),
@@ -152,7 +153,8 @@ def conv5_probes(data, pretrains, profile, *, seeds=(0,), store=None, device: st
     rows = []
     for pre in pretrains:
         for seed in (seeds if pre == "scratch" else (0,)):
-            arrays = backbone_features(pre, data, profile, store=store, seed=seed, device=device, log=log)
+            arrays = backbone_features(pre, data, profile, store=store, seed=seed, device=device, log=log,
+                                       corpus=corpus)
             res = probe_features(arrays)
             rows.append({"dataset": label or data.paper_name, "target": data.name, "pretrain": pre, "seed": seed,
                          "top1": res["top1"], "se": res["se"], "C": res["C"], "dim": res["dim"],

@@ -565,7 +565,8 @@ def real_activation_verdict(frame: pd.DataFrame, better: str, worse: str) -> dic
     return v
 
 
-def probe_heads(backbones: dict, data, profile, *, store=None, device="cpu", log=print) -> tuple[dict, dict]:
+def probe_heads(backbones: dict, data, profile, *, store=None, device="cpu", log=print,
+                corpus: dict | None = None) -> tuple[dict, dict]:
     """Figure 5's classifiers: for each backbone, the linear probe on its cached Conv5 features
     (:func:`detpretrain.analysis.probes.probe_features`) turned into a torch head (:func:`probe_head`).
 
@@ -577,7 +578,8 @@ def probe_heads(backbones: dict, data, profile, *, store=None, device="cpu", log
 
     heads, probes = {}, {}
     for name, backbone in backbones.items():
-        probes[name] = probe_features(backbone_features(name, data, profile, store=store, device=device, log=log))
+        probes[name] = probe_features(backbone_features(name, data, profile, store=store, device=device, log=log,
+                                                        corpus=corpus))
         heads[name] = probe_head(backbone, probes[name]["model"]).to(device)
     return heads, probes
 
