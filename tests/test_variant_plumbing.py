@@ -3,6 +3,7 @@ the chain and nothing else, and the default leaves every config hash as it was."
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from detpretrain.config import config_hash
@@ -63,3 +64,73 @@ def test_bad_variants_are_refused_by_name():
 
     with pytest.raises(DataError):  # a neutral variant passes on to the reader, which finds no data
         common.target_spec(PROF, "voc", "/nowhere", corpus={"cue": "part"})
+
+
+# ---- Table 1's same-images control -------------------------------------------------------------------------------
+def test_same_images_config_mirrors_the_detection_pretraining():
+    det = common.pretrain_configs(PROF)["detection"]
+    cfg = common.same_images_config(PROF)
+    assert cfg.task == "multilabel" and (cfg.data, cfg.optim, cfg.init, cfg.model) == (det.data, det.optim, det.init,
+                                                                                        det.model)
+    chain = detection_chain(PROF, pretrains=(common.SAME_IMAGES,)).configs
+    assert chain[-1].init == f"run:{config_hash(cfg)}" and config_hash(cfg) in _hashes(chain)
+    assert common.same_images_config(PROF, {"cue": "distributed"}).data.corpus["cue"] == "distributed"
+    with pytest.raises(ConfigError):
+        common.same_images_config(get_profile("torchvision"))
+
+
+def test_multilabel_dataset_losses_and_evaluation(tmp_path):
+    import json
+
+    import torch
+
+    from detpretrain.data import synthetic as syn
+    from detpretrain.data.classification import ImageMultiLabels
+    from detpretrain.engine import evaluate_multilabel, multilabel_losses
+
+    root = syn.generate(syn.CorpusSpec("coco", 64, 6, 0, 0, seed=1), tmp_path)
+    ann = json.loads((root / "annotations" / "instances_train.json").read_text())
+    ds = ImageMultiLabels(root / "train", root / "annotations" / "instances_train.json")
+    assert len(ds) == 6 and len(ds.classes) == 25
+    cats = sorted(c["id"] for c in ann["categories"])
+    first = ann["images"][0]["id"]
+    present = {cats.index(a["category_id"]) for a in ann["annotations"] if a["image_id"] == first}
+    image, target = ds[0]
+    assert set(torch.nonzero(target).flatten().tolist()) == present and image.dtype == torch.uint8
+
+    class Oracle(torch.nn.Module):  # scores = the targets: every class ranked perfectly
+        def forward(self, x):
+            return x.flatten(1)[:, :25] * 0 + self.t[: len(x)] * 20 - 10
+
+    items = [(torch.zeros(3, 8, 8), ds.samples[i][1]) for i in range(6)]
+    oracle = Oracle()
+    oracle.t = torch.stack([t for _, t in items])
+    assert evaluate_multilabel(oracle, items, "cpu")["mAP"] == pytest.approx(100.0)
+    loss = multilabel_losses(lambda x: torch.zeros(len(x), 25), torch.zeros(2, 3), torch.ones(2, 25), "cpu")
+    assert float(loss["loss_bce"]) == pytest.approx(np.log(2))  # logit 0 for every positive: -log(1/2)
+
+
+# ---- the frozen-backbone control: rare classes absent from pre-training --------------------------------------------
+def test_frozen_study_can_pretrain_without_its_rare_classes(tmp_path):
+    from detpretrain.data.synthetic_taxonomy import CATEGORY_BY_NAME
+    from detpretrain.experiments.frozen import frozen_chains
+
+    kw = {"heads": ("FPN",), "seeds": (0,), "data_cache": tmp_path}
+    target, base = frozen_chains(PROF, **kw)
+    _, again = frozen_chains(PROF, exclude_rare_from_pretraining=None, **kw)
+    assert [_hashes(c.configs) for c in base.values()] == [_hashes(c.configs) for c in again.values()]
+    rare = target.long_tail["rare"]
+    for scope in ("category", "supercategory"):
+        _, chains = frozen_chains(PROF, exclude_rare_from_pretraining=scope, **kw)
+        chain = chains[("FPN", "frozen")]
+        cls_cfg = chain.configs[0]
+        gone = set(cls_cfg.data.corpus["exclude_categories"])
+        assert set(rare) <= gone and cls_cfg.task == "classification"
+        if scope == "supercategory":
+            supers = {CATEGORY_BY_NAME[c].supercategory for c in rare}
+            assert gone == {n for n, c in CATEGORY_BY_NAME.items() if c.supercategory in supers}
+        assert chain.finetunes[0][2].init == f"run:{config_hash(cls_cfg)}"
+    with pytest.raises(ConfigError):
+        frozen_chains(PROF, exclude_rare_from_pretraining="class", **kw)
+    with pytest.raises(ConfigError):
+        frozen_chains(PROF, pretrain="detection", exclude_rare_from_pretraining="category", **kw)

@@ -195,14 +195,38 @@ def loc_pretrain_configs(profile: Profile, removed=REMOVED_SUPERCATEGORIES,
     return out
 
 
+#: Table 1's same-images control (issue 18), as Table 7 has IMAGENET-LOC (Cls): a multi-label classifier trained on
+#: exactly the images of the detection pre-training, with the same epochs and initialisation
+SAME_IMAGES = "detection-multilabel"
+
+
+def same_images_config(profile: Profile, corpus: dict | None = None) -> TrainConfig:
+    """The :data:`SAME_IMAGES` pre-training: task ``multilabel`` (which categories each image holds, no boxes) on the
+    detection pre-training's corpus, with its model, schedule (``profile.det_pretrain``) and IMAGENET-CLS init;
+    fine-tuned like the other backbones (``finetune_config`` with pre-training :data:`SAME_IMAGES`).
+
+    Raises:
+        ConfigError: a profile whose detection pre-training is not on the synthetic corpus (published weights, or
+            ``paper``'s COCO).
+    """
+    det = pretrain_configs(profile, corpus=corpus)["detection"]
+    if det is None or det.data.kind != "synthetic":
+        raise ConfigError(f"the same-images control needs the synthetic detection pre-training corpus; profile "
+                          f"{profile.name!r} takes its detection backbone from elsewhere")
+    return TrainConfig(name=f"pretrain/{SAME_IMAGES}", task="multilabel", data=det.data, model=det.model,
+                       optim=det.optim, init=det.init)
+
+
 def pretrained_for(prof: Profile, pretrains, removed=REMOVED_SUPERCATEGORIES,
                    corpus: dict | None = None) -> dict[str, TrainConfig | None]:
     """The pre-training configs that backbones ``pretrains`` may need: :func:`pretrain_configs`, plus
-    :func:`loc_pretrain_configs` (``removed`` super-categories) when an ``imagenet-loc*`` backbone is asked for;
-    ``corpus``: the chain's corpus variant."""
+    :func:`loc_pretrain_configs` (``removed`` super-categories) when an ``imagenet-loc*`` backbone is asked for, and
+    :func:`same_images_config` when :data:`SAME_IMAGES` is; ``corpus``: the chain's corpus variant."""
     pretrained: dict[str, TrainConfig | None] = dict(pretrain_configs(prof, corpus=corpus))
     if any(p.startswith("imagenet-loc") for p in pretrains):
         pretrained.update(loc_pretrain_configs(prof, removed, corpus=corpus))
+    if SAME_IMAGES in pretrains:
+        pretrained[SAME_IMAGES] = same_images_config(prof, corpus)
     return pretrained
 
 
