@@ -483,3 +483,29 @@ def test_frozen_interactions_are_differences_of_differences():
     rare = v["freezing gain, rare minus frequent (big)"]
     assert rare.estimate == pytest.approx(2.05)  # rare gain 2 + noise beyond the frequent one, noise mean 0.05
     assert rare.label == "holds" and not rare.replicated and rare.n == 4
+
+
+# ---- predictions before the results, claims x cue after them ------------------------------------------------------
+def test_predictions_cover_every_cue_and_claims_are_collected_by_cue(tmp_path):
+    from detpretrain.analysis import mechanisms as M
+
+    for chapter, claims in M.PREDICTIONS.items():
+        for _, by_cue in claims.values():
+            assert set(by_cue) == set(M.CUE_ORDER)
+        assert len(M.prediction_table(chapter, "distributed")) == len(claims)
+    assert "n/a : no part" in M.prediction_markdown("visualisations", "distributed")
+    with pytest.raises(KeyError):
+        M.prediction_table("visualisations", "stripes")
+    holds = stats.verdict([1.0, 1.2, 0.9, 1.1], unit="seed")
+    nothing = stats.verdict([], unit="seed")
+    for cue in ("part", "distributed"):
+        frame = M.claims_beside_predictions({"gain": holds, "other": nothing}, "visualisations", cue,
+                                            {"gain": "figure8"})
+        assert frame.loc[0, "prediction"].startswith("+") and frame.loc[1, "prediction"] == ""
+        M.save_claims(frame, chapter="visualisations", profile="smoke", cue=cue, root=tmp_path)
+    table = M.claims_by_cue("smoke", root=tmp_path)
+    assert list(table.columns) == ["chapter", "claim", "part", "distributed"]
+    row = table.set_index("claim").loc["gain"]
+    assert row["part"].startswith("holds (+1.05, ") and row["distributed"] == row["part"]
+    assert table.set_index("claim").loc["other", "part"] == "not resolved"
+    assert M.claims_by_cue("mini", root=tmp_path).empty
