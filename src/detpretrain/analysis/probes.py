@@ -394,9 +394,59 @@ def table5_claims(correct: dict, orderings=TABLE5_ORDERINGS, label: str = "") ->
     (``correct``: ``{feature: [N_test] bool}``; claim "a beats b" in top-1 points).
 
     Returns:
-        ``{"<a> > <b><label>": Verdict}`` for the orderings whose two feature sets are present.
+        ``{"<a> > <b><label>": Verdict}`` for the orderings whose two feature sets are present (``replicated``
+        False: the features are one detector's).
     """
+    import dataclasses
+
     from detpretrain.analysis.stats import mcnemar
 
-    return {f"{a} > {b}{label}": mcnemar(correct[a], correct[b]) for a, b in orderings
-            if a in correct and b in correct}
+    return {f"{a} > {b}{label}": dataclasses.replace(mcnemar(correct[a], correct[b]), replicated=False)
+            for a, b in orderings if a in correct and b in correct}
+
+
+def probe_gap_claims(datasets: dict, profile, *, better: str = "imagenet-cls", worse: str = "detection", store=None,
+                     device: str = "auto", corpus: dict | None = None, log=print) -> dict:
+    """Table 6's gap per dataset as a :func:`~detpretrain.analysis.stats.mcnemar` verdict: the two backbones'
+    Conv5 probes (:func:`probe_features` on the cached features) scored on the same test images.
+
+    Args:
+        datasets: ``{name: ProbeData}``; corpus: the corpus variant the backbones were pre-trained on.
+
+    Returns:
+        ``{"Table 6: <better> minus <worse>, <paper name>": Verdict}`` (top-1 points; ``replicated`` False: one
+        pre-training run per backbone, the interval covers the test images only).
+    """
+    import dataclasses
+
+    from detpretrain.analysis.stats import mcnemar
+    from detpretrain.experiments.features import backbone_features
+
+    out = {}
+    for data in datasets.values():
+        correct = {}
+        for pre in (better, worse):
+            arrays = backbone_features(pre, data, profile, store=store, device=device, log=log, corpus=corpus)
+            correct[pre] = probe_correct(probe_features(arrays), arrays["test"]["features"], arrays["test"]["labels"])
+        out[f"Table 6: {better} minus {worse}, {data.paper_name}"] = dataclasses.replace(
+            mcnemar(correct[better], correct[worse]), replicated=False)
+    return out
+
+
+def finetune_gap_claims(results: dict[str, dict], better: str = "imagenet-cls", worse: str = "detection") -> dict:
+    """Table 8's gap per dataset: ``better - worse`` top-1 paired by fine-tuning seed,
+    :func:`~detpretrain.analysis.stats.verdict` conditional on the one pre-training run of each backbone.
+
+    Returns:
+        ``{"Table 8: <better> minus <worse>, <dataset>": Verdict}`` (top-1 points).
+    """
+    from detpretrain.analysis.stats import verdict
+
+    out = {}
+    for ds, res in results.items():
+        by = {(r["pretrain"], r["seed"]): r["metrics"]["top1"] for r in res["runs"]}
+        seeds = sorted({s for p, s in by if p == better} & {s for p, s in by if p == worse})
+        d = np.array([by[(better, s)] - by[(worse, s)] for s in seeds], dtype=float)
+        out[f"Table 8: {better} minus {worse}, {ds}"] = verdict(d, groups=np.zeros(d.size, int),
+                                                                unit="fine-tuning seed")
+    return out
