@@ -787,11 +787,13 @@ def knn_agreement_verdict(features_a, features_b, labels, *, k: int = 10, n_boot
     The neighbour graphs are those of all N images (resampling images would put an image beside its own copy), so
     the interval covers which images were drawn, given the graph: conditional on these networks.
     """
+    import dataclasses
+
     from detpretrain.analysis.stats import paired_bootstrap
 
-    return paired_bootstrap(100 * knn_agreement_per_image(features_a, labels, k),
-                            100 * knn_agreement_per_image(features_b, labels, k), n_boot=n_boot, seed=seed,
-                            unit="image")
+    v = paired_bootstrap(100 * knn_agreement_per_image(features_a, labels, k),
+                         100 * knn_agreement_per_image(features_b, labels, k), n_boot=n_boot, seed=seed, unit="image")
+    return dataclasses.replace(v, replicated=False)
 
 
 def size_match_bootstrap(pairs_a, pairs_b, attribute, *, n_boot: int = 2000, seed: int = 0):
