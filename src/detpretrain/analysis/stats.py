@@ -523,16 +523,9 @@ def paired_bootstrap(values_a, values_b, statistic: Callable = np.mean, *, n_boo
         method = f"paired bootstrap over {_plural(sub, n)} ({n_boot} resamples)"
         if not replicated:
             method += f" of 1 {group_unit}"
-    if _zero_spread(theta):
-        return _no_interval(estimate, n_r, n, n_groups, method + ": every resample gives the same value",
-                            ci=(estimate, estimate), **common)
-    lo, hi = (float(v) for v in np.quantile(theta, [alpha / 2, 1 - alpha / 2]))
-    null = -margin * expected if kind == "noninferiority" else 0.0
-    tail = min(np.sum(theta <= null), np.sum(theta >= null))
-    p = float(min(1.0, 2 * (tail + 1) / (theta.size + 1)))
-    mde = float((stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(POWER)) * theta.std(ddof=1))
-    return Verdict(_label(lo, hi, null, expected), estimate, lo, hi, p, n_r, n, n_groups, _NAN, mde,
-                   float(alpha), kind, float(margin), int(expected), unit_r, common["subunit"], method, replicated)
+    return replicates_verdict(estimate, theta, n=n_r, unit=unit_r, method=method, expected=expected, alpha=alpha,
+                              margin=margin, kind=kind, n_units=n, n_groups=n_groups, replicated=replicated,
+                              subunit=common["subunit"])
 
 
 def _bootstrap_differences(a, b, statistic, codes, n_boot, rng, max_block: int = 2_000_000) -> np.ndarray:
@@ -640,7 +633,7 @@ def claims_table(claims: Mapping[str, Verdict], primary: str) -> pd.DataFrame:
 # ----------------------------------------------------------------------------------------------------------------
 def replicates_verdict(estimate: float, replicates, *, n: int, unit: str, method: str, expected: int = +1,
                        alpha: float = 0.05, margin: float = 0.0, kind: str = "superiority", n_units: int | None = None,
-                       n_groups: int | None = None, replicated: bool = True) -> Verdict:
+                       n_groups: int | None = None, replicated: bool = True, subunit: str = "") -> Verdict:
     """Verdict on a statistic whose sampling distribution was made by resampling (a bootstrap over images of a
     regression coefficient, of a ratio, of a permutation-corrected quantity): the percentile interval of
     ``replicates``, labelled by the rule of :func:`verdict`.
@@ -657,7 +650,7 @@ def replicates_verdict(estimate: float, replicates, *, n: int, unit: str, method
         unit: what was resampled, singular.
         method: how the replicates were made, in words (shown in sentences and tables).
         expected, alpha, margin, kind: as for :func:`verdict`.
-        n_units, n_groups: as in :class:`Verdict` (default ``n``).
+        n_units, n_groups, subunit: as in :class:`Verdict` (default ``n``, ``n``, none).
         replicated: False when the claim is about pre-training and one pre-training run per arm exists.
 
     Returns:
@@ -676,7 +669,7 @@ def replicates_verdict(estimate: float, replicates, *, n: int, unit: str, method
     if dropped:
         method += f"; {dropped} of {theta.size} resamples undefined, left out"
     q = {"alpha": float(alpha), "kind": kind, "margin": float(margin), "expected": int(expected), "unit": unit,
-         "replicated": replicated}
+         "subunit": subunit, "replicated": replicated}
     n_units = n if n_units is None else n_units
     n_groups = n if n_groups is None else n_groups
     estimate = float(estimate)
@@ -691,4 +684,4 @@ def replicates_verdict(estimate: float, replicates, *, n: int, unit: str, method
     p = float(min(1.0, 2 * (tail + 1) / (finite.size + 1)))
     mde = float((stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(POWER)) * finite.std(ddof=1))
     return Verdict(_label(lo, hi, null, expected), estimate, lo, hi, p, int(n), int(n_units), int(n_groups), _NAN,
-                   mde, float(alpha), kind, float(margin), int(expected), unit, "", method, replicated)
+                   mde, float(alpha), kind, float(margin), int(expected), unit, subunit, method, replicated)
