@@ -509,3 +509,10 @@ def test_predictions_cover_every_cue_and_claims_are_collected_by_cue(tmp_path):
     assert row["part"].startswith("holds (+1.05, ") and row["distributed"] == row["part"]
     assert table.set_index("claim").loc["other", "part"] == "not resolved"
     assert M.claims_by_cue("mini", root=tmp_path).empty
+
+
+def test_conditional_verdict_is_conditional_and_empty_safe():
+    v = stats.conditional_verdict([1.0, 1.1, 0.9], unit="fine-tuning seed")
+    assert v.label == "holds" and not v.replicated and v.unit == "fine-tuning seed"
+    empty = stats.conditional_verdict([], unit="test image")
+    assert empty.label == "not resolved" and not empty.replicated and empty.unit == "test image"

@@ -603,17 +603,23 @@ def fit_missed_logit(design: pd.DataFrame, terms=MISSED_TERMS, *, classes: bool 
 
 def missed_logit_verdicts(design: pd.DataFrame, terms=MISSED_TERMS, *, claims=("det", "det:occluded",
                                                                              "det:truncated"),
-                          n_boot: int = 200, seed: int = 0, classes: bool = True) -> tuple[pd.Series, dict]:
+                          n_boot: int = 200, seed: int = 0, classes: bool = True,
+                          C: float = 10.0) -> tuple[pd.Series, dict]:
     """:func:`fit_missed_logit` with a bootstrap over images (an image's objects, in both detectors and every seed,
     are drawn together), and a :func:`~detpretrain.analysis.stats.replicates_verdict` for each coefficient of
     ``claims`` (expected negative: detection pre-training lowers the odds of a miss, more so under occlusion).
+
+    ``C``: a weak ridge (the L2 penalty ``||w||^2 / 2`` against ``C`` times the log-likelihood; C = 10 is about a
+    normal prior of sd 3 log-odds on each coefficient) that keeps the estimates finite when a class or group is
+    (quasi-)separated, as it is in many bootstrap resamples of a small set of misses; ``math.inf`` fits the plain
+    maximum likelihood.
 
     Returns:
         ``(coefficients, {term: Verdict})``; conditional on these pre-trained networks.
     """
     from detpretrain.analysis.stats import replicates_verdict
 
-    coef = fit_missed_logit(design, terms, classes=classes)
+    coef = fit_missed_logit(design, terms, classes=classes, C=C)
     images = design["image"].to_numpy()
     ids, inverse = np.unique(images, return_inverse=True)
     members = [np.flatnonzero(inverse == k) for k in range(ids.size)]
@@ -621,9 +627,10 @@ def missed_logit_verdicts(design: pd.DataFrame, terms=MISSED_TERMS, *, claims=("
     boots = []
     for _ in range(int(n_boot)):
         rows = np.concatenate([members[k] for k in rng.integers(0, ids.size, ids.size)])
-        boots.append(fit_missed_logit(design.iloc[rows], terms, classes=classes).reindex(coef.index))
+        boots.append(fit_missed_logit(design.iloc[rows], terms, classes=classes, C=C).reindex(coef.index))
     boots = pd.DataFrame(boots)
-    method = f"bootstrap over {ids.size} images ({n_boot} resamples), logistic regression"
+    method = (f"bootstrap over {ids.size} images ({n_boot} resamples), logistic regression"
+              + ("" if math.isinf(C) else f" (ridge C = {C:g})"))
     verdicts = {t: replicates_verdict(coef[t], boots[t].to_numpy(), n=ids.size, unit="image", method=method,
                                       expected=-1, replicated=False)
                 for t in claims if t in coef.index}

@@ -766,10 +766,9 @@ def corrected_asymmetry_verdict(frame: pd.DataFrame):
     Args:
         frame: :func:`consistency_null_curves`' frame.
     """
-    from detpretrain.analysis.stats import verdict
+    from detpretrain.analysis.stats import conditional_verdict
 
-    per_seed = frame.groupby("seed")["corrected_asymmetry"].mean()
-    return verdict(per_seed.to_numpy(), groups=np.zeros(len(per_seed), int), unit="k-means seed")
+    return conditional_verdict(frame.groupby("seed")["corrected_asymmetry"].mean().to_numpy(), unit="k-means seed")
 
 
 def knn_agreement_per_image(features, labels, k: int = 10) -> np.ndarray:

@@ -296,19 +296,17 @@ def interaction_verdicts(result: dict, heads: Sequence[str], *, metric: str = "a
     Returns:
         ``{claim: Verdict}`` in AP points.
     """
-    import numpy as np
     import pandas as pd
 
-    from detpretrain.analysis.stats import verdict
+    from detpretrain.analysis.stats import conditional_verdict
 
     frame = pd.DataFrame(result["rows"])
-    one = {"unit": "fine-tuning seed"}
     out = {}
     if len(heads) >= 2:
         d = (_gains_by_seed(frame, heads[-1], metric) - _gains_by_seed(frame, heads[0], metric)).dropna()
-        out[f"freezing gain, {heads[-1]} minus {heads[0]} ({metric})"] = verdict(
-            d.to_numpy(), groups=np.zeros(len(d), int), **one)
+        out[f"freezing gain, {heads[-1]} minus {heads[0]} ({metric})"] = conditional_verdict(
+            d.to_numpy(), unit="fine-tuning seed")
     for h in heads:
         d = (_gains_by_seed(frame, h, rare) - _gains_by_seed(frame, h, frequent)).dropna()
-        out[f"freezing gain, rare minus frequent ({h})"] = verdict(d.to_numpy(), groups=np.zeros(len(d), int), **one)
+        out[f"freezing gain, rare minus frequent ({h})"] = conditional_verdict(d.to_numpy(), unit="fine-tuning seed")
     return out

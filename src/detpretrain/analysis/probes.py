@@ -440,13 +440,12 @@ def finetune_gap_claims(results: dict[str, dict], better: str = "imagenet-cls", 
     Returns:
         ``{"Table 8: <better> minus <worse>, <dataset>": Verdict}`` (top-1 points).
     """
-    from detpretrain.analysis.stats import verdict
+    from detpretrain.analysis.stats import conditional_verdict
 
     out = {}
     for ds, res in results.items():
         by = {(r["pretrain"], r["seed"]): r["metrics"]["top1"] for r in res["runs"]}
         seeds = sorted({s for p, s in by if p == better} & {s for p, s in by if p == worse})
         d = np.array([by[(better, s)] - by[(worse, s)] for s in seeds], dtype=float)
-        out[f"Table 8: {better} minus {worse}, {ds}"] = verdict(d, groups=np.zeros(d.size, int),
-                                                                unit="fine-tuning seed")
+        out[f"Table 8: {better} minus {worse}, {ds}"] = conditional_verdict(d, unit="fine-tuning seed")
     return out

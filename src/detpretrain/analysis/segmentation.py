@@ -485,7 +485,7 @@ def boundary_share(result: dict, bands=None, better: str = "detection", baseline
         ``(table, verdicts)``: one row per width (``width``, ``voc_width``, ``trimap pixel share``, ``trimap share
         of the gain``, ``trimap gain``, ``anti-trimap gain`` (points), ``seeds``) and ``{claim: Verdict}``.
     """
-    from detpretrain.analysis.stats import verdict
+    from detpretrain.analysis.stats import conditional_verdict
 
     frame = trimap_frame(result, bands)
     rows, verdicts = [], {}
@@ -508,10 +508,7 @@ def boundary_share(result: dict, bands=None, better: str = "detection", baseline
                      "trimap pixel share": ps["pixel_share"].mean(), "trimap share of the gain": ps["gain_share"].mean(),
                      "trimap gain": ps["gain_tri"].mean(), "anti-trimap gain": ps["gain_anti"].mean(),
                      "seeds": len(ps)})
-        one = {"groups": np.zeros(len(ps), int), "unit": "fine-tuning seed"}
-        verdicts[f"gain away from boundaries, {w} px"] = verdict(ps["gain_anti"], **one)
-        excess = ps["excess"].dropna()
-        verdicts[f"boundary share of the gain not above its pixel share, {w} px"] = verdict(
-            excess, groups=np.zeros(len(excess), int), unit="fine-tuning seed", kind="noninferiority",
-            margin=margin, expected=-1)
+        verdicts[f"gain away from boundaries, {w} px"] = conditional_verdict(ps["gain_anti"], unit="fine-tuning seed")
+        verdicts[f"boundary share of the gain not above its pixel share, {w} px"] = conditional_verdict(
+            ps["excess"].dropna(), unit="fine-tuning seed", kind="noninferiority", margin=margin, expected=-1)
     return pd.DataFrame(rows), verdicts

@@ -685,3 +685,13 @@ def replicates_verdict(estimate: float, replicates, *, n: int, unit: str, method
     mde = float((stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(POWER)) * finite.std(ddof=1))
     return Verdict(_label(lo, hi, null, expected), estimate, lo, hi, p, int(n), int(n_units), int(n_groups), _NAN,
                    mde, float(alpha), kind, float(margin), int(expected), unit, subunit, method, replicated)
+
+
+def conditional_verdict(differences, *, unit: str, **question) -> Verdict:
+    """:func:`verdict` over ``unit`` s (fine-tuning seeds, test images, k-means seeds) of ONE pre-training run per
+    arm: the analysis conditional on these particular pre-trained networks (``replicated=False``), also when no
+    difference came in. ``question``: ``expected``, ``alpha``, ``margin``, ``kind`` as for :func:`verdict`."""
+    d = _as_vector(differences, "differences")
+    if d.size == 0:
+        return dataclasses.replace(verdict(d, unit=unit, **question), replicated=False)
+    return verdict(d, groups=np.zeros(d.size, int), unit=unit, **question)

@@ -882,14 +882,9 @@ def resolved_activation_frame(backbones: dict, dataset, objects: list[dict], *, 
 
 def _conditional(per_image: pd.Series, expected: int = 1):
     """:func:`~detpretrain.analysis.stats.verdict` over test images, conditional on these (unreplicated) networks."""
-    import dataclasses
+    from detpretrain.analysis.stats import conditional_verdict
 
-    from detpretrain.analysis.stats import verdict
-
-    d = per_image.dropna().to_numpy(dtype=float)
-    if d.size == 0:
-        return dataclasses.replace(verdict(d, unit="test image", expected=expected), replicated=False)
-    return verdict(d, groups=np.zeros(d.size, int), unit="test image", expected=expected)
+    return conditional_verdict(per_image.dropna().to_numpy(dtype=float), unit="test image", expected=expected)
 
 
 def enrichment_claims(frame: pd.DataFrame, names: dict, *, classification: str = "imagenet-cls",
