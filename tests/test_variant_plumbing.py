@@ -134,3 +134,17 @@ def test_frozen_study_can_pretrain_without_its_rare_classes(tmp_path):
         frozen_chains(PROF, exclude_rare_from_pretraining="class", **kw)
     with pytest.raises(ConfigError):
         frozen_chains(PROF, pretrain="detection", exclude_rare_from_pretraining="category", **kw)
+
+
+@pytest.mark.parametrize("chapter", ["classification", "feature_space", "visualisations"])
+def test_the_planner_follows_a_chapters_cue(chapter):
+    from detpretrain.parameters import CHAPTER_PARAMETERS
+    from detpretrain.plan import chapter_runs
+
+    values = {p.name: p.default for p in CHAPTER_PARAMETERS[chapter]}
+    default = chapter_runs(chapter, "smoke", values)
+    variant = chapter_runs(chapter, "smoke", {**values, "cue": "part+decoy"})
+    assert _hashes(chapter_runs(chapter, "smoke", {**values, "cue": "part"})) == _hashes(default)
+    assert len(variant) == len(default)
+    for cfg in variant:
+        assert cfg.data.corpus.get("cue", "part") == ("part" if cfg.data.corpus["role"] == "flowers" else "part+decoy")
