@@ -175,4 +175,6 @@ def claims_by_cue(profile: str, root: str | os.PathLike | None = None) -> pd.Dat
 
     long["cell"] = long.apply(cell, axis=1)
     wide = long.pivot_table(index=["chapter", "claim"], columns="cue", values="cell", aggfunc="first")
-    return wide.reindex(columns=[c for c in CUE_ORDER if c in wide.columns]).reset_index()
+    wide = wide.reindex(columns=[c for c in CUE_ORDER if c in wide.columns]).reset_index()
+    wide.columns.name = None
+    return wide
