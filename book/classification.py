@@ -47,6 +47,7 @@ probe_pretrains = ["imagenet-cls", "detection", "imagenet-loc", "scratch"]  # ba
 finetune_pretrains = ["imagenet-cls", "detection", "imagenet-loc", "scratch"]  # backbones fine-tuned (Table 8)
 head_target = "caltech"  # dataset of the detection-head probes (Table 5 uses CALTECH-256)
 real_data = {"flowers102": "../shared/data/flowers102_subset", "pet": "../shared/data/oxford_iiit_pet_subset"}
+cue = "part"  # category cue of every synthetic corpus: part | distributed (no part) | part+decoy
 
 # %%
 import math
@@ -57,23 +58,29 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
 
+from detpretrain.analysis import mechanisms as M
 from detpretrain.analysis import probes as P
+from detpretrain.analysis import stats
 from detpretrain.chapter import chapter_setup, quiet, table
 from detpretrain.experiments import features as F
 from detpretrain.experiments.classification import run_classification_transfer
 
 ch = chapter_setup("classification", profile=profile, store=store, data_cache=data_cache, device=device,
                    dataset=dataset, data_root=data_root, seeds=seeds, targets=targets, probe_pretrains=probe_pretrains,
-                   finetune_pretrains=finetune_pretrains, head_target=head_target, real_data=real_data)
+                   finetune_pretrains=finetune_pretrains, head_target=head_target, real_data=real_data, cue=cue)
 prof = ch.profile
+corpus = {"cue": cue}  # every synthetic corpus of every chain below: pre-trainings and targets
 
 # %% [markdown]
 # ## Configuration
 
 # %% tags=["hide-input"]
 # NBVAL_CHECK_OUTPUT
-datasets = {t: F.probe_datasets(prof, t, data_cache=ch.data_cache) for t in targets}
+datasets = {t: F.probe_datasets(prof, t, data_cache=ch.data_cache, corpus=corpus) for t in targets}
 table(P.configuration_table(prof, datasets, probe_pretrains, finetune_pretrains, ch.seeds), index=True)
+
+# %% tags=["hide-input"]
+display(Markdown(M.prediction_markdown("classification", cue)))
 
 # %% [markdown]
 # ## Table 6: linear probes on Conv5
@@ -86,7 +93,7 @@ table(P.configuration_table(prof, datasets, probe_pretrains, finetune_pretrains,
 # %%
 probe_rows = [row for data in datasets.values()
               for row in P.conv5_probes(data, probe_pretrains, prof, seeds=ch.seeds, store=ch.store, device=device,
-                                        log=quiet)]
+                                        log=quiet, corpus=corpus)]
 probe_frame = pd.DataFrame(probe_rows)
 
 # %% tags=["hide-input"]
@@ -125,7 +132,7 @@ for name, root in (real_data or {}).items():
         display(Markdown(f"*{name}: `{root}` is absent on this machine; skipped.*"))
         continue
     real_rows += P.conv5_probes(F.probe_datasets(prof, name, root), probe_pretrains, prof, seeds=ch.seeds,
-                                store=ch.store, device=device, label="sizes", log=quiet)
+                                store=ch.store, device=device, label="sizes", log=quiet, corpus=corpus)
 
 # %% tags=["hide-input"]
 if real_rows:
@@ -141,8 +148,9 @@ if real_rows:
 # `adaptive_avg_pool2d`.
 
 # %%
-head_data = datasets.get(head_target) or F.probe_datasets(prof, head_target, data_cache=ch.data_cache)
-head = F.detector_head_features("detection", head_data, prof, store=ch.store, device=device, log=quiet)
+head_data = datasets.get(head_target) or F.probe_datasets(prof, head_target, data_cache=ch.data_cache, corpus=corpus)
+head = F.detector_head_features("detection", head_data, prof, store=ch.store, device=device, log=quiet,
+                                corpus=corpus)
 head_probes = {f: P.probe_features(head, f) for f in F.HEAD_FEATURES}
 t5 = P.table5(head_probes, head["names"])
 
@@ -166,6 +174,31 @@ plt.show()
 display(Markdown(P.table5_verdict(head_probes)["sentence"]))
 
 # %% [markdown]
+# ### Table 5 at the paper's level and at a common dimension
+# Two things confound the table above. (1) At our input size torchvision's `MultiScaleRoIAlign` pools a whole-image
+# RoI from a fine FPN level (printed below), while the paper's ConvProj sits at the Conv5 stride: here the RoI is
+# pooled from P5 (`level="3"`). (2) The blob has 49 times the dimensions of its 1x1 pool on a few hundred training
+# images, so "spatial information hurts" and "p >> n overfits" predict the same ordering. Every feature set is
+# therefore also projected on the first principal components of its training split, to one common dimension, before
+# the same probe; each ordering is then a McNemar test on the same test images.
+
+# %%
+head_p5 = F.detector_head_features("detection", head_data, prof, store=ch.store, device=device, log=quiet,
+                                   corpus=corpus, level="3")
+p5_probes = {f: P.probe_features(head_p5, f) for f in F.HEAD_FEATURES}
+matched = P.matched_probes(head_p5, [f for f in F.HEAD_FEATURES if f != "conv5"])
+side = prof.model.image_size
+t5_matched = pd.DataFrame([{"feature": head_p5["names"][f], "dim": p5_probes[f]["dim"],
+                            "top-1, P5": p5_probes[f]["top1"],
+                            "top-1, P5 + PCA": matched[f]["top1"] if f in matched else math.nan,
+                            "PCA dim": matched[f]["pca_dim"] if f in matched else math.nan} for f in F.HEAD_FEATURES])
+
+# %% tags=["hide-input"]
+display(Markdown(f"A whole {side} px image is pooled by `MultiScaleRoIAlign` from P{P.fpn_level_of_roi(side, side)}; "
+                 "the rows below pool it from P5."))
+table(t5_matched, formats={"top-1, P5": "{:.1f}", "top-1, P5 + PCA": "{:.1f}", "PCA dim": "{:.0f}"})
+
+# %% [markdown]
 # ## Table 8: fine-tuning every backbone
 # Full fine-tuning (all layers, a new last layer) on each target's train split, top-1 on its test split, one run
 # per seed through the run store (the IMAGENET-LOC runs on the CALTECH-256 role are the ablations chapter's Table 7
@@ -175,7 +208,7 @@ display(Markdown(P.table5_verdict(head_probes)["sentence"]))
 # %%
 transfer = {data.paper_name: run_classification_transfer(prof, role=name, pretrains=tuple(finetune_pretrains),
                                                          seeds=ch.seeds, store=ch.store, device=device,
-                                                         progress=False, log=quiet)
+                                                         progress=False, log=quiet, corpus=corpus)
             for name, data in datasets.items()}
 
 # %% tags=["hide-input"]
@@ -196,6 +229,26 @@ plt.show()
 
 # %% tags=["hide-input"]
 display(Markdown(P.finetune_gap_verdict(transfer)["sentence"]))
+
+# %% [markdown]
+# ## The claims beside the predictions
+# Every claim of the chapter with its interval, under this execution's cue, beside what the paper's explanation
+# predicted for it above. Table 6 and Table 5 are McNemar tests on the test images, Table 8 a t-interval over
+# fine-tuning seeds; all are conditional on the one pre-training run of each backbone. The first Table 6 claim is the
+# chapter's primary claim; the others are Holm-adjusted among themselves (`detpretrain.analysis.stats`).
+
+# %%
+claims = {**P.probe_gap_claims({t: datasets[t] for t in targets}, prof, store=ch.store, device=device,
+                               corpus=corpus, log=quiet),
+          **P.finetune_gap_claims(transfer),
+          **P.table5_claims({f: r["correct"] for f, r in matched.items()}, label=" (P5, PCA)")}
+keys = {name: "table6" if name.startswith("Table 6") else "table8" if name.startswith("Table 8") else
+        "table5" if name.startswith("convproj") else "" for name in claims}
+beside = M.claims_beside_predictions(stats.adjust_claims(claims, next(iter(claims))), "classification", cue, keys)
+M.save_claims(beside, chapter="classification", profile=prof.name, cue=cue)
+
+# %% tags=["hide-input"]
+table(beside, precision=2)
 
 # %% [markdown]
 # ## What this shows

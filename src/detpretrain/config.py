@@ -19,7 +19,7 @@ from detpretrain.errors import ConfigError
 #: Bump when a change to the training/evaluation code changes results, so old runs are not reused.
 ENGINE_VERSION = "1"
 
-TASKS = ("classification", "detection", "segmentation")
+TASKS = ("classification", "detection", "segmentation", "multilabel")
 DATA_KINDS = ("synthetic", "coco", "voc", "folder")
 
 #: fields of the synthetic ``CorpusSpec`` (:mod:`detpretrain.data.synthetic`) added after its first corpora were
@@ -158,7 +158,9 @@ class TrainConfig:
         task: ``"classification"`` (IMAGENET-CLS-style pre-training or a classification fine-tuning),
             ``"detection"`` or ``"segmentation"`` (DeepLabV3, Table 4; its head width is ``model.fpn_channels``
             and its crop, ASPP rates and trimap bands follow from ``model`` and ``data``, see
-            :func:`detpretrain.models.segmentation.segmentation_geometry`).
+            :func:`detpretrain.models.segmentation.segmentation_geometry`), or ``"multilabel"`` (image-level
+            multi-label classification of a COCO-layout corpus: which categories an image holds; Table 1's
+            same-images control).
         data, model, optim: see :class:`DataSpec`, :class:`ModelSpec`, :class:`OptimSpec`.
         init: backbone initialisation: ``None`` (from scratch), ``"run:<hash>"`` (the backbone of a run in the
             store), ``"torchvision:<WeightsEnum.MEMBER>"``, or a path to a backbone ``state_dict`` file.

@@ -34,6 +34,7 @@ from detpretrain import distributed
 from detpretrain.config import TrainConfig, config_hash, to_dict
 from detpretrain.data.builders import (
     build_classification_dataset,
+    build_multilabel_dataset,
     build_detection_dataset,
     build_segmentation_dataset,
     collate_detection,
@@ -167,6 +168,13 @@ def classification_losses(model, images, labels, device) -> dict:
     return {"loss_ce": nn.functional.cross_entropy(logits, labels.to(device))}
 
 
+def multilabel_losses(model, images, targets, device) -> dict:
+    """``{"loss_bce"}``: binary cross-entropy of the logits [B, K] against multi-hot targets [B, K] (mean over
+    images and classes)."""
+    logits = model(images.to(device, non_blocking=True))
+    return {"loss_bce": nn.functional.binary_cross_entropy_with_logits(logits, targets.to(device))}
+
+
 def segmentation_losses(model, images, masks, device) -> dict:
     """``{"loss_ce"}``: per-pixel cross-entropy of DeepLabV3's logits [B, K, H, W] (upsampled to the mask size by
     the model) against masks [B, H, W], void (255) ignored, mean over the non-void pixels of the batch."""
@@ -260,6 +268,29 @@ def evaluate_classifier(model, dataset, device, *, batch_size: int = 64) -> dict
     counts = distributed.all_gather_objects((correct, total))
     correct, total = sum(c for c, _ in counts), sum(t for _, t in counts)
     return {"top1": 100.0 * correct / max(total, 1), "num_images": total}
+
+
+@torch.no_grad()
+def evaluate_multilabel(model, dataset, device, *, batch_size: int = 64) -> dict:
+    """Mean over classes of the average precision (scikit-learn ``average_precision_score``) of the sigmoid scores,
+    in percent, over the classes with at least one positive image (gathered over ranks)."""
+    import numpy as np
+    from sklearn.metrics import average_precision_score
+
+    model = getattr(model, "module", model)
+    model.eval()
+    scores, targets = [], []
+    for x, y in DataLoader(_shard(dataset), batch_size=batch_size, shuffle=False):
+        scores.append(torch.sigmoid(model(x.to(device))).cpu())
+        targets.append(y)
+    parts = distributed.all_gather_objects((torch.cat(scores).numpy() if scores else None,
+                                            torch.cat(targets).numpy() if targets else None))
+    s = np.concatenate([p for p, _ in parts if p is not None])
+    t = np.concatenate([q for _, q in parts if q is not None])
+    per_class = [100.0 * float(average_precision_score(t[:, k], s[:, k])) if t[:, k].any() else None
+                 for k in range(t.shape[1])]
+    valid = [v for v in per_class if v is not None]
+    return {"mAP": float(np.mean(valid)) if valid else math.nan, "per_class_AP": per_class, "num_images": len(t)}
 
 
 @torch.no_grad()
@@ -359,6 +390,12 @@ def _classification_datasets(config: TrainConfig, cache):
             build_classification_dataset(d, d.eval_split, train=False, size=m.image_size, cache=cache))
 
 
+def _multilabel_datasets(config: TrainConfig, cache):
+    d, o = config.data, config.optim
+    return (build_multilabel_dataset(d, d.train_split, train=True, hflip=o.hflip, cache=cache),
+            build_multilabel_dataset(d, d.eval_split, train=False, cache=cache))
+
+
 def _segmentation_datasets(config: TrainConfig, cache):
     d, o = config.data, config.optim
     crop = segmentation_geometry(config.model, d).crop
@@ -376,6 +413,11 @@ def _evaluate_detection(model, test_set, dev, config: TrainConfig, progress: boo
 def _evaluate_classification(model, test_set, dev, config: TrainConfig, progress: bool):
     metrics = evaluate_classifier(model, test_set, dev)
     return metrics, f"top1={metrics['top1']:.1f}"
+
+
+def _evaluate_multilabel(model, test_set, dev, config: TrainConfig, progress: bool):
+    metrics = evaluate_multilabel(model, test_set, dev)
+    return metrics, f"mAP(multi-label)={metrics['mAP']:.1f}"
 
 
 def _evaluate_segmentation(model, test_set, dev, config: TrainConfig, progress: bool):
@@ -399,6 +441,7 @@ TASK_HOOKS: dict[str, Task] = {
                       backbone_state_dict),
     "segmentation": Task(_segmentation_datasets, segmentation_losses, None, _evaluate_segmentation,
                          segmentation_backbone_state_dict),
+    "multilabel": Task(_multilabel_datasets, multilabel_losses, None, _evaluate_multilabel, backbone_state_dict),
 }
 
 

@@ -192,6 +192,9 @@ REAL_PROBE_DATASETS = ("flowers102", "pet")
 #: the detector capacity ladder of the frozen-backbone chapter (detpretrain.companions.HEAD_LADDER).
 HEADS = ("FPN", "FPN+2conv", "FPN+2conv+4conv1fc")
 DETECTION_PRETRAINS = ("imagenet-cls", "detection", "scratch")
+#: where a synthetic object shows its category (detpretrain.data.synthetic.CUES; issue 18)
+CUES = ("part", "distributed", "part+decoy")
+_CUE_MEANING = "category cue of every synthetic corpus: part | distributed (no part) | part+decoy"
 PROBE_PRETRAINS = ("imagenet-cls", "detection", "imagenet-loc", "imagenet-loc-cls", "scratch")
 REAL_TARGETS = ("coco", "voc")
 ALL_PROFILES = tuple(PROFILE_NAMES)
@@ -282,6 +285,7 @@ CHAPTER_PARAMETERS: dict[str, tuple[Parameter, ...]] = {
                                             "pet": "../shared/data/oxford_iiit_pet_subset"},
                   "genuine datasets probed, {name: root}; absent folders are skipped", choices=REAL_PROBE_DATASETS,
                   nullable=True),
+        Parameter("cue", "str", "part", _CUE_MEANING, choices=CUES),
     ),
     "feature_space": _common(CPU_PROFILES, ("synthetic",), "the synthetic CALTECH-256-role corpus",
                              "unused: the corpus is generated", "k-means seeds and random backbones; None means "
@@ -296,6 +300,7 @@ CHAPTER_PARAMETERS: dict[str, tuple[Parameter, ...]] = {
         Parameter("knn_k", "int", 10, "neighbours for class agreement and fragmentation (Figure 7)", minimum=1),
         Parameter("n_pairs", "int", 6, "image pairs shown per panel of Figure 3", minimum=1),
         Parameter("top_pairs", "int", 50, "nearest pairs whose attributes are compared (Figure 3)", minimum=1),
+        Parameter("cue", "str", "part", _CUE_MEANING, choices=CUES),
     ),
     "ablations": _common(CPU_PROFILES, _TARGETS, "detection target: synthetic (VOC-like) | coco | voc",
                          "root of a real target dataset", _FINETUNE_SEEDS) + (
@@ -319,6 +324,7 @@ CHAPTER_PARAMETERS: dict[str, tuple[Parameter, ...]] = {
         Parameter("real_detection_root", "path", "../shared/data/coco2017_subset", "real COCO images for the "
                   "activation shares; None or absent skips them", nullable=True),
         Parameter("real_images", "int", 24, "COCO val images measured", minimum=0),
+        Parameter("cue", "str", "part", _CUE_MEANING, choices=CUES),
     ),
     "rerun": _common(ALL_PROFILES, ("synthetic",), "unused here", "unused here", "unused here"),
 }

@@ -132,6 +132,11 @@ def _seeds(params: dict):
     return tuple(params["seeds"]) if params.get("seeds") is not None else None
 
 
+def _corpus(params: dict) -> dict | None:
+    """The chapter's corpus variant (its ``cue`` parameter; issue 18), None where it has none."""
+    return {"cue": params["cue"]} if params.get("cue") is not None else None
+
+
 def _plan_pretraining(profile: str, p: dict, store) -> list[TrainConfig]:
     from detpretrain.experiments.common import pretrain_configs
     from detpretrain.profiles import get_profile
@@ -179,17 +184,18 @@ def _plan_classification(profile: str, p: dict, store) -> list[TrainConfig]:
     from detpretrain.experiments.classification import plan_classification_transfer
     from detpretrain.experiments.features import plan_features
 
-    configs = plan_features(profile, (*p["probe_pretrains"], "detection"))  # Table 6 probes, Table 5 head
+    corpus = _corpus(p)
+    configs = plan_features(profile, (*p["probe_pretrains"], "detection"), corpus=corpus)  # Table 6, Table 5 head
     for target in p["targets"]:
         configs += plan_classification_transfer(profile, role=target, pretrains=tuple(p["finetune_pretrains"]),
-                                                seeds=_seeds(p))
+                                                seeds=_seeds(p), corpus=corpus)
     return configs
 
 
 def _plan_feature_space(profile: str, p: dict, store) -> list[TrainConfig]:
     from detpretrain.experiments.features import plan_features
 
-    return plan_features(profile, (p["classification_backbone"], p["detection_backbone"]))
+    return plan_features(profile, (p["classification_backbone"], p["detection_backbone"]), corpus=_corpus(p))
 
 
 def _plan_visualisations(profile: str, p: dict, store) -> list[TrainConfig]:
@@ -199,8 +205,10 @@ def _plan_visualisations(profile: str, p: dict, store) -> list[TrainConfig]:
 
     backbones = ("imagenet-cls", "detection")
     seeds = _seeds(p) or get_profile(profile).seeds
-    return plan_features(profile, backbones) + plan_detection(profile, dataset=p["dataset"], data_root=p["data_root"],
-                                                              pretrains=backbones, seeds=tuple(seeds[:1]))
+    corpus = _corpus(p)
+    return plan_features(profile, backbones, corpus=corpus) + plan_detection(
+        profile, dataset=p["dataset"], data_root=p["data_root"], pretrains=backbones, seeds=tuple(seeds[:1]),
+        corpus=corpus)
 
 
 def _plan_eigenspectrum(profile: str, p: dict, store) -> list[TrainConfig]:

@@ -272,3 +272,41 @@ def claims_summary(result: dict, heads: Sequence[str]) -> str:
         f"rare and {f_last['mean']:+.1f} ± {f_last['stderr']:.1f} on frequent classes. *Claim 3 (resources)*: a "
         f"frozen step takes {time_ratio:.2f}x the time of a fine-tuned one and keeps {act_ratio:.2f}x the "
         f"activations for backward, on average over capacities.")
+
+
+# ---- issue 18: the claims as interactions (differences of differences) ----------------------------------------------
+
+def _gains_by_seed(frame, head: str, metric: str):
+    part = frame[frame["head"] == head].pivot_table(index="seed", columns="mode", values=metric)
+    if "frozen" not in part or "fine-tuned" not in part:
+        return part.iloc[:, :0].sum(axis=1) * float("nan")
+    return part["frozen"] - part["fine-tuned"]
+
+
+def interaction_verdicts(result: dict, heads: Sequence[str], *, metric: str = "all@0.5", rare: str = "rare@0.5",
+                         frequent: str = "frequent@0.5") -> dict:
+    """Vasconcelos et al.'s claims as differences of differences, paired by fine-tuning seed, with
+    :func:`~detpretrain.analysis.stats.verdict` intervals (one pre-training run: conditional on that backbone):
+
+    * ``capacity``: (frozen - fine-tuned) with the largest head minus the same with the smallest (``metric``);
+      the paper: the gain of freezing grows with the detector's capacity.
+    * ``rare vs frequent`` (per head): (frozen - fine-tuned) on rare classes minus the same on frequent ones; the
+      paper: freezing helps rare classes most.
+
+    Returns:
+        ``{claim: Verdict}`` in AP points.
+    """
+    import pandas as pd
+
+    from detpretrain.analysis.stats import conditional_verdict
+
+    frame = pd.DataFrame(result["rows"])
+    out = {}
+    if len(heads) >= 2:
+        d = (_gains_by_seed(frame, heads[-1], metric) - _gains_by_seed(frame, heads[0], metric)).dropna()
+        out[f"freezing gain, {heads[-1]} minus {heads[0]} ({metric})"] = conditional_verdict(
+            d.to_numpy(), unit="fine-tuning seed")
+    for h in heads:
+        d = (_gains_by_seed(frame, h, rare) - _gains_by_seed(frame, h, frequent)).dropna()
+        out[f"freezing gain, rare minus frequent ({h})"] = conditional_verdict(d.to_numpy(), unit="fine-tuning seed")
+    return out

@@ -17,7 +17,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from detpretrain.config import DataSpec
-from detpretrain.errors import DataError
+from detpretrain.errors import ConfigError, DataError
 
 #: torchvision's ImageNet statistics; the detector's ``GeneralizedRCNNTransform`` uses the same ones internally.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -207,6 +207,24 @@ def build_classification_dataset(spec: DataSpec, split: str, *, train: bool, siz
     if keep_decoded and spec.kind == "synthetic":
         dataset.loader = KeptDecoded(dataset.loader)
     return dataset
+
+
+def build_multilabel_dataset(spec: DataSpec, split: str, *, train: bool, hflip: bool = True,
+                             cache: str | os.PathLike | None = None):
+    """Image-level multi-label classification of a synthetic COCO-layout corpus (``coco``, ``imagenet_loc``):
+    :class:`~detpretrain.data.classification.ImageMultiLabels` of ``split`` (Table 1's same-images control).
+
+    Raises:
+        ConfigError: not a synthetic COCO-layout corpus.
+    """
+    from detpretrain.data.classification import ImageMultiLabels
+
+    if spec.kind != "synthetic" or spec.corpus["role"] not in ("coco", "imagenet_loc"):
+        raise ConfigError(f"multi-label classification reads a synthetic COCO-layout corpus (coco, imagenet_loc), "
+                          f"not {spec.describe()}")
+    root = corpus_root(spec, cache)
+    tf = classification_transforms(train, None, hflip)
+    return ImageMultiLabels(root / split, root / "annotations" / f"instances_{split}.json", transforms=tf)
 
 
 def collate_detection(batch):

@@ -17,6 +17,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
 from torch.utils.data import Dataset
 from torchvision import datasets
 
@@ -292,3 +293,52 @@ class ImageLevelLabels(Dataset):
         path, label = self.samples[i]
         image = decode_image(path)
         return (self.transforms(image) if self.transforms else image), label
+
+
+class ImageMultiLabels(ImageLevelLabels):
+    """A multi-category COCO detection split read as multi-label classification (Table 1's same-images control:
+    a classifier that sees exactly the images of the detection pre-training, with which categories each holds and
+    nothing about where).
+
+    Args:
+        image_dir: folder of the split's images; annotation_file: its COCO json; transforms: applied to the image.
+
+    Attributes:
+        classes: the json's category names in category-id order (index = label). samples: ``(path, multi-hot)``
+            per image in the json's image order, multi-hot a float32 tensor [K] (1 where an instance of that
+            category is annotated, crowd or not; all 0 for an image without annotations). Items are ``(image,
+            multi-hot)`` (``__getitem__`` of :class:`ImageLevelLabels`).
+
+    Raises:
+        DataError: missing folder / file, unreadable json, an annotation of an unknown category or image, a listed
+            image that is missing; corrupt image at access.
+    """
+
+    def __init__(self, image_dir: str | os.PathLike, annotation_file: str | os.PathLike,
+                 transforms: Callable | None = None):
+        folder = require_dir(image_dir, "image folder")
+        ann = require_file(annotation_file, "COCO annotation file")
+        try:
+            data = json.loads(ann.read_text(encoding="utf-8"))
+            cats = sorted(data["categories"], key=lambda c: c["id"])
+            images = data["images"]
+            annotations = data.get("annotations", [])
+        except (ValueError, KeyError, TypeError) as err:
+            raise DataError(ann, f"not a readable COCO file ({err})") from err
+        self.classes = [c["name"] for c in cats]
+        index = {c["id"]: i for i, c in enumerate(cats)}
+        row = {im["id"]: k for k, im in enumerate(images)}
+        targets = torch.zeros(len(images), len(cats))
+        for a in annotations:
+            if a.get("category_id") not in index or a.get("image_id") not in row:
+                raise DataError(ann, f"annotation {a.get('id')} names an unknown category or image")
+            targets[row[a["image_id"]], index[a["category_id"]]] = 1.0
+        self.samples = []
+        for im, target in zip(images, targets):
+            path = folder / im["file_name"]
+            if not path.is_file():
+                raise DataError(path, f"image listed in {ann.name} is missing")
+            self.samples.append((path, target))
+        if not self.samples:
+            raise DataError(ann, "lists no image")
+        self.transforms = transforms

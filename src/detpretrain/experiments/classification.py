@@ -42,11 +42,11 @@ def cls_finetune_config(profile: Profile, pretrain: str, seed: int, target: Data
 
 
 def classification_chain(profile: str | Profile = "smoke", *, role: str = "caltech", pretrains=PRETRAINS,
-                         seeds=None, removed=REMOVED_SUPERCATEGORIES) -> ChainPlan:
+                         seeds=None, removed=REMOVED_SUPERCATEGORIES, corpus: dict | None = None) -> ChainPlan:
     """The runs of :func:`run_classification_transfer` (same arguments), without training."""
     prof = get_profile(profile) if isinstance(profile, str) else profile
-    return chain_plan(prof, transfer_target(prof, role), cls_finetune_config, pretrains=pretrains,
-                      pretrained=pretrained_for(prof, pretrains, removed), seeds=seeds)
+    return chain_plan(prof, transfer_target(prof, role, corpus), cls_finetune_config, pretrains=pretrains,
+                      pretrained=pretrained_for(prof, pretrains, removed, corpus=corpus), seeds=seeds)
 
 
 def plan_classification_transfer(profile: str | Profile = "smoke", **params) -> list[TrainConfig]:
@@ -54,27 +54,30 @@ def plan_classification_transfer(profile: str | Profile = "smoke", **params) -> 
     return classification_chain(profile, **params).configs
 
 
-def transfer_target(prof: Profile, role: str) -> DataSpec:
-    """The synthetic image-classification target ``role``: its train split, scored on its test split."""
-    return dataclasses.replace(synthetic_spec(prof.name, role), train_split="train", eval_split="test")
+def transfer_target(prof: Profile, role: str, corpus: dict | None = None) -> DataSpec:
+    """The synthetic image-classification target ``role`` (``corpus`` variant): its train split, scored on its test
+    split."""
+    return dataclasses.replace(synthetic_spec(prof.name, role, corpus=corpus), train_split="train", eval_split="test")
 
 
 def run_classification_transfer(profile: str | Profile = "smoke", *, role: str = "caltech", pretrains=PRETRAINS,
                                 seeds=None, store: RunStore | None = None, device: str = "auto",
-                                progress: bool = True, log=print, removed=REMOVED_SUPERCATEGORIES) -> dict:
+                                progress: bool = True, log=print, removed=REMOVED_SUPERCATEGORIES,
+                                corpus: dict | None = None) -> dict:
     """Fine-tune each backbone on a synthetic image-classification target and report top-1 (Tables 7 and 8): the
     runs of :func:`classification_chain`.
 
     Args:
         role: the target corpus: ``"caltech"`` (object-centric, CALTECH-256 role), ``"sun"`` (scenes, SUN-397) or
             ``"flowers"`` (fine-grained, OXFORD-102 FLOWERS); trained on its train split, scored on its test split.
-        pretrains, seeds, store, device, removed: as in :func:`run_detection_experiment`.
+        pretrains, seeds, store, device, removed, corpus: as in :func:`run_detection_experiment`.
 
     Returns:
         ``{"profile", "dataset", "data", "runs": [{"pretrain", "seed", "run", "hash", "metrics"}], "pretrain_runs"}``
         with ``metrics["top1"]`` in percent.
     """
     prof = get_profile(profile) if isinstance(profile, str) else profile
-    plan = classification_chain(prof, role=role, pretrains=pretrains, seeds=seeds, removed=removed)
-    return train_chain(plan, prof, role, transfer_target(prof, role), store=store, device=device, progress=progress,
+    plan = classification_chain(prof, role=role, pretrains=pretrains, seeds=seeds, removed=removed, corpus=corpus)
+    return train_chain(plan, prof, role, transfer_target(prof, role, corpus), store=store, device=device,
+                       progress=progress,
                        log=log)

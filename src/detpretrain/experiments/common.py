@@ -47,22 +47,66 @@ REAL_DATASETS = {
 }
 
 
-def synthetic_spec(profile: str, role: str, seed: int = 0, **overrides) -> DataSpec:
-    """DataSpec of a synthetic corpus of ``profile`` (``role`` as in :mod:`detpretrain.data.synthetic`)."""
+#: the corpus variants a chain may ask for (issue 18; :mod:`detpretrain.data.synthetic`): ``corpus={"cue": ...}``
+#: reaches every synthetic corpus of the chain that has objects, ``sun_backgrounds`` the SUN-role target
+CORPUS_VARIANTS = ("cue", "sun_backgrounds")
+
+
+def corpus_overrides(role: str, corpus: dict | None) -> dict:
+    """The ``CorpusSpec`` overrides of a chain's corpus variant ``corpus`` that apply to ``role``: ``cue`` to every
+    role with objects (not ``flowers``), ``sun_backgrounds`` to ``sun`` only. ``None`` or ``{}``: none (the
+    default corpora, hash-neutral).
+
+    Raises:
+        ConfigError: a key other than :data:`CORPUS_VARIANTS`, or a value the corpus does not know.
+    """
+    from detpretrain.data.synthetic import CUES, SUN_BACKGROUNDS
+
+    if not corpus:
+        return {}
+    unknown = sorted(set(corpus) - set(CORPUS_VARIANTS))
+    if unknown:
+        raise ConfigError(f"corpus: unknown variant key(s) {unknown}; expected {list(CORPUS_VARIANTS)}")
+    for key, allowed in (("cue", CUES), ("sun_backgrounds", SUN_BACKGROUNDS)):
+        if key in corpus and corpus[key] not in allowed:
+            raise ConfigError(f"corpus: unknown {key} {corpus[key]!r}; expected one of {allowed}")
+    out = {}
+    if "cue" in corpus and role != "flowers":
+        out["cue"] = corpus["cue"]
+    if "sun_backgrounds" in corpus and role == "sun":
+        out["sun_backgrounds"] = corpus["sun_backgrounds"]
+    return out
+
+
+def is_default_corpus(corpus: dict | None) -> bool:
+    """True when ``corpus`` asks for nothing beyond the default corpora (None, ``{}``, or neutral values)."""
+    from detpretrain.config import CORPUS_LATER_FIELDS
+
+    return all(CORPUS_LATER_FIELDS.get(k) == v for k, v in (corpus or {}).items())
+
+
+def synthetic_spec(profile: str, role: str, seed: int = 0, corpus: dict | None = None, **overrides) -> DataSpec:
+    """DataSpec of a synthetic corpus of ``profile`` (``role`` as in :mod:`detpretrain.data.synthetic`), with the
+    chain's corpus variant (:func:`corpus_overrides`) and then ``overrides`` applied."""
     from detpretrain.data import synthetic
 
     specs = synthetic.profile_specs(profile if profile != "paper" else "mini", seed=seed)
     if role not in specs:
         raise ConfigError(f"no synthetic corpus for role {role!r}; roles: {sorted(specs)}")
+    overrides = {**corpus_overrides(role, corpus), **overrides}
     corpus = dataclasses.replace(specs[role], **overrides) if overrides else specs[role]
     splits = {"voc": ("trainval", "test"), "imagenet_cls": ("train", "val")}.get(role, ("train", "val"))
     return DataSpec(kind="synthetic", corpus=dataclasses.asdict(corpus), train_split=splits[0], eval_split=splits[1])
 
 
-def target_spec(profile: Profile, dataset: str = "synthetic", data_root: str | None = None) -> DataSpec:
-    """The fine-tuning target: the synthetic VOC-like corpus, or a real COCO / VOC root."""
+def target_spec(profile: Profile, dataset: str = "synthetic", data_root: str | None = None,
+                corpus: dict | None = None) -> DataSpec:
+    """The fine-tuning target: the synthetic VOC-like corpus (with the chain's ``corpus`` variant), or a real COCO /
+    VOC root (no variant: ConfigError if one is asked for)."""
     if dataset == "synthetic":
-        return synthetic_spec(profile.name, "voc")
+        return synthetic_spec(profile.name, "voc", corpus=corpus)
+    if not is_default_corpus(corpus):
+        raise ConfigError(f"corpus variant {corpus} applies to the synthetic corpus, not to real data ({dataset})")
     if dataset not in REAL_DATASETS:
         raise ConfigError(f"unknown dataset {dataset!r}; expected synthetic, {', '.join(REAL_DATASETS)}")
     if not data_root:
@@ -71,7 +115,8 @@ def target_spec(profile: Profile, dataset: str = "synthetic", data_root: str | N
     return with_fingerprint(DataSpec(kind=kind, root=str(data_root), train_split=train, eval_split=test))
 
 
-def pretrain_configs(profile: Profile, detection_root: str | None = None) -> dict[str, TrainConfig | None]:
+def pretrain_configs(profile: Profile, detection_root: str | None = None,
+                     corpus: dict | None = None) -> dict[str, TrainConfig | None]:
     """The backbone pre-training runs of a profile: ``{"imagenet-cls": cfg or None, "detection": cfg or None}``.
 
     A value is ``None`` when the profile takes that backbone from published torchvision weights instead of training
@@ -82,12 +127,13 @@ def pretrain_configs(profile: Profile, detection_root: str | None = None) -> dic
         detection_root: for the ``paper`` profile, the COCO 2017 root of the detection pre-training
             (``annotations/instances_train2017.json``, ``train2017/``, ``val2017/``); default ``$DETPRETRAIN_COCO``
             or ``~/data/coco``. The other profiles pre-train on the synthetic ``coco`` corpus.
+        corpus: the corpus variant of the synthetic pre-training corpora (:func:`corpus_overrides`).
     """
     out: dict[str, TrainConfig | None] = {"imagenet-cls": None}
     cls_init = f"torchvision:{profile.imagenet_cls_weights}" if profile.imagenet_cls_weights else None
     if profile.imagenet_cls_weights is None:
         cls_cfg = TrainConfig(name="pretrain/imagenet-cls", task="classification",
-                              data=synthetic_spec(profile.name, "imagenet_cls"), model=profile.model,
+                              data=synthetic_spec(profile.name, "imagenet_cls", corpus=corpus), model=profile.model,
                               optim=profile.cls_pretrain)
         out["imagenet-cls"] = cls_cfg
         cls_init = f"run:{config_hash(cls_cfg)}"
@@ -99,7 +145,7 @@ def pretrain_configs(profile: Profile, detection_root: str | None = None) -> dic
                                              eval_split="val2017"))
         det_model = profile.real_model
     else:
-        det_data, det_model = synthetic_spec(profile.name, "coco"), profile.model
+        det_data, det_model = synthetic_spec(profile.name, "coco", corpus=corpus), profile.model
     if profile.detection_weights:
         out["detection"] = None
         return out
@@ -108,7 +154,8 @@ def pretrain_configs(profile: Profile, detection_root: str | None = None) -> dic
     return out
 
 
-def loc_pretrain_configs(profile: Profile, removed=REMOVED_SUPERCATEGORIES) -> dict[str, TrainConfig]:
+def loc_pretrain_configs(profile: Profile, removed=REMOVED_SUPERCATEGORIES,
+                         corpus: dict | None = None) -> dict[str, TrainConfig]:
     """The IMAGENET-LOC pre-trainings of Tables 2 and 7, keyed ``imagenet-loc``, ``imagenet-loc-cls`` and
     ``imagenet-loc-no-<super-category>`` for each of ``removed``.
 
@@ -130,30 +177,56 @@ def loc_pretrain_configs(profile: Profile, removed=REMOVED_SUPERCATEGORIES) -> d
     unknown = [sc for sc in removed if sc not in SUPERCATEGORIES]
     if unknown:
         raise ConfigError(f"unknown super-category {unknown[0]!r}; expected one of {', '.join(SUPERCATEGORIES)}")
-    cls_cfg = pretrain_configs(profile)["imagenet-cls"]
+    cls_cfg = pretrain_configs(profile, corpus=corpus)["imagenet-cls"]
     init = f"run:{config_hash(cls_cfg)}"
+    loc = synthetic_spec(profile.name, "imagenet_loc", corpus=corpus)
     out = {
         "imagenet-loc-cls": TrainConfig(name="pretrain/imagenet-loc-cls", task="classification",
-                                        data=synthetic_spec(profile.name, "imagenet_loc"), model=profile.model,
-                                        optim=profile.loc_pretrain, init=init),
-        "imagenet-loc": TrainConfig(name="pretrain/imagenet-loc", task="detection",
-                                    data=synthetic_spec(profile.name, "imagenet_loc"), model=profile.model,
+                                        data=loc, model=profile.model, optim=profile.loc_pretrain, init=init),
+        "imagenet-loc": TrainConfig(name="pretrain/imagenet-loc", task="detection", data=loc, model=profile.model,
                                     optim=profile.loc_pretrain, init=init, eval_metric="coco"),
     }
     for sc in removed:
         out[f"imagenet-loc-no-{sc}"] = TrainConfig(
             name=f"pretrain/imagenet-loc-no-{sc}", task="detection",
-            data=synthetic_spec(profile.name, "imagenet_loc", exclude_supercategory=sc), model=profile.model,
+            data=synthetic_spec(profile.name, "imagenet_loc", corpus=corpus, exclude_supercategory=sc),
+            model=profile.model,
             optim=profile.loc_pretrain, init=init, eval_metric="coco")
     return out
 
 
-def pretrained_for(prof: Profile, pretrains, removed=REMOVED_SUPERCATEGORIES) -> dict[str, TrainConfig | None]:
+#: Table 1's same-images control (issue 18), as Table 7 has IMAGENET-LOC (Cls): a multi-label classifier trained on
+#: exactly the images of the detection pre-training, with the same epochs and initialisation
+SAME_IMAGES = "detection-multilabel"
+
+
+def same_images_config(profile: Profile, corpus: dict | None = None) -> TrainConfig:
+    """The :data:`SAME_IMAGES` pre-training: task ``multilabel`` (which categories each image holds, no boxes) on the
+    detection pre-training's corpus, with its model, schedule (``profile.det_pretrain``) and IMAGENET-CLS init;
+    fine-tuned like the other backbones (``finetune_config`` with pre-training :data:`SAME_IMAGES`).
+
+    Raises:
+        ConfigError: a profile whose detection pre-training is not on the synthetic corpus (published weights, or
+            ``paper``'s COCO).
+    """
+    det = pretrain_configs(profile, corpus=corpus)["detection"]
+    if det is None or det.data.kind != "synthetic":
+        raise ConfigError(f"the same-images control needs the synthetic detection pre-training corpus; profile "
+                          f"{profile.name!r} takes its detection backbone from elsewhere")
+    return TrainConfig(name=f"pretrain/{SAME_IMAGES}", task="multilabel", data=det.data, model=det.model,
+                       optim=det.optim, init=det.init)
+
+
+def pretrained_for(prof: Profile, pretrains, removed=REMOVED_SUPERCATEGORIES,
+                   corpus: dict | None = None) -> dict[str, TrainConfig | None]:
     """The pre-training configs that backbones ``pretrains`` may need: :func:`pretrain_configs`, plus
-    :func:`loc_pretrain_configs` (``removed`` super-categories) when an ``imagenet-loc*`` backbone is asked for."""
-    pretrained: dict[str, TrainConfig | None] = dict(pretrain_configs(prof))
+    :func:`loc_pretrain_configs` (``removed`` super-categories) when an ``imagenet-loc*`` backbone is asked for, and
+    :func:`same_images_config` when :data:`SAME_IMAGES` is; ``corpus``: the chain's corpus variant."""
+    pretrained: dict[str, TrainConfig | None] = dict(pretrain_configs(prof, corpus=corpus))
     if any(p.startswith("imagenet-loc") for p in pretrains):
-        pretrained.update(loc_pretrain_configs(prof, removed))
+        pretrained.update(loc_pretrain_configs(prof, removed, corpus=corpus))
+    if SAME_IMAGES in pretrains:
+        pretrained[SAME_IMAGES] = same_images_config(prof, corpus)
     return pretrained
 
 

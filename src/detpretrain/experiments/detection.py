@@ -56,11 +56,12 @@ def finetune_config(profile: Profile, pretrain: str, seed: int, target: DataSpec
 
 def detection_chain(profile: str | Profile = "smoke", *, dataset: str = "synthetic", data_root: str | None = None,
                     pretrains=PRETRAINS, seeds=None, overrides: dict | None = None,
-                    removed=REMOVED_SUPERCATEGORIES) -> ChainPlan:
+                    removed=REMOVED_SUPERCATEGORIES, corpus: dict | None = None) -> ChainPlan:
     """The runs of :func:`run_detection_experiment` (same arguments), without training."""
     prof = get_profile(profile) if isinstance(profile, str) else profile
-    return chain_plan(prof, target_spec(prof, dataset, data_root), finetune_config, pretrains=pretrains,
-                      pretrained=pretrained_for(prof, pretrains, removed), seeds=seeds, overrides=overrides)
+    return chain_plan(prof, target_spec(prof, dataset, data_root, corpus), finetune_config, pretrains=pretrains,
+                      pretrained=pretrained_for(prof, pretrains, removed, corpus=corpus), seeds=seeds,
+                      overrides=overrides)
 
 
 def plan_detection(profile: str | Profile = "smoke", **params) -> list[TrainConfig]:
@@ -71,7 +72,8 @@ def plan_detection(profile: str | Profile = "smoke", **params) -> list[TrainConf
 def run_detection_experiment(profile: str | Profile = "smoke", *, dataset: str = "synthetic",
                              data_root: str | None = None, pretrains=PRETRAINS, seeds=None,
                              store: RunStore | None = None, overrides: dict | None = None, device: str = "auto",
-                             progress: bool = True, log=print, removed=REMOVED_SUPERCATEGORIES) -> dict:
+                             progress: bool = True, log=print, removed=REMOVED_SUPERCATEGORIES,
+                             corpus: dict | None = None) -> dict:
     """Table 1 / Figure 1 (and Tables 2, 7): pre-train (once, through the run store), fine-tune from each backbone,
     evaluate: the runs of :func:`detection_chain`, trained by :func:`~detpretrain.experiments.common.train_chain`.
 
@@ -83,6 +85,8 @@ def run_detection_experiment(profile: str | Profile = "smoke", *, dataset: str =
         seeds: fine-tuning seeds (default: the profile's).
         overrides: ``{"optim.epochs": 3, ...}`` applied to the fine-tuning configs.
         removed: super-categories of the ``imagenet-loc-no-<sc>`` pre-trainings that may be requested.
+        corpus: the corpus variant of every synthetic corpus of the chain, pre-trainings and target
+            (:func:`~detpretrain.experiments.common.corpus_overrides`, e.g. ``{"cue": "distributed"}``).
 
     Returns:
         ``{"profile", "dataset", "data", "runs": [{"pretrain", "seed", "run", "hash", "metrics"}],
@@ -90,8 +94,8 @@ def run_detection_experiment(profile: str | Profile = "smoke", *, dataset: str =
     """
     prof = get_profile(profile) if isinstance(profile, str) else profile
     plan = detection_chain(prof, dataset=dataset, data_root=data_root, pretrains=pretrains, seeds=seeds,
-                           overrides=overrides, removed=removed)
-    return train_chain(plan, prof, dataset, target_spec(prof, dataset, data_root), store=store, device=device,
+                           overrides=overrides, removed=removed, corpus=corpus)
+    return train_chain(plan, prof, dataset, target_spec(prof, dataset, data_root, corpus), store=store, device=device,
                        progress=progress, log=log)
 
 

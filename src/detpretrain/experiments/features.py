@@ -119,7 +119,8 @@ def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def probe_datasets(profile, dataset: str = "caltech", data_root: str | None = None, *, data_cache=None) -> ProbeData:
+def probe_datasets(profile, dataset: str = "caltech", data_root: str | None = None, *, data_cache=None,
+                   corpus: dict | None = None) -> ProbeData:
     """The train / val / test splits of a classification dataset for the probes and the feature-space figures.
 
     Args:
@@ -134,9 +135,11 @@ def probe_datasets(profile, dataset: str = "caltech", data_root: str | None = No
             download=True)`` fetches it), whose validation part is held out of trainval.
         data_root: root of a real dataset.
         data_cache: the corpus cache of the synthetic datasets (default ``corpus_cache_dir()``).
+        corpus: the corpus variant of a synthetic dataset (:func:`detpretrain.experiments.common.corpus_overrides`;
+            ``{"cue": "distributed"}``, ``{"sun_backgrounds": "shared"}``); default the default corpus.
 
     Raises:
-        ConfigError: unknown dataset, or a real one without ``data_root``.
+        ConfigError: unknown dataset, a real one without ``data_root``, or a corpus variant for a real one.
         DataError: a missing / malformed root (from the readers).
     """
     from detpretrain.data.builders import (
@@ -152,12 +155,12 @@ def probe_datasets(profile, dataset: str = "caltech", data_root: str | None = No
         is_flowers_official_layout,
         is_pet_layout,
     )
-    from detpretrain.experiments.common import synthetic_spec
+    from detpretrain.experiments.common import is_default_corpus, synthetic_spec
     from detpretrain.profiles import get_profile
 
     prof = get_profile(profile) if isinstance(profile, str) else profile
     if dataset in SYNTHETIC_PROBE_DATASETS:
-        spec = synthetic_spec(prof.name, dataset)
+        spec = synthetic_spec(prof.name, dataset, corpus=corpus)
         splits = {s: build_classification_dataset(spec, s, train=False, size=None, cache=data_cache)
                   for s in ("train", "val", "test")}
         root = corpus_root(spec, data_cache)
@@ -169,6 +172,8 @@ def probe_datasets(profile, dataset: str = "caltech", data_root: str | None = No
                           f"{', '.join([*SYNTHETIC_PROBE_DATASETS, *REAL_PROBE_DATASETS])}")
     if not data_root:
         raise ConfigError(f"dataset {dataset!r} needs a data_root")
+    if not is_default_corpus(corpus):
+        raise ConfigError(f"corpus variant {corpus} applies to the synthetic datasets, not to {dataset!r}")
     root = Path(data_root).expanduser().resolve()
     if not root.exists():
         raise DataError(root, "data_root does not exist")
@@ -202,7 +207,7 @@ def probe_datasets(profile, dataset: str = "caltech", data_root: str | None = No
                      f"{root.name} class folders ({size} px)", key, val_from_train=from_train)
 
 
-def plan_features(profile, pretrains, removed=None) -> list:
+def plan_features(profile, pretrains, removed=None, corpus: dict | None = None) -> list:
     """The pre-training runs that the features of backbones ``pretrains`` read, dependencies first (what
     :func:`pretrain_run` / :func:`load_backbone` train when missing): ``scratch`` and torchvision weights need none.
 
@@ -213,7 +218,7 @@ def plan_features(profile, pretrains, removed=None) -> list:
     from detpretrain.profiles import get_profile
 
     prof = get_profile(profile) if isinstance(profile, str) else profile
-    pretrained = pretrained_for(prof, tuple(pretrains), tuple(removed or REMOVED_SUPERCATEGORIES))
+    pretrained = pretrained_for(prof, tuple(pretrains), tuple(removed or REMOVED_SUPERCATEGORIES), corpus=corpus)
     unknown = [p for p in pretrains if p != "scratch" and p not in pretrained]
     if unknown:
         raise ConfigError(f"unknown pre-training {unknown[0]!r}; expected scratch or one of {sorted(pretrained)}")
@@ -221,7 +226,7 @@ def plan_features(profile, pretrains, removed=None) -> list:
 
 
 def pretrain_run(pretrain: str, profile, *, store=None, device="auto", removed=None, progress: bool = False,
-                 log=print):
+                 log=print, corpus: dict | None = None):
     """The pre-training config and complete run of backbone ``pretrain`` (trained through the store if missing,
     dependencies first: :func:`detpretrain.experiments.common.ensure_pretrained`).
 
@@ -236,7 +241,7 @@ def pretrain_run(pretrain: str, profile, *, store=None, device="auto", removed=N
     from detpretrain.runs import RunStore
 
     prof = get_profile(profile) if isinstance(profile, str) else profile
-    pretrained = pretrained_for(prof, (pretrain,), tuple(removed or REMOVED_SUPERCATEGORIES))
+    pretrained = pretrained_for(prof, (pretrain,), tuple(removed or REMOVED_SUPERCATEGORIES), corpus=corpus)
     if pretrain not in pretrained:
         raise ConfigError(f"unknown pre-training {pretrain!r}; expected scratch or one of {sorted(pretrained)}")
     if pretrained[pretrain] is None:
@@ -248,7 +253,7 @@ def pretrain_run(pretrain: str, profile, *, store=None, device="auto", removed=N
 
 
 def load_backbone(pretrain: str, profile, *, store=None, seed: int = 0, device: str = "auto", removed=None,
-                  progress: bool = False, log=print):
+                  progress: bool = False, log=print, corpus: dict | None = None):
     """A pre-trained (or random, ``scratch``) ResNet backbone in eval mode and the id of its source.
 
     Args:
@@ -256,6 +261,7 @@ def load_backbone(pretrain: str, profile, *, store=None, seed: int = 0, device: 
             :func:`~detpretrain.experiments.common.loc_pretrain_configs` (``imagenet-cls``, ``detection``, ``imagenet-loc``,
             ...). Its run is found in the store, or trained through it (dependencies first).
         seed: for ``scratch`` only, the seed of the random initialisation (torchvision's ResNet init).
+        corpus: the corpus variant the pre-training ran on (a variant backbone is another run).
 
     Returns:
         ``(resnet, source_id, run)``: the ``torchvision.models.ResNet`` (Conv5 = ``layer4``), the cache id (run hash or
@@ -277,7 +283,8 @@ def load_backbone(pretrain: str, profile, *, store=None, seed: int = 0, device: 
             model = build_backbone(spec.arch, norm=spec.norm, widths=spec.widths)
         source = f"scratch-{_digest([spec.arch, spec.norm, spec.widths])[:8]}-s{seed}"
         return model.eval().to(device), source, None
-    _, run = pretrain_run(pretrain, prof, store=store, device=device, removed=removed, progress=progress, log=log)
+    _, run = pretrain_run(pretrain, prof, store=store, device=device, removed=removed, progress=progress, log=log,
+                          corpus=corpus)
     model = build_backbone(spec.arch, norm=spec.norm, widths=spec.widths, weights=run.verified("backbone.pt"))
     return model.eval().to(device), run.hash, run
 
@@ -321,11 +328,13 @@ def _denormalise(images: torch.Tensor) -> list[torch.Tensor]:
 
 
 @torch.no_grad()
-def head_feature_sets(detector, dataset: Dataset, *, device: str = "auto", batch_size: int = 32) -> dict:
+def head_feature_sets(detector, dataset: Dataset, *, device: str = "auto", batch_size: int = 32,
+                      level: str | None = None) -> dict:
     """Table 5: the detection head's features of every image, the whole image fed as one RoI.
 
     The dataset's normalised images are mapped back to [0, 1] (the detector normalises them itself) and passed to
-    :func:`detpretrain.models.detection.head_features` with its default whole-image box.
+    :func:`detpretrain.models.detection.head_features` with its default whole-image box; ``level`` (an FPN key,
+    ``"3"`` = P5) pools that box from one level instead of the one ``MultiScaleRoIAlign`` picks by its size.
 
     Returns:
         ``{name: [N, D] float32 for name in HEAD_FEATURES, "labels": [N] int64}``: ``conv5`` average-pooled [C5];
@@ -340,7 +349,7 @@ def head_feature_sets(detector, dataset: Dataset, *, device: str = "auto", batch
     device = resolve_device(device)
     detector = detector.eval().to(device)
     for images, targets in _loader(dataset, batch_size):
-        f = head_features(detector, _denormalise(images.to(device)))
+        f = head_features(detector, _denormalise(images.to(device)), level=level)
         blob = f["convproj"]
         out["conv5"].append(f["conv5"].mean(dim=(2, 3)))
         out["convproj"].append(blob.flatten(1))
@@ -394,8 +403,9 @@ def cached_arrays(path: Path, compute: Callable[[], dict]) -> dict[str, np.ndarr
 
 
 def backbone_features(pretrain: str, data: ProbeData, profile, *, store=None, seed: int = 0, device: str = "auto",
-                      splits=("train", "val", "test"), removed=None, log=print) -> dict:
-    """Cached Conv5 features of ``data``'s splits under backbone ``pretrain`` (Table 6, Figures 3, 6, 7).
+                      splits=("train", "val", "test"), removed=None, log=print, corpus: dict | None = None) -> dict:
+    """Cached Conv5 features of ``data``'s splits under backbone ``pretrain`` (Table 6, Figures 3, 6, 7), pre-trained
+    on the ``corpus`` variant.
 
     Returns:
         ``{"source": id, "run": Run or None, split: {"features": [N, C5], "labels": [N]} for each split}``.
@@ -404,7 +414,7 @@ def backbone_features(pretrain: str, data: ProbeData, profile, *, store=None, se
 
     store = store or RunStore()
     backbone, source, run = load_backbone(pretrain, profile, store=store, seed=seed, device=device, removed=removed,
-                                          log=log)
+                                          log=log, corpus=corpus)
     out: dict = {"source": source, "run": run}
     for split in splits:
         path = feature_cache_path(store, source, data.key, split, "conv5")
@@ -418,7 +428,7 @@ def backbone_features(pretrain: str, data: ProbeData, profile, *, store=None, se
 
 
 def stacked_features(pretrain: str, data: ProbeData, profile, *, store=None, seed: int = 0, device: str = "auto",
-                     splits=("train", "val", "test"), removed=None, log=print) -> dict:
+                     splits=("train", "val", "test"), removed=None, log=print, corpus: dict | None = None) -> dict:
     """:func:`backbone_features` of ``splits`` stacked in that order (the feature-space chapter fits nothing on labels,
     so it takes every image).
 
@@ -426,7 +436,7 @@ def stacked_features(pretrain: str, data: ProbeData, profile, *, store=None, see
         ``{"features": [N, C5], "labels": [N], "source": backbone id}``.
     """
     arrays = backbone_features(pretrain, data, profile, store=store, seed=seed, device=device, splits=splits,
-                               removed=removed, log=log)
+                               removed=removed, log=log, corpus=corpus)
     return {"features": np.concatenate([arrays[s]["features"] for s in splits]),
             "labels": np.concatenate([arrays[s]["labels"] for s in splits]), "source": arrays["source"]}
 
@@ -445,8 +455,10 @@ def stacked_images(data: ProbeData, attributes: pd.DataFrame, indices) -> list[n
 
 
 def detector_head_features(pretrain: str, data: ProbeData, profile, *, store=None, device: str = "auto",
-                           splits=("train", "val", "test"), removed=None, log=print) -> dict:
-    """Cached Table 5 features of ``data``'s splits from the detector of pre-training run ``pretrain``.
+                           splits=("train", "val", "test"), removed=None, level: str | None = None,
+                           log=print, corpus: dict | None = None) -> dict:
+    """Cached Table 5 features of ``data``'s splits from the detector of pre-training run ``pretrain``
+    (``level``: pool the whole-image RoI from that FPN level, :func:`head_feature_sets`; cached apart).
 
     The detector is the pre-training run's own model (``model.pt``: backbone, FPN, RPN and box head as pre-trained,
     :func:`detpretrain.runs.load_run_model`).
@@ -464,17 +476,17 @@ def detector_head_features(pretrain: str, data: ProbeData, profile, *, store=Non
 
     prof = get_profile(profile) if isinstance(profile, str) else profile
     store = store or RunStore()
-    cfg = pretrained_for(prof, (pretrain,), tuple(removed or REMOVED_SUPERCATEGORIES)).get(pretrain)
+    cfg = pretrained_for(prof, (pretrain,), tuple(removed or REMOVED_SUPERCATEGORIES), corpus=corpus).get(pretrain)
     if cfg is None or cfg.task != "detection":
         raise ConfigError(f"{pretrain!r} is not a detection pre-training; Table 5 reads a detector's head")
-    _, run = pretrain_run(pretrain, prof, store=store, device=device, removed=removed, log=log)
+    _, run = pretrain_run(pretrain, prof, store=store, device=device, removed=removed, log=log, corpus=corpus)
     device = resolve_device(device)
     detector, _, _ = load_run_model(run, device=device)
     out: dict = {"source": run.hash, "run": run}
     for split in splits:
-        path = feature_cache_path(store, run.hash, data.key, split, "head")
+        path = feature_cache_path(store, run.hash, data.key, split, "head" if level is None else f"head-{level}")
         out[split] = cached_arrays(path, lambda split=split: head_feature_sets(detector, data.split(split),
-                                                                               device=device))
+                                                                               device=device, level=level))
     out["names"] = head_feature_names(out[splits[0]])
     return out
 
