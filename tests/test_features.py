@@ -41,7 +41,7 @@ def test_unknown_dataset_and_missing_roots_are_named(tmp_path, corpus_dir):
     with pytest.raises(DataError, match="not an Oxford-IIIT Pet root"):
         F.probe_datasets("smoke", "pet", tmp_path)
     (tmp_path / "flowers" / "train" / "1").mkdir(parents=True)
-    with pytest.raises(DataError, match="expected train/ and test/"):
+    with pytest.raises(DataError, match="or train/ and test/ class folders"):
         F.probe_datasets("smoke", "flowers102", tmp_path / "flowers")
 
 

@@ -48,8 +48,10 @@ from detpretrain.errors import ConfigError, DataError
 FEATURE_VERSION = 1
 #: synthetic classification targets (roles of :mod:`detpretrain.data.synthetic`) and the paper's dataset they stand for
 SYNTHETIC_PROBE_DATASETS = {"caltech": "CALTECH-256", "sun": "SUN-397", "flowers": "OXFORD-102 FLOWERS"}
-#: real classification datasets read from a data_root (layouts of :mod:`detpretrain.data.classification`)
-REAL_PROBE_DATASETS = {"flowers102": "OXFORD-102 FLOWERS", "pet": "OXFORD-IIIT PET"}
+#: real classification datasets read from a data_root (torchvision's datasets and the other layouts of
+#: :func:`detpretrain.data.classification.real_classification`), and the paper's name of each
+REAL_PROBE_DATASETS = {"flowers102": "OXFORD-102 FLOWERS", "pet": "OXFORD-IIIT PET", "caltech256": "CALTECH-256",
+                       "sun397": "SUN-397"}
 #: Table 5's feature sets of the detection head, in the paper's order
 HEAD_FEATURES = ("conv5", "convproj", "convproj_4x4", "convproj_2x2", "convproj_1x1", "fc1", "fc2")
 #: the paper's names of :data:`HEAD_FEATURES` (with our shapes filled in by :func:`head_feature_names`)
@@ -98,6 +100,7 @@ def _targets(dataset) -> list[int]:
 def held_out_split(dataset: Dataset, fraction: float = HELD_OUT_FRACTION, seed: int = 0) -> tuple[Subset, Subset]:
     """Stratified ``(train, val)`` subsets of ``dataset`` (scikit-learn ``train_test_split``), for datasets that ship
     only train / test (Oxford-IIIT Pet): Kornblith et al. 2019 choose the L2 strength on such a held-out part.
+    The held-out part holds at least one image per class (more than ``fraction`` of a very small dataset).
 
     Raises:
         DataError: a class with fewer than 2 images (it cannot be on both sides).
@@ -111,7 +114,9 @@ def held_out_split(dataset: Dataset, fraction: float = HELD_OUT_FRACTION, seed: 
                         f"class {int(np.flatnonzero((counts > 0) & (counts < 2))[0])} has a single image; a held-out "
                         "validation part needs at least 2 per class")
     idx = np.arange(len(targets))
-    tr, va = train_test_split(idx, test_size=fraction, random_state=seed, stratify=targets)
+    n_classes = int((counts > 0).sum())
+    size = fraction if np.ceil(fraction * len(idx)) >= n_classes else n_classes  # at least one image per class
+    tr, va = train_test_split(idx, test_size=size, random_state=seed, stratify=targets)
     return Subset(dataset, sorted(tr.tolist())), Subset(dataset, sorted(va.tolist()))
 
 
@@ -119,21 +124,25 @@ def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def probe_datasets(profile, dataset: str = "caltech", data_root: str | None = None, *, data_cache=None) -> ProbeData:
+def probe_datasets(profile, dataset: str = "caltech", data_root: str | None = None, *, data_cache=None,
+                   download: bool = False) -> ProbeData:
     """The train / val / test splits of a classification dataset for the probes and the feature-space figures.
 
     Args:
         profile: a :class:`~detpretrain.profiles.Profile` or its name (fixes the synthetic corpus and, for real
             images, the input size ``real_model.image_size`` in pixels).
         dataset: a synthetic role (:data:`SYNTHETIC_PROBE_DATASETS`: ``caltech``, ``sun``, ``flowers``; splits
-            train / val / test of the embedded corpus) or a real dataset (:data:`REAL_PROBE_DATASETS`):
-            ``flowers102``: folder-per-class ``{train,valid,test}/<class>/`` (the Udacity repackaging) or the
-            official torchvision ``Flowers102`` layout (``flowers-102/`` with ``setid.mat``; download it with
-            ``torchvision.datasets.Flowers102(root, download=True)``); ``pet``: the official Oxford-IIIT Pet layout
-            (``images/``, ``annotations/{trainval,test}.txt``; ``torchvision.datasets.OxfordIIITPet(root,
-            download=True)`` fetches it), whose validation part is held out of trainval.
+            train / val / test of the embedded corpus) or a real dataset (:data:`REAL_PROBE_DATASETS`) read by
+            :func:`detpretrain.data.classification.real_classification`: ``flowers102`` (torchvision ``Flowers102``,
+            official train / val / test; or the Udacity class folders ``{train,valid,test}/<class>/``), ``pet``
+            (torchvision ``OxfordIIITPet``, or the archives extracted by hand: ``images/``, ``annotations/``),
+            ``caltech256`` and ``sun397`` (torchvision ``Caltech256`` / ``SUN397``, train / test drawn per class:
+            :data:`~detpretrain.data.classification.DRAWN_SPLITS`). Where a dataset has no validation split, the
+            probe's validation part is held out of train (:func:`held_out_split`).
         data_root: root of a real dataset.
         data_cache: the corpus cache of the synthetic datasets (default ``corpus_cache_dir()``).
+        download: a real dataset missing from ``data_root`` is fetched by torchvision (internet needed); otherwise
+            it is an error.
 
     Raises:
         ConfigError: unknown dataset, or a real one without ``data_root``.
@@ -144,14 +153,7 @@ def probe_datasets(profile, dataset: str = "caltech", data_root: str | None = No
         classification_transforms,
         corpus_root,
     )
-    from detpretrain.data.classification import (
-        ClassFolder,
-        Flowers102Official,
-        OxfordPet,
-        class_folder_splits,
-        is_flowers_official_layout,
-        is_pet_layout,
-    )
+    from detpretrain.data.classification import real_classification, real_classification_splits
     from detpretrain.experiments.common import synthetic_spec
     from detpretrain.profiles import get_profile
 
@@ -170,36 +172,22 @@ def probe_datasets(profile, dataset: str = "caltech", data_root: str | None = No
     if not data_root:
         raise ConfigError(f"dataset {dataset!r} needs a data_root")
     root = Path(data_root).expanduser().resolve()
-    if not root.exists():
-        raise DataError(root, "data_root does not exist")
+    if not root.exists() and not download:
+        raise DataError(root, "data_root does not exist (pass download=True to fetch the dataset there)")
     size = prof.real_model.image_size
     tf = classification_transforms(False, size)
-    key = _digest([dataset, str(root), size])
-    if dataset == "pet":
-        if not is_pet_layout(root):
-            raise DataError(root, "not an Oxford-IIIT Pet root (expected images/ and annotations/trainval.txt)")
-        trainval, test = OxfordPet(root, "trainval", transforms=tf), OxfordPet(root, "test", transforms=tf)
-        train, val = held_out_split(trainval)
-        return ProbeData(dataset, REAL_PROBE_DATASETS[dataset], list(trainval.classes), train, val, test,
-                         f"Oxford-IIIT Pet {root.name} ({size} px)", key, val_from_train=True)
-    if is_flowers_official_layout(root):
-        parts = {s: Flowers102Official(root, s, transforms=tf) for s in ("train", "val", "test")}
-        classes = list(parts["train"].classes)
-        return ProbeData(dataset, REAL_PROBE_DATASETS[dataset], classes, parts["train"], parts["val"], parts["test"],
-                         f"Flowers-102 official split {root.name} ({size} px)", key)
-    found = class_folder_splits(root)
-    val_name = "valid" if "valid" in found else "val"
-    if not {"train", "test"} <= set(found):
-        raise DataError(root, f"expected train/ and test/ class folders (and valid/ or val/), found {found or 'none'}")
-    train, test = ClassFolder(root, "train", transforms=tf), ClassFolder(root, "test", transforms=tf)
-    if val_name in found:
-        val, from_train = ClassFolder(root, val_name, transforms=tf), False
+    names = real_classification_splits(dataset, root, download)
+    train = real_classification(dataset, root, names["train"], transforms=tf, download=download)
+    test = real_classification(dataset, root, names["test"], transforms=tf)
+    if names["val"] is not None:
+        val, from_train = real_classification(dataset, root, names["val"], transforms=tf), False
     else:
-        train, val = held_out_split(train)
-        from_train = True
+        (train, val), from_train = held_out_split(train), True
     classes = list(test.classes)
+    layout = {"ClassFolder": "class folders", "OxfordPet": "Pet list files"}.get(type(test).__name__, "torchvision")
     return ProbeData(dataset, REAL_PROBE_DATASETS[dataset], classes, train, val, test,
-                     f"{root.name} class folders ({size} px)", key, val_from_train=from_train)
+                     f"{dataset} {root.name} ({layout}, {size} px)", _digest([dataset, str(root), size]),
+                     val_from_train=from_train)
 
 
 def plan_features(profile, pretrains, removed=None) -> list:
