@@ -6,7 +6,9 @@ detection head of the OPENIMAGES detector (Table 5: Conv5, ConvProj blob and its
 geometry of the Conv5 space (Figures 3, 6, 7). This module extracts those features and caches them in the run store.
 
 Backbones (:func:`load_backbone`) are the pre-training runs of the other chapters (``imagenet-cls``, ``detection``,
-``imagenet-loc``, ...; found in the store, trained through it if missing) and ``scratch``: a randomly initialised
+``imagenet-loc``, ...; found in the store, trained through it if missing), torchvision's published weights where the
+profile takes a backbone from them (:func:`published_weights`: the ``torchvision`` profile's ResNet-50 IMAGENET1K_V1
+and COCO Faster R-CNN body, the ``paper`` profile's ResNet-101), and ``scratch``: a randomly initialised
 backbone of the same architecture, one per seed, the reference point of features that learned nothing.
 
 Conv5 is ``layer4`` of the torchvision ResNet, read with torchvision's feature-extraction utility
@@ -208,6 +210,16 @@ def plan_features(profile, pretrains, removed=None) -> list:
     return [pretrained[name] for name in pretrain_order(pretrains, pretrained)]
 
 
+def published_weights(pretrain: str, profile) -> str | None:
+    """The torchvision weight enum name that backbone ``pretrain`` is taken from at ``profile`` (``torchvision``:
+    IMAGENET-CLS and detection; ``paper``: IMAGENET-CLS), or None where it is a run of ours, ``scratch`` or unknown
+    (:attr:`~detpretrain.profiles.Profile.published`)."""
+    from detpretrain.profiles import get_profile
+
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    return prof.published.get(pretrain)
+
+
 def pretrain_run(pretrain: str, profile, *, store=None, device="auto", removed=None, progress: bool = False,
                  log=print):
     """The pre-training config and complete run of backbone ``pretrain`` (trained through the store if missing,
@@ -217,19 +229,21 @@ def pretrain_run(pretrain: str, profile, *, store=None, device="auto", removed=N
         ``(TrainConfig, Run)``.
 
     Raises:
-        ConfigError: unknown pre-training, or one the profile takes from torchvision weights (no run).
+        ConfigError: unknown pre-training, or one the profile takes from torchvision weights (there is no run: read
+            its features with :func:`load_backbone` / :func:`detector_head_features`, which load the weights).
     """
     from detpretrain.experiments.common import REMOVED_SUPERCATEGORIES, ensure_pretrained, pretrained_for
     from detpretrain.profiles import get_profile
     from detpretrain.runs import RunStore
 
     prof = get_profile(profile) if isinstance(profile, str) else profile
+    weights = published_weights(pretrain, prof)
+    if weights is not None:
+        raise ConfigError(f"profile {prof.name!r} takes {pretrain} from torchvision weights ({weights}); there is no "
+                          "run (load_backbone and detector_head_features load the weights)")
     pretrained = pretrained_for(prof, (pretrain,), tuple(removed or REMOVED_SUPERCATEGORIES))
     if pretrain not in pretrained:
         raise ConfigError(f"unknown pre-training {pretrain!r}; expected scratch or one of {sorted(pretrained)}")
-    if pretrained[pretrain] is None:
-        raise ConfigError(f"profile {prof.name!r} takes {pretrain} from torchvision weights "
-                          f"({prof.imagenet_cls_weights}); no run to read features from")
     runs = ensure_pretrained((pretrain,), pretrained, store or RunStore(), device=resolve_device(device).type,
                              progress=progress, log=log)
     return pretrained[pretrain], runs[pretrain]
@@ -246,12 +260,13 @@ def load_backbone(pretrain: str, profile, *, store=None, seed: int = 0, device: 
         seed: for ``scratch`` only, the seed of the random initialisation (torchvision's ResNet init).
 
     Returns:
-        ``(resnet, source_id, run)``: the ``torchvision.models.ResNet`` (Conv5 = ``layer4``), the cache id (run hash or
-        ``scratch-<model hash>-s<seed>``) and the pre-training :class:`~detpretrain.runs.Run` (None for scratch).
+        ``(resnet, source_id, run)``: the ``torchvision.models.ResNet`` (Conv5 = ``layer4``), the cache id (run hash,
+        ``scratch-<model hash>-s<seed>``, or ``torchvision-<weights>`` for a backbone the profile takes from
+        published weights: :func:`published_weights`, loaded by torchvision from its cache or the internet) and the
+        pre-training :class:`~detpretrain.runs.Run` (None for scratch and published weights).
 
     Raises:
-        ConfigError: unknown pre-training, or a profile whose IMAGENET-CLS backbone is torchvision's (``paper``:
-            pass its weights through the detection chapters instead).
+        ConfigError: unknown pre-training, or published weights torchvision does not know.
     """
     from detpretrain.models.backbones import build_backbone
     from detpretrain.profiles import get_profile
@@ -265,6 +280,10 @@ def load_backbone(pretrain: str, profile, *, store=None, seed: int = 0, device: 
             model = build_backbone(spec.arch, norm=spec.norm, widths=spec.widths)
         source = f"scratch-{_digest([spec.arch, spec.norm, spec.widths])[:8]}-s{seed}"
         return model.eval().to(device), source, None
+    weights = published_weights(pretrain, prof)
+    if weights is not None:  # torchvision's published backbone (a detector's ResNet body for detection weights)
+        model = build_backbone(spec.arch, norm=spec.norm, widths=spec.widths, weights=weights)
+        return model.eval().to(device), published_source(weights), None
     _, run = pretrain_run(pretrain, prof, store=store, device=device, removed=removed, progress=progress, log=log)
     model = build_backbone(spec.arch, norm=spec.norm, widths=spec.widths, weights=run.verified("backbone.pt"))
     return model.eval().to(device), run.hash, run
@@ -432,35 +451,66 @@ def stacked_images(data: ProbeData, attributes: pd.DataFrame, indices) -> list[n
     return [images_for_display(data, split_of[k], [int(k) - offsets[split_of[k]]])[0] for k in indices]
 
 
+def published_source(weights: str) -> str:
+    """The feature-cache id of published torchvision weights: ``torchvision-<enum name>``."""
+    return f"torchvision-{weights}"
+
+
+def published_detector(weights: str) -> torch.nn.Module:
+    """torchvision's detector with published weights ``weights`` (e.g. ``FasterRCNN_ResNet50_FPN_Weights.COCO_V1``
+    -> ``fasterrcnn_resnet50_fpn`` with its COCO weights: backbone, FPN, RPN and box head as published), in eval mode.
+
+    Raises:
+        ConfigError: ``weights`` is not a torchvision detector weight enum.
+    """
+    from torchvision import models
+
+    builder = weights.partition(".")[0].removesuffix("_Weights").lower()
+    if builder not in models.list_models(module=models.detection):
+        raise ConfigError(f"{weights!r} is not a torchvision detector's weights (detectors: "
+                          f"{', '.join(models.list_models(module=models.detection))})")
+    try:
+        return models.get_model(builder, weights=models.get_weight(weights)).eval()
+    except (ValueError, KeyError, AttributeError) as err:
+        raise ConfigError(f"unknown torchvision weights {weights!r} ({err})") from None
+
+
 def detector_head_features(pretrain: str, data: ProbeData, profile, *, store=None, device: str = "auto",
                            splits=("train", "val", "test"), removed=None, log=print) -> dict:
     """Cached Table 5 features of ``data``'s splits from the detector of pre-training run ``pretrain``.
 
     The detector is the pre-training run's own model (``model.pt``: backbone, FPN, RPN and box head as pre-trained,
-    :func:`detpretrain.runs.load_run_model`).
+    :func:`detpretrain.runs.load_run_model`), or, where the profile takes the detection pre-training from published
+    weights (``torchvision``: ``FasterRCNN_ResNet50_FPN_Weights.COCO_V1``), that whole published detector
+    (:func:`published_detector`; its head is the COCO detector's, as the paper probes the OPENIMAGES detector's).
 
     Returns:
-        ``{"source", "run", "names": {feature: row label}, split: {feature: [N, D], "labels": [N]}}``.
+        ``{"source", "run" (None for published weights), "names": {feature: row label}, split: {feature: [N, D],
+        "labels": [N]}}``.
 
     Raises:
         ConfigError: ``pretrain`` is not a detection pre-training (its run is a classifier).
     """
     from detpretrain.experiments.common import REMOVED_SUPERCATEGORIES, pretrained_for
-    from detpretrain.runs import load_run_model
     from detpretrain.profiles import get_profile
-    from detpretrain.runs import RunStore
+    from detpretrain.runs import RunStore, load_run_model
 
     prof = get_profile(profile) if isinstance(profile, str) else profile
     store = store or RunStore()
-    cfg = pretrained_for(prof, (pretrain,), tuple(removed or REMOVED_SUPERCATEGORIES)).get(pretrain)
-    if cfg is None or cfg.task != "detection":
-        raise ConfigError(f"{pretrain!r} is not a detection pre-training; Table 5 reads a detector's head")
-    _, run = pretrain_run(pretrain, prof, store=store, device=device, removed=removed, log=log)
     device = resolve_device(device)
-    detector, _, _ = load_run_model(run, device=device)
-    out: dict = {"source": run.hash, "run": run}
+    weights = prof.detection_weights if pretrain == "detection" else None
+    if weights is not None:
+        detector, source, run = published_detector(weights).to(device), published_source(weights), None
+    else:
+        cfg = pretrained_for(prof, (pretrain,), tuple(removed or REMOVED_SUPERCATEGORIES)).get(pretrain)
+        if cfg is None or cfg.task != "detection":
+            raise ConfigError(f"{pretrain!r} is not a detection pre-training; Table 5 reads a detector's head")
+        _, run = pretrain_run(pretrain, prof, store=store, device=device, removed=removed, log=log)
+        detector, _, _ = load_run_model(run, device=device)
+        source = run.hash
+    out: dict = {"source": source, "run": run}
     for split in splits:
-        path = feature_cache_path(store, run.hash, data.key, split, "head")
+        path = feature_cache_path(store, source, data.key, split, "head")
         out[split] = cached_arrays(path, lambda split=split: head_feature_sets(detector, data.split(split),
                                                                                device=device))
     out["names"] = head_feature_names(out[splits[0]])
