@@ -632,7 +632,8 @@ def build_book(profile: str = "mini", *, root: str | os.PathLike | None = None, 
     execute the chapters in toc order (skipping up-to-date ones), render HTML.
 
     Args:
-        profile: ``"smoke" | "mini" | "paper"`` (``paper`` generates no corpora: it reads real data).
+        profile: ``"smoke" | "mini" | "torchvision" | "paper"`` (the GPU profiles generate no corpora up front: they
+            read real data, and their synthetic-only parts generate ``mini``'s corpora when they need them).
         root: the folder with ``_toc.yml``/``_config.yml`` (default: :func:`find_root`).
         chapters: names to execute (default: every toc chapter). The HTML needs every toc chapter executed once.
         params: papermill parameters for every chapter besides ``profile``; strings are read as YAML.
@@ -682,7 +683,9 @@ def build_book(profile: str = "mini", *, root: str | os.PathLike | None = None, 
     log = build_log.tee(log)
     log(f"build log {build_log.path}")
     report = BookReport(profile=profile, chapters=[])
-    if profile != "paper":
+    from detpretrain.profiles import PROFILES
+
+    if not PROFILES[profile].needs_gpu:  # GPU profiles read real data; synthetic-only parts generate mini's on demand
         log(f"corpora of profile {profile!r}")
         report.corpus_seconds = _generate_corpora(profile, parameters, root, log)
     code = code_hash()

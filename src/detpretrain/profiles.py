@@ -53,6 +53,10 @@ class Profile:
             detection pre-training (COCO role); ``None`` means "pre-train a detector here".
         needs_gpu: sized for GPUs: ``device="auto"`` on a machine without CUDA is an error rather than a silent
             CPU run of days (pass ``device="cpu"`` to insist).
+        coco_root: for ``paper``, the COCO 2017 root of its own detection pre-training (``annotations/``,
+            ``train2017/``, ``val2017/``); None means ``$DETPRETRAIN_COCO``, else ``~/data/coco``. Set per execution
+            (the chapters' ``coco_root`` parameter, ``train --coco-root``: :func:`with_coco_root`); the run hash
+            records the data's fingerprint, not this path.
     """
 
     name: str
@@ -69,6 +73,7 @@ class Profile:
     imagenet_cls_weights: str | None = None
     detection_weights: str | None = None
     needs_gpu: bool = False
+    coco_root: str | None = None
 
     @property
     def published(self) -> dict[str, str]:
@@ -174,6 +179,11 @@ PROFILES: dict[str, Profile] = {
         detection_weights="FasterRCNN_ResNet50_FPN_Weights.COCO_V1",
     ),
 }
+
+
+def with_coco_root(profile: Profile, coco_root: str | None) -> Profile:
+    """``profile`` with :attr:`Profile.coco_root` set (unchanged when ``coco_root`` is None)."""
+    return profile if coco_root is None else dataclasses.replace(profile, coco_root=str(coco_root))
 
 
 def get_profile(name: str) -> Profile:

@@ -105,3 +105,11 @@ def run_classification_transfer(profile: str | Profile = "smoke", *, role: str =
                                 removed=removed)
     return train_chain(plan, prof, role, transfer_target(prof, role, data_root), store=store, device=device,
                        progress=progress, log=log)
+
+
+def real_transfer_roots(real_data: dict | None) -> dict[str, str]:
+    """The entries ``{dataset: root}`` of a chapter's ``real_data`` whose root exists on this machine (an absent
+    root is skipped by the chapter, or fetched when it downloads), in the given order."""
+    from pathlib import Path
+
+    return {name: str(root) for name, root in (real_data or {}).items() if Path(root).expanduser().exists()}

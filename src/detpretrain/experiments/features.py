@@ -99,6 +99,13 @@ def _targets(dataset) -> list[int]:
     return [int(dataset[i][1]) for i in range(len(dataset))]
 
 
+def _image_path(dataset, i: int) -> Path:
+    """Path of image ``i`` of a reader or of a ``Subset`` of one."""
+    if isinstance(dataset, Subset):
+        return _image_path(dataset.dataset, dataset.indices[i])
+    return Path(dataset.image_path(i))
+
+
 def held_out_split(dataset: Dataset, fraction: float = HELD_OUT_FRACTION, seed: int = 0) -> tuple[Subset, Subset]:
     """Stratified ``(train, val)`` subsets of ``dataset`` (scikit-learn ``train_test_split``), for datasets that ship
     only train / test (Oxford-IIIT Pet): Kornblith et al. 2019 choose the L2 strength on such a held-out part.
@@ -546,12 +553,19 @@ def image_attributes(data: ProbeData, split: str) -> pd.DataFrame:
         ``area_fraction`` (the largest instance's visible box area over the image area, 0-1) and ``log_area``
         (its natural log), ``aspect`` (log of that box's width / height).
 
+    A real dataset (``data.root`` None) annotates no objects here: its rows hold the file name and the class name,
+    ``scene`` None and NaN for the object attributes (so Figure 3's size comparison is empty, not invented).
+
     Raises:
-        ConfigError: ``data`` is not a synthetic corpus (real datasets carry no per-object annotations here).
         DataError: an image of the split is missing from ``annotations.json``.
     """
     if data.root is None:
-        raise ConfigError(f"{data.name}: image attributes need a synthetic corpus with annotations.json")
+        dataset = data.split(split)
+        targets = _targets(dataset)
+        nan = float("nan")
+        return pd.DataFrame([{"file_name": _image_path(dataset, i).name, "label": data.classes[targets[i]],
+                              "scene": None, "n_objects": nan, "area_fraction": nan, "log_area": nan, "aspect": nan}
+                             for i in range(len(dataset))])
     ann_path = Path(data.root) / "annotations.json"
     by_name, anns = corpus_annotations(data.root)
     boxes = {iid: [a["bbox"] for a in found] for iid, found in anns.items()}
