@@ -73,7 +73,8 @@ prof = ch.profile
 # %% tags=["hide-input"]
 from detpretrain.scope import chapter_note, real_pretrains
 
-probe_pretrains, finetune_pretrains = real_pretrains(prof, probe_pretrains)[0], real_pretrains(prof, finetune_pretrains)[0]
+probe_pretrains = real_pretrains(prof, probe_pretrains)[0]  # no IMAGENET-LOC backbone at the GPU profiles
+finetune_pretrains = real_pretrains(prof, finetune_pretrains)[0]
 if note := chapter_note("classification", prof):
     display(Markdown(note))
 

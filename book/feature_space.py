@@ -116,7 +116,9 @@ def show_pairs(pairs, title: str):
             ax.set_xticks([])
             ax.set_yticks([])
             r = attrs.iloc[k]
-            ax.set_xlabel(f"{r['label']} · {r['n_objects']} obj · {100 * r['area_fraction']:.0f}%", fontsize=6)
+            objects = ("" if np.isnan(r["area_fraction"])  # real images: no annotated objects
+                       else f" · {r['n_objects']} obj · {100 * r['area_fraction']:.0f}%")
+            ax.set_xlabel(f"{r['label']}{objects}", fontsize=6)
     fig.suptitle(title, fontsize=8)
     fig.text(0.01, 0.005, provenance, fontsize=5)
     fig.tight_layout(rect=(0, 0.03, 1, 1))

@@ -128,6 +128,55 @@ def test_torchrun_two_processes_train_and_evaluate(corpus_dir, tmp_path):
     assert single["mAP"] == pytest.approx(m["mAP"], abs=1e-9)
 
 
+_TRAIN_TASKS = """
+import json, sys
+from detpretrain import distributed
+from detpretrain.experiments.classification import cls_finetune_config, transfer_target
+from detpretrain.experiments.common import pretrain_configs
+from detpretrain.experiments.segmentation import segmentation_config, segmentation_target
+from detpretrain.profiles import get_profile
+from detpretrain.runs import RunStore, get_or_train
+
+prof = get_profile("smoke")
+pre = pretrain_configs(prof)
+configs = {"classification": cls_finetune_config(prof, "scratch", 0, transfer_target(prof, "caltech"), pre),
+           "segmentation": segmentation_config(prof, "scratch", 0, segmentation_target(prof), pre)}
+runs = {task: str(get_or_train(cfg, RunStore(sys.argv[1]), device="cpu", progress=False).path)
+        for task, cfg in configs.items()}
+if distributed.is_main_process():
+    json.dump(runs, open(sys.argv[2], "w"))
+"""
+
+
+def test_torchrun_trains_classification_and_segmentation(corpus_dir, tmp_path):
+    """The other two tasks under DDP (gloo on CPU, 2 processes, each half of the global batch): they train, and the
+    gathered evaluation of the stored model equals a single process's evaluation of it."""
+    import torch
+
+    from detpretrain.runs import load_run_model
+
+    script, out = tmp_path / "train_tasks.py", tmp_path / "runs.json"
+    script.write_text(_TRAIN_TASKS)
+    env = {**os.environ, "DETPRETRAIN_DATA": str(corpus_dir), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+           str(tmp_path / "runs"), str(out)]
+    proc = _run_group(cmd, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = json.loads(out.read_text())
+    for task, path in runs.items():
+        metrics = json.loads((Path(path) / "metrics.json").read_text())
+        assert metrics["world_size"] == 2 and metrics["task"] == task and len(metrics["history"]) == 2
+        model, cfg, _ = load_run_model(path)
+        _, test_set = engine._datasets(cfg)
+        if task == "classification":
+            single = engine.evaluate_classifier(model, test_set, torch.device("cpu"))
+            assert single["top1"] == pytest.approx(metrics["top1"], abs=1e-9)
+            assert metrics["num_images"] == len(test_set)
+        else:
+            single = engine._evaluate_segmentation(model, test_set, torch.device("cpu"), cfg, False)[0]
+            assert single["mIoU"] == pytest.approx(metrics["mIoU"], abs=1e-6)
+
+
 def test_real_coco_subset_end_to_end(corpus_dir, coco_subset, tmp_path):
     """train2017 -> val2017 of the genuine COCO subset, from scratch, smoke schedule."""
     result = run_detection_experiment("smoke", dataset="coco", data_root=str(coco_subset), pretrains=("scratch",),

@@ -138,6 +138,8 @@ class OptimSpec:
     """SGD with linear warm-up and a step schedule (the paper: 7 epochs, step at the end of epoch 5)."""
 
     epochs: int = 7
+    #: the GLOBAL batch: under torchrun each of the W processes loads ``batch_size // W`` images per step (the
+    #: learning rate is set for the global batch and does not change with W)
     batch_size: int = 8
     lr: float = 0.02
     momentum: float = 0.9
@@ -146,6 +148,7 @@ class OptimSpec:
     milestones: tuple[int, ...] = (5,)
     gamma: float = 0.1
     hflip: bool = True
+    #: DataLoader worker processes per training process, for training and for the evaluation after it
     num_workers: int = 0
     #: mixed precision (float16 autocast + GradScaler); used on CUDA only, ignored on CPU
     amp: bool = False

@@ -466,7 +466,8 @@ def execute(plan, store, *, executor: str = "local", jobs: int | None = None, th
 
     if executor not in EXECUTORS:
         raise ConfigError(f"unknown executor {executor!r}; expected one of {', '.join(EXECUTORS)}")
-    if executor == "local" and getattr(plan, "profile", "") and any(s != "complete" for s in plan.status(store).values()):
+    to_train = any(s != "complete" for s in plan.status(store).values())
+    if executor == "local" and getattr(plan, "profile", "") and to_train:
         from detpretrain.experiments.common import check_device
         from detpretrain.profiles import PROFILES
 

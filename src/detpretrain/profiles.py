@@ -40,7 +40,10 @@ class Profile:
         model: backbone/detector sizes on the synthetic corpora.
         real_model: the same for real photographs (larger input size and anchors), used when dataset != synthetic.
         cls_pretrain, det_pretrain, finetune: schedules of IMAGENET-CLS-style classification pre-training,
-            detection pre-training (COCO role) and detection fine-tuning on the target.
+            detection pre-training (COCO role) and detection fine-tuning on the target.  Every ``batch_size`` here is the GLOBAL
+            batch: under ``torchrun --nproc_per_node W`` each process (GPU) loads ``batch_size // W`` images per step,
+            so the schedule and learning rate hold for any W (``torchvision``: 8 detection images on one GPU, or 1
+            per GPU on 8).
         loc_pretrain: the IMAGENET-LOC pre-trainings of Tables 2 and 7 (detection with all categories or with one
             super-category removed, and IMAGENET-LOC (Cls) on the same images with labels only), each continuing
             from the IMAGENET-CLS backbone ("all our detection networks are pre-trained first on IMAGENET-CLS").

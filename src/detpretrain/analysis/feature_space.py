@@ -623,6 +623,8 @@ def close_distant_summary(pairs, labels, attributes: pd.DataFrame) -> dict:
     sentence = (f"{len(pairs)} pairs; their object sizes differ by {summary['size: diff / random']:.2f} of a random "
                 "pair's difference (the paper's reading, \"different scale and similar texture\", predicts a value "
                 "above 1).")
+    if math.isnan(summary["size: diff / random"]):  # real images: no annotated objects
+        sentence = f"{len(pairs)} pairs; object sizes are annotated only on the synthetic corpus, so not compared."
     return {"table": pd.DataFrame([summary]), "sentence": sentence}
 
 
