@@ -14,6 +14,7 @@ from detpretrain.config import config_hash
 from detpretrain.errors import ConfigError, ParameterError
 from detpretrain.executor import execute
 from detpretrain.experiments.classification import run_classification_transfer, transfer_target
+from detpretrain.experiments.common import target_spec
 from detpretrain.parameters import check_parameters
 from detpretrain.plan import chapter_runs
 from detpretrain.profiles import get_profile
@@ -45,6 +46,8 @@ def test_gpu_profiles_refuse_the_synthetic_target_and_synthetic_only_chapters_ea
         check_parameters("segmentation", {"profile": "torchvision"})
     with pytest.raises(ParameterError, match="expects one of smoke \\| mini; got 'torchvision'.*IMAGENET-LOC"):
         check_parameters("ablations", {"profile": "torchvision", "dataset": "voc", "data_root": "x"})
+    with pytest.raises(ConfigError, match="profile 'paper' fine-tunes on real data"):
+        target_spec(get_profile("paper"))  # what the chapters' experiments functions check too
     with pytest.raises(ParameterError, match="data_root' expects the root of the pet dataset"):
         check_parameters("feature_space", {"dataset": "pet"})
     assert check_parameters("classification", {"profile": "torchvision", "download": True})["download"] is True
@@ -58,9 +61,8 @@ def test_every_real_chapter_plans_at_the_torchvision_profile(coco_subset, pet_su
     params = {"dataset": "coco", "data_root": str(coco_subset),
               "real_data": {"pet": str(pet_subset), "sun397": str(tmp_path / "absent")}}
     errors: dict = {}
-    plan = book_plan("torchvision", REAL_CHAPTERS, params, root=PROJECT, store=RunStore(tmp_path / "runs"),
-                     errors=errors)
-    assert not errors
+    plan = book_plan("torchvision", None, params, root=PROJECT, store=RunStore(tmp_path / "runs"), errors=errors)
+    assert not errors and set(plan.chapters) == {*REAL_CHAPTERS, "rerun"}  # the synthetic-only ablations left out
     names = {r.config.name for r in plan}
     assert not any(n.startswith("pretrain/") for n in names) and not any("imagenet-loc" in n for n in names)
     real = [r.config for r in plan if r.config.data.kind == "pet"]

@@ -791,7 +791,8 @@ def chapter_values(source: str | os.PathLike, params: dict | None = None) -> dic
 def book_plan(profile: str, chapters: list[str] | None = None, params: dict | None = None, *,
               root: str | os.PathLike | None = None, store=None, errors: dict[str, str] | None = None):
     """The run plan (:func:`detpretrain.plan.chapters_plan`) of ``chapters`` (default: every toc chapter with a
-    planner) at ``profile``, each with its notebook's parameter defaults updated with ``params``.
+    planner, less the synthetic-only ones at a GPU profile: :data:`detpretrain.parameters.SYNTHETIC_ONLY`) at
+    ``profile``, each with its notebook's parameter defaults updated with ``params``.
 
     Raises:
         ConfigError: an unknown chapter, or parameters refused by a chapter's experiments module (unless ``errors``
@@ -802,7 +803,10 @@ def book_plan(profile: str, chapters: list[str] | None = None, params: dict | No
     root = find_root(root)
     params = dict(params or {})
     names = [chapter_name(e) for e in toc_files(root)]
-    wanted = list(chapters) if chapters else [n for n in names if n in CHAPTER_PLANNERS]
+    from detpretrain.parameters import PUBLISHED_PROFILES, SYNTHETIC_ONLY
+
+    skipped = SYNTHETIC_ONLY if profile in PUBLISHED_PROFILES else {}
+    wanted = list(chapters) if chapters else [n for n in names if n in CHAPTER_PLANNERS and n not in skipped]
     unknown = [c for c in wanted if c not in CHAPTER_PLANNERS]
     if unknown:
         raise ConfigError(f"no run plan for chapter(s) {', '.join(unknown)}; chapters: {', '.join(CHAPTER_PLANNERS)}")

@@ -60,8 +60,17 @@ def synthetic_spec(profile: str, role: str, seed: int = 0, **overrides) -> DataS
 
 
 def target_spec(profile: Profile, dataset: str = "synthetic", data_root: str | None = None) -> DataSpec:
-    """The fine-tuning target: the synthetic VOC-like corpus, or a real COCO / VOC root."""
+    """The fine-tuning target: the synthetic VOC-like corpus, or a real COCO / VOC root.
+
+    Raises:
+        ConfigError: an unknown dataset, a real one without ``data_root``, or the synthetic target at a profile with
+            published weights (``torchvision``, ``paper``: sized for real images; the synthetic target belongs to
+            ``smoke`` and ``mini``).
+    """
     if dataset == "synthetic":
+        if profile.published:
+            raise ConfigError(f"profile {profile.name!r} fine-tunes on real data: pass dataset voc or coco with a "
+                              "data_root (the synthetic target belongs to profiles smoke and mini)")
         return synthetic_spec(profile.name, "voc")
     if dataset not in REAL_DATASETS:
         raise ConfigError(f"unknown dataset {dataset!r}; expected synthetic, {', '.join(REAL_DATASETS)}")
