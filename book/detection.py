@@ -28,7 +28,7 @@
 # the VOC07 11-point AP at IoU 0.1 ... 0.9.
 
 # %% tags=["parameters"]
-profile = "mini"  # smoke | mini | paper
+profile = "mini"  # smoke | mini | torchvision | paper
 dataset = "synthetic"  # synthetic (VOC-like target) | coco | voc
 data_root = None  # root of a real dataset (dataset coco: a COCO root with annotations/ and train2017/ val2017/)
 seeds = None  # fine-tuning seeds; None means the profile's (mini: 0, 1, 2)
@@ -36,6 +36,7 @@ device = "auto"  # auto | cpu | cuda
 store = None  # run store folder; None means $DETPRETRAIN_RUNS or runs/
 data_cache = None  # generated-corpus folder; None means $DETPRETRAIN_DATA or data/generated
 pretrains = ["imagenet-cls", "detection", "scratch"]  # backbones to compare
+coco_root = None  # paper profile: COCO 2017 root of its detection pre-training; None: $DETPRETRAIN_COCO or ~/data/coco
 
 # %%
 import matplotlib.pyplot as plt
@@ -46,8 +47,14 @@ from detpretrain.chapter import chapter_setup, table
 from detpretrain.experiments.detection import configuration_table, run_detection_experiment
 
 ch = chapter_setup("detection", profile=profile, store=store, data_cache=data_cache, device=device, dataset=dataset,
-                   data_root=data_root, seeds=seeds, pretrains=pretrains)
+                   data_root=data_root, seeds=seeds, pretrains=pretrains, coco_root=coco_root)
 prof = ch.profile
+
+# %% tags=["hide-input"]
+from detpretrain.scope import chapter_note
+
+if note := chapter_note("detection", ch.profile):
+    display(Markdown(note))
 
 # %% [markdown]
 # ## Configuration

@@ -41,7 +41,7 @@
 # (only the narrower detector is retrained, since its widths depend on the count).
 
 # %% tags=["parameters"]
-profile = "mini"  # smoke | mini | paper
+profile = "mini"  # smoke | mini | torchvision | paper
 dataset = "synthetic"  # synthetic (VOC-like target) | coco | voc
 data_root = None  # real data root for dataset coco or voc
 seeds = None  # seeds; None means the profile's (mini: 0, 1, 2)
@@ -71,6 +71,12 @@ prof = ch.profile
 NAMES = {"imagenet-cls": "I (IMAGENET-CLS, fine-tuned)", "scratch": "S (from scratch)",
          "scratch-narrow": "S, determined widths"}
 COLOURS = {"imagenet-cls": "tab:blue", "scratch": "tab:red", "scratch-narrow": "tab:green"}
+
+# %% tags=["hide-input"]
+from detpretrain.scope import chapter_note
+
+if note := chapter_note("eigenspectrum", ch.profile):
+    display(Markdown(note))
 
 # %% [markdown]
 # ## Configuration

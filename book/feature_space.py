@@ -35,9 +35,9 @@
 # the cached average-pooled Conv5 features of `detpretrain.experiments.features`, L2-normalised (cosine geometry).
 
 # %% tags=["parameters"]
-profile = "mini"  # smoke | mini
-dataset = "synthetic"  # the synthetic CALTECH-256-role corpus (real datasets carry no object annotations here)
-data_root = None  # unused: the corpus is generated
+profile = "mini"  # smoke | mini | torchvision | paper (the GPU profiles embed with published backbones)
+dataset = "synthetic"  # synthetic (the corpus named by target) | flowers102 | pet | caltech256 | sun397 (real images)
+data_root = None  # root of a real dataset (dataset other than synthetic)
 seeds = None  # k-means seeds of Figure 6 and random backbones; None means the profile's
 device = "auto"  # auto | cpu | cuda
 store = None  # run store folder; None means $DETPRETRAIN_RUNS or runs/
@@ -49,6 +49,8 @@ k_max = 1000  # largest K of the sweep (capped at half the number of images)
 knn_k = 10  # neighbours for the class-agreement and fragmentation numbers (Figure 7)
 n_pairs = 6  # image pairs shown per panel of Figure 3
 top_pairs = 50  # nearest pairs whose attributes are compared (Figure 3)
+download = False  # fetch an absent real classification dataset into its root with torchvision (internet)
+coco_root = None  # paper profile: COCO 2017 root of its detection pre-training; None: $DETPRETRAIN_COCO or ~/data/coco
 cue = "part"  # category cue of every synthetic corpus: part | distributed (no part) | part+decoy
 
 # %%
@@ -67,11 +69,18 @@ from detpretrain.paper import ROLE_NAMES
 ch = chapter_setup("feature_space", profile=profile, store=store, data_cache=data_cache, device=device,
                    dataset=dataset, data_root=data_root, seeds=seeds, target=target,
                    classification_backbone=classification_backbone, detection_backbone=detection_backbone,
-                   k_max=k_max, knn_k=knn_k, n_pairs=n_pairs, top_pairs=top_pairs, cue=cue)
+                   k_max=k_max, knn_k=knn_k, n_pairs=n_pairs, top_pairs=top_pairs, cue=cue,
+                   download=download, coco_root=coco_root)
 prof = ch.profile
 corpus = {"cue": cue}  # the target corpus and the backbones' pre-training corpora
 names = {classification_backbone: ROLE_NAMES["imagenet-cls"], detection_backbone: ROLE_NAMES["detection"]}
 cls_name, det_name = names[classification_backbone], names[detection_backbone]
+
+# %% tags=["hide-input"]
+from detpretrain.scope import chapter_note
+
+if note := chapter_note("feature_space", ch.profile, dataset=dataset):
+    display(Markdown(note))
 
 # %% [markdown]
 # ## Data and features
@@ -79,7 +88,8 @@ cls_name, det_name = names[classification_backbone], names[detection_backbone]
 
 # %% tags=["hide-input"]
 # NBVAL_CHECK_OUTPUT
-data = F.probe_datasets(prof, target, data_cache=ch.data_cache, corpus=corpus)
+data = F.probe_datasets(prof, target if dataset == "synthetic" else dataset, data_root, data_cache=ch.data_cache,
+                        download=download, corpus=corpus if dataset == "synthetic" else None)
 attrs = F.split_attributes(data)
 ks = S.default_ks(len(attrs), k_max)
 table(S.configuration_table(data, len(attrs), ks, ch.seeds, knn_k), index=True)
@@ -113,7 +123,9 @@ def show_pairs(pairs, title: str):
             ax.set_xticks([])
             ax.set_yticks([])
             r = attrs.iloc[k]
-            ax.set_xlabel(f"{r['label']} · {r['n_objects']} obj · {100 * r['area_fraction']:.0f}%", fontsize=6)
+            objects = ("" if np.isnan(r["area_fraction"])  # real images: no annotated objects
+                       else f" · {r['n_objects']} obj · {100 * r['area_fraction']:.0f}%")
+            ax.set_xlabel(f"{r['label']}{objects}", fontsize=6)
     fig.suptitle(title, fontsize=8)
     fig.text(0.01, 0.005, provenance, fontsize=5)
     fig.tight_layout(rect=(0, 0.03, 1, 1))

@@ -36,13 +36,14 @@
 # Each ends with the published numbers or claims beside ours and a verdict computed from the runs.
 
 # %% tags=["parameters"]
-profile = "mini"  # smoke | mini | paper
+profile = "mini"  # smoke | mini | torchvision | paper
 dataset = "synthetic"  # synthetic | coco | voc: the detection target whose results are summarised
 data_root = None
 seeds = None
 device = "auto"
 store = None  # run store folder; None means $DETPRETRAIN_RUNS or runs/
 data_cache = None  # generated-corpus folder; None means $DETPRETRAIN_DATA or data/generated
+coco_root = None  # paper profile: COCO 2017 root of its detection pre-training; None: $DETPRETRAIN_COCO or ~/data/coco
 
 # %% [markdown]
 # ## How to read and re-run this book
@@ -83,9 +84,15 @@ from detpretrain.experiments.common import PRETRAINS
 from detpretrain.experiments.detection import run_detection_experiment
 
 ch = chapter_setup("intro", profile=profile, store=store, data_cache=data_cache, device=device, dataset=dataset,
-                   data_root=data_root, seeds=seeds)
+                   data_root=data_root, seeds=seeds, coco_root=coco_root)
 result = run_detection_experiment(ch.profile, dataset=dataset, data_root=data_root, pretrains=PRETRAINS,
                                   seeds=ch.seeds, store=ch.store, device=device, progress=False, log=quiet)
+
+# %% tags=["hide-input"]
+from detpretrain.scope import chapter_note
+
+if note := chapter_note("intro", ch.profile):
+    display(Markdown(note))
 
 # %% tags=["hide-input"]
 display(table(A.training_time_table(result), formats={"training (min)": "{:.1f}"}))

@@ -29,7 +29,7 @@
 # always uses the profile's pre-training corpora.
 
 # %% tags=["parameters"]
-profile = "mini"  # smoke | mini | paper
+profile = "mini"  # smoke | mini | torchvision | paper
 dataset = "synthetic"  # the later chapters' target; pre-training does not depend on it
 data_root = None
 seeds = None
@@ -37,6 +37,7 @@ device = "auto"
 store = None  # run store folder; None means $DETPRETRAIN_RUNS or runs/
 data_cache = None  # generated-corpus folder; None means $DETPRETRAIN_DATA or data/generated
 sample_images = 8  # images per corpus in the sample grids
+coco_root = None  # paper profile: COCO 2017 root of its detection pre-training; None: $DETPRETRAIN_COCO or ~/data/coco
 
 # %%
 import tempfile
@@ -53,8 +54,14 @@ from detpretrain.experiments.common import pretrain_configs
 from detpretrain.runs import get_or_train
 
 ch = chapter_setup("pretraining", profile=profile, store=store, data_cache=data_cache, device=device, dataset=dataset,
-                   data_root=data_root, seeds=seeds, sample_images=sample_images)
+                   data_root=data_root, seeds=seeds, sample_images=sample_images, coco_root=coco_root)
 configs = {k: v for k, v in pretrain_configs(ch.profile).items() if v is not None}
+
+# %% tags=["hide-input"]
+from detpretrain.scope import chapter_note
+
+if note := chapter_note("pretraining", ch.profile):
+    display(Markdown(note))
 
 # %% [markdown]
 # ## The pre-training corpora
@@ -83,7 +90,8 @@ if profile != "paper":
 runs = {name: get_or_train(cfg, ch.store, device=device, progress=False) for name, cfg in configs.items()}
 
 # %% tags=["hide-input"]
-table(pretraining_table(runs).drop(columns=["classes"]))
+if runs:  # none at profile torchvision: both backbones are published weights
+    display(table(pretraining_table(runs).drop(columns=["classes"])))
 
 # %% [markdown]
 # The detection pre-training reports COCO-style mAP on its own validation split (`eval_metric = coco`), averaged
@@ -91,14 +99,15 @@ table(pretraining_table(runs).drop(columns=["classes"]))
 
 # %% tags=["hide-input"]
 curves = loss_curves(runs)
-fig, axes = plt.subplots(1, len(runs), figsize=(5.2 * len(runs), 3.6), squeeze=False)
-for ax, (name, r) in zip(axes[0], runs.items()):
-    sns.lineplot(data=curves[curves["backbone"] == name], x="epoch", y="training loss", marker="o", ax=ax)
-    ax.set_title(f"{name}: {r.config.task} pre-training\n"
-                 + ch.provenance(data=r.config.data.describe(), runs={name: r.hash}), fontsize=8, loc="left")
-    ax.grid(alpha=0.3)
-fig.tight_layout()
-plt.show()
+if runs:
+    fig, axes = plt.subplots(1, len(runs), figsize=(5.2 * len(runs), 3.6), squeeze=False)
+    for ax, (name, r) in zip(axes[0], runs.items()):
+        sns.lineplot(data=curves[curves["backbone"] == name], x="epoch", y="training loss", marker="o", ax=ax)
+        ax.set_title(f"{name}: {r.config.task} pre-training\n"
+                     + ch.provenance(data=r.config.data.describe(), runs={name: r.hash}), fontsize=8, loc="left")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    plt.show()
 
 # %% [markdown]
 # The detection loss is torchvision's sum of the RPN objectness and box losses and the RoI-head classification and

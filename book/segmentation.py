@@ -31,7 +31,7 @@
 # a void band (255) along every object outline, 3 px wide at 128 px as VOC's is about 5 px at 500 px.
 
 # %% tags=["parameters"]
-profile = "mini"  # smoke | mini | paper
+profile = "mini"  # smoke | mini | torchvision | paper
 dataset = "synthetic"  # synthetic (VOC-like target) | voc | coco
 data_root = None  # real data: a VOC 2012 root (train and val lists) or a COCO root (train2017 and val2017)
 seeds = None  # fine-tuning seeds; None means the profile's (mini: 0, 1, 2)
@@ -40,6 +40,7 @@ store = None  # run store folder; None means $DETPRETRAIN_RUNS or runs/
 data_cache = None  # generated-corpus folder; None means $DETPRETRAIN_DATA or data/generated
 pretrains = ["imagenet-cls", "detection", "scratch"]  # backbones to compare
 bands = None  # trimap widths in evaluated pixels to show; None means all (DeepLab's 1 to 40 px at VOC scale)
+coco_root = None  # paper profile: COCO 2017 root of its detection pre-training; None: $DETPRETRAIN_COCO or ~/data/coco
 
 # %%
 import matplotlib.pyplot as plt
@@ -50,8 +51,15 @@ from detpretrain.chapter import chapter_setup, table
 from detpretrain.experiments.segmentation import configuration_table, run_segmentation_experiment
 
 ch = chapter_setup("segmentation", profile=profile, store=store, data_cache=data_cache, device=device,
-                   dataset=dataset, data_root=data_root, seeds=seeds, pretrains=pretrains, bands=bands)
+                   dataset=dataset, data_root=data_root, seeds=seeds, pretrains=pretrains, bands=bands,
+                   coco_root=coco_root)
 prof = ch.profile
+
+# %% tags=["hide-input"]
+from detpretrain.scope import chapter_note
+
+if note := chapter_note("segmentation", ch.profile):
+    display(Markdown(note))
 
 # %% [markdown]
 # ## Configuration

@@ -34,7 +34,7 @@
 # `detpretrain.figures`).
 
 # %% tags=["parameters"]
-profile = "mini"  # smoke | mini
+profile = "mini"  # smoke | mini | torchvision | paper (Figures 4, 5 stay synthetic: see the first output)
 dataset = "synthetic"  # detection target of Figure 8: synthetic (VOC-like) | coco | voc
 data_root = None  # root of a real detection target
 seeds = None  # fine-tuning seeds; Figure 8 uses the first; None means the profile's
@@ -48,6 +48,7 @@ maskout_stride = 8  # px between mask positions (the square is the paper's 60/22
 score_thresh = 0.5  # operating point of Figure 8: detections scoring at least this are drawn and matched
 real_detection_root = "../shared/data/coco2017_subset"  # real images for the activation shares (COCO masks)
 real_images = 24  # COCO val images measured
+coco_root = None  # paper profile: COCO 2017 root of its detection pre-training; None: $DETPRETRAIN_COCO or ~/data/coco
 cue = "part"  # category cue of every synthetic corpus: part | distributed (no part) | part+decoy
 
 # %%
@@ -70,11 +71,17 @@ ch = chapter_setup("visualisations", profile=profile, store=store, data_cache=da
                    dataset=dataset, data_root=data_root, seeds=seeds, target=target,
                    activation_images=activation_images, maskout_images=maskout_images, maskout_stride=maskout_stride,
                    score_thresh=score_thresh, real_detection_root=real_detection_root, real_images=real_images,
-                   cue=cue)
+                   cue=cue, coco_root=coco_root)
 prof, dev = ch.profile, ch.torch_device
 corpus = {"cue": cue}  # the corpora of Figures 4 and 5, the backbones' pre-training corpora and Figure 8's target
 BACKBONES = {k: ROLE_NAMES[k] for k in ("imagenet-cls", "detection")}
 COLOURS = {"imagenet-cls": "tab:blue", "detection": "tab:orange"}
+
+# %% tags=["hide-input"]
+from detpretrain.scope import chapter_note
+
+if note := chapter_note("visualisations", ch.profile):
+    display(Markdown(note))
 
 # %% [markdown]
 # ## Configuration

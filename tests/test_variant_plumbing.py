@@ -146,5 +146,5 @@ def test_the_planner_follows_a_chapters_cue(chapter):
     variant = chapter_runs(chapter, "smoke", {**values, "cue": "part+decoy"})
     assert _hashes(chapter_runs(chapter, "smoke", {**values, "cue": "part"})) == _hashes(default)
     assert len(variant) == len(default)
-    for cfg in variant:
+    for cfg in (c for c in variant if c.data.kind == "synthetic"):  # real data (Table 8) has no corpus variant
         assert cfg.data.corpus.get("cue", "part") == ("part" if cfg.data.corpus["role"] == "flowers" else "part+decoy")

@@ -12,8 +12,15 @@ Determinism: model initialisation is seeded with ``config.seed``; at the start o
 and on CPU the final metrics equal those of an uninterrupted run.
 
 Distributed: under ``torchrun`` the model is wrapped in ``DistributedDataParallel``, each rank sees its shard of
-every epoch (``DistributedSampler``), the per-GPU batch is ``optim.batch_size // world_size`` (so the global batch
-and the learning rate do not change with the number of processes), and evaluation gathers the detections on rank 0.
+every epoch (``DistributedSampler``), the per-GPU batch is ``optim.batch_size // world_size`` (a profile's
+``batch_size`` is the GLOBAL batch, so the global batch and the learning rate do not change with the number of
+processes), and evaluation gathers the detections on rank 0. Every task trains this way (detection, classification,
+segmentation).
+
+On CUDA (and only there, so CPU runs and their results are unchanged): DataLoaders pin their batches
+(``pin_memory``) and copy them asynchronously, convolutional models and their image batches use the
+``channels_last`` memory format (tensor-core friendly NHWC convolutions), and mixed precision follows
+:func:`autocast_dtype`. Evaluation reads its images with ``optim.num_workers`` DataLoader workers, as training does.
 """
 
 from __future__ import annotations
@@ -155,6 +162,25 @@ def train_one_epoch(model, optimizer, loader, device, epoch: int, *, task: str, 
     return distributed.all_reduce_mean({k: v / max(n, 1) for k, v in sums.items()})
 
 
+def on_cuda(device) -> bool:
+    """True for a CUDA device (a ``torch.device`` or its name): where pinning and ``channels_last`` apply."""
+    return torch.device(device).type == "cuda"
+
+
+def to_device(images: torch.Tensor, device) -> torch.Tensor:
+    """A batch [B, 3, H, W] on ``device``: asynchronous copy, and ``channels_last`` on CUDA (unchanged on the CPU)."""
+    if on_cuda(device):
+        return images.to(device, non_blocking=True, memory_format=torch.channels_last)
+    return images.to(device)
+
+
+def prepare_model(model: nn.Module, device) -> nn.Module:
+    """``model`` on ``device`` as :func:`fit` trains it: in the ``channels_last`` memory format on CUDA (NHWC
+    convolutions run on tensor cores; only 4-D weights change layout), unchanged on the CPU."""
+    model = model.to(device)
+    return model.to(memory_format=torch.channels_last) if on_cuda(device) else model
+
+
 def detection_losses(model, images, targets, device) -> dict:
     """torchvision's Faster R-CNN loss dict for a batch (lists of images and targets; ignored boxes removed)."""
     images = [img.to(device, non_blocking=True) for img in images]
@@ -164,8 +190,8 @@ def detection_losses(model, images, targets, device) -> dict:
 
 def classification_losses(model, images, labels, device) -> dict:
     """``{"loss_ce"}``: cross-entropy of the logits [B, K] against labels [B]."""
-    logits = model(images.to(device, non_blocking=True))
-    return {"loss_ce": nn.functional.cross_entropy(logits, labels.to(device))}
+    logits = model(to_device(images, device))
+    return {"loss_ce": nn.functional.cross_entropy(logits, labels.to(device, non_blocking=True))}
 
 
 def multilabel_losses(model, images, targets, device) -> dict:
@@ -178,8 +204,8 @@ def multilabel_losses(model, images, targets, device) -> dict:
 def segmentation_losses(model, images, masks, device) -> dict:
     """``{"loss_ce"}``: per-pixel cross-entropy of DeepLabV3's logits [B, K, H, W] (upsampled to the mask size by
     the model) against masks [B, H, W], void (255) ignored, mean over the non-void pixels of the batch."""
-    logits = model(images.to(device, non_blocking=True))["out"]
-    return {"loss_ce": nn.functional.cross_entropy(logits, masks.to(device), ignore_index=255)}
+    logits = model(to_device(images, device))["out"]
+    return {"loss_ce": nn.functional.cross_entropy(logits, masks.to(device, non_blocking=True), ignore_index=255)}
 
 
 def _fmt(d: dict) -> str:
@@ -195,13 +221,14 @@ def _shard(dataset):
 
 @torch.no_grad()
 def evaluate_detector(model, dataset, device, *, iou_thresholds, metric: str = "voc07", batch_size: int = 4,
-                      progress: bool = True) -> dict:
+                      progress: bool = True, num_workers: int = 0) -> dict:
     """Detect on every image of ``dataset`` and compute AP per class and mAP at each IoU threshold.
 
     Args:
         dataset: a detection dataset of :mod:`detpretrain.data` (evaluation transforms).
         iou_thresholds: e.g. (0.1, ..., 0.9) for the paper's Figure 1.
         metric: ``"voc07"`` (11-point, the paper's), ``"voc"`` (all-point) or ``"coco"`` (pycocotools).
+        num_workers: DataLoader worker processes reading the images (:func:`detect`).
 
     Returns:
         the dict of :func:`detpretrain.evaluation.detection.evaluate_detections` (AP in percent), identical on
@@ -211,13 +238,14 @@ def evaluate_detector(model, dataset, device, *, iou_thresholds, metric: str = "
     from detpretrain.evaluation.detection import DetectionEvaluator
 
     evaluator = DetectionEvaluator(to_coco_gt(dataset), list(iou_thresholds), metric=metric)
-    for targets, outputs in detect(model, _shard(dataset), device, batch_size=batch_size, progress=progress):
+    for targets, outputs in detect(model, _shard(dataset), device, batch_size=batch_size, progress=progress,
+                                   num_workers=num_workers):
         evaluator.process([int(t["image_id"]) for t in targets], outputs)
     return evaluator.evaluate()  # gathers every rank's detections under torchrun
 
 
 @torch.no_grad()
-def detect(model, dataset, device, *, batch_size: int = 4, progress: bool = False):
+def detect(model, dataset, device, *, batch_size: int = 4, progress: bool = False, num_workers: int = 0):
     """The one loop that runs a detector over a dataset, in dataset order, in eval mode.
 
     Args:
@@ -225,6 +253,7 @@ def detect(model, dataset, device, *, batch_size: int = 4, progress: bool = Fals
         dataset: a detection dataset yielding ``(image, target)`` (evaluation transforms).
         device: where the images go (the model must already be there).
         progress: a tqdm bar (main process only).
+        num_workers: DataLoader worker processes (0: read in this process); batches are pinned on CUDA.
 
     Yields:
         ``(targets, outputs)`` per batch: the dataset's target dicts and the model's outputs on the CPU
@@ -232,10 +261,11 @@ def detect(model, dataset, device, *, batch_size: int = 4, progress: bool = Fals
     """
     model = getattr(model, "module", model)
     model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_detection)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_detection,
+                        num_workers=num_workers, pin_memory=on_cuda(device))
     for images, targets in tqdm(loader, desc="detect", leave=False,
                                 disable=None if (progress and distributed.is_main_process()) else True):
-        outputs = model([img.to(device) for img in images])
+        outputs = model([img.to(device, non_blocking=True) for img in images])
         yield targets, [{k: v.cpu() for k, v in o.items()} for o in outputs]
 
 
@@ -255,14 +285,16 @@ def predict_detections(model, dataset, device: str | torch.device = "cpu", batch
 
 
 @torch.no_grad()
-def evaluate_classifier(model, dataset, device, *, batch_size: int = 64) -> dict:
-    """Top-1 accuracy in percent on ``dataset`` (gathered over ranks)."""
+def evaluate_classifier(model, dataset, device, *, batch_size: int = 64, num_workers: int = 0) -> dict:
+    """Top-1 accuracy in percent on ``dataset`` (gathered over ranks); ``num_workers`` DataLoader workers read the
+    images (batches pinned on CUDA)."""
     model = getattr(model, "module", model)
     model.eval()
-    loader = DataLoader(_shard(dataset), batch_size=batch_size, shuffle=False)
+    loader = DataLoader(_shard(dataset), batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        pin_memory=on_cuda(device))
     correct = total = 0
     for x, y in loader:
-        pred = model(x.to(device)).argmax(1).cpu()
+        pred = model(to_device(x, device)).argmax(1).cpu()
         correct += int((pred == y).sum())
         total += len(y)
     counts = distributed.all_gather_objects((correct, total))
@@ -295,7 +327,7 @@ def evaluate_multilabel(model, dataset, device, *, batch_size: int = 64) -> dict
 
 @torch.no_grad()
 def evaluate_segmenter(model, dataset, device, *, bands=(), input_size: int | None = None, batch_size: int = 8,
-                       progress: bool = True) -> dict:
+                       progress: bool = True, num_workers: int = 0) -> dict:
     """Segment every image of ``dataset`` at its full resolution; mIoU, pixel accuracy, trimap / anti-trimap.
 
     Section 2.2 / Table 4 (mIoU) and Figure 2 (trimap: non-void pixels within ``w`` px of a void pixel; anti-trimap:
@@ -307,6 +339,7 @@ def evaluate_segmenter(model, dataset, device, *, bands=(), input_size: int | No
         bands: trimap band widths in pixels of the masks.
         input_size: feed the network at this short side and upsample the logits to the mask (real photographs);
             None feeds the images as they are. Images of equal size are batched, others go one by one.
+        num_workers: DataLoader worker processes reading images and masks (batches pinned on CUDA).
 
     Returns:
         the evaluator's dict (percent; ``per_class_IoU`` a list by label) plus ``per_image``: one
@@ -323,7 +356,8 @@ def evaluate_segmenter(model, dataset, device, *, bands=(), input_size: int | No
     shard = _shard(dataset)
     indices = list(shard.indices) if isinstance(shard, Subset) else list(range(len(dataset)))
     # lists, not stacked tensors: real images differ in size
-    loader = DataLoader(shard, batch_size=batch_size, shuffle=False, collate_fn=collate_detection)
+    loader = DataLoader(shard, batch_size=batch_size, shuffle=False, collate_fn=collate_detection,
+                        num_workers=num_workers, pin_memory=on_cuda(device))
     image_ids = getattr(dataset, "image_ids", None)
     per_image, k = [], 0
     for images, masks in tqdm(loader, desc="evaluate", leave=False,
@@ -332,7 +366,7 @@ def evaluate_segmenter(model, dataset, device, *, bands=(), input_size: int | No
         groups = [list(images)] if same else [[img] for img in images]
         preds = []
         for group in groups:
-            batch = torch.stack([img.as_subclass(torch.Tensor) for img in group]).to(device)
+            batch = to_device(torch.stack([img.as_subclass(torch.Tensor) for img in group]), device)
             preds += list(predict_logits(model, batch, input_size=input_size).argmax(1).cpu())
         for mask, pred in zip(masks, preds):
             gt = mask.as_subclass(torch.Tensor).numpy()
@@ -405,13 +439,13 @@ def _segmentation_datasets(config: TrainConfig, cache):
 
 def _evaluate_detection(model, test_set, dev, config: TrainConfig, progress: bool):
     metrics = evaluate_detector(model, test_set, dev, iou_thresholds=config.eval_iou_thresholds,
-                                metric=config.eval_metric, progress=progress)
+                                metric=config.eval_metric, progress=progress, num_workers=config.optim.num_workers)
     ap = dict(zip([round(t, 2) for t in metrics["iou_thresholds"]], metrics["mAP"]))
     return metrics, " ".join(f"mAP@{t}={ap[t]:.1f}" for t in (0.5, 0.7) if t in ap)
 
 
 def _evaluate_classification(model, test_set, dev, config: TrainConfig, progress: bool):
-    metrics = evaluate_classifier(model, test_set, dev)
+    metrics = evaluate_classifier(model, test_set, dev, num_workers=config.optim.num_workers)
     return metrics, f"top1={metrics['top1']:.1f}"
 
 
@@ -426,7 +460,8 @@ def _evaluate_segmentation(model, test_set, dev, config: TrainConfig, progress: 
     geometry = segmentation_geometry(config.model, config.data)
     real = geometry.crop is not None
     metrics = evaluate_segmenter(model, test_set, dev, bands=geometry.bands,
-                                 input_size=geometry.input_size if real else None, progress=progress)
+                                 input_size=geometry.input_size if real else None, progress=progress,
+                                 num_workers=config.optim.num_workers)
     metrics["per_class_IoU"] = dict(zip(test_set.classes, metrics["per_class_IoU"]))
     metrics["band_scale"] = geometry.band_scale
     miou, acc = metrics["mIoU"], metrics["pixel_accuracy"]
@@ -449,7 +484,13 @@ def _datasets(config: TrainConfig, cache=None):
     return TASK_HOOKS[config.task].datasets(config, cache)
 
 
-def _loader(config: TrainConfig, dataset, epoch: int) -> DataLoader:
+def _loader(config: TrainConfig, dataset, epoch: int, device=None) -> DataLoader:
+    """The training DataLoader of ``epoch``: this process's share of the GLOBAL ``optim.batch_size`` (divided by the
+    number of torchrun processes), ``optim.num_workers`` workers, batches pinned when ``device`` is CUDA.
+
+    Raises:
+        ConfigError: the global batch does not divide among the processes.
+    """
     o = config.optim
     world = distributed.world_size()
     if o.batch_size % world:
@@ -469,6 +510,7 @@ def _loader(config: TrainConfig, dataset, epoch: int) -> DataLoader:
         drop_last=True,
         generator=generator,
         persistent_workers=False,
+        pin_memory=device is not None and on_cuda(device),
     )
 
 
@@ -506,7 +548,7 @@ def fit(config: TrainConfig, run, store, *, device: str = "auto", progress: bool
     train_set, test_set = _datasets(config, store.data_cache)
     num_classes = len(train_set.classes)
     seed_everything(config.seed)
-    model = build_model(config, num_classes, backbone_weights=store.backbone_weights(config.init)).to(dev)
+    model = prepare_model(build_model(config, num_classes, backbone_weights=store.backbone_weights(config.init)), dev)
     optimizer = make_optimizer(model, config.optim)
     iters_per_epoch = len(train_set) // config.optim.batch_size
     if iters_per_epoch == 0:
@@ -537,7 +579,7 @@ def fit(config: TrainConfig, run, store, *, device: str = "auto", progress: bool
     for epoch in range(start_epoch, config.optim.epochs):
         torch.manual_seed(epoch_seed(config.seed, epoch))  # augmentation RNG of this epoch
         t0 = time.perf_counter()
-        losses = train_one_epoch(train_model, optimizer, _loader(config, train_set, epoch), dev, epoch,
+        losses = train_one_epoch(train_model, optimizer, _loader(config, train_set, epoch, dev), dev, epoch,
                                  task=config.task, scheduler=scheduler, scaler=scaler, progress=progress,
                                  amp_dtype=dtype, on_step=report)
         entry = {"epoch": epoch, "seconds": round(time.perf_counter() - t0, 2),

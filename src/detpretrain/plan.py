@@ -137,21 +137,20 @@ def _corpus(params: dict) -> dict | None:
     return {"cue": params["cue"]} if params.get("cue") is not None else None
 
 
-def _plan_pretraining(profile: str, p: dict, store) -> list[TrainConfig]:
+def _plan_pretraining(profile, p: dict, store) -> list[TrainConfig]:
     from detpretrain.experiments.common import pretrain_configs
-    from detpretrain.profiles import get_profile
 
-    return [c for c in pretrain_configs(get_profile(profile)).values() if c is not None]
+    return [c for c in pretrain_configs(profile).values() if c is not None]
 
 
-def _plan_detection(profile: str, p: dict, store) -> list[TrainConfig]:
+def _plan_detection(profile, p: dict, store) -> list[TrainConfig]:
     from detpretrain.experiments.detection import plan_detection
 
     return plan_detection(profile, dataset=p["dataset"], data_root=p["data_root"], pretrains=tuple(p["pretrains"]),
                           seeds=_seeds(p))
 
 
-def _plan_intro(profile: str, p: dict, store) -> list[TrainConfig]:
+def _plan_intro(profile, p: dict, store) -> list[TrainConfig]:
     from detpretrain.experiments.common import PRETRAINS
     from detpretrain.experiments.detection import plan_detection
 
@@ -159,7 +158,7 @@ def _plan_intro(profile: str, p: dict, store) -> list[TrainConfig]:
                           seeds=_seeds(p))
 
 
-def _plan_ablations(profile: str, p: dict, store) -> list[TrainConfig]:
+def _plan_ablations(profile, p: dict, store) -> list[TrainConfig]:
     from detpretrain.experiments.classification import plan_classification_transfer
     from detpretrain.experiments.detection import plan_detection
 
@@ -173,45 +172,51 @@ def _plan_ablations(profile: str, p: dict, store) -> list[TrainConfig]:
             + plan_detection(profile, pretrains=("imagenet-cls", "detection"), **common))
 
 
-def _plan_segmentation(profile: str, p: dict, store) -> list[TrainConfig]:
+def _plan_segmentation(profile, p: dict, store) -> list[TrainConfig]:
     from detpretrain.experiments.segmentation import plan_segmentation
 
     return plan_segmentation(profile, dataset=p["dataset"], data_root=p["data_root"],
                              pretrains=tuple(p["pretrains"]), seeds=_seeds(p))
 
 
-def _plan_classification(profile: str, p: dict, store) -> list[TrainConfig]:
-    from detpretrain.experiments.classification import plan_classification_transfer
+def _plan_classification(profile, p: dict, store) -> list[TrainConfig]:
+    from detpretrain.experiments.classification import plan_classification_transfer, real_transfer_roots
     from detpretrain.experiments.features import plan_features
+    from detpretrain.scope import real_pretrains
 
     corpus = _corpus(p)
-    configs = plan_features(profile, (*p["probe_pretrains"], "detection"), corpus=corpus)  # Table 6, Table 5 head
+    probe_pretrains, _ = real_pretrains(profile, p["probe_pretrains"])
+    finetune_pretrains, _ = real_pretrains(profile, p["finetune_pretrains"])
+    configs = plan_features(profile, (*probe_pretrains, "detection"), corpus=corpus)  # Table 6 probes, Table 5 head
     for target in p["targets"]:
-        configs += plan_classification_transfer(profile, role=target, pretrains=tuple(p["finetune_pretrains"]),
+        configs += plan_classification_transfer(profile, role=target, pretrains=tuple(finetune_pretrains),
+                                                seeds=_seeds(p), corpus=corpus)
+    for name, root in real_transfer_roots(p["real_data"]).items():  # Table 8 on the real datasets found
+        configs += plan_classification_transfer(profile, role=name, data_root=root, pretrains=tuple(finetune_pretrains),
                                                 seeds=_seeds(p), corpus=corpus)
     return configs
 
 
-def _plan_feature_space(profile: str, p: dict, store) -> list[TrainConfig]:
+def _plan_feature_space(profile, p: dict, store) -> list[TrainConfig]:
     from detpretrain.experiments.features import plan_features
 
     return plan_features(profile, (p["classification_backbone"], p["detection_backbone"]), corpus=_corpus(p))
 
 
-def _plan_visualisations(profile: str, p: dict, store) -> list[TrainConfig]:
+def _plan_visualisations(profile, p: dict, store) -> list[TrainConfig]:
     from detpretrain.experiments.detection import plan_detection
     from detpretrain.experiments.features import plan_features
     from detpretrain.profiles import get_profile
 
     backbones = ("imagenet-cls", "detection")
-    seeds = _seeds(p) or get_profile(profile).seeds
+    seeds = _seeds(p) or (get_profile(profile) if isinstance(profile, str) else profile).seeds
     corpus = _corpus(p)
     return plan_features(profile, backbones, corpus=corpus) + plan_detection(
         profile, dataset=p["dataset"], data_root=p["data_root"], pretrains=backbones, seeds=tuple(seeds[:1]),
         corpus=corpus)
 
 
-def _plan_eigenspectrum(profile: str, p: dict, store) -> list[TrainConfig]:
+def _plan_eigenspectrum(profile, p: dict, store) -> list[TrainConfig]:
     from detpretrain.experiments.eigenspectrum import plan_eigenspectrum
 
     return plan_eigenspectrum(profile, dataset=p["dataset"], data_root=p["data_root"], seeds=_seeds(p),
@@ -220,20 +225,21 @@ def _plan_eigenspectrum(profile: str, p: dict, store) -> list[TrainConfig]:
                               store=store)
 
 
-def _plan_frozen_backbone(profile: str, p: dict, store) -> list[TrainConfig]:
+def _plan_frozen_backbone(profile, p: dict, store) -> list[TrainConfig]:
     from detpretrain.experiments.frozen import plan_frozen
 
     return plan_frozen(profile, dataset=p["dataset"], data_root=p["data_root"], pretrain=p["pretrain"],
                        heads=tuple(p["heads"]), rare=p["rare"], max_images=p["max_images"], seeds=_seeds(p))
 
 
-def _plan_nothing(profile: str, p: dict, store) -> list[TrainConfig]:
+def _plan_nothing(profile, p: dict, store) -> list[TrainConfig]:
     """A page that trains and reads no run (the "Re-run it yourself" page)."""
     return []
 
 
 #: chapter name -> ``(profile, parameters, store) -> [TrainConfig]``: the runs the chapter's notebook trains or
-#: reads, mirroring its calls into :mod:`detpretrain.experiments` (``book/<chapter>.py``).
+#: reads, mirroring its calls into :mod:`detpretrain.experiments` (``book/<chapter>.py``); ``profile`` is the
+#: :class:`~detpretrain.profiles.Profile` with the chapter's ``coco_root`` set.
 CHAPTER_PLANNERS: dict[str, Callable[[str, dict, RunStore | None], list[TrainConfig]]] = {
     "intro": _plan_intro,
     "pretraining": _plan_pretraining,
@@ -278,9 +284,12 @@ def chapter_runs(chapter: str, profile: str, values: dict, store: RunStore | Non
     Raises:
         ConfigError: a chapter without a planner, or bad parameters (from the experiments modules).
     """
+    from detpretrain.profiles import get_profile, with_coco_root
+
     if chapter not in CHAPTER_PLANNERS:
         raise ConfigError(f"no run plan for chapter {chapter!r}; chapters with one: {', '.join(CHAPTER_PLANNERS)}")
-    return CHAPTER_PLANNERS[chapter](profile, values, store)
+    prof = with_coco_root(get_profile(profile), values.get("coco_root"))  # as chapter_setup sets it
+    return CHAPTER_PLANNERS[chapter](prof, values, store)
 
 
 @contextlib.contextmanager

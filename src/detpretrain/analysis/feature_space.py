@@ -505,13 +505,16 @@ def pair_summary(pairs, labels, attributes: pd.DataFrame) -> dict:
         attributes: one row per image with the columns of :data:`PAIR_ATTRIBUTES`.
 
     Returns:
-        ``{"same class %", "size: diff / random", "shape (aspect): diff / random", "object count: diff / random"}``.
+        ``{"same class %", "size: diff / random", "shape (aspect): diff / random", "object count: diff / random"}``;
+        an attribute that is NaN for every image (real images, which annotate no objects here) gives NaN.
     """
     p = np.asarray(pairs).reshape(-1, 2)
     labels = np.asarray(labels)
     out = {"same class %": 100 * float(np.mean(labels[p[:, 0]] == labels[p[:, 1]])) if len(p) else math.nan}
     for col, label in PAIR_ATTRIBUTES:
-        out[f"{label}: diff / random"] = pair_attribute_similarity(p, attributes[col].to_numpy())["ratio"]
+        values = attributes[col].to_numpy(dtype=np.float64)
+        unmeasured = np.isnan(values).all()  # real images: no annotated objects (NaN, not a number made up)
+        out[f"{label}: diff / random"] = math.nan if unmeasured else pair_attribute_similarity(p, values)["ratio"]
     return out
 
 
@@ -547,6 +550,10 @@ def size_match_verdict(table: pd.DataFrame, classification: str, detection: str)
     """
     ratio = {name: float(table.loc[table["space"].str.startswith(name), "size: diff / random"].iloc[0])
              for name in (classification, detection)}
+    if any(math.isnan(r) for r in ratio.values()):  # real images: no annotated object sizes
+        return {**ratio, "verdict": "not measured",
+                "sentence": "Object sizes are annotated only on the synthetic corpus: the paper's \"match in shape "
+                            "and size\" is not measured on these images."}
     verdict = "holds" if ratio[detection] < ratio[classification] else "does not hold"
     sentence = (f"Nearest pairs in the {detection} space differ in object size by {ratio[detection]:.2f} of a random "
                 f"pair's difference, in the {classification} space by {ratio[classification]:.2f}: the paper's "
@@ -616,6 +623,8 @@ def close_distant_summary(pairs, labels, attributes: pd.DataFrame) -> dict:
     sentence = (f"{len(pairs)} pairs; their object sizes differ by {summary['size: diff / random']:.2f} of a random "
                 "pair's difference (the paper's reading, \"different scale and similar texture\", predicts a value "
                 "above 1).")
+    if math.isnan(summary["size: diff / random"]):  # real images: no annotated objects
+        sentence = f"{len(pairs)} pairs; object sizes are annotated only on the synthetic corpus, so not compared."
     return {"table": pd.DataFrame([summary]), "sentence": sentence}
 
 

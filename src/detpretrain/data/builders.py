@@ -189,18 +189,23 @@ def build_classification_dataset(spec: DataSpec, split: str, *, train: bool, siz
                                  cache: str | os.PathLike | None = None, keep_decoded: bool = False):
     """A classification dataset for ``split`` of ``spec`` (``cache``: the corpus cache, :func:`corpus_root`).
 
-    Class folders (``<root>/<split>/<class>/*.jpg``) for folder data and the synthetic ImageFolder roles; for a
+    Class folders (``<root>/<split>/<class>/*.jpg``) for folder data and the synthetic ImageFolder roles; the real
+    transfer datasets (``flowers102``, ``pet``, ``caltech256``, ``sun397``) through
+    :func:`~detpretrain.data.classification.real_classification` (never downloading: a run reads what is there); for a
     synthetic detection corpus in COCO layout (``imagenet_loc``) the same images with image-level labels only
     (IMAGENET-LOC (Cls), :class:`~detpretrain.data.classification.ImageLevelLabels`).
 
     ``keep_decoded``: a synthetic class-folder corpus keeps its decoded images in memory (:class:`KeptDecoded`),
     for a training set read once per epoch.
     """
-    from detpretrain.data.classification import ClassFolder, ImageLevelLabels
+    from detpretrain.config import CLASSIFICATION_KINDS
+    from detpretrain.data.classification import ClassFolder, ImageLevelLabels, real_classification
 
     root = corpus_root(spec, cache)
     size = None if spec.kind == "synthetic" else size
     tf = classification_transforms(train, size, hflip)
+    if spec.kind in CLASSIFICATION_KINDS:
+        return real_classification(spec.kind, root, split, transforms=tf)
     if spec.kind == "synthetic" and spec.corpus["role"] == "imagenet_loc":
         return ImageLevelLabels(root / split, root / "annotations" / f"instances_{split}.json", transforms=tf)
     dataset = ClassFolder(root, split=split, transforms=tf)

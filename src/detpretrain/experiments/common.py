@@ -27,7 +27,7 @@ import time
 
 from detpretrain.config import DataSpec, TrainConfig, config_hash, replace_path
 from detpretrain.data.fingerprint import with_fingerprint
-from detpretrain.errors import ConfigError
+from detpretrain.errors import ConfigError, DataError
 from detpretrain.profiles import Profile
 from detpretrain.runs import Run, RunStore, get_or_train
 
@@ -102,8 +102,17 @@ def synthetic_spec(profile: str, role: str, seed: int = 0, corpus: dict | None =
 def target_spec(profile: Profile, dataset: str = "synthetic", data_root: str | None = None,
                 corpus: dict | None = None) -> DataSpec:
     """The fine-tuning target: the synthetic VOC-like corpus (with the chain's ``corpus`` variant), or a real COCO /
-    VOC root (no variant: ConfigError if one is asked for)."""
+    VOC root (no variant).
+
+    Raises:
+        ConfigError: an unknown dataset, a real one without ``data_root`` or with a corpus variant, or the synthetic
+            target at a profile with published weights (``torchvision``, ``paper``: sized for real images; the
+            synthetic target belongs to ``smoke`` and ``mini``).
+    """
     if dataset == "synthetic":
+        if profile.published:
+            raise ConfigError(f"profile {profile.name!r} fine-tunes on real data: pass dataset voc or coco with a "
+                              "data_root (the synthetic target belongs to profiles smoke and mini)")
         return synthetic_spec(profile.name, "voc", corpus=corpus)
     if not is_default_corpus(corpus):
         raise ConfigError(f"corpus variant {corpus} applies to the synthetic corpus, not to real data ({dataset})")
@@ -125,9 +134,14 @@ def pretrain_configs(profile: Profile, detection_root: str | None = None,
 
     Args:
         detection_root: for the ``paper`` profile, the COCO 2017 root of the detection pre-training
-            (``annotations/instances_train2017.json``, ``train2017/``, ``val2017/``); default ``$DETPRETRAIN_COCO``
-            or ``~/data/coco``. The other profiles pre-train on the synthetic ``coco`` corpus.
+            (``annotations/instances_train2017.json``, ``train2017/``, ``val2017/``); default the profile's
+            :attr:`~detpretrain.profiles.Profile.coco_root` (a chapter's ``coco_root`` parameter,
+            ``train --coco-root``), else ``$DETPRETRAIN_COCO``, else ``~/data/coco``. The other profiles pre-train on
+            the synthetic ``coco`` corpus or take published weights.
         corpus: the corpus variant of the synthetic pre-training corpora (:func:`corpus_overrides`).
+
+    Raises:
+        DataError: ``paper``'s COCO root does not exist (named, with where the path came from).
     """
     out: dict[str, TrainConfig | None] = {"imagenet-cls": None}
     cls_init = f"torchvision:{profile.imagenet_cls_weights}" if profile.imagenet_cls_weights else None
@@ -140,9 +154,13 @@ def pretrain_configs(profile: Profile, detection_root: str | None = None,
     if profile.detection_weights:
         det_data = det_model = None
     elif profile.name == "paper":
-        root = detection_root or os.environ.get("DETPRETRAIN_COCO", "~/data/coco")
-        det_data = with_fingerprint(DataSpec(kind="coco", root=str(root), train_split="train2017",
-                                             eval_split="val2017"))
+        root = detection_root or profile.coco_root or os.environ.get("DETPRETRAIN_COCO") or "~/data/coco"
+        try:
+            det_data = with_fingerprint(DataSpec(kind="coco", root=str(root), train_split="train2017",
+                                                 eval_split="val2017"))
+        except DataError as err:
+            raise DataError(err.path, f"{err.problem} (the paper profile's COCO detection pre-training: pass "
+                                      "coco_root / --coco-root or set $DETPRETRAIN_COCO)") from None
         det_model = profile.real_model
     else:
         det_data, det_model = synthetic_spec(profile.name, "coco", corpus=corpus), profile.model
@@ -166,13 +184,15 @@ def loc_pretrain_configs(profile: Profile, removed=REMOVED_SUPERCATEGORIES,
     remaining categories, so the amount of pre-training is equal; the paper's corpus simply shrinks).
 
     Raises:
-        ConfigError: the ``paper`` profile (IMAGENET-LOC with 3,130 classes is not distributed; these ablations run
-            on the synthetic corpora only), or an unknown super-category.
+        ConfigError: a profile with published IMAGENET-CLS weights (``paper``, ``torchvision``; IMAGENET-LOC with
+            3,130 classes is not distributed, so these ablations run on the synthetic corpora only), or an unknown
+            super-category.
     """
     from detpretrain.data.synthetic_taxonomy import SUPERCATEGORIES
 
-    if profile.name == "paper":
-        raise ConfigError("the IMAGENET-LOC ablations (Tables 2, 7) need the synthetic imagenet_loc corpus: run them "
+    if profile.imagenet_cls_weights is not None:
+        raise ConfigError(f"the IMAGENET-LOC ablations (Tables 2, 7) need the synthetic imagenet_loc corpus and an "
+                          f"IMAGENET-CLS run of ours to continue from; profile {profile.name!r} has neither: run them "
                           "with profile smoke or mini (the 3,130-class IMAGENET-LOC of the paper is not available)")
     unknown = [sc for sc in removed if sc not in SUPERCATEGORIES]
     if unknown:

@@ -22,7 +22,7 @@ from detpretrain.experiments.common import (
     target_spec,
     train_chain,
 )
-from detpretrain.profiles import Profile, get_profile
+from detpretrain.profiles import Profile, get_profile, with_coco_root
 from detpretrain.runs import RunStore
 
 
@@ -144,7 +144,8 @@ def train_command(args) -> int:
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
         overrides[key] = value
     pretrains = tuple(args.pretrain.split(",")) if args.pretrain else PRETRAINS
-    result = run_detection_experiment(args.profile, dataset=args.dataset or "synthetic", data_root=args.data_root,
+    profile = with_coco_root(get_profile(args.profile), getattr(args, "coco_root", None))
+    result = run_detection_experiment(profile, dataset=args.dataset or "synthetic", data_root=args.data_root,
                                       pretrains=pretrains, seeds=(args.seed,),
                                       store=RunStore(args.store) if args.store else None, overrides=overrides,
                                       device=args.device, log=_main_print)
