@@ -132,18 +132,32 @@ def _seeds(params: dict):
     return tuple(params["seeds"]) if params.get("seeds") is not None else None
 
 
+def _replicates(params: dict):
+    return params.get("replicates")
+
+
 def _plan_pretraining(profile: str, p: dict, store) -> list[TrainConfig]:
-    from detpretrain.experiments.common import pretrain_configs
+    from detpretrain.experiments.common import pretrained_for, replicate_count
     from detpretrain.profiles import get_profile
 
-    return [c for c in pretrain_configs(get_profile(profile)).values() if c is not None]
+    prof = get_profile(profile)
+    pretrained = pretrained_for(prof, (), replicates=replicate_count(prof, _replicates(p)))
+    return [c for c in pretrained.values() if c is not None]
 
 
 def _plan_detection(profile: str, p: dict, store) -> list[TrainConfig]:
     from detpretrain.experiments.detection import plan_detection
+    from detpretrain.profiles import get_profile
 
-    return plan_detection(profile, dataset=p["dataset"], data_root=p["data_root"], pretrains=tuple(p["pretrains"]),
-                          seeds=_seeds(p))
+    from detpretrain.experiments.detection import schedule_check_arguments
+
+    common = {"dataset": p["dataset"], "data_root": p["data_root"], "replicates": _replicates(p)}
+    configs = plan_detection(profile, pretrains=tuple(p["pretrains"]), seeds=_seeds(p), **common)
+    for factor in p["schedule_factors"]:
+        if factor != 1:
+            configs += plan_detection(profile, **common, **schedule_check_arguments(
+                get_profile(profile), factor, p["pretrains"], _seeds(p)))
+    return configs
 
 
 def _plan_intro(profile: str, p: dict, store) -> list[TrainConfig]:
@@ -151,7 +165,7 @@ def _plan_intro(profile: str, p: dict, store) -> list[TrainConfig]:
     from detpretrain.experiments.detection import plan_detection
 
     return plan_detection(profile, dataset=p["dataset"], data_root=p["data_root"], pretrains=PRETRAINS,
-                          seeds=_seeds(p))
+                          seeds=_seeds(p), replicates=_replicates(p))
 
 
 def _plan_ablations(profile: str, p: dict, store) -> list[TrainConfig]:
@@ -160,11 +174,12 @@ def _plan_ablations(profile: str, p: dict, store) -> list[TrainConfig]:
 
     removed = tuple(p["removed"])
     loc_keys = ("imagenet-loc-cls", "imagenet-loc", *(f"imagenet-loc-no-{sc}" for sc in removed))
-    common = {"dataset": p["dataset"], "data_root": p["data_root"], "seeds": _seeds(p)}
+    common = {"dataset": p["dataset"], "data_root": p["data_root"], "seeds": _seeds(p),
+              "replicates": _replicates(p)}
     return (plan_detection(profile, pretrains=loc_keys, removed=removed, **common)
             + plan_classification_transfer(profile, role=p["transfer_role"],
                                            pretrains=("imagenet-loc-cls", "imagenet-loc"), seeds=_seeds(p),
-                                           removed=removed)
+                                           replicates=_replicates(p), removed=removed)
             + plan_detection(profile, pretrains=("imagenet-cls", "detection"), **common))
 
 
@@ -172,17 +187,22 @@ def _plan_segmentation(profile: str, p: dict, store) -> list[TrainConfig]:
     from detpretrain.experiments.segmentation import plan_segmentation
 
     return plan_segmentation(profile, dataset=p["dataset"], data_root=p["data_root"],
-                             pretrains=tuple(p["pretrains"]), seeds=_seeds(p))
+                             pretrains=tuple(p["pretrains"]), seeds=_seeds(p), replicates=_replicates(p))
 
 
 def _plan_classification(profile: str, p: dict, store) -> list[TrainConfig]:
+    from detpretrain.analysis.probes import probe_keys
     from detpretrain.experiments.classification import plan_classification_transfer
+    from detpretrain.experiments.common import replicate_count
     from detpretrain.experiments.features import plan_features
+    from detpretrain.profiles import get_profile
 
-    configs = plan_features(profile, (*p["probe_pretrains"], "detection"))  # Table 6 probes, Table 5 head
+    count = replicate_count(get_profile(profile), _replicates(p))
+    # Table 6 probes (every replicate of each trained backbone), Table 5 head (replicate 0's detector)
+    configs = plan_features(profile, (*probe_keys(p["probe_pretrains"], count), "detection"))
     for target in p["targets"]:
         configs += plan_classification_transfer(profile, role=target, pretrains=tuple(p["finetune_pretrains"]),
-                                                seeds=_seeds(p))
+                                                seeds=_seeds(p), replicates=count)
     return configs
 
 
@@ -200,14 +220,15 @@ def _plan_visualisations(profile: str, p: dict, store) -> list[TrainConfig]:
     backbones = ("imagenet-cls", "detection")
     seeds = _seeds(p) or get_profile(profile).seeds
     return plan_features(profile, backbones) + plan_detection(profile, dataset=p["dataset"], data_root=p["data_root"],
-                                                              pretrains=backbones, seeds=tuple(seeds[:1]))
+                                                              pretrains=backbones, seeds=tuple(seeds[:1]),
+                                                              replicates=1)
 
 
 def _plan_eigenspectrum(profile: str, p: dict, store) -> list[TrainConfig]:
     from detpretrain.experiments.eigenspectrum import plan_eigenspectrum
 
     return plan_eigenspectrum(profile, dataset=p["dataset"], data_root=p["data_root"], seeds=_seeds(p),
-                              scratch_factor=p["scratch_factor"], threshold=p["threshold"],
+                              replicates=_replicates(p), scratch_factor=p["scratch_factor"], threshold=p["threshold"],
                               normalisation=p["normalisation"], n_images=p["n_images"], multiple=p["multiple"],
                               store=store)
 
@@ -216,7 +237,8 @@ def _plan_frozen_backbone(profile: str, p: dict, store) -> list[TrainConfig]:
     from detpretrain.experiments.frozen import plan_frozen
 
     return plan_frozen(profile, dataset=p["dataset"], data_root=p["data_root"], pretrain=p["pretrain"],
-                       heads=tuple(p["heads"]), rare=p["rare"], max_images=p["max_images"], seeds=_seeds(p))
+                       heads=tuple(p["heads"]), rare=p["rare"], max_images=p["max_images"], seeds=_seeds(p),
+                       replicates=_replicates(p))
 
 
 def _plan_nothing(profile: str, p: dict, store) -> list[TrainConfig]:
@@ -245,7 +267,7 @@ CHAPTER_PLANNERS: dict[str, Callable[[str, dict, RunStore | None], list[TrainCon
 #: that calls none of them (another book) or not all of them (an edited chapter) is not planned from here.
 CHAPTER_CALLS: dict[str, tuple[str, ...]] = {
     "intro": ("run_detection_experiment",),
-    "pretraining": ("pretrain_configs", "get_or_train"),
+    "pretraining": ("pretrained_for", "get_or_train"),
     "detection": ("run_detection_experiment",),
     "ablations": ("run_detection_experiment", "run_classification_transfer"),
     "segmentation": ("run_segmentation_experiment",),

@@ -47,6 +47,11 @@ class Profile:
         cls_finetune: full fine-tuning of a backbone on an image-classification target (Tables 7 and 8).
         seg_finetune: DeepLabV3 fine-tuning on the segmentation target (Table 4).
         seeds: fine-tuning seeds (the book shows their spread).
+        pretrain_replicates: independent pre-training runs per trained pre-training (replicate ``r`` has
+            ``seed=r``; :func:`detpretrain.experiments.common.pretrain_configs`), crossed with :attr:`seeds`. A claim
+            about pre-training is about the pre-training run, so this is its n (the unit of replication of every
+            verdict, :mod:`detpretrain.analysis.stats`); 1 means unreplicated (and is the only value for published
+            weights: one network).
         imagenet_cls_weights: for ``paper`` and ``torchvision``, the torchvision weight enum standing in for
             IMAGENET-CLS pre-training; ``None`` means "pre-train on the synthetic imagenet_cls corpus".
         detection_weights: for ``torchvision``, the torchvision *detector* weight enum whose ResNet body stands in for
@@ -66,6 +71,7 @@ class Profile:
     cls_finetune: OptimSpec
     seg_finetune: OptimSpec
     seeds: tuple[int, ...] = (0,)
+    pretrain_replicates: int = 1
     imagenet_cls_weights: str | None = None
     detection_weights: str | None = None
     needs_gpu: bool = False
@@ -129,6 +135,7 @@ PROFILES: dict[str, Profile] = {
         # 38.0 at 0.04 x 12, 39.3 at 0.08 x 12 and 44.0 at 0.04 x 16 (still rising; 16 costs 9 runs x 15 s more).
         seg_finetune=OptimSpec(epochs=12, batch_size=8, lr=0.04, warmup_iters=20, milestones=(9,)),
         seeds=(0, 1, 2),
+        pretrain_replicates=3,
     ),
     "paper": Profile(
         name="paper",

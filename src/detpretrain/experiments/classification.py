@@ -16,6 +16,7 @@ from detpretrain.experiments.common import (
     ChainPlan,
     chain_plan,
     pretrained_for,
+    replicate_count,
     synthetic_spec,
     train_chain,
 )
@@ -42,11 +43,12 @@ def cls_finetune_config(profile: Profile, pretrain: str, seed: int, target: Data
 
 
 def classification_chain(profile: str | Profile = "smoke", *, role: str = "caltech", pretrains=PRETRAINS,
-                         seeds=None, removed=REMOVED_SUPERCATEGORIES) -> ChainPlan:
+                         seeds=None, replicates: int | None = None, removed=REMOVED_SUPERCATEGORIES) -> ChainPlan:
     """The runs of :func:`run_classification_transfer` (same arguments), without training."""
     prof = get_profile(profile) if isinstance(profile, str) else profile
+    count = replicate_count(prof, replicates)
     return chain_plan(prof, transfer_target(prof, role), cls_finetune_config, pretrains=pretrains,
-                      pretrained=pretrained_for(prof, pretrains, removed), seeds=seeds)
+                      pretrained=pretrained_for(prof, pretrains, removed, count), seeds=seeds, replicates=count)
 
 
 def plan_classification_transfer(profile: str | Profile = "smoke", **params) -> list[TrainConfig]:
@@ -60,7 +62,7 @@ def transfer_target(prof: Profile, role: str) -> DataSpec:
 
 
 def run_classification_transfer(profile: str | Profile = "smoke", *, role: str = "caltech", pretrains=PRETRAINS,
-                                seeds=None, store: RunStore | None = None, device: str = "auto",
+                                seeds=None, replicates: int | None = None, store: RunStore | None = None, device: str = "auto",
                                 progress: bool = True, log=print, removed=REMOVED_SUPERCATEGORIES) -> dict:
     """Fine-tune each backbone on a synthetic image-classification target and report top-1 (Tables 7 and 8): the
     runs of :func:`classification_chain`.
@@ -68,13 +70,15 @@ def run_classification_transfer(profile: str | Profile = "smoke", *, role: str =
     Args:
         role: the target corpus: ``"caltech"`` (object-centric, CALTECH-256 role), ``"sun"`` (scenes, SUN-397) or
             ``"flowers"`` (fine-grained, OXFORD-102 FLOWERS); trained on its train split, scored on its test split.
-        pretrains, seeds, store, device, removed: as in :func:`run_detection_experiment`.
+        pretrains, seeds, replicates, store, device, removed: as in :func:`run_detection_experiment`.
 
     Returns:
-        ``{"profile", "dataset", "data", "runs": [{"pretrain", "seed", "run", "hash", "metrics"}], "pretrain_runs"}``
-        with ``metrics["top1"]`` in percent.
+        ``{"profile", "dataset", "data", "runs": [{"pretrain", "replicate", "seed", "run", "hash", "metrics"}],
+        "pretrain_runs"}`` with ``metrics["top1"]`` in percent (and, for runs trained since predictions are kept,
+        ``metrics["predictions"]``: the predicted label of every test image).
     """
     prof = get_profile(profile) if isinstance(profile, str) else profile
-    plan = classification_chain(prof, role=role, pretrains=pretrains, seeds=seeds, removed=removed)
+    plan = classification_chain(prof, role=role, pretrains=pretrains, seeds=seeds, replicates=replicates,
+                                removed=removed)
     return train_chain(plan, prof, role, transfer_target(prof, role), store=store, device=device, progress=progress,
                        log=log)
