@@ -195,6 +195,11 @@ def _env(corpus_dir) -> dict:
             "OMP_NUM_THREADS": "1"}
 
 
+def _detection_chapter_runs() -> list[TrainConfig]:
+    """The detection chapter's runs at smoke: its chain and the 2x schedule check."""
+    return book_plan("smoke", ["detection"], {}, root=PROJECT, store=RunStore(PROJECT / "nonexistent")).configs
+
+
 def _metrics(store: RunStore, configs) -> dict:
     out = {}
     for cfg in configs:
@@ -210,7 +215,7 @@ def test_two_executors_on_one_store_train_each_run_once(executed, corpus_dir, tm
                               stderr=subprocess.STDOUT, text=True) for _ in range(2)]
     outputs = [p.communicate(timeout=600)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), outputs
-    configs = plan_detection("smoke")
+    configs = _detection_chapter_runs()
     for cfg in configs:
         log = (RunStore(store).path_for(cfg) / "log.txt").read_text()
         assert log.count("evaluation:") == 1 and "resumed" not in log, log
@@ -220,7 +225,7 @@ def test_two_executors_on_one_store_train_each_run_once(executed, corpus_dir, tm
 
 def test_killed_executor_resumes_to_the_uninterrupted_metrics(executed, corpus_dir, tmp_path):
     store = RunStore(tmp_path / "killed")
-    configs = plan_detection("smoke")
+    configs = _detection_chapter_runs()
     proc = subprocess.Popen(_execute_cmd(store.root, "--jobs", "2"), cwd=PROJECT, env=_env(corpus_dir),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300
