@@ -20,6 +20,7 @@ from detpretrain.experiments.common import (
     chain_plan,
     pretrained_for,
     replicate_count,
+    replicate_key,
     target_spec,
     train_chain,
 )
@@ -178,6 +179,7 @@ def train_command(args) -> int:
     pretrains = tuple(args.pretrain.split(",")) if args.pretrain else PRETRAINS
     result = run_detection_experiment(args.profile, dataset=args.dataset or "synthetic", data_root=args.data_root,
                                       pretrains=pretrains, seeds=(args.seed,),
+                                      replicates=args.replicates,
                                       store=RunStore(args.store) if args.store else None, overrides=overrides,
                                       device=args.device, log=_main_print)
     if distributed.is_main_process():
@@ -205,5 +207,6 @@ def format_map_table(result: dict) -> str:
     head = f"{'pre-training':<14} {'seed':>4} " + " ".join(f"{t:>6.2f}" for t in thresholds)
     lines = [f"mAP (%) vs IoU threshold, {runs[0]['metrics'].get('metric', '')}, {result['data']}", head]
     for r in runs:
-        lines.append(f"{r['pretrain']:<14} {r['seed']:>4} " + " ".join(f"{v:>6.1f}" for v in r["metrics"]["mAP"]))
+        name = replicate_key(r["pretrain"], r.get("replicate", 0))
+        lines.append(f"{name:<14} {r['seed']:>4} " + " ".join(f"{v:>6.1f}" for v in r["metrics"]["mAP"]))
     return "\n".join(lines)
