@@ -181,14 +181,14 @@ def paired_units(frame: pd.DataFrame, treatment: str, control: str, value: str =
 
 
 def unit_verdict(diffs: pd.DataFrame, *, expected: int = 1, kind: str = "superiority", margin: float = 0.0,
-                 column: str = "diff", claim: Claim | None = None) -> Verdict:
+                 column: str = "diff", claim: Claim | None = None, subunit: str = SEED_UNIT) -> Verdict:
     """The verdict on paired differences of :func:`paired_units` (or any frame with ``replicate`` and ``column``).
 
     The differences of one replicate are averaged first (each pre-training run counts once), then the t-interval is
     over the replicates (df = replicates - 1). With one replicate the analysis is over the fine-tuning seeds and
     labelled conditional on these particular pre-trained networks (``replicated=False``). ``claim`` supplies
     ``expected``, ``kind`` and ``margin`` (a claim whose unit is not the pre-training run, e.g. two from-scratch
-    detectors, is tested flat over its units).
+    detectors, is tested flat over its units). ``subunit`` names one difference (default a fine-tuning seed).
     """
     if claim is not None:
         expected, kind, margin = claim.expected, claim.kind, claim.margin
@@ -197,7 +197,7 @@ def unit_verdict(diffs: pd.DataFrame, *, expected: int = 1, kind: str = "superio
     if claim is not None and claim.unit != PRETRAINING_UNIT:
         return verdict(d[column].to_numpy(float), unit=claim.unit, **q)
     groups = d["replicate"].to_numpy() if "replicate" in d else np.zeros(len(d), int)
-    return verdict(d[column].to_numpy(float), groups=groups, unit=SEED_UNIT, group_unit=PRETRAINING_UNIT, **q)
+    return verdict(d[column].to_numpy(float), groups=groups, unit=subunit, group_unit=PRETRAINING_UNIT, **q)
 
 
 def growth(diffs: pd.DataFrame, low, high, by: str = "iou", keys=("replicate", "seed")) -> pd.DataFrame:

@@ -271,7 +271,8 @@ def probe_claims(rows, better: str = "imagenet-cls", worse: str = "detection") -
             continue
         name = f"Table 6, {ds}: {PROBE_ROLE_NAMES[better]} probe > {PROBE_ROLE_NAMES[worse]} probe"
         if a["replicate"].nunique() > 1 and b["replicate"].nunique() > 1:
-            out[name] = unit_verdict(paired_units(g.rename(columns={"top1": "value"}), better, worse))
+            out[name] = unit_verdict(paired_units(g.rename(columns={"top1": "value"}), better, worse),
+                                     subunit="probe")
         else:
             out[name] = dataclasses.replace(mcnemar(a["correct"].iloc[0], b["correct"].iloc[0]), replicated=False)
     return out
