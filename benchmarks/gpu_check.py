@@ -4,7 +4,9 @@ Measures, side by side in one process, on a real-size synthetic VOC-format corpu
 generated here; no download):
 
 * R50-FPN Faster R-CNN fine-tuning images/s, our loop (:func:`detpretrain.engine.train_one_epoch` with the
-  profile's mixed precision) against a bare torchvision loop (``fasterrcnn_resnet50_fpn``, ``torch.autocast``, SGD)
+  profile's mixed precision, the model prepared as ``fit`` prepares it: ``channels_last`` on CUDA; with
+  ``--compare-layouts`` also left contiguous, to measure what that layout buys) against a bare torchvision loop
+  (``fasterrcnn_resnet50_fpn``, ``torch.autocast``, SGD)
   on IDENTICAL batches (decoded once, the same order, the same warm-up);
 * peak GPU memory of each (``torch.cuda.max_memory_allocated``);
 * evaluation time (detect + VOC07 AP at IoU 0.1 ... 0.9) per image;
@@ -90,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-size", type=int, default=None,
                         help="detector input short side (default: the profile's min_size); tests use a small one")
     parser.add_argument("--allow-cpu", action="store_true", help="run on the CPU (tests only; not for figures)")
+    parser.add_argument("--compare-layouts", action="store_true",
+                        help="also time our loop with the model left contiguous (channels_last's effect; +50%% time)")
     args = parser.parse_args(argv)
 
     if not torch.cuda.is_available() and not args.allow_cpu:
@@ -121,12 +125,14 @@ def main(argv: list[str] | None = None) -> int:
         batches = list(DataLoader(Subset(train, range(len(train))), batch_size=batch, shuffle=False,
                                   collate_fn=collate_detection, drop_last=True))
         n_iter = len(batches)
-        timings: dict[str, list[float]] = {"ours": [], "bare": []}
+        arms = ("bare", "ours", "ours_contiguous") if args.compare_layouts else ("bare", "ours")
+        timings: dict[str, list[float]] = {name: [] for name in arms}
         peaks: dict[str, float | None] = {}
-        for name in ("bare", "ours"):
+        for name in arms:
             torch.manual_seed(0)
-            if name == "ours":
-                model = build_model(cfg, len(train.classes)).to(device)
+            if name.startswith("ours"):  # as engine.fit prepares it (channels_last on CUDA), or left contiguous
+                model = build_model(cfg, len(train.classes))
+                model = engine.prepare_model(model, device) if name == "ours" else model.to(device)
                 optimizer = engine.make_optimizer(model, cfg.optim)
                 scaler = engine.grad_scaler(device, dtype)
             else:
@@ -139,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
                 use = batches[: args.warmup] if r == 0 else batches
                 _sync(device)
                 t0 = time.perf_counter()
-                if name == "ours":
+                if name.startswith("ours"):
                     engine.train_one_epoch(model, optimizer, use, device, 0, task="detection", scaler=scaler,
                                            amp_dtype=dtype, progress=False)
                 else:
@@ -163,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     ips = {k: n_iter * batch / statistics.median(v) for k, v in timings.items()}
     report.update({"iterations": n_iter, "batch_size": batch, "images_per_second": ips,
                    "ratio_ours_over_bare": ips["ours"] / ips["bare"], "peak_memory_GiB": peaks})
+    if "ours_contiguous" in ips:  # what the channels_last layout of engine.prepare_model buys
+        report["ratio_channels_last_over_contiguous"] = ips["ours"] / ips["ours_contiguous"]
     # estimate: detection fine-tuning (3 arms x seeds) + its evaluation; segmentation and probes are not measured
     # here and are left out of the estimate (stated in the output)
     runs = 3 * len(prof.seeds)
@@ -179,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  bare torchvision loop   {ips['bare']:8.2f} images/s   peak {peaks['bare']} GiB")
     print(f"  detpretrain loop        {ips['ours']:8.2f} images/s   peak {peaks['ours']} GiB")
     print(f"  ratio ours / bare       {report['ratio_ours_over_bare']:8.3f}")
+    if "ours_contiguous" in ips:
+        print(f"  ours, contiguous        {ips['ours_contiguous']:8.2f} images/s   peak {peaks['ours_contiguous']} GiB"
+              f"   (channels_last / contiguous {report['ratio_channels_last_over_contiguous']:.3f})")
     print(f"  evaluation              {report['eval_seconds_per_image'] * 1000:8.1f} ms/image")
     print(f"  estimate: detection chapter of the torchvision book {det_h * scale:.1f} GPU-hours "
           f"({runs} fine-tunings x {prof.finetune.epochs} epochs on VOC 07+12, scaled to "

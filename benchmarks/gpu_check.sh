@@ -4,6 +4,8 @@
 # 1. R50-FPN fine-tuning images/s (ours vs a bare torchvision loop, identical batches, bf16 autocast), peak memory,
 #    evaluation time, and the estimated GPU-hours of the torchvision-profile book  -> OUT_DIR/gpu_check.json
 # 2. a 1-GPU torchrun with an NCCL process group (init, all_reduce, barrier)       -> OUT_DIR/nccl_check.txt
+# What the channels_last layout of engine.prepare_model buys (a third timed arm, about +50% of step 1's time):
+#   python benchmarks/gpu_check.py --out OUT_DIR --size 512 --images 256 --repeats 2 --compare-layouts
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:-${OUT:-_build/gpu_check}}"

@@ -31,7 +31,7 @@
 # backbone); fine-tuning seeds are averaged within it (`detpretrain.analysis.stats`).
 
 # %% tags=["parameters"]
-profile = "mini"  # smoke | mini | paper
+profile = "mini"  # smoke | mini | torchvision | paper
 dataset = "synthetic"  # synthetic (VOC-like target) | coco | voc
 data_root = None  # root of a real dataset (dataset coco: a COCO root with annotations/ and train2017/ val2017/)
 seeds = None  # fine-tuning seeds; None means the profile's (mini: 0, 1, 2)
@@ -41,6 +41,7 @@ data_cache = None  # generated-corpus folder; None means $DETPRETRAIN_DATA or da
 replicates = None  # pre-training replicates per backbone, crossed with the seeds; None means the profile's (mini: 3)
 pretrains = ["imagenet-cls", "detection", "scratch"]  # backbones to compare
 schedule_factors = [1, 2]  # schedule check: fine-tuning schedules in multiples of the profile's
+coco_root = None  # paper profile: COCO 2017 root of its detection pre-training; None: $DETPRETRAIN_COCO or ~/data/coco
 
 # %%
 import matplotlib.pyplot as plt
@@ -57,8 +58,14 @@ from detpretrain.experiments.detection import (
 
 ch = chapter_setup("detection", profile=profile, store=store, data_cache=data_cache, device=device, dataset=dataset,
                    data_root=data_root, seeds=seeds, replicates=replicates, pretrains=pretrains,
-                   schedule_factors=schedule_factors)
+                   schedule_factors=schedule_factors, coco_root=coco_root)
 prof = ch.profile
+
+# %% tags=["hide-input"]
+from detpretrain.scope import chapter_note
+
+if note := chapter_note("detection", ch.profile):
+    display(Markdown(note))
 
 # %% [markdown]
 # ## Configuration

@@ -43,7 +43,7 @@
 # (only the narrower detector is retrained, since its widths depend on the count).
 
 # %% tags=["parameters"]
-profile = "mini"  # smoke | mini | paper
+profile = "mini"  # smoke | mini | torchvision | paper
 dataset = "synthetic"  # synthetic (VOC-like target) | coco | voc
 data_root = None  # real data root for dataset coco or voc
 seeds = None  # seeds; None means the profile's (mini: 0, 1, 2)
@@ -76,6 +76,12 @@ prof = ch.profile
 NAMES = {"imagenet-cls": "I (IMAGENET-CLS, fine-tuned)", "scratch": "S (from scratch)",
          "scratch-narrow": "S, determined widths"}
 COLOURS = {"imagenet-cls": "tab:blue", "scratch": "tab:red", "scratch-narrow": "tab:green"}
+
+# %% tags=["hide-input"]
+from detpretrain.scope import chapter_note
+
+if note := chapter_note("eigenspectrum", ch.profile):
+    display(Markdown(note))
 
 # %% [markdown]
 # ## Configuration
@@ -214,6 +220,16 @@ show_figure(fig, "dimensionality_dynamics", chapter="eigenspectrum", profile=pro
 
 # %% tags=["hide-input"]
 display(Markdown(E.claim1_summary(result, claims)))
+
+# %% [markdown]
+# Claim 1 as one statistic fixed in advance: the total-variation distance between the trace-normalised final spectra
+# of I and S (threshold-free, scale-free), against the distance between two seeds of the same detector, with each
+# spectrum's participation ratio (an effective number of dimensions, no threshold) beside it. "Excess" is I-S minus
+# seed-to-seed distance, with its interval over seeds; the spectra are those of Shinya et al.'s uncentred second
+# moment (`detpretrain.analysis.eigenspectrum.Moments` gives the centred covariance beside it).
+
+# %% tags=["hide-input"]
+table(E.spectral_claim1_table(result), precision=3)
 
 # %% [markdown]
 # ## Claim 2: widths from the intrinsic dimensionality

@@ -35,9 +35,9 @@
 # the cached average-pooled Conv5 features of `detpretrain.experiments.features`, L2-normalised (cosine geometry).
 
 # %% tags=["parameters"]
-profile = "mini"  # smoke | mini
-dataset = "synthetic"  # the synthetic CALTECH-256-role corpus (real datasets carry no object annotations here)
-data_root = None  # unused: the corpus is generated
+profile = "mini"  # smoke | mini | torchvision | paper (the GPU profiles embed with published backbones)
+dataset = "synthetic"  # synthetic (the corpus named by target) | flowers102 | pet | caltech256 | sun397 (real images)
+data_root = None  # root of a real dataset (dataset other than synthetic)
 seeds = None  # k-means seeds of Figure 6 and random backbones; None means the profile's
 device = "auto"  # auto | cpu | cuda
 store = None  # run store folder; None means $DETPRETRAIN_RUNS or runs/
@@ -49,6 +49,9 @@ k_max = 1000  # largest K of the sweep (capped at half the number of images)
 knn_k = 10  # neighbours for the class-agreement and fragmentation numbers (Figure 7)
 n_pairs = 6  # image pairs shown per panel of Figure 3
 top_pairs = 50  # nearest pairs whose attributes are compared (Figure 3)
+download = False  # fetch an absent real classification dataset into its root with torchvision (internet)
+coco_root = None  # paper profile: COCO 2017 root of its detection pre-training; None: $DETPRETRAIN_COCO or ~/data/coco
+cue = "part"  # category cue of every synthetic corpus: part | distributed (no part) | part+decoy
 
 # %%
 import matplotlib.pyplot as plt
@@ -57,6 +60,8 @@ import seaborn as sns
 from IPython.display import Markdown, display
 
 from detpretrain.analysis import feature_space as S
+from detpretrain.analysis import mechanisms as M
+from detpretrain.analysis import stats
 from detpretrain.chapter import chapter_setup, quiet, table
 from detpretrain.experiments import features as F
 from detpretrain.paper import ROLE_NAMES
@@ -64,10 +69,18 @@ from detpretrain.paper import ROLE_NAMES
 ch = chapter_setup("feature_space", profile=profile, store=store, data_cache=data_cache, device=device,
                    dataset=dataset, data_root=data_root, seeds=seeds, target=target,
                    classification_backbone=classification_backbone, detection_backbone=detection_backbone,
-                   k_max=k_max, knn_k=knn_k, n_pairs=n_pairs, top_pairs=top_pairs)
+                   k_max=k_max, knn_k=knn_k, n_pairs=n_pairs, top_pairs=top_pairs, cue=cue,
+                   download=download, coco_root=coco_root)
 prof = ch.profile
+corpus = {"cue": cue}  # the target corpus and the backbones' pre-training corpora
 names = {classification_backbone: ROLE_NAMES["imagenet-cls"], detection_backbone: ROLE_NAMES["detection"]}
 cls_name, det_name = names[classification_backbone], names[detection_backbone]
+
+# %% tags=["hide-input"]
+from detpretrain.scope import chapter_note
+
+if note := chapter_note("feature_space", ch.profile, dataset=dataset):
+    display(Markdown(note))
 
 # %% [markdown]
 # ## Data and features
@@ -75,13 +88,17 @@ cls_name, det_name = names[classification_backbone], names[detection_backbone]
 
 # %% tags=["hide-input"]
 # NBVAL_CHECK_OUTPUT
-data = F.probe_datasets(prof, target, data_cache=ch.data_cache)
+data = F.probe_datasets(prof, target if dataset == "synthetic" else dataset, data_root, data_cache=ch.data_cache,
+                        download=download, corpus=corpus if dataset == "synthetic" else None)
 attrs = F.split_attributes(data)
 ks = S.default_ks(len(attrs), k_max)
 table(S.configuration_table(data, len(attrs), ks, ch.seeds, knn_k), index=True)
 
+# %% tags=["hide-input"]
+display(Markdown(M.prediction_markdown("feature_space", cue)))
+
 # %%
-stacked = {pre: F.stacked_features(pre, data, prof, store=ch.store, device=device, log=quiet)
+stacked = {pre: F.stacked_features(pre, data, prof, store=ch.store, device=device, log=quiet, corpus=corpus)
            for pre in (classification_backbone, detection_backbone)}
 stacked |= {f"scratch-s{seed}": F.stacked_features("scratch", data, prof, store=ch.store, seed=seed, device=device,
                                                      log=quiet) for seed in ch.seeds}
@@ -106,7 +123,9 @@ def show_pairs(pairs, title: str):
             ax.set_xticks([])
             ax.set_yticks([])
             r = attrs.iloc[k]
-            ax.set_xlabel(f"{r['label']} · {r['n_objects']} obj · {100 * r['area_fraction']:.0f}%", fontsize=6)
+            objects = ("" if np.isnan(r["area_fraction"])  # real images: no annotated objects
+                       else f" · {r['n_objects']} obj · {100 * r['area_fraction']:.0f}%")
+            ax.set_xlabel(f"{r['label']}{objects}", fontsize=6)
     fig.suptitle(title, fontsize=8)
     fig.text(0.01, 0.005, provenance, fontsize=5)
     fig.tight_layout(rect=(0, 0.03, 1, 1))
@@ -130,6 +149,10 @@ table(near_table, precision=2)
 
 # %% tags=["hide-input"]
 display(Markdown(S.size_match_verdict(near_table, cls_name, det_name)["sentence"]))
+size_match = S.size_match_bootstrap(near[classification_backbone][["i", "j"]].to_numpy(),
+                                    near[detection_backbone][["i", "j"]].to_numpy(), attrs["log_area"].to_numpy())
+display(Markdown("With an interval (each space's nearest pairs resampled; positive = the detection space's pairs "
+                 "match better in size): " + size_match.sentence("of a random pair's size difference", digits=2)))
 
 # %% [markdown]
 # ## Figure 6: cluster consistency
@@ -155,6 +178,27 @@ plt.show()
 asymmetry = S.asymmetry_verdict(curves, det_name, cls_name)
 display(table(asymmetry["table"], precision=3, index=True))
 display(Markdown(asymmetry["sentence"]))
+
+# %% [markdown]
+# ### Figure 6 against a null that keeps the cluster sizes
+# Over the same image pairs, P(same in B | same in A) / P(same in A | same in B) = pairs_B / pairs_A exactly: the
+# asymmetry above says which k-means partition has more same-cluster pairs (is less balanced), whatever the
+# features. What the spaces share shows in the **lift** = pairs in both x all pairs / (pairs_A x pairs_B), 1 for
+# independent partitions. The null shuffles one space's cluster labels over the images (every cluster keeps its
+# size); the **corrected asymmetry** is the observed asymmetry minus the null's mean, and its verdict is over the
+# k-means seeds.
+
+# %%
+null = S.consistency_null_curves(labelings, n_perm=200)
+asymmetry_null = S.corrected_asymmetry_verdict(null)
+
+# %% tags=["hide-input"]
+display(table(null.groupby("K")[["pairs_a", "pairs_b", "pairs_both", "lift", "p_lift", "asymmetry",
+                                 "null_asymmetry", "corrected_asymmetry", "p_asymmetry"]].mean()
+              .rename(columns={"pairs_a": f"pairs, {det_name}", "pairs_b": f"pairs, {cls_name}"}),
+              precision=3, index=True))
+display(Markdown("Null-corrected asymmetry, averaged over K per k-means seed: "
+                 + asymmetry_null.sentence("P(same) points", digits=3)))
 
 # %% [markdown]
 # ## Figure 3 (middle): close in IMAGENET-CLS space, distant in the detection space
@@ -203,6 +247,26 @@ plt.show()
 
 # %% tags=["hide-input"]
 display(Markdown(S.fragmentation_verdict(frag, classification_backbone, detection_backbone, names)["sentence"]))
+agreement = S.knn_agreement_verdict(spaces[classification_backbone], spaces[detection_backbone], labels, k=knn_k)
+display(Markdown(f"kNN agreement, {cls_name} minus {det_name}, with a paired bootstrap over images: "
+                 + agreement.sentence("points")))
+
+# %% [markdown]
+# ## The claims beside the predictions
+# Each figure's claim with its interval under this execution's cue, beside what the paper's explanation predicted
+# above (Figure 7 is the primary claim; the others are Holm-adjusted). Each space is one pre-trained backbone: the
+# intervals cover images or k-means seeds, conditional on these networks.
+
+# %%
+claims = {f"Figure 7: kNN agreement, {cls_name} minus {det_name}": agreement,
+          f"Figure 3: size match, {cls_name} minus {det_name} pairs": size_match,
+          "Figure 6: null-corrected asymmetry": asymmetry_null}
+beside = M.claims_beside_predictions(stats.adjust_claims(claims, next(iter(claims))), "feature_space", cue,
+                                     dict(zip(claims, ("figure7", "figure3", "figure6"))))
+M.save_claims(beside, chapter="feature_space", profile=prof.name, cue=cue)
+
+# %% tags=["hide-input"]
+table(beside, precision=3)
 
 # %% [markdown]
 # ## What this shows

@@ -50,7 +50,7 @@
 # too weak (below 60 mAP@0.5, or mAP@0.7 below half its mAP@0.5) prints **regime inadequate** instead of a label.
 
 # %% tags=["parameters"]
-profile = "mini"  # smoke | mini | paper
+profile = "mini"  # smoke | mini | torchvision | paper
 dataset = "synthetic"  # synthetic | coco | voc: the detection target whose results are summarised
 data_root = None
 seeds = None
@@ -58,6 +58,7 @@ device = "auto"
 store = None  # run store folder; None means $DETPRETRAIN_RUNS or runs/
 data_cache = None  # generated-corpus folder; None means $DETPRETRAIN_DATA or data/generated
 replicates = None  # pre-training replicates per backbone, crossed with the seeds; None means the profile's (mini: 3)
+coco_root = None  # paper profile: COCO 2017 root of its detection pre-training; None: $DETPRETRAIN_COCO or ~/data/coco
 
 # %% [markdown]
 # ## How to read and re-run this book
@@ -99,10 +100,16 @@ from detpretrain.experiments.detection import run_detection_experiment
 from detpretrain.overview import primary_overview
 
 ch = chapter_setup("intro", profile=profile, store=store, data_cache=data_cache, device=device, dataset=dataset,
-                   data_root=data_root, seeds=seeds, replicates=replicates)
+                   data_root=data_root, seeds=seeds, replicates=replicates, coco_root=coco_root)
 result = run_detection_experiment(ch.profile, dataset=dataset, data_root=data_root, pretrains=PRETRAINS,
                                   seeds=ch.seeds, replicates=ch.replicates, store=ch.store, device=device,
                                   progress=False, log=quiet)
+
+# %% tags=["hide-input"]
+from detpretrain.scope import chapter_note
+
+if note := chapter_note("intro", ch.profile):
+    display(Markdown(note))
 
 # %% tags=["hide-input"]
 display(table(A.training_time_table(result), formats={"training (min)": "{:.1f}"}))

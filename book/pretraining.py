@@ -32,7 +32,7 @@
 # corpora.
 
 # %% tags=["parameters"]
-profile = "mini"  # smoke | mini | paper
+profile = "mini"  # smoke | mini | torchvision | paper
 dataset = "synthetic"  # the later chapters' target; pre-training does not depend on it
 data_root = None
 seeds = None
@@ -41,6 +41,7 @@ store = None  # run store folder; None means $DETPRETRAIN_RUNS or runs/
 data_cache = None  # generated-corpus folder; None means $DETPRETRAIN_DATA or data/generated
 replicates = None  # pre-training replicates per backbone; None means the profile's (mini: 3)
 sample_images = 8  # images per corpus in the sample grids
+coco_root = None  # paper profile: COCO 2017 root of its detection pre-training; None: $DETPRETRAIN_COCO or ~/data/coco
 
 # %%
 import tempfile
@@ -57,9 +58,16 @@ from detpretrain.experiments.common import pretrained_for, replicate_count, spli
 from detpretrain.runs import get_or_train
 
 ch = chapter_setup("pretraining", profile=profile, store=store, data_cache=data_cache, device=device, dataset=dataset,
-                   data_root=data_root, seeds=seeds, replicates=replicates, sample_images=sample_images)
+                   data_root=data_root, seeds=seeds, replicates=replicates, sample_images=sample_images,
+                   coco_root=coco_root)
 configs = {k: v for k, v in pretrained_for(ch.profile, (), replicates=replicate_count(ch.profile, replicates)).items()
            if v is not None}
+
+# %% tags=["hide-input"]
+from detpretrain.scope import chapter_note
+
+if note := chapter_note("pretraining", ch.profile):
+    display(Markdown(note))
 
 # %% [markdown]
 # ## The pre-training corpora
@@ -88,7 +96,8 @@ if profile != "paper":
 runs = {name: get_or_train(cfg, ch.store, device=device, progress=False) for name, cfg in configs.items()}
 
 # %% tags=["hide-input"]
-table(pretraining_table(runs).drop(columns=["classes"]))
+if runs:  # none at profile torchvision: both backbones are published weights
+    display(table(pretraining_table(runs).drop(columns=["classes"])))
 
 # %% [markdown]
 # The detection pre-training reports COCO-style mAP on its own validation split (`eval_metric = coco`), averaged
@@ -96,19 +105,20 @@ table(pretraining_table(runs).drop(columns=["classes"]))
 
 # %% tags=["hide-input"]
 curves = loss_curves(runs)
-names = list(dict.fromkeys(split_key(k)[0] for k in runs))  # one panel per backbone, one line per replicate
-fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 3.6), squeeze=False)
-for ax, name in zip(axes[0], names):
-    keys = [k for k in runs if split_key(k)[0] == name]
-    sns.lineplot(data=curves[curves["backbone"].isin(keys)], x="epoch", y="training loss", hue="backbone",
-                 marker="o", ax=ax)
-    first = runs[keys[0]]
-    ax.set_title(f"{name}: {first.config.task} pre-training, {len(keys)} replicate(s)\n"
-                 + ch.provenance(data=first.config.data.describe(), runs={k: runs[k].hash for k in keys}),
-                 fontsize=8, loc="left")
-    ax.grid(alpha=0.3)
-fig.tight_layout()
-plt.show()
+if runs:
+    names = list(dict.fromkeys(split_key(k)[0] for k in runs))  # one panel per backbone, one line per replicate
+    fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        keys = [k for k in runs if split_key(k)[0] == name]
+        sns.lineplot(data=curves[curves["backbone"].isin(keys)], x="epoch", y="training loss", hue="backbone",
+                     marker="o", ax=ax)
+        first = runs[keys[0]]
+        ax.set_title(f"{name}: {first.config.task} pre-training, {len(keys)} replicate(s)\n"
+                     + ch.provenance(data=first.config.data.describe(), runs={k: runs[k].hash for k in keys}),
+                     fontsize=8, loc="left")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    plt.show()
 
 # %% [markdown]
 # The detection loss is torchvision's sum of the RPN objectness and box losses and the RoI-head classification and

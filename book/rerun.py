@@ -112,9 +112,10 @@ display(Markdown(rerun.parameters_markdown(per_chapter)))
 # | embedded synthetic corpora | `data_cache`, `$DETPRETRAIN_DATA`, `data/generated/` | the VOC, COCO and class-folder layouts below | all (the default) |
 # | PASCAL VOC 2007 / 2012 | `data_root` with `dataset="voc"` | a VOCdevkit as extracted: VOC2007 and VOC2012 with Annotations, JPEGImages, ImageSets (and SegmentationClass for segmentation) | detection, ablations, segmentation, visualisations, the companion studies |
 # | COCO 2017 as a target | `data_root` with `dataset="coco"` | annotations/instances_train2017.json and instances_val2017.json beside train2017/ and val2017/ | the same |
-# | COCO 2017 for the detection pre-training of `paper` | `$DETPRETRAIN_COCO`, `~/data/coco` | as above | pre-training |
+# | COCO 2017 for the detection pre-training of `paper` | `coco_root` (`train --coco-root`), `$DETPRETRAIN_COCO`, `~/data/coco` | as above | every chapter that reads the detection backbone |
 # | COCO images for Figure 4 on real data | `real_detection_root` | as above | visualisations |
-# | Flowers-102, Oxford-IIIT Pet | `real_data`, a dict of roots | Flowers-102: class folders train/, valid/, test/ or torchvision's flowers-102/ download; Pet: the official images/ and annotations/ | classification |
+# | Flowers-102, Oxford-IIIT Pet, Caltech-256, SUN-397 | `real_data`, a dict of roots (`download=True`: torchvision fetches an absent one) | torchvision's layouts (flowers-102/, oxford-iiit-pet/, caltech256/, SUN397/); also Flowers-102 as class folders train/, valid/, test/ and Pet as images/ and annotations/ extracted by hand | classification |
+# | the same, for the feature space | `data_root` with `dataset` flowers102, pet, caltech256 or sun397 | as above | feature_space |
 # | runs: checkpoints and metrics | `store`, `$DETPRETRAIN_RUNS`, `runs/` | one folder per run, named by the hash of its config | all |
 # | print figures: PDF and 300-dpi PNG | `$DETPRETRAIN_FIGURES`, `_build/figures/` | one folder per profile and chapter | visualisations, the companion studies |
 #
@@ -123,7 +124,10 @@ display(Markdown(rerun.parameters_markdown(per_chapter)))
 # `smoke` and `mini` download nothing: every backbone, the IMAGENET-CLS-style classifier included, is trained by the
 # book on the embedded corpora. `paper` starts the IMAGENET-CLS role from torchvision's published weights, which
 # torchvision downloads once into its cache (`$TORCH_HOME/hub/checkpoints`, by default `~/.cache/torch`), and
-# pre-trains the detection role on COCO itself.
+# pre-trains the detection role on COCO itself. `torchvision` pre-trains nothing: IMAGENET-CLS is ResNet-50
+# IMAGENET1K_V1 and the detection role is the ResNet-50 body of torchvision's COCO Faster R-CNN (its whole detector
+# for Table 5's head probes). At both GPU profiles every chapter but the ablations (IMAGENET-LOC is synthetic-only)
+# runs on the real data given, and its first output says which parts stay synthetic and why.
 
 # %% tags=["hide-input"] mystnb={"markdown_format": "gfm"}
 # NBVAL_CHECK_OUTPUT

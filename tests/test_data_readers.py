@@ -18,7 +18,7 @@ from pycocotools.coco import COCO
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from detpretrain.data.classification import ClassFolder, Flowers102Official, OxfordPet
+from detpretrain.data.classification import ClassFolder, OxfordPet
 from detpretrain.data.coco import CocoDetection, to_coco_gt
 from detpretrain.data.voc import VOC_CLASSES, VOCDetection, VOCSegmentation, read_class_file, read_index_png
 from detpretrain.errors import DataError
@@ -242,32 +242,6 @@ def test_oxford_pet_subset(pet_subset):
     image, label = tv[k]
     assert label == 2 and isinstance(image, tv_tensors.Image) and image.shape[0] == 3
     assert not set(tv.image_names) & set(te.image_names)
-
-
-def test_flowers102_official_layout(tmp_path, flowers_subset, monkeypatch):
-    """The torchvision Flowers102 wrapper, on an official-layout folder built from genuine subset images."""
-    from scipy.io import savemat
-    from torchvision import datasets
-
-    with pytest.raises(DataError, match="flowers-102.*download=True"):
-        Flowers102Official(tmp_path, "train")
-    base = tmp_path / "flowers-102"
-    (base / "jpg").mkdir(parents=True)
-    labels = np.zeros(8189, dtype=np.uint8)
-    ids = []
-    for folder in ("1", "2"):
-        for f in sorted((flowers_subset / "train" / folder).glob("*.jpg"))[:2]:
-            (base / "jpg" / f.name).write_bytes(f.read_bytes())
-            iid = int(f.stem.split("_")[1])
-            labels[iid - 1] = int(folder)
-            ids.append(iid)
-    savemat(base / "imagelabels.mat", {"labels": labels[None, :]})
-    savemat(base / "setid.mat", {"trnid": np.array([ids]), "valid": np.array([ids[:1]]), "tstid": np.array([ids[1:]])})
-    monkeypatch.setattr(datasets.Flowers102, "_check_integrity", lambda self: True)  # our .mat files lack the md5
-    ds = Flowers102Official(tmp_path, "train")
-    assert len(ds) == 4 and ds.targets == [0, 0, 1, 1] and ds.classes[1] == "hard-leaved pocket orchid"
-    image, label = ds[2]
-    assert isinstance(image, tv_tensors.Image) and image.dtype == torch.uint8 and label == 1
 
 
 # ------------------------------------------------------------------------ hand-made VOC / COCO with extras

@@ -135,6 +135,55 @@ def test_torchrun_two_processes_train_and_evaluate(corpus_dir, tmp_path):
     assert single["mAP"] == pytest.approx(m["mAP"], abs=1e-9)
 
 
+_TRAIN_TASKS = """
+import json, sys
+from detpretrain import distributed
+from detpretrain.experiments.classification import cls_finetune_config, transfer_target
+from detpretrain.experiments.common import pretrain_configs
+from detpretrain.experiments.segmentation import segmentation_config, segmentation_target
+from detpretrain.profiles import get_profile
+from detpretrain.runs import RunStore, get_or_train
+
+prof = get_profile("smoke")
+pre = pretrain_configs(prof)
+configs = {"classification": cls_finetune_config(prof, "scratch", 0, transfer_target(prof, "caltech"), pre),
+           "segmentation": segmentation_config(prof, "scratch", 0, segmentation_target(prof), pre)}
+runs = {task: str(get_or_train(cfg, RunStore(sys.argv[1]), device="cpu", progress=False).path)
+        for task, cfg in configs.items()}
+if distributed.is_main_process():
+    json.dump(runs, open(sys.argv[2], "w"))
+"""
+
+
+def test_torchrun_trains_classification_and_segmentation(corpus_dir, tmp_path):
+    """The other two tasks under DDP (gloo on CPU, 2 processes, each half of the global batch): they train, and the
+    gathered evaluation of the stored model equals a single process's evaluation of it."""
+    import torch
+
+    from detpretrain.runs import load_run_model
+
+    script, out = tmp_path / "train_tasks.py", tmp_path / "runs.json"
+    script.write_text(_TRAIN_TASKS)
+    env = {**os.environ, "DETPRETRAIN_DATA": str(corpus_dir), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+           str(tmp_path / "runs"), str(out)]
+    proc = _run_group(cmd, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = json.loads(out.read_text())
+    for task, path in runs.items():
+        metrics = json.loads((Path(path) / "metrics.json").read_text())
+        assert metrics["world_size"] == 2 and metrics["task"] == task and len(metrics["history"]) == 2
+        model, cfg, _ = load_run_model(path)
+        _, test_set = engine._datasets(cfg)
+        if task == "classification":
+            single = engine.evaluate_classifier(model, test_set, torch.device("cpu"))
+            assert single["top1"] == pytest.approx(metrics["top1"], abs=1e-9)
+            assert metrics["num_images"] == len(test_set)
+        else:
+            single = engine._evaluate_segmentation(model, test_set, torch.device("cpu"), cfg, False)[0]
+            assert single["mIoU"] == pytest.approx(metrics["mIoU"], abs=1e-6)
+
+
 def test_real_coco_subset_end_to_end(corpus_dir, coco_subset, tmp_path):
     """train2017 -> val2017 of the genuine COCO subset, from scratch, smoke schedule."""
     result = run_detection_experiment("smoke", dataset="coco", data_root=str(coco_subset), pretrains=("scratch",),
@@ -145,3 +194,46 @@ def test_real_coco_subset_end_to_end(corpus_dir, coco_subset, tmp_path):
     assert m["num_train_images"] == 130 and m["num_eval_images"] == 128
     assert len(m["classes"]) == 81  # 80 COCO categories + background
     assert len(m["mAP"]) == 9
+
+
+def test_channels_last_models_give_the_losses_of_contiguous_ones():
+    """What ``engine.prepare_model`` does on CUDA, run on the CPU: every task's model in the ``channels_last`` layout
+    (weights and input batches) computes the same losses and gradients as the contiguous model, so the layout changes
+    speed only (no view of a permuted tensor breaks in torchvision's detector, DeepLabV3 or our heads). In float64,
+    where the two layouts' kernels round alike (in float32 a near-zero gradient, DeepLabV3's pooling branch, passes
+    its rounding on to the first conv's gradient at the percent level)."""
+    import copy
+
+    import torch
+
+    from detpretrain.experiments.classification import cls_finetune_config, transfer_target
+    from detpretrain.experiments.segmentation import segmentation_config, segmentation_target
+
+    prof = get_profile("smoke")
+    pre = pretrain_configs(prof)
+    torch.manual_seed(0)
+    images = torch.rand(2, 3, 64, 64, dtype=torch.float64)
+    boxes = [{"boxes": torch.tensor([[4.0, 4.0, 30.0, 40.0]], dtype=torch.float64), "labels": torch.tensor([1])},
+             {"boxes": torch.tensor([[10.0, 8.0, 60.0, 50.0]], dtype=torch.float64), "labels": torch.tensor([3])}]
+    cases = {
+        "detection": (finetune_config(prof, "scratch", 0, target_spec(prof), pre), 5, (list(images), boxes)),
+        "classification": (cls_finetune_config(prof, "scratch", 0, transfer_target(prof, "caltech"), pre), 5,
+                           (images, torch.tensor([1, 4]))),
+        "segmentation": (segmentation_config(prof, "scratch", 0, segmentation_target(prof), pre), 6,
+                         (images, torch.randint(0, 6, (2, 64, 64)))),
+    }
+    for task, (cfg, classes, (x, y)) in cases.items():
+        torch.manual_seed(0)
+        # DeepLabV3's head has dropout, whose mask follows the memory layout: compared without it (eval mode)
+        plain = build_model(cfg, classes).train(task != "segmentation").double()
+        nhwc = copy.deepcopy(plain).to(memory_format=torch.channels_last)
+        grads = {}
+        for name, model in (("plain", plain), ("nhwc", nhwc)):
+            inputs = x if task == "detection" or name == "plain" else x.contiguous(memory_format=torch.channels_last)
+            torch.manual_seed(1)  # the detector samples anchors and RoIs
+            loss = sum(engine.TASK_HOOKS[task].losses(model, inputs, y, torch.device("cpu")).values())
+            loss.backward()
+            grads[name] = {"loss": loss.detach(), **{n: p.grad for n, p in model.named_parameters()
+                                                     if p.grad is not None}}
+        for key, value in grads["plain"].items():
+            assert torch.allclose(grads["nhwc"][key], value, rtol=1e-7, atol=1e-12), (task, key)

@@ -41,7 +41,7 @@ def test_unknown_dataset_and_missing_roots_are_named(tmp_path, corpus_dir):
     with pytest.raises(DataError, match="not an Oxford-IIIT Pet root"):
         F.probe_datasets("smoke", "pet", tmp_path)
     (tmp_path / "flowers" / "train" / "1").mkdir(parents=True)
-    with pytest.raises(DataError, match="expected train/ and test/"):
+    with pytest.raises(DataError, match="or train/ and test/ class folders"):
         F.probe_datasets("smoke", "flowers102", tmp_path / "flowers")
 
 
@@ -150,9 +150,20 @@ def test_image_attributes_follow_the_annotations(caltech):
     assert images[0].shape == (64, 64, 3) and 0 <= images[0].min() and images[0].max() <= 1
 
 
-def test_image_attributes_need_a_synthetic_corpus(flowers_subset):
-    with pytest.raises(ConfigError, match="synthetic corpus"):
-        F.image_attributes(F.probe_datasets("smoke", "flowers102", flowers_subset), "test")
+def test_image_attributes_of_real_images_leave_object_attributes_empty(pet_subset):
+    """Real images annotate no objects here: Figure 3's size columns are NaN, its verdict says it is not measured."""
+    from detpretrain.analysis import feature_space as S
+
+    data = F.probe_datasets("smoke", "pet", pet_subset)
+    attrs = F.split_attributes(data)
+    assert len(attrs) == 210 and attrs["log_area"].isna().all() and attrs["n_objects"].isna().all()
+    assert set(attrs["label"]) == {"Abyssinian", "American Bulldog", "Bengal"}
+    assert attrs.loc[attrs["split"] == "test", "file_name"].iloc[0].endswith(".jpg")
+    rng = np.random.default_rng(0)
+    spaces = {"a": rng.normal(size=(210, 4)), "b": rng.normal(size=(210, 4))}
+    labels = np.array([["Abyssinian", "American Bulldog", "Bengal"].index(x) for x in attrs["label"]])
+    near, _ = S.nearest_pair_table(spaces, labels, attrs, {"a": "A", "b": "B"}, 10)
+    assert S.size_match_verdict(near, "A", "B")["verdict"] == "not measured"
 
 
 def test_corpus_objects_decode_instances_and_parts(caltech, tmp_path):

@@ -19,11 +19,13 @@ def test_gpu_check_runs_and_reports_both_loops(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONPATH": str(ROOT / "src")}
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--allow-cpu", "--out",
                            str(tmp_path), "--size", "64", "--images", "8", "--model-size", "64", "--warmup", "1",
-                           "--repeats", "1"], env=env, capture_output=True, text=True, timeout=600)
+                           "--repeats", "1", "--compare-layouts"], env=env, capture_output=True, text=True,
+                          timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads((tmp_path / "gpu_check.json").read_text())
-    assert set(report["images_per_second"]) == {"ours", "bare"} and all(v > 0 for v in report["images_per_second"]
-                                                                        .values())
+    assert set(report["images_per_second"]) == {"ours", "bare", "ours_contiguous"}
+    assert all(v > 0 for v in report["images_per_second"].values())
+    assert report["ratio_channels_last_over_contiguous"] > 0  # on the CPU both arms are contiguous
     assert report["ratio_ours_over_bare"] > 0 and report["eval_seconds_per_image"] > 0
     assert report["estimate"]["detection_gpu_hours_scaled"] > 0 and "ratio ours / bare" in proc.stdout
 

@@ -138,8 +138,10 @@ def test_profile_specs():
     assert (mini["imagenet_cls"].n_train, mini["coco"].n_train, mini["voc"].n_train + mini["voc"].n_val,
             mini["voc"].n_test) == (1500, 1500, 400, 200)
     assert mini["caltech"].n_train == 30 * 25
+    # the GPU profiles' synthetic-only parts (Figures 4, 5; the synthetic classification roles) read mini's corpora
+    assert syn.profile_specs("paper") == syn.profile_specs("torchvision") == mini
     with pytest.raises(ConfigError, match="unknown synthetic profile"):
-        syn.profile_specs("paper")
+        syn.profile_specs("huge")
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -632,7 +632,8 @@ def build_book(profile: str = "mini", *, root: str | os.PathLike | None = None, 
     execute the chapters in toc order (skipping up-to-date ones), render HTML.
 
     Args:
-        profile: ``"smoke" | "mini" | "paper"`` (``paper`` generates no corpora: it reads real data).
+        profile: ``"smoke" | "mini" | "torchvision" | "paper"`` (the GPU profiles generate no corpora up front: they
+            read real data, and their synthetic-only parts generate ``mini``'s corpora when they need them).
         root: the folder with ``_toc.yml``/``_config.yml`` (default: :func:`find_root`).
         chapters: names to execute (default: every toc chapter). The HTML needs every toc chapter executed once.
         params: papermill parameters for every chapter besides ``profile``; strings are read as YAML.
@@ -682,7 +683,9 @@ def build_book(profile: str = "mini", *, root: str | os.PathLike | None = None, 
     log = build_log.tee(log)
     log(f"build log {build_log.path}")
     report = BookReport(profile=profile, chapters=[])
-    if profile != "paper":
+    from detpretrain.profiles import PROFILES
+
+    if not PROFILES[profile].needs_gpu:  # GPU profiles read real data; synthetic-only parts generate mini's on demand
         log(f"corpora of profile {profile!r}")
         report.corpus_seconds = _generate_corpora(profile, parameters, root, log)
     code = code_hash()
@@ -788,7 +791,8 @@ def chapter_values(source: str | os.PathLike, params: dict | None = None) -> dic
 def book_plan(profile: str, chapters: list[str] | None = None, params: dict | None = None, *,
               root: str | os.PathLike | None = None, store=None, errors: dict[str, str] | None = None):
     """The run plan (:func:`detpretrain.plan.chapters_plan`) of ``chapters`` (default: every toc chapter with a
-    planner) at ``profile``, each with its notebook's parameter defaults updated with ``params``.
+    planner, less the synthetic-only ones at a GPU profile: :data:`detpretrain.parameters.SYNTHETIC_ONLY`) at
+    ``profile``, each with its notebook's parameter defaults updated with ``params``.
 
     Raises:
         ConfigError: an unknown chapter, or parameters refused by a chapter's experiments module (unless ``errors``
@@ -799,7 +803,10 @@ def book_plan(profile: str, chapters: list[str] | None = None, params: dict | No
     root = find_root(root)
     params = dict(params or {})
     names = [chapter_name(e) for e in toc_files(root)]
-    wanted = list(chapters) if chapters else [n for n in names if n in CHAPTER_PLANNERS]
+    from detpretrain.parameters import PUBLISHED_PROFILES, SYNTHETIC_ONLY
+
+    skipped = SYNTHETIC_ONLY if profile in PUBLISHED_PROFILES else {}
+    wanted = list(chapters) if chapters else [n for n in names if n in CHAPTER_PLANNERS and n not in skipped]
     unknown = [c for c in wanted if c not in CHAPTER_PLANNERS]
     if unknown:
         raise ConfigError(f"no run plan for chapter(s) {', '.join(unknown)}; chapters: {', '.join(CHAPTER_PLANNERS)}")

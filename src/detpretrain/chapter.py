@@ -97,7 +97,8 @@ def chapter_setup(chapter: str, *, profile: str, store: str | os.PathLike | None
             (:func:`detpretrain.data.builders.corpus_cache_dir`, the user-level default). It is carried by the run
             store to every function that builds a dataset; it never enters a run's config hash.
         device: ``"auto" | "cpu" | "cuda"``.
-        **params: the chapter's other parameters (``dataset``, ``seeds``, ...), kept in :attr:`Chapter.params`.
+        **params: the chapter's other parameters (``dataset``, ``seeds``, ...), kept in :attr:`Chapter.params`;
+            ``coco_root`` also becomes the profile's :attr:`~detpretrain.profiles.Profile.coco_root`.
 
     Returns:
         the :class:`Chapter`.
@@ -108,7 +109,7 @@ def chapter_setup(chapter: str, *, profile: str, store: str | os.PathLike | None
         ConfigError: an unknown profile.
     """
     from detpretrain.data.builders import corpus_cache_dir
-    from detpretrain.profiles import get_profile
+    from detpretrain.profiles import get_profile, with_coco_root
     from detpretrain.runs import RunStore
 
     from detpretrain.parameters import CHAPTER_PARAMETERS, check_parameters
@@ -118,7 +119,7 @@ def chapter_setup(chapter: str, *, profile: str, store: str | os.PathLike | None
     # before executing (names and values against the declarations), so a bad value stops here, before any training
     if chapter in CHAPTER_PARAMETERS:
         values = {**values, **check_parameters(chapter, values)}
-    prof = get_profile(profile)
+    prof = with_coco_root(get_profile(profile), values.get("coco_root"))  # the paper profile's COCO root, if given
     cache = Path(data_cache) if data_cache is not None else corpus_cache_dir()
     run_store = RunStore(store, data_cache=cache)
     return Chapter(name=chapter, profile=prof, store=run_store, data_cache=cache, device=device, params=values,

@@ -10,7 +10,7 @@ evaluate --gt GT.json --dt DETS.json --iou 0.1:0.9:0.1 --metric {voc07,voc,coco}
     AP per class and mAP at each IoU threshold.
 evaluate-seg --gt-dir GT --pred-dir PRED [--bands 1:40] [--num-classes N] [--workers N] [--out M.json]
     Segmentation mIoU / pixel accuracy, overall and in trimap / anti-trimap bands (void = 255 in GT).
-train --profile smoke [--dataset synthetic|coco|voc] [--data-root DIR] [--set key=value ...]
+train --profile smoke [--dataset synthetic|coco|voc] [--data-root DIR] [--coco-root DIR] [--set key=value ...]
     A detection experiment (pre-training + fine-tuning + evaluation) through the run store; works under torchrun.
 book [--profile {smoke,mini,torchvision,paper}] [--chapters a,b] [-p KEY VALUE ...] [--jobs N] [--verbose]
     The main job: generate the embedded corpora, train the chapters' run plan (runs execute), execute every chapter
@@ -87,6 +87,9 @@ def _build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--profile", default="smoke", choices=list(PROFILE_NAMES))
     tr.add_argument("--dataset", default=None, help="synthetic (default), coco or voc")
     tr.add_argument("--data-root", default=None)
+    tr.add_argument("--coco-root", default=None,
+                    help="paper profile: COCO 2017 root of the detection pre-training (default $DETPRETRAIN_COCO, "
+                         "else ~/data/coco)")
     tr.add_argument("--pretrain", default=None, help="imagenet-cls, detection or scratch (default: all of the profile's)")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--replicates", type=int, default=None,

@@ -19,8 +19,11 @@ from detpretrain.errors import ConfigError
 #: Bump when a change to the training/evaluation code changes results, so old runs are not reused.
 ENGINE_VERSION = "1"
 
-TASKS = ("classification", "detection", "segmentation")
-DATA_KINDS = ("synthetic", "coco", "voc", "folder")
+TASKS = ("classification", "detection", "segmentation", "multilabel")
+#: real image-classification datasets (the classification transfer, Tables 5, 6, 8), read in torchvision's layouts
+#: or the others :func:`detpretrain.data.classification.real_classification` supports
+CLASSIFICATION_KINDS = ("flowers102", "pet", "caltech256", "sun397")
+DATA_KINDS = ("synthetic", "coco", "voc", "folder", *CLASSIFICATION_KINDS)
 
 #: fields of the synthetic ``CorpusSpec`` (:mod:`detpretrain.data.synthetic`) added after its first corpora were
 #: stored, with the value that reproduces the corpus from before they existed. Neither the corpus key
@@ -51,7 +54,9 @@ class DataSpec:
     Attributes:
         kind: ``"synthetic"`` (the embedded corpus; ``corpus`` names it), ``"coco"`` (a COCO root with
             ``annotations/instances_<split>.json`` and ``<split>/`` image folders), ``"voc"`` (a VOCdevkit or
-            VOC20xx folder) or ``"folder"`` (class folders ``<root>/<split>/<class>/``).
+            VOC20xx folder), ``"folder"`` (class folders ``<root>/<split>/<class>/``) or a real classification
+            dataset of :data:`CLASSIFICATION_KINDS` (``flowers102``, ``pet``, ``caltech256``, ``sun397``; splits as
+            :func:`detpretrain.data.classification.real_classification_splits` names them).
         root: the data_root of a real dataset (``None`` for synthetic).
         corpus: for synthetic data, the ``CorpusSpec`` of :mod:`detpretrain.data.synthetic` as a dict.
         train_split, eval_split: split names (COCO ``train2017``/``val2017``; VOC ``trainval``/``test``; ...).
@@ -133,6 +138,8 @@ class OptimSpec:
     """SGD with linear warm-up and a step schedule (the paper: 7 epochs, step at the end of epoch 5)."""
 
     epochs: int = 7
+    #: the GLOBAL batch: under torchrun each of the W processes loads ``batch_size // W`` images per step (the
+    #: learning rate is set for the global batch and does not change with W)
     batch_size: int = 8
     lr: float = 0.02
     momentum: float = 0.9
@@ -141,6 +148,7 @@ class OptimSpec:
     milestones: tuple[int, ...] = (5,)
     gamma: float = 0.1
     hflip: bool = True
+    #: DataLoader worker processes per training process, for training and for the evaluation after it
     num_workers: int = 0
     #: mixed precision (float16 autocast + GradScaler); used on CUDA only, ignored on CPU
     amp: bool = False
@@ -158,7 +166,9 @@ class TrainConfig:
         task: ``"classification"`` (IMAGENET-CLS-style pre-training or a classification fine-tuning),
             ``"detection"`` or ``"segmentation"`` (DeepLabV3, Table 4; its head width is ``model.fpn_channels``
             and its crop, ASPP rates and trimap bands follow from ``model`` and ``data``, see
-            :func:`detpretrain.models.segmentation.segmentation_geometry`).
+            :func:`detpretrain.models.segmentation.segmentation_geometry`), or ``"multilabel"`` (image-level
+            multi-label classification of a COCO-layout corpus: which categories an image holds; Table 1's
+            same-images control).
         data, model, optim: see :class:`DataSpec`, :class:`ModelSpec`, :class:`OptimSpec`.
         init: backbone initialisation: ``None`` (from scratch), ``"run:<hash>"`` (the backbone of a run in the
             store), ``"torchvision:<WeightsEnum.MEMBER>"``, or a path to a backbone ``state_dict`` file.

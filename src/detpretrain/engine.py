@@ -12,8 +12,15 @@ Determinism: model initialisation is seeded with ``config.seed``; at the start o
 and on CPU the final metrics equal those of an uninterrupted run.
 
 Distributed: under ``torchrun`` the model is wrapped in ``DistributedDataParallel``, each rank sees its shard of
-every epoch (``DistributedSampler``), the per-GPU batch is ``optim.batch_size // world_size`` (so the global batch
-and the learning rate do not change with the number of processes), and evaluation gathers the detections on rank 0.
+every epoch (``DistributedSampler``), the per-GPU batch is ``optim.batch_size // world_size`` (a profile's
+``batch_size`` is the GLOBAL batch, so the global batch and the learning rate do not change with the number of
+processes), and evaluation gathers the detections on rank 0. Every task trains this way (detection, classification,
+segmentation).
+
+On CUDA (and only there, so CPU runs and their results are unchanged): DataLoaders pin their batches
+(``pin_memory``) and copy them asynchronously, convolutional models and their image batches use the
+``channels_last`` memory format (tensor-core friendly NHWC convolutions), and mixed precision follows
+:func:`autocast_dtype`. Evaluation reads its images with ``optim.num_workers`` DataLoader workers, as training does.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from detpretrain import distributed
 from detpretrain.config import TrainConfig, config_hash, to_dict
 from detpretrain.data.builders import (
     build_classification_dataset,
+    build_multilabel_dataset,
     build_detection_dataset,
     build_segmentation_dataset,
     collate_detection,
@@ -155,6 +163,25 @@ def train_one_epoch(model, optimizer, loader, device, epoch: int, *, task: str, 
     return distributed.all_reduce_mean({k: v / max(n, 1) for k, v in sums.items()})
 
 
+def on_cuda(device) -> bool:
+    """True for a CUDA device (a ``torch.device`` or its name): where pinning and ``channels_last`` apply."""
+    return torch.device(device).type == "cuda"
+
+
+def to_device(images: torch.Tensor, device) -> torch.Tensor:
+    """A batch [B, 3, H, W] on ``device``: asynchronous copy, and ``channels_last`` on CUDA (unchanged on the CPU)."""
+    if on_cuda(device):
+        return images.to(device, non_blocking=True, memory_format=torch.channels_last)
+    return images.to(device)
+
+
+def prepare_model(model: nn.Module, device) -> nn.Module:
+    """``model`` on ``device`` as :func:`fit` trains it: in the ``channels_last`` memory format on CUDA (NHWC
+    convolutions run on tensor cores; only 4-D weights change layout), unchanged on the CPU."""
+    model = model.to(device)
+    return model.to(memory_format=torch.channels_last) if on_cuda(device) else model
+
+
 def detection_losses(model, images, targets, device) -> dict:
     """torchvision's Faster R-CNN loss dict for a batch (lists of images and targets; ignored boxes removed)."""
     images = [img.to(device, non_blocking=True) for img in images]
@@ -164,15 +191,22 @@ def detection_losses(model, images, targets, device) -> dict:
 
 def classification_losses(model, images, labels, device) -> dict:
     """``{"loss_ce"}``: cross-entropy of the logits [B, K] against labels [B]."""
+    logits = model(to_device(images, device))
+    return {"loss_ce": nn.functional.cross_entropy(logits, labels.to(device, non_blocking=True))}
+
+
+def multilabel_losses(model, images, targets, device) -> dict:
+    """``{"loss_bce"}``: binary cross-entropy of the logits [B, K] against multi-hot targets [B, K] (mean over
+    images and classes)."""
     logits = model(images.to(device, non_blocking=True))
-    return {"loss_ce": nn.functional.cross_entropy(logits, labels.to(device))}
+    return {"loss_bce": nn.functional.binary_cross_entropy_with_logits(logits, targets.to(device))}
 
 
 def segmentation_losses(model, images, masks, device) -> dict:
     """``{"loss_ce"}``: per-pixel cross-entropy of DeepLabV3's logits [B, K, H, W] (upsampled to the mask size by
     the model) against masks [B, H, W], void (255) ignored, mean over the non-void pixels of the batch."""
-    logits = model(images.to(device, non_blocking=True))["out"]
-    return {"loss_ce": nn.functional.cross_entropy(logits, masks.to(device), ignore_index=255)}
+    logits = model(to_device(images, device))["out"]
+    return {"loss_ce": nn.functional.cross_entropy(logits, masks.to(device, non_blocking=True), ignore_index=255)}
 
 
 def _fmt(d: dict) -> str:
@@ -188,7 +222,7 @@ def _shard(dataset):
 
 @torch.no_grad()
 def evaluate_detector(model, dataset, device, *, iou_thresholds, metric: str = "voc07", batch_size: int = 4,
-                      progress: bool = True, keep_detections: bool = False) -> dict:
+                      progress: bool = True, keep_detections: bool = False, num_workers: int = 0) -> dict:
     """Detect on every image of ``dataset`` and compute AP per class and mAP at each IoU threshold.
 
     Args:
@@ -197,6 +231,7 @@ def evaluate_detector(model, dataset, device, *, iou_thresholds, metric: str = "
         metric: ``"voc07"`` (11-point, the paper's), ``"voc"`` (all-point) or ``"coco"`` (pycocotools).
         keep_detections: also return the detections themselves, as ``"detections"``
             (:meth:`~detpretrain.evaluation.detection.DetectionEvaluator.detection_arrays`).
+        num_workers: DataLoader worker processes reading the images (:func:`detect`).
 
     Returns:
         the dict of :func:`detpretrain.evaluation.detection.evaluate_detections` (AP in percent), identical on
@@ -206,7 +241,8 @@ def evaluate_detector(model, dataset, device, *, iou_thresholds, metric: str = "
     from detpretrain.evaluation.detection import DetectionEvaluator
 
     evaluator = DetectionEvaluator(to_coco_gt(dataset), list(iou_thresholds), metric=metric)
-    for targets, outputs in detect(model, _shard(dataset), device, batch_size=batch_size, progress=progress):
+    for targets, outputs in detect(model, _shard(dataset), device, batch_size=batch_size, progress=progress,
+                                   num_workers=num_workers):
         evaluator.process([int(t["image_id"]) for t in targets], outputs)
     metrics = evaluator.evaluate()  # gathers every rank's detections under torchrun
     if keep_detections:
@@ -215,7 +251,7 @@ def evaluate_detector(model, dataset, device, *, iou_thresholds, metric: str = "
 
 
 @torch.no_grad()
-def detect(model, dataset, device, *, batch_size: int = 4, progress: bool = False):
+def detect(model, dataset, device, *, batch_size: int = 4, progress: bool = False, num_workers: int = 0):
     """The one loop that runs a detector over a dataset, in dataset order, in eval mode.
 
     Args:
@@ -223,6 +259,7 @@ def detect(model, dataset, device, *, batch_size: int = 4, progress: bool = Fals
         dataset: a detection dataset yielding ``(image, target)`` (evaluation transforms).
         device: where the images go (the model must already be there).
         progress: a tqdm bar (main process only).
+        num_workers: DataLoader worker processes (0: read in this process); batches are pinned on CUDA.
 
     Yields:
         ``(targets, outputs)`` per batch: the dataset's target dicts and the model's outputs on the CPU
@@ -230,10 +267,11 @@ def detect(model, dataset, device, *, batch_size: int = 4, progress: bool = Fals
     """
     model = getattr(model, "module", model)
     model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_detection)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_detection,
+                        num_workers=num_workers, pin_memory=on_cuda(device))
     for images, targets in tqdm(loader, desc="detect", leave=False,
                                 disable=None if (progress and distributed.is_main_process()) else True):
-        outputs = model([img.to(device) for img in images])
+        outputs = model([img.to(device, non_blocking=True) for img in images])
         yield targets, [{k: v.cpu() for k, v in o.items()} for o in outputs]
 
 
@@ -253,8 +291,9 @@ def predict_detections(model, dataset, device: str | torch.device = "cpu", batch
 
 
 @torch.no_grad()
-def evaluate_classifier(model, dataset, device, *, batch_size: int = 64) -> dict:
-    """Top-1 accuracy in percent on ``dataset`` (gathered over ranks).
+def evaluate_classifier(model, dataset, device, *, batch_size: int = 64, num_workers: int = 0) -> dict:
+    """Top-1 accuracy in percent on ``dataset`` (gathered over ranks); ``num_workers`` DataLoader workers read the
+    images (batches pinned on CUDA).
 
     Returns:
         ``{"top1", "num_images", "predictions": {"predicted": int16 [N], "label": int16 [N]}}``: the per-image
@@ -265,10 +304,11 @@ def evaluate_classifier(model, dataset, device, *, batch_size: int = 64) -> dict
     model.eval()
     shard = _shard(dataset)
     indices = list(shard.indices) if isinstance(shard, Subset) else list(range(len(dataset)))
-    loader = DataLoader(shard, batch_size=batch_size, shuffle=False)
+    loader = DataLoader(shard, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        pin_memory=on_cuda(device))
     preds, labels = [], []
     for x, y in loader:
-        preds.append(model(x.to(device)).argmax(1).cpu())
+        preds.append(model(to_device(x, device)).argmax(1).cpu())
         labels.append(y)
     pred = torch.cat(preds).tolist() if preds else []
     label = torch.cat(labels).tolist() if labels else []
@@ -282,8 +322,31 @@ def evaluate_classifier(model, dataset, device, *, batch_size: int = 64) -> dict
 
 
 @torch.no_grad()
+def evaluate_multilabel(model, dataset, device, *, batch_size: int = 64) -> dict:
+    """Mean over classes of the average precision (scikit-learn ``average_precision_score``) of the sigmoid scores,
+    in percent, over the classes with at least one positive image (gathered over ranks)."""
+    import numpy as np
+    from sklearn.metrics import average_precision_score
+
+    model = getattr(model, "module", model)
+    model.eval()
+    scores, targets = [], []
+    for x, y in DataLoader(_shard(dataset), batch_size=batch_size, shuffle=False):
+        scores.append(torch.sigmoid(model(x.to(device))).cpu())
+        targets.append(y)
+    parts = distributed.all_gather_objects((torch.cat(scores).numpy() if scores else None,
+                                            torch.cat(targets).numpy() if targets else None))
+    s = np.concatenate([p for p, _ in parts if p is not None])
+    t = np.concatenate([q for _, q in parts if q is not None])
+    per_class = [100.0 * float(average_precision_score(t[:, k], s[:, k])) if t[:, k].any() else None
+                 for k in range(t.shape[1])]
+    valid = [v for v in per_class if v is not None]
+    return {"mAP": float(np.mean(valid)) if valid else math.nan, "per_class_AP": per_class, "num_images": len(t)}
+
+
+@torch.no_grad()
 def evaluate_segmenter(model, dataset, device, *, bands=(), input_size: int | None = None, batch_size: int = 8,
-                       progress: bool = True) -> dict:
+                       progress: bool = True, num_workers: int = 0) -> dict:
     """Segment every image of ``dataset`` at its full resolution; mIoU, pixel accuracy, trimap / anti-trimap.
 
     Section 2.2 / Table 4 (mIoU) and Figure 2 (trimap: non-void pixels within ``w`` px of a void pixel; anti-trimap:
@@ -295,6 +358,7 @@ def evaluate_segmenter(model, dataset, device, *, bands=(), input_size: int | No
         bands: trimap band widths in pixels of the masks.
         input_size: feed the network at this short side and upsample the logits to the mask (real photographs);
             None feeds the images as they are. Images of equal size are batched, others go one by one.
+        num_workers: DataLoader worker processes reading images and masks (batches pinned on CUDA).
 
     Returns:
         the evaluator's dict (percent; ``per_class_IoU`` a list by label) plus ``per_image``: one
@@ -311,7 +375,8 @@ def evaluate_segmenter(model, dataset, device, *, bands=(), input_size: int | No
     shard = _shard(dataset)
     indices = list(shard.indices) if isinstance(shard, Subset) else list(range(len(dataset)))
     # lists, not stacked tensors: real images differ in size
-    loader = DataLoader(shard, batch_size=batch_size, shuffle=False, collate_fn=collate_detection)
+    loader = DataLoader(shard, batch_size=batch_size, shuffle=False, collate_fn=collate_detection,
+                        num_workers=num_workers, pin_memory=on_cuda(device))
     image_ids = getattr(dataset, "image_ids", None)
     per_image, k = [], 0
     for images, masks in tqdm(loader, desc="evaluate", leave=False,
@@ -320,7 +385,7 @@ def evaluate_segmenter(model, dataset, device, *, bands=(), input_size: int | No
         groups = [list(images)] if same else [[img] for img in images]
         preds = []
         for group in groups:
-            batch = torch.stack([img.as_subclass(torch.Tensor) for img in group]).to(device)
+            batch = to_device(torch.stack([img.as_subclass(torch.Tensor) for img in group]), device)
             preds += list(predict_logits(model, batch, input_size=input_size).argmax(1).cpu())
         for mask, pred in zip(masks, preds):
             gt = mask.as_subclass(torch.Tensor).numpy()
@@ -378,6 +443,12 @@ def _classification_datasets(config: TrainConfig, cache):
             build_classification_dataset(d, d.eval_split, train=False, size=m.image_size, cache=cache))
 
 
+def _multilabel_datasets(config: TrainConfig, cache):
+    d, o = config.data, config.optim
+    return (build_multilabel_dataset(d, d.train_split, train=True, hflip=o.hflip, cache=cache),
+            build_multilabel_dataset(d, d.eval_split, train=False, cache=cache))
+
+
 def _segmentation_datasets(config: TrainConfig, cache):
     d, o = config.data, config.optim
     crop = segmentation_geometry(config.model, d).crop
@@ -395,16 +466,22 @@ ARTEFACTS = "_artefacts"
 
 def _evaluate_detection(model, test_set, dev, config: TrainConfig, progress: bool):
     metrics = evaluate_detector(model, test_set, dev, iou_thresholds=config.eval_iou_thresholds,
-                                metric=config.eval_metric, progress=progress, keep_detections=True)
+                                metric=config.eval_metric, progress=progress, keep_detections=True,
+                                num_workers=config.optim.num_workers)
     metrics[ARTEFACTS] = {PREDICTIONS["detection"]: metrics.pop("detections")}
     ap = dict(zip([round(t, 2) for t in metrics["iou_thresholds"]], metrics["mAP"]))
     return metrics, " ".join(f"mAP@{t}={ap[t]:.1f}" for t in (0.5, 0.7) if t in ap)
 
 
 def _evaluate_classification(model, test_set, dev, config: TrainConfig, progress: bool):
-    metrics = evaluate_classifier(model, test_set, dev)
+    metrics = evaluate_classifier(model, test_set, dev, num_workers=config.optim.num_workers)
     metrics[ARTEFACTS] = {PREDICTIONS["classification"]: metrics.pop("predictions")}
     return metrics, f"top1={metrics['top1']:.1f}"
+
+
+def _evaluate_multilabel(model, test_set, dev, config: TrainConfig, progress: bool):
+    metrics = evaluate_multilabel(model, test_set, dev)
+    return metrics, f"mAP(multi-label)={metrics['mAP']:.1f}"
 
 
 def _evaluate_segmentation(model, test_set, dev, config: TrainConfig, progress: bool):
@@ -413,7 +490,8 @@ def _evaluate_segmentation(model, test_set, dev, config: TrainConfig, progress: 
     geometry = segmentation_geometry(config.model, config.data)
     real = geometry.crop is not None
     metrics = evaluate_segmenter(model, test_set, dev, bands=geometry.bands,
-                                 input_size=geometry.input_size if real else None, progress=progress)
+                                 input_size=geometry.input_size if real else None, progress=progress,
+                                 num_workers=config.optim.num_workers)
     metrics["per_class_IoU"] = dict(zip(test_set.classes, metrics["per_class_IoU"]))
     metrics["band_scale"] = geometry.band_scale
     miou, acc = metrics["mIoU"], metrics["pixel_accuracy"]
@@ -428,6 +506,7 @@ TASK_HOOKS: dict[str, Task] = {
                       backbone_state_dict),
     "segmentation": Task(_segmentation_datasets, segmentation_losses, None, _evaluate_segmentation,
                          segmentation_backbone_state_dict),
+    "multilabel": Task(_multilabel_datasets, multilabel_losses, None, _evaluate_multilabel, backbone_state_dict),
 }
 
 
@@ -435,7 +514,13 @@ def _datasets(config: TrainConfig, cache=None):
     return TASK_HOOKS[config.task].datasets(config, cache)
 
 
-def _loader(config: TrainConfig, dataset, epoch: int) -> DataLoader:
+def _loader(config: TrainConfig, dataset, epoch: int, device=None) -> DataLoader:
+    """The training DataLoader of ``epoch``: this process's share of the GLOBAL ``optim.batch_size`` (divided by the
+    number of torchrun processes), ``optim.num_workers`` workers, batches pinned when ``device`` is CUDA.
+
+    Raises:
+        ConfigError: the global batch does not divide among the processes.
+    """
     o = config.optim
     world = distributed.world_size()
     if o.batch_size % world:
@@ -455,6 +540,7 @@ def _loader(config: TrainConfig, dataset, epoch: int) -> DataLoader:
         drop_last=True,
         generator=generator,
         persistent_workers=False,
+        pin_memory=device is not None and on_cuda(device),
     )
 
 
@@ -492,7 +578,7 @@ def fit(config: TrainConfig, run, store, *, device: str = "auto", progress: bool
     train_set, test_set = _datasets(config, store.data_cache)
     num_classes = len(train_set.classes)
     seed_everything(config.seed)
-    model = build_model(config, num_classes, backbone_weights=store.backbone_weights(config.init)).to(dev)
+    model = prepare_model(build_model(config, num_classes, backbone_weights=store.backbone_weights(config.init)), dev)
     optimizer = make_optimizer(model, config.optim)
     iters_per_epoch = len(train_set) // config.optim.batch_size
     if iters_per_epoch == 0:
@@ -523,7 +609,7 @@ def fit(config: TrainConfig, run, store, *, device: str = "auto", progress: bool
     for epoch in range(start_epoch, config.optim.epochs):
         torch.manual_seed(epoch_seed(config.seed, epoch))  # augmentation RNG of this epoch
         t0 = time.perf_counter()
-        losses = train_one_epoch(train_model, optimizer, _loader(config, train_set, epoch), dev, epoch,
+        losses = train_one_epoch(train_model, optimizer, _loader(config, train_set, epoch, dev), dev, epoch,
                                  task=config.task, scheduler=scheduler, scaler=scaler, progress=progress,
                                  amp_dtype=dtype, on_step=report)
         entry = {"epoch": epoch, "seconds": round(time.perf_counter() - t0, 2),

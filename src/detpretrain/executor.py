@@ -457,13 +457,22 @@ def execute(plan, store, *, executor: str = "local", jobs: int | None = None, th
 
     Raises:
         ExecutionError: a run failed (the build stops; completed runs stay in the store).
-        ConfigError: an unknown executor.
+        ConfigError: an unknown executor, or runs to train locally for a GPU-sized profile (``torchvision``,
+            ``paper``) with ``device="auto"`` on a machine without CUDA
+            (:func:`~detpretrain.experiments.common.check_device`; ``device="cpu"`` insists).
     """
     from detpretrain.config import to_dict
     from detpretrain.errors import ConfigError
 
     if executor not in EXECUTORS:
         raise ConfigError(f"unknown executor {executor!r}; expected one of {', '.join(EXECUTORS)}")
+    to_train = any(s != "complete" for s in plan.status(store).values())
+    if executor == "local" and getattr(plan, "profile", "") and to_train:
+        from detpretrain.experiments.common import check_device
+        from detpretrain.profiles import PROFILES
+
+        if plan.profile in PROFILES:  # a GPU-sized profile on a machine without CUDA stops here, before any run
+            check_device(PROFILES[plan.profile], device)
     jobs, threads = default_layout(jobs, threads, device)
     build_log = build_log or BuildLog(log_dir, name)
     out = ExecutionReport(log_path=build_log.path, jobs=jobs, threads=threads)

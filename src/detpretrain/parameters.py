@@ -22,6 +22,7 @@ kind           accepted
 ``int list``   a non-empty list of integers; a single integer ``n`` is taken as ``[n]``
 ``str list``   a non-empty list of strings from ``choices``; a single string ``s`` is taken as ``[s]``
 ``str dict``   a mapping from names in ``choices`` to paths
+``bool``       ``True`` or ``False`` (papermill's ``-p download true`` reads as YAML's true)
 =============  =====================================================================================================
 
 ``minimum`` / ``maximum`` bound numbers and the items of number lists (inclusive); ``nullable`` allows None, whose
@@ -40,9 +41,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from detpretrain.errors import ConfigError, ParameterError
-from detpretrain.profiles import PROFILE_NAMES
+from detpretrain.profiles import PROFILE_NAMES, PROFILES
 
-KINDS = ("str", "path", "int", "float", "int list", "str list", "str dict")
+KINDS = ("str", "path", "int", "float", "int list", "str list", "str dict", "bool")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +88,7 @@ class Parameter:
             "int list": f"a list of integers{bounds}, e.g. [0, 1, 2]",
             "str list": f"a list of {choices}" if self.choices else "a list of strings",
             "str dict": f"a mapping {{name: path}} with names from {choices}" if self.choices else "a mapping",
+            "bool": "true or false",
         }[self.kind]
         return text + (", or None" if self.nullable else "")
 
@@ -175,8 +177,14 @@ def _str_dict(p: Parameter, value: Any) -> dict:
     return out
 
 
+def _bool(p: Parameter, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError
+    return value
+
+
 _COERCE = {
-    "str": _str, "path": _path, "int": _int, "float": _float, "str dict": _str_dict,
+    "bool": _bool, "str": _str, "path": _path, "int": _int, "float": _float, "str dict": _str_dict,
     "int list": lambda p, v: _list(p, v, _int), "str list": lambda p, v: _list(p, v, _str),
 }
 
@@ -188,18 +196,38 @@ SUPERCATEGORIES = ("vehicle", "animal", "furniture", "plant", "appliance")
 #: synthetic classification roles (CALTECH-256, SUN-397, OXFORD-102 FLOWERS).
 CLASSIFICATION_ROLES = ("caltech", "sun", "flowers")
 #: genuine classification datasets the classification chapter reads (detpretrain.features.REAL_PROBE_DATASETS).
-REAL_PROBE_DATASETS = ("flowers102", "pet")
+REAL_PROBE_DATASETS = ("flowers102", "pet", "caltech256", "sun397")
 #: the detector capacity ladder of the frozen-backbone chapter (detpretrain.companions.HEAD_LADDER).
 HEADS = ("FPN", "FPN+2conv", "FPN+2conv+4conv1fc")
 DETECTION_PRETRAINS = ("imagenet-cls", "detection", "scratch")
+#: where a synthetic object shows its category (detpretrain.data.synthetic.CUES; issue 18)
+CUES = ("part", "distributed", "part+decoy")
+_CUE_MEANING = "category cue of every synthetic corpus: part | distributed (no part) | part+decoy"
 PROBE_PRETRAINS = ("imagenet-cls", "detection", "imagenet-loc", "imagenet-loc-cls", "scratch")
 REAL_TARGETS = ("coco", "voc")
 ALL_PROFILES = tuple(PROFILE_NAMES)
 CPU_PROFILES = ("smoke", "mini")
+#: profiles that take backbones from published torchvision weights and fine-tune on real data (GPU-sized)
+PUBLISHED_PROFILES = tuple(name for name, prof in PROFILES.items() if prof.published)
+#: chapters whose detection (or segmentation) target must be real at :data:`PUBLISHED_PROFILES`
+REAL_TARGET_CHAPTERS = frozenset({"intro", "detection", "segmentation", "eigenspectrum", "frozen_backbone",
+                                  "visualisations"})
+#: chapters that exist on the synthetic corpora only, and why (said when a GPU profile is asked for)
+SYNTHETIC_ONLY = {
+    "ablations": "Tables 2 and 7 pre-train on IMAGENET-LOC (3,130 classes; not distributed) from an IMAGENET-CLS run "
+                 "of ours, and Table 3 needs per-object occlusion levels that VOC and COCO do not annotate: the "
+                 "chapter runs on the synthetic corpora only (profiles smoke, mini)",
+}
 #: chapters that read a real target from ``data_root`` when ``dataset`` is coco or voc.
 NEEDS_DATA_ROOT = frozenset({"intro", "detection", "segmentation", "eigenspectrum", "frozen_backbone", "ablations",
                              "visualisations"})
 STORE_MEANING = "run store folder; None means $DETPRETRAIN_RUNS or runs/"
+#: the paper profile's COCO root (appended to the chapters whose runs may include its detection pre-training)
+COCO_ROOT = Parameter("coco_root", "path", None, "paper profile: COCO 2017 root of its detection pre-training; None "
+                      "means $DETPRETRAIN_COCO or ~/data/coco", nullable=True)
+#: fetching the real classification datasets (appended to the chapters that read them)
+DOWNLOAD = Parameter("download", "bool", False, "fetch an absent real classification dataset into its root with "
+                     "torchvision (needs internet)")
 CACHE_MEANING = "generated-corpus folder; None means $DETPRETRAIN_DATA or data/generated"
 
 
@@ -231,12 +259,13 @@ GENERIC_PARAMETERS = _common(ALL_PROFILES, _TARGETS, "the target dataset", "root
 #: ``{chapter: (Parameter, ...)}`` in the order of each chapter's parameters cell.
 CHAPTER_PARAMETERS: dict[str, tuple[Parameter, ...]] = {
     "intro": _common(ALL_PROFILES, _TARGETS, "the detection target whose results are summarised",
-                     "root of a real dataset (dataset coco or voc)", _FINETUNE_SEEDS) + (_REPLICATES,),
+                     "root of a real dataset (dataset coco or voc)", _FINETUNE_SEEDS) + (_REPLICATES, COCO_ROOT),
     "pretraining": _common(ALL_PROFILES, _TARGETS, "the later chapters' target; pre-training does not depend on it",
                            "root of a real dataset (dataset coco or voc)",
                            "unused: a pre-training's seed is its replicate (replicates)") + (
         _REPLICATES,
         Parameter("sample_images", "int", 8, "images per corpus in the sample grids", minimum=1),
+        COCO_ROOT,
     ),
     "detection": _common(ALL_PROFILES, _TARGETS, "detection target: synthetic (VOC-like) | coco | voc",
                          "root of a real dataset (coco: annotations/ with train2017/ and val2017/)",
@@ -247,6 +276,7 @@ CHAPTER_PARAMETERS: dict[str, tuple[Parameter, ...]] = {
         Parameter("schedule_factors", "int list", [1, 2], "schedule check: fine-tuning schedules in multiples of the "
                   "profile's (1x: every run; others: imagenet-cls and detection, first seed, every replicate)",
                   minimum=1),
+        COCO_ROOT,
     ),
     "segmentation": _common(ALL_PROFILES, _TARGETS, "segmentation target: synthetic (VOC-like) | voc | coco",
                             "real data: a VOC 2012 root or a COCO root", _FINETUNE_SEEDS) + (
@@ -255,6 +285,7 @@ CHAPTER_PARAMETERS: dict[str, tuple[Parameter, ...]] = {
                   choices=DETECTION_PRETRAINS),
         Parameter("bands", "int list", None, "trimap widths (evaluated px) to show; None means all", minimum=1,
                   nullable=True),
+        COCO_ROOT,
     ),
     "eigenspectrum": _common(ALL_PROFILES, _TARGETS, "detection target: synthetic (VOC-like) | coco | voc",
                              "root of a real dataset (dataset coco or voc)", "seeds; None means the profile's") + (
@@ -279,8 +310,9 @@ CHAPTER_PARAMETERS: dict[str, tuple[Parameter, ...]] = {
         Parameter("max_images", "int", 8, "training images kept per rare class", minimum=1),
         Parameter("resource_iterations", "int", 5, "timed training steps per configuration (resource table)",
                   minimum=1),
+        COCO_ROOT,
     ),
-    "classification": _common(CPU_PROFILES, ("synthetic",), "the synthetic classification targets",
+    "classification": _common(ALL_PROFILES, ("synthetic",), "the synthetic classification targets",
                               "unused: real probe datasets are named in real_data",
                               "fine-tuning seeds and random backbones; None means the profile's") + (
         _REPLICATES,
@@ -294,12 +326,16 @@ CHAPTER_PARAMETERS: dict[str, tuple[Parameter, ...]] = {
                   choices=CLASSIFICATION_ROLES),
         Parameter("real_data", "str dict", {"flowers102": "../shared/data/flowers102_subset",
                                             "pet": "../shared/data/oxford_iiit_pet_subset"},
-                  "genuine datasets probed, {name: root}; absent folders are skipped", choices=REAL_PROBE_DATASETS,
-                  nullable=True),
+                  "genuine datasets probed and fine-tuned on, {name: root}; absent folders are skipped unless "
+                  "download", choices=REAL_PROBE_DATASETS, nullable=True),
+        DOWNLOAD,
+        COCO_ROOT,
+        Parameter("cue", "str", "part", _CUE_MEANING, choices=CUES),
     ),
-    "feature_space": _common(CPU_PROFILES, ("synthetic",), "the synthetic CALTECH-256-role corpus",
-                             "unused: the corpus is generated", "k-means seeds and random backbones; None means "
-                             "the profile's") + (
+    "feature_space": _common(ALL_PROFILES, ("synthetic", *REAL_PROBE_DATASETS), "synthetic (the corpus named by "
+                             "target) | flowers102 | pet | caltech256 | sun397 (real images at data_root)",
+                             "root of a real dataset (dataset other than synthetic)", "k-means seeds and random "
+                             "backbones; None means the profile's") + (
         Parameter("target", "str", "caltech", "the corpus whose feature space is studied",
                   choices=CLASSIFICATION_ROLES),
         Parameter("classification_backbone", "str", "imagenet-cls", "the IMAGENET-CLS space",
@@ -310,6 +346,9 @@ CHAPTER_PARAMETERS: dict[str, tuple[Parameter, ...]] = {
         Parameter("knn_k", "int", 10, "neighbours for class agreement and fragmentation (Figure 7)", minimum=1),
         Parameter("n_pairs", "int", 6, "image pairs shown per panel of Figure 3", minimum=1),
         Parameter("top_pairs", "int", 50, "nearest pairs whose attributes are compared (Figure 3)", minimum=1),
+        DOWNLOAD,
+        COCO_ROOT,
+        Parameter("cue", "str", "part", _CUE_MEANING, choices=CUES),
     ),
     "ablations": _common(CPU_PROFILES, _TARGETS, "detection target: synthetic (VOC-like) | coco | voc",
                          "root of a real target dataset", _FINETUNE_SEEDS) + (
@@ -321,7 +360,7 @@ CHAPTER_PARAMETERS: dict[str, tuple[Parameter, ...]] = {
         Parameter("occlusion_iou", "float", 0.5, "IoU for a detection to find an object (Table 3)", minimum=0.0,
                   maximum=1.0),
     ),
-    "visualisations": _common(CPU_PROFILES, _TARGETS, "detection target of Figure 8: synthetic (VOC-like) | coco "
+    "visualisations": _common(ALL_PROFILES, _TARGETS, "detection target of Figure 8: synthetic (VOC-like) | coco "
                               "| voc", "root of a real detection target",
                               "fine-tuning seeds; Figure 8 uses the first; None means the profile's") + (
         Parameter("target", "str", "caltech", "classification corpus of Figures 4 and 5",
@@ -334,6 +373,8 @@ CHAPTER_PARAMETERS: dict[str, tuple[Parameter, ...]] = {
         Parameter("real_detection_root", "path", "../shared/data/coco2017_subset", "real COCO images for the "
                   "activation shares; None or absent skips them", nullable=True),
         Parameter("real_images", "int", 24, "COCO val images measured", minimum=0),
+        COCO_ROOT,
+        Parameter("cue", "str", "part", _CUE_MEANING, choices=CUES),
     ),
     "rerun": _common(ALL_PROFILES, ("synthetic",), "unused here", "unused here", "unused here"),
 }
@@ -378,19 +419,36 @@ def check_parameters(chapter: str, values: Mapping[str, Any], parameters=None) -
 
     Raises:
         ParameterError: an unknown name (closest valid name and the list), a value of the wrong type or range
-            (names the parameter, what it expects and what it got), or ``dataset`` coco/voc without ``data_root``.
+            (names the parameter, what it expects and what it got; a profile a synthetic-only chapter refuses says
+            why: :data:`SYNTHETIC_ONLY`), a real ``dataset`` without ``data_root``, or the synthetic detection target
+            at a profile with published weights (:data:`PUBLISHED_PROFILES`, :data:`REAL_TARGET_CHAPTERS`). Values
+            not given are taken at their declared defaults for these combined checks.
         ConfigError: no declarations for ``chapter`` and ``parameters`` not given.
     """
     params = {p.name: p for p in parameters} if parameters is not None else declared(chapter)
     for name in values:
         if name not in params:
             raise ParameterError(chapter, name, unknown_parameter_message(chapter, name, params))
-    out = {name: params[name].check(value, chapter) for name, value in values.items()}
-    dataset = out.get("dataset")
-    root = out.get("data_root", params["data_root"].default if "data_root" in params else None)
-    if chapter in NEEDS_DATA_ROOT and dataset in REAL_TARGETS and root is None:
+    try:
+        out = {name: params[name].check(value, chapter) for name, value in values.items()}
+    except ParameterError as err:
+        if err.parameter == "profile" and chapter in SYNTHETIC_ONLY:
+            raise ParameterError(chapter, "profile", f"{err}: {SYNTHETIC_ONLY[chapter]}") from None
+        raise
+
+    def value(name: str):
+        return out.get(name, params[name].default if name in params else None)
+
+    dataset, root, profile = value("dataset"), value("data_root"), value("profile")
+    real_dataset = dataset in REAL_TARGETS or (chapter == "feature_space" and dataset in REAL_PROBE_DATASETS)
+    if (chapter in NEEDS_DATA_ROOT or chapter == "feature_space") and real_dataset and root is None:
         raise ParameterError(chapter, "data_root", f"{chapter}: parameter 'data_root' expects the root of the "
                                                    f"{dataset} dataset when dataset is {dataset!r}; got None")
+    if chapter in REAL_TARGET_CHAPTERS and profile in PUBLISHED_PROFILES and dataset == "synthetic":
+        raise ParameterError(chapter, "dataset", f"{chapter}: profile {profile!r} fine-tunes on real data, so "
+                                                 "parameter 'dataset' expects voc or coco (with data_root, e.g. -p "
+                                                 "dataset voc -p data_root ~/data/VOCdevkit); got 'synthetic' (the "
+                                                 "synthetic target belongs to profiles smoke and mini)")
     return out
 
 

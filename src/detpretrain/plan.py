@@ -136,31 +136,38 @@ def _replicates(params: dict):
     return params.get("replicates")
 
 
-def _plan_pretraining(profile: str, p: dict, store) -> list[TrainConfig]:
-    from detpretrain.experiments.common import pretrained_for, replicate_count
+def _corpus(params: dict) -> dict | None:
+    """The chapter's corpus variant (its ``cue`` parameter; issue 18), None where it has none."""
+    return {"cue": params["cue"]} if params.get("cue") is not None else None
+
+
+def _profile(profile):
     from detpretrain.profiles import get_profile
 
-    prof = get_profile(profile)
+    return get_profile(profile) if isinstance(profile, str) else profile
+
+
+def _plan_pretraining(profile, p: dict, store) -> list[TrainConfig]:
+    from detpretrain.experiments.common import pretrained_for, replicate_count
+
+    prof = _profile(profile)
     pretrained = pretrained_for(prof, (), replicates=replicate_count(prof, _replicates(p)))
     return [c for c in pretrained.values() if c is not None]
 
 
-def _plan_detection(profile: str, p: dict, store) -> list[TrainConfig]:
-    from detpretrain.experiments.detection import plan_detection
-    from detpretrain.profiles import get_profile
-
-    from detpretrain.experiments.detection import schedule_check_arguments
+def _plan_detection(profile, p: dict, store) -> list[TrainConfig]:
+    from detpretrain.experiments.detection import plan_detection, schedule_check_arguments
 
     common = {"dataset": p["dataset"], "data_root": p["data_root"], "replicates": _replicates(p)}
     configs = plan_detection(profile, pretrains=tuple(p["pretrains"]), seeds=_seeds(p), **common)
     for factor in p["schedule_factors"]:
         if factor != 1:
             configs += plan_detection(profile, **common, **schedule_check_arguments(
-                get_profile(profile), factor, p["pretrains"], _seeds(p)))
+                _profile(profile), factor, p["pretrains"], _seeds(p)))
     return configs
 
 
-def _plan_intro(profile: str, p: dict, store) -> list[TrainConfig]:
+def _plan_intro(profile, p: dict, store) -> list[TrainConfig]:
     from detpretrain.experiments.common import PRETRAINS
     from detpretrain.experiments.detection import plan_detection
 
@@ -168,7 +175,7 @@ def _plan_intro(profile: str, p: dict, store) -> list[TrainConfig]:
                           seeds=_seeds(p), replicates=_replicates(p))
 
 
-def _plan_ablations(profile: str, p: dict, store) -> list[TrainConfig]:
+def _plan_ablations(profile, p: dict, store) -> list[TrainConfig]:
     from detpretrain.experiments.classification import plan_classification_transfer
     from detpretrain.experiments.detection import plan_detection
 
@@ -183,48 +190,54 @@ def _plan_ablations(profile: str, p: dict, store) -> list[TrainConfig]:
             + plan_detection(profile, pretrains=("imagenet-cls", "detection"), **common))
 
 
-def _plan_segmentation(profile: str, p: dict, store) -> list[TrainConfig]:
+def _plan_segmentation(profile, p: dict, store) -> list[TrainConfig]:
     from detpretrain.experiments.segmentation import plan_segmentation
 
     return plan_segmentation(profile, dataset=p["dataset"], data_root=p["data_root"],
                              pretrains=tuple(p["pretrains"]), seeds=_seeds(p), replicates=_replicates(p))
 
 
-def _plan_classification(profile: str, p: dict, store) -> list[TrainConfig]:
+def _plan_classification(profile, p: dict, store) -> list[TrainConfig]:
     from detpretrain.analysis.probes import probe_keys
-    from detpretrain.experiments.classification import plan_classification_transfer
+    from detpretrain.experiments.classification import plan_classification_transfer, real_transfer_roots
     from detpretrain.experiments.common import replicate_count
     from detpretrain.experiments.features import plan_features
-    from detpretrain.profiles import get_profile
+    from detpretrain.scope import real_pretrains
 
-    count = replicate_count(get_profile(profile), _replicates(p))
+    corpus = _corpus(p)
+    count = replicate_count(_profile(profile), _replicates(p))
+    probe_pretrains, _ = real_pretrains(profile, p["probe_pretrains"])
+    finetune_pretrains, _ = real_pretrains(profile, p["finetune_pretrains"])
     # Table 6 probes (every replicate of each trained backbone), Table 5 head (replicate 0's detector)
-    configs = plan_features(profile, (*probe_keys(p["probe_pretrains"], count), "detection"))
+    configs = plan_features(profile, (*probe_keys(probe_pretrains, count), "detection"), corpus=corpus)
     for target in p["targets"]:
-        configs += plan_classification_transfer(profile, role=target, pretrains=tuple(p["finetune_pretrains"]),
-                                                seeds=_seeds(p), replicates=count)
+        configs += plan_classification_transfer(profile, role=target, pretrains=tuple(finetune_pretrains),
+                                                seeds=_seeds(p), replicates=count, corpus=corpus)
+    for name, root in real_transfer_roots(p["real_data"]).items():  # Table 8 on the real datasets found
+        configs += plan_classification_transfer(profile, role=name, data_root=root, pretrains=tuple(finetune_pretrains),
+                                                seeds=_seeds(p), replicates=count, corpus=corpus)
     return configs
 
 
-def _plan_feature_space(profile: str, p: dict, store) -> list[TrainConfig]:
+def _plan_feature_space(profile, p: dict, store) -> list[TrainConfig]:
     from detpretrain.experiments.features import plan_features
 
-    return plan_features(profile, (p["classification_backbone"], p["detection_backbone"]))
+    return plan_features(profile, (p["classification_backbone"], p["detection_backbone"]), corpus=_corpus(p))
 
 
-def _plan_visualisations(profile: str, p: dict, store) -> list[TrainConfig]:
+def _plan_visualisations(profile, p: dict, store) -> list[TrainConfig]:
     from detpretrain.experiments.detection import plan_detection
     from detpretrain.experiments.features import plan_features
-    from detpretrain.profiles import get_profile
 
     backbones = ("imagenet-cls", "detection")
-    seeds = _seeds(p) or get_profile(profile).seeds
-    return plan_features(profile, backbones) + plan_detection(profile, dataset=p["dataset"], data_root=p["data_root"],
-                                                              pretrains=backbones, seeds=tuple(seeds[:1]),
-                                                              replicates=1)
+    seeds = _seeds(p) or _profile(profile).seeds
+    corpus = _corpus(p)
+    return plan_features(profile, backbones, corpus=corpus) + plan_detection(
+        profile, dataset=p["dataset"], data_root=p["data_root"], pretrains=backbones, seeds=tuple(seeds[:1]),
+        replicates=1, corpus=corpus)
 
 
-def _plan_eigenspectrum(profile: str, p: dict, store) -> list[TrainConfig]:
+def _plan_eigenspectrum(profile, p: dict, store) -> list[TrainConfig]:
     from detpretrain.experiments.eigenspectrum import plan_eigenspectrum
 
     return plan_eigenspectrum(profile, dataset=p["dataset"], data_root=p["data_root"], seeds=_seeds(p),
@@ -233,7 +246,7 @@ def _plan_eigenspectrum(profile: str, p: dict, store) -> list[TrainConfig]:
                               store=store)
 
 
-def _plan_frozen_backbone(profile: str, p: dict, store) -> list[TrainConfig]:
+def _plan_frozen_backbone(profile, p: dict, store) -> list[TrainConfig]:
     from detpretrain.experiments.frozen import plan_frozen
 
     return plan_frozen(profile, dataset=p["dataset"], data_root=p["data_root"], pretrain=p["pretrain"],
@@ -241,13 +254,14 @@ def _plan_frozen_backbone(profile: str, p: dict, store) -> list[TrainConfig]:
                        replicates=_replicates(p))
 
 
-def _plan_nothing(profile: str, p: dict, store) -> list[TrainConfig]:
+def _plan_nothing(profile, p: dict, store) -> list[TrainConfig]:
     """A page that trains and reads no run (the "Re-run it yourself" page)."""
     return []
 
 
 #: chapter name -> ``(profile, parameters, store) -> [TrainConfig]``: the runs the chapter's notebook trains or
-#: reads, mirroring its calls into :mod:`detpretrain.experiments` (``book/<chapter>.py``).
+#: reads, mirroring its calls into :mod:`detpretrain.experiments` (``book/<chapter>.py``); ``profile`` is the
+#: :class:`~detpretrain.profiles.Profile` with the chapter's ``coco_root`` set.
 CHAPTER_PLANNERS: dict[str, Callable[[str, dict, RunStore | None], list[TrainConfig]]] = {
     "intro": _plan_intro,
     "pretraining": _plan_pretraining,
@@ -292,9 +306,12 @@ def chapter_runs(chapter: str, profile: str, values: dict, store: RunStore | Non
     Raises:
         ConfigError: a chapter without a planner, or bad parameters (from the experiments modules).
     """
+    from detpretrain.profiles import get_profile, with_coco_root
+
     if chapter not in CHAPTER_PLANNERS:
         raise ConfigError(f"no run plan for chapter {chapter!r}; chapters with one: {', '.join(CHAPTER_PLANNERS)}")
-    return CHAPTER_PLANNERS[chapter](profile, values, store)
+    prof = with_coco_root(get_profile(profile), values.get("coco_root"))  # as chapter_setup sets it
+    return CHAPTER_PLANNERS[chapter](prof, values, store)
 
 
 @contextlib.contextmanager

@@ -40,7 +40,10 @@ class Profile:
         model: backbone/detector sizes on the synthetic corpora.
         real_model: the same for real photographs (larger input size and anchors), used when dataset != synthetic.
         cls_pretrain, det_pretrain, finetune: schedules of IMAGENET-CLS-style classification pre-training,
-            detection pre-training (COCO role) and detection fine-tuning on the target.
+            detection pre-training (COCO role) and detection fine-tuning on the target.  Every ``batch_size`` here is the GLOBAL
+            batch: under ``torchrun --nproc_per_node W`` each process (GPU) loads ``batch_size // W`` images per step,
+            so the schedule and learning rate hold for any W (``torchvision``: 8 detection images on one GPU, or 1
+            per GPU on 8).
         loc_pretrain: the IMAGENET-LOC pre-trainings of Tables 2 and 7 (detection with all categories or with one
             super-category removed, and IMAGENET-LOC (Cls) on the same images with labels only), each continuing
             from the IMAGENET-CLS backbone ("all our detection networks are pre-trained first on IMAGENET-CLS").
@@ -58,6 +61,10 @@ class Profile:
             detection pre-training (COCO role); ``None`` means "pre-train a detector here".
         needs_gpu: sized for GPUs: ``device="auto"`` on a machine without CUDA is an error rather than a silent
             CPU run of days (pass ``device="cpu"`` to insist).
+        coco_root: for ``paper``, the COCO 2017 root of its own detection pre-training (``annotations/``,
+            ``train2017/``, ``val2017/``); None means ``$DETPRETRAIN_COCO``, else ``~/data/coco``. Set per execution
+            (the chapters' ``coco_root`` parameter, ``train --coco-root``: :func:`with_coco_root`); the run hash
+            records the data's fingerprint, not this path.
     """
 
     name: str
@@ -75,6 +82,7 @@ class Profile:
     imagenet_cls_weights: str | None = None
     detection_weights: str | None = None
     needs_gpu: bool = False
+    coco_root: str | None = None
 
     @property
     def published(self) -> dict[str, str]:
@@ -192,6 +200,11 @@ PROFILES: dict[str, Profile] = {
         detection_weights="FasterRCNN_ResNet50_FPN_Weights.COCO_V1",
     ),
 }
+
+
+def with_coco_root(profile: Profile, coco_root: str | None) -> Profile:
+    """``profile`` with :attr:`Profile.coco_root` set (unchanged when ``coco_root`` is None)."""
+    return profile if coco_root is None else dataclasses.replace(profile, coco_root=str(coco_root))
 
 
 def get_profile(name: str) -> Profile:

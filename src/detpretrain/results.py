@@ -37,6 +37,8 @@ def headline_metrics(metrics: dict) -> dict[str, float]:
         return {f"mAP@{t}": float(by_iou[t]) for t in (0.5, 0.7) if by_iou.get(t) is not None}
     if task == "classification" and metrics.get("top1") is not None:
         return {"top-1": float(metrics["top1"])}
+    if task == "multilabel" and metrics.get("mAP") is not None:
+        return {"mAP (multi-label)": float(metrics["mAP"])}
     if task == "segmentation" and metrics.get("mIoU") is not None:
         return {"mIoU": float(metrics["mIoU"])}
     return {}

@@ -82,6 +82,35 @@ class SecondMoment:
         return self.sum / self.count
 
 
+class Moments(SecondMoment):
+    """:class:`SecondMoment` that also keeps the mean feature, for the centred covariance beside Shinya et al.'s
+    uncentred Sigma (issue 18): ``mu = 1/n sum_i 1/(W_i H_i) sum_{x,y} F_{i,x,y}`` and
+    ``covariance() = Sigma - mu mu^T`` (each image weighted equally, as in Sigma). The uncentred Sigma's top
+    eigenvalue is dominated by the mean of post-ReLU features; the centred one measures variation only."""
+
+    def __init__(self, channels: int):
+        super().__init__(channels)
+        self.first = torch.zeros(channels, dtype=torch.float64)
+
+    def update(self, features) -> None:
+        maps = features if not isinstance(features, torch.Tensor) else list(features)
+        maps = list(maps)
+        super().update(maps)
+        for f in maps:
+            self.first += f.detach().to("cpu", torch.float64).reshape(f.shape[0], -1).mean(dim=1)
+
+    def mean(self) -> torch.Tensor:
+        """mu [C] float64. Raises ValueError before any image was added."""
+        if self.count == 0:
+            raise ValueError("no feature map was added")
+        return self.first / self.count
+
+    def covariance(self) -> torch.Tensor:
+        """Centred covariance [C, C] float64: ``Sigma - mu mu^T``."""
+        mu = self.mean()
+        return self.matrix() - torch.outer(mu, mu)
+
+
 def eigenspectrum(sigma: torch.Tensor) -> np.ndarray:
     """Eigenvalues of a symmetric C x C matrix in float64, largest first (``torch.linalg.eigvalsh``): [C]."""
     s = torch.as_tensor(sigma, dtype=torch.float64)
@@ -126,7 +155,8 @@ def _valid_size(size: int, padded: int, feature: int) -> int:
 
 @torch.no_grad()
 def layer_second_moments(model, images: Iterable[torch.Tensor], *, batch_size: int = 16,
-                         device: str | torch.device = "cpu", positions: dict | None = None) -> dict[str, torch.Tensor]:
+                         device: str | torch.device = "cpu", positions: dict | None = None,
+                         centred: bool = False) -> dict[str, torch.Tensor]:
     """Sigma of every ResNet stage and FPN level of a torchvision Faster R-CNN over ``images``.
 
     Args:
@@ -137,6 +167,7 @@ def layer_second_moments(model, images: Iterable[torch.Tensor], *, batch_size: i
         positions: if a dict is given, it receives ``{layer: feature positions summed over the images}``; a layer
             with fewer positions than channels has a rank-limited Sigma, so its intrinsic dimensionality is capped
             by the sample, not by the features.
+        centred: return the centred covariance (:meth:`Moments.covariance`) instead of the uncentred Sigma.
 
     Returns:
         ``{"layer1": [C2, C2], ..., "layer4": [C5, C5], "fpn0": [F, F], ..., "fpnpool": [F, F]}`` float64.
@@ -162,7 +193,7 @@ def layer_second_moments(model, images: Iterable[torch.Tensor], *, batch_size: i
             padded_h, padded_w = image_list.tensors.shape[-2:]
             for name, fmap in maps.items():
                 if name not in acc:
-                    acc[name] = SecondMoment(fmap.shape[1])
+                    acc[name] = Moments(fmap.shape[1]) if centred else SecondMoment(fmap.shape[1])
                 crops = [fmap[j, :, :_valid_size(h, padded_h, fmap.shape[-2]), :_valid_size(w, padded_w, fmap.shape[-1])]
                          for j, (h, w) in enumerate(image_list.image_sizes)]
                 acc[name].update(crops)
@@ -183,7 +214,8 @@ def layer_second_moments(model, images: Iterable[torch.Tensor], *, batch_size: i
     order = [*STAGES, *FPN_LEVELS]
     if positions is not None:
         positions.update({name: acc[name].positions for name in acc})
-    return {name: acc[name].matrix() for name in sorted(acc, key=lambda n: order.index(n) if n in order else 99)}
+    return {name: acc[name].covariance() if centred else acc[name].matrix()
+            for name in sorted(acc, key=lambda n: order.index(n) if n in order else 99)}
 
 
 def spectra(sigmas: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
@@ -535,3 +567,93 @@ def widths_table(result: dict):
     return pd.DataFrame({"stage": STAGES, "original width": result["original_widths"],
                          "S intrinsic dim (max over seeds)": result["dims_for_widths"],
                          "determined width": result["widths"]})
+
+
+# ---- issue 18: claim 1 as one pre-specified statistic against seed-to-seed variation; claim 2 as non-inferiority ----
+
+#: claim 2's non-inferiority margin: the narrower detector keeps accuracy when its mAP@0.5 is worse than S's by less
+#: than this many points (the whole 95 % interval of the paired difference above ``-margin``)
+ACCURACY_KEPT_MARGIN = 1.0
+
+
+def participation_ratio(eigenvalues) -> float:
+    """``(sum lambda)^2 / sum lambda^2`` of the non-negative eigenvalues: an effective number of dimensions without a
+    threshold (1 for one direction, C for C equal ones)."""
+    ev = np.clip(np.asarray(eigenvalues, dtype=np.float64), 0, None)
+    sq = float((ev ** 2).sum())
+    return float(ev.sum() ** 2 / sq) if sq > 0 else math.nan
+
+
+def spectrum_distance(ev_a, ev_b) -> float:
+    """Claim 1's pre-specified statistic: the total-variation distance ``1/2 sum_i |p_a,i - p_b,i|`` between two
+    trace-normalised spectra (``p = lambda / sum lambda``, negatives clipped, sorted largest first, the shorter
+    padded with zeros). 0 = the same shape of spectrum, 1 = disjoint; scale-free, threshold-free.
+
+    Raises:
+        ValueError: a spectrum with no positive eigenvalue.
+    """
+    ps = []
+    for ev in (ev_a, ev_b):
+        ev = np.sort(np.clip(np.asarray(ev, dtype=np.float64), 0, None))[::-1]
+        if ev.sum() <= 0:
+            raise ValueError("a spectrum with no positive eigenvalue has no normalised shape")
+        ps.append(ev / ev.sum())
+    n = max(len(p) for p in ps)
+    a, b = (np.pad(p, (0, n - len(p))) for p in ps)
+    return float(0.5 * np.abs(a - b).sum())
+
+
+def spectral_separation(spectra_a: Sequence[np.ndarray], spectra_b: Sequence[np.ndarray]):
+    """Claim 1 ("I and S differ") against seed-to-seed variation, for one layer.
+
+    With seed s of each detector: ``between_s = D(a_s, b_s)`` and ``within_s`` the mean of ``D(a_s, a_t)`` and
+    ``D(b_s, b_t)`` over the other seeds t (:func:`spectrum_distance`); the claim holds when ``between - within``
+    is positive beyond its interval (:func:`~detpretrain.analysis.stats.verdict` over seeds; the within terms
+    share seeds, so the seeds are not fully independent and the interval is optimistic).
+
+    Args:
+        spectra_a, spectra_b: the final spectra of the layer, one per seed, seeds in the same order.
+
+    Returns:
+        ``{"between", "within" (means over seeds), "pr_a", "pr_b" (mean participation ratios), "verdict"}``.
+    """
+    from detpretrain.analysis.stats import verdict
+
+    n = min(len(spectra_a), len(spectra_b))
+    between = [spectrum_distance(spectra_a[s], spectra_b[s]) for s in range(n)]
+    within = [np.mean([(spectrum_distance(spectra_a[s], spectra_a[t]) + spectrum_distance(spectra_b[s], spectra_b[t]))
+                       / 2 for t in range(n) if t != s]) if n > 1 else math.nan for s in range(n)]
+    diffs = np.asarray(between) - np.asarray(within)
+    return {"between": float(np.mean(between)) if n else math.nan,
+            "within": float(np.nanmean(within)) if n > 1 else math.nan,
+            "pr_a": float(np.mean([participation_ratio(e) for e in spectra_a])) if len(spectra_a) else math.nan,
+            "pr_b": float(np.mean([participation_ratio(e) for e in spectra_b])) if len(spectra_b) else math.nan,
+            "verdict": verdict(diffs[np.isfinite(diffs)], unit="seed")}
+
+
+def spectral_claim1_table(result: dict, a: str = "imagenet-cls", b: str = "scratch", layers=None):
+    """:func:`spectral_separation` of the final spectra of every layer: ``layer``, ``distance I-S``, ``seed-to-seed
+    distance``, ``participation ratio I`` / ``S``, and the verdict's estimate, interval and label."""
+    import pandas as pd
+
+    fa, fb = _final(result, a), _final(result, b)
+    rows = []
+    names = layers or [x for x in (*STAGES, *FPN_LEVELS) if fa and x in fa[0]]
+    for layer in names:
+        r = spectral_separation([f[layer] for f in fa], [f[layer] for f in fb])
+        v = r["verdict"]
+        rows.append({"layer": layer, "distance I-S": r["between"], "seed-to-seed distance": r["within"],
+                     "participation ratio I": r["pr_a"], "participation ratio S": r["pr_b"],
+                     "excess": v.estimate, "ci_low": v.ci_low, "ci_high": v.ci_high, "label": v.label})
+    return pd.DataFrame(rows)
+
+
+def accuracy_kept_verdict(result: dict, margin: float = ACCURACY_KEPT_MARGIN, metric: str = "mAP@0.5"):
+    """Claim 2's "accuracy kept" as non-inferiority: ``scratch-narrow - scratch`` ``metric`` per seed (both trained
+    from scratch, so a training seed is a replicate of the claim), *holds* when the 95 % interval lies above
+    ``-margin`` (:func:`~detpretrain.analysis.stats.verdict`, ``kind="noninferiority"``)."""
+    from detpretrain.analysis.stats import verdict
+
+    acc = accuracy_frame(result).pivot_table(index="seed", columns="detector", values=metric)
+    diffs = (acc["scratch-narrow"] - acc["scratch"]).dropna() if {"scratch", "scratch-narrow"} <= set(acc) else []
+    return verdict(np.asarray(diffs, dtype=float), unit="training seed", kind="noninferiority", margin=margin)

@@ -505,13 +505,16 @@ def pair_summary(pairs, labels, attributes: pd.DataFrame) -> dict:
         attributes: one row per image with the columns of :data:`PAIR_ATTRIBUTES`.
 
     Returns:
-        ``{"same class %", "size: diff / random", "shape (aspect): diff / random", "object count: diff / random"}``.
+        ``{"same class %", "size: diff / random", "shape (aspect): diff / random", "object count: diff / random"}``;
+        an attribute that is NaN for every image (real images, which annotate no objects here) gives NaN.
     """
     p = np.asarray(pairs).reshape(-1, 2)
     labels = np.asarray(labels)
     out = {"same class %": 100 * float(np.mean(labels[p[:, 0]] == labels[p[:, 1]])) if len(p) else math.nan}
     for col, label in PAIR_ATTRIBUTES:
-        out[f"{label}: diff / random"] = pair_attribute_similarity(p, attributes[col].to_numpy())["ratio"]
+        values = attributes[col].to_numpy(dtype=np.float64)
+        unmeasured = np.isnan(values).all()  # real images: no annotated objects (NaN, not a number made up)
+        out[f"{label}: diff / random"] = math.nan if unmeasured else pair_attribute_similarity(p, values)["ratio"]
     return out
 
 
@@ -547,6 +550,10 @@ def size_match_verdict(table: pd.DataFrame, classification: str, detection: str)
     """
     ratio = {name: float(table.loc[table["space"].str.startswith(name), "size: diff / random"].iloc[0])
              for name in (classification, detection)}
+    if any(math.isnan(r) for r in ratio.values()):  # real images: no annotated object sizes
+        return {**ratio, "verdict": "not measured",
+                "sentence": "Object sizes are annotated only on the synthetic corpus: the paper's \"match in shape "
+                            "and size\" is not measured on these images."}
     verdict = "holds" if ratio[detection] < ratio[classification] else "does not hold"
     sentence = (f"Nearest pairs in the {detection} space differ in object size by {ratio[detection]:.2f} of a random "
                 f"pair's difference, in the {classification} space by {ratio[classification]:.2f}: the paper's "
@@ -616,6 +623,8 @@ def close_distant_summary(pairs, labels, attributes: pd.DataFrame) -> dict:
     sentence = (f"{len(pairs)} pairs; their object sizes differ by {summary['size: diff / random']:.2f} of a random "
                 "pair's difference (the paper's reading, \"different scale and similar texture\", predicts a value "
                 "above 1).")
+    if math.isnan(summary["size: diff / random"]):  # real images: no annotated objects
+        sentence = f"{len(pairs)} pairs; object sizes are annotated only on the synthetic corpus, so not compared."
     return {"table": pd.DataFrame([summary]), "sentence": sentence}
 
 
@@ -670,3 +679,150 @@ def configuration_table(data, n_images: int, ks, seeds, knn_k: int):
     return settings_frame([("corpus", data.describe), ("images", n_images), ("classes", len(data.classes)),
                            ("K sweep", ", ".join(map(str, ks))), ("k-means seeds", ", ".join(map(str, seeds))),
                            ("kNN k", knn_k)])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# issue 18: Figure 6 against a size-preserving null; Figures 3 and 7 with intervals
+# ----------------------------------------------------------------------------------------------------------------
+# Over the pairs of N images, P(same in B | same in A) = pairs_both / pairs_a and P(same in A | same in B) =
+# pairs_both / pairs_b, so their ratio is pairs_b / pairs_a whatever the features: Figure 6's asymmetry only says which
+# k-means partition is less balanced (has more same-cluster pairs). What association there is shows in the symmetric
+# lift pairs_both * pairs_all / (pairs_a * pairs_b) (1 = independent partitions). :func:`consistency_null` compares
+# both with a permutation null that keeps every cluster size (labels of B shuffled over the images).
+
+
+def pair_counts(labels) -> int:
+    """Unordered image pairs in the same cluster: ``sum_c n_c (n_c - 1) / 2`` for cluster sizes ``n_c``."""
+    n = np.unique(np.asarray(labels), return_counts=True)[1].astype(np.int64)
+    return int((n * (n - 1) // 2).sum())
+
+
+def _both_pairs(a: np.ndarray, b: np.ndarray, kb: int) -> np.ndarray:
+    """Pairs in the same cluster of A AND of B for each row of ``b`` ([R, N] codes; ``a`` [N] codes)."""
+    cells = a[None, :] * kb + b
+    offsets = np.arange(b.shape[0])[:, None] * (int(a.max()) + 1) * kb
+    n = np.bincount((cells + offsets).ravel(), minlength=b.shape[0] * (int(a.max()) + 1) * kb)
+    n = n.reshape(b.shape[0], -1).astype(np.int64)
+    return (n * (n - 1) // 2).sum(axis=1)
+
+
+def consistency_null(labels_a, labels_b, *, n_perm: int = 500, seed: int = 0) -> dict:
+    """Figure 6 at one K, against the size-preserving permutation null.
+
+    Args:
+        labels_a, labels_b: ``[N]`` cluster labels of the same images in embeddings A and B.
+        n_perm: permutations of ``labels_b`` over the images (each keeps both partitions' cluster sizes).
+        seed: seed of the permutations.
+
+    Returns:
+        ``{"pairs_a", "pairs_b", "pairs_both", "pairs_all", "p_b_given_a", "p_a_given_b", "asymmetry"
+        (p_b_given_a - p_a_given_b), "lift" (pairs_both * pairs_all / (pairs_a * pairs_b)), "null_asymmetry",
+        "null_asymmetry_sd", "corrected_asymmetry" (asymmetry - null_asymmetry), "p_asymmetry", "null_lift",
+        "p_lift"}``; the permutation p-values are two-sided ``(1 + #{|null - mean| >= |obs - mean|}) / (1 +
+        n_perm)``. Under the null, E[pairs_both] = pairs_a pairs_b / pairs_all exactly, so the null lift is about 1
+        and the null asymmetry about ``(pairs_b - pairs_a) / pairs_all``.
+
+    Raises:
+        ValueError: labels of different lengths, fewer than 2 images, a partition without same-cluster pairs.
+    """
+    a = np.unique(np.asarray(labels_a), return_inverse=True)[1].ravel()
+    b = np.unique(np.asarray(labels_b), return_inverse=True)[1].ravel()
+    if a.shape != b.shape or a.size < 2:
+        raise ValueError(f"labels_a and labels_b must label the same N >= 2 images, got {a.size} and {b.size}")
+    pa, pb, n_all = pair_counts(a), pair_counts(b), a.size * (a.size - 1) // 2
+    if pa == 0 or pb == 0:
+        raise ValueError("a partition with no two images in one cluster has no conditional probability")
+    kb = int(b.max()) + 1
+    both = int(_both_pairs(a, b[None, :], kb)[0])
+    rng = np.random.default_rng(seed)
+    perm = np.argsort(rng.random((int(n_perm), b.size)), axis=1)
+    null_both = _both_pairs(a, b[perm], kb).astype(np.float64)
+
+    def asym(x):
+        return x / pa - x / pb
+
+    def lift(x):
+        return x * n_all / (pa * pb)
+
+    def p_two(obs, null):
+        centre = null.mean()
+        return float((1 + np.sum(np.abs(null - centre) >= abs(obs - centre) - 1e-12)) / (1 + null.size))
+
+    na, nl = asym(null_both), lift(null_both)
+    obs_a, obs_l = asym(both), lift(both)
+    return {"pairs_a": pa, "pairs_b": pb, "pairs_both": both, "pairs_all": n_all, "p_b_given_a": both / pa,
+            "p_a_given_b": both / pb, "asymmetry": obs_a, "lift": obs_l, "null_asymmetry": float(na.mean()),
+            "null_asymmetry_sd": float(na.std(ddof=1)), "corrected_asymmetry": obs_a - float(na.mean()),
+            "p_asymmetry": p_two(obs_a, na), "null_lift": float(nl.mean()), "p_lift": p_two(obs_l, nl)}
+
+
+def consistency_null_curves(labelings: dict, *, n_perm: int = 500, seed: int = 0) -> pd.DataFrame:
+    """:func:`consistency_null` for every k-means seed and K of :func:`consistency_curves`' labelings
+    (``{seed: (labels_a, labels_b)}``): one row per (seed, K) with ``seed``, ``K`` and its columns."""
+    rows = []
+    for s, (la, lb) in labelings.items():
+        for k in sorted(set(la) & set(lb)):
+            rows.append({"seed": s, "K": k, **consistency_null(la[k], lb[k], n_perm=n_perm, seed=seed)})
+    return pd.DataFrame(rows)
+
+
+def corrected_asymmetry_verdict(frame: pd.DataFrame):
+    """Figure 6's claim on the null-corrected asymmetry: P(same in B | same in A) - P(same in A | same in B) beyond
+    what a pair of independent partitions with the same cluster sizes gives, averaged over K per k-means seed, then
+    :func:`~detpretrain.analysis.stats.verdict` over the k-means seeds (the features are fixed: the interval covers
+    the k-means randomness only, conditional on these networks).
+
+    Args:
+        frame: :func:`consistency_null_curves`' frame.
+    """
+    from detpretrain.analysis.stats import conditional_verdict
+
+    return conditional_verdict(frame.groupby("seed")["corrected_asymmetry"].mean().to_numpy(), unit="k-means seed")
+
+
+def knn_agreement_per_image(features, labels, k: int = 10) -> np.ndarray:
+    """Each image's share of same-class neighbours among its ``k`` nearest (:func:`knn_class_agreement` before the
+    mean): ``[N]`` floats in [0, 1]."""
+    x = prepare(features)
+    y = _labels(labels, x.shape[0])
+    return (y[_knn(x, int(k))] == y[:, None]).mean(axis=1)
+
+
+def knn_agreement_verdict(features_a, features_b, labels, *, k: int = 10, n_boot: int = 2000, seed: int = 0):
+    """Figure 7 with an interval: kNN class agreement of space A minus space B (percentage points), paired bootstrap
+    over images (:func:`~detpretrain.analysis.stats.paired_bootstrap`) of :func:`knn_agreement_per_image`.
+
+    The neighbour graphs are those of all N images (resampling images would put an image beside its own copy), so
+    the interval covers which images were drawn, given the graph: conditional on these networks.
+    """
+    import dataclasses
+
+    from detpretrain.analysis.stats import paired_bootstrap
+
+    v = paired_bootstrap(100 * knn_agreement_per_image(features_a, labels, k),
+                         100 * knn_agreement_per_image(features_b, labels, k), n_boot=n_boot, seed=seed, unit="image")
+    return dataclasses.replace(v, replicated=False)
+
+
+def size_match_bootstrap(pairs_a, pairs_b, attribute, *, n_boot: int = 2000, seed: int = 0):
+    """Figure 3 with an interval: :func:`pair_attribute_similarity`'s ratio of the pairs of space A minus that of space
+    B (e.g. A = IMAGENET-CLS, B = detection: positive = B's nearest pairs match better in the attribute), each pair
+    set resampled with replacement on its own (the two sets are different pairs), the reference (all pairs) fixed.
+
+    Returns:
+        :func:`~detpretrain.analysis.stats.replicates_verdict` (unit: nearest pair; conditional on these networks).
+    """
+    from detpretrain.analysis.stats import replicates_verdict
+
+    attr = np.asarray(attribute, dtype=np.float64)
+    ref = pair_attribute_similarity(np.zeros((0, 2), int), attr)["all_mean_abs_diff"]
+    da = np.abs(np.diff(attr[np.asarray(pairs_a).reshape(-1, 2)], axis=1))[:, 0] / ref
+    db = np.abs(np.diff(attr[np.asarray(pairs_b).reshape(-1, 2)], axis=1))[:, 0] / ref
+    if not (da.size and db.size):
+        return replicates_verdict(math.nan, [], n=0, unit="nearest pair", method="no pairs", replicated=False)
+    rng = np.random.default_rng(seed)
+    theta = (da[rng.integers(0, da.size, (n_boot, da.size))].mean(1)
+             - db[rng.integers(0, db.size, (n_boot, db.size))].mean(1))
+    return replicates_verdict(da.mean() - db.mean(), theta, n=da.size + db.size, unit="nearest pair",
+                              method=f"bootstrap of {da.size} and {db.size} nearest pairs ({n_boot} resamples)",
+                              replicated=False)

@@ -14,11 +14,15 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
 from detpretrain.config import TrainConfig
 from detpretrain.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def ap_by_frequency(metrics: dict, rare: Sequence[str], thresholds: Sequence[float] = (0.5, 0.7)) -> dict:
@@ -307,3 +311,31 @@ def resources_summary(result: dict) -> str:
     return (f"*Claim 3 (resources)*: a frozen step takes {time_ratio:.2f}x the time of a fine-tuned one and keeps "
             f"{act_ratio:.2f}x the activations for backward, on average over capacities (measured side by side in "
             "one process; no interval).")
+
+
+# ---- issue 18: the claims as interactions (differences of differences) ----------------------------------------------
+
+def interaction_verdicts(result: dict, heads: Sequence[str], *, metric: str = "all@0.5", rare: str = "rare@0.5",
+                         frequent: str = "frequent@0.5") -> dict:
+    """Vasconcelos et al.'s claims as differences of differences, paired by pre-training replicate and fine-tuning
+    seed (:func:`frozen_units`), each a :func:`~detpretrain.analysis.claims.unit_verdict` (over pre-training runs
+    with two or more replicates; with one, conditional on that backbone, over the fine-tuning seeds):
+
+    * ``capacity``: (frozen - fine-tuned) with the largest head minus the same with the smallest (``metric``);
+      the paper: the gain of freezing grows with the detector's capacity.
+    * ``rare vs frequent`` (per head): (frozen - fine-tuned) on rare classes minus the same on frequent ones; the
+      paper: freezing helps rare classes most.
+
+    Returns:
+        ``{claim: Verdict}`` in AP points.
+    """
+    from detpretrain.analysis.claims import unit_verdict
+
+    out = {}
+    if len(heads) >= 2:
+        d = _unit_difference(frozen_units(result, heads[-1], metric), frozen_units(result, heads[0], metric))
+        out[f"freezing gain, {heads[-1]} minus {heads[0]} ({metric})"] = unit_verdict(d)
+    for h in heads:
+        d = _unit_difference(frozen_units(result, h, rare), frozen_units(result, h, frequent))
+        out[f"freezing gain, rare minus frequent ({h})"] = unit_verdict(d)
+    return out

@@ -149,7 +149,7 @@ def probe_keys(pretrains, replicates: int = 1) -> list[str]:
 
 
 def conv5_probes(data, pretrains, profile, *, seeds=(0,), replicates: int = 1, store=None, device: str = "auto",
-                 label: str | None = None, log=print) -> list[dict]:
+                 label: str | None = None, log=print, corpus: dict | None = None) -> list[dict]:
     """Table 6's probes on one dataset: a linear probe (:func:`probe_features`) on the cached Conv5 features of each
     backbone (:func:`detpretrain.experiments.features.backbone_features`); ``scratch`` once per seed (a different
     random backbone each), the trained backbones once per pre-training replicate (:func:`probe_keys`).
@@ -161,6 +161,7 @@ def conv5_probes(data, pretrains, profile, *, seeds=(0,), replicates: int = 1, s
         replicates: the pre-training replicates of each trained backbone.
         label: the ``dataset`` of the rows (default ``data.paper_name``, which :func:`table6` looks up in the paper;
             ``"sizes"``: ``"<data.name> (<split_sizes>)"``, for real datasets shown with their sizes).
+        corpus: the corpus variant the backbones were pre-trained on.
 
     Returns:
         one row per probe: ``dataset``, ``target`` (``data.name``), ``pretrain``, ``replicate``, ``seed``, ``top1``,
@@ -175,7 +176,8 @@ def conv5_probes(data, pretrains, profile, *, seeds=(0,), replicates: int = 1, s
     for key in probe_keys(pretrains, replicates):
         pre, replicate = split_key(key)
         for seed in (seeds if pre == "scratch" else (0,)):
-            arrays = backbone_features(key, data, profile, store=store, seed=seed, device=device, log=log)
+            arrays = backbone_features(key, data, profile, store=store, seed=seed, device=device, log=log,
+                                       corpus=corpus)
             res = probe_features(arrays)
             rows.append({"dataset": label or data.paper_name, "target": data.name, "pretrain": pre,
                          "replicate": replicate, "seed": seed, "top1": res["top1"], "se": res["se"], "C": res["C"],
@@ -234,20 +236,28 @@ def table5(probes: dict[str, dict], names: dict[str, str]) -> pd.DataFrame:
 
 #: Table 5's orderings: the first probe of each pair is the paper's better one (pooling helps, FC1 > FC2)
 TABLE5_ORDERINGS = (("convproj_1x1", "convproj_2x2"), ("convproj_2x2", "convproj_4x4"), ("convproj_4x4", "convproj"),
-                    ("fc1", "fc2"))
+                    ("convproj_1x1", "convproj"), ("fc1", "fc2"))
 
 
-def table5_claims(probes: dict[str, dict]) -> dict[str, Verdict]:
+def table5_claims(probes: dict, orderings=TABLE5_ORDERINGS, label: str = "") -> dict[str, Verdict]:
     """Table 5's orderings on our detector's head (pooling helps: ConvProj 1x1 > 2x2 > 4x4 > blob; FC1 > FC2), each
     an exact McNemar test of the two probes on the same test images (:func:`~detpretrain.analysis.stats.mcnemar`):
     one detector, so each verdict is about this detector's features (``replicated=False``).
 
+    Args:
+        probes: ``{feature: probe result with "correct"}`` (:func:`probe_features`, :func:`matched_probes`) or
+            ``{feature: [N_test] bool}``.
+        label: appended to each claim's name (e.g. ``" (P5, PCA)"``).
+
     Returns:
-        ``{"Table 5: <a> > <b>": Verdict}`` (top-1 points, ``a - b``) for the pairs both probed.
+        ``{"Table 5: <a> > <b><label>": Verdict}`` (top-1 points, ``a - b``) for the pairs both probed.
     """
-    return {f"Table 5: {a} > {b}": dataclasses.replace(mcnemar(probes[a]["correct"], probes[b]["correct"]),
-                                                       replicated=False)
-            for a, b in TABLE5_ORDERINGS if a in probes and b in probes}
+    def correct(f):
+        p = probes[f]
+        return p["correct"] if isinstance(p, dict) else p
+
+    return {f"Table 5: {a} > {b}{label}": dataclasses.replace(mcnemar(correct(a), correct(b)), replicated=False)
+            for a, b in orderings if a in probes and b in probes}
 
 
 def probe_claims(rows, better: str = "imagenet-cls", worse: str = "detection") -> dict[str, Verdict]:
@@ -362,3 +372,108 @@ def classification_claims(transfer: dict[str, dict], *, probe_rows=None, head_pr
     if head_probes is not None:
         claims.update(table5_claims(head_probes))
     return claims
+
+
+# ---- issue 18: Table 5 at the paper's level and at a common dimension ------------------------------------------------
+def fpn_level_of_roi(width: float, height: float, *, k_min: int = 2, k_max: int = 5, canonical_scale: int = 224,
+                     canonical_level: int = 4) -> int:
+    """The FPN level P_k that torchvision's ``MultiScaleRoIAlign`` pools a ``width x height`` px RoI from (Lin et al.
+    2017, eq. 1): ``k = floor(canonical_level + log2(sqrt(w h) / canonical_scale) + 1e-6)`` clamped to
+    ``[k_min, k_max]``. A whole 128 px image gives P3 (stride 8); the paper's ConvProj sits at the Conv5 stride
+    (P5, FPN key ``"3"``)."""
+    k = math.floor(canonical_level + math.log2(math.sqrt(width * height) / canonical_scale) + 1e-6)
+    return int(min(max(k, k_min), k_max))
+
+
+def pca_project(train, val, test, dim: int):
+    """Project three splits' features on the first ``dim`` principal components of the TRAINING split
+    (:class:`sklearn.decomposition.PCA`, centred, no whitening): the dimension-matched control of Table 5, where
+    3,136-d and 64-d features on ~1,000 images otherwise confound "spatial information hurts" with p >> n.
+
+    Args:
+        train, val, test: ``[N_s, D]`` arrays.
+        dim: components kept, ``1 <= dim <= min(N_train, D)``.
+
+    Returns:
+        ``(train [N_train, dim], val [N_val, dim], test [N_test, dim])`` float64.
+
+    Raises:
+        ValueError: ``dim`` out of range or splits of different D.
+    """
+    from sklearn.decomposition import PCA
+
+    tr, va, te = (np.asarray(x, dtype=np.float64) for x in (train, val, test))
+    if not tr.shape[1] == va.shape[1] == te.shape[1]:
+        raise ValueError(f"feature dimensions differ: {tr.shape[1]}, {va.shape[1]}, {te.shape[1]}")
+    if not 1 <= dim <= min(tr.shape):
+        raise ValueError(f"dim must be in [1, min(N_train, D) = {min(tr.shape)}], got {dim}")
+    pca = PCA(n_components=int(dim), svd_solver="full").fit(tr)
+    return pca.transform(tr), pca.transform(va), pca.transform(te)
+
+
+def probe_correct(result: dict, test_features, test_labels) -> np.ndarray:
+    """[N_test] bool: which test images a :func:`linear_probe` result's model classifies correctly."""
+    return result["model"].predict(np.asarray(test_features, dtype=np.float64)) == np.asarray(test_labels)
+
+
+def matched_probes(arrays: dict, features, dim: int | None = None, **kwargs) -> dict:
+    """:func:`linear_probe` of each feature set after :func:`pca_project` to one common dimension.
+
+    Args:
+        arrays: ``{"train": {feature: [N, D], "labels"}, "val": ..., "test": ...}`` (a head-feature cache).
+        features: the feature sets to compare.
+        dim: the common dimension; default the smallest of ``min(D)`` over ``features`` and ``N_train - 1``.
+
+    Returns:
+        ``{feature: linear_probe result + {"pca_dim", "correct" [N_test] bool}}``.
+    """
+    n_train = len(arrays["train"]["labels"])
+    if dim is None:
+        dim = min(min(arrays["train"][f].shape[1] for f in features), n_train - 1)
+    out = {}
+    for f in features:
+        tr, va, te = pca_project(arrays["train"][f], arrays["val"][f], arrays["test"][f], dim)
+        r = linear_probe((tr, arrays["train"]["labels"]), (va, arrays["val"]["labels"]),
+                         (te, arrays["test"]["labels"]), **kwargs)
+        out[f] = {**r, "pca_dim": int(dim), "correct": probe_correct(r, te, arrays["test"]["labels"])}
+    return out
+
+
+def probe_gap_claims(datasets: dict, profile, *, better: str = "imagenet-cls", worse: str = "detection", store=None,
+                     device: str = "auto", corpus: dict | None = None, log=print) -> dict:
+    """Table 6's gap per dataset as a :func:`~detpretrain.analysis.stats.mcnemar` verdict: the two backbones'
+    Conv5 probes (:func:`probe_features` on the cached features) scored on the same test images.
+
+    Args:
+        datasets: ``{name: ProbeData}``; corpus: the corpus variant the backbones were pre-trained on.
+
+    Returns:
+        ``{"Table 6: <better> minus <worse>, <paper name>": Verdict}`` (top-1 points; ``replicated`` False: one
+        pre-training run per backbone, the interval covers the test images only).
+    """
+    import dataclasses
+
+    from detpretrain.analysis.stats import mcnemar
+    from detpretrain.experiments.features import backbone_features
+
+    out = {}
+    for data in datasets.values():
+        correct = {}
+        for pre in (better, worse):
+            arrays = backbone_features(pre, data, profile, store=store, device=device, log=log, corpus=corpus)
+            correct[pre] = probe_correct(probe_features(arrays), arrays["test"]["features"], arrays["test"]["labels"])
+        out[f"Table 6: {better} minus {worse}, {data.paper_name}"] = dataclasses.replace(
+            mcnemar(correct[better], correct[worse]), replicated=False)
+    return out
+
+
+def finetune_gap_claims(results: dict[str, dict], better: str = "imagenet-cls", worse: str = "detection") -> dict:
+    """Table 8's gap per dataset: ``better - worse`` top-1 paired by pre-training replicate and fine-tuning seed
+    (:func:`finetune_units`), each a :func:`~detpretrain.analysis.claims.unit_verdict` (over pre-training runs with
+    two or more replicates; conditional on the one pre-training run of each backbone with one).
+
+    Returns:
+        ``{"Table 8: <better> minus <worse>, <dataset>": Verdict}`` (top-1 points).
+    """
+    return {f"Table 8: {better} minus {worse}, {ds}": unit_verdict(frame)
+            for ds, frame in finetune_units(results, better, worse).items()}

@@ -423,3 +423,76 @@ def plot_examples(result: dict, examples: pd.DataFrame, better: str = "detection
                  f"{title if title is not None else provenance(result)}",
                  fontsize=7, x=0.01, ha="left")
     return axes
+
+
+# ---- issue 18: Figure 2's claim as the paper states it ---------------------------------------------------------------
+# "The gain is not concentrated at boundaries" is two statements per band width w: (1) there is a gain away from
+# boundaries (anti-trimap), and (2) the boundary band's share of the gain is not above its share of the pixels. Pixel
+# accuracy is additive over pixels (correct pixels of the trimap + those of the anti-trimap = all correct pixels), so the
+# gain in correct pixels splits exactly between the two regions; mIoU does not split, and "anti-trimap gain > trimap
+# gain" is neither statement.
+
+#: how far (share of the gain, 0-1) the boundary band's share may exceed its pixel share and still count as "not
+#: concentrated" (the non-inferiority margin of :func:`boundary_share`)
+BOUNDARY_SHARE_MARGIN = 0.1
+
+
+def gain_split(acc_a_tri, acc_b_tri, n_tri, acc_a_anti, acc_b_anti, n_anti) -> dict:
+    """How a pixel-accuracy gain ``b - a`` splits between the trimap band and the rest (one run pair, one width).
+
+    Args:
+        acc_*: pixel accuracy in percent of the trimap (``tri``) and anti-trimap (``anti``); n_*: their pixels.
+
+    Returns:
+        ``{"pixel_share"`` (trimap pixels / all), ``"gain_tri"``, ``"gain_anti"`` (accuracy points in each region),
+        ``"gain_share"`` (the trimap's share of the gained correct pixels; NaN unless the total gain is positive),
+        ``"excess"`` (gain_share - pixel_share)}.
+    """
+    n_tri, n_anti = float(n_tri), float(n_anti)
+    d_tri = (acc_b_tri - acc_a_tri) / 100 * n_tri
+    d_anti = (acc_b_anti - acc_a_anti) / 100 * n_anti
+    pixel_share = n_tri / (n_tri + n_anti) if n_tri + n_anti > 0 else math.nan
+    share = d_tri / (d_tri + d_anti) if d_tri + d_anti > 0 else math.nan
+    return {"pixel_share": pixel_share, "gain_tri": acc_b_tri - acc_a_tri, "gain_anti": acc_b_anti - acc_a_anti,
+            "gain_share": share, "excess": share - pixel_share}
+
+
+def boundary_share(result: dict, bands=None, better: str = "detection", baseline: str = "imagenet-cls",
+                   margin: float = BOUNDARY_SHARE_MARGIN) -> tuple[pd.DataFrame, dict]:
+    """Figure 2's claim per band width, paired by seed: the gain in pixel accuracy away from boundaries
+    (superiority over 0) and the boundary band's share of the gain against its share of the pixels
+    (:func:`gain_split`; non-inferiority: the share exceeds the pixel share by less than ``margin``). Verdicts by
+    :func:`~detpretrain.analysis.stats.verdict` over fine-tuning seeds, conditional on the pre-trained networks
+    (one pre-training run per arm).
+
+    Returns:
+        ``(table, verdicts)``: one row per width (``width``, ``voc_width``, ``trimap pixel share``, ``trimap share
+        of the gain``, ``trimap gain``, ``anti-trimap gain`` (points), ``seeds``) and ``{claim: Verdict}``.
+    """
+    from detpretrain.analysis.stats import conditional_verdict
+
+    frame = trimap_frame(result, bands)
+    rows, verdicts = [], {}
+    for w, g in frame.groupby("width"):
+        per_seed = []
+        for s in sorted(set(g["seed"])):
+            pick = {(p, r): g[(g["pretrain"] == p) & (g["region"] == r) & (g["seed"] == s)]
+                    for p in (better, baseline) for r in REGIONS}
+            if any(v.empty for v in pick.values()):
+                continue
+            acc = {k: float(v["pixel_accuracy"].iloc[0]) for k, v in pick.items()}
+            per_seed.append(gain_split(acc[(baseline, "trimap")], acc[(better, "trimap")],
+                                       pick[(better, "trimap")]["num_pixels"].iloc[0],
+                                       acc[(baseline, "anti_trimap")], acc[(better, "anti_trimap")],
+                                       pick[(better, "anti_trimap")]["num_pixels"].iloc[0]))
+        if not per_seed:
+            continue
+        ps = pd.DataFrame(per_seed)
+        rows.append({"width": w, "voc_width": float(g["voc_width"].iloc[0]),
+                     "trimap pixel share": ps["pixel_share"].mean(), "trimap share of the gain": ps["gain_share"].mean(),
+                     "trimap gain": ps["gain_tri"].mean(), "anti-trimap gain": ps["gain_anti"].mean(),
+                     "seeds": len(ps)})
+        verdicts[f"gain away from boundaries, {w} px"] = conditional_verdict(ps["gain_anti"], unit="fine-tuning seed")
+        verdicts[f"boundary share of the gain not above its pixel share, {w} px"] = conditional_verdict(
+            ps["excess"].dropna(), unit="fine-tuning seed", kind="noninferiority", margin=margin, expected=-1)
+    return pd.DataFrame(rows), verdicts

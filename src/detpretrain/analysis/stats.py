@@ -523,16 +523,9 @@ def paired_bootstrap(values_a, values_b, statistic: Callable = np.mean, *, n_boo
         method = f"paired bootstrap over {_plural(sub, n)} ({n_boot} resamples)"
         if not replicated:
             method += f" of 1 {group_unit}"
-    if _zero_spread(theta):
-        return _no_interval(estimate, n_r, n, n_groups, method + ": every resample gives the same value",
-                            ci=(estimate, estimate), **common)
-    lo, hi = (float(v) for v in np.quantile(theta, [alpha / 2, 1 - alpha / 2]))
-    null = -margin * expected if kind == "noninferiority" else 0.0
-    tail = min(np.sum(theta <= null), np.sum(theta >= null))
-    p = float(min(1.0, 2 * (tail + 1) / (theta.size + 1)))
-    mde = float((stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(POWER)) * theta.std(ddof=1))
-    return Verdict(_label(lo, hi, null, expected), estimate, lo, hi, p, n_r, n, n_groups, _NAN, mde,
-                   float(alpha), kind, float(margin), int(expected), unit_r, common["subunit"], method, replicated)
+    return replicates_verdict(estimate, theta, n=n_r, unit=unit_r, method=method, expected=expected, alpha=alpha,
+                              margin=margin, kind=kind, n_units=n, n_groups=n_groups, replicated=replicated,
+                              subunit=common["subunit"])
 
 
 def _bootstrap_differences(a, b, statistic, codes, n_boot, rng, max_block: int = 2_000_000) -> np.ndarray:
@@ -633,3 +626,72 @@ def claims_table(claims: Mapping[str, Verdict], primary: str) -> pd.DataFrame:
     first = ["claim", "role", "estimate", "ci_low", "ci_high", "n", "unit", "p", "p_holm", "label", "mde"]
     frame = pd.DataFrame(rows)
     return frame[first + [c for c in frame.columns if c not in first]]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# a verdict from resampled values (issue 18: statistics that are not a mean of paired differences)
+# ----------------------------------------------------------------------------------------------------------------
+def replicates_verdict(estimate: float, replicates, *, n: int, unit: str, method: str, expected: int = +1,
+                       alpha: float = 0.05, margin: float = 0.0, kind: str = "superiority", n_units: int | None = None,
+                       n_groups: int | None = None, replicated: bool = True, subunit: str = "") -> Verdict:
+    """Verdict on a statistic whose sampling distribution was made by resampling (a bootstrap over images of a
+    regression coefficient, of a ratio, of a permutation-corrected quantity): the percentile interval of
+    ``replicates``, labelled by the rule of :func:`verdict`.
+
+    The interval, p-value and mde follow :func:`paired_bootstrap`: ``[q_{alpha/2}, q_{1-alpha/2}]`` of the
+    replicates, ``p = min(1, 2 * min(#{theta* <= null} + 1, #{theta* >= null} + 1) / (B + 1))`` and
+    ``mde = (z_{1-alpha/2} + z_{0.8}) * sd(theta*)``. Replicates that are NaN (a resample where the statistic is
+    undefined, e.g. a class that was not drawn) are dropped and counted in ``method``.
+
+    Args:
+        estimate: the statistic on the data as observed (units of the replicates).
+        replicates: [B] the statistic on each resample (B >= 100 finite values for an interval).
+        n: how many replicates of ``unit`` were resampled (images, objects, pairs).
+        unit: what was resampled, singular.
+        method: how the replicates were made, in words (shown in sentences and tables).
+        expected, alpha, margin, kind: as for :func:`verdict`.
+        n_units, n_groups, subunit: as in :class:`Verdict` (default ``n``, ``n``, none).
+        replicated: False when the claim is about pre-training and one pre-training run per arm exists.
+
+    Returns:
+        :class:`Verdict` (df NaN); *not resolved* without an interval when fewer than 100 replicates are finite or
+        they have zero spread.
+
+    Raises:
+        ValueError: a bad question (as :func:`verdict`), replicates that are not 1-D.
+    """
+    _check_question(expected, alpha, margin, kind)
+    theta = np.asarray(replicates, dtype=float)
+    if theta.ndim != 1:
+        raise ValueError(f"replicates must be 1-D, got shape {theta.shape}")
+    finite = theta[np.isfinite(theta)]
+    dropped = theta.size - finite.size
+    if dropped:
+        method += f"; {dropped} of {theta.size} resamples undefined, left out"
+    q = {"alpha": float(alpha), "kind": kind, "margin": float(margin), "expected": int(expected), "unit": unit,
+         "subunit": subunit, "replicated": replicated}
+    n_units = n if n_units is None else n_units
+    n_groups = n if n_groups is None else n_groups
+    estimate = float(estimate)
+    if not math.isfinite(estimate) or finite.size < 100:
+        return _no_interval(estimate, n, n_units, n_groups, method + ": too few resamples for an interval", **q)
+    if _zero_spread(finite):
+        return _no_interval(estimate, n, n_units, n_groups, method + ": every resample gives the same value",
+                            ci=(estimate, estimate), **q)
+    lo, hi = (float(v) for v in np.quantile(finite, [alpha / 2, 1 - alpha / 2]))
+    null = -margin * expected if kind == "noninferiority" else 0.0
+    tail = min(np.sum(finite <= null), np.sum(finite >= null))
+    p = float(min(1.0, 2 * (tail + 1) / (finite.size + 1)))
+    mde = float((stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(POWER)) * finite.std(ddof=1))
+    return Verdict(_label(lo, hi, null, expected), estimate, lo, hi, p, int(n), int(n_units), int(n_groups), _NAN,
+                   mde, float(alpha), kind, float(margin), int(expected), unit, subunit, method, replicated)
+
+
+def conditional_verdict(differences, *, unit: str, **question) -> Verdict:
+    """:func:`verdict` over ``unit`` s (fine-tuning seeds, test images, k-means seeds) of ONE pre-training run per
+    arm: the analysis conditional on these particular pre-trained networks (``replicated=False``), also when no
+    difference came in. ``question``: ``expected``, ``alpha``, ``margin``, ``kind`` as for :func:`verdict`."""
+    d = _as_vector(differences, "differences")
+    if d.size == 0:
+        return dataclasses.replace(verdict(d, unit=unit, **question), replicated=False)
+    return verdict(d, groups=np.zeros(d.size, int), unit=unit, **question)

@@ -46,24 +46,32 @@ def scaled_mask_size(image_size: int) -> int:
     return max(1, round(PAPER_MASK_PX * image_size / PAPER_INPUT_PX))
 
 
+#: output stride (input pixels per feature cell) of each ResNet stage: Conv2 ... Conv5
+LAYER_STRIDES = {"layer1": 4, "layer2": 8, "layer3": 16, "layer4": 32}
+
+
 @torch.no_grad()
-def activation_maps(backbone: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """Channel-mean Conv5 activation of each image, upsampled (bilinear) to the input size (Figure 4).
+def activation_maps(backbone: torch.nn.Module, images: torch.Tensor, layer: str = "layer4") -> torch.Tensor:
+    """Channel-mean activation of each image at ``layer`` (default Conv5 = ``layer4``), upsampled (bilinear) to the
+    input size (Figure 4).
 
     Args:
         backbone: a torchvision ResNet (``layer4`` = Conv5).
         images: [B, 3, H, W] normalised.
+        layer: one of :data:`LAYER_STRIDES` (``layer3``: Conv4, stride 16 -- twice as many cells per side).
 
     Returns:
-        [B, H, W] float, non-negative (Conv5 is post-ReLU).
+        [B, H, W] float, non-negative (the stages' outputs are post-ReLU).
     """
     from torchvision.models.feature_extraction import create_feature_extractor
 
     if images.ndim != 4:
         raise ValueError(f"images must be [B, 3, H, W], got shape {tuple(images.shape)}")
-    extractor = create_feature_extractor(backbone.eval(), return_nodes={"layer4": "conv5"})
-    conv5 = extractor(images)["conv5"].mean(dim=1, keepdim=True)
-    return F.interpolate(conv5, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    if layer not in LAYER_STRIDES:
+        raise ValueError(f"layer must be one of {list(LAYER_STRIDES)}, got {layer!r}")
+    extractor = create_feature_extractor(backbone.eval(), return_nodes={layer: "map"})
+    fmap = extractor(images)["map"].mean(dim=1, keepdim=True)
+    return F.interpolate(fmap, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
 
 
 def mass_shares(activation, object_mask, part_mask=None) -> dict:
@@ -128,7 +136,9 @@ def corpus_objects(root, file_names) -> list[dict]:
 
     Returns:
         one dict per image: ``{"file_name", "label", "instances": [bool [H, W]], "parts": [bool [H, W] or None],
-        "object": bool [H, W] union, "part": bool [H, W] union}`` (masks decoded with pycocotools).
+        "object": bool [H, W] union, "part": bool [H, W] union, "decoys": [bool [H, W] or None], "decoy": bool
+        [H, W] union}`` (masks decoded with pycocotools; a decoy exists only under ``cue="part+decoy"``, a part
+        not under ``cue="distributed"``).
 
     Raises:
         DataError: unreadable annotations or an image not listed in them.
@@ -145,19 +155,25 @@ def corpus_objects(root, file_names) -> list[dict]:
             raise DataError(path, f"image {name} is not listed")
         img = images[name]
         h, w = img["height"], img["width"]
-        instances, parts = [], []
+        instances, parts, decoys = [], [], []
         for a in anns.get(img["id"], []):
             instances.append(mask_utils.decode(a["segmentation"]).astype(bool))
             parts.append(mask_utils.decode(a["part_segmentation"]).astype(bool) if "part_segmentation" in a else None)
+            decoys.append(mask_utils.decode(a["decoy_segmentation"]).astype(bool) if "decoy_segmentation" in a
+                          else None)
         union = np.zeros((h, w), bool)
-        part_union = np.zeros((h, w), bool)
         for m in instances:
             union |= m
-        for p in parts:
-            if p is not None:
-                part_union |= p
         out.append({"file_name": name, "label": img.get("label"), "instances": instances, "parts": parts,
-                    "object": union, "part": part_union})
+                    "object": union, "part": _union(parts, (h, w)), "decoys": decoys, "decoy": _union(decoys, (h, w))})
+    return out
+
+
+def _union(masks, shape) -> np.ndarray:
+    out = np.zeros(shape, bool)
+    for m in masks:
+        if m is not None:
+            out |= m
     return out
 
 
@@ -177,10 +193,13 @@ class ProbeHead(torch.nn.Module):
             self.linear.weight.copy_(torch.as_tensor(weight, dtype=torch.float32))
             self.linear.bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
 
+    def scores(self, pooled: torch.Tensor) -> torch.Tensor:
+        """[B, C5] average-pooled Conv5 -> [B, num_classes] class scores (logits, before the softmax)."""
+        return self.linear((pooled - self.mean) / self.scale)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """[B, 3, H, W] normalised -> [B, num_classes] class probabilities."""
-        x = self.features(images)["conv5"].mean(dim=(2, 3))
-        return torch.softmax(self.linear((x - self.mean) / self.scale), dim=1)
+        return torch.softmax(self.scores(self.features(images)["conv5"].mean(dim=(2, 3))), dim=1)
 
 
 def probe_head(backbone: torch.nn.Module, pipeline) -> ProbeHead:
@@ -554,7 +573,8 @@ def real_activation_verdict(frame: pd.DataFrame, better: str, worse: str) -> dic
                         f"{v.sentence('of the mass', digits=3)}."}
 
 
-def probe_heads(backbones: dict, data, profile, *, store=None, device="cpu", log=print) -> tuple[dict, dict]:
+def probe_heads(backbones: dict, data, profile, *, store=None, device="cpu", log=print,
+                corpus: dict | None = None) -> tuple[dict, dict]:
     """Figure 5's classifiers: for each backbone, the linear probe on its cached Conv5 features
     (:func:`detpretrain.analysis.probes.probe_features`) turned into a torch head (:func:`probe_head`).
 
@@ -566,7 +586,8 @@ def probe_heads(backbones: dict, data, profile, *, store=None, device="cpu", log
 
     heads, probes = {}, {}
     for name, backbone in backbones.items():
-        probes[name] = probe_features(backbone_features(name, data, profile, store=store, device=device, log=log))
+        probes[name] = probe_features(backbone_features(name, data, profile, store=store, device=device, log=log,
+                                                        corpus=corpus))
         heads[name] = probe_head(backbone, probes[name]["model"]).to(device)
     return heads, probes
 
@@ -577,13 +598,16 @@ def maskout_candidates(objects: list[dict], n: int) -> list[int]:
 
 
 def maskout_frame(heads: dict, dataset, objects: list[dict], images: list[int], *, window: int, stride: int,
-                  device="cpu", keep_maps: int = 6) -> tuple[pd.DataFrame, dict]:
-    """Figure 5 over ``images``: :func:`maskout_map` of every head on every image and its :func:`maskout_drops`.
+                  device="cpu", keep_maps: int = 6, cover: float = 0.5) -> tuple[pd.DataFrame, dict]:
+    """Figure 5 over ``images``: :func:`maskout_map` of every head on every image, its :func:`maskout_drops` and
+    its :func:`maskout_log_odds` (``cover``: the share of the part a square must cover to count as on it).
 
     Returns:
-        ``(frame, maps)``: one row per (backbone, image) with ``backbone``, ``image``, the drops and ``part minus
-        rest`` (``drop_part - drop_object_rest``: how much more covering the part costs than covering the rest of
-        the object; probability units); ``maps`` = the first ``keep_maps`` maskout maps by ``(name, image)``.
+        ``(frame, maps)``: one row per (backbone, image) with ``backbone``, ``image``, ``correct`` (the head's
+        top class on the clean image is the label), the drops, ``part minus rest`` (``drop_part -
+        drop_object_rest``: how much more covering the part costs than covering the rest of the object;
+        probability units) and the log-odds columns; ``maps`` = the first ``keep_maps`` maskout maps by
+        ``(name, image)``.
     """
     rows, maps = [], {}
     for i in images:
@@ -592,7 +616,12 @@ def maskout_frame(heads: dict, dataset, objects: list[dict], images: list[int], 
             r = maskout_map(head, image.to(device), label, window=window, stride=stride)
             if len(maps) < keep_maps:
                 maps[(name, i)] = r
-            rows.append({"backbone": name, "image": i, **maskout_drops(r, objects[i]["object"], objects[i]["part"])})
+            with torch.no_grad():
+                correct = int(head(image[None].to(device))[0].argmax()) == int(label)
+            o = objects[i]
+            rows.append({"backbone": name, "image": i, "correct": correct,
+                         **maskout_drops(r, o["object"], o["part"]),
+                         **maskout_log_odds(r, o["object"], o["part"], window, cover)})
     frame = pd.DataFrame(rows)
     if len(frame):
         frame["part minus rest"] = frame["drop_part"] - frame["drop_object_rest"]
@@ -694,3 +723,319 @@ def configuration_table(data, *, image_size: int, stride: int, dataset: str, sco
         ("mask-out square", f"{window} px = 60 px x {image_size}/224, stride {stride} px, filled with the dataset mean"),
         ("Figure 8 target", dataset), ("Figure 8 operating point", f"score >= {score_thresh}"),
         ("seed of Figure 8", seed)])
+
+
+# ---- issue 18: measurements that resolve their quantity (Figures 4, 5, 8) --------------------------------------------
+#
+# * Figure 4 at 128 px: Conv5 (stride 32) is a 4 x 4 map, and a part of 5-15 % of an object spans less than one of its
+#   cells, so "the map favours the part" cannot be resolved there. :func:`cells_covered` says how many cells a region
+#   spans at a stride; the measurement is made at ``layer3`` (stride 16) and on the images whose part spans at least
+#   one cell, with a class-specific map (:func:`grad_cam` of the probe's correct class) beside the channel mean, and
+#   the decoy's enrichment beside the part's (:func:`region_enrichment`).
+# * Figure 5: a position is "on the part" by the fraction of the part the square covers (:func:`mask_coverage`), not
+#   by where its centre falls, and drops are in log-odds on correctly classified images (:func:`maskout_log_odds`):
+#   a probability that starts at 0.99 and one that starts at 0.4 cannot drop by comparable amounts.
+# * Figure 8: IoU compared only on objects that both detectors detect (:func:`paired_localisation`), so a miss (IoU 0
+#   in :func:`best_iou_per_object`) does not mix recall into localisation.
+
+
+def cells_covered(mask, stride: int) -> float:
+    """How many feature cells a region spans on a map of output ``stride`` (px per cell): its area in pixels over
+    ``stride ** 2`` (Figure 4). A region under one cell is below the map's resolution: its mass share then measures
+    the neighbourhood, not the region.
+
+    Raises:
+        ValueError: a stride below 1.
+    """
+    if stride < 1:
+        raise ValueError(f"stride must be a positive number of pixels, got {stride}")
+    return float(np.count_nonzero(np.asarray(mask, dtype=bool))) / float(stride) ** 2
+
+
+def region_enrichment(activation, regions: dict) -> dict:
+    """Mass share over area share (:func:`enrichment`) of each region of one map (Figure 4).
+
+    Args:
+        activation: [H, W] non-negative map.
+        regions: ``{name: bool [H, W]}``; regions may overlap (each is measured on its own pixels).
+
+    Returns:
+        ``{name: enrichment}`` (1 = what a uniform map gives, NaN for an empty region).
+
+    Raises:
+        ValueError: a mask of another shape, negative values, or an all-zero map.
+    """
+    a = np.asarray(activation, dtype=np.float64)
+    if (a < 0).any():
+        raise ValueError("activation map has negative values; expected a non-negative map")
+    total = a.sum()
+    if total <= 0:
+        raise ValueError("activation map is all zero; no mass to share")
+    out = {}
+    for name, m in regions.items():
+        m = np.asarray(m, dtype=bool)
+        if m.shape != a.shape:
+            raise ValueError(f"region {name!r} has shape {m.shape}, the map {a.shape}")
+        out[name] = float(enrichment(a[m].sum() / total, m.mean()))
+    return out
+
+
+def _stages(backbone: torch.nn.Module, images: torch.Tensor, layer: str):
+    """Forward a torchvision ResNet to average-pooled Conv5, cutting the graph at ``layer``: returns ``(A, pooled)``
+    with ``A`` [B, C, h, w] the stage's output as a leaf that requires grad, ``pooled`` [B, C5] computed from it."""
+    x = backbone.maxpool(backbone.relu(backbone.bn1(backbone.conv1(images))))
+    leaf = None
+    for name in LAYER_STRIDES:
+        x = getattr(backbone, name)(x)
+        if name == layer:
+            leaf = x.detach().requires_grad_(True)
+            x = leaf
+    return leaf, x.mean(dim=(2, 3))
+
+
+def grad_cam(backbone: torch.nn.Module, head: ProbeHead, images: torch.Tensor, labels, layer: str = "layer4"):
+    """Grad-CAM (Selvaraju et al. 2017) of the probe's class score at ``layer``, upsampled to the input (Figure 4's
+    class-specific map).
+
+    For image b with class ``labels[b]``: ``alpha_k = mean_{x,y} d s_c / d A_k(x, y)`` with ``s_c`` the probe's
+    score (logit) of that class and ``A`` the stage's output; the map is ``ReLU(sum_k alpha_k A_k)``, bilinear to
+    [H, W]. At ``layer4`` with the linear probe on average-pooled Conv5 this is CAM (Zhou et al. 2016):
+    ``ReLU(sum_k w_ck / s_k * A_k) / (h w)``, with ``w`` the probe's weights and ``s`` its feature scales.
+
+    Args:
+        backbone: the torchvision ResNet the probe was fitted on (eval mode).
+        head: :class:`ProbeHead` of that backbone (:func:`probe_head`).
+        images: [B, 3, H, W] normalised.
+        labels: [B] class indices (the correct classes).
+        layer: one of :data:`LAYER_STRIDES`.
+
+    Returns:
+        [B, H, W] float tensor, non-negative (all zero where no position supports the class).
+    """
+    if images.ndim != 4:
+        raise ValueError(f"images must be [B, 3, H, W], got shape {tuple(images.shape)}")
+    if layer not in LAYER_STRIDES:
+        raise ValueError(f"layer must be one of {list(LAYER_STRIDES)}, got {layer!r}")
+    labels = torch.as_tensor(labels, dtype=torch.long, device=images.device).reshape(-1)
+    if labels.numel() != images.shape[0]:
+        raise ValueError(f"{labels.numel()} labels for {images.shape[0]} images")
+    with torch.enable_grad():
+        leaf, pooled = _stages(backbone.eval(), images, layer)
+        score = head.eval().scores(pooled).gather(1, labels[:, None]).sum()
+        (grad,) = torch.autograd.grad(score, leaf)
+    cam = torch.relu((grad.mean(dim=(2, 3), keepdim=True) * leaf.detach()).sum(dim=1, keepdim=True))
+    return F.interpolate(cam, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+
+
+#: Figure 4's regions: the visible part, the visible decoy outside the part, the rest of the objects, outside
+FIG4_REGIONS = ("part", "decoy", "object_rest", "outside")
+
+
+def figure4_regions(obj: dict) -> dict:
+    """The disjoint regions of one image of :func:`corpus_objects`: ``part`` (on an object), ``decoy`` (on an object,
+    off the part), ``object_rest`` and ``outside``; ``{name: bool [H, W]}``."""
+    objm = obj["object"]
+    part = obj["part"] & objm
+    decoy = obj.get("decoy", np.zeros_like(objm)) & objm & ~part
+    return {"part": part, "decoy": decoy, "object_rest": objm & ~part & ~decoy, "outside": ~objm}
+
+
+def resolved_activation_frame(backbones: dict, dataset, objects: list[dict], *, n_images: int, layer: str = "layer3",
+                              heads: dict | None = None, device="cpu", batch_size: int = 32) -> pd.DataFrame:
+    """Figure 4 at a resolving layer: per backbone, map kind and image, the :func:`region_enrichment` of
+    :func:`figure4_regions` and how many cells of ``layer`` the part spans (:func:`cells_covered`).
+
+    Args:
+        backbones: ``{name: ResNet}`` in eval mode on ``device`` (include an untrained one for the floor).
+        dataset: yields ``(normalised image [3, H, W], label)``.
+        objects: :func:`split_objects` of the same split.
+        layer: the stage measured (``layer3``: stride 16).
+        heads: ``{name: ProbeHead}``; where a backbone has one, the :func:`grad_cam` of the correct class is
+            measured beside the channel mean (:func:`activation_maps`).
+
+    Returns:
+        one row per (backbone, map, image): ``backbone``, ``map`` (``channel mean`` | ``Grad-CAM``), ``image``,
+        ``layer``, ``part_cells``, ``decoy_cells``, ``<region>_enrichment`` for each of :data:`FIG4_REGIONS` (NaN
+        for an empty region, all NaN for an all-zero Grad-CAM).
+    """
+    stride = LAYER_STRIDES[layer]
+    rows = []
+    for name, backbone in backbones.items():
+        for start in range(0, n_images, batch_size):
+            idx = list(range(start, min(start + batch_size, n_images)))
+            batch = [dataset[i] for i in idx]
+            images = torch.stack([b[0] for b in batch]).to(device)
+            kinds = {"channel mean": activation_maps(backbone, images, layer)}
+            if heads and name in heads:
+                kinds["Grad-CAM"] = grad_cam(backbone, heads[name], images, [int(b[1]) for b in batch], layer)
+            for kind, maps in kinds.items():
+                for i, m in zip(idx, maps.detach().cpu().numpy()):
+                    regions = figure4_regions(objects[i])
+                    row = {"backbone": name, "map": kind, "image": i, "layer": layer,
+                           "part_cells": cells_covered(regions["part"], stride),
+                           "decoy_cells": cells_covered(regions["decoy"], stride)}
+                    if m.sum() > 0:
+                        row.update({f"{k}_enrichment": v for k, v in region_enrichment(m, regions).items()})
+                    rows.append(row)
+    frame = pd.DataFrame(rows)
+    for k in FIG4_REGIONS:
+        if f"{k}_enrichment" not in frame:
+            frame[f"{k}_enrichment"] = np.nan
+    return frame
+
+
+def _conditional(per_image: pd.Series, expected: int = 1):
+    """:func:`~detpretrain.analysis.stats.verdict` over test images, conditional on these (unreplicated) networks."""
+    from detpretrain.analysis.stats import conditional_verdict
+
+    return conditional_verdict(per_image.dropna().to_numpy(dtype=float), unit="test image", expected=expected)
+
+
+def enrichment_claims(frame: pd.DataFrame, names: dict, *, classification: str = "imagenet-cls",
+                      detection: str = "detection", floor: str | None = "scratch", kind: str = "channel mean",
+                      min_cells: float = 1.0) -> dict:
+    """Figure 4's claims on the images whose part spans at least ``min_cells`` cells, one
+    :class:`~detpretrain.analysis.stats.Verdict` each (paired over images, conditional on these networks):
+
+    * ``part enrichment, <classification> minus <detection>`` (the paper: the classifier focuses on parts);
+    * ``part enrichment, <classification> minus random floor`` (what training adds over an untrained backbone);
+    * ``part minus decoy enrichment, <backbone>`` for each backbone (images with a decoy spanning ``min_cells``
+      too): an equally salient, category-independent patch; only a backbone trained to use the part should favour it.
+
+    Args:
+        frame: :func:`resolved_activation_frame`'s frame; ``kind``: the map (``channel mean`` or ``Grad-CAM``).
+        names: ``{backbone key: name shown}``.
+
+    Returns:
+        ``{claim: Verdict}`` (claims whose backbones or regions are absent are left out).
+    """
+    f = frame[(frame["map"] == kind) & (frame["part_cells"] >= min_cells)]
+    wide = f.pivot(index="image", columns="backbone", values="part_enrichment")
+    out = {}
+    if classification in wide and detection in wide:
+        out[f"part enrichment, {names[classification]} minus {names[detection]}"] = _conditional(
+            wide[classification] - wide[detection])
+    if floor is not None and classification in wide and floor in wide:
+        out[f"part enrichment, {names[classification]} minus {names.get(floor, floor)}"] = _conditional(
+            wide[classification] - wide[floor])
+    with_decoy = f[f["decoy_cells"] >= min_cells]
+    for key, g in with_decoy.groupby("backbone", sort=False):
+        out[f"part minus decoy enrichment, {names.get(key, key)}"] = _conditional(
+            g["part_enrichment"] - g["decoy_enrichment"])
+    return out
+
+
+def mask_coverage(mask, ys, xs, window: int) -> np.ndarray:
+    """Share of a region's pixels under a ``window``-px square at each top-left offset (Figure 5): [len(ys), len(xs)]
+    in [0, 1] (all zero for an empty region). Computed with a summed-area table.
+
+    Args:
+        mask: bool [H, W]; ys, xs: top-left offsets (:func:`mask_positions`).
+    """
+    m = np.asarray(mask, dtype=bool)
+    total = int(m.sum())
+    ys, xs = np.asarray(ys, dtype=int), np.asarray(xs, dtype=int)
+    if total == 0:
+        return np.zeros((ys.size, xs.size))
+    sat = np.zeros((m.shape[0] + 1, m.shape[1] + 1), dtype=np.int64)
+    sat[1:, 1:] = m.cumsum(0).cumsum(1)
+    y0, x0 = ys[:, None], xs[None, :]
+    y1, x1 = np.minimum(y0 + window, m.shape[0]), np.minimum(x0 + window, m.shape[1])
+    return (sat[y1, x1] - sat[y0, x1] - sat[y1, x0] + sat[y0, x0]) / total
+
+
+def log_odds(p, eps: float = 1e-6) -> np.ndarray:
+    """``log(p / (1 - p))`` with ``p`` clipped to ``[eps, 1 - eps]`` (a probability of exactly 0 or 1 has none)."""
+    p = np.clip(np.asarray(p, dtype=np.float64), eps, 1 - eps)
+    return np.log(p) - np.log1p(-p)
+
+
+def maskout_log_odds(result: dict, object_mask, part_mask, window: int, cover: float = 0.5) -> dict:
+    """Figure 5's reading in log-odds, "on the part" defined by coverage: from a :func:`maskout_map` result, the mean
+    drop ``logit(clean) - logit(prob)`` where the square covers at least ``cover`` of the part, and where it covers
+    none of the part but its centre lies on the object.
+
+    Returns:
+        ``{"logodds_drop_part", "logodds_drop_rest", "logodds part minus rest", "positions_covering_part",
+        "positions_rest"}`` (NaN for a region without positions; with no part every part value is NaN).
+    """
+    obj = np.asarray(object_mask, dtype=bool)
+    part = np.zeros_like(obj) if part_mask is None else np.asarray(part_mask, dtype=bool) & obj
+    cov = mask_coverage(part, result["ys"], result["xs"], window)
+    cy = np.floor(result["centres_y"]).astype(int)
+    cx = np.floor(result["centres_x"]).astype(int)
+    on_part = (cov >= cover) & part.any()
+    rest = (cov == 0) & obj[np.ix_(cy, cx)]
+    drop = log_odds(result["clean"]) - log_odds(result["prob"])
+
+    def mean(m):
+        return float(drop[m].mean()) if m.any() else float("nan")
+
+    dp, dr = mean(on_part), mean(rest)
+    return {"logodds_drop_part": dp, "logodds_drop_rest": dr, "logodds part minus rest": dp - dr,
+            "positions_covering_part": int(on_part.sum()), "positions_rest": int(rest.sum())}
+
+
+def maskout_claims(frame: pd.DataFrame, names: dict, *, classification: str = "imagenet-cls",
+                   detection: str = "detection") -> dict:
+    """Figure 5's claims on the images both probes classify correctly, in log-odds (:func:`maskout_log_odds`
+    columns of :func:`maskout_frame`): covering the part costs each probe more than covering the rest of the object,
+    and costs the classification probe more than the detection one. Paired over images, conditional on these
+    networks.
+
+    Returns:
+        ``{claim: Verdict}``.
+    """
+    if "correct" not in frame or frame.empty:
+        return {}
+    ok = frame.pivot(index="image", columns="backbone", values="correct").fillna(False).all(axis=1)
+    f = frame[frame["image"].isin(ok[ok].index)]
+    wide = f.pivot(index="image", columns="backbone", values="logodds part minus rest")
+    out = {}
+    for key in (classification, detection):
+        if key in wide:
+            out[f"log-odds drop, part minus rest, {names[key]}"] = _conditional(wide[key])
+    if classification in wide and detection in wide:
+        out[f"log-odds drop (part minus rest), {names[classification]} minus {names[detection]}"] = _conditional(
+            wide[classification] - wide[detection])
+    return out
+
+
+#: visible-fraction bins of :func:`paired_localisation` (lower bound inclusive, upper exclusive)
+VISIBLE_BINS = ((0.0, 0.5), (0.5, 0.75), (0.75, 0.95), (0.95, 1.01))
+
+
+def paired_localisation(objects: pd.DataFrame, a: str = "imagenet-cls", b: str = "detection", *,
+                        detected_iou: float = 0.5, bins=VISIBLE_BINS) -> tuple[pd.DataFrame, dict]:
+    """Figure 8 as localisation alone: IoU of ``b`` minus ``a`` on the objects that BOTH detect (best same-class IoU
+    >= ``detected_iou``), overall and per visible-fraction bin; recall reported beside it, not mixed into it.
+
+    The per-object differences are averaged within each image and the verdict is over images
+    (:func:`~detpretrain.analysis.stats.verdict`, conditional on these networks), since objects of one image share
+    its rendering.
+
+    Args:
+        objects: :func:`detection_objects`' frame (``image``, ``visible_fraction``, ``iou_<a>``, ``iou_<b>``).
+
+    Returns:
+        ``(table, verdicts)``: one row per bin then ``all`` (``visible``, ``objects``, ``detected by <a> %``,
+        ``detected by <b> %``, ``both``, ``IoU <a>``, ``IoU <b>``, ``IoU gain`` on the jointly detected), and
+        ``{bin label: Verdict}`` of the gain.
+    """
+    ia, ib = objects[f"iou_{a}"], objects[f"iou_{b}"]
+    da, db = ia >= detected_iou, ib >= detected_iou
+    vis = objects["visible_fraction"]
+    groups = [(f"{lo:.2f}-{min(hi, 1.0):.2f}", (vis >= lo) & (vis < hi)) for lo, hi in bins]
+    groups.append(("all", pd.Series(True, index=objects.index)))
+    rows, verdicts = [], {}
+    for label, sel in groups:
+        both = sel & da & db
+        gain = (ib - ia)[both].groupby(objects.loc[both, "image"]).mean()
+        rows.append({"visible": label, "objects": int(sel.sum()),
+                     f"detected by {a} %": 100 * float(da[sel].mean()) if sel.any() else np.nan,
+                     f"detected by {b} %": 100 * float(db[sel].mean()) if sel.any() else np.nan,
+                     "both": int(both.sum()), f"IoU {a}": float(ia[both].mean()) if both.any() else np.nan,
+                     f"IoU {b}": float(ib[both].mean()) if both.any() else np.nan,
+                     "IoU gain": float((ib - ia)[both].mean()) if both.any() else np.nan})
+        verdicts[label] = _conditional(gain)
+    return pd.DataFrame(rows), verdicts

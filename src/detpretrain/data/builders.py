@@ -17,7 +17,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from detpretrain.config import DataSpec
-from detpretrain.errors import DataError
+from detpretrain.errors import ConfigError, DataError
 
 #: torchvision's ImageNet statistics; the detector's ``GeneralizedRCNNTransform`` uses the same ones internally.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -189,24 +189,47 @@ def build_classification_dataset(spec: DataSpec, split: str, *, train: bool, siz
                                  cache: str | os.PathLike | None = None, keep_decoded: bool = False):
     """A classification dataset for ``split`` of ``spec`` (``cache``: the corpus cache, :func:`corpus_root`).
 
-    Class folders (``<root>/<split>/<class>/*.jpg``) for folder data and the synthetic ImageFolder roles; for a
+    Class folders (``<root>/<split>/<class>/*.jpg``) for folder data and the synthetic ImageFolder roles; the real
+    transfer datasets (``flowers102``, ``pet``, ``caltech256``, ``sun397``) through
+    :func:`~detpretrain.data.classification.real_classification` (never downloading: a run reads what is there); for a
     synthetic detection corpus in COCO layout (``imagenet_loc``) the same images with image-level labels only
     (IMAGENET-LOC (Cls), :class:`~detpretrain.data.classification.ImageLevelLabels`).
 
     ``keep_decoded``: a synthetic class-folder corpus keeps its decoded images in memory (:class:`KeptDecoded`),
     for a training set read once per epoch.
     """
-    from detpretrain.data.classification import ClassFolder, ImageLevelLabels
+    from detpretrain.config import CLASSIFICATION_KINDS
+    from detpretrain.data.classification import ClassFolder, ImageLevelLabels, real_classification
 
     root = corpus_root(spec, cache)
     size = None if spec.kind == "synthetic" else size
     tf = classification_transforms(train, size, hflip)
+    if spec.kind in CLASSIFICATION_KINDS:
+        return real_classification(spec.kind, root, split, transforms=tf)
     if spec.kind == "synthetic" and spec.corpus["role"] == "imagenet_loc":
         return ImageLevelLabels(root / split, root / "annotations" / f"instances_{split}.json", transforms=tf)
     dataset = ClassFolder(root, split=split, transforms=tf)
     if keep_decoded and spec.kind == "synthetic":
         dataset.loader = KeptDecoded(dataset.loader)
     return dataset
+
+
+def build_multilabel_dataset(spec: DataSpec, split: str, *, train: bool, hflip: bool = True,
+                             cache: str | os.PathLike | None = None):
+    """Image-level multi-label classification of a synthetic COCO-layout corpus (``coco``, ``imagenet_loc``):
+    :class:`~detpretrain.data.classification.ImageMultiLabels` of ``split`` (Table 1's same-images control).
+
+    Raises:
+        ConfigError: not a synthetic COCO-layout corpus.
+    """
+    from detpretrain.data.classification import ImageMultiLabels
+
+    if spec.kind != "synthetic" or spec.corpus["role"] not in ("coco", "imagenet_loc"):
+        raise ConfigError(f"multi-label classification reads a synthetic COCO-layout corpus (coco, imagenet_loc), "
+                          f"not {spec.describe()}")
+    root = corpus_root(spec, cache)
+    tf = classification_transforms(train, None, hflip)
+    return ImageMultiLabels(root / split, root / "annotations" / f"instances_{split}.json", transforms=tf)
 
 
 def collate_detection(batch):

@@ -9,8 +9,9 @@ Splits found:
             ``ImageSets/Main/{train,val,trainval,test}.txt`` and every ``ImageSets/Segmentation/*.txt``.
     coco    every ``annotations/instances_<split>.json`` with its image folder ``<split>/``.
     folder  class folders: the sub-folders of ``root`` that hold class folders (``train/valid/test``) or ``root``
-            itself as one split; Oxford-IIIT Pet (``images/`` + ``annotations/{trainval,test}.txt``) and the official
-            Flowers-102 layout (``flowers-102/``) are recognised and read through their list files.
+            itself as one split; Oxford-IIIT Pet (``images/`` + ``annotations/{trainval,test}.txt``) is read through
+            its list files, and torchvision's layouts (``flowers-102/``, ``oxford-iiit-pet/``, ``caltech256/``,
+            ``SUN397/``) through torchvision's datasets (Caltech-256 and SUN-397 with their drawn train / test).
 
 Bad data: the first :class:`~detpretrain.errors.DataError` is printed as one line
 ``error: DataError: <path>: <problem>`` on stderr and the exit status is 1 (no traceback).
@@ -117,20 +118,23 @@ def _coco_splits(root: Path, decode_images: bool, strict: bool = False) -> dict:
 
 def _folder_splits(root: Path, decode_images: bool) -> dict:
     from detpretrain.data.classification import (
+        SPLITS,
+        TORCHVISION_DATASETS,
         ClassFolder,
-        Flowers102Official,
         OxfordPet,
         class_folder_splits,
-        is_flowers_official_layout,
         is_pet_layout,
+        is_torchvision_layout,
+        torchvision_classification,
     )
 
+    for name in TORCHVISION_DATASETS:  # torchvision's layouts (flowers-102/, oxford-iiit-pet/, caltech256/, SUN397/)
+        if is_torchvision_layout(name, root):
+            return {s: _classification_row(torchvision_classification(name, root, s), decode_images)
+                    for s in SPLITS[name]}
     if is_pet_layout(root):
-        base = root / "oxford-iiit-pet" if (root / "oxford-iiit-pet").is_dir() else root
-        splits = [s for s in ("trainval", "test") if (base / "annotations" / f"{s}.txt").is_file()]
+        splits = [s for s in ("trainval", "test") if (root / "annotations" / f"{s}.txt").is_file()]
         return {s: _classification_row(OxfordPet(root, s), decode_images) for s in splits}
-    if is_flowers_official_layout(root):
-        return {s: _classification_row(Flowers102Official(root, s), decode_images) for s in ("train", "val", "test")}
     splits = class_folder_splits(root)
     if not splits:
         return {".": _classification_row(ClassFolder(root), decode_images)}

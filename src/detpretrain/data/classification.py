@@ -1,8 +1,16 @@
-"""Image-classification readers: class folders, Oxford Flowers-102 (official layout) and Oxford-IIIT Pet.
+"""Image-classification readers: class folders, torchvision's transfer datasets, and the bare Oxford-IIIT Pet layout.
 
 Serve the classification pre-training role (IMAGENET-CLS; the synthetic corpus writes class folders) and the
-classification-transfer experiments of the paper (Table 3: Caltech-256 / SUN-397 / Flowers-102 linear probes and
-fine-tuning). Every reader returns ``(tv_tensors.Image uint8 [3, H, W] RGB, int label)`` with labels 0..K-1.
+classification-transfer experiments of the paper (Tables 5, 6, 8: Caltech-256 / SUN-397 / Flowers-102 linear probes
+and fine-tuning; Oxford-IIIT Pet besides). Every reader returns ``(tv_tensors.Image uint8 [3, H, W] RGB, int label)``
+with labels 0..K-1.
+
+The four real transfer datasets are read through torchvision's own classes (:func:`torchvision_classification`:
+``Flowers102``, ``OxfordIIITPet``, ``Caltech256``, ``SUN397``), which know the official layouts, the label files and,
+with ``download=True``, where to fetch them. Two layouts torchvision cannot read are read here instead
+(:func:`real_classification`): the Udacity folder-per-class repackaging of Flowers-102 (:class:`ClassFolder`, i.e.
+torchvision ``ImageFolder``) and Oxford-IIIT Pet extracted by hand without torchvision's ``oxford-iiit-pet/`` folder
+(:class:`OxfordPet`).
 
 Bad-input policy (data/README.md): :class:`~detpretrain.errors.DataError` naming the file — missing root / split
 folder / split file, a split file naming a missing image, a class folder without a name in ``cat_to_name.json``,
@@ -17,13 +25,15 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
 from torch.utils.data import Dataset
 from torchvision import datasets
 
 from detpretrain.data._io import decode_image, read_split_file, require_dir, require_file
 from detpretrain.errors import DataError
 
-__all__ = ["ClassFolder", "Flowers102Official", "ImageLevelLabels", "OxfordPet", "class_folder_splits"]
+__all__ = ["ClassFolder", "ImageLevelLabels", "OxfordPet", "TorchvisionClassification", "class_folder_splits",
+           "real_classification", "torchvision_classification"]
 
 _IMG_EXT = datasets.folder.IMG_EXTENSIONS
 
@@ -114,40 +124,6 @@ class ClassFolder(datasets.ImageFolder):
         return Path(self.samples[i][0])
 
 
-class Flowers102Official(datasets.Flowers102):
-    """Oxford Flowers-102 in its official layout through ``torchvision.datasets.Flowers102``.
-
-    ``root/flowers-102/{jpg/, imagelabels.mat, setid.mat}``; splits ``"train"`` / ``"val"`` / ``"test"``
-    (official 1020 / 1020 / 6149 images). Pass ``download=True`` once to fetch the 330 MB archive from the Oxford
-    VGG site (torchvision checks the md5 sums of the .mat files). Labels 0..101, ``classes`` = torchvision's names.
-
-    Raises:
-        DataError: the files are absent (and ``download=False``) or fail torchvision's integrity check; corrupt
-        image at access.
-    """
-
-    def __init__(self, root: str | os.PathLike, split: str = "train", transforms: Callable | None = None,
-                 download: bool = False):
-        base = require_dir(root, "Flowers-102 root")
-        try:
-            super().__init__(base, split=split, transform=transforms, download=download, loader=decode_image)
-        except RuntimeError as err:
-            raise DataError(base / "flowers-102", "Flowers-102 not found or corrupted (needs jpg/, imagelabels.mat "
-                                                  "and setid.mat with the official md5; pass download=True to fetch "
-                                                  "them)") from err
-        for f in self._image_files:
-            if not f.is_file():
-                raise DataError(f, f"image is missing (listed in setid.mat, split {split!r})")
-
-    @property
-    def targets(self) -> list[int]:
-        """Label 0..101 per image."""
-        return list(self._labels)
-
-    def image_path(self, i: int) -> Path:
-        return Path(self._image_files[i])
-
-
 def _pet_rows(path: Path) -> list[tuple[str, int]]:
     rows = []
     for ln in path.read_text(encoding="utf-8").splitlines():
@@ -165,12 +141,12 @@ def _breed_name(image_name: str) -> str:
 
 
 class OxfordPet(Dataset):
-    """Oxford-IIIT Pet breed classification from the official list files.
+    """Oxford-IIIT Pet breed classification from the official list files, for roots torchvision cannot read.
 
-    Layout (official release, or the 3-breed subset): ``root[/oxford-iiit-pet]/images/<name>.jpg`` and
-    ``annotations/{list,trainval,test}.txt`` with lines ``Image CLASS-ID SPECIES BREED-ID``. The lists are parsed
-    here because ``torchvision.datasets.OxfordIIITPet`` insists on a folder named ``oxford-iiit-pet`` and labels
-    ``CLASS-ID - 1``, which is not contiguous for a subset of breeds.
+    Layout (the official archives extracted by hand, or the 3-breed subset): ``root/images/<name>.jpg`` and
+    ``annotations/{list,trainval,test}.txt`` with lines ``Image CLASS-ID SPECIES BREED-ID``.
+    ``torchvision.datasets.OxfordIIITPet`` insists on a folder named ``oxford-iiit-pet`` below its root; where that
+    folder exists, :func:`real_classification` reads it with torchvision instead.
 
     Labels are contiguous 0..K-1 over the class ids of ``list.txt`` (else of trainval + test), in class-id order, so
     train and test agree. ``classes``: breed names as torchvision writes them (``"American Bulldog"``);
@@ -234,11 +210,6 @@ def is_pet_layout(root: str | os.PathLike) -> bool:
     return (base / "images").is_dir() and (base / "annotations" / "trainval.txt").is_file()
 
 
-def is_flowers_official_layout(root: str | os.PathLike) -> bool:
-    """True if ``root`` holds torchvision's Flowers-102 layout (``flowers-102/imagelabels.mat``)."""
-    return (Path(root) / "flowers-102" / "imagelabels.mat").is_file()
-
-
 
 class ImageLevelLabels(Dataset):
     """A single-category-per-image COCO detection split read as classification: IMAGENET-LOC (Cls).
@@ -292,3 +263,279 @@ class ImageLevelLabels(Dataset):
         path, label = self.samples[i]
         image = decode_image(path)
         return (self.transforms(image) if self.transforms else image), label
+
+
+class ImageMultiLabels(ImageLevelLabels):
+    """A multi-category COCO detection split read as multi-label classification (Table 1's same-images control:
+    a classifier that sees exactly the images of the detection pre-training, with which categories each holds and
+    nothing about where).
+
+    Args:
+        image_dir: folder of the split's images; annotation_file: its COCO json; transforms: applied to the image.
+
+    Attributes:
+        classes: the json's category names in category-id order (index = label). samples: ``(path, multi-hot)``
+            per image in the json's image order, multi-hot a float32 tensor [K] (1 where an instance of that
+            category is annotated, crowd or not; all 0 for an image without annotations). Items are ``(image,
+            multi-hot)`` (``__getitem__`` of :class:`ImageLevelLabels`).
+
+    Raises:
+        DataError: missing folder / file, unreadable json, an annotation of an unknown category or image, a listed
+            image that is missing; corrupt image at access.
+    """
+
+    def __init__(self, image_dir: str | os.PathLike, annotation_file: str | os.PathLike,
+                 transforms: Callable | None = None):
+        folder = require_dir(image_dir, "image folder")
+        ann = require_file(annotation_file, "COCO annotation file")
+        try:
+            data = json.loads(ann.read_text(encoding="utf-8"))
+            cats = sorted(data["categories"], key=lambda c: c["id"])
+            images = data["images"]
+            annotations = data.get("annotations", [])
+        except (ValueError, KeyError, TypeError) as err:
+            raise DataError(ann, f"not a readable COCO file ({err})") from err
+        self.classes = [c["name"] for c in cats]
+        index = {c["id"]: i for i, c in enumerate(cats)}
+        row = {im["id"]: k for k, im in enumerate(images)}
+        targets = torch.zeros(len(images), len(cats))
+        for a in annotations:
+            if a.get("category_id") not in index or a.get("image_id") not in row:
+                raise DataError(ann, f"annotation {a.get('id')} names an unknown category or image")
+            targets[row[a["image_id"]], index[a["category_id"]]] = 1.0
+        self.samples = []
+        for im, target in zip(images, targets):
+            path = folder / im["file_name"]
+            if not path.is_file():
+                raise DataError(path, f"image listed in {ann.name} is missing")
+            self.samples.append((path, target))
+        if not self.samples:
+            raise DataError(ann, "lists no image")
+        self.transforms = transforms
+# ---- torchvision's transfer datasets (Tables 5, 6, 8) ------------------------------------------------------------
+
+#: our name -> torchvision dataset class name
+TORCHVISION_DATASETS = {"flowers102": "Flowers102", "pet": "OxfordIIITPet", "caltech256": "Caltech256",
+                        "sun397": "SUN397"}
+#: the folder below ``root`` that torchvision reads (and downloads into)
+TORCHVISION_FOLDERS = {"flowers102": "flowers-102", "pet": "oxford-iiit-pet", "caltech256": "caltech256",
+                       "sun397": "SUN397"}
+#: the splits of each dataset as read here: torchvision's own for Flowers-102 and Pet; drawn per class for the two
+#: datasets torchvision serves whole (:data:`DRAWN_SPLITS`)
+SPLITS = {"flowers102": ("train", "val", "test"), "pet": ("trainval", "test"), "caltech256": ("train", "test"),
+          "sun397": ("train", "test")}
+#: ``(training images per class, test images per class or None for all the others)`` of the splits drawn for
+#: Caltech-256 and SUN-397, as in Kornblith et al. 2019 (the protocol of the paper's Tables 6 and 8): Caltech-256
+#: 60 per class for training and the rest for test; SUN-397 50 / 50 per class, the size of its official partitions
+#: (whose files torchvision does not fetch, so the images are drawn, with :data:`SPLIT_SEED`)
+DRAWN_SPLITS = {"caltech256": (60, None), "sun397": (50, 50)}
+SPLIT_SEED = 0
+
+
+def drawn_split(labels, split: str, *, n_train: int, n_test: int | None, seed: int = SPLIT_SEED,
+                source: str | os.PathLike = "dataset") -> list[int]:
+    """Indices of ``split`` (``"train"`` or ``"test"``) drawn per class from one labelled list of images.
+
+    For each class, its images (in the given order) are permuted with ``numpy.random.default_rng([seed, label])``;
+    the first ``min(n_train, n - 1)`` go to train and the next ``n_test`` (all the others if None) to test, so every
+    class keeps at least one test image and the draw of a class does not depend on the other classes.
+
+    Returns:
+        sorted indices into ``labels``.
+
+    Raises:
+        DataError: a class with a single image (it cannot be in both splits), or an unknown split.
+    """
+    import numpy as np
+
+    if split not in ("train", "test"):
+        raise DataError(source, f"unknown split {split!r}; expected train or test")
+    labels = np.asarray(labels)
+    out: list[int] = []
+    for label in np.unique(labels):
+        idx = np.flatnonzero(labels == label)
+        if len(idx) < 2:
+            raise DataError(source, f"class {int(label)} has a single image; it cannot be in train and test")
+        order = idx[np.random.default_rng([seed, int(label)]).permutation(len(idx))]
+        k = min(n_train, len(idx) - 1)
+        out += (order[:k] if split == "train" else order[k:k + n_test if n_test is not None else None]).tolist()
+    return sorted(out)
+
+
+class TorchvisionClassification(Dataset):
+    """One split of a torchvision classification dataset under this package's reader contract.
+
+    torchvision decides which files belong to the split and their labels (and downloads them); images are decoded by
+    :func:`detpretrain.data._io.decode_image` (uint8 ``tv_tensors.Image``, :class:`DataError` on a corrupt file),
+    like every other reader here, then ``transforms`` is applied.
+
+    Attributes:
+        name: our dataset name (``flowers102``, ``pet``, ``caltech256``, ``sun397``). root: the root given.
+        split: the split. classes: class names, index = label. targets: label per image. samples: ``(path, label)``.
+    """
+
+    def __init__(self, name: str, root: Path, split: str, samples: list[tuple[Path, int]], classes: list[str],
+                 transforms: Callable | None = None):
+        self.name, self.root, self.split = name, root, split
+        self.samples, self.classes, self.transforms = samples, classes, transforms
+        self.targets = [label for _, label in samples]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def image_path(self, i: int) -> Path:
+        """Path of image ``i``."""
+        return Path(self.samples[i][0])
+
+    def __getitem__(self, i: int):
+        """``(tv_tensors.Image uint8 [3, H, W], label)`` after ``transforms`` (applied to the image)."""
+        path, label = self.samples[i]
+        image = decode_image(path)
+        return (self.transforms(image) if self.transforms is not None else image), label
+
+    def __repr__(self) -> str:
+        return (f"TorchvisionClassification({self.name!r}, root={str(self.root)!r}, split={self.split!r}, "
+                f"images={len(self)}, classes={len(self.classes)})")
+
+
+def _torchvision(name: str, root: Path, download: bool, **kwargs):
+    """The torchvision dataset object, its errors as DataError."""
+    cls = getattr(datasets, TORCHVISION_DATASETS[name])
+    try:
+        return cls(str(root), download=download, **kwargs)
+    except RuntimeError as err:
+        raise DataError(root / TORCHVISION_FOLDERS[name], f"{TORCHVISION_DATASETS[name]} not found or corrupted "
+                                                          f"({err}); pass download=True to fetch it") from err
+
+
+def _pet_samples(root: Path, split: str, download: bool) -> tuple[list, list[str]]:
+    # torchvision's labels are the official CLASS-ID - 1 and its ``classes`` names only the breeds of one split:
+    # labels made contiguous over both splits (a subset of breeds, as the 3-breed sample, keeps labels 0..K-1)
+    parts = {split: _torchvision("pet", root, download, split=split)}  # first: the one that may download
+    parts.update({s: _torchvision("pet", root, False, split=s) for s in SPLITS["pet"] if s != split})
+    names: dict[int, str] = {}
+    for ds in parts.values():
+        names.update(zip(sorted(set(ds._labels)), ds.classes))
+    ids = sorted(names)
+    label_of = {cid: i for i, cid in enumerate(ids)}
+    ds = parts[split]
+    return [(Path(p), label_of[c]) for p, c in zip(ds._images, ds._labels)], [names[c] for c in ids]
+
+
+def torchvision_classification(name: str, root: str | os.PathLike, split: str, *, transforms: Callable | None = None,
+                               download: bool = False) -> TorchvisionClassification:
+    """Split ``split`` of torchvision's ``name`` dataset below ``root``.
+
+    Args:
+        name: ``flowers102`` (torchvision ``Flowers102``: ``root/flowers-102/{jpg/, imagelabels.mat, setid.mat}``,
+            splits train / val / test, 1020 / 1020 / 6149 images, 102 classes), ``pet`` (``OxfordIIITPet``:
+            ``root/oxford-iiit-pet/{images/, annotations/{trainval,test}.txt}``, splits trainval / test, labels made
+            contiguous over the breeds present), ``caltech256`` (``Caltech256``:
+            ``root/caltech256/256_ObjectCategories/<NNN.name>/<NNN>_<MMMM>.jpg``, 257 classes with clutter) or
+            ``sun397`` (``SUN397``: ``root/SUN397/{ClassName.txt, <letter>/<class>/sun_*.jpg}``, 397 classes).
+            Caltech-256 and SUN-397 have no split in torchvision: train / test are drawn per class
+            (:func:`drawn_split`, :data:`DRAWN_SPLITS`).
+        root: the dataset root (created by torchvision when ``download``).
+        split: one of :data:`SPLITS` ``[name]``.
+        transforms: applied to the decoded image.
+        download: let torchvision fetch the files into ``root`` if they are not there (and check their md5 where
+            torchvision knows it); needs internet. Without it a missing dataset is an error.
+
+    Raises:
+        DataError: an unknown split, a missing root or dataset folder (without ``download``), files torchvision
+            finds missing or corrupted, or an image listed by the dataset that does not exist.
+        ConfigError: an unknown dataset name.
+    """
+    from detpretrain.errors import ConfigError
+
+    if name not in TORCHVISION_DATASETS:
+        raise ConfigError(f"unknown torchvision classification dataset {name!r}; expected one of "
+                          f"{', '.join(TORCHVISION_DATASETS)}")
+    base = Path(root).expanduser()
+    if split not in SPLITS[name]:
+        raise DataError(base, f"{name} has no split {split!r}; splits: {', '.join(SPLITS[name])}")
+    if download:
+        base.mkdir(parents=True, exist_ok=True)
+    else:
+        base = require_dir(base, f"{name} root")
+        folder = base / TORCHVISION_FOLDERS[name]
+        if not folder.is_dir():  # checked first: torchvision's Caltech256 would create the folder
+            raise DataError(folder, f"{TORCHVISION_DATASETS[name]} not found (torchvision's layout); pass "
+                                    "download=True to fetch it")
+    if name == "flowers102":
+        ds = _torchvision(name, base, download, split=split)
+        samples, classes = [(Path(p), int(c)) for p, c in zip(ds._image_files, ds._labels)], list(ds.classes)
+    elif name == "pet":
+        samples, classes = _pet_samples(base, split, download)
+    else:
+        ds = _torchvision(name, base, download)
+        if name == "caltech256":
+            folder = Path(ds.root) / "256_ObjectCategories"
+            samples = [(folder / ds.categories[y] / f"{y + 1:03d}_{k:04d}.jpg", int(y)) for y, k in zip(ds.y, ds.index)]
+            classes = [c.split(".", 1)[-1] for c in ds.categories]
+        else:  # SUN397 lists its files in file-system order: sorted here, so the draw is the same everywhere
+            samples = sorted((Path(p), int(c)) for p, c in zip(ds._image_files, ds._labels))
+            classes = list(ds.classes)
+        n_train, n_test = DRAWN_SPLITS[name]
+        keep = drawn_split([c for _, c in samples], split, n_train=n_train, n_test=n_test, source=base)
+        samples = [samples[i] for i in keep]
+    for path, _ in samples:
+        if not path.is_file():
+            raise DataError(path, f"image is missing (listed by torchvision's {TORCHVISION_DATASETS[name]}, "
+                                  f"split {split!r})")
+    return TorchvisionClassification(name, base, split, samples, classes, transforms)
+
+
+def is_torchvision_layout(name: str, root: str | os.PathLike) -> bool:
+    """True if ``root`` holds torchvision's folder of dataset ``name`` (:data:`TORCHVISION_FOLDERS`)."""
+    return (Path(root).expanduser() / TORCHVISION_FOLDERS[name]).is_dir()
+
+
+def real_classification(name: str, root: str | os.PathLike, split: str, *, transforms: Callable | None = None,
+                        download: bool = False):
+    """Split ``split`` of a real classification dataset, in whichever supported layout ``root`` holds.
+
+    * torchvision's layout (:func:`torchvision_classification`), always when ``download``;
+    * ``flowers102`` as class folders ``root/{train,valid,test}/<class>/`` (the Udacity repackaging, whose split is
+      not the official one): :class:`ClassFolder`, with ``val`` read from ``valid/`` where there is no ``val/``;
+    * ``pet`` extracted by hand (``root/{images/, annotations/}``, no ``oxford-iiit-pet/``): :class:`OxfordPet`.
+
+    Raises:
+        DataError, ConfigError: as the reader chosen.
+    """
+    if download or name not in ("flowers102", "pet") or is_torchvision_layout(name, root):
+        return torchvision_classification(name, root, split, transforms=transforms, download=download)
+    if name == "pet":
+        if not is_pet_layout(root):
+            raise DataError(Path(root).expanduser(), "not an Oxford-IIIT Pet root (expected oxford-iiit-pet/, or "
+                                                     "images/ and annotations/trainval.txt)")
+        return OxfordPet(root, split, transforms=transforms)
+    base = require_dir(root, "flowers102 root")
+    found = class_folder_splits(base)
+    if split == "val" and "val" not in found and "valid" in found:
+        split = "valid"
+    if split not in found:
+        raise DataError(base, f"neither torchvision's flowers-102/ nor class folders with a {split}/ split "
+                              f"(found {', '.join(found) or 'none'})")
+    return ClassFolder(base, split, transforms=transforms)
+
+
+def real_classification_splits(name: str, root: str | os.PathLike, download: bool = False) -> dict[str, str]:
+    """``{"train", "val" (None when the dataset has none), "test"}``: the split names :func:`real_classification`
+    reads for the probes and fine-tuning of ``name`` at ``root``.
+
+    Raises:
+        DataError: a class-folder root (Udacity Flowers-102) without train/ and test/.
+    """
+    if name == "pet":
+        return {"train": "trainval", "val": None, "test": "test"}
+    if name in ("caltech256", "sun397"):
+        return {"train": "train", "val": None, "test": "test"}
+    if download or is_torchvision_layout(name, root):
+        return {"train": "train", "val": "val", "test": "test"}
+    base = require_dir(root, f"{name} root")
+    found = class_folder_splits(base)
+    if not {"train", "test"} <= set(found):
+        raise DataError(base, f"expected torchvision's flowers-102/, or train/ and test/ class folders (and valid/ "
+                              f"or val/), found {', '.join(found) or 'none'}")
+    return {"train": "train", "val": "val" if ({"val", "valid"} & set(found)) else None, "test": "test"}

@@ -9,7 +9,11 @@ a changed image under an unchanged name and size is not detected):
 * ``coco``: the bytes of ``annotations/instances_<split>.json`` of the spec's train and eval splits;
 * ``voc``: for each ``VOC20xx`` folder used, every split list under ``ImageSets/``, every ``Annotations/*.xml`` and
   the names and sizes of ``SegmentationClass`` / ``SegmentationObject`` PNGs;
-* ``folder``: the relative path and size of every file below the root.
+* ``folder``: the relative path and size of every file below the root;
+* the classification datasets (``flowers102``, ``pet``, ``caltech256``, ``sun397``): the files that hold their labels
+  and splits, by content (torchvision's ``flowers-102/{imagelabels,setid}.mat``, Pet's ``annotations/*.txt``,
+  SUN-397's ``ClassName.txt``), and the relative path and size of every image below the folder read (labels and the
+  drawn splits of Caltech-256 and SUN-397 follow from the file names).
 
 Digests of single files are cached for the process by ``(path, size, mtime)``, so planning many configs on the same
 data reads each annotation file once.
@@ -101,12 +105,23 @@ def dataset_fingerprint(spec: DataSpec) -> str:
                 value = file_digest(p) if by_content else str(p.stat().st_size)
                 digest.update(f"{rel}\0{value}\0".encode())
     else:
-        for dirpath, dirnames, filenames in os.walk(root):
+        base = _classification_folder(spec.kind, root)
+        for dirpath, dirnames, filenames in os.walk(base):
             dirnames.sort()
             for name in sorted(filenames):
                 p = Path(dirpath) / name
-                digest.update(f"{p.relative_to(root).as_posix()}\0{p.stat().st_size}\0".encode())
+                by_content = spec.kind != "folder" and p.suffix in (".mat", ".txt")  # label and split files
+                value = file_digest(p) if by_content else str(p.stat().st_size)
+                digest.update(f"{p.relative_to(root).as_posix()}\0{value}\0".encode())
     return digest.hexdigest()[:FINGERPRINT_LENGTH]
+
+
+def _classification_folder(kind: str, root: Path) -> Path:
+    """The folder a classification spec reads: torchvision's folder of the dataset where it exists, else ``root``."""
+    from detpretrain.data.classification import TORCHVISION_FOLDERS
+
+    folder = root / TORCHVISION_FOLDERS.get(kind, "")
+    return folder if kind in TORCHVISION_FOLDERS and folder.is_dir() else root
 
 
 def with_fingerprint(spec: DataSpec) -> DataSpec:

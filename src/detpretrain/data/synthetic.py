@@ -762,9 +762,13 @@ def generate(spec: CorpusSpec, cache_dir: str | os.PathLike, workers: int = 1) -
 def profile_specs(profile: str, seed: int = 0) -> dict[str, CorpusSpec]:
     """The corpora of a profile, ``{role: CorpusSpec}`` for every role in :data:`ROLES` (counts: module docstring).
 
+    The GPU profiles (``paper``, ``torchvision``) have no corpora of their own: the parts of the book that exist only
+    synthetically (the part / object cues of Figures 4 and 5, the synthetic classification roles) use ``mini``'s.
+
     Raises:
-        ConfigError: unknown profile (only ``"smoke"`` and ``"mini"`` are synthetic).
+        ConfigError: unknown profile.
     """
+    profile = {"paper": "mini", "torchvision": "mini"}.get(profile, profile)
     if profile == "smoke":
         size, counts = 64, {"imagenet_cls": (100, 50, 0), "imagenet_loc": (100, 25, 0), "coco": (100, 25, 0),
                             "voc": (24, 24, 32), "caltech": (50, 25, 25), "sun": (36, 18, 18),
@@ -774,7 +778,7 @@ def profile_specs(profile: str, seed: int = 0) -> dict[str, CorpusSpec]:
                              "coco": (1500, 200, 0), "voc": (200, 200, 200), "caltech": (750, 250, 250),
                              "sun": (270, 90, 90), "flowers": (360, 120, 120)}
     else:
-        raise ConfigError(f"unknown synthetic profile {profile!r}; expected 'smoke' or 'mini'")
+        raise ConfigError(f"unknown synthetic profile {profile!r}; expected smoke, mini, torchvision or paper")
     return {role: CorpusSpec(role, size, *counts[role], seed=seed) for role in ROLES}
 
 

@@ -42,13 +42,15 @@ def cls_finetune_config(profile: Profile, pretrain: str, seed: int, target: Data
                        optim=profile.cls_finetune, init=det.init, seed=seed)
 
 
-def classification_chain(profile: str | Profile = "smoke", *, role: str = "caltech", pretrains=PRETRAINS,
-                         seeds=None, replicates: int | None = None, removed=REMOVED_SUPERCATEGORIES) -> ChainPlan:
+def classification_chain(profile: str | Profile = "smoke", *, role: str = "caltech", data_root: str | None = None,
+                         pretrains=PRETRAINS, seeds=None, replicates: int | None = None,
+                         removed=REMOVED_SUPERCATEGORIES, corpus: dict | None = None) -> ChainPlan:
     """The runs of :func:`run_classification_transfer` (same arguments), without training."""
     prof = get_profile(profile) if isinstance(profile, str) else profile
     count = replicate_count(prof, replicates)
-    return chain_plan(prof, transfer_target(prof, role), cls_finetune_config, pretrains=pretrains,
-                      pretrained=pretrained_for(prof, pretrains, removed, count), seeds=seeds, replicates=count)
+    return chain_plan(prof, transfer_target(prof, role, data_root, corpus), cls_finetune_config, pretrains=pretrains,
+                      pretrained=pretrained_for(prof, pretrains, removed, count, corpus=corpus), seeds=seeds,
+                      replicates=count)
 
 
 def plan_classification_transfer(profile: str | Profile = "smoke", **params) -> list[TrainConfig]:
@@ -56,21 +58,50 @@ def plan_classification_transfer(profile: str | Profile = "smoke", **params) -> 
     return classification_chain(profile, **params).configs
 
 
-def transfer_target(prof: Profile, role: str) -> DataSpec:
-    """The synthetic image-classification target ``role``: its train split, scored on its test split."""
-    return dataclasses.replace(synthetic_spec(prof.name, role), train_split="train", eval_split="test")
+def transfer_target(prof: Profile, role: str, data_root: str | None = None, corpus: dict | None = None) -> DataSpec:
+    """The image-classification target ``role``: trained on its train split, scored on its test split.
+
+    Args:
+        role: a synthetic role (``caltech``, ``sun``, ``flowers``) or a real dataset of
+            :data:`~detpretrain.config.CLASSIFICATION_KINDS` (``flowers102``, ``pet``, ``caltech256``, ``sun397``)
+            read from ``data_root`` (never downloaded here: :func:`detpretrain.experiments.features.probe_datasets`
+            with ``download=True`` fetches it). Pet trains on trainval; a real target's spec records its dataset
+            fingerprint, not its path.
+        corpus: the corpus variant of a synthetic role (:func:`~detpretrain.experiments.common.corpus_overrides`).
+
+    Raises:
+        ConfigError: a real dataset without ``data_root``, or an unknown role.
+        DataError: a real root that does not exist or holds no supported layout.
+    """
+    from detpretrain.config import CLASSIFICATION_KINDS
+    from detpretrain.data.classification import real_classification_splits
+    from detpretrain.data.fingerprint import with_fingerprint
+    from detpretrain.errors import ConfigError
+
+    if role not in CLASSIFICATION_KINDS:
+        return dataclasses.replace(synthetic_spec(prof.name, role, corpus=corpus), train_split="train",
+                                   eval_split="test")
+    if not data_root:
+        raise ConfigError(f"classification target {role!r} needs a data_root")
+    splits = real_classification_splits(role, data_root)
+    return with_fingerprint(DataSpec(kind=role, root=str(data_root), train_split=splits["train"],
+                                     eval_split=splits["test"]))
 
 
-def run_classification_transfer(profile: str | Profile = "smoke", *, role: str = "caltech", pretrains=PRETRAINS,
-                                seeds=None, replicates: int | None = None, store: RunStore | None = None, device: str = "auto",
-                                progress: bool = True, log=print, removed=REMOVED_SUPERCATEGORIES) -> dict:
+def run_classification_transfer(profile: str | Profile = "smoke", *, role: str = "caltech",
+                                data_root: str | None = None, pretrains=PRETRAINS, seeds=None,
+                                replicates: int | None = None, store: RunStore | None = None, device: str = "auto",
+                                progress: bool = True, log=print, removed=REMOVED_SUPERCATEGORIES,
+                                corpus: dict | None = None) -> dict:
     """Fine-tune each backbone on a synthetic image-classification target and report top-1 (Tables 7 and 8): the
     runs of :func:`classification_chain`.
 
     Args:
         role: the target corpus: ``"caltech"`` (object-centric, CALTECH-256 role), ``"sun"`` (scenes, SUN-397) or
-            ``"flowers"`` (fine-grained, OXFORD-102 FLOWERS); trained on its train split, scored on its test split.
-        pretrains, seeds, replicates, store, device, removed: as in :func:`run_detection_experiment`.
+            ``"flowers"`` (fine-grained, OXFORD-102 FLOWERS); trained on its train split, scored on its test split;
+            or a real dataset at ``data_root`` (:func:`transfer_target`: ``flowers102``, ``pet``, ``caltech256``,
+            ``sun397``), fine-tuned at the profile's ``real_model.image_size``.
+        pretrains, seeds, replicates, store, device, removed, corpus: as in :func:`run_detection_experiment`.
 
     Returns:
         ``{"profile", "dataset", "data", "runs": [{"pretrain", "replicate", "seed", "run", "hash", "metrics"}],
@@ -78,7 +109,15 @@ def run_classification_transfer(profile: str | Profile = "smoke", *, role: str =
         ``metrics["predictions"]``: the predicted label of every test image).
     """
     prof = get_profile(profile) if isinstance(profile, str) else profile
-    plan = classification_chain(prof, role=role, pretrains=pretrains, seeds=seeds, replicates=replicates,
-                                removed=removed)
-    return train_chain(plan, prof, role, transfer_target(prof, role), store=store, device=device, progress=progress,
-                       log=log)
+    plan = classification_chain(prof, role=role, data_root=data_root, pretrains=pretrains, seeds=seeds,
+                                replicates=replicates, removed=removed, corpus=corpus)
+    return train_chain(plan, prof, role, transfer_target(prof, role, data_root, corpus), store=store, device=device,
+                       progress=progress, log=log)
+
+
+def real_transfer_roots(real_data: dict | None) -> dict[str, str]:
+    """The entries ``{dataset: root}`` of a chapter's ``real_data`` whose root exists on this machine (an absent
+    root is skipped by the chapter, or fetched when it downloads), in the given order."""
+    from pathlib import Path
+
+    return {name: str(root) for name, root in (real_data or {}).items() if Path(root).expanduser().exists()}

@@ -33,7 +33,7 @@ import time
 
 from detpretrain.config import DataSpec, TrainConfig, config_hash, replace_path
 from detpretrain.data.fingerprint import with_fingerprint
-from detpretrain.errors import ConfigError
+from detpretrain.errors import ConfigError, DataError
 from detpretrain.profiles import Profile
 from detpretrain.runs import Run, RunStore, get_or_train
 
@@ -86,22 +86,75 @@ REAL_DATASETS = {
 }
 
 
-def synthetic_spec(profile: str, role: str, seed: int = 0, **overrides) -> DataSpec:
-    """DataSpec of a synthetic corpus of ``profile`` (``role`` as in :mod:`detpretrain.data.synthetic`)."""
+#: the corpus variants a chain may ask for (issue 18; :mod:`detpretrain.data.synthetic`): ``corpus={"cue": ...}``
+#: reaches every synthetic corpus of the chain that has objects, ``sun_backgrounds`` the SUN-role target
+CORPUS_VARIANTS = ("cue", "sun_backgrounds")
+
+
+def corpus_overrides(role: str, corpus: dict | None) -> dict:
+    """The ``CorpusSpec`` overrides of a chain's corpus variant ``corpus`` that apply to ``role``: ``cue`` to every
+    role with objects (not ``flowers``), ``sun_backgrounds`` to ``sun`` only. ``None`` or ``{}``: none (the
+    default corpora, hash-neutral).
+
+    Raises:
+        ConfigError: a key other than :data:`CORPUS_VARIANTS`, or a value the corpus does not know.
+    """
+    from detpretrain.data.synthetic import CUES, SUN_BACKGROUNDS
+
+    if not corpus:
+        return {}
+    unknown = sorted(set(corpus) - set(CORPUS_VARIANTS))
+    if unknown:
+        raise ConfigError(f"corpus: unknown variant key(s) {unknown}; expected {list(CORPUS_VARIANTS)}")
+    for key, allowed in (("cue", CUES), ("sun_backgrounds", SUN_BACKGROUNDS)):
+        if key in corpus and corpus[key] not in allowed:
+            raise ConfigError(f"corpus: unknown {key} {corpus[key]!r}; expected one of {allowed}")
+    out = {}
+    if "cue" in corpus and role != "flowers":
+        out["cue"] = corpus["cue"]
+    if "sun_backgrounds" in corpus and role == "sun":
+        out["sun_backgrounds"] = corpus["sun_backgrounds"]
+    return out
+
+
+def is_default_corpus(corpus: dict | None) -> bool:
+    """True when ``corpus`` asks for nothing beyond the default corpora (None, ``{}``, or neutral values)."""
+    from detpretrain.config import CORPUS_LATER_FIELDS
+
+    return all(CORPUS_LATER_FIELDS.get(k) == v for k, v in (corpus or {}).items())
+
+
+def synthetic_spec(profile: str, role: str, seed: int = 0, corpus: dict | None = None, **overrides) -> DataSpec:
+    """DataSpec of a synthetic corpus of ``profile`` (``role`` as in :mod:`detpretrain.data.synthetic`), with the
+    chain's corpus variant (:func:`corpus_overrides`) and then ``overrides`` applied."""
     from detpretrain.data import synthetic
 
     specs = synthetic.profile_specs(profile if profile != "paper" else "mini", seed=seed)
     if role not in specs:
         raise ConfigError(f"no synthetic corpus for role {role!r}; roles: {sorted(specs)}")
+    overrides = {**corpus_overrides(role, corpus), **overrides}
     corpus = dataclasses.replace(specs[role], **overrides) if overrides else specs[role]
     splits = {"voc": ("trainval", "test"), "imagenet_cls": ("train", "val")}.get(role, ("train", "val"))
     return DataSpec(kind="synthetic", corpus=dataclasses.asdict(corpus), train_split=splits[0], eval_split=splits[1])
 
 
-def target_spec(profile: Profile, dataset: str = "synthetic", data_root: str | None = None) -> DataSpec:
-    """The fine-tuning target: the synthetic VOC-like corpus, or a real COCO / VOC root."""
+def target_spec(profile: Profile, dataset: str = "synthetic", data_root: str | None = None,
+                corpus: dict | None = None) -> DataSpec:
+    """The fine-tuning target: the synthetic VOC-like corpus (with the chain's ``corpus`` variant), or a real COCO /
+    VOC root (no variant).
+
+    Raises:
+        ConfigError: an unknown dataset, a real one without ``data_root`` or with a corpus variant, or the synthetic
+            target at a profile with published weights (``torchvision``, ``paper``: sized for real images; the
+            synthetic target belongs to ``smoke`` and ``mini``).
+    """
     if dataset == "synthetic":
-        return synthetic_spec(profile.name, "voc")
+        if profile.published:
+            raise ConfigError(f"profile {profile.name!r} fine-tunes on real data: pass dataset voc or coco with a "
+                              "data_root (the synthetic target belongs to profiles smoke and mini)")
+        return synthetic_spec(profile.name, "voc", corpus=corpus)
+    if not is_default_corpus(corpus):
+        raise ConfigError(f"corpus variant {corpus} applies to the synthetic corpus, not to real data ({dataset})")
     if dataset not in REAL_DATASETS:
         raise ConfigError(f"unknown dataset {dataset!r}; expected synthetic, {', '.join(REAL_DATASETS)}")
     if not data_root:
@@ -111,7 +164,7 @@ def target_spec(profile: Profile, dataset: str = "synthetic", data_root: str | N
 
 
 def pretrain_configs(profile: Profile, detection_root: str | None = None,
-                     replicate: int = 0) -> dict[str, TrainConfig | None]:
+                     replicate: int = 0, corpus: dict | None = None) -> dict[str, TrainConfig | None]:
     """The backbone pre-training runs of a profile: ``{"imagenet-cls": cfg or None, "detection": cfg or None}``.
 
     A value is ``None`` when the profile takes that backbone from published torchvision weights instead of training
@@ -120,14 +173,18 @@ def pretrain_configs(profile: Profile, detection_root: str | None = None,
 
     Args:
         detection_root: for the ``paper`` profile, the COCO 2017 root of the detection pre-training
-            (``annotations/instances_train2017.json``, ``train2017/``, ``val2017/``); default ``$DETPRETRAIN_COCO``
-            or ``~/data/coco``. The other profiles pre-train on the synthetic ``coco`` corpus.
+            (``annotations/instances_train2017.json``, ``train2017/``, ``val2017/``); default the profile's
+            :attr:`~detpretrain.profiles.Profile.coco_root` (a chapter's ``coco_root`` parameter,
+            ``train --coco-root``), else ``$DETPRETRAIN_COCO``, else ``~/data/coco``. The other profiles pre-train on
+            the synthetic ``coco`` corpus or take published weights.
         replicate: which replicate (module docstring): its configs have ``seed=replicate``, and its detection
             pre-training continues from the IMAGENET-CLS run of the same replicate. Replicate 0 is the one run of an
             unreplicated design (its config hashes are those of the store before replicates existed).
+        corpus: the corpus variant of the synthetic pre-training corpora (:func:`corpus_overrides`).
 
     Raises:
         ConfigError: ``replicate`` > 0 for a profile with published weights (:func:`replicate_count`).
+        DataError: ``paper``'s COCO root does not exist (named, with where the path came from).
     """
     if replicate:
         replicate_count(profile, replicate + 1)
@@ -135,19 +192,23 @@ def pretrain_configs(profile: Profile, detection_root: str | None = None,
     cls_init = f"torchvision:{profile.imagenet_cls_weights}" if profile.imagenet_cls_weights else None
     if profile.imagenet_cls_weights is None:
         cls_cfg = TrainConfig(name="pretrain/imagenet-cls", task="classification",
-                              data=synthetic_spec(profile.name, "imagenet_cls"), model=profile.model,
+                              data=synthetic_spec(profile.name, "imagenet_cls", corpus=corpus), model=profile.model,
                               optim=profile.cls_pretrain, seed=replicate)
         out["imagenet-cls"] = cls_cfg
         cls_init = f"run:{config_hash(cls_cfg)}"
     if profile.detection_weights:
         det_data = det_model = None
     elif profile.name == "paper":
-        root = detection_root or os.environ.get("DETPRETRAIN_COCO", "~/data/coco")
-        det_data = with_fingerprint(DataSpec(kind="coco", root=str(root), train_split="train2017",
-                                             eval_split="val2017"))
+        root = detection_root or profile.coco_root or os.environ.get("DETPRETRAIN_COCO") or "~/data/coco"
+        try:
+            det_data = with_fingerprint(DataSpec(kind="coco", root=str(root), train_split="train2017",
+                                                 eval_split="val2017"))
+        except DataError as err:
+            raise DataError(err.path, f"{err.problem} (the paper profile's COCO detection pre-training: pass "
+                                      "coco_root / --coco-root or set $DETPRETRAIN_COCO)") from None
         det_model = profile.real_model
     else:
-        det_data, det_model = synthetic_spec(profile.name, "coco"), profile.model
+        det_data, det_model = synthetic_spec(profile.name, "coco", corpus=corpus), profile.model
     if profile.detection_weights:
         out["detection"] = None
         return out
@@ -156,7 +217,8 @@ def pretrain_configs(profile: Profile, detection_root: str | None = None,
     return out
 
 
-def loc_pretrain_configs(profile: Profile, removed=REMOVED_SUPERCATEGORIES, replicate: int = 0) -> dict[str, TrainConfig]:
+def loc_pretrain_configs(profile: Profile, removed=REMOVED_SUPERCATEGORIES, replicate: int = 0,
+                         corpus: dict | None = None) -> dict[str, TrainConfig]:
     """The IMAGENET-LOC pre-trainings of Tables 2 and 7, keyed ``imagenet-loc``, ``imagenet-loc-cls`` and
     ``imagenet-loc-no-<super-category>`` for each of ``removed``.
 
@@ -168,48 +230,78 @@ def loc_pretrain_configs(profile: Profile, removed=REMOVED_SUPERCATEGORIES, repl
     ``replicate`` continues from the IMAGENET-CLS run of that replicate, with ``seed=replicate``.
 
     Raises:
-        ConfigError: the ``paper`` profile (IMAGENET-LOC with 3,130 classes is not distributed; these ablations run
-            on the synthetic corpora only), or an unknown super-category.
+        ConfigError: a profile with published IMAGENET-CLS weights (``paper``, ``torchvision``; IMAGENET-LOC with
+            3,130 classes is not distributed, so these ablations run on the synthetic corpora only), or an unknown
+            super-category.
     """
     from detpretrain.data.synthetic_taxonomy import SUPERCATEGORIES
 
-    if profile.name == "paper":
-        raise ConfigError("the IMAGENET-LOC ablations (Tables 2, 7) need the synthetic imagenet_loc corpus: run them "
+    if profile.imagenet_cls_weights is not None:
+        raise ConfigError(f"the IMAGENET-LOC ablations (Tables 2, 7) need the synthetic imagenet_loc corpus and an "
+                          f"IMAGENET-CLS run of ours to continue from; profile {profile.name!r} has neither: run them "
                           "with profile smoke or mini (the 3,130-class IMAGENET-LOC of the paper is not available)")
     unknown = [sc for sc in removed if sc not in SUPERCATEGORIES]
     if unknown:
         raise ConfigError(f"unknown super-category {unknown[0]!r}; expected one of {', '.join(SUPERCATEGORIES)}")
-    cls_cfg = pretrain_configs(profile, replicate=replicate)["imagenet-cls"]
+    cls_cfg = pretrain_configs(profile, replicate=replicate, corpus=corpus)["imagenet-cls"]
     init = f"run:{config_hash(cls_cfg)}"
+    loc = synthetic_spec(profile.name, "imagenet_loc", corpus=corpus)
     out = {
         "imagenet-loc-cls": TrainConfig(name="pretrain/imagenet-loc-cls", task="classification",
-                                        data=synthetic_spec(profile.name, "imagenet_loc"), model=profile.model,
-                                        optim=profile.loc_pretrain, init=init, seed=replicate),
-        "imagenet-loc": TrainConfig(name="pretrain/imagenet-loc", task="detection",
-                                    data=synthetic_spec(profile.name, "imagenet_loc"), model=profile.model,
+                                        data=loc, model=profile.model, optim=profile.loc_pretrain, init=init,
+                                        seed=replicate),
+        "imagenet-loc": TrainConfig(name="pretrain/imagenet-loc", task="detection", data=loc, model=profile.model,
                                     optim=profile.loc_pretrain, init=init, eval_metric="coco", seed=replicate),
     }
     for sc in removed:
         out[f"imagenet-loc-no-{sc}"] = TrainConfig(
             name=f"pretrain/imagenet-loc-no-{sc}", task="detection",
-            data=synthetic_spec(profile.name, "imagenet_loc", exclude_supercategory=sc), model=profile.model,
+            data=synthetic_spec(profile.name, "imagenet_loc", corpus=corpus, exclude_supercategory=sc),
+            model=profile.model,
             optim=profile.loc_pretrain, init=init, eval_metric="coco", seed=replicate)
     return out
 
 
+#: Table 1's same-images control (issue 18), as Table 7 has IMAGENET-LOC (Cls): a multi-label classifier trained on
+#: exactly the images of the detection pre-training, with the same epochs and initialisation
+SAME_IMAGES = "detection-multilabel"
+
+
+def same_images_config(profile: Profile, corpus: dict | None = None, replicate: int = 0) -> TrainConfig:
+    """The :data:`SAME_IMAGES` pre-training: task ``multilabel`` (which categories each image holds, no boxes) on the
+    detection pre-training's corpus, with its model, schedule (``profile.det_pretrain``) and IMAGENET-CLS init;
+    fine-tuned like the other backbones (``finetune_config`` with pre-training :data:`SAME_IMAGES`). Replicate
+    ``replicate`` continues from the IMAGENET-CLS run of that replicate, with ``seed=replicate``.
+
+    Raises:
+        ConfigError: a profile whose detection pre-training is not on the synthetic corpus (published weights, or
+            ``paper``'s COCO).
+    """
+    det = pretrain_configs(profile, replicate=replicate, corpus=corpus)["detection"]
+    if det is None or det.data.kind != "synthetic":
+        raise ConfigError(f"the same-images control needs the synthetic detection pre-training corpus; profile "
+                          f"{profile.name!r} takes its detection backbone from elsewhere")
+    return TrainConfig(name=f"pretrain/{SAME_IMAGES}", task="multilabel", data=det.data, model=det.model,
+                       optim=det.optim, init=det.init, seed=replicate)
+
+
 def pretrained_for(prof: Profile, pretrains, removed=REMOVED_SUPERCATEGORIES,
-                   replicates: int = 1) -> dict[str, TrainConfig | None]:
+                   replicates: int = 1, corpus: dict | None = None) -> dict[str, TrainConfig | None]:
     """The pre-training configs that backbones ``pretrains`` may need, keyed by :func:`replicate_key`:
     :func:`pretrain_configs`, plus :func:`loc_pretrain_configs` (``removed`` super-categories) when an
-    ``imagenet-loc*`` backbone is asked for, for replicates ``0 .. replicates - 1`` (and any replicate a key of
-    ``pretrains`` names, e.g. ``imagenet-cls@r2``). Published weights (None) exist as replicate 0 only."""
+    ``imagenet-loc*`` backbone is asked for, and :func:`same_images_config` when :data:`SAME_IMAGES` is, for
+    replicates ``0 .. replicates - 1`` (and any replicate a key of ``pretrains`` names, e.g. ``imagenet-cls@r2``).
+    Published weights (None) exist as replicate 0 only. ``corpus``: the chain's corpus variant."""
     count = max([int(replicates)] + [split_key(p)[1] + 1 for p in pretrains])
-    loc = any(split_key(p)[0].startswith("imagenet-loc") for p in pretrains)
+    names = [split_key(p)[0] for p in pretrains]
+    loc = any(n.startswith("imagenet-loc") for n in names)
     pretrained: dict[str, TrainConfig | None] = {}
     for r in range(count):
-        configs = dict(pretrain_configs(prof, replicate=r))
+        configs = dict(pretrain_configs(prof, replicate=r, corpus=corpus))
         if loc:
-            configs.update(loc_pretrain_configs(prof, removed, replicate=r))
+            configs.update(loc_pretrain_configs(prof, removed, replicate=r, corpus=corpus))
+        if SAME_IMAGES in names:
+            configs[SAME_IMAGES] = same_images_config(prof, corpus, replicate=r)
         pretrained.update({replicate_key(k, r): c for k, c in configs.items() if r == 0 or c is not None})
     return pretrained
 

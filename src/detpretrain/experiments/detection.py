@@ -24,7 +24,7 @@ from detpretrain.experiments.common import (
     target_spec,
     train_chain,
 )
-from detpretrain.profiles import Profile, get_profile
+from detpretrain.profiles import Profile, get_profile, with_coco_root
 from detpretrain.runs import RunStore
 
 
@@ -58,12 +58,13 @@ def finetune_config(profile: Profile, pretrain: str, seed: int, target: DataSpec
 
 def detection_chain(profile: str | Profile = "smoke", *, dataset: str = "synthetic", data_root: str | None = None,
                     pretrains=PRETRAINS, seeds=None, replicates: int | None = None, overrides: dict | None = None,
-                    removed=REMOVED_SUPERCATEGORIES) -> ChainPlan:
+                    removed=REMOVED_SUPERCATEGORIES, corpus: dict | None = None) -> ChainPlan:
     """The runs of :func:`run_detection_experiment` (same arguments), without training."""
     prof = get_profile(profile) if isinstance(profile, str) else profile
     count = replicate_count(prof, replicates)
-    return chain_plan(prof, target_spec(prof, dataset, data_root), finetune_config, pretrains=pretrains,
-                      pretrained=pretrained_for(prof, pretrains, removed, count), seeds=seeds, replicates=count,
+    return chain_plan(prof, target_spec(prof, dataset, data_root, corpus), finetune_config, pretrains=pretrains,
+                      pretrained=pretrained_for(prof, pretrains, removed, count, corpus=corpus), seeds=seeds,
+                      replicates=count,
                       overrides=overrides)
 
 
@@ -74,8 +75,9 @@ def plan_detection(profile: str | Profile = "smoke", **params) -> list[TrainConf
 
 def run_detection_experiment(profile: str | Profile = "smoke", *, dataset: str = "synthetic",
                              data_root: str | None = None, pretrains=PRETRAINS, seeds=None,
-                             replicates: int | None = None, store: RunStore | None = None, overrides: dict | None = None, device: str = "auto",
-                             progress: bool = True, log=print, removed=REMOVED_SUPERCATEGORIES) -> dict:
+                             replicates: int | None = None, store: RunStore | None = None,
+                             overrides: dict | None = None, device: str = "auto", progress: bool = True, log=print,
+                             removed=REMOVED_SUPERCATEGORIES, corpus: dict | None = None) -> dict:
     """Table 1 / Figure 1 (and Tables 2, 7): pre-train (once, through the run store), fine-tune from each backbone,
     evaluate: the runs of :func:`detection_chain`, trained by :func:`~detpretrain.experiments.common.train_chain`.
 
@@ -89,6 +91,8 @@ def run_detection_experiment(profile: str | Profile = "smoke", *, dataset: str =
             ``pretrain_replicates``).
         overrides: ``{"optim.epochs": 3, ...}`` applied to the fine-tuning configs.
         removed: super-categories of the ``imagenet-loc-no-<sc>`` pre-trainings that may be requested.
+        corpus: the corpus variant of every synthetic corpus of the chain, pre-trainings and target
+            (:func:`~detpretrain.experiments.common.corpus_overrides`, e.g. ``{"cue": "distributed"}``).
 
     Returns:
         ``{"profile", "dataset", "data", "runs": [{"pretrain", "replicate", "seed", "run", "hash", "metrics"}],
@@ -96,8 +100,8 @@ def run_detection_experiment(profile: str | Profile = "smoke", *, dataset: str =
     """
     prof = get_profile(profile) if isinstance(profile, str) else profile
     plan = detection_chain(prof, dataset=dataset, data_root=data_root, pretrains=pretrains, seeds=seeds,
-                           replicates=replicates, overrides=overrides, removed=removed)
-    return train_chain(plan, prof, dataset, target_spec(prof, dataset, data_root), store=store, device=device,
+                           replicates=replicates, overrides=overrides, removed=removed, corpus=corpus)
+    return train_chain(plan, prof, dataset, target_spec(prof, dataset, data_root, corpus), store=store, device=device,
                        progress=progress, log=log)
 
 
@@ -177,7 +181,8 @@ def train_command(args) -> int:
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
         overrides[key] = value
     pretrains = tuple(args.pretrain.split(",")) if args.pretrain else PRETRAINS
-    result = run_detection_experiment(args.profile, dataset=args.dataset or "synthetic", data_root=args.data_root,
+    profile = with_coco_root(get_profile(args.profile), getattr(args, "coco_root", None))
+    result = run_detection_experiment(profile, dataset=args.dataset or "synthetic", data_root=args.data_root,
                                       pretrains=pretrains, seeds=(args.seed,),
                                       replicates=args.replicates,
                                       store=RunStore(args.store) if args.store else None, overrides=overrides,

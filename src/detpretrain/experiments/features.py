@@ -6,7 +6,9 @@ detection head of the OPENIMAGES detector (Table 5: Conv5, ConvProj blob and its
 geometry of the Conv5 space (Figures 3, 6, 7). This module extracts those features and caches them in the run store.
 
 Backbones (:func:`load_backbone`) are the pre-training runs of the other chapters (``imagenet-cls``, ``detection``,
-``imagenet-loc``, ...; found in the store, trained through it if missing) and ``scratch``: a randomly initialised
+``imagenet-loc``, ...; found in the store, trained through it if missing), torchvision's published weights where the
+profile takes a backbone from them (:func:`published_weights`: the ``torchvision`` profile's ResNet-50 IMAGENET1K_V1
+and COCO Faster R-CNN body, the ``paper`` profile's ResNet-101), and ``scratch``: a randomly initialised
 backbone of the same architecture, one per seed, the reference point of features that learned nothing.
 
 Conv5 is ``layer4`` of the torchvision ResNet, read with torchvision's feature-extraction utility
@@ -48,8 +50,10 @@ from detpretrain.errors import ConfigError, DataError
 FEATURE_VERSION = 1
 #: synthetic classification targets (roles of :mod:`detpretrain.data.synthetic`) and the paper's dataset they stand for
 SYNTHETIC_PROBE_DATASETS = {"caltech": "CALTECH-256", "sun": "SUN-397", "flowers": "OXFORD-102 FLOWERS"}
-#: real classification datasets read from a data_root (layouts of :mod:`detpretrain.data.classification`)
-REAL_PROBE_DATASETS = {"flowers102": "OXFORD-102 FLOWERS", "pet": "OXFORD-IIIT PET"}
+#: real classification datasets read from a data_root (torchvision's datasets and the other layouts of
+#: :func:`detpretrain.data.classification.real_classification`), and the paper's name of each
+REAL_PROBE_DATASETS = {"flowers102": "OXFORD-102 FLOWERS", "pet": "OXFORD-IIIT PET", "caltech256": "CALTECH-256",
+                       "sun397": "SUN-397"}
 #: Table 5's feature sets of the detection head, in the paper's order
 HEAD_FEATURES = ("conv5", "convproj", "convproj_4x4", "convproj_2x2", "convproj_1x1", "fc1", "fc2")
 #: the paper's names of :data:`HEAD_FEATURES` (with our shapes filled in by :func:`head_feature_names`)
@@ -95,9 +99,17 @@ def _targets(dataset) -> list[int]:
     return [int(dataset[i][1]) for i in range(len(dataset))]
 
 
+def _image_path(dataset, i: int) -> Path:
+    """Path of image ``i`` of a reader or of a ``Subset`` of one."""
+    if isinstance(dataset, Subset):
+        return _image_path(dataset.dataset, dataset.indices[i])
+    return Path(dataset.image_path(i))
+
+
 def held_out_split(dataset: Dataset, fraction: float = HELD_OUT_FRACTION, seed: int = 0) -> tuple[Subset, Subset]:
     """Stratified ``(train, val)`` subsets of ``dataset`` (scikit-learn ``train_test_split``), for datasets that ship
     only train / test (Oxford-IIIT Pet): Kornblith et al. 2019 choose the L2 strength on such a held-out part.
+    The held-out part holds at least one image per class (more than ``fraction`` of a very small dataset).
 
     Raises:
         DataError: a class with fewer than 2 images (it cannot be on both sides).
@@ -111,7 +123,9 @@ def held_out_split(dataset: Dataset, fraction: float = HELD_OUT_FRACTION, seed: 
                         f"class {int(np.flatnonzero((counts > 0) & (counts < 2))[0])} has a single image; a held-out "
                         "validation part needs at least 2 per class")
     idx = np.arange(len(targets))
-    tr, va = train_test_split(idx, test_size=fraction, random_state=seed, stratify=targets)
+    n_classes = int((counts > 0).sum())
+    size = fraction if np.ceil(fraction * len(idx)) >= n_classes else n_classes  # at least one image per class
+    tr, va = train_test_split(idx, test_size=size, random_state=seed, stratify=targets)
     return Subset(dataset, sorted(tr.tolist())), Subset(dataset, sorted(va.tolist()))
 
 
@@ -119,24 +133,30 @@ def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def probe_datasets(profile, dataset: str = "caltech", data_root: str | None = None, *, data_cache=None) -> ProbeData:
+def probe_datasets(profile, dataset: str = "caltech", data_root: str | None = None, *, data_cache=None,
+                   corpus: dict | None = None, download: bool = False) -> ProbeData:
     """The train / val / test splits of a classification dataset for the probes and the feature-space figures.
 
     Args:
         profile: a :class:`~detpretrain.profiles.Profile` or its name (fixes the synthetic corpus and, for real
             images, the input size ``real_model.image_size`` in pixels).
         dataset: a synthetic role (:data:`SYNTHETIC_PROBE_DATASETS`: ``caltech``, ``sun``, ``flowers``; splits
-            train / val / test of the embedded corpus) or a real dataset (:data:`REAL_PROBE_DATASETS`):
-            ``flowers102``: folder-per-class ``{train,valid,test}/<class>/`` (the Udacity repackaging) or the
-            official torchvision ``Flowers102`` layout (``flowers-102/`` with ``setid.mat``; download it with
-            ``torchvision.datasets.Flowers102(root, download=True)``); ``pet``: the official Oxford-IIIT Pet layout
-            (``images/``, ``annotations/{trainval,test}.txt``; ``torchvision.datasets.OxfordIIITPet(root,
-            download=True)`` fetches it), whose validation part is held out of trainval.
+            train / val / test of the embedded corpus) or a real dataset (:data:`REAL_PROBE_DATASETS`) read by
+            :func:`detpretrain.data.classification.real_classification`: ``flowers102`` (torchvision ``Flowers102``,
+            official train / val / test; or the Udacity class folders ``{train,valid,test}/<class>/``), ``pet``
+            (torchvision ``OxfordIIITPet``, or the archives extracted by hand: ``images/``, ``annotations/``),
+            ``caltech256`` and ``sun397`` (torchvision ``Caltech256`` / ``SUN397``, train / test drawn per class:
+            :data:`~detpretrain.data.classification.DRAWN_SPLITS`). Where a dataset has no validation split, the
+            probe's validation part is held out of train (:func:`held_out_split`).
         data_root: root of a real dataset.
         data_cache: the corpus cache of the synthetic datasets (default ``corpus_cache_dir()``).
+        corpus: the corpus variant of a synthetic dataset (:func:`detpretrain.experiments.common.corpus_overrides`;
+            ``{"cue": "distributed"}``, ``{"sun_backgrounds": "shared"}``); default the default corpus.
+        download: a real dataset missing from ``data_root`` is fetched by torchvision (internet needed); otherwise
+            it is an error.
 
     Raises:
-        ConfigError: unknown dataset, or a real one without ``data_root``.
+        ConfigError: unknown dataset, a real one without ``data_root``, or a corpus variant for a real one.
         DataError: a missing / malformed root (from the readers).
     """
     from detpretrain.data.builders import (
@@ -144,20 +164,13 @@ def probe_datasets(profile, dataset: str = "caltech", data_root: str | None = No
         classification_transforms,
         corpus_root,
     )
-    from detpretrain.data.classification import (
-        ClassFolder,
-        Flowers102Official,
-        OxfordPet,
-        class_folder_splits,
-        is_flowers_official_layout,
-        is_pet_layout,
-    )
-    from detpretrain.experiments.common import synthetic_spec
+    from detpretrain.data.classification import real_classification, real_classification_splits
+    from detpretrain.experiments.common import is_default_corpus, synthetic_spec
     from detpretrain.profiles import get_profile
 
     prof = get_profile(profile) if isinstance(profile, str) else profile
     if dataset in SYNTHETIC_PROBE_DATASETS:
-        spec = synthetic_spec(prof.name, dataset)
+        spec = synthetic_spec(prof.name, dataset, corpus=corpus)
         splits = {s: build_classification_dataset(spec, s, train=False, size=None, cache=data_cache)
                   for s in ("train", "val", "test")}
         root = corpus_root(spec, data_cache)
@@ -169,40 +182,28 @@ def probe_datasets(profile, dataset: str = "caltech", data_root: str | None = No
                           f"{', '.join([*SYNTHETIC_PROBE_DATASETS, *REAL_PROBE_DATASETS])}")
     if not data_root:
         raise ConfigError(f"dataset {dataset!r} needs a data_root")
+    if not is_default_corpus(corpus):
+        raise ConfigError(f"corpus variant {corpus} applies to the synthetic datasets, not to {dataset!r}")
     root = Path(data_root).expanduser().resolve()
-    if not root.exists():
-        raise DataError(root, "data_root does not exist")
+    if not root.exists() and not download:
+        raise DataError(root, "data_root does not exist (pass download=True to fetch the dataset there)")
     size = prof.real_model.image_size
     tf = classification_transforms(False, size)
-    key = _digest([dataset, str(root), size])
-    if dataset == "pet":
-        if not is_pet_layout(root):
-            raise DataError(root, "not an Oxford-IIIT Pet root (expected images/ and annotations/trainval.txt)")
-        trainval, test = OxfordPet(root, "trainval", transforms=tf), OxfordPet(root, "test", transforms=tf)
-        train, val = held_out_split(trainval)
-        return ProbeData(dataset, REAL_PROBE_DATASETS[dataset], list(trainval.classes), train, val, test,
-                         f"Oxford-IIIT Pet {root.name} ({size} px)", key, val_from_train=True)
-    if is_flowers_official_layout(root):
-        parts = {s: Flowers102Official(root, s, transforms=tf) for s in ("train", "val", "test")}
-        classes = list(parts["train"].classes)
-        return ProbeData(dataset, REAL_PROBE_DATASETS[dataset], classes, parts["train"], parts["val"], parts["test"],
-                         f"Flowers-102 official split {root.name} ({size} px)", key)
-    found = class_folder_splits(root)
-    val_name = "valid" if "valid" in found else "val"
-    if not {"train", "test"} <= set(found):
-        raise DataError(root, f"expected train/ and test/ class folders (and valid/ or val/), found {found or 'none'}")
-    train, test = ClassFolder(root, "train", transforms=tf), ClassFolder(root, "test", transforms=tf)
-    if val_name in found:
-        val, from_train = ClassFolder(root, val_name, transforms=tf), False
+    names = real_classification_splits(dataset, root, download)
+    train = real_classification(dataset, root, names["train"], transforms=tf, download=download)
+    test = real_classification(dataset, root, names["test"], transforms=tf)
+    if names["val"] is not None:
+        val, from_train = real_classification(dataset, root, names["val"], transforms=tf), False
     else:
-        train, val = held_out_split(train)
-        from_train = True
+        (train, val), from_train = held_out_split(train), True
     classes = list(test.classes)
+    layout = {"ClassFolder": "class folders", "OxfordPet": "Pet list files"}.get(type(test).__name__, "torchvision")
     return ProbeData(dataset, REAL_PROBE_DATASETS[dataset], classes, train, val, test,
-                     f"{root.name} class folders ({size} px)", key, val_from_train=from_train)
+                     f"{dataset} {root.name} ({layout}, {size} px)", _digest([dataset, str(root), size]),
+                     val_from_train=from_train)
 
 
-def plan_features(profile, pretrains, removed=None) -> list:
+def plan_features(profile, pretrains, removed=None, corpus: dict | None = None) -> list:
     """The pre-training runs that the features of backbones ``pretrains`` read, dependencies first (what
     :func:`pretrain_run` / :func:`load_backbone` train when missing): ``scratch`` and torchvision weights need none.
 
@@ -213,15 +214,25 @@ def plan_features(profile, pretrains, removed=None) -> list:
     from detpretrain.profiles import get_profile
 
     prof = get_profile(profile) if isinstance(profile, str) else profile
-    pretrained = pretrained_for(prof, tuple(pretrains), tuple(removed or REMOVED_SUPERCATEGORIES))
+    pretrained = pretrained_for(prof, tuple(pretrains), tuple(removed or REMOVED_SUPERCATEGORIES), corpus=corpus)
     unknown = [p for p in pretrains if p != "scratch" and p not in pretrained]
     if unknown:
         raise ConfigError(f"unknown pre-training {unknown[0]!r}; expected scratch or one of {sorted(pretrained)}")
     return [pretrained[name] for name in pretrain_order(pretrains, pretrained)]
 
 
+def published_weights(pretrain: str, profile) -> str | None:
+    """The torchvision weight enum name that backbone ``pretrain`` is taken from at ``profile`` (``torchvision``:
+    IMAGENET-CLS and detection; ``paper``: IMAGENET-CLS), or None where it is a run of ours, ``scratch`` or unknown
+    (:attr:`~detpretrain.profiles.Profile.published`)."""
+    from detpretrain.profiles import get_profile
+
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    return prof.published.get(pretrain)
+
+
 def pretrain_run(pretrain: str, profile, *, store=None, device="auto", removed=None, progress: bool = False,
-                 log=print):
+                 log=print, corpus: dict | None = None):
     """The pre-training config and complete run of backbone ``pretrain`` (trained through the store if missing,
     dependencies first: :func:`detpretrain.experiments.common.ensure_pretrained`).
 
@@ -229,26 +240,28 @@ def pretrain_run(pretrain: str, profile, *, store=None, device="auto", removed=N
         ``(TrainConfig, Run)``.
 
     Raises:
-        ConfigError: unknown pre-training, or one the profile takes from torchvision weights (no run).
+        ConfigError: unknown pre-training, or one the profile takes from torchvision weights (there is no run: read
+            its features with :func:`load_backbone` / :func:`detector_head_features`, which load the weights).
     """
     from detpretrain.experiments.common import REMOVED_SUPERCATEGORIES, ensure_pretrained, pretrained_for
     from detpretrain.profiles import get_profile
     from detpretrain.runs import RunStore
 
     prof = get_profile(profile) if isinstance(profile, str) else profile
-    pretrained = pretrained_for(prof, (pretrain,), tuple(removed or REMOVED_SUPERCATEGORIES))
+    weights = published_weights(pretrain, prof)
+    if weights is not None:
+        raise ConfigError(f"profile {prof.name!r} takes {pretrain} from torchvision weights ({weights}); there is no "
+                          "run (load_backbone and detector_head_features load the weights)")
+    pretrained = pretrained_for(prof, (pretrain,), tuple(removed or REMOVED_SUPERCATEGORIES), corpus=corpus)
     if pretrain not in pretrained:
         raise ConfigError(f"unknown pre-training {pretrain!r}; expected scratch or one of {sorted(pretrained)}")
-    if pretrained[pretrain] is None:
-        raise ConfigError(f"profile {prof.name!r} takes {pretrain} from torchvision weights "
-                          f"({prof.imagenet_cls_weights}); no run to read features from")
     runs = ensure_pretrained((pretrain,), pretrained, store or RunStore(), device=resolve_device(device).type,
                              progress=progress, log=log)
     return pretrained[pretrain], runs[pretrain]
 
 
 def load_backbone(pretrain: str, profile, *, store=None, seed: int = 0, device: str = "auto", removed=None,
-                  progress: bool = False, log=print):
+                  progress: bool = False, log=print, corpus: dict | None = None):
     """A pre-trained (or random, ``scratch``) ResNet backbone in eval mode and the id of its source.
 
     Args:
@@ -256,14 +269,16 @@ def load_backbone(pretrain: str, profile, *, store=None, seed: int = 0, device: 
             :func:`~detpretrain.experiments.common.loc_pretrain_configs` (``imagenet-cls``, ``detection``, ``imagenet-loc``,
             ...). Its run is found in the store, or trained through it (dependencies first).
         seed: for ``scratch`` only, the seed of the random initialisation (torchvision's ResNet init).
+        corpus: the corpus variant the pre-training ran on (a variant backbone is another run).
 
     Returns:
-        ``(resnet, source_id, run)``: the ``torchvision.models.ResNet`` (Conv5 = ``layer4``), the cache id (run hash or
-        ``scratch-<model hash>-s<seed>``) and the pre-training :class:`~detpretrain.runs.Run` (None for scratch).
+        ``(resnet, source_id, run)``: the ``torchvision.models.ResNet`` (Conv5 = ``layer4``), the cache id (run hash,
+        ``scratch-<model hash>-s<seed>``, or ``torchvision-<weights>`` for a backbone the profile takes from
+        published weights: :func:`published_weights`, loaded by torchvision from its cache or the internet) and the
+        pre-training :class:`~detpretrain.runs.Run` (None for scratch and published weights).
 
     Raises:
-        ConfigError: unknown pre-training, or a profile whose IMAGENET-CLS backbone is torchvision's (``paper``:
-            pass its weights through the detection chapters instead).
+        ConfigError: unknown pre-training, or published weights torchvision does not know.
     """
     from detpretrain.models.backbones import build_backbone
     from detpretrain.profiles import get_profile
@@ -277,7 +292,12 @@ def load_backbone(pretrain: str, profile, *, store=None, seed: int = 0, device: 
             model = build_backbone(spec.arch, norm=spec.norm, widths=spec.widths)
         source = f"scratch-{_digest([spec.arch, spec.norm, spec.widths])[:8]}-s{seed}"
         return model.eval().to(device), source, None
-    _, run = pretrain_run(pretrain, prof, store=store, device=device, removed=removed, progress=progress, log=log)
+    weights = published_weights(pretrain, prof)
+    if weights is not None:  # torchvision's published backbone (a detector's ResNet body for detection weights)
+        model = build_backbone(spec.arch, norm=spec.norm, widths=spec.widths, weights=weights)
+        return model.eval().to(device), published_source(weights), None
+    _, run = pretrain_run(pretrain, prof, store=store, device=device, removed=removed, progress=progress, log=log,
+                          corpus=corpus)
     model = build_backbone(spec.arch, norm=spec.norm, widths=spec.widths, weights=run.verified("backbone.pt"))
     return model.eval().to(device), run.hash, run
 
@@ -321,11 +341,13 @@ def _denormalise(images: torch.Tensor) -> list[torch.Tensor]:
 
 
 @torch.no_grad()
-def head_feature_sets(detector, dataset: Dataset, *, device: str = "auto", batch_size: int = 32) -> dict:
+def head_feature_sets(detector, dataset: Dataset, *, device: str = "auto", batch_size: int = 32,
+                      level: str | None = None) -> dict:
     """Table 5: the detection head's features of every image, the whole image fed as one RoI.
 
     The dataset's normalised images are mapped back to [0, 1] (the detector normalises them itself) and passed to
-    :func:`detpretrain.models.detection.head_features` with its default whole-image box.
+    :func:`detpretrain.models.detection.head_features` with its default whole-image box; ``level`` (an FPN key,
+    ``"3"`` = P5) pools that box from one level instead of the one ``MultiScaleRoIAlign`` picks by its size.
 
     Returns:
         ``{name: [N, D] float32 for name in HEAD_FEATURES, "labels": [N] int64}``: ``conv5`` average-pooled [C5];
@@ -340,7 +362,7 @@ def head_feature_sets(detector, dataset: Dataset, *, device: str = "auto", batch
     device = resolve_device(device)
     detector = detector.eval().to(device)
     for images, targets in _loader(dataset, batch_size):
-        f = head_features(detector, _denormalise(images.to(device)))
+        f = head_features(detector, _denormalise(images.to(device)), level=level)
         blob = f["convproj"]
         out["conv5"].append(f["conv5"].mean(dim=(2, 3)))
         out["convproj"].append(blob.flatten(1))
@@ -394,8 +416,9 @@ def cached_arrays(path: Path, compute: Callable[[], dict]) -> dict[str, np.ndarr
 
 
 def backbone_features(pretrain: str, data: ProbeData, profile, *, store=None, seed: int = 0, device: str = "auto",
-                      splits=("train", "val", "test"), removed=None, log=print) -> dict:
-    """Cached Conv5 features of ``data``'s splits under backbone ``pretrain`` (Table 6, Figures 3, 6, 7).
+                      splits=("train", "val", "test"), removed=None, log=print, corpus: dict | None = None) -> dict:
+    """Cached Conv5 features of ``data``'s splits under backbone ``pretrain`` (Table 6, Figures 3, 6, 7), pre-trained
+    on the ``corpus`` variant.
 
     Returns:
         ``{"source": id, "run": Run or None, split: {"features": [N, C5], "labels": [N]} for each split}``.
@@ -404,7 +427,7 @@ def backbone_features(pretrain: str, data: ProbeData, profile, *, store=None, se
 
     store = store or RunStore()
     backbone, source, run = load_backbone(pretrain, profile, store=store, seed=seed, device=device, removed=removed,
-                                          log=log)
+                                          log=log, corpus=corpus)
     out: dict = {"source": source, "run": run}
     for split in splits:
         path = feature_cache_path(store, source, data.key, split, "conv5")
@@ -418,7 +441,7 @@ def backbone_features(pretrain: str, data: ProbeData, profile, *, store=None, se
 
 
 def stacked_features(pretrain: str, data: ProbeData, profile, *, store=None, seed: int = 0, device: str = "auto",
-                     splits=("train", "val", "test"), removed=None, log=print) -> dict:
+                     splits=("train", "val", "test"), removed=None, log=print, corpus: dict | None = None) -> dict:
     """:func:`backbone_features` of ``splits`` stacked in that order (the feature-space chapter fits nothing on labels,
     so it takes every image).
 
@@ -426,7 +449,7 @@ def stacked_features(pretrain: str, data: ProbeData, profile, *, store=None, see
         ``{"features": [N, C5], "labels": [N], "source": backbone id}``.
     """
     arrays = backbone_features(pretrain, data, profile, store=store, seed=seed, device=device, splits=splits,
-                               removed=removed, log=log)
+                               removed=removed, log=log, corpus=corpus)
     return {"features": np.concatenate([arrays[s]["features"] for s in splits]),
             "labels": np.concatenate([arrays[s]["labels"] for s in splits]), "source": arrays["source"]}
 
@@ -444,37 +467,70 @@ def stacked_images(data: ProbeData, attributes: pd.DataFrame, indices) -> list[n
     return [images_for_display(data, split_of[k], [int(k) - offsets[split_of[k]]])[0] for k in indices]
 
 
+def published_source(weights: str) -> str:
+    """The feature-cache id of published torchvision weights: ``torchvision-<enum name>``."""
+    return f"torchvision-{weights}"
+
+
+def published_detector(weights: str) -> torch.nn.Module:
+    """torchvision's detector with published weights ``weights`` (e.g. ``FasterRCNN_ResNet50_FPN_Weights.COCO_V1``
+    -> ``fasterrcnn_resnet50_fpn`` with its COCO weights: backbone, FPN, RPN and box head as published), in eval mode.
+
+    Raises:
+        ConfigError: ``weights`` is not a torchvision detector weight enum.
+    """
+    from torchvision import models
+
+    builder = weights.partition(".")[0].removesuffix("_Weights").lower()
+    if builder not in models.list_models(module=models.detection):
+        raise ConfigError(f"{weights!r} is not a torchvision detector's weights (detectors: "
+                          f"{', '.join(models.list_models(module=models.detection))})")
+    try:
+        return models.get_model(builder, weights=models.get_weight(weights)).eval()
+    except (ValueError, KeyError, AttributeError) as err:
+        raise ConfigError(f"unknown torchvision weights {weights!r} ({err})") from None
+
+
 def detector_head_features(pretrain: str, data: ProbeData, profile, *, store=None, device: str = "auto",
-                           splits=("train", "val", "test"), removed=None, log=print) -> dict:
-    """Cached Table 5 features of ``data``'s splits from the detector of pre-training run ``pretrain``.
+                           splits=("train", "val", "test"), removed=None, level: str | None = None,
+                           log=print, corpus: dict | None = None) -> dict:
+    """Cached Table 5 features of ``data``'s splits from the detector of pre-training run ``pretrain``
+    (``level``: pool the whole-image RoI from that FPN level, :func:`head_feature_sets`; cached apart).
 
     The detector is the pre-training run's own model (``model.pt``: backbone, FPN, RPN and box head as pre-trained,
-    :func:`detpretrain.runs.load_run_model`).
+    :func:`detpretrain.runs.load_run_model`), or, where the profile takes the detection pre-training from published
+    weights (``torchvision``: ``FasterRCNN_ResNet50_FPN_Weights.COCO_V1``), that whole published detector
+    (:func:`published_detector`; its head is the COCO detector's, as the paper probes the OPENIMAGES detector's).
 
     Returns:
-        ``{"source", "run", "names": {feature: row label}, split: {feature: [N, D], "labels": [N]}}``.
+        ``{"source", "run" (None for published weights), "names": {feature: row label}, split: {feature: [N, D],
+        "labels": [N]}}``.
 
     Raises:
         ConfigError: ``pretrain`` is not a detection pre-training (its run is a classifier).
     """
     from detpretrain.experiments.common import REMOVED_SUPERCATEGORIES, pretrained_for
-    from detpretrain.runs import load_run_model
     from detpretrain.profiles import get_profile
-    from detpretrain.runs import RunStore
+    from detpretrain.runs import RunStore, load_run_model
 
     prof = get_profile(profile) if isinstance(profile, str) else profile
     store = store or RunStore()
-    cfg = pretrained_for(prof, (pretrain,), tuple(removed or REMOVED_SUPERCATEGORIES)).get(pretrain)
-    if cfg is None or cfg.task != "detection":
-        raise ConfigError(f"{pretrain!r} is not a detection pre-training; Table 5 reads a detector's head")
-    _, run = pretrain_run(pretrain, prof, store=store, device=device, removed=removed, log=log)
     device = resolve_device(device)
-    detector, _, _ = load_run_model(run, device=device)
-    out: dict = {"source": run.hash, "run": run}
+    weights = prof.detection_weights if pretrain == "detection" else None
+    if weights is not None:
+        detector, source, run = published_detector(weights).to(device), published_source(weights), None
+    else:
+        cfg = pretrained_for(prof, (pretrain,), tuple(removed or REMOVED_SUPERCATEGORIES), corpus=corpus).get(pretrain)
+        if cfg is None or cfg.task != "detection":
+            raise ConfigError(f"{pretrain!r} is not a detection pre-training; Table 5 reads a detector's head")
+        _, run = pretrain_run(pretrain, prof, store=store, device=device, removed=removed, log=log, corpus=corpus)
+        detector, _, _ = load_run_model(run, device=device)
+        source = run.hash
+    out: dict = {"source": source, "run": run}
     for split in splits:
-        path = feature_cache_path(store, run.hash, data.key, split, "head")
+        path = feature_cache_path(store, source, data.key, split, "head" if level is None else f"head-{level}")
         out[split] = cached_arrays(path, lambda split=split: head_feature_sets(detector, data.split(split),
-                                                                               device=device))
+                                                                               device=device, level=level))
     out["names"] = head_feature_names(out[splits[0]])
     return out
 
@@ -508,12 +564,19 @@ def image_attributes(data: ProbeData, split: str) -> pd.DataFrame:
         ``area_fraction`` (the largest instance's visible box area over the image area, 0-1) and ``log_area``
         (its natural log), ``aspect`` (log of that box's width / height).
 
+    A real dataset (``data.root`` None) annotates no objects here: its rows hold the file name and the class name,
+    ``scene`` None and NaN for the object attributes (so Figure 3's size comparison is empty, not invented).
+
     Raises:
-        ConfigError: ``data`` is not a synthetic corpus (real datasets carry no per-object annotations here).
         DataError: an image of the split is missing from ``annotations.json``.
     """
     if data.root is None:
-        raise ConfigError(f"{data.name}: image attributes need a synthetic corpus with annotations.json")
+        dataset = data.split(split)
+        targets = _targets(dataset)
+        nan = float("nan")
+        return pd.DataFrame([{"file_name": _image_path(dataset, i).name, "label": data.classes[targets[i]],
+                              "scene": None, "n_objects": nan, "area_fraction": nan, "log_area": nan, "aspect": nan}
+                             for i in range(len(dataset))])
     ann_path = Path(data.root) / "annotations.json"
     by_name, anns = corpus_annotations(data.root)
     boxes = {iid: [a["bbox"] for a in found] for iid, found in anns.items()}

@@ -20,6 +20,7 @@ from detpretrain.experiments.common import (
     chain_plan,
     pretrained_for,
     replicate_count,
+    replicate_key,
     split_key,
     target_spec,
     train_chain,
@@ -86,11 +87,38 @@ def frozen_config(prof: Profile, pretrain: str, seed: int, target: DataSpec, pre
     return dataclasses.replace(base, name=f"frozen/{pretrain}/{head}/{mode}", model=model)
 
 
+def excluded_pretraining(prof: Profile, rare: Sequence[str], scope: str,
+                         replicates: int = 1) -> dict[str, TrainConfig | None]:
+    """:func:`~detpretrain.experiments.common.pretrained_for` (``replicates`` pre-training replicates) with each
+    replicate's IMAGENET-CLS pre-training regenerated without the ``rare`` classes (``scope="category"``) or their
+    super-categories (``"supercategory"``; :func:`~detpretrain.data.long_tail.pretraining_exclusion`): the control of
+    the frozen-backbone study, whose rare classes are otherwise classes the frozen backbone was trained to separate.
+
+    Raises:
+        ConfigError: an unknown scope, rare classes that are not synthetic categories (a real target), or a profile
+            that takes IMAGENET-CLS from torchvision weights (nothing to regenerate).
+    """
+    from detpretrain.data.long_tail import pretraining_exclusion
+    from detpretrain.experiments.common import synthetic_spec
+
+    if prof.imagenet_cls_weights is not None:
+        raise ConfigError(f"profile {prof.name!r} takes IMAGENET-CLS from torchvision weights: no pre-training corpus "
+                          "to remove the rare classes from")
+    pretrained = dict(pretrained_for(prof, (), replicates=replicates))
+    excluded = pretraining_exclusion(rare, scope)
+    for r in range(replicates):
+        key = replicate_key("imagenet-cls", r)
+        pretrained[key] = dataclasses.replace(
+            pretrained[key], name=f"pretrain/imagenet-cls-without-rare-{scope}",
+            data=synthetic_spec(prof.name, "imagenet_cls", **excluded))
+    return pretrained
+
+
 def frozen_chains(profile: str | Profile = "smoke", *, dataset: str = "synthetic", data_root: str | None = None,
                   pretrain: str = "imagenet-cls", heads: Sequence[str] = tuple(HEAD_LADDER),
                   rare: Sequence[str] | None = None, fraction: float = 0.5, max_images: int = 8,
-                  seeds=None, replicates: int | None = None,
-                  data_cache=None) -> tuple[DataSpec, dict[tuple[str, str], ChainPlan]]:
+                  seeds=None, replicates: int | None = None, data_cache=None,
+                  exclude_rare_from_pretraining: str | None = None) -> tuple[DataSpec, dict[tuple[str, str], ChainPlan]]:
     """The runs of :func:`run_frozen_study` (same arguments), without training: the long-tailed target and one
     chain per ``(head, mode)``. ``data_cache``: the corpus cache the long-tailed subset is read from (a synthetic
     target; default ``corpus_cache_dir()``)."""
@@ -98,7 +126,14 @@ def frozen_chains(profile: str | Profile = "smoke", *, dataset: str = "synthetic
     target = long_tail_target(target_spec(prof, dataset, data_root), rare=rare, fraction=fraction,
                               max_images=max_images, data_cache=data_cache)
     count = replicate_count(prof, replicates)
-    pretrained = pretrained_for(prof, (pretrain,), replicates=count)
+    if exclude_rare_from_pretraining is None:
+        pretrained = pretrained_for(prof, (pretrain,), replicates=count)
+    elif split_key(pretrain)[0] != "imagenet-cls":
+        raise ConfigError(f"exclude_rare_from_pretraining regenerates the IMAGENET-CLS pre-training; the study's "
+                          f"backbone is {pretrain!r}")
+    else:
+        pretrained = excluded_pretraining(prof, target.long_tail["rare"], exclude_rare_from_pretraining,
+                                          replicates=count)
     chains = {(head, mode): chain_plan(prof, target, partial(frozen_config, head=head, mode=mode),
                                        pretrains=(pretrain,), pretrained=pretrained, seeds=seeds, replicates=count)
               for head in heads for mode in BACKBONE_MODES}
@@ -115,10 +150,15 @@ def plan_frozen(profile: str | Profile = "smoke", **params) -> list[TrainConfig]
 def run_frozen_study(profile: str | Profile = "smoke", *, dataset: str = "synthetic", data_root: str | None = None,
                      pretrain: str = "imagenet-cls", heads: Sequence[str] = tuple(HEAD_LADDER),
                      rare: Sequence[str] | None = None, fraction: float = 0.5, max_images: int = 8, seeds=None,
-                     replicates: int | None = None, store: RunStore | None = None, device: str = "auto", resource_iterations: int = 5,
-                     progress: bool = True, log=print) -> dict:
+                     replicates: int | None = None, store: RunStore | None = None, device: str = "auto",
+                     resource_iterations: int = 5, progress: bool = True, log=print,
+                     exclude_rare_from_pretraining: str | None = None) -> dict:
     """Train (or find) every head x mode x seed detector on the long-tailed target, score all / rare / frequent AP,
     and measure the training resources of the seed-0 configurations side by side.
+
+    ``exclude_rare_from_pretraining``: ``None`` (the backbone as in the other chapters), ``"category"`` or
+    ``"supercategory"``: the control whose IMAGENET-CLS pre-training never saw the rare classes (or their
+    super-categories; :func:`excluded_pretraining`).
 
     Returns:
         ``{"profile", "dataset", "data", "rare", "images_per_class", "full_images_per_class", "train_images",
@@ -133,7 +173,8 @@ def run_frozen_study(profile: str | Profile = "smoke", *, dataset: str = "synthe
     store = store or RunStore()
     target, chains = frozen_chains(prof, dataset=dataset, data_root=data_root, pretrain=pretrain, heads=heads,
                                    rare=rare, fraction=fraction, max_images=max_images, seeds=seeds,
-                                   replicates=replicates, data_cache=store.data_cache)
+                                   replicates=replicates, data_cache=store.data_cache,
+                                   exclude_rare_from_pretraining=exclude_rare_from_pretraining)
     subset = LongTailSubset(build_detection_dataset(target, target.train_split, train=False, cache=store.data_cache),
                             target.long_tail)
     rows, seed0 = [], {}
@@ -150,4 +191,5 @@ def run_frozen_study(profile: str | Profile = "smoke", *, dataset: str = "synthe
     return {"profile": prof.name, "dataset": dataset, "data": target.describe(), "rare": subset.rare,
             "images_per_class": subset.images_per_class, "full_images_per_class": subset.full_images_per_class,
             "train_images": len(subset), "full_train_images": len(subset.dataset), "rows": rows,
-            "resources": resources, "pretrain": pretrain, "max_images": max_images}
+            "resources": resources, "pretrain": pretrain, "max_images": max_images,
+            "exclude_rare_from_pretraining": exclude_rare_from_pretraining}

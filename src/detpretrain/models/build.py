@@ -14,7 +14,7 @@ def build_model(config: TrainConfig, num_classes: int, backbone_weights=None) ->
     """The model of a run: a ResNet classifier, a Faster R-CNN + FPN detector or a DeepLabV3 segmenter (output
     stride 8, :mod:`detpretrain.models.segmentation`); heads freshly initialised."""
     m = config.model
-    if config.task == "classification":
+    if config.task in ("classification", "multilabel"):
         return build_backbone(m.arch, norm=m.norm, widths=m.widths, num_classes=num_classes, weights=backbone_weights)
     if config.task == "segmentation":
         geometry = segmentation_geometry(m, config.data)

@@ -181,7 +181,8 @@ def _freeze_stages(body: nn.Module, trainable_stages: int) -> None:
 
 
 @torch.no_grad()
-def head_features(model: FasterRCNN, images: Sequence[torch.Tensor], boxes: Sequence[torch.Tensor] | None = None) -> dict:
+def head_features(model: FasterRCNN, images: Sequence[torch.Tensor], boxes: Sequence[torch.Tensor] | None = None,
+                  level: str | None = None) -> dict:
     """The paper's detection-head features (Table 5) for RoIs, by default the whole image as one RoI.
 
     Args:
@@ -189,6 +190,10 @@ def head_features(model: FasterRCNN, images: Sequence[torch.Tensor], boxes: Sequ
         images: B float tensors [3, H, W] in [0, 1].
         boxes: optional B tensors [R_b, 4] XYXY in input-image pixels; default one box covering each whole image
             (the paper feeds the whole image as one RoI for the linear probes of Table 5).
+
+        level: None (default): the FPN level torchvision's ``MultiScaleRoIAlign`` assigns to each RoI by its size
+            (a whole 128 px image goes to P3, stride 8); or an FPN key (``"3"`` = P5, the Conv5 stride of the
+            paper's ConvProj) to pool every RoI from that level (:func:`roi_align_level`).
 
     Returns:
         {"conv5": [B, C5, h, w] Conv5 map of the resized image, "convproj": [R, C_fpn, 7, 7] RoI-aligned
@@ -218,10 +223,39 @@ def head_features(model: FasterRCNN, images: Sequence[torch.Tensor], boxes: Sequ
                     [new[1] / orig[1], new[0] / orig[0], new[1] / orig[1], new[0] / orig[0]], device=b.device
                 )
                 rois.append(b.float() * scale)
-        convproj = model.roi_heads.box_roi_pool(features, rois, image_list.image_sizes)
+        if level is None:
+            convproj = model.roi_heads.box_roi_pool(features, rois, image_list.image_sizes)
+        else:
+            convproj = roi_align_level(features, rois, image_list.tensors.shape[-2:], level)
         head = model.roi_heads.box_head
         fc1 = torch.relu(head.fc6(convproj.flatten(start_dim=1)))
         fc2 = torch.relu(head.fc7(fc1))
         return {"conv5": conv5["x"], "convproj": convproj, "fc1": fc1, "fc2": fc2}
     finally:
         model.train(was_training)
+
+
+def roi_align_level(features: dict, rois: Sequence[torch.Tensor], padded_size, level: str, output_size: int = 7,
+                    sampling_ratio: int = 2) -> torch.Tensor:
+    """RoIAlign of every RoI from ONE FPN level (Table 5's ConvProj at the paper's Conv5 stride), with the settings
+    of torchvision's ``MultiScaleRoIAlign`` (``aligned=False``, ``sampling_ratio`` 2, the level's scale
+    ``2 ** round(log2(map side / padded image side))``).
+
+    Args:
+        features: the FPN's ``{key: [B, C, h, w]}``; rois: B tensors [R_b, 4] XYXY in padded-image pixels;
+        padded_size: (H, W) of the batched input; level: a key of ``features``.
+
+    Returns:
+        [R, C, output_size, output_size], RoIs in image order.
+
+    Raises:
+        KeyError: ``level`` is not a key of ``features``.
+    """
+    from torchvision.ops import roi_align
+
+    if level not in features:
+        raise KeyError(f"FPN level {level!r} not in {list(features)}")
+    fmap = features[level]
+    scale = 2.0 ** round(math.log2(fmap.shape[-1] / padded_size[-1]))
+    return roi_align(fmap, [r.to(fmap.dtype) for r in rois], output_size, spatial_scale=scale,
+                     sampling_ratio=sampling_ratio, aligned=False)

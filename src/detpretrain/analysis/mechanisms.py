@@ -1,0 +1,180 @@
+"""What the paper's explanation predicts under each corpus cue, stated before the result (issue 18, "falsifiable
+mechanisms"), and the chapters' claims beside those predictions.
+
+Li et al. 2019 explain their results by what each pre-training attends to: classification pre-training "focus[es]
+on discriminative parts", detection pre-training "emphasize[s] on the entire spatial extent of the objects". The
+synthetic corpus can change where the category cue lives (:mod:`detpretrain.data.synthetic`):
+
+* ``part`` (default): a small discriminative part names the category within its super-category;
+* ``distributed``: no part; a body-wide texture motif over the whole object names it;
+* ``part+decoy``: the part, plus a category-independent decoy patch with the part's size and saliency.
+
+If the explanation is right, whatever the classification backbone gains from focusing on a part should shrink when
+there is no part to focus on (``distributed``), and a trained classifier -- not a detector, not an untrained
+network -- should favour the part over an equally salient decoy. Claims about localisation and extent (Figure 8,
+Figure 3's size match, Table 5's pooling) should not depend on the cue. :data:`PREDICTIONS` writes this down per
+chapter and claim; each chapter prints :func:`prediction_markdown` before its results and
+:func:`claims_beside_predictions` after them, and :func:`save_claims` / :func:`claims_by_cue` collect the executions
+of the three cues into the note's "claims x cue" table.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+
+#: the cues a chapter can be run under (:data:`detpretrain.data.synthetic.CUES`), in the note's column order
+CUE_ORDER = ("part", "distributed", "part+decoy")
+
+#: ``{chapter: {claim key: (claim in words, {cue: prediction})}}``; "+" the paper's direction is predicted, "smaller"
+#: a smaller effect than under ``part``, "0" no effect, "n/a" not measurable under that cue
+PREDICTIONS: dict[str, dict[str, tuple[str, dict[str, str]]]] = {
+    "classification": {
+        "table6": ("Table 6: the IMAGENET-CLS Conv5 probe beats the detection one (top-1 points)", {
+            "part": "+ : the classifier's features concentrate on the part that names the class",
+            "distributed": "smaller than under part: the cue covers the whole object, which detection features "
+                           "also represent",
+            "part+decoy": "+ , as under part: the decoy carries no category"}),
+        "table8": ("Table 8: after fine-tuning IMAGENET-CLS still beats detection (top-1 points)", {
+            "part": "+ , smaller than Table 6's gap (fine-tuning narrows it)",
+            "distributed": "smaller than under part",
+            "part+decoy": "+ , as under part"}),
+        "table5": ("Table 5: pooling helps at a common dimension (ConvProj 1x1 > blob, from P5)", {
+            "part": "+ : an image's class does not depend on where the object is",
+            "distributed": "+ , as under part (cue-independent)",
+            "part+decoy": "+ , as under part (cue-independent)"}),
+    },
+    "feature_space": {
+        "figure7": ("Figure 7: classes are tighter in IMAGENET-CLS space (kNN agreement points)", {
+            "part": "+ : classification features are organised by the part, i.e. by class",
+            "distributed": "smaller than under part",
+            "part+decoy": "+ , as under part"}),
+        "figure3": ("Figure 3: detection-space nearest pairs match in object size more than IMAGENET-CLS ones", {
+            "part": "+ : detection features encode extent",
+            "distributed": "+ , as under part (cue-independent)",
+            "part+decoy": "+ , as under part (cue-independent)"}),
+        "figure6": ("Figure 6: similar in detection space implies similar in IMAGENET-CLS space beyond the "
+                    "size-preserving null", {
+            "part": "+ (the paper's asymmetry; the raw asymmetry only compares partition balance)",
+            "distributed": "smaller than under part",
+            "part+decoy": "+ , as under part"}),
+    },
+    "visualisations": {
+        "figure4_part": ("Figure 4: the IMAGENET-CLS map favours the part more than the detection map (enrichment, "
+                         "at a resolving layer)", {
+            "part": "+ : classification pre-training focuses on discriminative parts",
+            "distributed": "n/a : no part",
+            "part+decoy": "+ , as under part"}),
+        "figure4_floor": ("Figure 4: the IMAGENET-CLS map favours the part more than an untrained backbone's", {
+            "part": "+ : the focus is learnt, not a property of salient patches",
+            "distributed": "n/a : no part",
+            "part+decoy": "+ , as under part"}),
+        "figure4_decoy": ("Figure 4: part over decoy enrichment, per backbone", {
+            "part": "n/a : no decoy",
+            "distributed": "n/a : no part, no decoy",
+            "part+decoy": "+ for IMAGENET-CLS only; 0 for the detection and untrained backbones (the decoy is as "
+                          "salient as the part but names nothing)"}),
+        "figure5": ("Figure 5: covering the part costs the IMAGENET-CLS probe more than the detection probe "
+                    "(log-odds, correctly classified images)", {
+            "part": "+ : its decision rests on the part",
+            "distributed": "n/a : no part",
+            "part+decoy": "+ , as under part"}),
+        "figure8": ("Figure 8: the detection-pre-trained detector localises better (IoU on jointly detected "
+                    "objects)", {
+            "part": "+ : detection pre-training covers the whole extent",
+            "distributed": "+ , as under part (cue-independent)",
+            "part+decoy": "+ , as under part (cue-independent)"}),
+    },
+}
+
+
+def prediction_table(chapter: str, cue: str) -> pd.DataFrame:
+    """The chapter's claims and what the paper's explanation predicts for each under ``cue``: columns ``claim``,
+    ``predicted under <cue>``, ``under part`` (the reference).
+
+    Raises:
+        KeyError: a chapter without predictions or an unknown cue (the message lists the valid ones).
+    """
+    if chapter not in PREDICTIONS:
+        raise KeyError(f"no predictions for chapter {chapter!r}; chapters: {list(PREDICTIONS)}")
+    if cue not in CUE_ORDER:
+        raise KeyError(f"unknown cue {cue!r}; expected one of {CUE_ORDER}")
+    return pd.DataFrame([{"claim": text, f"predicted under {cue}": by_cue[cue], "under part": by_cue["part"]}
+                         for text, by_cue in PREDICTIONS[chapter].values()])
+
+
+def prediction_markdown(chapter: str, cue: str) -> str:
+    """:func:`prediction_table` as the paragraph a chapter prints before its results."""
+    lines = [f"**Before the results: what the paper's explanation predicts under `cue = \"{cue}\"`.** Classification "
+             "pre-training is said to focus on discriminative parts, detection pre-training on the whole extent of "
+             "objects; so:", ""]
+    for text, by_cue in PREDICTIONS[chapter].values():
+        lines.append(f"* {text}: **{by_cue[cue]}**" + ("" if cue == "part" else f" (under part: {by_cue['part']})"))
+    return "\n".join(lines)
+
+
+def claims_beside_predictions(claims: dict, chapter: str, cue: str, keys: dict[str, str]) -> pd.DataFrame:
+    """This execution's verdicts beside the predictions: one row per claim.
+
+    Args:
+        claims: ``{claim name: stats.Verdict}``.
+        keys: ``{claim name: key of PREDICTIONS[chapter]}`` (claims without a key get no prediction).
+
+    Returns:
+        columns ``claim``, ``prediction`` (under ``cue``), ``estimate``, ``ci_low``, ``ci_high``, ``n``, ``unit``,
+        ``label``, ``conditional`` (True when the interval is conditional on unreplicated pre-trained networks).
+    """
+    rows = []
+    for name, v in claims.items():
+        key = keys.get(name)
+        pred = PREDICTIONS[chapter][key][1][cue] if key in PREDICTIONS.get(chapter, {}) else ""
+        rows.append({"claim": name, "prediction": pred, "estimate": v.estimate, "ci_low": v.ci_low,
+                     "ci_high": v.ci_high, "n": v.n, "unit": v.unit, "label": v.label,
+                     "conditional": not v.replicated})
+    return pd.DataFrame(rows, columns=["claim", "prediction", "estimate", "ci_low", "ci_high", "n", "unit", "label",
+                                       "conditional"])
+
+
+def save_claims(frame: pd.DataFrame, *, chapter: str, profile: str, cue: str,
+                root: str | os.PathLike | None = None) -> Path:
+    """Write a chapter's :func:`claims_beside_predictions` as ``<root>/<profile>/<chapter>/claims-<cue>.csv``
+    (``root``: :func:`detpretrain.figures.figures_root`), atomically; :func:`claims_by_cue` reads them back."""
+    from detpretrain.figures import figures_root
+    from detpretrain.io import atomic_path
+
+    folder = Path(root if root is not None else figures_root()) / profile / chapter
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"claims-{cue.replace('+', '_')}.csv"
+    with atomic_path(target, suffix=".csv") as tmp:
+        frame.assign(chapter=chapter, cue=cue).to_csv(tmp, index=False)
+    return target
+
+
+def claims_by_cue(profile: str, root: str | os.PathLike | None = None) -> pd.DataFrame:
+    """The note's "claims x cue" table from every saved claims file of ``profile``: one row per (chapter, claim),
+    one column per cue with ``label (estimate, CI)``; a cue not executed is left empty.
+
+    Returns:
+        an empty frame when nothing was saved.
+    """
+    from detpretrain.figures import figures_root
+
+    files = sorted((Path(root if root is not None else figures_root()) / profile).glob("*/claims-*.csv"))
+    if not files:
+        return pd.DataFrame(columns=["chapter", "claim", *CUE_ORDER])
+    long = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+
+    def cell(r) -> str:
+        if isinstance(r["estimate"], float) and math.isnan(r["estimate"]):
+            return r["label"]
+        ci = "" if pd.isna(r["ci_low"]) else f", {r['ci_low']:+.2f} to {r['ci_high']:+.2f}"
+        return f"{r['label']} ({r['estimate']:+.2f}{ci})"
+
+    long["cell"] = long.apply(cell, axis=1)
+    wide = long.pivot_table(index=["chapter", "claim"], columns="cue", values="cell", aggfunc="first")
+    wide = wide.reindex(columns=[c for c in CUE_ORDER if c in wide.columns]).reset_index()
+    wide.columns.name = None
+    return wide

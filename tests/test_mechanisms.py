@@ -1,0 +1,518 @@
+"""Issue 18, "measurements that resolve their quantity": each new measurement on a hand-made case, against an
+independent computation where one exists (Grad-CAM against CAM's closed form and a finite difference, coverage
+against a loop, PCA against an SVD, the logistic fit against the log-odds of a saturated design, the permutation null
+against its exact expectation)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from detpretrain.analysis import stats
+from detpretrain.analysis import visualisation as V
+
+
+# ---- stats.replicates_verdict -----------------------------------------------------------------------------------
+def test_replicates_verdict_labels_and_interval():
+    rng = np.random.default_rng(0)
+    v = stats.replicates_verdict(1.0, rng.normal(1.0, 0.2, 2000), n=50, unit="image", method="bootstrap")
+    assert v.label == "holds" and v.ci_low > 0 and abs(v.ci_high - v.ci_low - 2 * 1.96 * 0.2) < 0.1
+    r = stats.replicates_verdict(-1.0, rng.normal(-1.0, 0.2, 2000), n=50, unit="image", method="bootstrap")
+    assert r.label == "reversed"
+    u = stats.replicates_verdict(0.1, rng.normal(0.1, 1.0, 2000), n=50, unit="image", method="bootstrap")
+    assert u.label == "not resolved" and u.p_value > 0.5
+    nan = np.r_[rng.normal(1, 0.1, 500), [np.nan] * 10]
+    assert "10 of 510 resamples undefined" in stats.replicates_verdict(1.0, nan, n=5, unit="u", method="m").method
+    assert stats.replicates_verdict(1.0, [1.0] * 50, n=5, unit="u", method="m").label == "not resolved"
+    with pytest.raises(ValueError):
+        stats.replicates_verdict(1.0, np.ones((3, 3)), n=5, unit="u", method="m")
+
+
+# ---- Figure 4 -------------------------------------------------------------------------------------------------
+def test_cells_covered_and_region_enrichment():
+    m = np.zeros((64, 64), bool)
+    m[:16, :16] = True
+    assert V.cells_covered(m, 16) == 1.0 and V.cells_covered(m, 32) == 0.25
+    a = np.ones((4, 4))
+    a[0, 0] = 5.0  # total 20: the cell holds 5 / 20 of the mass on 1 / 16 of the area
+    part = np.zeros((4, 4), bool)
+    part[0, 0] = True
+    e = V.region_enrichment(a, {"part": part, "rest": ~part, "empty": np.zeros((4, 4), bool)})
+    assert e["part"] == pytest.approx(0.25 * 16) and e["rest"] == pytest.approx(0.75 * 16 / 15)
+    assert math.isnan(e["empty"])
+    with pytest.raises(ValueError):
+        V.region_enrichment(np.zeros((4, 4)), {"part": part})
+    with pytest.raises(ValueError):
+        V.cells_covered(m, 0)
+
+
+def test_figure4_regions_are_disjoint_and_cover_the_image():
+    obj = np.zeros((8, 8), bool)
+    obj[2:6, 2:6] = True
+    part = np.zeros_like(obj)
+    part[2:4, 2:4] = True
+    decoy = np.zeros_like(obj)
+    decoy[3:5, 3:5] = True  # one pixel under the part
+    r = V.figure4_regions({"object": obj, "part": part, "decoy": decoy})
+    total = sum(v.astype(int) for v in r.values())
+    assert (total == 1).all()
+    assert r["decoy"].sum() == 3 and r["part"].sum() == 4 and r["object_rest"].sum() == 9
+
+
+def _tiny_backbone(seed=0):
+    from detpretrain.models.backbones import build_backbone
+
+    torch.manual_seed(seed)
+    return build_backbone("resnet_tiny", norm="gn").eval().double()
+
+
+def _head(backbone, n_classes=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    c5 = backbone.layer4[-1].conv2.out_channels
+    return V.ProbeHead(backbone, torch.rand(c5, generator=g), 0.5 + torch.rand(c5, generator=g),
+                       torch.randn(n_classes, c5, generator=g), torch.randn(n_classes, generator=g)).double()
+
+
+def test_grad_cam_at_conv5_is_cam_of_the_linear_probe():
+    bb = _tiny_backbone()
+    head = _head(bb)
+    images = torch.randn(2, 3, 64, 64, dtype=torch.float64)
+    labels = [2, 0]
+    cam = V.grad_cam(bb, head, images, labels, "layer4")
+    with torch.no_grad():
+        a = bb.layer4(bb.layer3(bb.layer2(bb.layer1(bb.maxpool(bb.relu(bb.bn1(bb.conv1(images))))))))
+        w = head.linear.weight[labels] / head.scale  # [B, C5]
+        closed = torch.relu((w[:, :, None, None] * a).sum(1, keepdim=True)) / (a.shape[2] * a.shape[3])
+        closed = torch.nn.functional.interpolate(closed, size=(64, 64), mode="bilinear", align_corners=False)[:, 0]
+    torch.testing.assert_close(cam, closed)
+    assert (cam >= 0).all() and cam.shape == (2, 64, 64)
+
+
+def test_grad_cam_weights_at_conv4_match_a_finite_difference():
+    bb = _tiny_backbone(1)
+    head = _head(bb, seed=1)
+    image = torch.randn(1, 3, 64, 64, dtype=torch.float64)
+    label = 1
+    leaf, _ = V._stages(bb, image, "layer3")
+    a3 = leaf.detach()
+    h, w = a3.shape[-2:]
+
+    def score(x):
+        with torch.no_grad():
+            return float(head.scores(bb.layer4(x).mean(dim=(2, 3)))[0, label])
+
+    eps = 1e-6
+    alpha = []
+    for k in range(a3.shape[1]):  # d score / d (a constant added to channel k), per position = alpha_k
+        e = torch.zeros_like(a3)
+        e[:, k] = eps
+        alpha.append((score(a3 + e) - score(a3 - e)) / (2 * eps) / (h * w))
+    manual = torch.relu((torch.tensor(alpha, dtype=torch.float64)[None, :, None, None] * a3).sum(1, keepdim=True))
+    manual = torch.nn.functional.interpolate(manual, size=(64, 64), mode="bilinear", align_corners=False)[:, 0]
+    torch.testing.assert_close(V.grad_cam(bb, head, image, [label], "layer3"), manual, rtol=1e-5, atol=1e-8)
+
+
+def test_activation_maps_at_conv4_have_the_finer_grid():
+    bb = _tiny_backbone().float()
+    m3 = V.activation_maps(bb, torch.randn(1, 3, 64, 64), "layer3")
+    assert m3.shape == (1, 64, 64) and (m3 >= 0).all()
+    with pytest.raises(ValueError):
+        V.activation_maps(bb, torch.randn(1, 3, 64, 64), "layer9")
+
+
+def test_enrichment_claims_on_a_hand_made_frame():
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(30):
+        for b, part, decoy in (("cls", 3.0, 1.0), ("det", 1.5, 1.4), ("scratch", 1.0, 1.0)):
+            noise = rng.normal(0, 0.1)
+            rows.append({"backbone": b, "map": "channel mean", "image": i, "part_cells": 1.5 if i else 0.5,
+                         "decoy_cells": 1.2, "part_enrichment": part + noise,
+                         "decoy_enrichment": decoy + noise + 0.1 * (-1) ** i})  # R: part - decoy = -+0.1
+    claims = V.enrichment_claims(pd.DataFrame(rows), {"cls": "C", "det": "D", "scratch": "R"},
+                                 classification="cls", detection="det")
+    assert claims["part enrichment, C minus D"].label == "holds"
+    assert claims["part enrichment, C minus D"].n == 29  # image 0's part spans half a cell: left out
+    assert claims["part minus decoy enrichment, C"].label == "holds"
+    assert claims["part minus decoy enrichment, R"].label == "not resolved"
+    assert not claims["part enrichment, C minus R"].replicated
+
+
+def test_corpus_objects_reads_the_decoy(tmp_path):
+    from detpretrain.data import synthetic as syn
+
+    root = syn.generate(syn.CorpusSpec("imagenet_cls", 64, 25, 0, 0, seed=4, cue="part+decoy"), tmp_path)
+    names = [im["file_name"] for im in json.loads((root / "annotations.json").read_text())["images"]][:6]
+    objs = V.corpus_objects(root, names)
+    assert any(o["decoy"].any() for o in objs)
+    for o in objs:
+        assert len(o["decoys"]) == len(o["instances"]) and not (o["decoy"] & ~o["object"]).any()
+
+
+# ---- Figure 5 -------------------------------------------------------------------------------------------------
+def test_mask_coverage_matches_a_loop():
+    rng = np.random.default_rng(1)
+    mask = rng.random((20, 17)) < 0.2
+    ys, xs = V.mask_positions(20, 6, 4), V.mask_positions(17, 6, 3)
+    loop = np.array([[mask[y:y + 6, x:x + 6].sum() / mask.sum() for x in xs] for y in ys])
+    np.testing.assert_allclose(V.mask_coverage(mask, ys, xs, 6), loop)
+    assert not V.mask_coverage(np.zeros((20, 17), bool), ys, xs, 6).any()
+
+
+def test_maskout_log_odds_on_a_hand_made_map():
+    obj = np.zeros((8, 8), bool)
+    obj[:, :6] = True
+    part = np.zeros_like(obj)
+    part[0:2, 0:2] = True
+    ys = xs = [0, 2, 4, 6]  # window 2, stride 2: the square at (0, 0) covers the whole part
+    prob = np.full((4, 4), 0.9)
+    prob[0, 0] = 0.5
+    result = {"prob": prob, "ys": ys, "xs": xs, "centres_y": np.array(ys) + 0.5, "centres_x": np.array(xs) + 0.5,
+              "clean": 0.9}
+    out = V.maskout_log_odds(result, obj, part, window=2, cover=0.5)
+    assert out["positions_covering_part"] == 1 and out["positions_rest"] == 11  # 12 object positions minus the part
+    assert out["logodds_drop_part"] == pytest.approx(math.log(9) - 0.0)
+    assert out["logodds_drop_rest"] == pytest.approx(0.0)
+    assert V.log_odds([0.0, 1.0]).tolist() == pytest.approx([math.log(1e-6 / (1 - 1e-6)), math.log((1 - 1e-6) / 1e-6)])
+    none = V.maskout_log_odds(result, obj, None, window=2)
+    assert math.isnan(none["logodds_drop_part"]) and none["positions_covering_part"] == 0
+
+
+def test_maskout_claims_keep_only_images_both_probes_get_right():
+    rows = []
+    for i in range(12):
+        for b, v in (("cls", 2.0 + 0.1 * (i % 3)), ("det", 0.5 + 0.1 * (i % 2))):
+            rows.append({"backbone": b, "image": i, "correct": i != 0 or b == "cls", "logodds part minus rest": v})
+    claims = V.maskout_claims(pd.DataFrame(rows), {"cls": "C", "det": "D"}, classification="cls", detection="det")
+    v = claims["log-odds drop (part minus rest), C minus D"]
+    assert v.n == 11 and v.label == "holds"
+
+
+# ---- Figure 8 -------------------------------------------------------------------------------------------------
+def test_paired_localisation_separates_misses_from_localisation():
+    objects = pd.DataFrame({
+        "image": [0, 0, 1, 2, 3, 4, 5],
+        "visible_fraction": [1.0, 0.3, 1.0, 1.0, 0.6, 1.0, 1.0],
+        "iou_a": [0.6, 0.0, 0.6, 0.7, 0.55, 0.62, 0.58],  # the second object: missed by a
+        "iou_b": [0.7, 0.9, 0.7, 0.8, 0.65, 0.71, 0.69],
+    })
+    table, verdicts = V.paired_localisation(objects, "a", "b")
+    row = table.set_index("visible").loc["all"]
+    assert row["both"] == 6 and row["IoU gain"] == pytest.approx(np.mean([0.1, 0.1, 0.1, 0.1, 0.09, 0.11]))
+    assert row["detected by a %"] == pytest.approx(100 * 6 / 7) and row["detected by b %"] == 100
+    assert verdicts["all"].n == 6 and verdicts["all"].label == "holds"  # 6 images; the miss is not an IoU of 0
+    assert table.set_index("visible").loc["0.00-0.50", "both"] == 0
+
+
+# ---- Figures 3, 6, 7 ------------------------------------------------------------------------------------------
+from detpretrain.analysis import feature_space as FS  # noqa: E402
+
+
+def test_pair_counts_and_the_conditional_ratio_identity():
+    assert FS.pair_counts([0, 0, 0, 1, 1, 2]) == 3 + 1
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 3, 50), rng.integers(0, 7, 50)
+    r = FS.consistency_null(a, b, n_perm=50)
+    assert r["p_b_given_a"] / r["p_a_given_b"] == pytest.approx(r["pairs_b"] / r["pairs_a"])
+    ref = FS.cluster_consistency({3: a}, {3: b}).iloc[0]
+    assert (r["pairs_a"], r["pairs_b"], r["pairs_both"]) == (ref["pairs_a"], ref["pairs_b"], ref["pairs_both"])
+    with pytest.raises(ValueError):
+        FS.consistency_null(np.arange(5), np.zeros(5))
+
+
+def test_permutation_null_has_the_exact_expectation_and_level():
+    rng = np.random.default_rng(1)
+    a, b = rng.integers(0, 4, 60), rng.integers(0, 9, 60)
+    r = FS.consistency_null(a, b, n_perm=4000, seed=2)
+    expected_both = r["pairs_a"] * r["pairs_b"] / r["pairs_all"]
+    assert r["null_lift"] == pytest.approx(1.0, abs=0.01)
+    assert r["null_asymmetry"] == pytest.approx(expected_both / r["pairs_a"] - expected_both / r["pairs_b"], rel=0.02)
+    rejections = [FS.consistency_null(rng.integers(0, 3, 40), rng.integers(0, 5, 40), n_perm=99, seed=s)["p_lift"]
+                  < 0.05 for s in range(100)]
+    assert np.mean(rejections) <= 0.12  # independent partitions: about 5 % rejected
+    same = rng.integers(0, 4, 60)
+    nested = same * 2 + rng.integers(0, 2, 60)  # B refines A: every B pair is an A pair
+    r = FS.consistency_null(same, nested, n_perm=200)
+    assert r["p_a_given_b"] == 1.0 and r["lift"] > 1.5 and r["p_lift"] < 0.01
+
+
+def test_corrected_asymmetry_verdict_over_kmeans_seeds():
+    frame = pd.DataFrame({"seed": [0, 0, 1, 1, 2, 2], "K": [2, 4] * 3,
+                          "corrected_asymmetry": [0.1, 0.12, 0.09, 0.11, 0.1, 0.13]})
+    v = FS.corrected_asymmetry_verdict(frame)
+    assert v.label == "holds" and v.n == 3 and not v.replicated
+
+
+def test_knn_agreement_per_image_and_its_bootstrap():
+    rng = np.random.default_rng(3)
+    labels = np.repeat(np.arange(4), 10)
+    tight = np.eye(4)[labels] + 0.05 * rng.random((40, 4))
+    loose = rng.random((40, 4))
+    per = FS.knn_agreement_per_image(tight, labels, 3)
+    assert per.mean() * 100 == pytest.approx(FS.knn_class_agreement(tight, labels, 3))
+    v = FS.knn_agreement_verdict(tight, loose, labels, k=3, n_boot=500)
+    assert v.label == "holds" and v.unit == "image"
+
+
+def test_size_match_bootstrap_on_hand_made_pairs():
+    attr = np.arange(20, dtype=float)
+    close = np.array([[i, i + 1] for i in range(0, 18, 2)])  # differ by 1
+    far = np.array([[i, i + 10] for i in range(9)])  # differ by 10
+    v = FS.size_match_bootstrap(far, close, attr, n_boot=500)
+    ref = FS.pair_attribute_similarity(close, attr)["all_mean_abs_diff"]
+    assert v.estimate == pytest.approx((10 - 1) / ref)
+    assert v.label == "not resolved"  # zero spread within each set: every resample gives the same value
+    jitter = close.copy()
+    jitter[::2, 1] += 1  # differ by 1 or 2
+    assert FS.size_match_bootstrap(far, jitter, attr, n_boot=500).label == "holds"
+
+
+# ---- Table 5 --------------------------------------------------------------------------------------------------
+from detpretrain.analysis import probes as P  # noqa: E402
+
+
+def test_fpn_level_of_roi_matches_torchvisions_level_mapper():
+    from torchvision.ops.poolers import LevelMapper
+
+    mapper = LevelMapper(2, 5)
+    for side in (16, 64, 100, 128, 224, 300, 448, 1000):
+        got = int(mapper([torch.tensor([[0.0, 0.0, side, side]])])[0]) + 2
+        assert P.fpn_level_of_roi(side, side) == got
+    assert P.fpn_level_of_roi(128, 128) == 3  # a whole 128 px image: P3, not the Conv5 stride (P5)
+
+
+def test_roi_align_level_pools_the_whole_image_from_p5():
+    from detpretrain.models.detection import roi_align_level
+
+    ramp = torch.arange(4, dtype=torch.float32).repeat(1, 2, 4, 1)  # [1, 2, 4, 4], value = column index
+    feats = {"1": torch.zeros(1, 2, 16, 16), "3": ramp}
+    out = roi_align_level(feats, [torch.tensor([[0.0, 0.0, 128.0, 128.0]])], (128, 128), "3")
+    bin_w = 4 / 7  # the box spans 4 cells of stride 32; 2 samples per bin; bilinear on a ramp is exact, clamped at 3
+    expected = [np.mean([min((j + (s + 0.5) / 2) * bin_w, 3.0) for s in (0, 1)]) for j in range(7)]
+    assert out.shape == (1, 2, 7, 7)
+    np.testing.assert_allclose(out[0, 0, 0].numpy(), expected, rtol=1e-5)
+    with pytest.raises(KeyError):
+        roi_align_level(feats, [torch.zeros(1, 4)], (128, 128), "pool")
+
+
+def test_pca_project_matches_an_svd_of_the_training_split():
+    rng = np.random.default_rng(0)
+    tr, va, te = rng.normal(size=(30, 8)), rng.normal(size=(10, 8)), rng.normal(size=(12, 8))
+    ptr, pva, pte = P.pca_project(tr, va, te, 3)
+    mean = tr.mean(0)
+    vt = np.linalg.svd(tr - mean, full_matrices=False)[2][:3]
+    for got, x in ((ptr, tr), (pva, va), (pte, te)):
+        ref = (x - mean) @ vt.T
+        np.testing.assert_allclose(np.abs(got), np.abs(ref), atol=1e-8)
+        assert np.all(np.sign(got[0]) * np.sign(ref[0]) == np.sign(got[1]) * np.sign(ref[1]))  # one sign per axis
+    with pytest.raises(ValueError):
+        P.pca_project(tr, va, te, 9)
+
+
+def test_matched_probes_share_one_dimension_and_table5_claims():
+    rng = np.random.default_rng(1)
+
+    def split(n):
+        y = np.repeat(np.arange(3), n // 3)
+        signal = np.eye(3)[y] * 3 + rng.normal(size=(len(y), 3))
+        return {"small": signal, "big": np.hstack([signal, rng.normal(size=(len(y), 40))]), "labels": y}
+
+    arrays = {"train": split(30), "val": split(15), "test": split(30)}
+    res = P.matched_probes(arrays, ["small", "big"], cs=(1.0,))
+    assert res["small"]["pca_dim"] == res["big"]["pca_dim"] == 3 and res["big"]["dim"] == 3
+    assert res["small"]["correct"].shape == (30,) and res["small"]["top1"] > 60
+    good, bad = np.ones(40, bool), np.r_[np.zeros(15, bool), np.ones(25, bool)]
+    claims = P.table5_claims({"fc1": good, "fc2": bad, "convproj": bad})
+    assert list(claims) == ["Table 5: fc1 > fc2"] and claims["Table 5: fc1 > fc2"].label == "holds"
+
+
+# ---- Table 3 --------------------------------------------------------------------------------------------------
+from detpretrain.analysis import ablations as A  # noqa: E402
+
+
+def test_visibility_group_keeps_truncation_apart():
+    assert A.visibility_group(0.4, True) == "truncated"
+    assert A.visibility_group(0.4, False) == "occluded" and A.visibility_group(0.97, False) == "clean"
+    assert A.visibility_group(math.nan, False, True) == "occluded" and A.visibility_group(math.nan, False) == "clean"
+
+
+def _cells(counts):
+    """Rows of a 2 x 2 design: counts[(det, occluded)] = (missed, kept)."""
+    rows = []
+    for (det, occ), (m, k) in counts.items():
+        rows += [{"det": det, "occluded": occ, "missed": 1}] * m + [{"det": det, "occluded": occ, "missed": 0}] * k
+    return pd.DataFrame(rows)
+
+
+def test_fit_missed_logit_equals_the_log_odds_of_a_saturated_design():
+    counts = {(0, 0): (10, 90), (1, 0): (6, 94), (0, 1): (30, 70), (1, 1): (12, 88)}
+    coef = A.fit_missed_logit(_cells(counts), ("det", "occluded", "det:occluded"), classes=False)
+
+    def lo(m, k):
+        return math.log(m / k)
+
+    l00, l10, l01, l11 = (lo(*counts[c]) for c in ((0, 0), (1, 0), (0, 1), (1, 1)))
+    assert coef["intercept"] == pytest.approx(l00, abs=1e-4)
+    assert coef["det"] == pytest.approx(l10 - l00, abs=1e-4)
+    assert coef["occluded"] == pytest.approx(l01 - l00, abs=1e-4)
+    assert coef["det:occluded"] == pytest.approx(l11 - l10 - l01 + l00, abs=1e-4)
+
+
+def test_missed_design_and_bootstrap_verdict_by_image():
+    rng = np.random.default_rng(0)
+    frames = {}
+    for pre, det in (("imagenet-cls", 0), ("detection", 1)):
+        rows = []
+        for img in range(150):
+            for obj in range(3):
+                r = np.random.default_rng(img * 10 + obj)  # the same objects for both detectors
+                vf, trunc = r.choice([1.0, 0.6]), bool(r.random() < 0.2)
+                occluded = (not trunc) and vf < 0.95
+                p = 0.1 + (0.45 if occluded else 0.0) * (0.3 if det else 1.0)
+                rows.append({"image": img, "area": 100.0 + obj, "category": "car" if obj else "dog",
+                             "visible_fraction": vf, "truncated": trunc, "occluded": False, "difficult": False,
+                             "missed": bool(rng.random() < p), "seed": 0})
+        frames[pre] = [pd.DataFrame(rows)]
+    design = A.missed_design(frames)
+    assert set(design["group"]) == {"clean", "occluded", "truncated"} and len(design) == 900
+    assert ((design["group"] == "truncated") == (design["truncated"] == 1)).all()
+    table = A.visibility_table(design)
+    assert table[("% missed", "occluded")]["detection"] < table[("% missed", "occluded")]["baseline"]
+    coef, verdicts = A.missed_logit_verdicts(design, n_boot=120)
+    assert verdicts["det:occluded"].label == "holds" and verdicts["det:occluded"].n == 150
+    assert not verdicts["det"].replicated
+
+
+# ---- Figure 2 -------------------------------------------------------------------------------------------------
+from detpretrain.analysis import segmentation as SEG  # noqa: E402
+
+
+def test_gain_split_is_exact_on_pixel_counts():
+    # trimap 100 px: 80 % -> 90 % (+10 px); rest 900 px: 90 % -> 92 % (+18 px): 10 of 28 gained pixels at boundaries
+    g = SEG.gain_split(80, 90, 100, 90, 92, 900)
+    assert g["pixel_share"] == pytest.approx(0.1) and g["gain_share"] == pytest.approx(10 / 28)
+    assert g["excess"] == pytest.approx(10 / 28 - 0.1)
+    assert math.isnan(SEG.gain_split(90, 80, 100, 90, 90, 900)["gain_share"])  # no positive gain: no share
+
+
+def _seg_result(anti_gain, tri_gain, seeds=(0, 1, 2, 3)):
+    runs = []
+    for s in seeds:
+        for pre, bump in (("imagenet-cls", 0.0), ("detection", 1.0)):
+            jitter = 0.2 * (s - 1.5)
+            runs.append({"pretrain": pre, "seed": s, "metrics": {
+                "bands": [2], "band_scale": 1.0,
+                "trimap": {"2": {"mIoU": 50.0, "pixel_accuracy": 70 + bump * (tri_gain + jitter), "num_pixels": 100}},
+                "anti_trimap": {"2": {"mIoU": 60.0, "pixel_accuracy": 80 + bump * (anti_gain - jitter / 2),
+                                      "num_pixels": 900}}}})
+    return {"runs": runs}
+
+
+def test_boundary_share_verdicts():
+    table, v = SEG.boundary_share(_seg_result(anti_gain=2.0, tri_gain=2.0))  # the same gain everywhere
+    assert table["trimap share of the gain"].iloc[0] == pytest.approx(0.1, abs=0.02)
+    assert v["gain away from boundaries, 2 px"].label == "holds"
+    assert v["boundary share of the gain not above its pixel share, 2 px"].label == "holds"
+    _, v = SEG.boundary_share(_seg_result(anti_gain=0.1, tri_gain=20.0))  # nearly all the gain at boundaries
+    assert v["boundary share of the gain not above its pixel share, 2 px"].label == "reversed"
+
+
+# ---- Shinya et al. --------------------------------------------------------------------------------------------
+from detpretrain.analysis import eigenspectrum as E  # noqa: E402
+
+
+def test_participation_ratio_and_spectrum_distance():
+    assert E.participation_ratio([1, 0, 0]) == 1 and E.participation_ratio([2, 2, 2, 2]) == pytest.approx(4)
+    assert E.spectrum_distance([3, 1], [6, 2]) == 0  # scale-free
+    assert E.spectrum_distance([1, 0], [0.5, 0.5]) == pytest.approx(0.5)
+    assert E.spectrum_distance([1], [1, 1]) == pytest.approx(0.5)  # padded with zeros
+    with pytest.raises(ValueError):
+        E.spectrum_distance([0, 0], [1])
+
+
+def test_centred_moments_match_numpy_covariance():
+    rng = np.random.default_rng(0)
+    maps = torch.as_tensor(rng.normal(1.0, 1.0, (5, 3, 4, 4)))  # equal positions per image
+    m = E.Moments(3)
+    m.update(maps)
+    positions = maps.permute(1, 0, 2, 3).reshape(3, -1).numpy()
+    np.testing.assert_allclose(m.covariance().numpy(), np.cov(positions, bias=True), atol=1e-12)
+    np.testing.assert_allclose(m.matrix().numpy(), positions @ positions.T / positions.shape[1], atol=1e-12)
+
+
+def test_spectral_separation_and_noninferiority():
+    base = np.array([8.0, 4, 2, 1])
+    other = np.array([4.0, 4, 4, 4])
+    sa = [base * (1 + 0.01 * s) + [0, 0.01 * s, 0, 0] for s in range(4)]
+    sb = [other + [0.05 * s, 0, 0, 0] for s in range(4)]
+    r = E.spectral_separation(sa, sb)
+    assert r["between"] > 10 * r["within"] and r["verdict"].label == "holds"
+    assert r["pr_b"] == pytest.approx(4, abs=0.01)
+    same = E.spectral_separation(sa, [x * 2 for x in sa])
+    assert same["verdict"].label != "holds"
+
+    frame = pd.DataFrame({"seed": [0, 1, 2, 0, 1, 2], "detector": ["scratch"] * 3 + ["scratch-narrow"] * 3,
+                          "mAP@0.5": [20.0, 21, 19, 19.9, 20.8, 19.1]})
+    import unittest.mock as mock
+
+    with mock.patch.object(E, "accuracy_frame", return_value=frame):
+        assert E.accuracy_kept_verdict({}, margin=1.0).label == "holds"
+        assert E.accuracy_kept_verdict({}, margin=0.05).label == "not resolved"
+
+
+# ---- Vasconcelos et al. ---------------------------------------------------------------------------------------
+def test_frozen_interactions_are_differences_of_differences():
+    from detpretrain.analysis.frozen import interaction_verdicts
+
+    rows = []
+    for seed, noise in enumerate((0.0, 0.3, -0.2, 0.1)):
+        for head, gain in (("small", 0.0), ("big", 3.0)):
+            for mode in ("frozen", "fine-tuned"):
+                f = mode == "frozen"
+                rows.append({"head": head, "mode": mode, "seed": seed,
+                             "all@0.5": 30 + f * (gain + noise) + noise,
+                             "rare@0.5": 10 + f * (gain + 2 + noise), "frequent@0.5": 40 + f * gain - noise})
+    v = interaction_verdicts({"rows": rows}, ["small", "big"])
+    cap = v["freezing gain, big minus small (all@0.5)"]
+    assert cap.estimate == pytest.approx(3.0) and cap.label == "not resolved"  # zero spread: seeds agree exactly
+    rare = v["freezing gain, rare minus frequent (big)"]
+    assert rare.estimate == pytest.approx(2.05)  # rare gain 2 + noise beyond the frequent one, noise mean 0.05
+    assert rare.label == "holds" and not rare.replicated and rare.n == 4
+
+
+# ---- predictions before the results, claims x cue after them ------------------------------------------------------
+def test_predictions_cover_every_cue_and_claims_are_collected_by_cue(tmp_path):
+    from detpretrain.analysis import mechanisms as M
+
+    for chapter, claims in M.PREDICTIONS.items():
+        for _, by_cue in claims.values():
+            assert set(by_cue) == set(M.CUE_ORDER)
+        assert len(M.prediction_table(chapter, "distributed")) == len(claims)
+    assert "n/a : no part" in M.prediction_markdown("visualisations", "distributed")
+    with pytest.raises(KeyError):
+        M.prediction_table("visualisations", "stripes")
+    holds = stats.verdict([1.0, 1.2, 0.9, 1.1], unit="seed")
+    nothing = stats.verdict([], unit="seed")
+    for cue in ("part", "distributed"):
+        frame = M.claims_beside_predictions({"gain": holds, "other": nothing}, "visualisations", cue,
+                                            {"gain": "figure8"})
+        assert frame.loc[0, "prediction"].startswith("+") and frame.loc[1, "prediction"] == ""
+        M.save_claims(frame, chapter="visualisations", profile="smoke", cue=cue, root=tmp_path)
+    table = M.claims_by_cue("smoke", root=tmp_path)
+    assert list(table.columns) == ["chapter", "claim", "part", "distributed"]
+    row = table.set_index("claim").loc["gain"]
+    assert row["part"].startswith("holds (+1.05, ") and row["distributed"] == row["part"]
+    assert table.set_index("claim").loc["other", "part"] == "not resolved"
+    assert M.claims_by_cue("mini", root=tmp_path).empty
+
+
+def test_conditional_verdict_is_conditional_and_empty_safe():
+    v = stats.conditional_verdict([1.0, 1.1, 0.9], unit="fine-tuning seed")
+    assert v.label == "holds" and not v.replicated and v.unit == "fine-tuning seed"
+    empty = stats.conditional_verdict([], unit="test image")
+    assert empty.label == "not resolved" and not empty.replicated and empty.unit == "test image"
