@@ -19,7 +19,8 @@
 #
 # ## The paper's four conclusions
 # 1. Pre-training on large detection datasets is crucial for fine-tuning on small detection datasets, especially
-#    when precise localisation is needed (Table 1, Figure 1 → chapter *Detection: pre-training helps at high IoU*).
+#    when precise localisation is needed (Table 1, Figure 1 → chapter *Does detection pre-training help more at high
+#    IoU?*).
 # 2. Detection pre-training also benefits other localisation tasks like semantic segmentation but adversely affects
 #    image classification (Tables 4-8).
 # 3. Features of images that are similar in the detection feature space are likely to be similar in the
@@ -33,7 +34,20 @@
 # companion studies on the same backbones and run store: *eigenspectrum* (Shinya et al. 2019 {cite}`shinya2019understanding`: intrinsic
 # dimensionality of detector features, fine-tuned vs from scratch, and the widths it determines) and *frozen backbone*
 # (Vasconcelos et al. 2022 {cite}`vasconcelos2022proper`: the classification backbone frozen vs fine-tuned, by detector capacity, on a long tail).
-# Each ends with the published numbers or claims beside ours and a verdict computed from the runs.
+# Each chapter opens with its answer, as a paper's abstract does: the paper's claim, attributed, the paper's number,
+# ours with its 95 % interval, and the label. The claim each chapter tests first (its *primary claim*) is declared in
+# the package (`detpretrain.analysis.claims`) before any run; its other claims are secondary, Holm-adjusted, and
+# shown in one table per chapter.
+#
+# ## How the verdicts are made
+# Every verdict comes from one module, `detpretrain.analysis.stats`. The unit of a claim about pre-training is the
+# **pre-training run**: each pre-trained backbone is pre-trained `replicates` times (`mini`: 3, seeds 0, 1, 2), and
+# each replicate is fine-tuned once per fine-tuning seed; the differences of a replicate are averaged, and the 95 %
+# t-interval is over the replicates (Bouthillier et al. 2021). A claim **holds** when its interval excludes zero in
+# the paper's direction, is **reversed** when it excludes zero the other way, and is **not resolved** otherwise;
+# "accuracy kept" claims are non-inferiority tests with a declared margin. Each claim also gives its power: the
+# smallest effect this design detects with 80 % probability. A detection chapter whose IMAGENET-CLS-arm detector is
+# too weak (below 60 mAP@0.5, or mAP@0.7 below half its mAP@0.5) prints **regime inadequate** instead of a label.
 
 # %% tags=["parameters"]
 profile = "mini"  # smoke | mini | torchvision | paper
@@ -43,6 +57,7 @@ seeds = None
 device = "auto"
 store = None  # run store folder; None means $DETPRETRAIN_RUNS or runs/
 data_cache = None  # generated-corpus folder; None means $DETPRETRAIN_DATA or data/generated
+replicates = None  # pre-training replicates per backbone, crossed with the seeds; None means the profile's (mini: 3)
 coco_root = None  # paper profile: COCO 2017 root of its detection pre-training; None: $DETPRETRAIN_COCO or ~/data/coco
 
 # %% [markdown]
@@ -82,11 +97,13 @@ from detpretrain.analysis import detection as A
 from detpretrain.chapter import chapter_setup, quiet, table
 from detpretrain.experiments.common import PRETRAINS
 from detpretrain.experiments.detection import run_detection_experiment
+from detpretrain.overview import primary_overview
 
 ch = chapter_setup("intro", profile=profile, store=store, data_cache=data_cache, device=device, dataset=dataset,
-                   data_root=data_root, seeds=seeds, coco_root=coco_root)
+                   data_root=data_root, seeds=seeds, replicates=replicates, coco_root=coco_root)
 result = run_detection_experiment(ch.profile, dataset=dataset, data_root=data_root, pretrains=PRETRAINS,
-                                  seeds=ch.seeds, store=ch.store, device=device, progress=False, log=quiet)
+                                  seeds=ch.seeds, replicates=ch.replicates, store=ch.store, device=device,
+                                  progress=False, log=quiet)
 
 # %% tags=["hide-input"]
 from detpretrain.scope import chapter_note
@@ -100,7 +117,17 @@ display(Markdown(A.training_time_sentence(result)))
 
 # %% [markdown]
 # ## Results overview
-# The paper's number beside ours, for the runs of this build (mean ± standard deviation over fine-tuning seeds).
+# Each chapter's primary claim (declared before the runs), the paper's number, ours with its 95 % interval and n
+# (the unit of replication), and the label, read from the runs of this build's store (a chapter whose runs are not
+# in the store yet says so).
+
+# %% tags=["hide-input"]
+display(table(primary_overview(ch.profile, ch.store, dataset=dataset, data_root=data_root,
+                               replicates=ch.replicates)))
+
+# %% [markdown]
+# Table 1's numbers for the roles of our backbones (mean ± standard deviation over the fine-tuning runs: every
+# pre-training replicate and fine-tuning seed):
 
 # %% tags=["hide-input"]
 display(table(A.results_overview(result)))
@@ -109,4 +136,4 @@ display(Markdown(f"*{ch.provenance(result)}*"))
 # %% [markdown]
 # Absolute numbers are not comparable: the paper fine-tunes SNIPER with a ResNet-101 on 16k VOC images, the `mini`
 # profile a narrow ResNet on a few hundred synthetic 128-pixel images. What the book checks is whether each of the
-# paper's *comparisons* comes out the same way, with the spread over seeds to tell signal from noise.
+# paper's *comparisons* comes out the same way, with an interval over pre-training runs to tell signal from noise.

@@ -25,8 +25,11 @@
 # | **scratch** | (He et al. 2019 {cite}`he2019rethinking`, discussed in the related work) | random initialisation | random initialisation |
 #
 # This chapter trains (or loads from the run store) the two pre-trained backbones, shows their corpora and their
-# learning curves. The `dataset` parameter concerns the fine-tuning target of the later chapters; pre-training
-# always uses the profile's pre-training corpora.
+# learning curves. Each is pre-trained `replicates` times (`mini`: 3; replicate *r* has seed *r*, and the detection
+# pre-training of replicate *r* continues from the IMAGENET-CLS run of replicate *r*): a claim about pre-training is
+# about the pre-training run, so the later chapters' verdicts are over these replicates. The `dataset` parameter
+# concerns the fine-tuning target of the later chapters; pre-training always uses the profile's pre-training
+# corpora.
 
 # %% tags=["parameters"]
 profile = "mini"  # smoke | mini | torchvision | paper
@@ -36,6 +39,7 @@ seeds = None
 device = "auto"
 store = None  # run store folder; None means $DETPRETRAIN_RUNS or runs/
 data_cache = None  # generated-corpus folder; None means $DETPRETRAIN_DATA or data/generated
+replicates = None  # pre-training replicates per backbone; None means the profile's (mini: 3)
 sample_images = 8  # images per corpus in the sample grids
 coco_root = None  # paper profile: COCO 2017 root of its detection pre-training; None: $DETPRETRAIN_COCO or ~/data/coco
 
@@ -50,12 +54,14 @@ from IPython.display import Image, Markdown, display
 from detpretrain.analysis.pretraining import corpus_table, loss_curves, pretraining_table
 from detpretrain.chapter import chapter_setup, table
 from detpretrain.data import synthetic
-from detpretrain.experiments.common import pretrain_configs
+from detpretrain.experiments.common import pretrained_for, replicate_count, split_key
 from detpretrain.runs import get_or_train
 
 ch = chapter_setup("pretraining", profile=profile, store=store, data_cache=data_cache, device=device, dataset=dataset,
-                   data_root=data_root, seeds=seeds, sample_images=sample_images, coco_root=coco_root)
-configs = {k: v for k, v in pretrain_configs(ch.profile).items() if v is not None}
+                   data_root=data_root, seeds=seeds, replicates=replicates, sample_images=sample_images,
+                   coco_root=coco_root)
+configs = {k: v for k, v in pretrained_for(ch.profile, (), replicates=replicate_count(ch.profile, replicates)).items()
+           if v is not None}
 
 # %% tags=["hide-input"]
 from detpretrain.scope import chapter_note
@@ -100,11 +106,16 @@ if runs:  # none at profile torchvision: both backbones are published weights
 # %% tags=["hide-input"]
 curves = loss_curves(runs)
 if runs:
-    fig, axes = plt.subplots(1, len(runs), figsize=(5.2 * len(runs), 3.6), squeeze=False)
-    for ax, (name, r) in zip(axes[0], runs.items()):
-        sns.lineplot(data=curves[curves["backbone"] == name], x="epoch", y="training loss", marker="o", ax=ax)
-        ax.set_title(f"{name}: {r.config.task} pre-training\n"
-                     + ch.provenance(data=r.config.data.describe(), runs={name: r.hash}), fontsize=8, loc="left")
+    names = list(dict.fromkeys(split_key(k)[0] for k in runs))  # one panel per backbone, one line per replicate
+    fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        keys = [k for k in runs if split_key(k)[0] == name]
+        sns.lineplot(data=curves[curves["backbone"].isin(keys)], x="epoch", y="training loss", hue="backbone",
+                     marker="o", ax=ax)
+        first = runs[keys[0]]
+        ax.set_title(f"{name}: {first.config.task} pre-training, {len(keys)} replicate(s)\n"
+                     + ch.provenance(data=first.config.data.describe(), runs={k: runs[k].hash for k in keys}),
+                     fontsize=8, loc="left")
         ax.grid(alpha=0.3)
     fig.tight_layout()
     plt.show()

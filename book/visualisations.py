@@ -261,8 +261,8 @@ if show:
 
 # %%
 det = run_detection_experiment(prof, dataset=dataset, data_root=data_root, pretrains=tuple(BACKBONES),
-                               seeds=ch.seeds[:1], store=ch.store, device=device, progress=False, log=quiet,
-                               corpus=corpus if dataset == "synthetic" else None)
+                               seeds=ch.seeds[:1], replicates=1, store=ch.store, device=device, progress=False,
+                               log=quiet, corpus=corpus if dataset == "synthetic" else None)
 models, eval_data, det_classes = V.load_detectors(det, dev, data_cache=ch.data_cache)
 obj_frame, preds = V.detection_objects(models, eval_data, score_thresh=score_thresh, device=dev)
 det_provenance = ch.provenance(det)
@@ -350,8 +350,9 @@ if claims:
 
 # %% [markdown]
 # ## What this shows
-# Every verdict above is computed from this execution, with the standard error over images (one backbone per
-# pre-training, as in the paper). Caveats:
+# Every verdict above is computed from this execution, a t-interval over the images (or objects) of one backbone per
+# pre-training, as in the paper: so each is about these particular networks, not about pre-training in general
+# (`detpretrain.analysis.stats`; the labels say "for these particular pre-trained networks"). Caveats:
 #
 # * The channel-mean Conv5 map is one of several ways to draw an "activation map" (the paper does not say which it
 #   uses); mass shares are invariant to the map's scale but not to that choice.

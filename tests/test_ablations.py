@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from detpretrain.analysis import ablations as B
+from detpretrain.analysis import claims as C
 from detpretrain.config import config_hash
 from detpretrain.errors import ConfigError, DataError
 from detpretrain.evaluation.detection import evaluate_detections, match_detections, voc_ap
@@ -247,67 +248,74 @@ def test_occlusion_levels_and_hoiem_groups():
     assert table["all % missed"] == pytest.approx(80.0) and table["level none % missed"] == pytest.approx(50.0)
 
 
-def test_occlusion_verdict_pairs_seeds():
-    def frame(missed, unoccluded_missed=(0, 0)):
+def test_occlusion_units_pair_runs_by_replicate_and_seed():
+    def frame(rep, missed, unoccluded_missed=(0, 0)):
         occ = [True] * len(missed) + [False] * len(unoccluded_missed)
         return pd.DataFrame({"difficult": False, "occluded_low": occ, "occluded_medium": occ,
-                             "missed": list(missed) + list(unoccluded_missed)})
+                             "missed": list(missed) + list(unoccluded_missed), "replicate": rep, "seed": 0})
 
-    frames = {"imagenet-cls": [frame([1, 1, 0, 0]), frame([1, 1, 1, 0]), frame([1, 0, 0, 0])],
-              "detection": [frame([1, 0, 0, 0]), frame([1, 1, 0, 0]), frame([0, 0, 0, 0])]}
-    v = B.occlusion_verdict(frames)
-    assert v["low"]["mean"] == pytest.approx(25.0) and v["low"]["verdict"] == "holds"
-    assert v["unoccluded"]["mean"] == 0.0 and v["excess"]["mean"] == pytest.approx(25.0)
-    assert "**holds**" in v["sentence"]
+    frames = {"imagenet-cls": [frame(0, [1, 1, 0, 0]), frame(1, [1, 1, 1, 0]), frame(2, [1, 0, 0, 0])],
+              "detection": [frame(2, [0, 0, 0, 0]), frame(0, [1, 0, 0, 0]), frame(1, [1, 1, 0, 0])]}  # any order
+    units = B.occlusion_units(frames)
+    assert units["low"]["diff"].tolist() == pytest.approx([25.0, 25.0, 25.0])
+    assert units["unoccluded"]["diff"].tolist() == [0.0, 0.0, 0.0]
+    assert units["excess"]["diff"].tolist() == pytest.approx([25.0, 25.0, 25.0])
+    claims = B.ablation_claims({"runs": _loc_runs()}, ["vehicle"], frames=frames)
+    v = claims["Table 3: fewer occluded objects missed (Low)"]
+    assert v.estimate == pytest.approx(25.0) and v.label == "not resolved"  # zero spread: the noise is unmeasured
     # a larger gain on unoccluded objects: the advantage is not specific to occlusion
-    frames["imagenet-cls"] = [frame([1, 1, 0, 0], (1, 1)), frame([1, 1, 1, 0], (1, 1)), frame([1, 0, 0, 0], (1, 0))]
-    frames["detection"] = [frame([1, 0, 0, 0], (1, 0)), frame([1, 1, 0, 0], (1, 0)), frame([0, 0, 0, 0], (0, 0))]
-    v = B.occlusion_verdict(frames)
-    assert v["low"]["mean"] == pytest.approx(25.0) and v["unoccluded"]["mean"] == pytest.approx(50.0)
-    assert v["excess"]["mean"] == pytest.approx(-25.0) and v["excess"]["verdict"] == "reversed"
+    frames = {"imagenet-cls": [frame(r, [1, 1, 0, 0], (1, 1)) for r in range(3)],
+              "detection": [frame(r, [1, 0, 0, 0], (1, 0 if r else 1)) for r in range(3)]}
+    units = B.occlusion_units(frames)
+    assert units["excess"]["diff"].tolist() == pytest.approx([25.0, -25.0, -25.0])
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Tables 2 and 7 on hand-made results
 # ---------------------------------------------------------------------------------------------------------------
-def _run(pretrain, seed, per_class_07, map05=50.0, map07=None):
+def _run(pretrain, seed, per_class_07, map05=50.0, map07=None, replicate=0):
     classes = list(per_class_07)
-    return {"pretrain": pretrain, "seed": seed, "hash": f"{pretrain}{seed}".ljust(16, "0"), "run": "x",
+    return {"pretrain": pretrain, "replicate": replicate, "seed": seed, "hash": f"{pretrain}{seed}".ljust(16, "0"),
+            "run": "x",
             "metrics": {"iou_thresholds": [0.5, 0.7], "classes": ["__background__", *classes],
                         "per_class_AP": {c: [90.0, v] for c, v in per_class_07.items()},
                         "mAP": [map05, map07 if map07 is not None else float(np.mean(list(per_class_07.values())))]}}
 
 
-def test_removal_table_and_verdict_on_known_numbers():
+def _loc_runs(gains=(4.0, 5.0, 3.0)):
+    """IMAGENET-LOC runs of 3 pre-training replicates x 2 seeds: the vehicle classes gain ``gains[r]`` (mAP@0.7)
+    without the category over IMAGENET-LOC (Cls), 1 more with it."""
     runs = []
-    for seed, noise in enumerate((0.0, 1.0, -1.0)):
-        runs.append(_run("imagenet-loc-cls", seed, {"car": 40 + noise, "bus": 44 + noise, "dog": 30, "tv": 10}))
-        runs.append(_run("imagenet-loc-no-vehicle", seed, {"car": 45 + noise, "bus": 47 + noise, "dog": 31,
-                                                           "tv": 10}))
-        runs.append(_run("imagenet-loc", seed, {"car": 46 + noise, "bus": 48 + noise, "dog": 32, "tv": 10}))
-    result = {"profile": "mini", "data": "x", "runs": runs}
+    for rep, gain in enumerate(gains):
+        for seed, noise in enumerate((0.0, 1.0)):
+            runs.append(_run("imagenet-loc-cls", seed, {"car": 40 + noise, "bus": 44 + noise, "dog": 30, "tv": 10},
+                             replicate=rep))
+            runs.append(_run("imagenet-loc-no-vehicle", seed, {"car": 40 + gain + noise, "bus": 44 + gain + noise,
+                                                               "dog": 31, "tv": 10}, replicate=rep))
+            runs.append(_run("imagenet-loc", seed, {"car": 41 + gain + noise, "bus": 45 + gain + noise, "dog": 32,
+                                                    "tv": 10}, replicate=rep))
+    return runs
+
+
+def test_removal_table_and_claims_on_known_numbers():
+    result = {"profile": "mini", "data": "x", "runs": _loc_runs()}
     t = B.removal_table(result, ["vehicle"]).set_index("pre-training")
-    assert t.loc["IMAGENET-LOC (Cls)", "vehicle"] == pytest.approx(42.0)
-    assert t.loc["IMAGENET-LOC without Category", "vehicle"] == pytest.approx(46.0)
-    assert t.loc["IMAGENET-LOC", "vehicle"] == pytest.approx(47.0)
+    assert t.loc["IMAGENET-LOC (Cls)", "vehicle"] == pytest.approx(42.5)
+    assert t.loc["IMAGENET-LOC without Category", "vehicle"] == pytest.approx(46.5)
+    assert t.loc["IMAGENET-LOC", "vehicle"] == pytest.approx(47.5)
     assert t.loc["IMAGENET-LOC", "vehicle (paper)"] == 87.20
-    assert t.loc["IMAGENET-LOC (Cls)", "vehicle sd"] == pytest.approx(1.0)
-    v = B.removal_verdict(result, ["vehicle"])
-    assert v["vehicle"]["unseen_gain"]["mean"] == pytest.approx(4.0)
-    assert v["vehicle"]["unseen_gain"]["verdict"] == "holds"
-    assert v["vehicle"]["removal_cost"]["mean"] == pytest.approx(1.0)
-    assert "(bus, car)" in v["sentence"] or "(car, bus)" in v["sentence"]
+    units = B.removal_units(result, ["vehicle"])["vehicle"]
+    assert units["unseen_gain"]["diff"].tolist() == pytest.approx([4, 4, 5, 5, 3, 3])
+    assert units["removal_cost"]["diff"].tolist() == pytest.approx([1.0] * 6)
+    claims = B.ablation_claims(result, ["vehicle"])
+    primary = claims[C.PRIMARY_CLAIMS["ablations"].name]
+    assert list(claims)[0] == C.PRIMARY_CLAIMS["ablations"].name
+    assert primary.estimate == pytest.approx(4.0) and primary.n == 3 and primary.unit == "pre-training run"
+    assert primary.label == "holds"  # 4, 5, 3: t-interval over 3 runs 4 +- 2.48
+    assert claims["Table 2, vehicle: seeing it adds more"].label == "not resolved"  # always exactly 1: zero spread
 
 
-def test_paired_verdict_rules():
-    assert B.paired_verdict([1.0, 2.0, 3.0])["verdict"] == "holds"
-    assert B.paired_verdict([-1.0, -2.0, -3.0])["verdict"] == "reversed"
-    assert B.paired_verdict([3.0, -2.0, -0.5])["verdict"] == "not resolved"
-    one = B.paired_verdict([5.0])
-    assert one["verdict"] == "not resolved" and math.isnan(one["stderr"])
-
-
-def test_identical_samples_table_and_verdict():
+def test_identical_samples_table_and_units():
     det = {"runs": [_run("imagenet-loc-cls", s, {"car": 10.0}, map05=50 + s, map07=20 + s) for s in range(3)]
            + [_run("imagenet-loc", s, {"car": 10.0}, map05=52 + s, map07=25 + s) for s in range(3)]}
     cls = {"runs": [{"pretrain": "imagenet-loc-cls", "seed": s, "metrics": {"top1": 80.0 + s}} for s in range(3)]
@@ -315,9 +323,13 @@ def test_identical_samples_table_and_verdict():
     t = B.identical_samples_table(det, cls).set_index("pre-training")
     assert t.loc["IMAGENET-LOC", "mAP@0.7"] == pytest.approx(26.0) and t.loc["IMAGENET-LOC (Cls)", "top-1"] == 81.0
     assert t.loc["IMAGENET-LOC", "top-1 (paper)"] == 82.3
-    v = B.identical_samples_verdict(det, cls)
-    assert v["det_gain_07"]["verdict"] == "holds" and v["det_gain_07"]["mean"] == pytest.approx(5.0)
-    assert v["cls_gain"]["verdict"] == "reversed" and v["cls_gain"]["mean"] == pytest.approx(-3.0)
+    units = B.identical_samples_units(det, cls)
+    assert units["det_gain_07"]["diff"].tolist() == pytest.approx([5.0] * 3)
+    assert units["cls_gain"]["diff"].tolist() == pytest.approx([-2.0, -3.0, -4.0])
+    claims = B.ablation_claims(det, [], transfer=cls)
+    v = claims["Table 7: classification pre-training better for classification"]
+    # one pre-training replicate: the analysis over the fine-tuning seeds, about these networks
+    assert v.label == "reversed" and not v.replicated and v.estimate == pytest.approx(-3.0) and v.n == 3
 
 
 def test_target_supercategories_for_synthetic_and_real_names():

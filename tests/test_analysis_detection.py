@@ -1,22 +1,29 @@
-"""Tables and verdicts of the detection chapter on constructed results whose answer is known."""
+"""Tables and claims of the detection chapter on constructed results whose answer is known."""
 
 import math
 
+import numpy as np
+import pandas as pd
 import pytest
+from scipy import stats
 
+from detpretrain.analysis import claims as C
 from detpretrain.analysis import detection as A
 
 IOUS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+PRIMARY = C.PRIMARY_CLAIMS["detection"].name
 
 
-def _result(curves: dict[str, list[list[float]]]) -> dict:
-    """curves: pretrain -> one mAP list (9 thresholds) per seed."""
+def _result(curves: dict[str, list[list[list[float]]]]) -> dict:
+    """curves: pretrain -> per replicate, one mAP list (9 thresholds) per fine-tuning seed."""
     runs = []
-    for pretrain, per_seed in curves.items():
-        for seed, maps in enumerate(per_seed):
-            runs.append({"pretrain": pretrain, "seed": seed, "hash": f"{pretrain[:3]}{seed:013d}",
-                         "metrics": {"iou_thresholds": IOUS, "mAP": maps, "metric": "voc07",
-                                     "per_class_AP": {}}})
+    for pretrain, per_rep in curves.items():
+        for rep, per_seed in enumerate(per_rep):
+            for seed, maps in enumerate(per_seed):
+                runs.append({"pretrain": pretrain, "replicate": rep, "seed": seed,
+                             "hash": f"{pretrain[:3]}{rep}{seed:012d}",
+                             "metrics": {"iou_thresholds": IOUS, "mAP": maps, "metric": "voc07",
+                                         "per_class_AP": {}}})
     return {"profile": "mini", "dataset": "synthetic", "data": "synthetic voc (128 px)", "runs": runs}
 
 
@@ -24,51 +31,120 @@ def _curve(at05, at07):
     return [at05 + 5, at05 + 4, at05 + 3, at05 + 1, at05, (at05 + at07) / 2, at07, at07 / 2, at07 / 4]
 
 
-def test_table1_means_and_sample_std():
-    res = _result({"imagenet-cls": [_curve(60, 40), _curve(62, 42), _curve(64, 44)],
-                   "detection": [_curve(63, 48), _curve(65, 50), _curve(67, 52)]})
+def _t_interval(values):
+    values = np.asarray(values, float)
+    half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
+    return values.mean() - half, values.mean() + half
+
+
+def test_table1_means_and_sample_std_over_fine_tunings():
+    res = _result({"imagenet-cls": [[_curve(60, 40), _curve(62, 42)], [_curve(64, 44), _curve(62, 42)]],
+                   "detection": [[_curve(63, 48), _curve(65, 50)], [_curve(67, 52), _curve(65, 50)]]})
     t = A.table1(res).set_index("pre-training")
     assert t.loc["imagenet-cls", "mAP@0.5"] == pytest.approx(62.0)
-    assert t.loc["imagenet-cls", "sd@0.5"] == pytest.approx(2.0)  # sample std of 60, 62, 64
+    assert t.loc["imagenet-cls", "sd@0.5"] == pytest.approx(np.std([60, 62, 64, 62], ddof=1))
+    assert t.loc["imagenet-cls", "replicates"] == 2 and t.loc["imagenet-cls", "runs"] == 4
     assert t.loc["detection", "mAP@0.7"] == pytest.approx(50.0)
     assert t.loc["imagenet-cls", "paper mAP@0.7"] == 76.3 and t.loc["detection", "paper role"] == "COCO"
 
 
-def test_verdict_holds_when_the_gap_grows_beyond_its_standard_error():
-    res = _result({"imagenet-cls": [_curve(60, 40), _curve(62, 42), _curve(64, 44)],
-                   "detection": [_curve(63, 48), _curve(65, 49), _curve(67, 52)]})
-    v = A.high_iou_verdict(res)
-    assert v["gap_low"] == pytest.approx(3.0) and v["gap_high"] == pytest.approx(23 / 3)
-    assert v["verdict"] == "holds" and v["seeds"] == 3
-    assert "**holds**" in v["sentence"]
+def test_primary_claim_is_over_pre_training_runs_with_seeds_averaged_within():
+    # growth (gap@0.7 - gap@0.5) per unit: replicate 0: 4, 6 (mean 5); replicate 1: 3, 3; replicate 2: 4, 4
+    cls = [[_curve(60, 40)] * 2] * 3
+    det = [[_curve(61, 45), _curve(61, 47)], [_curve(62, 45), _curve(62, 45)], [_curve(60, 44), _curve(60, 44)]]
+    claims = A.detection_claims(_result({"imagenet-cls": cls, "detection": det}))
+    v = claims[PRIMARY]
+    assert list(claims)[0] == PRIMARY
+    assert v.estimate == pytest.approx(4.0) and v.n == 3 and v.n_units == 6
+    assert v.unit == "pre-training run" and v.replicated
+    assert (v.ci_low, v.ci_high) == pytest.approx(_t_interval([5, 3, 4]))
+    assert v.label == "holds"
+    assert claims["detection pre-training helps at IoU 0.5"].estimate == pytest.approx(1.0)
 
 
-def test_verdict_reversed_and_unresolved():
-    reversed_ = _result({"imagenet-cls": [_curve(60, 40), _curve(60, 40)],
-                         "detection": [_curve(66, 41), _curve(67, 40)]})
-    assert A.high_iou_verdict(reversed_)["verdict"] == "reversed"
-    noisy = _result({"imagenet-cls": [_curve(60, 40), _curve(60, 40)],
-                     "detection": [_curve(62, 45), _curve(62, 39)]})  # growth +3 and -3: mean 0
-    assert A.high_iou_verdict(noisy)["verdict"] == "not resolved"
-    single = _result({"imagenet-cls": [_curve(60, 40)], "detection": [_curve(62, 50)]})
-    assert A.high_iou_verdict(single)["verdict"] == "not resolved"  # one seed: no spread to judge by
-    assert A.high_iou_verdict(_result({"scratch": [_curve(1, 1)]}))["verdict"] == "missing"
+def test_primary_claim_reversed_unresolved_and_unreplicated():
+    cls = [[_curve(60, 40)]] * 3
+    reversed_ = A.detection_claims(_result({"imagenet-cls": cls, "detection": [[_curve(66, 41)], [_curve(67, 40)],
+                                                                              [_curve(66, 40.5)]]}))
+    assert reversed_[PRIMARY].label == "reversed"
+    noisy = A.detection_claims(_result({"imagenet-cls": cls, "detection": [[_curve(62, 45)], [_curve(62, 39)],
+                                                                          [_curve(62, 42)]]}))
+    assert noisy[PRIMARY].label == "not resolved" and noisy[PRIMARY].estimate == pytest.approx(0.0)
+    # one pre-training run: the analysis over fine-tuning seeds, about these particular networks
+    one = A.detection_claims(_result({"imagenet-cls": [[_curve(60, 40)] * 3],
+                                      "detection": [[_curve(61, 45), _curve(61, 46), _curve(61, 44)]]}))[PRIMARY]
+    assert not one.replicated and one.unit == "fine-tuning seed" and one.n == 3 and one.label == "holds"
+    assert "for these particular pre-trained networks" in one.sentence("mAP")
+    missing = A.detection_claims(_result({"scratch": [[_curve(1, 1)]]}))[PRIMARY]
+    assert missing.label == "not resolved" and math.isnan(missing.estimate)
 
 
-def test_gap_by_iou_is_paired_by_seed():
-    res = _result({"imagenet-cls": [_curve(60, 40), _curve(70, 50)],
-                   "detection": [_curve(61, 44), _curve(71, 54)]})
+def test_gap_by_iou_is_paired_and_has_no_relative_column():
+    res = _result({"imagenet-cls": [[_curve(60, 40)], [_curve(70, 50)], [_curve(65, 45)]],
+                   "detection": [[_curve(61, 44)], [_curve(71, 55)], [_curve(66, 48)]]})
     g = A.gap_by_iou(res).set_index("iou")
-    assert g.loc[0.7, "gap"] == pytest.approx(4.0) and g.loc[0.7, "sd"] == pytest.approx(0.0)
-    assert g.loc[0.5, "gap"] == pytest.approx(1.0) and int(g.loc[0.5, "seeds"]) == 2
+    assert g.loc[0.7, "gap"] == pytest.approx(4.0) and g.loc[0.5, "gap"] == pytest.approx(1.0)
+    assert (g.loc[0.7, "95% CI low"], g.loc[0.7, "95% CI high"]) == pytest.approx(_t_interval([4, 5, 3]))
+    assert g.loc[0.7, "n"] == 3 and g.loc[0.7, "unit"] == "pre-training run"
     assert g.loc[0.7, "baseline mAP"] == pytest.approx(45.0)
-    assert g.loc[0.7, "relative gain (%)"] == pytest.approx(100 * 4 / 45)
+    assert not any("relative" in c for c in g.columns)
+
+
+def test_gap_slope_of_a_linear_gap_is_its_slope_per_tenth_of_iou():
+    def curve(base, slope):  # gap to 40 everywhere + slope * (t - 0.5) * 10 for t in 0.5..0.8
+        return [base + (slope * (t - 0.5) * 10 if 0.5 <= t <= 0.8 else 0.0) for t in IOUS]
+
+    res = _result({"imagenet-cls": [[[40.0] * 9]] * 3,
+                   "detection": [[curve(41, 1.0)], [curve(41, 2.0)], [curve(41, 1.5)]]})
+    slopes = A.gap_slope(res)
+    assert slopes["diff"].tolist() == pytest.approx([1.0, 2.0, 1.5])
+    claims = A.detection_claims(res)
+    assert claims["the gap's slope over IoU 0.5-0.8 is positive"].estimate == pytest.approx(1.5)
+
+
+def test_paired_iou_counts_only_objects_both_detectors_find():
+    rows = []
+    for rep in range(2):
+        for obj, (a, b) in enumerate([(0.9, 0.7), (0.8, 0.6), (0.9, 0.2), (0.1, 0.6)]):
+            rows += [{"pretrain": "detection", "replicate": rep, "seed": 0, "object": obj, "iou": a + rep / 100},
+                     {"pretrain": "imagenet-cls", "replicate": rep, "seed": 0, "object": obj, "iou": b}]
+    per_unit = A.paired_iou(pd.DataFrame(rows))
+    assert per_unit["objects"].tolist() == [2, 2]  # objects 2 and 3 are missed by one of them
+    assert per_unit["diff"].tolist() == pytest.approx([20.0, 21.0])
+
+
+def test_schedule_table_compares_the_same_seeds():
+    one = _result({"imagenet-cls": [[_curve(60, 40), _curve(50, 30)]] * 3,
+                   "detection": [[_curve(62, 45), _curve(52, 30)]] * 3})
+    two = _result({"imagenet-cls": [[_curve(70, 50)]] * 3, "detection": [[_curve(70, 51)]] * 3})
+    t = A.schedule_table({1: one, 2: two}).set_index(["schedule", "measure"])
+    assert t.loc[("1x", "gap at IoU 0.7"), "estimate"] == pytest.approx(5.0)  # seed 0 only, as at 2x
+    assert t.loc[("2x", "gap at IoU 0.7"), "estimate"] == pytest.approx(1.0)
+    assert t.loc[("1x", "gap at IoU 0.7"), "runs"] == 3
+    claims = A.detection_claims(one, schedules={1: one, 2: two})
+    assert "2x schedule: helps at IoU 0.7" in claims
+
+
+def test_regime_thresholds_and_the_answer_text():
+    good = _result({"imagenet-cls": [[_curve(70, 50)]] * 3, "detection": [[_curve(72, 56)]] * 3})
+    weak = _result({"imagenet-cls": [[_curve(40, 25)]] * 3, "detection": [[_curve(42, 30)]] * 3})
+    imprecise = _result({"imagenet-cls": [[_curve(70, 30)]] * 3, "detection": [[_curve(72, 36)]] * 3})
+    assert C.detection_regime(good).adequate
+    assert not C.detection_regime(weak).adequate and "mAP@0.5 40.0 (needs ≥ 60)" in C.detection_regime(weak).message
+    bad = C.detection_regime(imprecise)
+    assert not bad.adequate and bad.ratio == pytest.approx(30 / 70) and "mAP@0.7 / mAP@0.5 0.43" in bad.message
+    claims = A.detection_claims(weak)
+    text = C.answer("detection", claims[PRIMARY], regime=C.detection_regime(weak))
+    assert text.index("Li et al.: detection pre-training helps more at high IoU") < text.index("**Here.**")
+    assert "+2.2 mAP@0.5 and +4.4 mAP@0.7" in text and "regime inadequate:" in text
+    frame = C.claims_frame(claims, PRIMARY, C.detection_regime(weak))
+    assert set(frame["label"]) == {C.REGIME_LABEL} and frame["role"].iloc[0] == "primary"
 
 
 def test_map_frame_and_provenance_and_plot():
-    res = _result({"imagenet-cls": [_curve(60, 40)], "scratch": [_curve(20, 5)]})
+    res = _result({"imagenet-cls": [[_curve(60, 40)]], "scratch": [[_curve(20, 5)]]})
     frame = A.map_frame(res)
-    assert len(frame) == 18 and set(frame.columns) == {"pretrain", "seed", "iou", "mAP", "run"}
+    assert len(frame) == 18 and set(frame.columns) == {"pretrain", "replicate", "seed", "iou", "mAP", "run"}
     assert "profile mini" in A.provenance(res) and "scratch: scr00000" in A.provenance(res)
     import matplotlib
 

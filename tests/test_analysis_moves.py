@@ -13,6 +13,7 @@ import torch
 
 from detpretrain import paper
 from detpretrain.analysis import ablations as B
+from detpretrain.analysis import claims as C
 from detpretrain.analysis import detection as A
 from detpretrain.analysis import eigenspectrum as E
 from detpretrain.analysis import feature_space as S
@@ -89,9 +90,7 @@ def test_results_overview_quotes_the_coco_role_from_the_constants():
     assert o.loc["Table 1: COCO (detection), mAP@0.7", "paper"] == "80.7"
     assert o.loc["Table 1: IMAGENET-CLS, mAP@0.5", "ours"] == "62.0 ± 2.0"
     assert o.loc["from scratch, mAP@0.5 / mAP@0.7", "ours"] == "not run / not run"
-    fig1 = o.loc["Figure 1: detection - classification gap grows with IoU"]
-    assert fig1["paper"] == "+2.2 → +4.4 (COCO)" and fig1["ours"] == "+3.0 → +8.0: holds"
-    assert "COCO +2.2 -> +4.4" in A.high_iou_verdict(res)["sentence"]
+    assert "+2.2 mAP@0.5 and +4.4 mAP@0.7" in C.PRIMARY_CLAIMS["detection"].paper  # Figure 1's claim: the answer
 
 
 # ----------------------------------------------------------------------------------------------- ablations
@@ -115,16 +114,16 @@ def test_missed_by_level_and_the_paper_table():
                       "missed": [True, False, True, True], "seed": 0})
     pct = B.missed_by_level({"detection": [f]})
     assert pct.to_dict("records") == [{"pre-training": "detection", "seed": 0, "level": "low", "% missed": 50.0}]
+    pct = B.missed_by_level({"detection": [f.assign(replicate=1)]})
+    assert pct.to_dict("records") == [{"pre-training": "detection", "replicate": 1, "seed": 0, "level": "low",
+                                       "% missed": 50.0}]
     assert B.missed_by_level({"detection": [f.assign(level="unknown")]}).empty
     assert B.paper_table3().set_index("pre-training").loc["OPENIMAGES", "occluded Low % missed"] == 10.1
 
 
-def test_occlusion_verdict_names_the_paper_row_it_quotes():
-    f = pd.DataFrame({"difficult": False, "occluded_low": [True, False], "occluded_medium": [True, False],
-                      "missed": [True, False]})
-    v = B.occlusion_verdict({"imagenet-cls": [f, f], "detection": [f.assign(missed=False), f]})
-    assert "paper, OPENIMAGES (no COCO row in Table 3) vs IMAGENET-CLS: 4.6 fewer" in v["sentence"]
-    assert "(paper 4.9)" in v["sentence"]
+def test_occlusion_paper_names_the_paper_row_it_quotes():
+    text = B.occlusion_paper()
+    assert text.startswith("OPENIMAGES (no COCO row in Table 3) vs IMAGENET-CLS: 4.6 and 4.9 percentage points")
 
 
 # ----------------------------------------------------------------------------------------------- probes (Tables 5, 6, 8)
@@ -135,7 +134,9 @@ def test_table6_shows_our_role_and_names_the_paper_column_it_quotes():
             {"dataset": "SUN-397", "pretrain": "imagenet-cls", "seed": 0, "top1": 55.0, "se": 1.0}]
     t = P.table6(rows).set_index("pre-training")
     assert t.loc["COCO", "paper"] == 51.1 and t.loc["COCO", "paper column"] == "OPENIMAGES (no COCO column in Table 6)"
-    assert "paper +6.2, IMAGENET-CLS minus OPENIMAGES (no COCO column in Table 6)" in P.probe_gap_verdict(rows)["sentence"]
+    gaps = P.probe_gaps(rows).iloc[0]
+    assert gaps["gap"] == 5.0 and gaps["paper gap"] == pytest.approx(6.2)
+    assert gaps["paper columns"] == "IMAGENET-CLS minus OPENIMAGES (no COCO column in Table 6)"
     assert P.TABLE5_PAPER_LABEL == "OPENIMAGES (no COCO row in Table 5)"
 
 
@@ -170,20 +171,23 @@ def test_table8_quotes_the_coco_row_and_finetune_frame_lists_runs():
 # ----------------------------------------------------------------------------------------------- eigenspectrum
 
 
-def _eig_result(dims_i, dims_s, acc_i, acc_s, *, narrow=None, narrow_is_scratch=False, params=(100, 60)):
+def _eig_result(dims_i, dims_s, acc_i, acc_s, *, narrow=None, narrow_is_scratch=False, params=(100, 60),
+                replicated=False):
     """Spectra whose count at the result's rule ("none", 0.5) is the given dims per seed (ten channels per layer,
-    layer1 only), accuracies (mAP@0.5 per seed)."""
+    layer1 only), accuracies (mAP@0.5 per seed). ``replicated``: the I entries are pre-training replicates of seed
+    0 instead of seeds."""
     runs, spectra = [], {}
 
-    def add(det, seed, d, acc):
-        path = f"/runs/{det}-{seed}"
-        runs.append({"pretrain": det, "seed": seed, "run": path, "hash": f"{det[:3]}{seed}".ljust(16, "0"),
+    def add(det, seed, d, acc, replicate=0):
+        path = f"/runs/{det}-{replicate}-{seed}"
+        runs.append({"pretrain": det, "replicate": replicate, "seed": seed, "run": path,
+                     "hash": f"{det[:3]}{replicate}{seed}".ljust(16, "0"),
                      "metrics": {"iou_thresholds": [0.5, 0.7], "mAP": [acc, acc / 2], "history": [{}, {}]}})
         ev = np.array([1.0] * d + [0.1] * (10 - d))
         spectra[path] = {0: {"layer1": np.array([1.0] * 3 + [0.1] * 7)}, 2: {"layer1": ev}}
 
-    for seed, (d, acc) in enumerate(zip(dims_i, acc_i)):
-        add("imagenet-cls", seed, d, acc)
+    for k, (d, acc) in enumerate(zip(dims_i, acc_i)):
+        add("imagenet-cls", 0 if replicated else k, d, acc, replicate=k if replicated else 0)
     for seed, (d, acc) in enumerate(zip(dims_s, acc_s)):
         add("scratch", seed, d, acc)
     for seed, acc in enumerate(narrow or []):
@@ -200,34 +204,37 @@ def _stages_only(monkeypatch):
     monkeypatch.setattr(E, "STAGES", ("layer1",))
 
 
-def test_claim1_holds_when_layers_differ_at_similar_accuracy(monkeypatch):
+def test_claim1_layers_differ_over_replicates_at_similar_accuracy(monkeypatch):
     _stages_only(monkeypatch)
-    res = _eig_result([8, 9, 8], [4, 5, 4], [50, 51, 52], [50, 50.5, 51.5])
-    c1 = E.claim1_verdict(res)
-    assert c1["differing"] == ["layer1"] and c1["verdict"] == "holds"
-    assert "**1 of 1**" in c1["sentence"] and "layer1 3" in c1["sentence"]  # 3 dims at initialisation
-    # the same spectra with S far less accurate (beyond 2 standard errors of >= 1 point): an accuracy gap
-    gap = E.claim1_verdict(_eig_result([8, 9, 8], [4, 5, 4], [50, 51, 52], [40, 41, 42]))
-    assert gap["verdict"] == "holds, but with an accuracy gap between I and S"
-    same = E.claim1_verdict(_eig_result([5, 6, 4], [5, 5, 5], [50, 51, 52], [50, 51, 52]))
-    assert same["verdict"] == "is not supported" and same["differing"] == []
+    # I: 3 pre-training replicates, 1 seed; S (no pre-training): seed 0, paired with every replicate
+    res = _eig_result([8, 9, 8], [4], [50.5, 51, 51.5], [51], replicated=True)
+    claims = E.eigen_claims(res)
+    v = claims["I ≠ S in layer1"]
+    assert v.estimate == pytest.approx(13 / 3 + 0.0 - 0.0) and v.n == 3 and v.unit == "pre-training run"
+    assert v.label == "holds"
+    text = E.claim1_summary(res, claims)
+    assert "**1 of 1**" in text and "layer1 3" in text and "**similar**" in text  # 3 dims at initialisation
+    far = _eig_result([8, 9, 8], [4], [50, 51, 52], [40], replicated=True)
+    assert "**not shown similar**" in E.claim1_summary(far, E.eigen_claims(far))
     frame = E.dims_difference_frame(res)
-    assert frame.loc[0, "direction"] == "I higher" and frame.loc[0, "I − S (mean)"] == pytest.approx(4.0)
+    assert frame.loc[0, "direction"] == "I higher" and frame.loc[0, "I − S"] == pytest.approx(13 / 3)
 
 
-def test_claim2_kept_not_kept_and_not_tested(monkeypatch):
+def test_claim2_accuracy_kept_is_a_noninferiority_test(monkeypatch):
     _stages_only(monkeypatch)
-    kept = E.claim2_verdict(_eig_result([8, 8], [4, 5], [50, 50], [50, 52], narrow=[50, 52.5]))
-    assert kept["tested"] and kept["kept"] == "kept" and kept["params_change"] == pytest.approx(-40.0)
-    assert "about -27 % on ResNet-50" in kept["sentence"] and kept["short"].startswith("-40.0 % backbone parameters")
-    lost = E.claim2_verdict(_eig_result([8, 8], [4, 5], [50, 50], [50, 52], narrow=[40, 41]))
-    assert lost["kept"] == "not kept"
-    one = E.claim2_verdict(_eig_result([8], [4], [50], [50], narrow=[49]))
-    assert one["kept"] == "not judged (one seed)"
-    untested = E.claim2_verdict(_eig_result([8], [4], [50], [50], narrow=[50], narrow_is_scratch=True))
-    assert not untested["tested"] and "**Claim 2 is not tested**" in untested["sentence"]
-    assert "Claim 2 (widths from the spectrum)*: not tested" in E.claims_summary(
-        _eig_result([8], [4], [50], [50], narrow=[50], narrow_is_scratch=True))
+    name = C.PRIMARY_CLAIMS["eigenspectrum"].name
+    kept = E.eigen_claims(_eig_result([8] * 3, [4] * 3, [50] * 3, [50, 52, 51], narrow=[50.2, 52.1, 51.1]))[name]
+    assert kept.kind == "noninferiority" and kept.margin == 1.0 and kept.label == "holds"
+    assert kept.unit == "fine-tuning seed" and kept.replicated  # neither detector has a pre-training
+    lost = E.eigen_claims(_eig_result([8] * 3, [4] * 3, [50] * 3, [50, 52, 51], narrow=[40, 41, 40.5]))[name]
+    assert lost.label == "reversed"
+    one = E.eigen_claims(_eig_result([8], [4], [50], [50], narrow=[49]))[name]
+    assert one.label == "not resolved"
+    res = _eig_result([8, 8], [4, 5], [50, 50], [50, 52], narrow=[50, 52.5])
+    text = E.claim2_summary(res, E.eigen_claims(res))
+    assert "**-40.0 %**" in text and "about -27 % on ResNet-50" in text
+    untested = _eig_result([8], [4], [50], [50], narrow=[50], narrow_is_scratch=True)
+    assert "**Claim 2 is not tested**" in E.claim2_summary(untested, E.eigen_claims(untested))
 
 
 def test_spectrum_curves_sensitivity_and_rank_limits(monkeypatch):
@@ -342,7 +349,8 @@ def test_activation_verdicts_sign_each_claim_in_the_papers_direction():
                           "instance_balance": [np.nan] * 6})
     t = V.activation_verdicts(frame, {"c": "IMAGENET-CLS", "d": "COCO"}, "c", "d").set_index(
         "claim (positive = the paper's direction)")
-    assert t.loc["part enrichment, IMAGENET-CLS minus COCO", "verdict"] == "holds"
+    assert t.loc["part enrichment, IMAGENET-CLS minus COCO", "label"] == "holds"
+    assert t.loc["part enrichment, IMAGENET-CLS minus COCO", "images"] == 3
     assert t.loc["rest-of-object mass share, COCO minus IMAGENET-CLS", "mean paired difference"] == pytest.approx(0.1)
     assert t.loc["instance balance (multi-instance images), COCO minus IMAGENET-CLS", "images"] == 0
 
@@ -366,15 +374,17 @@ def test_maskout_frame_and_verdict_with_a_head_that_reads_the_part():
     summary = V.maskout_summary(frame)
     assert summary.loc["d", "clean"] == pytest.approx(0.9)
     v = V.maskout_verdict(pd.concat([frame, frame.assign(image=1)]), {"c": "IMAGENET-CLS", "d": "COCO"}, "c", "d")
-    assert "costs the IMAGENET-CLS probe" in v["sentence"] and v["seeds"] == 2
+    assert "costs the IMAGENET-CLS probe" in v["sentence"] and v["verdict"].n == 2
+    assert "for these particular pre-trained networks" in v["sentence"]
 
 
 def test_localisation_verdict_mean_iou_and_best_box():
     objects = pd.DataFrame({"image": [0, 1, 2], "iou_a": [0.5, 0.5, 0.2], "iou_b": [0.7, 0.6, 0.4],
                             "visible_fraction": [1.0, 0.5, 0.6]})
     v = V.localisation_verdict(objects, "a", "b", occluded_below=0.75)
-    assert v["all"]["verdict"] == "holds" and v["better"] == 3 and v["occluded"]["seeds"] == 2
-    assert "on the 2 objects under 75 % visible" in v["sentence"]
+    assert v["all"].label == "holds" and v["better"] == 3 and v["occluded"].n == 2
+    assert not v["all"].replicated and v["all"].unit == "object"
+    assert "on the objects under 75 % visible" in v["sentence"]
     m = V.mean_best_iou(objects, {"a": "IMAGENET-CLS", "b": "COCO"})
     assert m.loc["all objects", "mean best IoU, COCO"] == pytest.approx(1.7 / 3)
     pred = {"boxes": np.array([[0, 0, 10, 10], [0, 0, 4, 4], [20, 20, 30, 30]], float),
@@ -387,7 +397,8 @@ def test_real_activation_verdict_pairs_images(tmp_path):
     frame = pd.DataFrame({"backbone": ["detection", "imagenet-cls"] * 2, "image": [0, 0, 1, 1],
                           "object mass": [0.5, 0.4, 0.6, 0.45], "object area": 0.3})
     v = V.real_activation_verdict(frame, "detection", "imagenet-cls")
-    assert v["mean"] == pytest.approx(0.125) and v["sentence"].startswith("On 2 COCO images")
+    assert v["verdict"].estimate == pytest.approx(0.125) and v["images"] == 2 and v["verdict"].n == 2
+    assert v["sentence"].startswith("Object mass share, detection minus classification backbone: +0.125")
     assert not V.coco_val_available(tmp_path) and not V.coco_val_available(None)
 
 
@@ -397,11 +408,11 @@ def test_real_activation_verdict_pairs_images(tmp_path):
 def _frozen_result():
     rows = []
     for head, gain in (("FPN", 1.0), ("BIG", 3.0)):
-        for seed, noise in enumerate((0.0, 0.2, -0.2)):
+        for rep, noise in enumerate((0.0, 0.2, -0.2)):
             for mode, bonus in (("frozen", gain + noise), ("fine-tuned", 0.0)):
-                rows.append({"head": head, "mode": mode, "seed": seed, "hash": f"{head}{mode}{seed}",
+                rows.append({"head": head, "mode": mode, "replicate": rep, "seed": 0, "hash": f"{head}{mode}{rep}",
                              "all@0.5": 50 + bonus, "rare@0.5": 20 + 2 * bonus, "frequent@0.5": 60 + bonus / 2,
-                             "all@0.7": 30.0})
+                             "all@0.7": 30.0, "frequent@0.7": 20.0})
     resources = [{"label": f"{h} / {m}", "seconds_per_iteration": 1.0 if m == "frozen" else 2.0,
                   "saved_activations_mb": 1.0, "grad_and_momentum_mb": 1.0, "params_trained": 1, "cuda_peak_mb": None}
                  for h in ("FPN", "BIG") for m in ("frozen", "fine-tuned")]
@@ -418,9 +429,16 @@ def test_frozen_study_tables_and_claims():
     assert Z.long_tail_sentence(res) == "12 of 15 training images kept; rare: c"
     gains = Z.gain_table(res, ["FPN", "BIG"]).set_index(["capacity", "metric"])
     assert gains.loc[("BIG", "rare@0.5"), "frozen − fine-tuned"] == pytest.approx(6.0)
-    assert gains.loc[("FPN", "all@0.7"), "verdict"] == "not resolved"
-    text = Z.claims_summary(res, ["FPN", "BIG"])
-    assert "the gain changes by +2.0 points" in text and "takes 0.50x the time" in text
+    assert gains.loc[("FPN", "all@0.7"), "label"] == "not resolved"  # always 0: zero spread
+    assert gains.loc[("BIG", "all@0.5"), "n"] == 3 and gains.loc[("BIG", "all@0.5"), "unit"] == "pre-training run"
+    claims = Z.frozen_claims(res, ["FPN", "BIG"])
+    primary = claims[C.PRIMARY_CLAIMS["frozen_backbone"].name]
+    assert list(claims)[0] == C.PRIMARY_CLAIMS["frozen_backbone"].name
+    assert primary.estimate == pytest.approx(3.0) and primary.label == "holds"  # 3, 3.2, 2.8 over 3 runs
+    assert claims["the gain grows from FPN to BIG"].estimate == pytest.approx(2.0)
+    assert claims["the gain is larger on rare than on frequent classes (BIG)"].estimate == pytest.approx(4.5)
+    assert "takes 0.50x the time" in Z.resources_summary(res)
+    assert not Z.frozen_regime(res, "FPN").adequate  # frequent classes: 60 mAP@0.5 but 20 mAP@0.7
     assert Z.study_data(res) == "synthetic voc (64 px), long tail ≤ 2 images per rare class"
 
 

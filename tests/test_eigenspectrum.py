@@ -157,7 +157,7 @@ def test_eigen_config_rules():
 @pytest.mark.slow
 def test_eigenspectrum_study_at_smoke(corpus_dir, smoke_store):
     from detpretrain.analysis.eigenspectrum import (
-        accuracy_difference,
+        accuracy_units,
         cost_table,
         final_dimensionality_table,
     )
@@ -184,4 +184,4 @@ def test_eigenspectrum_study_at_smoke(corpus_dir, smoke_store):
     assert sorted(p.name for p in smoke_store.root.iterdir()) == before
     by = {d: sorted(r["run"] for r in same["runs"] if r["pretrain"] == d) for d in ("scratch", "scratch-narrow")}
     assert by["scratch-narrow"] == by["scratch"]
-    assert accuracy_difference(same, "scratch-narrow", "scratch")["mean"] == 0.0
+    assert (accuracy_units(same, "scratch-narrow", "scratch")["diff"] == 0.0).all()

@@ -55,6 +55,13 @@ def test_smoke_experiment_trains_every_backbone_and_evaluates(experiment):
     assert set(result["pretrain_runs"]) == {"imagenet-cls", "detection"}
     cls_metrics = json.loads((Path(result["pretrain_runs"]["imagenet-cls"]) / "metrics.json").read_text())
     assert cls_metrics["task"] == "classification" and 0 <= cls_metrics["top1"] <= 100
+    # the classifier keeps its per-image predictions: top-1 is their agreement with the labels
+    from detpretrain.runs import load_predictions
+
+    pred = load_predictions(result["pretrain_runs"]["imagenet-cls"])
+    assert len(pred["predicted"]) == cls_metrics["num_images"] == len(pred["label"])
+    assert 100 * (pred["predicted"] == pred["label"]).mean() == pytest.approx(cls_metrics["top1"])
+    assert "predictions" not in cls_metrics and "detections" not in result["runs"][0]["metrics"]
 
 
 def test_second_call_reuses_the_run_store(experiment, monkeypatch):

@@ -119,14 +119,50 @@ def test_classification_transfer_plan_matches(executed, no_training, monkeypatch
                                                               pretrains=("imagenet-cls", "scratch")))
 
 
+def test_replicated_chains_plan_what_they_ask_for_and_keep_replicate_zero(monkeypatch, tmp_path):
+    """Pre-training replicates: replicate r is seed r (replicate 0 is the unreplicated run, same hash), a detection
+    pre-training of replicate r continues from the IMAGENET-CLS run of replicate r, every replicate is crossed with
+    the fine-tuning seeds, and the run function asks for exactly the planned runs."""
+    from detpretrain.experiments.common import pretrain_configs, pretrain_order, pretrained_for, replicate_key, split_key
+    from detpretrain.profiles import get_profile
+
+    prof = get_profile("smoke")
+    pre = pretrained_for(prof, ("detection",), replicates=3)
+    assert config_hash(pre["imagenet-cls"]) == config_hash(pretrain_configs(prof)["imagenet-cls"])
+    assert pre["imagenet-cls@r2"].seed == 2 and pre["detection@r2"].init == f"run:{config_hash(pre['imagenet-cls@r2'])}"
+    assert replicate_key("detection", 0) == "detection" and split_key("imagenet-loc-no-animal@r2") == (
+        "imagenet-loc-no-animal", 2)
+    chain = detection_chain("smoke", pretrains=("imagenet-cls", "scratch"), seeds=(0, 1), replicates=3)
+    assert [(p, r, s) for p, r, s, _ in chain.finetunes] == [
+        ("imagenet-cls", r, s) for r in range(3) for s in (0, 1)] + [("scratch", 0, 0), ("scratch", 0, 1)]
+    asked, entries = [], []
+    monkeypatch.setattr("detpretrain.experiments.common.ensure_pretrained",
+                        lambda names, pretrained, store, **kw: asked.extend(
+                            config_hash(pretrained[n]) for n in pretrain_order(names, pretrained)) or {})
+
+    def train_logged(cfg, pretrain, seed, *args, replicate=0):
+        asked.append(config_hash(cfg))
+        entries.append((pretrain, replicate, seed))
+        return {"hash": config_hash(cfg)}
+
+    monkeypatch.setattr("detpretrain.experiments.common.train_logged", train_logged)
+    run_detection_experiment("smoke", pretrains=("detection", "scratch"), seeds=(0, 1), replicates=2,
+                             store=RunStore(tmp_path), **QUIET)
+    planned = plan_detection("smoke", pretrains=("detection", "scratch"), seeds=(0, 1), replicates=2)
+    assert asked == [config_hash(c) for c in planned] and len(planned) == 4 + 4 + 2
+    assert entries[:4] == [("detection", 0, 0), ("detection", 0, 1), ("detection", 1, 0), ("detection", 1, 1)]
+    with pytest.raises(ConfigError, match="published weights"):
+        plan_detection("torchvision", dataset="voc", data_root=str(tmp_path), replicates=2)
+
+
 def test_make_plan_refuses_a_missing_parent(tmp_path):
-    child = detection_chain("smoke", pretrains=("detection",)).finetunes[0][2]
+    child = detection_chain("smoke", pretrains=("detection",)).finetunes[0][3]
     with pytest.raises(ConfigError, match="neither in the plan nor a complete run"):
         make_plan([child], store=RunStore(tmp_path))
 
 
 def _bad_child(parent: TrainConfig) -> TrainConfig:
-    cfg = detection_chain("smoke", pretrains=("imagenet-cls",)).finetunes[0][2]
+    cfg = detection_chain("smoke", pretrains=("imagenet-cls",)).finetunes[0][3]
     cfg = replace_path(cfg, "init", f"run:{config_hash(parent)}")
     from dataclasses import replace
 
@@ -159,6 +195,11 @@ def _env(corpus_dir) -> dict:
             "OMP_NUM_THREADS": "1"}
 
 
+def _detection_chapter_runs() -> list[TrainConfig]:
+    """The detection chapter's runs at smoke: its chain and the 2x schedule check."""
+    return book_plan("smoke", ["detection"], {}, root=PROJECT, store=RunStore(PROJECT / "nonexistent")).configs
+
+
 def _metrics(store: RunStore, configs) -> dict:
     out = {}
     for cfg in configs:
@@ -174,7 +215,7 @@ def test_two_executors_on_one_store_train_each_run_once(executed, corpus_dir, tm
                               stderr=subprocess.STDOUT, text=True) for _ in range(2)]
     outputs = [p.communicate(timeout=600)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), outputs
-    configs = plan_detection("smoke")
+    configs = _detection_chapter_runs()
     for cfg in configs:
         log = (RunStore(store).path_for(cfg) / "log.txt").read_text()
         assert log.count("evaluation:") == 1 and "resumed" not in log, log
@@ -184,7 +225,7 @@ def test_two_executors_on_one_store_train_each_run_once(executed, corpus_dir, tm
 
 def test_killed_executor_resumes_to_the_uninterrupted_metrics(executed, corpus_dir, tmp_path):
     store = RunStore(tmp_path / "killed")
-    configs = plan_detection("smoke")
+    configs = _detection_chapter_runs()
     proc = subprocess.Popen(_execute_cmd(store.root, "--jobs", "2"), cwd=PROJECT, env=_env(corpus_dir),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300

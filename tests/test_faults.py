@@ -31,6 +31,7 @@ import tarfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from detpretrain import book, runs
@@ -120,17 +121,36 @@ def _copy_store(run_dir: Path, dest: Path) -> Run:
 Run = runs.Run
 
 
+def run_metrics(path):
+    return json.loads((path / "metrics.json").read_text())
+
+
 def test_a_completed_run_ends_with_its_manifest(reference):
     """The manifest is the last file written and covers every artefact; every .pt loads with weights_only=True."""
     run = RunStore(reference.parent).resolve(reference.name)
     manifest = run.manifest()
-    assert sorted(manifest["files"]) == ["backbone.pt", "checkpoints/last.pt", "config.json", "log.txt",
-                                         "metrics.json", "model.pt"]
+    assert sorted(manifest["files"]) == ["backbone.pt", "checkpoints/last.pt", "config.json", "detections.npz",
+                                         "log.txt", "metrics.json", "model.pt"]
     last = run.manifest_path.stat().st_mtime_ns
     assert all((reference / rel).stat().st_mtime_ns <= last for rel in manifest["files"])
     assert run.status(hashes=True) == "complete" and run.problems() == []
     model, config, classes = load_run_model(run)  # torch.load(..., weights_only=True) inside
     assert config == run.config and classes == run.metrics["classes"]
+
+
+def test_a_detection_run_keeps_its_test_detections_and_an_older_run_has_none(reference, tmp_path):
+    """detections.npz: every test image's detections, compact; a run written before it existed reads as None."""
+    from detpretrain.runs import load_predictions
+
+    det = load_predictions(reference)
+    assert len(det["image_ids"]) == len(det["counts"]) == run_metrics(reference)["num_eval_images"]
+    assert det["boxes"].shape == (int(det["counts"].sum()), 4) and det["boxes"].dtype == np.float16
+    assert det["scores"].dtype == np.float16 and det["labels"].dtype == np.int16
+    assert set(det["labels"].tolist()) <= set(range(1, len(run_metrics(reference)["classes"])))
+    older = tmp_path / reference.name
+    shutil.copytree(reference, older)
+    (older / "detections.npz").unlink()
+    assert load_predictions(older) is None
 
 
 # ------------------------------------------------------------------------------------------- kill -9, resume

@@ -328,7 +328,7 @@ def test_matched_probes_share_one_dimension_and_table5_claims():
     assert res["small"]["correct"].shape == (30,) and res["small"]["top1"] > 60
     good, bad = np.ones(40, bool), np.r_[np.zeros(15, bool), np.ones(25, bool)]
     claims = P.table5_claims({"fc1": good, "fc2": bad, "convproj": bad})
-    assert list(claims) == ["fc1 > fc2"] and claims["fc1 > fc2"].label == "holds"
+    assert list(claims) == ["Table 5: fc1 > fc2"] and claims["Table 5: fc1 > fc2"].label == "holds"
 
 
 # ---- Table 3 --------------------------------------------------------------------------------------------------

@@ -6,9 +6,11 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
+from detpretrain.analysis import claims as C
 from detpretrain.analysis import probes as P
 from detpretrain.paper import TABLE5, TABLE6, TABLE8
 
@@ -79,16 +81,32 @@ def test_table6_averages_backbones_and_cites_the_paper():
     assert t.loc["(random init)", "ours"] == 12.0
     assert t.loc["(random init)", "sd over backbones"] == pytest.approx(np.std([10, 14], ddof=1))
     assert math.isnan(t.loc["(random init)", "paper"]) and math.isnan(t.loc["IMAGENET-CLS", "sd over backbones"])
-    v = P.probe_gap_verdict(rows)
-    (row,) = v["per_dataset"]
-    assert row["gap"] == 10.0 and row["se"] == pytest.approx(math.hypot(2, 3)) and row["verdict"] == "holds"
-    assert row["paper_gap"] == pytest.approx(84.7 - 76.7)
-    assert "+10.0" in v["sentence"] and "paper +8.0" in v["sentence"]
+    gaps = P.probe_gaps(rows).iloc[0]
+    assert gaps["gap"] == 10.0 and gaps["paper gap"] == pytest.approx(84.7 - 76.7)
+
+
+def test_probe_claims_mcnemar_for_one_backbone_and_runs_for_replicates():
+    # one backbone each: McNemar on the same 40 test images (A right where B is wrong on 12, the reverse on 2)
+    a = np.array([1] * 12 + [0] * 2 + [1] * 20 + [0] * 6, bool)
+    b = np.array([0] * 12 + [1] * 2 + [1] * 20 + [0] * 6, bool)
+    rows = [{"dataset": "CALTECH-256", "pretrain": "imagenet-cls", "replicate": 0, "top1": 80.0, "correct": a},
+            {"dataset": "CALTECH-256", "pretrain": "detection", "replicate": 0, "top1": 55.0, "correct": b}]
+    (v,) = P.probe_claims(rows).values()
+    assert v.estimate == pytest.approx(100 * 10 / 40) and v.unit == "test image" and not v.replicated
+    assert v.p_value == pytest.approx(2 * sum(math.comb(14, k) for k in range(3)) / 2 ** 14)
+    assert v.label == "holds"
+    # three pre-training replicates each: the verdict is over the per-replicate differences
+    rows = [{"dataset": "SUN-397", "pretrain": p, "replicate": r, "seed": 0, "top1": t, "correct": a}
+            for r, (ti, td) in enumerate([(60, 50), (61, 53), (62, 52)]) for p, t in (("imagenet-cls", ti),
+                                                                                    ("detection", td))]
+    (v,) = P.probe_claims(rows).values()
+    assert v.estimate == pytest.approx(28 / 3) and v.n == 3 and v.unit == "pre-training run" and v.replicated
 
 
 def test_table5_rows_and_orderings():
     def probe(top1, se=1.0, dim=10):
-        return {"top1": top1, "se": se, "C": 1.0, "dim": dim}
+        correct = np.arange(100) < top1  # nested: a probe right on the first top1 of 100 test images
+        return {"top1": top1, "se": se, "C": 1.0, "dim": dim, "correct": correct}
 
     probes = {"conv5": probe(60), "convproj": probe(40), "convproj_4x4": probe(50), "convproj_2x2": probe(52),
               "convproj_1x1": probe(51), "fc1": probe(45, se=3), "fc2": probe(44, se=3)}
@@ -96,25 +114,33 @@ def test_table5_rows_and_orderings():
     t = P.table5(probes, names)
     assert list(t["feature"])[:2] == ["conv5", "ConvProj blob (64,7,7)"]
     assert t.set_index("paper feature").loc["FC1 (1024)", "paper"] == TABLE5["FC1 (1024)"] == 71.6
-    verdicts = {(c["a"], c["b"]): c["verdict"] for c in P.table5_verdict(probes)["comparisons"]}
-    assert verdicts == {("convproj_1x1", "convproj_2x2"): "not resolved",  # -1 < sqrt(2)
-                        ("convproj_2x2", "convproj_4x4"): "holds",  # +2 > sqrt(2)
-                        ("convproj_4x4", "convproj"): "holds",
-                        ("fc1", "fc2"): "not resolved"}  # +1 < sqrt(18)
+    verdicts = {k: v.label for k, v in P.table5_claims(probes).items()}
+    # McNemar: 1 or 2 discordant images cannot reach 5 %; 10 discordant ones in one direction can (p = 2 / 2**10)
+    assert verdicts == {"Table 5: convproj_1x1 > convproj_2x2": "not resolved",
+                        "Table 5: convproj_2x2 > convproj_4x4": "not resolved",
+                        "Table 5: convproj_4x4 > convproj": "holds",
+                        "Table 5: convproj_1x1 > convproj": "holds",
+                        "Table 5: fc1 > fc2": "not resolved"}
 
 
-def test_table8_and_its_paired_verdict():
+def test_table8_and_its_claims_over_pre_training_runs():
     def res(values):
-        return {"runs": [{"pretrain": p, "seed": s, "metrics": {"top1": v}} for (p, s), v in values.items()]}
+        return {"runs": [{"pretrain": p, "replicate": r, "seed": 0, "metrics": {"top1": v}}
+                         for (p, r), v in values.items()]}
 
     transfer = {"SUN-397": res({("imagenet-cls", 0): 60.0, ("imagenet-cls", 1): 62.0, ("imagenet-cls", 2): 61.0,
-                                ("detection", 0): 55.0, ("detection", 1): 58.0, ("detection", 2): 57.0})}
-    t = P.table8(transfer).set_index("pre-training")
-    assert t.loc["IMAGENET-CLS", "top1"] == 61.0 and t.loc["IMAGENET-CLS", "sd"] == 1.0
-    assert t.loc["IMAGENET-CLS", "paper"] == TABLE8["IMAGENET-CLS"]["SUN-397"] == 61.5
-    assert t.loc["COCO", "paper"] == TABLE8["COCO"]["SUN-397"] == 57.8 and t.loc["COCO", "seeds"] == 3
-    (row,) = P.finetune_gap_verdict(transfer)["per_dataset"]
+                                ("detection", 0): 55.0, ("detection", 1): 58.0, ("detection", 2): 57.0}),
+                "CALTECH-256": res({("imagenet-cls", 0): 80.0, ("detection", 0): 70.0})}
+    t = P.table8(transfer).set_index(["dataset", "pre-training"])
+    assert t.loc[("SUN-397", "IMAGENET-CLS"), "top1"] == 61.0 and t.loc[("SUN-397", "IMAGENET-CLS"), "sd"] == 1.0
+    assert t.loc[("SUN-397", "IMAGENET-CLS"), "paper"] == TABLE8["IMAGENET-CLS"]["SUN-397"] == 61.5
+    assert t.loc[("SUN-397", "COCO"), "paper"] == TABLE8["COCO"]["SUN-397"] == 57.8
+    assert t.loc[("SUN-397", "COCO"), "runs"] == 3
+    claims = P.classification_claims(transfer)
+    primary, sun = claims.values()
+    assert list(claims)[0] == C.PRIMARY_CLAIMS["classification"].name
+    assert primary.estimate == 10.0 and primary.label == "not resolved" and primary.n == 1  # one run: no interval
     diffs = np.array([5.0, 4.0, 4.0])
-    assert row["mean"] == pytest.approx(diffs.mean())
-    assert row["stderr"] == pytest.approx(diffs.std(ddof=1) / math.sqrt(3))
-    assert row["verdict"] == "holds"
+    half = stats.t.ppf(0.975, 2) * diffs.std(ddof=1) / math.sqrt(3)
+    assert sun.estimate == pytest.approx(diffs.mean()) and sun.ci_low == pytest.approx(diffs.mean() - half)
+    assert sun.label == "holds" and sun.unit == "pre-training run"

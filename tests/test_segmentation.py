@@ -350,17 +350,20 @@ def test_resumed_segmentation_run_equals_an_uninterrupted_one(smoke_run, tmp_pat
 
 
 # ------------------------------------------------------------------------------------------------------ analysis
-def _result(gains, tri, anti, seeds=(0, 1, 2)):
-    """A hand-made experiment result: imagenet-cls at mIoU 50 everywhere, detection + the given per-seed gains."""
+def _result(gains, tri, anti, seeds=(0, 1, 2), replicated=False):
+    """A hand-made experiment result: imagenet-cls at mIoU 50 everywhere, detection + the given per-seed gains
+    (``replicated``: the entries are pre-training replicates of seed 0 instead of seeds)."""
     runs = []
     for pretrain in ("imagenet-cls", "detection"):
-        for k, seed in enumerate(seeds):
+        for k, unit in enumerate(seeds):
+            replicate, seed = (unit, 0) if replicated else (0, unit)
             det = pretrain == "detection"
             band = {"1": {"mIoU": 30.0 + (tri[k] if det else 0), "pixel_accuracy": 40.0, "num_pixels": 10},
                     "2": {"mIoU": 35.0 + (tri[k] if det else 0), "pixel_accuracy": 45.0, "num_pixels": 20}}
             anti_band = {w: {"mIoU": 60.0 + (anti[k] if det else 0), "pixel_accuracy": 90.0, "num_pixels": 5}
                          for w in ("1", "2")}
-            runs.append({"pretrain": pretrain, "seed": seed, "hash": f"{pretrain[:3]}{seed}" * 4, "run": "",
+            runs.append({"pretrain": pretrain, "replicate": replicate, "seed": seed,
+                         "hash": f"{pretrain[:3]}{unit}" * 4, "run": "",
                          "metrics": {"mIoU": 50.0 + (gains[k] if det else 0), "pixel_accuracy": 80.0,
                                      "per_class_IoU": {"__background__": 90.0, "cow": 40.0 + (5 if det else 0),
                                                        "table": 20.0},
@@ -371,22 +374,31 @@ def _result(gains, tri, anti, seeds=(0, 1, 2)):
     return {"profile": "mini", "dataset": "synthetic", "data": "synthetic voc (128 px)", "runs": runs}
 
 
-def test_verdicts_follow_the_seed_spread():
+def test_claims_are_over_pre_training_runs():
+    from detpretrain.analysis import claims as C
     from detpretrain.analysis import segmentation as A
 
-    holds = _result(gains=[2.0, 3.0, 4.0], tri=[0.5, 0.0, 1.0], anti=[3.0, 2.5, 3.5])
-    assert A.helps_verdict(holds)["verdict"] == "holds"
-    ext = A.extent_verdict(holds)
-    assert ext["verdict"] == "holds" and ext["difference"] == pytest.approx(2.5)
-    assert "VOC-scale 4–8 px" in ext["sentence"] and "**holds**" in ext["sentence"]
-    boundary = _result(gains=[-2.0, -3.0, -2.5], tri=[3.0, 2.0, 4.0], anti=[0.0, 0.5, -0.5])
-    assert A.helps_verdict(boundary)["verdict"] == "reversed"
-    assert A.extent_verdict(boundary)["verdict"] == "reversed"
-    noisy = _result(gains=[3.0, -3.0, 0.5], tri=[1.0, -1.0, 0.0], anti=[-1.0, 1.0, 0.2])
-    assert A.helps_verdict(noisy)["verdict"] == "not resolved"
-    assert A.extent_verdict(noisy)["verdict"] == "not resolved"
-    one = _result(gains=[5.0], tri=[0.0], anti=[5.0], seeds=(0,))
-    assert A.helps_verdict(one)["verdict"] == "not resolved" and "1 seed" in A.helps_verdict(one)["sentence"]
+    primary = C.PRIMARY_CLAIMS["segmentation"].name
+    extent = "the mIoU gain is over the whole extent (anti-trimap − trimap)"
+    holds = _result(gains=[2.0, 3.0, 4.0], tri=[0.5, 0.0, 1.0], anti=[3.0, 2.0, 4.5], replicated=True)
+    claims = A.segmentation_claims(holds)
+    assert list(claims)[0] == primary
+    assert claims[primary].label == "holds" and claims[primary].estimate == pytest.approx(3.0)
+    assert claims[primary].n == 3 and claims[primary].unit == "pre-training run"
+    assert claims[extent].label == "holds" and claims[extent].estimate == pytest.approx(8 / 3)
+    text = A.extent_summary(holds)
+    assert "VOC-scale 4–8 px" in text and "+0.5 points near boundaries" in text
+    boundary = _result(gains=[-2.0, -3.0, -2.5], tri=[3.0, 3.0, 4.0], anti=[0.0, 0.0, 0.5], replicated=True)
+    claims = A.segmentation_claims(boundary)
+    assert claims[primary].label == "reversed" and claims[extent].label == "reversed"
+    noisy = A.segmentation_claims(_result(gains=[3.0, -3.0, 0.5], tri=[1.0, -1.0, 0.0], anti=[-1.0, 1.0, 0.2],
+                                          replicated=True))
+    assert noisy[primary].label == "not resolved" and noisy[extent].label == "not resolved"
+    # one pre-training run, three seeds: about these particular networks
+    seeds = A.segmentation_claims(_result(gains=[2.0, 3.0, 4.0], tri=[0.5, 0.0, 1.0], anti=[3.0, 2.0, 4.5]))
+    assert seeds[primary].label == "holds" and not seeds[primary].replicated
+    one = A.segmentation_claims(_result(gains=[5.0], tri=[0.0], anti=[5.0], seeds=(0,)))[primary]
+    assert one.label == "not resolved" and "1 fine-tuning seed" in one.sentence("mIoU")
     gains = A.boundary_gains(holds)
     assert list(gains["trimap gain"]) == pytest.approx([0.5, 0.5]) and list(gains["voc_width"]) == [4.0, 8.0]
     with pytest.raises(Exception, match=r"\[7\] px were not evaluated"):

@@ -129,7 +129,7 @@ def test_frozen_study_can_pretrain_without_its_rare_classes(tmp_path):
         if scope == "supercategory":
             supers = {CATEGORY_BY_NAME[c].supercategory for c in rare}
             assert gone == {n for n, c in CATEGORY_BY_NAME.items() if c.supercategory in supers}
-        assert chain.finetunes[0][2].init == f"run:{config_hash(cls_cfg)}"
+        assert chain.finetunes[0][-1].init == f"run:{config_hash(cls_cfg)}"
     with pytest.raises(ConfigError):
         frozen_chains(PROF, exclude_rare_from_pretraining="class", **kw)
     with pytest.raises(ConfigError):

@@ -67,6 +67,13 @@ class Chapter:
         return tuple(seeds) if seeds is not None else tuple(self.profile.seeds)
 
     @property
+    def replicates(self) -> int:
+        """The ``replicates`` parameter, or the profile's pre-training replicates when it is None (or not a
+        parameter)."""
+        value = self.params.get("replicates")
+        return int(value) if value is not None else int(self.profile.pretrain_replicates)
+
+    @property
     def torch_device(self):
         """:attr:`device` resolved by :func:`detpretrain.distributed.resolve_device` (``auto``: CUDA if available)."""
         from detpretrain.distributed import resolve_device

@@ -92,6 +92,8 @@ def _build_parser() -> argparse.ArgumentParser:
                          "else ~/data/coco)")
     tr.add_argument("--pretrain", default=None, help="imagenet-cls, detection or scratch (default: all of the profile's)")
     tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--replicates", type=int, default=None,
+                    help="pre-training replicates per backbone (default: the profile's; mini 3)")
     tr.add_argument("--device", default="auto")
     tr.add_argument("--store", default=None, help="run store folder (default: runs/ or $DETPRETRAIN_RUNS)")
     tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")

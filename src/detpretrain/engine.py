@@ -32,6 +32,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subset
@@ -49,7 +50,7 @@ from detpretrain.data.builders import (
     training_target,
 )
 from detpretrain.errors import ConfigError
-from detpretrain.io import atomic_torch_save, atomic_write_json
+from detpretrain.io import atomic_torch_save, atomic_write_json, atomic_write_npz
 from detpretrain.models.build import build_model
 from detpretrain.models.backbones import backbone_state_dict
 from detpretrain.models.segmentation import predict_logits, segmentation_backbone_state_dict, segmentation_geometry
@@ -221,13 +222,15 @@ def _shard(dataset):
 
 @torch.no_grad()
 def evaluate_detector(model, dataset, device, *, iou_thresholds, metric: str = "voc07", batch_size: int = 4,
-                      progress: bool = True, num_workers: int = 0) -> dict:
+                      progress: bool = True, keep_detections: bool = False, num_workers: int = 0) -> dict:
     """Detect on every image of ``dataset`` and compute AP per class and mAP at each IoU threshold.
 
     Args:
         dataset: a detection dataset of :mod:`detpretrain.data` (evaluation transforms).
         iou_thresholds: e.g. (0.1, ..., 0.9) for the paper's Figure 1.
         metric: ``"voc07"`` (11-point, the paper's), ``"voc"`` (all-point) or ``"coco"`` (pycocotools).
+        keep_detections: also return the detections themselves, as ``"detections"``
+            (:meth:`~detpretrain.evaluation.detection.DetectionEvaluator.detection_arrays`).
         num_workers: DataLoader worker processes reading the images (:func:`detect`).
 
     Returns:
@@ -241,7 +244,10 @@ def evaluate_detector(model, dataset, device, *, iou_thresholds, metric: str = "
     for targets, outputs in detect(model, _shard(dataset), device, batch_size=batch_size, progress=progress,
                                    num_workers=num_workers):
         evaluator.process([int(t["image_id"]) for t in targets], outputs)
-    return evaluator.evaluate()  # gathers every rank's detections under torchrun
+    metrics = evaluator.evaluate()  # gathers every rank's detections under torchrun
+    if keep_detections:
+        metrics["detections"] = evaluator.detection_arrays()
+    return metrics
 
 
 @torch.no_grad()
@@ -287,19 +293,32 @@ def predict_detections(model, dataset, device: str | torch.device = "cpu", batch
 @torch.no_grad()
 def evaluate_classifier(model, dataset, device, *, batch_size: int = 64, num_workers: int = 0) -> dict:
     """Top-1 accuracy in percent on ``dataset`` (gathered over ranks); ``num_workers`` DataLoader workers read the
-    images (batches pinned on CUDA)."""
+    images (batches pinned on CUDA).
+
+    Returns:
+        ``{"top1", "num_images", "predictions": {"predicted": int16 [N], "label": int16 [N]}}``: the per-image
+        predicted and true labels in dataset order (what a run keeps as ``predictions.npz``, so that paired
+        per-image tests never re-run the model).
+    """
     model = getattr(model, "module", model)
     model.eval()
-    loader = DataLoader(_shard(dataset), batch_size=batch_size, shuffle=False, num_workers=num_workers,
+    shard = _shard(dataset)
+    indices = list(shard.indices) if isinstance(shard, Subset) else list(range(len(dataset)))
+    loader = DataLoader(shard, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         pin_memory=on_cuda(device))
-    correct = total = 0
+    preds, labels = [], []
     for x, y in loader:
-        pred = model(to_device(x, device)).argmax(1).cpu()
-        correct += int((pred == y).sum())
-        total += len(y)
-    counts = distributed.all_gather_objects((correct, total))
-    correct, total = sum(c for c, _ in counts), sum(t for _, t in counts)
-    return {"top1": 100.0 * correct / max(total, 1), "num_images": total}
+        preds.append(model(to_device(x, device)).argmax(1).cpu())
+        labels.append(y)
+    pred = torch.cat(preds).tolist() if preds else []
+    label = torch.cat(labels).tolist() if labels else []
+    gathered = distributed.all_gather_objects(list(zip(indices, pred, label)))
+    rows = sorted({i: (p, t) for part in gathered for i, p, t in part}.items())
+    predicted = np.asarray([p for _, (p, _) in rows], dtype=np.int16)
+    truth = np.asarray([t for _, (_, t) in rows], dtype=np.int16)
+    total = len(rows)
+    return {"top1": 100.0 * float(np.sum(predicted == truth)) / max(total, 1), "num_images": total,
+            "predictions": {"predicted": predicted, "label": truth}}
 
 
 @torch.no_grad()
@@ -437,15 +456,26 @@ def _segmentation_datasets(config: TrainConfig, cache):
             build_segmentation_dataset(d, d.eval_split, train=False, cache=cache))
 
 
+#: the artefact of a run holding its per-image test predictions, by task (:func:`detpretrain.runs.load_predictions`):
+#: a detector's detections, a classifier's predicted labels. Runs trained before they were kept have none.
+PREDICTIONS = {"detection": "detections.npz", "classification": "predictions.npz"}
+#: where :func:`fit` finds the arrays an evaluation keeps as artefacts of the run: ``metrics[ARTEFACTS]`` =
+#: ``{file name: {array name: ndarray}}``, written as ``.npz`` files (and listed in the manifest), not in metrics.json
+ARTEFACTS = "_artefacts"
+
+
 def _evaluate_detection(model, test_set, dev, config: TrainConfig, progress: bool):
     metrics = evaluate_detector(model, test_set, dev, iou_thresholds=config.eval_iou_thresholds,
-                                metric=config.eval_metric, progress=progress, num_workers=config.optim.num_workers)
+                                metric=config.eval_metric, progress=progress, keep_detections=True,
+                                num_workers=config.optim.num_workers)
+    metrics[ARTEFACTS] = {PREDICTIONS["detection"]: metrics.pop("detections")}
     ap = dict(zip([round(t, 2) for t in metrics["iou_thresholds"]], metrics["mAP"]))
     return metrics, " ".join(f"mAP@{t}={ap[t]:.1f}" for t in (0.5, 0.7) if t in ap)
 
 
 def _evaluate_classification(model, test_set, dev, config: TrainConfig, progress: bool):
     metrics = evaluate_classifier(model, test_set, dev, num_workers=config.optim.num_workers)
+    metrics[ARTEFACTS] = {PREDICTIONS["classification"]: metrics.pop("predictions")}
     return metrics, f"top1={metrics['top1']:.1f}"
 
 
@@ -597,6 +627,7 @@ def fit(config: TrainConfig, run, store, *, device: str = "auto", progress: bool
         report({"phase": "evaluate"})
     t0 = time.perf_counter()
     metrics, headline = TASK_HOOKS[config.task].evaluate(model, test_set, dev, config, progress)
+    artefacts = metrics.pop(ARTEFACTS, {})
     metrics = {**metrics, "task": config.task, "name": config.name, "config_hash": config_hash(config),
                "headline": headline, "eval_split": config.data.eval_split, "num_train_images": len(train_set),
                "num_eval_images": len(test_set), "classes": list(train_set.classes),
@@ -606,6 +637,8 @@ def fit(config: TrainConfig, run, store, *, device: str = "auto", progress: bool
     if distributed.is_main_process():
         atomic_torch_save(TASK_HOOKS[config.task].backbone_state(model), run.backbone_path)
         atomic_torch_save(model.state_dict(), run.model_path)
+        for name, arrays in artefacts.items():  # per-image predictions (runs.load_predictions)
+            atomic_write_npz(run.path / name, arrays)
         atomic_write_json(run.path / "config.json", to_dict(config))
         run.log(f"evaluation: {headline}")
         atomic_write_json(run.path / "metrics.json", metrics)

@@ -134,6 +134,17 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, *, allow_nan: bool = Tr
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, allow_nan=allow_nan) + "\n")
 
 
+def atomic_write_npz(path: str | os.PathLike, arrays: dict) -> None:
+    """Write ``{name: array}`` as an uncompressed ``.npz`` atomically (the arrays are already compact dtypes)."""
+    import io as _io
+
+    import numpy as np
+
+    buffer = _io.BytesIO()
+    np.savez(buffer, **{k: np.asarray(v) for k, v in arrays.items()})
+    atomic_write_bytes(path, buffer.getvalue())
+
+
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save(obj)`` to ``path`` atomically, flushed to disk (``fsync``) before the rename.
 

@@ -247,6 +247,10 @@ def _common(profiles: tuple[str, ...], datasets: tuple[str, ...], dataset: str, 
 
 
 _TARGETS = ("synthetic", *REAL_TARGETS)
+#: the pre-training replicates of a chapter that fine-tunes (crossed with its seeds)
+_REPLICATES = Parameter("replicates", "int", None, "pre-training replicates per pre-trained backbone, crossed with "
+                        "the seeds (the unit of every verdict); None means the profile's (mini: 3)", minimum=1,
+                        nullable=True)
 _FINETUNE_SEEDS = "fine-tuning seeds; None means the profile's (mini: 0, 1, 2)"
 #: the seven common parameters as a chapter without declarations (a user's own notebook) is checked on them.
 GENERIC_PARAMETERS = _common(ALL_PROFILES, _TARGETS, "the target dataset", "root of a real dataset",
@@ -255,21 +259,28 @@ GENERIC_PARAMETERS = _common(ALL_PROFILES, _TARGETS, "the target dataset", "root
 #: ``{chapter: (Parameter, ...)}`` in the order of each chapter's parameters cell.
 CHAPTER_PARAMETERS: dict[str, tuple[Parameter, ...]] = {
     "intro": _common(ALL_PROFILES, _TARGETS, "the detection target whose results are summarised",
-                     "root of a real dataset (dataset coco or voc)", _FINETUNE_SEEDS) + (COCO_ROOT,),
+                     "root of a real dataset (dataset coco or voc)", _FINETUNE_SEEDS) + (_REPLICATES, COCO_ROOT),
     "pretraining": _common(ALL_PROFILES, _TARGETS, "the later chapters' target; pre-training does not depend on it",
-                           "root of a real dataset (dataset coco or voc)", "unused: pre-training has one seed") + (
+                           "root of a real dataset (dataset coco or voc)",
+                           "unused: a pre-training's seed is its replicate (replicates)") + (
+        _REPLICATES,
         Parameter("sample_images", "int", 8, "images per corpus in the sample grids", minimum=1),
         COCO_ROOT,
     ),
     "detection": _common(ALL_PROFILES, _TARGETS, "detection target: synthetic (VOC-like) | coco | voc",
                          "root of a real dataset (coco: annotations/ with train2017/ and val2017/)",
                          _FINETUNE_SEEDS) + (
+        _REPLICATES,
         Parameter("pretrains", "str list", list(DETECTION_PRETRAINS), "backbones to compare",
                   choices=DETECTION_PRETRAINS),
+        Parameter("schedule_factors", "int list", [1, 2], "schedule check: fine-tuning schedules in multiples of the "
+                  "profile's (1x: every run; others: imagenet-cls and detection, first seed, every replicate)",
+                  minimum=1),
         COCO_ROOT,
     ),
     "segmentation": _common(ALL_PROFILES, _TARGETS, "segmentation target: synthetic (VOC-like) | voc | coco",
                             "real data: a VOC 2012 root or a COCO root", _FINETUNE_SEEDS) + (
+        _REPLICATES,
         Parameter("pretrains", "str list", list(DETECTION_PRETRAINS), "backbones to compare",
                   choices=DETECTION_PRETRAINS),
         Parameter("bands", "int list", None, "trimap widths (evaluated px) to show; None means all", minimum=1,
@@ -278,6 +289,7 @@ CHAPTER_PARAMETERS: dict[str, tuple[Parameter, ...]] = {
     ),
     "eigenspectrum": _common(ALL_PROFILES, _TARGETS, "detection target: synthetic (VOC-like) | coco | voc",
                              "root of a real dataset (dataset coco or voc)", "seeds; None means the profile's") + (
+        _REPLICATES,
         Parameter("scratch_factor", "int", 2, "from-scratch schedule, in multiples of the fine-tuning epochs",
                   minimum=1),
         Parameter("threshold", "float", 1e-2, "eigenvalue threshold of the intrinsic dimensionality",
@@ -289,6 +301,7 @@ CHAPTER_PARAMETERS: dict[str, tuple[Parameter, ...]] = {
     ),
     "frozen_backbone": _common(ALL_PROFILES, _TARGETS, "detection target: synthetic (VOC-like) | coco | voc",
                                "root of a real dataset (dataset coco or voc)", "seeds; None means the profile's") + (
+        _REPLICATES,
         Parameter("pretrain", "str", "imagenet-cls", "the backbone that is frozen or fine-tuned",
                   choices=("imagenet-cls", "detection")),
         Parameter("heads", "str list", list(HEADS), "detector capacities, smallest first", choices=HEADS),
@@ -302,6 +315,7 @@ CHAPTER_PARAMETERS: dict[str, tuple[Parameter, ...]] = {
     "classification": _common(ALL_PROFILES, ("synthetic",), "the synthetic classification targets",
                               "unused: real probe datasets are named in real_data",
                               "fine-tuning seeds and random backbones; None means the profile's") + (
+        _REPLICATES,
         Parameter("targets", "str list", list(CLASSIFICATION_ROLES), "synthetic roles standing for CALTECH-256, "
                   "SUN-397, OXFORD-102 FLOWERS", choices=CLASSIFICATION_ROLES),
         Parameter("probe_pretrains", "str list", ["imagenet-cls", "detection", "imagenet-loc", "scratch"],
@@ -338,6 +352,7 @@ CHAPTER_PARAMETERS: dict[str, tuple[Parameter, ...]] = {
     ),
     "ablations": _common(CPU_PROFILES, _TARGETS, "detection target: synthetic (VOC-like) | coco | voc",
                          "root of a real target dataset", _FINETUNE_SEEDS) + (
+        _REPLICATES,
         Parameter("removed", "str list", ["vehicle", "animal"], "super-categories removed from IMAGENET-LOC, one "
                   "pre-training each (Table 2)", choices=SUPERCATEGORIES),
         Parameter("transfer_role", "str", "caltech", "classification target of Table 7",

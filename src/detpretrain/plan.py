@@ -132,22 +132,39 @@ def _seeds(params: dict):
     return tuple(params["seeds"]) if params.get("seeds") is not None else None
 
 
+def _replicates(params: dict):
+    return params.get("replicates")
+
+
 def _corpus(params: dict) -> dict | None:
     """The chapter's corpus variant (its ``cue`` parameter; issue 18), None where it has none."""
     return {"cue": params["cue"]} if params.get("cue") is not None else None
 
 
-def _plan_pretraining(profile, p: dict, store) -> list[TrainConfig]:
-    from detpretrain.experiments.common import pretrain_configs
+def _profile(profile):
+    from detpretrain.profiles import get_profile
 
-    return [c for c in pretrain_configs(profile).values() if c is not None]
+    return get_profile(profile) if isinstance(profile, str) else profile
+
+
+def _plan_pretraining(profile, p: dict, store) -> list[TrainConfig]:
+    from detpretrain.experiments.common import pretrained_for, replicate_count
+
+    prof = _profile(profile)
+    pretrained = pretrained_for(prof, (), replicates=replicate_count(prof, _replicates(p)))
+    return [c for c in pretrained.values() if c is not None]
 
 
 def _plan_detection(profile, p: dict, store) -> list[TrainConfig]:
-    from detpretrain.experiments.detection import plan_detection
+    from detpretrain.experiments.detection import plan_detection, schedule_check_arguments
 
-    return plan_detection(profile, dataset=p["dataset"], data_root=p["data_root"], pretrains=tuple(p["pretrains"]),
-                          seeds=_seeds(p))
+    common = {"dataset": p["dataset"], "data_root": p["data_root"], "replicates": _replicates(p)}
+    configs = plan_detection(profile, pretrains=tuple(p["pretrains"]), seeds=_seeds(p), **common)
+    for factor in p["schedule_factors"]:
+        if factor != 1:
+            configs += plan_detection(profile, **common, **schedule_check_arguments(
+                _profile(profile), factor, p["pretrains"], _seeds(p)))
+    return configs
 
 
 def _plan_intro(profile, p: dict, store) -> list[TrainConfig]:
@@ -155,7 +172,7 @@ def _plan_intro(profile, p: dict, store) -> list[TrainConfig]:
     from detpretrain.experiments.detection import plan_detection
 
     return plan_detection(profile, dataset=p["dataset"], data_root=p["data_root"], pretrains=PRETRAINS,
-                          seeds=_seeds(p))
+                          seeds=_seeds(p), replicates=_replicates(p))
 
 
 def _plan_ablations(profile, p: dict, store) -> list[TrainConfig]:
@@ -164,11 +181,12 @@ def _plan_ablations(profile, p: dict, store) -> list[TrainConfig]:
 
     removed = tuple(p["removed"])
     loc_keys = ("imagenet-loc-cls", "imagenet-loc", *(f"imagenet-loc-no-{sc}" for sc in removed))
-    common = {"dataset": p["dataset"], "data_root": p["data_root"], "seeds": _seeds(p)}
+    common = {"dataset": p["dataset"], "data_root": p["data_root"], "seeds": _seeds(p),
+              "replicates": _replicates(p)}
     return (plan_detection(profile, pretrains=loc_keys, removed=removed, **common)
             + plan_classification_transfer(profile, role=p["transfer_role"],
                                            pretrains=("imagenet-loc-cls", "imagenet-loc"), seeds=_seeds(p),
-                                           removed=removed)
+                                           replicates=_replicates(p), removed=removed)
             + plan_detection(profile, pretrains=("imagenet-cls", "detection"), **common))
 
 
@@ -176,24 +194,28 @@ def _plan_segmentation(profile, p: dict, store) -> list[TrainConfig]:
     from detpretrain.experiments.segmentation import plan_segmentation
 
     return plan_segmentation(profile, dataset=p["dataset"], data_root=p["data_root"],
-                             pretrains=tuple(p["pretrains"]), seeds=_seeds(p))
+                             pretrains=tuple(p["pretrains"]), seeds=_seeds(p), replicates=_replicates(p))
 
 
 def _plan_classification(profile, p: dict, store) -> list[TrainConfig]:
+    from detpretrain.analysis.probes import probe_keys
     from detpretrain.experiments.classification import plan_classification_transfer, real_transfer_roots
+    from detpretrain.experiments.common import replicate_count
     from detpretrain.experiments.features import plan_features
     from detpretrain.scope import real_pretrains
 
     corpus = _corpus(p)
+    count = replicate_count(_profile(profile), _replicates(p))
     probe_pretrains, _ = real_pretrains(profile, p["probe_pretrains"])
     finetune_pretrains, _ = real_pretrains(profile, p["finetune_pretrains"])
-    configs = plan_features(profile, (*probe_pretrains, "detection"), corpus=corpus)  # Table 6 probes, Table 5 head
+    # Table 6 probes (every replicate of each trained backbone), Table 5 head (replicate 0's detector)
+    configs = plan_features(profile, (*probe_keys(probe_pretrains, count), "detection"), corpus=corpus)
     for target in p["targets"]:
         configs += plan_classification_transfer(profile, role=target, pretrains=tuple(finetune_pretrains),
-                                                seeds=_seeds(p), corpus=corpus)
+                                                seeds=_seeds(p), replicates=count, corpus=corpus)
     for name, root in real_transfer_roots(p["real_data"]).items():  # Table 8 on the real datasets found
         configs += plan_classification_transfer(profile, role=name, data_root=root, pretrains=tuple(finetune_pretrains),
-                                                seeds=_seeds(p), corpus=corpus)
+                                                seeds=_seeds(p), replicates=count, corpus=corpus)
     return configs
 
 
@@ -206,21 +228,20 @@ def _plan_feature_space(profile, p: dict, store) -> list[TrainConfig]:
 def _plan_visualisations(profile, p: dict, store) -> list[TrainConfig]:
     from detpretrain.experiments.detection import plan_detection
     from detpretrain.experiments.features import plan_features
-    from detpretrain.profiles import get_profile
 
     backbones = ("imagenet-cls", "detection")
-    seeds = _seeds(p) or (get_profile(profile) if isinstance(profile, str) else profile).seeds
+    seeds = _seeds(p) or _profile(profile).seeds
     corpus = _corpus(p)
     return plan_features(profile, backbones, corpus=corpus) + plan_detection(
         profile, dataset=p["dataset"], data_root=p["data_root"], pretrains=backbones, seeds=tuple(seeds[:1]),
-        corpus=corpus)
+        replicates=1, corpus=corpus)
 
 
 def _plan_eigenspectrum(profile, p: dict, store) -> list[TrainConfig]:
     from detpretrain.experiments.eigenspectrum import plan_eigenspectrum
 
     return plan_eigenspectrum(profile, dataset=p["dataset"], data_root=p["data_root"], seeds=_seeds(p),
-                              scratch_factor=p["scratch_factor"], threshold=p["threshold"],
+                              replicates=_replicates(p), scratch_factor=p["scratch_factor"], threshold=p["threshold"],
                               normalisation=p["normalisation"], n_images=p["n_images"], multiple=p["multiple"],
                               store=store)
 
@@ -229,7 +250,8 @@ def _plan_frozen_backbone(profile, p: dict, store) -> list[TrainConfig]:
     from detpretrain.experiments.frozen import plan_frozen
 
     return plan_frozen(profile, dataset=p["dataset"], data_root=p["data_root"], pretrain=p["pretrain"],
-                       heads=tuple(p["heads"]), rare=p["rare"], max_images=p["max_images"], seeds=_seeds(p))
+                       heads=tuple(p["heads"]), rare=p["rare"], max_images=p["max_images"], seeds=_seeds(p),
+                       replicates=_replicates(p))
 
 
 def _plan_nothing(profile, p: dict, store) -> list[TrainConfig]:
@@ -259,7 +281,7 @@ CHAPTER_PLANNERS: dict[str, Callable[[str, dict, RunStore | None], list[TrainCon
 #: that calls none of them (another book) or not all of them (an edited chapter) is not planned from here.
 CHAPTER_CALLS: dict[str, tuple[str, ...]] = {
     "intro": ("run_detection_experiment",),
-    "pretraining": ("pretrain_configs", "get_or_train"),
+    "pretraining": ("pretrained_for", "get_or_train"),
     "detection": ("run_detection_experiment",),
     "ablations": ("run_detection_experiment", "run_classification_transfer"),
     "segmentation": ("run_segmentation_experiment",),

@@ -105,8 +105,9 @@ def parameters_markdown(table: pd.DataFrame) -> str:
 
 
 def profile_table() -> pd.DataFrame:
-    """One row per profile of :mod:`detpretrain.profiles`: description, backbone, input size, seeds, fine-tuning
-    schedule and the downloaded weights (``None``: every backbone is trained by the book itself)."""
+    """One row per profile of :mod:`detpretrain.profiles`: description, backbone, input size, fine-tuning seeds,
+    pre-training replicates, fine-tuning schedule and the downloaded weights (``None``: every backbone is trained by
+    the book itself)."""
     rows = []
     for name in PROFILE_NAMES:
         prof = get_profile(name)
@@ -114,7 +115,8 @@ def profile_table() -> pd.DataFrame:
                      "backbone": f"{prof.model.arch} ({prof.model.norm})",
                      "input size (px)": (f"{prof.model.min_size}" if prof.model.min_size == prof.model.max_size
                                          else f"{prof.model.min_size}-{prof.model.max_size}"),
-                     "seeds": len(prof.seeds), "fine-tuning epochs": prof.finetune.epochs,
+                     "seeds": len(prof.seeds), "pre-training replicates": prof.pretrain_replicates,
+                     "fine-tuning epochs": prof.finetune.epochs,
                      "downloaded weights": (", ".join(f"{k}: torchvision {v}" for k, v in prof.published.items())
                                             or "none (all trained here)")})
     return pd.DataFrame(rows)

@@ -614,6 +614,31 @@ def get_or_train(config: TrainConfig, store: RunStore | None = None, **train_kwa
     return run
 
 
+def load_predictions(run: Run | str | os.PathLike) -> dict | None:
+    """A complete run's per-image test predictions (:data:`detpretrain.engine.PREDICTIONS`), verified against its
+    manifest: ``{array name: ndarray}`` (a detector: ``image_ids``, ``counts``, ``boxes``, ``scores``, ``labels``, see
+    :meth:`~detpretrain.evaluation.detection.DetectionEvaluator.detection_arrays`; a classifier: ``predicted``,
+    ``label``), or None for a run trained before predictions were kept (or a task that keeps none).
+
+    Raises:
+        RunStoreError: the file differs from the manifest or cannot be read.
+    """
+    import numpy as np
+
+    path = Path(getattr(run, "path", run))
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    name = engine.PREDICTIONS.get(config.get("task", ""))
+    if name is None or not (path / name).is_file():
+        return None
+    run = Run(path, _read_config(path))
+    checked = run.verified(name)
+    try:
+        with np.load(checked) as data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
+        raise run._damaged(name, f"{name} cannot be read ({type(err).__name__}: {err})") from None
+
+
 def load_run_model(run: Run | str | os.PathLike, device: str | torch.device = "cpu"):
     """The trained model of a complete run, in eval mode: the analyses' entry point to a finished model.
 

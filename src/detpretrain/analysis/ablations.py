@@ -3,9 +3,9 @@
 
 Inputs are the dicts of :func:`detpretrain.experiments.detection.run_detection_experiment` and
 :func:`~detpretrain.experiments.classification.run_classification_transfer` ("result": ``{"profile", "data", "runs": [{"pretrain",
-"seed", "hash", "run", "metrics"}]}``). AP and accuracies are in percent; "sd" is the sample standard deviation over
-seeds, and a verdict compares a mean paired difference with its standard error (``sd / sqrt(seeds)``), the rule of
-:func:`detpretrain.analysis.detection.high_iou_verdict`.
+"replicate", "seed", "hash", "run", "metrics"}]}``). AP and accuracies are in percent; "sd" is the sample standard
+deviation over fine-tuning runs. Every verdict is :mod:`detpretrain.analysis.stats`' interval over pre-training runs
+of differences paired by replicate and seed (:mod:`detpretrain.analysis.claims`; :func:`ablation_claims`).
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from detpretrain.analysis.claims import PRIMARY_CLAIMS, map_at, paired_units, unit_frame, unit_verdict
+from detpretrain.analysis.stats import Verdict
 from detpretrain.paper import TABLE2, TABLE3, TABLE7, quoted_row
 
 #: our pre-training names -> the paper's, for the IMAGENET-LOC ablations
@@ -36,33 +38,6 @@ OCCLUSION_LEVELS = (("none", 0.95, 1.01), ("low", 0.75, 0.95), ("moderate", 0.5,
 def _mean_sd(values) -> tuple[float, float]:
     v = pd.Series(values, dtype=float).dropna()
     return (float(v.mean()) if len(v) else math.nan, float(v.std(ddof=1)) if len(v) > 1 else math.nan)
-
-
-def paired_verdict(diffs) -> dict:
-    """Mean of per-seed paired differences, its standard error and a verdict.
-
-    Args:
-        diffs: per-seed differences ``a - b`` where the claim under test is ``a > b``.
-
-    Returns:
-        ``{"mean", "stderr", "seeds", "verdict"}``: ``holds`` if mean > stderr, ``reversed`` if mean < -stderr,
-        otherwise ``not resolved`` (always ``not resolved`` with fewer than two seeds).
-    """
-    d = pd.Series(diffs, dtype=float).dropna()
-    n = len(d)
-    mean = float(d.mean()) if n else math.nan
-    stderr = float(d.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
-    verdict = "not resolved"
-    if n > 1 and mean > stderr:
-        verdict = "holds"
-    elif n > 1 and mean < -stderr:
-        verdict = "reversed"
-    return {"mean": mean, "stderr": stderr, "seeds": n, "verdict": verdict}
-
-
-def _spread(v: dict) -> str:
-    return f"{v['mean']:+.1f} ± {v['stderr']:.1f} (standard error, {v['seeds']} seeds)" if v["seeds"] > 1 else \
-        f"{v['mean']:+.1f} (1 seed: no spread to judge by)"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -99,9 +74,8 @@ def supercategory_ap(metrics: dict, classes, iou: float = 0.7) -> float:
     return float(np.mean(values)) if values else math.nan
 
 
-def _by_seed(result: dict, pretrain: str, fn) -> pd.Series:
-    return pd.Series({r["seed"]: fn(r["metrics"]) for r in result["runs"] if r["pretrain"] == pretrain},
-                     dtype=float)
+def _by_run(result: dict, pretrain: str, fn) -> pd.Series:
+    return pd.Series([fn(r["metrics"]) for r in result["runs"] if r["pretrain"] == pretrain], dtype=float)
 
 
 def removal_table(result: dict, removed, iou: float = 0.7) -> pd.DataFrame:
@@ -118,7 +92,7 @@ def removal_table(result: dict, removed, iou: float = 0.7) -> pd.DataFrame:
         row = {"pre-training": label}
         for sc in removed:
             pretrain = key or f"imagenet-loc-no-{sc}"
-            vals = _by_seed(result, pretrain, lambda m, sc=sc: supercategory_ap(m, classes.get(sc, []), iou))
+            vals = _by_run(result, pretrain, lambda m, sc=sc: supercategory_ap(m, classes.get(sc, []), iou))
             row[f"{sc}"], row[f"{sc} sd"] = _mean_sd(vals)
             row[f"{sc} (paper)"] = TABLE2[label].get(sc, math.nan)
         rows.append(row)
@@ -135,7 +109,8 @@ def removal_frame(result: dict, removed, iou: float = 0.7) -> pd.DataFrame:
     target classes of ``sc`` (:func:`supercategory_ap`).
 
     Returns:
-        columns ``removed``, ``pre-training`` (one of :data:`REMOVAL_LABELS`), ``seed``, ``mAP@<iou>``.
+        columns ``removed``, ``pre-training`` (one of :data:`REMOVAL_LABELS`), ``replicate``, ``seed``,
+        ``mAP@<iou>``.
     """
     classes = target_supercategories(result["runs"][0]["metrics"]["per_class_AP"])
     labels = {"imagenet-loc-cls": REMOVAL_LABELS[0], "imagenet-loc": REMOVAL_LABELS[2]}
@@ -144,62 +119,56 @@ def removal_frame(result: dict, removed, iou: float = 0.7) -> pd.DataFrame:
         for sc in removed:
             if r["pretrain"] in ("imagenet-loc-cls", "imagenet-loc", f"imagenet-loc-no-{sc}"):
                 rows.append({"removed": sc, "pre-training": labels.get(r["pretrain"], REMOVAL_LABELS[1]),
-                             "seed": r["seed"], f"mAP@{iou}": supercategory_ap(r["metrics"], classes.get(sc, []), iou)})
-    return pd.DataFrame(rows, columns=["removed", "pre-training", "seed", f"mAP@{iou}"])
+                             "replicate": int(r.get("replicate", 0)), "seed": r["seed"],
+                             f"mAP@{iou}": supercategory_ap(r["metrics"], classes.get(sc, []), iou)})
+    return pd.DataFrame(rows, columns=["removed", "pre-training", "replicate", "seed", f"mAP@{iou}"])
 
 
-def removal_verdict(result: dict, removed, iou: float = 0.7) -> dict:
-    """The paper's Table 2 claim per removed super-category: detection pre-training *without* the category still
-    beats IMAGENET-LOC (Cls) on that category's classes at IoU ``iou`` (so it improves localisation in general).
+def removal_units(result: dict, removed, iou: float = 0.7) -> dict[str, dict[str, pd.DataFrame]]:
+    """Table 2's paired differences per removed super-category ``sc`` (mAP@``iou`` points on its target classes),
+    one row per unit (replicate, seed; :func:`~detpretrain.analysis.claims.paired_units`):
+
+    * ``unseen_gain``: detection pre-training without ``sc`` minus IMAGENET-LOC (Cls) -- the paper's claim (it
+      improves localisation even for categories it never saw);
+    * ``removal_cost``: IMAGENET-LOC minus detection pre-training without ``sc`` (what seeing ``sc`` adds).
 
     Returns:
-        ``{sc: {"unseen_gain": paired_verdict(no-sc - loc-cls), "removal_cost": paired_verdict(loc - no-sc)},
-        "sentence": str}``.
+        ``{sc: {"unseen_gain": frame, "removal_cost": frame}}`` with columns ``replicate, seed, diff``.
     """
     classes = target_supercategories(result["runs"][0]["metrics"]["per_class_AP"])
-    out: dict = {}
-    parts = []
+    out = {}
     for sc in removed:
-        ap = {p: _by_seed(result, p, lambda m, sc=sc: supercategory_ap(m, classes.get(sc, []), iou))
-              for p in ("imagenet-loc-cls", f"imagenet-loc-no-{sc}", "imagenet-loc")}
-        gain = paired_verdict(ap[f"imagenet-loc-no-{sc}"] - ap["imagenet-loc-cls"])
-        cost = paired_verdict(ap["imagenet-loc"] - ap[f"imagenet-loc-no-{sc}"])
-        out[sc] = {"unseen_gain": gain, "removal_cost": cost}
-        paper_gain = TABLE2["IMAGENET-LOC without Category"][sc] - TABLE2["IMAGENET-LOC (Cls)"][sc]
-        parts.append(f"*{sc}* ({', '.join(classes.get(sc, [])) or 'no target class'}): detection pre-training "
-                     f"without {sc} is {_spread(gain)} mAP@{iou} points over IMAGENET-LOC (Cls) (paper "
-                     f"{paper_gain:+.2f}) -> **{gain['verdict']}**; putting {sc} back adds {_spread(cost)}.")
-    out["sentence"] = ("Claim: detection pre-training helps localisation even for categories it never saw. "
-                       + " ".join(parts))
+        frame = unit_frame(result, lambda m, sc=sc: supercategory_ap(m, classes.get(sc, []), iou))
+        out[sc] = {"unseen_gain": paired_units(frame, f"imagenet-loc-no-{sc}", "imagenet-loc-cls"),
+                   "removal_cost": paired_units(frame, "imagenet-loc", f"imagenet-loc-no-{sc}")}
     return out
+
+
+def unseen_gain_units(result: dict, removed, iou: float = 0.7) -> pd.DataFrame:
+    """The ablations chapter's primary measure: per unit, the unseen gain (:func:`removal_units`) averaged over the
+    removed super-categories (units missing for one of them dropped): columns ``replicate, seed, diff``."""
+    parts = [u["unseen_gain"].set_index(["replicate", "seed"])["diff"] for u in removal_units(result, removed,
+                                                                                           iou).values()]
+    if not parts:
+        return pd.DataFrame(columns=["replicate", "seed", "diff"])
+    return pd.concat(parts, axis=1).dropna().mean(axis=1).rename("diff").reset_index()
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Table 7: identical pre-training samples
 # ----------------------------------------------------------------------------------------------------------------
-def map_at(metrics: dict, iou: float) -> float:
-    """A detection run's mAP (percent) at IoU threshold ``iou``; NaN where it is None (no test objects).
-
-    Raises:
-        ValueError: ``iou`` was not evaluated.
-    """
-    ious = [round(float(t), 2) for t in metrics["iou_thresholds"]]
-    v = metrics["mAP"][ious.index(round(iou, 2))]
-    return math.nan if v is None else float(v)
-
-
 def identical_samples_table(det_result: dict, cls_result: dict) -> pd.DataFrame:
     """Table 7: fine-tuning results of IMAGENET-LOC (Cls) and IMAGENET-LOC pre-training (same images).
 
     Columns: our mAP@0.5, mAP@0.7 on the detection target and top-1 on the object-centric classification target,
-    each with sd over seeds, and the paper's three values.
+    each with sd over the fine-tuning runs, and the paper's three values.
     """
     rows = []
     for key, label in LOC_ROLE_NAMES.items():
         row = {"pre-training": label}
-        for name, vals in (("mAP@0.5", _by_seed(det_result, key, lambda m: map_at(m, 0.5))),
-                           ("mAP@0.7", _by_seed(det_result, key, lambda m: map_at(m, 0.7))),
-                           ("top-1", _by_seed(cls_result, key, lambda m: m["top1"]))):
+        for name, vals in (("mAP@0.5", _by_run(det_result, key, lambda m: map_at(m, 0.5))),
+                           ("mAP@0.7", _by_run(det_result, key, lambda m: map_at(m, 0.7))),
+                           ("top-1", _by_run(cls_result, key, lambda m: m["top1"]))):
             row[name], row[f"{name} sd"] = _mean_sd(vals)
         for name, value in zip(("mAP@0.5", "mAP@0.7", "top-1"), TABLE7[label]):
             row[f"{name} (paper)"] = value
@@ -207,29 +176,18 @@ def identical_samples_table(det_result: dict, cls_result: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def identical_samples_verdict(det_result: dict, cls_result: dict) -> dict:
-    """Table 7's pattern with identical pre-training images: detection pre-training is better for detection
-    (mAP@0.5 and @0.7) and classification pre-training better for classification (top-1).
+def identical_samples_units(det_result: dict, cls_result: dict) -> dict[str, pd.DataFrame]:
+    """Table 7's paired differences with identical pre-training images, one row per unit (replicate, seed):
+    ``det_gain_05`` / ``det_gain_07`` = IMAGENET-LOC - IMAGENET-LOC (Cls) in mAP@0.5 / mAP@0.7 points (the paper:
+    +2.0, +3.4), ``cls_gain`` = IMAGENET-LOC (Cls) - IMAGENET-LOC in top-1 points (the paper: +3.5).
 
     Returns:
-        ``{"det_gain_05", "det_gain_07", "cls_gain": paired_verdict(...), "sentence"}``; gains are
-        IMAGENET-LOC - IMAGENET-LOC (Cls) for detection and the reverse for classification.
+        ``{name: frame}`` with columns ``replicate, seed, diff``.
     """
     loc, cls = "imagenet-loc", "imagenet-loc-cls"
-    g05 = paired_verdict(_by_seed(det_result, loc, lambda m: map_at(m, 0.5))
-                         - _by_seed(det_result, cls, lambda m: map_at(m, 0.5)))
-    g07 = paired_verdict(_by_seed(det_result, loc, lambda m: map_at(m, 0.7))
-                         - _by_seed(det_result, cls, lambda m: map_at(m, 0.7)))
-    gc = paired_verdict(_by_seed(cls_result, cls, lambda m: m["top1"]) - _by_seed(cls_result, loc, lambda m: m["top1"]))
-    p = TABLE7
-    sentence = (
-        f"Same pre-training images, different task. Detection fine-tuning: IMAGENET-LOC over IMAGENET-LOC (Cls) by "
-        f"{_spread(g05)} mAP@0.5 (paper {p['IMAGENET-LOC'][0] - p['IMAGENET-LOC (Cls)'][0]:+.1f}) -> "
-        f"**{g05['verdict']}**, and {_spread(g07)} mAP@0.7 (paper "
-        f"{p['IMAGENET-LOC'][1] - p['IMAGENET-LOC (Cls)'][1]:+.1f}) -> **{g07['verdict']}**. Classification "
-        f"fine-tuning: IMAGENET-LOC (Cls) over IMAGENET-LOC by {_spread(gc)} top-1 points (paper "
-        f"{p['IMAGENET-LOC (Cls)'][2] - p['IMAGENET-LOC'][2]:+.1f}) -> **{gc['verdict']}**.")
-    return {"det_gain_05": g05, "det_gain_07": g07, "cls_gain": gc, "sentence": sentence}
+    det = {iou: unit_frame(det_result, lambda m, iou=iou: map_at(m, iou)) for iou in (0.5, 0.7)}
+    return {"det_gain_05": paired_units(det[0.5], loc, cls), "det_gain_07": paired_units(det[0.7], loc, cls),
+            "cls_gain": paired_units(unit_frame(cls_result, lambda m: m["top1"]), cls, loc)}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -387,51 +345,84 @@ def occlusion_table(frames: dict[str, list[pd.DataFrame]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def occlusion_verdict(frames: dict[str, list[pd.DataFrame]], better: str = "detection",
-                      baseline: str = "imagenet-cls") -> dict:
-    """Table 3's claim: the detection-pre-trained detector misses fewer occluded objects (paper: 14.7 -> 10.1 %
-    at Low, 15.7 -> 10.8 % at Medium). Paired by seed (list position).
+def occlusion_units(frames: dict[str, list[pd.DataFrame]], better: str = "detection",
+                    baseline: str = "imagenet-cls") -> dict[str, pd.DataFrame]:
+    """Table 3's paired gains (percentage points of objects missed, ``baseline - better``: positive = fewer
+    misses), one row per unit (the runs of both detectors with the same replicate and seed).
 
-    The paper's numbers are those of its OPENIMAGES detector (Table 3 has no COCO row; our ``detection`` backbone
-    plays COCO): :func:`~detpretrain.paper.quoted_row` labels them so in the sentence.
+    The paper reports the occluded groups only (14.7 -> 10.1 % at Low, 15.7 -> 10.8 % at Medium; its OPENIMAGES
+    detector, Table 3 has no COCO row); a detector that misses fewer objects everywhere also misses fewer occluded
+    ones. So the same gain is also computed on the *unoccluded* objects (not in the Low group), and ``excess`` = gain
+    at Low - gain on unoccluded objects: positive means the advantage is larger where objects are occluded (the
+    reading the paper gives), about zero means it is a general one.
 
-    The paper reports the occluded groups only; a detector that misses fewer objects everywhere also misses fewer
-    occluded ones. So the same paired gain is also computed on the *unoccluded* objects (not in the Low group), and
-    ``excess`` = gain at Low - gain on unoccluded objects, per seed: positive means the advantage is larger where
-    objects are occluded (the reading the paper gives), about zero means it is a general one.
+    Args:
+        frames: :func:`occlusion_frames`' ``{pretrain: [missed_objects frame per run]}`` (columns ``replicate`` and
+            ``seed`` identify the run).
 
     Returns:
-        ``{"low", "medium", "unoccluded", "excess": paired_verdict(...), "sentence"}``; gains are
-        ``baseline - better`` in percentage points of objects missed (positive = fewer misses).
+        ``{"low", "medium", "unoccluded", "excess": frame}`` with columns ``replicate, seed, diff``.
     """
     def gain(fb, fa, rows):
         fb, fa = fb[~fb["difficult"] & rows(fb)], fa[~fa["difficult"] & rows(fa)]
         return 100.0 * (fb["missed"].mean() - fa["missed"].mean()) if len(fa) and len(fb) else math.nan
 
-    pairs = list(zip(frames.get(baseline, []), frames.get(better, [])))
-    per_seed = {
-        "low": [gain(fb, fa, lambda f: f["occluded_low"]) for fb, fa in pairs],
-        "medium": [gain(fb, fa, lambda f: f["occluded_medium"]) for fb, fa in pairs],
-        "unoccluded": [gain(fb, fa, lambda f: ~f["occluded_low"]) for fb, fa in pairs],
-    }
-    out = {k: paired_verdict(v) for k, v in per_seed.items()}
-    out["excess"] = paired_verdict(np.asarray(per_seed["low"]) - np.asarray(per_seed["unoccluded"]))
+    def unit(f):
+        return (int(f["replicate"].iloc[0]) if "replicate" in f and len(f) else 0,
+                int(f["seed"].iloc[0]) if "seed" in f and len(f) else 0)
+
+    runs_b = {unit(f): f for f in frames.get(baseline, [])}
+    runs_a = {unit(f): f for f in frames.get(better, [])}
+    groups = {"low": lambda f: f["occluded_low"], "medium": lambda f: f["occluded_medium"],
+              "unoccluded": lambda f: ~f["occluded_low"]}
+    rows = {k: [] for k in (*groups, "excess")}
+    for key in sorted(set(runs_a) & set(runs_b)):
+        values = {k: gain(runs_b[key], runs_a[key], rows_of) for k, rows_of in groups.items()}
+        values["excess"] = values["low"] - values["unoccluded"]
+        for k, v in values.items():
+            rows[k].append({"replicate": key[0], "seed": key[1], "diff": v})
+    return {k: pd.DataFrame(v, columns=["replicate", "seed", "diff"]).dropna() for k, v in rows.items()}
+
+
+def occlusion_paper(better: str = "detection", baseline: str = "imagenet-cls") -> str:
+    """The paper's Table 3 gains in words, naming the row it quotes for ``better`` (Table 3 has no COCO row)."""
     (row_b, _), (row_a, label_a) = (quoted_row(k, "Table 3", TABLE3) for k in (baseline, better))
+    if row_a is None or row_b is None:
+        return "no paper value"
+    return (f"{label_a} vs {row_b}: {TABLE3[row_b]['low'] - TABLE3[row_a]['low']:.1f} and "
+            f"{TABLE3[row_b]['medium'] - TABLE3[row_a]['medium']:.1f} percentage points fewer missed at Low and "
+            "Medium occlusion")
 
-    def paper(level: str, prefix: str = "") -> str:
-        if row_a is None or row_b is None:
-            return "(no paper value)"
-        return f"(paper{prefix} {TABLE3[row_b][level] - TABLE3[row_a][level]:.1f}{' fewer' if prefix else ''})"
 
-    out["sentence"] = (
-        f"Claim: detection pre-training misses fewer occluded objects. Among objects occluded at level Low or more, "
-        f"{better} misses {_spread(out['low'])} percentage points fewer than {baseline} "
-        f"{paper('low', f', {label_a} vs {row_b}:')} -> **{out['low']['verdict']}**; at Medium or "
-        f"more {_spread(out['medium'])} {paper('medium')} -> "
-        f"**{out['medium']['verdict']}**. On the unoccluded objects the gain is {_spread(out['unoccluded'])}, so the "
-        f"gain on occluded objects exceeds it by {_spread(out['excess'])} -> **{out['excess']['verdict']}** that the "
-        f"advantage is specific to occlusion (a control the paper does not report).")
-    return out
+def ablation_claims(loc: dict, removed, *, transfer: dict | None = None,
+                    frames: dict[str, list[pd.DataFrame]] | None = None, iou: float = 0.7) -> dict[str, Verdict]:
+    """The ablations chapter's claims, primary first (:data:`~detpretrain.analysis.claims.PRIMARY_CLAIMS`
+    ``["ablations"]``: detection pre-training without a super-category beats IMAGENET-LOC (Cls) on that
+    super-category's classes, averaged over ``removed``), each a verdict over pre-training runs:
+
+    * Table 2, per removed super-category: the unseen gain and the removal cost (:func:`removal_units`);
+    * Table 7 (with ``transfer``, the classification fine-tunings): :func:`identical_samples_units`;
+    * Table 3 (with ``frames``, :func:`occlusion_frames`): :func:`occlusion_units` (Low, Medium, unoccluded, excess).
+
+    Returns:
+        ``{claim: Verdict}`` for :func:`~detpretrain.analysis.claims.claims_frame`.
+    """
+    primary = PRIMARY_CLAIMS["ablations"]
+    claims = {primary.name: unit_verdict(unseen_gain_units(loc, removed, iou), claim=primary)}
+    for sc, units in removal_units(loc, removed, iou).items():
+        claims[f"Table 2, {sc}: without it, still above IMAGENET-LOC (Cls)"] = unit_verdict(units["unseen_gain"])
+        claims[f"Table 2, {sc}: seeing it adds more"] = unit_verdict(units["removal_cost"])
+    if transfer is not None:
+        units = identical_samples_units(loc, transfer)
+        claims["Table 7: detection pre-training better for detection, mAP@0.5"] = unit_verdict(units["det_gain_05"])
+        claims["Table 7: detection pre-training better for detection, mAP@0.7"] = unit_verdict(units["det_gain_07"])
+        claims["Table 7: classification pre-training better for classification"] = unit_verdict(units["cls_gain"])
+    if frames is not None:
+        units = occlusion_units(frames)
+        claims["Table 3: fewer occluded objects missed (Low)"] = unit_verdict(units["low"])
+        claims["Table 3: fewer occluded objects missed (Medium)"] = unit_verdict(units["medium"])
+        claims["Table 3: the advantage is specific to occlusion (Low − unoccluded)"] = unit_verdict(units["excess"])
+    return claims
 
 
 def occlusion_frames(result: dict, pretrains=("imagenet-cls", "detection"), device: str = "cpu",
@@ -440,7 +431,8 @@ def occlusion_frames(result: dict, pretrains=("imagenet-cls", "detection"), devi
     """:func:`missed_objects` of every fine-tuned detector of ``result`` on its evaluation split.
 
     Each detector is loaded from its run directory (:func:`detpretrain.runs.load_run_model`) and run again on
-    the evaluation images (nothing is retrained). Returns ``{pretrain: [frame per seed, in seed order]}``.
+    the evaluation images (nothing is retrained). Returns ``{pretrain: [frame per run, in (replicate, seed) order]}``
+    (each frame with columns ``replicate`` and ``seed``).
     ``annotations``, if given, receives :func:`occlusion_annotations` of the evaluation split's ground truth (what
     Table 3 can show on this target). ``data_cache``: the corpus cache of a synthetic target (default
     ``corpus_cache_dir()``).
@@ -455,7 +447,7 @@ def occlusion_frames(result: dict, pretrains=("imagenet-cls", "detection"), devi
 
     out: dict[str, list[pd.DataFrame]] = {}
     datasets: dict = {}
-    for r in sorted(result["runs"], key=lambda r: (r["pretrain"], r["seed"])):
+    for r in sorted(result["runs"], key=lambda r: (r["pretrain"], r.get("replicate", 0), r["seed"])):
         if r["pretrain"] not in pretrains:
             continue
         model, config, _ = load_run_model(r["run"], device)
@@ -467,7 +459,7 @@ def occlusion_frames(result: dict, pretrains=("imagenet-cls", "detection"), devi
                 annotations.update(occlusion_annotations(datasets[key][1]))
         ds, gt = datasets[key]
         frame = missed_objects(gt, predict_detections(model, ds, device), **missed_kwargs)
-        out.setdefault(r["pretrain"], []).append(frame.assign(seed=r["seed"]))
+        out.setdefault(r["pretrain"], []).append(frame.assign(replicate=int(r.get("replicate", 0)), seed=r["seed"]))
     return out
 
 
@@ -479,7 +471,8 @@ def missed_by_level(frames: dict[str, list[pd.DataFrame]]) -> pd.DataFrame:
         frames: :func:`occlusion_frames`' ``{pretrain: [missed_objects frame per seed]}``.
 
     Returns:
-        columns ``pre-training``, ``seed``, ``level``, ``% missed`` (empty when no object has a level).
+        columns ``pre-training``, ``replicate`` (where the frames have it), ``seed``, ``level``, ``% missed`` (empty
+        when no object has a level).
     """
     columns = ["pre-training", "seed", "level", "% missed"]
     parts = [f.assign(**{"pre-training": p}) for p, fs in frames.items() for f in fs]
@@ -489,8 +482,9 @@ def missed_by_level(frames: dict[str, list[pd.DataFrame]]) -> pd.DataFrame:
     long = long[~long["difficult"] & (long["level"] != "unknown")]
     if long.empty:
         return pd.DataFrame(columns=columns)
-    pct = long.groupby(["pre-training", "seed", "level"])["missed"].mean() * 100
-    return pct.rename("% missed").reset_index()[columns]
+    by = ["pre-training", *(["replicate"] if "replicate" in long else []), "seed", "level"]
+    pct = long.groupby(by)["missed"].mean() * 100
+    return pct.rename("% missed").reset_index()[[c for c in by if c != "level"] + ["level", "% missed"]]
 
 
 def paper_table3() -> pd.DataFrame:

@@ -42,14 +42,9 @@ DETECTORS = ("imagenet-cls", "scratch", "scratch-narrow")
 #: thresholds of the threshold-sensitivity curves (log-spaced, 1e-6 ... 1e-1) and of its table
 SENSITIVITY_THRESHOLDS = tuple(float(t) for t in np.logspace(-6, -1, 11))
 SENSITIVITY_TABLE_THRESHOLDS = (1e-3, 1e-2, 1e-1)
-#: claim 1 compares I and S "at similar accuracy": their mAP@0.5 differs by at most SIMILAR_ACCURACY_SE standard
-#: errors of the paired difference, the standard error counted as at least SIMILAR_ACCURACY_FLOOR mAP points (so that
-#: a tiny spread over few seeds does not make every difference "dissimilar")
-SIMILAR_ACCURACY_SE = 2.0
-SIMILAR_ACCURACY_FLOOR = 1.0
-#: claim 2 keeps accuracy when the narrower S is not worse than S by more than this many standard errors (paired
-#: mAP@0.5 difference)
-ACCURACY_KEPT_SE = 1.0
+#: claim 1 compares I and S "at similar accuracy": equivalent when the 95 % interval of the paired mAP@0.5
+#: difference I - S lies within +- this many points (two one-sided tests at 2.5 % each)
+SIMILAR_ACCURACY_MARGIN = 2.0
 
 
 class SecondMoment:
@@ -286,19 +281,20 @@ def count_macs(module: nn.Module, inputs) -> int:
 # ---- the chapter's tables (from experiments.eigenspectrum.run_eigenspectrum_study's result) ------------------------------------------
 
 def accuracy_frame(result: dict):
-    """One row per run: detector, seed, epochs, mAP@0.5, mAP@0.7 (percent) -> ``pandas.DataFrame``."""
+    """One row per run: detector, replicate, seed, epochs, mAP@0.5, mAP@0.7 (percent) -> ``pandas.DataFrame``."""
     import pandas as pd
 
-    from detpretrain.analysis.ablations import map_at
+    from detpretrain.analysis.claims import map_at
 
-    return pd.DataFrame([{"detector": r["pretrain"], "seed": r["seed"], "epochs": len(r["metrics"]["history"]),
+    return pd.DataFrame([{"detector": r["pretrain"], "replicate": int(r.get("replicate", 0)), "seed": r["seed"],
+                          "epochs": len(r["metrics"]["history"]),
                           "mAP@0.5": map_at(r["metrics"], 0.5), "mAP@0.7": map_at(r["metrics"], 0.7),
                           "hash": r["hash"]} for r in result["runs"]])
 
 
 def dimensionality_frame(result: dict, *, threshold: float | None = None, normalisation: str | None = None):
-    """Intrinsic dimensionality per run, epoch and layer (long format): columns detector, seed, epoch, progress
-    (epoch / run's epochs, 0..1), layer, channels, dim, dim_share (dim / channels)."""
+    """Intrinsic dimensionality per run, epoch and layer (long format): columns detector, replicate, seed, epoch,
+    progress (epoch / run's epochs, 0..1), layer, channels, dim, dim_share (dim / channels)."""
     import pandas as pd
 
     threshold = result["threshold"] if threshold is None else threshold
@@ -310,7 +306,8 @@ def dimensionality_frame(result: dict, *, threshold: float | None = None, normal
         for epoch, layers in per_epoch.items():
             for layer, ev in layers.items():
                 d = intrinsic_dimensionality(ev, threshold, normalisation)
-                rows.append({"detector": r["pretrain"], "seed": r["seed"], "epoch": epoch,
+                rows.append({"detector": r["pretrain"], "replicate": int(r.get("replicate", 0)), "seed": r["seed"],
+                             "epoch": epoch,
                              "progress": epoch / last if last else 1.0, "layer": layer, "channels": len(ev),
                              "dim": d, "dim_share": d / len(ev)})
     return pd.DataFrame(rows)
@@ -329,18 +326,17 @@ def final_dimensionality_table(result: dict, **kw):
 
 
 def dims_difference(result: dict, a: str = "imagenet-cls", b: str = "scratch", **kw) -> dict:
-    """Per layer, the paired-by-seed difference of final intrinsic dimensionality ``a - b`` with its verdict
-    (:func:`~detpretrain.analysis.ablations.paired_verdict`): ``{layer: {"mean", "stderr", "seeds", "verdict"}}``."""
-    from detpretrain.analysis.ablations import paired_verdict
+    """Per layer, the final intrinsic dimensionality ``a - b``, paired by replicate and seed (S, from scratch, has
+    no pre-training replicate: its runs pair by seed with every replicate of I), with its verdict over pre-training
+    runs (:func:`~detpretrain.analysis.claims.unit_verdict`; ``holds`` = ``a`` higher, ``reversed`` = ``b``
+    higher): ``{layer: Verdict}``."""
+    from detpretrain.analysis.claims import paired_units, unit_verdict
 
     frame = dimensionality_frame(result, **kw)
-    last = frame[frame["progress"] == 1.0].pivot_table(index=["layer", "seed"], columns="detector", values="dim")
-    out = {}
-    for layer in [x for x in (*STAGES, *FPN_LEVELS) if x in last.index.get_level_values(0)]:
-        rows = last.loc[layer]
-        if a in rows and b in rows:
-            out[layer] = paired_verdict(rows[a] - rows[b])
-    return out
+    last = frame[frame["progress"] == 1.0].rename(columns={"dim": "value"})
+    units = paired_units(last, a, b, keys=("layer",), key="detector")
+    return {layer: unit_verdict(units[units["layer"] == layer])
+            for layer in (*STAGES, *FPN_LEVELS) if layer in set(units["layer"])}
 
 
 def cost_table(result: dict):
@@ -365,12 +361,12 @@ def cost_table(result: dict):
     return pd.DataFrame(rows)
 
 
-def accuracy_difference(result: dict, a: str, b: str, metric: str = "mAP@0.5") -> dict:
-    """Paired-by-seed difference ``a - b`` of a detection metric with its verdict (``paired_verdict``)."""
-    from detpretrain.analysis.ablations import paired_verdict
+def accuracy_units(result: dict, a: str, b: str, metric: str = "mAP@0.5"):
+    """Paired differences ``a - b`` of a detection metric (points), one row per unit (replicate, seed; a detector
+    without pre-training pairs by seed): columns ``replicate, seed, diff``."""
+    from detpretrain.analysis.claims import paired_units
 
-    acc = accuracy_frame(result).pivot_table(index="seed", columns="detector", values=metric)
-    return paired_verdict(acc[a] - acc[b]) if a in acc and b in acc else paired_verdict([])
+    return paired_units(accuracy_frame(result).rename(columns={metric: "value"}), a, b, key="detector")
 
 
 # ---- what the chapter shows: curves, tables and the two claims (computed, not written by hand) -----------------------
@@ -464,13 +460,14 @@ def rule_comparison(result: dict) -> str:
 
 
 def dims_difference_frame(result: dict, a: str = "imagenet-cls", b: str = "scratch"):
-    """:func:`dims_difference` as a table: ``layer``, ``I − S (mean)``, ``stderr``, ``seeds``, ``direction`` ("I
-    higher" where the verdict is ``holds``, "S higher" where ``reversed``, else the verdict)."""
+    """:func:`dims_difference` as a table: ``layer``, ``I − S``, ``95% CI low``, ``95% CI high``, ``n``, ``unit``,
+    ``direction`` ("I higher" where the verdict is ``holds``, "S higher" where ``reversed``, else the label; before
+    the chapter's Holm adjustment)."""
     import pandas as pd
 
     names = {"holds": "I higher", "reversed": "S higher"}
-    return pd.DataFrame([{"layer": k, "I − S (mean)": v["mean"], "stderr": v["stderr"], "seeds": v["seeds"],
-                          "direction": names.get(v["verdict"], v["verdict"])}
+    return pd.DataFrame([{"layer": k, "I − S": v.estimate, "95% CI low": v.ci_low, "95% CI high": v.ci_high,
+                          "n": v.n, "unit": v.unit, "direction": names.get(v.label, v.label)}
                          for k, v in dims_difference(result, a, b).items()])
 
 
@@ -487,85 +484,74 @@ def dynamics(result: dict, layers=STAGES):
             .agg(channels=("channels", "max"), mean=("dim", "mean"), std=("dim", "std")).reset_index())
 
 
-def claim1_verdict(result: dict) -> dict:
-    """Claim 1 (Shinya et al.): detectors fine-tuned from IMAGENET-CLS (I) and trained from scratch (S) differ, at
-    similar accuracy.
+def similar_accuracy(result: dict, a: str = "imagenet-cls", b: str = "scratch",
+                     margin: float = SIMILAR_ACCURACY_MARGIN) -> tuple[bool, object]:
+    """Whether ``a`` and ``b`` reach similar mAP@0.5: the 95 % interval of the paired difference (over pre-training
+    runs) lies within ``+- margin`` points (equivalence by two one-sided tests). Returns ``(similar, Verdict)``."""
+    from detpretrain.analysis.claims import unit_verdict
 
-    The layers "differ" where the paired-by-seed difference of final intrinsic dimensionality is beyond one standard
-    error (:func:`dims_difference`). The claim **holds** if some layers differ and the accuracies are similar (the
-    mAP@0.5 difference I − S within :data:`SIMILAR_ACCURACY_SE` standard errors, counted as at least
-    :data:`SIMILAR_ACCURACY_FLOOR` points), **holds, but with an accuracy gap** if layers differ at dissimilar
-    accuracy, and **is not supported** if no layer differs.
+    v = unit_verdict(accuracy_units(result, a, b))
+    return bool(not math.isnan(v.ci_low) and -margin < v.ci_low and v.ci_high < margin), v
 
-    Returns:
-        ``{"differing": [layers], "layers": n, "accuracy": accuracy_difference(I, S), "verdict", "sentence"}``;
-        ``sentence`` also gives the stages' dimensionality at initialisation.
-    """
-    diff = dims_difference(result)
-    gap = accuracy_difference(result, "imagenet-cls", "scratch")
-    differing = [k for k, v in diff.items() if v["verdict"] != "not resolved"]
-    similar = abs(gap["mean"]) <= SIMILAR_ACCURACY_SE * max(gap["stderr"], SIMILAR_ACCURACY_FLOOR)
-    verdict = ("holds" if differing and similar else
-               "holds, but with an accuracy gap between I and S" if differing else "is not supported")
+
+def claim1_summary(result: dict, claims: dict) -> str:
+    """Claim 1 (Shinya et al.: I and S differ, even at similar accuracy) in words, from the chapter's claims (the
+    per-layer differences of :func:`eigen_claims`, labelled after Holm's adjustment) and :func:`similar_accuracy`;
+    with the stages' dimensionality at initialisation."""
+    from detpretrain.analysis.stats import adjust_claims
+
+    primary = next(iter(claims))
+    adjusted = adjust_claims(claims, primary)
+    layers = [k for k in claims if k.startswith("I ≠ S in ")]
+    differing = [k.removeprefix("I ≠ S in ") for k in layers if adjusted[k].label != "not resolved"]
+    similar, gap = similar_accuracy(result)
     dyn = dimensionality_frame(result)
     start = dyn[(dyn.epoch == 0) & dyn.layer.isin(STAGES)].groupby(["detector", "layer"])["dim"].mean()
     start_i = ", ".join(f"{s} {start.get(('imagenet-cls', s), float('nan')):.0f}" for s in STAGES)
     start_s = ", ".join(f"{s} {start.get(('scratch', s), float('nan')):.0f}" for s in STAGES)
-    sentence = (
-        f"At the end of training I and S differ beyond one standard error in **{len(differing)} of {len(diff)}** "
-        f"layers ({', '.join(differing) or 'none'}), while their mAP@0.5 differs by {gap['mean']:+.1f} ± "
-        f"{gap['stderr']:.1f}. At initialisation the stages of I (the IMAGENET-CLS backbone) count {start_i} "
-        f"dimensions, those of S (random weights) {start_s}.")
-    return {"differing": differing, "layers": len(diff), "accuracy": gap, "verdict": verdict, "sentence": sentence}
+    return (f"At the end of training I and S differ in **{len(differing)} of {len(layers)}** layers after Holm's "
+            f"adjustment ({', '.join(differing) or 'none'}); their mAP@0.5 differs by "
+            f"{gap.sentence('mAP@0.5 points (I − S)')} — accuracy "
+            f"**{'similar' if similar else 'not shown similar'}** (the interval "
+            f"{'lies' if similar else 'does not lie'} within ±{SIMILAR_ACCURACY_MARGIN:g} points). At "
+            f"initialisation the stages of I (the IMAGENET-CLS backbone) count {start_i} dimensions, those of S "
+            f"(random weights) {start_s}.")
 
 
-def claim2_verdict(result: dict) -> dict:
-    """Claim 2 (Shinya et al.): widths from the intrinsic dimensionality cut parameters (ResNet-50: about
-    :data:`~detpretrain.paper.SHINYA_PARAMS_CHANGE` %) without more MACs, keeping accuracy.
-
-    Accuracy is **kept** when the narrower S minus S (mAP@0.5, paired by seed) is not below minus
-    :data:`ACCURACY_KEPT_SE` standard errors; *not judged* with one seed. When the determined widths equal the
-    original ones the claim is **not tested** (nothing to prune; the narrower detector is S itself).
+def eigen_claims(result: dict) -> dict:
+    """The eigenspectrum chapter's claims, primary first (:data:`~detpretrain.analysis.claims.PRIMARY_CLAIMS`
+    ``["eigenspectrum"]``: the narrower detector keeps accuracy, non-inferiority of narrower S - S in mAP@0.5 with
+    the declared margin, over fine-tuning seeds since neither has a pre-training), then I ≠ S per layer
+    (:func:`dims_difference`).
 
     Returns:
-        ``{"tested": bool, "kept", "params_change", "macs_change" (percent, body vs S), "accuracy",
-        "accuracy_07": accuracy_difference(narrow, S), "sentence", "short"}``.
+        ``{claim: Verdict}`` for :func:`~detpretrain.analysis.claims.claims_frame`.
     """
-    narrow_gap = accuracy_difference(result, "scratch-narrow", "scratch")
-    narrow_gap7 = accuracy_difference(result, "scratch-narrow", "scratch", "mAP@0.7")
+    from detpretrain.analysis.claims import PRIMARY_CLAIMS, unit_verdict
+
+    primary = PRIMARY_CLAIMS["eigenspectrum"]
+    claims = {primary.name: unit_verdict(accuracy_units(result, "scratch-narrow", "scratch"), claim=primary)}
+    claims.update({f"I ≠ S in {layer}": v for layer, v in dims_difference(result).items()})
+    return claims
+
+
+def claim2_summary(result: dict, claims: dict) -> str:
+    """Claim 2 (widths from the spectrum) in words: the parameter and MAC change of the determined widths, and the
+    accuracy verdict of :func:`eigen_claims`' primary claim -- or that it is not tested (the widths are unchanged)."""
+    from detpretrain.analysis.claims import PRIMARY_CLAIMS
+
+    if result["narrow_is_scratch"]:
+        return (f"The determined widths {tuple(result['widths'])} equal the original ones: at this threshold every "
+                "channel of every stage counts, there is nothing to prune, and the narrower detector is S itself "
+                "(not trained again). **Claim 2 is not tested** at this threshold; a smaller count (a higher "
+                "threshold, or a wider backbone) is needed to test it.")
     row = cost_table(result).set_index("detector").loc["scratch-narrow"]
-    if math.isnan(narrow_gap["stderr"]):
-        kept = "not judged (one seed)"
-    else:
-        kept = "kept" if narrow_gap["mean"] >= -ACCURACY_KEPT_SE * max(narrow_gap["stderr"], 0) else "not kept"
-    params, macs = float(row["body params vs scratch (%)"]), float(row["body MACs vs scratch (%)"])
-    tested = not result["narrow_is_scratch"]
-    if not tested:
-        sentence = (f"The determined widths {tuple(result['widths'])} equal the original ones: at this threshold "
-                    "every channel of every stage counts, there is nothing to prune, and the narrower detector is S "
-                    "itself (not trained again). **Claim 2 is not tested** at this threshold; a smaller count (a "
-                    "higher threshold, or a wider backbone) is needed to test it.")
-        short = "not tested (the widths are unchanged)"
-    else:
-        sentence = (f"The determined widths {tuple(result['widths'])} (from {tuple(result['original_widths'])}) "
-                    f"change the backbone's parameters by **{params:+.1f} %** (Shinya et al.: about "
-                    f"{SHINYA_PARAMS_CHANGE:+.0f} % on ResNet-50) and its MACs by **{macs:+.1f} %**. Accuracy of the "
-                    f"narrower S minus S, paired by seed: mAP@0.5 **{narrow_gap['mean']:+.1f} ± "
-                    f"{narrow_gap['stderr']:.1f}**, mAP@0.7 {narrow_gap7['mean']:+.1f} ± {narrow_gap7['stderr']:.1f}: "
-                    f"accuracy **{kept}** by the one-standard-error rule.")
-        short = f"{params:+.1f} % backbone parameters, {macs:+.1f} % MACs, accuracy {kept}"
-    return {"tested": tested, "kept": kept, "params_change": params, "macs_change": macs, "accuracy": narrow_gap,
-            "accuracy_07": narrow_gap7, "sentence": sentence, "short": short}
-
-
-def claims_summary(result: dict) -> str:
-    """The chapter's closing sentence: both claims' verdicts (:func:`claim1_verdict`, :func:`claim2_verdict`) at
-    this execution's count (normalisation, threshold)."""
-    c1, c2 = claim1_verdict(result), claim2_verdict(result)
-    return (f"*Claim 1 (I and S differ at similar accuracy)* **{c1['verdict']}** here: {len(c1['differing'])} layers "
-            f"differ beyond one standard error, with I − S = {c1['accuracy']['mean']:+.1f} mAP@0.5, at the count "
-            f"({result['normalisation']}, {result['threshold']:g}). *Claim 2 (widths from the spectrum)*: "
-            f"{c2['short']}.")
+    v = claims[PRIMARY_CLAIMS["eigenspectrum"].name]
+    return (f"The determined widths {tuple(result['widths'])} (from {tuple(result['original_widths'])}) change the "
+            f"backbone's parameters by **{float(row['body params vs scratch (%)']):+.1f} %** (Shinya et al.: about "
+            f"{SHINYA_PARAMS_CHANGE:+.0f} % on ResNet-50) and its MACs by "
+            f"**{float(row['body MACs vs scratch (%)']):+.1f} %**. Accuracy of the narrower S minus S: "
+            f"{v.sentence('mAP@0.5 points')}.")
 
 
 def accuracy_summary(result: dict):

@@ -14,11 +14,15 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
 from detpretrain.config import TrainConfig
 from detpretrain.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def ap_by_frequency(metrics: dict, rare: Sequence[str], thresholds: Sequence[float] = (0.5, 0.7)) -> dict:
@@ -169,25 +173,23 @@ def frozen_table(result: dict, metrics: Sequence[str] = ("all@0.5", "rare@0.5", 
     return g.loc[order]
 
 
-def frozen_gain(result: dict, head: str, metric: str = "all@0.5") -> dict:
-    """Frozen minus fine-tuned ``metric`` for one detector capacity, paired by seed, with its verdict
-    (:func:`~detpretrain.analysis.ablations.paired_verdict`: ``holds`` = freezing helps beyond one standard error).
+def frozen_units(result: dict, head: str, metric: str = "all@0.5") -> pd.DataFrame:
+    """Frozen minus fine-tuned ``metric`` (AP points) for one detector capacity, paired by pre-training replicate and
+    fine-tuning seed: columns ``replicate, seed, diff``.
 
     Raises:
         ConfigError: a head the study did not run.
     """
     import pandas as pd
 
-    from detpretrain.analysis.ablations import paired_verdict
+    from detpretrain.analysis.claims import paired_units
 
     frame = pd.DataFrame(result["rows"])
     part = frame[frame["head"] == head]
     if part.empty:
         raise ConfigError(f"head {head!r} is not in this study ({sorted(set(frame['head']))})")
-    wide = part.pivot_table(index="seed", columns="mode", values=metric)
-    if "frozen" not in wide or "fine-tuned" not in wide:
-        return paired_verdict([])
-    return paired_verdict(wide["frozen"] - wide["fine-tuned"])
+    part = part.assign(replicate=part["replicate"] if "replicate" in part else 0)
+    return paired_units(part.rename(columns={metric: "value"}), "frozen", "fine-tuned", key="mode")
 
 
 def resource_ratios(rows: list[dict]) -> list[dict]:
@@ -238,55 +240,86 @@ GAIN_METRICS = ("all@0.5", "rare@0.5", "frequent@0.5", "all@0.7")
 
 
 def gain_table(result: dict, heads: Sequence[str], metrics: Sequence[str] = GAIN_METRICS):
-    """:func:`frozen_gain` for every capacity and metric: ``capacity``, ``metric``, ``frozen − fine-tuned`` (AP
-    points, mean over seeds), ``stderr``, ``seeds``, ``verdict`` (``holds`` = freezing better by more than one
-    standard error)."""
+    """Frozen minus fine-tuned for every capacity and metric (:func:`frozen_units`), with the 95 % interval over
+    pre-training runs (:func:`~detpretrain.analysis.claims.unit_verdict`): ``capacity``, ``metric``, ``frozen −
+    fine-tuned`` (AP points), ``95% CI low``, ``95% CI high``, ``n``, ``unit``, ``label`` (unadjusted; the chapter's
+    claims table adjusts)."""
     import pandas as pd
+
+    from detpretrain.analysis.claims import unit_verdict
 
     rows = []
     for h in heads:
         for metric in metrics:
-            v = frozen_gain(result, h, metric)
-            rows.append({"capacity": h, "metric": metric, "frozen − fine-tuned": v["mean"], "stderr": v["stderr"],
-                         "seeds": v["seeds"], "verdict": v["verdict"]})
+            v = unit_verdict(frozen_units(result, h, metric))
+            rows.append({"capacity": h, "metric": metric, "frozen − fine-tuned": v.estimate, "95% CI low": v.ci_low,
+                         "95% CI high": v.ci_high, "n": v.n, "unit": v.unit, "label": v.label})
     return pd.DataFrame(rows)
 
 
-def claims_summary(result: dict, heads: Sequence[str]) -> str:
-    """Vasconcelos et al.'s three claims on this study, written from its numbers: (1) freezing helps given capacity
-    (frozen − fine-tuned mAP@0.5 at the smallest and the largest capacity of ``heads`` and how the gain changes),
-    (2) most on rare classes (rare vs frequent at the largest capacity), (3) it saves compute and memory
-    (:func:`resource_ratios`, averaged over capacities)."""
+def frozen_claims(result: dict, heads: Sequence[str]) -> dict:
+    """Vasconcelos et al.'s claims on this study, primary first (:data:`~detpretrain.analysis.claims.
+    PRIMARY_CLAIMS` ``["frozen_backbone"]``: freezing helps, all classes mAP@0.5, at the largest capacity of
+    ``heads``), each a verdict over pre-training runs: freezing helps at each smaller capacity; the gain grows from
+    the smallest to the largest capacity; at the largest, freezing helps rare classes, and more than frequent ones.
+
+    Returns:
+        ``{claim: Verdict}`` for :func:`~detpretrain.analysis.claims.claims_frame`.
+    """
+    from detpretrain.analysis.claims import PRIMARY_CLAIMS, unit_verdict
+
     first, last = heads[0], heads[-1]
-    g_first, g_last = frozen_gain(result, first, "all@0.5"), frozen_gain(result, last, "all@0.5")
-    r_last, f_last = frozen_gain(result, last, "rare@0.5"), frozen_gain(result, last, "frequent@0.5")
+    primary = PRIMARY_CLAIMS["frozen_backbone"]
+    claims = {primary.name: unit_verdict(frozen_units(result, last, "all@0.5"), claim=primary)}
+    for h in heads[:-1]:
+        claims[f"freezing helps with {h}"] = unit_verdict(frozen_units(result, h, "all@0.5"))
+    if first != last:
+        grow = _unit_difference(frozen_units(result, last, "all@0.5"), frozen_units(result, first, "all@0.5"))
+        claims[f"the gain grows from {first} to {last}"] = unit_verdict(grow)
+    rare, frequent = frozen_units(result, last, "rare@0.5"), frozen_units(result, last, "frequent@0.5")
+    claims[f"freezing helps rare classes ({last})"] = unit_verdict(rare)
+    claims[f"the gain is larger on rare than on frequent classes ({last})"] = unit_verdict(
+        _unit_difference(rare, frequent))
+    return claims
+
+
+def _unit_difference(a, b):
+    """Per unit (replicate, seed), ``a.diff - b.diff`` of two paired-difference frames."""
+    merged = a.merge(b, on=["replicate", "seed"], suffixes=("_a", "_b"))
+    return merged.assign(diff=merged["diff_a"] - merged["diff_b"])[["replicate", "seed", "diff"]]
+
+
+def frozen_regime(result: dict, head: str):
+    """The regime check of the long-tailed study (:func:`~detpretrain.analysis.claims.detection_regime`): its
+    fine-tuned ``head`` detector on the frequent classes (those that keep their full training data)."""
+    import pandas as pd
+
+    from detpretrain.analysis.claims import detection_regime
+
+    frame = pd.DataFrame(result["rows"])
+    part = frame[(frame["head"] == head) & (frame["mode"] == "fine-tuned")]
+    part = part.assign(pretrain="fine-tuned").rename(columns={"frequent@0.5": "mAP@0.5", "frequent@0.7": "mAP@0.7"})
+    return detection_regime(part, arm="fine-tuned", what=f"the fine-tuned {head} detector, on the frequent classes")
+
+
+def resources_summary(result: dict) -> str:
+    """Claim 3 (freezing saves compute and memory) as measured: the frozen / fine-tuned ratios of
+    :func:`resource_ratios`, averaged over capacities (a measurement of one process, no interval)."""
     ratios = resource_ratios(result["resources"])
     time_ratio = statistics.fmean(r["time per iteration"] for r in ratios) if ratios else float("nan")
     act_ratio = statistics.fmean(r["saved activations"] for r in ratios) if ratios else float("nan")
-    return (
-        f"*Claim 1 (freezing helps, given capacity)*: frozen − fine-tuned mAP@0.5 is {g_first['mean']:+.1f} ± "
-        f"{g_first['stderr']:.1f} with `{first}` and {g_last['mean']:+.1f} ± {g_last['stderr']:.1f} with `{last}` "
-        f"(verdicts: {g_first['verdict']}, {g_last['verdict']}); the gain changes by "
-        f"{g_last['mean'] - g_first['mean']:+.1f} points from the smallest to the largest capacity. *Claim 2 (largest "
-        f"on rare classes)*: with `{last}`, frozen − fine-tuned is {r_last['mean']:+.1f} ± {r_last['stderr']:.1f} on "
-        f"rare and {f_last['mean']:+.1f} ± {f_last['stderr']:.1f} on frequent classes. *Claim 3 (resources)*: a "
-        f"frozen step takes {time_ratio:.2f}x the time of a fine-tuned one and keeps {act_ratio:.2f}x the "
-        f"activations for backward, on average over capacities.")
+    return (f"*Claim 3 (resources)*: a frozen step takes {time_ratio:.2f}x the time of a fine-tuned one and keeps "
+            f"{act_ratio:.2f}x the activations for backward, on average over capacities (measured side by side in "
+            "one process; no interval).")
 
 
 # ---- issue 18: the claims as interactions (differences of differences) ----------------------------------------------
 
-def _gains_by_seed(frame, head: str, metric: str):
-    part = frame[frame["head"] == head].pivot_table(index="seed", columns="mode", values=metric)
-    if "frozen" not in part or "fine-tuned" not in part:
-        return part.iloc[:, :0].sum(axis=1) * float("nan")
-    return part["frozen"] - part["fine-tuned"]
-
-
 def interaction_verdicts(result: dict, heads: Sequence[str], *, metric: str = "all@0.5", rare: str = "rare@0.5",
                          frequent: str = "frequent@0.5") -> dict:
-    """Vasconcelos et al.'s claims as differences of differences, paired by fine-tuning seed, with
-    :func:`~detpretrain.analysis.stats.verdict` intervals (one pre-training run: conditional on that backbone):
+    """Vasconcelos et al.'s claims as differences of differences, paired by pre-training replicate and fine-tuning
+    seed (:func:`frozen_units`), each a :func:`~detpretrain.analysis.claims.unit_verdict` (over pre-training runs
+    with two or more replicates; with one, conditional on that backbone, over the fine-tuning seeds):
 
     * ``capacity``: (frozen - fine-tuned) with the largest head minus the same with the smallest (``metric``);
       the paper: the gain of freezing grows with the detector's capacity.
@@ -296,17 +329,13 @@ def interaction_verdicts(result: dict, heads: Sequence[str], *, metric: str = "a
     Returns:
         ``{claim: Verdict}`` in AP points.
     """
-    import pandas as pd
+    from detpretrain.analysis.claims import unit_verdict
 
-    from detpretrain.analysis.stats import conditional_verdict
-
-    frame = pd.DataFrame(result["rows"])
     out = {}
     if len(heads) >= 2:
-        d = (_gains_by_seed(frame, heads[-1], metric) - _gains_by_seed(frame, heads[0], metric)).dropna()
-        out[f"freezing gain, {heads[-1]} minus {heads[0]} ({metric})"] = conditional_verdict(
-            d.to_numpy(), unit="fine-tuning seed")
+        d = _unit_difference(frozen_units(result, heads[-1], metric), frozen_units(result, heads[0], metric))
+        out[f"freezing gain, {heads[-1]} minus {heads[0]} ({metric})"] = unit_verdict(d)
     for h in heads:
-        d = (_gains_by_seed(frame, h, rare) - _gains_by_seed(frame, h, frequent)).dropna()
-        out[f"freezing gain, rare minus frequent ({h})"] = conditional_verdict(d.to_numpy(), unit="fine-tuning seed")
+        d = _unit_difference(frozen_units(result, h, rare), frozen_units(result, h, frequent))
+        out[f"freezing gain, rare minus frequent ({h})"] = unit_verdict(d)
     return out

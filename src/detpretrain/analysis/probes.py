@@ -10,19 +10,25 @@ re-estimates them on train + validation). scikit-learn's ``C`` is the inverse L2
 Kornblith et al. search 45 values of lambda in [1e-6, 1e5]; the default grid here, :data:`DEFAULT_CS`, has 9 values of
 C in [1e-4, 1e4] (one per decade; enough for a few hundred images on a CPU); pass ``cs=`` for a finer one.
 
-Top-1 accuracies are in percent. A probe on fixed features is a convex problem: the only randomness in its number is
-the sample of test images, so its uncertainty is the binomial standard error ``sqrt(p (1 - p) / n_test)`` (reported
-as ``se``); backbone-to-backbone spread (``scratch`` seeds) is reported separately where there are several backbones.
+Top-1 accuracies are in percent. A probe on fixed features is a convex problem: given the backbone, the only
+randomness in its number is the sample of test images, so its uncertainty is the binomial standard error
+``sqrt(p (1 - p) / n_test)`` (reported as ``se``). Two probes on the same test images are compared by McNemar's exact
+test on their per-image correctness (:func:`~detpretrain.analysis.stats.mcnemar`) -- a verdict about these particular
+backbones; with several pre-training replicates per backbone, the verdict is over the per-replicate differences
+instead (the unit of a claim about pre-training is the pre-training run; :func:`probe_claims`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 
 import numpy as np
 import pandas as pd
 
+from detpretrain.analysis.claims import PRIMARY_CLAIMS, paired_units, unit_verdict
+from detpretrain.analysis.stats import Verdict, mcnemar
 from detpretrain.paper import DETECTION_STAND_IN, ROLE_NAMES, TABLE5, TABLE6, TABLE8, quoted_row
 
 #: inverse L2 strengths searched on the validation split (scikit-learn ``C``)
@@ -65,9 +71,11 @@ def linear_probe(train, val, test, *, cs=DEFAULT_CS, max_iter: int = 2000) -> di
         max_iter: L-BFGS iterations per fit (a fit that has not converged is still used; ``converged`` says so).
 
     Returns:
-        ``{"top1", "se", "C", "val_top1": {C: %}, "n_train", "n_val", "n_test", "dim", "converged", "model"}``;
-        accuracies in percent, ``se`` the binomial standard error of ``top1``, ``model`` the refit scikit-learn
-        pipeline (``StandardScaler`` -> ``LogisticRegression``; the mask-out chapter turns it into a torch head).
+        ``{"top1", "se", "C", "val_top1": {C: %}, "n_train", "n_val", "n_test", "dim", "converged", "correct",
+        "model"}``; accuracies in percent, ``se`` the binomial standard error of ``top1``, ``correct`` the per-image
+        correctness on test (bool [n_test], for :func:`~detpretrain.analysis.stats.mcnemar`), ``model`` the refit
+        scikit-learn pipeline (``StandardScaler`` -> ``LogisticRegression``; the mask-out chapter turns it into a
+        torch head).
 
     Raises:
         ValueError: non-2-D or non-finite features, label/row mismatch, an empty split, different D across splits,
@@ -91,12 +99,13 @@ def linear_probe(train, val, test, *, cs=DEFAULT_CS, max_iter: int = 2000) -> di
             val_top1[float(c)] = 100.0 * _pipeline(c, max_iter).fit(xtr, ytr).score(xva, yva)
         best = max(val_top1, key=lambda c: (val_top1[c], -c))
         final = _pipeline(best, max_iter).fit(np.concatenate([xtr, xva]), np.concatenate([ytr, yva]))
-        top1 = 100.0 * final.score(xte, yte)
+        correct = final.predict(xte) == yte
+        top1 = 100.0 * float(np.mean(correct))
     converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
     p = top1 / 100.0
     return {"top1": top1, "se": 100.0 * math.sqrt(p * (1 - p) / len(yte)), "C": best, "val_top1": val_top1,
             "n_train": len(ytr), "n_val": len(yva), "n_test": len(yte), "dim": int(xtr.shape[1]),
-            "converged": converged, "model": final}
+            "converged": converged, "correct": correct, "model": final}
 
 
 def probe_features(arrays: dict, feature: str | None = None, **kwargs) -> dict:
@@ -114,9 +123,10 @@ def split_sizes(data) -> str:
     return f"{len(data.train)}/{len(data.val)}/{len(data.test)} images, {len(data.classes)} classes"
 
 
-def configuration_table(profile, datasets: dict, probe_pretrains, finetune_pretrains, seeds):
+def configuration_table(profile, datasets: dict, probe_pretrains, finetune_pretrains, seeds, replicates: int = 1):
     """The classification chapter's configuration: each target (its paper role, corpus and split sizes), the probed
-    and the fine-tuned backbones, the probe's C grid, the fine-tuning schedule and the seeds, as a settings table."""
+    and the fine-tuned backbones, the probe's C grid, the fine-tuning schedule, the seeds and the pre-training
+    replicates, as a settings table."""
     from detpretrain.chapter import settings_frame
 
     o = profile.cls_finetune
@@ -125,40 +135,53 @@ def configuration_table(profile, datasets: dict, probe_pretrains, finetune_pretr
     rows += [("probe backbones", ", ".join(probe_pretrains)), ("fine-tuned backbones", ", ".join(finetune_pretrains)),
              ("probe C grid", ", ".join(f"{c:g}" for c in DEFAULT_CS)),
              ("classification fine-tuning", f"{o.epochs} epochs, batch {o.batch_size}, lr {o.lr}"),
-             ("seeds", ", ".join(map(str, seeds)))]
+             ("fine-tuning seeds", ", ".join(map(str, seeds))),
+             ("pre-training replicates", f"{replicates} per pre-trained backbone (crossed with the seeds)")]
     return settings_frame(rows)
 
 
-def conv5_probes(data, pretrains, profile, *, seeds=(0,), store=None, device: str = "auto", label: str | None = None,
-                 log=print, corpus: dict | None = None) -> list[dict]:
+def probe_keys(pretrains, replicates: int = 1) -> list[str]:
+    """The backbones the Conv5 probes read: every pre-training replicate (:func:`~detpretrain.experiments.common.
+    replicate_key`) of each trained backbone of ``pretrains``, ``scratch`` once (its random backbones are seeds)."""
+    from detpretrain.experiments.common import replicate_key
+
+    return [replicate_key(p, r) for p in pretrains for r in (range(replicates) if p != "scratch" else (0,))]
+
+
+def conv5_probes(data, pretrains, profile, *, seeds=(0,), replicates: int = 1, store=None, device: str = "auto",
+                 label: str | None = None, log=print, corpus: dict | None = None) -> list[dict]:
     """Table 6's probes on one dataset: a linear probe (:func:`probe_features`) on the cached Conv5 features of each
     backbone (:func:`detpretrain.experiments.features.backbone_features`); ``scratch`` once per seed (a different
-    random backbone each), the trained backbones once (one pre-training each, as in the paper).
+    random backbone each), the trained backbones once per pre-training replicate (:func:`probe_keys`).
 
     Args:
         data: a :class:`~detpretrain.experiments.features.ProbeData`.
-        pretrains: backbone keys (``imagenet-cls``, ``detection``, ``imagenet-loc``, ``scratch``, ...).
+        pretrains: backbone names (``imagenet-cls``, ``detection``, ``imagenet-loc``, ``scratch``, ...).
         seeds: the random backbones of ``scratch``.
+        replicates: the pre-training replicates of each trained backbone.
         label: the ``dataset`` of the rows (default ``data.paper_name``, which :func:`table6` looks up in the paper;
             ``"sizes"``: ``"<data.name> (<split_sizes>)"``, for real datasets shown with their sizes).
         corpus: the corpus variant the backbones were pre-trained on.
 
     Returns:
-        one row per probe: ``dataset``, ``target`` (``data.name``), ``pretrain``, ``seed``, ``top1``, ``se`` (percent),
-        ``C``, ``dim``, ``source`` (the backbone's run hash or random-backbone id).
+        one row per probe: ``dataset``, ``target`` (``data.name``), ``pretrain``, ``replicate``, ``seed``, ``top1``,
+        ``se`` (percent), ``C``, ``dim``, ``source`` (the backbone's run hash or random-backbone id), ``correct``
+        (per-test-image correctness, for :func:`probe_claims`).
     """
+    from detpretrain.experiments.common import split_key
     from detpretrain.experiments.features import backbone_features
 
     label = f"{data.name} ({split_sizes(data)})" if label == "sizes" else label
     rows = []
-    for pre in pretrains:
+    for key in probe_keys(pretrains, replicates):
+        pre, replicate = split_key(key)
         for seed in (seeds if pre == "scratch" else (0,)):
-            arrays = backbone_features(pre, data, profile, store=store, seed=seed, device=device, log=log,
+            arrays = backbone_features(key, data, profile, store=store, seed=seed, device=device, log=log,
                                        corpus=corpus)
             res = probe_features(arrays)
-            rows.append({"dataset": label or data.paper_name, "target": data.name, "pretrain": pre, "seed": seed,
-                         "top1": res["top1"], "se": res["se"], "C": res["C"], "dim": res["dim"],
-                         "source": arrays["source"]})
+            rows.append({"dataset": label or data.paper_name, "target": data.name, "pretrain": pre,
+                         "replicate": replicate, "seed": seed, "top1": res["top1"], "se": res["se"], "C": res["C"],
+                         "dim": res["dim"], "source": arrays["source"], "correct": res["correct"]})
     return rows
 
 
@@ -211,64 +234,80 @@ def table5(probes: dict[str, dict], names: dict[str, str]) -> pd.DataFrame:
                           "paper": TABLE5.get(HEAD_FEATURE_PAPER.get(f, f), math.nan)} for f, r in probes.items()])
 
 
-def table5_verdict(probes: dict[str, dict]) -> dict:
-    """Table 5's two orderings checked on our numbers: pooling helps (ConvProj 1x1 > 2x2 > 4x4 > blob) and FC1 > FC2.
-
-    A comparison "a > b" holds when the difference exceeds the combined binomial standard error
-    ``sqrt(se_a^2 + se_b^2)`` (same test images, so this is conservative), is reversed when below its negative.
-
-    Returns:
-        ``{"comparisons": [{"a", "b", "diff", "se", "verdict"}], "sentence": str}``.
-    """
-    pairs = [("convproj_1x1", "convproj_2x2"), ("convproj_2x2", "convproj_4x4"), ("convproj_4x4", "convproj"),
-             ("fc1", "fc2")]
-    comps = []
-    for a, b in pairs:
-        if a not in probes or b not in probes:
-            continue
-        diff = probes[a]["top1"] - probes[b]["top1"]
-        se = math.hypot(probes[a]["se"], probes[b]["se"])
-        verdict = "holds" if diff > se else "reversed" if diff < -se else "not resolved"
-        comps.append({"a": a, "b": b, "diff": diff, "se": se, "verdict": verdict})
-    text = "; ".join(f"{c['a']} vs {c['b']}: {c['diff']:+.1f} ± {c['se']:.1f} points ({c['verdict']})" for c in comps)
-    return {"comparisons": comps, "sentence": f"Table 5's orderings here: {text}." if comps else "No comparison."}
+#: Table 5's orderings: the first probe of each pair is the paper's better one (pooling helps, FC1 > FC2)
+TABLE5_ORDERINGS = (("convproj_1x1", "convproj_2x2"), ("convproj_2x2", "convproj_4x4"), ("convproj_4x4", "convproj"),
+                    ("convproj_1x1", "convproj"), ("fc1", "fc2"))
 
 
-def probe_gap_verdict(frame: pd.DataFrame, better: str = "imagenet-cls", worse: str = "detection") -> dict:
-    """Table 6's claim per dataset: the classification backbone's Conv5 probe beats the detection backbone's.
+def table5_claims(probes: dict, orderings=TABLE5_ORDERINGS, label: str = "") -> dict[str, Verdict]:
+    """Table 5's orderings on our detector's head (pooling helps: ConvProj 1x1 > 2x2 > 4x4 > blob; FC1 > FC2), each
+    an exact McNemar test of the two probes on the same test images (:func:`~detpretrain.analysis.stats.mcnemar`):
+    one detector, so each verdict is about this detector's features (``replicated=False``).
 
     Args:
-        frame: the rows given to :func:`table6` (``dataset``, ``pretrain``, ``top1``, ``se``).
+        probes: ``{feature: probe result with "correct"}`` (:func:`probe_features`, :func:`matched_probes`) or
+            ``{feature: [N_test] bool}``.
+        label: appended to each claim's name (e.g. ``" (P5, PCA)"``).
 
     Returns:
-        ``{"per_dataset": [{"dataset", "gap", "se", "paper_gap", "paper_label", "verdict"}], "sentence"}``; gap in
-        points, verdict ``holds`` when gap > its combined binomial standard error; ``paper_gap`` is Table 6's gap
-        between the entries :func:`~detpretrain.paper.quoted_row` quotes for the two backbones (``paper_label``).
+        ``{"Table 5: <a> > <b><label>": Verdict}`` (top-1 points, ``a - b``) for the pairs both probed.
     """
-    frame = pd.DataFrame(frame)
-    out = []
+    def correct(f):
+        p = probes[f]
+        return p["correct"] if isinstance(p, dict) else p
+
+    return {f"Table 5: {a} > {b}{label}": dataclasses.replace(mcnemar(correct(a), correct(b)), replicated=False)
+            for a, b in orderings if a in probes and b in probes}
+
+
+def probe_claims(rows, better: str = "imagenet-cls", worse: str = "detection") -> dict[str, Verdict]:
+    """Table 6's claim per dataset: the ``better`` backbone's Conv5 probe beats the ``worse`` one's (top-1 points).
+
+    With two or more pre-training replicates of both, the verdict is over the per-replicate differences
+    (:func:`~detpretrain.analysis.claims.unit_verdict`: the unit is the pre-training run); with one, it is McNemar's
+    exact test over the test images of the two probes (about these particular backbones, ``replicated=False``).
+
+    Args:
+        rows: :func:`conv5_probes`' rows (``dataset``, ``pretrain``, ``replicate``, ``top1``, ``correct``).
+
+    Returns:
+        ``{"Table 6, <dataset>: <better> probe > <worse> probe": Verdict}``.
+    """
+    frame = pd.DataFrame(list(rows) if not isinstance(rows, pd.DataFrame) else rows)
+    out = {}
     for ds, g in frame.groupby("dataset", sort=False):
         a, b = g[g["pretrain"] == better], g[g["pretrain"] == worse]
         if a.empty or b.empty:
             continue
-        gap = a["top1"].mean() - b["top1"].mean()
-        se = math.hypot(a["se"].mean(), b["se"].mean())
+        name = f"Table 6, {ds}: {PROBE_ROLE_NAMES[better]} probe > {PROBE_ROLE_NAMES[worse]} probe"
+        if a["replicate"].nunique() > 1 and b["replicate"].nunique() > 1:
+            out[name] = unit_verdict(paired_units(g.rename(columns={"top1": "value"}), better, worse),
+                                     subunit="probe")
+        else:
+            out[name] = dataclasses.replace(mcnemar(a["correct"].iloc[0], b["correct"].iloc[0]), replicated=False)
+    return out
+
+
+def probe_gaps(rows) -> pd.DataFrame:
+    """Table 6's gaps beside the paper's: per dataset, our IMAGENET-CLS minus detection probe top-1 (mean over
+    replicates) and the paper's gap between the entries :func:`~detpretrain.paper.quoted_row` quotes (``paper
+    columns``: IMAGENET-CLS minus OPENIMAGES, Table 6 has no COCO column)."""
+    frame = pd.DataFrame(list(rows) if not isinstance(rows, pd.DataFrame) else rows)
+    out = []
+    for ds, g in frame.groupby("dataset", sort=False):
+        a, b = (g.loc[g["pretrain"] == p, "top1"] for p in ("imagenet-cls", "detection"))
+        if a.empty or b.empty:
+            continue
         paper = TABLE6.get(ds, {})
-        (row_a, label_a), (row_b, label_b) = (quoted_row(p, "Table 6", paper) for p in (better, worse))
-        paper_gap = paper.get(row_a, math.nan) - paper.get(row_b, math.nan)
-        verdict = "holds" if gap > se else "reversed" if gap < -se else "not resolved"
-        out.append({"dataset": ds, "gap": gap, "se": se, "paper_gap": paper_gap,
-                    "paper_label": f"{label_a} minus {label_b}", "verdict": verdict})
-    text = "; ".join(f"{r['dataset']}: {r['gap']:+.1f} ± {r['se']:.1f} ("
-                     + (f"paper {r['paper_gap']:+.1f}, {r['paper_label']}; " if not math.isnan(r["paper_gap"])
-                        else "")
-                     + f"{r['verdict']})" for r in out)
-    return {"per_dataset": out, "sentence": f"{PROBE_ROLE_NAMES[better]} minus {PROBE_ROLE_NAMES[worse]} Conv5 probe "
-                                            f"top-1: {text}." if out else "No dataset has both backbones."}
+        (row_a, label_a), (row_b, label_b) = (quoted_row(p, "Table 6", paper) for p in ("imagenet-cls", "detection"))
+        out.append({"dataset": ds, "gap": a.mean() - b.mean(),
+                    "paper gap": paper.get(row_a, math.nan) - paper.get(row_b, math.nan),
+                    "paper columns": f"{label_a} minus {label_b}" if row_a and row_b else "–"})
+    return pd.DataFrame(out, columns=["dataset", "gap", "paper gap", "paper columns"])
 
 
 def table8(results: dict[str, dict]) -> pd.DataFrame:
-    """Table 8: full fine-tuning top-1 by dataset and pre-training, mean and sd over seeds, the paper's beside
+    """Table 8: full fine-tuning top-1 by dataset and pre-training, mean and sd over fine-tunings, the paper's beside
     (Table 8 has a COCO row: ``detection``, the COCO role, is quoted with it).
 
     Args:
@@ -280,51 +319,62 @@ def table8(results: dict[str, dict]) -> pd.DataFrame:
         for pre, g in frame.groupby("pretrain", sort=False):
             paper_row, _ = quoted_row(pre, "Table 8", TABLE8)
             out.append({"dataset": ds, "pre-training": PROBE_ROLE_NAMES.get(pre, pre), "top1": g["top1"].mean(),
-                        "sd": g["top1"].std(ddof=1) if len(g) > 1 else math.nan, "seeds": len(g),
+                        "sd": g["top1"].std(ddof=1) if len(g) > 1 else math.nan, "runs": len(g),
                         "paper": TABLE8.get(paper_row, {}).get(ds, math.nan)})
     return pd.DataFrame(out)
 
 
 def finetune_frame(results: dict[str, dict]) -> pd.DataFrame:
-    """One row per fine-tuning run of Table 8: ``dataset``, ``pretrain``, ``seed``, ``top1`` (percent).
+    """One row per fine-tuning run of Table 8: ``dataset``, ``pretrain``, ``replicate``, ``seed``, ``top1``
+    (percent).
 
     Args:
         results: as for :func:`table8`.
     """
-    return pd.DataFrame([{"dataset": ds, "pretrain": r["pretrain"], "seed": r["seed"], "top1": r["metrics"]["top1"]}
+    return pd.DataFrame([{"dataset": ds, "pretrain": r["pretrain"], "replicate": int(r.get("replicate", 0)),
+                          "seed": r["seed"], "top1": r["metrics"]["top1"]}
                          for ds, res in results.items() for r in res["runs"]],
-                        columns=["dataset", "pretrain", "seed", "top1"])
+                        columns=["dataset", "pretrain", "replicate", "seed", "top1"])
 
 
-def finetune_gap_verdict(results: dict[str, dict], better: str = "imagenet-cls", worse: str = "detection") -> dict:
-    """Table 8's claim per dataset, tested on the paired per-seed differences (same seed = same data order).
+def finetune_units(results: dict[str, dict], better: str = "imagenet-cls",
+                   worse: str = "detection") -> dict[str, pd.DataFrame]:
+    """Table 8's paired top-1 differences ``better - worse`` per dataset, one row per unit (replicate, seed; same
+    seed = same data order): ``{dataset: frame with columns replicate, seed, diff}``."""
+    from detpretrain.analysis.claims import unit_frame
+
+    return {ds: paired_units(unit_frame(res, lambda m: m["top1"]), better, worse) for ds, res in results.items()}
+
+
+#: the dataset of the classification chapter's primary claim (Table 8, the CALTECH-256 role)
+PRIMARY_DATASET = "CALTECH-256"
+
+
+def classification_claims(transfer: dict[str, dict], *, probe_rows=None, head_probes=None,
+                          better: str = "imagenet-cls", worse: str = "detection") -> dict[str, Verdict]:
+    """The classification chapter's claims, primary first (:data:`~detpretrain.analysis.claims.PRIMARY_CLAIMS`
+    ``["classification"]``: after fine-tuning on the CALTECH-256-role target, IMAGENET-CLS pre-training beats
+    detection pre-training): Table 8 on every dataset (verdicts over pre-training runs), Table 6
+    (:func:`probe_claims`) and Table 5 (:func:`table5_claims`).
 
     Returns:
-        ``{"per_dataset": [{"dataset", "mean", "stderr", "seeds", "verdict"}], "sentence"}`` (rule of
-        :func:`detpretrain.analysis.ablations.paired_verdict`).
+        ``{claim: Verdict}``; the primary is present even when the CALTECH-256 role was not run (no estimate).
     """
-    from detpretrain.analysis.ablations import paired_verdict
-
-    out = []
-    for ds, res in results.items():
-        by = {(r["pretrain"], r["seed"]): r["metrics"]["top1"] for r in res["runs"]}
-        seeds = sorted({s for p, s in by if p == better} & {s for p, s in by if p == worse})
-        if not seeds:
-            continue
-        v = paired_verdict([by[(better, s)] - by[(worse, s)] for s in seeds])
-        out.append({"dataset": ds, **v})
-    text = "; ".join(f"{r['dataset']}: {r['mean']:+.1f} ± {r['stderr']:.1f} over {r['seeds']} seeds ({r['verdict']})"
-                     for r in out)
-    return {"per_dataset": out, "sentence": f"{PROBE_ROLE_NAMES[better]} minus {PROBE_ROLE_NAMES[worse]} after full "
-                                            f"fine-tuning: {text}." if out else "No dataset has both backbones."}
+    primary = PRIMARY_CLAIMS["classification"]
+    units = finetune_units(transfer, better, worse)
+    empty = pd.DataFrame(columns=["replicate", "seed", "diff"])
+    claims = {primary.name: unit_verdict(units.get(PRIMARY_DATASET, empty), claim=primary)}
+    for ds, frame in units.items():
+        if ds != PRIMARY_DATASET:
+            claims[f"Table 8, {ds}: {PROBE_ROLE_NAMES[better]} > {PROBE_ROLE_NAMES[worse]}"] = unit_verdict(frame)
+    if probe_rows is not None:
+        claims.update(probe_claims(probe_rows, better, worse))
+    if head_probes is not None:
+        claims.update(table5_claims(head_probes))
+    return claims
 
 
 # ---- issue 18: Table 5 at the paper's level and at a common dimension ------------------------------------------------
-#: Table 5's orderings (a better than b): pooling helps, and FC1 beats FC2
-TABLE5_ORDERINGS = (("convproj_1x1", "convproj_2x2"), ("convproj_2x2", "convproj_4x4"), ("convproj_4x4", "convproj"),
-                    ("convproj_1x1", "convproj"), ("fc1", "fc2"))
-
-
 def fpn_level_of_roi(width: float, height: float, *, k_min: int = 2, k_max: int = 5, canonical_scale: int = 224,
                      canonical_level: int = 4) -> int:
     """The FPN level P_k that torchvision's ``MultiScaleRoIAlign`` pools a ``width x height`` px RoI from (Lin et al.
@@ -389,22 +439,6 @@ def matched_probes(arrays: dict, features, dim: int | None = None, **kwargs) -> 
     return out
 
 
-def table5_claims(correct: dict, orderings=TABLE5_ORDERINGS, label: str = "") -> dict:
-    """Table 5's orderings as :func:`~detpretrain.analysis.stats.mcnemar` verdicts on the same test images
-    (``correct``: ``{feature: [N_test] bool}``; claim "a beats b" in top-1 points).
-
-    Returns:
-        ``{"<a> > <b><label>": Verdict}`` for the orderings whose two feature sets are present (``replicated``
-        False: the features are one detector's).
-    """
-    import dataclasses
-
-    from detpretrain.analysis.stats import mcnemar
-
-    return {f"{a} > {b}{label}": dataclasses.replace(mcnemar(correct[a], correct[b]), replicated=False)
-            for a, b in orderings if a in correct and b in correct}
-
-
 def probe_gap_claims(datasets: dict, profile, *, better: str = "imagenet-cls", worse: str = "detection", store=None,
                      device: str = "auto", corpus: dict | None = None, log=print) -> dict:
     """Table 6's gap per dataset as a :func:`~detpretrain.analysis.stats.mcnemar` verdict: the two backbones'
@@ -434,18 +468,12 @@ def probe_gap_claims(datasets: dict, profile, *, better: str = "imagenet-cls", w
 
 
 def finetune_gap_claims(results: dict[str, dict], better: str = "imagenet-cls", worse: str = "detection") -> dict:
-    """Table 8's gap per dataset: ``better - worse`` top-1 paired by fine-tuning seed,
-    :func:`~detpretrain.analysis.stats.verdict` conditional on the one pre-training run of each backbone.
+    """Table 8's gap per dataset: ``better - worse`` top-1 paired by pre-training replicate and fine-tuning seed
+    (:func:`finetune_units`), each a :func:`~detpretrain.analysis.claims.unit_verdict` (over pre-training runs with
+    two or more replicates; conditional on the one pre-training run of each backbone with one).
 
     Returns:
         ``{"Table 8: <better> minus <worse>, <dataset>": Verdict}`` (top-1 points).
     """
-    from detpretrain.analysis.stats import conditional_verdict
-
-    out = {}
-    for ds, res in results.items():
-        by = {(r["pretrain"], r["seed"]): r["metrics"]["top1"] for r in res["runs"]}
-        seeds = sorted({s for p, s in by if p == better} & {s for p, s in by if p == worse})
-        d = np.array([by[(better, s)] - by[(worse, s)] for s in seeds], dtype=float)
-        out[f"Table 8: {better} minus {worse}, {ds}"] = conditional_verdict(d, unit="fine-tuning seed")
-    return out
+    return {f"Table 8: {better} minus {worse}, {ds}": unit_verdict(frame)
+            for ds, frame in finetune_units(results, better, worse).items()}

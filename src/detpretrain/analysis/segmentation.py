@@ -1,14 +1,15 @@
 """Tables, figures and verdicts for the segmentation chapter (Section 2.2, Table 4, Figures 2 and 9 of Li et al.).
 
 All functions take the dict returned by :func:`detpretrain.experiments.segmentation.run_segmentation_experiment` ("result"):
-``{"profile", "dataset", "data", "runs": [{"pretrain", "seed", "run", "hash", "metrics"}]}`` where ``metrics`` holds
+``{"profile", "dataset", "data", "runs": [{"pretrain", "replicate", "seed", "run", "hash", "metrics"}]}`` where
+``metrics`` holds
 ``mIoU``, ``pixel_accuracy``, ``per_class_IoU`` (class name -> IoU), ``classes``, ``bands`` (trimap widths in
 evaluated pixels), ``band_scale`` (evaluated px per VOC-scale px), ``trimap`` / ``anti_trimap`` (``str(width)`` ->
 ``{"mIoU", "pixel_accuracy", "num_pixels"}``) and ``per_image``. All values are in percent; gains in points.
 
-Seeds pair the runs: the fine-tunings of one seed from two backbones see the target images in the same order, so
-gains are computed per seed and their spread (standard error over seeds) decides the verdicts, as in
-:func:`detpretrain.analysis.detection.high_iou_verdict`.
+Runs pair by pre-training replicate and fine-tuning seed (:func:`detpretrain.analysis.claims.paired_units`: the
+fine-tunings of one seed from two backbones see the target images in the same order), and every verdict is
+:mod:`detpretrain.analysis.stats`' interval over pre-training runs (:func:`segmentation_claims`).
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ import math
 import numpy as np
 import pandas as pd
 
+from detpretrain.analysis.claims import PRIMARY_CLAIMS, paired_units, unit_verdict
+from detpretrain.analysis.stats import Verdict
 from detpretrain.chapter import provenance
 from detpretrain.errors import ConfigError
-from detpretrain.paper import FIG9_CLASS_GAINS, SEG_GAIN, TABLE4, quoted_row
+from detpretrain.paper import FIG9_CLASS_GAINS, TABLE4, quoted_row
 
 PRETRAIN_ORDER = ("imagenet-cls", "detection", "scratch")
 REGIONS = ("trimap", "anti_trimap")
@@ -31,14 +34,14 @@ METRIC_LABELS = {"mIoU": "mIoU (%)", "pixel_accuracy": "pixel accuracy (%)"}
 
 __all__ = [
     "boundary_gains",
-    "extent_verdict",
-    "helps_verdict",
+    "extent_summary",
     "miou_frame",
     "paper_class_comparison",
     "per_class_gain",
     "pick_examples",
     "plot_examples",
     "plot_trimap",
+    "segmentation_claims",
     "table4",
     "trimap_frame",
 ]
@@ -54,27 +57,32 @@ def _order(pretrains) -> list[str]:
 
 
 def miou_frame(result: dict) -> pd.DataFrame:
-    """One row per fine-tuning run: ``pretrain, seed, mIoU, pixel_accuracy, run`` (first 10 hex of the hash)."""
-    return pd.DataFrame([{"pretrain": r["pretrain"], "seed": r["seed"], "mIoU": _num(r["metrics"]["mIoU"]),
+    """One row per fine-tuning run: ``pretrain, replicate, seed, mIoU, pixel_accuracy, run`` (first 10 hex of the
+    hash)."""
+    return pd.DataFrame([{"pretrain": r["pretrain"], "replicate": int(r.get("replicate", 0)), "seed": r["seed"],
+                          "mIoU": _num(r["metrics"]["mIoU"]),
                           "pixel_accuracy": _num(r["metrics"]["pixel_accuracy"]), "run": r["hash"][:10]}
                          for r in result["runs"]])
 
 
 def table4(result: dict) -> pd.DataFrame:
-    """Our Table 4: mIoU and pixel accuracy per pre-training (mean and sample sd over seeds) beside the paper's mIoU.
+    """Our Table 4: mIoU and pixel accuracy per pre-training (mean and sample sd over its fine-tunings) beside the
+    paper's mIoU.
 
     Returns:
         one row per pre-training: ``pre-training``, ``paper role`` (the Table 4 row quoted,
         :func:`~detpretrain.paper.quoted_row`: ``detection`` plays COCO, which Table 4 lacks, so its OPENIMAGES row is
-        quoted under that name), ``seeds``, ``mIoU``, ``sd``, ``pixel acc``, ``sd acc``, ``paper mIoU`` (VOC 2012
-        val; NaN where the paper has no such row).
+        quoted under that name), ``replicates`` (pre-training runs), ``runs`` (fine-tunings), ``mIoU``, ``sd``,
+        ``pixel acc``, ``sd acc`` (over the fine-tunings), ``paper mIoU`` (VOC 2012 val; NaN where the paper has no
+        such row).
     """
     frame = miou_frame(result)
     rows = []
     for pretrain in _order(frame["pretrain"]):
         sub = frame[frame["pretrain"] == pretrain]
         row, label = quoted_row(pretrain, "Table 4", TABLE4)
-        rows.append({"pre-training": pretrain, "paper role": label, "seeds": sub["seed"].nunique(),
+        rows.append({"pre-training": pretrain, "paper role": label, "replicates": sub["replicate"].nunique(),
+                     "runs": len(sub),
                      "mIoU": sub["mIoU"].mean(), "sd": sub["mIoU"].std(ddof=1) if len(sub) > 1 else math.nan,
                      "pixel acc": sub["pixel_accuracy"].mean(),
                      "sd acc": sub["pixel_accuracy"].std(ddof=1) if len(sub) > 1 else math.nan,
@@ -105,7 +113,8 @@ def trimap_frame(result: dict, bands=None) -> pd.DataFrame:
         bands: widths (evaluated pixels) to keep; default every width all runs evaluated.
 
     Returns:
-        columns ``pretrain, seed, region`` (``trimap`` | ``anti_trimap``), ``width`` (px of the evaluated masks),
+        columns ``pretrain, replicate, seed, region`` (``trimap`` | ``anti_trimap``), ``width`` (px of the evaluated
+        masks),
         ``voc_width`` (the VOC-scale equivalent, ``width / band_scale``), ``mIoU``, ``pixel_accuracy``,
         ``num_pixels``.
     """
@@ -117,30 +126,31 @@ def trimap_frame(result: dict, bands=None) -> pd.DataFrame:
         for region in REGIONS:
             for w in widths:
                 band = m[region][str(w)]
-                rows.append({"pretrain": r["pretrain"], "seed": r["seed"], "region": region, "width": w,
+                rows.append({"pretrain": r["pretrain"], "replicate": int(r.get("replicate", 0)), "seed": r["seed"],
+                             "region": region, "width": w,
                              "voc_width": w / scale, "mIoU": _num(band["mIoU"]),
                              "pixel_accuracy": _num(band["pixel_accuracy"]), "num_pixels": band["num_pixels"]})
     return pd.DataFrame(rows)
 
 
-def _paired(frame: pd.DataFrame, keys: list[str], value: str, better: str, baseline: str) -> pd.Series:
-    a = frame[frame["pretrain"] == better].set_index(["seed", *keys])[value]
-    b = frame[frame["pretrain"] == baseline].set_index(["seed", *keys])[value]
-    return (a - b).dropna()
+def _paired(frame: pd.DataFrame, keys: list[str], value: str, better: str, baseline: str) -> pd.DataFrame:
+    """:func:`~detpretrain.analysis.claims.paired_units` of column ``value``: ``replicate, seed, *keys, diff``."""
+    return paired_units(frame.rename(columns={value: "value"}), better, baseline, keys=tuple(keys))
 
 
 def boundary_gains(result: dict, metric: str = "mIoU", bands=None, better: str = "detection",
                    baseline: str = "imagenet-cls") -> pd.DataFrame:
-    """Gain ``better - baseline`` in trimap and anti-trimap per width, paired by seed (points of ``metric``).
+    """Gain ``better - baseline`` in trimap and anti-trimap per width, paired by replicate and seed (points of
+    ``metric``; mean and sd over the paired fine-tunings).
 
     Returns:
-        columns ``width, voc_width, trimap gain, trimap sd, anti-trimap gain, anti-trimap sd, seeds``.
+        columns ``width, voc_width, trimap gain, trimap sd, anti-trimap gain, anti-trimap sd, runs``.
     """
     frame = trimap_frame(result, bands)
-    gains = _paired(frame, ["region", "width"], metric, better, baseline).rename("gain").reset_index()
+    gains = _paired(frame, ["region", "width"], metric, better, baseline).rename(columns={"diff": "gain"})
     if gains.empty:
         return pd.DataFrame(columns=["width", "voc_width", "trimap gain", "trimap sd", "anti-trimap gain",
-                                     "anti-trimap sd", "seeds"])
+                                     "anti-trimap sd", "runs"])
     voc = frame.groupby("width")["voc_width"].first()
     out = gains.groupby(["width", "region"])["gain"].agg(
         ["mean", lambda s: s.std(ddof=1) if len(s) > 1 else math.nan, "count"]).unstack("region")
@@ -149,119 +159,93 @@ def boundary_gains(result: dict, metric: str = "mIoU", bands=None, better: str =
         "trimap gain": out[("mean", "trimap")].values, "trimap sd": out[("<lambda_0>", "trimap")].values,
         "anti-trimap gain": out[("mean", "anti_trimap")].values,
         "anti-trimap sd": out[("<lambda_0>", "anti_trimap")].values,
-        "seeds": out[("count", "trimap")].values})
+        "runs": out[("count", "trimap")].values})
     return table.reset_index(drop=True)
 
 
-#: effects smaller than this (points) are "not resolved" whatever the spread: the metrics are printed to 0.1, and
-#: identical runs (e.g. every smoke model predicting background) give a spread of exactly 0
-MIN_EFFECT = 0.1
-
-
-def _verdict(values: pd.Series) -> tuple[float, float, int, str]:
-    """(mean, standard error, n, verdict) of per-seed values: holds if mean > max(SE, MIN_EFFECT), reversed if
-    mean < -max(SE, MIN_EFFECT), both only with n > 1 seeds; otherwise not resolved."""
-    n = int(values.count())
-    mean = float(values.mean()) if n else math.nan
-    stderr = float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
-    bar = max(stderr, MIN_EFFECT) if n > 1 else math.nan
-    if n > 1 and mean > bar + 1e-9:  # a tie (e.g. 2 seeds, one gain 0: mean == SE) is not resolved
-        verdict = "holds"
-    elif n > 1 and mean < -bar - 1e-9:
-        verdict = "reversed"
-    else:
-        verdict = "not resolved"
-    return mean, stderr, n, verdict
-
-
-def _se_text(stderr: float, n: int) -> str:
-    return f" ± {stderr:.1f} (standard error over {n} seeds)" if n > 1 else " (1 seed: no spread to judge by)"
-
-
-def helps_verdict(result: dict, better: str = "detection", baseline: str = "imagenet-cls") -> dict:
-    """Does the paper's first claim hold here: detection pre-training helps segmentation (Table 4: +2.9 mIoU,
-    OPENIMAGES over IMAGENET-CLS; Table 4 has no COCO row)?
-
-    The per-seed mIoU gain ``better - baseline`` decides: *holds* if its mean exceeds its standard error over seeds
-    (and :data:`MIN_EFFECT`), *reversed* if it is below minus that, otherwise *not resolved* at this number of
-    seeds.
+def extent_units(result: dict, metric: str = "mIoU", bands=None, better: str = "detection",
+                 baseline: str = "imagenet-cls") -> pd.DataFrame:
+    """Per unit (replicate, seed), the gain ``better - baseline`` of ``metric`` averaged over the band widths in the
+    trimap and in the anti-trimap, and ``diff`` = anti-trimap gain - trimap gain (Figure 2's claim: positive when the
+    gain is over the whole extent of objects, not at their boundaries).
 
     Returns:
-        ``{"gain", "stderr", "seeds", "verdict", "sentence"}`` (gain in mIoU points).
-    """
-    gains = _paired(miou_frame(result), [], "mIoU", better, baseline)
-    if gains.empty:
-        return {"verdict": "missing", "sentence": f"The comparison needs both the {baseline} and the {better} "
-                                                  "backbones fine-tuned with a common seed."}
-    gain, stderr, n, verdict = _verdict(gains)
-    _, label = quoted_row("detection", "Table 4", TABLE4)
-    sentence = (f"Detection pre-training changes mIoU by {gain:+.1f} points over IMAGENET-CLS-style pre-training"
-                f"{_se_text(stderr, n)}. Verdict on the paper's claim (detection pre-training helps segmentation: "
-                f"{SEG_GAIN:+.1f} mIoU on VOC 2012, {label}): **{verdict}**.")
-    return {"gain": gain, "stderr": stderr, "seeds": n, "verdict": verdict, "sentence": sentence}
-
-
-def extent_verdict(result: dict, metric: str = "mIoU", bands=None, better: str = "detection",
-                   baseline: str = "imagenet-cls") -> dict:
-    """Does the paper's second claim hold: the gain is over the whole extent of objects, not at boundary pixels?
-
-    Figure 2 of the paper: the gain in the anti-trimap (pixels away from the void outline) is at least the gain in
-    the trimap (pixels near it). Per seed we average, over the band widths, ``anti-trimap gain - trimap gain`` of
-    ``metric`` (``"mIoU"``, DeepLab's trimap measure, or ``"pixel_accuracy"``, the paper's wording); the claim
-    *holds* if the mean over seeds exceeds its standard error (and :data:`MIN_EFFECT`), is *reversed* (the gain
-    sits at boundaries) if it is below minus that, else *not resolved*.
-
-    Returns:
-        ``{"trimap_gain", "anti_trimap_gain", "difference", "stderr", "seeds", "widths", "verdict", "sentence"}``
-        (points, averaged over the widths).
+        columns ``replicate, seed, trimap, anti_trimap, diff`` (points).
     """
     widths = _widths(result, bands)
-    frame = trimap_frame(result, widths)
-    gains = _paired(frame, ["region", "width"], metric, better, baseline)
+    gains = _paired(trimap_frame(result, widths), ["region", "width"], metric, better, baseline)
     if gains.empty or not widths:
-        return {"verdict": "missing", "sentence": f"The comparison needs both the {baseline} and the {better} "
-                                                  "backbones evaluated on trimap bands with a common seed."}
-    per_seed = gains.groupby(["seed", "region"]).mean().unstack("region")
-    diff = per_seed["anti_trimap"] - per_seed["trimap"]
-    difference, stderr, n, verdict = _verdict(diff)
-    tri, anti = float(per_seed["trimap"].mean()), float(per_seed["anti_trimap"].mean())
+        return pd.DataFrame(columns=["replicate", "seed", "trimap", "anti_trimap", "diff"])
+    per_unit = gains.groupby(["replicate", "seed", "region"])["diff"].mean().unstack("region").reset_index()
+    return per_unit.assign(diff=per_unit["anti_trimap"] - per_unit["trimap"])
+
+
+def extent_summary(result: dict, metric: str = "mIoU", bands=None, better: str = "detection",
+                   baseline: str = "imagenet-cls") -> str:
+    """Figure 2's reading in one sentence: the gain near boundaries (trimap) and away from them (anti-trimap),
+    averaged over the band widths and the paired fine-tunings (the verdict is :func:`segmentation_claims`')."""
+    widths = _widths(result, bands)
+    units = extent_units(result, metric, bands, better, baseline)
+    if units.empty:
+        return f"The comparison needs both the {baseline} and the {better} backbones evaluated on trimap bands."
     scale = float(result["runs"][0]["metrics"].get("band_scale", 1.0))
     label = METRIC_LABELS.get(metric, metric).replace(" (%)", "")
-    sentence = (f"Averaged over trimap widths {widths[0]}–{widths[-1]} px (VOC-scale {widths[0] / scale:.0f}–"
-                f"{widths[-1] / scale:.0f} px), detection pre-training changes {label} by {tri:+.1f} points near "
-                f"boundaries (trimap) and {anti:+.1f} away from them (anti-trimap); the difference is "
-                f"{difference:+.1f}{_se_text(stderr, n)}. Verdict on the paper's claim (the gain is over the whole "
-                f"extent of objects, not at boundary pixels): **{verdict}**.")
-    return {"trimap_gain": tri, "anti_trimap_gain": anti, "difference": difference, "stderr": stderr, "seeds": n,
-            "widths": widths, "verdict": verdict, "sentence": sentence}
+    return (f"Averaged over trimap widths {widths[0]}–{widths[-1]} px (VOC-scale {widths[0] / scale:.0f}–"
+            f"{widths[-1] / scale:.0f} px) and {len(units)} paired fine-tunings, detection pre-training changes "
+            f"{label} by {units['trimap'].mean():+.1f} points near boundaries (trimap) and "
+            f"{units['anti_trimap'].mean():+.1f} away from them (anti-trimap).")
+
+
+def segmentation_claims(result: dict, bands=None, better: str = "detection",
+                        baseline: str = "imagenet-cls") -> dict[str, Verdict]:
+    """The segmentation chapter's claims, primary first (:data:`~detpretrain.analysis.claims.PRIMARY_CLAIMS`
+    ``["segmentation"]``: detection pre-training helps mIoU, Table 4's +2.9), each a verdict over pre-training runs:
+    the mIoU gain; the gain over the whole extent of objects (anti-trimap gain minus trimap gain, Figure 2) in mIoU
+    and in pixel accuracy; the pixel-accuracy gain.
+
+    Returns:
+        ``{claim: Verdict}`` for :func:`~detpretrain.analysis.claims.claims_frame`.
+    """
+    primary = PRIMARY_CLAIMS["segmentation"]
+    frame = miou_frame(result)
+    return {primary.name: unit_verdict(_paired(frame, [], "mIoU", better, baseline), claim=primary),
+            "detection pre-training helps pixel accuracy": unit_verdict(
+                _paired(frame, [], "pixel_accuracy", better, baseline)),
+            "the mIoU gain is over the whole extent (anti-trimap − trimap)": unit_verdict(
+                extent_units(result, "mIoU", bands, better, baseline)),
+            "the pixel-accuracy gain is over the whole extent (anti-trimap − trimap)": unit_verdict(
+                extent_units(result, "pixel_accuracy", bands, better, baseline))}
 
 
 def per_class_gain(result: dict, better: str = "detection", baseline: str = "imagenet-cls") -> pd.DataFrame:
-    """Per-class IoU of both backbones and the gain, paired by seed, with the paper's quoted gain beside.
+    """Per-class IoU of both backbones and the gain, paired by replicate and seed, with the paper's quoted gain
+    beside.
 
     Returns:
         one row per class of the target (background included), in label order: ``class``, ``<baseline> IoU``,
-        ``<better> IoU`` (means over seeds), ``gain``, ``sd`` (of the per-seed gains), ``seeds``, ``paper gain``
-        (:data:`~detpretrain.paper.FIG9_CLASS_GAINS`, IMAGENET-LOC over IMAGENET-CLS; NaN where not quoted).
+        ``<better> IoU`` (means over the fine-tunings), ``gain``, ``sd`` (of the paired gains), ``runs``,
+        ``paper gain`` (:data:`~detpretrain.paper.FIG9_CLASS_GAINS`, IMAGENET-LOC over IMAGENET-CLS; NaN where not
+        quoted).
     """
     rows = []
     for r in result["runs"]:
         for cls, iou in r["metrics"]["per_class_IoU"].items():
-            rows.append({"pretrain": r["pretrain"], "seed": r["seed"], "class": cls, "IoU": _num(iou)})
+            rows.append({"pretrain": r["pretrain"], "replicate": int(r.get("replicate", 0)), "seed": r["seed"],
+                         "class": cls, "IoU": _num(iou)})
     frame = pd.DataFrame(rows)
     classes = next((r["metrics"]["classes"] for r in result["runs"]), [])
     if frame.empty:
-        return pd.DataFrame(columns=["class", f"{baseline} IoU", f"{better} IoU", "gain", "sd", "seeds",
+        return pd.DataFrame(columns=["class", f"{baseline} IoU", f"{better} IoU", "gain", "sd", "runs",
                                      "paper gain"])
     gains = _paired(frame, ["class"], "IoU", better, baseline)
     out = []
     for cls in classes:
-        g = gains.xs(cls, level="class") if cls in gains.index.get_level_values("class") else pd.Series(dtype=float)
+        g = gains.loc[gains["class"] == cls, "diff"]
         mean_iou = frame[frame["class"] == cls].groupby("pretrain")["IoU"].mean()
         out.append({"class": cls, f"{baseline} IoU": float(mean_iou.get(baseline, math.nan)),
                     f"{better} IoU": float(mean_iou.get(better, math.nan)),
                     "gain": float(g.mean()) if len(g) else math.nan,
-                    "sd": float(g.std(ddof=1)) if len(g) > 1 else math.nan, "seeds": int(g.count()),
+                    "sd": float(g.std(ddof=1)) if len(g) > 1 else math.nan, "runs": int(g.count()),
                     "paper gain": FIG9_CLASS_GAINS.get(PAPER_CLASS_NAMES.get(cls, cls), math.nan)})
     return pd.DataFrame(out)
 
@@ -271,7 +255,7 @@ def paper_class_comparison(result: dict, better: str = "detection", baseline: st
 
     Returns:
         one row per quoted class: ``paper class``, ``paper gain``, ``our class`` (missing, NaN, where the target has
-        no such class, e.g. ``sheep`` in the synthetic target), ``our gain``, ``sd``, ``seeds``.
+        no such class, e.g. ``sheep`` in the synthetic target), ``our gain``, ``sd``, ``runs``.
     """
     ours = per_class_gain(result, better, baseline).set_index("class")
     by_paper = {PAPER_CLASS_NAMES.get(c, c): c for c in ours.index}
@@ -282,7 +266,7 @@ def paper_class_comparison(result: dict, better: str = "detection", baseline: st
         rows.append({"paper class": paper_cls, "paper gain": paper_gain, "our class": cls,
                      "our gain": float(row["gain"]) if row is not None else math.nan,
                      "sd": float(row["sd"]) if row is not None else math.nan,
-                     "seeds": int(row["seeds"]) if row is not None else 0})
+                     "runs": int(row["runs"]) if row is not None else 0})
     return pd.DataFrame(rows)
 
 
@@ -344,7 +328,7 @@ def pick_examples(result: dict, n_gain: int = 3, n_loss: int = 1, seed: int | No
     ``min(n_gain + n_loss, images)`` images, whatever the sign of their gains (shown in the panel titles).
 
     Args:
-        seed: whose runs to compare (default: the smallest seed both backbones have).
+        seed: whose runs to compare, of pre-training replicate 0 (default: the smallest seed both backbones have).
 
     Returns:
         columns ``index`` (dataset index), ``image_id``, ``seed``, ``<baseline> mIoU``, ``<better> mIoU``, ``gain``,
@@ -353,7 +337,7 @@ def pick_examples(result: dict, n_gain: int = 3, n_loss: int = 1, seed: int | No
     Raises:
         ConfigError: no seed with both backbones.
     """
-    runs = {(r["pretrain"], r["seed"]): r for r in result["runs"]}
+    runs = {(r["pretrain"], r["seed"]): r for r in result["runs"] if not r.get("replicate", 0)}
     seeds = sorted(s for (p, s) in runs if p == better and (baseline, s) in runs)
     if not seeds:
         raise ConfigError(f"no seed has both the {baseline} and the {better} segmentation runs")
@@ -405,7 +389,7 @@ def plot_examples(result: dict, examples: pd.DataFrame, better: str = "detection
 
     if examples.empty:
         raise ConfigError("no example images to show")
-    runs = {(r["pretrain"], r["seed"]): r for r in result["runs"]}
+    runs = {(r["pretrain"], r["seed"]): r for r in result["runs"] if not r.get("replicate", 0)}
     seed = int(examples["seed"].iloc[0])
     models = {}
     for pretrain in (baseline, better):

@@ -457,13 +457,22 @@ def activation_summary(frame: pd.DataFrame) -> pd.DataFrame:
         outside_mass=("outside", "mean"), instance_balance=("instance_balance", "mean"))
 
 
-def paired_by_image(frame: pd.DataFrame, column: str, a: str, b: str, key: str = "backbone") -> dict:
-    """Per-image paired difference ``a - b`` of ``column`` (images where either is missing dropped) and its verdict
-    (:func:`detpretrain.analysis.ablations.paired_verdict`, the standard error over images)."""
-    from detpretrain.analysis.ablations import paired_verdict
+def image_verdict(differences, unit: str = "test image"):
+    """The verdict on per-image paired differences of ONE pair of networks (one backbone per pre-training): the
+    t-interval over the images, labelled conditional on these particular networks (``replicated=False``;
+    :func:`~detpretrain.analysis.stats.verdict` with a single group)."""
+    from detpretrain.analysis.stats import verdict
 
+    d = np.asarray(differences, dtype=float)
+    d = d[np.isfinite(d)]
+    return verdict(d, groups=np.zeros(len(d), int), unit=unit)
+
+
+def paired_by_image(frame: pd.DataFrame, column: str, a: str, b: str, key: str = "backbone"):
+    """Per-image paired difference ``a - b`` of ``column`` (images where either is missing dropped) and its verdict
+    (:func:`image_verdict`)."""
     wide = frame.pivot(index="image", columns=key, values=column).dropna()
-    return paired_verdict(wide[a] - wide[b]) if a in wide and b in wide else paired_verdict([])
+    return image_verdict(wide[a] - wide[b] if a in wide and b in wide else [])
 
 
 def activation_verdicts(frame: pd.DataFrame, names: dict, classification: str = "imagenet-cls",
@@ -477,8 +486,8 @@ def activation_verdicts(frame: pd.DataFrame, names: dict, classification: str = 
         names: ``{backbone key: name shown}`` (e.g. the paper roles).
 
     Returns:
-        one row per claim: ``claim (positive = the paper's direction)``, ``mean paired difference``, ``stderr over
-        images``, ``images``, ``verdict``.
+        one row per claim: ``claim (positive = the paper's direction)``, ``mean paired difference``, ``95% CI low``,
+        ``95% CI high``, ``images``, ``label`` (about these two backbones: one pre-training each).
     """
     c, d = names[classification], names[detection]
     checks = {
@@ -487,8 +496,8 @@ def activation_verdicts(frame: pd.DataFrame, names: dict, classification: str = 
         f"instance balance (multi-instance images), {d} minus {c}":
             paired_by_image(frame, "instance_balance", detection, classification),
     }
-    return pd.DataFrame([{"claim (positive = the paper's direction)": k, "mean paired difference": v["mean"],
-                          "stderr over images": v["stderr"], "images": v["seeds"], "verdict": v["verdict"]}
+    return pd.DataFrame([{"claim (positive = the paper's direction)": k, "mean paired difference": v.estimate,
+                          "95% CI low": v.ci_low, "95% CI high": v.ci_high, "images": v.n, "label": v.label}
                          for k, v in checks.items()])
 
 
@@ -555,14 +564,13 @@ def real_activation_verdict(frame: pd.DataFrame, better: str, worse: str) -> dic
     images of :func:`real_activation_frame` (``backbone`` names as given there).
 
     Returns:
-        :func:`paired_by_image`'s dict with ``"images"`` and ``"sentence"`` added.
+        ``{"verdict": Verdict, "images", "sentence"}``.
     """
     v = paired_by_image(frame, "object mass", better, worse)
     images = int(frame["image"].nunique()) if len(frame) else 0
-    v["images"] = images
-    v["sentence"] = (f"On {v['seeds']} COCO images the detection backbone puts {v['mean']:+.3f} ± {v['stderr']:.3f} "
-                     f"more of its mass on objects ({v['verdict']}).")
-    return v
+    return {"verdict": v, "images": images,
+            "sentence": f"Object mass share, detection minus classification backbone: "
+                        f"{v.sentence('of the mass', digits=3)}."}
 
 
 def probe_heads(backbones: dict, data, profile, *, store=None, device="cpu", log=print,
@@ -632,16 +640,16 @@ def maskout_verdict(frame: pd.DataFrame, names: dict, classification: str = "ima
     than the detector's, paired over images (``part minus rest``, :func:`paired_by_image`).
 
     Returns:
-        the verdict dict with ``"sentence"``.
+        ``{"verdict": Verdict, "sentence"}``.
     """
     wide = frame.pivot(index="image", columns="backbone", values="part minus rest").dropna()
     v = paired_by_image(frame, "part minus rest", classification, detection)
-    v["sentence"] = (
+    sentence = (
         f"Covering the part rather than the rest of the object costs the {names[classification]} probe "
         f"{wide[classification].mean():.3f} and the {names[detection]} probe {wide[detection].mean():.3f} of "
-        f"probability (mean over {len(wide)} images); the paired difference is {v['mean']:+.3f} ± "
-        f"{v['stderr']:.3f}: the paper's reading (the classifier depends more on the part) **{v['verdict']}** here.")
-    return v
+        f"probability (mean over {len(wide)} images). The paper's reading (the classifier depends more on the part), "
+        f"classifier minus detector: {v.sentence('of probability', digits=3)}.")
+    return {"verdict": v, "sentence": sentence}
 
 
 def load_detectors(result: dict, device="cpu", data_cache=None) -> tuple[dict, object, list[str]]:
@@ -683,25 +691,21 @@ def best_box(prediction: dict, box, label: int, score_thresh: float):
 def localisation_verdict(objects: pd.DataFrame, a: str = "imagenet-cls", b: str = "detection",
                          occluded_below: float = 0.75) -> dict:
     """Figure 8's claim as a number: the best-IoU gain ``iou_b - iou_a`` over all objects (paired by object,
-    :func:`~detpretrain.analysis.ablations.paired_verdict`), and over the objects less than ``occluded_below``
-    visible.
+    :func:`image_verdict`: about these two detectors), and over the objects less than ``occluded_below`` visible.
 
     Returns:
-        ``{"all": verdict, "occluded": verdict or None (fewer than two such objects), "better", "worse",
+        ``{"all": Verdict, "occluded": Verdict or None (fewer than two such objects), "better", "worse",
         "sentence"}``.
     """
-    from detpretrain.analysis.ablations import paired_verdict
-
     gain = objects[f"iou_{b}"] - objects[f"iou_{a}"]
-    v = paired_verdict(gain)
+    v = image_verdict(gain, unit="object")
     occluded = objects["visible_fraction"] < occluded_below
-    vo = paired_verdict(gain[occluded]) if occluded.sum() > 1 else None
-    text = (f"Over {len(objects)} objects the detection-pre-trained detector's best IoU is {v['mean']:+.3f} ± "
-            f"{v['stderr']:.3f} higher ({v['verdict']}; better for {int((gain > 0).sum())}, worse for "
-            f"{int((gain < 0).sum())} objects)")
+    vo = image_verdict(gain[occluded], unit="object") if occluded.sum() > 1 else None
+    text = (f"Best IoU of the detection-pre-trained detector minus the other's, over all objects: "
+            f"{v.sentence('IoU', digits=3)} (better for {int((gain > 0).sum())}, worse for {int((gain < 0).sum())} "
+            "objects)")
     if vo is not None:
-        text += (f"; on the {int(occluded.sum())} objects under {100 * occluded_below:.0f} % visible, "
-                 f"{vo['mean']:+.3f} ± {vo['stderr']:.3f}")
+        text += f"; on the objects under {100 * occluded_below:.0f} % visible: {vo.sentence('IoU', digits=3)}"
     text += ". The panels above are the extreme cases of this distribution, chosen by the rule."
     return {"all": v, "occluded": vo, "better": int((gain > 0).sum()), "worse": int((gain < 0).sum()),
             "sentence": text}

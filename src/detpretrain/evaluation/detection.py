@@ -760,6 +760,25 @@ class DetectionEvaluator:
                 merged.setdefault(image_id, dets)
         return merged
 
+    def detection_arrays(self) -> dict[str, np.ndarray]:
+        """Every processed image's detections, compact (what a run keeps as ``detections.npz``), images in id order.
+
+        Returns:
+            ``{"image_ids": int64 [N], "counts": int32 [N] (detections per image), "boxes": float16 [D, 4] (XYXY
+            pixels; float16 keeps about 3 significant digits: 1/16 px at 128 px, 1/2 px at 1,000 px),
+            "scores": float16 [D], "labels": int16 [D]}``; the detections of image ``i`` are rows
+            ``counts[:i].sum()`` to ``counts[:i + 1].sum()``, in the detector's order (descending score).
+        """
+        per_image = self._gathered()
+        ids = sorted(per_image)
+        parts = [per_image[i] for i in ids]
+        cat = (lambda xs, shape, dtype: np.concatenate(xs).astype(dtype) if xs else np.zeros(shape, dtype))
+        return {"image_ids": np.asarray(ids, dtype=np.int64),
+                "counts": np.asarray([len(p.scores) for p in parts], dtype=np.int32),
+                "boxes": cat([p.boxes for p in parts], (0, 4), np.float16).reshape(-1, 4),
+                "scores": cat([p.scores for p in parts], (0,), np.float16),
+                "labels": cat([p.category for p in parts], (0,), np.int16)}
+
     def evaluate(self) -> dict:
         """Metrics over the processed images: the dict described in :func:`evaluate_detections` (AP in percent).
 

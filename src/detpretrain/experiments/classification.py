@@ -16,6 +16,7 @@ from detpretrain.experiments.common import (
     ChainPlan,
     chain_plan,
     pretrained_for,
+    replicate_count,
     synthetic_spec,
     train_chain,
 )
@@ -42,12 +43,14 @@ def cls_finetune_config(profile: Profile, pretrain: str, seed: int, target: Data
 
 
 def classification_chain(profile: str | Profile = "smoke", *, role: str = "caltech", data_root: str | None = None,
-                         pretrains=PRETRAINS, seeds=None, removed=REMOVED_SUPERCATEGORIES,
-                         corpus: dict | None = None) -> ChainPlan:
+                         pretrains=PRETRAINS, seeds=None, replicates: int | None = None,
+                         removed=REMOVED_SUPERCATEGORIES, corpus: dict | None = None) -> ChainPlan:
     """The runs of :func:`run_classification_transfer` (same arguments), without training."""
     prof = get_profile(profile) if isinstance(profile, str) else profile
+    count = replicate_count(prof, replicates)
     return chain_plan(prof, transfer_target(prof, role, data_root, corpus), cls_finetune_config, pretrains=pretrains,
-                      pretrained=pretrained_for(prof, pretrains, removed, corpus=corpus), seeds=seeds)
+                      pretrained=pretrained_for(prof, pretrains, removed, count, corpus=corpus), seeds=seeds,
+                      replicates=count)
 
 
 def plan_classification_transfer(profile: str | Profile = "smoke", **params) -> list[TrainConfig]:
@@ -87,8 +90,9 @@ def transfer_target(prof: Profile, role: str, data_root: str | None = None, corp
 
 def run_classification_transfer(profile: str | Profile = "smoke", *, role: str = "caltech",
                                 data_root: str | None = None, pretrains=PRETRAINS, seeds=None,
-                                store: RunStore | None = None, device: str = "auto", progress: bool = True, log=print,
-                                removed=REMOVED_SUPERCATEGORIES, corpus: dict | None = None) -> dict:
+                                replicates: int | None = None, store: RunStore | None = None, device: str = "auto",
+                                progress: bool = True, log=print, removed=REMOVED_SUPERCATEGORIES,
+                                corpus: dict | None = None) -> dict:
     """Fine-tune each backbone on a synthetic image-classification target and report top-1 (Tables 7 and 8): the
     runs of :func:`classification_chain`.
 
@@ -97,15 +101,16 @@ def run_classification_transfer(profile: str | Profile = "smoke", *, role: str =
             ``"flowers"`` (fine-grained, OXFORD-102 FLOWERS); trained on its train split, scored on its test split;
             or a real dataset at ``data_root`` (:func:`transfer_target`: ``flowers102``, ``pet``, ``caltech256``,
             ``sun397``), fine-tuned at the profile's ``real_model.image_size``.
-        pretrains, seeds, store, device, removed, corpus: as in :func:`run_detection_experiment`.
+        pretrains, seeds, replicates, store, device, removed, corpus: as in :func:`run_detection_experiment`.
 
     Returns:
-        ``{"profile", "dataset", "data", "runs": [{"pretrain", "seed", "run", "hash", "metrics"}], "pretrain_runs"}``
-        with ``metrics["top1"]`` in percent.
+        ``{"profile", "dataset", "data", "runs": [{"pretrain", "replicate", "seed", "run", "hash", "metrics"}],
+        "pretrain_runs"}`` with ``metrics["top1"]`` in percent (and, for runs trained since predictions are kept,
+        ``metrics["predictions"]``: the predicted label of every test image).
     """
     prof = get_profile(profile) if isinstance(profile, str) else profile
     plan = classification_chain(prof, role=role, data_root=data_root, pretrains=pretrains, seeds=seeds,
-                                removed=removed, corpus=corpus)
+                                replicates=replicates, removed=removed, corpus=corpus)
     return train_chain(plan, prof, role, transfer_target(prof, role, data_root, corpus), store=store, device=device,
                        progress=progress, log=log)
 

@@ -15,8 +15,14 @@ continuing from the IMAGENET-CLS backbone on the same object-centric images (the
 * ``imagenet-loc-no-<sc>``  -- detection pre-training with super-category ``<sc>`` removed from the corpus
   ("IMAGENET-LOC without Category").
 
+**Replicates.** A claim about pre-training is about the pre-training run, so every trained pre-training is replicated
+(:attr:`~detpretrain.profiles.Profile.pretrain_replicates`: ``mini`` 3): replicate ``r`` is the same config with
+``seed=r``, its pre-trainings keyed ``<name>@r<r>`` (:func:`replicate_key`; replicate 0 keeps the plain name and
+today's config hash). A detection or IMAGENET-LOC pre-training of replicate ``r`` continues from the IMAGENET-CLS run
+of replicate ``r``. Published weights and ``scratch`` have no replicate: they are one network (or none).
+
 :func:`finetune_chain` is the loop every transfer chapter runs: each pre-training once (through the run store),
-then one fine-tuning per backbone and seed.
+then one fine-tuning per backbone, replicate and fine-tuning seed (replicates crossed with seeds).
 """
 
 from __future__ import annotations
@@ -34,6 +40,39 @@ from detpretrain.runs import Run, RunStore, get_or_train
 
 
 PRETRAINS = ("imagenet-cls", "detection", "scratch")
+#: separates a pre-training's name from its replicate in a pre-training key (``imagenet-cls@r1``)
+REPLICATE_SEP = "@r"
+
+
+def replicate_key(name: str, replicate: int = 0) -> str:
+    """The key of replicate ``replicate`` of pre-training ``name``: ``name`` itself for replicate 0 (so the runs and
+    names of an unreplicated store stay as they were), else ``<name>@r<replicate>``."""
+    if replicate < 0:
+        raise ConfigError(f"a replicate is a number >= 0, got {replicate}")
+    return name if replicate == 0 else f"{name}{REPLICATE_SEP}{replicate}"
+
+
+def split_key(key: str) -> tuple[str, int]:
+    """``(name, replicate)`` of a pre-training key (inverse of :func:`replicate_key`)."""
+    name, sep, rep = key.rpartition(REPLICATE_SEP)
+    return (name, int(rep)) if sep and name and rep.isdigit() else (key, 0)
+
+
+def replicate_count(profile: Profile, replicates: int | None = None) -> int:
+    """The pre-training replicates a chain uses: ``replicates``, or the profile's
+    (:attr:`~detpretrain.profiles.Profile.pretrain_replicates`) when None.
+
+    Raises:
+        ConfigError: fewer than 1, or more than 1 for a profile that takes a backbone from published weights (one
+            published network is one pre-training: it cannot be replicated here).
+    """
+    count = profile.pretrain_replicates if replicates is None else int(replicates)
+    if count < 1:
+        raise ConfigError(f"replicates must be >= 1, got {count}")
+    if count > 1 and profile.published:
+        raise ConfigError(f"profile {profile.name!r} takes {', '.join(profile.published)} from published weights: one "
+                          f"network, unreplicated; replicates must be 1 (got {count})")
+    return count
 
 
 #: the super-categories the paper removes from IMAGENET-LOC in Table 2
@@ -125,7 +164,7 @@ def target_spec(profile: Profile, dataset: str = "synthetic", data_root: str | N
 
 
 def pretrain_configs(profile: Profile, detection_root: str | None = None,
-                     corpus: dict | None = None) -> dict[str, TrainConfig | None]:
+                     replicate: int = 0, corpus: dict | None = None) -> dict[str, TrainConfig | None]:
     """The backbone pre-training runs of a profile: ``{"imagenet-cls": cfg or None, "detection": cfg or None}``.
 
     A value is ``None`` when the profile takes that backbone from published torchvision weights instead of training
@@ -138,17 +177,23 @@ def pretrain_configs(profile: Profile, detection_root: str | None = None,
             :attr:`~detpretrain.profiles.Profile.coco_root` (a chapter's ``coco_root`` parameter,
             ``train --coco-root``), else ``$DETPRETRAIN_COCO``, else ``~/data/coco``. The other profiles pre-train on
             the synthetic ``coco`` corpus or take published weights.
+        replicate: which replicate (module docstring): its configs have ``seed=replicate``, and its detection
+            pre-training continues from the IMAGENET-CLS run of the same replicate. Replicate 0 is the one run of an
+            unreplicated design (its config hashes are those of the store before replicates existed).
         corpus: the corpus variant of the synthetic pre-training corpora (:func:`corpus_overrides`).
 
     Raises:
+        ConfigError: ``replicate`` > 0 for a profile with published weights (:func:`replicate_count`).
         DataError: ``paper``'s COCO root does not exist (named, with where the path came from).
     """
+    if replicate:
+        replicate_count(profile, replicate + 1)
     out: dict[str, TrainConfig | None] = {"imagenet-cls": None}
     cls_init = f"torchvision:{profile.imagenet_cls_weights}" if profile.imagenet_cls_weights else None
     if profile.imagenet_cls_weights is None:
         cls_cfg = TrainConfig(name="pretrain/imagenet-cls", task="classification",
                               data=synthetic_spec(profile.name, "imagenet_cls", corpus=corpus), model=profile.model,
-                              optim=profile.cls_pretrain)
+                              optim=profile.cls_pretrain, seed=replicate)
         out["imagenet-cls"] = cls_cfg
         cls_init = f"run:{config_hash(cls_cfg)}"
     if profile.detection_weights:
@@ -168,11 +213,11 @@ def pretrain_configs(profile: Profile, detection_root: str | None = None,
         out["detection"] = None
         return out
     out["detection"] = TrainConfig(name="pretrain/detection", task="detection", data=det_data, model=det_model,
-                                   optim=profile.det_pretrain, init=cls_init, eval_metric="coco")
+                                   optim=profile.det_pretrain, init=cls_init, eval_metric="coco", seed=replicate)
     return out
 
 
-def loc_pretrain_configs(profile: Profile, removed=REMOVED_SUPERCATEGORIES,
+def loc_pretrain_configs(profile: Profile, removed=REMOVED_SUPERCATEGORIES, replicate: int = 0,
                          corpus: dict | None = None) -> dict[str, TrainConfig]:
     """The IMAGENET-LOC pre-trainings of Tables 2 and 7, keyed ``imagenet-loc``, ``imagenet-loc-cls`` and
     ``imagenet-loc-no-<super-category>`` for each of ``removed``.
@@ -181,7 +226,8 @@ def loc_pretrain_configs(profile: Profile, removed=REMOVED_SUPERCATEGORIES,
     the ``imagenet_loc`` corpus (one category per image, 1-3 instances). The classifier sees exactly the detector's
     images with their image-level label (IMAGENET-LOC (Cls)); the "without category" detectors see a corpus of the
     same size regenerated with no instance of that super-category (its images are replaced by images of the
-    remaining categories, so the amount of pre-training is equal; the paper's corpus simply shrinks).
+    remaining categories, so the amount of pre-training is equal; the paper's corpus simply shrinks). Replicate
+    ``replicate`` continues from the IMAGENET-CLS run of that replicate, with ``seed=replicate``.
 
     Raises:
         ConfigError: a profile with published IMAGENET-CLS weights (``paper``, ``torchvision``; IMAGENET-LOC with
@@ -197,21 +243,22 @@ def loc_pretrain_configs(profile: Profile, removed=REMOVED_SUPERCATEGORIES,
     unknown = [sc for sc in removed if sc not in SUPERCATEGORIES]
     if unknown:
         raise ConfigError(f"unknown super-category {unknown[0]!r}; expected one of {', '.join(SUPERCATEGORIES)}")
-    cls_cfg = pretrain_configs(profile, corpus=corpus)["imagenet-cls"]
+    cls_cfg = pretrain_configs(profile, replicate=replicate, corpus=corpus)["imagenet-cls"]
     init = f"run:{config_hash(cls_cfg)}"
     loc = synthetic_spec(profile.name, "imagenet_loc", corpus=corpus)
     out = {
         "imagenet-loc-cls": TrainConfig(name="pretrain/imagenet-loc-cls", task="classification",
-                                        data=loc, model=profile.model, optim=profile.loc_pretrain, init=init),
+                                        data=loc, model=profile.model, optim=profile.loc_pretrain, init=init,
+                                        seed=replicate),
         "imagenet-loc": TrainConfig(name="pretrain/imagenet-loc", task="detection", data=loc, model=profile.model,
-                                    optim=profile.loc_pretrain, init=init, eval_metric="coco"),
+                                    optim=profile.loc_pretrain, init=init, eval_metric="coco", seed=replicate),
     }
     for sc in removed:
         out[f"imagenet-loc-no-{sc}"] = TrainConfig(
             name=f"pretrain/imagenet-loc-no-{sc}", task="detection",
             data=synthetic_spec(profile.name, "imagenet_loc", corpus=corpus, exclude_supercategory=sc),
             model=profile.model,
-            optim=profile.loc_pretrain, init=init, eval_metric="coco")
+            optim=profile.loc_pretrain, init=init, eval_metric="coco", seed=replicate)
     return out
 
 
@@ -220,33 +267,42 @@ def loc_pretrain_configs(profile: Profile, removed=REMOVED_SUPERCATEGORIES,
 SAME_IMAGES = "detection-multilabel"
 
 
-def same_images_config(profile: Profile, corpus: dict | None = None) -> TrainConfig:
+def same_images_config(profile: Profile, corpus: dict | None = None, replicate: int = 0) -> TrainConfig:
     """The :data:`SAME_IMAGES` pre-training: task ``multilabel`` (which categories each image holds, no boxes) on the
     detection pre-training's corpus, with its model, schedule (``profile.det_pretrain``) and IMAGENET-CLS init;
-    fine-tuned like the other backbones (``finetune_config`` with pre-training :data:`SAME_IMAGES`).
+    fine-tuned like the other backbones (``finetune_config`` with pre-training :data:`SAME_IMAGES`). Replicate
+    ``replicate`` continues from the IMAGENET-CLS run of that replicate, with ``seed=replicate``.
 
     Raises:
         ConfigError: a profile whose detection pre-training is not on the synthetic corpus (published weights, or
             ``paper``'s COCO).
     """
-    det = pretrain_configs(profile, corpus=corpus)["detection"]
+    det = pretrain_configs(profile, replicate=replicate, corpus=corpus)["detection"]
     if det is None or det.data.kind != "synthetic":
         raise ConfigError(f"the same-images control needs the synthetic detection pre-training corpus; profile "
                           f"{profile.name!r} takes its detection backbone from elsewhere")
     return TrainConfig(name=f"pretrain/{SAME_IMAGES}", task="multilabel", data=det.data, model=det.model,
-                       optim=det.optim, init=det.init)
+                       optim=det.optim, init=det.init, seed=replicate)
 
 
 def pretrained_for(prof: Profile, pretrains, removed=REMOVED_SUPERCATEGORIES,
-                   corpus: dict | None = None) -> dict[str, TrainConfig | None]:
-    """The pre-training configs that backbones ``pretrains`` may need: :func:`pretrain_configs`, plus
-    :func:`loc_pretrain_configs` (``removed`` super-categories) when an ``imagenet-loc*`` backbone is asked for, and
-    :func:`same_images_config` when :data:`SAME_IMAGES` is; ``corpus``: the chain's corpus variant."""
-    pretrained: dict[str, TrainConfig | None] = dict(pretrain_configs(prof, corpus=corpus))
-    if any(p.startswith("imagenet-loc") for p in pretrains):
-        pretrained.update(loc_pretrain_configs(prof, removed, corpus=corpus))
-    if SAME_IMAGES in pretrains:
-        pretrained[SAME_IMAGES] = same_images_config(prof, corpus)
+                   replicates: int = 1, corpus: dict | None = None) -> dict[str, TrainConfig | None]:
+    """The pre-training configs that backbones ``pretrains`` may need, keyed by :func:`replicate_key`:
+    :func:`pretrain_configs`, plus :func:`loc_pretrain_configs` (``removed`` super-categories) when an
+    ``imagenet-loc*`` backbone is asked for, and :func:`same_images_config` when :data:`SAME_IMAGES` is, for
+    replicates ``0 .. replicates - 1`` (and any replicate a key of ``pretrains`` names, e.g. ``imagenet-cls@r2``).
+    Published weights (None) exist as replicate 0 only. ``corpus``: the chain's corpus variant."""
+    count = max([int(replicates)] + [split_key(p)[1] + 1 for p in pretrains])
+    names = [split_key(p)[0] for p in pretrains]
+    loc = any(n.startswith("imagenet-loc") for n in names)
+    pretrained: dict[str, TrainConfig | None] = {}
+    for r in range(count):
+        configs = dict(pretrain_configs(prof, replicate=r, corpus=corpus))
+        if loc:
+            configs.update(loc_pretrain_configs(prof, removed, replicate=r, corpus=corpus))
+        if SAME_IMAGES in names:
+            configs[SAME_IMAGES] = same_images_config(prof, corpus, replicate=r)
+        pretrained.update({replicate_key(k, r): c for k, c in configs.items() if r == 0 or c is not None})
     return pretrained
 
 
@@ -310,40 +366,54 @@ class ChainPlan:
     """The runs of one chain, without training: what :func:`finetune_chain` trains, in that order.
 
     Attributes:
-        pretrained: the pre-training configs the chain may name (:func:`pretrained_for`).
+        pretrained: the pre-training configs the chain may name (:func:`pretrained_for`), by pre-training key.
         pretrains: the backbones asked for (``scratch`` included).
-        finetunes: ``(pretrain, seed, config)`` per fine-tuning run, backbone-major.
+        finetunes: ``(pretrain, replicate, seed, config)`` per fine-tuning run, backbone-major, then replicate, then
+            seed (the fine-tuning from replicate ``r`` of ``pretrain`` starts from pre-training key
+            ``replicate_key(pretrain, r)``).
     """
 
     pretrained: dict[str, TrainConfig | None]
     pretrains: tuple[str, ...]
-    finetunes: tuple[tuple[str, int, TrainConfig], ...]
+    finetunes: tuple[tuple[str, int, int, TrainConfig], ...]
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The pre-training keys the fine-tunings start from (``scratch`` included), in order."""
+        return tuple(dict.fromkeys(replicate_key(p, r) for p, r, _, _ in self.finetunes))
 
     @property
     def pretrain_configs(self) -> dict[str, TrainConfig]:
-        """``{name: config}`` of the pre-trainings to train first, dependencies first."""
-        return {name: self.pretrained[name] for name in pretrain_order(self.pretrains, self.pretrained)}
+        """``{key: config}`` of the pre-trainings to train first, dependencies first."""
+        return {name: self.pretrained[name] for name in pretrain_order(self.keys, self.pretrained)}
 
     @property
     def configs(self) -> list[TrainConfig]:
         """Every run of the chain: pre-trainings (dependencies first), then the fine-tunings."""
-        return [*self.pretrain_configs.values(), *(cfg for _, _, cfg in self.finetunes)]
+        return [*self.pretrain_configs.values(), *(cfg for *_, cfg in self.finetunes)]
 
 
 def chain_plan(prof: Profile, target: DataSpec, make_config, *, pretrains, pretrained: dict[str, TrainConfig | None],
-               seeds=None, overrides: dict | None = None) -> ChainPlan:
+               seeds=None, replicates: int | None = None, overrides: dict | None = None) -> ChainPlan:
     """The runs of a fine-tuning chain (arguments as in :func:`finetune_chain`), computed without training.
 
+    Each backbone of ``pretrains`` is fine-tuned once per replicate (:func:`replicate_count`) and seed; a backbone
+    without replicated pre-training runs in ``pretrained`` (``scratch``, published weights) once per seed, as
+    replicate 0. ``make_config`` receives the pre-training key (:func:`replicate_key`).
+
     Raises:
-        ConfigError: an unknown pre-training name (from ``make_config``) or override key.
+        ConfigError: an unknown pre-training name (from ``make_config``), override key or replicate count.
     """
+    count = replicate_count(prof, replicates)
     finetunes = []
     for pretrain in pretrains:
-        for seed in seeds if seeds is not None else prof.seeds:
-            cfg = make_config(prof, pretrain, seed, target, pretrained)
-            for key, value in (overrides or {}).items():
-                cfg = replace_path(cfg, key, value)
-            finetunes.append((pretrain, seed, cfg))
+        reps = [r for r in range(count) if r == 0 or replicate_key(pretrain, r) in pretrained]
+        for r in reps:
+            for seed in seeds if seeds is not None else prof.seeds:
+                cfg = make_config(prof, replicate_key(pretrain, r), seed, target, pretrained)
+                for key, value in (overrides or {}).items():
+                    cfg = replace_path(cfg, key, value)
+                finetunes.append((pretrain, r, seed, cfg))
     return ChainPlan(dict(pretrained), tuple(pretrains), tuple(finetunes))
 
 
@@ -352,52 +422,56 @@ def train_chain(plan: ChainPlan, prof: Profile, dataset: str, target: DataSpec, 
     """Train (or find in the store) every run of ``plan``, pre-trainings first; the result of
     :func:`finetune_chain`."""
     store = store or RunStore()
-    pre_runs = ensure_pretrained(plan.pretrains, plan.pretrained, store, device=device, progress=progress, log=log,
+    pre_runs = ensure_pretrained(plan.keys, plan.pretrained, store, device=device, progress=progress, log=log,
                                  prefix=f"[{prof.name}] ")
-    out_runs = [train_logged(cfg, pretrain, seed, store, prof, device, progress, log)
-                for pretrain, seed, cfg in plan.finetunes]
+    out_runs = [train_logged(cfg, pretrain, seed, store, prof, device, progress, log, replicate=r)
+                for pretrain, r, seed, cfg in plan.finetunes]
     return {"profile": prof.name, "dataset": dataset, "data": target.describe(), "runs": out_runs,
             "pretrain_runs": {k: str(r.path) for k, r in pre_runs.items()}}
 
 
 def finetune_chain(prof: Profile, dataset: str, target: DataSpec, make_config, *, pretrains,
-                   pretrained: dict[str, TrainConfig | None], seeds=None, store: RunStore | None = None,
-                   overrides: dict | None = None, device: str = "auto", progress: bool = True, log=print) -> dict:
-    """The chain every transfer experiment runs: pre-train each backbone once (through the run store), then one
-    fine-tuning per backbone and seed (detection, segmentation and classification transfer share it):
-    :func:`chain_plan`, then :func:`train_chain`.
+                   pretrained: dict[str, TrainConfig | None], seeds=None, replicates: int | None = None,
+                   store: RunStore | None = None, overrides: dict | None = None, device: str = "auto",
+                   progress: bool = True, log=print) -> dict:
+    """The chain every transfer experiment runs: pre-train each backbone once per replicate (through the run store),
+    then one fine-tuning per backbone, replicate and seed (detection, segmentation and classification transfer share
+    it): :func:`chain_plan`, then :func:`train_chain`.
 
     Args:
         dataset: the name reported as the result's ``"dataset"``.
         target: the fine-tuning data.
         make_config: ``(profile, pretrain, seed, target, pretrained) -> TrainConfig`` of one fine-tuning run
             (:func:`finetune_config`, :func:`cls_finetune_config`, ``segmentation.segmentation_config``).
-        pretrained: the pre-training configs the backbones may need (:func:`pretrain_configs` and friends).
+        pretrained: the pre-training configs the backbones may need (:func:`pretrained_for`), by key.
         seeds: fine-tuning seeds (default: the profile's).
+        replicates: pre-training replicates (default: the profile's; :func:`replicate_count`).
         overrides: ``{"optim.epochs": 3, ...}`` applied to the fine-tuning configs (not to the pre-trainings).
 
     Returns:
-        ``{"profile", "dataset", "data", "runs": [{"pretrain", "seed", "run", "hash", "metrics"}],
-        "pretrain_runs": {name: path}}``.
+        ``{"profile", "dataset", "data", "runs": [{"pretrain", "replicate", "seed", "run", "hash", "metrics"}],
+        "pretrain_runs": {key: path}}``.
 
     Raises:
         ConfigError: an unknown pre-training name (from ``make_config``).
     """
     check_device(prof, device)
     plan = chain_plan(prof, target, make_config, pretrains=pretrains, pretrained=pretrained, seeds=seeds,
-                      overrides=overrides)
+                      replicates=replicates, overrides=overrides)
     return train_chain(plan, prof, dataset, target, store=store, device=device, progress=progress, log=log)
 
 
 def train_logged(cfg: TrainConfig, pretrain: str, seed: int, store: RunStore, prof: Profile, device: str,
-                  progress: bool, log) -> dict:
+                 progress: bool, log, replicate: int = 0) -> dict:
     """Train (or find in ``store``) one fine-tuning run and log one line with its headline and seconds.
 
     Returns:
-        its entry of a result's ``runs`` list: ``{"pretrain", "seed", "run" (path), "hash", "metrics"}``.
+        its entry of a result's ``runs`` list: ``{"pretrain", "replicate", "seed", "run" (path), "hash",
+        "metrics"}`` (``replicate``: the pre-training replicate it starts from, 0 for ``scratch``).
     """
     t0 = time.perf_counter()
     run = get_or_train(cfg, store, device=device, progress=progress)
     log(f"[{prof.name}] {cfg.name:<32} seed {seed}  {run.path.name}  {run.metrics['headline']}"
         f"  ({time.perf_counter() - t0:.0f} s)")
-    return {"pretrain": pretrain, "seed": seed, "run": str(run.path), "hash": run.hash, "metrics": run.metrics}
+    return {"pretrain": pretrain, "replicate": replicate, "seed": seed, "run": str(run.path), "hash": run.hash,
+            "metrics": run.metrics}

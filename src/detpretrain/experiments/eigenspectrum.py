@@ -19,7 +19,16 @@ import torch
 
 from detpretrain.config import DataSpec, TrainConfig
 from detpretrain.errors import ConfigError
-from detpretrain.experiments.common import ChainPlan, chain_plan, pretrain_configs, target_spec, train_chain
+from detpretrain.experiments.common import (
+    ChainPlan,
+    chain_plan,
+    pretrain_configs,
+    pretrained_for,
+    replicate_count,
+    split_key,
+    target_spec,
+    train_chain,
+)
 from detpretrain.experiments.detection import finetune_config
 from detpretrain.profiles import Profile, get_profile
 from detpretrain.runs import RunStore
@@ -34,19 +43,21 @@ EIGEN_DETECTORS = ("imagenet-cls", "scratch", "scratch-narrow")
 
 def eigen_config(prof: Profile, detector: str, seed: int, target: DataSpec, pretrained, *, scratch_factor: int = 2,
                  widths: Sequence[int] | None = None) -> TrainConfig:
-    """One detector of the eigenspectrum study (``detector`` in :data:`EIGEN_DETECTORS`), keeping epoch checkpoints.
+    """One detector of the eigenspectrum study (``detector`` in :data:`EIGEN_DETECTORS`, or ``imagenet-cls@r<k>``
+    for a replicate of the IMAGENET-CLS pre-training), keeping epoch checkpoints.
 
     Raises:
         ConfigError: an unknown detector, ``scratch-narrow`` without ``widths``, or ``scratch_factor`` < 1.
     """
-    if detector not in EIGEN_DETECTORS:
+    name = split_key(detector)[0]
+    if name not in EIGEN_DETECTORS or (name != "imagenet-cls" and detector != name):
         raise ConfigError(f"unknown detector {detector!r}; expected one of {EIGEN_DETECTORS}")
     if scratch_factor < 1:
         raise ConfigError(f"scratch_factor must be >= 1, got {scratch_factor}")
-    base = finetune_config(prof, "imagenet-cls" if detector == "imagenet-cls" else "scratch", seed, target, pretrained)
+    base = finetune_config(prof, detector if name == "imagenet-cls" else "scratch", seed, target, pretrained)
     optim = dataclasses.replace(base.optim, keep_epoch_checkpoints=True)
     model = base.model
-    if detector != "imagenet-cls":
+    if name != "imagenet-cls":
         optim = dataclasses.replace(optim, epochs=optim.epochs * scratch_factor,
                                     milestones=tuple(m * scratch_factor for m in optim.milestones))
     if detector == "scratch-narrow":
@@ -103,13 +114,17 @@ def model_cost(config: TrainConfig, num_classes: int) -> dict:
 
 
 def eigen_chain(profile: str | Profile = "smoke", *, dataset: str = "synthetic", data_root: str | None = None,
-                seeds=None, scratch_factor: int = 2, widths: Sequence[int] | None = None) -> ChainPlan:
-    """The I and S detectors of the study (``widths`` given: the narrower S detector alone), without training."""
+                seeds=None, replicates: int | None = None, scratch_factor: int = 2,
+                widths: Sequence[int] | None = None) -> ChainPlan:
+    """The I and S detectors of the study (``widths`` given: the narrower S detector alone), without training; I
+    once per pre-training replicate and seed, S (no pre-training) once per seed."""
     prof = get_profile(profile) if isinstance(profile, str) else profile
     make = partial(eigen_config, scratch_factor=scratch_factor, widths=widths)
     pretrains = ("imagenet-cls", "scratch") if widths is None else ("scratch-narrow",)
+    count = replicate_count(prof, replicates)
     return chain_plan(prof, target_spec(prof, dataset, data_root), make, pretrains=pretrains,
-                      pretrained=pretrain_configs(prof), seeds=seeds)
+                      pretrained=pretrained_for(prof, ("imagenet-cls",), replicates=count), seeds=seeds,
+                      replicates=count)
 
 
 def determined_widths(model, final_spectra: list[dict[str, np.ndarray]], threshold: float, normalisation: str,
@@ -133,7 +148,7 @@ def determined_widths(model, final_spectra: list[dict[str, np.ndarray]], thresho
 
 
 def plan_eigenspectrum(profile: str | Profile = "smoke", *, dataset: str = "synthetic", data_root: str | None = None,
-                       seeds=None, scratch_factor: int = 2, threshold: float = eig.DEFAULT_THRESHOLD,
+                       seeds=None, replicates: int | None = None, scratch_factor: int = 2, threshold: float = eig.DEFAULT_THRESHOLD,
                        normalisation: str = "none", n_images: int = 64, multiple: int = 8,
                        store: RunStore | None = None, device: str = "cpu") -> list[TrainConfig]:
     """Every run :func:`run_eigenspectrum_study` trains with these arguments, as far as it is known without training.
@@ -145,9 +160,10 @@ def plan_eigenspectrum(profile: str | Profile = "smoke", *, dataset: str = "synt
     from detpretrain.runs import Run, load_run_model
 
     prof = get_profile(profile) if isinstance(profile, str) else profile
-    chain = eigen_chain(prof, dataset=dataset, data_root=data_root, seeds=seeds, scratch_factor=scratch_factor)
+    chain = eigen_chain(prof, dataset=dataset, data_root=data_root, seeds=seeds, replicates=replicates,
+                        scratch_factor=scratch_factor)
     configs = chain.configs
-    scratch = [cfg for pretrain, _, cfg in chain.finetunes if pretrain == "scratch"]
+    scratch = [cfg for pretrain, _, _, cfg in chain.finetunes if pretrain == "scratch"]
     if store is None or not scratch or not all(store.run_for(cfg).complete for cfg in scratch):
         return configs
     images = probe_images(target_spec(prof, dataset, data_root), n_images)
@@ -163,12 +179,12 @@ def plan_eigenspectrum(profile: str | Profile = "smoke", *, dataset: str = "synt
         return configs
     narrow = eigen_chain(prof, dataset=dataset, data_root=data_root, seeds=seeds, scratch_factor=scratch_factor,
                          widths=widths)
-    return configs + [cfg for _, _, cfg in narrow.finetunes]
+    return configs + [cfg for *_, cfg in narrow.finetunes]
 
 
 def run_eigenspectrum_study(profile: str | Profile = "smoke", *, dataset: str = "synthetic",
-                            data_root: str | None = None, seeds=None, store: RunStore | None = None,
-                            device: str = "auto", scratch_factor: int = 2, threshold: float = eig.DEFAULT_THRESHOLD,
+                            data_root: str | None = None, seeds=None, replicates: int | None = None,
+                            store: RunStore | None = None, device: str = "auto", scratch_factor: int = 2, threshold: float = eig.DEFAULT_THRESHOLD,
                             normalisation: str = "none", n_images: int = 64, multiple: int = 8,
                             progress: bool = True, log=print) -> dict:
     """Train (or find) the I and S detectors, measure their spectra over training, determine the widths from the
@@ -190,7 +206,8 @@ def run_eigenspectrum_study(profile: str | Profile = "smoke", *, dataset: str = 
     store = store or RunStore()
     target = target_spec(prof, dataset, data_root)
     pretrained = pretrain_configs(prof)
-    chain = eigen_chain(prof, dataset=dataset, data_root=data_root, seeds=seeds, scratch_factor=scratch_factor)
+    chain = eigen_chain(prof, dataset=dataset, data_root=data_root, seeds=seeds, replicates=replicates,
+                        scratch_factor=scratch_factor)
     result = train_chain(chain, prof, dataset, target, store=store, device=device, progress=progress, log=log)
     dev = resolve_device(device)
     images = probe_images(target, n_images, store.data_cache)

@@ -15,7 +15,16 @@ from functools import partial
 
 from detpretrain.config import DataSpec, TrainConfig, config_hash
 from detpretrain.errors import ConfigError
-from detpretrain.experiments.common import ChainPlan, chain_plan, pretrain_configs, target_spec, train_chain
+from detpretrain.experiments.common import (
+    ChainPlan,
+    chain_plan,
+    pretrained_for,
+    replicate_count,
+    replicate_key,
+    split_key,
+    target_spec,
+    train_chain,
+)
 from detpretrain.experiments.detection import finetune_config
 from detpretrain.profiles import Profile, get_profile
 from detpretrain.runs import RunStore
@@ -69,7 +78,7 @@ def frozen_config(prof: Profile, pretrain: str, seed: int, target: DataSpec, pre
         raise ConfigError(f"unknown head {head!r}; expected one of {list(HEAD_LADDER)}")
     if mode not in BACKBONE_MODES:
         raise ConfigError(f"unknown backbone mode {mode!r}; expected one of {BACKBONE_MODES}")
-    if pretrain == "scratch":
+    if split_key(pretrain)[0] == "scratch":
         raise ConfigError("a frozen random backbone is not the frozen-backbone study; use a pre-trained one")
     base = finetune_config(prof, pretrain, seed, target, pretrained)
     model = dataclasses.replace(base.model, **HEAD_LADDER[head])
@@ -78,11 +87,12 @@ def frozen_config(prof: Profile, pretrain: str, seed: int, target: DataSpec, pre
     return dataclasses.replace(base, name=f"frozen/{pretrain}/{head}/{mode}", model=model)
 
 
-def excluded_pretraining(prof: Profile, rare: Sequence[str], scope: str) -> dict[str, TrainConfig | None]:
-    """:func:`pretrain_configs` with the IMAGENET-CLS pre-training regenerated without the ``rare`` classes
-    (``scope="category"``) or their super-categories (``"supercategory"``;
-    :func:`~detpretrain.data.long_tail.pretraining_exclusion`): the control of the frozen-backbone study, whose rare
-    classes are otherwise classes the frozen backbone was trained to separate.
+def excluded_pretraining(prof: Profile, rare: Sequence[str], scope: str,
+                         replicates: int = 1) -> dict[str, TrainConfig | None]:
+    """:func:`~detpretrain.experiments.common.pretrained_for` (``replicates`` pre-training replicates) with each
+    replicate's IMAGENET-CLS pre-training regenerated without the ``rare`` classes (``scope="category"``) or their
+    super-categories (``"supercategory"``; :func:`~detpretrain.data.long_tail.pretraining_exclusion`): the control of
+    the frozen-backbone study, whose rare classes are otherwise classes the frozen backbone was trained to separate.
 
     Raises:
         ConfigError: an unknown scope, rare classes that are not synthetic categories (a real target), or a profile
@@ -91,22 +101,23 @@ def excluded_pretraining(prof: Profile, rare: Sequence[str], scope: str) -> dict
     from detpretrain.data.long_tail import pretraining_exclusion
     from detpretrain.experiments.common import synthetic_spec
 
-    pretrained = dict(pretrain_configs(prof))
-    cls_cfg = pretrained["imagenet-cls"]
-    if cls_cfg is None:
+    if prof.imagenet_cls_weights is not None:
         raise ConfigError(f"profile {prof.name!r} takes IMAGENET-CLS from torchvision weights: no pre-training corpus "
                           "to remove the rare classes from")
+    pretrained = dict(pretrained_for(prof, (), replicates=replicates))
     excluded = pretraining_exclusion(rare, scope)
-    pretrained["imagenet-cls"] = dataclasses.replace(
-        cls_cfg, name=f"pretrain/imagenet-cls-without-rare-{scope}",
-        data=synthetic_spec(prof.name, "imagenet_cls", **excluded))
+    for r in range(replicates):
+        key = replicate_key("imagenet-cls", r)
+        pretrained[key] = dataclasses.replace(
+            pretrained[key], name=f"pretrain/imagenet-cls-without-rare-{scope}",
+            data=synthetic_spec(prof.name, "imagenet_cls", **excluded))
     return pretrained
 
 
 def frozen_chains(profile: str | Profile = "smoke", *, dataset: str = "synthetic", data_root: str | None = None,
                   pretrain: str = "imagenet-cls", heads: Sequence[str] = tuple(HEAD_LADDER),
                   rare: Sequence[str] | None = None, fraction: float = 0.5, max_images: int = 8,
-                  seeds=None, data_cache=None,
+                  seeds=None, replicates: int | None = None, data_cache=None,
                   exclude_rare_from_pretraining: str | None = None) -> tuple[DataSpec, dict[tuple[str, str], ChainPlan]]:
     """The runs of :func:`run_frozen_study` (same arguments), without training: the long-tailed target and one
     chain per ``(head, mode)``. ``data_cache``: the corpus cache the long-tailed subset is read from (a synthetic
@@ -114,15 +125,17 @@ def frozen_chains(profile: str | Profile = "smoke", *, dataset: str = "synthetic
     prof = get_profile(profile) if isinstance(profile, str) else profile
     target = long_tail_target(target_spec(prof, dataset, data_root), rare=rare, fraction=fraction,
                               max_images=max_images, data_cache=data_cache)
+    count = replicate_count(prof, replicates)
     if exclude_rare_from_pretraining is None:
-        pretrained = pretrain_configs(prof)
-    elif pretrain != "imagenet-cls":
+        pretrained = pretrained_for(prof, (pretrain,), replicates=count)
+    elif split_key(pretrain)[0] != "imagenet-cls":
         raise ConfigError(f"exclude_rare_from_pretraining regenerates the IMAGENET-CLS pre-training; the study's "
                           f"backbone is {pretrain!r}")
     else:
-        pretrained = excluded_pretraining(prof, target.long_tail["rare"], exclude_rare_from_pretraining)
+        pretrained = excluded_pretraining(prof, target.long_tail["rare"], exclude_rare_from_pretraining,
+                                          replicates=count)
     chains = {(head, mode): chain_plan(prof, target, partial(frozen_config, head=head, mode=mode),
-                                       pretrains=(pretrain,), pretrained=pretrained, seeds=seeds)
+                                       pretrains=(pretrain,), pretrained=pretrained, seeds=seeds, replicates=count)
               for head in heads for mode in BACKBONE_MODES}
     return target, chains
 
@@ -137,8 +150,9 @@ def plan_frozen(profile: str | Profile = "smoke", **params) -> list[TrainConfig]
 def run_frozen_study(profile: str | Profile = "smoke", *, dataset: str = "synthetic", data_root: str | None = None,
                      pretrain: str = "imagenet-cls", heads: Sequence[str] = tuple(HEAD_LADDER),
                      rare: Sequence[str] | None = None, fraction: float = 0.5, max_images: int = 8, seeds=None,
-                     store: RunStore | None = None, device: str = "auto", resource_iterations: int = 5,
-                     progress: bool = True, log=print, exclude_rare_from_pretraining: str | None = None) -> dict:
+                     replicates: int | None = None, store: RunStore | None = None, device: str = "auto",
+                     resource_iterations: int = 5, progress: bool = True, log=print,
+                     exclude_rare_from_pretraining: str | None = None) -> dict:
     """Train (or find) every head x mode x seed detector on the long-tailed target, score all / rare / frequent AP,
     and measure the training resources of the seed-0 configurations side by side.
 
@@ -159,7 +173,7 @@ def run_frozen_study(profile: str | Profile = "smoke", *, dataset: str = "synthe
     store = store or RunStore()
     target, chains = frozen_chains(prof, dataset=dataset, data_root=data_root, pretrain=pretrain, heads=heads,
                                    rare=rare, fraction=fraction, max_images=max_images, seeds=seeds,
-                                   data_cache=store.data_cache,
+                                   replicates=replicates, data_cache=store.data_cache,
                                    exclude_rare_from_pretraining=exclude_rare_from_pretraining)
     subset = LongTailSubset(build_detection_dataset(target, target.train_split, train=False, cache=store.data_cache),
                             target.long_tail)
@@ -167,11 +181,12 @@ def run_frozen_study(profile: str | Profile = "smoke", *, dataset: str = "synthe
     for (head, mode), chain in chains.items():
         res = train_chain(chain, prof, dataset, target, store=store, device=device, progress=progress, log=log)
         for entry in res["runs"]:
-            rows.append({"head": head, "mode": mode, "seed": entry["seed"], "run": entry["run"],
+            rows.append({"head": head, "mode": mode, "replicate": entry["replicate"], "seed": entry["seed"],
+                         "run": entry["run"],
                          "hash": entry["hash"], "train_seconds": sum(h["seconds"] for h in
                                                                       entry["metrics"]["history"]),
                          **ap_by_frequency(entry["metrics"], subset.rare)})
-        seed0[f"{head} / {mode}"] = chain.finetunes[0][2]
+        seed0[f"{head} / {mode}"] = chain.finetunes[0][3]
     resources = training_resources(seed0, store=store, iterations=resource_iterations, device=str(resolve_device(device)))
     return {"profile": prof.name, "dataset": dataset, "data": target.describe(), "rare": subset.rare,
             "images_per_class": subset.images_per_class, "full_images_per_class": subset.full_images_per_class,

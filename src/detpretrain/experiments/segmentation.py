@@ -27,7 +27,16 @@ import dataclasses
 from detpretrain.config import DataSpec, TrainConfig
 from detpretrain.data.fingerprint import with_fingerprint
 from detpretrain.errors import ConfigError
-from detpretrain.experiments.common import PRETRAINS, ChainPlan, chain_plan, pretrain_configs, target_spec, train_chain
+from detpretrain.experiments.common import (
+    PRETRAINS,
+    ChainPlan,
+    chain_plan,
+    pretrain_configs,
+    pretrained_for,
+    replicate_count,
+    target_spec,
+    train_chain,
+)
 from detpretrain.experiments.detection import finetune_config
 from detpretrain.profiles import Profile, get_profile
 from detpretrain.runs import RunStore
@@ -73,11 +82,14 @@ def segmentation_config(profile: Profile, pretrain: str, seed: int, target: Data
 
 
 def segmentation_chain(profile: str | Profile = "smoke", *, dataset: str = "synthetic", data_root: str | None = None,
-                       pretrains=PRETRAINS, seeds=None, overrides: dict | None = None) -> ChainPlan:
+                       pretrains=PRETRAINS, seeds=None, replicates: int | None = None,
+                       overrides: dict | None = None) -> ChainPlan:
     """The runs of :func:`run_segmentation_experiment` (same arguments), without training."""
     prof = get_profile(profile) if isinstance(profile, str) else profile
+    count = replicate_count(prof, replicates)
     return chain_plan(prof, segmentation_target(prof, dataset, data_root), segmentation_config, pretrains=pretrains,
-                      pretrained=dict(pretrain_configs(prof)), seeds=seeds, overrides=overrides)
+                      pretrained=pretrained_for(prof, pretrains, replicates=count), seeds=seeds, replicates=count,
+                      overrides=overrides)
 
 
 def plan_segmentation(profile: str | Profile = "smoke", **params) -> list[TrainConfig]:
@@ -87,7 +99,7 @@ def plan_segmentation(profile: str | Profile = "smoke", **params) -> list[TrainC
 
 def run_segmentation_experiment(profile: str | Profile = "smoke", *, dataset: str = "synthetic",
                                 data_root: str | None = None, pretrains=PRETRAINS, seeds=None,
-                                store: RunStore | None = None, overrides: dict | None = None, device: str = "auto",
+                                replicates: int | None = None, store: RunStore | None = None, overrides: dict | None = None, device: str = "auto",
                                 progress: bool = True, log=print) -> dict:
     """Table 4 / Figure 2 / Figure 9: pre-train (once, through the run store), fine-tune DeepLabV3 from each backbone.
 
@@ -97,23 +109,25 @@ def run_segmentation_experiment(profile: str | Profile = "smoke", *, dataset: st
         pretrains: backbones to compare, a subset of :data:`~detpretrain.experiments.common.PRETRAINS` (or any key of
             :func:`~detpretrain.experiments.common.pretrain_configs`).
         seeds: fine-tuning seeds (default: the profile's).
+        replicates: pre-training replicates crossed with the seeds (default: the profile's).
         store: the run store (default ``$DETPRETRAIN_RUNS`` or ``runs/``).
         overrides: ``{"optim.epochs": 3, ...}`` applied to the segmentation configs (not to the pre-trainings).
 
     Returns:
-        ``{"profile", "dataset", "data", "runs": [{"pretrain", "seed", "run", "hash", "metrics"}],
-        "pretrain_runs": {name: path}}``; ``metrics`` is the run's ``metrics.json`` (``mIoU``, ``pixel_accuracy``,
+        ``{"profile", "dataset", "data", "runs": [{"pretrain", "replicate", "seed", "run", "hash", "metrics"}],
+        "pretrain_runs": {key: path}}``; ``metrics`` is the run's ``metrics.json`` (``mIoU``, ``pixel_accuracy``,
         ``per_class_IoU`` by class name, ``bands``, ``band_scale``, ``trimap``, ``anti_trimap``, ``per_image``,
         ``history``, ...; percent).
     """
     prof = get_profile(profile) if isinstance(profile, str) else profile
     plan = segmentation_chain(prof, dataset=dataset, data_root=data_root, pretrains=pretrains, seeds=seeds,
-                              overrides=overrides)
+                              replicates=replicates, overrides=overrides)
     return train_chain(plan, prof, dataset, segmentation_target(prof, dataset, data_root), store=store, device=device,
                        progress=progress, log=log)
 
 
-def configuration_table(profile: Profile, dataset: str, data_root: str | None, seeds, pretrains):
+def configuration_table(profile: Profile, dataset: str, data_root: str | None, seeds, pretrains,
+                        replicates: int = 1):
     """The segmentation chapter's configuration: backbone, DeepLab's geometry scaled to the target (output stride,
     ASPP rates and width, input size, trimap widths), the ``seg_finetune`` schedule, seeds and pre-trainings, as a
     settings table (:func:`detpretrain.chapter.settings_frame`)."""
@@ -133,5 +147,7 @@ def configuration_table(profile: Profile, dataset: str, data_root: str | None, s
         ("fine-tuning epochs", sched.epochs), ("lr step after epoch", ", ".join(map(str, sched.milestones)) or "none"),
         ("batch size", sched.batch_size), ("base lr", sched.lr),
         ("trimap widths (px)", f"{geometry.bands[0]}–{geometry.bands[-1]} (VOC scale x{1 / geometry.band_scale:.2f})"),
-        ("seeds", ", ".join(map(str, seeds))), ("pre-trainings", ", ".join(pretrains)),
+        ("fine-tuning seeds", ", ".join(map(str, seeds))),
+        ("pre-training replicates", f"{replicates} per pre-trained backbone (crossed with the seeds)"),
+        ("pre-trainings", ", ".join(pretrains)),
     ])

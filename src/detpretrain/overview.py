@@ -1,0 +1,123 @@
+"""The introduction's results overview: every chapter's primary claim and its label, from the declarations
+(:data:`detpretrain.analysis.claims.PRIMARY_CLAIMS`) and the runs a store already holds.
+
+Nothing is trained here: each chapter's chain of runs (at its default parameters and the given profile, dataset and
+replicates) is looked up in the store (:func:`stored_result`); a chapter whose runs are not all complete is listed
+as "not run in this store". The labels are the chapters' own (the same functions compute them), so the overview and
+the chapters cannot disagree.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from detpretrain.analysis.claims import PRIMARY_CLAIMS, claim_row, detection_regime
+from detpretrain.experiments.common import ChainPlan
+from detpretrain.runs import RunStore
+
+
+def stored_result(plan: ChainPlan, store: RunStore, **fields) -> dict | None:
+    """The result dict of :func:`~detpretrain.experiments.common.train_chain` for ``plan``, read from ``store``
+    without training, or None when a run of the plan is not complete there. ``fields`` are added to the dict."""
+    entries = []
+    for pretrain, replicate, seed, cfg in plan.finetunes:
+        run = store.run_for(cfg)
+        if not run.complete:
+            return None
+        entries.append({"pretrain": pretrain, "replicate": replicate, "seed": seed, "run": str(run.path),
+                        "hash": run.hash, "metrics": run.metrics})
+    return {**fields, "runs": entries}
+
+
+def _detection(prof, store, dataset, data_root, replicates):
+    from detpretrain.analysis.detection import detection_claims
+    from detpretrain.experiments.detection import detection_chain
+
+    res = stored_result(detection_chain(prof, dataset=dataset, data_root=data_root, replicates=replicates), store)
+    if res is None:
+        return None, None
+    return next(iter(detection_claims(res).values())), detection_regime(res)
+
+
+def _segmentation(prof, store, dataset, data_root, replicates):
+    from detpretrain.analysis.segmentation import segmentation_claims
+    from detpretrain.experiments.segmentation import segmentation_chain
+
+    if dataset != "synthetic":  # the segmentation chapter's real targets differ from the detection ones
+        return None, None
+    res = stored_result(segmentation_chain(prof, replicates=replicates), store)
+    return (next(iter(segmentation_claims(res).values())), None) if res is not None else (None, None)
+
+
+def _ablations(prof, store, dataset, data_root, replicates):
+    from detpretrain.analysis.ablations import ablation_claims
+    from detpretrain.experiments.common import REMOVED_SUPERCATEGORIES
+    from detpretrain.experiments.detection import detection_chain
+
+    keys = ("imagenet-loc-cls", "imagenet-loc", *(f"imagenet-loc-no-{sc}" for sc in REMOVED_SUPERCATEGORIES))
+    common = {"dataset": dataset, "data_root": data_root, "replicates": replicates}
+    loc = stored_result(detection_chain(prof, pretrains=keys, **common), store)
+    det = stored_result(detection_chain(prof, pretrains=("imagenet-cls", "detection"), **common), store)
+    if loc is None:
+        return None, None
+    regime = detection_regime(det) if det is not None else None
+    return next(iter(ablation_claims(loc, REMOVED_SUPERCATEGORIES).values())), regime
+
+
+def _classification(prof, store, dataset, data_root, replicates):
+    from detpretrain.analysis.probes import PRIMARY_DATASET, classification_claims
+    from detpretrain.experiments.classification import classification_chain
+
+    res = stored_result(classification_chain(prof, role="caltech", pretrains=("imagenet-cls", "detection"),
+                                             replicates=replicates), store)
+    return (next(iter(classification_claims({PRIMARY_DATASET: res}).values())), None) if res else (None, None)
+
+
+def _frozen_backbone(prof, store, dataset, data_root, replicates):
+    from detpretrain.analysis.frozen import ap_by_frequency, frozen_claims, frozen_regime
+    from detpretrain.experiments.frozen import HEAD_LADDER, frozen_chains
+
+    _, chains = frozen_chains(prof, dataset=dataset, data_root=data_root, replicates=replicates,
+                              data_cache=store.data_cache)
+    rows = []
+    for (head, mode), chain in chains.items():
+        res = stored_result(chain, store)
+        if res is None:
+            return None, None
+        rare = chain.finetunes[0][3].data.long_tail["rare"]
+        rows += [{"head": head, "mode": mode, "replicate": e["replicate"], "seed": e["seed"],
+                  **ap_by_frequency(e["metrics"], rare)} for e in res["runs"]]
+    heads = tuple(HEAD_LADDER)
+    return next(iter(frozen_claims({"rows": rows}, heads).values())), frozen_regime({"rows": rows}, heads[0])
+
+
+#: chapter -> how its primary verdict is read from a store: ``(profile, store, dataset, data_root, replicates) ->
+#: (Verdict or None, Regime or None)``
+READERS = {"detection": _detection, "ablations": _ablations, "segmentation": _segmentation,
+           "classification": _classification, "frozen_backbone": _frozen_backbone}
+
+
+def primary_overview(profile, store: RunStore, *, dataset: str = "synthetic", data_root: str | None = None,
+                     replicates: int | None = None) -> pd.DataFrame:
+    """One row per chapter with a primary claim (:func:`~detpretrain.analysis.claims.claim_row`): the claim, the
+    paper's number, ours with its interval and n, and the label (``regime inadequate`` where the chapter's detectors
+    fall short). The eigenspectrum chapter's claim needs its spectra (the widths it determines), measured only
+    there: its row points to the chapter.
+
+    Args:
+        profile: a :class:`~detpretrain.profiles.Profile`.
+        store: the run store (its ``data_cache`` holds the synthetic corpora).
+        dataset, data_root: the detection target (the segmentation and classification claims use their synthetic
+            targets).
+        replicates: pre-training replicates (None: the profile's).
+    """
+    rows = []
+    for chapter in PRIMARY_CLAIMS:
+        reader = READERS.get(chapter)
+        if reader is None:
+            row = claim_row(chapter, None)
+            row.update(here="measured in its chapter (from the spectra of its runs)", label="see the chapter")
+        else:
+            row = claim_row(chapter, *reader(profile, store, dataset, data_root, replicates))
+        rows.append(row)
+    return pd.DataFrame(rows)
