@@ -76,7 +76,11 @@ def test_every_real_chapter_plans_at_the_torchvision_profile(coco_subset, pet_su
 def test_coco_root_reaches_the_paper_profiles_detection_pretraining(coco_subset, vocdevkit, monkeypatch, capsys,
                                                                     tmp_path):
     monkeypatch.setenv("DETPRETRAIN_COCO", "/nowhere/coco")
-    values = {"dataset": "voc", "data_root": str(vocdevkit), "seeds": [0], "pretrains": ["detection"],
+    from detpretrain.parameters import CHAPTER_PARAMETERS
+
+    defaults = {p.name: p.default for p in CHAPTER_PARAMETERS["detection"]}  # chapter_runs takes every parameter
+    values = {**defaults, "dataset": "voc", "data_root": str(vocdevkit), "seeds": [0], "pretrains": ["detection"],
+              "schedule_factors": [1],
               "coco_root": str(coco_subset)}
     pre = [c for c in chapter_runs("detection", "paper", values) if c.name == "pretrain/detection"]
     assert len(pre) == 1 and pre[0].data.root == str(coco_subset.resolve()) and pre[0].data.fingerprint
