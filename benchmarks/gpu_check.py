@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -119,8 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.model_size:
             cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, min_size=args.model_size,
                                                                      max_size=args.model_size))
-        os.environ["DETPRETRAIN_DATA"] = cache  # the corpus just generated
-        train = build_detection_dataset(data, "trainval", train=True)
+        train = build_detection_dataset(data, "trainval", train=True, cache=cache)  # the corpus just generated
         batch = cfg.optim.batch_size
         batches = list(DataLoader(Subset(train, range(len(train))), batch_size=batch, shuffle=False,
                                   collate_fn=collate_detection, drop_last=True))
@@ -156,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                     timings[name].append(time.perf_counter() - t0)
             peaks[name] = _peak_gib(device)
             if name == "ours":
-                test = build_detection_dataset(data, "test", train=False)
+                test = build_detection_dataset(data, "test", train=False, cache=cache)
                 _sync(device)
                 t0 = time.perf_counter()
                 metrics = engine.evaluate_detector(model, test, device, iou_thresholds=cfg.eval_iou_thresholds,

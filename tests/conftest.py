@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 from pathlib import Path
 
 import pytest
+
+from detpretrain.plan import environment
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("DETPRETRAIN_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
@@ -61,20 +62,6 @@ def pet_subset() -> Path:
     return _shared("oxford_iiit_pet_subset")
 
 
-@contextlib.contextmanager
-def _data_env(path: Path):
-    """``$DETPRETRAIN_DATA`` = ``path`` inside the block, restored after it."""
-    old = os.environ.get("DETPRETRAIN_DATA")
-    os.environ["DETPRETRAIN_DATA"] = str(path)
-    try:
-        yield path
-    finally:
-        if old is None:
-            os.environ.pop("DETPRETRAIN_DATA", None)
-        else:
-            os.environ["DETPRETRAIN_DATA"] = old
-
-
 @pytest.fixture(scope="session")
 def corpus_root(tmp_path_factory) -> Path:
     """One generated-corpus cache for the whole test session (corpora are cached by their spec, so sharing them
@@ -85,8 +72,8 @@ def corpus_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def corpus_dir(corpus_root):
     """The session's corpus cache as ``$DETPRETRAIN_DATA`` for one test module."""
-    with _data_env(corpus_root) as path:
-        yield path
+    with environment(DETPRETRAIN_DATA=corpus_root):
+        yield corpus_root
 
 
 @pytest.fixture(scope="session")
@@ -101,7 +88,7 @@ def smoke_store(corpus_root, tmp_path_factory):
     from detpretrain.runs import RunStore
 
     store = RunStore(tmp_path_factory.mktemp("smoke_runs"))
-    with _data_env(corpus_root):
+    with environment(DETPRETRAIN_DATA=corpus_root):
         ensure_pretrained(("imagenet-cls", "detection"), pretrain_configs(get_profile("smoke")), store,
                           device="cpu", progress=False, log=lambda line: None)
     return store

@@ -41,6 +41,7 @@ import yaml
 
 from conftest import PROJECT_ROOT
 from detpretrain import book
+from detpretrain.plan import environment
 from detpretrain.cli import main as cli_main
 from detpretrain.errors import ConfigError
 
@@ -335,20 +336,12 @@ def smoke_book(tmp_root: Path) -> tuple[Path, book.BookReport, float]:
     if (PROJECT_ROOT / "docs").is_dir():
         (root / "docs").symlink_to(PROJECT_ROOT / "docs")
     env = smoke_env(tmp_root)
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # also for code that ignores the store/data_cache parameters
-    try:
+    with environment(**env):  # also for code that ignores the store/data_cache parameters
         t0 = time.perf_counter()
         report = book.build_book("smoke", root=root, params={"store": env["DETPRETRAIN_RUNS"],
                                                              "data_cache": env["DETPRETRAIN_DATA"]},
                                  log=lambda line: print(line, flush=True))
         seconds = time.perf_counter() - t0
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     return root, report, seconds
 
 
