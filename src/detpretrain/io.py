@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -68,6 +69,19 @@ def raise_if_disk_full(err: BaseException, path: str | os.PathLike, needed_bytes
         except Exception:  # noqa: BLE001 - the size is a courtesy in the message; the disk-full error is the point
             needed_bytes = None
     raise DiskFullError(path, folder, needed_bytes, free_bytes(folder)) from err
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB chunks (run manifests, dataset fingerprints).
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 @contextlib.contextmanager

@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import re
@@ -73,7 +72,14 @@ import torch
 from detpretrain import distributed, engine
 from detpretrain.config import TrainConfig, config_hash, from_dict, to_dict
 from detpretrain.errors import ConfigError, DiskFullError, RunStoreError
-from detpretrain.io import atomic_path, atomic_write_json, free_bytes, is_temporary, raise_if_disk_full
+from detpretrain.io import (
+    atomic_path,
+    atomic_write_json,
+    free_bytes,
+    is_temporary,
+    raise_if_disk_full,
+    sha256_file,
+)
 from detpretrain.models.build import build_model
 
 DEFAULT_STORE_ENV = "DETPRETRAIN_RUNS"
@@ -85,7 +91,6 @@ LOCK = ".lock"
 RUN_NAME = re.compile(r"^[a-z]+-[0-9a-f]{8,64}$")
 #: temporary files outside any run (the feature cache) older than this are stale for ``runs gc`` (seconds).
 STALE_AFTER_S = 3600.0
-_HASH_CHUNK = 1 << 20
 #: ``(path, size, mtime_ns, ctime_ns, inode) -> sha256`` of files verified in this process.
 _VERIFIED: dict[tuple, str] = {}
 
@@ -93,15 +98,6 @@ _VERIFIED: dict[tuple, str] = {}
 def default_store_root() -> Path:
     """``$DETPRETRAIN_RUNS`` if set, else ``runs/`` under the current directory."""
     return Path(os.environ.get(DEFAULT_STORE_ENV, "runs"))
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file's bytes, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _stat_key(path: Path) -> tuple:

@@ -31,6 +31,7 @@ from pathlib import Path
 from detpretrain.config import DataSpec
 from detpretrain.data._io import require_file
 from detpretrain.errors import DataError
+from detpretrain.io import sha256_file
 
 #: digest length (hex characters)
 FINGERPRINT_LENGTH = 16
@@ -38,11 +39,7 @@ FINGERPRINT_LENGTH = 16
 
 @lru_cache(maxsize=4096)
 def _file_digest(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return sha256_file(path)
 
 
 def file_digest(path: str | os.PathLike) -> str:
