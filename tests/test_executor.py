@@ -134,7 +134,11 @@ def test_replicated_chains_plan_what_they_ask_for_and_keep_replicate_zero(monkey
         "imagenet-loc-no-animal", 2)
     chain = detection_chain("smoke", pretrains=("imagenet-cls", "scratch"), seeds=(0, 1), replicates=3)
     assert [(p, r, s) for p, r, s, _ in chain.finetunes] == [
-        ("imagenet-cls", r, s) for r in range(3) for s in (0, 1)] + [("scratch", 0, 0), ("scratch", 0, 1)]
+        (p, r, s) for p in ("imagenet-cls", "scratch") for r in range(3) for s in (0, 1)]
+    # from scratch, each replicate is a training run of its own: distinct training seeds, replicate 0 unchanged
+    scratch_seeds = [cfg.seed for p, _, _, cfg in chain.finetunes if p == "scratch"]
+    assert scratch_seeds == [0, 1, 2, 3, 4, 5]
+    assert len({config_hash(cfg) for *_, cfg in chain.finetunes}) == len(chain.finetunes)
     asked, entries = [], []
     monkeypatch.setattr("detpretrain.experiments.common.ensure_pretrained",
                         lambda names, pretrained, store, **kw: asked.extend(
@@ -149,7 +153,7 @@ def test_replicated_chains_plan_what_they_ask_for_and_keep_replicate_zero(monkey
     run_detection_experiment("smoke", pretrains=("detection", "scratch"), seeds=(0, 1), replicates=2,
                              store=RunStore(tmp_path), **QUIET)
     planned = plan_detection("smoke", pretrains=("detection", "scratch"), seeds=(0, 1), replicates=2)
-    assert asked == [config_hash(c) for c in planned] and len(planned) == 4 + 4 + 2
+    assert asked == [config_hash(c) for c in planned] and len(planned) == 4 + 4 + 4
     assert entries[:4] == [("detection", 0, 0), ("detection", 0, 1), ("detection", 1, 0), ("detection", 1, 1)]
     with pytest.raises(ConfigError, match="published weights"):
         plan_detection("torchvision", dataset="voc", data_root=str(tmp_path), replicates=2)
@@ -292,3 +296,14 @@ def test_a_run_trained_outside_the_plan_is_recorded_while_a_chapter_executes(cor
     assert record.read_text() == f"{run.path.name} (finetune/scratch seed 9)\n"
     get_or_train(cfg, RunStore(tmp_path / "runs"), progress=False)  # found complete: nothing trained, nothing noted
     assert record.read_text().count("\n") == 1
+
+
+def test_scratch_seed_gives_each_replicate_its_own_run():
+    from detpretrain.experiments.common import scratch_seed
+
+    for seeds in [(0,), (0, 1, 2), (5, 7), (3,)]:
+        got = [scratch_seed(r, s, seeds) for r in range(4) for s in seeds]
+        assert len(set(got)) == len(got)  # distinct training runs
+        assert [scratch_seed(0, s, seeds) for s in seeds] == list(seeds)  # replicate 0: the unreplicated runs
+    with pytest.raises(ConfigError, match=">= 0"):
+        scratch_seed(-1, 0, (0,))

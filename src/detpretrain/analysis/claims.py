@@ -10,9 +10,11 @@ The unit of a claim about pre-training is the **pre-training run** (Bouthillier 
 paired by ``(replicate, seed)`` (:func:`paired_units`) -- fine-tuning seed ``s`` from replicate ``r`` of one
 pre-training against fine-tuning seed ``s`` from replicate ``r`` of the other -- and :func:`unit_verdict` averages the
 differences within each replicate before the t-interval over replicates (:func:`~detpretrain.analysis.stats.verdict`
-with ``groups``). An arm without pre-training (``scratch``) has no replicate; it is paired by seed with every
-replicate of the other arm, so its seed-to-seed noise is shared by all replicates (the interval then holds the
-other arm's between-run spread, not the scratch arm's).
+with ``groups``). An arm trained from random weights (``scratch``) has no pre-training: in a replicated design its
+replicate ``r`` is an independent training run (:func:`detpretrain.experiments.common.scratch_seed`), paired with
+replicate ``r`` of the other arm, so the interval holds the run-to-run spread of both arms. Where an arm has a single
+replicate while the other has several (published weights, or a store from before), it pairs by seed with every
+replicate of the other arm, and its own run-to-run spread is then missing from the interval.
 
 **Regime.** A comparison of pre-trainings means what the paper's does only when the detectors are trained well
 enough: :func:`detection_regime` asks the IMAGENET-CLS-arm detector for at least :data:`REGIME_MIN_MAP50` mAP@0.5 and

@@ -569,12 +569,7 @@ def widths_table(result: dict):
                          "determined width": result["widths"]})
 
 
-# ---- issue 18: claim 1 as one pre-specified statistic against seed-to-seed variation; claim 2 as non-inferiority ----
-
-#: claim 2's non-inferiority margin: the narrower detector keeps accuracy when its mAP@0.5 is worse than S's by less
-#: than this many points (the whole 95 % interval of the paired difference above ``-margin``)
-ACCURACY_KEPT_MARGIN = 1.0
-
+# ---- issue 18: claim 1 as one pre-specified statistic against seed-to-seed variation (claim 2: claims.PRIMARY_CLAIMS) ----
 
 def participation_ratio(eigenvalues) -> float:
     """``(sum lambda)^2 / sum lambda^2`` of the non-negative eigenvalues: an effective number of dimensions without a
@@ -646,14 +641,3 @@ def spectral_claim1_table(result: dict, a: str = "imagenet-cls", b: str = "scrat
                      "participation ratio I": r["pr_a"], "participation ratio S": r["pr_b"],
                      "excess": v.estimate, "ci_low": v.ci_low, "ci_high": v.ci_high, "label": v.label})
     return pd.DataFrame(rows)
-
-
-def accuracy_kept_verdict(result: dict, margin: float = ACCURACY_KEPT_MARGIN, metric: str = "mAP@0.5"):
-    """Claim 2's "accuracy kept" as non-inferiority: ``scratch-narrow - scratch`` ``metric`` per seed (both trained
-    from scratch, so a training seed is a replicate of the claim), *holds* when the 95 % interval lies above
-    ``-margin`` (:func:`~detpretrain.analysis.stats.verdict`, ``kind="noninferiority"``)."""
-    from detpretrain.analysis.stats import verdict
-
-    acc = accuracy_frame(result).pivot_table(index="seed", columns="detector", values=metric)
-    diffs = (acc["scratch-narrow"] - acc["scratch"]).dropna() if {"scratch", "scratch-narrow"} <= set(acc) else []
-    return verdict(np.asarray(diffs, dtype=float), unit="training seed", kind="noninferiority", margin=margin)

@@ -19,7 +19,8 @@ continuing from the IMAGENET-CLS backbone on the same object-centric images (the
 (:attr:`~detpretrain.profiles.Profile.pretrain_replicates`: ``mini`` 3): replicate ``r`` is the same config with
 ``seed=r``, its pre-trainings keyed ``<name>@r<r>`` (:func:`replicate_key`; replicate 0 keeps the plain name and
 today's config hash). A detection or IMAGENET-LOC pre-training of replicate ``r`` continues from the IMAGENET-CLS run
-of replicate ``r``. Published weights and ``scratch`` have no replicate: they are one network (or none).
+of replicate ``r``. Published weights have no replicate: they are one network. A backbone trained from random weights
+(``scratch``) has no pre-training, so its replicate ``r`` is a training run of its own (:func:`scratch_seed`).
 
 :func:`finetune_chain` is the loop every transfer chapter runs: each pre-training once (through the run store),
 then one fine-tuning per backbone, replicate and fine-tuning seed (replicates crossed with seeds).
@@ -393,27 +394,57 @@ class ChainPlan:
         return [*self.pretrain_configs.values(), *(cfg for *_, cfg in self.finetunes)]
 
 
+#: backbones trained from random weights (no pre-training run): in a replicated design each of their replicates is
+#: an independent training run of its own (:func:`scratch_seed`), so their run-to-run spread enters every interval
+FROM_SCRATCH = ("scratch", "scratch-narrow")
+
+
+def scratch_seed(replicate: int, seed: int, seeds) -> int:
+    """The training seed of fine-tuning seed ``seed`` in replicate ``replicate`` of a backbone trained from random
+    weights (:data:`FROM_SCRATCH`): ``seed`` itself for replicate 0 (the runs of an unreplicated design), else
+    ``replicate * (max(seeds) + 1) + seed``, distinct from every other (replicate, seed) of ``seeds``.
+
+    >>> [scratch_seed(r, 0, (0,)) for r in range(3)]
+    [0, 1, 2]
+    >>> [scratch_seed(1, s, (0, 1, 2)) for s in (0, 1, 2)]
+    [3, 4, 5]
+
+    Raises:
+        ConfigError: a negative replicate or seed.
+    """
+    if replicate < 0 or seed < 0 or min(seeds, default=0) < 0:
+        raise ConfigError(f"replicates and seeds are numbers >= 0, got replicate {replicate}, seeds {tuple(seeds)}")
+    return replicate * (max(seeds, default=seed) + 1) + seed
+
+
 def chain_plan(prof: Profile, target: DataSpec, make_config, *, pretrains, pretrained: dict[str, TrainConfig | None],
                seeds=None, replicates: int | None = None, overrides: dict | None = None) -> ChainPlan:
     """The runs of a fine-tuning chain (arguments as in :func:`finetune_chain`), computed without training.
 
-    Each backbone of ``pretrains`` is fine-tuned once per replicate (:func:`replicate_count`) and seed; a backbone
-    without replicated pre-training runs in ``pretrained`` (``scratch``, published weights) once per seed, as
-    replicate 0. ``make_config`` receives the pre-training key (:func:`replicate_key`).
+    Each backbone of ``pretrains`` is fine-tuned once per replicate (:func:`replicate_count`) and seed; published
+    weights (one network, no replicated pre-training run in ``pretrained``) once per seed, as replicate 0. A backbone
+    trained from random weights (:data:`FROM_SCRATCH`) is trained once per replicate and seed, replicate ``r`` with
+    the training seed :func:`scratch_seed` (each of its replicates is an independent run, paired with replicate ``r``
+    of the other arms). ``make_config`` receives the pre-training key (:func:`replicate_key`; the plain name and the
+    training seed for a :data:`FROM_SCRATCH` backbone).
 
     Raises:
         ConfigError: an unknown pre-training name (from ``make_config``), override key or replicate count.
     """
     count = replicate_count(prof, replicates)
+    seeds = tuple(seeds if seeds is not None else prof.seeds)
     finetunes = []
     for pretrain in pretrains:
-        reps = [r for r in range(count) if r == 0 or replicate_key(pretrain, r) in pretrained]
-        for r in reps:
-            for seed in seeds if seeds is not None else prof.seeds:
-                cfg = make_config(prof, replicate_key(pretrain, r), seed, target, pretrained)
-                for key, value in (overrides or {}).items():
-                    cfg = replace_path(cfg, key, value)
-                finetunes.append((pretrain, r, seed, cfg))
+        if pretrain in FROM_SCRATCH:  # its replicate is its own training run (scratch_seed)
+            runs = [(r, seed, pretrain, scratch_seed(r, seed, seeds)) for r in range(count) for seed in seeds]
+        else:
+            reps = [r for r in range(count) if r == 0 or replicate_key(pretrain, r) in pretrained]
+            runs = [(r, seed, replicate_key(pretrain, r), seed) for r in reps for seed in seeds]
+        for r, seed, key, config_seed in runs:
+            cfg = make_config(prof, key, config_seed, target, pretrained)
+            for path, value in (overrides or {}).items():
+                cfg = replace_path(cfg, path, value)
+            finetunes.append((pretrain, r, seed, cfg))
     return ChainPlan(dict(pretrained), tuple(pretrains), tuple(finetunes))
 
 

@@ -117,7 +117,8 @@ def eigen_chain(profile: str | Profile = "smoke", *, dataset: str = "synthetic",
                 seeds=None, replicates: int | None = None, scratch_factor: int = 2,
                 widths: Sequence[int] | None = None) -> ChainPlan:
     """The I and S detectors of the study (``widths`` given: the narrower S detector alone), without training; I
-    once per pre-training replicate and seed, S (no pre-training) once per seed."""
+    once per pre-training replicate and seed, S (no pre-training) once per replicate and seed
+    (:func:`~detpretrain.experiments.common.scratch_seed`)."""
     prof = get_profile(profile) if isinstance(profile, str) else profile
     make = partial(eigen_config, scratch_factor=scratch_factor, widths=widths)
     pretrains = ("imagenet-cls", "scratch") if widths is None else ("scratch-narrow",)
@@ -177,8 +178,8 @@ def plan_eigenspectrum(profile: str | Profile = "smoke", *, dataset: str = "synt
     widths, original, _ = determined_widths(scratch[0].model, finals, threshold, normalisation, multiple)
     if widths == original:
         return configs
-    narrow = eigen_chain(prof, dataset=dataset, data_root=data_root, seeds=seeds, scratch_factor=scratch_factor,
-                         widths=widths)
+    narrow = eigen_chain(prof, dataset=dataset, data_root=data_root, seeds=seeds, replicates=replicates,
+                         scratch_factor=scratch_factor, widths=widths)
     return configs + [cfg for *_, cfg in narrow.finetunes]
 
 
@@ -224,7 +225,7 @@ def run_eigenspectrum_study(profile: str | Profile = "smoke", *, dataset: str = 
         narrow = {"runs": [{**e, "pretrain": "scratch-narrow"} for e in result["runs"] if e["pretrain"] == "scratch"]}
     else:
         narrow = train_chain(eigen_chain(prof, dataset=dataset, data_root=data_root, seeds=seeds,
-                                         scratch_factor=scratch_factor, widths=widths),
+                                         replicates=replicates, scratch_factor=scratch_factor, widths=widths),
                              prof, dataset, target, store=store, device=device, progress=progress, log=log)
         for entry in narrow["runs"]:
             spectra[entry["run"]] = epoch_spectra(store.resolve(f"run:{entry['hash']}"), images, device=dev)
