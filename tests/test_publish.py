@@ -372,3 +372,27 @@ def test_readme_has_one_results_section_the_command_can_write():
     assert readme.count(results.BEGIN) == 1 and readme.count(results.END) == 1
     assert readme.index("## Results") < readme.index(results.BEGIN) < readme.index(results.END)
     assert results.replace_section(readme, "new table").count("new table") == 1
+
+
+def test_results_rows_are_arms_and_the_primary_claims_come_first(tmp_path, corpus_root, capsys):
+    """Replicates of one arm are one row; ``--profile`` puts every chapter's primary claim, read from the store,
+    above the table ("not run in this store" where its runs are missing)."""
+    from detpretrain.analysis.claims import PRIMARY_CLAIMS
+
+    assert results.arm_name("frozen/imagenet-cls@r2/FPN/frozen") == "frozen/imagenet-cls/FPN/frozen"
+    assert results.arm_name("finetune/detection@r12") == "finetune/detection"
+    assert results.arm_name("finetune/a@rb") == "finetune/a@rb"  # not a replicate key
+    store = RunStore(tmp_path / "runs", data_cache=corpus_root)
+    ious = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+    for r, m in enumerate((40.0, 44.0, 48.0)):
+        _finished_run(store, "finetune/detection" + (f"@r{r}" if r else ""), r,
+                      {"iou_thresholds": ious, "mAP": [0, 0, 0, 0, m, 0, m / 2, 0, 0]})
+    table = results.results_table(store).set_index("metric")
+    assert table.loc["mAP@0.5", "runs"] == 3 and table.loc["mAP@0.5", "mean"] == pytest.approx(44.0)
+    assert table.loc["mAP@0.5", "sd"] == pytest.approx(4.0) and table.loc["mAP@0.5", "run"] == "finetune/detection"
+    text = results.primary_markdown(store, "smoke")
+    assert text.startswith("Primary claims at profile `smoke`")
+    assert all(f"| {chapter} |" in text for chapter in PRIMARY_CLAIMS) and "not run in this store" in text
+    assert cli_main(["results-table", "--store", str(store.root), "--profile", "smoke"]) == 0
+    out = capsys.readouterr().out
+    assert out.index("Primary claims") < out.index("Finished runs") and "44.0 ± 4.0" in out

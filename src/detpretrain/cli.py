@@ -33,7 +33,7 @@ runs plan --profile P [--chapters a,b] [-p KEY VALUE ...] [--store DIR]
     Every run the book's chapters need, as a dependency graph, with what the store already holds.
 runs execute --profile P [--executor local|slurm] [--jobs N] [--threads T] [--chapters a,b] [-p KEY VALUE ...]
     Train the plan: N local worker processes, or one submitit (SLURM) job per run.
-results-table [--store DIR] [--readme README.md]
+results-table [--store DIR] [--readme README.md] [--profile mini]
     Headline numbers of the store's finished runs (config hashes, dates) as Markdown; --readme writes them into
     the README's results section.
 
@@ -150,6 +150,8 @@ def _build_parser() -> argparse.ArgumentParser:
     res = sub.add_parser("results-table", help="the headline numbers of the run store's finished runs (Markdown)")
     res.add_argument("--store", default=None, help="run store folder (default: runs/ or $DETPRETRAIN_RUNS)")
     res.add_argument("--readme", default=None, help="write the table into this README's results section")
+    res.add_argument("--profile", default=None, choices=list(PROFILE_NAMES),
+                     help="also every chapter's primary claim at this profile, read from the store (e.g. mini)")
     return parser
 
 
@@ -228,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "results-table":
             from detpretrain.results import results_command
 
-            return results_command(args.store, readme=args.readme)
+            return results_command(args.store, readme=args.readme, profile=args.profile)
     except ParameterError as err:
         print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
         return 2

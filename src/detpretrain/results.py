@@ -4,9 +4,12 @@
 the README between the markers :data:`BEGIN` and :data:`END` (the README's "Results" section), so the numbers
 there are always those of one store, never typed by hand. The book workflow runs it after the ``mini`` build.
 
-One row per run *name* and data (e.g. ``finetune/detection`` on the synthetic VOC-like target): the fine-tuning
-seeds of one comparison are one row, with the mean and the sample standard deviation of the headline metric over
-them. The headline metrics are those ``engine.fit`` records in ``metrics.json``: mAP@0.5 and mAP@0.7 (VOC07
+One row per arm: run name without its pre-training replicate (``finetune/detection@r2`` counts as
+``finetune/detection``) and data, e.g. ``finetune/detection`` on the synthetic VOC-like target. The pre-training
+replicates and fine-tuning seeds of one arm are one row, with the mean and the sample standard deviation of the
+headline metric over them (at ``mini``: over the 3 pre-training replicates, the unit of every verdict). Above it,
+:func:`primary_markdown` gives every chapter's primary claim with its label, computed from the same store by the
+chapters' own functions (:func:`detpretrain.overview.primary_overview`). The headline metrics are those ``engine.fit`` records in ``metrics.json``: mAP@0.5 and mAP@0.7 (VOC07
 11-point AP, %) for detection runs, top-1 (%) for classification runs, mIoU (%) for segmentation runs. The date is
 when the last ``metrics.json`` of the row was written (file time, UTC).
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import os
+import re
 import statistics
 from pathlib import Path
 
@@ -44,6 +48,15 @@ def headline_metrics(metrics: dict) -> dict[str, float]:
     return {}
 
 
+_REPLICATE = re.compile(r"@r\d+(?=/|$)")
+
+
+def arm_name(name: str) -> str:
+    """A run name without its pre-training replicate (:func:`detpretrain.experiments.common.replicate_key`):
+    ``frozen/imagenet-cls@r2/FPN/frozen`` -> ``frozen/imagenet-cls/FPN/frozen``; other names unchanged."""
+    return _REPLICATE.sub("", name)
+
+
 def results_table(store: RunStore | str | os.PathLike | None = None) -> pd.DataFrame:
     """The finished runs of ``store`` grouped by run name and data, one row per group and headline metric.
 
@@ -56,7 +69,7 @@ def results_table(store: RunStore | str | os.PathLike | None = None) -> pd.DataF
     groups: dict[tuple[str, str], list] = {}
     for run in store.runs():
         if run.complete:
-            groups.setdefault((run.config.name, run.config.data.describe()), []).append(run)
+            groups.setdefault((arm_name(run.config.name), run.config.data.describe()), []).append(run)
     rows = []
     for (name, data), runs in sorted(groups.items()):
         values: dict[str, list[float]] = {}
@@ -93,7 +106,7 @@ def to_markdown(table: pd.DataFrame, store: str | os.PathLike) -> str:
         "mean ± sd": [f"{m:.1f}" + (f" ± {s:.1f}" if not math.isnan(s) else "") for m, s in zip(table["mean"], table["sd"])],
         "config hashes": table["config hashes"], "finished": table["finished"]})
     caption = (f"Finished runs of the store `{store}` (newest {table['finished'].max()}); mean ± sample standard "
-               "deviation over the runs of a row, in %.")
+               "deviation over the runs of a row (an arm's pre-training replicates and fine-tuning seeds), in %.")
     return caption + "\n\n" + markdown_table(shown)
 
 
@@ -109,11 +122,31 @@ def replace_section(text: str, body: str) -> str:
     return text[:start + len(BEGIN)] + "\n" + body.strip() + "\n" + text[end:]
 
 
-def results_command(store: str | None = None, readme: str | None = None) -> int:
-    """``python -m detpretrain results-table [--store DIR] [--readme README.md]``: print the Markdown table, or
-    write it into the README's results section. Returns 0."""
+def primary_markdown(store: RunStore, profile: str = "mini") -> str:
+    """Every chapter's primary claim at ``profile`` as read from ``store`` (:func:`detpretrain.overview.
+    primary_overview`: the paper's number, ours with its 95 % interval and n, the label) as a Markdown table with a
+    caption line. Nothing is trained; a chapter whose runs are missing says "not run in this store".
+
+    Raises:
+        ConfigError: an unknown profile.
+    """
+    from detpretrain.overview import primary_overview
+    from detpretrain.profiles import get_profile
+
+    frame = primary_overview(get_profile(profile), store)
+    caption = (f"Primary claims at profile `{profile}` (declared in `detpretrain.analysis.claims` before the runs), "
+               "from the store below; each chapter shows its secondary claims.")
+    return caption + "\n\n" + markdown_table(frame)
+
+
+def results_command(store: str | None = None, readme: str | None = None, profile: str | None = None) -> int:
+    """``python -m detpretrain results-table [--store DIR] [--readme README.md] [--profile P]``: print the Markdown
+    table (with ``profile``, the primary claims at that profile above it: :func:`primary_markdown`), or write it
+    into the README's results section. Returns 0."""
     run_store = RunStore(store)
     body = to_markdown(results_table(run_store), store or run_store.root)
+    if profile is not None:
+        body = primary_markdown(run_store, profile) + "\n\n" + body
     if readme is None:
         print(body)
         return 0
