@@ -74,6 +74,7 @@ ch = chapter_setup("visualisations", profile=profile, store=store, data_cache=da
                    cue=cue, coco_root=coco_root)
 prof, dev = ch.profile, ch.torch_device
 corpus = {"cue": cue}  # the corpora of Figures 4 and 5, the backbones' pre-training corpora and Figure 8's target
+cue_suffix = "" if cue == "part" else "_cue-" + cue.replace("+", "_")  # figure files of a variant keep their own names
 BACKBONES = {k: ROLE_NAMES[k] for k in ("imagenet-cls", "detection")}
 COLOURS = {"imagenet-cls": "tab:blue", "detection": "tab:orange"}
 
@@ -140,7 +141,7 @@ if shown:
         axes[row][0].set_ylabel(label, fontsize=7)
     fig.text(0.01, 0.005, provenance, fontsize=5)
     fig.tight_layout(rect=(0, 0.02, 1, 1))
-    show_figure(fig, "figure4_activation_maps", chapter="visualisations", profile=prof.name, provenance=provenance)
+    show_figure(fig, "figure4_activation_maps" + cue_suffix, chapter="visualisations", profile=prof.name, provenance=provenance)
 
 # %% [markdown]
 # ### Figure 4 where the map resolves the part, class-specific, against a floor
@@ -250,7 +251,7 @@ if show:
             ax.set_yticks([])
     fig.colorbar(im, ax=axes[:, -1].tolist(), shrink=0.6)
     fig.text(0.01, 0.005, provenance, fontsize=5)
-    show_figure(fig, "figure5_maskout", chapter="visualisations", profile=prof.name, provenance=provenance)
+    show_figure(fig, "figure5_maskout" + cue_suffix, chapter="visualisations", profile=prof.name, provenance=provenance)
 
 # %% [markdown]
 # ## Figure 8: detections of the two detectors on the same images
@@ -295,7 +296,7 @@ def draw_cases(cases, title: str, name: str):
     fig.suptitle(title, fontsize=8)
     fig.text(0.01, 0.005, det_provenance, fontsize=5)
     fig.tight_layout(rect=(0, 0.03, 1, 1))
-    show_figure(fig, name, chapter="visualisations", profile=prof.name, provenance=det_provenance)
+    show_figure(fig, name + cue_suffix, chapter="visualisations", profile=prof.name, provenance=det_provenance)
 
 
 draw_cases(V.localisation_cases(obj_frame, "imagenet-cls", "detection", n=4), "better localisation",

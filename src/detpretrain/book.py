@@ -292,9 +292,24 @@ def code_hash(package_dir: str | os.PathLike = PACKAGE_DIR) -> str:
     return digest.hexdigest()[:16]
 
 
+def _chapters_executed_by() -> dict[str, tuple[str, ...]]:
+    """``{page: chapters it executes}``: the mechanisms page executes the chapters of its cue variants, so their
+    sources are part of its own (:func:`source_hash`)."""
+    from detpretrain.parameters import MECHANISM_CHAPTERS
+
+    return {"mechanisms": MECHANISM_CHAPTERS}
+
+
 def source_hash(path: str | os.PathLike) -> str:
-    """sha256 (hex, 16 chars) of a chapter's source file bytes."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    """sha256 (hex, 16 chars) of a chapter's source file bytes, and of the sources (same folder and suffix) of the
+    chapters it executes itself (the mechanisms page: its cue variants), so that a change to those makes it stale."""
+    path = Path(path)
+    digest = hashlib.sha256(path.read_bytes())
+    for other in _chapters_executed_by().get(chapter_name(path), ()):
+        sibling = path.with_name(other + path.suffix)
+        if sibling.is_file():
+            digest.update(b"\0" + other.encode() + b"\0" + sibling.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def _canonical(params: dict) -> str:
@@ -589,6 +604,48 @@ def run_command(chapter: str, params: dict, output: str | None = None) -> int:
         return 1
     print(f"done in {seconds:.0f} s -> {out}")
     return 0
+
+
+def variant_notebook(folder: str | os.PathLike, chapter: str, cue: str) -> Path:
+    """Where the executed notebook of a cue variant goes: ``<folder>/<chapter>-<cue>.ipynb`` (``+`` as ``_``)."""
+    return Path(folder) / f"{chapter}-{cue.replace('+', '_')}.ipynb"
+
+
+def execute_variants(variants, params: dict, folder: str | os.PathLike = "_build/variants", *,
+                     root: str | os.PathLike | None = None, log=print) -> list[dict]:
+    """The mechanisms page (issue 18): execute each ``chapter:cue`` of ``variants``
+    (:func:`detpretrain.parameters.parse_variants`) with papermill, with
+    :func:`~detpretrain.parameters.variant_values` checked first (:func:`checked_parameters`), into
+    :func:`variant_notebook` (``folder`` relative to the book's root). Each chapter saves its claims under its cue
+    (:func:`detpretrain.analysis.mechanisms.save_claims`), which
+    :func:`~detpretrain.analysis.mechanisms.claims_by_cue` reads back.
+
+    Returns:
+        one ``{"chapter", "cue", "notebook", "seconds"}`` per variant, in order.
+
+    Raises:
+        ConfigError: a bad variant. ParameterError: a value the chapter refuses. ChapterError: a variant failed (the
+            message starts with its cue, then names the failing cell and the error).
+    """
+    from detpretrain.parameters import parse_variants, variant_values
+
+    book_root = find_root(root)
+    done = []
+    for chapter, cue in parse_variants(variants):
+        source = resolve_chapter(chapter, book_root)
+        defaults = _parameters_of(source)
+        parameters = checked_parameters(chapter, variant_values(chapter, cue, params), defaults)
+        out = variant_notebook(folder if Path(folder).is_absolute() else book_root / folder, chapter, cue)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            seconds = execute_chapter(source, out, parameters, timeout=_timeout_for(parameters, defaults),
+                                      cwd=book_root, name=f"{chapter} (cue {cue})")
+        except ChapterError as err:
+            raise ChapterError(err.chapter, f"cue {cue}: {err}", cell_index=err.cell_index, source=err.source,
+                               ename=err.ename, evalue=err.evalue) from None
+        log(f"{chapter} under cue {cue}: {seconds:.0f} s -> {out}")
+        done.append({"chapter": chapter, "cue": cue, "notebook": str(out), "seconds": seconds})
+    return done
 
 
 # ----------------------------------------------------------------------------------------------- the book

@@ -203,6 +203,15 @@ DETECTION_PRETRAINS = ("imagenet-cls", "detection", "scratch")
 #: where a synthetic object shows its category (detpretrain.data.synthetic.CUES; issue 18)
 CUES = ("part", "distributed", "part+decoy")
 _CUE_MEANING = "category cue of every synthetic corpus: part | distributed (no part) | part+decoy"
+#: the chapters with a ``cue`` parameter, which the mechanisms page executes again under other cues
+#: (:mod:`detpretrain.variants`)
+MECHANISM_CHAPTERS = ("classification", "feature_space", "visualisations")
+#: every ``"chapter:cue"`` variant the mechanisms page may ask for
+VARIANT_CHOICES = tuple(f"{chapter}:{cue}" for chapter in MECHANISM_CHAPTERS for cue in CUES)
+#: the book's default variants: Tables 5, 6, 8 and Figures 3-8 without a part (``distributed``), Figures 4 and 5
+#: with a decoy beside the part (issue 18: "at least part and distributed, and Figure 4 on the decoy")
+DEFAULT_VARIANTS = ("classification:distributed", "feature_space:distributed", "visualisations:distributed",
+                    "visualisations:part+decoy")
 PROBE_PRETRAINS = ("imagenet-cls", "detection", "imagenet-loc", "imagenet-loc-cls", "scratch")
 REAL_TARGETS = ("coco", "voc")
 ALL_PROFILES = tuple(PROFILE_NAMES)
@@ -251,7 +260,7 @@ _TARGETS = ("synthetic", *REAL_TARGETS)
 _REPLICATES = Parameter("replicates", "int", None, "pre-training replicates per pre-trained backbone, crossed with "
                         "the seeds (the unit of every verdict); None means the profile's (mini: 3)", minimum=1,
                         nullable=True)
-_FINETUNE_SEEDS = "fine-tuning seeds; None means the profile's (mini: 0, 1, 2)"
+_FINETUNE_SEEDS = "fine-tuning seeds; None means the profile's (mini: 0, one per pre-training replicate)"
 #: the seven common parameters as a chapter without declarations (a user's own notebook) is checked on them.
 GENERIC_PARAMETERS = _common(ALL_PROFILES, _TARGETS, "the target dataset", "root of a real dataset",
                              "seeds; None means the profile's")
@@ -376,8 +385,54 @@ CHAPTER_PARAMETERS: dict[str, tuple[Parameter, ...]] = {
         COCO_ROOT,
         Parameter("cue", "str", "part", _CUE_MEANING, choices=CUES),
     ),
+    "mechanisms": _common(CPU_PROFILES, ("synthetic",), "unused: every variant runs on its chapter's synthetic "
+                          "target (the cue lives in the synthetic corpora)", "unused here",
+                          "passed to every variant; None means the profile's") + (
+        _REPLICATES,
+        Parameter("variants", "str list", list(DEFAULT_VARIANTS), "chapters executed again under another cue, "
+                  "as chapter:cue (the chapters' own executions give the part column)", choices=VARIANT_CHOICES),
+    ),
     "rerun": _common(ALL_PROFILES, ("synthetic",), "unused here", "unused here", "unused here"),
 }
+
+
+# ------------------------------------------------------------------------------------ mechanisms page: variants
+
+
+#: the parameters a cue variant takes from the mechanisms page (the others keep the chapter's defaults: the cue lives
+#: in the synthetic corpora, so every variant runs on its chapter's synthetic target)
+VARIANT_SHARED = ("profile", "seeds", "device", "store", "data_cache", "replicates")
+
+
+def parse_variants(variants) -> list[tuple[str, str]]:
+    """The mechanisms page's ``variants`` (issue 18): ``["classification:distributed", ...]`` ->
+    ``[("classification", "distributed"), ...]`` (duplicates dropped, order kept).
+
+    Raises:
+        ConfigError: an item that is not ``chapter:cue`` with a chapter of :data:`MECHANISM_CHAPTERS` and a cue of
+            :data:`CUES` (the message lists the valid items).
+    """
+    out = []
+    for item in variants or ():
+        chapter, sep, cue = str(item).partition(":")
+        if not sep or chapter not in MECHANISM_CHAPTERS or cue not in CUES:
+            raise ConfigError(f"variant {item!r} is not chapter:cue; expected one of {', '.join(VARIANT_CHOICES)}")
+        if (chapter, cue) not in out:
+            out.append((chapter, cue))
+    return out
+
+
+def variant_values(chapter: str, cue: str, params: Mapping[str, Any]) -> dict:
+    """The parameter values of ``chapter`` executed under ``cue`` by the mechanisms page: its declared defaults
+    (those of its notebook's parameters cell), the page's :data:`VARIANT_SHARED` values the chapter has, and
+    ``cue``.
+
+    Raises:
+        ConfigError: a chapter without declarations.
+    """
+    values = {name: p.default for name, p in declared(chapter).items()}
+    values.update({k: params[k] for k in VARIANT_SHARED if k in params and k in values})
+    return {**values, "cue": cue}
 
 
 # ------------------------------------------------------------------------------------------------------ checking

@@ -254,6 +254,16 @@ def _plan_frozen_backbone(profile, p: dict, store) -> list[TrainConfig]:
                        replicates=_replicates(p))
 
 
+def _plan_mechanisms(profile, p: dict, store) -> list[TrainConfig]:
+    """The runs of every cue variant of the page's ``variants``: each chapter's runs under that cue
+    (:func:`detpretrain.parameters.variant_values`)."""
+    from detpretrain.parameters import parse_variants, variant_values
+
+    name = _profile(profile).name
+    return [cfg for chapter, cue in parse_variants(p.get("variants"))
+            for cfg in chapter_runs(chapter, name, variant_values(chapter, cue, p), store)]
+
+
 def _plan_nothing(profile, p: dict, store) -> list[TrainConfig]:
     """A page that trains and reads no run (the "Re-run it yourself" page)."""
     return []
@@ -273,6 +283,7 @@ CHAPTER_PLANNERS: dict[str, Callable[[str, dict, RunStore | None], list[TrainCon
     "visualisations": _plan_visualisations,
     "eigenspectrum": _plan_eigenspectrum,
     "frozen_backbone": _plan_frozen_backbone,
+    "mechanisms": _plan_mechanisms,
     "rerun": _plan_nothing,
 }
 
@@ -290,6 +301,7 @@ CHAPTER_CALLS: dict[str, tuple[str, ...]] = {
     "visualisations": ("load_backbone", "probe_heads", "run_detection_experiment"),
     "eigenspectrum": ("run_eigenspectrum_study",),
     "frozen_backbone": ("run_frozen_study",),
+    "mechanisms": ("execute_variants",),
     "rerun": (),
 }
 

@@ -106,6 +106,22 @@ def prediction_table(chapter: str, cue: str) -> pd.DataFrame:
                          for text, by_cue in PREDICTIONS[chapter].values()])
 
 
+def predictions_by_cue(chapters=None) -> pd.DataFrame:
+    """Every prediction of :data:`PREDICTIONS` (of ``chapters``, default all), one row per claim: columns
+    ``chapter``, ``claim`` and one per cue of :data:`CUE_ORDER`.
+
+    Raises:
+        KeyError: a chapter without predictions.
+    """
+    rows = []
+    for chapter in chapters or PREDICTIONS:
+        if chapter not in PREDICTIONS:
+            raise KeyError(f"no predictions for chapter {chapter!r}; chapters: {list(PREDICTIONS)}")
+        rows += [{"chapter": chapter, "claim": text, **{cue: by_cue[cue] for cue in CUE_ORDER}}
+                 for text, by_cue in PREDICTIONS[chapter].values()]
+    return pd.DataFrame(rows, columns=["chapter", "claim", *CUE_ORDER])
+
+
 def prediction_markdown(chapter: str, cue: str) -> str:
     """:func:`prediction_table` as the paragraph a chapter prints before its results."""
     lines = [f"**Before the results: what the paper's explanation predicts under `cue = \"{cue}\"`.** Classification "
@@ -153,19 +169,27 @@ def save_claims(frame: pd.DataFrame, *, chapter: str, profile: str, cue: str,
     return target
 
 
-def claims_by_cue(profile: str, root: str | os.PathLike | None = None) -> pd.DataFrame:
+def claims_by_cue(profile: str, root: str | os.PathLike | None = None, *, cues=CUE_ORDER,
+                  chapters=None) -> pd.DataFrame:
     """The note's "claims x cue" table from every saved claims file of ``profile``: one row per (chapter, claim),
     one column per cue with ``label (estimate, CI)``; a cue not executed is left empty.
 
+    Args:
+        cues: the columns, in :data:`CUE_ORDER` (a saved cue not among them is left out).
+        chapters: only these chapters (default all).
+
     Returns:
-        an empty frame when nothing was saved.
+        an empty frame (columns ``chapter``, ``claim`` and ``cues``) when nothing was saved.
     """
     from detpretrain.figures import figures_root
 
+    cues = [c for c in CUE_ORDER if c in set(cues)]
     files = sorted((Path(root if root is not None else figures_root()) / profile).glob("*/claims-*.csv"))
-    if not files:
-        return pd.DataFrame(columns=["chapter", "claim", *CUE_ORDER])
-    long = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+    long = pd.concat([pd.read_csv(f) for f in files], ignore_index=True) if files else pd.DataFrame()
+    if not long.empty:
+        long = long[long["cue"].isin(cues) & (long["chapter"].isin(chapters) if chapters else True)]
+    if long.empty:
+        return pd.DataFrame(columns=["chapter", "claim", *cues])
 
     def cell(r) -> str:
         if isinstance(r["estimate"], float) and math.isnan(r["estimate"]):
@@ -175,6 +199,46 @@ def claims_by_cue(profile: str, root: str | os.PathLike | None = None) -> pd.Dat
 
     long["cell"] = long.apply(cell, axis=1)
     wide = long.pivot_table(index=["chapter", "claim"], columns="cue", values="cell", aggfunc="first")
-    wide = wide.reindex(columns=[c for c in CUE_ORDER if c in wide.columns]).reset_index()
+    wide = wide.reindex(columns=cues).reset_index()
     wide.columns.name = None
+    if chapters:
+        wide = wide.sort_values("chapter", key=lambda c: c.map({ch: i for i, ch in enumerate(chapters)}),
+                                kind="stable").reset_index(drop=True)
     return wide
+
+
+def cue_summary(table: pd.DataFrame, reference: str = "part") -> str:
+    """In words, for each cue of ``table`` (:func:`claims_by_cue`) other than ``reference``: how many of the claims
+    measured under both keep their label, and which change (``label under reference -> label under cue``).
+
+    Returns:
+        a Markdown paragraph (bullets), or a sentence saying what is missing.
+    """
+    if reference not in table.columns:
+        return f"*No claims under `{reference}` were saved: execute the chapters first (the book does).*"
+    others = [c for c in table.columns[2:] if c != reference]
+    if not others:
+        return f"*Only `{reference}` was executed: no variant to compare with.*"
+    lines = [f"**Labels under each cue against `{reference}`** (from the table above):", ""]
+    for cue in others:
+        both = table.dropna(subset=[reference, cue])
+        if both.empty:
+            lines.append(f"* `{cue}`: no claim measured under both.")
+            continue
+        label = lambda cell: str(cell).split(" (")[0]  # noqa: E731
+        changed = both[both[reference].map(label) != both[cue].map(label)]
+        kept = len(both) - len(changed)
+        text = f"* `{cue}`: {kept} of {len(both)} claims keep their label"
+        if len(changed):
+            text += "; changed: " + "; ".join(f"{r['chapter']} · {r['claim']}: {label(r[reference])} → "
+                                              f"{label(r[cue])}" for _, r in changed.iterrows())
+        lines.append(text + ".")
+    return "\n".join(lines)
+
+
+def variants_frame(executed: list[dict]) -> pd.DataFrame:
+    """The variants :func:`detpretrain.variants.execute_variants` executed: columns ``chapter``, ``cue``,
+    ``seconds`` and ``notebook`` (the executed notebook's file name)."""
+    return pd.DataFrame([{"chapter": e["chapter"], "cue": e["cue"], "seconds": round(float(e["seconds"]), 1),
+                          "notebook": Path(e["notebook"]).name} for e in executed],
+                        columns=["chapter", "cue", "seconds", "notebook"])

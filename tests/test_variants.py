@@ -1,0 +1,101 @@
+"""The mechanisms page's cue variants (issue 18): parsing, planning, execution and the claims x cue table."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from detpretrain.analysis import mechanisms as M
+from detpretrain.book import ChapterError, execute_variants
+from detpretrain.config import config_hash
+from detpretrain.errors import ConfigError, ParameterError
+from detpretrain.parameters import check_parameters, parse_variants, variant_values
+from detpretrain.plan import CHAPTER_PLANNERS
+
+
+def test_variants_parse_as_chapter_cue_and_refuse_typos():
+    assert parse_variants(["visualisations:part+decoy", "classification:distributed",
+                             "visualisations:part+decoy"]) == [("visualisations", "part+decoy"),
+                                                               ("classification", "distributed")]
+    for bad in ("visualisation:part", "classification", "classification:distributd", "detection:distributed"):
+        with pytest.raises(ConfigError, match="not chapter:cue; expected one of classification:part"):
+            parse_variants([bad])
+    with pytest.raises(ParameterError, match="variants"):  # the page's parameter check says the same first
+        check_parameters("mechanisms", {"variants": ["feature_space:decoy"]})
+
+
+def test_variant_values_keep_the_chapter_defaults_and_take_the_cue():
+    values = variant_values("visualisations", "distributed", {"profile": "smoke", "seeds": [1], "variants": ["x"],
+                                                                 "dataset": "coco", "replicates": 2})
+    assert values["cue"] == "distributed" and values["profile"] == "smoke" and values["seeds"] == [1]
+    assert values["dataset"] == "synthetic" and "variants" not in values and "replicates" not in values
+    assert variant_values("classification", "part", {"replicates": 2})["replicates"] == 2
+
+
+def test_variants_plan_trains_pretrainings_on_the_cue_corpora():
+    """The variant's runs are the chapter's runs under its cue: pre-trainings on corpora with that cue (new hashes),
+    and the chapter's own runs at its default cue are not among them."""
+    from detpretrain.plan import chapter_runs
+
+    params = {"profile": "smoke", "variants": ["feature_space:distributed"]}
+    planned = CHAPTER_PLANNERS["mechanisms"]("smoke", params, None)
+    part = chapter_runs("feature_space", "smoke", variant_values("feature_space", "part", params))
+    assert planned and {config_hash(c) for c in planned}.isdisjoint(config_hash(c) for c in part)
+    assert all(c.data.corpus["cue"] == "distributed" for c in planned if c.data.kind == "synthetic")
+    assert CHAPTER_PLANNERS["mechanisms"]("smoke", {"variants": []}, None) == []
+
+
+def test_a_failing_variant_names_its_chapter_and_cue(tmp_path, monkeypatch):
+    def fail(source, out, parameters, **kw):
+        raise ChapterError("visualisations", "cell 3 raised ValueError: boom", cell_index=3)
+
+    monkeypatch.setattr("detpretrain.book.execute_chapter", fail)
+    with pytest.raises(ChapterError, match=r"cue part\+decoy: cell 3 raised ValueError: boom"):
+        execute_variants(["visualisations:part+decoy"], {"profile": "smoke"}, tmp_path, log=lambda s: None)
+    seen = []
+    monkeypatch.setattr("detpretrain.book.execute_chapter",
+                        lambda source, out, parameters, **kw: seen.append((source.name, out.name, parameters)) or 2.5)
+    done = execute_variants(["classification:distributed"], {"profile": "smoke", "device": "cpu"}, tmp_path,
+                              log=lambda s: None)
+    assert seen[0][:2] == ("classification.py", "classification-distributed.ipynb")
+    assert seen[0][2]["cue"] == "distributed" and seen[0][2]["device"] == "cpu"
+    assert M.variants_frame(done).to_dict("records") == [
+        {"chapter": "classification", "cue": "distributed", "seconds": 2.5, "notebook": "classification-distributed.ipynb"}]
+
+
+def _claims(label: str, estimate: float) -> pd.DataFrame:
+    return pd.DataFrame([{"claim": "Table 6 gap", "prediction": "", "estimate": estimate, "ci_low": estimate - 1,
+                          "ci_high": estimate + 1, "n": 3, "unit": "pre-training run", "label": label,
+                          "conditional": False}])
+
+
+def test_claims_by_cue_filters_cues_and_chapters_and_the_summary_counts_label_changes(tmp_path):
+    M.save_claims(_claims("holds", 5.0), chapter="classification", profile="mini", cue="part", root=tmp_path)
+    M.save_claims(_claims("not resolved", 0.4), chapter="classification", profile="mini", cue="distributed",
+                  root=tmp_path)
+    M.save_claims(_claims("holds", 4.0), chapter="feature_space", profile="mini", cue="part+decoy", root=tmp_path)
+    table = M.claims_by_cue("mini", tmp_path, cues=("part", "distributed"), chapters=["classification"])
+    assert list(table.columns) == ["chapter", "claim", "part", "distributed"] and len(table) == 1
+    assert table.loc[0, "part"] == "holds (+5.00, +4.00 to +6.00)"
+    text = M.cue_summary(table)
+    assert "0 of 1 claims keep their label" in text and "holds → not resolved" in text
+    assert "no variant" in M.cue_summary(table[["chapter", "claim", "part"]])
+    assert "execute the chapters first" in M.cue_summary(table[["chapter", "claim", "distributed"]])
+    empty = M.claims_by_cue("mini", tmp_path / "nothing", cues=("part",))
+    assert empty.empty and list(empty.columns) == ["chapter", "claim", "part"]
+    every = M.predictions_by_cue()
+    assert set(every["chapter"]) == set(M.PREDICTIONS) and list(every.columns[2:]) == list(M.CUE_ORDER)
+
+
+def test_the_mechanisms_page_is_stale_when_a_chapter_it_executes_changes(tmp_path):
+    from detpretrain.book import source_hash
+
+    (tmp_path / "mechanisms.py").write_text("page\n")
+    (tmp_path / "other.py").write_text("x\n")
+    before, other = source_hash(tmp_path / "mechanisms.py"), source_hash(tmp_path / "other.py")
+    (tmp_path / "visualisations.py").write_text("v1\n")
+    v1 = source_hash(tmp_path / "mechanisms.py")
+    (tmp_path / "visualisations.py").write_text("v2\n")
+    assert len({before, v1, source_hash(tmp_path / "mechanisms.py")}) == 3
+    (tmp_path / "visualisations.py").write_text("v3\n")
+    assert source_hash(tmp_path / "other.py") == other  # an ordinary chapter hashes only itself
