@@ -60,6 +60,7 @@ import seaborn as sns
 from IPython.display import Markdown, display
 
 from detpretrain.analysis import feature_space as S
+from detpretrain.analysis import claims as C
 from detpretrain.analysis import mechanisms as M
 from detpretrain.analysis import stats
 from detpretrain.chapter import chapter_setup, quiet, table
@@ -267,6 +268,12 @@ M.save_claims(beside, chapter="feature_space", profile=prof.name, cue=cue)
 
 # %% tags=["hide-input"]
 table(beside, precision=3)
+
+# %% [markdown]
+# ## The answer
+
+# %% tags=["hide-input"]
+display(Markdown(C.answer("feature_space", claims.get(C.PRIMARY_CLAIMS["feature_space"].name))))
 
 # %% [markdown]
 # ## What this shows

@@ -350,6 +350,13 @@ if claims:
     display(table(beside, precision=2))
 
 # %% [markdown]
+# ## The answer
+
+# %% tags=["hide-input"]
+display(Markdown(C.answer("visualisations", claims.get(C.PRIMARY_CLAIMS["visualisations"].name),
+                          note="" if cue != "distributed" else "Under cue distributed there is no part to measure.")))
+
+# %% [markdown]
 # ## What this shows
 # Every verdict above is computed from this execution, a t-interval over the images (or objects) of one backbone per
 # pre-training, as in the paper: so each is about these particular networks, not about pre-training in general

@@ -116,7 +116,8 @@ def primary_overview(profile, store: RunStore, *, dataset: str = "synthetic", da
         reader = READERS.get(chapter)
         if reader is None:
             row = claim_row(chapter, None)
-            row.update(here="measured in its chapter (from the spectra of its runs)", label="see the chapter")
+            row.update(here="measured in its chapter (from the features, maps or spectra of its runs)",
+                       label="see the chapter")
         else:
             row = claim_row(chapter, *reader(profile, store, dataset, data_root, replicates))
         rows.append(row)

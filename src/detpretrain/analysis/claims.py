@@ -38,6 +38,8 @@ from detpretrain.paper import GAP_AT_05, GAP_AT_07, SEG_GAIN, TABLE2, TABLE8
 PRETRAINING_UNIT = "pre-training run"
 #: the unit within it
 SEED_UNIT = "fine-tuning seed"
+#: the unit of a claim measured on the test images of one pre-trained network per backbone (conditional on them)
+IMAGE_UNIT = "test image"
 
 #: the least mAP@0.5 (percent) of the IMAGENET-CLS-arm detector for a detection verdict (the paper: 84.6)
 REGIME_MIN_MAP50 = 60.0
@@ -129,6 +131,19 @@ PRIMARY_CLAIMS: dict[str, Claim] = {c.chapter: c for c in (
           "about −27 % parameters, MACs not increased, accuracy kept (no accuracy difference quoted)", 0.0,
           f"mAP@0.5 points, narrower from-scratch detector − from-scratch detector (kept: not worse by more than "
           f"{ACCURACY_KEPT_MARGIN:g})", kind="noninferiority", margin=ACCURACY_KEPT_MARGIN, unit=SEED_UNIT),
+    Claim("feature_space", "Figure 7: kNN agreement, IMAGENET-CLS minus COCO",
+          "Are classes tighter in IMAGENET-CLS feature space than in detection feature space? (Li et al., Figure 7)",
+          "Li et al.: features of one class cluster together in IMAGENET-CLS space, while detection (OPENIMAGES) "
+          "features are fragmented", "Appendix 6.1, Figure 7", "a t-SNE picture, no number", math.nan,
+          "points of k-nearest-neighbour class agreement of Conv5 features, IMAGENET-CLS − detection backbone "
+          "(paired bootstrap over images, one pre-training run per backbone)", unit=IMAGE_UNIT),
+    Claim("visualisations", "part enrichment, IMAGENET-CLS minus COCO (channel mean)",
+          "Does classification pre-training focus on discriminative parts? (Li et al., Figure 4)",
+          "Li et al.: classification pre-training focuses on discriminative parts, detection pre-training on the "
+          "entire spatial extent of objects", "Appendix 6.2, Figure 4", "activation maps, no number", math.nan,
+          "enrichment of Conv4 (layer3) activation mass on the discriminative part, IMAGENET-CLS − detection "
+          "backbone, over test images whose part spans a cell (one pre-training run per backbone)",
+          unit=IMAGE_UNIT),
     Claim("frozen_backbone", "freezing helps at the largest capacity",
           "Does freezing the classification backbone improve detection, given capacity? (Vasconcelos et al. 2022)",
           "Vasconcelos et al.: freezing the ImageNet-classification backbone improves detection as long as the "
