@@ -58,6 +58,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
+from detpretrain.analysis import claims as C
 from detpretrain.analysis import mechanisms as M
 from detpretrain.analysis import stats
 from detpretrain.analysis import visualisation as V
