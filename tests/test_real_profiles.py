@@ -46,6 +46,8 @@ def test_gpu_profiles_refuse_the_synthetic_target_and_synthetic_only_chapters_ea
         check_parameters("segmentation", {"profile": "torchvision"})
     with pytest.raises(ParameterError, match="expects one of smoke \\| mini; got 'torchvision'.*IMAGENET-LOC"):
         check_parameters("ablations", {"profile": "torchvision", "dataset": "voc", "data_root": "x"})
+    with pytest.raises(ParameterError, match="got 'paper'.*property of the synthetic corpora"):
+        check_parameters("mechanisms", {"profile": "paper"})
     with pytest.raises(ConfigError, match="profile 'paper' fine-tunes on real data"):
         target_spec(get_profile("paper"))  # what the chapters' experiments functions check too
     with pytest.raises(ParameterError, match="data_root' expects the root of the pet dataset"):

@@ -169,13 +169,14 @@ def save_claims(frame: pd.DataFrame, *, chapter: str, profile: str, cue: str,
     return target
 
 
-def claims_by_cue(profile: str, root: str | os.PathLike | None = None, *, cues=CUE_ORDER,
+def claims_by_cue(profile: str, root: str | os.PathLike | None = None, *, cues=None,
                   chapters=None) -> pd.DataFrame:
     """The note's "claims x cue" table from every saved claims file of ``profile``: one row per (chapter, claim),
     one column per cue with ``label (estimate, CI)``; a cue not executed is left empty.
 
     Args:
-        cues: the columns, in :data:`CUE_ORDER` (a saved cue not among them is left out).
+        cues: the columns, in :data:`CUE_ORDER` order (a saved cue not among them is left out); None: the cues
+            saved.
         chapters: only these chapters (default all).
 
     Returns:
@@ -183,9 +184,10 @@ def claims_by_cue(profile: str, root: str | os.PathLike | None = None, *, cues=C
     """
     from detpretrain.figures import figures_root
 
-    cues = [c for c in CUE_ORDER if c in set(cues)]
     files = sorted((Path(root if root is not None else figures_root()) / profile).glob("*/claims-*.csv"))
     long = pd.concat([pd.read_csv(f) for f in files], ignore_index=True) if files else pd.DataFrame()
+    saved = set(long["cue"]) if not long.empty else set()
+    cues = [c for c in CUE_ORDER if c in (set(cues) if cues is not None else saved)]
     if not long.empty:
         long = long[long["cue"].isin(cues) & (long["chapter"].isin(chapters) if chapters else True)]
     if long.empty:
