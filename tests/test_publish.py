@@ -21,7 +21,7 @@ import yaml
 from conftest import PROJECT_ROOT
 from detpretrain import book, rerun, results
 from detpretrain.cli import main as cli_main
-from detpretrain.config import DataSpec, TrainConfig, to_dict
+from detpretrain.config import DataSpec, OptimSpec, TrainConfig, to_dict
 from detpretrain.runs import RunStore
 
 WORKFLOWS = PROJECT_ROOT / ".github" / "workflows"
@@ -325,8 +325,9 @@ def test_profile_table_names_the_downloaded_weights():
 # ---------------------------------------------------------------------------------------------- results table
 
 
-def _finished_run(store: RunStore, name: str, seed: int, metrics: dict, task: str = "detection") -> str:
-    config = TrainConfig(name=name, task=task, seed=seed,
+def _finished_run(store: RunStore, name: str, seed: int, metrics: dict, task: str = "detection",
+                  epochs: int = 7) -> str:
+    config = TrainConfig(name=name, task=task, seed=seed, optim=OptimSpec(epochs=epochs),
                          data=DataSpec(kind="synthetic", corpus={"role": "voc", "image_size": 64}))
     path = store.path_for(config)
     path.mkdir(parents=True)
@@ -351,8 +352,8 @@ def test_results_table_of_a_tiny_store(tmp_path, capsys):
     assert table.iloc[2]["sd"] != table.iloc[2]["sd"] and hc[:8] in table.iloc[2]["config hashes"]  # one run: NaN
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", table.iloc[0]["finished"])
     text = results.to_markdown(table, "runs")
-    assert "| `finetune/detection` | synthetic voc (64 px) | mAP@0.7 | 2 | 32.0 ± 2.8 |" in text
-    assert "| `pretrain/imagenet-cls` | synthetic voc (64 px) | top-1 | 1 | 61.2 |" in text
+    assert "| `finetune/detection` | synthetic voc (64 px) | 7 | mAP@0.7 | 2 | 32.0 ± 2.8 |" in text
+    assert "| `pretrain/imagenet-cls` | synthetic voc (64 px) | 7 | top-1 | 1 | 61.2 |" in text
     # the command prints it, and writes it between the README's markers
     assert cli_main(["results-table", "--store", str(store.root)]) == 0
     assert "32.0 ± 2.8" in capsys.readouterr().out
@@ -387,7 +388,11 @@ def test_results_rows_are_arms_and_the_primary_claims_come_first(tmp_path, corpu
     for r, m in enumerate((40.0, 44.0, 48.0)):
         _finished_run(store, "finetune/detection" + (f"@r{r}" if r else ""), r,
                       {"iou_thresholds": ious, "mAP": [0, 0, 0, 0, m, 0, m / 2, 0, 0]})
-    table = results.results_table(store).set_index("metric")
+    _finished_run(store, "finetune/detection", 0, {"iou_thresholds": ious, "mAP": [0, 0, 0, 0, 60.0, 0, 30, 0, 0]},
+                  epochs=14)  # a schedule check: its own row
+    both = results.results_table(store)
+    assert list(both["epochs"]) == [7, 7, 14, 14] and list(both["runs"]) == [3, 3, 1, 1]
+    table = both[both["epochs"] == 7].set_index("metric")
     assert table.loc["mAP@0.5", "runs"] == 3 and table.loc["mAP@0.5", "mean"] == pytest.approx(44.0)
     assert table.loc["mAP@0.5", "sd"] == pytest.approx(4.0) and table.loc["mAP@0.5", "run"] == "finetune/detection"
     text = results.primary_markdown(store, "smoke")

@@ -60,8 +60,10 @@ def arm_name(name: str) -> str:
 def results_table(store: RunStore | str | os.PathLike | None = None) -> pd.DataFrame:
     """The finished runs of ``store`` grouped by run name and data, one row per group and headline metric.
 
+    Rows are also split by training epochs, so a schedule check (the same arm at twice the epochs) is its own row.
+
     Returns:
-        columns ``run, data, metric, runs, mean, sd, config hashes, finished`` sorted by run name (``sd`` NaN for
+        columns ``run, data, epochs, metric, runs, mean, sd, config hashes, finished`` sorted by run name (``sd`` NaN for
         a single run; ``config hashes`` = the first 8 characters of each run's hash, comma-separated; ``finished``
         = UTC date of the newest ``metrics.json``). Empty when the store has no finished run.
     """
@@ -69,20 +71,22 @@ def results_table(store: RunStore | str | os.PathLike | None = None) -> pd.DataF
     groups: dict[tuple[str, str], list] = {}
     for run in store.runs():
         if run.complete:
-            groups.setdefault((arm_name(run.config.name), run.config.data.describe()), []).append(run)
+            key = (arm_name(run.config.name), run.config.data.describe(), run.config.optim.epochs)
+            groups.setdefault(key, []).append(run)
     rows = []
-    for (name, data), runs in sorted(groups.items()):
+    for (name, data, epochs), runs in sorted(groups.items()):
         values: dict[str, list[float]] = {}
         for run in runs:
             for metric, value in headline_metrics(run.metrics).items():
                 values.setdefault(metric, []).append(value)
         newest = max((run.path / "metrics.json").stat().st_mtime for run in runs)
         for metric, vals in values.items():
-            rows.append({"run": name, "data": data, "metric": metric, "runs": len(vals),
+            rows.append({"run": name, "data": data, "epochs": epochs, "metric": metric, "runs": len(vals),
                          "mean": statistics.fmean(vals), "sd": statistics.stdev(vals) if len(vals) > 1 else math.nan,
                          "config hashes": ", ".join(sorted(run.hash[:8] for run in runs)),
                          "finished": dt.datetime.fromtimestamp(newest, dt.timezone.utc).strftime("%Y-%m-%d")})
-    return pd.DataFrame(rows, columns=["run", "data", "metric", "runs", "mean", "sd", "config hashes", "finished"])
+    return pd.DataFrame(rows, columns=["run", "data", "epochs", "metric", "runs", "mean", "sd", "config hashes",
+                                       "finished"])
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
@@ -102,7 +106,8 @@ def to_markdown(table: pd.DataFrame, store: str | os.PathLike) -> str:
     if table.empty:
         return f"No finished run in `{store}`: build the book first (`python -m detpretrain book --profile mini`)."
     shown = pd.DataFrame({
-        "run": "`" + table["run"] + "`", "data": table["data"], "metric": table["metric"], "runs": table["runs"],
+        "run": "`" + table["run"] + "`", "data": table["data"], "epochs": table["epochs"], "metric": table["metric"],
+        "runs": table["runs"],
         "mean ± sd": [f"{m:.1f}" + (f" ± {s:.1f}" if not math.isnan(s) else "") for m, s in zip(table["mean"], table["sd"])],
         "config hashes": table["config hashes"], "finished": table["finished"]})
     caption = (f"Finished runs of the store `{store}` (newest {table['finished'].max()}); mean ± sample standard "
