@@ -232,6 +232,15 @@ display(Markdown(E.claim1_summary(result, claims)))
 table(E.spectral_claim1_table(result), precision=3)
 
 # %% [markdown]
+# ### Centred or not
+# Shinya et al. count dimensions of the *uncentred* second moment Sigma. Post-ReLU features have a large mean, which
+# Sigma's top eigenvalue carries; the centred covariance measures variation only. The same counts on the final
+# weights of every I and S run, both ways, with the participation ratio (threshold-free) beside them:
+
+# %% tags=["hide-input"]
+table(E.centring_table(result), precision=2)
+
+# %% [markdown]
 # ## Claim 2: widths from the intrinsic dimensionality
 # Each stage's new width is the largest final intrinsic dimensionality of that stage over the S seeds, divided by
 # the block's expansion and rounded up to a multiple of `multiple`, never wider than before. That narrower detector

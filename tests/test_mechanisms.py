@@ -508,3 +508,20 @@ def test_conditional_verdict_is_conditional_and_empty_safe():
     assert v.label == "holds" and not v.replicated and v.unit == "fine-tuning seed"
     empty = stats.conditional_verdict([], unit="test image")
     assert empty.label == "not resolved" and not empty.replicated and empty.unit == "test image"
+
+
+def test_centring_table_counts_both_matrices_on_the_final_weights():
+    """Hand-made spectra: the uncentred Sigma with one dominant (mean) eigenvalue counts 1 dimension at 1e-2 of the
+    largest, the centred covariance of the same runs counts 3."""
+    uncentred = {"layer1": np.array([100.0, 0.5, 0.5, 0.5])}
+    centred = {"layer1": np.array([1.0, 1.0, 1.0, 0.001])}
+    result = {"threshold": 1e-2, "normalisation": "max",
+              "runs": [{"pretrain": "scratch", "run": "a"}, {"pretrain": "scratch", "run": "b"},
+                       {"pretrain": "imagenet-cls", "run": "c"}],
+              "spectra": {k: {0: {"layer1": np.ones(4)}, 5: uncentred} for k in "abc"},
+              "centred_spectra": {"a": centred, "b": centred}}
+    t = E.centring_table(result, layers=["layer1"])
+    assert list(t["detector"]) == ["scratch"] and t.loc[0, "runs"] == 2  # I has no centred spectra here
+    assert t.loc[0, "dim (uncentred)"] == 1 and t.loc[0, "dim (centred)"] == 3
+    assert t.loc[0, "PR (centred)"] == pytest.approx(3.001 ** 2 / 3.000001)  # (sum l)^2 / sum l^2
+    assert E.centring_table({**result, "centred_spectra": {}}).empty

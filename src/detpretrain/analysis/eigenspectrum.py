@@ -641,3 +641,40 @@ def spectral_claim1_table(result: dict, a: str = "imagenet-cls", b: str = "scrat
                      "participation ratio I": r["pr_a"], "participation ratio S": r["pr_b"],
                      "excess": v.estimate, "ci_low": v.ci_low, "ci_high": v.ci_high, "label": v.label})
     return pd.DataFrame(rows)
+
+
+def centring_table(result: dict, detectors=("imagenet-cls", "scratch"), layers=None):
+    """Shinya et al.'s uncentred second moment against the centred covariance (issue 18), on the final weights of
+    each run: per layer and detector, the mean over runs of the intrinsic dimensionality (the result's threshold and
+    normalisation) and of the participation ratio of each matrix. The uncentred Sigma's top eigenvalue carries the
+    mean of the post-ReLU features, so with ``normalisation="max"`` its count can differ from the centred one's.
+
+    Args:
+        result: :func:`~detpretrain.experiments.eigenspectrum.run_eigenspectrum_study`'s result, with
+            ``centred_spectra`` (``{run: {layer: eigenvalues}}``).
+
+    Returns:
+        columns ``layer``, ``detector``, ``runs``, ``dim (uncentred)``, ``dim (centred)``, ``PR (uncentred)``,
+        ``PR (centred)``; empty when the result has no centred spectra.
+    """
+    import pandas as pd
+
+    columns = ["layer", "detector", "runs", "dim (uncentred)", "dim (centred)", "PR (uncentred)", "PR (centred)"]
+    centred = result.get("centred_spectra") or {}
+    threshold, norm = result["threshold"], result["normalisation"]
+    rows = []
+    for det in detectors:
+        pairs = [(result["spectra"][r["run"]][max(result["spectra"][r["run"]])], centred[r["run"]])
+                 for r in result["runs"] if r["pretrain"] == det and r["run"] in centred]
+        if not pairs:
+            continue
+        names = layers or [x for x in (*STAGES, *FPN_LEVELS) if x in pairs[0][0] and x in pairs[0][1]]
+        for layer in names:
+            rows.append({"layer": layer, "detector": det, "runs": len(pairs),
+                         "dim (uncentred)": float(np.mean([intrinsic_dimensionality(u[layer], threshold, norm)
+                                                           for u, _ in pairs])),
+                         "dim (centred)": float(np.mean([intrinsic_dimensionality(c[layer], threshold, norm)
+                                                         for _, c in pairs])),
+                         "PR (uncentred)": float(np.mean([participation_ratio(u[layer]) for u, _ in pairs])),
+                         "PR (centred)": float(np.mean([participation_ratio(c[layer]) for _, c in pairs]))})
+    return pd.DataFrame(rows, columns=columns)

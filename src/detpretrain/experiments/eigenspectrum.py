@@ -90,6 +90,24 @@ def epoch_spectra(run, images: list[torch.Tensor], *, device: str = "cpu",
     return out
 
 
+def final_spectra(run, images: list[torch.Tensor], *, device: str = "cpu", centred: bool = True
+                  ) -> dict[str, np.ndarray]:
+    """The eigenspectra of every layer of a run's final weights (``model.pt``): of the centred covariance
+    (``centred``; issue 18, beside Shinya et al.'s uncentred second moment) or of that second moment.
+
+    Args:
+        run: a complete detection run of the store.
+        images: float [3, H, W] images in [0, 1] (:func:`probe_images`).
+
+    Returns:
+        ``{layer: eigenvalues}`` (descending).
+    """
+    from detpretrain.runs import load_run_model
+
+    model, _, _ = load_run_model(run, device)
+    return eig.spectra(eig.layer_second_moments(model, images, device=device, centred=centred))
+
+
 def probe_images(target: DataSpec, n: int, data_cache=None) -> list[torch.Tensor]:
     """The first ``n`` evaluation images of the target (float [3, H, W] in [0, 1]): the spectra's fixed image set.
     ``data_cache``: the corpus cache of a synthetic target (default ``corpus_cache_dir()``)."""
@@ -216,6 +234,8 @@ def run_eigenspectrum_study(profile: str | Profile = "smoke", *, dataset: str = 
     for entry in result["runs"]:
         spectra[entry["run"]] = epoch_spectra(store.resolve(f"run:{entry['hash']}"), images, device=dev,
                                               positions=positions)
+    centred = {e["run"]: final_spectra(store.resolve(f"run:{e['hash']}"), images, device=dev)
+               for e in result["runs"]}  # I and S: the centred covariance beside the uncentred Sigma (issue 18)
     model = store.resolve(f"run:{result['runs'][0]['hash']}").config.model
     finals = [spectra[e["run"]][max(spectra[e["run"]])] for e in result["runs"] if e["pretrain"] == "scratch"]
     widths, original, dims = determined_widths(model, finals, threshold, normalisation, multiple)
@@ -236,7 +256,8 @@ def run_eigenspectrum_study(profile: str | Profile = "smoke", *, dataset: str = 
         cost[detector] = model_cost(cfg, num_classes)
     return {**result, "runs": result["runs"] + narrow["runs"], "spectra": spectra, "widths": widths,
             "original_widths": original, "dims_for_widths": tuple(dims), "narrow_is_scratch": narrow_is_scratch,
-            "cost": cost, "positions": positions, "threshold": threshold, "normalisation": normalisation,
+            "cost": cost, "positions": positions, "centred_spectra": centred, "threshold": threshold,
+            "normalisation": normalisation,
             "n_images": len(images), "scratch_factor": scratch_factor}
 
 
