@@ -262,7 +262,7 @@ display(Markdown(f"kNN agreement, {cls_name} minus {det_name}, with a paired boo
 claims = {f"Figure 7: kNN agreement, {cls_name} minus {det_name}": agreement,
           f"Figure 3: size match, {cls_name} minus {det_name} pairs": size_match,
           "Figure 6: null-corrected asymmetry": asymmetry_null}
-beside = M.claims_beside_predictions(stats.adjust_claims(claims, next(iter(claims))), "feature_space", cue,
+beside = M.claims_beside_predictions(stats.adjust_claims(claims, C.declared_primary("feature_space", claims)), "feature_space", cue,
                                      dict(zip(claims, ("figure7", "figure3", "figure6"))))
 M.save_claims(beside, chapter="feature_space", profile=prof.name, cue=cue)
 

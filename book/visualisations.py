@@ -345,7 +345,7 @@ def prediction_key(name: str) -> str:
 
 
 if claims:
-    beside = M.claims_beside_predictions(stats.adjust_claims(claims, next(iter(claims))), "visualisations", cue,
+    beside = M.claims_beside_predictions(stats.adjust_claims(claims, C.declared_primary("visualisations", claims)), "visualisations", cue,
                                          {k: prediction_key(k) for k in claims})
     M.save_claims(beside, chapter="visualisations", profile=prof.name, cue=cue)
     display(table(beside, precision=2))

@@ -291,3 +291,18 @@ def test_verdict_row_and_sentence_carry_estimate_interval_unit_and_n():
     assert s.startswith("+2.5 mAP@0.7 (95 % CI +1.3 to +3.7; t-interval over 3 seeds") and "80 % power" in s
     row = v.as_row()
     assert {"estimate", "ci_low", "ci_high", "n", "unit", "p", "mde", "label"} <= set(row)
+
+
+def test_adjust_claims_without_a_measured_primary_promotes_nothing():
+    verdict, adjust_claims = S.verdict, S.adjust_claims
+    from detpretrain.analysis.claims import declared_primary
+
+    claims = {"a": verdict(np.array([5.0, 5.1, 4.9, 5.2])), "b": verdict(np.array([0.1, -0.2, 0.3, 0.0]))}
+    out = adjust_claims(claims, None)
+    assert [v.role for v in out.values()] == ["secondary", "secondary"] and list(out) == ["a", "b"]
+    assert out["a"].p_adjusted == pytest.approx(min(1.0, 2 * claims["a"].p_value))  # Holm over both
+    assert declared_primary("visualisations", claims) is None
+    name = "part enrichment, IMAGENET-CLS minus COCO (channel mean)"
+    assert declared_primary("visualisations", {name: claims["a"]}) == name
+    with pytest.raises(ValueError, match="not among the claims"):
+        adjust_claims(claims, "c")

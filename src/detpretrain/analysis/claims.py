@@ -297,6 +297,14 @@ def detection_regime(values: pd.DataFrame | Mapping, arm: str = "imagenet-cls", 
     return Regime(not short, m50, m70, n, arm, message)
 
 
+def declared_primary(chapter: str, claims: Mapping[str, Verdict]) -> str | None:
+    """The name of ``chapter``'s declared primary claim (:data:`PRIMARY_CLAIMS`) if this execution measured it, else
+    None (:func:`~detpretrain.analysis.stats.adjust_claims` then treats every claim as secondary: no other claim is
+    promoted after the fact)."""
+    name = PRIMARY_CLAIMS[chapter].name
+    return name if name in claims else None
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # what the reader sees
 # ----------------------------------------------------------------------------------------------------------------

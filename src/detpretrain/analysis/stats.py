@@ -585,7 +585,7 @@ def holm(p_values: Sequence[float]) -> np.ndarray:
     return out
 
 
-def adjust_claims(claims: Mapping[str, Verdict], primary: str) -> dict[str, Verdict]:
+def adjust_claims(claims: Mapping[str, Verdict], primary: str | None) -> dict[str, Verdict]:
     """A chapter's claims with their roles: the declared ``primary`` unadjusted, the others Holm-adjusted.
 
     The primary claim is declared before the result and tested at its alpha (its ``p_adjusted`` is its raw p).
@@ -595,15 +595,19 @@ def adjust_claims(claims: Mapping[str, Verdict], primary: str) -> dict[str, Verd
     the chapter in the worst case); a reader who wants alpha over everything can read ``holm`` over all raw ps in
     the table. Adjustment never turns an unresolved claim into a resolved one.
 
+    ``primary=None``: the declared primary claim was not measured in this execution (e.g. Figure 4's part focus under
+    a corpus without a part); every claim is then secondary, none is promoted in its place.
+
     Returns:
         ``{name: Verdict}`` with ``role`` and ``p_adjusted`` set, primary first, then the others in their order.
 
     Raises:
-        ValueError: ``primary`` is not one of the claims.
+        ValueError: ``primary`` is neither None nor one of the claims.
     """
-    if primary not in claims:
+    if primary is not None and primary not in claims:
         raise ValueError(f"primary claim {primary!r} is not among the claims {list(claims)}")
-    out = {primary: dataclasses.replace(claims[primary], role="primary", p_adjusted=claims[primary].p_value)}
+    out = {} if primary is None else {
+        primary: dataclasses.replace(claims[primary], role="primary", p_adjusted=claims[primary].p_value)}
     names = [k for k in claims if k != primary]
     for name, p_adj in zip(names, holm([claims[k].p_value for k in names])):
         v = claims[name]
