@@ -42,7 +42,8 @@
 # ## How the verdicts are made
 # Every verdict comes from one module, `detpretrain.analysis.stats`. The unit of a claim about pre-training is the
 # **pre-training run**: each pre-trained backbone is pre-trained `replicates` times (`mini`: 3, seeds 0, 1, 2), and
-# each replicate is fine-tuned once per fine-tuning seed; the differences of a replicate are averaged, and the 95 %
+# each replicate is fine-tuned once per fine-tuning seed (`mini`: one); a from-scratch arm, which has no pre-training,
+# gets an independent training run per replicate. The differences of a replicate are averaged, and the 95 %
 # t-interval is over the replicates (Bouthillier et al. 2021). A claim **holds** when its interval excludes zero in
 # the paper's direction, is **reversed** when it excludes zero the other way, and is **not resolved** otherwise;
 # "accuracy kept" claims are non-inferiority tests with a declared margin. Each claim also gives its power: the
