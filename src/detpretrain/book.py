@@ -571,6 +571,15 @@ def _known_names(name: str, cell: dict[str, str]) -> list[str]:
     return [p.name for p in CHAPTER_PARAMETERS[name]] if name in CHAPTER_PARAMETERS else list(cell)
 
 
+def _checked_execution(source: Path, values: dict) -> tuple[dict, float | None]:
+    """``(parameters, cell timeout)`` of executing the chapter ``source`` with ``values``: checked against its
+    declarations or parameters cell (:func:`checked_parameters`), timeout by profile (:func:`_timeout_for`).
+    Raises ParameterError before anything runs."""
+    defaults = _parameters_of(source)
+    parameters = checked_parameters(chapter_name(source), values, defaults)
+    return parameters, _timeout_for(parameters, defaults)
+
+
 def run_command(chapter: str, params: dict, output: str | None = None) -> int:
     """``python -m detpretrain run CHAPTER -p KEY VALUE ...``: execute one chapter with papermill parameters.
 
@@ -588,16 +597,14 @@ def run_command(chapter: str, params: dict, output: str | None = None) -> int:
     """
     source = resolve_chapter(chapter)
     out = Path(output) if output else source.with_suffix(".ipynb")
-    defaults = _parameters_of(source)
-    parameters = checked_parameters(chapter_name(source), {k: parse_value(v) for k, v in (params or {}).items()},
-                                    defaults)
+    parameters, timeout = _checked_execution(source, {k: parse_value(v) for k, v in (params or {}).items()})
     try:
         root = find_root()
     except FileNotFoundError:
         root = None
     print(f"{chapter_name(source)} ... ", end="", flush=True)
     try:
-        seconds = execute_chapter(source, out, parameters, timeout=_timeout_for(parameters, defaults), cwd=root)
+        seconds = execute_chapter(source, out, parameters, timeout=timeout, cwd=root)
     except ChapterError as err:
         print("FAILED", flush=True)
         print(f"error: {err}", file=sys.stderr)
@@ -630,16 +637,17 @@ def execute_variants(variants, params: dict, folder: str | os.PathLike = "_build
     from detpretrain.parameters import parse_variants, variant_values
 
     book_root = find_root(root)
+    sources = {(c, q): resolve_chapter(c, book_root) for c, q in parse_variants(variants)}
+    checked = {(c, q): _checked_execution(source, variant_values(c, q, params))  # every variant before any runs
+               for (c, q), source in sources.items()}
     done = []
-    for chapter, cue in parse_variants(variants):
-        source = resolve_chapter(chapter, book_root)
-        defaults = _parameters_of(source)
-        parameters = checked_parameters(chapter, variant_values(chapter, cue, params), defaults)
+    for (chapter, cue), source in sources.items():
+        parameters, timeout = checked[chapter, cue]
         out = variant_notebook(folder if Path(folder).is_absolute() else book_root / folder, chapter, cue)
         out.parent.mkdir(parents=True, exist_ok=True)
         try:
-            seconds = execute_chapter(source, out, parameters, timeout=_timeout_for(parameters, defaults),
-                                      cwd=book_root, name=f"{chapter} (cue {cue})")
+            seconds = execute_chapter(source, out, parameters, timeout=timeout, cwd=book_root,
+                                      name=f"{chapter} (cue {cue})")
         except ChapterError as err:
             raise ChapterError(err.chapter, f"cue {cue}: {err}", cell_index=err.cell_index, source=err.source,
                                ename=err.ename, evalue=err.evalue) from None

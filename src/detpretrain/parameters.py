@@ -204,7 +204,7 @@ DETECTION_PRETRAINS = ("imagenet-cls", "detection", "scratch")
 CUES = ("part", "distributed", "part+decoy")
 _CUE_MEANING = "category cue of every synthetic corpus: part | distributed (no part) | part+decoy"
 #: the chapters with a ``cue`` parameter, which the mechanisms page executes again under other cues
-#: (:mod:`detpretrain.variants`)
+#: (:func:`detpretrain.book.execute_variants`)
 MECHANISM_CHAPTERS = ("classification", "feature_space", "visualisations")
 #: every ``"chapter:cue"`` variant the mechanisms page may ask for
 VARIANT_CHOICES = tuple(f"{chapter}:{cue}" for chapter in MECHANISM_CHAPTERS for cue in CUES)

@@ -9,8 +9,8 @@ One row per arm: run name without its pre-training replicate (``finetune/detecti
 replicates and fine-tuning seeds of one arm are one row, with the mean and the sample standard deviation of the
 headline metric over them (at ``mini``: over the 3 pre-training replicates, the unit of every verdict). Above it,
 :func:`primary_markdown` gives every chapter's primary claim with its label, computed from the same store by the
-chapters' own functions (:func:`detpretrain.overview.primary_overview`). The headline metrics are those ``engine.fit`` records in ``metrics.json``: mAP@0.5 and mAP@0.7 (VOC07
-11-point AP, %) for detection runs, top-1 (%) for classification runs, mIoU (%) for segmentation runs. The date is
+chapters' own functions (:func:`detpretrain.overview.primary_overview`). The headline metrics are those
+``engine.fit`` records in ``metrics.json``: mAP@0.5 and mAP@0.7 (VOC07 11-point AP, %) for detection runs, top-1 (%) for classification runs, mIoU (%) for segmentation runs. The date is
 when the last ``metrics.json`` of the row was written (file time, UTC).
 """
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 import os
-import re
 import statistics
 from pathlib import Path
 
@@ -48,13 +47,12 @@ def headline_metrics(metrics: dict) -> dict[str, float]:
     return {}
 
 
-_REPLICATE = re.compile(r"@r\d+(?=/|$)")
-
-
 def arm_name(name: str) -> str:
     """A run name without its pre-training replicate (:func:`detpretrain.experiments.common.replicate_key`):
     ``frozen/imagenet-cls@r2/FPN/frozen`` -> ``frozen/imagenet-cls/FPN/frozen``; other names unchanged."""
-    return _REPLICATE.sub("", name)
+    from detpretrain.experiments.common import split_key
+
+    return "/".join(split_key(part)[0] for part in name.split("/"))
 
 
 def results_table(store: RunStore | str | os.PathLike | None = None) -> pd.DataFrame:
@@ -63,8 +61,8 @@ def results_table(store: RunStore | str | os.PathLike | None = None) -> pd.DataF
     Rows are also split by training epochs, so a schedule check (the same arm at twice the epochs) is its own row.
 
     Returns:
-        columns ``run, data, epochs, metric, runs, mean, sd, config hashes, finished`` sorted by run name (``sd`` NaN for
-        a single run; ``config hashes`` = the first 8 characters of each run's hash, comma-separated; ``finished``
+        columns ``run, data, epochs, metric, runs, mean, sd, config hashes, finished`` sorted by run name (``sd``
+        NaN for a single run; ``config hashes`` = the first 8 characters of each run's hash, comma-separated; ``finished``
         = UTC date of the newest ``metrics.json``). Empty when the store has no finished run.
     """
     store = store if isinstance(store, RunStore) else RunStore(store)
