@@ -52,6 +52,7 @@ from pathlib import Path
 from IPython.display import Markdown, display
 
 from detpretrain.book import execute_variants
+from detpretrain.analysis import claims as C
 from detpretrain.analysis import mechanisms as M
 from detpretrain.chapter import chapter_setup, table
 from detpretrain.parameters import parse_variants
@@ -97,11 +98,33 @@ print(ch.provenance(data=f"synthetic corpora, cues {', '.join(results.columns[2:
 display(Markdown(M.cue_summary(results)))
 
 # %% [markdown]
+# ## The tests: each claim under `part` against under the other cue
+# "Smaller than under part" is a claim about a difference of two effects, so it gets its own interval: the effect
+# under `part` minus the effect under the other cue, in the claim's direction (`holds`: larger under `part`). The
+# two executions share no pre-training run, corpus or test image, so their intervals combine as in Welch's test
+# (`detpretrain.analysis.stats.difference_verdict`). Claims predicted to be cue-independent are compared the same
+# way: a resolved difference is against the prediction, an unresolved one is consistent with it but, with 3
+# pre-training runs a side, weak evidence for it (see `smallest detectable`). The primary contrast was declared in
+# `detpretrain.analysis.claims` before any variant ran; the others are Holm-adjusted among themselves.
+
+# %% tags=["hide-input"]
+contrasts, contrast_rows = M.cue_contrasts(ch.profile.name, cues=[cue for _, cue in asked], chapters=chapters)
+table(M.contrasts_frame(contrasts, contrast_rows), precision=2, formats={"p": "{:.3f}", "p (Holm)": "{:.3f}"})
+
+# %% [markdown]
+# ## The answer
+
+# %% tags=["hide-input"]
+primary = C.declared_primary("mechanisms", contrasts)
+display(Markdown(C.answer("mechanisms", contrasts.get(primary) if primary else None,
+                          note="" if primary else "The classification chapter was not executed under both cues.")))
+
+# %% [markdown]
 # ## What this can and cannot show
 # * Under `part` the corpus contains the mechanism the paper proposes; agreement there is expected by construction.
 #   The evidence for or against the explanation is in the other columns.
-# * A claim "not resolved" under `distributed` is not evidence that the effect vanished: compare its interval with
-#   the one under `part`. "Smaller than under part" is judged here by eye from the two intervals; the two cues use
-#   independent pre-training runs, so a formal test of the difference would be over those runs (not done here).
+# * A claim "not resolved" under `distributed` is not evidence that the effect vanished; the contrasts above test the
+#   change itself. A contrast is only as strong as its weaker side: where a chapter's claim is conditional on one
+#   pre-training run (its interval over images), so is the contrast (`unit` says which).
 # * The probes and maps of Figures 4 and 5 use one pre-training run per backbone (replicate 0): their intervals are
 #   over images and conditional on those networks.

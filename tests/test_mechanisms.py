@@ -525,3 +525,50 @@ def test_centring_table_counts_both_matrices_on_the_final_weights():
     assert t.loc[0, "dim (uncentred)"] == 1 and t.loc[0, "dim (centred)"] == 3
     assert t.loc[0, "PR (centred)"] == pytest.approx(3.001 ** 2 / 3.000001)  # (sum l)^2 / sum l^2
     assert E.centring_table({**result, "centred_spectra": {}}).empty
+
+
+def test_cue_contrasts_are_welch_tests_between_saved_executions(tmp_path):
+    """The contrasts read back from the saved claims files equal Welch's test on the replicates behind them, name the
+    declared primary, and skip claims with no comparison stated (n/a) or no interval."""
+    from scipy import stats as sps
+
+    from detpretrain.analysis import claims as C
+    from detpretrain.analysis import mechanisms as M
+
+    rng = np.random.default_rng(18)
+    part = {"table6": rng.normal(6.0, 1.0, 3), "table5": rng.normal(2.0, 1.0, 3)}
+    dist = {"table6": rng.normal(0.0, 1.5, 3), "table5": rng.normal(2.0, 1.0, 3)}
+    names = {"table6": "Table 6, CALTECH-256: IMAGENET-CLS probe > COCO probe",
+             "table5": "Table 5, SUN-397: pooling beats the blob"}
+    for cue, values in (("part", part), ("distributed", dist)):
+        claims = {names[k]: stats.verdict(v, groups=np.arange(3)) for k, v in values.items()}
+        claims["untested"] = stats.verdict([], unit="seed")
+        frame = M.claims_beside_predictions(claims, "classification", cue, {n: k for k, n in names.items()})
+        M.save_claims(frame, chapter="classification", profile="smoke", cue=cue, root=tmp_path)
+    contrasts, rows = M.cue_contrasts("smoke", root=tmp_path)
+    primary = C.PRIMARY_CLAIMS["mechanisms"].name
+    assert list(contrasts)[0] == primary and len(contrasts) == 2
+    ref = sps.ttest_ind(part["table6"], dist["table6"], equal_var=False)
+    v = contrasts[primary]
+    assert (v.ci_low, v.ci_high) == pytest.approx(tuple(ref.confidence_interval()), rel=1e-6)
+    assert v.p_value == pytest.approx(ref.pvalue, rel=1e-6) and v.unit == "pre-training run" and v.n == 6
+    assert list(rows["predicted"]) == ["smaller", "same"]
+    table = M.contrasts_frame(contrasts, rows)
+    assert list(table["role"]) == ["primary", "secondary"]
+    assert table.loc[0, "reading"].startswith("as predicted") == (v.label == "holds")
+    assert table.loc[1, "reading"].startswith(("consistent", "against"))
+    # without the distributed execution there is nothing to contrast, and the primary is not promoted
+    (tmp_path / "smoke" / "classification" / "claims-distributed.csv").unlink()
+    assert M.cue_contrasts("smoke", root=tmp_path)[0] == {}
+    assert M.contrasts_frame({}, rows).empty
+
+
+def test_predicted_change_and_readings():
+    from detpretrain.analysis import mechanisms as M
+
+    assert M.predicted_change("smaller than under part: ...") == "smaller"
+    assert M.predicted_change("+ , as under part (cue-independent)") == "same"
+    assert M.predicted_change("n/a : no part") is None and M.predicted_change("+ : ...") is None
+    assert M.contrast_reading("smaller", "reversed", 1.0).startswith("against the prediction")
+    assert "smallest detectable difference 2.5" in M.contrast_reading("smaller", "not resolved", 2.5)
+    assert M.contrast_reading("same", "holds", 1.0) == "against the prediction: the effect depends on the cue"

@@ -306,3 +306,59 @@ def test_adjust_claims_without_a_measured_primary_promotes_nothing():
     assert declared_primary("visualisations", {name: claims["a"]}) == name
     with pytest.raises(ValueError, match="not among the claims"):
         adjust_claims(claims, "c")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# difference of two independent verdicts (one claim under two corpus cues)
+# ---------------------------------------------------------------------------------------------------------------
+def test_difference_verdict_is_welchs_test_on_the_replicates():
+    rng = np.random.default_rng(47)
+    a, b = rng.normal(2.0, 1.0, 3), rng.normal(0.0, 2.5, 4)
+    d = S.difference_verdict(S.verdict(a), S.verdict(b))
+    ref = sps.ttest_ind(a, b, equal_var=False)
+    ci = ref.confidence_interval()
+    assert d.estimate == pytest.approx(a.mean() - b.mean())
+    assert (d.ci_low, d.ci_high) == pytest.approx((ci.low, ci.high), rel=1e-9)
+    assert d.p_value == pytest.approx(ref.pvalue, rel=1e-9)
+    assert d.df == pytest.approx(ref.df, rel=1e-9)
+    assert (d.n, d.unit, d.replicated) == (7, "unit", True)
+
+
+@pytest.mark.parametrize("sd_b", [1.0, 3.0])
+def test_difference_verdict_null_rate_with_three_runs_per_side(sd_b):
+    rng = np.random.default_rng(int(10 * sd_b))
+    a, b = rng.normal(1.0, 1.0, (N_SIM, 3)), rng.normal(1.0, sd_b, (N_SIM, 3))
+    rates = _rates(S.difference_verdict(S.verdict(x), S.verdict(y)) for x, y in zip(a, b))
+    assert rates["holds"] <= ALPHA / 2 + _mc_tol(ALPHA / 2)
+    assert rates["holds"] + rates["reversed"] <= ALPHA + _mc_tol(ALPHA)
+
+
+def test_difference_verdict_detects_a_large_difference_and_its_direction():
+    rng = np.random.default_rng(5)
+    big, small = S.verdict(rng.normal(10.0, 1.0, 5)), S.verdict(rng.normal(0.0, 1.0, 5))
+    assert S.difference_verdict(big, small).label == "holds"
+    assert S.difference_verdict(big, small, expected=-1).label == "reversed"
+    assert S.difference_verdict(small, big).label == "reversed"
+
+
+def test_difference_verdict_from_bootstrap_intervals_uses_the_normal_approximation():
+    # two percentile-style intervals with known half-widths: se = half / z, combined as sqrt(se_a^2 + se_b^2)
+    z = sps.norm.ppf(0.975)
+    a = S.replicates_verdict(3.0, np.random.default_rng(0).normal(3.0, 1.0, 20000), n=50, unit="image", method="m")
+    b = S.replicates_verdict(1.0, np.random.default_rng(1).normal(1.0, 2.0, 20000), n=60, unit="image", method="m",
+                             replicated=False)
+    d = S.difference_verdict(a, b)
+    se = math.hypot((a.ci_high - a.ci_low) / (2 * z), (b.ci_high - b.ci_low) / (2 * z))
+    assert math.isinf(d.df)
+    assert (d.ci_low, d.ci_high) == pytest.approx((2.0 - z * se, 2.0 + z * se))
+    assert se == pytest.approx(math.sqrt(5), rel=0.03)
+    assert d.replicated is False and d.unit == "image" and d.n == 110
+
+
+def test_difference_verdict_without_an_interval_is_not_resolved_and_bad_kinds_are_named():
+    one = S.verdict([1.0])
+    d = S.difference_verdict(one, S.verdict([0.0, 1.0, 2.0]))
+    assert d.label == "not resolved" and math.isnan(d.ci_low) and "without an interval" in d.method
+    kept = S.verdict([0.1, 0.2, 0.3], kind="noninferiority", margin=1.0)
+    with pytest.raises(ValueError, match="noninferiority"):
+        S.difference_verdict(kept, one)

@@ -144,6 +144,15 @@ PRIMARY_CLAIMS: dict[str, Claim] = {c.chapter: c for c in (
           "enrichment of Conv4 (layer3) activation mass on the discriminative part, IMAGENET-CLS − detection "
           "backbone, over test images whose part spans a cell (one pre-training run per backbone)",
           unit=IMAGE_UNIT),
+    Claim("mechanisms", "Table 6 (CALTECH-256 role): the probe advantage shrinks without a part",
+          "Do the paper's explanations survive a change of cue?",
+          "Li et al.: classification pre-training focuses on discriminative parts, detection pre-training on the "
+          "entire spatial extent of objects; so the IMAGENET-CLS features' advantage should shrink where no part "
+          "names the category", "Sections 2.2-2.3, Table 6, Figure 4",
+          "no number: the prediction is ours, derived from the paper's explanation (the paper has one corpus)",
+          math.nan,
+          "Table 6 CALTECH-256-role linear-probe gap (top-1 points, IMAGENET-CLS − detection backbone), under the "
+          "part cue minus under the distributed cue"),
     Claim("frozen_backbone", "freezing helps at the largest capacity",
           "Does freezing the classification backbone improve detection, given capacity? (Vasconcelos et al. 2022)",
           "Vasconcelos et al.: freezing the ImageNet-classification backbone improves detection as long as the "

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from detpretrain.analysis.stats import Verdict
+
 #: the cues a chapter can be run under (:data:`detpretrain.data.synthetic.CUES`), in the note's column order
 CUE_ORDER = ("part", "distributed", "part+decoy")
 
@@ -141,7 +143,9 @@ def claims_beside_predictions(claims: dict, chapter: str, cue: str, keys: dict[s
 
     Returns:
         columns ``claim``, ``prediction`` (under ``cue``), ``estimate``, ``ci_low``, ``ci_high``, ``n``, ``unit``,
-        ``label``, ``conditional`` (True when the interval is conditional on unreplicated pre-trained networks).
+        ``label``, ``conditional`` (True when the interval is conditional on unreplicated pre-trained networks),
+        then what :func:`cue_contrasts` needs to rebuild the interval: ``key``, ``df`` (NaN for bootstrap and
+        McNemar intervals), ``alpha``, ``expected``, ``kind``.
     """
     rows = []
     for name, v in claims.items():
@@ -149,9 +153,14 @@ def claims_beside_predictions(claims: dict, chapter: str, cue: str, keys: dict[s
         pred = PREDICTIONS[chapter][key][1][cue] if key in PREDICTIONS.get(chapter, {}) else ""
         rows.append({"claim": name, "prediction": pred, "estimate": v.estimate, "ci_low": v.ci_low,
                      "ci_high": v.ci_high, "n": v.n, "unit": v.unit, "label": v.label,
-                     "conditional": not v.replicated})
+                     "conditional": not v.replicated, "key": key or "", "df": v.df, "alpha": v.alpha,
+                     "expected": v.expected, "kind": v.kind})
     return pd.DataFrame(rows, columns=["claim", "prediction", "estimate", "ci_low", "ci_high", "n", "unit", "label",
-                                       "conditional"])
+                                       "conditional", *_INTERVAL_COLUMNS])
+
+
+#: the columns of a saved claims file that :func:`cue_contrasts` rebuilds a verdict's interval from
+_INTERVAL_COLUMNS = ("key", "df", "alpha", "expected", "kind")
 
 
 def save_claims(frame: pd.DataFrame, *, chapter: str, profile: str, cue: str,
@@ -169,6 +178,14 @@ def save_claims(frame: pd.DataFrame, *, chapter: str, profile: str, cue: str,
     return target
 
 
+def _saved_claims(profile: str, root) -> pd.DataFrame:
+    """Every claims file :func:`save_claims` wrote for ``profile``, concatenated (empty frame when none)."""
+    from detpretrain.figures import figures_root
+
+    files = sorted((Path(root if root is not None else figures_root()) / profile).glob("*/claims-*.csv"))
+    return pd.concat([pd.read_csv(f) for f in files], ignore_index=True) if files else pd.DataFrame()
+
+
 def claims_by_cue(profile: str, root: str | os.PathLike | None = None, *, cues=None,
                   chapters=None) -> pd.DataFrame:
     """The note's "claims x cue" table from every saved claims file of ``profile``: one row per (chapter, claim),
@@ -182,10 +199,7 @@ def claims_by_cue(profile: str, root: str | os.PathLike | None = None, *, cues=N
     Returns:
         an empty frame (columns ``chapter``, ``claim`` and ``cues``) when nothing was saved.
     """
-    from detpretrain.figures import figures_root
-
-    files = sorted((Path(root if root is not None else figures_root()) / profile).glob("*/claims-*.csv"))
-    long = pd.concat([pd.read_csv(f) for f in files], ignore_index=True) if files else pd.DataFrame()
+    long = _saved_claims(profile, root)
     saved = set(long["cue"]) if not long.empty else set()
     cues = [c for c in CUE_ORDER if c in (set(cues) if cues is not None else saved)]
     if not long.empty:
@@ -236,6 +250,148 @@ def cue_summary(table: pd.DataFrame, reference: str = "part") -> str:
                                               f"{label(r[cue])}" for _, r in changed.iterrows())
         lines.append(text + ".")
     return "\n".join(lines)
+
+
+# ---- the tests: one claim's effect under part against under another cue ---------------------------------------
+#: the page's primary contrast, declared before any variant ran (:data:`detpretrain.analysis.claims.PRIMARY_CLAIMS`
+#: ``["mechanisms"]``): ``(chapter, start of the claim's name, cue)``. Table 6's linear probe on the CALTECH-256-role
+#: target measures what the frozen features encode, the quantity the part-focus explanation is about; fine-tuning
+#: (Table 8) can rebuild features and wash a representational difference out.
+PRIMARY_CONTRAST = ("classification", "Table 6, CALTECH-256", "distributed")
+
+
+def predicted_change(prediction: str) -> str | None:
+    """How a prediction of :data:`PREDICTIONS` under a cue compares with ``part``: ``"smaller"`` (the explanation
+    predicts a smaller effect), ``"same"`` (a cue-independent claim), or None (not measurable, or no comparison
+    stated)."""
+    text = str(prediction).strip()
+    if text.startswith("smaller"):
+        return "smaller"
+    if "as under part" in text and not text.startswith("n/a"):
+        return "same"
+    return None
+
+
+def _verdict_from_row(r) -> Verdict:
+    """A saved claim row (:func:`claims_beside_predictions`) back as the verdict it came from (its interval, df,
+    alpha, direction and unit; p and mde are not needed by :func:`~detpretrain.analysis.stats.difference_verdict`)."""
+    def num(key, default=math.nan):
+        value = r.get(key, default)
+        return default if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+    n = int(num("n", 0))
+    return Verdict(str(r["label"]), num("estimate"), num("ci_low"), num("ci_high"), math.nan, n, n, n, num("df"),
+                   math.nan, num("alpha", 0.05), str(r.get("kind", "superiority")), 0.0, int(num("expected", 1)),
+                   str(r["unit"]), "", "", not bool(r["conditional"]))
+
+
+def contrast_name(chapter: str, claim: str, cue: str, reference: str = "part") -> str:
+    """The name of a contrast row: ``"<chapter> · <claim>: larger under <reference> than under <cue>"``, or the
+    declared primary's name (:data:`PRIMARY_CONTRAST`)."""
+    from detpretrain.analysis.claims import PRIMARY_CLAIMS
+
+    p_chapter, p_claim, p_cue = PRIMARY_CONTRAST
+    if (chapter, cue, reference) == (p_chapter, p_cue, "part") and claim.startswith(p_claim):
+        return PRIMARY_CLAIMS["mechanisms"].name
+    return f"{chapter} · {claim}: larger under {reference} than under {cue}"
+
+
+def cue_contrasts(profile: str, root: str | os.PathLike | None = None, *, reference: str = "part", cues=None,
+                  chapters=None) -> tuple[dict[str, Verdict], pd.DataFrame]:
+    """Each claim's effect under ``reference`` minus its effect under another cue, with an interval: the formal test
+    of "smaller than under part" (and of the cue-independence of the localisation claims) that comparing two
+    intervals by eye is not.
+
+    The two executions use different pre-training runs, corpora and test images, so the effects are independent;
+    :func:`~detpretrain.analysis.stats.difference_verdict` combines their intervals (Welch). The contrast has the
+    claim's direction (``expected``): *holds* means the effect is larger under ``reference`` in the paper's
+    direction. Only claims whose prediction under the cue is ``"smaller"`` or ``"same"``
+    (:func:`predicted_change`) are compared, only superiority claims, and only files saved with the intervals'
+    df (files written before it was kept give no contrast).
+
+    Args:
+        profile: the profile whose saved claims (:func:`save_claims`) are read.
+        root: the figures root (default :func:`detpretrain.figures.figures_root`).
+        reference: the cue every other is compared with.
+        cues: the other cues (default all saved); chapters: only these (default all).
+
+    Returns:
+        ``(contrasts, frame)``: ``{name: Verdict}`` (:func:`contrast_name`; the declared primary first when
+        measured) and one row per contrast with ``name``, ``chapter``, ``claim``, ``cue``, ``predicted``
+        (``"smaller"`` / ``"same"``), ``under reference`` and ``under cue`` (the two estimates).
+    """
+    from detpretrain.analysis.stats import difference_verdict
+
+    columns = ["name", "chapter", "claim", "cue", "predicted", f"under {reference}", "under cue"]
+    long = _saved_claims(profile, root)
+    if long.empty or "df" not in long.columns:
+        return {}, pd.DataFrame(columns=columns)
+    if chapters:
+        long = long[long["chapter"].isin(chapters)]
+    others = [c for c in CUE_ORDER if c != reference and c in set(long["cue"]) and (cues is None or c in cues)]
+    base = long[long["cue"] == reference].set_index(["chapter", "claim"])
+    contrasts, rows = {}, []
+    for cue in others:
+        for _, r in long[long["cue"] == cue].iterrows():
+            change = predicted_change(r["prediction"])
+            if change is None or (r["chapter"], r["claim"]) not in base.index:
+                continue
+            ref = base.loc[(r["chapter"], r["claim"])]
+            if isinstance(ref, pd.DataFrame):
+                ref = ref.iloc[0]
+            if {ref.get("kind", "superiority"), r.get("kind", "superiority")} != {"superiority"}:
+                continue
+            a, b = _verdict_from_row(ref), _verdict_from_row(r)
+            name = contrast_name(r["chapter"], r["claim"], cue, reference)
+            contrasts[name] = difference_verdict(a, b, expected=a.expected, alpha=a.alpha,
+                                                 what=f"under {reference} minus under {cue}")
+            rows.append({"name": name, "chapter": r["chapter"], "claim": r["claim"], "cue": cue, "predicted": change,
+                         f"under {reference}": a.estimate, "under cue": b.estimate})
+    from detpretrain.analysis.claims import PRIMARY_CLAIMS
+
+    primary = PRIMARY_CLAIMS["mechanisms"].name
+    if primary in contrasts:
+        contrasts = {primary: contrasts[primary], **{k: v for k, v in contrasts.items() if k != primary}}
+    frame = pd.DataFrame(rows, columns=columns)
+    return contrasts, frame.set_index("name").loc[list(contrasts)].reset_index() if rows else frame
+
+
+def contrast_reading(predicted: str, label: str, mde: float) -> str:
+    """What a contrast's label (after Holm adjustment) says about the prediction, in words.
+
+    Args:
+        predicted: ``"smaller"`` or ``"same"`` (:func:`predicted_change`).
+        label: the contrast's label.
+        mde: its smallest detectable difference (units of the claim).
+    """
+    power = "" if not math.isfinite(mde) else f" (smallest detectable difference {mde:.2g})"
+    if predicted == "smaller":
+        return {"holds": "as predicted: smaller without the part",
+                "reversed": "against the prediction: larger without the part"}.get(
+            label, "not resolved: no difference detected" + power)
+    if label in ("holds", "reversed"):
+        return "against the prediction: the effect depends on the cue"
+    return "consistent with cue-independence, not evidence for it: no difference detected" + power
+
+
+def contrasts_frame(contrasts: dict[str, Verdict], frame: pd.DataFrame) -> pd.DataFrame:
+    """The page's table of contrasts: the declared primary unadjusted, the others Holm-adjusted
+    (:func:`detpretrain.analysis.claims.claims_frame`), with the prediction, the two estimates and the reading.
+
+    Returns:
+        :data:`~detpretrain.analysis.claims.CLAIM_COLUMNS` (renamed as chapters show them) plus ``cue``,
+        ``predicted``, the two estimates and ``reading``; empty when nothing was compared.
+    """
+    from detpretrain.analysis.claims import claims_frame, declared_primary
+
+    if not contrasts:
+        return pd.DataFrame(columns=["claim", "cue", "predicted", "reading"])
+    table = claims_frame(contrasts, declared_primary("mechanisms", contrasts))
+    extra = frame.set_index("name")
+    table = table.join(extra.drop(columns=["chapter", "claim"]), on="claim")
+    table["reading"] = [contrast_reading(p, lab, m) for p, lab, m in zip(table["predicted"], table["label"],
+                                                                          table["smallest detectable"])]
+    return table
 
 
 def variants_frame(executed: list[dict]) -> pd.DataFrame:

@@ -63,6 +63,10 @@ Public core
     anticonservative (3 groups give only 10 distinct resamples of the groups), so replicated claims go through
     :func:`verdict` on per-group differences.
 
+:func:`difference_verdict`
+    The difference between two verdicts from independent data (one claim under two corpus cues): Welch's interval
+    from the two intervals.
+
 :func:`holm`, :func:`adjust_claims`, :func:`claims_table`
     One declared primary claim per chapter, tested at alpha unadjusted; the other claims of the chapter are
     secondary, Holm-adjusted among themselves (Holm 1979); the chapter shows the whole table.
@@ -70,6 +74,8 @@ Public core
 References:
     Bouthillier X. et al. 2021, "Accounting for variance in machine learning benchmarks", MLSys.
     Holm S. 1979, "A simple sequentially rejective multiple test procedure", Scand. J. Statist. 6:65-70.
+    Welch B. L. 1947, "The generalization of 'Student's' problem when several different population variances are
+    involved", Biometrika 34:28-35.
     McNemar Q. 1947, "Note on the sampling error of the difference between correlated proportions or percentages",
     Psychometrika 12:153-157.
     Efron B. & Tibshirani R. 1993, "An Introduction to the Bootstrap", Chapman & Hall (ch. 13, percentile interval).
@@ -689,6 +695,73 @@ def replicates_verdict(estimate: float, replicates, *, n: int, unit: str, method
     mde = float((stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(POWER)) * finite.std(ddof=1))
     return Verdict(_label(lo, hi, null, expected), estimate, lo, hi, p, int(n), int(n_units), int(n_groups), _NAN,
                    mde, float(alpha), kind, float(margin), int(expected), unit, subunit, method, replicated)
+
+
+def standard_error(v: Verdict) -> tuple[float, float]:
+    """The standard error and degrees of freedom behind ``v``'s interval: ``(ci_high - ci_low) / (2 q)`` with ``q``
+    the t quantile at ``v.df`` (t-intervals, exact) or the normal one when ``v.df`` is NaN (percentile bootstrap
+    and McNemar intervals: a normal approximation, df ``inf``). ``(nan, nan)`` when ``v`` has no interval or a
+    zero-width one."""
+    if not (math.isfinite(v.ci_low) and math.isfinite(v.ci_high)) or v.ci_high <= v.ci_low:
+        return _NAN, _NAN
+    df = float(v.df) if math.isfinite(v.df) else math.inf
+    q = float(special.stdtrit(df, 1 - v.alpha / 2)) if math.isfinite(df) else float(stats.norm.ppf(1 - v.alpha / 2))
+    return (v.ci_high - v.ci_low) / (2 * q), df
+
+
+def difference_verdict(a: Verdict, b: Verdict, *, expected: int = +1, alpha: float = 0.05,
+                       what: str = "difference") -> Verdict:
+    """Verdict on ``a.estimate - b.estimate`` for two verdicts made from INDEPENDENT data: a difference of
+    differences, e.g. one claim's effect under two corpus cues (issue 18: "smaller under distributed than under
+    part"), whose pre-training runs, corpora and test images are all different.
+
+    The standard errors come from the two intervals (:func:`standard_error`) and are combined as in Welch's
+    unequal-variance t-test (Welch 1947): ``se = sqrt(se_a^2 + se_b^2)``, df by the Welch-Satterthwaite formula
+    ``se^4 / (se_a^4 / df_a + se_b^4 / df_b)`` (a normal interval where both are bootstrap intervals). For two
+    t-verdicts over replicates this is exactly Welch's test on the replicates (``tests/test_stats.py`` checks it
+    against ``scipy.stats.ttest_ind(equal_var=False)`` and measures its null error rate with 3 replicates per side).
+    Labelled by the rule of :func:`verdict`.
+
+    Args:
+        a, b: the two verdicts (superiority kind, same alpha and unit semantics; their own labels are ignored).
+        expected: +1 when the claim is ``a > b``, -1 when ``a < b``.
+        alpha: level of the interval of the difference.
+        what: what the difference is, in words (goes into ``method``).
+
+    Returns:
+        :class:`Verdict` with ``n`` = ``a.n + b.n``, ``unit`` = ``a.unit`` (or ``"a.unit / b.unit"`` when they
+        differ), ``replicated`` only when both are; *not resolved* without an interval when either side has none.
+
+    Raises:
+        ValueError: a bad question (as :func:`verdict`), or a side that is a non-inferiority verdict.
+    """
+    _check_question(expected, alpha, 0.0, "superiority")
+    for side, v in (("a", a), ("b", b)):
+        if v.kind != "superiority":
+            raise ValueError(f"difference_verdict compares effects; side {side} is a {v.kind} verdict")
+    unit = a.unit if a.unit == b.unit else f"{a.unit} / {b.unit}"
+    q = {"alpha": float(alpha), "kind": "superiority", "margin": 0.0, "expected": int(expected), "unit": unit,
+         "replicated": bool(a.replicated and b.replicated)}
+    estimate = a.estimate - b.estimate
+    n, n_units, n_groups = a.n + b.n, a.n_units + b.n_units, a.n_groups + b.n_groups
+    (se_a, df_a), (se_b, df_b) = standard_error(a), standard_error(b)
+    if not (math.isfinite(se_a) and math.isfinite(se_b)):
+        return _no_interval(estimate, n, n_units, n_groups, f"{what}: a side without an interval, no test", **q)
+    se = math.hypot(se_a, se_b)
+    den = se_a ** 4 / df_a + se_b ** 4 / df_b
+    df = se ** 4 / den if den > 0 else math.inf
+    if math.isfinite(df):
+        half = float(special.stdtrit(df, 1 - alpha / 2)) * se
+        p = float(2 * special.stdtr(df, -abs(estimate) / se))
+        method = f"{what}: Welch interval from the two intervals (df {df:.1f})"
+    else:
+        half = float(stats.norm.ppf(1 - alpha / 2)) * se
+        p = float(2 * stats.norm.sf(abs(estimate) / se))
+        method = f"{what}: normal interval from the two intervals"
+    lo, hi = estimate - half, estimate + half
+    return Verdict(_label(lo, hi, 0.0, expected), float(estimate), lo, hi, p, n, n_units, n_groups, float(df),
+                   min_detectable_effect(se, df, alpha), float(alpha), "superiority", 0.0, int(expected), unit, "",
+                   method, q["replicated"])
 
 
 def conditional_verdict(differences, *, unit: str, **question) -> Verdict:
