@@ -152,3 +152,36 @@ def test_map_frame_and_provenance_and_plot():
     ax = A.plot_map_vs_iou(res)
     assert ax.get_xlabel() == "IoU threshold" and "profile mini" in ax.get_title(loc="left")
     assert not math.isnan(frame["mAP"].sum())
+
+
+def test_same_images_control_claims_compare_detection_with_its_multilabel_twin():
+    # detection - COCO (Cls) per replicate: at 0.5 +1, +1, +1; at 0.7 +3, +5, +4 -> growth 2, 4, 3
+    ml = [[_curve(60, 40)]] * 3
+    det = [[_curve(61, 43)], [_curve(61, 45)], [_curve(61, 44)]]
+    res = _result({"imagenet-cls": [[_curve(60, 40)]] * 3, "detection": det, "detection-multilabel": ml})
+    claims = A.detection_claims(res)
+    at07 = claims["same images: detection beats COCO (Cls) at IoU 0.7"]
+    grows = claims["same images: the gap over COCO (Cls) grows from 0.5 to 0.7"]
+    assert at07.estimate == pytest.approx(4.0) and (at07.ci_low, at07.ci_high) == pytest.approx(_t_interval([3, 5, 4]))
+    assert grows.estimate == pytest.approx(3.0) and grows.n == 3 and grows.unit == "pre-training run"
+    t = A.table1(res).set_index("pre-training")
+    assert t.loc["detection-multilabel", "paper role"] == "COCO (Cls)"
+    assert math.isnan(t.loc["detection-multilabel", "paper mAP@0.5"])
+    assert not any(k.startswith("same images") for k in A.detection_claims(_result({"imagenet-cls": ml,
+                                                                                    "detection": det})))
+
+
+def test_same_images_control_is_planned_where_the_detection_pretraining_is_ours():
+    from detpretrain.experiments.common import SAME_IMAGES
+    from detpretrain.parameters import declared
+    from detpretrain.plan import CHAPTER_PLANNERS
+    from detpretrain.scope import real_pretrains
+
+    params = {name: p.default for name, p in declared("detection").items()}
+    assert SAME_IMAGES in params["pretrains"]
+    mini = CHAPTER_PLANNERS["detection"]("mini", params, None)
+    control = [c for c in mini if c.name == f"pretrain/{SAME_IMAGES}"]
+    assert len(control) == 3 and {c.task for c in control} == {"multilabel"} and {c.seed for c in control} == {0, 1, 2}
+    assert sum(c.name.startswith(f"finetune/{SAME_IMAGES}") or f"/{SAME_IMAGES}/" in c.name for c in mini) == 3
+    assert real_pretrains("torchvision", params["pretrains"]) == (["imagenet-cls", "detection", "scratch"],
+                                                                   [SAME_IMAGES])

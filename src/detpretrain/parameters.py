@@ -200,6 +200,9 @@ REAL_PROBE_DATASETS = ("flowers102", "pet", "caltech256", "sun397")
 #: the detector capacity ladder of the frozen-backbone chapter (detpretrain.companions.HEAD_LADDER).
 HEADS = ("FPN", "FPN+2conv", "FPN+2conv+4conv1fc")
 DETECTION_PRETRAINS = ("imagenet-cls", "detection", "scratch")
+#: the detection chapter's backbones: those, plus Table 1's same-images control (issue 18; a multi-label classifier
+#: trained on the detection pre-training's images, :data:`detpretrain.experiments.common.SAME_IMAGES`)
+DETECTION_CHAPTER_PRETRAINS = (*DETECTION_PRETRAINS, "detection-multilabel")
 #: where a synthetic object shows its category (detpretrain.data.synthetic.CUES; issue 18)
 CUES = ("part", "distributed", "part+decoy")
 _CUE_MEANING = "category cue of every synthetic corpus: part | distributed (no part) | part+decoy"
@@ -282,8 +285,9 @@ CHAPTER_PARAMETERS: dict[str, tuple[Parameter, ...]] = {
                          "root of a real dataset (coco: annotations/ with train2017/ and val2017/)",
                          _FINETUNE_SEEDS) + (
         _REPLICATES,
-        Parameter("pretrains", "str list", list(DETECTION_PRETRAINS), "backbones to compare",
-                  choices=DETECTION_PRETRAINS),
+        Parameter("pretrains", "str list", list(DETECTION_CHAPTER_PRETRAINS), "backbones to compare "
+                  "(detection-multilabel: Table 1's same-images control, synthetic detection pre-training only)",
+                  choices=DETECTION_CHAPTER_PRETRAINS),
         Parameter("schedule_factors", "int list", [1, 2], "schedule check: fine-tuning schedules in multiples of the "
                   "profile's (1x: every run; others: imagenet-cls and detection, first seed, every replicate)",
                   minimum=1),

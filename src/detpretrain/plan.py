@@ -157,13 +157,15 @@ def _plan_pretraining(profile, p: dict, store) -> list[TrainConfig]:
 
 def _plan_detection(profile, p: dict, store) -> list[TrainConfig]:
     from detpretrain.experiments.detection import plan_detection, schedule_check_arguments
+    from detpretrain.scope import real_pretrains
 
+    pretrains = tuple(real_pretrains(profile, p["pretrains"])[0])
     common = {"dataset": p["dataset"], "data_root": p["data_root"], "replicates": _replicates(p)}
-    configs = plan_detection(profile, pretrains=tuple(p["pretrains"]), seeds=_seeds(p), **common)
+    configs = plan_detection(profile, pretrains=pretrains, seeds=_seeds(p), **common)
     for factor in p["schedule_factors"]:
         if factor != 1:
             configs += plan_detection(profile, **common, **schedule_check_arguments(
-                _profile(profile), factor, p["pretrains"], _seeds(p)))
+                _profile(profile), factor, pretrains, _seeds(p)))
     return configs
 
 
