@@ -477,6 +477,42 @@ def test_frozen_interactions_are_differences_of_differences():
     assert rare.label == "holds" and not rare.replicated and rare.n == 4
 
 
+def test_frozen_exclusion_control_claims_and_plan():
+    from scipy import stats as sps
+
+    from detpretrain.analysis.frozen import exclusion_claims
+    from detpretrain.config import config_hash
+    from detpretrain.experiments.frozen import exclusion_control_note
+    from detpretrain.parameters import declared
+    from detpretrain.plan import CHAPTER_PLANNERS
+
+    def study(gains):
+        return {"rows": [{"head": "big", "mode": mode, "replicate": r, "seed": 0,
+                          "rare@0.5": 10 + (mode == "frozen") * g} for r, g in enumerate(gains)
+                         for mode in ("frozen", "fine-tuned")]}
+
+    seen, unseen = [5.0, 6.0, 4.5], [1.0, 2.5, 0.0]
+    claims = exclusion_claims(study(seen), study(unseen), "big")
+    helps, shrinks = claims.values()
+    assert helps.estimate == pytest.approx(np.mean(unseen)) and helps.unit == "pre-training run" and helps.n == 3
+    ref = sps.ttest_ind(seen, unseen, equal_var=False)
+    assert (shrinks.ci_low, shrinks.ci_high) == pytest.approx(tuple(ref.confidence_interval()))
+    assert exclusion_claims(study(seen), None, "big") == {}
+    # planned at mini: 3 IMAGENET-CLS runs without the rare classes, frozen and fine-tuned at the largest head only
+    params = {name: p.default for name, p in declared("frozen_backbone").items()}
+    planned = CHAPTER_PLANNERS["frozen_backbone"]("mini", params, None)
+    without = [c for c in planned if c.name == "pretrain/imagenet-cls-without-rare-category"]
+    assert len(without) == 3
+    heads = params["heads"]
+    control = [c for c in planned if c.init in {f"run:{config_hash(w)}" for w in without}]
+    assert len(control) == 6 and all(f"/{heads[-1]}/" in c.name for c in control)
+    assert len(CHAPTER_PLANNERS["frozen_backbone"]("mini", {**params, "exclusion_control": None}, None)) == \
+        len(planned) - 9
+    assert "published" in exclusion_control_note("torchvision", "imagenet-cls", "voc", "category")
+    assert "backbone is `detection`" in exclusion_control_note("mini", "detection", "synthetic", "category")
+    assert exclusion_control_note("mini", "imagenet-cls", "synthetic", "category") == ""
+
+
 # ---- predictions before the results, claims x cue after them ------------------------------------------------------
 def test_predictions_cover_every_cue_and_claims_are_collected_by_cue(tmp_path):
     from detpretrain.analysis import mechanisms as M

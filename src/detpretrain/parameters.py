@@ -325,6 +325,9 @@ CHAPTER_PARAMETERS: dict[str, tuple[Parameter, ...]] = {
         Parameter("max_images", "int", 8, "training images kept per rare class", minimum=1),
         Parameter("resource_iterations", "int", 5, "timed training steps per configuration (resource table)",
                   minimum=1),
+        Parameter("exclusion_control", "str", "category", "control at the largest capacity: IMAGENET-CLS "
+                  "pre-trained without the rare classes (category) or their super-categories; None: not run",
+                  choices=("category", "supercategory"), nullable=True),
         COCO_ROOT,
     ),
     "classification": _common(ALL_PROFILES, ("synthetic",), "the synthetic classification targets",

@@ -249,11 +249,15 @@ def _plan_eigenspectrum(profile, p: dict, store) -> list[TrainConfig]:
 
 
 def _plan_frozen_backbone(profile, p: dict, store) -> list[TrainConfig]:
-    from detpretrain.experiments.frozen import plan_frozen
+    from detpretrain.experiments.frozen import exclusion_control_note, plan_frozen
 
-    return plan_frozen(profile, dataset=p["dataset"], data_root=p["data_root"], pretrain=p["pretrain"],
-                       heads=tuple(p["heads"]), rare=p["rare"], max_images=p["max_images"], seeds=_seeds(p),
-                       replicates=_replicates(p))
+    common = {"dataset": p["dataset"], "data_root": p["data_root"], "pretrain": p["pretrain"], "rare": p["rare"],
+              "max_images": p["max_images"], "seeds": _seeds(p), "replicates": _replicates(p)}
+    configs = plan_frozen(profile, heads=tuple(p["heads"]), **common)
+    scope = p.get("exclusion_control")
+    if not exclusion_control_note(profile, p["pretrain"], p["dataset"], scope):
+        configs += plan_frozen(profile, heads=tuple(p["heads"])[-1:], exclude_rare_from_pretraining=scope, **common)
+    return configs
 
 
 def _plan_mechanisms(profile, p: dict, store) -> list[TrainConfig]:

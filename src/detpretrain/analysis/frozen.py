@@ -283,6 +283,34 @@ def frozen_claims(result: dict, heads: Sequence[str]) -> dict:
     return claims
 
 
+def exclusion_claims(result: dict, control: dict, head: str, metric: str = "rare@0.5") -> dict:
+    """The exclusion control's claims (issue 18): every rare class of the study is otherwise an IMAGENET-CLS class,
+    so a frozen backbone may help rare classes because it was trained to separate them. ``control`` is the study
+    re-run at ``head`` from IMAGENET-CLS runs pre-trained without the rare classes (or their super-categories).
+
+    * ``"control: freezing helps rare classes never seen in pre-training (<head>)"``: frozen - fine-tuned
+      ``metric`` in the control, over its pre-training runs;
+    * ``"control: the rare-class gain shrinks without them in pre-training (<head>)"``: that gain in ``result``
+      minus in ``control`` (:func:`~detpretrain.analysis.stats.difference_verdict`: different pre-training runs, so
+      independent up to the shared test images, whose positive correlation makes the interval conservative).
+
+    Returns:
+        ``{claim: Verdict}`` in AP points (empty when ``control`` is None).
+
+    Raises:
+        ConfigError: ``head`` missing from either study.
+    """
+    from detpretrain.analysis.claims import unit_verdict
+    from detpretrain.analysis.stats import difference_verdict
+
+    if control is None:
+        return {}
+    seen, unseen = unit_verdict(frozen_units(result, head, metric)), unit_verdict(frozen_units(control, head, metric))
+    return {f"control: freezing helps rare classes never seen in pre-training ({head})": unseen,
+            f"control: the rare-class gain shrinks without them in pre-training ({head})":
+                difference_verdict(seen, unseen, what="gain with the rare classes in pre-training minus without")}
+
+
 def _unit_difference(a, b):
     """Per unit (replicate, seed), ``a.diff - b.diff`` of two paired-difference frames."""
     merged = a.merge(b, on=["replicate", "seed"], suffixes=("_a", "_b"))

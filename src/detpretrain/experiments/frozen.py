@@ -114,6 +114,25 @@ def excluded_pretraining(prof: Profile, rare: Sequence[str], scope: str,
     return pretrained
 
 
+def exclusion_control_note(profile: str | Profile, pretrain: str, dataset: str, scope: str | None) -> str:
+    """Why the frozen study's exclusion control (:func:`excluded_pretraining`) does not run with these parameters,
+    as a sentence for the chapter; ``""`` when it runs. It needs our own IMAGENET-CLS pre-training (not published
+    weights), the ``imagenet-cls`` backbone, and the synthetic target, whose rare classes are corpus categories."""
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    if scope is None:
+        return "The exclusion control was not asked for (`exclusion_control = None`)."
+    if prof.imagenet_cls_weights is not None:
+        return (f"The exclusion control is left out at profile `{prof.name}`: IMAGENET-CLS comes from published "
+                "weights, so there is no pre-training corpus to remove the rare classes from.")
+    if split_key(pretrain)[0] != "imagenet-cls":
+        return (f"The exclusion control is left out: it regenerates the IMAGENET-CLS pre-training, and the study's "
+                f"backbone is `{pretrain}`.")
+    if dataset != "synthetic":
+        return ("The exclusion control is left out: the rare classes of a real target are not categories of the "
+                "synthetic IMAGENET-CLS corpus.")
+    return ""
+
+
 def frozen_chains(profile: str | Profile = "smoke", *, dataset: str = "synthetic", data_root: str | None = None,
                   pretrain: str = "imagenet-cls", heads: Sequence[str] = tuple(HEAD_LADDER),
                   rare: Sequence[str] | None = None, fraction: float = 0.5, max_images: int = 8,
