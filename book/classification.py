@@ -52,6 +52,7 @@ real_data = {"flowers102": "../shared/data/flowers102_subset", "pet": "../shared
 download = False  # fetch an absent real classification dataset into its root with torchvision (internet)
 coco_root = None  # paper profile: COCO 2017 root of its detection pre-training; None: $DETPRETRAIN_COCO or ~/data/coco
 cue = "part"  # category cue of every synthetic corpus: part | distributed (no part) | part+decoy
+sun_backgrounds = "style"  # SUN-role scenes: style (the background names the scene) | shared (objects and layout do)
 
 # %%
 import math
@@ -73,9 +74,10 @@ from detpretrain.experiments.classification import real_transfer_roots, run_clas
 ch = chapter_setup("classification", profile=profile, store=store, data_cache=data_cache, device=device,
                    dataset=dataset, data_root=data_root, seeds=seeds, replicates=replicates, targets=targets,
                    probe_pretrains=probe_pretrains, finetune_pretrains=finetune_pretrains, head_target=head_target,
-                   real_data=real_data, download=download, coco_root=coco_root, cue=cue)
+                   real_data=real_data, download=download, coco_root=coco_root, cue=cue,
+                   sun_backgrounds=sun_backgrounds)
 prof = ch.profile
-corpus = {"cue": cue}  # every synthetic corpus of every chain below: pre-trainings and targets
+corpus = {"cue": cue, "sun_backgrounds": sun_backgrounds}  # every synthetic corpus of the chains below
 
 # %% tags=["hide-input"]
 from detpretrain.scope import chapter_note, real_pretrains
@@ -311,7 +313,7 @@ def prediction_key(name: str) -> str:
 keys = {name: prediction_key(name) for name in all_claims}
 beside = M.claims_beside_predictions(stats.adjust_claims(all_claims, next(iter(all_claims))), "classification", cue,
                                      keys)
-M.save_claims(beside, chapter="classification", profile=prof.name, cue=cue)
+M.save_claims(beside, chapter="classification", profile=prof.name, cue=cue, corpus=corpus)
 
 # %% tags=["hide-input"]
 table(beside, precision=2)

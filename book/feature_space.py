@@ -52,6 +52,7 @@ top_pairs = 50  # nearest pairs whose attributes are compared (Figure 3)
 download = False  # fetch an absent real classification dataset into its root with torchvision (internet)
 coco_root = None  # paper profile: COCO 2017 root of its detection pre-training; None: $DETPRETRAIN_COCO or ~/data/coco
 cue = "part"  # category cue of every synthetic corpus: part | distributed (no part) | part+decoy
+sun_backgrounds = "style"  # SUN-role scenes: style (the background names the scene) | shared (objects and layout do)
 
 # %%
 import matplotlib.pyplot as plt
@@ -71,9 +72,9 @@ ch = chapter_setup("feature_space", profile=profile, store=store, data_cache=dat
                    dataset=dataset, data_root=data_root, seeds=seeds, target=target,
                    classification_backbone=classification_backbone, detection_backbone=detection_backbone,
                    k_max=k_max, knn_k=knn_k, n_pairs=n_pairs, top_pairs=top_pairs, cue=cue,
-                   download=download, coco_root=coco_root)
+                   sun_backgrounds=sun_backgrounds, download=download, coco_root=coco_root)
 prof = ch.profile
-corpus = {"cue": cue}  # the target corpus and the backbones' pre-training corpora
+corpus = {"cue": cue, "sun_backgrounds": sun_backgrounds}  # the target corpus and the backbones' pre-training corpora
 names = {classification_backbone: ROLE_NAMES["imagenet-cls"], detection_backbone: ROLE_NAMES["detection"]}
 cls_name, det_name = names[classification_backbone], names[detection_backbone]
 
@@ -264,7 +265,7 @@ claims = {f"Figure 7: kNN agreement, {cls_name} minus {det_name}": agreement,
           "Figure 6: null-corrected asymmetry": asymmetry_null}
 beside = M.claims_beside_predictions(stats.adjust_claims(claims, C.declared_primary("feature_space", claims)), "feature_space", cue,
                                      dict(zip(claims, ("figure7", "figure3", "figure6"))))
-M.save_claims(beside, chapter="feature_space", profile=prof.name, cue=cue)
+M.save_claims(beside, chapter="feature_space", profile=prof.name, cue=cue, corpus=corpus)
 
 # %% tags=["hide-input"]
 table(beside, precision=3)

@@ -99,3 +99,23 @@ def test_the_mechanisms_page_is_stale_when_a_chapter_it_executes_changes(tmp_pat
     assert len({before, v1, source_hash(tmp_path / "mechanisms.py")}) == 3
     (tmp_path / "visualisations.py").write_text("v3\n")
     assert source_hash(tmp_path / "other.py") == other  # an ordinary chapter hashes only itself
+
+
+def test_the_sun_background_control_is_a_chapter_parameter_and_keeps_out_of_the_cue_table(tmp_path):
+    from detpretrain.analysis import stats
+    from detpretrain.config import config_hash
+    from detpretrain.parameters import declared
+    from detpretrain.plan import CHAPTER_PLANNERS
+
+    params = {name: p.default for name, p in declared("classification").items()}
+    assert params["sun_backgrounds"] == "style"
+    default = {config_hash(c) for c in CHAPTER_PLANNERS["classification"]("smoke", params, None)}
+    shared = CHAPTER_PLANNERS["classification"]("smoke", {**params, "sun_backgrounds": "shared"}, None)
+    changed = [c for c in shared if config_hash(c) not in default]
+    assert changed and {c.data.corpus.get("sun_backgrounds") for c in changed} == {"shared"}
+    frame = M.claims_beside_predictions({"x": stats.verdict([1.0, 2.0, 3.0])}, "classification", "part", {})
+    assert M.save_claims(frame, chapter="classification", profile="smoke", cue="part", root=tmp_path,
+                         corpus={"cue": "part", "sun_backgrounds": "shared"}) is None
+    assert not list(tmp_path.rglob("*.csv"))
+    assert M.save_claims(frame, chapter="classification", profile="smoke", cue="part", root=tmp_path,
+                         corpus={"cue": "part", "sun_backgrounds": "style"}).is_file()

@@ -206,6 +206,11 @@ DETECTION_CHAPTER_PRETRAINS = (*DETECTION_PRETRAINS, "detection-multilabel")
 #: where a synthetic object shows its category (detpretrain.data.synthetic.CUES; issue 18)
 CUES = ("part", "distributed", "part+decoy")
 _CUE_MEANING = "category cue of every synthetic corpus: part | distributed (no part) | part+decoy"
+#: SUN-role backgrounds (detpretrain.data.synthetic.SUN_BACKGROUNDS; issue 18's scene control)
+SUN_BACKGROUND_CHOICES = ("style", "shared")
+SUN_BACKGROUNDS = Parameter("sun_backgrounds", "str", "style", "SUN-role scenes: style (a scene's own background "
+                            "names it) | shared (one background distribution: the scene is which objects co-occur "
+                            "and where)", choices=SUN_BACKGROUND_CHOICES)
 #: the chapters with a ``cue`` parameter, which the mechanisms page executes again under other cues
 #: (:func:`detpretrain.book.execute_variants`)
 MECHANISM_CHAPTERS = ("classification", "feature_space", "visualisations")
@@ -349,6 +354,7 @@ CHAPTER_PARAMETERS: dict[str, tuple[Parameter, ...]] = {
         DOWNLOAD,
         COCO_ROOT,
         Parameter("cue", "str", "part", _CUE_MEANING, choices=CUES),
+        SUN_BACKGROUNDS,
     ),
     "feature_space": _common(ALL_PROFILES, ("synthetic", *REAL_PROBE_DATASETS), "synthetic (the corpus named by "
                              "target) | flowers102 | pet | caltech256 | sun397 (real images at data_root)",
@@ -367,6 +373,7 @@ CHAPTER_PARAMETERS: dict[str, tuple[Parameter, ...]] = {
         DOWNLOAD,
         COCO_ROOT,
         Parameter("cue", "str", "part", _CUE_MEANING, choices=CUES),
+        SUN_BACKGROUNDS,
     ),
     "ablations": _common(CPU_PROFILES, _TARGETS, "detection target: synthetic (VOC-like) | coco | voc",
                          "root of a real target dataset", _FINETUNE_SEEDS) + (

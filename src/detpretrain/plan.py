@@ -137,8 +137,10 @@ def _replicates(params: dict):
 
 
 def _corpus(params: dict) -> dict | None:
-    """The chapter's corpus variant (its ``cue`` parameter; issue 18), None where it has none."""
-    return {"cue": params["cue"]} if params.get("cue") is not None else None
+    """The chapter's corpus variant (its ``cue`` and ``sun_backgrounds`` parameters; issue 18), None where it has
+    none."""
+    corpus = {key: params[key] for key in ("cue", "sun_backgrounds") if params.get(key) is not None}
+    return corpus or None
 
 
 def _profile(profile):

@@ -164,11 +164,19 @@ _INTERVAL_COLUMNS = ("key", "df", "alpha", "expected", "kind")
 
 
 def save_claims(frame: pd.DataFrame, *, chapter: str, profile: str, cue: str,
-                root: str | os.PathLike | None = None) -> Path:
+                root: str | os.PathLike | None = None, corpus: dict | None = None) -> Path | None:
     """Write a chapter's :func:`claims_beside_predictions` as ``<root>/<profile>/<chapter>/claims-<cue>.csv``
-    (``root``: :func:`detpretrain.figures.figures_root`), atomically; :func:`claims_by_cue` reads them back."""
+    (``root``: :func:`detpretrain.figures.figures_root`), atomically; :func:`claims_by_cue` reads them back.
+
+    ``corpus``: the execution's whole corpus variant. The claims x cue table compares cues on otherwise default
+    corpora, so an execution with another corpus field away from its default (e.g. ``sun_backgrounds="shared"``)
+    is not saved (returns None) and cannot overwrite the cue's file."""
+    from detpretrain.config import CORPUS_LATER_FIELDS
     from detpretrain.figures import figures_root
     from detpretrain.io import atomic_path
+
+    if any(key != "cue" and value != CORPUS_LATER_FIELDS.get(key) for key, value in (corpus or {}).items()):
+        return None
 
     folder = Path(root if root is not None else figures_root()) / profile / chapter
     folder.mkdir(parents=True, exist_ok=True)
