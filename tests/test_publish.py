@@ -326,9 +326,10 @@ def test_profile_table_names_the_downloaded_weights():
 
 
 def _finished_run(store: RunStore, name: str, seed: int, metrics: dict, task: str = "detection",
-                  epochs: int = 7) -> str:
+                  epochs: int = 7, init: str | None = None) -> str:
+    extra = {} if init is None else {"init": init}
     config = TrainConfig(name=name, task=task, seed=seed, optim=OptimSpec(epochs=epochs),
-                         data=DataSpec(kind="synthetic", corpus={"role": "voc", "image_size": 64}))
+                         data=DataSpec(kind="synthetic", corpus={"role": "voc", "image_size": 64}), **extra)
     path = store.path_for(config)
     path.mkdir(parents=True)
     (path / "config.json").write_text(json.dumps(to_dict(config)))
@@ -352,8 +353,14 @@ def test_results_table_of_a_tiny_store(tmp_path, capsys):
     assert table.iloc[2]["sd"] != table.iloc[2]["sd"] and hc[:8] in table.iloc[2]["config hashes"]  # one run: NaN
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", table.iloc[0]["finished"])
     text = results.to_markdown(table, "runs")
-    assert "| `finetune/detection` | synthetic voc (64 px) | 7 | mAP@0.7 | 2 | 32.0 ± 2.8 |" in text
-    assert "| `pretrain/imagenet-cls` | synthetic voc (64 px) | 7 | top-1 | 1 | 61.2 |" in text
+    assert "| `finetune/detection` | — | synthetic voc (64 px) | 7 | mAP@0.7 | 2 | 32.0 ± 2.8 |" in text
+    assert "| `pretrain/imagenet-cls` | — | synthetic voc (64 px) | 7 | top-1 | 1 | 61.2 |" in text
+    # a fine-tuning of the same name that starts from another run is its own row, named by that run's arm
+    _finished_run(store, "finetune/detection", 0, {"iou_thresholds": ious, "mAP": [0] * 9}, init=f"run:{hc}")
+    _finished_run(store, "finetune/detection", 1, {"iou_thresholds": ious, "mAP": [0] * 9}, init="run:0123456789abcdef")
+    split = results.results_table(store)
+    split = split[split["run"] == "finetune/detection"].groupby("from")["runs"].max().to_dict()
+    assert split == {"—": 2, "pretrain/imagenet-cls": 1, "run 01234567": 1}
     # the command prints it, and writes it between the README's markers
     assert cli_main(["results-table", "--store", str(store.root)]) == 0
     assert "32.0 ± 2.8" in capsys.readouterr().out

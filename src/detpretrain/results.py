@@ -55,36 +55,54 @@ def arm_name(name: str) -> str:
     return "/".join(split_key(part)[0] for part in name.split("/"))
 
 
-def results_table(store: RunStore | str | os.PathLike | None = None) -> pd.DataFrame:
-    """The finished runs of ``store`` grouped by run name and data, one row per group and headline metric.
+def initialised_from(config, names_by_hash: dict[str, str]) -> str:
+    """What a run starts from, as its row shows it: the arm (:func:`arm_name`) of the run its ``init`` names
+    (``"run:<hash>"``; ``"run <hash>"`` when that run is not in the store), else the ``init`` itself (``"scratch"``,
+    a torchvision weight name, ...), ``"—"`` for none."""
+    init = str(config.init or "")
+    if init.startswith("run:"):
+        ref = init[len("run:"):]
+        return names_by_hash.get(ref, f"run {ref[:8]}")
+    return init or "—"
 
-    Rows are also split by training epochs, so a schedule check (the same arm at twice the epochs) is its own row.
+
+def results_table(store: RunStore | str | os.PathLike | None = None) -> pd.DataFrame:
+    """The finished runs of ``store`` grouped by run name, data and what they start from, one row per group and
+    headline metric.
+
+    Rows are also split by training epochs, so a schedule check (the same arm at twice the epochs) is its own row,
+    and by the arm of the run they are initialised from (:func:`initialised_from`), so that two studies whose
+    fine-tunings share a name but start from different pre-trainings (the frozen-backbone study and its control
+    without the rare classes) are never averaged together.
 
     Returns:
-        columns ``run, data, epochs, metric, runs, mean, sd, config hashes, finished`` sorted by run name (``sd``
-        NaN for a single run; ``config hashes`` = the first 8 characters of each run's hash, comma-separated; ``finished``
-        = UTC date of the newest ``metrics.json``). Empty when the store has no finished run.
+        columns ``run, from, data, epochs, metric, runs, mean, sd, config hashes, finished`` sorted by run name
+        (``sd`` NaN for a single run; ``config hashes`` = the first 8 characters of each run's hash, comma-separated;
+        ``finished`` = UTC date of the newest ``metrics.json``). Empty when the store has no finished run.
     """
     store = store if isinstance(store, RunStore) else RunStore(store)
-    groups: dict[tuple[str, str], list] = {}
-    for run in store.runs():
-        if run.complete:
-            key = (arm_name(run.config.name), run.config.data.describe(), run.config.optim.epochs)
-            groups.setdefault(key, []).append(run)
+    complete = [run for run in store.runs() if run.complete]
+    names = {run.hash: arm_name(run.config.name) for run in store.runs()}
+    groups: dict[tuple, list] = {}
+    for run in complete:
+        key = (arm_name(run.config.name), initialised_from(run.config, names), run.config.data.describe(),
+               run.config.optim.epochs)
+        groups.setdefault(key, []).append(run)
     rows = []
-    for (name, data, epochs), runs in sorted(groups.items()):
+    for (name, origin, data, epochs), runs in sorted(groups.items()):
         values: dict[str, list[float]] = {}
         for run in runs:
             for metric, value in headline_metrics(run.metrics).items():
                 values.setdefault(metric, []).append(value)
         newest = max((run.path / "metrics.json").stat().st_mtime for run in runs)
         for metric, vals in values.items():
-            rows.append({"run": name, "data": data, "epochs": epochs, "metric": metric, "runs": len(vals),
+            rows.append({"run": name, "from": origin, "data": data, "epochs": epochs, "metric": metric,
+                         "runs": len(vals),
                          "mean": statistics.fmean(vals), "sd": statistics.stdev(vals) if len(vals) > 1 else math.nan,
                          "config hashes": ", ".join(sorted(run.hash[:8] for run in runs)),
                          "finished": dt.datetime.fromtimestamp(newest, dt.timezone.utc).strftime("%Y-%m-%d")})
-    return pd.DataFrame(rows, columns=["run", "data", "epochs", "metric", "runs", "mean", "sd", "config hashes",
-                                       "finished"])
+    return pd.DataFrame(rows, columns=["run", "from", "data", "epochs", "metric", "runs", "mean", "sd",
+                                       "config hashes", "finished"])
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
@@ -104,7 +122,7 @@ def to_markdown(table: pd.DataFrame, store: str | os.PathLike) -> str:
     if table.empty:
         return f"No finished run in `{store}`: build the book first (`python -m detpretrain book --profile mini`)."
     shown = pd.DataFrame({
-        "run": "`" + table["run"] + "`", "data": table["data"], "epochs": table["epochs"], "metric": table["metric"],
+        "run": "`" + table["run"] + "`", "from": table["from"], "data": table["data"], "epochs": table["epochs"], "metric": table["metric"],
         "runs": table["runs"],
         "mean ± sd": [f"{m:.1f}" + (f" ± {s:.1f}" if not math.isnan(s) else "") for m, s in zip(table["mean"], table["sd"])],
         "config hashes": table["config hashes"], "finished": table["finished"]})
