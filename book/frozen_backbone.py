@@ -84,7 +84,8 @@ control = None if excluded_note else run_frozen_study(
     prof, dataset=dataset, data_root=data_root, pretrain=pretrain, heads=tuple(heads[-1:]), rare=rare,
     max_images=max_images, seeds=ch.seeds, replicates=ch.replicates, store=ch.store, device=device,
     resource_iterations=1, progress=False, exclude_rare_from_pretraining=exclusion_control)
-claims = {**Z.frozen_claims(result, heads), **Z.exclusion_claims(result, control, heads[-1])}
+control_claims = Z.exclusion_claims(result, control, heads[-1])  # {} without the control
+claims = {**Z.frozen_claims(result, heads), **control_claims}
 regime = Z.frozen_regime(result, heads[0])
 source = ch.provenance(result, data=Z.study_data(result))
 print(source)
@@ -161,8 +162,7 @@ if control is None:
 else:
     print(ch.provenance(control, data=Z.study_data(control)))
     table(Z.frozen_table(control, metrics=("all@0.5", "rare@0.5", "frequent@0.5")), index=True)
-    table(pd.DataFrame([{"claim": k, **v.as_row()} for k, v in Z.exclusion_claims(result, control,
-                                                                                  heads[-1]).items()])[
+    table(pd.DataFrame([{"claim": k, **v.as_row()} for k, v in control_claims.items()])[
         ["claim", "estimate", "ci_low", "ci_high", "n", "unit", "label", "mde"]], precision=2)
 
 # %% [markdown]

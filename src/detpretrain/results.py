@@ -81,10 +81,10 @@ def results_table(store: RunStore | str | os.PathLike | None = None) -> pd.DataF
         ``finished`` = UTC date of the newest ``metrics.json``). Empty when the store has no finished run.
     """
     store = store if isinstance(store, RunStore) else RunStore(store)
-    complete = [run for run in store.runs() if run.complete]
-    names = {run.hash: arm_name(run.config.name) for run in store.runs()}
+    stored = store.runs()
+    names = {run.hash: arm_name(run.config.name) for run in stored}
     groups: dict[tuple, list] = {}
-    for run in complete:
+    for run in (run for run in stored if run.complete):
         key = (arm_name(run.config.name), initialised_from(run.config, names), run.config.data.describe(),
                run.config.optim.epochs)
         groups.setdefault(key, []).append(run)
