@@ -608,3 +608,17 @@ def test_predicted_change_and_readings():
     assert M.contrast_reading("smaller", "reversed", 1.0).startswith("against the prediction")
     assert "smallest detectable difference 2.5" in M.contrast_reading("smaller", "not resolved", 2.5)
     assert M.contrast_reading("same", "holds", 1.0) == "against the prediction: the effect depends on the cue"
+
+
+def test_a_damaged_claims_file_is_named(tmp_path):
+    from detpretrain.analysis import mechanisms as M
+    from detpretrain.errors import DataError
+
+    folder = tmp_path / "smoke" / "classification"
+    folder.mkdir(parents=True)
+    (folder / "claims-part.csv").write_text("claim,estimate\nx,1.0\n")
+    with pytest.raises(DataError, match=r"claims-part\.csv: claims table without the columns"):
+        M.claims_by_cue("smoke", root=tmp_path)
+    (folder / "claims-part.csv").write_bytes(b"\x00\xff\"unterminated\n")
+    with pytest.raises(DataError, match=r"claims-part\.csv"):
+        M.cue_contrasts("smoke", root=tmp_path)

@@ -187,11 +187,28 @@ def save_claims(frame: pd.DataFrame, *, chapter: str, profile: str, cue: str,
 
 
 def _saved_claims(profile: str, root) -> pd.DataFrame:
-    """Every claims file :func:`save_claims` wrote for ``profile``, concatenated (empty frame when none)."""
+    """Every claims file :func:`save_claims` wrote for ``profile``, concatenated (empty frame when none).
+
+    Raises:
+        DataError: a file that is not a readable claims table (names the file; delete it and re-execute its chapter).
+    """
+    from detpretrain.errors import DataError
     from detpretrain.figures import figures_root
 
     files = sorted((Path(root if root is not None else figures_root()) / profile).glob("*/claims-*.csv"))
-    return pd.concat([pd.read_csv(f) for f in files], ignore_index=True) if files else pd.DataFrame()
+    frames = []
+    for f in files:
+        try:
+            frame = pd.read_csv(f)
+        except (OSError, ValueError, pd.errors.ParserError) as err:
+            raise DataError(f, f"not a readable claims table ({err}); delete it and execute its chapter again") \
+                from None
+        missing = {"chapter", "cue", "claim", "label", "estimate"} - set(frame.columns)
+        if missing:
+            raise DataError(f, f"claims table without the columns {sorted(missing)}; delete it and execute its "
+                               "chapter again")
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def claims_by_cue(profile: str, root: str | os.PathLike | None = None, *, cues=None,
