@@ -37,6 +37,21 @@ def test_replace_path_coerces_and_rejects_unknown():
         replace_path(a, "optim.epochs", "three")
 
 
+def test_replace_path_reaches_the_synthetic_corpus_spec():
+    """The val selection of profiles.py (``train --set data.corpus.n_train=1600 --set data.eval_split=val``)."""
+    from detpretrain.experiments.common import synthetic_spec
+
+    a = TrainConfig(name="t", task="detection", data=synthetic_spec("mini", "voc"))
+    b = replace_path(replace_path(a, "data.corpus.n_train", "800"), "data.eval_split", "val")
+    assert b.data.corpus["n_train"] == 800 and a.data.corpus["n_train"] == 1600
+    assert (b.data.train_split, b.data.eval_split) == ("trainval", "val")
+    assert config_hash(b) != config_hash(a)
+    with pytest.raises(ConfigError, match=r"unknown config field '(data\.)?corpus\.n_trains' \(keys of corpus"):
+        replace_path(a, "data.corpus.n_trains", "800")
+    with pytest.raises(ConfigError, match="cannot convert"):
+        replace_path(a, "data.corpus.n_train", "many")
+
+
 def test_bad_specs_raise():
     with pytest.raises(ConfigError, match="needs a data_root"):
         DataSpec(kind="voc")

@@ -136,7 +136,7 @@ def test_profile_specs():
         assert all(s.image_size == size and s.seed == 3 and s.role == r for r, s in specs.items())
     mini = syn.profile_specs("mini")
     assert (mini["imagenet_cls"].n_train, mini["coco"].n_train, mini["voc"].n_train + mini["voc"].n_val,
-            mini["voc"].n_test) == (1500, 1500, 400, 200)
+            mini["voc"].n_test) == (1500, 1500, 1800, 200)
     assert mini["caltech"].n_train == 30 * 25
     # the GPU profiles' synthetic-only parts (Figures 4, 5; the synthetic classification roles) read mini's corpora
     assert syn.profile_specs("paper") == syn.profile_specs("torchvision") == mini

@@ -249,7 +249,9 @@ def from_dict(data: dict) -> TrainConfig:
 
 
 def replace_path(config: TrainConfig, key: str, value: Any) -> TrainConfig:
-    """``config`` with one (possibly nested, dotted) field replaced, e.g. ``"optim.epochs"``.
+    """``config`` with one (possibly nested, dotted) field replaced, e.g. ``"optim.epochs"``, or a key of a
+    synthetic corpus spec, e.g. ``"data.corpus.n_train"`` (the schedule and target-size selection on val,
+    ``profiles.py``).
 
     The value is converted to the field's current type (``"3"`` -> 3). Raises ConfigError for unknown keys.
     """
@@ -258,6 +260,10 @@ def replace_path(config: TrainConfig, key: str, value: Any) -> TrainConfig:
     if head not in names:
         raise ConfigError(f"unknown config field {key!r} (fields of {type(config).__name__}: {sorted(names)})")
     current = getattr(config, head)
+    if rest and isinstance(current, dict):  # a synthetic corpus spec: data.corpus.n_train=1600
+        if "." in rest or rest not in current:
+            raise ConfigError(f"unknown config field {key!r} (keys of {head}: {sorted(current)})")
+        return dataclasses.replace(config, **{head: {**current, rest: _coerce(value, current[rest], key)}})
     if rest:
         if not dataclasses.is_dataclass(current):
             raise ConfigError(f"config field {head!r} has no sub-field {rest!r}")
