@@ -130,6 +130,15 @@ def test_frozen_study_can_pretrain_without_its_rare_classes(tmp_path):
             supers = {CATEGORY_BY_NAME[c].supercategory for c in rare}
             assert gone == {n for n, c in CATEGORY_BY_NAME.items() if c.supercategory in supers}
         assert chain.finetunes[0][-1].init == f"run:{config_hash(cls_cfg)}"
+        # the control's detectors are named for their backbone, never like the main study's
+        names = {c.name for c in chain.configs if c.task == "detection"}
+        assert names == {f"frozen/imagenet-cls-without-rare-{scope}/FPN/frozen"}
+        assert not names & {c.name for chain in base.values() for c in chain.configs}
+    _, replicated = frozen_chains(PROF, exclude_rare_from_pretraining="category", replicates=2, **kw)
+    assert {c.name for c in replicated[("FPN", "fine-tuned")].configs if c.task == "detection"} == {
+        "frozen/imagenet-cls-without-rare-category/FPN/fine-tuned",
+        "frozen/imagenet-cls-without-rare-category@r1/FPN/fine-tuned"}
+    assert {c.name for c in base[("FPN", "frozen")].configs if c.task == "detection"} == {"frozen/imagenet-cls/FPN/frozen"}
     with pytest.raises(ConfigError):
         frozen_chains(PROF, exclude_rare_from_pretraining="class", **kw)
     with pytest.raises(ConfigError):

@@ -72,8 +72,9 @@ def results_table(store: RunStore | str | os.PathLike | None = None) -> pd.DataF
 
     Rows are also split by training epochs, so a schedule check (the same arm at twice the epochs) is its own row,
     and by the arm of the run they are initialised from (:func:`initialised_from`), so that two studies whose
-    fine-tunings share a name but start from different pre-trainings (the frozen-backbone study and its control
-    without the rare classes) are never averaged together.
+    fine-tunings share a name but start from different pre-trainings (stores written before the frozen-backbone
+    control named its detectors for their backbone, :func:`detpretrain.experiments.frozen.backbone_label`) are never
+    averaged together.
 
     Returns:
         columns ``run, from, data, epochs, metric, runs, mean, sd, config hashes, finished`` sorted by run name

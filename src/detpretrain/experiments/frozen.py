@@ -84,7 +84,19 @@ def frozen_config(prof: Profile, pretrain: str, seed: int, target: DataSpec, pre
     model = dataclasses.replace(base.model, **HEAD_LADDER[head])
     if mode == "frozen":
         model = dataclasses.replace(model, trainable_stages=0)
-    return dataclasses.replace(base, name=f"frozen/{pretrain}/{head}/{mode}", model=model)
+    return dataclasses.replace(base, name=f"frozen/{backbone_label(pretrain, pretrained)}/{head}/{mode}", model=model)
+
+
+def backbone_label(pretrain: str, pretrained) -> str:
+    """The backbone part of a frozen-study run name: ``pretrain`` (e.g. ``imagenet-cls@r1``), or, when its
+    pre-training config is named otherwise than ``pretrain/<name>`` (the exclusion control's
+    ``pretrain/imagenet-cls-without-rare-category``), that name with ``pretrain``'s replicate suffix
+    (``imagenet-cls-without-rare-category@r1``), so the control's detectors never share a name with the main study's."""
+    name, replicate = split_key(pretrain)
+    config = pretrained.get(pretrain) if pretrained else None
+    if config is None or not config.name.startswith("pretrain/") or config.name == f"pretrain/{name}":
+        return pretrain
+    return replicate_key(config.name[len("pretrain/"):], replicate)
 
 
 def excluded_pretraining(prof: Profile, rare: Sequence[str], scope: str,
