@@ -109,7 +109,7 @@ claims = P.classification_claims(transfer)
 display(Markdown(C.answer("classification", next(iter(claims.values())))))
 
 # %% tags=["hide-input"]
-display(Markdown(M.prediction_markdown("classification", cue)))
+display(Markdown(M.prediction_markdown("classification", M.condition_of(cue, corpus) or cue)))
 
 # %% [markdown]
 # ## Table 6: linear probes on Conv5
@@ -292,7 +292,7 @@ if real_transfer:
 # %% [markdown]
 # ## The claims beside the predictions
 # Every claim of the chapter (the claims table above, with the real-image fine-tuning gaps) beside what the paper's
-# explanation predicted for it, under this execution's cue. The primary claim is Table 8 on the CALTECH-256 role;
+# explanation predicted for it, under this execution's cue (or the SUN scene control). The primary claim is Table 8 on the CALTECH-256 role;
 # the others are Holm-adjusted among themselves (`detpretrain.analysis.stats`); `conditional` marks a verdict about
 # particular pre-trained networks (one replicate, or McNemar's test over the test images).
 
@@ -311,8 +311,8 @@ def prediction_key(name: str) -> str:
 
 
 keys = {name: prediction_key(name) for name in all_claims}
-beside = M.claims_beside_predictions(stats.adjust_claims(all_claims, next(iter(all_claims))), "classification", cue,
-                                     keys)
+beside = M.claims_beside_predictions(stats.adjust_claims(all_claims, next(iter(all_claims))), "classification",
+                                     M.condition_of(cue, corpus) or cue, keys)
 M.save_claims(beside, chapter="classification", profile=prof.name, cue=cue, corpus=corpus)
 
 # %% tags=["hide-input"]

@@ -17,9 +17,11 @@ def test_variants_parse_as_chapter_cue_and_refuse_typos():
     assert parse_variants(["visualisations:part+decoy", "classification:distributed",
                              "visualisations:part+decoy"]) == [("visualisations", "part+decoy"),
                                                                ("classification", "distributed")]
-    for bad in ("visualisation:part", "classification", "classification:distributd", "detection:distributed"):
-        with pytest.raises(ConfigError, match="not chapter:cue; expected one of classification:part"):
+    for bad in ("visualisation:part", "classification", "classification:distributd", "detection:distributed",
+                "visualisations:shared-backgrounds"):
+        with pytest.raises(ConfigError, match="not chapter:condition; expected one of classification:part"):
             parse_variants([bad])
+    assert parse_variants(["classification:shared-backgrounds"]) == [("classification", "shared-backgrounds")]
     with pytest.raises(ParameterError, match="variants"):  # the page's parameter check says the same first
         check_parameters("mechanisms", {"variants": ["feature_space:decoy"]})
 
@@ -30,6 +32,25 @@ def test_variant_values_keep_the_chapter_defaults_and_take_the_cue():
     assert values["cue"] == "distributed" and values["profile"] == "smoke" and values["seeds"] == [1]
     assert values["dataset"] == "synthetic" and "variants" not in values and "replicates" not in values
     assert variant_values("classification", "part", {"replicates": 2})["replicates"] == 2
+    # the SUN scene control: shared backgrounds, the cue at its default
+    control = variant_values("classification", "shared-backgrounds", {"profile": "smoke"})
+    assert (control["sun_backgrounds"], control["cue"]) == ("shared", "part")
+    with pytest.raises(ConfigError, match="unknown condition 'shared'"):
+        variant_values("classification", "shared", {})
+
+
+def test_the_sun_control_plans_new_sun_runs_only():
+    """classification:shared-backgrounds retrains what reads the SUN-role target and nothing else: its pre-trainings
+    and its CALTECH / FLOWERS runs are the default chapter's."""
+    from detpretrain.plan import chapter_runs
+
+    params = {"profile": "smoke", "variants": ["classification:shared-backgrounds"]}
+    planned = CHAPTER_PLANNERS["mechanisms"]("smoke", params, None)
+    default = {config_hash(c) for c in chapter_runs("classification", "smoke",
+                                                    variant_values("classification", "part", params))}
+    new = [c for c in planned if config_hash(c) not in default]
+    assert new and all(c.data.corpus["role"] == "sun" and c.data.corpus["sun_backgrounds"] == "shared" for c in new)
+    assert all(c.task != "detection" and not c.name.startswith("pretrain/") for c in new)
 
 
 def test_variants_plan_trains_pretrainings_on_the_cue_corpora():
@@ -101,7 +122,7 @@ def test_the_mechanisms_page_is_stale_when_a_chapter_it_executes_changes(tmp_pat
     assert source_hash(tmp_path / "other.py") == other  # an ordinary chapter hashes only itself
 
 
-def test_the_sun_background_control_is_a_chapter_parameter_and_keeps_out_of_the_cue_table(tmp_path):
+def test_the_sun_background_control_is_a_chapter_parameter_and_its_own_column(tmp_path):
     from detpretrain.analysis import stats
     from detpretrain.config import config_hash
     from detpretrain.parameters import declared
@@ -113,9 +134,28 @@ def test_the_sun_background_control_is_a_chapter_parameter_and_keeps_out_of_the_
     shared = CHAPTER_PLANNERS["classification"]("smoke", {**params, "sun_backgrounds": "shared"}, None)
     changed = [c for c in shared if config_hash(c) not in default]
     assert changed and {c.data.corpus.get("sun_backgrounds") for c in changed} == {"shared"}
-    frame = M.claims_beside_predictions({"x": stats.verdict([1.0, 2.0, 3.0])}, "classification", "part", {})
-    assert M.save_claims(frame, chapter="classification", profile="smoke", cue="part", root=tmp_path,
-                         corpus={"cue": "part", "sun_backgrounds": "shared"}) is None
+    verdicts = {"Table 8, SUN-397: IMAGENET-CLS > COCO": stats.verdict([1.0, 2.0, 3.0]),
+                "Table 8, CALTECH-256: IMAGENET-CLS > COCO": stats.verdict([-1.0, 0.0, 1.0])}
+    keys = dict.fromkeys(verdicts, "table8")
+    # a cue together with shared backgrounds is no column: not saved
+    frame = M.claims_beside_predictions(verdicts, "classification", "distributed", keys)
+    assert M.save_claims(frame, chapter="classification", profile="smoke", cue="distributed", root=tmp_path,
+                         corpus={"cue": "distributed", "sun_backgrounds": "shared"}) is None
     assert not list(tmp_path.rglob("*.csv"))
     assert M.save_claims(frame, chapter="classification", profile="smoke", cue="part", root=tmp_path,
-                         corpus={"cue": "part", "sun_backgrounds": "style"}).is_file()
+                         corpus={"cue": "part", "sun_backgrounds": "style"}).name == "claims-part.csv"
+    # part with shared backgrounds is the SUN control's column, with its SUN-397 claims only
+    assert M.condition_of("part", {"cue": "part", "sun_backgrounds": "shared"}) == "shared-backgrounds"
+    frame = M.claims_beside_predictions(verdicts, "classification", "shared-backgrounds", keys)
+    assert frame["prediction"].str.startswith("+ on SUN-397, as under part").all()
+    path = M.save_claims(frame, chapter="classification", profile="smoke", cue="part", root=tmp_path,
+                         corpus={"cue": "part", "sun_backgrounds": "shared"})
+    assert path.name == "claims-shared-backgrounds.csv"
+    table = M.claims_by_cue("smoke", tmp_path)
+    assert list(table.columns) == ["chapter", "claim", "part", "shared-backgrounds"]
+    row = table.set_index("claim").loc["Table 8, SUN-397: IMAGENET-CLS > COCO"]
+    assert row["part"] == row["shared-backgrounds"] == "not resolved (+2.00, -0.48 to +4.48)"
+    assert pd.isna(table.set_index("claim").loc["Table 8, CALTECH-256: IMAGENET-CLS > COCO", "shared-backgrounds"])
+    _, contrasts = M.cue_contrasts("smoke", tmp_path, cues=["shared-backgrounds"])
+    assert list(contrasts["claim"]) == ["Table 8, SUN-397: IMAGENET-CLS > COCO"]
+    assert M.predicted_change(frame["prediction"].iloc[0]) == "same"

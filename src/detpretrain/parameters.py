@@ -214,12 +214,21 @@ SUN_BACKGROUNDS = Parameter("sun_backgrounds", "str", "style", "SUN-role scenes:
 #: the chapters with a ``cue`` parameter, which the mechanisms page executes again under other cues
 #: (:func:`detpretrain.book.execute_variants`)
 MECHANISM_CHAPTERS = ("classification", "feature_space", "visualisations")
-#: every ``"chapter:cue"`` variant the mechanisms page may ask for
-VARIANT_CHOICES = tuple(f"{chapter}:{cue}" for chapter in MECHANISM_CHAPTERS for cue in CUES)
+#: the corpus conditions a variant can name after ``chapter:``, as the chapter parameters they set: the three cues,
+#: and the SUN-role scene control (issue 18: scenes that share backgrounds, so that the scene class depends on which
+#: objects co-occur and where; the cue stays ``part``)
+CONDITIONS = {**{cue: {"cue": cue} for cue in CUES}, "shared-backgrounds": {"sun_backgrounds": "shared"}}
+#: the chapters that take the SUN control: the classification chapter's Tables 6 and 8 have a SUN-397 column (the
+#: feature-space chapter has the parameter too, but studies CALTECH-256 unless its ``target`` is changed)
+SUN_CONTROL_CHAPTERS = ("classification",)
+#: every ``"chapter:condition"`` variant the mechanisms page may ask for
+VARIANT_CHOICES = (tuple(f"{chapter}:{cue}" for chapter in MECHANISM_CHAPTERS for cue in CUES)
+                   + tuple(f"{chapter}:shared-backgrounds" for chapter in SUN_CONTROL_CHAPTERS))
 #: the book's default variants: Tables 5, 6, 8 and Figures 3-8 without a part (``distributed``), Figures 4 and 5
-#: with a decoy beside the part (issue 18: "at least part and distributed, and Figure 4 on the decoy")
+#: with a decoy beside the part (issue 18: "at least part and distributed, and Figure 4 on the decoy"), and Tables 6
+#: and 8 on SUN-role scenes that share their backgrounds (the scene control)
 DEFAULT_VARIANTS = ("classification:distributed", "feature_space:distributed", "visualisations:distributed",
-                    "visualisations:part+decoy")
+                    "visualisations:part+decoy", "classification:shared-backgrounds")
 PROBE_PRETRAINS = ("imagenet-cls", "detection", "imagenet-loc", "imagenet-loc-cls", "scratch")
 REAL_TARGETS = ("coco", "voc")
 ALL_PROFILES = tuple(PROFILE_NAMES)
@@ -405,8 +414,8 @@ CHAPTER_PARAMETERS: dict[str, tuple[Parameter, ...]] = {
                           "target (the cue lives in the synthetic corpora)", "unused here",
                           "passed to every variant; None means the profile's") + (
         _REPLICATES,
-        Parameter("variants", "str list", list(DEFAULT_VARIANTS), "chapters executed again under another cue, "
-                  "as chapter:cue (the chapters' own executions give the part column)", choices=VARIANT_CHOICES),
+        Parameter("variants", "str list", list(DEFAULT_VARIANTS), "chapters executed again under another cue "
+                  "or the SUN scene control, as chapter:condition (the chapters' own executions give the part column)", choices=VARIANT_CHOICES),
     ),
     "rerun": _common(ALL_PROFILES, ("synthetic",), "unused here", "unused here", "unused here"),
 }
@@ -422,33 +431,37 @@ VARIANT_SHARED = ("profile", "seeds", "device", "store", "data_cache", "replicat
 
 def parse_variants(variants) -> list[tuple[str, str]]:
     """The mechanisms page's ``variants`` (issue 18): ``["classification:distributed", ...]`` ->
-    ``[("classification", "distributed"), ...]`` (duplicates dropped, order kept).
+    ``[("classification", "distributed"), ...]`` (duplicates dropped, order kept). The part after ``:`` is a
+    condition of :data:`CONDITIONS`: a cue, or ``shared-backgrounds`` (chapters of :data:`SUN_CONTROL_CHAPTERS`).
 
     Raises:
-        ConfigError: an item that is not ``chapter:cue`` with a chapter of :data:`MECHANISM_CHAPTERS` and a cue of
-            :data:`CUES` (the message lists the valid items).
+        ConfigError: an item that is not one of :data:`VARIANT_CHOICES` (the message lists them).
     """
     out = []
     for item in variants or ():
         chapter, sep, cue = str(item).partition(":")
-        if not sep or chapter not in MECHANISM_CHAPTERS or cue not in CUES:
-            raise ConfigError(f"variant {item!r} is not chapter:cue; expected one of {', '.join(VARIANT_CHOICES)}")
+        if not sep or str(item) not in VARIANT_CHOICES:
+            raise ConfigError(f"variant {item!r} is not chapter:condition; expected one of "
+                              f"{', '.join(VARIANT_CHOICES)}")
         if (chapter, cue) not in out:
             out.append((chapter, cue))
     return out
 
 
 def variant_values(chapter: str, cue: str, params: Mapping[str, Any]) -> dict:
-    """The parameter values of ``chapter`` executed under ``cue`` by the mechanisms page: its declared defaults
-    (those of its notebook's parameters cell), the page's :data:`VARIANT_SHARED` values the chapter has, and
-    ``cue``.
+    """The parameter values of ``chapter`` executed under condition ``cue`` (a key of :data:`CONDITIONS`) by the
+    mechanisms page: its declared defaults (those of its notebook's parameters cell), the page's
+    :data:`VARIANT_SHARED` values the chapter has, and the condition's settings (``{"cue": cue}`` for a cue,
+    ``{"sun_backgrounds": "shared"}`` for ``shared-backgrounds``).
 
     Raises:
-        ConfigError: a chapter without declarations.
+        ConfigError: a chapter without declarations, or an unknown condition.
     """
+    if cue not in CONDITIONS:
+        raise ConfigError(f"unknown condition {cue!r}; expected one of {', '.join(CONDITIONS)}")
     values = {name: p.default for name, p in declared(chapter).items()}
     values.update({k: params[k] for k in VARIANT_SHARED if k in params and k in values})
-    return {**values, "cue": cue}
+    return {**values, **CONDITIONS[cue]}
 
 
 # ------------------------------------------------------------------------------------------------------ checking

@@ -28,8 +28,15 @@ import pandas as pd
 
 from detpretrain.analysis.stats import Verdict
 
-#: the cues a chapter can be run under (:data:`detpretrain.data.synthetic.CUES`), in the note's column order
-CUE_ORDER = ("part", "distributed", "part+decoy")
+#: the conditions a chapter can be run under, in the note's column order: the cues
+#: (:data:`detpretrain.data.synthetic.CUES`) and the SUN-role scene control ``shared-backgrounds`` (cue ``part``,
+#: ``sun_backgrounds="shared"``; :data:`detpretrain.parameters.CONDITIONS`)
+CUE_ORDER = ("part", "distributed", "part+decoy", "shared-backgrounds")
+#: a condition whose column keeps only the claims it changes (claims whose name contains the text): the SUN control
+#: regenerates the SUN-role target only, so its other claims are the ``part`` column's, recomputed from the same runs
+CONDITION_SCOPE = {"shared-backgrounds": "SUN-397"}
+
+_NO_SUN = "n/a : no SUN-role data in this claim"
 
 #: ``{chapter: {claim key: (claim in words, {cue: prediction})}}``; "+" the paper's direction is predicted, "smaller"
 #: a smaller effect than under ``part``, "0" no effect, "n/a" not measurable under that cue
@@ -39,56 +46,68 @@ PREDICTIONS: dict[str, dict[str, tuple[str, dict[str, str]]]] = {
             "part": "+ : the classifier's features concentrate on the part that names the class",
             "distributed": "smaller than under part: the cue covers the whole object, which detection features "
                            "also represent",
-            "part+decoy": "+ , as under part: the decoy carries no category"}),
+            "part+decoy": "+ , as under part: the decoy carries no category",
+            "shared-backgrounds": "+ on SUN-397, as under part: the paper's SUN-397 gap (57.3 vs 51.1) with the scene "
+                                  "named by which objects co-occur and where, not by a background style"}),
         "table8": ("Table 8: after fine-tuning IMAGENET-CLS still beats detection (top-1 points)", {
             "part": "+ , smaller than Table 6's gap (fine-tuning narrows it)",
             "distributed": "smaller than under part",
-            "part+decoy": "+ , as under part"}),
+            "part+decoy": "+ , as under part",
+            "shared-backgrounds": "+ on SUN-397, as under part (the paper: 61.5 vs 57.8 for COCO)"}),
         "table5": ("Table 5: pooling helps at a common dimension (ConvProj 1x1 > blob, from P5)", {
             "part": "+ : an image's class does not depend on where the object is",
             "distributed": "+ , as under part (cue-independent)",
-            "part+decoy": "+ , as under part (cue-independent)"}),
+            "part+decoy": "+ , as under part (cue-independent)",
+            "shared-backgrounds": "n/a : Table 5 reads CALTECH-256, which the control does not change"}),
     },
     "feature_space": {
         "figure7": ("Figure 7: classes are tighter in IMAGENET-CLS space (kNN agreement points)", {
             "part": "+ : classification features are organised by the part, i.e. by class",
             "distributed": "smaller than under part",
-            "part+decoy": "+ , as under part"}),
+            "part+decoy": "+ , as under part",
+            "shared-backgrounds": _NO_SUN}),
         "figure3": ("Figure 3: detection-space nearest pairs match in object size more than IMAGENET-CLS ones", {
             "part": "+ : detection features encode extent",
             "distributed": "+ , as under part (cue-independent)",
-            "part+decoy": "+ , as under part (cue-independent)"}),
+            "part+decoy": "+ , as under part (cue-independent)",
+            "shared-backgrounds": _NO_SUN}),
         "figure6": ("Figure 6: similar in detection space implies similar in IMAGENET-CLS space beyond the "
                     "size-preserving null", {
             "part": "+ (the paper's asymmetry; the raw asymmetry only compares partition balance)",
             "distributed": "smaller than under part",
-            "part+decoy": "+ , as under part"}),
+            "part+decoy": "+ , as under part",
+            "shared-backgrounds": _NO_SUN}),
     },
     "visualisations": {
         "figure4_part": ("Figure 4: the IMAGENET-CLS map favours the part more than the detection map (enrichment, "
                          "at a resolving layer)", {
             "part": "+ : classification pre-training focuses on discriminative parts",
             "distributed": "n/a : no part",
-            "part+decoy": "+ , as under part"}),
+            "part+decoy": "+ , as under part",
+            "shared-backgrounds": _NO_SUN}),
         "figure4_floor": ("Figure 4: the IMAGENET-CLS map favours the part more than an untrained backbone's", {
             "part": "+ : the focus is learnt, not a property of salient patches",
             "distributed": "n/a : no part",
-            "part+decoy": "+ , as under part"}),
+            "part+decoy": "+ , as under part",
+            "shared-backgrounds": _NO_SUN}),
         "figure4_decoy": ("Figure 4: part over decoy enrichment, per backbone", {
             "part": "n/a : no decoy",
             "distributed": "n/a : no part, no decoy",
             "part+decoy": "+ for IMAGENET-CLS only; 0 for the detection and untrained backbones (the decoy is as "
-                          "salient as the part but names nothing)"}),
+                          "salient as the part but names nothing)",
+            "shared-backgrounds": _NO_SUN}),
         "figure5": ("Figure 5: covering the part costs the IMAGENET-CLS probe more than the detection probe "
                     "(log-odds, correctly classified images)", {
             "part": "+ : its decision rests on the part",
             "distributed": "n/a : no part",
-            "part+decoy": "+ , as under part"}),
+            "part+decoy": "+ , as under part",
+            "shared-backgrounds": _NO_SUN}),
         "figure8": ("Figure 8: the detection-pre-trained detector localises better (IoU on jointly detected "
                     "objects)", {
             "part": "+ : detection pre-training covers the whole extent",
             "distributed": "+ , as under part (cue-independent)",
-            "part+decoy": "+ , as under part (cue-independent)"}),
+            "part+decoy": "+ , as under part (cue-independent)",
+            "shared-backgrounds": _NO_SUN}),
     },
 }
 
@@ -125,8 +144,11 @@ def predictions_by_cue(chapters=None) -> pd.DataFrame:
 
 
 def prediction_markdown(chapter: str, cue: str) -> str:
-    """:func:`prediction_table` as the paragraph a chapter prints before its results."""
-    lines = [f"**Before the results: what the paper's explanation predicts under `cue = \"{cue}\"`.** Classification "
+    """:func:`prediction_table` as the paragraph a chapter prints before its results (``cue``: a condition of
+    :data:`CUE_ORDER`, :func:`condition_of`)."""
+    under = ("the SUN scene control (`sun_backgrounds = \"shared\"`, cue part)" if cue == "shared-backgrounds"
+             else f"`cue = \"{cue}\"`")
+    lines = [f"**Before the results: what the paper's explanation predicts under {under}.** Classification "
              "pre-training is said to focus on discriminative parts, detection pre-training on the whole extent of "
              "objects; so:", ""]
     for text, by_cue in PREDICTIONS[chapter].values():
@@ -163,26 +185,46 @@ def claims_beside_predictions(claims: dict, chapter: str, cue: str, keys: dict[s
 _INTERVAL_COLUMNS = ("key", "df", "alpha", "expected", "kind")
 
 
+def condition_of(cue: str, corpus: dict | None = None) -> str | None:
+    """The column of :data:`CUE_ORDER` an execution belongs to: ``cue`` on otherwise default corpora,
+    ``"shared-backgrounds"`` for cue ``part`` with ``sun_backgrounds="shared"`` (the SUN scene control), None for any
+    other combination (e.g. a cue *and* shared backgrounds), which the claims x cue table does not compare.
+
+    Args:
+        cue: the execution's cue; corpus: its whole corpus variant (``{"cue": ..., "sun_backgrounds": ...}``).
+    """
+    from detpretrain.config import CORPUS_LATER_FIELDS
+
+    changed = {key for key, value in (corpus or {}).items() if key != "cue" and value != CORPUS_LATER_FIELDS.get(key)}
+    if not changed:
+        return cue
+    if changed == {"sun_backgrounds"} and corpus["sun_backgrounds"] == "shared" and cue == "part":
+        return "shared-backgrounds"
+    return None
+
+
 def save_claims(frame: pd.DataFrame, *, chapter: str, profile: str, cue: str,
                 root: str | os.PathLike | None = None, corpus: dict | None = None) -> Path | None:
-    """Write a chapter's :func:`claims_beside_predictions` as ``<root>/<profile>/<chapter>/claims-<cue>.csv``
+    """Write a chapter's :func:`claims_beside_predictions` as ``<root>/<profile>/<chapter>/claims-<condition>.csv``
     (``root``: :func:`detpretrain.figures.figures_root`), atomically; :func:`claims_by_cue` reads them back.
 
-    ``corpus``: the execution's whole corpus variant. The claims x cue table compares cues on otherwise default
-    corpora, so an execution with another corpus field away from its default (e.g. ``sun_backgrounds="shared"``)
-    is not saved (returns None) and cannot overwrite the cue's file."""
-    from detpretrain.config import CORPUS_LATER_FIELDS
+    ``corpus``: the execution's whole corpus variant; its condition is :func:`condition_of` (``cue`` on otherwise
+    default corpora). An execution of no condition (e.g. a cue together with shared SUN backgrounds) is not saved
+    (returns None) and cannot overwrite a condition's file. A condition of :data:`CONDITION_SCOPE` keeps only the
+    claims it changes."""
     from detpretrain.figures import figures_root
     from detpretrain.io import atomic_path
 
-    if any(key != "cue" and value != CORPUS_LATER_FIELDS.get(key) for key, value in (corpus or {}).items()):
+    condition = condition_of(cue, corpus)
+    if condition is None:
         return None
-
+    if condition in CONDITION_SCOPE:
+        frame = frame[frame["claim"].astype(str).str.contains(CONDITION_SCOPE[condition], regex=False)]
     folder = Path(root if root is not None else figures_root()) / profile / chapter
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"claims-{cue.replace('+', '_')}.csv"
+    target = folder / f"claims-{condition.replace('+', '_')}.csv"
     with atomic_path(target, suffix=".csv") as tmp:
-        frame.assign(chapter=chapter, cue=cue).to_csv(tmp, index=False)
+        frame.assign(chapter=chapter, cue=condition).to_csv(tmp, index=False)
     return target
 
 
