@@ -257,6 +257,25 @@ def test_knn_agreement_per_image_and_its_bootstrap():
     assert per.mean() * 100 == pytest.approx(FS.knn_class_agreement(tight, labels, 3))
     v = FS.knn_agreement_verdict(tight, loose, labels, k=3, n_boot=500)
     assert v.label == "holds" and v.unit == "image"
+    assert FS.knn_agreement_verdict([tight], [loose], labels, k=3, n_boot=500) == v  # one pair: the same bootstrap
+
+
+def test_knn_agreement_verdict_over_pretraining_replicates_is_a_t_interval_of_their_means():
+    """Three replicate pairs: the interval is Student's t over the three per-replicate mean differences (scipy)."""
+    from scipy import stats as st
+
+    rng = np.random.default_rng(4)
+    labels = np.repeat(np.arange(4), 10)
+    a = [np.eye(4)[labels] + s * rng.random((40, 4)) for s in (0.3, 0.6, 0.9)]
+    b = [rng.random((40, 4)) for _ in range(3)]
+    v = FS.knn_agreement_verdict(a, b, labels, k=3)
+    means = [100 * (FS.knn_agreement_per_image(x, labels, 3) - FS.knn_agreement_per_image(y, labels, 3)).mean()
+             for x, y in zip(a, b)]
+    low, high = st.t.interval(0.95, 2, loc=np.mean(means), scale=st.sem(means))
+    assert (v.estimate, v.ci_low, v.ci_high) == pytest.approx((np.mean(means), low, high))
+    assert v.unit == "pre-training run" and v.n == 3 and v.replicated and v.n_units == 120
+    with pytest.raises(ValueError, match="2 A and 3 B feature sets"):
+        FS.knn_agreement_verdict(a[:2], b, labels, k=3)
 
 
 def test_size_match_bootstrap_on_hand_made_pairs():

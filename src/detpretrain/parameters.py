@@ -383,6 +383,7 @@ CHAPTER_PARAMETERS: dict[str, tuple[Parameter, ...]] = {
         COCO_ROOT,
         Parameter("cue", "str", "part", _CUE_MEANING, choices=CUES),
         SUN_BACKGROUNDS,
+        _REPLICATES,
     ),
     "ablations": _common(CPU_PROFILES, _TARGETS, "detection target: synthetic (VOC-like) | coco | voc",
                          "root of a real target dataset", _FINETUNE_SEEDS) + (

@@ -226,7 +226,11 @@ def _plan_classification(profile, p: dict, store) -> list[TrainConfig]:
 def _plan_feature_space(profile, p: dict, store) -> list[TrainConfig]:
     from detpretrain.experiments.features import plan_features
 
-    return plan_features(profile, (p["classification_backbone"], p["detection_backbone"]), corpus=_corpus(p))
+    from detpretrain.experiments.features import replicate_pairs
+
+    count = _replicates(p) or _profile(profile).pretrain_replicates
+    pairs = replicate_pairs(p["classification_backbone"], p["detection_backbone"], count)
+    return plan_features(profile, tuple(dict.fromkeys(k for pair in pairs for k in pair)), corpus=_corpus(p))
 
 
 def _plan_visualisations(profile, p: dict, store) -> list[TrainConfig]:

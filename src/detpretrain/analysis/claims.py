@@ -135,8 +135,9 @@ PRIMARY_CLAIMS: dict[str, Claim] = {c.chapter: c for c in (
           "Are classes tighter in IMAGENET-CLS feature space than in detection feature space? (Li et al., Figure 7)",
           "Li et al.: features of one class cluster together in IMAGENET-CLS space, while detection (OPENIMAGES) "
           "features are fragmented", "Appendix 6.1, Figure 7", "a t-SNE picture, no number", math.nan,
-          "points of k-nearest-neighbour class agreement of Conv5 features, IMAGENET-CLS − detection backbone "
-          "(paired bootstrap over images, one pre-training run per backbone)", unit=IMAGE_UNIT),
+          "points of k-nearest-neighbour class agreement of Conv5 features, IMAGENET-CLS − detection backbone, "
+          "per pre-training replicate pair (its images nested in it; with one pair, a paired bootstrap over images)",
+          unit=PRETRAINING_UNIT),
     Claim("visualisations", "part enrichment, IMAGENET-CLS minus COCO (channel mean)",
           "Does classification pre-training focus on discriminative parts? (Li et al., Figure 4)",
           "Li et al.: classification pre-training focuses on discriminative parts, detection pre-training on the "

@@ -789,16 +789,39 @@ def knn_agreement_per_image(features, labels, k: int = 10) -> np.ndarray:
 
 
 def knn_agreement_verdict(features_a, features_b, labels, *, k: int = 10, n_boot: int = 2000, seed: int = 0):
-    """Figure 7 with an interval: kNN class agreement of space A minus space B (percentage points), paired bootstrap
-    over images (:func:`~detpretrain.analysis.stats.paired_bootstrap`) of :func:`knn_agreement_per_image`.
+    """Figure 7 with an interval: kNN class agreement of space A minus space B (percentage points) per image
+    (:func:`knn_agreement_per_image`).
 
-    The neighbour graphs are those of all N images (resampling images would put an image beside its own copy), so
-    the interval covers which images were drawn, given the graph: conditional on these networks.
+    Args:
+        features_a, features_b: [N, D] features of the N images in spaces A and B (one pre-training run each), or
+            equally long lists of them, one pair per pre-training replicate (pair r: A's run r against B's run r).
+        labels: [N] class of each image.
+
+    With one pair the interval is a paired bootstrap over images
+    (:func:`~detpretrain.analysis.stats.paired_bootstrap`): the neighbour graphs are those of all N images
+    (resampling images would put an image beside its own copy), so it covers which images were drawn, given the
+    graph, and is conditional on these networks. With R >= 2 pairs the unit is the pre-training run: a t interval
+    over the R per-replicate mean differences (:func:`~detpretrain.analysis.stats.verdict` with the images nested
+    in their replicate, df = R - 1).
+
+    Raises:
+        ValueError: lists of different lengths or empty.
     """
     import dataclasses
 
-    from detpretrain.analysis.stats import paired_bootstrap
+    from detpretrain.analysis.stats import paired_bootstrap, verdict
 
+    if isinstance(features_a, (list, tuple)) or isinstance(features_b, (list, tuple)):
+        pairs = list(zip(features_a, features_b, strict=True)) if len(features_a) == len(features_b) else None
+        if not pairs:
+            raise ValueError(f"knn_agreement_verdict: {len(features_a)} A and {len(features_b)} B feature sets; "
+                             "expected one pair per pre-training replicate")
+        if len(pairs) > 1:
+            diffs = [100 * (knn_agreement_per_image(a, labels, k) - knn_agreement_per_image(b, labels, k))
+                     for a, b in pairs]
+            return verdict(np.concatenate(diffs), groups=np.repeat(np.arange(len(pairs)), [d.size for d in diffs]),
+                           unit="image")
+        features_a, features_b = pairs[0]
     v = paired_bootstrap(100 * knn_agreement_per_image(features_a, labels, k),
                          100 * knn_agreement_per_image(features_b, labels, k), n_boot=n_boot, seed=seed, unit="image")
     return dataclasses.replace(v, replicated=False)

@@ -221,6 +221,18 @@ def plan_features(profile, pretrains, removed=None, corpus: dict | None = None) 
     return [pretrained[name] for name in pretrain_order(pretrains, pretrained)]
 
 
+def replicate_pairs(a: str, b: str, replicates: int = 1) -> list[tuple[str, str]]:
+    """The backbone pairs of a two-space comparison over pre-training replicates: ``(a@rK, b@rK)`` for K < ``replicates``
+    (:func:`~detpretrain.experiments.common.replicate_key`; replicate 0 is the plain name). ``scratch`` has no
+    pre-training replicates and stays ``scratch`` in every pair (its random backbone is a seed)."""
+    from detpretrain.experiments.common import replicate_key
+
+    def key(name: str, r: int) -> str:
+        return name if name == "scratch" else replicate_key(name, r)
+
+    return [(key(a, r), key(b, r)) for r in range(max(1, int(replicates)))]
+
+
 def published_weights(pretrain: str, profile) -> str | None:
     """The torchvision weight enum name that backbone ``pretrain`` is taken from at ``profile`` (``torchvision``:
     IMAGENET-CLS and detection; ``paper``: IMAGENET-CLS), or None where it is a run of ours, ``scratch`` or unknown
