@@ -134,5 +134,6 @@ display(Markdown(C.answer("mechanisms", contrasts.get(primary) if primary else N
 # * A claim "not resolved" under `distributed` is not evidence that the effect vanished; the contrasts above test the
 #   change itself. A contrast is only as strong as its weaker side: where a chapter's claim is conditional on one
 #   pre-training run (its interval over images), so is the contrast (`unit` says which).
-# * The probes and maps of Figures 4 and 5 use one pre-training run per backbone (replicate 0): their intervals are
-#   over images and conditional on those networks.
+# * Figure 4's primary claim and Figure 7's are measured in every pre-training replicate pair; the other map, probe
+#   and feature-space claims of Figures 3-6 use replicate 0's backbones: their intervals are over images (or pairs,
+#   or k-means seeds) and conditional on those networks.

@@ -50,6 +50,7 @@ real_detection_root = "../shared/data/coco2017_subset"  # real images for the ac
 real_images = 24  # COCO val images measured
 coco_root = None  # paper profile: COCO 2017 root of its detection pre-training; None: $DETPRETRAIN_COCO or ~/data/coco
 cue = "part"  # category cue of every synthetic corpus: part | distributed (no part) | part+decoy
+replicates = None  # pre-training replicates per pre-trained backbone (the unit of the primary claim); None: the profile's
 
 # %%
 import matplotlib.patches as mpatches
@@ -72,7 +73,7 @@ ch = chapter_setup("visualisations", profile=profile, store=store, data_cache=da
                    dataset=dataset, data_root=data_root, seeds=seeds, target=target,
                    activation_images=activation_images, maskout_images=maskout_images, maskout_stride=maskout_stride,
                    score_thresh=score_thresh, real_detection_root=real_detection_root, real_images=real_images,
-                   cue=cue, coco_root=coco_root)
+                   cue=cue, coco_root=coco_root, replicates=replicates)
 prof, dev = ch.profile, ch.torch_device
 corpus = {"cue": cue}  # the corpora of Figures 4 and 5, the backbones' pre-training corpora and Figure 8's target
 cue_suffix = "" if cue == "part" else "_cue-" + cue.replace("+", "_")  # figure files of a variant keep their own names
@@ -119,6 +120,18 @@ resolved = V.resolved_activation_frame({**backbones, "scratch": floor}, data.tes
                                        n_images=min(activation_images, len(data.test)), heads=all_heads, device=dev)
 fig4_claims = {f"{claim} ({kind})": v for kind in ("channel mean", "Grad-CAM")
                for claim, v in V.enrichment_claims(resolved, RESOLVED, kind=kind).items()}
+# the primary claim in every pre-training replicate pair (channel mean; replicate 0's frame above is the first)
+pairs = F.replicate_pairs("imagenet-cls", "detection", ch.replicates)
+frames = [resolved]
+for pair in pairs[1:]:
+    pair_backbones = {pre: F.load_backbone(key, prof, store=ch.store, device=dev, log=quiet, corpus=corpus)[0]
+                      for pre, key in zip(BACKBONES, pair)}
+    frames.append(V.resolved_activation_frame(pair_backbones, data.test, objects, layer="layer3",
+                                              n_images=min(activation_images, len(data.test)), device=dev))
+replicated = V.replicated_part_enrichment(frames)
+if replicated is not None:
+    fig4_claims[C.PRIMARY_CLAIMS["visualisations"].name] = replicated
+print(f"primary claim over {len(pairs)} pre-training replicate pair(s): " + ", ".join(f"{a} vs {b}" for a, b in pairs))
 
 # %% tags=["hide-input"]
 display(Markdown(C.answer("visualisations", fig4_claims.get(C.PRIMARY_CLAIMS["visualisations"].name),
@@ -336,8 +349,9 @@ table(loc_table, precision=3)
 # %% [markdown]
 # ## The claims beside the predictions
 # Every claim of the chapter with its interval under this execution's cue, beside what the paper's explanation
-# predicted above. Each backbone is one pre-training run, so each interval covers the test images and is conditional
-# on these networks. The first claim is the chapter's primary one; the others are Holm-adjusted among themselves.
+# predicted above. The primary claim (the first) is measured in every pre-training replicate pair, so its unit is the
+# pre-training run; the others read replicate 0's backbones, so their intervals cover the test images and are
+# conditional on those networks. The others are Holm-adjusted among themselves.
 
 # %%
 claims = {**fig4_claims, **{f"Figure 5: {k}": v for k, v in fig5_claims.items()},

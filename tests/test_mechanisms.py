@@ -143,6 +143,32 @@ def test_enrichment_claims_on_a_hand_made_frame():
     assert not claims["part enrichment, C minus R"].replicated
 
 
+def test_replicated_part_enrichment_is_a_t_interval_over_replicate_means():
+    from scipy import stats as st
+
+    def frame(shift, seed):
+        rng = np.random.default_rng(seed)
+        return pd.DataFrame([{"backbone": b, "map": m, "image": i, "part_cells": 0.5 if i == 0 else 2.0,
+                              "part_enrichment": base + (shift if b == "imagenet-cls" else 0) + rng.normal(0, 0.2)}
+                             for i in range(20) for b, base in (("imagenet-cls", 2.0), ("detection", 1.5))
+                             for m in ("channel mean", "Grad-CAM")])
+
+    frames = [frame(s, k) for k, s in enumerate((0.4, 0.6, 0.5))]
+    v = V.replicated_part_enrichment(frames)
+    means = []
+    for f in frames:
+        g = f[(f["map"] == "channel mean") & (f["part_cells"] >= 1)].pivot(index="image", columns="backbone",
+                                                                           values="part_enrichment")
+        means.append((g["imagenet-cls"] - g["detection"]).mean())
+    low, high = st.t.interval(0.95, 2, loc=np.mean(means), scale=st.sem(means))
+    assert (v.estimate, v.ci_low, v.ci_high) == pytest.approx((np.mean(means), low, high))
+    assert v.unit == "pre-training run" and v.n == 3 and v.n_units == 57 and v.replicated  # image 0 left out
+    one = V.replicated_part_enrichment(frames[:1])
+    assert not one.replicated and one.n == 19
+    no_part = [f.assign(part_cells=0.0) for f in frames]
+    assert V.replicated_part_enrichment(no_part) is None
+
+
 def test_corpus_objects_reads_the_decoy(tmp_path):
     from detpretrain.data import synthetic as syn
 

@@ -410,6 +410,7 @@ CHAPTER_PARAMETERS: dict[str, tuple[Parameter, ...]] = {
         Parameter("real_images", "int", 24, "COCO val images measured", minimum=0),
         COCO_ROOT,
         Parameter("cue", "str", "part", _CUE_MEANING, choices=CUES),
+        _REPLICATES,
     ),
     "mechanisms": _common(CPU_PROFILES, ("synthetic",), "unused: every variant runs on its chapter's synthetic "
                           "target (the cue lives in the synthetic corpora)", "unused here",

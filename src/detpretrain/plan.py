@@ -237,10 +237,14 @@ def _plan_visualisations(profile, p: dict, store) -> list[TrainConfig]:
     from detpretrain.experiments.detection import plan_detection
     from detpretrain.experiments.features import plan_features
 
+    from detpretrain.experiments.features import replicate_pairs
+
     backbones = ("imagenet-cls", "detection")
     seeds = _seeds(p) or _profile(profile).seeds
     corpus = _corpus(p)
-    return plan_features(profile, backbones, corpus=corpus) + plan_detection(
+    pairs = replicate_pairs(*backbones, _replicates(p) or _profile(profile).pretrain_replicates)
+    keys = tuple(dict.fromkeys(k for pair in pairs for k in pair))
+    return plan_features(profile, keys, corpus=corpus) + plan_detection(
         profile, dataset=p["dataset"], data_root=p["data_root"], pretrains=backbones, seeds=tuple(seeds[:1]),
         replicates=1, corpus=corpus)
 

@@ -143,8 +143,8 @@ PRIMARY_CLAIMS: dict[str, Claim] = {c.chapter: c for c in (
           "Li et al.: classification pre-training focuses on discriminative parts, detection pre-training on the "
           "entire spatial extent of objects", "Appendix 6.2, Figure 4", "activation maps, no number", math.nan,
           "enrichment of Conv4 (layer3) activation mass on the discriminative part, IMAGENET-CLS − detection "
-          "backbone, over test images whose part spans a cell (one pre-training run per backbone)",
-          unit=IMAGE_UNIT),
+          "backbone, over test images whose part spans a cell, per pre-training replicate pair (its images nested in "
+          "it; with one pair, over images)", unit=PRETRAINING_UNIT),
     Claim("mechanisms", "Table 6 (CALTECH-256 role): the probe advantage shrinks without a part",
           "Do the paper's explanations survive a change of cue?",
           "Li et al.: classification pre-training focuses on discriminative parts, detection pre-training on the "

@@ -925,6 +925,39 @@ def enrichment_claims(frame: pd.DataFrame, names: dict, *, classification: str =
     return out
 
 
+def replicated_part_enrichment(frames, *, classification: str = "imagenet-cls", detection: str = "detection",
+                               kind: str = "channel mean", min_cells: float = 1.0):
+    """Figure 4's primary claim over pre-training replicates: the per-image part enrichment of ``classification``
+    minus that of ``detection`` (images whose part spans at least ``min_cells`` cells), one frame per replicate
+    pair (frame r: both backbones' replicate r). With R >= 2 frames the unit is the pre-training run (a t interval
+    over the R per-replicate means, images nested in their replicate; :func:`~detpretrain.analysis.stats.verdict`);
+    with one, the conditional verdict over images of :func:`enrichment_claims`.
+
+    Args:
+        frames: :func:`resolved_activation_frame` frames, each with rows of both backbones for map ``kind``.
+
+    Returns:
+        a :class:`~detpretrain.analysis.stats.Verdict`, or None when no frame has an image with a resolved part
+        measured by both backbones (e.g. cue ``distributed``: no part).
+    """
+    from detpretrain.analysis.stats import verdict
+
+    diffs = []
+    for frame in frames:
+        f = frame[(frame["map"] == kind) & (frame["part_cells"] >= min_cells)]
+        wide = f.pivot(index="image", columns="backbone", values="part_enrichment")
+        if classification in wide and detection in wide:
+            d = (wide[classification] - wide[detection]).dropna().to_numpy(dtype=float)
+            if d.size:
+                diffs.append(d)
+    if not diffs:
+        return None
+    if len(diffs) == 1:
+        return _conditional(pd.Series(diffs[0]))
+    return verdict(np.concatenate(diffs), groups=np.repeat(np.arange(len(diffs)), [d.size for d in diffs]),
+                   unit="test image")
+
+
 def mask_coverage(mask, ys, xs, window: int) -> np.ndarray:
     """Share of a region's pixels under a ``window``-px square at each top-left offset (Figure 5): [len(ys), len(xs)]
     in [0, 1] (all zero for an empty region). Computed with a summed-area table.
