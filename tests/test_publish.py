@@ -22,6 +22,7 @@ from conftest import PROJECT_ROOT
 from detpretrain import book, rerun, results
 from detpretrain.cli import main as cli_main
 from detpretrain.config import DataSpec, OptimSpec, TrainConfig, to_dict
+from detpretrain.errors import ConfigError
 from detpretrain.runs import RunStore
 
 WORKFLOWS = PROJECT_ROOT / ".github" / "workflows"
@@ -373,6 +374,34 @@ def test_results_table_of_a_tiny_store(tmp_path, capsys):
     with pytest.raises(ValueError, match="no results section"):
         results.results_command(str(store.root), readme=str(readme))
     assert "No finished run" in results.to_markdown(results.results_table(tmp_path / "empty"), "empty")
+
+
+def test_results_table_planned_keeps_the_runs_of_the_current_plan(tmp_path, capsys, monkeypatch):
+    """A store keeps the runs of earlier configurations; ``--planned`` shows only those the book's plan reads."""
+    import types
+
+    store = RunStore(tmp_path / "runs")
+    ious = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+    new = _finished_run(store, "finetune/detection", 0, {"iou_thresholds": ious, "mAP": [0, 0, 0, 0, 60.0, 0, 37, 0, 0]})
+    _finished_run(store, "finetune/detection", 0, {"iou_thresholds": ious, "mAP": [0, 0, 0, 0, 50.0, 0, 24, 0, 0]},
+                  epochs=24)  # an earlier schedule, still in the store
+    assert list(results.results_table(store)["epochs"]) == [7, 7, 24, 24]
+    only = results.results_table(store, hashes={new})
+    assert list(only["epochs"]) == [7, 7] and list(only["mean"]) == [60.0, 37.0]
+    with pytest.raises(ConfigError, match="--planned needs --profile"):
+        results.results_command(str(store.root), planned=True)
+    seen = {}
+
+    def fake_plan(profile, store=None, errors=None):
+        seen["profile"] = profile
+        return types.SimpleNamespace(runs={new: None})
+
+    monkeypatch.setattr("detpretrain.book.book_plan", fake_plan)
+    monkeypatch.setattr(results, "primary_markdown", lambda store, profile: "primaries")
+    assert cli_main(["results-table", "--store", str(store.root), "--profile", "smoke", "--planned"]) == 0
+    out = capsys.readouterr().out
+    assert seen["profile"] == "smoke" and "the runs of the book's plan at profile smoke" in out
+    assert "60.0" in out and "50.0" not in out
 
 
 def test_readme_has_one_results_section_the_command_can_write():

@@ -152,6 +152,9 @@ def _build_parser() -> argparse.ArgumentParser:
     res.add_argument("--readme", default=None, help="write the table into this README's results section")
     res.add_argument("--profile", default=None, choices=list(PROFILE_NAMES),
                      help="also every chapter's primary claim at this profile, read from the store (e.g. mini)")
+    res.add_argument("--planned", action="store_true",
+                     help="with --profile: only the runs the book's current plan at that profile reads (a store "
+                          "also holds runs of earlier configurations)")
     return parser
 
 
@@ -230,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "results-table":
             from detpretrain.results import results_command
 
-            return results_command(args.store, readme=args.readme, profile=args.profile)
+            return results_command(args.store, readme=args.readme, profile=args.profile, planned=args.planned)
     except ParameterError as err:
         print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
         return 2

@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from detpretrain.io import atomic_write_text
+from detpretrain.errors import ConfigError
 from detpretrain.runs import RunStore
 
 BEGIN = "<!-- results-table:begin (written by `python -m detpretrain results-table --readme README.md`) -->"
@@ -66,9 +67,9 @@ def initialised_from(config, names_by_hash: dict[str, str]) -> str:
     return init or "—"
 
 
-def results_table(store: RunStore | str | os.PathLike | None = None) -> pd.DataFrame:
-    """The finished runs of ``store`` grouped by run name, data and what they start from, one row per group and
-    headline metric.
+def results_table(store: RunStore | str | os.PathLike | None = None, hashes=None) -> pd.DataFrame:
+    """The finished runs of ``store`` (only those whose config hash is in ``hashes``, when given) grouped by run name,
+    data and what they start from, one row per group and headline metric.
 
     Rows are also split by training epochs, so a schedule check (the same arm at twice the epochs) is its own row,
     and by the arm of the run they are initialised from (:func:`initialised_from`), so that two studies whose
@@ -85,7 +86,8 @@ def results_table(store: RunStore | str | os.PathLike | None = None) -> pd.DataF
     stored = store.runs()
     names = {run.hash: arm_name(run.config.name) for run in stored}
     groups: dict[tuple, list] = {}
-    for run in (run for run in stored if run.complete):
+    wanted = None if hashes is None else set(hashes)
+    for run in (run for run in stored if run.complete and (wanted is None or run.hash in wanted)):
         key = (arm_name(run.config.name), initialised_from(run.config, names), run.config.data.describe(),
                run.config.optim.epochs)
         groups.setdefault(key, []).append(run)
@@ -117,9 +119,10 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
 
-def to_markdown(table: pd.DataFrame, store: str | os.PathLike) -> str:
-    """The table as a GitHub Markdown table with a caption line naming the store, the number of finished runs and
-    the newest date; a one-line note when the store holds no finished run."""
+def to_markdown(table: pd.DataFrame, store: str | os.PathLike, scope: str = "") -> str:
+    """The table as a GitHub Markdown table with a caption line naming the store (and ``scope``, e.g. "runs of the
+    book's plan at profile mini"), the number of finished runs and the newest date; a one-line note when the store
+    holds no finished run."""
     if table.empty:
         return f"No finished run in `{store}`: build the book first (`python -m detpretrain book --profile mini`)."
     shown = pd.DataFrame({
@@ -127,7 +130,8 @@ def to_markdown(table: pd.DataFrame, store: str | os.PathLike) -> str:
         "runs": table["runs"],
         "mean ± sd": [f"{m:.1f}" + (f" ± {s:.1f}" if not math.isnan(s) else "") for m, s in zip(table["mean"], table["sd"])],
         "config hashes": table["config hashes"], "finished": table["finished"]})
-    caption = (f"Finished runs of the store `{store}` (newest {table['finished'].max()}); mean ± sample standard "
+    caption = (f"Finished runs of the store `{store}`{f' ({scope})' if scope else ''} (newest "
+               f"{table['finished'].max()}); mean ± sample standard "
                "deviation over the runs of a row (an arm's pre-training replicates and fine-tuning seeds), in %.")
     return caption + "\n\n" + markdown_table(shown)
 
@@ -161,12 +165,26 @@ def primary_markdown(store: RunStore, profile: str = "mini") -> str:
     return caption + "\n\n" + markdown_table(frame)
 
 
-def results_command(store: str | None = None, readme: str | None = None, profile: str | None = None) -> int:
-    """``python -m detpretrain results-table [--store DIR] [--readme README.md] [--profile P]``: print the Markdown
-    table (with ``profile``, the primary claims at that profile above it: :func:`primary_markdown`), or write it
-    into the README's results section. Returns 0."""
+def results_command(store: str | None = None, readme: str | None = None, profile: str | None = None,
+                    planned: bool = False) -> int:
+    """``python -m detpretrain results-table [--store DIR] [--readme README.md] [--profile P [--planned]]``: print the
+    Markdown table (with ``profile``, the primary claims at that profile above it: :func:`primary_markdown`; with
+    ``planned`` too, only the runs of the book's current plan at that profile, :func:`detpretrain.book.book_plan`),
+    or write it into the README's results section. Returns 0.
+
+    Raises:
+        ConfigError: ``planned`` without ``profile``.
+    """
     run_store = RunStore(store)
-    body = to_markdown(results_table(run_store), store or run_store.root)
+    hashes, scope = None, ""
+    if planned:
+        if profile is None:
+            raise ConfigError("results-table --planned needs --profile (the plan is a profile's)")
+        from detpretrain.book import book_plan
+
+        plan = book_plan(profile, store=run_store, errors={})
+        hashes, scope = set(plan.runs), f"the runs of the book's plan at profile {profile}"
+    body = to_markdown(results_table(run_store, hashes), store or run_store.root, scope)
     if profile is not None:
         body = primary_markdown(run_store, profile) + "\n\n" + body
     if readme is None:
