@@ -313,7 +313,7 @@ def prediction_key(name: str) -> str:
 keys = {name: prediction_key(name) for name in all_claims}
 beside = M.claims_beside_predictions(stats.adjust_claims(all_claims, next(iter(all_claims))), "classification",
                                      M.condition_of(cue, corpus) or cue, keys)
-M.save_claims(beside, chapter="classification", profile=prof.name, cue=cue, corpus=corpus)
+M.save_claims(beside, chapter="classification", profile=prof.name, cue=cue, corpus=corpus, params=ch.params)
 
 # %% tags=["hide-input"]
 table(beside, precision=2)

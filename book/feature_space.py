@@ -119,13 +119,15 @@ print(provenance)
 
 # %% tags=["hide-input"]
 pairs = F.replicate_pairs(classification_backbone, detection_backbone, ch.replicates)
-replicate_spaces = {key: F.stacked_features(key, data, prof, store=ch.store, device=device, log=quiet,
-                                            corpus=corpus)["features"]
-                    for pair in pairs[1:] for key in pair if key not in spaces}
-replicate_spaces |= spaces
+replicates_stacked = {key: F.stacked_features(key, data, prof, store=ch.store, device=device, log=quiet,
+                                              corpus=corpus)
+                      for pair in pairs[1:] for key in pair if key not in stacked}
+replicate_spaces = {**{k: v["features"] for k, v in replicates_stacked.items()}, **spaces}
 agreement = S.knn_agreement_verdict([replicate_spaces[a] for a, _ in pairs], [replicate_spaces[b] for _, b in pairs],
                                     labels, k=knn_k)
 print(f"primary claim over {len(pairs)} pre-training replicate pair(s): " + ", ".join(f"{a} vs {b}" for a, b in pairs))
+if replicates_stacked:
+    print(ch.provenance(data=data.describe, runs={k: v["source"] for k, v in replicates_stacked.items()}))
 primary_name = f"Figure 7: kNN agreement, {cls_name} minus {det_name}"
 display(Markdown(C.answer("feature_space", agreement if primary_name == C.PRIMARY_CLAIMS["feature_space"].name
                           else None)))
@@ -288,7 +290,7 @@ claims = {primary_name: agreement,
           "Figure 6: null-corrected asymmetry": asymmetry_null}
 beside = M.claims_beside_predictions(stats.adjust_claims(claims, C.declared_primary("feature_space", claims)), "feature_space", cue,
                                      dict(zip(claims, ("figure7", "figure3", "figure6"))))
-M.save_claims(beside, chapter="feature_space", profile=prof.name, cue=cue, corpus=corpus)
+M.save_claims(beside, chapter="feature_space", profile=prof.name, cue=cue, corpus=corpus, params=ch.params)
 
 # %% tags=["hide-input"]
 table(beside, precision=3)

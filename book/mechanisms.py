@@ -50,7 +50,7 @@ device = "auto"  # auto | cpu | cuda
 store = None  # run store folder; None means $DETPRETRAIN_RUNS or runs/
 data_cache = None  # generated-corpus folder; None means $DETPRETRAIN_DATA or data/generated
 replicates = None  # pre-training replicates per pre-trained backbone (the unit of every verdict); None: the profile's
-variants = ["classification:distributed", "feature_space:distributed", "visualisations:distributed", "visualisations:part+decoy", "classification:shared-backgrounds"]  # chapter:condition (a cue, or shared-backgrounds: the SUN scene control), executed again under it
+variants = ["classification:distributed", "feature_space:distributed", "visualisations:distributed", "visualisations:part+decoy", "classification:shared-backgrounds"]  # chapter:condition, run again
 
 # %% tags=["hide-input"]
 from pathlib import Path
@@ -78,9 +78,10 @@ table(M.predictions_by_cue(chapters))
 
 # %% [markdown]
 # ## The variants
-# Each variant is its chapter executed with papermill under another `cue`, with this page's profile, store, seeds and
-# replicates; the pre-trainings of a variant are trained on corpora with that cue (new runs, listed by
-# `python -m detpretrain runs plan --chapters mechanisms`). The executed notebooks are kept beside the book's
+# Each variant is its chapter executed with papermill under another `cue` (or the SUN control), with this page's
+# profile, store, seeds and replicates; the pre-trainings of a cue variant are trained on corpora with that cue (new
+# runs, listed by `python -m detpretrain runs plan --chapters mechanisms`); the SUN control reuses the `part`
+# pre-trainings and retrains only what reads the SUN-role target. The executed notebooks are kept beside the book's
 # build (`_build/variants/`), with every figure and table of the chapter under that cue.
 
 # %%
@@ -92,7 +93,8 @@ table(M.variants_frame(executed))
 # %% [markdown]
 # ## The claims under each cue
 # Each cell: the label, the estimate and its 95 % interval, as the chapter computed them (its unit of replication
-# and n are in the chapter's claims table). An empty cell: the chapter was not executed under that cue.
+# and n are in the chapter's claims table). An empty cell: the chapter was not executed under that cue, or, in the
+# `shared-backgrounds` column, a claim the SUN control does not change (only the SUN-397 claims are kept).
 
 # %% tags=["hide-input"]
 results = M.claims_by_cue(ch.profile.name, cues=("part", *(cue for _, cue in asked)), chapters=chapters)
@@ -109,8 +111,9 @@ display(Markdown(M.cue_summary(results)))
 # under `part` minus the effect under the other cue, in the claim's direction (`holds`: larger under `part`). The
 # two executions of a cue share no pre-training run, corpus or test image, so their intervals combine as in Welch's
 # test (`detpretrain.analysis.stats.difference_verdict`). The SUN control shares its pre-training runs with the
-# `part` column; the same combination then ignores their (positive) correlation, which widens the interval: a
-# conservative test. Claims predicted to be cue-independent are compared the same
+# `part` column; the same combination then ignores their (positive) correlation, which widens the interval: that
+# test loses power, and an unresolved difference there is weak evidence that the SUN result does not depend on the
+# background shortcut. Claims predicted to be cue-independent are compared the same
 # way: a resolved difference is against the prediction, an unresolved one is consistent with it but, with 3
 # pre-training runs a side, weak evidence for it (see `smallest detectable`). The primary contrast was declared in
 # `detpretrain.analysis.claims` before any variant ran; the others are Holm-adjusted among themselves.

@@ -121,17 +121,21 @@ resolved = V.resolved_activation_frame({**backbones, "scratch": floor}, data.tes
 fig4_claims = {f"{claim} ({kind})": v for kind in ("channel mean", "Grad-CAM")
                for claim, v in V.enrichment_claims(resolved, RESOLVED, kind=kind).items()}
 # the primary claim in every pre-training replicate pair (channel mean; replicate 0's frame above is the first)
-pairs = F.replicate_pairs("imagenet-cls", "detection", ch.replicates)
-frames = [resolved]
+pairs = F.replicate_pairs("imagenet-cls", "detection", ch.replicates if cue != "distributed" else 1)  # no part: none
+frames, replicate_sources = [resolved], {}
 for pair in pairs[1:]:
-    pair_backbones = {pre: F.load_backbone(key, prof, store=ch.store, device=dev, log=quiet, corpus=corpus)[0]
-                      for pre, key in zip(BACKBONES, pair)}
-    frames.append(V.resolved_activation_frame(pair_backbones, data.test, objects, layer="layer3",
-                                              n_images=min(activation_images, len(data.test)), device=dev))
+    pair_loaded = {pre: F.load_backbone(key, prof, store=ch.store, device=dev, log=quiet, corpus=corpus)
+                   for pre, key in zip(BACKBONES, pair)}
+    replicate_sources |= {key: pair_loaded[pre][1] for pre, key in zip(BACKBONES, pair)}
+    frames.append(V.resolved_activation_frame({pre: loaded_[0] for pre, loaded_ in pair_loaded.items()}, data.test,
+                                              objects, layer="layer3", n_images=min(activation_images, len(data.test)),
+                                              device=dev))
 replicated = V.replicated_part_enrichment(frames)
 if replicated is not None:
     fig4_claims[C.PRIMARY_CLAIMS["visualisations"].name] = replicated
 print(f"primary claim over {len(pairs)} pre-training replicate pair(s): " + ", ".join(f"{a} vs {b}" for a, b in pairs))
+if replicate_sources:
+    print(ch.provenance(data=data.describe, runs=replicate_sources))
 
 # %% tags=["hide-input"]
 display(Markdown(C.answer("visualisations", fig4_claims.get(C.PRIMARY_CLAIMS["visualisations"].name),
@@ -371,14 +375,15 @@ def prediction_key(name: str) -> str:
 if claims:
     beside = M.claims_beside_predictions(stats.adjust_claims(claims, C.declared_primary("visualisations", claims)), "visualisations", cue,
                                          {k: prediction_key(k) for k in claims})
-    M.save_claims(beside, chapter="visualisations", profile=prof.name, cue=cue)
+    M.save_claims(beside, chapter="visualisations", profile=prof.name, cue=cue, params=ch.params)
     display(table(beside, precision=2))
 
 # %% [markdown]
 # ## What this shows
-# Every verdict above is computed from this execution, a t-interval over the images (or objects) of one backbone per
-# pre-training, as in the paper: so each is about these particular networks, not about pre-training in general
-# (`detpretrain.analysis.stats`; the labels say "for these particular pre-trained networks"). Caveats:
+# Every verdict above is computed from this execution. The primary claim's interval is over the pre-training
+# replicate pairs (the unit of replication); every other verdict is a t-interval over the images (or objects) of
+# replicate 0's backbones, as in the paper: so it is about these particular networks, not about pre-training in
+# general (`detpretrain.analysis.stats`; such labels say "for these particular pre-trained networks"). Caveats:
 #
 # * The channel-mean Conv5 map is one of several ways to draw an "activation map" (the paper does not say which it
 #   uses); mass shares are invariant to the map's scale but not to that choice.

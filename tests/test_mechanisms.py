@@ -167,6 +167,8 @@ def test_replicated_part_enrichment_is_a_t_interval_over_replicate_means():
     assert not one.replicated and one.n == 19
     no_part = [f.assign(part_cells=0.0) for f in frames]
     assert V.replicated_part_enrichment(no_part) is None
+    with pytest.raises(ValueError, match="replicate pair 1 of 3 has no image"):
+        V.replicated_part_enrichment([frames[0], no_part[1], frames[2]])
 
 
 def test_corpus_objects_reads_the_decoy(tmp_path):
@@ -302,6 +304,8 @@ def test_knn_agreement_verdict_over_pretraining_replicates_is_a_t_interval_of_th
     assert v.unit == "pre-training run" and v.n == 3 and v.replicated and v.n_units == 120
     with pytest.raises(ValueError, match="2 A and 3 B feature sets"):
         FS.knn_agreement_verdict(a[:2], b, labels, k=3)
+    with pytest.raises(ValueError, match="both as lists"):
+        FS.knn_agreement_verdict(a, b[0], labels, k=3)
 
 
 def test_size_match_bootstrap_on_hand_made_pairs():

@@ -394,7 +394,8 @@ def test_results_table_planned_keeps_the_runs_of_the_current_plan(tmp_path, caps
 
     def fake_plan(profile, store=None, errors=None):
         seen["profile"] = profile
-        return types.SimpleNamespace(runs={new: None})
+        errors["frozen_backbone"] = "DataError: no corpus"
+        return types.SimpleNamespace(runs=seen.get("runs", {new: None}))
 
     monkeypatch.setattr("detpretrain.book.book_plan", fake_plan)
     monkeypatch.setattr(results, "primary_markdown", lambda store, profile: "primaries")
@@ -402,6 +403,10 @@ def test_results_table_planned_keeps_the_runs_of_the_current_plan(tmp_path, caps
     out = capsys.readouterr().out
     assert seen["profile"] == "smoke" and "the runs of the book's plan at profile smoke" in out
     assert "60.0" in out and "50.0" not in out
+    assert "not planned, so not shown: frozen_backbone (DataError: no corpus)" in out
+    seen["runs"] = {}
+    assert cli_main(["results-table", "--store", str(store.root), "--profile", "smoke", "--planned"]) == 0
+    assert "No finished run of the book's plan at profile smoke" in capsys.readouterr().out
 
 
 def test_readme_has_one_results_section_the_command_can_write():

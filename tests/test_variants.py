@@ -30,7 +30,7 @@ def test_variant_values_keep_the_chapter_defaults_and_take_the_cue():
     values = variant_values("visualisations", "distributed", {"profile": "smoke", "seeds": [1], "variants": ["x"],
                                                                  "dataset": "coco", "replicates": 2})
     assert values["cue"] == "distributed" and values["profile"] == "smoke" and values["seeds"] == [1]
-    assert values["dataset"] == "synthetic" and "variants" not in values and "replicates" not in values
+    assert values["dataset"] == "synthetic" and "variants" not in values and values["replicates"] == 2
     assert variant_values("classification", "part", {"replicates": 2})["replicates"] == 2
     # the SUN scene control: shared backgrounds, the cue at its default
     control = variant_values("classification", "shared-backgrounds", {"profile": "smoke"})

@@ -620,8 +620,8 @@ def variant_notebook(folder: str | os.PathLike, chapter: str, cue: str) -> Path:
 
 def execute_variants(variants, params: dict, folder: str | os.PathLike = "_build/variants", *,
                      root: str | os.PathLike | None = None, log=print) -> list[dict]:
-    """The mechanisms page (issue 18): execute each ``chapter:cue`` of ``variants``
-    (:func:`detpretrain.parameters.parse_variants`) with papermill, with
+    """The mechanisms page (issue 18): execute each ``chapter:condition`` of ``variants`` (a cue, or the SUN control
+    ``shared-backgrounds``; :func:`detpretrain.parameters.parse_variants`) with papermill, with
     :func:`~detpretrain.parameters.variant_values` checked first (:func:`checked_parameters`), into
     :func:`variant_notebook` (``folder`` relative to the book's root). Each chapter saves its claims under its cue
     (:func:`detpretrain.analysis.mechanisms.save_claims`), which

@@ -279,6 +279,10 @@ _TARGETS = ("synthetic", *REAL_TARGETS)
 _REPLICATES = Parameter("replicates", "int", None, "pre-training replicates per pre-trained backbone, crossed with "
                         "the seeds (the unit of every verdict); None means the profile's (mini: 3)", minimum=1,
                         nullable=True)
+#: the replicates of a chapter whose primary claim compares two pre-trained backbones replicate by replicate
+_PRIMARY_REPLICATES = Parameter("replicates", "int", None, "pre-training replicates per pre-trained backbone: the "
+                                "unit of the primary claim (the figures and the other claims read replicate 0); "
+                                "None means the profile's (mini: 3)", minimum=1, nullable=True)
 _FINETUNE_SEEDS = "fine-tuning seeds; None means the profile's (mini: 0, one per pre-training replicate)"
 #: the seven common parameters as a chapter without declarations (a user's own notebook) is checked on them.
 GENERIC_PARAMETERS = _common(ALL_PROFILES, _TARGETS, "the target dataset", "root of a real dataset",
@@ -383,7 +387,7 @@ CHAPTER_PARAMETERS: dict[str, tuple[Parameter, ...]] = {
         COCO_ROOT,
         Parameter("cue", "str", "part", _CUE_MEANING, choices=CUES),
         SUN_BACKGROUNDS,
-        _REPLICATES,
+        _PRIMARY_REPLICATES,
     ),
     "ablations": _common(CPU_PROFILES, _TARGETS, "detection target: synthetic (VOC-like) | coco | voc",
                          "root of a real target dataset", _FINETUNE_SEEDS) + (
@@ -410,14 +414,15 @@ CHAPTER_PARAMETERS: dict[str, tuple[Parameter, ...]] = {
         Parameter("real_images", "int", 24, "COCO val images measured", minimum=0),
         COCO_ROOT,
         Parameter("cue", "str", "part", _CUE_MEANING, choices=CUES),
-        _REPLICATES,
+        _PRIMARY_REPLICATES,
     ),
     "mechanisms": _common(CPU_PROFILES, ("synthetic",), "unused: every variant runs on its chapter's synthetic "
                           "target (the cue lives in the synthetic corpora)", "unused here",
                           "passed to every variant; None means the profile's") + (
         _REPLICATES,
         Parameter("variants", "str list", list(DEFAULT_VARIANTS), "chapters executed again under another cue "
-                  "or the SUN scene control, as chapter:condition (the chapters' own executions give the part column)", choices=VARIANT_CHOICES),
+                  "or the SUN scene control, as chapter:condition (the chapters' own executions give the part "
+                  "column)", choices=VARIANT_CHOICES),
     ),
     "rerun": _common(ALL_PROFILES, ("synthetic",), "unused here", "unused here", "unused here"),
 }

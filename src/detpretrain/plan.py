@@ -224,9 +224,7 @@ def _plan_classification(profile, p: dict, store) -> list[TrainConfig]:
 
 
 def _plan_feature_space(profile, p: dict, store) -> list[TrainConfig]:
-    from detpretrain.experiments.features import plan_features
-
-    from detpretrain.experiments.features import replicate_pairs
+    from detpretrain.experiments.features import plan_features, replicate_pairs
 
     count = _replicates(p) or _profile(profile).pretrain_replicates
     pairs = replicate_pairs(p["classification_backbone"], p["detection_backbone"], count)
@@ -235,14 +233,13 @@ def _plan_feature_space(profile, p: dict, store) -> list[TrainConfig]:
 
 def _plan_visualisations(profile, p: dict, store) -> list[TrainConfig]:
     from detpretrain.experiments.detection import plan_detection
-    from detpretrain.experiments.features import plan_features
-
-    from detpretrain.experiments.features import replicate_pairs
+    from detpretrain.experiments.features import plan_features, replicate_pairs
 
     backbones = ("imagenet-cls", "detection")
     seeds = _seeds(p) or _profile(profile).seeds
     corpus = _corpus(p)
-    pairs = replicate_pairs(*backbones, _replicates(p) or _profile(profile).pretrain_replicates)
+    count = _replicates(p) or _profile(profile).pretrain_replicates
+    pairs = replicate_pairs(*backbones, count if p.get("cue") != "distributed" else 1)  # no part, no Figure 4 claim
     keys = tuple(dict.fromkeys(k for pair in pairs for k in pair))
     return plan_features(profile, keys, corpus=corpus) + plan_detection(
         profile, dataset=p["dataset"], data_root=p["data_root"], pretrains=backbones, seeds=tuple(seeds[:1]),

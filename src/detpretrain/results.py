@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from detpretrain.io import atomic_write_text
 from detpretrain.errors import ConfigError
+from detpretrain.io import atomic_write_text
 from detpretrain.runs import RunStore
 
 BEGIN = "<!-- results-table:begin (written by `python -m detpretrain results-table --readme README.md`) -->"
@@ -182,9 +182,17 @@ def results_command(store: str | None = None, readme: str | None = None, profile
             raise ConfigError("results-table --planned needs --profile (the plan is a profile's)")
         from detpretrain.book import book_plan
 
-        plan = book_plan(profile, store=run_store, errors={})
-        hashes, scope = set(plan.runs), f"the runs of the book's plan at profile {profile}"
-    body = to_markdown(results_table(run_store, hashes), store or run_store.root, scope)
+        errors: dict[str, str] = {}
+        plan = book_plan(profile, store=run_store, errors=errors)
+        hashes, scope = set(plan.runs), f"the runs of the book's plan at profile {profile}, default parameters"
+        if errors:
+            scope += "; not planned, so not shown: " + "; ".join(f"{c} ({why})" for c, why in errors.items())
+    table = results_table(run_store, hashes)
+    if table.empty and planned:
+        body = (f"No finished run of the book's plan at profile {profile} in `{store or run_store.root}` "
+                f"({scope}): build the book first (`python -m detpretrain book --profile {profile}`).")
+    else:
+        body = to_markdown(table, store or run_store.root, scope)
     if profile is not None:
         body = primary_markdown(run_store, profile) + "\n\n" + body
     if readme is None:

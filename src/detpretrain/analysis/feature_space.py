@@ -811,8 +811,12 @@ def knn_agreement_verdict(features_a, features_b, labels, *, k: int = 10, n_boot
 
     from detpretrain.analysis.stats import paired_bootstrap, verdict
 
-    if isinstance(features_a, (list, tuple)) or isinstance(features_b, (list, tuple)):
-        pairs = list(zip(features_a, features_b, strict=True)) if len(features_a) == len(features_b) else None
+    listed = isinstance(features_a, (list, tuple)), isinstance(features_b, (list, tuple))
+    if any(listed):
+        if not all(listed):
+            raise ValueError("knn_agreement_verdict: pass both spaces as arrays, or both as lists (one per "
+                             "pre-training replicate)")
+        pairs = list(zip(features_a, features_b)) if len(features_a) == len(features_b) else None
         if not pairs:
             raise ValueError(f"knn_agreement_verdict: {len(features_a)} A and {len(features_b)} B feature sets; "
                              "expected one pair per pre-training replicate")

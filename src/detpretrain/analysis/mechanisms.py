@@ -15,7 +15,8 @@ network -- should favour the part over an equally salient decoy. Claims about lo
 Figure 3's size match, Table 5's pooling) should not depend on the cue. :data:`PREDICTIONS` writes this down per
 chapter and claim; each chapter prints :func:`prediction_markdown` before its results and
 :func:`claims_beside_predictions` after them, and :func:`save_claims` / :func:`claims_by_cue` collect the executions
-of the three cues into the note's "claims x cue" table.
+of the three cues, and of the SUN scene control (``shared-backgrounds``: SUN-role scenes named by their objects and
+layout, not by a background style), into the note's "claims x cue" table.
 """
 
 from __future__ import annotations
@@ -47,8 +48,9 @@ PREDICTIONS: dict[str, dict[str, tuple[str, dict[str, str]]]] = {
             "distributed": "smaller than under part: the cue covers the whole object, which detection features "
                            "also represent",
             "part+decoy": "+ , as under part: the decoy carries no category",
-            "shared-backgrounds": "+ on SUN-397, as under part: the paper's SUN-397 gap (57.3 vs 51.1) with the scene "
-                                  "named by which objects co-occur and where, not by a background style"}),
+            "shared-backgrounds": "+ on SUN-397, as under part: the paper's SUN-397 gap (IMAGENET-CLS 57.3 vs "
+                                  "OPENIMAGES 51.1) with the scene named by which objects co-occur and where, not by a "
+                                  "background style"}),
         "table8": ("Table 8: after fine-tuning IMAGENET-CLS still beats detection (top-1 points)", {
             "part": "+ , smaller than Table 6's gap (fine-tuning narrows it)",
             "distributed": "smaller than under part",
@@ -185,41 +187,69 @@ def claims_beside_predictions(claims: dict, chapter: str, cue: str, keys: dict[s
 _INTERVAL_COLUMNS = ("key", "df", "alpha", "expected", "kind")
 
 
-def condition_of(cue: str, corpus: dict | None = None) -> str | None:
+def condition_of(cue: str, corpus: dict | None = None, chapter: str | None = None) -> str | None:
     """The column of :data:`CUE_ORDER` an execution belongs to: ``cue`` on otherwise default corpora,
-    ``"shared-backgrounds"`` for cue ``part`` with ``sun_backgrounds="shared"`` (the SUN scene control), None for any
-    other combination (e.g. a cue *and* shared backgrounds), which the claims x cue table does not compare.
+    ``"shared-backgrounds"`` for cue ``part`` with ``sun_backgrounds="shared"`` (the SUN scene control) in a chapter
+    of :data:`detpretrain.parameters.SUN_CONTROL_CHAPTERS` (any chapter when ``chapter`` is None), None for any other
+    combination (e.g. a cue *and* shared backgrounds), which the claims x cue table does not compare.
 
     Args:
         cue: the execution's cue; corpus: its whole corpus variant (``{"cue": ..., "sun_backgrounds": ...}``).
     """
     from detpretrain.config import CORPUS_LATER_FIELDS
+    from detpretrain.parameters import SUN_CONTROL_CHAPTERS
 
     changed = {key for key, value in (corpus or {}).items() if key != "cue" and value != CORPUS_LATER_FIELDS.get(key)}
     if not changed:
         return cue
-    if changed == {"sun_backgrounds"} and corpus["sun_backgrounds"] == "shared" and cue == "part":
+    if (changed == {"sun_backgrounds"} and corpus["sun_backgrounds"] == "shared" and cue == "part"
+            and (chapter is None or chapter in SUN_CONTROL_CHAPTERS)):
         return "shared-backgrounds"
     return None
 
 
+#: chapter parameters that may differ from their defaults in an execution whose claims are saved: where it runs,
+#: with how many seeds and replicates (the mechanisms page passes the same to every variant), and the condition
+_SAVED_WITH_ANY = ("profile", "seeds", "device", "store", "data_cache", "replicates", "cue", "sun_backgrounds",
+                   "download", "coco_root", "variants")
+
+
+def _non_default_parameters(chapter: str, params: dict | None) -> list[str]:
+    """The parameters of ``params`` (a chapter execution's values) that are not :data:`_SAVED_WITH_ANY` and differ
+    from the chapter's declared default (they change which claims exist or what they are about)."""
+    from detpretrain.parameters import declared
+
+    if not params:
+        return []
+    try:
+        defaults = {name: p.default for name, p in declared(chapter).items()}
+    except Exception:  # a chapter without declarations: nothing to compare with
+        return []
+    return [k for k, v in params.items() if k in defaults and k not in _SAVED_WITH_ANY and v != defaults[k]]
+
+
 def save_claims(frame: pd.DataFrame, *, chapter: str, profile: str, cue: str,
-                root: str | os.PathLike | None = None, corpus: dict | None = None) -> Path | None:
+                root: str | os.PathLike | None = None, corpus: dict | None = None,
+                params: dict | None = None) -> Path | None:
     """Write a chapter's :func:`claims_beside_predictions` as ``<root>/<profile>/<chapter>/claims-<condition>.csv``
     (``root``: :func:`detpretrain.figures.figures_root`), atomically; :func:`claims_by_cue` reads them back.
 
     ``corpus``: the execution's whole corpus variant; its condition is :func:`condition_of` (``cue`` on otherwise
-    default corpora). An execution of no condition (e.g. a cue together with shared SUN backgrounds) is not saved
-    (returns None) and cannot overwrite a condition's file. A condition of :data:`CONDITION_SCOPE` keeps only the
-    claims it changes."""
+    default corpora). ``params``: the execution's parameter values. Nothing is saved (returns None), so that no
+    condition's file is overwritten by another question, when the execution is of no condition (e.g. a cue together
+    with shared SUN backgrounds) or when a parameter that changes which claims exist (a target, dataset, backbone,
+    real data ...; anything outside :data:`_SAVED_WITH_ANY`) differs from its default. A condition of
+    :data:`CONDITION_SCOPE` keeps only the synthetic claims it changes."""
     from detpretrain.figures import figures_root
     from detpretrain.io import atomic_path
 
-    condition = condition_of(cue, corpus)
-    if condition is None:
+    condition = condition_of(cue, corpus, chapter)
+    if condition is None or _non_default_parameters(chapter, params):
         return None
     if condition in CONDITION_SCOPE:
-        frame = frame[frame["claim"].astype(str).str.contains(CONDITION_SCOPE[condition], regex=False)]
+        names = frame["claim"].astype(str)
+        frame = frame[names.str.contains(CONDITION_SCOPE[condition], regex=False)
+                      & ~names.str.startswith("real images")]
     folder = Path(root if root is not None else figures_root()) / profile / chapter
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"claims-{condition.replace('+', '_')}.csv"
@@ -369,8 +399,11 @@ def cue_contrasts(profile: str, root: str | os.PathLike | None = None, *, refere
     of "smaller than under part" (and of the cue-independence of the localisation claims) that comparing two
     intervals by eye is not.
 
-    The two executions use different pre-training runs, corpora and test images, so the effects are independent;
-    :func:`~detpretrain.analysis.stats.difference_verdict` combines their intervals (Welch). The contrast has the
+    Two executions under different cues use different pre-training runs, corpora and test images, so the effects are
+    independent; :func:`~detpretrain.analysis.stats.difference_verdict` combines their intervals (Welch). The SUN
+    scene control (``shared-backgrounds``) shares its pre-training runs with ``part``: Welch then ignores their
+    positive correlation and the interval is wider than a paired one, so the test loses power, and for a "same"
+    prediction an unresolved difference is weaker evidence still. The contrast has the
     claim's direction (``expected``): *holds* means the effect is larger under ``reference`` in the paper's
     direction. Only claims whose prediction under the cue is ``"smaller"`` or ``"same"``
     (:func:`predicted_change`) are compared, only superiority claims, and only files saved with the intervals'
@@ -437,8 +470,8 @@ def contrast_reading(predicted: str, label: str, mde: float) -> str:
                 "reversed": "against the prediction: larger without the part"}.get(
             label, "not resolved: no difference detected" + power)
     if label in ("holds", "reversed"):
-        return "against the prediction: the effect depends on the cue"
-    return "consistent with cue-independence, not evidence for it: no difference detected" + power
+        return "against the prediction: the effect depends on the condition"
+    return "consistent with independence of the condition, not evidence for it: no difference detected" + power
 
 
 def contrasts_frame(contrasts: dict[str, Verdict], frame: pd.DataFrame) -> pd.DataFrame:

@@ -939,6 +939,9 @@ def replicated_part_enrichment(frames, *, classification: str = "imagenet-cls", 
     Returns:
         a :class:`~detpretrain.analysis.stats.Verdict`, or None when no frame has an image with a resolved part
         measured by both backbones (e.g. cue ``distributed``: no part).
+
+    Raises:
+        ValueError: some frames have such images and others none.
     """
     from detpretrain.analysis.stats import verdict
 
@@ -946,12 +949,16 @@ def replicated_part_enrichment(frames, *, classification: str = "imagenet-cls", 
     for frame in frames:
         f = frame[(frame["map"] == kind) & (frame["part_cells"] >= min_cells)]
         wide = f.pivot(index="image", columns="backbone", values="part_enrichment")
-        if classification in wide and detection in wide:
-            d = (wide[classification] - wide[detection]).dropna().to_numpy(dtype=float)
-            if d.size:
-                diffs.append(d)
-    if not diffs:
+        d = ((wide[classification] - wide[detection]).dropna().to_numpy(dtype=float)
+             if classification in wide and detection in wide else np.zeros(0))
+        diffs.append(d)
+    if not any(d.size for d in diffs):
         return None
+    empty = [r for r, d in enumerate(diffs) if not d.size]
+    if empty:
+        raise ValueError(f"replicated_part_enrichment: replicate pair {empty[0]} of {len(diffs)} has no image with a "
+                         f"resolved part measured by both backbones (the others have); the replicates would not be "
+                         "comparable")
     if len(diffs) == 1:
         return _conditional(pd.Series(diffs[0]))
     return verdict(np.concatenate(diffs), groups=np.repeat(np.arange(len(diffs)), [d.size for d in diffs]),

@@ -166,9 +166,11 @@ flowers         48 / 24 / 24 (4 / 2 / 2)          360 / 120 / 120 (30 / 10 / 10)
    (:data:`detpretrain.experiments.segmentation.SYNTHETIC_SEGMENTATION_TRAIN`), the size its schedule was chosen at.
 
 Generation time, single process pinned to one core (``taskset -c 0``) of the 2-core development machine: the whole
-``smoke`` profile (748 images) in about 3 s, the whole ``mini`` profile (8,050 images) in about 45 s (coco 12 s,
-imagenet_cls 9 s, imagenet_loc 6 s, caltech 6 s, voc 5.5 s, sun 3.3 s, flowers 3 s). ``generate(workers=N)``
-parallelises over images.
+``smoke`` profile (748 images) in about 3 s, the whole ``mini`` profile in about 45 s when its detection target had
+200 training images (8,050 images: coco 12 s, imagenet_cls 9 s, imagenet_loc 6 s, caltech 6 s, voc 5.5 s for 600
+images, sun 3.3 s, flowers 3 s); the 2,000-image target of 1600 training images (9,450 in all) adds about 13 s by
+that rate (not timed separately), and the segmentation target's 600 images (its first 200 train images) are a
+corpus of their own. ``generate(workers=N)`` parallelises over images.
 
 README figure: ``save_sample_grid(generate(CorpusSpec("coco", 128, 8, 0, 0, seed=0), cache), "coco",
 "docs/images/synthetic_samples.png")`` (these are the first 8 training images of the ``mini`` coco corpus).
