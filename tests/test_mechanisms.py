@@ -656,7 +656,7 @@ def test_predicted_change_and_readings():
     assert M.predicted_change("n/a : no part") is None and M.predicted_change("+ : ...") is None
     assert M.contrast_reading("smaller", "reversed", 1.0).startswith("against the prediction")
     assert "smallest detectable difference 2.5" in M.contrast_reading("smaller", "not resolved", 2.5)
-    assert M.contrast_reading("same", "holds", 1.0) == "against the prediction: the effect depends on the cue"
+    assert M.contrast_reading("same", "holds", 1.0) == "against the prediction: the effect depends on the condition"
 
 
 def test_a_damaged_claims_file_is_named(tmp_path):
