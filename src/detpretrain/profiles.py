@@ -152,6 +152,12 @@ PROFILES: dict[str, Profile] = {
         # Rule, stated before choosing: the cheapest configuration tried that meets the regime on val; ties go to
         # fewer images (more epochs: the eigenspectrum chapter's dynamics keep one checkpoint per epoch). Chosen:
         # 1600 train images (data.synthetic.profile_specs; trainval 1800 for the test runs), 6 epochs, step after 5.
+        # On test the chosen setting gave 59.6 mAP@0.5 for the IMAGENET-CLS arm (mean of its 3 pre-training runs:
+        # 58.9, 60.4, 59.6): the regime check fails by 0.4. The rule compared ONE replicate's val number with a
+        # threshold the chapters apply to the MEAN of three; that was seen only after the test result, so the setting
+        # was not re-chosen (that would be choosing on test). The next selection's rule, stated here before any of
+        # its runs: the cheapest setting whose val mAP@0.5, averaged over the profile's 3 pre-training replicates
+        # (`train ... --replicates 3`), meets the regime.
         # Reproduce one line (2026-12-03, a store holding the mini IMAGENET-CLS replicate 0):
         #   python -m detpretrain train --profile mini --pretrain imagenet-cls --replicates 1 --seed 0 --store S \
         #     --set data.corpus.n_train=1600 --set data.train_split=train --set data.eval_split=val \
