@@ -163,7 +163,8 @@ def claims_beside_predictions(claims: dict, chapter: str, cue: str, keys: dict[s
 
     Args:
         claims: ``{claim name: stats.Verdict}``.
-        keys: ``{claim name: key of PREDICTIONS[chapter]}`` (claims without a key get no prediction).
+        keys: ``{claim name: key of PREDICTIONS[chapter]}`` (claims without a key get no prediction; under a
+            condition of :data:`CONDITION_SCOPE`, a claim outside its scope is said to be unchanged by it).
 
     Returns:
         columns ``claim``, ``prediction`` (under ``cue``), ``estimate``, ``ci_low``, ``ci_high``, ``n``, ``unit``,
@@ -175,6 +176,8 @@ def claims_beside_predictions(claims: dict, chapter: str, cue: str, keys: dict[s
     for name, v in claims.items():
         key = keys.get(name)
         pred = PREDICTIONS[chapter][key][1][cue] if key in PREDICTIONS.get(chapter, {}) else ""
+        if pred and cue in CONDITION_SCOPE and (CONDITION_SCOPE[cue] not in name or name.startswith("real images")):
+            pred = "unchanged by this control (the same runs as under part)"
         rows.append({"claim": name, "prediction": pred, "estimate": v.estimate, "ci_low": v.ci_low,
                      "ci_high": v.ci_high, "n": v.n, "unit": v.unit, "label": v.label,
                      "conditional": not v.replicated, "key": key or "", "df": v.df, "alpha": v.alpha,
