@@ -362,3 +362,11 @@ def test_difference_verdict_without_an_interval_is_not_resolved_and_bad_kinds_ar
     kept = S.verdict([0.1, 0.2, 0.3], kind="noninferiority", margin=1.0)
     with pytest.raises(ValueError, match="noninferiority"):
         S.difference_verdict(kept, one)
+
+
+def test_nested_verdict_equals_verdict_with_group_labels():
+    per = [np.array([1.0, 2.0, 3.0]), np.array([0.5]), np.array([2.0, 2.5])]
+    flat = np.concatenate(per)
+    assert S.nested_verdict(per, unit="image") == S.verdict(flat, groups=[0, 0, 0, 1, 2, 2], unit="image")
+    with pytest.raises(ValueError):
+        S.nested_verdict([np.array([1.0, np.nan]), np.array([1.0])], unit="image")

@@ -801,15 +801,15 @@ def knn_agreement_verdict(features_a, features_b, labels, *, k: int = 10, n_boot
     (:func:`~detpretrain.analysis.stats.paired_bootstrap`): the neighbour graphs are those of all N images
     (resampling images would put an image beside its own copy), so it covers which images were drawn, given the
     graph, and is conditional on these networks. With R >= 2 pairs the unit is the pre-training run: a t interval
-    over the R per-replicate mean differences (:func:`~detpretrain.analysis.stats.verdict` with the images nested
-    in their replicate, df = R - 1).
+    over the R per-replicate mean differences (:func:`~detpretrain.analysis.stats.nested_verdict`: the images
+    nested in their replicate, df = R - 1).
 
     Raises:
         ValueError: lists of different lengths or empty.
     """
     import dataclasses
 
-    from detpretrain.analysis.stats import paired_bootstrap, verdict
+    from detpretrain.analysis.stats import nested_verdict, paired_bootstrap
 
     listed = isinstance(features_a, (list, tuple)), isinstance(features_b, (list, tuple))
     if any(listed):
@@ -823,8 +823,7 @@ def knn_agreement_verdict(features_a, features_b, labels, *, k: int = 10, n_boot
         if len(pairs) > 1:
             diffs = [100 * (knn_agreement_per_image(a, labels, k) - knn_agreement_per_image(b, labels, k))
                      for a, b in pairs]
-            return verdict(np.concatenate(diffs), groups=np.repeat(np.arange(len(pairs)), [d.size for d in diffs]),
-                           unit="image")
+            return nested_verdict(diffs, unit="image")
         features_a, features_b = pairs[0]
     v = paired_bootstrap(100 * knn_agreement_per_image(features_a, labels, k),
                          100 * knn_agreement_per_image(features_b, labels, k), n_boot=n_boot, seed=seed, unit="image")

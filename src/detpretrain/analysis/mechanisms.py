@@ -37,6 +37,13 @@ CUE_ORDER = ("part", "distributed", "part+decoy", "shared-backgrounds")
 #: regenerates the SUN-role target only, so its other claims are the ``part`` column's, recomputed from the same runs
 CONDITION_SCOPE = {"shared-backgrounds": "SUN-397"}
 
+
+def _in_scope(condition: str, claim: str) -> bool:
+    """Whether ``condition`` changes claim ``claim``: every claim, or for a condition of :data:`CONDITION_SCOPE` the
+    synthetic claims whose name holds its text (claims on real images never change with a synthetic corpus)."""
+    return condition not in CONDITION_SCOPE or (CONDITION_SCOPE[condition] in claim
+                                                and not claim.startswith("real images"))
+
 _NO_SUN = "n/a : no SUN-role data in this claim"
 
 #: ``{chapter: {claim key: (claim in words, {cue: prediction})}}``; "+" the paper's direction is predicted, "smaller"
@@ -176,7 +183,7 @@ def claims_beside_predictions(claims: dict, chapter: str, cue: str, keys: dict[s
     for name, v in claims.items():
         key = keys.get(name)
         pred = PREDICTIONS[chapter][key][1][cue] if key in PREDICTIONS.get(chapter, {}) else ""
-        if pred and cue in CONDITION_SCOPE and (CONDITION_SCOPE[cue] not in name or name.startswith("real images")):
+        if pred and not _in_scope(cue, name):
             pred = "unchanged by this control (the same runs as under part)"
         rows.append({"claim": name, "prediction": pred, "estimate": v.estimate, "ci_low": v.ci_low,
                      "ci_high": v.ci_high, "n": v.n, "unit": v.unit, "label": v.label,
@@ -220,13 +227,14 @@ _SAVED_WITH_ANY = ("profile", "seeds", "device", "store", "data_cache", "replica
 def _non_default_parameters(chapter: str, params: dict | None) -> list[str]:
     """The parameters of ``params`` (a chapter execution's values) that are not :data:`_SAVED_WITH_ANY` and differ
     from the chapter's declared default (they change which claims exist or what they are about)."""
+    from detpretrain.errors import ConfigError
     from detpretrain.parameters import declared
 
     if not params:
         return []
     try:
         defaults = {name: p.default for name, p in declared(chapter).items()}
-    except Exception:  # a chapter without declarations: nothing to compare with
+    except ConfigError:  # a chapter without declarations: nothing to compare with
         return []
     return [k for k, v in params.items() if k in defaults and k not in _SAVED_WITH_ANY and v != defaults[k]]
 
@@ -249,10 +257,7 @@ def save_claims(frame: pd.DataFrame, *, chapter: str, profile: str, cue: str,
     condition = condition_of(cue, corpus, chapter)
     if condition is None or _non_default_parameters(chapter, params):
         return None
-    if condition in CONDITION_SCOPE:
-        names = frame["claim"].astype(str)
-        frame = frame[names.str.contains(CONDITION_SCOPE[condition], regex=False)
-                      & ~names.str.startswith("real images")]
+    frame = frame[frame["claim"].astype(str).map(lambda claim: _in_scope(condition, claim)).astype(bool)]
     folder = Path(root if root is not None else figures_root()) / profile / chapter
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"claims-{condition.replace('+', '_')}.csv"

@@ -764,6 +764,20 @@ def difference_verdict(a: Verdict, b: Verdict, *, expected: int = +1, alpha: flo
                    method, q["replicated"])
 
 
+def nested_verdict(per_replicate, *, unit: str, **question) -> Verdict:
+    """:func:`verdict` of a nested design given as one array of differences per pre-training replicate (pair r:
+    treatment run r against control run r; e.g. [N_r] per-image differences of replicate r): the interval is over
+    the replicate means (df = R - 1), the ``unit`` s nested in them. ``question``: ``expected``, ``alpha``,
+    ``margin``, ``kind`` as for :func:`verdict`.
+
+    Raises:
+        ValueError: as :func:`verdict` (e.g. NaN differences).
+    """
+    arrays = [_as_vector(d, "differences") for d in per_replicate]
+    groups = np.repeat(np.arange(len(arrays)), [a.size for a in arrays])
+    return verdict(np.concatenate(arrays) if arrays else np.zeros(0), groups=groups, unit=unit, **question)
+
+
 def conditional_verdict(differences, *, unit: str, **question) -> Verdict:
     """:func:`verdict` over ``unit`` s (fine-tuning seeds, test images, k-means seeds) of ONE pre-training run per
     arm: the analysis conditional on these particular pre-trained networks (``replicated=False``), also when no

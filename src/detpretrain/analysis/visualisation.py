@@ -930,7 +930,7 @@ def replicated_part_enrichment(frames, *, classification: str = "imagenet-cls", 
     """Figure 4's primary claim over pre-training replicates: the per-image part enrichment of ``classification``
     minus that of ``detection`` (images whose part spans at least ``min_cells`` cells), one frame per replicate
     pair (frame r: both backbones' replicate r). With R >= 2 frames the unit is the pre-training run (a t interval
-    over the R per-replicate means, images nested in their replicate; :func:`~detpretrain.analysis.stats.verdict`);
+    over the R per-replicate means, images nested in their replicate; :func:`~detpretrain.analysis.stats.nested_verdict`);
     with one, the conditional verdict over images of :func:`enrichment_claims`.
 
     Args:
@@ -943,7 +943,7 @@ def replicated_part_enrichment(frames, *, classification: str = "imagenet-cls", 
     Raises:
         ValueError: some frames have such images and others none.
     """
-    from detpretrain.analysis.stats import verdict
+    from detpretrain.analysis.stats import nested_verdict
 
     diffs = []
     for frame in frames:
@@ -961,8 +961,7 @@ def replicated_part_enrichment(frames, *, classification: str = "imagenet-cls", 
                          "comparable")
     if len(diffs) == 1:
         return _conditional(pd.Series(diffs[0]))
-    return verdict(np.concatenate(diffs), groups=np.repeat(np.arange(len(diffs)), [d.size for d in diffs]),
-                   unit="test image")
+    return nested_verdict(diffs, unit="test image")
 
 
 def mask_coverage(mask, ys, xs, window: int) -> np.ndarray:
