@@ -199,7 +199,8 @@ _INTERVAL_COLUMNS = ("key", "df", "alpha", "expected", "kind")
 
 def condition_of(cue: str, corpus: dict | None = None, chapter: str | None = None) -> str | None:
     """The column of :data:`CUE_ORDER` an execution belongs to: ``cue`` on otherwise default corpora,
-    ``"shared-backgrounds"`` for cue ``part`` with ``sun_backgrounds="shared"`` (the SUN scene control) in a chapter
+    ``"shared-backgrounds"`` for cue ``part`` with ``sun_backgrounds="shared"`` (the SUN scene control of the
+    SUN-397 columns of Li et al.'s Tables 6 and 8) in a chapter
     of :data:`detpretrain.parameters.SUN_CONTROL_CHAPTERS` (any chapter when ``chapter`` is None), None for any other
     combination (e.g. a cue *and* shared backgrounds), which the claims x cue table does not compare.
 

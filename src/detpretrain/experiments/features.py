@@ -224,7 +224,8 @@ def plan_features(profile, pretrains, removed=None, corpus: dict | None = None) 
 def replicate_pairs(a: str, b: str, replicates: int = 1) -> list[tuple[str, str]]:
     """The backbone pairs of a two-space comparison over pre-training replicates: ``(a@rK, b@rK)`` for K < ``replicates``
     (:func:`~detpretrain.experiments.common.replicate_key`; replicate 0 is the plain name). ``scratch`` has no
-    pre-training replicates and stays ``scratch`` in every pair (its random backbone is a seed)."""
+    pre-training replicates and stays ``scratch`` in every pair (its random backbone is a seed). Used by the primary
+    claims of Figure 7 (feature space) and Figure 4 (activation maps), Li et al. 2019, Appendix 6."""
     from detpretrain.experiments.common import replicate_key
 
     def key(name: str, r: int) -> str:
