@@ -243,8 +243,9 @@ SYNTHETIC_ONLY = {
     "mechanisms": "the category cue it moves is a property of the synthetic corpora (real photographs have their own "
                   "cues, which no parameter changes): the page runs at profiles smoke and mini only",
     "ablations": "Tables 2 and 7 pre-train on IMAGENET-LOC (3,130 classes; not distributed) from an IMAGENET-CLS run "
-                 "of ours, and Table 3 needs per-object occlusion levels that VOC and COCO do not annotate: the "
-                 "chapter runs on the synthetic corpora only (profiles smoke, mini)",
+                 "of ours, and Table 3 needs per-object occlusion levels that VOC and COCO do not annotate (on VOC2007 "
+                 "test, Hoiem et al.'s released levels can be given as occlusion_annotations at mini): the "
+                 "chapter runs at profiles smoke and mini only",
 }
 #: chapters that read a real target from ``data_root`` when ``dataset`` is coco or voc.
 NEEDS_DATA_ROOT = frozenset({"intro", "detection", "segmentation", "eigenspectrum", "frozen_backbone", "ablations",
@@ -398,6 +399,9 @@ CHAPTER_PARAMETERS: dict[str, tuple[Parameter, ...]] = {
                   choices=CLASSIFICATION_ROLES),
         Parameter("occlusion_iou", "float", 0.5, "IoU for a detection to find an object (Table 3)", minimum=0.0,
                   maximum=1.0),
+        Parameter("occlusion_annotations", "path", None, "dataset voc on VOC2007 test: folder of Hoiem et al.'s "
+                  "gt_ved_<class>.txt occlusion levels (Table 3); None: the target's own annotations",
+                  nullable=True),
     ),
     "visualisations": _common(ALL_PROFILES, _TARGETS, "detection target of Figure 8: synthetic (VOC-like) | coco "
                               "| voc", "root of a real detection target",
@@ -512,7 +516,8 @@ def check_parameters(chapter: str, values: Mapping[str, Any], parameters=None) -
         ParameterError: an unknown name (closest valid name and the list), a value of the wrong type or range
             (names the parameter, what it expects and what it got; a profile a synthetic-only chapter refuses says
             why: :data:`SYNTHETIC_ONLY`), a real ``dataset`` without ``data_root``, or the synthetic detection target
-            at a profile with published weights (:data:`PUBLISHED_PROFILES`, :data:`REAL_TARGET_CHAPTERS`). Values
+            at a profile with published weights (:data:`PUBLISHED_PROFILES`, :data:`REAL_TARGET_CHAPTERS`), or
+            ``occlusion_annotations`` with a dataset other than voc. Values
             not given are taken at their declared defaults for these combined checks.
         ConfigError: no declarations for ``chapter`` and ``parameters`` not given.
     """
@@ -540,6 +545,11 @@ def check_parameters(chapter: str, values: Mapping[str, Any], parameters=None) -
                                                  "parameter 'dataset' expects voc or coco (with data_root, e.g. -p "
                                                  "dataset voc -p data_root ~/data/VOCdevkit); got 'synthetic' (the "
                                                  "synthetic target belongs to profiles smoke and mini)")
+    if value("occlusion_annotations") is not None and dataset != "voc":
+        raise ParameterError(chapter, "occlusion_annotations", f"{chapter}: parameter 'occlusion_annotations' "
+                                                               "(Hoiem et al.'s levels of VOC2007 test objects) needs "
+                                                               f"dataset 'voc' with a VOC2007 data_root; got dataset "
+                                                               f"{dataset!r}")
     return out
 
 

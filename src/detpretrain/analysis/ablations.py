@@ -17,6 +17,7 @@ import pandas as pd
 
 from detpretrain.analysis.claims import PRIMARY_CLAIMS, map_at, paired_units, unit_frame, unit_verdict
 from detpretrain.analysis.stats import Verdict
+from detpretrain.errors import DataError
 from detpretrain.paper import TABLE2, TABLE3, TABLE7, quoted_row
 
 #: our pre-training names -> the paper's, for the IMAGENET-LOC ablations
@@ -245,6 +246,8 @@ def missed_objects(gt: dict, detections: list[dict], *, iou: float = 0.5, norm_f
     ``level`` (:func:`occlusion_level`), ``occluded_low`` / ``occluded_medium`` (Hoiem's Table 3 groups) and
     ``missed`` (:func:`hoiem_missed`).
 
+    The level is the annotation's ``occlusion_level`` where it has one (Hoiem et al.'s release on real VOC2007 test:
+    :func:`attach_occlusion_levels`), else the level of its ``visible_fraction`` (:func:`occlusion_level`).
     The groups follow Hoiem et al.'s tool: "occluded Low" = level >= low or truncated, "occluded Medium" = level >=
     moderate or truncated. A binary VOC ``occluded`` flag (VOC2010+, no level) is used only for objects without a
     visible fraction, and counts towards "occluded Low" only, since it does not say how much is hidden.
@@ -265,7 +268,7 @@ def missed_objects(gt: dict, detections: list[dict], *, iou: float = 0.5, norm_f
     for g, a in enumerate(gt["annotations"]):
         vf = a.get("visible_fraction")
         vf = math.nan if vf is None else float(vf)
-        level = occlusion_level(vf)
+        level = a.get("occlusion_level") or occlusion_level(vf)  # an annotator's level (Hoiem et al.) comes first
         trunc = bool(a.get("truncated", 0))
         occl = bool(a.get("occluded", 0))
         known = level != "unknown"
@@ -286,18 +289,25 @@ def occlusion_annotations(gt: dict) -> dict:
         gt: COCO-format ground truth (:func:`detpretrain.data.coco.to_coco_gt`).
 
     Returns:
-        ``{"objects", "difficult", "visible_fraction", "truncated", "occluded", "sentence"}``: ``objects`` and
-        ``difficult`` count the annotations; the other three count the *annotated* objects for that field
-        (``None`` if no annotation carries it) and, for the flags, ``"<field>_set"`` how many are 1.
+        ``{"objects", "difficult", "occlusion_level", "visible_fraction", "truncated", "occluded", "sentence"}``:
+        ``objects`` and ``difficult`` count the annotations; the other four count the *annotated* objects for that
+        field (``None`` if no annotation carries it) and, for the flags, ``"<field>_set"`` how many are 1.
     """
     anns = gt["annotations"]
     out: dict = {"objects": len(anns), "difficult": sum(bool(a.get("ignore", 0)) for a in anns)}
-    for key in ("visible_fraction", "truncated", "occluded"):
+    for key in ("occlusion_level", "visible_fraction", "truncated", "occluded"):
         have = [a[key] for a in anns if a.get(key) is not None]
         out[key] = len(have) if have else None
-        if key != "visible_fraction":
+        if key in ("truncated", "occluded"):
             out[f"{key}_set"] = sum(bool(v) for v in have) if have else None
-    if out["visible_fraction"]:
+    if out["occlusion_level"]:
+        names = {c["id"]: c["name"] for c in gt["categories"]}
+        classes = sorted({names[a["category_id"]] for a in anns if a.get("occlusion_level") is not None})
+        sentence = (f"{out['occlusion_level']} of {out['objects']} objects carry an annotator's occlusion level "
+                    f"(Hoiem et al. 2012, released for VOC2007 test: {', '.join(classes)}; difficult objects have "
+                    "none). Table 3 counts those objects only, as Hoiem et al.'s tool and the paper do; truncation is "
+                    "VOC's own flag.")
+    elif out["visible_fraction"]:
         sentence = (f"{out['visible_fraction']} of {out['objects']} objects have a recorded visible fraction: both "
                     "groups and every occlusion level are measured (the level boundaries are ours, not an "
                     "annotator's judgement).")
@@ -425,8 +435,38 @@ def ablation_claims(loc: dict, removed, *, transfer: dict | None = None,
     return claims
 
 
+def attach_occlusion_levels(gt: dict, dataset, directory) -> dict:
+    """``gt`` (:func:`detpretrain.data.coco.to_coco_gt` of ``dataset``) with Hoiem et al.'s occlusion level as
+    ``occlusion_level`` on every annotation that has one (:func:`detpretrain.data.hoiem.hoiem_occlusion_levels`; a
+    new dict, ``gt`` is not changed).
+
+    Raises:
+        DataError: the files are missing, malformed or not aligned with ``dataset`` (names the file); or ``dataset``
+            is not one VOC split (the release counts the objects of the VOC2007 test split in order).
+    """
+    from detpretrain.data.hoiem import hoiem_occlusion_levels
+    from detpretrain.data.voc import VOCDetection
+
+    if not isinstance(dataset, VOCDetection):
+        raise DataError(directory, "Hoiem et al.'s occlusion levels annotate one VOC split (VOC2007 test); the "
+                                   f"evaluation data here is a {type(dataset).__name__}: use dataset voc with a "
+                                   "VOC2007 root and its test split")
+    levels = hoiem_occlusion_levels(directory, dataset)
+    if len(levels) != len(gt["annotations"]):
+        raise DataError(directory, f"{len(levels)} objects read, but the ground truth has {len(gt['annotations'])}")
+    anns = [dict(a, occlusion_level=lv) if lv is not None else a for a, lv in zip(gt["annotations"], levels)]
+    return {**gt, "annotations": anns}
+
+
+def annotated_classes_only(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a :func:`missed_objects` frame whose class has an occlusion level on some object (Hoiem et al.'s
+    seven annotated classes, with their difficult objects, which stay flagged), as Hoiem et al.'s tool counts."""
+    annotated = set(frame.loc[frame["level"] != "unknown", "category"])
+    return frame[frame["category"].isin(annotated)].reset_index(drop=True)
+
+
 def occlusion_frames(result: dict, pretrains=("imagenet-cls", "detection"), device: str = "cpu",
-                     annotations: dict | None = None, data_cache=None,
+                     annotations: dict | None = None, data_cache=None, occlusion_annotations_dir=None,
                      **missed_kwargs) -> dict[str, list[pd.DataFrame]]:
     """:func:`missed_objects` of every fine-tuned detector of ``result`` on its evaluation split.
 
@@ -435,7 +475,9 @@ def occlusion_frames(result: dict, pretrains=("imagenet-cls", "detection"), devi
     (each frame with columns ``replicate`` and ``seed``).
     ``annotations``, if given, receives :func:`occlusion_annotations` of the evaluation split's ground truth (what
     Table 3 can show on this target). ``data_cache``: the corpus cache of a synthetic target (default
-    ``corpus_cache_dir()``).
+    ``corpus_cache_dir()``). ``occlusion_annotations_dir``: a folder of Hoiem et al.'s ``gt_ved_<class>.txt`` files
+    for a real VOC2007 test split (:func:`attach_occlusion_levels`); the frames then hold the objects of the classes
+    they annotate only, as Hoiem et al.'s tool counts them.
 
     Raises:
         ConfigError: a run is not complete. DataError: the evaluation data is missing or malformed.
@@ -454,11 +496,16 @@ def occlusion_frames(result: dict, pretrains=("imagenet-cls", "detection"), devi
         key = config.data.describe() + config.data.eval_split
         if key not in datasets:
             ds = build_detection_dataset(config.data, config.data.eval_split, train=False, cache=data_cache)
-            datasets[key] = (ds, to_coco_gt(ds))
+            gt = to_coco_gt(ds)
+            if occlusion_annotations_dir is not None:
+                gt = attach_occlusion_levels(gt, ds, occlusion_annotations_dir)
+            datasets[key] = (ds, gt)
             if annotations is not None:
                 annotations.update(occlusion_annotations(datasets[key][1]))
         ds, gt = datasets[key]
         frame = missed_objects(gt, predict_detections(model, ds, device), **missed_kwargs)
+        if occlusion_annotations_dir is not None:
+            frame = annotated_classes_only(frame)
         out.setdefault(r["pretrain"], []).append(frame.assign(replicate=int(r.get("replicate", 0)), seed=r["seed"]))
     return out
 
@@ -508,11 +555,15 @@ VISIBLE_CLEAN = 0.95
 MISSED_TERMS = ("det", "occluded", "truncated", "det:occluded", "det:truncated", "log_area")
 
 
-def visibility_group(visible_fraction: float, truncated: bool, occluded_flag: bool = False) -> str:
+def visibility_group(visible_fraction: float, truncated: bool, occluded_flag: bool = False,
+                     level: str | None = None) -> str:
     """``"truncated"``, ``"occluded"`` (not truncated, less than :data:`VISIBLE_CLEAN` visible), ``"clean"``, or,
-    without a visible fraction, the binary ``occluded_flag`` (VOC2010+) decides between occluded and clean."""
+    without a visible fraction, the binary ``occluded_flag`` (VOC2010+) decides between occluded and clean. An
+    annotator's ``level`` (Hoiem et al.: none / low / moderate / high) decides before the visible fraction."""
     if truncated:
         return "truncated"
+    if level in ("none", "low", "moderate", "high"):
+        return "clean" if level == "none" else "occluded"
     if visible_fraction is None or math.isnan(visible_fraction):
         return "occluded" if occluded_flag else "clean"
     return "occluded" if visible_fraction < VISIBLE_CLEAN else "clean"
@@ -533,8 +584,9 @@ def missed_design(frames: dict[str, list[pd.DataFrame]], better: str = "detectio
     for pre, flag in ((baseline, 0), (better, 1)):
         for f in frames.get(pre, []):
             g = f[~f["difficult"]]
-            group = [visibility_group(v, t, o) for v, t, o in zip(g["visible_fraction"], g["truncated"],
-                                                                  g["occluded"])]
+            levels = g["level"] if "level" in g else [None] * len(g)
+            group = [visibility_group(v, t, o, lv if lv != "unknown" else None)
+                     for v, t, o, lv in zip(g["visible_fraction"], g["truncated"], g["occluded"], levels)]
             parts.append(pd.DataFrame({"image": g["image"].to_numpy(), "seed": g.get("seed", 0),
                                        "class": g["category"].to_numpy(), "group": group,
                                        "missed": g["missed"].astype(int).to_numpy(), "det": flag,
