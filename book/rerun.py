@@ -201,7 +201,7 @@ display(Markdown(warm_start_markdown("runs-mini.tar.gz")))
 # | profile | measured | on |
 # |---|---|---|
 # | `smoke` | a few minutes for the whole book; the whole test suite, which builds the smoke book and re-executes every chapter under nbval, took 494 s | 2 CPU cores |
-# | `mini` | about 4 hours of training cold with 3 pre-training replicates per arm, the cue variants and the controls (~225 runs, ~30,700 worker-seconds on 2 workers, partly under load; `benchmarks/README.md`), plus about 12 minutes of chapter execution; 105-114 minutes before replication. The larger detection target chosen afterwards (1800 images x 6 epochs) costs about the same per run (262-265 s against 250-490 s). A warm rebuild (nothing changed) took 5 s | 2 CPU cores |
+# | `mini` | about 4 hours of training cold with 3 pre-training replicates per arm, the cue variants and the controls (~225 runs, ~30,700 worker-seconds on 2 workers, partly under load; `benchmarks/README.md`), plus 12-14 minutes of chapter execution (825 s after the rebuild of 2026-12-03); 105-114 minutes before replication. The larger detection target chosen afterwards (1800 images x 6 epochs) costs about the same per run (262-265 s against 250-490 s). A warm rebuild (nothing changed) took 5 s | 2 CPU cores |
 # | `torchvision` | never run: it needs the real datasets and a GPU; the prepared GPU check (`benchmarks/gpu_check.sh`) has not had a GPU yet | 1 GPU |
 # | `paper` | never run: it needs COCO 2017, VOC 07+12 and GPUs, so no time has been measured | — |
 #
