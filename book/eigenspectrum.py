@@ -63,6 +63,7 @@ import numpy as np
 from IPython.display import Markdown, display
 
 from detpretrain.analysis import claims as C
+from detpretrain.overview import save_primary
 from detpretrain.analysis import eigenspectrum as E
 from detpretrain.chapter import chapter_setup, table
 from detpretrain.experiments.eigenspectrum import configuration_table, run_eigenspectrum_study
@@ -109,6 +110,8 @@ print(source)
 display(Markdown(C.answer("eigenspectrum", next(iter(claims.values())), regime=regime,
                           note="Claim 2 is not tested here: the determined widths equal the original ones."
                           if result["narrow_is_scratch"] else "")))
+_ = save_primary("eigenspectrum", next(iter(claims.values())), profile=ch.profile.name, regime=regime,
+                 params=ch.params, source=source)  # for the intro's overview
 
 # %% [markdown]
 # ## Accuracy of the detectors compared

@@ -63,6 +63,7 @@ from IPython.display import Markdown, display
 
 from detpretrain.analysis import feature_space as S
 from detpretrain.analysis import claims as C
+from detpretrain.overview import save_primary
 from detpretrain.analysis import mechanisms as M
 from detpretrain.analysis import stats
 from detpretrain.chapter import chapter_setup, quiet, table
@@ -129,8 +130,9 @@ print(f"primary claim over {len(pairs)} pre-training replicate pair(s): " + ", "
 if replicates_stacked:
     print(ch.provenance(data=data.describe, runs={k: v["source"] for k, v in replicates_stacked.items()}))
 primary_name = f"Figure 7: kNN agreement, {cls_name} minus {det_name}"
-display(Markdown(C.answer("feature_space", agreement if primary_name == C.PRIMARY_CLAIMS["feature_space"].name
-                          else None)))
+primary_result = agreement if primary_name == C.PRIMARY_CLAIMS["feature_space"].name else None
+display(Markdown(C.answer("feature_space", primary_result)))
+_ = save_primary("feature_space", primary_result, profile=ch.profile.name, params=ch.params)  # for the intro
 
 
 # %% tags=["hide-input"]

@@ -59,6 +59,7 @@ from IPython.display import Markdown, display
 
 from detpretrain.book import execute_variants
 from detpretrain.analysis import claims as C
+from detpretrain.overview import save_primary
 from detpretrain.analysis import mechanisms as M
 from detpretrain.chapter import chapter_setup, table
 from detpretrain.parameters import parse_variants
@@ -129,6 +130,8 @@ table(M.contrasts_frame(contrasts, contrast_rows), precision=2, formats={"p": "{
 primary = C.declared_primary("mechanisms", contrasts)
 display(Markdown(C.answer("mechanisms", contrasts.get(primary) if primary else None,
                           note="" if primary else "The classification chapter was not executed under both cues.")))
+_ = save_primary("mechanisms", contrasts.get(primary) if primary else None, profile=ch.profile.name,
+                 params=ch.params)  # for the intro's overview
 
 # %% [markdown]
 # ## What this can and cannot show

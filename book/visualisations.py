@@ -60,6 +60,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from detpretrain.analysis import claims as C
+from detpretrain.overview import save_primary
 from detpretrain.analysis import mechanisms as M
 from detpretrain.analysis import stats
 from detpretrain.analysis import visualisation as V
@@ -138,8 +139,10 @@ if replicate_sources:
     print(ch.provenance(data=data.describe, runs=replicate_sources))
 
 # %% tags=["hide-input"]
-display(Markdown(C.answer("visualisations", fig4_claims.get(C.PRIMARY_CLAIMS["visualisations"].name),
+primary_result = fig4_claims.get(C.PRIMARY_CLAIMS["visualisations"].name)
+display(Markdown(C.answer("visualisations", primary_result,
                           note="" if cue != "distributed" else "Under cue distributed there is no part to measure.")))
+_ = save_primary("visualisations", primary_result, profile=ch.profile.name, params=ch.params)  # for the intro
 
 # %% [markdown]
 # ## Figure 4: where the activation mass falls

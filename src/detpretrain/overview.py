@@ -4,10 +4,17 @@
 Nothing is trained here: each chapter's chain of runs (at its default parameters and the given profile, dataset and
 replicates) is looked up in the store (:func:`stored_result`); a chapter whose runs are not all complete is listed
 as "not run in this store". The labels are the chapters' own (the same functions compute them), so the overview and
-the chapters cannot disagree.
+the chapters cannot disagree. The chapters whose primary claim is measured from features, maps or spectra (Figures
+4 and 7, the eigenspectrum, the mechanisms page) record it when they execute at their default parameters
+(:func:`save_primary`); the overview reads that record (:func:`load_primary`) and says when it was written.
 """
 
 from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from pathlib import Path
 
 import pandas as pd
 
@@ -97,12 +104,73 @@ READERS = {"detection": _detection, "ablations": _ablations, "segmentation": _se
            "classification": _classification, "frozen_backbone": _frozen_backbone}
 
 
+#: the parameters a chapter may change without changing what its recorded primary claim is about
+_RUNTIME_PARAMETERS = ("profile", "device", "store", "data_cache", "download", "coco_root")
+
+
+def primary_record_path(chapter: str, profile: str, root: str | os.PathLike | None = None) -> Path:
+    """``<root>/<profile>/<chapter>/primary.json`` (``root``: :func:`detpretrain.figures.figures_root`)."""
+    from detpretrain.figures import figures_root
+
+    return Path(root if root is not None else figures_root()) / profile / chapter / "primary.json"
+
+
+def save_primary(chapter: str, result, *, profile: str, regime=None, params: dict | None = None, source: str = "",
+                 root: str | os.PathLike | None = None) -> Path | None:
+    """Record a chapter's primary verdict for the introduction's overview (:func:`primary_overview`), atomically.
+
+    Args:
+        chapter: a key of :data:`~detpretrain.analysis.claims.PRIMARY_CLAIMS`.
+        result: the primary claim's :class:`~detpretrain.analysis.stats.Verdict` (None: nothing is recorded).
+        profile: the profile's name (the record's folder).
+        regime: the chapter's :class:`~detpretrain.analysis.claims.Regime` (an inadequate one replaces the label).
+        params: the execution's parameter values (``ch.params``). Nothing is recorded when one that is not a
+            runtime setting (device, store, ...) differs from its declared default: the overview shows the book's
+            default question.
+        source: the provenance line of the runs (shown beside the record).
+
+    Returns:
+        The record's path, or None when nothing was recorded.
+    """
+    from detpretrain.analysis.claims import claim_row
+    from detpretrain.errors import ConfigError
+    from detpretrain.io import atomic_path
+    from detpretrain.parameters import declared
+
+    if result is None:
+        return None
+    try:
+        defaults = {name: p.default for name, p in declared(chapter).items()}
+    except ConfigError:
+        defaults = {}
+    if any(k in defaults and k not in _RUNTIME_PARAMETERS and v != defaults[k] for k, v in (params or {}).items()):
+        return None
+    record = {"chapter": chapter, "row": claim_row(chapter, result, regime), "source": source,
+              "written": _dt.datetime.now().isoformat(timespec="seconds")}
+    target = primary_record_path(chapter, profile, root)
+    with atomic_path(target, suffix=".json") as tmp:
+        tmp.write_text(json.dumps(record, indent=1))
+    return target
+
+
+def load_primary(chapter: str, profile: str, root: str | os.PathLike | None = None) -> dict | None:
+    """The record :func:`save_primary` wrote for ``chapter`` at ``profile``, or None when there is none or it cannot
+    be read (a damaged record is treated as absent: the chapter re-writes it when it executes)."""
+    path = primary_record_path(chapter, profile, root)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("row"), dict) else None
+
+
 def primary_overview(profile, store: RunStore, *, dataset: str = "synthetic", data_root: str | None = None,
-                     replicates: int | None = None) -> pd.DataFrame:
+                     replicates: int | None = None, figures: str | os.PathLike | None = None) -> pd.DataFrame:
     """One row per chapter with a primary claim (:func:`~detpretrain.analysis.claims.claim_row`): the claim, the
     paper's number, ours with its interval and n, and the label (``regime inadequate`` where the chapter's detectors
-    fall short). The eigenspectrum chapter's claim needs its spectra (the widths it determines), measured only
-    there: its row points to the chapter.
+    fall short). The claims measured from features, maps or spectra are read from the chapters' records
+    (:func:`load_primary`, under ``figures``, default :func:`detpretrain.figures.figures_root`), with the time they
+    were written; a chapter not yet executed at its defaults points to itself.
 
     Args:
         profile: a :class:`~detpretrain.profiles.Profile`.
@@ -114,9 +182,15 @@ def primary_overview(profile, store: RunStore, *, dataset: str = "synthetic", da
     rows = []
     for chapter in PRIMARY_CLAIMS:
         reader = READERS.get(chapter)
-        if reader is None:
+        default_question = dataset == "synthetic" and replicates is None  # what the records are about
+        record = load_primary(chapter, profile.name, figures) if reader is None and default_question else None
+        if record is not None:
+            row = dict(record["row"])
+            row["here"] = f"{row['here']}; recorded by the chapter's execution of {record.get('written', '?')}"
+        elif reader is None:
             row = claim_row(chapter, None)
-            row.update(here="measured in its chapter (from the features, maps or spectra of its runs)",
+            row.update(here="measured in its chapter (from the features, maps or spectra of its runs); not yet "
+                            "executed at its default parameters here",
                        label="see the chapter")
         else:
             row = claim_row(chapter, *reader(profile, store, dataset, data_root, replicates))

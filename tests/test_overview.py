@@ -1,0 +1,51 @@
+"""The introduction's overview reads the primary claims the feature, map and spectrum chapters record."""
+
+import json
+
+import numpy as np
+
+from detpretrain.analysis import stats as S
+from detpretrain.analysis.claims import PRIMARY_CLAIMS, claim_row
+from detpretrain.overview import READERS, load_primary, primary_overview, primary_record_path, save_primary
+from detpretrain.profiles import get_profile
+from detpretrain.runs import RunStore
+
+
+def _verdict():
+    return S.verdict(np.array([6.1, 7.4, 6.9]))  # three pre-training replicate pairs
+
+
+def test_recorded_primary_reaches_the_overview(tmp_path):
+    v = _verdict()
+    path = save_primary("feature_space", v, profile="mini", params={"store": "/x", "device": "cpu"},
+                        root=tmp_path)
+    assert path == primary_record_path("feature_space", "mini", tmp_path) and path.is_file()
+    record = load_primary("feature_space", "mini", tmp_path)
+    assert record["row"] == claim_row("feature_space", v) and record["row"]["label"] == v.label == "holds"
+    frame = primary_overview(get_profile("mini"), RunStore(tmp_path / "store"), figures=tmp_path)
+    assert list(frame["chapter"]) == list(PRIMARY_CLAIMS)
+    row = frame.set_index("chapter").loc["feature_space"]
+    assert row["label"] == "holds" and row["here"].startswith(f"{v.estimate:+.1f} (95 % CI {v.ci_low:+.1f}")
+    assert "recorded by the chapter's execution of" in row["here"]
+    others = frame[~frame["chapter"].isin(["feature_space", *READERS])]
+    assert (others["label"] == "see the chapter").all()  # visualisations, eigenspectrum, mechanisms: no record
+    # a real-data overview does not show the synthetic record
+    real = primary_overview(get_profile("mini"), RunStore(tmp_path / "store"), figures=tmp_path, replicates=2)
+    assert real.set_index("chapter").loc["feature_space", "label"] == "see the chapter"
+
+
+def test_non_default_questions_and_missing_verdicts_are_not_recorded(tmp_path):
+    assert save_primary("feature_space", None, profile="mini", root=tmp_path) is None
+    assert save_primary("feature_space", _verdict(), profile="mini", params={"cue": "distributed"},
+                        root=tmp_path) is None
+    assert save_primary("visualisations", _verdict(), profile="mini", params={"target": "sun"}, root=tmp_path) is None
+    assert not any(tmp_path.rglob("primary.json"))
+
+
+def test_damaged_record_is_absent(tmp_path):
+    path = primary_record_path("eigenspectrum", "mini", tmp_path)
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+    assert load_primary("eigenspectrum", "mini", tmp_path) is None
+    path.write_text(json.dumps({"row": "x"}))
+    assert load_primary("eigenspectrum", "mini", tmp_path) is None
