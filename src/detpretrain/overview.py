@@ -182,7 +182,8 @@ def primary_overview(profile, store: RunStore, *, dataset: str = "synthetic", da
     rows = []
     for chapter in PRIMARY_CLAIMS:
         reader = READERS.get(chapter)
-        default_question = dataset == "synthetic" and replicates is None  # what the records are about
+        # what the records are about: the synthetic target at the profile's replicates
+        default_question = dataset == "synthetic" and replicates in (None, profile.pretrain_replicates)
         record = load_primary(chapter, profile.name, figures) if reader is None and default_question else None
         if record is not None:
             row = dict(record["row"])
