@@ -180,12 +180,14 @@ if len(pct):
     fig, ax = plt.subplots(figsize=(7, 3.8))
     sns.barplot(data=pct, x="level", y="% missed", hue="pre-training", order=[n for n, _, _ in B.OCCLUSION_LEVELS],
                 errorbar="sd", alpha=0.8, ax=ax)
-    ax.set_xlabel("occlusion level (visible fraction: none >= 0.95, low >= 0.75, moderate >= 0.5, high < 0.5)")
+    ax.set_xlabel("occlusion level (Hoiem et al.'s annotators)" if annotations.get("occlusion_level") else
+                  "occlusion level (visible fraction: none >= 0.95, low >= 0.75, moderate >= 0.5, high < 0.5)")
     ax.set_title(ch.provenance(det), fontsize=6, loc="left")
     fig.tight_layout()
     plt.show()
 else:
-    display(Markdown("No object of this target has a recorded visible fraction: the per-level plot is omitted."))
+    display(Markdown("No object of this target has an occlusion level (a visible fraction or an annotator's): the "
+                     "per-level plot is omitted."))
 
 # %% tags=["hide-input"]
 display(Markdown(f"The paper's gains ({B.occlusion_paper()}); ours are in the claims table below, with a control "

@@ -110,7 +110,8 @@ print(source)
 display(Markdown(C.answer("eigenspectrum", next(iter(claims.values())), regime=regime,
                           note="Claim 2 is not tested here: the determined widths equal the original ones."
                           if result["narrow_is_scratch"] else "")))
-_ = save_primary("eigenspectrum", next(iter(claims.values())), profile=ch.profile.name, regime=regime,
+_ = save_primary("eigenspectrum", next(iter(claims.values())), profile=ch.profile.name, store=ch.store,
+                 regime=regime,
                  params=ch.params, source=source)  # for the intro's overview
 
 # %% [markdown]

@@ -132,7 +132,8 @@ if replicates_stacked:
 primary_name = f"Figure 7: kNN agreement, {cls_name} minus {det_name}"
 primary_result = agreement if primary_name == C.PRIMARY_CLAIMS["feature_space"].name else None
 display(Markdown(C.answer("feature_space", primary_result)))
-_ = save_primary("feature_space", primary_result, profile=ch.profile.name, params=ch.params)  # for the intro
+_ = save_primary("feature_space", primary_result, profile=ch.profile.name, store=ch.store,
+                 params=ch.params)  # for the intro's overview
 
 
 # %% tags=["hide-input"]

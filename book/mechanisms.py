@@ -131,6 +131,7 @@ primary = C.declared_primary("mechanisms", contrasts)
 display(Markdown(C.answer("mechanisms", contrasts.get(primary) if primary else None,
                           note="" if primary else "The classification chapter was not executed under both cues.")))
 _ = save_primary("mechanisms", contrasts.get(primary) if primary else None, profile=ch.profile.name,
+                 store=ch.store,
                  params=ch.params)  # for the intro's overview
 
 # %% [markdown]

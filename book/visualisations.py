@@ -142,7 +142,8 @@ if replicate_sources:
 primary_result = fig4_claims.get(C.PRIMARY_CLAIMS["visualisations"].name)
 display(Markdown(C.answer("visualisations", primary_result,
                           note="" if cue != "distributed" else "Under cue distributed there is no part to measure.")))
-_ = save_primary("visualisations", primary_result, profile=ch.profile.name, params=ch.params)  # for the intro
+_ = save_primary("visualisations", primary_result, profile=ch.profile.name, store=ch.store,
+                 params=ch.params)  # for the intro's overview
 
 # %% [markdown]
 # ## Figure 4: where the activation mass falls

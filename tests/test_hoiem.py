@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from detpretrain.analysis import ablations as B
-from detpretrain.data.hoiem import HOIEM_CLASSES, HOIEM_LEVELS, hoiem_occlusion_levels, read_hoiem_table
+from detpretrain.data.hoiem import HOIEM_CLASSES, HOIEM_LEVELS, hoiem_file, hoiem_occlusion_levels, read_hoiem_table
 from detpretrain.errors import DataError, ParameterError
 from detpretrain.parameters import check_parameters
 
@@ -98,12 +98,44 @@ def test_difficult_objects_have_no_row(voc_copy, tmp_path):
     (dict(drop_rows=1), "1 rows, but the split has more non-difficult 'cat' objects"),
     (dict(extra_rows=1), "3 rows, but the split has 2 non-difficult 'cat' objects"),
     (dict(area_of=lambda j, a: a + 500 if j == 1 else a), "not aligned with this split"),
+    (dict(area_of=lambda j, a: a - 1), "counts box corners differently"),
 ])
 def test_misaligned_files_name_the_file(vocdevkit, tmp_path, change, message):
     _write(tmp_path / "h", _objects(vocdevkit / "VOC2007"), "cat", lambda j: 0, **change)
     with pytest.raises(DataError, match=message) as err:
         hoiem_occlusion_levels(tmp_path / "h", _dataset(vocdevkit))
     assert err.value.path.endswith("gt_ved_cat.txt")
+
+
+def test_exclusive_corner_areas_are_refused(vocdevkit, tmp_path):
+    """A file whose areas count corners exclusively is off by W + H - 1 px only: still an error (the check is exact
+    for boxes inside the image, as the tool's own check is)."""
+    objects = _objects(vocdevkit / "VOC2007")
+    boxes = {}
+    for name in {o[0] for o in objects}:
+        import xml.etree.ElementTree as ET2
+
+        for k, obj in enumerate(ET2.parse(vocdevkit / "VOC2007" / "Annotations" / f"{name}.xml").findall("object")):
+            bb = obj.find("bndbox")
+            boxes[(name, k)] = [float(bb.findtext(t)) for t in ("xmin", "ymin", "xmax", "ymax")]
+    cats = [o for o in objects if o[2] == "cat" and not o[3]]
+
+    def exclusive(j, area):
+        x1, y1, x2, y2 = boxes[(cats[j][0], cats[j][1])]
+        return (x2 - x1) * (y2 - y1)
+
+    _write(tmp_path / "h", objects, "cat", lambda j: 0, area_of=exclusive)
+    with pytest.raises(DataError, match="counts box corners differently"):
+        hoiem_occlusion_levels(tmp_path / "h", _dataset(vocdevkit))
+
+
+def test_error_names_the_rows_line_past_blank_lines(vocdevkit, tmp_path):
+    _write(tmp_path / "h", _objects(vocdevkit / "VOC2007"), "cat", lambda j: 0, area_of=lambda j, a: a + 500)
+    path = tmp_path / "h" / "gt_ved_cat.txt"
+    head, *rows = path.read_text().split("\n")
+    path.write_text("\n".join([head, "", ""] + rows))  # the first row is now on line 4
+    with pytest.raises(DataError, match=r"row 1 \(line 4\)"):
+        hoiem_occlusion_levels(tmp_path / "h", _dataset(vocdevkit))
 
 
 def test_malformed_files_are_data_errors(tmp_path):
@@ -153,4 +185,5 @@ def test_parameter_needs_dataset_voc():
         check_parameters("ablations", {"occlusion_annotations": "~/hoiem"})
     out = check_parameters("ablations", {"occlusion_annotations": "~/hoiem", "dataset": "voc",
                                          "data_root": "~/VOCdevkit"})
-    assert out["occlusion_annotations"]
+    assert out["occlusion_annotations"] == "~/hoiem"  # expanded where it is read:
+    assert "~" not in str(hoiem_file(out["occlusion_annotations"], "cat"))

@@ -17,12 +17,13 @@ def _verdict():
 
 def test_recorded_primary_reaches_the_overview(tmp_path):
     v = _verdict()
-    path = save_primary("feature_space", v, profile="mini", params={"store": "/x", "device": "cpu"},
+    store = RunStore(tmp_path / "store")
+    path = save_primary("feature_space", v, profile="mini", store=store, params={"store": "/x", "device": "cpu"},
                         root=tmp_path)
     assert path == primary_record_path("feature_space", "mini", tmp_path) and path.is_file()
     record = load_primary("feature_space", "mini", tmp_path)
     assert record["row"] == claim_row("feature_space", v) and record["row"]["label"] == v.label == "holds"
-    frame = primary_overview(get_profile("mini"), RunStore(tmp_path / "store"), figures=tmp_path)
+    frame = primary_overview(get_profile("mini"), store, figures=tmp_path)
     assert list(frame["chapter"]) == list(PRIMARY_CLAIMS)
     row = frame.set_index("chapter").loc["feature_space"]
     assert row["label"] == "holds" and row["here"].startswith(f"{v.estimate:+.1f} (95 % CI {v.ci_low:+.1f}")
@@ -32,9 +33,14 @@ def test_recorded_primary_reaches_the_overview(tmp_path):
     # the profile's replicate count given explicitly (as the intro passes it) is the same question ...
     same = primary_overview(get_profile("mini"), RunStore(tmp_path / "store"), figures=tmp_path, replicates=3)
     assert same.set_index("chapter").loc["feature_space", "label"] == "holds"
-    # ... other replicates are not: the record is not shown for them
+    # ... other replicates, or another store, are not: the record is not shown for them
     other = primary_overview(get_profile("mini"), RunStore(tmp_path / "store"), figures=tmp_path, replicates=2)
     assert other.set_index("chapter").loc["feature_space", "label"] == "see the chapter"
+    elsewhere = primary_overview(get_profile("mini"), RunStore(tmp_path / "other"), figures=tmp_path)
+    assert elsewhere.set_index("chapter").loc["feature_space", "label"] == "see the chapter"
+    # a default execution that no longer gives a verdict removes the record
+    assert save_primary("feature_space", None, profile="mini", store=store, root=tmp_path) is None
+    assert load_primary("feature_space", "mini", tmp_path) is None
 
 
 def test_non_default_questions_and_missing_verdicts_are_not_recorded(tmp_path):

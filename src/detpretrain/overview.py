@@ -115,42 +115,51 @@ def primary_record_path(chapter: str, profile: str, root: str | os.PathLike | No
     return Path(root if root is not None else figures_root()) / profile / chapter / "primary.json"
 
 
-def save_primary(chapter: str, result, *, profile: str, regime=None, params: dict | None = None, source: str = "",
-                 root: str | os.PathLike | None = None) -> Path | None:
+def save_primary(chapter: str, result, *, profile: str, store=None, regime=None, params: dict | None = None,
+                 source: str = "", root: str | os.PathLike | None = None) -> Path | None:
     """Record a chapter's primary verdict for the introduction's overview (:func:`primary_overview`), atomically.
 
     Args:
         chapter: a key of :data:`~detpretrain.analysis.claims.PRIMARY_CLAIMS`.
         result: the primary claim's :class:`~detpretrain.analysis.stats.Verdict` (None: nothing is recorded).
         profile: the profile's name (the record's folder).
+        store: the :class:`~detpretrain.runs.RunStore` the verdict's runs are in (its folder is recorded; the
+            overview shows the record for that store only).
         regime: the chapter's :class:`~detpretrain.analysis.claims.Regime` (an inadequate one replaces the label).
         params: the execution's parameter values (``ch.params``). Nothing is recorded when one that is not a
             runtime setting (device, store, ...) differs from its declared default: the overview shows the book's
             default question.
-        source: the provenance line of the runs (shown beside the record).
+        source: the provenance line of the runs (kept in the record for a reader of the file).
 
     Returns:
-        The record's path, or None when nothing was recorded.
+        The record's path, or None when nothing was recorded. A default execution without a verdict removes an
+        earlier record, so that the overview never shows a verdict the chapter no longer gives.
     """
     from detpretrain.analysis.claims import claim_row
     from detpretrain.errors import ConfigError
     from detpretrain.io import atomic_path
     from detpretrain.parameters import declared
 
-    if result is None:
-        return None
     try:
         defaults = {name: p.default for name, p in declared(chapter).items()}
     except ConfigError:
         defaults = {}
     if any(k in defaults and k not in _RUNTIME_PARAMETERS and v != defaults[k] for k, v in (params or {}).items()):
         return None
-    record = {"chapter": chapter, "row": claim_row(chapter, result, regime), "source": source,
-              "written": _dt.datetime.now().isoformat(timespec="seconds")}
     target = primary_record_path(chapter, profile, root)
+    if result is None:
+        target.unlink(missing_ok=True)
+        return None
+    record = {"chapter": chapter, "row": claim_row(chapter, result, regime), "source": source,
+              "store": _store_key(store), "written": _dt.datetime.now().isoformat(timespec="seconds")}
     with atomic_path(target, suffix=".json") as tmp:
         tmp.write_text(json.dumps(record, indent=1))
     return target
+
+
+def _store_key(store) -> str | None:
+    """The resolved folder of a run store (None for None)."""
+    return None if store is None else str(Path(store.root).expanduser().resolve())
 
 
 def load_primary(chapter: str, profile: str, root: str | os.PathLike | None = None) -> dict | None:
@@ -170,7 +179,7 @@ def primary_overview(profile, store: RunStore, *, dataset: str = "synthetic", da
     paper's number, ours with its interval and n, and the label (``regime inadequate`` where the chapter's detectors
     fall short). The claims measured from features, maps or spectra are read from the chapters' records
     (:func:`load_primary`, under ``figures``, default :func:`detpretrain.figures.figures_root`), with the time they
-    were written; a chapter not yet executed at its defaults points to itself.
+    were written, when they were recorded from ``store``; otherwise the row points to the chapter.
 
     Args:
         profile: a :class:`~detpretrain.profiles.Profile`.
@@ -185,13 +194,15 @@ def primary_overview(profile, store: RunStore, *, dataset: str = "synthetic", da
         # what the records are about: the synthetic target at the profile's replicates
         default_question = dataset == "synthetic" and replicates in (None, profile.pretrain_replicates)
         record = load_primary(chapter, profile.name, figures) if reader is None and default_question else None
+        if record is not None and record.get("store") != _store_key(store):
+            record = None  # recorded from another store's runs
         if record is not None:
             row = dict(record["row"])
             row["here"] = f"{row['here']}; recorded by the chapter's execution of {record.get('written', '?')}"
         elif reader is None:
             row = claim_row(chapter, None)
-            row.update(here="measured in its chapter (from the features, maps or spectra of its runs); not yet "
-                            "executed at its default parameters here",
+            row.update(here="measured in its chapter (from the features, maps or spectra of its runs); no record "
+                            "of its default execution on this store",
                        label="see the chapter")
         else:
             row = claim_row(chapter, *reader(profile, store, dataset, data_root, replicates))
