@@ -63,11 +63,11 @@ import numpy as np
 from IPython.display import Markdown, display
 
 from detpretrain.analysis import claims as C
-from detpretrain.overview import save_primary
 from detpretrain.analysis import eigenspectrum as E
 from detpretrain.chapter import chapter_setup, table
 from detpretrain.experiments.eigenspectrum import configuration_table, run_eigenspectrum_study
 from detpretrain.figures import show as show_figure
+from detpretrain.overview import save_primary
 
 ch = chapter_setup("eigenspectrum", profile=profile, store=store, data_cache=data_cache, device=device,
                    dataset=dataset, data_root=data_root, seeds=seeds, replicates=replicates,
@@ -111,8 +111,7 @@ display(Markdown(C.answer("eigenspectrum", next(iter(claims.values())), regime=r
                           note="Claim 2 is not tested here: the determined widths equal the original ones."
                           if result["narrow_is_scratch"] else "")))
 _ = save_primary("eigenspectrum", next(iter(claims.values())), profile=ch.profile.name, store=ch.store,
-                 regime=regime,
-                 params=ch.params, source=source)  # for the intro's overview
+                 regime=regime, params=ch.params, source=source)  # for the intro's overview
 
 # %% [markdown]
 # ## Accuracy of the detectors compared

@@ -63,11 +63,11 @@ from IPython.display import Markdown, display
 
 from detpretrain.analysis import feature_space as S
 from detpretrain.analysis import claims as C
-from detpretrain.overview import save_primary
 from detpretrain.analysis import mechanisms as M
 from detpretrain.analysis import stats
 from detpretrain.chapter import chapter_setup, quiet, table
 from detpretrain.experiments import features as F
+from detpretrain.overview import save_primary
 from detpretrain.paper import ROLE_NAMES
 
 ch = chapter_setup("feature_space", profile=profile, store=store, data_cache=data_cache, device=device,

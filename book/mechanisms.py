@@ -59,9 +59,9 @@ from IPython.display import Markdown, display
 
 from detpretrain.book import execute_variants
 from detpretrain.analysis import claims as C
-from detpretrain.overview import save_primary
 from detpretrain.analysis import mechanisms as M
 from detpretrain.chapter import chapter_setup, table
+from detpretrain.overview import save_primary
 from detpretrain.parameters import parse_variants
 
 ch = chapter_setup("mechanisms", profile=profile, store=store, data_cache=data_cache, device=device, dataset=dataset,
@@ -131,8 +131,7 @@ primary = C.declared_primary("mechanisms", contrasts)
 display(Markdown(C.answer("mechanisms", contrasts.get(primary) if primary else None,
                           note="" if primary else "The classification chapter was not executed under both cues.")))
 _ = save_primary("mechanisms", contrasts.get(primary) if primary else None, profile=ch.profile.name,
-                 store=ch.store,
-                 params=ch.params)  # for the intro's overview
+                 store=ch.store, params=ch.params)  # for the intro's overview
 
 # %% [markdown]
 # ## What this can and cannot show

@@ -60,7 +60,6 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from detpretrain.analysis import claims as C
-from detpretrain.overview import save_primary
 from detpretrain.analysis import mechanisms as M
 from detpretrain.analysis import stats
 from detpretrain.analysis import visualisation as V
@@ -68,6 +67,7 @@ from detpretrain.chapter import chapter_setup, quiet, table
 from detpretrain.experiments import features as F
 from detpretrain.experiments.detection import run_detection_experiment
 from detpretrain.figures import show as show_figure
+from detpretrain.overview import save_primary
 from detpretrain.paper import ROLE_NAMES
 
 ch = chapter_setup("visualisations", profile=profile, store=store, data_cache=data_cache, device=device,

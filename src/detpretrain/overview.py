@@ -135,16 +135,10 @@ def save_primary(chapter: str, result, *, profile: str, store=None, regime=None,
         The record's path, or None when nothing was recorded. A default execution without a verdict removes an
         earlier record, so that the overview never shows a verdict the chapter no longer gives.
     """
-    from detpretrain.analysis.claims import claim_row
-    from detpretrain.errors import ConfigError
     from detpretrain.io import atomic_path
-    from detpretrain.parameters import declared
+    from detpretrain.parameters import non_default_parameters
 
-    try:
-        defaults = {name: p.default for name, p in declared(chapter).items()}
-    except ConfigError:
-        defaults = {}
-    if any(k in defaults and k not in _RUNTIME_PARAMETERS and v != defaults[k] for k, v in (params or {}).items()):
+    if non_default_parameters(chapter, params, ignore=_RUNTIME_PARAMETERS):
         return None
     target = primary_record_path(chapter, profile, root)
     if result is None:

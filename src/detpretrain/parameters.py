@@ -553,6 +553,18 @@ def check_parameters(chapter: str, values: Mapping[str, Any], parameters=None) -
     return out
 
 
+def non_default_parameters(chapter: str, params: Mapping[str, Any] | None, *, ignore=()) -> list[str]:
+    """The names in ``params`` (a chapter execution's values) that are declared for ``chapter``, not in ``ignore``,
+    and differ from their declared default; ``[]`` for a chapter without declarations (nothing to compare with)."""
+    if not params:
+        return []
+    try:
+        defaults = {name: p.default for name, p in declared(chapter).items()}
+    except ConfigError:
+        return []
+    return [k for k, v in params.items() if k in defaults and k not in ignore and v != defaults[k]]
+
+
 def check_namespace(chapter: str, namespace: Mapping[str, Any]) -> dict:
     """Check a chapter's parameters as they stand in ``namespace`` (a notebook's ``globals()`` after the parameters
     and injected-parameters cells): what a chapter's first cell runs under raw papermill.

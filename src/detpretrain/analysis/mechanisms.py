@@ -225,21 +225,6 @@ _SAVED_WITH_ANY = ("profile", "seeds", "device", "store", "data_cache", "replica
                    "download", "coco_root", "variants")
 
 
-def _non_default_parameters(chapter: str, params: dict | None) -> list[str]:
-    """The parameters of ``params`` (a chapter execution's values) that are not :data:`_SAVED_WITH_ANY` and differ
-    from the chapter's declared default (they change which claims exist or what they are about)."""
-    from detpretrain.errors import ConfigError
-    from detpretrain.parameters import declared
-
-    if not params:
-        return []
-    try:
-        defaults = {name: p.default for name, p in declared(chapter).items()}
-    except ConfigError:  # a chapter without declarations: nothing to compare with
-        return []
-    return [k for k, v in params.items() if k in defaults and k not in _SAVED_WITH_ANY and v != defaults[k]]
-
-
 def save_claims(frame: pd.DataFrame, *, chapter: str, profile: str, cue: str,
                 root: str | os.PathLike | None = None, corpus: dict | None = None,
                 params: dict | None = None) -> Path | None:
@@ -254,9 +239,10 @@ def save_claims(frame: pd.DataFrame, *, chapter: str, profile: str, cue: str,
     :data:`CONDITION_SCOPE` keeps only the synthetic claims it changes."""
     from detpretrain.figures import figures_root
     from detpretrain.io import atomic_path
+    from detpretrain.parameters import non_default_parameters
 
     condition = condition_of(cue, corpus, chapter)
-    if condition is None or _non_default_parameters(chapter, params):
+    if condition is None or non_default_parameters(chapter, params, ignore=_SAVED_WITH_ANY):
         return None
     frame = frame[frame["claim"].astype(str).map(lambda claim: _in_scope(condition, claim)).astype(bool)]
     folder = Path(root if root is not None else figures_root()) / profile / chapter

@@ -108,8 +108,7 @@ def hoiem_occlusion_levels(directory: str | os.PathLike, dataset) -> list[str | 
     if not tables:
         raise DataError(directory, f"holds none of Hoiem et al.'s occlusion files (gt_ved_<class>.txt for "
                                    f"{', '.join(HOIEM_CLASSES)})")
-    label_of = {name: k for k, name in enumerate(dataset.classes)}
-    missing = [c for c in tables if c not in label_of]
+    missing = [c for c in tables if c not in dataset.classes]
     if missing:
         raise DataError(directory, f"classes {missing} have occlusion files but are not classes of the dataset")
     row = dict.fromkeys(tables, 0)
@@ -117,7 +116,6 @@ def hoiem_occlusion_levels(directory: str | os.PathLike, dataset) -> list[str | 
     for i in range(len(dataset)):
         t = dataset.load_target(i)
         boxes = np.asarray(t["boxes"].tolist(), dtype=np.float64).reshape(-1, 4)
-        height, width = dataset.image_size(i)
         for k, (label, difficult) in enumerate(zip(t["labels"].tolist(), t["ignore"].tolist())):
             cls = dataset.classes[label]
             if cls not in tables or difficult:
