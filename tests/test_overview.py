@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from detpretrain.analysis import stats as S
 from detpretrain.analysis.claims import PRIMARY_CLAIMS, claim_row
@@ -58,3 +59,17 @@ def test_damaged_record_is_absent(tmp_path):
     assert load_primary("eigenspectrum", "mini", tmp_path) is None
     path.write_text(json.dumps({"row": "x"}))
     assert load_primary("eigenspectrum", "mini", tmp_path) is None
+
+
+def test_synthetic_only_chapters_are_said_so_at_a_published_profile(tmp_path, coco_subset):
+    """At ``torchvision`` the ablations and mechanisms pages do not run: their rows say why, nothing is read."""
+    from detpretrain.parameters import SYNTHETIC_ONLY
+
+    frame = primary_overview(get_profile("torchvision"), RunStore(tmp_path / "store"), figures=tmp_path,
+                             dataset="coco", data_root=str(coco_subset))
+    rows = frame.set_index("chapter")
+    assert list(frame["chapter"]) == list(PRIMARY_CLAIMS)
+    for chapter in SYNTHETIC_ONLY:
+        assert rows.loc[chapter, "here"].startswith("synthetic-only, not run at profile torchvision: ")
+        assert rows.loc[chapter, "label"] == "–"
+    assert rows.loc["detection", "here"] == "not run in this store"

@@ -78,5 +78,11 @@ def test_table5_head_features_of_the_published_detector(hub, pet_few, tmp_path):
     test = head["test"]
     assert test["convproj"].shape == (1, 256 * 7 * 7) and test["fc1"].shape == (1, 1024)
     assert np.array_equal(test["labels"], [pet_few.test[0][1]])
+    # at the profile's detection input size (600 / 1000 px), cached under it; torchvision's 800 / 1333 otherwise
+    assert [p.name.split("-test-")[0] for p in (store.root / "features" / head["source"]).iterdir()] == [
+        "head-600-1000px"]
+    sized = F.published_detector("FasterRCNN_ResNet50_FPN_Weights.COCO_V1", min_size=320, max_size=480)
+    assert sized.transform.min_size == (320,) and sized.transform.max_size == 480
+    assert F.published_detector("FasterRCNN_ResNet50_FPN_Weights.COCO_V1").transform.min_size == (800,)
     with pytest.raises(ConfigError, match="not a torchvision detector"):
         F.published_detector("ResNet50_Weights.IMAGENET1K_V1")

@@ -182,8 +182,14 @@ def primary_overview(profile, store: RunStore, *, dataset: str = "synthetic", da
             targets).
         replicates: pre-training replicates (None: the profile's).
     """
+    from detpretrain.parameters import SYNTHETIC_ONLY
+
     rows = []
     for chapter in PRIMARY_CLAIMS:
+        if profile.published and chapter in SYNTHETIC_ONLY:
+            rows.append({**claim_row(chapter, None), "label": "–",
+                         "here": f"synthetic-only, not run at profile {profile.name}: {SYNTHETIC_ONLY[chapter]}"})
+            continue
         reader = READERS.get(chapter)
         # what the records are about: the synthetic target at the profile's replicates
         default_question = dataset == "synthetic" and replicates in (None, profile.pretrain_replicates)

@@ -836,11 +836,19 @@ def size_match_bootstrap(pairs_a, pairs_b, attribute, *, n_boot: int = 2000, see
     set resampled with replacement on its own (the two sets are different pairs), the reference (all pairs) fixed.
 
     Returns:
-        :func:`~detpretrain.analysis.stats.replicates_verdict` (unit: nearest pair; conditional on these networks).
+        :func:`~detpretrain.analysis.stats.replicates_verdict` (unit: nearest pair; conditional on these networks);
+        with no estimate (NaN, n = 0) when no image has the attribute (real photographs: object sizes are annotated
+        only by the synthetic corpus, :func:`detpretrain.experiments.features.split_attributes`).
+
+    Raises:
+        ValueError: some images have the attribute and others not (:func:`pair_attribute_similarity`).
     """
     from detpretrain.analysis.stats import replicates_verdict
 
     attr = np.asarray(attribute, dtype=np.float64)
+    if attr.size and np.isnan(attr).all():
+        return replicates_verdict(math.nan, [], n=0, unit="nearest pair", replicated=False,
+                                  method="not measured: these images have no annotated object sizes (real data)")
     ref = pair_attribute_similarity(np.zeros((0, 2), int), attr)["all_mean_abs_diff"]
     da = np.abs(np.diff(attr[np.asarray(pairs_a).reshape(-1, 2)], axis=1))[:, 0] / ref
     db = np.abs(np.diff(attr[np.asarray(pairs_b).reshape(-1, 2)], axis=1))[:, 0] / ref

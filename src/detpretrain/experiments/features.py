@@ -485,9 +485,13 @@ def published_source(weights: str) -> str:
     return f"torchvision-{weights}"
 
 
-def published_detector(weights: str) -> torch.nn.Module:
+def published_detector(weights: str, *, min_size: int | None = None, max_size: int | None = None) -> torch.nn.Module:
     """torchvision's detector with published weights ``weights`` (e.g. ``FasterRCNN_ResNet50_FPN_Weights.COCO_V1``
     -> ``fasterrcnn_resnet50_fpn`` with its COCO weights: backbone, FPN, RPN and box head as published), in eval mode.
+
+    Args:
+        min_size, max_size: the input resize of its ``GeneralizedRCNNTransform`` in pixels (shorter side, cap on the
+            longer); None keeps torchvision's (800, 1333).
 
     Raises:
         ConfigError: ``weights`` is not a torchvision detector weight enum.
@@ -498,8 +502,9 @@ def published_detector(weights: str) -> torch.nn.Module:
     if builder not in models.list_models(module=models.detection):
         raise ConfigError(f"{weights!r} is not a torchvision detector's weights (detectors: "
                           f"{', '.join(models.list_models(module=models.detection))})")
+    sizes = {k: v for k, v in (("min_size", min_size), ("max_size", max_size)) if v is not None}
     try:
-        return models.get_model(builder, weights=models.get_weight(weights)).eval()
+        return models.get_model(builder, weights=models.get_weight(weights), **sizes).eval()
     except (ValueError, KeyError, AttributeError) as err:
         raise ConfigError(f"unknown torchvision weights {weights!r} ({err})") from None
 
@@ -513,7 +518,9 @@ def detector_head_features(pretrain: str, data: ProbeData, profile, *, store=Non
     The detector is the pre-training run's own model (``model.pt``: backbone, FPN, RPN and box head as pre-trained,
     :func:`detpretrain.runs.load_run_model`), or, where the profile takes the detection pre-training from published
     weights (``torchvision``: ``FasterRCNN_ResNet50_FPN_Weights.COCO_V1``), that whole published detector
-    (:func:`published_detector`; its head is the COCO detector's, as the paper probes the OPENIMAGES detector's).
+    (:func:`published_detector`; its head is the COCO detector's, as the paper probes the OPENIMAGES detector's),
+    at the profile's detection input size (``real_model.min_size`` / ``max_size``: 600 / 1000 px at ``torchvision``,
+    the size its fine-tunings see; torchvision's 800 / 1333 would quadruple the cost of every image).
 
     Returns:
         ``{"source", "run" (None for published weights), "names": {feature: row label}, split: {feature: [N, D],
@@ -530,8 +537,12 @@ def detector_head_features(pretrain: str, data: ProbeData, profile, *, store=Non
     store = store or RunStore()
     device = resolve_device(device)
     weights = prof.detection_weights if pretrain == "detection" else None
+    feature_set = "head" if level is None else f"head-{level}"
     if weights is not None:
-        detector, source, run = published_detector(weights).to(device), published_source(weights), None
+        size = prof.real_model
+        detector = published_detector(weights, min_size=size.min_size, max_size=size.max_size).to(device)
+        source, run = published_source(weights), None
+        feature_set += f"-{size.min_size}-{size.max_size}px"  # cached per input size
     else:
         cfg = pretrained_for(prof, (pretrain,), tuple(removed or REMOVED_SUPERCATEGORIES), corpus=corpus).get(pretrain)
         if cfg is None or cfg.task != "detection":
@@ -541,7 +552,7 @@ def detector_head_features(pretrain: str, data: ProbeData, profile, *, store=Non
         source = run.hash
     out: dict = {"source": source, "run": run}
     for split in splits:
-        path = feature_cache_path(store, source, data.key, split, "head" if level is None else f"head-{level}")
+        path = feature_cache_path(store, source, data.key, split, feature_set)
         out[split] = cached_arrays(path, lambda split=split: head_feature_sets(detector, data.split(split),
                                                                                device=device, level=level))
     out["names"] = head_feature_names(out[splits[0]])
