@@ -5,7 +5,7 @@ to CI, so this module shrinks it, keeping every code path: the same architecture
 R-CNN + FPN, DeepLabV3), the same published-weight loading by enum name (from weight files in torchvision's
 state-dict format written here into ``TORCH_HOME``, same keys, random values), the same real readers (COCO 2017,
 VOC2012 segmentation, Oxford-IIIT Pet). What shrinks: image sizes (min_size 128), proposal counts, one epoch, one
-seed, and the datasets (a few images of each subset). Each chapter's cells then run in this process, with the
+seed, and the datasets (a few images of each subset; 8 + 8 COCO images). Each chapter's cells then run in this process, with the
 chapter's own parameters cell followed by the parameters a researcher would pass (``profile="torchvision"``,
 ``device="cpu"``, the data roots).
 
@@ -38,6 +38,7 @@ from detpretrain.config import OptimSpec
 from detpretrain.data import synthetic
 
 matplotlib.use("Agg")
+pytestmark = pytest.mark.slow  # about 4 minutes on 2 cores
 
 # Execution order: pre-training first, the chapters that train next, the summaries (intro, rerun) last.
 CHAPTERS = ["pretraining", "detection", "segmentation", "classification", "feature_space", "visualisations",
@@ -148,7 +149,7 @@ def torchvision_book(tmp_path_factory, coco_subset, vocdevkit, pet_subset):
     specs = synthetic.profile_specs
     mp.setattr(synthetic, "profile_specs",
                lambda profile, seed=0: specs("smoke" if profile == "torchvision" else profile, seed))
-    coco = _few_coco(coco_subset, tmp / "coco", n_train=12, n_val=12)
+    coco = _few_coco(coco_subset, tmp / "coco", n_train=8, n_val=8)
     common = {"profile": "torchvision", "device": "cpu", "store": str(tmp / "runs"), "data_cache": str(tmp / "data")}
     detection = {"dataset": "coco", "data_root": str(coco)}
     params = {
@@ -156,11 +157,11 @@ def torchvision_book(tmp_path_factory, coco_subset, vocdevkit, pet_subset):
         "detection": {**detection, "schedule_factors": [1]},
         "segmentation": {"dataset": "voc", "data_root": str(_voc_segmentation(vocdevkit, tmp / "VOCdevkit"))},
         "classification": {"real_data": {"pet": str(_few_pet(pet_subset, tmp / "pet", {"trainval": 8, "test": 4}))},
-                           "targets": ["caltech"]},  # the SUN and FLOWERS roles take the same code path
+                           "targets": ["sun"], "head_target": "sun"},  # 9 classes; the other roles: same code
         "feature_space": {"dataset": "pet", "data_root": str(tmp / "pet")},
         "visualisations": {**detection, "real_detection_root": str(coco), "real_images": 4, "activation_images": 16,
                            "maskout_images": 4},
-        "eigenspectrum": {**detection, "n_images": 8},
+        "eigenspectrum": {**detection, "n_images": 8, "scratch_factor": 1},
         "frozen_backbone": {**detection, "resource_iterations": 1},
         "intro": detection,
         "rerun": {},
