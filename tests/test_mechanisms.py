@@ -325,7 +325,8 @@ def test_size_match_without_object_sizes_is_not_measured():
     """Real photographs have no annotated object sizes: no estimate (the torchvision profile's feature space)."""
     pairs = np.array([[0, 1], [2, 3]])
     v = FS.size_match_bootstrap(pairs, pairs, np.full(4, np.nan))
-    assert v.n == 0 and np.isnan(v.estimate) and v.label == "not resolved" and "no annotated object sizes" in v.method
+    assert v.n == 0 and np.isnan(v.estimate) and v.label == "not resolved"
+    assert v.method == "not measured: these images have no annotated object sizes (real data)"
     with pytest.raises(ValueError, match="NaN or infinite values at \\[2\\]"):
         FS.size_match_bootstrap(pairs, pairs, np.array([0.0, 1.0, np.nan, 2.0]))  # some sizes missing: a bug
 

@@ -84,5 +84,7 @@ def test_table5_head_features_of_the_published_detector(hub, pet_few, tmp_path):
     sized = F.published_detector("FasterRCNN_ResNet50_FPN_Weights.COCO_V1", min_size=320, max_size=480)
     assert sized.transform.min_size == (320,) and sized.transform.max_size == 480
     assert F.published_detector("FasterRCNN_ResNet50_FPN_Weights.COCO_V1").transform.min_size == (800,)
+    with pytest.raises(ConfigError, match="SSD300_VGG16_Weights.COCO_V1.*sizes"):  # SSD takes no min_size
+        F.published_detector("SSD300_VGG16_Weights.COCO_V1", min_size=320)
     with pytest.raises(ConfigError, match="not a torchvision detector"):
         F.published_detector("ResNet50_Weights.IMAGENET1K_V1")

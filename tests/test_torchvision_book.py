@@ -20,6 +20,7 @@ the fine-tunings behave like fine-tunings from a trained network: finite losses.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
 import os
@@ -33,7 +34,7 @@ import pytest
 import torch
 
 from conftest import PROJECT_ROOT
-from detpretrain import profiles
+from detpretrain import book, profiles
 from detpretrain.config import OptimSpec
 from detpretrain.data import synthetic
 
@@ -141,14 +142,7 @@ def _small_torchvision_profile() -> profiles.Profile:
 def torchvision_book(tmp_path_factory, coco_subset, vocdevkit, pet_subset):
     """Stand-in weights, the shrunken profile and small copies of the subsets; yields the chapters' parameters."""
     tmp = tmp_path_factory.mktemp("torchvision_book")
-    mp = pytest.MonkeyPatch()
     hub = _write_hub(tmp / "torch_home")
-    mp.setenv("TORCH_HOME", str(tmp / "torch_home"))
-    mp.setitem(profiles.PROFILES, "torchvision", _small_torchvision_profile())
-    # the synthetic-only parts (Figures 4 and 5, synthetic probe roles) use mini's corpora at this profile; smoke's here
-    specs = synthetic.profile_specs
-    mp.setattr(synthetic, "profile_specs",
-               lambda profile, seed=0: specs("smoke" if profile == "torchvision" else profile, seed))
     coco = _few_coco(coco_subset, tmp / "coco", n_train=8, n_val=8)
     common = {"profile": "torchvision", "device": "cpu", "store": str(tmp / "runs"), "data_cache": str(tmp / "data")}
     detection = {"dataset": "coco", "data_root": str(coco)}
@@ -166,8 +160,16 @@ def torchvision_book(tmp_path_factory, coco_subset, vocdevkit, pet_subset):
         "intro": detection,
         "rerun": {},
     }
-    yield {"params": {name: {**common, **p} for name, p in params.items()}, "hub": hub, "store": tmp / "runs"}
-    mp.undo()
+    with pytest.MonkeyPatch.context() as mp:  # undone whatever happens in the tests
+        mp.setenv("TORCH_HOME", str(tmp / "torch_home"))
+        mp.setenv("DETPRETRAIN_FIGURES", str(tmp / "figures"))  # the chapters' saved figures: not in the checkout
+        mp.setitem(profiles.PROFILES, "torchvision", _small_torchvision_profile())
+        # the synthetic-only parts (Figures 4 and 5, synthetic probe roles) use mini's corpora at this profile; smoke's
+        specs = synthetic.profile_specs
+        mp.setattr(synthetic, "profile_specs",
+                   lambda profile, seed=0: specs("smoke" if profile == "torchvision" else profile, seed))
+        yield {"params": {name: {**common, **p} for name, p in params.items()}, "hub": hub, "store": tmp / "runs",
+               "figures": tmp / "figures"}
 
 
 def _display(*objs, **_kwargs) -> None:
@@ -181,31 +183,44 @@ def _display(*objs, **_kwargs) -> None:
             print(getattr(obj, "data", obj))  # HTML and the like: their source text
 
 
+def _run_cell(source: str, name: str, namespace: dict) -> None:
+    """Execute one cell as a kernel does: its statements, then its last expression's value displayed."""
+    tree = ast.parse(source, name)
+    last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+    exec(compile(tree, name, "exec"), namespace)  # noqa: S102
+    if last is not None:
+        value = eval(compile(ast.Expression(last.value), name, "eval"), namespace)  # noqa: S307
+        if value is not None:
+            _display(value)
+
+
 def execute_in_process(chapter: str, overrides: dict) -> dict:
-    """Run ``book/<chapter>.py``'s code cells in this process, ``overrides`` injected after its parameters cell
-    (as papermill injects them), ``IPython.display.display`` printing text; returns the chapter's namespace."""
+    """Run ``book/<chapter>.py``'s code cells in this process from the project root (where ``book`` executes
+    chapters), ``overrides`` checked as ``book`` checks them and injected after its parameters cell (as papermill
+    injects them), each cell's last value and ``IPython.display.display`` printed as text; returns the namespace."""
     import IPython.display
     import matplotlib.pyplot as plt
 
-    notebook = jupytext.read(PROJECT_ROOT / "book" / f"{chapter}.py")
+    source = PROJECT_ROOT / "book" / f"{chapter}.py"
+    checked = book.checked_parameters(chapter, overrides, book.chapter_parameters(book.load_chapter(source)))
+    notebook = jupytext.read(source)
     namespace: dict = {"__name__": "__main__"}
     injected = False
     cwd = os.getcwd()
-    mp = pytest.MonkeyPatch()
-    mp.setattr(IPython.display, "display", _display)
-    os.chdir(PROJECT_ROOT / "book")  # papermill runs a chapter from its folder (relative default roots)
-    try:
-        for i, cell in enumerate(notebook.cells):
-            if cell.cell_type != "code":
-                continue
-            exec(compile(cell.source, f"book/{chapter}.py, cell {i}", "exec"), namespace)  # noqa: S102
-            if "parameters" in cell.metadata.get("tags", []):
-                namespace.update(overrides)
-                injected = True
-    finally:
-        os.chdir(cwd)
-        mp.undo()
-        plt.close("all")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(IPython.display, "display", _display)
+        os.chdir(PROJECT_ROOT)
+        try:
+            for i, cell in enumerate(notebook.cells):
+                if cell.cell_type != "code":
+                    continue
+                _run_cell(cell.source, f"book/{chapter}.py, cell {i}", namespace)
+                if "parameters" in cell.metadata.get("tags", []):
+                    namespace.update(checked)
+                    injected = True
+        finally:
+            os.chdir(cwd)
+            plt.close("all")
     assert injected, f"book/{chapter}.py has no parameters cell"
     return namespace
 
@@ -251,6 +266,7 @@ def _check_classification(ns, out, store):
 def _check_feature_space(ns, out, store):
     assert ns["size_match"].n == 0  # real photographs: no object sizes, no Figure 3 size verdict
     assert "not measured: these images have no annotated object sizes" in out
+    assert not any(name.startswith("Figure 3") for name in ns["claims"])  # not counted by Holm either
 
 
 def _check_intro(ns, out, store):
@@ -271,5 +287,7 @@ def test_chapter_runs_at_the_torchvision_profile(torchvision_book, chapter, caps
         assert "Real data at profile `torchvision`" in out, f"{chapter}: the first output does not say what is real"
     if chapter in CHECKS:
         CHECKS[chapter](ns, out, torchvision_book["store"])
+    if chapter in ("eigenspectrum", "frozen_backbone", "visualisations"):  # their saved figures, under the profile
+        assert list((torchvision_book["figures"] / "torchvision" / chapter).glob("*.pdf"))
     with capsys.disabled():
         print(f" {chapter}: {time.monotonic() - start:.0f} s", end="")

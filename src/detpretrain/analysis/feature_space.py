@@ -841,14 +841,15 @@ def size_match_bootstrap(pairs_a, pairs_b, attribute, *, n_boot: int = 2000, see
         only by the synthetic corpus, :func:`detpretrain.experiments.features.split_attributes`).
 
     Raises:
-        ValueError: some images have the attribute and others not (:func:`pair_attribute_similarity`).
+        ValueError: as :func:`pair_attribute_similarity` (fewer than 2 images, infinite values, some images with the
+            attribute and others without).
     """
-    from detpretrain.analysis.stats import replicates_verdict
+    from detpretrain.analysis.stats import _no_interval, replicates_verdict
 
     attr = np.asarray(attribute, dtype=np.float64)
     if attr.size and np.isnan(attr).all():
-        return replicates_verdict(math.nan, [], n=0, unit="nearest pair", replicated=False,
-                                  method="not measured: these images have no annotated object sizes (real data)")
+        return _no_interval(math.nan, 0, 0, 0, "not measured: these images have no annotated object sizes (real data)",
+                            alpha=0.05, kind="superiority", margin=0.0, expected=+1, unit="nearest pair")
     ref = pair_attribute_similarity(np.zeros((0, 2), int), attr)["all_mean_abs_diff"]
     da = np.abs(np.diff(attr[np.asarray(pairs_a).reshape(-1, 2)], axis=1))[:, 0] / ref
     db = np.abs(np.diff(attr[np.asarray(pairs_b).reshape(-1, 2)], axis=1))[:, 0] / ref

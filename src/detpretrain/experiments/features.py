@@ -505,8 +505,8 @@ def published_detector(weights: str, *, min_size: int | None = None, max_size: i
     sizes = {k: v for k, v in (("min_size", min_size), ("max_size", max_size)) if v is not None}
     try:
         return models.get_model(builder, weights=models.get_weight(weights), **sizes).eval()
-    except (ValueError, KeyError, AttributeError) as err:
-        raise ConfigError(f"unknown torchvision weights {weights!r} ({err})") from None
+    except (ValueError, KeyError, AttributeError, TypeError) as err:  # TypeError: a builder without min/max_size
+        raise ConfigError(f"unknown torchvision weights {weights!r} or sizes {sizes} ({err})") from None
 
 
 def detector_head_features(pretrain: str, data: ProbeData, profile, *, store=None, device: str = "auto",
@@ -520,7 +520,7 @@ def detector_head_features(pretrain: str, data: ProbeData, profile, *, store=Non
     weights (``torchvision``: ``FasterRCNN_ResNet50_FPN_Weights.COCO_V1``), that whole published detector
     (:func:`published_detector`; its head is the COCO detector's, as the paper probes the OPENIMAGES detector's),
     at the profile's detection input size (``real_model.min_size`` / ``max_size``: 600 / 1000 px at ``torchvision``,
-    the size its fine-tunings see; torchvision's 800 / 1333 would quadruple the cost of every image).
+    the size its fine-tunings see; torchvision's 800 / 1333 would cost 1.8x the pixels of every image).
 
     Returns:
         ``{"source", "run" (None for published weights), "names": {feature: row label}, split: {feature: [N, D],
