@@ -91,3 +91,20 @@ def test_paper_finetune_detector_builds_from_the_weight_enum_and_detects(tmp_pat
     with torch.no_grad():
         out = model([torch.rand(3, 240, 320)])
     assert out[0]["boxes"].shape[1] == 4
+
+
+def test_eigenspectrum_needs_no_coco_root_at_paper(coco_subset, monkeypatch, tmp_path):
+    """The eigenspectrum study compares I (IMAGENET-CLS) and S (scratch): at ``paper`` it must not ask for the COCO
+    root of a detection pre-training it never uses (its chapter has no ``coco_root`` parameter)."""
+    from detpretrain.experiments.eigenspectrum import configuration_table, eigen_chain
+
+    monkeypatch.setenv("DETPRETRAIN_COCO", str(tmp_path / "absent"))
+    prof = get_profile("paper")
+    chain = eigen_chain(prof, dataset="coco", data_root=str(coco_subset))
+    assert {cfg.init for *_, cfg in chain.finetunes} == {"torchvision:ResNet101_Weights.IMAGENET1K_V2", None}
+    table = configuration_table(prof, "coco", str(coco_subset), [0], scratch_factor=2, threshold=1e-2,
+                                normalisation="max", n_images=8)
+    assert "resnet101" in table.to_string()
+    assert set(pretrain_configs(prof, with_detection=False)) == {"imagenet-cls"}
+    with pytest.raises(DataError, match="absent.*COCO detection pre-training"):  # where it is needed, still named
+        pretrain_configs(prof)

@@ -165,7 +165,8 @@ def target_spec(profile: Profile, dataset: str = "synthetic", data_root: str | N
 
 
 def pretrain_configs(profile: Profile, detection_root: str | None = None,
-                     replicate: int = 0, corpus: dict | None = None) -> dict[str, TrainConfig | None]:
+                     replicate: int = 0, corpus: dict | None = None, *,
+                     with_detection: bool = True) -> dict[str, TrainConfig | None]:
     """The backbone pre-training runs of a profile: ``{"imagenet-cls": cfg or None, "detection": cfg or None}``.
 
     A value is ``None`` when the profile takes that backbone from published torchvision weights instead of training
@@ -182,6 +183,8 @@ def pretrain_configs(profile: Profile, detection_root: str | None = None,
             pre-training continues from the IMAGENET-CLS run of the same replicate. Replicate 0 is the one run of an
             unreplicated design (its config hashes are those of the store before replicates existed).
         corpus: the corpus variant of the synthetic pre-training corpora (:func:`corpus_overrides`).
+        with_detection: False: IMAGENET-CLS only, no ``"detection"`` key (a chapter that never uses the detection
+            backbone, e.g. the eigenspectrum's I and S, then needs no COCO root at ``paper``).
 
     Raises:
         ConfigError: ``replicate`` > 0 for a profile with published weights (:func:`replicate_count`).
@@ -197,6 +200,8 @@ def pretrain_configs(profile: Profile, detection_root: str | None = None,
                               optim=profile.cls_pretrain, seed=replicate)
         out["imagenet-cls"] = cls_cfg
         cls_init = f"run:{config_hash(cls_cfg)}"
+    if not with_detection:
+        return out
     if profile.detection_weights:
         det_data = det_model = None
     elif profile.name == "paper":
@@ -287,9 +292,10 @@ def same_images_config(profile: Profile, corpus: dict | None = None, replicate: 
 
 
 def pretrained_for(prof: Profile, pretrains, removed=REMOVED_SUPERCATEGORIES,
-                   replicates: int = 1, corpus: dict | None = None) -> dict[str, TrainConfig | None]:
+                   replicates: int = 1, corpus: dict | None = None, *,
+                   with_detection: bool = True) -> dict[str, TrainConfig | None]:
     """The pre-training configs that backbones ``pretrains`` may need, keyed by :func:`replicate_key`:
-    :func:`pretrain_configs`, plus :func:`loc_pretrain_configs` (``removed`` super-categories) when an
+    :func:`pretrain_configs` (``with_detection`` passed on), plus :func:`loc_pretrain_configs` (``removed`` super-categories) when an
     ``imagenet-loc*`` backbone is asked for, and :func:`same_images_config` when :data:`SAME_IMAGES` is, for
     replicates ``0 .. replicates - 1`` (and any replicate a key of ``pretrains`` names, e.g. ``imagenet-cls@r2``).
     Published weights (None) exist as replicate 0 only. ``corpus``: the chain's corpus variant."""
@@ -298,7 +304,7 @@ def pretrained_for(prof: Profile, pretrains, removed=REMOVED_SUPERCATEGORIES,
     loc = any(n.startswith("imagenet-loc") for n in names)
     pretrained: dict[str, TrainConfig | None] = {}
     for r in range(count):
-        configs = dict(pretrain_configs(prof, replicate=r, corpus=corpus))
+        configs = dict(pretrain_configs(prof, replicate=r, corpus=corpus, with_detection=with_detection))
         if loc:
             configs.update(loc_pretrain_configs(prof, removed, replicate=r, corpus=corpus))
         if SAME_IMAGES in names:

@@ -142,7 +142,8 @@ def eigen_chain(profile: str | Profile = "smoke", *, dataset: str = "synthetic",
     pretrains = ("imagenet-cls", "scratch") if widths is None else ("scratch-narrow",)
     count = replicate_count(prof, replicates)
     return chain_plan(prof, target_spec(prof, dataset, data_root), make, pretrains=pretrains,
-                      pretrained=pretrained_for(prof, ("imagenet-cls",), replicates=count), seeds=seeds,
+                      pretrained=pretrained_for(prof, ("imagenet-cls",), replicates=count, with_detection=False),
+                      seeds=seeds,
                       replicates=count)
 
 
@@ -224,7 +225,7 @@ def run_eigenspectrum_study(profile: str | Profile = "smoke", *, dataset: str = 
     prof = get_profile(profile) if isinstance(profile, str) else profile
     store = store or RunStore()
     target = target_spec(prof, dataset, data_root)
-    pretrained = pretrain_configs(prof)
+    pretrained = pretrain_configs(prof, with_detection=False)  # I and S only: no COCO root needed at paper
     chain = eigen_chain(prof, dataset=dataset, data_root=data_root, seeds=seeds, replicates=replicates,
                         scratch_factor=scratch_factor)
     result = train_chain(chain, prof, dataset, target, store=store, device=device, progress=progress, log=log)
@@ -268,7 +269,8 @@ def configuration_table(profile: Profile, dataset: str, data_root: str | None, s
     from detpretrain.chapter import settings_frame
 
     target = target_spec(profile, dataset, data_root)
-    cfg_i, cfg_s = (eigen_config(profile, d, 0, target, pretrain_configs(profile), scratch_factor=scratch_factor)
+    pretrained = pretrain_configs(profile, with_detection=False)
+    cfg_i, cfg_s = (eigen_config(profile, d, 0, target, pretrained, scratch_factor=scratch_factor)
                     for d in ("imagenet-cls", "scratch"))
     return settings_frame([
         ("profile", profile.name), ("target", target.describe()), ("detector", f"Faster R-CNN + FPN, {cfg_i.model.arch}"),
