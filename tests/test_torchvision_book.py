@@ -170,6 +170,9 @@ def torchvision_book(tmp_path_factory, coco_subset, vocdevkit, pet_subset):
                    lambda profile, seed=0: specs("smoke" if profile == "torchvision" else profile, seed))
         yield {"params": {name: {**common, **p} for name, p in params.items()}, "hub": hub, "store": tmp / "runs",
                "figures": tmp / "figures"}
+    # ResNet-50-sized runs keep ~0.5 GB each (model, backbone, resume checkpoint): about 11 GB for this module,
+    # removed here instead of waiting for pytest's rotation of old temporary folders
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _display(*objs, **_kwargs) -> None:
