@@ -20,10 +20,12 @@ from detpretrain.cli import main as cli_main
 from detpretrain.errors import DataError
 from detpretrain.evaluation.detection import (
     DetectionEvaluator,
+    bootstrap_map,
     evaluate_command,
     evaluate_detections,
     outputs_to_coco_results,
     parse_iou_thresholds,
+    stored_to_coco_results,
     voc_ap,
 )
 
@@ -502,6 +504,81 @@ def test_detection_evaluator_matches_evaluate_detections():
         evaluator.process([image_ids[0]], [bad])
     with pytest.raises(DataError, match="image_id 12345"):
         evaluator.process([12345], [outputs[0]])
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Image bootstrap of an mAP
+# --------------------------------------------------------------------------------------------------------------
+
+
+def materialised(gt, dets, draw):
+    """The draw written out as a real test set: image j is a copy of sorted image draw[j] under the new id j + 1."""
+    ids = sorted(im["id"] for im in gt["images"])
+    out = {"images": [{"id": j + 1} for j in range(len(draw))], "categories": gt["categories"], "annotations": []}
+    out_dets = []
+    for j, k in enumerate(draw):
+        for a in gt["annotations"]:
+            if a["image_id"] == ids[k]:
+                out["annotations"].append({**a, "id": len(out["annotations"]) + 1, "image_id": j + 1})
+        out_dets += [{**d, "image_id": j + 1} for d in dets if d["image_id"] == ids[k]]
+    return out, out_dets
+
+
+def test_bootstrap_map_known_values():
+    # image 1: one cat found exactly; image 2: one cat missed, a false positive elsewhere
+    gt = make_gt({1: [(1, [0, 0, 10, 10], False)], 2: [(1, [50, 50, 10, 10], False)]}, categories=("cat",))
+    dets = [det(1, 1, [0, 0, 10, 10], 0.9), det(2, 1, [0, 0, 10, 10], 0.8)]
+    got = bootstrap_map(gt, dets, [0.5], [[0, 1], [0, 0], [1, 1], [1, 0]], "voc")
+    assert got[:, 0] == pytest.approx([50.0, 100.0, 0.0, 50.0])
+
+
+@pytest.mark.parametrize("metric", ["voc07", "voc", "coco"])
+def test_bootstrap_map_equals_evaluating_the_resampled_set_written_out(metric):
+    gt, dets = random_case(3, n_images=12)
+    thresholds = [0.5, 0.7]
+    rng = np.random.default_rng(0)
+    draws = rng.integers(0, 12, size=(4, 12))
+    draws[0] = np.arange(12)  # the identity draw is the plain evaluation
+    got = bootstrap_map(gt, dets, thresholds, draws, metric)
+    assert got[0] == pytest.approx(evaluate_detections(gt, dets, thresholds, metric)["mAP"])
+    for b in range(1, 4):
+        expected = evaluate_detections(*materialised(gt, dets, draws[b]), thresholds, metric)["mAP"]
+        assert got[b] == pytest.approx(expected, nan_ok=True)
+    # a draw of a different size is a test set of that size
+    assert bootstrap_map(gt, dets, thresholds, [[0, 1, 2]], metric)[0] == pytest.approx(
+        evaluate_detections(*materialised(gt, dets, [0, 1, 2]), thresholds, metric)["mAP"], nan_ok=True)
+
+
+def test_bootstrap_map_rejects_bad_draws():
+    gt, dets = random_case(1, n_images=5)
+    with pytest.raises(ValueError, match=r"positions in \[0, 5\)"):
+        bootstrap_map(gt, dets, [0.5], [[0, 5]])
+    with pytest.raises(ValueError, match="2-D integer"):
+        bootstrap_map(gt, dets, [0.5], [0.0, 1.0])
+    with pytest.raises(ValueError, match="unknown metric"):
+        bootstrap_map(gt, dets, [0.5], [[0]], "voc12")
+
+
+def test_stored_detections_round_trip_through_the_evaluator():
+    torch = pytest.importorskip("torch")
+    gt, dets = random_case(5, n_images=8)
+    ids = [im["id"] for im in gt["images"]]
+    outputs = [{"boxes": torch.tensor([[x, y, x + w, y + h] for x, y, w, h in (d["bbox"] for d in dets
+                                                                                  if d["image_id"] == i)],
+                                      dtype=torch.float32).reshape(-1, 4),
+                "scores": torch.tensor([d["score"] for d in dets if d["image_id"] == i]),
+                "labels": torch.tensor([d["category_id"] for d in dets if d["image_id"] == i])} for i in ids]
+    evaluator = DetectionEvaluator(gt, [0.5, 0.7], "voc07")
+    evaluator.process(ids, outputs)
+    arrays = evaluator.detection_arrays()
+    results = stored_to_coco_results(arrays)
+    assert len(results) == len(dets)
+    # float16 boxes (what a run keeps): the mAP moves by less than the rounding can explain
+    assert evaluate_detections(gt, results, [0.5, 0.7])["mAP"] == pytest.approx(evaluator.evaluate()["mAP"], abs=2.0)
+    with pytest.raises(DataError, match="missing array"):
+        stored_to_coco_results({k: v for k, v in arrays.items() if k != "scores"})
+    with pytest.raises(DataError, match="do not describe one set"):
+        stored_to_coco_results({**arrays, "counts": arrays["counts"] + 1})
 
 
 # --------------------------------------------------------------------------------------------------------------

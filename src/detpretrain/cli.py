@@ -99,6 +99,19 @@ def _build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
     tr.add_argument("--out", default=None, help="write the experiment summary json here")
 
+    rc = sub.add_parser("regime-check", help="choose a detection fine-tuning schedule on VAL: train the IMAGENET-CLS "
+                        "arm's val runs and print the regime's prediction bound (profiles.py)")
+    rc.add_argument("--profile", default="mini", choices=list(PROFILE_NAMES))
+    rc.add_argument("--store", default=None, help="run store folder (default: runs/)")
+    rc.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="the setting to check, e.g. --set optim.epochs=8 --set optim.milestones=6")
+    rc.add_argument("--replicates", type=int, default=None, help="pre-training replicates (default: the profile's)")
+    rc.add_argument("--seed", type=int, default=0, help="fine-tuning seed")
+    rc.add_argument("--jobs", type=int, default=None, help="parallel runs (default: the executor's layout)")
+    rc.add_argument("--threads", type=int, default=None, help="torch threads per run")
+    rc.add_argument("--device", default="auto")
+    rc.add_argument("--n-boot", type=int, default=1000, help="image resamples of the val split")
+
     book = sub.add_parser("book", help="execute every chapter with papermill and render the book to _build/html")
     book.add_argument("--profile", default="mini", choices=list(PROFILE_NAMES))
     book.add_argument("--chapters", default=None, help="comma-separated chapter names (default: all, in _toc order)")
@@ -196,6 +209,10 @@ def main(argv: list[str] | None = None) -> int:
             from detpretrain.experiments.detection import train_command
 
             return train_command(args)
+        if args.command == "regime-check":
+            from detpretrain.selection import regime_check_command
+
+            return regime_check_command(args)
         if args.command == "book":
             from detpretrain.book import book_command
 

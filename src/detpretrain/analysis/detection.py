@@ -130,6 +130,25 @@ SCORE_THRESH = 0.5
 FOUND_IOU = 0.5
 
 
+def _stored_detections(runs: list[dict], data_cache=None) -> tuple[list[dict] | None, dict | None]:
+    """The stored detections of ``runs`` (None if a run kept none) and the COCO ground truth of the split they were
+    evaluated on (the first run's ``data.eval_split``: test for the chapters' runs, val for a schedule selection)."""
+    import json
+    from pathlib import Path
+
+    from detpretrain.config import from_dict
+    from detpretrain.data.builders import build_detection_dataset
+    from detpretrain.data.coco import to_coco_gt
+    from detpretrain.runs import load_predictions
+
+    stored = [load_predictions(r["run"]) for r in runs]
+    if any(p is None for p in stored):
+        return None, None
+    config = from_dict(json.loads((Path(runs[0]["run"]) / "config.json").read_text(encoding="utf-8")))
+    gt = to_coco_gt(build_detection_dataset(config.data, config.data.eval_split, train=False, cache=data_cache))
+    return stored, gt
+
+
 def object_ious(result: dict, pretrains=("imagenet-cls", "detection"), *, data_cache=None,
                 score_thresh: float = SCORE_THRESH) -> pd.DataFrame | None:
     """Every non-difficult test object's best same-class IoU under each fine-tuned detector, from the detections the
@@ -145,23 +164,14 @@ def object_ious(result: dict, pretrains=("imagenet-cls", "detection"), *, data_c
         columns ``pretrain, replicate, seed, object, iou``, or None when a run of these arms stored no detections
         (trained before they were kept).
     """
-    import json
-    from pathlib import Path
-
     from detpretrain.analysis.visualisation import best_iou_per_object
-    from detpretrain.config import from_dict
-    from detpretrain.data.builders import build_detection_dataset
-    from detpretrain.data.coco import to_coco_gt
-    from detpretrain.runs import load_predictions
 
     runs = [r for r in result["runs"] if r["pretrain"] in pretrains]
     if not runs:
         return None
-    stored = [load_predictions(r["run"]) for r in runs]
-    if any(p is None for p in stored):
+    stored, gt = _stored_detections(runs, data_cache)
+    if stored is None:
         return None
-    config = from_dict(json.loads((Path(runs[0]["run"]) / "config.json").read_text(encoding="utf-8")))
-    gt = to_coco_gt(build_detection_dataset(config.data, config.data.eval_split, train=False, cache=data_cache))
     by_image: dict[int, list[dict]] = {}
     for a in gt["annotations"]:
         if not a.get("ignore", 0):
@@ -396,3 +406,66 @@ def plot_map_vs_iou(result: dict, ax=None, paper: bool = True, title: str | None
     ax.legend(fontsize=8)
     ax.set_title(title if title is not None else provenance(result), fontsize=7, loc="left")
     return ax
+
+
+def regime_prediction(result: dict, arm: str = "imagenet-cls", *, data_cache=None, n_boot: int = 1000,
+                      seed: int = 0, alpha: float = 0.05) -> pd.DataFrame:
+    """Would the test split meet the regime? The selection rule of the detection fine-tuning schedule
+    (``profiles.py``, issue 17), from runs that fine-tuned on the target's train split and were evaluated on its
+    VAL split: for mAP@0.5 and for mAP@0.7 / mAP@0.5, the one-sided 95 % lower prediction bound of the mean of the
+    test-split runs (:func:`~detpretrain.analysis.stats.prediction_lower_bound`), against the regime's thresholds
+    (:data:`~detpretrain.analysis.claims.REGIME_MIN_MAP50`, :data:`~detpretrain.analysis.claims.REGIME_MIN_RATIO`).
+
+    The replicate values are the runs' own metrics (VOC07 11-point AP, as the chapters'); the image part is the
+    standard deviation of the runs' mean over ``n_boot`` image resamples of the val split, the same resample for
+    every run (:func:`~detpretrain.evaluation.detection.bootstrap_map` on the stored detections; float16 boxes, so
+    each resampled value may differ from the metrics by a few hundredths of a point).
+
+    Args:
+        result: :func:`~detpretrain.experiments.detection.run_detection_experiment`'s dict; its ``arm`` runs are
+            used (one per pre-training replicate).
+        data_cache: the corpus cache of a synthetic target.
+        n_boot, seed: image resamples and their generator's seed.
+        alpha: one-sided level of the bound.
+
+    Returns:
+        one row per measure: ``measure``, ``runs``, ``values`` (per run, comma-separated), ``mean``,
+        ``replicate sd``, ``image sd``, ``df``, ``margin``, ``bound``, ``threshold``, ``meets`` (bool).
+
+    Raises:
+        ValueError: fewer than 2 runs of ``arm``, or a run that kept no detections.
+    """
+    from detpretrain.analysis.claims import REGIME_MIN_MAP50, REGIME_MIN_RATIO, map_at
+    from detpretrain.analysis.stats import prediction_lower_bound
+    from detpretrain.evaluation.detection import bootstrap_map, stored_to_coco_results
+
+    runs = sorted((r for r in result["runs"] if r["pretrain"] == arm), key=lambda r: (r.get("replicate", 0), r["seed"]))
+    if len(runs) < 2:
+        raise ValueError(f"a regime prediction needs >= 2 runs of the {arm} arm (pre-training replicates), "
+                         f"got {len(runs)}")
+    stored, gt = _stored_detections(runs, data_cache)
+    if stored is None:
+        raise ValueError(f"a run of the {arm} arm kept no detections (trained before they were kept); retrain it")
+    metric = runs[0]["metrics"].get("metric", "voc07")
+    draws = np.random.default_rng(seed).integers(0, len(gt["images"]), size=(n_boot, len(gt["images"])))
+    boot = np.stack([bootstrap_map(gt, stored_to_coco_results(p), [0.5, 0.7], draws, metric) for p in stored])
+    m50, m70 = boot[:, :, 0].mean(axis=0), boot[:, :, 1].mean(axis=0)  # [B]: mean over runs
+    m50_runs = np.array([map_at(r["metrics"], 0.5) for r in runs])
+    m70_runs = np.array([map_at(r["metrics"], 0.7) for r in runs])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values = {"mAP@0.5": (m50_runs, m50, REGIME_MIN_MAP50),
+                  "mAP@0.7 / mAP@0.5": (m70_runs / m50_runs, m70 / m50, REGIME_MIN_RATIO)}
+    rows = []
+    for measure, (per_run, resampled, threshold) in values.items():
+        resampled = resampled[np.isfinite(resampled)]  # a ratio is undefined on a resample where mAP@0.5 is 0
+        if not (np.isfinite(per_run).all() and resampled.size >= 2):
+            rows.append({"measure": measure, "runs": len(per_run), "values": ", ".join(f"{v:.3g}" for v in per_run),
+                         "mean": float(np.mean(per_run)), "replicate sd": math.nan, "image sd": math.nan,
+                         "df": math.nan, "margin": math.nan, "bound": math.nan, "threshold": threshold,
+                         "meets": False})  # undefined (mAP@0.5 of 0): cannot meet
+            continue
+        b = prediction_lower_bound(per_run, float(np.std(resampled, ddof=1)), alpha=alpha)
+        rows.append({"measure": measure, "runs": b.n_replicates, "values": ", ".join(f"{v:.3g}" for v in per_run),
+                     "mean": b.mean, "replicate sd": b.replicate_sd, "image sd": b.image_sd, "df": b.df,
+                     "margin": b.margin, "bound": b.bound, "threshold": threshold, "meets": bool(b.bound >= threshold)})
+    return pd.DataFrame(rows)

@@ -67,6 +67,10 @@ Public core
     The difference between two verdicts from independent data (one claim under two corpus cues): Welch's interval
     from the two intervals.
 
+:func:`prediction_lower_bound`
+    Not a verdict: how low a test-split mean of R new runs can plausibly fall, given R runs on the val split and the
+    image-resampling spread of their mean (a schedule is chosen on val by this bound, ``profiles.py``).
+
 :func:`holm`, :func:`adjust_claims`, :func:`claims_table`
     One declared primary claim per chapter, tested at alpha unadjusted; the other claims of the chapter are
     secondary, Holm-adjusted among themselves (Holm 1979); the chapter shows the whole table.
@@ -786,3 +790,65 @@ def conditional_verdict(differences, *, unit: str, **question) -> Verdict:
     if d.size == 0:
         return dataclasses.replace(verdict(d, unit=unit, **question), replicated=False)
     return verdict(d, groups=np.zeros(d.size, int), unit=unit, **question)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# a prediction bound (choosing a schedule on val for a regime that the test split must meet; issue 17)
+# ----------------------------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class PredictionBound:
+    """:func:`prediction_lower_bound`'s result; every value in the units of the replicate values."""
+
+    mean: float  #: mean of the R replicate values (val split)
+    replicate_sd: float  #: their standard deviation (ddof 1)
+    image_sd: float  #: the image-resampling standard deviation of ``mean`` (as given)
+    se: float  #: standard deviation of (new mean - this mean): sqrt(2 replicate_sd^2 / R + 2 image_sd^2)
+    df: float  #: Welch-Satterthwaite degrees of freedom of ``se`` (the image part counted as known)
+    margin: float  #: t_{1-alpha, df} * se
+    bound: float  #: mean - margin
+    n_replicates: int
+    alpha: float
+
+
+def prediction_lower_bound(replicate_values, image_sd: float, *, alpha: float = 0.05) -> PredictionBound:
+    """One-sided ``1 - alpha`` lower prediction bound for the mean of R NEW runs evaluated on a NEW, equally large
+    set of images, from R runs evaluated on a validation set: how low a test-split mean can plausibly fall when the
+    val-split mean is what was seen (Hahn and Meeker 1991, ch. 4, prediction of a future mean, with the
+    evaluation images as a second variance component).
+
+    The test-split mean differs from the val-split mean by fresh fine-tuning noise (the test runs train again) and
+    by a fresh draw of images, both on each side: ``Var = 2 s_rep^2 / R + 2 s_img^2``. ``s_rep`` (from the R
+    values) also holds the pre-training runs' spread, which val and test share when the test runs start from the
+    same pre-trainings: counting it is conservative. ``s_img`` comes from an image bootstrap (many resamples:
+    treated as known). The quantile is Student's with Welch-Satterthwaite df ``Var^2 / ((2 s_rep^2 / R)^2 / (R -
+    1))``: with ``s_img = 0`` it is the classical ``t_{R-1}`` prediction bound; the coverage is checked by
+    simulation in ``tests/test_stats.py``.
+
+    Args:
+        replicate_values: [R] one value per run (e.g. val mAP@0.5 of each pre-training replicate's fine-tuning).
+        image_sd: standard deviation of the mean over image resamples of the val set (>= 0, same units).
+        alpha: one-sided level.
+
+    Returns:
+        :class:`PredictionBound`.
+
+    Raises:
+        ValueError: fewer than 2 values (no spread to measure), non-finite values, a negative or non-finite
+            ``image_sd``, ``alpha`` outside (0, 0.5).
+    """
+    x = _as_vector(replicate_values, "replicate_values")
+    if x.size < 2:
+        raise ValueError(f"a prediction bound needs at least 2 replicate values to measure their spread, got {x.size}")
+    if not (math.isfinite(image_sd) and image_sd >= 0):
+        raise ValueError(f"image_sd must be a finite number >= 0, got {image_sd!r}")
+    if not 0 < alpha < 0.5:
+        raise ValueError(f"alpha must lie in (0, 0.5), got {alpha!r}")
+    r = x.size
+    s_rep = float(x.std(ddof=1))
+    rep_part = 2 * s_rep**2 / r
+    var = rep_part + 2 * float(image_sd) ** 2
+    df = math.inf if rep_part == 0 else var**2 / (rep_part**2 / (r - 1))
+    se = math.sqrt(var)
+    q = float(stats.norm.ppf(1 - alpha)) if math.isinf(df) else float(special.stdtrit(df, 1 - alpha))
+    mean = float(x.mean())
+    return PredictionBound(mean, s_rep, float(image_sd), se, float(df), q * se, mean - q * se, int(r), float(alpha))

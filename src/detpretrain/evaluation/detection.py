@@ -59,11 +59,13 @@ __all__ = [
     "METRICS",
     "DetectionEvaluator",
     "evaluate_command",
+    "bootstrap_map",
     "evaluate_detections",
     "format_metrics_table",
     "match_detections",
     "outputs_to_coco_results",
     "parse_iou_thresholds",
+    "stored_to_coco_results",
     "voc_ap",
 ]
 
@@ -617,6 +619,102 @@ def evaluate_detections(
     parsed_gt = _parse_ground_truth(gt, gt_source)
     parsed_dt = _parse_detections(detections, parsed_gt, dt_source)
     return _evaluate_parsed(parsed_gt, parsed_dt, iou_thresholds, metric, image_ids)
+
+
+def bootstrap_map(
+    gt: dict,
+    detections: list[dict],
+    iou_thresholds: Sequence[float],
+    draws: np.ndarray | Sequence[Sequence[int]],
+    metric: str = "voc07",
+    *,
+    gt_source: str = "<ground truth>",
+    dt_source: str = "<detections>",
+) -> np.ndarray:
+    """mAP of one detector on image-resampled copies of its test set: the image bootstrap of an mAP (Efron and
+    Tibshirani 1993, ch. 6; the resampling unit is the image, because objects of one image are matched together).
+
+    Draw ``b`` is evaluated as a test set whose ``j``-th image is a copy of image ``draws[b, j]`` (with its boxes and
+    the detector's detections on it); an image drawn twice counts twice, exactly as if it had been listed twice
+    under two ids. Nothing is re-run: the detections are the stored ones.
+
+    Args:
+        gt, detections, metric: as :func:`evaluate_detections`.
+        iou_thresholds: IoU thresholds in [0, 1].
+        draws: int array [B, n] of positions in the ground truth's images sorted by id (0 ... I - 1), e.g.
+            ``rng.integers(0, I, size=(B, I))``; pass the same draws to several detectors for a paired bootstrap.
+
+    Returns:
+        float array [B, T]: mAP (percent) of each draw at each threshold (NaN where no class has ground truth).
+
+    Raises:
+        DataError: malformed ground truth or detections (as :func:`evaluate_detections`).
+        ValueError: ``draws`` not a 2-D integer array, a position outside [0, I), unknown ``metric`` or bad thresholds.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+    thresholds = _normalise_thresholds(iou_thresholds)
+    g = _parse_ground_truth(gt, gt_source)
+    d = _parse_detections(detections, g, dt_source)
+    draws = np.asarray(draws)
+    if draws.ndim != 2 or draws.dtype.kind not in "iu" or draws.shape[1] == 0:
+        raise ValueError(f"draws must be a 2-D integer array [B, n] with n >= 1, got shape {draws.shape} "
+                         f"and dtype {draws.dtype}")
+    n_images = len(g.image_ids)
+    if draws.size and (draws.min() < 0 or draws.max() >= n_images):
+        raise ValueError(f"draws must be positions in [0, {n_images}) (the ground truth's {n_images} images "
+                         f"sorted by id), got values from {int(draws.min())} to {int(draws.max())}")
+    position = {int(i): k for k, i in enumerate(g.image_ids)}
+
+    def grouped(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(row order by image position, start and count of each position's rows in that order)."""
+        pos = np.fromiter((position[int(i)] for i in image), np.int64, len(image))
+        order = np.argsort(pos, kind="stable")
+        count = np.bincount(pos, minlength=n_images)
+        return order, np.concatenate([[0], np.cumsum(count)[:-1]]), count
+
+    g_order, g_start, g_count = grouped(g.image)
+    d_order, d_start, d_count = grouped(d.image)
+
+    def rows(order, start, count, draw) -> tuple[np.ndarray, np.ndarray]:
+        n = count[draw]
+        total = int(n.sum())
+        offsets = np.arange(total) - np.repeat(np.cumsum(n) - n, n)
+        return order[np.repeat(start[draw], n) + offsets], np.repeat(np.arange(len(draw), dtype=np.int64), n)
+
+    out = np.empty((len(draws), len(thresholds)))
+    for b, draw in enumerate(draws):
+        gi, g_img = rows(g_order, g_start, g_count, draw)
+        di, d_img = rows(d_order, d_start, d_count, draw)
+        gt_b = _GroundTruth(np.arange(len(draw), dtype=np.int64), g.category_ids, g.category_names, g_img,
+                            g.category[gi], g.boxes[gi], g.difficult[gi])
+        dets_b = _Detections(d_img, d.category[di], d.boxes[di], d.scores[di])
+        out[b] = _evaluate_parsed(gt_b, dets_b, thresholds, metric, None)["mAP"]
+    return out
+
+
+def stored_to_coco_results(arrays: dict) -> list[dict]:
+    """A run's stored detections (``detections.npz``: ``image_ids``, ``counts``, ``boxes`` XYXY pixels, ``scores``,
+    ``labels``; :meth:`DetectionEvaluator.detection_arrays`) -> a COCO results list (``bbox`` [x, y, w, h] pixels),
+    what :func:`evaluate_detections` and :func:`bootstrap_map` take.
+
+    Raises:
+        DataError: a missing array, or arrays whose lengths disagree.
+    """
+    missing = [k for k in ("image_ids", "counts", "boxes", "scores", "labels") if k not in arrays]
+    if missing:
+        raise DataError("<stored detections>", f"missing array(s) {', '.join(missing)}")
+    counts = np.asarray(arrays["counts"], dtype=np.int64)
+    boxes = np.asarray(arrays["boxes"], dtype=np.float64).reshape(-1, 4)
+    n = int(counts.sum())
+    if len(counts) != len(arrays["image_ids"]) or not len(boxes) == len(arrays["scores"]) == len(arrays["labels"]) == n:
+        raise DataError("<stored detections>", f"{len(arrays['image_ids'])} image ids, {len(counts)} counts "
+                        f"(summing to {n}), {len(boxes)} boxes, {len(arrays['scores'])} scores and "
+                        f"{len(arrays['labels'])} labels do not describe one set of detections")
+    image = np.repeat(np.asarray(arrays["image_ids"], dtype=np.int64), counts)
+    dets = _Detections(image, np.asarray(arrays["labels"], dtype=np.int64), boxes,
+                       np.asarray(arrays["scores"], dtype=np.float64))
+    return _results_from_arrays(dets)
 
 
 def _results_from_arrays(dets: _Detections) -> list[dict]:

@@ -174,12 +174,7 @@ def train_command(args) -> int:
     """``python -m detpretrain train``: a detection experiment; prints mAP per IoU threshold per backbone."""
     from detpretrain import distributed
 
-    overrides = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
-        overrides[key] = value
+    overrides = parse_overrides(args.set)
     pretrains = tuple(args.pretrain.split(",")) if args.pretrain else PRETRAINS
     profile = with_coco_root(get_profile(args.profile), getattr(args, "coco_root", None))
     result = run_detection_experiment(profile, dataset=args.dataset or "synthetic", data_root=args.data_root,
@@ -194,6 +189,21 @@ def train_command(args) -> int:
 
             atomic_write_json(Path(args.out), result)
     return 0
+
+
+def parse_overrides(items) -> dict:
+    """``["key=value", ...]`` of ``--set`` -> ``{key: value}`` (values parsed later, by the config).
+
+    Raises:
+        ConfigError: an item without ``=``.
+    """
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key] = value
+    return overrides
 
 
 def _main_print(line: str) -> None:
