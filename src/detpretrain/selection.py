@@ -60,7 +60,7 @@ def regime_check_command(args) -> int:
     print(format_map_table(result))
     table = regime_prediction(result, data_cache=corpus_cache_dir(), n_boot=args.n_boot)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))  # a bound 0.03 short must show
     meets = bool(table["meets"].all())
     print(f"{'meets' if meets else 'misses'} the regime by the selection rule (one-sided 95 % prediction bound of "
           f"the test-split mean; overrides {overrides})")
