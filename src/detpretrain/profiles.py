@@ -188,6 +188,9 @@ PROFILES: dict[str, Profile] = {
         #     margin 5.08 -> bound 62.6 (meets); ratio 0.644, 0.642, 0.720 -> 0.668, bound 0.568 (meets). Chosen:
         #     10 epochs, step after 8 (16,000 image-steps on 1600 images; 18,000 on the 1800 trainval images of the
         #     test runs; 438-439 s per val run on one core). 12 epochs was not run.
+        # Then the test split, once (2026-12-04, `python -m detpretrain train --profile mini --pretrain imagenet-cls`):
+        # r0 66.4 / 38.6, r1 64.4 / 44.3, r2 66.1 / 43.1 -> mean 65.6 mAP@0.5, mAP@0.7 / mAP@0.5 0.64: the regime is
+        # met (above the bound 62.6, 2.1 below the val mean, as the rule allowed for).
         # Reproduce one line (2026-12-03, a store holding the mini IMAGENET-CLS replicate 0):
         #   python -m detpretrain train --profile mini --pretrain imagenet-cls --replicates 1 --seed 0 --store S \
         #     --set data.corpus.n_train=1600 --set data.train_split=train --set data.eval_split=val \
