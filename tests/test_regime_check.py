@@ -45,7 +45,7 @@ def test_regime_check_trains_on_train_scores_on_val_and_prints_the_bound(corpus_
     assert row["bound"] == pytest.approx(expected.bound)
     assert row["image sd"] >= 0  # smoke detectors score ~0 after 1 epoch: the resampled mean may not move
     assert math.isfinite(row["image sd"]) and row["meets"] == (row["bound"] >= 60.0)
-    assert f"{row['bound']:.3g}" in out
+    assert f"{row['bound']:.2f}" in out  # the printed table: 2 decimals
 
     with pytest.raises(ValueError, match=">= 2 runs"):
         regime_prediction({"runs": result["runs"][:1]}, data_cache=corpus_dir)
