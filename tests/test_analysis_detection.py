@@ -185,3 +185,80 @@ def test_same_images_control_is_planned_where_the_detection_pretraining_is_ours(
     assert sum(c.name.startswith(f"finetune/{SAME_IMAGES}") or f"/{SAME_IMAGES}/" in c.name for c in mini) == 3
     assert real_pretrains("torchvision", params["pretrains"]) == (["imagenet-cls", "detection", "scratch"],
                                                                    [SAME_IMAGES])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# regime_prediction (the val-split schedule selection of profiles.py) on made-up stored detections
+# ----------------------------------------------------------------------------------------------------------------
+def _made_up_val_runs(n_images=40, n_runs=3, seed=0):
+    """COCO ground truth and, per run, stored detections (``detections.npz`` arrays) of a noisy detector."""
+    rng = np.random.default_rng(seed)
+    gt = {"images": [{"id": i} for i in range(1, n_images + 1)],
+          "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}], "annotations": []}
+    for i in range(1, n_images + 1):
+        for _ in range(rng.integers(1, 4)):
+            x, y = rng.uniform(0, 80, 2)
+            gt["annotations"].append({"id": len(gt["annotations"]) + 1, "image_id": i,
+                                      "category_id": int(rng.integers(1, 3)), "bbox": [x, y, 20.0, 20.0]})
+    stored = []
+    for _ in range(n_runs):
+        ids, counts, boxes, scores, labels = [], [], [], [], []
+        for i in range(1, n_images + 1):
+            anns = [a for a in gt["annotations"] if a["image_id"] == i]
+            found = [a for a in anns if rng.random() < 0.8]
+            ids.append(i)
+            counts.append(len(found))
+            for a in found:
+                x, y, w, h = a["bbox"]
+                dx, dy = rng.normal(0, 3, 2)
+                boxes.append([x + dx, y + dy, x + dx + w, y + dy + h])
+                scores.append(rng.uniform(0.3, 1.0))
+                labels.append(a["category_id"])
+        stored.append({"image_ids": np.array(ids), "counts": np.array(counts), "boxes": np.array(boxes, np.float16),
+                       "scores": np.array(scores, np.float16), "labels": np.array(labels, np.int16)})
+    return gt, stored
+
+
+def _val_result(m50s, m70s, split="val", replicates=None):
+    return {"runs": [{"pretrain": "imagenet-cls", "replicate": rep, "seed": 0, "run": f"/nowhere/{k}",
+                      "metrics": {"iou_thresholds": [0.5, 0.7], "mAP": [m50, m70], "metric": "voc07",
+                                  "eval_split": split, "num_eval_images": 40}}
+                     for k, (rep, m50, m70) in enumerate(zip(replicates or range(len(m50s)), m50s, m70s))]}
+
+
+def test_regime_prediction_bound_from_the_runs_and_the_image_bootstrap(monkeypatch):
+    from detpretrain.analysis.stats import prediction_lower_bound
+    from detpretrain.evaluation.detection import bootstrap_map, stored_to_coco_results
+
+    gt, stored = _made_up_val_runs()
+    monkeypatch.setattr(A, "_stored_detections", lambda runs, data_cache=None: (stored, gt))
+    result = _val_result([66.0, 68.0, 67.0], [44.0, 45.0, 43.0])
+    table = A.regime_prediction(result, n_boot=300, seed=5).set_index("measure")
+
+    draws = np.random.default_rng(5).integers(0, 40, size=(300, 40))
+    boot = np.stack([bootstrap_map(gt, stored_to_coco_results(p), [0.5, 0.7], draws) for p in stored])
+    sd50 = np.std(boot[:, :, 0].mean(axis=0), ddof=1)
+    sd_ratio = np.std((boot[:, :, 1] / boot[:, :, 0]).mean(axis=0), ddof=1)
+    assert sd50 > 0.5  # 40 images: the resampled mean moves by points
+    row = table.loc["mAP@0.5"]
+    assert row["image sd"] == pytest.approx(sd50)
+    assert row["bound"] == pytest.approx(prediction_lower_bound([66.0, 68.0, 67.0], sd50).bound)
+    assert row["meets"] == (row["bound"] >= C.REGIME_MIN_MAP50)
+    ratio = table.loc["mAP@0.7 / mAP@0.5"]
+    assert ratio["mean"] == pytest.approx(np.mean([44 / 66, 45 / 68, 43 / 67]))
+    assert ratio["image sd"] == pytest.approx(sd_ratio)
+
+    # a run with mAP@0.5 of 0: its ratio is undefined, so that measure cannot meet
+    zero = A.regime_prediction(_val_result([0.0, 68.0, 67.0], [0.0, 45.0, 43.0]), n_boot=50).set_index("measure")
+    assert math.isnan(zero.loc["mAP@0.7 / mAP@0.5", "bound"]) and not zero.loc["mAP@0.7 / mAP@0.5", "meets"]
+
+
+def test_regime_prediction_refuses_test_split_runs_and_seeds_as_replicates(monkeypatch):
+    gt, stored = _made_up_val_runs()
+    monkeypatch.setattr(A, "_stored_detections", lambda runs, data_cache=None: (stored, gt))
+    with pytest.raises(ValueError, match="val split only"):
+        A.regime_prediction(_val_result([66.0, 68.0, 67.0], [44.0, 45.0, 43.0], split="test"))
+    with pytest.raises(ValueError, match="one run per pre-training replicate"):
+        A.regime_prediction(_val_result([66.0, 68.0, 67.0], [44.0, 45.0, 43.0], replicates=[0, 0, 1]))
+    with pytest.raises(ValueError, match=">= 2 runs"):
+        A.regime_prediction(_val_result([66.0], [44.0]))

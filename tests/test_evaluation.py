@@ -512,15 +512,15 @@ def test_detection_evaluator_matches_evaluate_detections():
 
 
 def materialised(gt, dets, draw):
-    """The draw written out as a real test set: image j is a copy of sorted image draw[j] under the new id j + 1."""
+    """The draw written out as a real test set: image j is a copy of sorted image draw[j] under the new id j + 1;
+    the detections in their input order, each followed by its other copies (how score ties break)."""
     ids = sorted(im["id"] for im in gt["images"])
     out = {"images": [{"id": j + 1} for j in range(len(draw))], "categories": gt["categories"], "annotations": []}
-    out_dets = []
     for j, k in enumerate(draw):
         for a in gt["annotations"]:
             if a["image_id"] == ids[k]:
                 out["annotations"].append({**a, "id": len(out["annotations"]) + 1, "image_id": j + 1})
-        out_dets += [{**d, "image_id": j + 1} for d in dets if d["image_id"] == ids[k]]
+    out_dets = [{**d, "image_id": j + 1} for d in dets for j, k in enumerate(draw) if ids[k] == d["image_id"]]
     return out, out_dets
 
 
@@ -535,8 +535,12 @@ def test_bootstrap_map_known_values():
 @pytest.mark.parametrize("metric", ["voc07", "voc", "coco"])
 def test_bootstrap_map_equals_evaluating_the_resampled_set_written_out(metric):
     gt, dets = random_case(3, n_images=12)
-    thresholds = [0.5, 0.7]
     rng = np.random.default_rng(0)
+    # images, boxes and detections in no particular order: the regrouping by image must not rely on sorted input
+    gt = {**gt, "images": [gt["images"][i] for i in rng.permutation(12)],
+          "annotations": [gt["annotations"][i] for i in rng.permutation(len(gt["annotations"]))]}
+    dets = [dets[i] for i in rng.permutation(len(dets))]
+    thresholds = [0.5, 0.7]
     draws = rng.integers(0, 12, size=(4, 12))
     draws[0] = np.arange(12)  # the identity draw is the plain evaluation
     got = bootstrap_map(gt, dets, thresholds, draws, metric)
@@ -573,8 +577,20 @@ def test_stored_detections_round_trip_through_the_evaluator():
     arrays = evaluator.detection_arrays()
     results = stored_to_coco_results(arrays)
     assert len(results) == len(dets)
-    # float16 boxes (what a run keeps): the mAP moves by less than the rounding can explain
-    assert evaluate_detections(gt, results, [0.5, 0.7])["mAP"] == pytest.approx(evaluator.evaluate()["mAP"], abs=2.0)
+    # the same detections, rounded as a run keeps them (float16 XYXY boxes and scores), one by one
+    def key(d):
+        return d["image_id"], d["category_id"], round(d["score"], 3), tuple(np.round(d["bbox"], 1))
+
+    rounded = []
+    for d in dets:
+        x, y, w, h = d["bbox"]
+        x1, y1, x2, y2 = np.float16([x, y, x + w, y + h]).astype(np.float64)
+        rounded.append({**d, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(np.float16(d["score"]))})
+    assert sorted(map(key, results)) == sorted(map(key, rounded))
+    assert evaluate_detections(gt, results, [0.5, 0.7])["mAP"] == pytest.approx(
+        evaluate_detections(gt, rounded, [0.5, 0.7])["mAP"], abs=1e-9)
+    with pytest.raises(DataError, match=r"not \[D, 4\]"):
+        stored_to_coco_results({**arrays, "boxes": arrays["boxes"].reshape(-1)[:-1]})
     with pytest.raises(DataError, match="missing array"):
         stored_to_coco_results({k: v for k, v in arrays.items() if k != "scores"})
     with pytest.raises(DataError, match="do not describe one set"):

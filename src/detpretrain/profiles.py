@@ -183,11 +183,17 @@ PROFILES: dict[str, Profile] = {
         # Its runs (2026-12-04, a new store: the 3 IMAGENET-CLS pre-trainings retrained, 101-104 s each, top-1 81.2,
         # 77.2, 75.2; fine-tunings 350-377 s on one core each):
         #   8 epochs (step 6): val mAP@0.5 r0 63.7, r1 66.0, r2 66.1 -> m 65.28, s_rep 1.34, s_img 2.13, df 148,
-        #     margin 5.31 -> bound 59.97 (misses 60 by 0.03); ratio 0.686, 0.599, 0.704 -> 0.663, bound 0.546 (meets)
+        #     margin 5.31 -> bound 59.97 (misses 60 by 0.03); ratio 0.686, 0.599, 0.704 -> 0.663, bound 0.546 (meets).
+        #     A miss by 0.03 is inside the bootstrap's own Monte Carlo error (~2 % of s_img, ~0.1 mAP on the bound):
+        #     another seed could have passed it. The rule fixed seed 0 and 1,000 resamples in advance, so it stands.
         #   10 epochs (step 8): val mAP@0.5 r0 67.9, r1 68.6, r2 66.7 -> m 67.7, s_rep 0.92, s_img 2.11, df 566,
         #     margin 5.08 -> bound 62.6 (meets); ratio 0.644, 0.642, 0.720 -> 0.668, bound 0.568 (meets). Chosen:
         #     10 epochs, step after 8 (16,000 image-steps on 1600 images; 18,000 on the 1800 trainval images of the
-        #     test runs; 438-439 s per val run on one core). 12 epochs was not run.
+        #     test runs; 438-439 s per val run on one core). 12 epochs was not run. (Recomputed after two review
+        #     fixes of regime_prediction, the ratio's resamples as a mean of per-run ratios and score ties broken in
+        #     input order: 59.968 and 62.638, ratio bounds 0.546 and 0.568; the choice is unchanged.)
+        # Caveats: 95 % holds for one candidate at a time; taking the first of several that passes, on the same val
+        # runs, and the test runs' training on trainval (val included, 12.5 % more steps) are not in the bound.
         # Then the test split, once (2026-12-04, `python -m detpretrain train --profile mini --pretrain imagenet-cls`):
         # r0 66.4 / 38.6, r1 64.4 / 44.3, r2 66.1 / 43.1 -> mean 65.6 mAP@0.5, mAP@0.7 / mAP@0.5 0.64: the regime is
         # met (above the bound 62.6, 2.1 below the val mean, as the rule allowed for).

@@ -416,10 +416,14 @@ def regime_prediction(result: dict, arm: str = "imagenet-cls", *, data_cache=Non
     test-split runs (:func:`~detpretrain.analysis.stats.prediction_lower_bound`), against the regime's thresholds
     (:data:`~detpretrain.analysis.claims.REGIME_MIN_MAP50`, :data:`~detpretrain.analysis.claims.REGIME_MIN_RATIO`).
 
-    The replicate values are the runs' own metrics (VOC07 11-point AP, as the chapters'); the image part is the
-    standard deviation of the runs' mean over ``n_boot`` image resamples of the val split, the same resample for
-    every run (:func:`~detpretrain.evaluation.detection.bootstrap_map` on the stored detections; float16 boxes, so
-    each resampled value may differ from the metrics by a few hundredths of a point).
+    The replicate values are the runs' own metrics (VOC07 11-point AP, as the chapters'); for the ratio, each run's
+    mAP@0.7 / mAP@0.5 (their mean; :func:`~detpretrain.analysis.claims.detection_regime` checks the ratio of the
+    means, which differs from it by less than 0.01 on the selection's runs). The image part is the standard deviation
+    of that mean over ``n_boot`` image resamples of the val split, the same resample for every run
+    (:func:`~detpretrain.evaluation.detection.bootstrap_map` on the stored detections, whose boxes and scores are
+    float16: a resampled value can differ from the metrics' by rounding and the ties it makes). With 1,000 resamples
+    the image sd itself carries a Monte Carlo error of about 2 %, so a bound within ~0.1 mAP of a threshold is
+    decided by the fixed seed, not by the data.
 
     Args:
         result: :func:`~detpretrain.experiments.detection.run_detection_experiment`'s dict; its ``arm`` runs are
@@ -433,7 +437,9 @@ def regime_prediction(result: dict, arm: str = "imagenet-cls", *, data_cache=Non
         ``replicate sd``, ``image sd``, ``df``, ``margin``, ``bound``, ``threshold``, ``meets`` (bool).
 
     Raises:
-        ValueError: fewer than 2 runs of ``arm``, or a run that kept no detections.
+        ValueError: fewer than 2 runs of ``arm``, two runs of one pre-training replicate (seeds are not replicates),
+            a run not scored on the val split (a selection never reads test), runs on different data, or a run that
+            kept no detections.
     """
     from detpretrain.analysis.claims import REGIME_MIN_MAP50, REGIME_MIN_RATIO, map_at
     from detpretrain.analysis.stats import prediction_lower_bound
@@ -443,26 +449,37 @@ def regime_prediction(result: dict, arm: str = "imagenet-cls", *, data_cache=Non
     if len(runs) < 2:
         raise ValueError(f"a regime prediction needs >= 2 runs of the {arm} arm (pre-training replicates), "
                          f"got {len(runs)}")
+    replicates = [int(r.get("replicate", 0)) for r in runs]
+    if len(set(replicates)) != len(replicates):
+        raise ValueError(f"a regime prediction needs one run per pre-training replicate; replicates {replicates} "
+                         "(several fine-tuning seeds of one replicate are not independent replicates)")
+    splits = {r["metrics"].get("eval_split") for r in runs}
+    if splits != {"val"}:
+        raise ValueError(f"a regime prediction reads runs scored on the val split only, got {sorted(map(str, splits))}"
+                         " (a schedule chosen on test is chosen on the verdict)")
+    if len({r["metrics"].get("num_eval_images") for r in runs}) != 1:
+        raise ValueError("the runs were scored on different numbers of val images: not one val split")
     stored, gt = _stored_detections(runs, data_cache)
     if stored is None:
         raise ValueError(f"a run of the {arm} arm kept no detections (trained before they were kept); retrain it")
     metric = runs[0]["metrics"].get("metric", "voc07")
     draws = np.random.default_rng(seed).integers(0, len(gt["images"]), size=(n_boot, len(gt["images"])))
     boot = np.stack([bootstrap_map(gt, stored_to_coco_results(p), [0.5, 0.7], draws, metric) for p in stored])
-    m50, m70 = boot[:, :, 0].mean(axis=0), boot[:, :, 1].mean(axis=0)  # [B]: mean over runs
     m50_runs = np.array([map_at(r["metrics"], 0.5) for r in runs])
     m70_runs = np.array([map_at(r["metrics"], 0.7) for r in runs])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        values = {"mAP@0.5": (m50_runs, m50, REGIME_MIN_MAP50),
-                  "mAP@0.7 / mAP@0.5": (m70_runs / m50_runs, m70 / m50, REGIME_MIN_RATIO)}
+    with np.errstate(divide="ignore", invalid="ignore"):  # [B] per measure: the mean over runs of each resample
+        values = {"mAP@0.5": (m50_runs, boot[:, :, 0].mean(axis=0), REGIME_MIN_MAP50),
+                  "mAP@0.7 / mAP@0.5": (m70_runs / m50_runs, (boot[:, :, 1] / boot[:, :, 0]).mean(axis=0),
+                                        REGIME_MIN_RATIO)}
     rows = []
     for measure, (per_run, resampled, threshold) in values.items():
-        resampled = resampled[np.isfinite(resampled)]  # a ratio is undefined on a resample where mAP@0.5 is 0
-        if not (np.isfinite(per_run).all() and resampled.size >= 2):
+        if not (np.isfinite(per_run).all() and np.isfinite(resampled).all()):
+            # a ratio with an mAP@0.5 of 0 (in a run, or in a resample): undefined, so it cannot meet; dropping
+            # those resamples would shrink the sd
             rows.append({"measure": measure, "runs": len(per_run), "values": ", ".join(f"{v:.3g}" for v in per_run),
                          "mean": float(np.mean(per_run)), "replicate sd": math.nan, "image sd": math.nan,
                          "df": math.nan, "margin": math.nan, "bound": math.nan, "threshold": threshold,
-                         "meets": False})  # undefined (mAP@0.5 of 0): cannot meet
+                         "meets": False})
             continue
         b = prediction_lower_bound(per_run, float(np.std(resampled, ddof=1)), alpha=alpha)
         rows.append({"measure": measure, "runs": b.n_replicates, "values": ", ".join(f"{v:.3g}" for v in per_run),

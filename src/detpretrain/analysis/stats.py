@@ -819,8 +819,9 @@ def prediction_lower_bound(replicate_values, image_sd: float, *, alpha: float = 
     The test-split mean differs from the val-split mean by fresh fine-tuning noise (the test runs train again) and
     by a fresh draw of images, both on each side: ``Var = 2 s_rep^2 / R + 2 s_img^2``. ``s_rep`` (from the R
     values) also holds the pre-training runs' spread, which val and test share when the test runs start from the
-    same pre-trainings: counting it is conservative. ``s_img`` comes from an image bootstrap (many resamples:
-    treated as known). The quantile is Student's with Welch-Satterthwaite df ``Var^2 / ((2 s_rep^2 / R)^2 / (R -
+    same pre-trainings: counting it is conservative. ``s_img`` comes from an image bootstrap of a val split of a
+    few hundred images, estimated with far more degrees of freedom than the R - 1 of ``s_rep``, so it is treated
+    as known (with 200 images, giving it 199 df instead moves the bound by a few hundredths). The quantile is Student's with Welch-Satterthwaite df ``Var^2 / ((2 s_rep^2 / R)^2 / (R -
     1))``: with ``s_img = 0`` it is the classical ``t_{R-1}`` prediction bound; the coverage is checked by
     simulation in ``tests/test_stats.py``.
 

@@ -636,7 +636,9 @@ def bootstrap_map(
 
     Draw ``b`` is evaluated as a test set whose ``j``-th image is a copy of image ``draws[b, j]`` (with its boxes and
     the detector's detections on it); an image drawn twice counts twice, exactly as if it had been listed twice
-    under two ids. Nothing is re-run: the detections are the stored ones.
+    under two ids. The detections keep their input order (the copies of one detection side by side), so score ties
+    break as in :func:`evaluate_detections` and the identity draw gives its mAP exactly. Nothing is re-run: the
+    detections are the stored ones.
 
     Args:
         gt, detections, metric: as :func:`evaluate_detections`.
@@ -686,6 +688,8 @@ def bootstrap_map(
     for b, draw in enumerate(draws):
         gi, g_img = rows(g_order, g_start, g_count, draw)
         di, d_img = rows(d_order, d_start, d_count, draw)
+        keep_input_order = np.argsort(di, kind="stable")  # score ties break as in the input (copies side by side)
+        di, d_img = di[keep_input_order], d_img[keep_input_order]
         gt_b = _GroundTruth(np.arange(len(draw), dtype=np.int64), g.category_ids, g.category_names, g_img,
                             g.category[gi], g.boxes[gi], g.difficult[gi])
         dets_b = _Detections(d_img, d.category[di], d.boxes[di], d.scores[di])
@@ -699,13 +703,16 @@ def stored_to_coco_results(arrays: dict) -> list[dict]:
     what :func:`evaluate_detections` and :func:`bootstrap_map` take.
 
     Raises:
-        DataError: a missing array, or arrays whose lengths disagree.
+        DataError: a missing array, boxes that are not [D, 4], or arrays whose lengths disagree.
     """
     missing = [k for k in ("image_ids", "counts", "boxes", "scores", "labels") if k not in arrays]
     if missing:
         raise DataError("<stored detections>", f"missing array(s) {', '.join(missing)}")
     counts = np.asarray(arrays["counts"], dtype=np.int64)
-    boxes = np.asarray(arrays["boxes"], dtype=np.float64).reshape(-1, 4)
+    boxes = np.asarray(arrays["boxes"], dtype=np.float64)
+    if boxes.size % 4 or (boxes.ndim == 2 and boxes.shape[1] != 4):
+        raise DataError("<stored detections>", f"boxes of shape {boxes.shape} are not [D, 4] XYXY boxes")
+    boxes = boxes.reshape(-1, 4)
     n = int(counts.sum())
     if len(counts) != len(arrays["image_ids"]) or not len(boxes) == len(arrays["scores"]) == len(arrays["labels"]) == n:
         raise DataError("<stored detections>", f"{len(arrays['image_ids'])} image ids, {len(counts)} counts "
