@@ -49,3 +49,13 @@ def test_regime_check_trains_on_train_scores_on_val_and_prints_the_bound(corpus_
 
     with pytest.raises(ValueError, match=">= 2 runs"):
         regime_prediction({"runs": result["runs"][:1]}, data_cache=corpus_dir)
+
+
+@pytest.mark.parametrize("extra, message", [(["--replicates", "1"], "2 pre-training replicates"),
+                                            (["--replicates", "2", "--n-boot", "0"], "2 image resamples"),
+                                            (["--replicates", "2", "--set", "optim.epoch=8"], "unknown config field")])
+def test_regime_check_refuses_bad_input_before_training(tmp_path, capsys, extra, message):
+    code = cli_main(["regime-check", "--profile", "smoke", "--store", str(tmp_path / "runs"), *extra])
+    err = capsys.readouterr().err
+    assert code == 1 and "ConfigError" in err and message in err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # nothing trained

@@ -17,7 +17,9 @@ import pandas as pd
 
 from detpretrain.analysis.detection import regime_prediction
 from detpretrain.data.builders import corpus_cache_dir
+from detpretrain.errors import ConfigError
 from detpretrain.executor import ExecutionError, execute
+from detpretrain.experiments.common import replicate_count
 from detpretrain.experiments.detection import (
     detection_chain,
     format_map_table,
@@ -43,9 +45,16 @@ def regime_check_command(args) -> int:
     Returns:
         0 when both regime measures' prediction bounds meet their thresholds, 3 when one misses (the table says
         which), 1 on a failed run.
+
+    Raises:
+        ConfigError: fewer than 2 replicates or image resamples, a malformed or unknown ``--set`` (before training).
     """
     overrides = {**SELECTION_SPLITS, **parse_overrides(args.set)}
     profile = get_profile(args.profile)
+    replicates = replicate_count(profile, args.replicates)
+    if replicates < 2 or args.n_boot < 2:  # refused before anything trains: the bound needs both spreads
+        raise ConfigError(f"regime-check needs >= 2 pre-training replicates (got {replicates}; --replicates) and "
+                          f">= 2 image resamples (got {args.n_boot}; --n-boot) to measure the bound's two spreads")
     store = RunStore(args.store)  # None: the default store (runs/ or $DETPRETRAIN_RUNS)
     chain = dict(pretrains=("imagenet-cls",), seeds=(args.seed,), replicates=args.replicates, overrides=overrides)
     plan = make_plan(detection_chain(profile, **chain).configs, profile=profile.name, store=store)
