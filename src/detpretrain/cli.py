@@ -112,6 +112,18 @@ def _build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--device", default="auto")
     rc.add_argument("--n-boot", type=int, default=1000, help="image resamples of the val split")
 
+    sc = sub.add_parser("sun-check", help="choose the SUN-role training set on VAL (selection 4, profiles.py): "
+                        "fine-tune the IMAGENET-CLS arm on shared-background scenes and compare with the "
+                        "bag-of-objects oracle")
+    sc.add_argument("--profile", default="mini", choices=list(PROFILE_NAMES))
+    sc.add_argument("--store", default=None, help="run store folder (default: runs/)")
+    sc.add_argument("--per-scene", type=int, required=True, help="training images per scene (the candidate size)")
+    sc.add_argument("--replicates", type=int, default=None, help="pre-training replicates (default: the profile's)")
+    sc.add_argument("--seed", type=int, default=0, help="fine-tuning seed")
+    sc.add_argument("--jobs", type=int, default=None, help="parallel runs (default: the executor's layout)")
+    sc.add_argument("--threads", type=int, default=None, help="torch threads per run")
+    sc.add_argument("--device", default="auto")
+
     book = sub.add_parser("book", help="execute every chapter with papermill and render the book to _build/html")
     book.add_argument("--profile", default="mini", choices=list(PROFILE_NAMES))
     book.add_argument("--chapters", default=None, help="comma-separated chapter names (default: all, in _toc order)")
@@ -209,6 +221,10 @@ def main(argv: list[str] | None = None) -> int:
             from detpretrain.experiments.detection import train_command
 
             return train_command(args)
+        if args.command == "sun-check":
+            from detpretrain.selection import sun_check_command
+
+            return sun_check_command(args)
         if args.command == "regime-check":
             from detpretrain.selection import regime_check_command
 

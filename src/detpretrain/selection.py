@@ -1,5 +1,6 @@
-"""Choosing a fine-tuning schedule on the target's VAL split (issue 17; the rules and numbers are in
-``profiles.py``): ``python -m detpretrain regime-check``.
+"""Choosing settings on a target's VAL split (the rules and numbers are in ``profiles.py``):
+``python -m detpretrain regime-check`` (the detection fine-tuning schedule, issue 17) and
+``python -m detpretrain sun-check`` (the SUN-role training set of the scene control, issue 18).
 
 A detection verdict is given only when the IMAGENET-CLS-arm detector is trained well enough
 (:func:`~detpretrain.analysis.claims.detection_regime`, on the test split). The schedule that gets it there is chosen
@@ -16,9 +17,11 @@ from pathlib import Path
 import pandas as pd
 
 from detpretrain.analysis.detection import regime_prediction
-from detpretrain.data.builders import corpus_cache_dir
+from detpretrain.analysis.mechanisms import bag_of_objects_oracle
+from detpretrain.data.builders import corpus_cache_dir, corpus_root
 from detpretrain.errors import ConfigError
 from detpretrain.executor import ExecutionError, execute
+from detpretrain.experiments.classification import classification_chain, run_classification_transfer
 from detpretrain.experiments.common import replicate_count
 from detpretrain.experiments.detection import (
     detection_chain,
@@ -74,3 +77,78 @@ def regime_check_command(args) -> int:
     print(f"{'meets' if meets else 'misses'} the regime by the selection rule (one-sided 95 % prediction bound of "
           f"the test-split mean; overrides {overrides})")
     return 0 if meets else 3
+
+
+#: the SUN scene control whose training set selection 4 sizes (``profiles.py``)
+SHARED_SUN = {"sun_backgrounds": "shared"}
+
+
+def sun_floor_rule(top1, oracle: float, chance: float) -> dict:
+    """Selection 4's criterion (``profiles.py``): a SUN-role training size escapes the floor when the mean val top-1
+    of the IMAGENET-CLS arm's replicates reaches half the way from chance to the bag-of-objects oracle.
+
+    Args:
+        top1: the replicates' val top-1, percent (one per pre-training replicate).
+        oracle, chance: the oracle's val top-1 and chance (100 / scenes), percent.
+
+    Returns:
+        ``{"mean", "threshold", "escapes"}`` with ``threshold = chance + (oracle - chance) / 2``.
+
+    Raises:
+        ValueError: no values.
+    """
+    values = [float(v) for v in top1]
+    if not values:
+        raise ValueError("sun_floor_rule needs at least one replicate's top-1")
+    mean = sum(values) / len(values)
+    threshold = chance + (oracle - chance) / 2
+    return {"mean": mean, "threshold": threshold, "escapes": mean >= threshold}
+
+
+def sun_check_command(args) -> int:
+    """``python -m detpretrain sun-check --per-scene N``: selection 4 of ``profiles.py`` for one candidate size.
+
+    Fine-tunes the IMAGENET-CLS arm (each of the profile's pre-training replicates, seed ``--seed``, the profile's
+    ``cls_finetune`` schedule, as Table 8 does) on the SUN-role scene control (``sun_backgrounds="shared"``) with
+    ``N`` training images per scene, scores it on the VAL split (never test), fits the bag-of-objects oracle
+    (:func:`~detpretrain.analysis.mechanisms.bag_of_objects_oracle`) on the same training images, and prints the
+    runs, the oracle and :func:`sun_floor_rule`.
+
+    Returns:
+        0 when the size escapes the floor, 3 when it does not, 1 on a failed run.
+
+    Raises:
+        ConfigError: ``--per-scene`` below 1 or fewer than 1 replicate (before training).
+    """
+    from detpretrain.data.synthetic import SCENES
+
+    if args.per_scene < 1:
+        raise ConfigError(f"sun-check needs --per-scene >= 1 (got {args.per_scene})")
+    profile = get_profile(args.profile)
+    replicates = replicate_count(profile, args.replicates)
+    overrides = {**SELECTION_SPLITS, "data.corpus.n_train": args.per_scene * len(SCENES)}
+    store = RunStore(args.store)
+    chain = dict(role="sun", pretrains=("imagenet-cls",), seeds=(args.seed,), replicates=replicates,
+                 corpus=SHARED_SUN, overrides=overrides)
+    runs = classification_chain(profile, **chain)
+    plan = make_plan(runs.configs, profile=profile.name, store=store)
+    try:
+        execute(plan, store, jobs=args.jobs, threads=args.threads, device=args.device, data_cache=corpus_cache_dir(),
+                log_dir=Path("_build") / "logs", name=f"sun-check-{profile.name}",
+                log=lambda line: print(line, flush=True))
+    except ExecutionError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    result = run_classification_transfer(profile, store=store, device=args.device, log=lambda line: None, **chain)
+    target = runs.finetunes[0][3].data
+    oracle = bag_of_objects_oracle(corpus_root(target) / "annotations.json", train_split=target.train_split,
+                                   eval_split=target.eval_split)
+    top1 = [r["metrics"]["top1"] for r in result["runs"]]
+    rule = sun_floor_rule(top1, oracle["top1"], oracle["chance"])
+    for r in result["runs"]:
+        print(f"imagenet-cls r{r['replicate']} seed {r['seed']}: val top-1 {r['metrics']['top1']:.1f} %  ({r['run']})")
+    print(f"SUN scene control, {args.per_scene} training images per scene ({oracle['n_train']} train -> "
+          f"{oracle['n_eval']} val): IMAGENET-CLS mean {rule['mean']:.1f} %, bag-of-objects oracle "
+          f"{oracle['top1']:.1f} %, chance {oracle['chance']:.1f} %, threshold {rule['threshold']:.1f} %")
+    print(f"{'escapes' if rule['escapes'] else 'stays at'} the floor by selection 4's rule")
+    return 0 if rule["escapes"] else 3

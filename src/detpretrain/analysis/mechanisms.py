@@ -495,3 +495,68 @@ def variants_frame(executed: list[dict]) -> pd.DataFrame:
     return pd.DataFrame([{"chapter": e["chapter"], "cue": e["cue"], "seconds": round(float(e["seconds"]), 1),
                           "notebook": Path(e["notebook"]).name} for e in executed],
                         columns=["chapter", "cue", "seconds", "notebook"])
+
+
+def bag_of_objects_oracle(annotations: str | os.PathLike, *, train_split: str = "train", eval_split: str = "val",
+                          C: float = 1.0) -> dict:
+    """Top-1 of a scene classifier that sees only each image's ground-truth object counts (the SUN scene control).
+
+    Under ``sun_backgrounds="shared"`` a SUN-role scene is named by which objects co-occur (and where), not by a
+    background style. This measures how much of the scene label the object *counts* alone carry: a multinomial
+    logistic regression (:class:`sklearn.linear_model.LogisticRegression`, lbfgs, L2 with inverse strength ``C``)
+    on one feature per category (the number of its instances in the image, standardised on the training images),
+    fitted on ``train_split`` and scored on ``eval_split``. It is an upper reference for what a network fine-tuned
+    on the same images could read from the objects, not a pre-training result (selection 4 in ``profiles.py``).
+
+    Args:
+        annotations: a synthetic SUN-role corpus's ``annotations.json`` (COCO layout; each image has ``split`` and
+            ``label``, each annotation a ``category_id`` of ``categories``).
+        train_split, eval_split: the images' ``split`` values to fit and to score.
+        C: inverse L2 strength of the logistic regression.
+
+    Returns:
+        ``{"top1": percent, "chance": percent (100 / classes), "n_train", "n_eval", "classes"}``.
+
+    Raises:
+        DataError: the file is missing or not such a corpus (no ``label`` / ``split`` on an image, an annotation of
+            an unknown image or category).
+        ValueError: a split without images, or a training split with a single class.
+    """
+    import json
+
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from detpretrain.errors import DataError
+
+    path = Path(annotations)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        column = {c["id"]: i for i, c in enumerate(data["categories"])}
+        images = {im["id"]: (im["split"], im["label"]) for im in data["images"]}
+        counts = {iid: np.zeros(len(column)) for iid in images}
+        for a in data["annotations"]:
+            counts[a["image_id"]][column[a["category_id"]]] += 1
+    except FileNotFoundError as err:
+        raise DataError(path, "annotation file does not exist") from err
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise DataError(path, "not a synthetic SUN-role annotation file (images with split and label, annotations of "
+                              f"known images and categories): {type(err).__name__}: {err}") from err
+
+    def split(name):
+        ids = sorted(i for i, (s, _) in images.items() if s == name)
+        if not ids:
+            raise ValueError(f"{path}: no image in split {name!r}")
+        return np.stack([counts[i] for i in ids]), np.array([images[i][1] for i in ids])
+
+    x_train, y_train = split(train_split)
+    x_eval, y_eval = split(eval_split)
+    classes = sorted(set(y_train) | set(y_eval))
+    if len(set(y_train)) < 2:
+        raise ValueError(f"{path}: split {train_split!r} has a single class; the oracle needs at least two")
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=C, solver="lbfgs", max_iter=5000))
+    model.fit(x_train, y_train)
+    return {"top1": 100.0 * float(np.mean(model.predict(x_eval) == y_eval)), "chance": 100.0 / len(classes),
+            "n_train": len(y_train), "n_eval": len(y_eval), "classes": len(classes)}

@@ -44,13 +44,14 @@ def cls_finetune_config(profile: Profile, pretrain: str, seed: int, target: Data
 
 def classification_chain(profile: str | Profile = "smoke", *, role: str = "caltech", data_root: str | None = None,
                          pretrains=PRETRAINS, seeds=None, replicates: int | None = None,
-                         removed=REMOVED_SUPERCATEGORIES, corpus: dict | None = None) -> ChainPlan:
+                         removed=REMOVED_SUPERCATEGORIES, corpus: dict | None = None,
+                         overrides: dict | None = None) -> ChainPlan:
     """The runs of :func:`run_classification_transfer` (same arguments), without training."""
     prof = get_profile(profile) if isinstance(profile, str) else profile
     count = replicate_count(prof, replicates)
     return chain_plan(prof, transfer_target(prof, role, data_root, corpus), cls_finetune_config, pretrains=pretrains,
                       pretrained=pretrained_for(prof, pretrains, removed, count, corpus=corpus), seeds=seeds,
-                      replicates=count)
+                      replicates=count, overrides=overrides)
 
 
 def plan_classification_transfer(profile: str | Profile = "smoke", **params) -> list[TrainConfig]:
@@ -92,7 +93,7 @@ def run_classification_transfer(profile: str | Profile = "smoke", *, role: str =
                                 data_root: str | None = None, pretrains=PRETRAINS, seeds=None,
                                 replicates: int | None = None, store: RunStore | None = None, device: str = "auto",
                                 progress: bool = True, log=print, removed=REMOVED_SUPERCATEGORIES,
-                                corpus: dict | None = None) -> dict:
+                                corpus: dict | None = None, overrides: dict | None = None) -> dict:
     """Fine-tune each backbone on a synthetic image-classification target and report top-1 (Tables 7 and 8): the
     runs of :func:`classification_chain`.
 
@@ -102,6 +103,8 @@ def run_classification_transfer(profile: str | Profile = "smoke", *, role: str =
             or a real dataset at ``data_root`` (:func:`transfer_target`: ``flowers102``, ``pet``, ``caltech256``,
             ``sun397``), fine-tuned at the profile's ``real_model.image_size``.
         pretrains, seeds, replicates, store, device, removed, corpus: as in :func:`run_detection_experiment`.
+        overrides: ``{"data.corpus.n_train": 810, ...}`` applied to the fine-tuning configs only
+            (:func:`~detpretrain.experiments.common.chain_plan`; the selections of ``profiles.py``).
 
     Returns:
         ``{"profile", "dataset", "data", "runs": [{"pretrain", "replicate", "seed", "run", "hash", "metrics"}],
@@ -110,7 +113,7 @@ def run_classification_transfer(profile: str | Profile = "smoke", *, role: str =
     """
     prof = get_profile(profile) if isinstance(profile, str) else profile
     plan = classification_chain(prof, role=role, data_root=data_root, pretrains=pretrains, seeds=seeds,
-                                replicates=replicates, removed=removed, corpus=corpus)
+                                replicates=replicates, removed=removed, corpus=corpus, overrides=overrides)
     return train_chain(plan, prof, role, transfer_target(prof, role, data_root, corpus), store=store, device=device,
                        progress=progress, log=log)
 
