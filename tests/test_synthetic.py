@@ -138,6 +138,8 @@ def test_profile_specs():
     assert (mini["imagenet_cls"].n_train, mini["coco"].n_train, mini["voc"].n_train + mini["voc"].n_val,
             mini["voc"].n_test) == (1500, 1500, 1800, 200)
     assert mini["caltech"].n_train == 30 * 25
+    # selection 4 (profiles.py): 270 training scenes per SUN scene type, val and test 10 each
+    assert (mini["sun"].n_train, mini["sun"].n_val, mini["sun"].n_test) == (270 * len(syn.SCENES), 90, 90)
     # the GPU profiles' synthetic-only parts (Figures 4, 5; the synthetic classification roles) read mini's corpora
     assert syn.profile_specs("paper") == syn.profile_specs("torchvision") == mini
     with pytest.raises(ConfigError, match="unknown synthetic profile"):
