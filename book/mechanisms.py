@@ -61,6 +61,7 @@ from detpretrain.book import execute_variants
 from detpretrain.analysis import claims as C
 from detpretrain.analysis import mechanisms as M
 from detpretrain.chapter import chapter_setup, table
+from detpretrain.experiments.classification import sun_control
 from detpretrain.overview import save_primary
 from detpretrain.parameters import parse_variants
 
@@ -105,6 +106,25 @@ print(ch.provenance(data=f"synthetic corpora, cues {', '.join(results.columns[2:
 
 # %% tags=["hide-input"]
 display(Markdown(M.cue_summary(results)))
+
+# %% [markdown]
+# ## Can the SUN control resolve its claims?
+# A control whose classifiers read little of the scene cannot confirm or refute anything. Its Table 8 fine-tunings
+# (test split) beside what the ground-truth object counts alone give (the bag-of-objects oracle: a logistic
+# regression on each image's per-category counts, fitted on the same training images) and chance. The SUN-role
+# training set was sized on val by the same comparison (selection 4 in `profiles.py`).
+
+# %% tags=["hide-input"]
+if ("classification", "shared-backgrounds") in asked:
+    sun_transfer, sun_oracle = sun_control(ch.profile, seeds=ch.seeds, replicates=ch.replicates, store=ch.store,
+                                           device=ch.device, log=lambda line: None)
+    sun_frame, sun_sentence = M.sun_control_floor(sun_transfer, sun_oracle)
+    table(sun_frame, precision=1)
+    display(Markdown(sun_sentence))
+    print(ch.provenance(data=sun_transfer["data"], runs={f"{r['pretrain']} r{r['replicate']}": Path(r["run"]).name
+                                                         for r in sun_transfer["runs"]}))
+else:
+    display(Markdown("The SUN control (`classification:shared-backgrounds`) is not among this execution's variants."))
 
 # %% [markdown]
 # ## The tests: each claim under `part` against under the other cue

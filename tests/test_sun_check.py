@@ -10,10 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detpretrain.analysis.mechanisms import bag_of_objects_oracle
+from detpretrain.analysis.mechanisms import bag_of_objects_oracle, sun_control_floor, sun_floor_rule
 from detpretrain.cli import main as cli_main
 from detpretrain.errors import DataError
-from detpretrain.selection import sun_floor_rule
 
 
 def _write(path: Path, images, annotations, categories=("car", "cow", "sofa")) -> Path:
@@ -96,6 +95,22 @@ def test_floor_rule_known_values():
         sun_floor_rule([], 80.0, 20.0)
 
 
+def test_sun_control_floor_table_and_sentence():
+    runs = [{"pretrain": p, "metrics": {"top1": v}} for p, v in
+            (("imagenet-cls", 40.0), ("imagenet-cls", 44.0), ("detection", 30.0), ("detection", 34.0))]
+    frame, sentence = sun_control_floor({"runs": runs}, {"top1": 90.0, "chance": 10.0})
+    rows = frame.set_index("backbone")
+    assert rows.loc["imagenet-cls", "mean top-1 %"] == 42.0 and rows.loc["imagenet-cls", "runs"] == 2
+    assert (rows.loc["detection", "min"], rows.loc["detection", "max"]) == (30.0, 34.0)
+    assert rows.loc["bag-of-objects oracle (ground-truth counts)", "mean top-1 %"] == 90.0
+    assert rows.loc["chance", "mean top-1 %"] == 10.0
+    assert "floor-limited" in sentence and "42.0 %" in sentence and "half way: 50.0 %" in sentence
+    _, sentence = sun_control_floor({"runs": runs}, {"top1": 70.0, "chance": 10.0})  # threshold 40: off the floor
+    assert "off the floor" in sentence and "floor-limited" not in sentence
+    with pytest.raises(ValueError, match="IMAGENET-CLS"):
+        sun_control_floor({"runs": runs[2:]}, {"top1": 90.0, "chance": 10.0})
+
+
 @pytest.mark.slow
 def test_sun_check_trains_on_shared_scenes_scores_val_and_prints_the_rule(corpus_dir, smoke_store, capsys):
     args = ["sun-check", "--profile", "smoke", "--store", str(smoke_store.root), "--per-scene", "3",
@@ -133,3 +148,20 @@ def test_sun_check_refuses_bad_input_before_training(tmp_path, capsys, extra, me
     err = capsys.readouterr().err
     assert code == 1 and "ConfigError" in err and message in err
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_sun_control_reads_the_runs_the_mechanisms_page_plans():
+    from detpretrain.book import chapter_values, find_root
+    from detpretrain.experiments.classification import TABLE8_PRETRAINS, sun_control_configs
+    from detpretrain.plan import chapter_runs
+    from detpretrain.config import config_hash
+
+    root = find_root()
+    assert tuple(chapter_values(root / "book" / "classification.py")["finetune_pretrains"]) == TABLE8_PRETRAINS
+    planned = {config_hash(c) for c in chapter_runs("mechanisms", "smoke",
+                                                    chapter_values(root / "book" / "mechanisms.py"))}
+    configs = sun_control_configs("smoke")
+    assert len(configs) > len(TABLE8_PRETRAINS)  # pre-trainings and fine-tunings
+    assert {config_hash(c) for c in configs} <= planned  # the page trains nothing of its own
+    sun = [c for c in configs if c.name.startswith("cls-finetune/")]
+    assert {c.data.corpus["sun_backgrounds"] for c in sun} == {"shared"}

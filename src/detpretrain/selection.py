@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from detpretrain.analysis.detection import regime_prediction
-from detpretrain.analysis.mechanisms import bag_of_objects_oracle
+from detpretrain.analysis.mechanisms import bag_of_objects_oracle, sun_floor_rule
 from detpretrain.data.builders import corpus_cache_dir, corpus_root
 from detpretrain.errors import ConfigError
 from detpretrain.executor import ExecutionError, execute
@@ -81,28 +81,6 @@ def regime_check_command(args) -> int:
 
 #: the SUN scene control whose training set selection 4 sizes (``profiles.py``)
 SHARED_SUN = {"sun_backgrounds": "shared"}
-
-
-def sun_floor_rule(top1, oracle: float, chance: float) -> dict:
-    """Selection 4's criterion (``profiles.py``): a SUN-role training size escapes the floor when the mean val top-1
-    of the IMAGENET-CLS arm's replicates reaches half the way from chance to the bag-of-objects oracle.
-
-    Args:
-        top1: the replicates' val top-1, percent (one per pre-training replicate).
-        oracle, chance: the oracle's val top-1 and chance (100 / scenes), percent.
-
-    Returns:
-        ``{"mean", "threshold", "escapes"}`` with ``threshold = chance + (oracle - chance) / 2``.
-
-    Raises:
-        ValueError: no values.
-    """
-    values = [float(v) for v in top1]
-    if not values:
-        raise ValueError("sun_floor_rule needs at least one replicate's top-1")
-    mean = sum(values) / len(values)
-    threshold = chance + (oracle - chance) / 2
-    return {"mean": mean, "threshold": threshold, "escapes": mean >= threshold}
 
 
 def sun_check_command(args) -> int:

@@ -560,3 +560,61 @@ def bag_of_objects_oracle(annotations: str | os.PathLike, *, train_split: str = 
     model.fit(x_train, y_train)
     return {"top1": 100.0 * float(np.mean(model.predict(x_eval) == y_eval)), "chance": 100.0 / len(classes),
             "n_train": len(y_train), "n_eval": len(y_eval), "classes": len(classes)}
+
+
+def sun_floor_rule(top1, oracle: float, chance: float) -> dict:
+    """Selection 4's criterion (``profiles.py``): a SUN-role training size escapes the floor when the mean val top-1
+    of the IMAGENET-CLS arm's replicates reaches half the way from chance to the bag-of-objects oracle.
+
+    Args:
+        top1: the replicates' val top-1, percent (one per pre-training replicate).
+        oracle, chance: the oracle's val top-1 and chance (100 / scenes), percent.
+
+    Returns:
+        ``{"mean", "threshold", "escapes"}`` with ``threshold = chance + (oracle - chance) / 2``.
+
+    Raises:
+        ValueError: no values.
+    """
+    values = [float(v) for v in top1]
+    if not values:
+        raise ValueError("sun_floor_rule needs at least one replicate's top-1")
+    mean = sum(values) / len(values)
+    threshold = chance + (oracle - chance) / 2
+    return {"mean": mean, "threshold": threshold, "escapes": mean >= threshold}
+
+
+def sun_control_floor(transfer: dict, oracle: dict) -> tuple[pd.DataFrame, str]:
+    """Whether the SUN scene control's Table 8 fine-tunings left the floor: each backbone's mean top-1 beside the
+    bag-of-objects oracle on the same images, and :func:`sun_floor_rule` on the IMAGENET-CLS arm.
+
+    Args:
+        transfer: :func:`detpretrain.experiments.classification.run_classification_transfer`'s result on the SUN
+            role with ``corpus={"sun_backgrounds": "shared"}`` (runs with ``pretrain`` and ``metrics["top1"]``, %).
+        oracle: :func:`bag_of_objects_oracle` on that corpus, fitted on its train split and scored on the split the
+            runs were scored on.
+
+    Returns:
+        ``(frame, sentence)``: one row per backbone (``backbone``, ``runs``, ``mean top-1 %``, ``min``, ``max``), then
+        rows for the oracle and chance; the sentence says whether the control is floor-limited and why.
+
+    Raises:
+        ValueError: no run of the IMAGENET-CLS arm in ``transfer``.
+    """
+    runs = pd.DataFrame([{"backbone": r["pretrain"], "top1": float(r["metrics"]["top1"])} for r in transfer["runs"]])
+    if runs.empty or "imagenet-cls" not in set(runs["backbone"]):
+        raise ValueError("sun_control_floor needs the IMAGENET-CLS arm's runs (the rule reads its mean)")
+    frame = (runs.groupby("backbone", sort=False)["top1"].agg(["size", "mean", "min", "max"]).reset_index()
+             .rename(columns={"size": "runs", "mean": "mean top-1 %"}))
+    frame = pd.concat([frame, pd.DataFrame([
+        {"backbone": "bag-of-objects oracle (ground-truth counts)", "runs": 0, "mean top-1 %": oracle["top1"]},
+        {"backbone": "chance", "runs": 0, "mean top-1 %": oracle["chance"]}])], ignore_index=True)
+    rule = sun_floor_rule(runs.loc[runs["backbone"] == "imagenet-cls", "top1"], oracle["top1"], oracle["chance"])
+    where = (f"the IMAGENET-CLS classifiers read {rule['mean']:.1f} % of the scenes that the object counts alone "
+             f"name {oracle['top1']:.1f} % of the time (chance {oracle['chance']:.1f} %; half way: "
+             f"{rule['threshold']:.1f} %)")
+    if rule["escapes"]:
+        return frame, f"The SUN scene control is off the floor: {where}."
+    return frame, (f"**The SUN scene control is floor-limited**: {where}. Its SUN-397 claims compare classifiers "
+                   "that read little of the scene signal, so an unresolved label there says little about the paper's "
+                   "SUN-397 claims (selection 4 in `profiles.py` sized its training set on val).")

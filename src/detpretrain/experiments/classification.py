@@ -124,3 +124,48 @@ def real_transfer_roots(real_data: dict | None) -> dict[str, str]:
     from pathlib import Path
 
     return {name: str(root) for name, root in (real_data or {}).items() if Path(root).expanduser().exists()}
+
+
+#: the backbones the classification chapter fine-tunes (Table 8; its ``finetune_pretrains`` default)
+TABLE8_PRETRAINS = ("imagenet-cls", "detection", "imagenet-loc", "scratch")
+
+
+def sun_control_configs(profile: str | Profile = "mini", *, pretrains=TABLE8_PRETRAINS, seeds=None,
+                        replicates: int | None = None) -> list[TrainConfig]:
+    """The runs of :func:`sun_control`, pre-trainings first, without training: the classification chapter's Table 8
+    on the SUN-role target under the SUN scene control (``sun_backgrounds="shared"``), as the mechanisms chapter's
+    ``classification:shared-backgrounds`` variant trains them."""
+    return classification_chain(profile, role="sun", pretrains=pretrains, seeds=seeds, replicates=replicates,
+                                corpus={"sun_backgrounds": "shared"}).configs
+
+
+def sun_control(profile: str | Profile = "mini", *, pretrains=TABLE8_PRETRAINS, seeds=None,
+                replicates: int | None = None, store: RunStore | None = None, device: str = "auto",
+                log=print) -> tuple[dict, dict]:
+    """The SUN scene control's Table 8 fine-tunings and the bag-of-objects oracle on the same images (issue 18;
+    :func:`detpretrain.analysis.mechanisms.sun_control_floor` reads the pair).
+
+    Args:
+        pretrains, seeds, replicates, store, device: as in :func:`run_classification_transfer` (default: the
+            classification chapter's Table 8 backbones and the profile's seeds and replicates).
+
+    Returns:
+        ``(transfer, oracle)``: :func:`run_classification_transfer`'s result on the SUN role with shared backgrounds
+        (trained where the store lacks a run), and
+        :func:`~detpretrain.analysis.mechanisms.bag_of_objects_oracle` fitted on the target's train split and
+        scored on the split the runs are scored on (test).
+
+    Raises:
+        ConfigError: as :func:`run_classification_transfer`.
+    """
+    from detpretrain.analysis.mechanisms import bag_of_objects_oracle
+    from detpretrain.data.builders import corpus_root
+
+    corpus = {"sun_backgrounds": "shared"}
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    transfer = run_classification_transfer(prof, role="sun", pretrains=tuple(pretrains), seeds=seeds,
+                                           replicates=replicates, store=store, device=device, log=log, corpus=corpus)
+    target = transfer_target(prof, "sun", corpus=corpus)
+    oracle = bag_of_objects_oracle(corpus_root(target, store.data_cache if store is not None else None)
+                                   / "annotations.json", train_split=target.train_split, eval_split=target.eval_split)
+    return transfer, oracle
