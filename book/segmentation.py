@@ -119,7 +119,7 @@ for metric in ("mIoU", "pixel_accuracy"):
 # The paper's claim is that the gain is *not concentrated at boundaries*, which is not "anti-trimap gain > trimap
 # gain". Pixel accuracy splits exactly over pixels, so per width: is there a gain away from boundaries, and is the
 # boundary band's share of the gained correct pixels no larger than its share of the pixels (non-inferiority, margin
-# 0.1 of the gain)? Intervals over fine-tuning seeds, conditional on the pre-trained networks.
+# 0.1 of the gain)? Paired by pre-training replicate and fine-tuning seed; intervals over the pre-training runs.
 
 # %% tags=["hide-input"]
 share_table, share_claims = A.boundary_share(result, bands=bands)

@@ -459,16 +459,18 @@ def test_gain_split_is_exact_on_pixel_counts():
     assert math.isnan(SEG.gain_split(90, 80, 100, 90, 90, 900)["gain_share"])  # no positive gain: no share
 
 
-def _seg_result(anti_gain, tri_gain, seeds=(0, 1, 2, 3)):
+def _seg_result(anti_gain, tri_gain, seeds=(0, 1, 2, 3), replicates=(0,)):
     runs = []
-    for s in seeds:
-        for pre, bump in (("imagenet-cls", 0.0), ("detection", 1.0)):
-            jitter = 0.2 * (s - 1.5)
-            runs.append({"pretrain": pre, "seed": s, "metrics": {
-                "bands": [2], "band_scale": 1.0,
-                "trimap": {"2": {"mIoU": 50.0, "pixel_accuracy": 70 + bump * (tri_gain + jitter), "num_pixels": 100}},
-                "anti_trimap": {"2": {"mIoU": 60.0, "pixel_accuracy": 80 + bump * (anti_gain - jitter / 2),
-                                      "num_pixels": 900}}}})
+    for r in replicates:
+        for s in seeds:
+            for pre, bump in (("imagenet-cls", 0.0), ("detection", 1.0)):
+                jitter = 0.2 * (s - 1.5) + 0.3 * r
+                runs.append({"pretrain": pre, "replicate": r, "seed": s, "metrics": {
+                    "bands": [2], "band_scale": 1.0,
+                    "trimap": {"2": {"mIoU": 50.0, "pixel_accuracy": 70 + bump * (tri_gain + jitter),
+                                     "num_pixels": 100}},
+                    "anti_trimap": {"2": {"mIoU": 60.0, "pixel_accuracy": 80 + bump * (anti_gain - jitter / 2),
+                                          "num_pixels": 900}}}})
     return {"runs": runs}
 
 
@@ -479,6 +481,20 @@ def test_boundary_share_verdicts():
     assert v["boundary share of the gain not above its pixel share, 2 px"].label == "holds"
     _, v = SEG.boundary_share(_seg_result(anti_gain=0.1, tri_gain=20.0))  # nearly all the gain at boundaries
     assert v["boundary share of the gain not above its pixel share, 2 px"].label == "reversed"
+
+
+def test_boundary_share_pairs_every_replicate_and_tests_over_them():
+    # 3 pre-training replicates x 1 seed: each replicate is a unit (before, only replicate 0 was read)
+    result = _seg_result(anti_gain=2.0, tri_gain=2.0, seeds=(0,), replicates=(0, 1, 2))
+    table, v = SEG.boundary_share(result)
+    assert table["pairs"].iloc[0] == 3 and table["replicates"].iloc[0] == 3
+    gain = v["gain away from boundaries, 2 px"]
+    assert gain.replicated and gain.n_groups == 3
+    # the estimate is the mean over replicates of the anti-trimap gain (2 - jitter / 2 with jitter -0.3, 0, +0.3)
+    assert gain.estimate == pytest.approx(2.0 - (0.2 * -1.5 + 0.3) / 2)
+    # a replicate whose detection run is missing leaves the analysis, not the others
+    partial = {"runs": [r for r in result["runs"] if not (r["replicate"] == 2 and r["pretrain"] == "detection")]}
+    assert SEG.boundary_share(partial)[0]["replicates"].iloc[0] == 2
 
 
 # ---- Shinya et al. --------------------------------------------------------------------------------------------

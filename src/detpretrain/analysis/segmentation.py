@@ -459,40 +459,39 @@ def gain_split(acc_a_tri, acc_b_tri, n_tri, acc_a_anti, acc_b_anti, n_anti) -> d
 
 def boundary_share(result: dict, bands=None, better: str = "detection", baseline: str = "imagenet-cls",
                    margin: float = BOUNDARY_SHARE_MARGIN) -> tuple[pd.DataFrame, dict]:
-    """Figure 2's claim per band width, paired by seed: the gain in pixel accuracy away from boundaries
-    (superiority over 0) and the boundary band's share of the gain against its share of the pixels
-    (:func:`gain_split`; non-inferiority: the share exceeds the pixel share by less than ``margin``). Verdicts by
-    :func:`~detpretrain.analysis.stats.verdict` over fine-tuning seeds, conditional on the pre-trained networks
-    (one pre-training run per arm).
+    """Figure 2's claim per band width, paired by pre-training replicate and fine-tuning seed: the gain in pixel
+    accuracy away from boundaries (superiority over 0) and the boundary band's share of the gain against its share
+    of the pixels (:func:`gain_split`; non-inferiority: the share exceeds the pixel share by less than ``margin``).
+    Verdicts by :func:`~detpretrain.analysis.claims.unit_verdict`: the pairs of one replicate are averaged, the
+    interval is over the pre-training runs (conditional on the networks, over fine-tuning seeds, when there is one
+    replicate). A pair whose total gain is not positive has no share and leaves the second claim.
 
     Returns:
         ``(table, verdicts)``: one row per width (``width``, ``voc_width``, ``trimap pixel share``, ``trimap share
-        of the gain``, ``trimap gain``, ``anti-trimap gain`` (points), ``seeds``) and ``{claim: Verdict}``.
+        of the gain``, ``trimap gain``, ``anti-trimap gain`` (points; means over the pairs), ``pairs``,
+        ``replicates``) and ``{claim: Verdict}``.
     """
-    from detpretrain.analysis.stats import conditional_verdict
-
     frame = trimap_frame(result, bands)
     rows, verdicts = [], {}
     for w, g in frame.groupby("width"):
-        per_seed = []
-        for s in sorted(set(g["seed"])):
-            pick = {(p, r): g[(g["pretrain"] == p) & (g["region"] == r) & (g["seed"] == s)]
-                    for p in (better, baseline) for r in REGIONS}
+        per_pair = []
+        for (rep, s), u in g.groupby(["replicate", "seed"]):
+            pick = {(p, r): u[(u["pretrain"] == p) & (u["region"] == r)] for p in (better, baseline) for r in REGIONS}
             if any(v.empty for v in pick.values()):
                 continue
             acc = {k: float(v["pixel_accuracy"].iloc[0]) for k, v in pick.items()}
-            per_seed.append(gain_split(acc[(baseline, "trimap")], acc[(better, "trimap")],
-                                       pick[(better, "trimap")]["num_pixels"].iloc[0],
-                                       acc[(baseline, "anti_trimap")], acc[(better, "anti_trimap")],
-                                       pick[(better, "anti_trimap")]["num_pixels"].iloc[0]))
-        if not per_seed:
+            per_pair.append({"replicate": int(rep), "seed": s, **gain_split(
+                acc[(baseline, "trimap")], acc[(better, "trimap")], pick[(better, "trimap")]["num_pixels"].iloc[0],
+                acc[(baseline, "anti_trimap")], acc[(better, "anti_trimap")],
+                pick[(better, "anti_trimap")]["num_pixels"].iloc[0])})
+        if not per_pair:
             continue
-        ps = pd.DataFrame(per_seed)
+        ps = pd.DataFrame(per_pair)
         rows.append({"width": w, "voc_width": float(g["voc_width"].iloc[0]),
                      "trimap pixel share": ps["pixel_share"].mean(), "trimap share of the gain": ps["gain_share"].mean(),
                      "trimap gain": ps["gain_tri"].mean(), "anti-trimap gain": ps["gain_anti"].mean(),
-                     "seeds": len(ps)})
-        verdicts[f"gain away from boundaries, {w} px"] = conditional_verdict(ps["gain_anti"], unit="fine-tuning seed")
-        verdicts[f"boundary share of the gain not above its pixel share, {w} px"] = conditional_verdict(
-            ps["excess"].dropna(), unit="fine-tuning seed", kind="noninferiority", margin=margin, expected=-1)
+                     "pairs": len(ps), "replicates": ps["replicate"].nunique()})
+        verdicts[f"gain away from boundaries, {w} px"] = unit_verdict(ps, column="gain_anti")
+        verdicts[f"boundary share of the gain not above its pixel share, {w} px"] = unit_verdict(
+            ps, column="excess", kind="noninferiority", margin=margin, expected=-1)
     return pd.DataFrame(rows), verdicts
