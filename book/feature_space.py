@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # Feature space: nearest pairs, cluster consistency, t-SNE
+# # Are classes clustered in IMAGENET-CLS feature space and fragmented in detection feature space? (Li et al., Figures 3, 6, 7)
 #
 # *Li et al. 2019 {cite}`li2019analysis`, appendix 6.1 (Figures 3, 6 and 7).*
 #
@@ -176,7 +176,7 @@ for pre, frame in near.items():
 table(near_table, precision=2)
 
 # %% tags=["hide-input"]
-display(Markdown(S.size_match_verdict(near_table, cls_name, det_name)["sentence"]))
+display(Markdown(S.size_match_summary(near_table, cls_name, det_name)["sentence"]))
 size_match = S.size_match_bootstrap(near[classification_backbone][["i", "j"]].to_numpy(),
                                     near[detection_backbone][["i", "j"]].to_numpy(), attrs["log_area"].to_numpy())
 display(Markdown("With an interval (each space's nearest pairs resampled; positive = the detection space's pairs "
@@ -203,7 +203,7 @@ fig.tight_layout()
 plt.show()
 
 # %% tags=["hide-input"]
-asymmetry = S.asymmetry_verdict(curves, det_name, cls_name)
+asymmetry = S.asymmetry_summary(curves, det_name, cls_name)
 display(table(asymmetry["table"], precision=3, index=True))
 display(Markdown(asymmetry["sentence"]))
 
@@ -274,7 +274,7 @@ fig.tight_layout(rect=(0, 0.03, 1, 1))
 plt.show()
 
 # %% tags=["hide-input"]
-display(Markdown(S.fragmentation_verdict(frag, classification_backbone, detection_backbone, names)["sentence"]))
+display(Markdown(S.fragmentation_summary(frag, classification_backbone, detection_backbone, names)["sentence"]))
 display(Markdown(f"kNN agreement, {cls_name} minus {det_name}, "
                  + ("with a paired bootstrap over images: " if len(pairs) == 1
                     else f"over {len(pairs)} pre-training replicate pairs: ")

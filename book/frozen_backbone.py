@@ -140,8 +140,9 @@ table(Z.gain_table(result, heads), precision=2)
 
 # %% [markdown]
 # The paper's claims are interactions: the gain of freezing *grows* with the detector's capacity, and is *larger* on
-# rare classes. As differences of differences, paired by fine-tuning seed (AP points, conditional on the one
-# pre-trained backbone):
+# rare classes. As differences of differences, paired by pre-training replicate and fine-tuning seed (AP points;
+# the interval is over the pre-training runs, or over fine-tuning seeds and conditional on the backbone when there is
+# one):
 
 # %% tags=["hide-input"]
 interactions = Z.interaction_verdicts(result, heads)

@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # Visualisations: activation maps, mask-out, qualitative detections
+# # Does classification pre-training focus on parts, and detection pre-training on whole objects? (Li et al., Figures 4, 5, 8)
 #
 # *Li et al. 2019 {cite}`li2019analysis`, appendix 6.1-6.2 (Figures 4, 5 and 8).*
 #

@@ -263,25 +263,27 @@ def test_widths_table_lists_the_four_stages():
 # ----------------------------------------------------------------------------------------------- feature space
 
 
-def test_pair_summary_and_the_size_verdict():
+def test_pair_summary_and_the_size_summary():
     attrs = pd.DataFrame({"log_area": [0.0, 0.0, 1.0, 2.0], "aspect": [0.0, 1.0, 0.0, 1.0], "n_objects": [1, 1, 1, 1]})
     labels = np.array([0, 0, 1, 1])
     s = S.pair_summary([[0, 1]], labels, attrs)
     assert s["same class %"] == 100.0 and s["size: diff / random"] == 0.0 and math.isnan(s["object count: diff / random"])
     table = pd.DataFrame({"space": ["IMAGENET-CLS (imagenet-cls)", "COCO (detection)"],
                           "size: diff / random": [1.0, 0.5]})
-    v = S.size_match_verdict(table, "IMAGENET-CLS", "COCO")
-    assert v["verdict"] == "holds" and "in the COCO space differ in object size by 0.50" in v["sentence"]
+    v = S.size_match_summary(table, "IMAGENET-CLS", "COCO")
+    assert v["direction"] == "the paper's" and "in the COCO space differ in object size by 0.50" in v["sentence"]
+    assert "holds" not in v["sentence"] and "no interval" in v["sentence"]
     assert S.close_distant_summary(np.zeros((0, 2), int), labels, attrs) == {"table": None, "sentence": None}
 
 
-def test_asymmetry_verdict_needs_every_seed():
+def test_asymmetry_summary_needs_every_seed():
     curves = pd.DataFrame({"K": [2, 4, 2, 4], "seed": [0, 0, 1, 1], "p_b_given_a": [0.9, 0.8, 0.6, 0.5],
                            "p_a_given_b": [0.5, 0.4, 0.7, 0.6]})
-    v = S.asymmetry_verdict(curves, "COCO", "IMAGENET-CLS")
-    assert v["per_seed"].tolist() == pytest.approx([0.4, -0.1]) and not v["holds"]
+    v = S.asymmetry_summary(curves, "COCO", "IMAGENET-CLS")
+    assert v["per_seed"].tolist() == pytest.approx([0.4, -0.1]) and not v["all_seeds_positive"]
+    assert "holds" not in v["sentence"]
     assert list(v["table"].index) == ["P(IMAGENET-CLS | COCO)", "P(COCO | IMAGENET-CLS)"]
-    assert S.asymmetry_verdict(curves[curves.seed == 0], "COCO", "IMAGENET-CLS")["holds"]
+    assert S.asymmetry_summary(curves[curves.seed == 0], "COCO", "IMAGENET-CLS")["all_seeds_positive"]
     long = S.consistency_directions(curves, "COCO", "IMAGENET-CLS")
     assert set(long["direction"]) == {"same in COCO -> same in IMAGENET-CLS", "same in IMAGENET-CLS -> same in COCO"}
 
@@ -301,8 +303,8 @@ def test_fragmentation_table_and_verdict():
                                            labels, k=3)
     assert summary["space"].tolist() == ["cls", "det", "scratch (mean of 2)"]
     assert frame.set_index("space").loc["cls", "kNN agreement %"] == 100.0
-    v = S.fragmentation_verdict(frame, "cls", "det", {"cls": "IMAGENET-CLS", "det": "COCO"})
-    assert v["tighter"] and v["holds"] == v["more_fragmented"]
+    v = S.fragmentation_summary(frame, "cls", "det", {"cls": "IMAGENET-CLS", "det": "COCO"})
+    assert v["tighter"] and v["both"] == v["more_fragmented"] and "holds" not in v["sentence"]
 
 
 # ----------------------------------------------------------------------------------------------- visualisations

@@ -163,7 +163,7 @@ def test_image_attributes_of_real_images_leave_object_attributes_empty(pet_subse
     spaces = {"a": rng.normal(size=(210, 4)), "b": rng.normal(size=(210, 4))}
     labels = np.array([["Abyssinian", "American Bulldog", "Bengal"].index(x) for x in attrs["label"]])
     near, _ = S.nearest_pair_table(spaces, labels, attrs, {"a": "A", "b": "B"}, 10)
-    assert S.size_match_verdict(near, "A", "B")["verdict"] == "not measured"
+    assert S.size_match_summary(near, "A", "B")["direction"] == "not measured"
 
 
 def test_corpus_objects_decode_instances_and_parts(caltech, tmp_path):

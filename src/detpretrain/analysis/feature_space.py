@@ -536,29 +536,32 @@ def nearest_pair_table(spaces: dict, labels, attributes: pd.DataFrame, names: di
     return pd.DataFrame(rows), pairs
 
 
-def size_match_verdict(table: pd.DataFrame, classification: str, detection: str) -> dict:
-    """Figure 3's "the most similar image pairs [of the detection space] typically match in ... size": holds when
-    the detection space's nearest pairs differ less in object size (relative to random pairs) than the
-    classification space's (one nearest-pair set per space: no spread to judge by).
+def size_match_summary(table: pd.DataFrame, classification: str, detection: str) -> dict:
+    """Figure 3's "the most similar image pairs [of the detection space] typically match in ... size", described by
+    its point estimates: whether the detection space's nearest pairs differ less in object size (relative to random
+    pairs) than the classification space's. A description, not a verdict (one nearest-pair set per space: no
+    spread); the verdict with its interval is :func:`size_match_bootstrap`'s.
 
     Args:
         table: :func:`nearest_pair_table`'s table; ``classification`` / ``detection``: the names shown there
             (``space`` starts with them).
 
     Returns:
-        ``{"classification", "detection" (ratios), "verdict", "sentence"}``.
+        ``{"classification", "detection" (ratios), "direction"`` (``"the paper's"``, ``"against the paper's"`` or
+        ``"not measured"``), ``"sentence"}``.
     """
     ratio = {name: float(table.loc[table["space"].str.startswith(name), "size: diff / random"].iloc[0])
              for name in (classification, detection)}
     if any(math.isnan(r) for r in ratio.values()):  # real images: no annotated object sizes
-        return {**ratio, "verdict": "not measured",
+        return {**ratio, "direction": "not measured",
                 "sentence": "Object sizes are annotated only on the synthetic corpus: the paper's \"match in shape "
                             "and size\" is not measured on these images."}
-    verdict = "holds" if ratio[detection] < ratio[classification] else "does not hold"
-    sentence = (f"Nearest pairs in the {detection} space differ in object size by {ratio[detection]:.2f} of a random "
-                f"pair's difference, in the {classification} space by {ratio[classification]:.2f}: the paper's "
-                f"\"match in shape and size\" {verdict} here for size (one nearest-pair set per space; no spread).")
-    return {"classification": ratio[classification], "detection": ratio[detection], "verdict": verdict,
+    direction = "the paper's" if ratio[detection] < ratio[classification] else "against the paper's"
+    sentence = (f"Point estimates: nearest pairs in the {detection} space differ in object size by "
+                f"{ratio[detection]:.2f} of a random pair's difference, in the {classification} space by "
+                f"{ratio[classification]:.2f}, a difference in {direction} direction (\"match in shape and size\"). "
+                "One nearest-pair set per space, no interval: the verdict is the resampled one below.")
+    return {"classification": ratio[classification], "detection": ratio[detection], "direction": direction,
             "sentence": sentence}
 
 
@@ -587,26 +590,28 @@ def consistency_directions(curves: pd.DataFrame, name_a: str, name_b: str) -> pd
                       curves.assign(direction=f"same in {name_b} -> same in {name_a}", p=curves["p_a_given_b"])])
 
 
-def asymmetry_verdict(curves: pd.DataFrame, name_a: str, name_b: str) -> dict:
-    """Figure 6's claim: similar in A (detection) implies similar in B (classification), not the converse, i.e.
-    P(same in B | same in A) > P(same in A | same in B). Averaged over K per k-means seed; the claim holds when
-    every seed's average is positive.
+def asymmetry_summary(curves: pd.DataFrame, name_a: str, name_b: str) -> dict:
+    """Figure 6's reading, described: similar in A (detection) implies similar in B (classification), not the
+    converse, i.e. P(same in B | same in A) > P(same in A | same in B), averaged over K per k-means seed. A
+    description, not a verdict: the ratio of the two probabilities is pairs_B / pairs_A whatever the features, so the
+    verdict is :func:`corrected_asymmetry_verdict`'s, against a null that keeps the cluster sizes.
 
     Returns:
         ``{"table": mean curves over seeds per K (rows = the two probabilities, columns = K), "per_seed": average
-        gap per seed, "holds": bool, "sentence"}``.
+        gap per seed, "all_seeds_positive": bool, "sentence"}``.
     """
     mean_curve = curves.groupby("K")[["p_b_given_a", "p_a_given_b"]].mean()
     gap = mean_curve["p_b_given_a"] - mean_curve["p_a_given_b"]
     per_seed = curves.assign(gap=curves["p_b_given_a"] - curves["p_a_given_b"]).groupby("seed")["gap"].mean()
-    holds = bool((per_seed > 0).all())
+    positive = bool((per_seed > 0).all())
     table = mean_curve.rename(columns={"p_b_given_a": f"P({name_b} | {name_a})",
                                        "p_a_given_b": f"P({name_a} | {name_b})"}).T
     sentence = (f"Averaged over K, P(same in {name_b} | same in {name_a}) exceeds the reverse by {per_seed.mean():+.3f} "
                 f"(per k-means seed: {', '.join(f'{g:+.3f}' for g in per_seed)}; larger at {int((gap > 0).sum())} of "
-                f"{len(gap)} values of K): the paper's asymmetry {'holds' if holds else 'does not hold'} here (it "
-                f"holds when every seed's average is positive).")
-    return {"table": table, "per_seed": per_seed, "holds": holds, "sentence": sentence}
+                f"{len(gap)} values of K; {'every' if positive else 'not every'} seed's average is positive). A "
+                "description: which direction is larger follows from the partitions' balance; the verdict is the "
+                "null-corrected one below.")
+    return {"table": table, "per_seed": per_seed, "all_seeds_positive": positive, "sentence": sentence}
 
 
 def close_distant_summary(pairs, labels, attributes: pd.DataFrame) -> dict:
@@ -650,25 +655,28 @@ def fragmentation_table(spaces: dict, labels, k: int = 10, floor_prefix: str = "
     return frame, summary
 
 
-def fragmentation_verdict(frame: pd.DataFrame, classification: str, detection: str, names: dict) -> dict:
-    """Figure 7's claim: "features from the same class are clustered ... in the IMAGENET-CLS space; however,
-    [detection] features are fragmented" -- holds when the classification space has the higher kNN agreement AND
-    the detection space the more components per class (one backbone per space).
+def fragmentation_summary(frame: pd.DataFrame, classification: str, detection: str, names: dict) -> dict:
+    """Figure 7's "features from the same class are clustered ... in the IMAGENET-CLS space; however, [detection]
+    features are fragmented", described by the point estimates of one backbone per space: whether the
+    classification space has the higher kNN agreement and the detection space the more components per class. A
+    description, not a verdict; the verdict is :func:`knn_agreement_verdict`'s (over pre-training replicate pairs,
+    or a paired bootstrap over images).
 
     Returns:
-        ``{"tighter", "more_fragmented", "holds", "sentence"}``.
+        ``{"tighter", "more_fragmented", "both", "sentence"}``.
     """
     c = frame[frame["space"] == classification].iloc[0]
     d = frame[frame["space"] == detection].iloc[0]
     tighter = bool(c["kNN agreement %"] > d["kNN agreement %"])
     more_fragmented = bool(d["components per class"] > c["components per class"])
-    holds = tighter and more_fragmented
-    sentence = (f"kNN agreement {c['kNN agreement %']:.1f} % ({names[classification]}) vs {d['kNN agreement %']:.1f} % "
-                f"({names[detection]}); components per class {c['components per class']:.2f} vs "
-                f"{d['components per class']:.2f}. The paper's \"same class clustered in IMAGENET-CLS, fragmented in "
-                f"OPENIMAGES\" {'holds' if holds else 'does not fully hold'} here (one backbone per space: the "
-                "random-backbone rows show how much the numbers move between backbones).")
-    return {"tighter": tighter, "more_fragmented": more_fragmented, "holds": holds, "sentence": sentence}
+    both = tighter and more_fragmented
+    sentence = (f"Point estimates: kNN agreement {c['kNN agreement %']:.1f} % ({names[classification]}) vs "
+                f"{d['kNN agreement %']:.1f} % ({names[detection]}); components per class "
+                f"{c['components per class']:.2f} vs {d['components per class']:.2f}: "
+                f"{'both' if both else 'not both'} in the paper's direction (\"same class clustered in IMAGENET-CLS, "
+                "fragmented in OPENIMAGES\"). One backbone per space, no interval: the random-backbone rows show how "
+                "much the numbers move between backbones, and the verdict is the kNN-agreement one below.")
+    return {"tighter": tighter, "more_fragmented": more_fragmented, "both": both, "sentence": sentence}
 
 
 def configuration_table(data, n_images: int, ks, seeds, knn_k: int):
