@@ -379,21 +379,25 @@ def test_claims_are_over_pre_training_runs():
     from detpretrain.analysis import segmentation as A
 
     primary = C.PRIMARY_CLAIMS["segmentation"].name
-    extent = "the mIoU gain is over the whole extent (anti-trimap − trimap)"
     holds = _result(gains=[2.0, 3.0, 4.0], tri=[0.5, 0.0, 1.0], anti=[3.0, 2.0, 4.5], replicated=True)
     claims = A.segmentation_claims(holds)
     assert list(claims)[0] == primary
     assert claims[primary].label == "holds" and claims[primary].estimate == pytest.approx(3.0)
     assert claims[primary].n == 3 and claims[primary].unit == "pre-training run"
-    assert claims[extent].label == "holds" and claims[extent].estimate == pytest.approx(8 / 3)
+    # Figure 2 enters the claims as boundary_share tests it, per width; "anti-trimap - trimap" is only described
+    assert not any("anti-trimap −" in name for name in claims)
+    share = A.boundary_share(holds)[1]
+    assert [f"Figure 2: {name}" for name in share] == list(claims)[2:] and len(share) == 4  # 2 claims x 2 widths
+    for name, v in share.items():
+        assert claims[f"Figure 2: {name}"] == v
     text = A.extent_summary(holds)
     assert "VOC-scale 4–8 px" in text and "+0.5 points near boundaries" in text
     boundary = _result(gains=[-2.0, -3.0, -2.5], tri=[3.0, 3.0, 4.0], anti=[0.0, 0.0, 0.5], replicated=True)
     claims = A.segmentation_claims(boundary)
-    assert claims[primary].label == "reversed" and claims[extent].label == "reversed"
+    assert claims[primary].label == "reversed"
     noisy = A.segmentation_claims(_result(gains=[3.0, -3.0, 0.5], tri=[1.0, -1.0, 0.0], anti=[-1.0, 1.0, 0.2],
                                           replicated=True))
-    assert noisy[primary].label == "not resolved" and noisy[extent].label == "not resolved"
+    assert noisy[primary].label == "not resolved"
     # one pre-training run, three seeds: about these particular networks
     seeds = A.segmentation_claims(_result(gains=[2.0, 3.0, 4.0], tri=[0.5, 0.0, 1.0], anti=[3.0, 2.0, 4.5]))
     assert seeds[primary].label == "holds" and not seeds[primary].replicated
