@@ -209,15 +209,39 @@ def test_claim1_layers_differ_over_replicates_at_similar_accuracy(monkeypatch):
     # I: 3 pre-training replicates, 1 seed; S (no pre-training): seed 0, paired with every replicate
     res = _eig_result([8, 9, 8], [4], [50.5, 51, 51.5], [51], replicated=True)
     claims = E.eigen_claims(res)
-    v = claims["I ≠ S in layer1"]
+    # claim 1 is ONE statistic; the per-layer differences are a description, not claims of the Holm family
+    assert list(claims)[1:] == [E.CLAIM1] and not any(k.startswith("I ≠ S") for k in claims)
+    v = E.layer_dim_differences(res)["layer1"]
     assert v.estimate == pytest.approx(13 / 3 + 0.0 - 0.0) and v.n == 3 and v.unit == "pre-training run"
     assert v.label == "holds"
     text = E.claim1_summary(res, claims)
     assert "**1 of 1**" in text and "layer1 3" in text and "**similar**" in text  # 3 dims at initialisation
     far = _eig_result([8, 9, 8], [4], [50, 51, 52], [40], replicated=True)
     assert "**not shown similar**" in E.claim1_summary(far, E.eigen_claims(far))
-    frame = E.dims_difference_frame(res)
+    frame = E.layer_dim_table(res)
     assert frame.loc[0, "direction"] == "I higher" and frame.loc[0, "I − S"] == pytest.approx(13 / 3)
+
+
+def test_claim1_single_statistic_against_an_independent_computation(monkeypatch):
+    _stages_only(monkeypatch)
+    # 3 I replicates and 3 S runs: run pair s = (I run s, S run s)
+    res = _eig_result([8, 9, 8], [4, 4, 5], [50, 50, 50], [50, 50, 50], replicated=True)
+    fa = [res["spectra"][r["run"]][2]["layer1"] for r in res["runs"] if r["pretrain"] == "imagenet-cls"]
+    fb = [res["spectra"][r["run"]][2]["layer1"] for r in res["runs"] if r["pretrain"] == "scratch"]
+
+    def tv(x, y):  # total variation between trace-normalised spectra, written out
+        x, y = np.sort(x)[::-1] / np.sum(x), np.sort(y)[::-1] / np.sum(y)
+        return 0.5 * np.abs(x - y).sum()
+
+    excess = [tv(fa[s], fb[s]) - np.mean([(tv(fa[s], fa[t]) + tv(fb[s], fb[t])) / 2 for t in range(3) if t != s])
+              for s in range(3)]
+    v = E.eigen_claims(res)[E.CLAIM1]
+    assert v.estimate == pytest.approx(np.mean(excess)) and v.n == 3 and v.unit == "run pair"
+    assert v.label == "holds"  # 8-9 vs 4-5 dimensions: far apart beyond run-to-run variation
+    same = _eig_result([8, 8, 9], [8, 9, 8], [50] * 3, [50] * 3, replicated=True)
+    assert E.eigen_claims(same)[E.CLAIM1].label != "holds"
+    one = _eig_result([8], [4], [50], [50])
+    assert E.eigen_claims(one)[E.CLAIM1].label == "not resolved"  # one pair: no run-to-run distance
 
 
 def test_claim2_accuracy_kept_is_a_noninferiority_test(monkeypatch):
