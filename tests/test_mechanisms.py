@@ -141,6 +141,29 @@ def test_enrichment_claims_on_a_hand_made_frame():
     assert claims["part minus decoy enrichment, C"].label == "holds"
     assert claims["part minus decoy enrichment, R"].label == "not resolved"
     assert not claims["part enrichment, C minus R"].replicated
+    # the difference of differences, per image: (3 - 1) - (1.5 - 1.4) = 1.9 against the detector, (3 - 1) - (1 - 1)
+    # = 2 against the untrained backbone (the shared noise and the alternating 0.1 cancel: no spread, no label)
+    assert claims["part-over-decoy preference, C minus D"].estimate == pytest.approx(1.9)
+    assert claims["part-over-decoy preference, C minus R"].estimate == pytest.approx(2.0)
+    assert claims["part-over-decoy preference, C minus D"].n == 29  # image 0: its part spans half a cell
+
+
+def test_part_over_decoy_preference_is_a_paired_difference_of_differences():
+    rng = np.random.default_rng(1)
+    rows = [{"backbone": b, "map": "channel mean", "image": i, "part_cells": 2.0, "decoy_cells": 2.0 if i % 4 else 0.5,
+             "part_enrichment": part + rng.normal(0, 0.3), "decoy_enrichment": decoy + rng.normal(0, 0.3)}
+            for i in range(40) for b, part, decoy in (("cls", 2.5, 1.5), ("det", 1.6, 1.5), ("scratch", 1.2, 1.2))]
+    frame = pd.DataFrame(rows)
+    claims = V.enrichment_claims(frame, {"cls": "C", "det": "D", "scratch": "R"}, classification="cls",
+                                 detection="det")
+    kept = frame[frame["decoy_cells"] >= 1].assign(pref=lambda f: f["part_enrichment"] - f["decoy_enrichment"])
+    wide = kept.pivot(index="image", columns="backbone", values="pref")
+    for other, name in (("det", "D"), ("scratch", "R")):
+        v = claims[f"part-over-decoy preference, C minus {name}"]
+        d = (wide["cls"] - wide[other]).to_numpy()
+        assert v.estimate == pytest.approx(d.mean()) and v.n == 30  # every 4th image's decoy spans half a cell
+        assert v.unit == "test image" and not v.replicated
+    assert claims["part-over-decoy preference, C minus D"].label == "holds"  # true value 0.9, sd ~0.6, 30 images
 
 
 def test_replicated_part_enrichment_is_a_t_interval_over_replicate_means():

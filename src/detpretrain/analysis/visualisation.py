@@ -900,7 +900,9 @@ def enrichment_claims(frame: pd.DataFrame, names: dict, *, classification: str =
     * ``part enrichment, <classification> minus <detection>`` (the paper: the classifier focuses on parts);
     * ``part enrichment, <classification> minus random floor`` (what training adds over an untrained backbone);
     * ``part minus decoy enrichment, <backbone>`` for each backbone (images with a decoy spanning ``min_cells``
-      too): an equally salient, category-independent patch; only a backbone trained to use the part should favour it.
+      too): an equally salient, category-independent patch; only a backbone trained to use the part should favour it;
+    * ``part-over-decoy preference, <classification> minus <detection>`` (and ``minus`` the floor): that "only" as a
+      difference of differences, (part - decoy) of the classifier minus the same of the other backbone, per image.
 
     Args:
         frame: :func:`resolved_activation_frame`'s frame; ``kind``: the map (``channel mean`` or ``Grad-CAM``).
@@ -922,6 +924,13 @@ def enrichment_claims(frame: pd.DataFrame, names: dict, *, classification: str =
     for key, g in with_decoy.groupby("backbone", sort=False):
         out[f"part minus decoy enrichment, {names.get(key, key)}"] = _conditional(
             g["part_enrichment"] - g["decoy_enrichment"])
+    # "only a trained classifier favours the part": a difference of differences, paired over the same images
+    pref = (with_decoy.assign(pref=with_decoy["part_enrichment"] - with_decoy["decoy_enrichment"])
+            .pivot(index="image", columns="backbone", values="pref"))
+    for other in (detection, floor):
+        if other is not None and classification in pref and other in pref:
+            out[f"part-over-decoy preference, {names[classification]} minus {names.get(other, other)}"] = \
+                _conditional(pref[classification] - pref[other])
     return out
 
 
