@@ -93,6 +93,18 @@ executed = execute_variants(variants, ch.params)
 table(M.variants_frame(executed))
 
 # %% [markdown]
+# ## The answer
+# The primary contrast, declared before any variant ran; every claim and contrast behind it follows below.
+
+# %% tags=["hide-input"]
+contrasts, contrast_rows = M.cue_contrasts(ch.profile.name, cues=[cue for _, cue in asked], chapters=chapters)
+primary = C.declared_primary("mechanisms", contrasts)
+display(Markdown(C.answer("mechanisms", contrasts.get(primary) if primary else None,
+                          note="" if primary else "The classification chapter was not executed under both cues.")))
+_ = save_primary("mechanisms", contrasts.get(primary) if primary else None, profile=ch.profile.name,
+                 store=ch.store, params=ch.params)  # for the intro's overview
+
+# %% [markdown]
 # ## The claims under each cue
 # Each cell: the label, the estimate and its 95 % interval, as the chapter computed them (its unit of replication
 # and n are in the chapter's claims table). An empty cell: the chapter was not executed under that cue, or, in the
@@ -140,18 +152,7 @@ else:
 # `detpretrain.analysis.claims` before any variant ran; the others are Holm-adjusted among themselves.
 
 # %% tags=["hide-input"]
-contrasts, contrast_rows = M.cue_contrasts(ch.profile.name, cues=[cue for _, cue in asked], chapters=chapters)
 table(M.contrasts_frame(contrasts, contrast_rows), precision=2, formats={"p": "{:.3f}", "p (Holm)": "{:.3f}"})
-
-# %% [markdown]
-# ## The answer
-
-# %% tags=["hide-input"]
-primary = C.declared_primary("mechanisms", contrasts)
-display(Markdown(C.answer("mechanisms", contrasts.get(primary) if primary else None,
-                          note="" if primary else "The classification chapter was not executed under both cues.")))
-_ = save_primary("mechanisms", contrasts.get(primary) if primary else None, profile=ch.profile.name,
-                 store=ch.store, params=ch.params)  # for the intro's overview
 
 # %% [markdown]
 # ## What this can and cannot show
