@@ -61,9 +61,11 @@ BASE_CORPORA = {
 }
 BASE_NO_VEHICLE = "3c1a4f30623279c1"  # imagenet_cls, 20 train images, exclude_supercategory="vehicle"
 #: mini/voc changed deliberately on 2026-12-03: 1600 train images instead of 200 (profiles.py, chosen on val)
+#: mini/sun changed deliberately on 2026-12-04: 2430 train images (270 per scene) instead of 270 (selection 4 in
+#: profiles.py, chosen on val)
 BASE_KEYS = {
     "mini/caltech": "22362fe22178", "mini/coco": "ffb8ab27b3fe", "mini/flowers": "b0968a319ca3",
-    "mini/imagenet_cls": "a8f6107fbebc", "mini/imagenet_loc": "bf26fcb7107d", "mini/sun": "54f5f8bfa5d2",
+    "mini/imagenet_cls": "a8f6107fbebc", "mini/imagenet_loc": "bf26fcb7107d", "mini/sun": "d0c1469d9400",
     "mini/voc": "c61733a0e09f", "smoke/caltech": "2c8bb3db0e2f", "smoke/coco": "87b24be19ada",
     "smoke/flowers": "92bf9628d7e2", "smoke/imagenet_cls": "fa5fe613647f", "smoke/imagenet_loc": "25a12c6e43a1",
     "smoke/sun": "ee75f1fe1cb6", "smoke/voc": "7e1a1accbf80",
@@ -72,7 +74,7 @@ BASE_KEYS = {
 BASE_HASHES = {
     "mini/caltech": "dd6643e82539560f", "mini/coco": "1d8eb2b2cf53d849", "mini/flowers": "46e6bdc4249f2111",
     "mini/imagenet_cls": "ae08fd0d447b9cc9", "mini/imagenet_loc": "6f11ffeba5e13389",
-    "mini/sun": "07ebf9a781294a9c", "mini/voc": "a2ecf47ebaa2f697",
+    "mini/sun": "f6a286053ad2c92c", "mini/voc": "a2ecf47ebaa2f697",
     "mini/pretrain/detection": "f6ccd69d954ffc35", "mini/pretrain/imagenet-cls": "2a6d2172c19150b7",
     "mini/pretrain/imagenet-loc": "130b0691792a8048", "mini/pretrain/imagenet-loc-cls": "c44db644442499ab",
     "mini/pretrain/imagenet-loc-no-animal": "c35814feff077c9f",
