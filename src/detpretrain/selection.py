@@ -37,6 +37,21 @@ from detpretrain.runs import RunStore
 SELECTION_SPLITS = {"data.train_split": "train", "data.eval_split": "val"}
 
 
+def _train(configs, profile, store: RunStore, args, name: str) -> bool:
+    """Train what ``store`` lacks of ``configs`` with the parallel executor (``args``: ``jobs``, ``threads``,
+    ``device``; build log ``_build/logs/<time>-<name>-<profile>.log``); False, with the error on stderr, when a run
+    failed."""
+    plan = make_plan(configs, profile=profile.name, store=store)
+    try:
+        execute(plan, store, jobs=args.jobs, threads=args.threads, device=args.device, data_cache=corpus_cache_dir(),
+                log_dir=Path("_build") / "logs", name=f"{name}-{profile.name}",
+                log=lambda line: print(line, flush=True))
+    except ExecutionError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return False
+    return True
+
+
 def regime_check_command(args) -> int:
     """``python -m detpretrain regime-check``: the schedule selection of ``profiles.py`` (issue 17) for one setting.
 
@@ -60,13 +75,7 @@ def regime_check_command(args) -> int:
                           f">= 2 image resamples (got {args.n_boot}; --n-boot) to measure the bound's two spreads")
     store = RunStore(args.store)  # None: the default store (runs/ or $DETPRETRAIN_RUNS)
     chain = dict(pretrains=("imagenet-cls",), seeds=(args.seed,), replicates=args.replicates, overrides=overrides)
-    plan = make_plan(detection_chain(profile, **chain).configs, profile=profile.name, store=store)
-    try:
-        execute(plan, store, jobs=args.jobs, threads=args.threads, device=args.device, data_cache=corpus_cache_dir(),
-                log_dir=Path("_build") / "logs", name=f"regime-check-{profile.name}",
-                log=lambda line: print(line, flush=True))
-    except ExecutionError as err:
-        print(f"error: {err}", file=sys.stderr)
+    if not _train(detection_chain(profile, **chain).configs, profile, store, args, "regime-check"):
         return 1
     result = run_detection_experiment(profile, store=store, device=args.device, log=lambda line: None, **chain)
     print(format_map_table(result))
@@ -109,13 +118,7 @@ def sun_check_command(args) -> int:
     chain = dict(role="sun", pretrains=("imagenet-cls",), seeds=(args.seed,), replicates=replicates,
                  corpus=SHARED_SUN, overrides=overrides)
     runs = classification_chain(profile, **chain)
-    plan = make_plan(runs.configs, profile=profile.name, store=store)
-    try:
-        execute(plan, store, jobs=args.jobs, threads=args.threads, device=args.device, data_cache=corpus_cache_dir(),
-                log_dir=Path("_build") / "logs", name=f"sun-check-{profile.name}",
-                log=lambda line: print(line, flush=True))
-    except ExecutionError as err:
-        print(f"error: {err}", file=sys.stderr)
+    if not _train(runs.configs, profile, store, args, "sun-check"):
         return 1
     result = run_classification_transfer(profile, store=store, device=args.device, log=lambda line: None, **chain)
     target = runs.finetunes[0][3].data
