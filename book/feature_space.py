@@ -229,6 +229,14 @@ display(Markdown("Null-corrected asymmetry, averaged over K per k-means seed: "
                  + asymmetry_null.sentence("P(same) points", digits=3)))
 
 # %% [markdown]
+# How much this can say: with pairs_A, pairs_B and pairs in both, the asymmetry is pairs_both x (pairs_B - pairs_A) /
+# (pairs_A x pairs_B), and the null keeps pairs_A and pairs_B, so the corrected asymmetry is (pairs_both - its null
+# mean) x (pairs_B - pairs_A) / (pairs_A x pairs_B). Its sign is (lift above 1) x (which partition has more
+# same-cluster pairs). A resolved corrected asymmetry therefore says that the spaces share structure (the lift) and
+# which k-means partition is less balanced; it is not separate evidence that similarity in one space implies
+# similarity in the other "and not the converse". Read it with the lift and pairs columns above.
+
+# %% [markdown]
 # ## Figure 3 (middle): close in IMAGENET-CLS space, distant in the detection space
 # "Close" = the same cluster at the largest K of the sweep (the paper: K > 1000; ours is capped by the number of
 # images, see the configuration), "distant" = different clusters at every K < 5 (2, 3, 4), k-means seed

@@ -778,7 +778,10 @@ def corrected_asymmetry_verdict(frame: pd.DataFrame):
     """Figure 6's claim on the null-corrected asymmetry: P(same in B | same in A) - P(same in A | same in B) beyond
     what a pair of independent partitions with the same cluster sizes gives, averaged over K per k-means seed, then
     :func:`~detpretrain.analysis.stats.verdict` over the k-means seeds (the features are fixed: the interval covers
-    the k-means randomness only, conditional on these networks).
+    the k-means randomness only, conditional on these networks). The null keeps both partitions' same-cluster pair
+    counts, so the corrected asymmetry equals (pairs_both - its null mean) x (pairs_B - pairs_A) / (pairs_A x pairs_B):
+    its sign is that of (lift - 1) x (pairs_B - pairs_A), shared structure times which partition is less balanced,
+    not a separate direction of implication.
 
     Args:
         frame: :func:`consistency_null_curves`' frame.
