@@ -121,6 +121,9 @@ resolved = V.resolved_activation_frame({**backbones, "scratch": floor}, data.tes
                                        n_images=min(activation_images, len(data.test)), heads=all_heads, device=dev)
 fig4_claims = {f"{claim} ({kind})": v for kind in ("channel mean", "Grad-CAM")
                for claim, v in V.enrichment_claims(resolved, RESOLVED, kind=kind).items()}
+# without a part (every cue): how concentrated each map is inside the objects (issue 18)
+fig4_claims |= {f"Figure 4: {claim} (channel mean)": v
+                for claim, v in V.concentration_claims(resolved, RESOLVED).items()}
 # the primary claim in every pre-training replicate pair (channel mean; replicate 0's frame above is the first)
 pairs = F.replicate_pairs("imagenet-cls", "detection", ch.replicates if cue != "distributed" else 1)  # no part: none
 frames, replicate_sources = [resolved], {}
@@ -371,6 +374,8 @@ def prediction_key(name: str) -> str:
         return "figure8"
     if name.startswith("Figure 5"):
         return "figure5" if name.endswith(f"minus {BACKBONES['detection']}") else ""
+    if "within-object concentration" in name:
+        return "figure4_concentration"
     if "decoy" in name:
         return "figure4_decoy"
     return "figure4_floor" if "untrained" in name else "figure4_part"

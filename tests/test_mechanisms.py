@@ -720,3 +720,45 @@ def test_a_damaged_claims_file_is_named(tmp_path):
     (folder / "claims-part.csv").write_bytes(b"\x00\xff\"unterminated\n")
     with pytest.raises(DataError, match=r"claims-part\.csv"):
         M.cue_contrasts("smoke", root=tmp_path)
+
+
+# ---- Figure 4 without a part (issue 18: a cue-independent measure) ------------------------------------------------
+def test_object_concentration_known_values():
+    obj = np.zeros((4, 4), bool)
+    obj[:2, :] = True  # 8 object pixels: the top quarter is 2 of them
+    flat = np.ones((4, 4))
+    assert V.object_concentration(flat, obj) == pytest.approx(0.25)
+    peaked = np.zeros((4, 4))
+    peaked[0, 0] = 5.0
+    peaked[3, 3] = 100.0  # outside the object: not counted
+    assert V.object_concentration(peaked, obj) == pytest.approx(1.0)
+    ramp = np.arange(16, dtype=float).reshape(4, 4)  # object values 0..7: top 2 are 7 and 6 of a total 28
+    assert V.object_concentration(ramp, obj) == pytest.approx(13 / 28)
+    assert V.object_concentration(ramp, obj, top=0.1) == pytest.approx(7 / 28)  # ceil(0.8) = 1 pixel
+    assert math.isnan(V.object_concentration(flat, np.zeros((4, 4), bool)))
+    assert math.isnan(V.object_concentration(np.zeros((4, 4)), obj))
+    with pytest.raises(ValueError, match="shape"):
+        V.object_concentration(flat, obj[:2])
+    with pytest.raises(ValueError, match="negative"):
+        V.object_concentration(-flat, obj)
+    with pytest.raises(ValueError, match="top"):
+        V.object_concentration(flat, obj, top=0.0)
+
+
+def test_concentration_claims_pair_images_and_skip_small_objects():
+    rng = np.random.default_rng(2)
+    rows = [{"backbone": b, "map": "channel mean", "image": i, "object_cells": 2.0 if i < 5 else 6.0,
+             "object_concentration": base + rng.normal(0, 0.05)}
+            for i in range(35) for b, base in (("cls", 0.6), ("det", 0.4), ("scratch", 0.3))]
+    frame = pd.DataFrame(rows)
+    claims = V.concentration_claims(frame, {"cls": "C", "det": "D"}, classification="cls", detection="det")
+    v = claims["within-object concentration, C minus D"]
+    kept = frame[frame["object_cells"] >= 4].pivot(index="image", columns="backbone", values="object_concentration")
+    assert v.n == 30 and v.estimate == pytest.approx((kept["cls"] - kept["det"]).mean())
+    assert v.label == "holds" and v.unit == "test image" and not v.replicated
+    assert V.concentration_claims(frame.drop(columns="object_concentration"), {"cls": "C", "det": "D"},
+                                  classification="cls", detection="det") == {}
+    # the prediction the mechanisms page compares it with: smaller without a part
+    from detpretrain.analysis import mechanisms as M
+
+    assert M.predicted_change(M.PREDICTIONS["visualisations"]["figure4_concentration"][1]["distributed"]) == "smaller"

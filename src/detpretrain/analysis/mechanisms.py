@@ -99,6 +99,12 @@ PREDICTIONS: dict[str, dict[str, tuple[str, dict[str, str]]]] = {
             "distributed": "n/a : no part",
             "part+decoy": "+ , as under part",
             "shared-backgrounds": _NO_SUN}),
+        "figure4_concentration": ("Figure 4 without a part: the IMAGENET-CLS map concentrates inside the object "
+                                  "more than the detection map (top-quarter share of the object's mass)", {
+            "part": "+ : classification pre-training focuses on the discriminative part, detection on the extent",
+            "distributed": "smaller than under part: the cue is spread over the body, nothing to concentrate on",
+            "part+decoy": "+ , as under part",
+            "shared-backgrounds": _NO_SUN}),
         "figure4_decoy": ("Figure 4: part over decoy enrichment, per backbone", {
             "part": "n/a : no decoy",
             "distributed": "n/a : no part, no decoy",

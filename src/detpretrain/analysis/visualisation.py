@@ -26,6 +26,7 @@ Shapes: images [B, 3, H, W] (normalised floats), maps [B, H, W]; masks are boole
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -780,6 +781,39 @@ def region_enrichment(activation, regions: dict) -> dict:
     return out
 
 
+#: the share of an object's pixels whose map mass :func:`object_concentration` measures (the top quarter)
+CONCENTRATION_TOP = 0.25
+
+
+def object_concentration(activation, object_mask, top: float = CONCENTRATION_TOP) -> float:
+    """How concentrated a map is inside an object, with no part needed (Figure 4 under any cue, issue 18): the share
+    of the object's map mass held by its ``top`` fraction of pixels ranked by the map (``ceil(top * pixels)``
+    pixels). A map uniform over the object gives ``top`` (up to rounding), one that puts all the object's mass on a
+    few pixels gives 1; "focus on a discriminative part" predicts a higher value than "the entire extent".
+
+    Args:
+        activation: [H, W] non-negative map; object_mask: bool [H, W].
+
+    Returns:
+        the share in [top, 1]; NaN for an empty object or one without map mass.
+
+    Raises:
+        ValueError: a mask of another shape, a negative map value, or ``top`` outside (0, 1].
+    """
+    a = np.asarray(activation, dtype=np.float64)
+    m = np.asarray(object_mask, dtype=bool)
+    if m.shape != a.shape:
+        raise ValueError(f"object mask has shape {m.shape}, the map {a.shape}")
+    if (a < 0).any():
+        raise ValueError("activation map has negative values; expected a non-negative map")
+    if not 0 < top <= 1:
+        raise ValueError(f"top must be a fraction in (0, 1], got {top}")
+    inside = np.sort(a[m])[::-1]
+    if inside.size == 0 or inside.sum() <= 0:
+        return math.nan
+    return float(inside[:math.ceil(top * inside.size)].sum() / inside.sum())
+
+
 def _stages(backbone: torch.nn.Module, images: torch.Tensor, layer: str):
     """Forward a torchvision ResNet to average-pooled Conv5, cutting the graph at ``layer``: returns ``(A, pooled)``
     with ``A`` [B, C, h, w] the stage's output as a leaf that requires grad, ``pooled`` [B, C5] computed from it."""
@@ -855,8 +889,9 @@ def resolved_activation_frame(backbones: dict, dataset, objects: list[dict], *, 
 
     Returns:
         one row per (backbone, map, image): ``backbone``, ``map`` (``channel mean`` | ``Grad-CAM``), ``image``,
-        ``layer``, ``part_cells``, ``decoy_cells``, ``<region>_enrichment`` for each of :data:`FIG4_REGIONS` (NaN
-        for an empty region, all NaN for an all-zero Grad-CAM).
+        ``layer``, ``part_cells``, ``decoy_cells``, ``object_cells``, ``object_concentration``
+        (:func:`object_concentration` on the union of the objects), ``<region>_enrichment`` for each of
+        :data:`FIG4_REGIONS` (NaN for an empty region, all NaN for an all-zero Grad-CAM).
     """
     stride = LAYER_STRIDES[layer]
     rows = []
@@ -873,7 +908,9 @@ def resolved_activation_frame(backbones: dict, dataset, objects: list[dict], *, 
                     regions = figure4_regions(objects[i])
                     row = {"backbone": name, "map": kind, "image": i, "layer": layer,
                            "part_cells": cells_covered(regions["part"], stride),
-                           "decoy_cells": cells_covered(regions["decoy"], stride)}
+                           "decoy_cells": cells_covered(regions["decoy"], stride),
+                           "object_cells": cells_covered(~regions["outside"], stride),
+                           "object_concentration": object_concentration(m, ~regions["outside"])}
                     if m.sum() > 0:
                         row.update({f"{k}_enrichment": v for k, v in region_enrichment(m, regions).items()})
                     rows.append(row)
@@ -932,6 +969,32 @@ def enrichment_claims(frame: pd.DataFrame, names: dict, *, classification: str =
             out[f"part-over-decoy preference, {names[classification]} minus {names.get(other, other)}"] = \
                 _conditional(pref[classification] - pref[other])
     return out
+
+
+#: objects spanning fewer cells of the measured layer than this are left out of :func:`concentration_claims` (a
+#: quarter of a smaller object is under one cell: the map cannot concentrate inside it)
+CONCENTRATION_MIN_CELLS = 4.0
+
+
+def concentration_claims(frame: pd.DataFrame, names: dict, *, classification: str = "imagenet-cls",
+                         detection: str = "detection", kind: str = "channel mean",
+                         min_cells: float = CONCENTRATION_MIN_CELLS) -> dict:
+    """Figure 4 without a part (issue 18): ``within-object concentration, <classification> minus <detection>``, the
+    paired per-image difference of :func:`object_concentration` on images whose objects span at least
+    ``min_cells`` cells (over test images, conditional on these networks). The paper's explanation predicts it
+    positive where a part names the category and smaller where the cue is spread over the body (``distributed``).
+
+    Returns:
+        ``{claim: Verdict}`` (empty when a backbone or the column is absent).
+    """
+    if "object_concentration" not in frame:
+        return {}
+    f = frame[(frame["map"] == kind) & (frame["object_cells"] >= min_cells)]
+    wide = f.pivot(index="image", columns="backbone", values="object_concentration")
+    if classification not in wide or detection not in wide:
+        return {}
+    return {f"within-object concentration, {names[classification]} minus {names[detection]}": _conditional(
+        wide[classification] - wide[detection])}
 
 
 def replicated_part_enrichment(frames, *, classification: str = "imagenet-cls", detection: str = "detection",
