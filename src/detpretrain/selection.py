@@ -17,11 +17,11 @@ from pathlib import Path
 import pandas as pd
 
 from detpretrain.analysis.detection import regime_prediction
-from detpretrain.analysis.mechanisms import bag_of_objects_oracle, sun_floor_rule
-from detpretrain.data.builders import corpus_cache_dir, corpus_root
+from detpretrain.analysis.mechanisms import sun_floor_rule
+from detpretrain.data.builders import corpus_cache_dir
 from detpretrain.errors import ConfigError
 from detpretrain.executor import ExecutionError, execute
-from detpretrain.experiments.classification import classification_chain, run_classification_transfer
+from detpretrain.experiments.classification import sun_control, sun_control_configs
 from detpretrain.experiments.common import replicate_count
 from detpretrain.experiments.detection import (
     detection_chain,
@@ -88,10 +88,6 @@ def regime_check_command(args) -> int:
     return 0 if meets else 3
 
 
-#: the SUN scene control whose training set selection 4 sizes (``profiles.py``)
-SHARED_SUN = {"sun_backgrounds": "shared"}
-
-
 def sun_check_command(args) -> int:
     """``python -m detpretrain sun-check --per-scene N``: selection 4 of ``profiles.py`` for one candidate size.
 
@@ -115,15 +111,10 @@ def sun_check_command(args) -> int:
     replicates = replicate_count(profile, args.replicates)
     overrides = {**SELECTION_SPLITS, "data.corpus.n_train": args.per_scene * len(SCENES)}
     store = RunStore(args.store)
-    chain = dict(role="sun", pretrains=("imagenet-cls",), seeds=(args.seed,), replicates=replicates,
-                 corpus=SHARED_SUN, overrides=overrides)
-    runs = classification_chain(profile, **chain)
-    if not _train(runs.configs, profile, store, args, "sun-check"):
+    chain = dict(pretrains=("imagenet-cls",), seeds=(args.seed,), replicates=replicates, overrides=overrides)
+    if not _train(sun_control_configs(profile, **chain), profile, store, args, "sun-check"):
         return 1
-    result = run_classification_transfer(profile, store=store, device=args.device, log=lambda line: None, **chain)
-    target = runs.finetunes[0][3].data
-    oracle = bag_of_objects_oracle(corpus_root(target) / "annotations.json", train_split=target.train_split,
-                                   eval_split=target.eval_split)
+    result, oracle = sun_control(profile, store=store, device=args.device, log=lambda line: None, **chain)
     top1 = [r["metrics"]["top1"] for r in result["runs"]]
     rule = sun_floor_rule(top1, oracle["top1"], oracle["chance"])
     for r in result["runs"]:

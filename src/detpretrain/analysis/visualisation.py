@@ -906,11 +906,12 @@ def resolved_activation_frame(backbones: dict, dataset, objects: list[dict], *, 
             for kind, maps in kinds.items():
                 for i, m in zip(idx, maps.detach().cpu().numpy()):
                     regions = figure4_regions(objects[i])
+                    on_objects = ~regions["outside"]
                     row = {"backbone": name, "map": kind, "image": i, "layer": layer,
                            "part_cells": cells_covered(regions["part"], stride),
                            "decoy_cells": cells_covered(regions["decoy"], stride),
-                           "object_cells": cells_covered(~regions["outside"], stride),
-                           "object_concentration": object_concentration(m, ~regions["outside"])}
+                           "object_cells": cells_covered(on_objects, stride),
+                           "object_concentration": object_concentration(m, on_objects)}
                     if m.sum() > 0:
                         row.update({f"{k}_enrichment": v for k, v in region_enrichment(m, regions).items()})
                     rows.append(row)

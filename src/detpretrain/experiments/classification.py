@@ -130,42 +130,52 @@ def real_transfer_roots(real_data: dict | None) -> dict[str, str]:
 TABLE8_PRETRAINS = ("imagenet-cls", "detection", "imagenet-loc", "scratch")
 
 
+def _sun_control_chain(profile, pretrains, seeds, replicates, overrides) -> tuple[Profile, dict]:
+    """The profile and the :func:`run_classification_transfer` keywords of the SUN scene control."""
+    from detpretrain.parameters import CONDITIONS
+
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    return prof, dict(role="sun", pretrains=tuple(pretrains), seeds=seeds, replicates=replicates,
+                      corpus=CONDITIONS["shared-backgrounds"], overrides=overrides)
+
+
 def sun_control_configs(profile: str | Profile = "mini", *, pretrains=TABLE8_PRETRAINS, seeds=None,
-                        replicates: int | None = None) -> list[TrainConfig]:
-    """The runs of :func:`sun_control`, pre-trainings first, without training: the classification chapter's Table 8
-    on the SUN-role target under the SUN scene control (``sun_backgrounds="shared"``), as the mechanisms chapter's
-    ``classification:shared-backgrounds`` variant trains them."""
-    return classification_chain(profile, role="sun", pretrains=pretrains, seeds=seeds, replicates=replicates,
-                                corpus={"sun_backgrounds": "shared"}).configs
+                        replicates: int | None = None, overrides: dict | None = None) -> list[TrainConfig]:
+    """The runs of :func:`sun_control` (same arguments), pre-trainings first, without training: the classification
+    chapter's Table 8 on the SUN-role target under the SUN scene control (``sun_backgrounds="shared"``), as the
+    mechanisms chapter's ``classification:shared-backgrounds`` variant trains them."""
+    prof, chain = _sun_control_chain(profile, pretrains, seeds, replicates, overrides)
+    return classification_chain(prof, **chain).configs
 
 
 def sun_control(profile: str | Profile = "mini", *, pretrains=TABLE8_PRETRAINS, seeds=None,
-                replicates: int | None = None, store: RunStore | None = None, device: str = "auto",
-                log=print) -> tuple[dict, dict]:
+                replicates: int | None = None, overrides: dict | None = None, store: RunStore | None = None,
+                device: str = "auto", log=print) -> tuple[dict, dict]:
     """The SUN scene control's Table 8 fine-tunings and the bag-of-objects oracle on the same images (issue 18;
-    :func:`detpretrain.analysis.mechanisms.sun_control_floor` reads the pair).
+    :func:`detpretrain.analysis.mechanisms.sun_control_floor` reads the pair; ``sun-check`` sizes its training set).
 
     Args:
         pretrains, seeds, replicates, store, device: as in :func:`run_classification_transfer` (default: the
             classification chapter's Table 8 backbones and the profile's seeds and replicates).
+        overrides: applied to the fine-tunings (e.g. ``{"data.corpus.n_train": 810, "data.eval_split": "val"}``);
+            the oracle reads the same corpus and splits as the fine-tunings.
 
     Returns:
         ``(transfer, oracle)``: :func:`run_classification_transfer`'s result on the SUN role with shared backgrounds
         (trained where the store lacks a run), and
-        :func:`~detpretrain.analysis.mechanisms.bag_of_objects_oracle` fitted on the target's train split and
-        scored on the split the runs are scored on (test).
+        :func:`~detpretrain.analysis.mechanisms.bag_of_objects_oracle` fitted on the fine-tunings' training split
+        and scored on the split they are scored on (test by default).
 
     Raises:
         ConfigError: as :func:`run_classification_transfer`.
+        DataError: as :func:`~detpretrain.analysis.mechanisms.bag_of_objects_oracle`.
     """
     from detpretrain.analysis.mechanisms import bag_of_objects_oracle
     from detpretrain.data.builders import corpus_root
 
-    corpus = {"sun_backgrounds": "shared"}
-    prof = get_profile(profile) if isinstance(profile, str) else profile
-    transfer = run_classification_transfer(prof, role="sun", pretrains=tuple(pretrains), seeds=seeds,
-                                           replicates=replicates, store=store, device=device, log=log, corpus=corpus)
-    target = transfer_target(prof, "sun", corpus=corpus)
+    prof, chain = _sun_control_chain(profile, pretrains, seeds, replicates, overrides)
+    target = classification_chain(prof, **chain).finetunes[0][3].data  # the overridden corpus and splits
+    transfer = run_classification_transfer(prof, store=store, device=device, log=log, **chain)
     oracle = bag_of_objects_oracle(corpus_root(target, store.data_cache if store is not None else None)
                                    / "annotations.json", train_split=target.train_split, eval_split=target.eval_split)
     return transfer, oracle
