@@ -299,6 +299,28 @@ def test_corrected_asymmetry_verdict_over_kmeans_seeds():
     assert v.label == "holds" and v.n == 3 and not v.replicated
 
 
+def test_corrected_asymmetry_verdict_over_pretraining_replicates_is_a_t_interval_of_their_means():
+    """Three replicate pairs' frames: Student's t over the three per-pair means (each over its k-means seeds and K),
+    computed independently with scipy; one frame in a list is the k-means-seed analysis; no frame is an error."""
+    from scipy import stats as st
+
+    def frame(values):  # 2 k-means seeds x 2 K per pair
+        return pd.DataFrame({"seed": [0, 0, 1, 1], "K": [2, 4, 2, 4], "corrected_asymmetry": values})
+
+    frames = [frame([0.1, 0.3, 0.2, 0.2]), frame([0.0, 0.1, 0.05, 0.05]), frame([0.3, 0.1, 0.2, 0.4])]
+    v = FS.corrected_asymmetry_verdict(frames)
+    means = [0.2, 0.05, 0.25]
+    low, high = st.t.interval(0.95, 2, loc=np.mean(means), scale=st.sem(means))
+    assert (v.estimate, v.ci_low, v.ci_high, v.df) == pytest.approx((np.mean(means), low, high, 2))
+    assert v.unit == "pre-training run" and v.subunit == "k-means seed" and v.replicated
+    assert (v.n, v.n_units) == (3, 6)
+    assert v.label == ("holds" if low > 0 else "not resolved")
+    one = FS.corrected_asymmetry_verdict([frames[0]])
+    assert one == FS.corrected_asymmetry_verdict(frames[0]) and not one.replicated and one.unit == "k-means seed"
+    with pytest.raises(ValueError, match="no frame"):
+        FS.corrected_asymmetry_verdict([])
+
+
 def test_knn_agreement_per_image_and_its_bootstrap():
     rng = np.random.default_rng(3)
     labels = np.repeat(np.arange(4), 10)
@@ -342,6 +364,30 @@ def test_size_match_bootstrap_on_hand_made_pairs():
     jitter = close.copy()
     jitter[::2, 1] += 1  # differ by 1 or 2
     assert FS.size_match_bootstrap(far, jitter, attr, n_boot=500).label == "holds"
+
+
+def test_size_match_verdict_over_pretraining_replicates_is_a_t_interval_of_their_statistics():
+    """Three replicate pairs of nearest-pair sets: the per-pair statistic is the difference of the two sets' mean
+    size differences relative to all pairs (written out here), and the interval is Student's t over the three."""
+    from scipy import stats as st
+
+    attr = np.arange(20, dtype=float)
+    ref = np.mean([abs(i - j) for i in range(20) for j in range(i + 1, 20)])
+    sets = [(np.array([[i, i + gap] for i in range(5)]), np.array([[i, i + 1] for i in range(5)]))
+            for gap in (6, 8, 11)]
+    v = FS.size_match_verdict(sets, attr)
+    per_pair = [(gap - 1) / ref for gap in (6, 8, 11)]
+    low, high = st.t.interval(0.95, 2, loc=np.mean(per_pair), scale=st.sem(per_pair))
+    assert (v.estimate, v.ci_low, v.ci_high) == pytest.approx((np.mean(per_pair), low, high))
+    assert v.unit == "pre-training run" and v.n == 3 and v.replicated and v.label == "holds"
+    swapped = FS.size_match_verdict([(b, a) for a, b in sets], attr)  # the detection space's pairs match worse
+    assert swapped.label == "reversed" and swapped.estimate == pytest.approx(-v.estimate)
+    one = FS.size_match_verdict(sets[:1], attr, n_boot=500)
+    assert one == FS.size_match_bootstrap(*sets[0], attr, n_boot=500) and not one.replicated
+    none = FS.size_match_verdict(sets, np.full(20, np.nan))
+    assert none.n == 0 and np.isnan(none.estimate) and "no annotated object sizes" in none.method
+    with pytest.raises(ValueError, match="no pair sets"):
+        FS.size_match_verdict([], attr)
 
 
 def test_size_match_without_object_sizes_is_not_measured():

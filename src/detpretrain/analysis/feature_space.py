@@ -560,7 +560,7 @@ def size_match_summary(table: pd.DataFrame, classification: str, detection: str)
     sentence = (f"Point estimates: nearest pairs in the {detection} space differ in object size by "
                 f"{ratio[detection]:.2f} of a random pair's difference, in the {classification} space by "
                 f"{ratio[classification]:.2f}, a difference in {direction} direction (\"match in shape and size\"). "
-                "One nearest-pair set per space, no interval: the verdict is the resampled one below.")
+                "One nearest-pair set per space, no interval: the verdict, with its interval, is below.")
     return {"classification": ratio[classification], "detection": ratio[detection], "direction": direction,
             "sentence": sentence}
 
@@ -774,21 +774,35 @@ def consistency_null_curves(labelings: dict, *, n_perm: int = 500, seed: int = 0
     return pd.DataFrame(rows)
 
 
-def corrected_asymmetry_verdict(frame: pd.DataFrame):
+def corrected_asymmetry_verdict(frame):
     """Figure 6's claim on the null-corrected asymmetry: P(same in B | same in A) - P(same in A | same in B) beyond
-    what a pair of independent partitions with the same cluster sizes gives, averaged over K per k-means seed, then
-    :func:`~detpretrain.analysis.stats.verdict` over the k-means seeds (the features are fixed: the interval covers
-    the k-means randomness only, conditional on these networks). The null keeps both partitions' same-cluster pair
-    counts, so the corrected asymmetry equals (pairs_both - its null mean) x (pairs_B - pairs_A) / (pairs_A x pairs_B):
-    its sign is that of (lift - 1) x (pairs_B - pairs_A), shared structure times which partition is less balanced,
-    not a separate direction of implication.
+    what a pair of independent partitions with the same cluster sizes gives, averaged over K per k-means seed. The
+    null keeps both partitions' same-cluster pair counts, so the corrected asymmetry equals (pairs_both - its null
+    mean) x (pairs_B - pairs_A) / (pairs_A x pairs_B): its sign is that of (lift - 1) x (pairs_B - pairs_A), shared
+    structure times which partition is less balanced, not a separate direction of implication.
 
     Args:
-        frame: :func:`consistency_null_curves`' frame.
-    """
-    from detpretrain.analysis.stats import conditional_verdict
+        frame: :func:`consistency_null_curves`' frame of one pair of spaces (A's and B's pre-training run), or a list
+            of such frames, one per pre-training replicate pair (pair r: A's run r against B's run r).
 
-    return conditional_verdict(frame.groupby("seed")["corrected_asymmetry"].mean().to_numpy(), unit="k-means seed")
+    Returns:
+        :class:`~detpretrain.analysis.stats.Verdict` in P(same) units. With R >= 2 frames the unit is the
+        pre-training run: a t interval over the R per-pair means, the k-means seeds nested in them
+        (:func:`~detpretrain.analysis.stats.nested_verdict`, df = R - 1). With one frame it is over the k-means seeds,
+        conditional on these two networks (the features are fixed: only the k-means randomness varies).
+
+    Raises:
+        ValueError: an empty list of frames.
+    """
+    from detpretrain.analysis.stats import conditional_verdict, nested_verdict
+
+    frames = list(frame) if isinstance(frame, (list, tuple)) else [frame]
+    if not frames:
+        raise ValueError("corrected_asymmetry_verdict: no frame; give one per pre-training replicate pair")
+    per_pair = [f.groupby("seed")["corrected_asymmetry"].mean().to_numpy() for f in frames]
+    if len(per_pair) > 1:
+        return nested_verdict(per_pair, unit="k-means seed")
+    return conditional_verdict(per_pair[0], unit="k-means seed")
 
 
 def knn_agreement_per_image(features, labels, k: int = 10) -> np.ndarray:
@@ -841,6 +855,12 @@ def knn_agreement_verdict(features_a, features_b, labels, *, k: int = 10, n_boot
     return dataclasses.replace(v, replicated=False)
 
 
+def _relative_differences(pairs, attribute: np.ndarray, reference: float) -> np.ndarray:
+    """``[P]`` absolute attribute differences of the ``[P, 2]`` image pairs, divided by ``reference`` (the mean over
+    all pairs)."""
+    return np.abs(np.diff(attribute[np.asarray(pairs, dtype=np.int64).reshape(-1, 2)], axis=1))[:, 0] / reference
+
+
 def size_match_bootstrap(pairs_a, pairs_b, attribute, *, n_boot: int = 2000, seed: int = 0):
     """Figure 3 with an interval: :func:`pair_attribute_similarity`'s ratio of the pairs of space A minus that of space
     B (e.g. A = IMAGENET-CLS, B = detection: positive = B's nearest pairs match better in the attribute), each pair
@@ -862,8 +882,7 @@ def size_match_bootstrap(pairs_a, pairs_b, attribute, *, n_boot: int = 2000, see
         return _no_interval(math.nan, 0, 0, 0, "not measured: these images have no annotated object sizes (real data)",
                             alpha=0.05, kind="superiority", margin=0.0, expected=+1, unit="nearest pair")
     ref = pair_attribute_similarity(np.zeros((0, 2), int), attr)["all_mean_abs_diff"]
-    da = np.abs(np.diff(attr[np.asarray(pairs_a).reshape(-1, 2)], axis=1))[:, 0] / ref
-    db = np.abs(np.diff(attr[np.asarray(pairs_b).reshape(-1, 2)], axis=1))[:, 0] / ref
+    da, db = _relative_differences(pairs_a, attr, ref), _relative_differences(pairs_b, attr, ref)
     if not (da.size and db.size):
         return replicates_verdict(math.nan, [], n=0, unit="nearest pair", method="no pairs", replicated=False)
     rng = np.random.default_rng(seed)
@@ -872,3 +891,46 @@ def size_match_bootstrap(pairs_a, pairs_b, attribute, *, n_boot: int = 2000, see
     return replicates_verdict(da.mean() - db.mean(), theta, n=da.size + db.size, unit="nearest pair",
                               method=f"bootstrap of {da.size} and {db.size} nearest pairs ({n_boot} resamples)",
                               replicated=False)
+
+
+def size_match_verdict(pair_sets, attribute, *, n_boot: int = 2000, seed: int = 0):
+    """Figure 3's claim (Li et al. 2019, Appendix 6.1: the detection space's nearest pairs "match in shape and
+    size") over pre-training replicate pairs: for each pair r, the mean size difference of space A's nearest pairs
+    minus space B's, each relative to all pairs (:func:`size_match_bootstrap`'s statistic; A = IMAGENET-CLS,
+    B = detection: positive = the detection space's pairs match better in size).
+
+    Args:
+        pair_sets: a list of ``(pairs_a, pairs_b)``, one per pre-training replicate pair (A's run r and B's run r):
+            the ``[P, 2]`` image indices of each space's nearest pairs (:func:`nearest_pairs`).
+        attribute: ``[N]`` the attribute per image (e.g. log object area); NaN for every image when unannotated.
+        n_boot, seed: for the single-pair bootstrap.
+
+    Returns:
+        :class:`~detpretrain.analysis.stats.Verdict` in units of a random pair's difference. With R >= 2 pairs the
+        unit is the pre-training run: a t interval over the R per-pair statistics (df = R - 1). With one pair it is
+        :func:`size_match_bootstrap` (nearest pairs resampled, conditional on these networks). No estimate when no
+        image has the attribute, or when a space has no pairs.
+
+    Raises:
+        ValueError: an empty ``pair_sets``; as :func:`pair_attribute_similarity` for the attribute.
+    """
+    from detpretrain.analysis.stats import _no_interval, verdict
+
+    sets = list(pair_sets)
+    if not sets:
+        raise ValueError("size_match_verdict: no pair sets; give one (pairs_a, pairs_b) per pre-training replicate")
+    if len(sets) == 1:
+        return size_match_bootstrap(*sets[0], attribute, n_boot=n_boot, seed=seed)
+    attr = np.asarray(attribute, dtype=np.float64)
+    q = {"alpha": 0.05, "kind": "superiority", "margin": 0.0, "expected": +1, "unit": "pre-training run"}
+    if attr.size and np.isnan(attr).all():
+        return _no_interval(math.nan, 0, 0, 0, "not measured: these images have no annotated object sizes (real data)",
+                            **q)
+    ref = pair_attribute_similarity(np.zeros((0, 2), int), attr)["all_mean_abs_diff"]
+    per_pair = []
+    for pairs_a, pairs_b in sets:
+        da, db = _relative_differences(pairs_a, attr, ref), _relative_differences(pairs_b, attr, ref)
+        if not (da.size and db.size):
+            return _no_interval(math.nan, 0, 0, 0, "no nearest pairs in a replicate's space", **q)
+        per_pair.append(da.mean() - db.mean())
+    return verdict(np.asarray(per_pair), unit="pre-training run")
