@@ -121,11 +121,9 @@ resolved = V.resolved_activation_frame({**backbones, "scratch": floor}, data.tes
                                        n_images=min(activation_images, len(data.test)), heads=all_heads, device=dev)
 fig4_claims = {f"{claim} ({kind})": v for kind in ("channel mean", "Grad-CAM")
                for claim, v in V.enrichment_claims(resolved, RESOLVED, kind=kind).items()}
-# without a part (every cue): how concentrated each map is inside the objects (issue 18)
-fig4_claims |= {f"Figure 4: {claim} (channel mean)": v
-                for claim, v in V.concentration_claims(resolved, RESOLVED).items()}
-# the primary claim in every pre-training replicate pair (channel mean; replicate 0's frame above is the first)
-pairs = F.replicate_pairs("imagenet-cls", "detection", ch.replicates if cue != "distributed" else 1)  # no part: none
+# the primary claim and the concentration claim in every pre-training replicate pair (channel mean; replicate 0's
+# frame above is the first)
+pairs = F.replicate_pairs("imagenet-cls", "detection", ch.replicates)
 frames, replicate_sources = [resolved], {}
 for pair in pairs[1:]:
     pair_loaded = {pre: F.load_backbone(key, prof, store=ch.store, device=dev, log=quiet, corpus=corpus)
@@ -137,6 +135,8 @@ for pair in pairs[1:]:
 replicated = V.replicated_part_enrichment(frames)
 if replicated is not None:
     fig4_claims[C.PRIMARY_CLAIMS["visualisations"].name] = replicated
+# without a part (every cue): how concentrated each map is inside the objects (issue 18)
+fig4_claims |= {f"Figure 4: {claim} (channel mean)": v for claim, v in V.concentration_claims(frames, RESOLVED).items()}
 print(f"primary claim over {len(pairs)} pre-training replicate pair(s): " + ", ".join(f"{a} vs {b}" for a, b in pairs))
 if replicate_sources:
     print(ch.provenance(data=data.describe, runs=replicate_sources))
@@ -360,9 +360,10 @@ table(loc_table, precision=3)
 # %% [markdown]
 # ## The claims beside the predictions
 # Every claim of the chapter with its interval under this execution's cue, beside what the paper's explanation
-# predicted above. The primary claim (the first) is measured in every pre-training replicate pair, so its unit is the
-# pre-training run; the others read replicate 0's backbones, so their intervals cover the test images and are
-# conditional on those networks. The others are Holm-adjusted among themselves.
+# predicted above. The primary claim (the first) and the within-object concentration are measured in every
+# pre-training replicate pair, so their unit is the pre-training run; the others read replicate 0's backbones, so
+# their intervals cover the test images (or objects) and are conditional on those networks (the `conditional`
+# column). The others are Holm-adjusted among themselves.
 
 # %%
 claims = {**fig4_claims, **{f"Figure 5: {k}": v for k, v in fig5_claims.items()},
@@ -389,10 +390,11 @@ if claims:
 
 # %% [markdown]
 # ## What this shows
-# Every verdict above is computed from this execution. The primary claim's interval is over the pre-training
-# replicate pairs (the unit of replication); every other verdict is a t-interval over the images (or objects) of
-# replicate 0's backbones, as in the paper: so it is about these particular networks, not about pre-training in
-# general (`detpretrain.analysis.stats`; such labels say "for these particular pre-trained networks"). Caveats:
+# Every verdict above is computed from this execution. The intervals of the primary claim and of the within-object
+# concentration are over the pre-training replicate pairs (the unit of replication); every other verdict is a
+# t-interval over the images (or objects) of replicate 0's backbones, as in the paper: so it is about these particular
+# networks, not about pre-training in general (`detpretrain.analysis.stats`; such labels say "for these particular
+# pre-trained networks"). Caveats:
 #
 # * The channel-mean Conv5 map is one of several ways to draw an "activation map" (the paper does not say which it
 #   uses); mass shares are invariant to the map's scale but not to that choice.

@@ -804,6 +804,20 @@ def test_concentration_claims_pair_images_and_skip_small_objects():
     assert v.label == "holds" and v.unit == "test image" and not v.replicated
     assert V.concentration_claims(frame.drop(columns="object_concentration"), {"cls": "C", "det": "D"},
                                   classification="cls", detection="det") == {}
+    # one frame per pre-training replicate pair: Student's t over the per-pair means (scipy), images nested
+    from scipy import stats as st
+
+    frames = [frame.assign(object_concentration=frame["object_concentration"]
+                           + np.where(frame["backbone"] == "cls", shift, 0.0)) for shift in (0.0, 0.1, -0.05)]
+    rv = V.concentration_claims(frames, {"cls": "C", "det": "D"}, classification="cls",
+                                detection="det")["within-object concentration, C minus D"]
+    means = [v.estimate, v.estimate + 0.1, v.estimate - 0.05]
+    low, high = st.t.interval(0.95, 2, loc=np.mean(means), scale=st.sem(means))
+    assert (rv.estimate, rv.ci_low, rv.ci_high) == pytest.approx((np.mean(means), low, high))
+    assert rv.unit == "pre-training run" and rv.subunit == "test image" and rv.replicated and rv.n_units == 90
+    assert V.concentration_claims([frame], {"cls": "C", "det": "D"}, classification="cls", detection="det") == claims
+    with pytest.raises(ValueError, match="no frame"):
+        V.concentration_claims([], {"cls": "C", "det": "D"}, classification="cls", detection="det")
     # the prediction the mechanisms page compares it with: smaller without a part
     from detpretrain.analysis import mechanisms as M
 

@@ -977,25 +977,46 @@ def enrichment_claims(frame: pd.DataFrame, names: dict, *, classification: str =
 CONCENTRATION_MIN_CELLS = 4.0
 
 
-def concentration_claims(frame: pd.DataFrame, names: dict, *, classification: str = "imagenet-cls",
+def concentration_claims(frame, names: dict, *, classification: str = "imagenet-cls",
                          detection: str = "detection", kind: str = "channel mean",
                          min_cells: float = CONCENTRATION_MIN_CELLS) -> dict:
     """Figure 4 without a part (issue 18): ``within-object concentration, <classification> minus <detection>``, the
     paired per-image difference of :func:`object_concentration` on images whose objects span at least
-    ``min_cells`` cells (over test images, conditional on these networks). The paper's explanation predicts it
-    positive where a part names the category and smaller where the cue is spread over the body (``distributed``).
+    ``min_cells`` cells. The paper's explanation predicts it positive where a part names the category and smaller
+    where the cue is spread over the body (``distributed``).
+
+    Args:
+        frame: a :func:`resolved_activation_frame` frame with rows of both backbones, or a list of them, one per
+            pre-training replicate pair (frame r: both backbones' replicate r).
+        names: ``{backbone key: name shown}`` for the claim's name.
 
     Returns:
-        ``{claim: Verdict}`` (empty when a backbone or the column is absent).
+        ``{claim: Verdict}``; empty when a backbone or the column is absent (from any frame). With R >= 2 frames the
+        unit is the pre-training run (a t interval over the R per-pair means, the test images nested in them,
+        :func:`~detpretrain.analysis.stats.nested_verdict`); with one, over test images, conditional on these
+        networks.
+
+    Raises:
+        ValueError: an empty list of frames.
     """
-    if "object_concentration" not in frame:
-        return {}
-    f = frame[(frame["map"] == kind) & (frame["object_cells"] >= min_cells)]
-    wide = f.pivot(index="image", columns="backbone", values="object_concentration")
-    if classification not in wide or detection not in wide:
-        return {}
-    return {f"within-object concentration, {names[classification]} minus {names[detection]}": _conditional(
-        wide[classification] - wide[detection])}
+    from detpretrain.analysis.stats import nested_verdict
+
+    frames = list(frame) if isinstance(frame, (list, tuple)) else [frame]
+    if not frames:
+        raise ValueError("concentration_claims: no frame; give one per pre-training replicate pair")
+    diffs = []
+    for f in frames:
+        if "object_concentration" not in f:
+            return {}
+        f = f[(f["map"] == kind) & (f["object_cells"] >= min_cells)]
+        wide = f.pivot(index="image", columns="backbone", values="object_concentration")
+        if classification not in wide or detection not in wide:
+            return {}
+        diffs.append(wide[classification] - wide[detection])
+    name = f"within-object concentration, {names[classification]} minus {names[detection]}"
+    if len(diffs) == 1:
+        return {name: _conditional(diffs[0])}
+    return {name: nested_verdict([d.dropna().to_numpy(dtype=float) for d in diffs], unit="test image")}
 
 
 def replicated_part_enrichment(frames, *, classification: str = "imagenet-cls", detection: str = "detection",
