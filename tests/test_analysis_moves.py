@@ -249,7 +249,7 @@ def test_claim2_accuracy_kept_is_a_noninferiority_test(monkeypatch):
     name = C.PRIMARY_CLAIMS["eigenspectrum"].name
     kept = E.eigen_claims(_eig_result([8] * 3, [4] * 3, [50] * 3, [50, 52, 51], narrow=[50.2, 52.1, 51.1]))[name]
     assert kept.kind == "noninferiority" and kept.margin == 1.0 and kept.label == "holds"
-    assert kept.unit == "fine-tuning seed" and kept.replicated  # neither detector has a pre-training
+    assert kept.unit == "from-scratch training run" and kept.replicated  # neither detector has a pre-training
     lost = E.eigen_claims(_eig_result([8] * 3, [4] * 3, [50] * 3, [50, 52, 51], narrow=[40, 41, 40.5]))[name]
     assert lost.label == "reversed"
     one = E.eigen_claims(_eig_result([8], [4], [50], [50], narrow=[49]))[name]

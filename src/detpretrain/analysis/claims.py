@@ -36,8 +36,10 @@ from detpretrain.paper import GAP_AT_05, GAP_AT_07, SEG_GAIN, TABLE2, TABLE8
 
 #: the unit of replication of a claim about pre-training
 PRETRAINING_UNIT = "pre-training run"
-#: the unit within it
-SEED_UNIT = "fine-tuning seed"
+#: the unit within it (one fine-tuning run, named by its seed, of a pre-training run)
+SEED_UNIT = "fine-tuning run"
+#: the unit of a claim about detectors trained from scratch (no pre-training to replicate: each seed is a training run)
+SCRATCH_UNIT = "from-scratch training run"
 #: the unit of a claim measured on the test images of one pre-trained network per backbone (conditional on them)
 IMAGE_UNIT = "test image"
 
@@ -130,7 +132,7 @@ PRIMARY_CLAIMS: dict[str, Claim] = {c.chapter: c for c in (
           "without losing accuracy", "Shinya et al. 2019, width determination",
           "about −27 % parameters, MACs not increased, accuracy kept (no accuracy difference quoted)", 0.0,
           f"mAP@0.5 points, narrower from-scratch detector − from-scratch detector (kept: not worse by more than "
-          f"{ACCURACY_KEPT_MARGIN:g})", kind="noninferiority", margin=ACCURACY_KEPT_MARGIN, unit=SEED_UNIT),
+          f"{ACCURACY_KEPT_MARGIN:g})", kind="noninferiority", margin=ACCURACY_KEPT_MARGIN, unit=SCRATCH_UNIT),
     Claim("feature_space", "Figure 7: kNN agreement, IMAGENET-CLS minus COCO",
           "Are classes tighter in IMAGENET-CLS feature space than in detection feature space? (Li et al., Figure 7)",
           "Li et al.: features of one class cluster together in IMAGENET-CLS space, while detection (OPENIMAGES) "
@@ -215,7 +217,7 @@ def unit_verdict(diffs: pd.DataFrame, *, expected: int = 1, kind: str = "superio
     over the replicates (df = replicates - 1). With one replicate the analysis is over the fine-tuning seeds and
     labelled conditional on these particular pre-trained networks (``replicated=False``). ``claim`` supplies
     ``expected``, ``kind`` and ``margin`` (a claim whose unit is not the pre-training run, e.g. two from-scratch
-    detectors, is tested flat over its units). ``subunit`` names one difference (default a fine-tuning seed).
+    detectors, is tested flat over its units). ``subunit`` names one difference (default a fine-tuning run).
     """
     if claim is not None:
         expected, kind, margin = claim.expected, claim.kind, claim.margin
