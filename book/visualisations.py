@@ -119,19 +119,20 @@ all_heads, all_probes = V.probe_heads({**backbones, "scratch": floor}, data, pro
                                       log=quiet, corpus=corpus)
 resolved = V.resolved_activation_frame({**backbones, "scratch": floor}, data.test, objects, layer="layer3",
                                        n_images=min(activation_images, len(data.test)), heads=all_heads, device=dev)
-fig4_claims = {f"{claim} ({kind})": v for kind in ("channel mean", "Grad-CAM")
-               for claim, v in V.enrichment_claims(resolved, RESOLVED, kind=kind).items()}
-# the primary claim and the concentration claim in every pre-training replicate pair (channel mean; replicate 0's
-# frame above is the first)
+# every pre-training replicate pair's channel-mean maps (replicate 0's frame above is the first; the untrained floor
+# is the same network in each): the channel-mean claims are over pre-training runs; Grad-CAM needs each backbone's
+# probe, trained for replicate 0 only, so its claims stay conditional on replicate 0's networks
 pairs = F.replicate_pairs("imagenet-cls", "detection", ch.replicates)
 frames, replicate_sources = [resolved], {}
 for pair in pairs[1:]:
     pair_loaded = {pre: F.load_backbone(key, prof, store=ch.store, device=dev, log=quiet, corpus=corpus)
                    for pre, key in zip(BACKBONES, pair)}
     replicate_sources |= {key: pair_loaded[pre][1] for pre, key in zip(BACKBONES, pair)}
-    frames.append(V.resolved_activation_frame({pre: loaded_[0] for pre, loaded_ in pair_loaded.items()}, data.test,
-                                              objects, layer="layer3", n_images=min(activation_images, len(data.test)),
-                                              device=dev))
+    frames.append(V.resolved_activation_frame({**{pre: loaded_[0] for pre, loaded_ in pair_loaded.items()},
+                                               "scratch": floor}, data.test, objects, layer="layer3",
+                                              n_images=min(activation_images, len(data.test)), device=dev))
+fig4_claims = {f"{claim} ({kind})": v for kind in ("channel mean", "Grad-CAM")
+               for claim, v in V.enrichment_claims(frames, RESOLVED, kind=kind).items()}
 replicated = V.replicated_part_enrichment(frames)
 if replicated is not None:
     fig4_claims[C.PRIMARY_CLAIMS["visualisations"].name] = replicated
@@ -360,10 +361,10 @@ table(loc_table, precision=3)
 # %% [markdown]
 # ## The claims beside the predictions
 # Every claim of the chapter with its interval under this execution's cue, beside what the paper's explanation
-# predicted above. The primary claim (the first) and the within-object concentration are measured in every
-# pre-training replicate pair, so their unit is the pre-training run; the others read replicate 0's backbones, so
-# their intervals cover the test images (or objects) and are conditional on those networks (the `conditional`
-# column). The others are Holm-adjusted among themselves.
+# predicted above. The channel-mean claims of Figure 4 (the primary claim first) are measured in every pre-training
+# replicate pair, so their unit is the pre-training run; the Grad-CAM, Figure 5 and Figure 8 claims read replicate
+# 0's backbones, so their intervals cover the test images (or objects) and are conditional on those networks (the
+# `conditional` column). The others are Holm-adjusted among themselves.
 
 # %%
 claims = {**fig4_claims, **{f"Figure 5: {k}": v for k, v in fig5_claims.items()},
@@ -390,11 +391,11 @@ if claims:
 
 # %% [markdown]
 # ## What this shows
-# Every verdict above is computed from this execution. The intervals of the primary claim and of the within-object
-# concentration are over the pre-training replicate pairs (the unit of replication); every other verdict is a
-# t-interval over the images (or objects) of replicate 0's backbones, as in the paper: so it is about these particular
-# networks, not about pre-training in general (`detpretrain.analysis.stats`; such labels say "for these particular
-# pre-trained networks"). Caveats:
+# Every verdict above is computed from this execution. The intervals of Figure 4's channel-mean claims (the primary
+# claim, the floor, the decoy and the within-object concentration) are over the pre-training replicate pairs (the
+# unit of replication); every other verdict is a t-interval over the images (or objects) of replicate 0's backbones,
+# as in the paper: so it is about these particular networks, not about pre-training in general
+# (`detpretrain.analysis.stats`; such labels say "for these particular pre-trained networks"). Caveats:
 #
 # * The channel-mean Conv5 map is one of several ways to draw an "activation map" (the paper does not say which it
 #   uses); mass shares are invariant to the map's scale but not to that choice.

@@ -166,6 +166,43 @@ def test_part_over_decoy_preference_is_a_paired_difference_of_differences():
     assert claims["part-over-decoy preference, C minus D"].label == "holds"  # true value 0.9, sd ~0.6, 30 images
 
 
+def test_enrichment_claims_over_replicate_frames_are_t_intervals_and_grad_cam_of_one_frame_stays_conditional():
+    """One frame per pre-training replicate pair: each claim that every frame measures is Student's t over the frames'
+    per-image means (scipy, written out); a map only the first frame has (Grad-CAM) keeps the conditional verdict."""
+    from scipy import stats as st
+
+    def frame(shift, seed, maps=("channel mean",)):
+        rng = np.random.default_rng(seed)
+        return pd.DataFrame([{"backbone": b, "map": m, "image": i, "part_cells": 2.0, "decoy_cells": 2.0,
+                              "part_enrichment": part + (shift if b == "cls" else 0.0) + rng.normal(0, 0.3),
+                              "decoy_enrichment": decoy + rng.normal(0, 0.3)}
+                             for i in range(25) for m in maps
+                             for b, part, decoy in (("cls", 2.5, 1.5), ("det", 1.6, 1.5), ("scratch", 1.2, 1.2))])
+
+    frames = [frame(0.0, 0, ("channel mean", "Grad-CAM")), frame(0.3, 1), frame(-0.2, 2)]
+    names = {"cls": "C", "det": "D", "scratch": "R"}
+    claims = V.enrichment_claims(frames, names, classification="cls", detection="det")
+    for claim, (a, b) in {"part enrichment, C minus D": ("cls", "det"),
+                          "part enrichment, C minus R": ("cls", "scratch")}.items():
+        means = []
+        for f in frames:
+            w = f[f["map"] == "channel mean"].pivot(index="image", columns="backbone", values="part_enrichment")
+            means.append((w[a] - w[b]).mean())
+        low, high = st.t.interval(0.95, 2, loc=np.mean(means), scale=st.sem(means))
+        v = claims[claim]
+        assert (v.estimate, v.ci_low, v.ci_high) == pytest.approx((np.mean(means), low, high))
+        assert v.unit == "pre-training run" and v.replicated and (v.n, v.n_units) == (3, 75)
+    assert claims["part-over-decoy preference, C minus D"].replicated
+    assert set(claims) == set(V.enrichment_claims(frames[0], names, classification="cls", detection="det"))
+    grad = V.enrichment_claims(frames, names, classification="cls", detection="det", kind="Grad-CAM")
+    alone = V.enrichment_claims(frames[0], names, classification="cls", detection="det", kind="Grad-CAM")
+    assert grad == alone and not any(v.replicated for v in grad.values())
+    assert V.enrichment_claims([frames[0]], names, classification="cls", detection="det") == \
+        V.enrichment_claims(frames[0], names, classification="cls", detection="det")
+    with pytest.raises(ValueError, match="no frame"):
+        V.enrichment_claims([], names)
+
+
 def test_replicated_part_enrichment_is_a_t_interval_over_replicate_means():
     from scipy import stats as st
 

@@ -929,11 +929,11 @@ def _conditional(per_image: pd.Series, expected: int = 1):
     return conditional_verdict(per_image.dropna().to_numpy(dtype=float), unit="test image", expected=expected)
 
 
-def enrichment_claims(frame: pd.DataFrame, names: dict, *, classification: str = "imagenet-cls",
+def enrichment_claims(frame, names: dict, *, classification: str = "imagenet-cls",
                       detection: str = "detection", floor: str | None = "scratch", kind: str = "channel mean",
                       min_cells: float = 1.0) -> dict:
     """Figure 4's claims on the images whose part spans at least ``min_cells`` cells, one
-    :class:`~detpretrain.analysis.stats.Verdict` each (paired over images, conditional on these networks):
+    :class:`~detpretrain.analysis.stats.Verdict` each, paired over images:
 
     * ``part enrichment, <classification> minus <detection>`` (the paper: the classifier focuses on parts);
     * ``part enrichment, <classification> minus random floor`` (what training adds over an untrained backbone);
@@ -943,32 +943,60 @@ def enrichment_claims(frame: pd.DataFrame, names: dict, *, classification: str =
       difference of differences, (part - decoy) of the classifier minus the same of the other backbone, per image.
 
     Args:
-        frame: :func:`resolved_activation_frame`'s frame; ``kind``: the map (``channel mean`` or ``Grad-CAM``).
+        frame: :func:`resolved_activation_frame`'s frame, or a list of them, one per pre-training replicate pair
+            (frame r: the backbones' replicate r; the floor, which has no pre-training, may be the same network in
+            every frame); ``kind``: the map (``channel mean`` or ``Grad-CAM``).
         names: ``{backbone key: name shown}``.
 
     Returns:
-        ``{claim: Verdict}`` (claims whose backbones or regions are absent are left out).
+        ``{claim: Verdict}`` (claims whose backbones or regions are absent from the first frame are left out). A
+        claim that every frame measures gets a t interval over the frames' means, the test images nested in them
+        (:func:`~detpretrain.analysis.stats.nested_verdict`; unit: the pre-training run); one that only the first
+        frame measures (e.g. Grad-CAM, whose probes are trained for replicate 0 only) is over its test images,
+        conditional on those networks (``Verdict.replicated`` says which).
+
+    Raises:
+        ValueError: an empty list of frames.
     """
+    from detpretrain.analysis.stats import nested_verdict
+
+    frames = list(frame) if isinstance(frame, (list, tuple)) else [frame]
+    if not frames:
+        raise ValueError("enrichment_claims: no frame; give one per pre-training replicate pair")
+    per_frame = [_enrichment_differences(f, names, classification=classification, detection=detection, floor=floor,
+                                         kind=kind, min_cells=min_cells) for f in frames]
+    out = {}
+    for claim, first in per_frame[0].items():
+        rest = [p.get(claim) for p in per_frame[1:]]
+        if rest and all(d is not None and d.dropna().size for d in rest):
+            out[claim] = nested_verdict([d.dropna().to_numpy(dtype=float) for d in (first, *rest)],
+                                        unit="test image")
+        else:
+            out[claim] = _conditional(first)
+    return out
+
+
+def _enrichment_differences(frame: pd.DataFrame, names: dict, *, classification: str, detection: str,
+                            floor: str | None, kind: str, min_cells: float) -> dict:
+    """:func:`enrichment_claims`' per-image differences of one frame: ``{claim: Series indexed by image}``."""
     f = frame[(frame["map"] == kind) & (frame["part_cells"] >= min_cells)]
     wide = f.pivot(index="image", columns="backbone", values="part_enrichment")
     out = {}
     if classification in wide and detection in wide:
-        out[f"part enrichment, {names[classification]} minus {names[detection]}"] = _conditional(
-            wide[classification] - wide[detection])
+        out[f"part enrichment, {names[classification]} minus {names[detection]}"] = wide[classification] - wide[detection]
     if floor is not None and classification in wide and floor in wide:
-        out[f"part enrichment, {names[classification]} minus {names.get(floor, floor)}"] = _conditional(
-            wide[classification] - wide[floor])
+        out[f"part enrichment, {names[classification]} minus {names.get(floor, floor)}"] = (wide[classification]
+                                                                                             - wide[floor])
     with_decoy = f[f["decoy_cells"] >= min_cells]
     for key, g in with_decoy.groupby("backbone", sort=False):
-        out[f"part minus decoy enrichment, {names.get(key, key)}"] = _conditional(
-            g["part_enrichment"] - g["decoy_enrichment"])
+        out[f"part minus decoy enrichment, {names.get(key, key)}"] = g["part_enrichment"] - g["decoy_enrichment"]
     # "only a trained classifier favours the part": a difference of differences, paired over the same images
     pref = (with_decoy.assign(pref=with_decoy["part_enrichment"] - with_decoy["decoy_enrichment"])
             .pivot(index="image", columns="backbone", values="pref"))
     for other in (detection, floor):
         if other is not None and classification in pref and other in pref:
             out[f"part-over-decoy preference, {names[classification]} minus {names.get(other, other)}"] = \
-                _conditional(pref[classification] - pref[other])
+                pref[classification] - pref[other]
     return out
 
 
