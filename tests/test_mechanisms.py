@@ -349,11 +349,11 @@ def test_corrected_asymmetry_verdict_over_pretraining_replicates_is_a_t_interval
     means = [0.2, 0.05, 0.25]
     low, high = st.t.interval(0.95, 2, loc=np.mean(means), scale=st.sem(means))
     assert (v.estimate, v.ci_low, v.ci_high, v.df) == pytest.approx((np.mean(means), low, high, 2))
-    assert v.unit == "pre-training run" and v.subunit == "k-means seed" and v.replicated
+    assert v.unit == "pre-training run" and v.subunit == "k-means sweep" and v.replicated
     assert (v.n, v.n_units) == (3, 6)
     assert v.label == ("holds" if low > 0 else "not resolved")
     one = FS.corrected_asymmetry_verdict([frames[0]])
-    assert one == FS.corrected_asymmetry_verdict(frames[0]) and not one.replicated and one.unit == "k-means seed"
+    assert one == FS.corrected_asymmetry_verdict(frames[0]) and not one.replicated and one.unit == "k-means sweep"
     with pytest.raises(ValueError, match="no frame"):
         FS.corrected_asymmetry_verdict([])
 

@@ -402,7 +402,7 @@ def test_claims_are_over_pre_training_runs():
     seeds = A.segmentation_claims(_result(gains=[2.0, 3.0, 4.0], tri=[0.5, 0.0, 1.0], anti=[3.0, 2.0, 4.5]))
     assert seeds[primary].label == "holds" and not seeds[primary].replicated
     one = A.segmentation_claims(_result(gains=[5.0], tri=[0.0], anti=[5.0], seeds=(0,)))[primary]
-    assert one.label == "not resolved" and "1 fine-tuning seed" in one.sentence("mIoU")
+    assert one.label == "not resolved" and "1 fine-tuning run" in one.sentence("mIoU")
     gains = A.boundary_gains(holds)
     assert list(gains["trimap gain"]) == pytest.approx([0.5, 0.5]) and list(gains["voc_width"]) == [4.0, 8.0]
     with pytest.raises(Exception, match=r"\[7\] px were not evaluated"):

@@ -156,11 +156,12 @@ def test_nested_interval_by_hand_uses_run_means():
     assert (v.estimate, v.ci_low, v.ci_high) == pytest.approx((3.0, 3.0 - half, 3.0 + half))
     assert (v.n, v.n_units, v.n_groups, v.df, v.unit, v.subunit) == (3, 9, 3, 2.0, "pre-training run", "fine-tuning")
     s = v.sentence("mAP@0.7")
-    assert s.startswith("+3.0 mAP@0.7 (95 % CI +0.5 to +5.5; t-interval over 3 pre-training runs, 9 fine-tunings")
+    assert s.startswith("+3.0 mAP@0.7 (95 % CI +0.5 to +5.5; t-interval over 3 pre-training runs, 3 fine-tunings each")
     assert s.endswith("— holds")
     # unbalanced: each run counts once (means 1.5 and 4)
     u = S.verdict([1.0, 2.0, 4.0], groups=["a", "a", "b"])
     assert u.estimate == pytest.approx(2.75) and u.df == 1.0
+    assert "t-interval over 2 pre-training runs, 3 units in all (df 1)" in u.method
 
 
 def test_one_pretraining_run_is_unreplicated():

@@ -787,9 +787,10 @@ def corrected_asymmetry_verdict(frame):
 
     Returns:
         :class:`~detpretrain.analysis.stats.Verdict` in P(same) units. With R >= 2 frames the unit is the
-        pre-training run: a t interval over the R per-pair means, the k-means seeds nested in them
-        (:func:`~detpretrain.analysis.stats.nested_verdict`, df = R - 1). With one frame it is over the k-means seeds,
-        conditional on these two networks (the features are fixed: only the k-means randomness varies).
+        pre-training run: a t interval over the R per-pair means, each pair's k-means sweeps (one per k-means seed,
+        unit ``"k-means sweep"``) nested in them (:func:`~detpretrain.analysis.stats.nested_verdict`, df = R - 1).
+        With one frame it is over that pair's sweeps, conditional on these two networks (the features are fixed: only
+        the k-means randomness varies).
 
     Raises:
         ValueError: an empty list of frames.
@@ -801,8 +802,8 @@ def corrected_asymmetry_verdict(frame):
         raise ValueError("corrected_asymmetry_verdict: no frame; give one per pre-training replicate pair")
     per_pair = [f.groupby("seed")["corrected_asymmetry"].mean().to_numpy() for f in frames]
     if len(per_pair) > 1:
-        return nested_verdict(per_pair, unit="k-means seed")
-    return conditional_verdict(per_pair[0], unit="k-means seed")
+        return nested_verdict(per_pair, unit="k-means sweep")
+    return conditional_verdict(per_pair[0], unit="k-means sweep")
 
 
 def knn_agreement_per_image(features, labels, k: int = 10) -> np.ndarray:

@@ -364,9 +364,12 @@ def verdict(differences, *, groups=None, expected: int = +1, alpha: float = 0.05
                                 replicated=False, **q)
         return _t_verdict(d, n_units=d.size, n_groups=1, unit=sub, subunit="", replicated=False,
                           design=f"t-interval over {{n}} of 1 {group_unit}", **q)
-    means = np.bincount(codes, weights=d, minlength=n_groups) / np.bincount(codes, minlength=n_groups)
+    sizes = np.bincount(codes, minlength=n_groups)
+    means = np.bincount(codes, weights=d, minlength=n_groups) / np.maximum(sizes, 1)
+    within = (f"{_plural(sub, int(sizes[0]))} each" if sizes.size and (sizes == sizes[0]).all()  # balanced
+              else f"{_plural(sub, d.size)} in all")
     return _t_verdict(means, n_units=d.size, n_groups=n_groups, unit=group_unit, subunit=sub, replicated=True,
-                      design=f"t-interval over {{n}}, {_plural(sub, d.size)}", **q)
+                      design=f"t-interval over {{n}}, {within}", **q)
 
 
 def _t_verdict(x: np.ndarray, *, n_units, n_groups, unit, subunit, replicated, design, alpha, kind, margin,
