@@ -161,7 +161,6 @@ table(M.contrasts_frame(contrasts, contrast_rows), precision=2, formats={"p": "{
 # * A claim "not resolved" under `distributed` is not evidence that the effect vanished; the contrasts above test the
 #   change itself. A contrast is only as strong as its weaker side: where a chapter's claim is conditional on one
 #   pre-training run (its interval over images), so is the contrast (`unit` says which).
-# * Figure 4's channel-mean claims (part, floor, decoy, within-object concentration) and the feature-space claims
-#   of Figures 3, 6 and 7 are measured in every pre-training replicate pair; Figure 4's Grad-CAM claims and the probe
-#   and detector claims of Figures 5 and 8 use replicate 0's backbones: their intervals are over images (or objects)
-#   and conditional on those networks.
+# * The claims of Figures 3-7 are measured in every pre-training replicate pair, so their intervals are over
+#   pre-training runs; Figure 8's uses replicate 0's detectors: its interval is over test images and conditional on
+#   those networks.

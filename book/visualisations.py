@@ -119,18 +119,23 @@ all_heads, all_probes = V.probe_heads({**backbones, "scratch": floor}, data, pro
                                       log=quiet, corpus=corpus)
 resolved = V.resolved_activation_frame({**backbones, "scratch": floor}, data.test, objects, layer="layer3",
                                        n_images=min(activation_images, len(data.test)), heads=all_heads, device=dev)
-# every pre-training replicate pair's channel-mean maps (replicate 0's frame above is the first; the untrained floor
-# is the same network in each): the channel-mean claims are over pre-training runs; Grad-CAM needs each backbone's
-# probe, trained for replicate 0 only, so its claims stay conditional on replicate 0's networks
+# every pre-training replicate pair's maps, with each backbone's own probe for Grad-CAM (replicate 0's frame above
+# is the first; the untrained floor and its probe are the same in each), so Figure 4's claims are over pre-training
+# runs; the pairs' probes are kept for Figure 5
 pairs = F.replicate_pairs("imagenet-cls", "detection", ch.replicates)
-frames, replicate_sources = [resolved], {}
+frames, replicate_sources, replicate_heads = [resolved], {}, []
 for pair in pairs[1:]:
     pair_loaded = {pre: F.load_backbone(key, prof, store=ch.store, device=dev, log=quiet, corpus=corpus)
                    for pre, key in zip(BACKBONES, pair)}
     replicate_sources |= {key: pair_loaded[pre][1] for pre, key in zip(BACKBONES, pair)}
+    pair_heads, _ = V.probe_heads({key: pair_loaded[pre][0] for pre, key in zip(BACKBONES, pair)}, data, prof,
+                                  store=ch.store, device=dev, log=quiet, corpus=corpus)
+    replicate_heads.append({pre: pair_heads[key] for pre, key in zip(BACKBONES, pair)})
     frames.append(V.resolved_activation_frame({**{pre: loaded_[0] for pre, loaded_ in pair_loaded.items()},
                                                "scratch": floor}, data.test, objects, layer="layer3",
-                                              n_images=min(activation_images, len(data.test)), device=dev))
+                                              n_images=min(activation_images, len(data.test)),
+                                              heads={**replicate_heads[-1], "scratch": all_heads["scratch"]},
+                                              device=dev))
 fig4_claims = {f"{claim} ({kind})": v for kind in ("channel mean", "Grad-CAM")
                for claim, v in V.enrichment_claims(frames, RESOLVED, kind=kind).items()}
 replicated = V.replicated_part_enrichment(frames)
@@ -238,8 +243,11 @@ else:
 heads, probes = {k: all_heads[k] for k in BACKBONES}, {k: all_probes[k] for k in BACKBONES}
 for pre, res in probes.items():
     display(Markdown(f"{BACKBONES[pre]} probe: top-1 {res['top1']:.1f} % on test (C = {res['C']:g})."))
-mo, mo_maps = V.maskout_frame(heads, data.test, objects, V.maskout_candidates(objects, maskout_images),
-                              window=V.scaled_mask_size(prof.model.image_size), stride=maskout_stride, device=dev)
+maskout = dict(window=V.scaled_mask_size(prof.model.image_size), stride=maskout_stride, device=dev)
+mo, mo_maps = V.maskout_frame(heads, data.test, objects, V.maskout_candidates(objects, maskout_images), **maskout)
+# the same images for every other pre-training replicate pair's probes (Figure 5's claims are over the pairs)
+replicate_mo = [V.maskout_frame(pair_heads, data.test, objects, V.maskout_candidates(objects, maskout_images),
+                                **maskout)[0] for pair_heads in replicate_heads]
 
 # %% tags=["hide-input"]
 if mo.empty:
@@ -254,10 +262,12 @@ if not mo.empty:
 # %% [markdown]
 # The same in log-odds, on the images both probes classify correctly, with "on the part" defined by coverage: a
 # square covering at least half of the part, against squares covering none of it with their centre on the object
-# (a probability that starts at 0.99 and one that starts at 0.4 cannot drop by comparable amounts).
+# (a probability that starts at 0.99 and one that starts at 0.4 cannot drop by comparable amounts). The tables and
+# panels are replicate 0's; the claims are measured with every pre-training replicate pair's probes, so their
+# interval is over pre-training runs.
 
 # %% tags=["hide-input"]
-fig5_claims = V.maskout_claims(mo, BACKBONES)
+fig5_claims = V.maskout_claims([mo, *replicate_mo], BACKBONES)
 if fig5_claims:
     display(table(pd.DataFrame([{"claim": k, **v.as_row()} for k, v in fig5_claims.items()])[
         ["claim", "estimate", "ci_low", "ci_high", "n", "label"]], precision=2))
@@ -361,10 +371,10 @@ table(loc_table, precision=3)
 # %% [markdown]
 # ## The claims beside the predictions
 # Every claim of the chapter with its interval under this execution's cue, beside what the paper's explanation
-# predicted above. The channel-mean claims of Figure 4 (the primary claim first) are measured in every pre-training
-# replicate pair, so their unit is the pre-training run; the Grad-CAM, Figure 5 and Figure 8 claims read replicate
-# 0's backbones, so their intervals cover the test images (or objects) and are conditional on those networks (the
-# `conditional` column). The others are Holm-adjusted among themselves.
+# predicted above. The claims of Figures 4 and 5 (the primary claim first) are measured in every pre-training
+# replicate pair, so their unit is the pre-training run; Figure 8's reads replicate 0's detectors, so its interval
+# covers the test images and is conditional on those networks (the `conditional` column). The others are
+# Holm-adjusted among themselves.
 
 # %%
 claims = {**fig4_claims, **{f"Figure 5: {k}": v for k, v in fig5_claims.items()},
@@ -391,11 +401,12 @@ if claims:
 
 # %% [markdown]
 # ## What this shows
-# Every verdict above is computed from this execution. The intervals of Figure 4's channel-mean claims (the primary
-# claim, the floor, the decoy and the within-object concentration) are over the pre-training replicate pairs (the
-# unit of replication); every other verdict is a t-interval over the images (or objects) of replicate 0's backbones,
-# as in the paper: so it is about these particular networks, not about pre-training in general
-# (`detpretrain.analysis.stats`; such labels say "for these particular pre-trained networks"). Caveats:
+# Every verdict above is computed from this execution. The intervals of the claims of Figures 4 and 5 are over the
+# pre-training replicate pairs (the unit of replication); the descriptive tables beside the figures and Figure 8's
+# verdicts are t-intervals over the images (or objects) of replicate 0's networks, as in the paper: so they are about
+# these particular networks, not about pre-training in general (`detpretrain.analysis.stats`; such labels say "for
+# these particular pre-trained networks"). Figure 8 stays on replicate 0 because the other replicates' detectors are
+# fine-tuned only under `cue="part"` (the detection chapter); the variants would need 4 more detectors each. Caveats:
 #
 # * The channel-mean Conv5 map is one of several ways to draw an "activation map" (the paper does not say which it
 #   uses); mass shares are invariant to the map's scale but not to that choice.

@@ -279,6 +279,23 @@ def test_maskout_claims_keep_only_images_both_probes_get_right():
     claims = V.maskout_claims(pd.DataFrame(rows), {"cls": "C", "det": "D"}, classification="cls", detection="det")
     v = claims["log-odds drop (part minus rest), C minus D"]
     assert v.n == 11 and v.label == "holds"
+    # one frame per pre-training replicate pair: Student's t over the frames' means on their correct images (scipy)
+    from scipy import stats as st
+
+    frames = [pd.DataFrame(rows).assign(**{"logodds part minus rest": lambda f, s=shift: f["logodds part minus rest"]
+                                           + np.where(f["backbone"] == "cls", s, 0.0)}) for shift in (0.0, 0.4, -0.3)]
+    rep = V.maskout_claims(frames, {"cls": "C", "det": "D"}, classification="cls", detection="det")
+    means = [v.estimate, v.estimate + 0.4, v.estimate - 0.3]
+    low, high = st.t.interval(0.95, 2, loc=np.mean(means), scale=st.sem(means))
+    r = rep["log-odds drop (part minus rest), C minus D"]
+    assert (r.estimate, r.ci_low, r.ci_high) == pytest.approx((np.mean(means), low, high))
+    assert r.replicated and r.unit == "pre-training run" and (r.n, r.n_units) == (3, 33)
+    assert rep["log-odds drop, part minus rest, D"].replicated
+    assert V.maskout_claims([frames[0]], {"cls": "C", "det": "D"}, classification="cls", detection="det") == claims
+    empty = frames[0].iloc[0:0]
+    assert V.maskout_claims([empty, frames[1]], {"cls": "C", "det": "D"}, classification="cls", detection="det") == {}
+    with pytest.raises(ValueError, match="no frame"):
+        V.maskout_claims([], {"cls": "C", "det": "D"})
 
 
 # ---- Figure 8 -------------------------------------------------------------------------------------------------

@@ -929,6 +929,33 @@ def _conditional(per_image: pd.Series, expected: int = 1):
     return conditional_verdict(per_image.dropna().to_numpy(dtype=float), unit="test image", expected=expected)
 
 
+def _frames(frame, what: str) -> list[pd.DataFrame]:
+    """``frame`` as a list (one frame, or one per pre-training replicate pair); ValueError when it is empty."""
+    frames = list(frame) if isinstance(frame, (list, tuple)) else [frame]
+    if not frames:
+        raise ValueError(f"{what}: no frame; give one per pre-training replicate pair")
+    return frames
+
+
+def _replicated_claims(per_frame: list[dict]) -> dict:
+    """Verdicts from per-image differences measured in one frame per pre-training replicate pair
+    (``[{claim: Series over images}]``, the first frame's claims in its order). A claim that every frame measures
+    (with at least one image) gets a t interval over the frames' means, the test images nested in them
+    (:func:`~detpretrain.analysis.stats.nested_verdict`; unit: the pre-training run); one that only the first frame
+    measures, or a single frame, gets :func:`_conditional` (over its test images, conditional on those networks)."""
+    from detpretrain.analysis.stats import nested_verdict
+
+    out = {}
+    for claim, first in per_frame[0].items():
+        rest = [p.get(claim) for p in per_frame[1:]]
+        if rest and all(d is not None and d.dropna().size for d in rest):
+            out[claim] = nested_verdict([d.dropna().to_numpy(dtype=float) for d in (first, *rest)],
+                                        unit="test image")
+        else:
+            out[claim] = _conditional(first)
+    return out
+
+
 def enrichment_claims(frame, names: dict, *, classification: str = "imagenet-cls",
                       detection: str = "detection", floor: str | None = "scratch", kind: str = "channel mean",
                       min_cells: float = 1.0) -> dict:
@@ -958,22 +985,9 @@ def enrichment_claims(frame, names: dict, *, classification: str = "imagenet-cls
     Raises:
         ValueError: an empty list of frames.
     """
-    from detpretrain.analysis.stats import nested_verdict
-
-    frames = list(frame) if isinstance(frame, (list, tuple)) else [frame]
-    if not frames:
-        raise ValueError("enrichment_claims: no frame; give one per pre-training replicate pair")
-    per_frame = [_enrichment_differences(f, names, classification=classification, detection=detection, floor=floor,
-                                         kind=kind, min_cells=min_cells) for f in frames]
-    out = {}
-    for claim, first in per_frame[0].items():
-        rest = [p.get(claim) for p in per_frame[1:]]
-        if rest and all(d is not None and d.dropna().size for d in rest):
-            out[claim] = nested_verdict([d.dropna().to_numpy(dtype=float) for d in (first, *rest)],
-                                        unit="test image")
-        else:
-            out[claim] = _conditional(first)
-    return out
+    return _replicated_claims([_enrichment_differences(f, names, classification=classification, detection=detection,
+                                                       floor=floor, kind=kind, min_cells=min_cells)
+                               for f in _frames(frame, "enrichment_claims")])
 
 
 def _enrichment_differences(frame: pd.DataFrame, names: dict, *, classification: str, detection: str,
@@ -1027,24 +1041,17 @@ def concentration_claims(frame, names: dict, *, classification: str = "imagenet-
     Raises:
         ValueError: an empty list of frames.
     """
-    from detpretrain.analysis.stats import nested_verdict
-
-    frames = list(frame) if isinstance(frame, (list, tuple)) else [frame]
-    if not frames:
-        raise ValueError("concentration_claims: no frame; give one per pre-training replicate pair")
-    diffs = []
-    for f in frames:
+    name = f"within-object concentration, {names[classification]} minus {names[detection]}"
+    per_frame = []
+    for f in _frames(frame, "concentration_claims"):
         if "object_concentration" not in f:
             return {}
         f = f[(f["map"] == kind) & (f["object_cells"] >= min_cells)]
         wide = f.pivot(index="image", columns="backbone", values="object_concentration")
         if classification not in wide or detection not in wide:
             return {}
-        diffs.append(wide[classification] - wide[detection])
-    name = f"within-object concentration, {names[classification]} minus {names[detection]}"
-    if len(diffs) == 1:
-        return {name: _conditional(diffs[0])}
-    return {name: nested_verdict([d.dropna().to_numpy(dtype=float) for d in diffs], unit="test image")}
+        per_frame.append({name: wide[classification] - wide[detection]})
+    return _replicated_claims(per_frame)
 
 
 def replicated_part_enrichment(frames, *, classification: str = "imagenet-cls", detection: str = "detection",
@@ -1137,29 +1144,40 @@ def maskout_log_odds(result: dict, object_mask, part_mask, window: int, cover: f
             "positions_covering_part": int(on_part.sum()), "positions_rest": int(rest.sum())}
 
 
-def maskout_claims(frame: pd.DataFrame, names: dict, *, classification: str = "imagenet-cls",
+def maskout_claims(frame, names: dict, *, classification: str = "imagenet-cls",
                    detection: str = "detection") -> dict:
     """Figure 5's claims on the images both probes classify correctly, in log-odds (:func:`maskout_log_odds`
     columns of :func:`maskout_frame`): covering the part costs each probe more than covering the rest of the object,
-    and costs the classification probe more than the detection one. Paired over images, conditional on these
-    networks.
+    and costs the classification probe more than the detection one. Paired over images.
+
+    Args:
+        frame: :func:`maskout_frame`'s frame, or a list of them, one per pre-training replicate pair (frame r: the
+            probes on both backbones' replicate r).
+        names: ``{backbone key: name shown}``.
 
     Returns:
-        ``{claim: Verdict}``.
+        ``{claim: Verdict}`` (empty when the first frame has no image). With R >= 2 frames a claim is over the
+        pre-training runs (t interval over the frames' means, the test images nested in them); with one, over its
+        test images, conditional on these networks.
+
+    Raises:
+        ValueError: an empty list of frames.
     """
-    if "correct" not in frame or frame.empty:
-        return {}
-    ok = frame.pivot(index="image", columns="backbone", values="correct").fillna(False).all(axis=1)
-    f = frame[frame["image"].isin(ok[ok].index)]
-    wide = f.pivot(index="image", columns="backbone", values="logodds part minus rest")
-    out = {}
-    for key in (classification, detection):
-        if key in wide:
-            out[f"log-odds drop, part minus rest, {names[key]}"] = _conditional(wide[key])
-    if classification in wide and detection in wide:
-        out[f"log-odds drop (part minus rest), {names[classification]} minus {names[detection]}"] = _conditional(
-            wide[classification] - wide[detection])
-    return out
+    per_frame = []
+    for f in _frames(frame, "maskout_claims"):
+        claims = {}
+        if "correct" in f and not f.empty:
+            ok = f.pivot(index="image", columns="backbone", values="correct").fillna(False).all(axis=1)
+            wide = (f[f["image"].isin(ok[ok].index)]
+                    .pivot(index="image", columns="backbone", values="logodds part minus rest"))
+            for key in (classification, detection):
+                if key in wide:
+                    claims[f"log-odds drop, part minus rest, {names[key]}"] = wide[key]
+            if classification in wide and detection in wide:
+                claims[f"log-odds drop (part minus rest), {names[classification]} minus {names[detection]}"] = (
+                    wide[classification] - wide[detection])
+        per_frame.append(claims)
+    return _replicated_claims(per_frame)
 
 
 #: visible-fraction bins of :func:`paired_localisation` (lower bound inclusive, upper exclusive)
