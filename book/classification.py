@@ -156,9 +156,9 @@ table(P.probe_gaps(probe_rows))
 # The genuine Flowers-102 and Oxford-IIIT Pet subsets (`real_data`; resized and centre-cropped to the profile's
 # input size). Our backbones never saw a real photograph, so these numbers test the code path and the direction of
 # the gap on real data, not the paper's magnitudes. The Pet subset ships trainval / test only: the probe's
-# validation part is a stratified 20 % of trainval. A dataset whose folder is absent is skipped and said so. One
-# pre-training replicate per backbone (replicate 0): their verdicts (McNemar's test over the test images, about
-# these particular backbones) are in the claims table below.
+# validation part is a stratified 20 % of trainval. A dataset whose folder is absent is skipped and said so. Every
+# pre-training replicate of each backbone is probed, so their verdicts in the claims table below are over
+# pre-training runs (McNemar's test over the test images, about those particular backbones, when there is one).
 
 # %%
 real_rows = []
@@ -167,8 +167,8 @@ for name, root in (real_data or {}).items():
         display(Markdown(f"*{name}: `{root}` is absent on this machine; skipped (`-p download true` fetches it).*"))
         continue
     real_rows += P.conv5_probes(F.probe_datasets(prof, name, root, download=download), probe_pretrains, prof,
-                                seeds=ch.seeds, store=ch.store, device=device, label="sizes", log=quiet,
-                                corpus=corpus)
+                                seeds=ch.seeds, replicates=ch.replicates, store=ch.store, device=device,
+                                label="sizes", log=quiet, corpus=corpus)
 
 # %% tags=["hide-input"]
 if real_rows:
