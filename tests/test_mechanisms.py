@@ -511,6 +511,30 @@ def test_matched_probes_share_one_dimension_and_table5_claims():
     good, bad = np.ones(40, bool), np.r_[np.zeros(15, bool), np.ones(25, bool)]
     claims = P.table5_claims({"fc1": good, "fc2": bad, "convproj": bad})
     assert list(claims) == ["Table 5: fc1 > fc2"] and claims["Table 5: fc1 > fc2"].label == "holds"
+    assert not claims["Table 5: fc1 > fc2"].replicated
+
+
+def test_table5_claims_over_detection_pretraining_replicates_are_a_t_interval_of_their_top1_differences():
+    """One probe dict per replicate of the detection pre-training: Student's t over the per-replicate top-1
+    differences (points, scipy); a pair some replicate lacks is left out; one dict is McNemar's test."""
+    from scipy import stats as st
+
+    def probes(n_bad):  # fc1 right on all 40 images, fc2 wrong on the first n_bad
+        return {"fc1": np.ones(40, bool), "fc2": np.r_[np.zeros(n_bad, bool), np.ones(40 - n_bad, bool)],
+                "convproj": {"correct": np.ones(40, bool)}}
+
+    reps = [probes(10), probes(14), probes(8)]
+    reps[1].pop("convproj")
+    claims = P.table5_claims(reps)
+    diffs = [100 * 10 / 40, 100 * 14 / 40, 100 * 8 / 40]
+    low, high = st.t.interval(0.95, 2, loc=np.mean(diffs), scale=st.sem(diffs))
+    v = claims["Table 5: fc1 > fc2"]
+    assert list(claims) == ["Table 5: fc1 > fc2"]  # convproj pairs: replicate 1 has no convproj probe
+    assert (v.estimate, v.ci_low, v.ci_high) == pytest.approx((np.mean(diffs), low, high))
+    assert v.replicated and v.unit == "pre-training run" and v.n == 3 and v.label == "holds"
+    assert P.table5_claims(reps[:1]) == P.table5_claims(reps[0])
+    with pytest.raises(ValueError, match="no probes"):
+        P.table5_claims([])
 
 
 # ---- Table 3 --------------------------------------------------------------------------------------------------

@@ -239,25 +239,44 @@ TABLE5_ORDERINGS = (("convproj_1x1", "convproj_2x2"), ("convproj_2x2", "convproj
                     ("convproj_1x1", "convproj"), ("fc1", "fc2"))
 
 
-def table5_claims(probes: dict, orderings=TABLE5_ORDERINGS, label: str = "") -> dict[str, Verdict]:
-    """Table 5's orderings on our detector's head (pooling helps: ConvProj 1x1 > 2x2 > 4x4 > blob; FC1 > FC2), each
-    an exact McNemar test of the two probes on the same test images (:func:`~detpretrain.analysis.stats.mcnemar`):
-    one detector, so each verdict is about this detector's features (``replicated=False``).
+def table5_claims(probes, orderings=TABLE5_ORDERINGS, label: str = "") -> dict[str, Verdict]:
+    """Table 5's orderings on our detector's head (pooling helps: ConvProj 1x1 > 2x2 > 4x4 > blob; FC1 > FC2).
 
     Args:
         probes: ``{feature: probe result with "correct"}`` (:func:`probe_features`, :func:`matched_probes`) or
-            ``{feature: [N_test] bool}``.
+            ``{feature: [N_test] bool}`` of one detector, or a list of such dicts, one per pre-training replicate of
+            the detection pre-training (the same test images in each).
         label: appended to each claim's name (e.g. ``" (P5, PCA)"``).
 
     Returns:
-        ``{"Table 5: <a> > <b><label>": Verdict}`` (top-1 points, ``a - b``) for the pairs both probed.
-    """
-    def correct(f):
-        p = probes[f]
-        return p["correct"] if isinstance(p, dict) else p
+        ``{"Table 5: <a> > <b><label>": Verdict}`` (top-1 points, ``a - b``) for the pairs every dict probed. With
+        R >= 2 dicts the verdict is over the pre-training runs: a t interval over the R per-replicate top-1
+        differences (:func:`~detpretrain.analysis.claims.unit_verdict`, the test images within each). With one, an
+        exact McNemar test of the two probes on the same test images (:func:`~detpretrain.analysis.stats.mcnemar`),
+        about this detector's features (``replicated=False``).
 
-    return {f"Table 5: {a} > {b}{label}": dataclasses.replace(mcnemar(correct(a), correct(b)), replicated=False)
-            for a, b in orderings if a in probes and b in probes}
+    Raises:
+        ValueError: an empty list.
+    """
+    reps = list(probes) if isinstance(probes, (list, tuple)) else [probes]
+    if not reps:
+        raise ValueError("table5_claims: no probes; give one dict per pre-training replicate")
+
+    def correct(p, f):
+        return np.asarray(p[f]["correct"] if isinstance(p[f], dict) else p[f], dtype=bool)
+
+    out = {}
+    for a, b in orderings:
+        if not all(a in p and b in p for p in reps):
+            continue
+        name = f"Table 5: {a} > {b}{label}"
+        if len(reps) == 1:
+            out[name] = dataclasses.replace(mcnemar(correct(reps[0], a), correct(reps[0], b)), replicated=False)
+        else:
+            diffs = pd.DataFrame({"replicate": range(len(reps)),
+                                  "diff": [100 * (correct(p, a).mean() - correct(p, b).mean()) for p in reps]})
+            out[name] = unit_verdict(diffs, subunit="probe pair")
+    return out
 
 
 def probe_claims(rows, better: str = "imagenet-cls", worse: str = "detection") -> dict[str, Verdict]:
