@@ -209,14 +209,16 @@ table(C.claims_frame(claims, next(iter(claims)), regime), precision=2, formats={
 # them. Below, an object is **truncated** when the border cuts it, **occluded** when it is not truncated and less
 # than 95 % of it is visible (only other objects hide it), **clean** otherwise; then a logistic regression of
 # *missed* on pre-training x occlusion and pre-training x truncation, with the object's log area and its class,
-# and a bootstrap over images (an image's objects, for both detectors and every seed, drawn together). The paper's
-# reading is the `det:occluded` term: negative when detection pre-training's advantage is larger on occluded
-# objects. (With Hoiem et al.'s levels on real VOC2007, *occluded* means an annotated level above none.)
+# fitted once per pre-training replicate (replicate r of both pre-trainings' detectors); each term's interval is over
+# those fits, so its unit is the pre-training run (with one replicate: a bootstrap over images, an image's objects for
+# both detectors and every seed drawn together, about these networks). The paper's reading is the `det:occluded`
+# term: negative when detection pre-training's advantage is larger on occluded objects. (With Hoiem et al.'s levels
+# on real VOC2007, *occluded* means an annotated level above none.)
 
 # %%
 design = B.missed_design(frames)
 if design["missed"].nunique() > 1:
-    coef, occ_claims = B.missed_logit_verdicts(design, n_boot=200)
+    coef, occ_claims = B.replicated_missed_logit_verdicts(design, n_boot=200)
 else:
     coef, occ_claims = None, {}
 

@@ -592,6 +592,38 @@ def test_missed_design_and_bootstrap_verdict_by_image():
     coef, verdicts = A.missed_logit_verdicts(design, n_boot=120)
     assert verdicts["det:occluded"].label == "holds" and verdicts["det:occluded"].n == 150
     assert not verdicts["det"].replicated
+    # one replicate in the design: the replicated analysis is this bootstrap
+    coef1, one = A.replicated_missed_logit_verdicts(design, n_boot=120)
+    assert one == verdicts and coef1.equals(coef)
+
+
+def test_replicated_missed_logit_is_a_t_interval_over_the_replicates_fits():
+    """Three pre-training replicates: the model is fitted once per replicate and each term's interval is Student's t
+    over the three coefficients (each fit checked against fit_missed_logit on that replicate's rows, scipy's t)."""
+    from scipy import stats as st
+
+    rows = []
+    for rep, shrink in enumerate((0.3, 0.4, 0.2)):
+        rng = np.random.default_rng(rep)
+        for det in (0, 1):
+            for img in range(120):
+                for obj in range(3):
+                    occ = (img + obj) % 3 == 0
+                    p = 0.1 + (0.45 if occ else 0.0) * (shrink if det else 1.0)
+                    rows.append({"image": img, "replicate": rep, "seed": 0, "class": "car", "det": det,
+                                 "occluded": int(occ), "truncated": 0, "log_area": 0.1 * obj,
+                                 "missed": int(rng.random() < p), "group": "occluded" if occ else "clean"})
+    design = pd.DataFrame(rows)
+    coef, verdicts = A.replicated_missed_logit_verdicts(design)
+    per = [A.fit_missed_logit(design[design["replicate"] == r], C=10.0)["det:occluded"] for r in range(3)]
+    low, high = st.t.interval(0.95, 2, loc=np.mean(per), scale=st.sem(per))
+    v = verdicts["det:occluded"]
+    assert (v.estimate, v.ci_low, v.ci_high) == pytest.approx((np.mean(per), low, high))
+    assert v.replicated and v.unit == "pre-training run" and v.n == 3 and v.expected == -1
+    assert coef["det:occluded"] == pytest.approx(A.fit_missed_logit(design, C=10.0)["det:occluded"])
+    all_missed = design.assign(missed=np.where(design["replicate"] == 1, 1, design["missed"]))
+    undefined = A.replicated_missed_logit_verdicts(all_missed)[1]["det:occluded"]
+    assert undefined.label == "not resolved" and "undefined" in undefined.method
 
 
 # ---- Figure 2 -------------------------------------------------------------------------------------------------

@@ -577,7 +577,8 @@ def missed_design(frames: dict[str, list[pd.DataFrame]], better: str = "detectio
         frames: :func:`occlusion_frames`' ``{pretrain: [missed_objects frame per seed]}``.
 
     Returns:
-        columns ``image``, ``seed``, ``class``, ``group`` (:func:`visibility_group`), ``missed``, ``det``,
+        columns ``image``, ``replicate`` (the pre-training replicate), ``seed``, ``class``, ``group``
+        (:func:`visibility_group`), ``missed``, ``det``,
         ``occluded``, ``truncated`` (0/1), ``log_area`` (log px, standardised over the table).
     """
     parts = []
@@ -587,13 +588,14 @@ def missed_design(frames: dict[str, list[pd.DataFrame]], better: str = "detectio
             levels = g["level"] if "level" in g else [None] * len(g)
             group = [visibility_group(v, t, o, lv if lv != "unknown" else None)
                      for v, t, o, lv in zip(g["visible_fraction"], g["truncated"], g["occluded"], levels)]
-            parts.append(pd.DataFrame({"image": g["image"].to_numpy(), "seed": g.get("seed", 0),
+            parts.append(pd.DataFrame({"image": g["image"].to_numpy(), "replicate": g.get("replicate", 0),
+                                       "seed": g.get("seed", 0),
                                        "class": g["category"].to_numpy(), "group": group,
                                        "missed": g["missed"].astype(int).to_numpy(), "det": flag,
                                        "log_area": np.log(np.maximum(g["area"].to_numpy(dtype=float), 1.0))}))
     if not parts:
-        return pd.DataFrame(columns=["image", "seed", "class", "group", "missed", "det", "occluded", "truncated",
-                                     "log_area"])
+        return pd.DataFrame(columns=["image", "replicate", "seed", "class", "group", "missed", "det", "occluded",
+                                     "truncated", "log_area"])
     d = pd.concat(parts, ignore_index=True)
     d["occluded"] = (d["group"] == "occluded").astype(int)
     d["truncated"] = (d["group"] == "truncated").astype(int)
@@ -681,3 +683,45 @@ def missed_logit_verdicts(design: pd.DataFrame, terms=MISSED_TERMS, *, claims=("
                                       expected=-1, replicated=False)
                 for t in claims if t in coef.index}
     return coef, verdicts
+
+
+def replicated_missed_logit_verdicts(design: pd.DataFrame, terms=MISSED_TERMS, *,
+                                     claims=("det", "det:occluded", "det:truncated"), classes: bool = True,
+                                     C: float = 10.0, n_boot: int = 200, seed: int = 0) -> tuple[pd.Series, dict]:
+    """Table 3's model over pre-training runs: :func:`fit_missed_logit` once per pre-training replicate (replicate
+    r of both pre-trainings' detectors, every fine-tuning seed of it), and for each coefficient of ``claims`` a
+    t interval over the R per-replicate coefficients (:func:`~detpretrain.analysis.stats.verdict`, df = R - 1;
+    expected negative: detection pre-training lowers the odds of a miss, more so under occlusion). The objects and
+    images are nested in their replicate.
+
+    With one replicate in ``design`` this is :func:`missed_logit_verdicts` (a bootstrap over images, conditional on
+    these networks).
+
+    Args:
+        design: :func:`missed_design`'s table (its ``replicate`` column).
+        terms, classes, C: as :func:`missed_logit_verdicts`; ``n_boot``, ``seed``: for one replicate.
+
+    Returns:
+        ``(coefficients of the pooled fit, {term: Verdict})``; a term whose fit is undefined in some replicate (every
+        object missed, or none) gets no interval.
+    """
+    from detpretrain.analysis.stats import _no_interval, verdict
+
+    reps = sorted(design["replicate"].unique()) if "replicate" in design else [0]
+    if len(reps) < 2:
+        return missed_logit_verdicts(design, terms, claims=claims, n_boot=n_boot, seed=seed, classes=classes, C=C)
+    coef = fit_missed_logit(design, terms, classes=classes, C=C)
+    per = pd.DataFrame([fit_missed_logit(design[design["replicate"] == r], terms, classes=classes, C=C)
+                        .reindex(coef.index) for r in reps])
+    out = {}
+    for t in claims:
+        if t not in coef.index:
+            continue
+        values = per[t].to_numpy(float)
+        if not np.isfinite(values).all():
+            out[t] = _no_interval(math.nan, len(reps), len(design), len(reps),
+                                  "a replicate's logistic regression is undefined (all or no objects missed)",
+                                  alpha=0.05, kind="superiority", margin=0.0, expected=-1, unit="pre-training run")
+        else:
+            out[t] = verdict(values, groups=np.arange(len(reps)), unit="logistic-regression fit", expected=-1)
+    return coef, out
