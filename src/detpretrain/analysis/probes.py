@@ -458,34 +458,6 @@ def matched_probes(arrays: dict, features, dim: int | None = None, **kwargs) -> 
     return out
 
 
-def probe_gap_claims(datasets: dict, profile, *, better: str = "imagenet-cls", worse: str = "detection", store=None,
-                     device: str = "auto", corpus: dict | None = None, log=print) -> dict:
-    """Table 6's gap per dataset as a :func:`~detpretrain.analysis.stats.mcnemar` verdict: the two backbones'
-    Conv5 probes (:func:`probe_features` on the cached features) scored on the same test images.
-
-    Args:
-        datasets: ``{name: ProbeData}``; corpus: the corpus variant the backbones were pre-trained on.
-
-    Returns:
-        ``{"Table 6: <better> minus <worse>, <paper name>": Verdict}`` (top-1 points; ``replicated`` False: one
-        pre-training run per backbone, the interval covers the test images only).
-    """
-    import dataclasses
-
-    from detpretrain.analysis.stats import mcnemar
-    from detpretrain.experiments.features import backbone_features
-
-    out = {}
-    for data in datasets.values():
-        correct = {}
-        for pre in (better, worse):
-            arrays = backbone_features(pre, data, profile, store=store, device=device, log=log, corpus=corpus)
-            correct[pre] = probe_correct(probe_features(arrays), arrays["test"]["features"], arrays["test"]["labels"])
-        out[f"Table 6: {better} minus {worse}, {data.paper_name}"] = dataclasses.replace(
-            mcnemar(correct[better], correct[worse]), replicated=False)
-    return out
-
-
 def finetune_gap_claims(results: dict[str, dict], better: str = "imagenet-cls", worse: str = "detection") -> dict:
     """Table 8's gap per dataset: ``better - worse`` top-1 paired by pre-training replicate and fine-tuning seed
     (:func:`finetune_units`), each a :func:`~detpretrain.analysis.claims.unit_verdict` (over pre-training runs with
