@@ -264,9 +264,10 @@ display(Markdown(E.claim2_summary(result, claims)))
 # %% [markdown]
 # ## Every claim of this chapter
 # The primary claim (the narrower detector keeps accuracy: non-inferiority, margin 1 mAP@0.5 point, over the
-# fine-tuning seeds, since neither detector has a pre-training) is tested at 5 %; the per-layer differences of
-# claim 1 are secondary, Holm-adjusted among themselves (a two-sided question: "holds" = I higher, "reversed" = S
-# higher). `smallest detectable` is the smallest true effect this design detects with 80 % power.
+# from-scratch training runs, since neither detector has a pre-training) is tested at 5 %; Shinya et al.'s claim 1
+# (the spectra of I and S differ beyond run-to-run variation, one statistic over the run pairs) is secondary (the
+# per-layer dimensionality differences above are a description, not claims). `smallest detectable` is the smallest
+# true effect this design detects with 80 % power.
 
 # %% tags=["hide-input"]
 display(Markdown(regime.message))

@@ -53,7 +53,7 @@ download = False  # fetch an absent real classification dataset into its root wi
 coco_root = None  # paper profile: COCO 2017 root of its detection pre-training; None: $DETPRETRAIN_COCO or ~/data/coco
 cue = "part"  # category cue of every synthetic corpus: part | distributed (no part) | part+decoy
 sun_backgrounds = "style"  # SUN-role scenes: style (the background names the scene) | shared (objects and layout do)
-replicates = None  # pre-training replicates per pre-trained backbone (the unit of the primary claim); None: the profile's
+replicates = None  # pre-training replicates per pre-trained backbone (the unit of the claims); None: the profile's
 
 # %%
 import matplotlib.pyplot as plt

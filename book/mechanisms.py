@@ -162,5 +162,6 @@ table(M.contrasts_frame(contrasts, contrast_rows), precision=2, formats={"p": "{
 #   change itself. A contrast is only as strong as its weaker side: where a chapter's claim is conditional on one
 #   pre-training run (its interval over images), so is the contrast (`unit` says which).
 # * The claims of Figures 3-7 are measured in every pre-training replicate pair, so their intervals are over
-#   pre-training runs; Figure 8's uses replicate 0's detectors: its interval is over test images and conditional on
+#   pre-training runs, except two: the untrained floor's own part-minus-decoy enrichment (one network, the same in
+#   every pair) and Figure 8 (replicate 0's detectors); their intervals are over test images and conditional on
 #   those networks.

@@ -50,7 +50,7 @@ real_detection_root = "../shared/data/coco2017_subset"  # real images for the ac
 real_images = 24  # COCO val images measured
 coco_root = None  # paper profile: COCO 2017 root of its detection pre-training; None: $DETPRETRAIN_COCO or ~/data/coco
 cue = "part"  # category cue of every synthetic corpus: part | distributed (no part) | part+decoy
-replicates = None  # pre-training replicates per pre-trained backbone (the unit of the primary claim); None: the profile's
+replicates = None  # pre-training replicates per pre-trained backbone (the unit of the claims); None: the profile's
 
 # %%
 import matplotlib.patches as mpatches

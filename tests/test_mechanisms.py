@@ -166,9 +166,16 @@ def test_part_over_decoy_preference_is_a_paired_difference_of_differences():
     assert claims["part-over-decoy preference, C minus D"].label == "holds"  # true value 0.9, sd ~0.6, 30 images
 
 
-def test_enrichment_claims_over_replicate_frames_are_t_intervals_and_grad_cam_of_one_frame_stays_conditional():
+def alone_floor(frame):
+    return V.enrichment_claims(frame, {"cls": "C", "det": "D", "scratch": "R"}, classification="cls",
+                               detection="det")["part minus decoy enrichment, R"]
+
+
+def test_enrichment_claims_over_replicate_frames_are_t_intervals_and_a_map_some_frames_lack_has_none():
     """One frame per pre-training replicate pair: each claim that every frame measures is Student's t over the frames'
-    per-image means (scipy, written out); a map only the first frame has (Grad-CAM) keeps the conditional verdict."""
+    per-image means (scipy, written out); a map only the first frame has (Grad-CAM here) gets no interval, not a
+    quiet fallback to replicate 0; the untrained floor's own claim (the same network in every frame) stays over the
+    first frame's images."""
     from scipy import stats as st
 
     def frame(shift, seed, maps=("channel mean",)):
@@ -196,7 +203,15 @@ def test_enrichment_claims_over_replicate_frames_are_t_intervals_and_grad_cam_of
     assert set(claims) == set(V.enrichment_claims(frames[0], names, classification="cls", detection="det"))
     grad = V.enrichment_claims(frames, names, classification="cls", detection="det", kind="Grad-CAM")
     alone = V.enrichment_claims(frames[0], names, classification="cls", detection="det", kind="Grad-CAM")
-    assert grad == alone and not any(v.replicated for v in grad.values())
+    assert set(grad) == set(alone)
+    for name, v in grad.items():
+        if name == "part minus decoy enrichment, R":  # the floor alone: over the first frame's images
+            assert v == alone[name] and not v.replicated
+            continue
+        assert v.label == "not resolved" and math.isnan(v.ci_low) and "1, 2 of 3" in v.method and "not comparable" \
+            in v.method
+    floor = claims["part minus decoy enrichment, R"]
+    assert floor == alone_floor(frames[0]) and not floor.replicated and floor.unit == "test image"
     assert V.enrichment_claims([frames[0]], names, classification="cls", detection="det") == \
         V.enrichment_claims(frames[0], names, classification="cls", detection="det")
     with pytest.raises(ValueError, match="no frame"):
@@ -624,6 +639,8 @@ def test_replicated_missed_logit_is_a_t_interval_over_the_replicates_fits():
     all_missed = design.assign(missed=np.where(design["replicate"] == 1, 1, design["missed"]))
     undefined = A.replicated_missed_logit_verdicts(all_missed)[1]["det:occluded"]
     assert undefined.label == "not resolved" and "undefined" in undefined.method
+    one_arm = A.replicated_missed_logit_verdicts(design[(design["replicate"] != 2) | (design["det"] == 1)])[1]
+    assert one_arm["det"].label == "not resolved" and "replicate(s) 2 hold one pre-training" in one_arm["det"].method
 
 
 # ---- Figure 2 -------------------------------------------------------------------------------------------------

@@ -282,7 +282,7 @@ _REPLICATES = Parameter("replicates", "int", None, "pre-training replicates per 
                         nullable=True)
 #: the replicates of a chapter whose primary claim compares two pre-trained backbones replicate by replicate
 _PRIMARY_REPLICATES = Parameter("replicates", "int", None, "pre-training replicates per pre-trained backbone: the "
-                                "unit of the primary claim (the figures and the other claims read replicate 0); "
+                                "unit of the claims (the figures show replicate 0); "
                                 "None means the profile's (mini: 3)", minimum=1, nullable=True)
 _FINETUNE_SEEDS = "fine-tuning seeds; None means the profile's (mini: 0, one per pre-training replicate)"
 #: the seven common parameters as a chapter without declarations (a user's own notebook) is checked on them.

@@ -212,8 +212,9 @@ def _plan_classification(profile, p: dict, store) -> list[TrainConfig]:
     count = replicate_count(_profile(profile), _replicates(p))
     probe_pretrains, _ = real_pretrains(profile, p["probe_pretrains"])
     finetune_pretrains, _ = real_pretrains(profile, p["finetune_pretrains"])
-    # Table 6 probes (every replicate of each trained backbone), Table 5 head (replicate 0's detector)
-    configs = plan_features(profile, (*probe_keys(probe_pretrains, count), "detection"), corpus=corpus)
+    # Table 6 probes (every replicate of each trained backbone), Table 5 head (every replicate of the detector)
+    configs = plan_features(profile, tuple(dict.fromkeys((*probe_keys(probe_pretrains, count),
+                                                          *probe_keys(("detection",), count)))), corpus=corpus)
     for target in p["targets"]:
         configs += plan_classification_transfer(profile, role=target, pretrains=tuple(finetune_pretrains),
                                                 seeds=_seeds(p), replicates=count, corpus=corpus)
@@ -239,7 +240,7 @@ def _plan_visualisations(profile, p: dict, store) -> list[TrainConfig]:
     seeds = _seeds(p) or _profile(profile).seeds
     corpus = _corpus(p)
     count = _replicates(p) or _profile(profile).pretrain_replicates
-    pairs = replicate_pairs(*backbones, count if p.get("cue") != "distributed" else 1)  # no part, no Figure 4 claim
+    pairs = replicate_pairs(*backbones, count)  # every cue: Figure 4's concentration and Figure 5 in every pair
     keys = tuple(dict.fromkeys(k for pair in pairs for k in pair))
     return plan_features(profile, keys, corpus=corpus) + plan_detection(
         profile, dataset=p["dataset"], data_root=p["data_root"], pretrains=backbones, seeds=tuple(seeds[:1]),

@@ -702,8 +702,8 @@ def replicated_missed_logit_verdicts(design: pd.DataFrame, terms=MISSED_TERMS, *
         terms, classes, C: as :func:`missed_logit_verdicts`; ``n_boot``, ``seed``: for one replicate.
 
     Returns:
-        ``(coefficients of the pooled fit, {term: Verdict})``; a term whose fit is undefined in some replicate (every
-        object missed, or none) gets no interval.
+        ``(coefficients of the pooled fit, {term: Verdict})``; a term gets no interval when its fit is undefined in
+        some replicate (every object missed, or none) or a replicate holds one pre-training's detectors only.
     """
     from detpretrain.analysis.stats import _no_interval, verdict
 
@@ -711,6 +711,7 @@ def replicated_missed_logit_verdicts(design: pd.DataFrame, terms=MISSED_TERMS, *
     if len(reps) < 2:
         return missed_logit_verdicts(design, terms, claims=claims, n_boot=n_boot, seed=seed, classes=classes, C=C)
     coef = fit_missed_logit(design, terms, classes=classes, C=C)
+    one_arm = [r for r in reps if design.loc[design["replicate"] == r, "det"].nunique() < 2]
     per = pd.DataFrame([fit_missed_logit(design[design["replicate"] == r], terms, classes=classes, C=C)
                         .reindex(coef.index) for r in reps])
     out = {}
@@ -718,10 +719,13 @@ def replicated_missed_logit_verdicts(design: pd.DataFrame, terms=MISSED_TERMS, *
         if t not in coef.index:
             continue
         values = per[t].to_numpy(float)
-        if not np.isfinite(values).all():
-            out[t] = _no_interval(math.nan, len(reps), len(design), len(reps),
-                                  "a replicate's logistic regression is undefined (all or no objects missed)",
-                                  alpha=0.05, kind="superiority", margin=0.0, expected=-1, unit="pre-training run")
+        problem = (f"replicate(s) {', '.join(map(str, one_arm))} hold one pre-training's detectors only: no "
+                   "pre-training contrast to fit" if one_arm else
+                   "a replicate's logistic regression is undefined (all or no objects missed)"
+                   if not np.isfinite(values).all() else "")
+        if problem:
+            out[t] = _no_interval(math.nan, len(reps), len(design), len(reps), problem, alpha=0.05,
+                                  kind="superiority", margin=0.0, expected=-1, unit="pre-training run")
         else:
             out[t] = verdict(values, groups=np.arange(len(reps)), unit="logistic-regression fit", expected=-1)
     return coef, out

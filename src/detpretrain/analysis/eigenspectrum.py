@@ -533,7 +533,7 @@ CLAIM1 = "Claim 1: I and S spectra differ beyond seed-to-seed variation (TV dist
 def eigen_claims(result: dict) -> dict:
     """The eigenspectrum chapter's claims, primary first (:data:`~detpretrain.analysis.claims.PRIMARY_CLAIMS`
     ``["eigenspectrum"]``: the narrower detector keeps accuracy, non-inferiority of narrower S - S in mAP@0.5 with
-    the declared margin, over fine-tuning seeds since neither has a pre-training), then Shinya et al.'s claim 1 as
+    the declared margin, over from-scratch training runs since neither has a pre-training), then Shinya et al.'s claim 1 as
     one statistic (:data:`CLAIM1`, :func:`spectral_claim1`). The per-layer dimensionality differences
     (:func:`layer_dim_differences`) are a description beside it, not claims: testing 9 layers and calling the claim
     held if one passes is what issue 17 removed.

@@ -540,7 +540,7 @@ def size_match_summary(table: pd.DataFrame, classification: str, detection: str)
     """Figure 3's "the most similar image pairs [of the detection space] typically match in ... size", described by
     its point estimates: whether the detection space's nearest pairs differ less in object size (relative to random
     pairs) than the classification space's. A description, not a verdict (one nearest-pair set per space: no
-    spread); the verdict with its interval is :func:`size_match_bootstrap`'s.
+    spread); the verdict with its interval is :func:`size_match_verdict`'s.
 
     Args:
         table: :func:`nearest_pair_table`'s table; ``classification`` / ``detection``: the names shown there

@@ -937,22 +937,37 @@ def _frames(frame, what: str) -> list[pd.DataFrame]:
     return frames
 
 
-def _replicated_claims(per_frame: list[dict]) -> dict:
+def _replicated_claims(per_frame: list[dict], fixed=()) -> dict:
     """Verdicts from per-image differences measured in one frame per pre-training replicate pair
-    (``[{claim: Series over images}]``, the first frame's claims in its order). A claim that every frame measures
-    (with at least one image) gets a t interval over the frames' means, the test images nested in them
-    (:func:`~detpretrain.analysis.stats.nested_verdict`; unit: the pre-training run); one that only the first frame
-    measures, or a single frame, gets :func:`_conditional` (over its test images, conditional on those networks)."""
-    from detpretrain.analysis.stats import nested_verdict
+    (``[{claim: Series over images}]``, the first frame's claims in its order):
+
+    * one frame, or a claim named in ``fixed`` (about a network that is the same in every frame, e.g. the untrained
+      floor on its own: its frames are copies, not replicates): :func:`_conditional`, over the first frame's test
+      images, conditional on those networks;
+    * a claim every frame measures (at least one image each): a t interval over the frames' means, the test images
+      nested in them (:func:`~detpretrain.analysis.stats.nested_verdict`; unit: the pre-training run);
+    * a claim some frames measure and others do not: *not resolved* without an interval, its ``method`` naming the
+      pairs that lack it (such replicates are not comparable; a quiet fallback to replicate 0 would change the unit).
+    """
+    from detpretrain.analysis.stats import _no_interval, nested_verdict
 
     out = {}
     for claim, first in per_frame[0].items():
-        rest = [p.get(claim) for p in per_frame[1:]]
-        if rest and all(d is not None and d.dropna().size for d in rest):
-            out[claim] = nested_verdict([d.dropna().to_numpy(dtype=float) for d in (first, *rest)],
-                                        unit="test image")
-        else:
+        if len(per_frame) == 1 or claim in fixed:
             out[claim] = _conditional(first)
+            continue
+        series = [p.get(claim) for p in per_frame]
+        missing = [r for r, d in enumerate(series) if d is None or not d.dropna().size]
+        if not missing:
+            out[claim] = nested_verdict([d.dropna().to_numpy(dtype=float) for d in series], unit="test image")
+        elif len(missing) == len(series):
+            out[claim] = _conditional(first)  # measured nowhere: the empty verdict, as with one frame
+        else:
+            out[claim] = _no_interval(
+                math.nan, len(series) - len(missing), 0, len(series),
+                f"replicate pair(s) {', '.join(map(str, missing))} of {len(series)} have no test image for this claim: "
+                "the pairs are not comparable, no interval", alpha=0.05, kind="superiority", margin=0.0, expected=1,
+                unit="pre-training run")
     return out
 
 
@@ -976,18 +991,18 @@ def enrichment_claims(frame, names: dict, *, classification: str = "imagenet-cls
         names: ``{backbone key: name shown}``.
 
     Returns:
-        ``{claim: Verdict}`` (claims whose backbones or regions are absent from the first frame are left out). A
-        claim that every frame measures gets a t interval over the frames' means, the test images nested in them
-        (:func:`~detpretrain.analysis.stats.nested_verdict`; unit: the pre-training run); one that only the first
-        frame measures (e.g. Grad-CAM, whose probes are trained for replicate 0 only) is over its test images,
-        conditional on those networks (``Verdict.replicated`` says which).
+        ``{claim: Verdict}`` (claims whose backbones or regions are absent from the first frame are left out), by the
+        rules of :func:`_replicated_claims`: over the pre-training runs when every frame measures the claim; the
+        floor's own ``part minus decoy`` claim (the same untrained network in every frame) over the first frame's
+        test images, conditional on that network; no interval when only some frames measure a claim.
 
     Raises:
         ValueError: an empty list of frames.
     """
+    fixed = () if floor is None else (f"part minus decoy enrichment, {names.get(floor, floor)}",)
     return _replicated_claims([_enrichment_differences(f, names, classification=classification, detection=detection,
                                                        floor=floor, kind=kind, min_cells=min_cells)
-                               for f in _frames(frame, "enrichment_claims")])
+                               for f in _frames(frame, "enrichment_claims")], fixed=fixed)
 
 
 def _enrichment_differences(frame: pd.DataFrame, names: dict, *, classification: str, detection: str,
@@ -1033,10 +1048,10 @@ def concentration_claims(frame, names: dict, *, classification: str = "imagenet-
         names: ``{backbone key: name shown}`` for the claim's name.
 
     Returns:
-        ``{claim: Verdict}``; empty when a backbone or the column is absent (from any frame). With R >= 2 frames the
-        unit is the pre-training run (a t interval over the R per-pair means, the test images nested in them,
-        :func:`~detpretrain.analysis.stats.nested_verdict`); with one, over test images, conditional on these
-        networks.
+        ``{claim: Verdict}``; empty when a backbone or the column is absent from the first frame. With R >= 2 frames
+        the unit is the pre-training run (a t interval over the R per-pair means, the test images nested in them,
+        :func:`~detpretrain.analysis.stats.nested_verdict`; no interval when some frame lacks the measure); with one,
+        over test images, conditional on these networks (:func:`_replicated_claims`).
 
     Raises:
         ValueError: an empty list of frames.
@@ -1044,13 +1059,13 @@ def concentration_claims(frame, names: dict, *, classification: str = "imagenet-
     name = f"within-object concentration, {names[classification]} minus {names[detection]}"
     per_frame = []
     for f in _frames(frame, "concentration_claims"):
-        if "object_concentration" not in f:
-            return {}
-        f = f[(f["map"] == kind) & (f["object_cells"] >= min_cells)]
-        wide = f.pivot(index="image", columns="backbone", values="object_concentration")
-        if classification not in wide or detection not in wide:
-            return {}
-        per_frame.append({name: wide[classification] - wide[detection]})
+        claims = {}
+        if "object_concentration" in f:
+            f = f[(f["map"] == kind) & (f["object_cells"] >= min_cells)]
+            wide = f.pivot(index="image", columns="backbone", values="object_concentration")
+            if classification in wide and detection in wide:
+                claims[name] = wide[classification] - wide[detection]
+        per_frame.append(claims)
     return _replicated_claims(per_frame)
 
 
