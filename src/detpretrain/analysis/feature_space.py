@@ -795,11 +795,9 @@ def corrected_asymmetry_verdict(frame):
     Raises:
         ValueError: an empty list of frames.
     """
-    from detpretrain.analysis.stats import conditional_verdict, nested_verdict
+    from detpretrain.analysis.stats import conditional_verdict, nested_verdict, per_replicate
 
-    frames = list(frame) if isinstance(frame, (list, tuple)) else [frame]
-    if not frames:
-        raise ValueError("corrected_asymmetry_verdict: no frame; give one per pre-training replicate pair")
+    frames = per_replicate(frame, "corrected_asymmetry_verdict")
     per_pair = [f.groupby("seed")["corrected_asymmetry"].mean().to_numpy() for f in frames]
     if len(per_pair) > 1:
         return nested_verdict(per_pair, unit="k-means sweep")
@@ -856,6 +854,10 @@ def knn_agreement_verdict(features_a, features_b, labels, *, k: int = 10, n_boot
     return dataclasses.replace(v, replicated=False)
 
 
+#: why Figure 3's size match has no estimate on real photographs
+NO_SIZES = "not measured: these images have no annotated object sizes (real data)"
+
+
 def _relative_differences(pairs, attribute: np.ndarray, reference: float) -> np.ndarray:
     """``[P]`` absolute attribute differences of the ``[P, 2]`` image pairs, divided by ``reference`` (the mean over
     all pairs)."""
@@ -880,8 +882,8 @@ def size_match_bootstrap(pairs_a, pairs_b, attribute, *, n_boot: int = 2000, see
 
     attr = np.asarray(attribute, dtype=np.float64)
     if attr.size and np.isnan(attr).all():
-        return _no_interval(math.nan, 0, 0, 0, "not measured: these images have no annotated object sizes (real data)",
-                            alpha=0.05, kind="superiority", margin=0.0, expected=+1, unit="nearest pair")
+        return _no_interval(math.nan, 0, 0, 0, NO_SIZES, alpha=0.05, kind="superiority", margin=0.0, expected=+1,
+                            unit="nearest pair")
     ref = pair_attribute_similarity(np.zeros((0, 2), int), attr)["all_mean_abs_diff"]
     da, db = _relative_differences(pairs_a, attr, ref), _relative_differences(pairs_b, attr, ref)
     if not (da.size and db.size):
@@ -925,8 +927,7 @@ def size_match_verdict(pair_sets, attribute, *, n_boot: int = 2000, seed: int = 
     attr = np.asarray(attribute, dtype=np.float64)
     q = {"alpha": 0.05, "kind": "superiority", "margin": 0.0, "expected": +1, "unit": "pre-training run"}
     if attr.size and np.isnan(attr).all():
-        return _no_interval(math.nan, 0, 0, 0, "not measured: these images have no annotated object sizes (real data)",
-                            **q)
+        return _no_interval(math.nan, 0, 0, 0, NO_SIZES, **q)
     ref = pair_attribute_similarity(np.zeros((0, 2), int), attr)["all_mean_abs_diff"]
     per_pair = []
     for pairs_a, pairs_b in sets:

@@ -258,9 +258,9 @@ def table5_claims(probes, orderings=TABLE5_ORDERINGS, label: str = "") -> dict[s
     Raises:
         ValueError: an empty list.
     """
-    reps = list(probes) if isinstance(probes, (list, tuple)) else [probes]
-    if not reps:
-        raise ValueError("table5_claims: no probes; give one dict per pre-training replicate")
+    from detpretrain.analysis.stats import per_replicate
+
+    reps = per_replicate(probes, "table5_claims", "probes")
 
     def correct(p, f):
         return np.asarray(p[f]["correct"] if isinstance(p[f], dict) else p[f], dtype=bool)

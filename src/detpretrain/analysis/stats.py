@@ -785,6 +785,23 @@ def nested_verdict(per_replicate, *, unit: str, **question) -> Verdict:
     return verdict(np.concatenate(arrays) if arrays else np.zeros(0), groups=groups, unit=unit, **question)
 
 
+def per_replicate(value, what: str, noun: str = "frame") -> list:
+    """A claim function's input as a list with one element per pre-training replicate (pair): ``value`` itself when
+    it is a list or tuple, else ``[value]`` (one replicate, as before replication).
+
+    Args:
+        value: one per-replicate input (a frame, a probe dict) or a list of them.
+        what: the calling function's name, for the error; noun: what one element is (``"frame"``, ``"probes"``).
+
+    Raises:
+        ValueError: an empty list, naming ``what`` and ``noun``.
+    """
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not values:
+        raise ValueError(f"{what}: no {noun}; give one per pre-training replicate")
+    return values
+
+
 def conditional_verdict(differences, *, unit: str, **question) -> Verdict:
     """:func:`verdict` over ``unit`` s (fine-tuning seeds, test images, k-means seeds) of ONE pre-training run per
     arm: the analysis conditional on these particular pre-trained networks (``replicated=False``), also when no

@@ -930,11 +930,10 @@ def _conditional(per_image: pd.Series, expected: int = 1):
 
 
 def _frames(frame, what: str) -> list[pd.DataFrame]:
-    """``frame`` as a list (one frame, or one per pre-training replicate pair); ValueError when it is empty."""
-    frames = list(frame) if isinstance(frame, (list, tuple)) else [frame]
-    if not frames:
-        raise ValueError(f"{what}: no frame; give one per pre-training replicate pair")
-    return frames
+    """``frame`` as a list, one per pre-training replicate pair (:func:`~detpretrain.analysis.stats.per_replicate`)."""
+    from detpretrain.analysis.stats import per_replicate
+
+    return per_replicate(frame, what)
 
 
 def _replicated_claims(per_frame: list[dict], fixed=()) -> dict:
@@ -1016,6 +1015,8 @@ def _enrichment_differences(frame: pd.DataFrame, names: dict, *, classification:
     if floor is not None and classification in wide and floor in wide:
         out[f"part enrichment, {names[classification]} minus {names.get(floor, floor)}"] = (wide[classification]
                                                                                              - wide[floor])
+    if "decoy_cells" not in f:  # a frame without decoy columns (no decoy measured): the part claims only
+        return out
     with_decoy = f[f["decoy_cells"] >= min_cells]
     for key, g in with_decoy.groupby("backbone", sort=False):
         out[f"part minus decoy enrichment, {names.get(key, key)}"] = g["part_enrichment"] - g["decoy_enrichment"]
@@ -1087,25 +1088,19 @@ def replicated_part_enrichment(frames, *, classification: str = "imagenet-cls", 
     Raises:
         ValueError: some frames have such images and others none.
     """
-    from detpretrain.analysis.stats import nested_verdict
-
-    diffs = []
-    for frame in frames:
-        f = frame[(frame["map"] == kind) & (frame["part_cells"] >= min_cells)]
-        wide = f.pivot(index="image", columns="backbone", values="part_enrichment")
-        d = ((wide[classification] - wide[detection]).dropna().to_numpy(dtype=float)
-             if classification in wide and detection in wide else np.zeros(0))
-        diffs.append(d)
-    if not any(d.size for d in diffs):
+    name = f"part enrichment, {classification} minus {detection}"
+    per_frame = [_enrichment_differences(f, {classification: classification, detection: detection},
+                                         classification=classification, detection=detection, floor=None,
+                                         kind=kind, min_cells=min_cells) for f in frames]
+    sizes = [d[name].dropna().size if name in d else 0 for d in per_frame]
+    if not any(sizes):
         return None
-    empty = [r for r, d in enumerate(diffs) if not d.size]
+    empty = [r for r, n in enumerate(sizes) if not n]
     if empty:
-        raise ValueError(f"replicated_part_enrichment: replicate pair {empty[0]} of {len(diffs)} has no image with a "
+        raise ValueError(f"replicated_part_enrichment: replicate pair {empty[0]} of {len(sizes)} has no image with a "
                          f"resolved part measured by both backbones (the others have); the replicates would not be "
                          "comparable")
-    if len(diffs) == 1:
-        return _conditional(pd.Series(diffs[0]))
-    return nested_verdict(diffs, unit="test image")
+    return _replicated_claims(per_frame)[name]
 
 
 def mask_coverage(mask, ys, xs, window: int) -> np.ndarray:
