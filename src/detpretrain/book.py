@@ -282,13 +282,19 @@ NOT_HASHED = ("book.py", "cli.py", "__main__.py", "executor.py", "plan.py")
 def code_hash(package_dir: str | os.PathLike = PACKAGE_DIR) -> str:
     """sha256 (hex, 16 chars) over the relative paths and bytes of every ``*.py`` below ``package_dir``
     (``src/detpretrain``) except :data:`NOT_HASHED` at its top: a chapter executed under another version of the
-    package is stale."""
+    package is stale. ``$DETPRETRAIN_CPU_BF16=1`` (:func:`detpretrain.profiles.cpu_bf16_requested`), which makes every
+    run another one, is part of the hash, so a chapter executed in float32 is stale under it and vice versa; unset,
+    the hash is the package code's alone."""
+    from detpretrain.profiles import cpu_bf16_requested
+
     root = Path(package_dir)
     digest = hashlib.sha256()
     paths = [p for p in root.rglob("*.py")
              if "__pycache__" not in p.parts and p.relative_to(root).as_posix() not in NOT_HASHED]
     for path in sorted(paths):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    if cpu_bf16_requested():
+        digest.update(b"cpu_bf16\0")
     return digest.hexdigest()[:16]
 
 

@@ -37,6 +37,9 @@ results-table [--store DIR] [--readme README.md] [--profile mini]
     Headline numbers of the store's finished runs (config hashes, dates) as Markdown; --readme writes them into
     the README's results section.
 
+``--cpu-bf16`` before any command (``python -m detpretrain --cpu-bf16 book``) trains every run in bfloat16 autocast
+on the CPU: other runs (config hashes) than the float32 ones the published results come from.
+
 Errors that come from the user's input (bad data, bad config, a damaged run store) are printed as one line without
 a traceback and give exit status 1; an unknown chapter parameter or a bad parameter value gives exit status 2 (a
 usage error, like argparse's own), before anything is executed.
@@ -53,6 +56,10 @@ from detpretrain.profiles import PROFILE_NAMES
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="detpretrain", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cpu-bf16", action="store_true",
+                        help="train every run in bfloat16 autocast on the CPU (sets $DETPRETRAIN_CPU_BF16=1 for this "
+                             "command and the chapters it executes): other runs than the float32 ones, about 1.3x "
+                             "faster on a CPU with AMX, slower without native bfloat16")
     sub = parser.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="inspect or generate datasets")
@@ -196,10 +203,28 @@ def _executor_options(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--timeout-min", type=int, default=24 * 60, help="slurm: time limit per job, minutes")
 
 
+def _request_cpu_bf16() -> None:
+    """``--cpu-bf16``: set ``$DETPRETRAIN_CPU_BF16=1`` (read by :func:`detpretrain.profiles.get_profile` here, in the
+    executor's workers and in the chapters' kernels), and say so, with a warning where the CPU would emulate it."""
+    import os
+
+    from detpretrain.engine import cpu_has_native_bf16
+    from detpretrain.profiles import CPU_BF16_ENV
+
+    os.environ[CPU_BF16_ENV] = "1"
+    native = cpu_has_native_bf16()
+    print(f"--cpu-bf16: every run trains in bfloat16 autocast on the CPU (${CPU_BF16_ENV}=1); "
+          + ("this CPU has native bfloat16 (AMX / AVX512-BF16)" if native else
+             "WARNING: this CPU has no native bfloat16 (no AMX / AVX512-BF16): oneDNN emulates it, slower than "
+             "float32"), file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the exit status (1 for bad data or configuration, printed without traceback)."""
     args = _build_parser().parse_args(argv)
     try:
+        if args.cpu_bf16:
+            _request_cpu_bf16()
         if args.command == "data" and args.data_command == "check":
             from detpretrain.data.check import check_command
 

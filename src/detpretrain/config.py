@@ -150,11 +150,16 @@ class OptimSpec:
     hflip: bool = True
     #: DataLoader worker processes per training process, for training and for the evaluation after it
     num_workers: int = 0
-    #: mixed precision (float16 autocast + GradScaler); used on CUDA only, ignored on CPU
+    #: mixed precision on CUDA (bfloat16 autocast, or float16 + GradScaler on GPUs without bfloat16); ignored on CPU
     amp: bool = False
     #: keep the model after every epoch (and at initialisation) as ``checkpoints/epoch_<k>.pt`` for training
     #: dynamics (the eigenspectrum chapter, Shinya et al. 2019); otherwise only ``checkpoints/last.pt`` (resume).
     keep_epoch_checkpoints: bool = False
+    #: bfloat16 autocast on the CPU (oneDNN's kernels: AMX or AVX512-BF16 where the CPU has them, emulated and slower
+    #: elsewhere); the weights, optimizer and evaluation stay float32. Ignored on CUDA (see ``amp``). A different
+    #: run from the float32 one (it is part of the config hash). Set for a whole profile with
+    #: :func:`detpretrain.profiles.with_cpu_bf16` (``book --cpu-bf16``, ``$DETPRETRAIN_CPU_BF16=1``).
+    cpu_bf16: bool = False
 
 
 @dataclass(frozen=True)
@@ -203,7 +208,7 @@ def to_dict(config: Any) -> dict:
 LATER_FIELDS: dict[str, dict[str, Any]] = {
     "data": {"long_tail": None, "strict_boxes": False, "fingerprint": None},
     "model": {"fpn_extra_convs": 0, "box_head": "2mlp", "rpn_conv_depth": 1},
-    "optim": {"keep_epoch_checkpoints": False},
+    "optim": {"keep_epoch_checkpoints": False, "cpu_bf16": False},
 }
 
 

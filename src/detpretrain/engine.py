@@ -21,6 +21,8 @@ On CUDA (and only there, so CPU runs and their results are unchanged): DataLoade
 (``pin_memory``) and copy them asynchronously, convolutional models and their image batches use the
 ``channels_last`` memory format (tensor-core friendly NHWC convolutions), and mixed precision follows
 :func:`autocast_dtype`. Evaluation reads its images with ``optim.num_workers`` DataLoader workers, as training does.
+On the CPU a run trains in float32 unless its config asks for bfloat16 autocast (``optim.cpu_bf16``, a different run:
+``--cpu-bf16``); evaluation is float32 on both.
 """
 
 from __future__ import annotations
@@ -94,13 +96,67 @@ def make_optimizer(model: nn.Module, optim_spec) -> torch.optim.SGD:
     )
 
 
-def autocast_dtype(device: torch.device) -> torch.dtype | None:
-    """The mixed-precision dtype for ``device``: bfloat16 where the GPU supports it (Ampere and later: no loss
-    scaling needed), float16 on older GPUs (with :func:`grad_scaler`), None on the CPU (full precision: CPU autocast
-    is slower than float32 for these models)."""
+def autocast_dtype(device: torch.device, *, cpu_bf16: bool = False) -> torch.dtype | None:
+    """The mixed-precision dtype for ``device``: on CUDA bfloat16 where the GPU supports it (Ampere and later: no
+    loss scaling needed), float16 on older GPUs (with :func:`grad_scaler`); on the CPU bfloat16 when ``cpu_bf16``
+    (``OptimSpec.cpu_bf16``), else None (float32).
+
+    On a CPU with AMX (Sapphire Rapids) a ``mini`` training step is 1.26-1.37x faster in bfloat16 autocast
+    (``benchmarks/bench_train_loop.py --precision``); without native bfloat16 (:func:`cpu_has_native_bf16`) oneDNN
+    emulates it and the step is slower than float32."""
     if device.type != "cuda":
-        return None
+        return torch.bfloat16 if cpu_bf16 else None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU computes bfloat16 in hardware (AMX tiles or AVX512-BF16), where ``OptimSpec.cpu_bf16``
+    makes training faster; False elsewhere (oneDNN then emulates bfloat16, slower than float32)."""
+    cpu = torch.cpu
+    checks = [getattr(cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+    return any(check() for check in checks if check is not None)
+
+
+def numerics_environment(device: torch.device, dtype: torch.dtype | None = None) -> dict:
+    """What decides a run's float rounding besides its config, recorded in ``metrics.json`` as ``"environment"``.
+
+    The same config trained on one machine gives the same numbers (``tests/test_engine.py``); on a CPU with another
+    instruction set the kernels (ATen's, oneDNN's, MKL's) round differently and training amplifies it: measured with
+    ``ONEDNN_MAX_CPU_ISA=AVX2`` on an AVX-512 machine, a ``smoke`` classifier's second-epoch loss moved in the third
+    decimal and its top-1 from 8 % to 2 %; a ``mini`` val detector of selection 3 (``profiles.py``), retrained with
+    the same configuration on another machine (an Intel Xeon with AVX-512 and AMX), scored 64.9 mAP@0.5 against the
+    67.9 recorded there. Such a difference is fine-tuning noise, which the verdicts' intervals over pre-training runs
+    include.
+
+    Returns:
+        ``{"torch", "torchvision", "device", "cpu", "cpu_capability" (ATen's kernel ISA), "onednn_max_cpu_isa" and
+        "mkl_cbwr" (their environment variables, or None), "threads", "autocast" (dtype name or None),
+        "cpu_native_bf16", "cuda_device" (name or None)}``.
+    """
+    import platform
+
+    import torchvision
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"torch": torch.__version__, "torchvision": torchvision.__version__, "device": str(device), "cpu": cpu,
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"), "mkl_cbwr": os.environ.get("MKL_CBWR"),
+            "threads": torch.get_num_threads(), "autocast": str(dtype).removeprefix("torch.") if dtype else None,
+            "cpu_native_bf16": cpu_has_native_bf16(),
+            "cuda_device": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
+
+
+def run_autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype a run trains with: ``optim.amp`` on CUDA, ``optim.cpu_bf16`` on the CPU (each ignored on
+    the other device), None for float32."""
+    if device.type == "cuda":
+        return autocast_dtype(device) if config.optim.amp else None
+    return autocast_dtype(device, cpu_bf16=config.optim.cpu_bf16)
 
 
 def grad_scaler(device: torch.device, dtype: torch.dtype | None):
@@ -585,7 +641,7 @@ def fit(config: TrainConfig, run, store, *, device: str = "auto", progress: bool
         raise ConfigError(f"{config.data.describe()}: {len(train_set)} training images < batch size "
                           f"{config.optim.batch_size}")
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config.optim, iters_per_epoch))
-    dtype = autocast_dtype(dev) if config.optim.amp else None
+    dtype = run_autocast_dtype(config, dev)
     scaler = grad_scaler(dev, dtype)
     start_epoch, history = 0, []
     ckpt = run.load_checkpoint()  # None, or the state after the last finished epoch (RunStoreError if damaged)
@@ -633,7 +689,8 @@ def fit(config: TrainConfig, run, store, *, device: str = "auto", progress: bool
                "num_eval_images": len(test_set), "classes": list(train_set.classes),
                "dropped_annotations": {"train": dropped_annotations(train_set), "eval": dropped_annotations(test_set)},
                "eval_seconds": round(time.perf_counter() - t0, 2), "history": history,
-               "world_size": distributed.world_size(), "device": str(dev)}
+               "world_size": distributed.world_size(), "device": str(dev),
+               "environment": numerics_environment(dev, dtype)}
     if distributed.is_main_process():
         atomic_torch_save(TASK_HOOKS[config.task].backbone_state(model), run.backbone_path)
         atomic_torch_save(model.state_dict(), run.model_path)

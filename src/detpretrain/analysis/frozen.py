@@ -14,6 +14,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from typing import TYPE_CHECKING
 
 import torch
@@ -81,7 +82,9 @@ def training_resources(configs: Mapping[str, TrainConfig], *, store=None, iterat
 
     Every configuration gets the same batch (the first ``optim.batch_size`` images of the first configuration's
     training set, evaluation transforms, so no random flip differs). Steps (forward, backward, SGD step) run
-    round-robin: ``warmup`` untimed rounds, then ``iterations`` timed rounds; the median is reported.
+    round-robin: ``warmup`` untimed rounds, then ``iterations`` timed rounds; the median is reported. Each step runs
+    in the precision its run trains in (:func:`detpretrain.engine.run_autocast_dtype`: float32, or CUDA mixed
+    precision with ``optim.amp``, or CPU bfloat16 with ``optim.cpu_bf16``).
 
     Args:
         configs: ``{label: TrainConfig}`` of detection runs (their ``init`` is resolved through ``store``).
@@ -99,7 +102,7 @@ def training_resources(configs: Mapping[str, TrainConfig], *, store=None, iterat
         ConfigError: a configuration that is not a detection run, or ``iterations`` < 1.
     """
     from detpretrain.data.builders import build_detection_dataset
-    from detpretrain.engine import detection_losses, make_optimizer
+    from detpretrain.engine import detection_losses, make_optimizer, run_autocast_dtype
     from detpretrain.models.build import build_model
     from detpretrain.runs import RunStore
 
@@ -121,12 +124,15 @@ def training_resources(configs: Mapping[str, TrainConfig], *, store=None, iterat
     for label, cfg in configs.items():
         torch.manual_seed(cfg.seed)
         model = build_model(cfg, classes, backbone_weights=store.backbone_weights(cfg.init)).to(dev).train()
+        dtype = run_autocast_dtype(cfg, dev)  # as the run trains: float32, or its autocast dtype
         states[label] = {"model": model, "optimizer": make_optimizer(model, cfg.optim), "times": [],
-                         "saved": 0, "peak": None}
+                         "saved": 0, "peak": None,
+                         "autocast": (lambda d=dtype: torch.autocast(dev.type, dtype=d)) if dtype else nullcontext}
 
     def step(state) -> None:
         model, optimizer = state["model"], state["optimizer"]
-        losses, saved = _saved_tensor_bytes(lambda: detection_losses(model, images, targets, dev))
+        with state["autocast"]():
+            losses, saved = _saved_tensor_bytes(lambda: detection_losses(model, images, targets, dev))
         state["saved"] = max(state["saved"], saved)
         optimizer.zero_grad(set_to_none=True)
         sum(losses.values()).backward()
