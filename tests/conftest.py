@@ -92,3 +92,34 @@ def smoke_store(corpus_root, tmp_path_factory):
         ensure_pretrained(("imagenet-cls", "detection"), pretrain_configs(get_profile("smoke")), store,
                           device="cpu", progress=False, log=lambda line: None)
     return store
+
+
+@pytest.fixture
+def task_step_cases():
+    """A factory ``make(dtype=torch.float32)`` -> ``{task: (config, num_classes, (inputs, targets))}``: one hand-made
+    training batch (2 images, 64 px) for each task's model at the ``smoke`` sizes (the from-scratch detector, the
+    CALTECH-role classifier, DeepLabV3), for tests that compare one training step under two settings."""
+    import torch
+
+    from detpretrain.experiments.classification import cls_finetune_config, transfer_target
+    from detpretrain.experiments.common import pretrain_configs, target_spec
+    from detpretrain.experiments.detection import finetune_config
+    from detpretrain.experiments.segmentation import segmentation_config, segmentation_target
+    from detpretrain.profiles import get_profile
+
+    def make(dtype=torch.float32) -> dict:
+        prof = get_profile("smoke")
+        pre = pretrain_configs(prof)
+        torch.manual_seed(0)
+        images = torch.rand(2, 3, 64, 64, dtype=dtype)
+        boxes = [{"boxes": torch.tensor([[4.0, 4.0, 30.0, 40.0]], dtype=dtype), "labels": torch.tensor([1])},
+                 {"boxes": torch.tensor([[10.0, 8.0, 60.0, 50.0]], dtype=dtype), "labels": torch.tensor([3])}]
+        return {
+            "detection": (finetune_config(prof, "scratch", 0, target_spec(prof), pre), 5, (list(images), boxes)),
+            "classification": (cls_finetune_config(prof, "scratch", 0, transfer_target(prof, "caltech"), pre), 5,
+                               (images, torch.tensor([1, 4]))),
+            "segmentation": (segmentation_config(prof, "scratch", 0, segmentation_target(prof), pre), 6,
+                             (images, torch.randint(0, 6, (2, 64, 64)))),
+        }
+
+    return make

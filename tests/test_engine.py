@@ -196,7 +196,7 @@ def test_real_coco_subset_end_to_end(corpus_dir, coco_subset, tmp_path):
     assert len(m["mAP"]) == 9
 
 
-def test_channels_last_models_give_the_losses_of_contiguous_ones():
+def test_channels_last_models_give_the_losses_of_contiguous_ones(task_step_cases):
     """What ``engine.prepare_model`` does on CUDA, run on the CPU: every task's model in the ``channels_last`` layout
     (weights and input batches) computes the same losses and gradients as the contiguous model, so the layout changes
     speed only (no view of a permuted tensor breaks in torchvision's detector, DeepLabV3 or our heads). In float64,
@@ -206,22 +206,7 @@ def test_channels_last_models_give_the_losses_of_contiguous_ones():
 
     import torch
 
-    from detpretrain.experiments.classification import cls_finetune_config, transfer_target
-    from detpretrain.experiments.segmentation import segmentation_config, segmentation_target
-
-    prof = get_profile("smoke")
-    pre = pretrain_configs(prof)
-    torch.manual_seed(0)
-    images = torch.rand(2, 3, 64, 64, dtype=torch.float64)
-    boxes = [{"boxes": torch.tensor([[4.0, 4.0, 30.0, 40.0]], dtype=torch.float64), "labels": torch.tensor([1])},
-             {"boxes": torch.tensor([[10.0, 8.0, 60.0, 50.0]], dtype=torch.float64), "labels": torch.tensor([3])}]
-    cases = {
-        "detection": (finetune_config(prof, "scratch", 0, target_spec(prof), pre), 5, (list(images), boxes)),
-        "classification": (cls_finetune_config(prof, "scratch", 0, transfer_target(prof, "caltech"), pre), 5,
-                           (images, torch.tensor([1, 4]))),
-        "segmentation": (segmentation_config(prof, "scratch", 0, segmentation_target(prof), pre), 6,
-                         (images, torch.randint(0, 6, (2, 64, 64)))),
-    }
+    cases = task_step_cases(torch.float64)
     for task, (cfg, classes, (x, y)) in cases.items():
         torch.manual_seed(0)
         # DeepLabV3's head has dropout, whose mask follows the memory layout: compared without it (eval mode)

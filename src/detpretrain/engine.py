@@ -31,7 +31,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -164,6 +164,68 @@ def grad_scaler(device: torch.device, dtype: torch.dtype | None):
     return torch.amp.GradScaler("cuda") if (device.type == "cuda" and dtype == torch.float16) else None
 
 
+#: the parts of a torchvision Faster R-CNN that compute in the autocast dtype during mixed-precision training
+#: (:func:`mixed_precision`); what they return is cast back to float32
+DETECTOR_AUTOCAST_PARTS = ("backbone", "rpn.head", "roi_heads.box_head", "roi_heads.box_predictor")
+
+
+def _to_float32(value):
+    """``value`` with every floating tensor in it (also inside tuples, lists and dicts) as float32."""
+    if isinstance(value, torch.Tensor):
+        return value.float() if value.is_floating_point() else value
+    if isinstance(value, dict):
+        return type(value)((k, _to_float32(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_float32(v) for v in value)
+    return value
+
+
+@contextmanager
+def mixed_precision(model: nn.Module, device: torch.device, dtype: torch.dtype | None):
+    """The autocast of one training step (``dtype`` None: float32, nothing changes).
+
+    A torchvision Faster R-CNN (also inside DDP) computes its layers in ``dtype`` (the parts of
+    :data:`DETECTOR_AUTOCAST_PARTS`: backbone + FPN, the RPN's conv head, the box head and predictor) and receives
+    their outputs as float32, so that everything between them stays float32: anchors, proposals, their NMS, RoIAlign,
+    the box regression targets and the losses. Under autocast of the whole detector torchvision computes proposals
+    and regression targets in bfloat16, whose 8-bit mantissa rounds coordinates of 64-128 px to 0.5 px
+    (``tests/test_cpu_bf16.py``). Every other model (classifiers, DeepLabV3) runs whole under
+    ``torch.autocast(device.type, dtype)``.
+    """
+    from torchvision.models.detection import FasterRCNN
+
+    if dtype is None:
+        yield
+        return
+    inner = getattr(model, "module", model)
+    if not isinstance(inner, FasterRCNN):
+        with torch.autocast(device.type, dtype=dtype):
+            yield
+        return
+    entered: list = []
+
+    def enter(_module, _inputs) -> None:
+        context = torch.autocast(device.type, dtype=dtype)
+        context.__enter__()
+        entered.append(context)
+
+    def leave(_module, _inputs, output):
+        entered.pop().__exit__(None, None, None)
+        return _to_float32(output)
+
+    handles = []
+    for name in DETECTOR_AUTOCAST_PARTS:
+        part = inner.get_submodule(name)
+        handles += [part.register_forward_pre_hook(enter), part.register_forward_hook(leave)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+        while entered:  # a part that raised never reached its forward hook
+            entered.pop().__exit__(None, None, None)
+
+
 def train_one_epoch(model, optimizer, loader, device, epoch: int, *, task: str, scheduler=None, scaler=None,
                     progress: bool = True, amp_dtype: torch.dtype | None = None,
                     on_step: Callable[[dict], None] | None = None) -> dict[str, float]:
@@ -188,12 +250,11 @@ def train_one_epoch(model, optimizer, loader, device, epoch: int, *, task: str, 
     n = 0
     if amp_dtype is None and scaler is not None:
         amp_dtype = torch.float16
-    amp = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
     show = progress and distributed.is_main_process()
     bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=None if show else True)  # None: only on a TTY
     batch_losses = TASK_HOOKS[task].losses
     for it, (inputs, targets) in enumerate(bar):
-        with amp:
+        with mixed_precision(model, device, amp_dtype):
             losses = batch_losses(model, inputs, targets, device)
         loss = sum(losses.values())
         if not math.isfinite(loss.item()):

@@ -14,7 +14,6 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Mapping, Sequence
-from contextlib import nullcontext
 from typing import TYPE_CHECKING
 
 import torch
@@ -102,7 +101,7 @@ def training_resources(configs: Mapping[str, TrainConfig], *, store=None, iterat
         ConfigError: a configuration that is not a detection run, or ``iterations`` < 1.
     """
     from detpretrain.data.builders import build_detection_dataset
-    from detpretrain.engine import detection_losses, make_optimizer, run_autocast_dtype
+    from detpretrain.engine import detection_losses, make_optimizer, mixed_precision, run_autocast_dtype
     from detpretrain.models.build import build_model
     from detpretrain.runs import RunStore
 
@@ -124,14 +123,12 @@ def training_resources(configs: Mapping[str, TrainConfig], *, store=None, iterat
     for label, cfg in configs.items():
         torch.manual_seed(cfg.seed)
         model = build_model(cfg, classes, backbone_weights=store.backbone_weights(cfg.init)).to(dev).train()
-        dtype = run_autocast_dtype(cfg, dev)  # as the run trains: float32, or its autocast dtype
         states[label] = {"model": model, "optimizer": make_optimizer(model, cfg.optim), "times": [],
-                         "saved": 0, "peak": None,
-                         "autocast": (lambda d=dtype: torch.autocast(dev.type, dtype=d)) if dtype else nullcontext}
+                         "saved": 0, "peak": None, "dtype": run_autocast_dtype(cfg, dev)}  # as the run trains
 
     def step(state) -> None:
         model, optimizer = state["model"], state["optimizer"]
-        with state["autocast"]():
+        with mixed_precision(model, dev, state["dtype"]):
             losses, saved = _saved_tensor_bytes(lambda: detection_losses(model, images, targets, dev))
         state["saved"] = max(state["saved"], saved)
         optimizer.zero_grad(set_to_none=True)
