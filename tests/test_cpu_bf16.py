@@ -84,16 +84,37 @@ def test_autocast_dtype_per_device_and_switch():
     assert isinstance(engine.cpu_has_native_bf16(), bool)
 
 
+def test_native_bf16_respects_onednn_isa_cap(monkeypatch):
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE")  # below AVX512_CORE_BF16: oneDNN emulates bfloat16
+    assert engine.cpu_has_native_bf16() is False
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert engine.cpu_has_native_bf16() is False
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_AMX")
+    assert engine.cpu_has_native_bf16() is True
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    assert engine.cpu_has_native_bf16() is True
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    assert engine.cpu_has_native_bf16() is False
+
+
 def test_fit_trains_under_bf16_autocast_only_when_asked(corpus_dir, tmp_path, monkeypatch):
-    """The run store trains the bf16 config in bfloat16 autocast (every conv and linear layer's output is bfloat16
-    during training), the float32 config without; both finish with finite losses and a test mAP, as two runs."""
+    """The run store trains the bf16 config in bfloat16 autocast (the outputs of the layers of
+    :data:`engine.DETECTOR_AUTOCAST_PARTS` are bfloat16 during training, the predictors' float32), the float32 config
+    without; both finish with finite losses and a test mAP, as two runs."""
     seen: list[tuple[object, set]] = []
     original = engine.train_one_epoch
 
     def spy(model, *args, **kwargs):
-        dtypes: set = set()
-        hooks = [m.register_forward_hook(lambda _m, _i, out: dtypes.add(out.dtype))
-                 for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+        dtypes: dict[str, set] = {"layers": set(), "predictors": set()}
+
+        def record(part):
+            return lambda _m, _i, out: dtypes[part].add(out.dtype)
+
+        hooks = [m.register_forward_hook(record("layers" if name.startswith(engine.DETECTOR_AUTOCAST_PARTS)
+                                                else "predictors"))
+                 for name, m in model.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
         try:
             return original(model, *args, **kwargs)
         finally:
@@ -106,8 +127,9 @@ def test_fit_trains_under_bf16_autocast_only_when_asked(corpus_dir, tmp_path, mo
     plain = _scratch()
     bf16 = replace_path(plain, "optim.cpu_bf16", "true")
     runs = {name: get_or_train(cfg, store, progress=False) for name, cfg in (("fp32", plain), ("bf16", bf16))}
-    assert seen[0] == (None, {torch.float32})  # every conv and linear layer's output
-    assert seen[1] == (torch.bfloat16, {torch.bfloat16})
+    # conv and linear outputs: of the backbone, FPN, RPN conv and box head, then of the RPN's and box predictors
+    assert seen[0] == (None, {"layers": {torch.float32}, "predictors": {torch.float32}})
+    assert seen[1] == (torch.bfloat16, {"layers": {torch.bfloat16}, "predictors": {torch.float32}})
     assert runs["fp32"].path != runs["bf16"].path
     for run in runs.values():
         m = run.metrics
@@ -122,11 +144,12 @@ def test_fit_trains_under_bf16_autocast_only_when_asked(corpus_dir, tmp_path, mo
 
 
 def test_every_task_under_bf16_autocast_stays_close_to_float32(task_step_cases):
-    """One training step's loss and gradients of each task's model (the smoke sizes) in bfloat16 autocast against
-    float32 from the same weights and inputs: the loss within 3 %, the whole gradient's direction kept (cosine > 0.9;
-    measured 0.96-0.98) and every parameter's (cosine > 0.75: at random initialisation the first layers' gradients of
-    the detector, after the whole backward pass in bfloat16's 8-bit mantissa, keep 0.84-0.9). The parameters' gradients stay float32
-    (autocast casts inside the ops). A broken cast (a sign, a scale, a dropped term) gives cosines far below these."""
+    """One training step's loss and gradients of each task's model (the smoke sizes) in bfloat16
+    (:func:`engine.mixed_precision`, as training uses it) against float32 from the same weights and inputs: the loss
+    within 3 %, the whole gradient's direction kept (cosine > 0.9; measured 0.96-0.98) and every parameter's (cosine
+    > 0.75: at random initialisation the first layers' gradients of the detector, after the whole backward pass in
+    bfloat16's 8-bit mantissa, keep 0.84-0.9). The parameters' gradients stay float32 (autocast casts inside the
+    ops). A broken cast (a sign, a scale, a dropped term) gives cosines far below these."""
     cases = task_step_cases()
     for task, (cfg, classes, (x, y)) in cases.items():
         torch.manual_seed(0)
@@ -148,15 +171,17 @@ def test_every_task_under_bf16_autocast_stays_close_to_float32(task_step_cases):
             assert g16[n].dtype == torch.float32, (task, n)
             if g.norm() > 1e-6:
                 assert cosine(g16[n].flatten(), g.flatten(), dim=0) > 0.75, (task, n)
-        whole = cosine(torch.cat([g16[n].flatten() for n in g32]), torch.cat([g.flatten() for g in g32.values()]), dim=0)
+        whole = cosine(torch.cat([g16[n].flatten() for n in g32]), torch.cat([g.flatten() for g in g32.values()]),
+                       dim=0)
         assert whole > 0.9, (task, float(whole))
 
 
 def test_detector_boxes_stay_float32_under_mixed_precision(task_step_cases):
     """Under :func:`engine.mixed_precision` the detector's layers compute in bfloat16 (a backbone stage, the RPN's
-    conv, the box head's FC layers) and hand float32 on (the FPN maps, the RPN's proposals, the RoI heads' regression
-    targets; whole-detector autocast makes proposals and targets bfloat16: 0.5 px steps at 64-128 px); outside the
-    context nothing is left switched on, also after a part raised."""
+    conv, the box head's FC layers) and hand float32 on (the FPN maps); the box deltas of the RPN and of the box
+    predictor, the proposals and the RoI heads' regression targets are float32 (whole-detector autocast makes
+    proposals and targets bfloat16: 0.5 px steps at 64-128 px); outside the context nothing is left switched on, also
+    after a part raised."""
     cfg, classes, (images, targets) = task_step_cases()["detection"]
     model = build_model(cfg, classes).train()
     seen: dict[str, torch.dtype] = {}
@@ -164,6 +189,9 @@ def test_detector_boxes_stay_float32_under_mixed_precision(task_step_cases):
     model.rpn.head.register_forward_pre_hook(lambda _m, args: seen.__setitem__("fpn", args[0][0].dtype))
     model.rpn.head.conv.register_forward_hook(lambda _m, _i, out: seen.__setitem__("rpn conv", out.dtype))
     model.roi_heads.box_head.fc6.register_forward_hook(lambda _m, _i, out: seen.__setitem__("FC1", out.dtype))
+    model.roi_heads.box_predictor.bbox_pred.register_forward_hook(
+        lambda _m, _i, out: seen.__setitem__("box deltas", out.dtype))
+    model.rpn.head.bbox_pred.register_forward_hook(lambda _m, _i, out: seen.__setitem__("rpn deltas", out.dtype))
     filter_proposals = model.rpn.filter_proposals
 
     def proposals(props, *args, **kwargs):
@@ -182,10 +210,11 @@ def test_detector_boxes_stay_float32_under_mixed_precision(task_step_cases):
     with engine.mixed_precision(model, CPU, torch.bfloat16):
         engine.TASK_HOOKS["detection"].losses(model, images, targets, CPU)
     assert seen == {"conv2_x": torch.bfloat16, "fpn": torch.float32, "rpn conv": torch.bfloat16,
-                    "proposals": torch.float32, "FC1": torch.bfloat16, "regression targets": torch.float32}
+                    "rpn deltas": torch.float32, "proposals": torch.float32, "FC1": torch.bfloat16,
+                    "box deltas": torch.float32, "regression targets": torch.float32}
     assert not torch.is_autocast_enabled("cpu")
     hooks = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
-    assert hooks == 4  # the test's own above: mixed_precision removed its hooks
+    assert hooks == 6  # the test's own above: mixed_precision removed its hooks
 
     def fail(*_args, **_kwargs):
         raise RuntimeError("box head failed")

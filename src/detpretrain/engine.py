@@ -101,7 +101,7 @@ def autocast_dtype(device: torch.device, *, cpu_bf16: bool = False) -> torch.dty
     loss scaling needed), float16 on older GPUs (with :func:`grad_scaler`); on the CPU bfloat16 when ``cpu_bf16``
     (``OptimSpec.cpu_bf16``), else None (float32).
 
-    On a CPU with AMX (Sapphire Rapids) a ``mini`` training step is 1.26-1.37x faster in bfloat16 autocast
+    On a CPU with AMX (Sapphire Rapids) a ``mini`` training step is 1.24-1.34x faster in bfloat16
     (``benchmarks/bench_train_loop.py --precision``); without native bfloat16 (:func:`cpu_has_native_bf16`) oneDNN
     emulates it and the step is slower than float32."""
     if device.type != "cuda":
@@ -110,8 +110,13 @@ def autocast_dtype(device: torch.device, *, cpu_bf16: bool = False) -> torch.dty
 
 
 def cpu_has_native_bf16() -> bool:
-    """True when this CPU computes bfloat16 in hardware (AMX tiles or AVX512-BF16), where ``OptimSpec.cpu_bf16``
-    makes training faster; False elsewhere (oneDNN then emulates bfloat16, slower than float32)."""
+    """True when this CPU computes bfloat16 in hardware (AMX tiles or AVX512-BF16) and ``$ONEDNN_MAX_CPU_ISA`` does
+    not keep oneDNN below those instruction sets: where ``OptimSpec.cpu_bf16`` makes training faster. False
+    elsewhere: oneDNN then emulates bfloat16, and a ``mini`` step is 2.0-2.4x SLOWER than in float32 (measured with
+    ``ONEDNN_MAX_CPU_ISA=AVX512_CORE`` on an AMX machine, ``benchmarks/README.md``)."""
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    if cap and cap not in ("ALL", "DEFAULT") and not any(isa in cap for isa in ("BF16", "AMX", "FP16", "AVX10")):
+        return False
     cpu = torch.cpu
     checks = [getattr(cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
     return any(check() for check in checks if check is not None)
@@ -165,8 +170,10 @@ def grad_scaler(device: torch.device, dtype: torch.dtype | None):
 
 
 #: the parts of a torchvision Faster R-CNN that compute in the autocast dtype during mixed-precision training
-#: (:func:`mixed_precision`); what they return is cast back to float32
-DETECTOR_AUTOCAST_PARTS = ("backbone", "rpn.head", "roi_heads.box_head", "roi_heads.box_predictor")
+#: (:func:`mixed_precision`): backbone + FPN, the RPN's 3x3 conv(s), the box head (FC1, FC2 or its convs + FC); what
+#: they return is cast back to float32, and the RPN's and box predictor's 1x1 / linear outputs (scores and box
+#: deltas) are computed in float32 from it
+DETECTOR_AUTOCAST_PARTS = ("backbone", "rpn.head.conv", "roi_heads.box_head")
 
 
 def _to_float32(value):
@@ -184,10 +191,10 @@ def _to_float32(value):
 def mixed_precision(model: nn.Module, device: torch.device, dtype: torch.dtype | None):
     """The autocast of one training step (``dtype`` None: float32, nothing changes).
 
-    A torchvision Faster R-CNN (also inside DDP) computes its layers in ``dtype`` (the parts of
-    :data:`DETECTOR_AUTOCAST_PARTS`: backbone + FPN, the RPN's conv head, the box head and predictor) and receives
-    their outputs as float32, so that everything between them stays float32: anchors, proposals, their NMS, RoIAlign,
-    the box regression targets and the losses. Under autocast of the whole detector torchvision computes proposals
+    A torchvision Faster R-CNN (also inside DDP) computes its feature layers in ``dtype`` (the parts of
+    :data:`DETECTOR_AUTOCAST_PARTS`: backbone + FPN, the RPN's conv, the box head) and receives their outputs as
+    float32, so that everything else stays float32: the score and box-delta predictors, anchors, proposals, their
+    NMS, RoIAlign, the box regression targets and the losses. Under autocast of the whole detector torchvision computes proposals
     and regression targets in bfloat16, whose 8-bit mantissa rounds coordinates of 64-128 px to 0.5 px
     (``tests/test_cpu_bf16.py``). Every other model (classifiers, DeepLabV3) runs whole under
     ``torch.autocast(device.type, dtype)``.

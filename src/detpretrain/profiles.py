@@ -291,16 +291,35 @@ def with_coco_root(profile: Profile, coco_root: str | None) -> Profile:
 
 
 #: environment variable that trains every run of every profile in bfloat16 autocast on the CPU ("1"; unset or "0":
-#: float32), :func:`with_cpu_bf16`. ``book --cpu-bf16`` and ``runs ... --cpu-bf16`` set it for themselves and the
-#: chapters they execute. The published ``mini`` results are float32 runs.
+#: float32), :func:`with_cpu_bf16`. ``python -m detpretrain --cpu-bf16 <command>`` sets it for the command and the
+#: chapters it executes. The published ``mini`` results are float32 runs.
 CPU_BF16_ENV = "DETPRETRAIN_CPU_BF16"
+# CPU bfloat16 on val (2026-12-05; NOT chosen for `mini`: the book's runs and verdicts stay float32). The IMAGENET-CLS
+# arm's val runs of selection 3 (10 epochs, step 8; 1600 train -> 200 val; fine-tuning seed 0; one Intel Xeon with
+# AMX, 2 workers x 1 thread; `python -m detpretrain [--cpu-bf16] regime-check [--set optim.cpu_bf16=true]`), val
+# mAP@0.5 / mAP@0.7 per pre-training replicate r0, r1, r2; difference from float32, Student's t over the 3
+# replicates (df 2, unadjusted; exploratory, not a verdict):
+#   float32 (selection 3's configs, retrained here): 64.9/44.6, 68.5/46.5, 67.7/43.9 -> 67.0 / 45.0
+#     (recorded on the machine of selection 3: 67.9/43.7, 68.6/44.0, 66.7/48.0: same configs, another CPU;
+#     engine.numerics_environment)
+#   bf16 pre-training + whole-detector autocast: 68.3/41.0, 68.1/42.3, 67.6/47.1; mAP@0.7 -1.5 (-11.7 to +8.7)
+#   bf16 pre-training + layers and predictors in bf16, boxes float32: 65.9/41.6, 66.8/40.6, 65.7/39.9; mAP@0.7 -4.3
+#     (-8.0 to -0.6; p 0.037, Holm over these four arms 0.15); mAP@0.5 -0.9 (-5.0 to +3.2)
+#   bf16 pre-training + layers in bf16, predictors and boxes float32 (what --cpu-bf16 does,
+#     engine.DETECTOR_AUTOCAST_PARTS): 67.3/42.2, 66.1/43.1, 69.2/44.7; mAP@0.5 +0.5 (-5.8 to +6.8), mAP@0.7 -1.7
+#     (-7.1 to +3.8); regime bound 62.2 (meets); fine-tunings 270-307 s against float32's 326-378 s
+#   float32 pre-training + the same bf16 fine-tuning (--set optim.cpu_bf16=true): 67.8/42.3, 68.7/47.3, 68.2/45.8;
+#     mAP@0.5 +1.2 (-2.5 to +4.9), mAP@0.7 +0.1 (-5.3 to +5.5)
+# None resolved; with 3 pairs an effect smaller than about 5 mAP@0.7 cannot be seen, and the paper's question is a
+# gap of 2.2 mAP@0.7. Only the arm with bfloat16 box deltas hinted at a loss of localisation, so the predictors stay
+# float32. The bfloat16 pre-trainings reached top-1 84.4, 77.6, 79.2 (float32: 81.2, 77.2, 75.2).
 
 
 def with_cpu_bf16(profile: Profile, enabled: bool = True) -> Profile:
     """``profile`` with ``cpu_bf16`` set to ``enabled`` in every schedule (:class:`~detpretrain.config.OptimSpec`):
     every run then trains in bfloat16 autocast on the CPU (:func:`detpretrain.engine.autocast_dtype`) and is a
     different run from its float32 twin (another config hash). Measured on the ``mini`` profile (one thread, a CPU
-    with AMX): a training step 1.37x faster for a detector, 1.29x for the IMAGENET-CLS classifier, 1.26x for
+    with AMX): a training step 1.24x faster for a detector, 1.34x for the IMAGENET-CLS classifier, 1.28x for
     DeepLabV3 (``benchmarks/README.md``); slower than float32 on a CPU without native bfloat16."""
     schedules = {f.name: dataclasses.replace(getattr(profile, f.name), cpu_bf16=enabled)
                  for f in dataclasses.fields(profile) if isinstance(getattr(profile, f.name), OptimSpec)}
