@@ -143,6 +143,25 @@ def test_fit_trains_under_bf16_autocast_only_when_asked(corpus_dir, tmp_path, mo
         assert e["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and e["threads"] >= 1 and e["cpu"]
 
 
+def test_the_executor_says_how_many_planned_runs_train_in_bf16(corpus_dir, tmp_path):
+    from detpretrain.executor import execute
+    from detpretrain.plan import make_plan
+
+    store = RunStore(tmp_path / "runs")
+    plain = _scratch()
+    bf16 = replace_path(plain, "optim.cpu_bf16", "true")
+    for cfg in (plain, bf16):
+        get_or_train(cfg, store, progress=False)  # complete: the executor trains nothing
+    lines: list[str] = []
+    execute(make_plan([plain, bf16], store=store), store, jobs=1, threads=1, log_dir=tmp_path / "logs",
+            log=lines.append, progress=False)
+    assert any(line.startswith("1 of them train in bfloat16 autocast on the CPU") for line in lines), lines
+    lines.clear()
+    execute(make_plan([plain], store=store), store, jobs=1, threads=1, log_dir=tmp_path / "logs", log=lines.append,
+            progress=False)
+    assert not any("bfloat16" in line for line in lines), lines
+
+
 def test_every_task_under_bf16_autocast_stays_close_to_float32(task_step_cases):
     """One training step's loss and gradients of each task's model (the smoke sizes) in bfloat16
     (:func:`engine.mixed_precision`, as training uses it) against float32 from the same weights and inputs: the loss
