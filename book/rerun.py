@@ -201,9 +201,19 @@ display(Markdown(warm_start_markdown("runs-mini.tar.gz")))
 # | profile | measured | on |
 # |---|---|---|
 # | `smoke` | a few minutes for the whole book; the whole test suite, which builds the smoke book and re-executes every chapter under nbval, took 494 s | 2 CPU cores |
-# | `mini` | about 4 hours of training cold with 3 pre-training replicates per arm, the cue variants and the controls (~225 runs, ~30,700 worker-seconds on 2 workers, partly under load; `benchmarks/README.md`), plus 12-14 minutes of chapter execution (825 s after the rebuild of 2026-12-03); 105-114 minutes before replication. The larger detection target chosen afterwards (1800 images x 6 epochs) cost about the same per run (262-265 s against 250-490 s); the schedule chosen on val on 2026-12-04 (10 epochs, `profiles.py`) costs about 1.7x that per detection fine-tuning (438-439 s for a 1600-image val run on one core), so a cold build is now estimated at 5-6 hours (the detection, eigenspectrum and frozen-backbone runs, ~20,600 of the ~30,700 worker-seconds, scale with these epochs; not yet measured). A warm rebuild (nothing changed) took 5 s | 2 CPU cores |
+# | `mini` | the cold build of 2026-12-04/05 (3 pre-training replicates per arm, the 10-epoch detection schedule chosen on val, the cue variants and controls; 241 runs): 60,778 worker-seconds of training, about 8.1 hours of wall clock on 2 workers while the machine also ran other work (an idle machine is estimated at 5-6 hours), then about 16 minutes of chapter execution (mechanisms 520 s, classification 177 s); 105-114 minutes before replication (`benchmarks/README.md`). A warm rebuild (nothing changed) took 5 s. `python -m detpretrain --cpu-bf16 book` trains in bfloat16 on a CPU with AMX, about 1.25x faster per step, but those are other runs, not the ones the verdicts come from (README) | 2 CPU cores |
 # | `torchvision` | never run: it needs the real datasets and a GPU; the prepared GPU check (`benchmarks/gpu_check.sh`) has not had a GPU yet | 1 GPU |
 # | `paper` | never run: it needs COCO 2017, VOC 07+12 and GPUs, so no time has been measured | — |
 #
 # The introduction's table *Where the time goes* sums the training time of the runs of the build you are reading,
 # and `python -m detpretrain book` prints the seconds of each chapter at the end of a build.
+#
+# ## Your numbers will differ in the last digits
+#
+# A run trained again on the same machine gives the same numbers to the last bit. On a CPU with another instruction
+# set (AVX2 rather than AVX-512, say) ATen, oneDNN and MKL round differently and training amplifies it: the three
+# `mini` IMAGENET-CLS val detectors of the schedule selection, retrained with identical configurations on another
+# machine, scored 64.9 / 68.5 / 67.7 mAP@0.5 instead of 67.9 / 68.6 / 66.7. That is the fine-tuning noise the
+# verdicts' intervals over pre-training runs already carry, so a verdict should reproduce and a number only within its
+# interval. Each run's `metrics.json` records under `"environment"` the torch version, CPU, instruction set, threads
+# and precision it trained with.
