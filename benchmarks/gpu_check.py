@@ -7,7 +7,10 @@ generated here; no download):
   profile's mixed precision, the model prepared as ``fit`` prepares it: ``channels_last`` on CUDA; with
   ``--compare-layouts`` also left contiguous, to measure what that layout buys) against a bare torchvision loop
   (``fasterrcnn_resnet50_fpn``, ``torch.autocast``, SGD)
-  on IDENTICAL batches (decoded once, the same order, the same warm-up);
+  on IDENTICAL batches (decoded once, the same order, the same warm-up). The two do not round alike: our loop
+  autocasts only the detector's feature layers and keeps predictors and boxes float32
+  (:func:`detpretrain.engine.mixed_precision`), the bare loop autocasts the whole detector, so the ratio includes
+  what keeping the boxes float32 costs;
 * peak GPU memory of each (``torch.cuda.max_memory_allocated``);
 * evaluation time (detect + VOC07 AP at IoU 0.1 ... 0.9) per image;
 * from these, the estimated GPU-hours of the whole ``torchvision``-profile book (VOC 07+12 / VOC07 test sizes).

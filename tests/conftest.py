@@ -123,3 +123,13 @@ def task_step_cases():
         }
 
     return make
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _float32_runs():
+    """The suite's runs are float32 whatever the shell says: ``$DETPRETRAIN_CPU_BF16`` (``--cpu-bf16``) is removed
+    for the session; tests of the switch set it themselves with ``monkeypatch``."""
+    saved = os.environ.pop("DETPRETRAIN_CPU_BF16", None)
+    yield
+    if saved is not None:
+        os.environ["DETPRETRAIN_CPU_BF16"] = saved

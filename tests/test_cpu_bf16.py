@@ -42,6 +42,15 @@ def test_float32_runs_keep_their_hash_and_bf16_runs_are_other_runs():
     assert hashed_dict(on)["optim"]["cpu_bf16"] is True
     assert config_hash(on) != config_hash(cfg)
     assert config_hash(replace_path(cfg, "optim.cpu_bf16", "true")) == config_hash(on)  # --set optim.cpu_bf16=true
+    # the mixed-precision policy is part of a mixed-precision run's identity, and of no float32 run's
+    import detpretrain.config as C
+
+    mixed = [(c, config_hash(c)) for c in (on, replace_path(cfg, "optim.amp", "true"))]
+    plain = config_hash(cfg)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(C, "MIXED_PRECISION_POLICY", "another policy")
+        assert config_hash(cfg) == plain
+        assert all(config_hash(c) != h for c, h in mixed)
 
 
 @pytest.mark.parametrize("name", PROFILE_NAMES)
@@ -69,6 +78,8 @@ def test_environment_switches_get_profile(monkeypatch):
     monkeypatch.setenv(CPU_BF16_ENV, "1")
     assert get_profile("mini") == with_cpu_bf16(plain)
     assert all(c.optim.cpu_bf16 for c in pretrain_configs(get_profile("mini")).values())
+    for name in PROFILE_NAMES:  # the GPU profiles train with optim.amp: their runs keep their names
+        assert get_profile(name).finetune.cpu_bf16 is not get_profile(name).needs_gpu
     monkeypatch.setenv(CPU_BF16_ENV, "yes")
     with pytest.raises(ConfigError, match=rf"\${CPU_BF16_ENV}='yes': expected 1"):
         get_profile("mini")
@@ -81,7 +92,6 @@ def test_autocast_dtype_per_device_and_switch():
     amp_only = replace_path(cfg, "optim.amp", "true")  # CUDA mixed precision: ignored on the CPU
     assert engine.run_autocast_dtype(amp_only, CPU) is None
     assert engine.run_autocast_dtype(replace_path(cfg, "optim.cpu_bf16", "true"), CPU) is torch.bfloat16
-    assert isinstance(engine.cpu_has_native_bf16(), bool)
 
 
 def test_native_bf16_respects_onednn_isa_cap(monkeypatch):
@@ -167,8 +177,8 @@ def test_every_task_under_bf16_autocast_stays_close_to_float32(task_step_cases):
     (:func:`engine.mixed_precision`, as training uses it) against float32 from the same weights and inputs: the loss
     within 3 %, the whole gradient's direction kept (cosine > 0.9; measured 0.96-0.98) and every parameter's (cosine
     > 0.75: at random initialisation the first layers' gradients of the detector, after the whole backward pass in
-    bfloat16's 8-bit mantissa, keep 0.84-0.9). The parameters' gradients stay float32 (autocast casts inside the
-    ops). A broken cast (a sign, a scale, a dropped term) gives cosines far below these."""
+    bfloat16's 8-bit mantissa, keep 0.84-0.9). A broken cast (a sign, a scale, a dropped term) gives cosines far
+    below these."""
     cases = task_step_cases()
     for task, (cfg, classes, (x, y)) in cases.items():
         torch.manual_seed(0)
@@ -187,7 +197,6 @@ def test_every_task_under_bf16_autocast_stays_close_to_float32(task_step_cases):
         assert g16.keys() == g32.keys() and g32, task
         cosine = torch.nn.functional.cosine_similarity
         for n, g in g32.items():
-            assert g16[n].dtype == torch.float32, (task, n)
             if g.norm() > 1e-6:
                 assert cosine(g16[n].flatten(), g.flatten(), dim=0) > 0.75, (task, n)
         whole = cosine(torch.cat([g16[n].flatten() for n in g32]), torch.cat([g.flatten() for g in g32.values()]),
@@ -252,11 +261,11 @@ def test_detector_boxes_stay_float32_under_mixed_precision(task_step_cases):
 def test_cli_switch_sets_the_environment_and_warns_without_native_bf16(monkeypatch, capsys):
     from detpretrain import cli
 
-    monkeypatch.delenv(CPU_BF16_ENV, raising=False)
-    monkeypatch.setattr(engine, "cpu_has_native_bf16", lambda: False)
-    cli._request_cpu_bf16()
     import os
 
+    monkeypatch.setenv(CPU_BF16_ENV, "0")  # recorded, so the test's end restores the session's value
+    monkeypatch.setattr(engine, "cpu_has_native_bf16", lambda: False)
+    cli._request_cpu_bf16()
     assert os.environ[CPU_BF16_ENV] == "1"
     assert "WARNING: this CPU has no native bfloat16" in capsys.readouterr().err
 

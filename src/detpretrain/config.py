@@ -18,6 +18,11 @@ from detpretrain.errors import ConfigError
 
 #: Bump when a change to the training/evaluation code changes results, so old runs are not reused.
 ENGINE_VERSION = "1"
+#: The mixed-precision policy (``engine.mixed_precision``: a detector's feature layers in the autocast dtype, its
+#: predictors and boxes in float32), part of the identity of every run that trains in mixed precision (``optim.amp``
+#: or ``optim.cpu_bf16``) and of no other: a float32 run keeps its hash. Bump when the policy changes. (Before it, the
+#: ``amp`` runs autocast the whole model; none was ever trained, the GPU profiles have not run yet.)
+MIXED_PRECISION_POLICY = "detector-layers-1"
 
 TASKS = ("classification", "detection", "segmentation", "multilabel")
 #: real image-classification datasets (the classification transfer, Tables 5, 6, 8), read in torchvision's layouts
@@ -226,9 +231,12 @@ def hashed_dict(config: TrainConfig) -> dict:
 
 
 def config_hash(config: TrainConfig, length: int = 16) -> str:
-    """Stable hex digest of a config (canonical JSON of :func:`hashed_dict`, sorted keys) and :data:`ENGINE_VERSION`."""
-    payload = json.dumps({"engine": ENGINE_VERSION, "config": hashed_dict(config)}, sort_keys=True,
-                         separators=(",", ":"))
+    """Stable hex digest of a config (canonical JSON of :func:`hashed_dict`, sorted keys) and :data:`ENGINE_VERSION`,
+    with :data:`MIXED_PRECISION_POLICY` for a run that trains in mixed precision."""
+    identity = {"engine": ENGINE_VERSION, "config": hashed_dict(config)}
+    if config.optim.amp or config.optim.cpu_bf16:
+        identity["mixed_precision"] = MIXED_PRECISION_POLICY
+    payload = json.dumps(identity, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()[:length]
 
 

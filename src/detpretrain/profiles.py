@@ -340,7 +340,9 @@ def cpu_bf16_requested() -> bool:
 
 
 def get_profile(name: str) -> Profile:
-    """The :class:`Profile` called ``name``, with :func:`with_cpu_bf16` applied when ``$DETPRETRAIN_CPU_BF16=1``.
+    """The :class:`Profile` called ``name``, with :func:`with_cpu_bf16` applied when ``$DETPRETRAIN_CPU_BF16=1`` and
+    the profile is a CPU one (the GPU profiles, :attr:`Profile.needs_gpu`, have ``optim.amp``; ``cpu_bf16`` would only
+    rename their runs).
 
     Raises:
         ConfigError: an unknown name, or a malformed ``$DETPRETRAIN_CPU_BF16``.
@@ -349,4 +351,4 @@ def get_profile(name: str) -> Profile:
         profile = PROFILES[name]
     except KeyError:
         raise ConfigError(f"unknown profile {name!r}; expected one of {PROFILE_NAMES}") from None
-    return with_cpu_bf16(profile) if cpu_bf16_requested() else profile
+    return with_cpu_bf16(profile) if cpu_bf16_requested() and not profile.needs_gpu else profile
