@@ -163,7 +163,7 @@ class OptimSpec:
     #: bfloat16 autocast on the CPU (oneDNN's kernels: AMX or AVX512-BF16 where the CPU has them, emulated and slower
     #: elsewhere); the weights, optimizer and evaluation stay float32. Ignored on CUDA (see ``amp``). A different
     #: run from the float32 one (it is part of the config hash). Set for a whole profile with
-    #: :func:`detpretrain.profiles.with_cpu_bf16` (``book --cpu-bf16``, ``$DETPRETRAIN_CPU_BF16=1``).
+    #: :func:`detpretrain.profiles.with_cpu_bf16` (``--cpu-bf16 book``, ``$DETPRETRAIN_CPU_BF16=1``).
     cpu_bf16: bool = False
 
 

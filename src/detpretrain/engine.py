@@ -101,7 +101,7 @@ def autocast_dtype(device: torch.device, *, cpu_bf16: bool = False) -> torch.dty
     loss scaling needed), float16 on older GPUs (with :func:`grad_scaler`); on the CPU bfloat16 when ``cpu_bf16``
     (``OptimSpec.cpu_bf16``), else None (float32).
 
-    On a CPU with AMX (Sapphire Rapids) a ``mini`` training step is 1.24-1.34x faster in bfloat16
+    On a CPU with AMX (Sapphire Rapids) a ``mini`` training step is 1.23-1.28x faster in bfloat16
     (``benchmarks/bench_train_loop.py --precision``); without native bfloat16 (:func:`cpu_has_native_bf16`) oneDNN
     emulates it and the step is slower than float32."""
     if device.type != "cuda":
@@ -194,9 +194,9 @@ def mixed_precision(model: nn.Module, device: torch.device, dtype: torch.dtype |
     A torchvision Faster R-CNN (also inside DDP) computes its feature layers in ``dtype`` (the parts of
     :data:`DETECTOR_AUTOCAST_PARTS`: backbone + FPN, the RPN's conv, the box head) and receives their outputs as
     float32, so that everything else stays float32: the score and box-delta predictors, anchors, proposals, their
-    NMS, RoIAlign, the box regression targets and the losses. Under autocast of the whole detector torchvision computes proposals
-    and regression targets in bfloat16, whose 8-bit mantissa rounds coordinates of 64-128 px to 0.5 px
-    (``tests/test_cpu_bf16.py``). Every other model (classifiers, DeepLabV3) runs whole under
+    NMS, RoIAlign, the box regression targets and the losses. Under autocast of the whole detector torchvision
+    computes proposals and regression targets in bfloat16, whose 8-bit mantissa rounds coordinates of 64-128 px to
+    0.5 px (``tests/test_cpu_bf16.py``). Every other model (classifiers, DeepLabV3) runs whole under
     ``torch.autocast(device.type, dtype)``.
     """
     from torchvision.models.detection import FasterRCNN

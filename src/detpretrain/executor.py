@@ -484,7 +484,7 @@ def execute(plan, store, *, executor: str = "local", jobs: int | None = None, th
     left = sum(s != "complete" for s in plan.status(store).values())
     say(f"{len(plan)} planned runs, {left} to train with executor {executor}: {jobs} job(s) x {threads} thread(s), "
         f"store {Path(store.root).resolve()}; log {build_log.path}")
-    bf16 = sum(bool(getattr(c.optim, "cpu_bf16", False)) for c in plan.configs)
+    bf16 = sum(c.optim.cpu_bf16 for c in plan.configs)
     if bf16:
         say(f"{bf16} of them train in bfloat16 autocast on the CPU (optim.cpu_bf16, --cpu-bf16): other runs than the "
             "float32 ones the published results come from")

@@ -290,8 +290,8 @@ def with_coco_root(profile: Profile, coco_root: str | None) -> Profile:
     return profile if coco_root is None else dataclasses.replace(profile, coco_root=str(coco_root))
 
 
-#: environment variable that trains every run of every profile in bfloat16 autocast on the CPU ("1"; unset or "0":
-#: float32), :func:`with_cpu_bf16`. ``python -m detpretrain --cpu-bf16 <command>`` sets it for the command and the
+#: environment variable that trains every run of the CPU profiles in bfloat16 autocast on the CPU ("1"; unset or
+#: "0": float32), :func:`with_cpu_bf16`. ``python -m detpretrain --cpu-bf16 <command>`` sets it for the command and the
 #: chapters it executes. The published ``mini`` results are float32 runs.
 CPU_BF16_ENV = "DETPRETRAIN_CPU_BF16"
 # CPU bfloat16 on val (2026-12-05; NOT chosen for `mini`: the book's runs and verdicts stay float32). The IMAGENET-CLS
@@ -319,7 +319,7 @@ def with_cpu_bf16(profile: Profile, enabled: bool = True) -> Profile:
     """``profile`` with ``cpu_bf16`` set to ``enabled`` in every schedule (:class:`~detpretrain.config.OptimSpec`):
     every run then trains in bfloat16 autocast on the CPU (:func:`detpretrain.engine.autocast_dtype`) and is a
     different run from its float32 twin (another config hash). Measured on the ``mini`` profile (one thread, a CPU
-    with AMX): a training step 1.24x faster for a detector, 1.34x for the IMAGENET-CLS classifier, 1.28x for
+    with AMX): a training step 1.28x faster for a detector, 1.23x for the IMAGENET-CLS classifier, 1.26x for
     DeepLabV3 (``benchmarks/README.md``); slower than float32 on a CPU without native bfloat16."""
     schedules = {f.name: dataclasses.replace(getattr(profile, f.name), cpu_bf16=enabled)
                  for f in dataclasses.fields(profile) if isinstance(getattr(profile, f.name), OptimSpec)}
