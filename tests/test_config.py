@@ -31,6 +31,10 @@ def test_replace_path_coerces_and_rejects_unknown():
     assert replace_path(a, "optim.lr", "0.5").optim.lr == 0.5
     assert replace_path(a, "model.anchor_sizes", "4,8,16").model.anchor_sizes == (4, 8, 16)
     assert replace_path(a, "optim.hflip", "false").optim.hflip is False
+    assert replace_path(a, "optim.cpu_bf16", "Yes").optim.cpu_bf16 is True
+    assert replace_path(a, "optim.cpu_bf16", "0").optim.cpu_bf16 is False
+    with pytest.raises(ConfigError, match=r"cannot convert 'ture' for config field 'cpu_bf16'"):
+        replace_path(a, "optim.cpu_bf16", "ture")  # not silently False
     with pytest.raises(ConfigError, match="unknown config field"):
         replace_path(a, "optim.nope", "1")
     with pytest.raises(ConfigError, match="cannot convert"):

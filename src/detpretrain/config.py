@@ -289,7 +289,10 @@ def _coerce(value: Any, current: Any, key: str) -> Any:
         return value
     try:
         if isinstance(current, bool):
-            return value.lower() in ("1", "true", "yes")
+            flag = value.strip().lower()
+            if flag not in ("1", "true", "yes", "0", "false", "no"):
+                raise ValueError(flag)  # a misspelt switch must not silently mean False
+            return flag in ("1", "true", "yes")
         if isinstance(current, int):
             return int(value)
         if isinstance(current, float):
