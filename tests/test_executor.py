@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from detpretrain import engine
 from detpretrain.config import DataSpec, TrainConfig, config_hash, replace_path
@@ -307,3 +308,72 @@ def test_scratch_seed_gives_each_replicate_its_own_run():
         assert [scratch_seed(0, s, seeds) for s in seeds] == list(seeds)  # replicate 0: the unreplicated runs
     with pytest.raises(ConfigError, match=">= 0"):
         scratch_seed(-1, 0, (0,))
+
+
+def _recorded_seconds(run_dir: Path) -> tuple[float, float, int]:
+    """(training seconds, evaluation seconds, threads) of a complete run, read from its metrics.json directly."""
+    import json
+
+    m = json.loads((run_dir / "metrics.json").read_text())
+    return sum(e["seconds"] for e in m["history"]), m["eval_seconds"], m["environment"]["threads"]
+
+
+def test_cost_of_an_executed_plan_is_what_its_runs_recorded(executed, capsys, monkeypatch):
+    from detpretrain.cli import main as cli_main
+    from detpretrain.plan import BUILD_PARTS, plan_cost
+
+    store, _, plan = executed
+    costs = plan_cost(plan, store)
+    assert [c.hash for c in costs] == list(plan.runs)
+    total = 0.0
+    for c in costs:
+        train, evaluation, threads = _recorded_seconds(store.run_for(plan.runs[c.hash].config).path)
+        assert (c.state, c.train_seconds, c.eval_seconds, c.threads) == ("complete", train, evaluation, 1)
+        assert c.epochs_done == c.epochs == plan.runs[c.hash].config.optim.epochs
+        assert c.estimate_seconds is None and c.chapter == plan.runs[c.hash].chapters[0]
+        total += train + evaluation
+    assert {c.part for c in costs} <= set(BUILD_PARTS.values())
+    assert {c.part for c in costs if c.label.startswith("eigen/")} == {"eigenspectrum detectors"}
+    monkeypatch.setenv("DETPRETRAIN_DATA", str(store.data_cache))
+    assert cli_main(["runs", "cost", "--profile", "smoke", "--chapters", ",".join(CHAPTERS),
+                     "--store", str(store.root), "--jobs", "2"]) == 0
+    out = capsys.readouterr().out
+    n = len(plan)
+    assert f"| **all** | **{n}** | **{n}** | **{total:,.0f}** | | **0** |" in out
+    assert "threads per run: 1: " in out and f"at least {total / 2:,.0f} s of wall clock" in out
+
+
+def test_cost_estimates_unfinished_runs_from_finished_ones_of_the_same_shape(corpus_dir, tmp_path):
+    import shutil
+
+    from detpretrain.plan import plan_cost
+    from detpretrain.runs import get_or_train
+
+    done, todo, partial = detection_chain("smoke", pretrains=("scratch",), seeds=(7, 8, 9),
+                                          overrides={"optim.epochs": 2}).configs
+    store = RunStore(tmp_path / "runs")
+    get_or_train(done, store, progress=False)
+    train, evaluation, _ = _recorded_seconds(store.run_for(done).path)
+    ckpt = store.run_for(partial).checkpoint_path
+    ckpt.parent.mkdir(parents=True)
+    torch.save({"model": {}, "optimizer": {}, "scheduler": {}, "epoch": 0,
+                "history": [{"epoch": 0, "seconds": 2.5}]}, ckpt)
+    plan = make_plan([done, todo, partial])
+    costs = {c.hash: c for c in plan_cost(plan, store)}
+    per_epoch = train / 2
+    c = costs[config_hash(todo)]
+    assert (c.state, c.epochs_done, c.train_seconds) == ("todo", 0, 0.0)
+    assert c.estimate_seconds == pytest.approx(2 * per_epoch + evaluation)
+    c = costs[config_hash(partial)]
+    assert (c.state, c.epochs_done, c.train_seconds, c.eval_seconds) == ("partial", 1, 2.5, None)
+    assert c.estimate_seconds == pytest.approx(per_epoch + evaluation)
+    # another shape (other epochs count is the same shape; another batch size is not): no estimate
+    other = replace_path(todo, "optim.batch_size", todo.optim.batch_size + 1)
+    assert plan_cost(make_plan([done, other]), store)[1].estimate_seconds is None
+    # damaged: a checkpoint that is not one, a metrics.json that no longer matches its manifest
+    ckpt.write_bytes(b"not a checkpoint")
+    shutil.copytree(store.run_for(done).path, tmp_path / "copy" / store.run_for(done).path.name)
+    copy = RunStore(tmp_path / "copy")
+    (copy.run_for(done).path / "metrics.json").write_text("{}")
+    states = [c.state for c in plan_cost(plan, copy)] + [plan_cost(plan, store)[2].state]
+    assert states == ["unreadable", "todo", "todo", "unreadable"]

@@ -327,12 +327,23 @@ def test_damaged_artefact_is_named_with_the_remedy(artefact, damage, reference, 
     assert "CORRUPT" in out.read_text() and "remedy" in out.read_text()
 
 
-def test_a_damaged_resume_checkpoint_is_named_with_the_remedy(reference, corpus_dir, tmp_path):
+def _not_a_torch_file(path: Path) -> None:
+    path.write_bytes(b"not a checkpoint")  # torch.load raises pickle.UnpicklingError, not a RuntimeError
+
+
+#: damage that torch.load meets on a file it should read: a truncated zip, bytes that are no torch.save file at all
+UNREADABLE = {"truncated": (_truncate, "truncated or damaged: "),
+              "not a torch file": (_not_a_torch_file, r"UnpicklingError: not a torch\.save file of tensors")}
+
+
+@pytest.mark.parametrize("damage", list(UNREADABLE))
+def test_a_damaged_resume_checkpoint_is_named_with_the_remedy(damage, reference, corpus_dir, tmp_path):
     run = _copy_store(reference, tmp_path / "store")
     for name in ("metrics.json", runs.MANIFEST, "model.pt", "backbone.pt"):
         (run.path / name).unlink()
-    _truncate(run.checkpoint_path)
-    with pytest.raises(RunStoreError, match=rf"{run.name}.*resume checkpoint cannot be read.*delete it"):
+    spoil, why = UNREADABLE[damage]
+    spoil(run.checkpoint_path)
+    with pytest.raises(RunStoreError, match=rf"{run.name}.*resume checkpoint cannot be read \({why}.*delete it"):
         get_or_train(run.config, RunStore(tmp_path / "store"), progress=False)
 
 
@@ -569,13 +580,15 @@ def test_book_refuses_unknown_names_and_unsupported_profiles_before_any_corpus(t
     assert not store.exists()
 
 
-def test_a_truncated_backbone_loaded_by_path_is_named(reference, tmp_path):
+@pytest.mark.parametrize("damage", list(UNREADABLE))
+def test_a_damaged_backbone_loaded_by_path_is_named(damage, reference, tmp_path):
     """Code that builds a backbone straight from a run's backbone.pt (not through the store) still gets a named
-    error, not torch's ``OSError: [Errno 22] Invalid argument``."""
+    error, not torch's ``OSError: [Errno 22] Invalid argument`` nor its advice to load with ``weights_only=False``."""
     from detpretrain.models.backbones import build_backbone
 
     run = _copy_store(reference, tmp_path / "store")
-    _truncate(run.backbone_path)
+    spoil, why = UNREADABLE[damage]
+    spoil(run.backbone_path)
     spec = run.config.model
-    with pytest.raises(RunStoreError, match=r"backbone\.pt: weights file cannot be read.*runs verify"):
+    with pytest.raises(RunStoreError, match=rf"backbone\.pt: weights file cannot be read \({why}.*runs verify"):
         build_backbone(spec.arch, norm=spec.norm, widths=spec.widths, weights=run.backbone_path)

@@ -938,6 +938,26 @@ def runs_plan_command(profile: str, *, chapters: list[str] | None = None, params
     return 0
 
 
+def runs_cost_command(profile: str, *, chapters: list[str] | None = None, params: dict | None = None,
+                      store: str | None = None, jobs: int | None = None, stream=None) -> int:
+    """``python -m detpretrain runs cost --profile P [--chapters a,b] [--jobs N]``: the worker-seconds of the book's
+    planned runs in the store, per part of the build and per chapter, and an estimate of what is left
+    (:func:`detpretrain.plan.plan_cost`, :func:`~detpretrain.plan.format_cost`; ``benchmarks/README.md`` quotes it).
+    """
+    from detpretrain.executor import cpu_count
+    from detpretrain.plan import book_store, format_cost, plan_cost
+
+    root = find_root()
+    values = {k: parse_value(v) for k, v in (params or {}).items()}
+    if store:
+        values["store"] = store
+    run_store = book_store(values, root)
+    plan = book_plan(profile, chapters, values, root=root, store=run_store)
+    print(format_cost(plan_cost(plan, run_store), profile=profile, store=run_store, jobs=jobs or cpu_count()),
+          file=stream or sys.stdout)
+    return 0
+
+
 def runs_execute_command(profile: str, *, chapters: list[str] | None = None, params: dict | None = None,
                          store: str | None = None, **execution) -> int:
     """``python -m detpretrain runs execute --profile P [--executor local|slurm] [--jobs N]``: the book's run plan,

@@ -169,7 +169,9 @@ def _build_parser() -> argparse.ArgumentParser:
     im.add_argument("archive", help="FILE.tar.gz")
     im.add_argument("--store", default=None, help=store_help)
     for name, text in (("plan", "print the runs the chapters need (dependency graph, status in the store)"),
-                       ("execute", "train the runs the chapters need, in parallel")):
+                       ("execute", "train the runs the chapters need, in parallel"),
+                       ("cost", "worker-seconds the planned runs took (per part of the build and per chapter) and "
+                                "an estimate of what is left, from the runs' metrics")):
         cmd = runs_sub.add_parser(name, help=text)
         cmd.add_argument("--profile", default="mini", choices=list(PROFILE_NAMES))
         cmd.add_argument("--chapters", default=None, help="comma-separated chapter names (default: every chapter)")
@@ -178,6 +180,9 @@ def _build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("--store", default=None, help=store_help)
         if name == "execute":
             _executor_options(cmd)
+        if name == "cost":
+            cmd.add_argument("--jobs", type=int, default=None,
+                             help="worker processes for the wall-clock bound (default: one per CPU core)")
 
     res = sub.add_parser("results-table", help="the headline numbers of the run store's finished runs (Markdown)")
     res.add_argument("--store", default=None, help="run store folder (default: runs/ or $DETPRETRAIN_RUNS)")
@@ -279,13 +284,16 @@ def main(argv: list[str] | None = None) -> int:
                 return runs.export_command(args.store, args.run, args.output)
             if args.runs_command == "import":
                 return runs.import_command(args.archive, args.store)
-            if args.runs_command in ("plan", "execute"):
+            if args.runs_command in ("plan", "execute", "cost"):
                 chapters = args.chapters.split(",") if args.chapters else None
-                from detpretrain.book import runs_execute_command, runs_plan_command
+                from detpretrain.book import runs_cost_command, runs_execute_command, runs_plan_command
 
                 if args.runs_command == "plan":
                     return runs_plan_command(args.profile, chapters=chapters, params=dict(args.parameter),
                                              store=args.store)
+                if args.runs_command == "cost":
+                    return runs_cost_command(args.profile, chapters=chapters, params=dict(args.parameter),
+                                             store=args.store, jobs=args.jobs)
                 return runs_execute_command(args.profile, chapters=chapters, params=dict(args.parameter),
                                             store=args.store, **_execution(args))
         if args.command == "results-table":

@@ -17,8 +17,10 @@ import errno
 import hashlib
 import json
 import os
+import pickle
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -187,6 +189,28 @@ class _CountingSink:
 
     def flush(self) -> None:
         pass
+
+
+#: what ``torch.load(path, weights_only=True)`` raises on a file that is truncated, damaged or not a ``torch.save``
+#: file of tensors (random bytes raise :class:`pickle.UnpicklingError`, a truncated zip :class:`zipfile.BadZipFile`)
+TORCH_LOAD_ERRORS = (OSError, RuntimeError, ValueError, EOFError, KeyError, zipfile.BadZipFile,
+                     pickle.UnpicklingError)
+
+
+def torch_load_problem(err: BaseException) -> str:
+    """One line saying why ``torch.load(weights_only=True)`` refused a file (for the messages of
+    :class:`~detpretrain.errors.RunStoreError`): torch's own text for an unpicklable file advises
+    ``weights_only=False``, which is not the remedy for a damaged file, so only its diagnosis is kept."""
+    if isinstance(err, pickle.UnpicklingError):
+        after = str(err).partition("WeightsUnpickler error:")[2]
+        detail = next((line.strip() for line in after.splitlines() if line.strip()), "")
+        detail = detail.split(" Please use")[0].rstrip(".")
+        return "UnpicklingError: not a torch.save file of tensors" + (f" ({detail})" if detail else "")
+    first = str(err).split(". ")[0].strip() or "end of file"
+    if (isinstance(err, (EOFError, zipfile.BadZipFile)) or "zip archive" in first
+            or (isinstance(err, OSError) and err.errno == errno.EINVAL)):  # how torch reports a cut-off archive
+        return f"truncated or damaged: {type(err).__name__}: {first}"
+    return f"{type(err).__name__}: {first}"
 
 
 def serialized_size(obj: Any) -> int:

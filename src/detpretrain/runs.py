@@ -73,12 +73,14 @@ from detpretrain import distributed, engine
 from detpretrain.config import TrainConfig, config_hash, from_dict, to_dict
 from detpretrain.errors import ConfigError, DiskFullError, RunStoreError
 from detpretrain.io import (
+    TORCH_LOAD_ERRORS,
     atomic_path,
     atomic_write_json,
     free_bytes,
     is_temporary,
     raise_if_disk_full,
     sha256_file,
+    torch_load_problem,
 )
 from detpretrain.models.build import build_model
 
@@ -383,9 +385,9 @@ class Run:
             if not isinstance(ckpt, dict) or not {"model", "optimizer", "scheduler", "epoch", "history"} <= set(ckpt):
                 raise ValueError("not a training checkpoint (keys model, optimizer, scheduler, epoch, history)")
             return ckpt
-        except (OSError, RuntimeError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as err:
+        except TORCH_LOAD_ERRORS as err:
             raise RunStoreError(path, f"run {self.name} of store {self.path.parent}: the resume checkpoint cannot "
-                                      f"be read ({type(err).__name__}: {err})",
+                                      f"be read ({torch_load_problem(err)})",
                                 f"delete it (rm {path}) to train this run again from its first epoch, or remove "
                                 f"the run (python -m detpretrain runs rm {self.name} --store {self.path.parent})"
                                 ) from None
@@ -663,8 +665,8 @@ def load_run_model(run: Run | str | os.PathLike, device: str | torch.device = "c
     model_path = run.verified("model.pt")
     try:
         state = torch.load(model_path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, zipfile.BadZipFile) as err:
-        raise run._damaged("model.pt", f"model.pt cannot be read ({type(err).__name__}: {err})") from None
+    except TORCH_LOAD_ERRORS as err:
+        raise run._damaged("model.pt", f"model.pt cannot be read ({torch_load_problem(err)})") from None
     model.load_state_dict(state)
     return model.to(device).eval(), run.config, classes
 

@@ -14,7 +14,6 @@ pre-training (COCO role) is the body of ``FasterRCNN_ResNet50_FPN_Weights.COCO_V
 from __future__ import annotations
 
 import math
-import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 from torchvision.ops import FrozenBatchNorm2d
 
 from detpretrain.errors import ConfigError, RunStoreError
+from detpretrain.io import TORCH_LOAD_ERRORS, torch_load_problem
 
 #: name -> (block, layers per stage, default widths per stage (planes), stem width)
 ARCHS: dict[str, tuple[type[nn.Module], tuple[int, int, int, int], tuple[int, int, int, int], int]] = {
@@ -195,8 +195,8 @@ def _read_weights(weights: str | Path) -> dict[str, torch.Tensor]:
         raise FileNotFoundError(f"{path}: weights file does not exist")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, zipfile.BadZipFile) as err:
-        raise RunStoreError(path, f"weights file cannot be read ({type(err).__name__}: {err})",
+    except TORCH_LOAD_ERRORS as err:
+        raise RunStoreError(path, f"weights file cannot be read ({torch_load_problem(err)})",
                             "if it is a run's backbone.pt, python -m detpretrain runs verify names the damaged run; "
                             "remove it (runs rm RUN) and execute again to retrain it") from None
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
