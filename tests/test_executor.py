@@ -377,3 +377,16 @@ def test_cost_estimates_unfinished_runs_from_finished_ones_of_the_same_shape(cor
     (copy.run_for(done).path / "metrics.json").write_text("{}")
     states = [c.state for c in plan_cost(plan, copy)] + [plan_cost(plan, store)[2].state]
     assert states == ["unreadable", "todo", "todo", "unreadable"]
+
+
+@pytest.mark.parametrize("executor", ["local", "slurm"])
+def test_a_run_with_several_gpus_per_job_trains_under_torchrun_inside_its_job(executor, corpus_dir, tmp_path):
+    """``--gpus-per-job 2``: the worker (a local process, or a submitit job) starts ``torchrun --nproc_per_node 2``
+    for the run; here on the CPU (gloo), where the two ranks share the global batch as they would two GPUs."""
+    (cfg,) = detection_chain("smoke", pretrains=("scratch",), seeds=(11,), overrides={"optim.epochs": 1}).configs
+    store = RunStore(tmp_path / "runs")
+    report = execute(make_plan([cfg]), store, executor=executor, cluster="local", jobs=1, threads=1,
+                     gpus_per_job=2, device="cpu", data_cache=corpus_dir, log_dir=tmp_path / "logs", **QUIET)
+    assert set(report.trained) == {config_hash(cfg)}
+    metrics = store.run_for(cfg).metrics
+    assert metrics["world_size"] == 2 and metrics["device"] == "cpu" and len(metrics["mAP"]) == 9
