@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -340,13 +341,22 @@ def test_cost_of_an_executed_plan_is_what_its_runs_recorded(executed, capsys, mo
     out = capsys.readouterr().out
     n = len(plan)
     assert f"| **all** | **{n}** | **{n}** | **{total:,.0f}** | | **0** |" in out
-    assert "threads per run: 1: " in out and f"at least {total / 2:,.0f} s of wall clock" in out
+    assert f"threads per run: 1: {n} runs" in out and "left: ~0 worker-seconds, at least 0 s" in out
+    # one part's row and one chapter's row, summed here from the runs' own records
+    pre = [s for r, s in zip(plan, (c.seconds for c in costs)) if r.config.name.startswith("pretrain/")]
+    assert (f"| pre-trainings | {len(pre)} | {len(pre)} | {sum(pre):,.0f} | {min(pre):,.0f} / "
+            f"{statistics.median(pre):,.0f} / {max(pre):,.0f} | 0 |") in out
+    seg = [c.seconds for r, c in zip(plan, costs) if r.chapters[0] == "segmentation"]
+    assert seg and f"| segmentation | {len(seg)} | {len(seg)} | {sum(seg):,.0f} |" in out
+    with pytest.raises(SystemExit):
+        cli_main(["runs", "cost", "--profile", "smoke", "--jobs", "0"])
+    assert "--jobs: must be at least 1, got 0" in capsys.readouterr().err
 
 
 def test_cost_estimates_unfinished_runs_from_finished_ones_of_the_same_shape(corpus_dir, tmp_path):
     import shutil
 
-    from detpretrain.plan import plan_cost
+    from detpretrain.plan import format_cost, plan_cost
     from detpretrain.runs import get_or_train
 
     done, todo, partial = detection_chain("smoke", pretrains=("scratch",), seeds=(7, 8, 9),
@@ -367,16 +377,26 @@ def test_cost_estimates_unfinished_runs_from_finished_ones_of_the_same_shape(cor
     c = costs[config_hash(partial)]
     assert (c.state, c.epochs_done, c.train_seconds, c.eval_seconds) == ("partial", 1, 2.5, None)
     assert c.estimate_seconds == pytest.approx(per_epoch + evaluation)
-    # another shape (other epochs count is the same shape; another batch size is not): no estimate
-    other = replace_path(todo, "optim.batch_size", todo.optim.batch_size + 1)
-    assert plan_cost(make_plan([done, other]), store)[1].estimate_seconds is None
-    # damaged: a checkpoint that is not one, a metrics.json that no longer matches its manifest
+    # another number of epochs is the same shape; another batch size or precision is not: no estimate
+    longer = replace_path(todo, "optim.epochs", 3)
+    assert plan_cost(make_plan([done, longer]), store)[1].estimate_seconds == pytest.approx(3 * per_epoch + evaluation)
+    for key, value in (("optim.batch_size", todo.optim.batch_size + 1), ("optim.cpu_bf16", True)):
+        assert plan_cost(make_plan([done, replace_path(todo, key, value)]), store)[1].estimate_seconds is None
+    # damaged: a checkpoint whose history is not fit's, a checkpoint that is not one, a metrics.json that no longer
+    # matches its manifest; each is "unreadable" (0 s, no estimate) and named in the table, none raises
+    torch.save({"model": {}, "optimizer": {}, "scheduler": {}, "epoch": 0, "history": [1, 2]}, ckpt)
+    assert plan_cost(plan, store)[2].state == "unreadable"
     ckpt.write_bytes(b"not a checkpoint")
     shutil.copytree(store.run_for(done).path, tmp_path / "copy" / store.run_for(done).path.name)
     copy = RunStore(tmp_path / "copy")
     (copy.run_for(done).path / "metrics.json").write_text("{}")
-    states = [c.state for c in plan_cost(plan, copy)] + [plan_cost(plan, store)[2].state]
+    damaged = plan_cost(plan, copy)
+    states = [c.state for c in damaged] + [plan_cost(plan, store)[2].state]
     assert states == ["unreadable", "todo", "todo", "unreadable"]
+    assert damaged[0].seconds == 0.0 and damaged[1].estimate_seconds is None
+    text = format_cost(damaged, jobs=1)
+    assert f"1 run(s) with unreadable records (counted as 0 s, not estimated): {damaged[0].label}" in text
+    assert "not counting the 3 runs without an estimate" in text
 
 
 @pytest.mark.parametrize("executor", ["local", "slurm"])

@@ -942,9 +942,10 @@ def runs_cost_command(profile: str, *, chapters: list[str] | None = None, params
                       store: str | None = None, jobs: int | None = None, stream=None) -> int:
     """``python -m detpretrain runs cost --profile P [--chapters a,b] [--jobs N]``: the worker-seconds of the book's
     planned runs in the store, per part of the build and per chapter, and an estimate of what is left
-    (:func:`detpretrain.plan.plan_cost`, :func:`~detpretrain.plan.format_cost`; ``benchmarks/README.md`` quotes it).
+    (:func:`detpretrain.plan.plan_cost`, :func:`~detpretrain.plan.format_cost`). ``jobs``: the workers of the
+    wall-clock bound (default: :func:`detpretrain.executor.default_layout`'s, as ``runs execute`` would use).
     """
-    from detpretrain.executor import cpu_count
+    from detpretrain.executor import default_layout
     from detpretrain.plan import book_store, format_cost, plan_cost
 
     root = find_root()
@@ -953,7 +954,8 @@ def runs_cost_command(profile: str, *, chapters: list[str] | None = None, params
         values["store"] = store
     run_store = book_store(values, root)
     plan = book_plan(profile, chapters, values, root=root, store=run_store)
-    print(format_cost(plan_cost(plan, run_store), profile=profile, store=run_store, jobs=jobs or cpu_count()),
+    jobs = jobs or default_layout(None, None, str(values.get("device") or "auto"))[0]
+    print(format_cost(plan_cost(plan, run_store), profile=profile, store=run_store, jobs=jobs),
           file=stream or sys.stdout)
     return 0
 

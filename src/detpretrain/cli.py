@@ -33,6 +33,8 @@ runs plan --profile P [--chapters a,b] [-p KEY VALUE ...] [--store DIR]
     Every run the book's chapters need, as a dependency graph, with what the store already holds.
 runs execute --profile P [--executor local|slurm] [--jobs N] [--threads T] [--chapters a,b] [-p KEY VALUE ...]
     Train the plan: N local worker processes, or one submitit (SLURM) job per run.
+runs cost --profile P [--chapters a,b] [-p KEY VALUE ...] [--store DIR] [--jobs N]
+    Worker-seconds the planned runs took, per part of the build and per chapter, and an estimate of what is left.
 results-table [--store DIR] [--readme README.md] [--profile mini]
     Headline numbers of the store's finished runs (config hashes, dates) as Markdown; --readme writes them into
     the README's results section.
@@ -181,8 +183,9 @@ def _build_parser() -> argparse.ArgumentParser:
         if name == "execute":
             _executor_options(cmd)
         if name == "cost":
-            cmd.add_argument("--jobs", type=int, default=None,
-                             help="worker processes for the wall-clock bound (default: one per CPU core)")
+            cmd.add_argument("--jobs", type=_positive_int, default=None,
+                             help="worker processes for the wall-clock bound (default: as runs execute, one per "
+                                  "CPU core, 1 on a GPU machine)")
 
     res = sub.add_parser("results-table", help="the headline numbers of the run store's finished runs (Markdown)")
     res.add_argument("--store", default=None, help="run store folder (default: runs/ or $DETPRETRAIN_RUNS)")
@@ -193,6 +196,17 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="with --profile: only the runs the book's current plan at that profile reads (a store "
                           "also holds runs of earlier configurations)")
     return parser
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _executor_options(cmd: argparse.ArgumentParser) -> None:

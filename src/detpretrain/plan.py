@@ -456,8 +456,9 @@ BUILD_PARTS: dict[str, str] = {
 
 
 def build_part(name: str) -> str:
-    """The part of the build (:data:`BUILD_PARTS`) of a run named ``name`` (its first ``/`` component, else itself)."""
-    head = name.split("/", 1)[0].split("@", 1)[0]
+    """The part of the build (:data:`BUILD_PARTS`) of a run named ``name`` (by its first ``/`` component; a name
+    outside the table is its own part)."""
+    head = name.split("/", 1)[0]
     return BUILD_PARTS.get(head, head)
 
 
@@ -469,15 +470,16 @@ class RunCost:
         hash, label: the run (:attr:`PlannedRun.label`); part: its part of the build (:func:`build_part`);
             chapter: the first chapter that reads it (the one whose runs a cold build trains it for).
         state: ``"complete"``, ``"partial"`` (a resume checkpoint after some epochs), ``"todo"``, or
-            ``"unreadable"`` (its ``metrics.json`` or resume checkpoint is damaged: nothing known about it).
+            ``"unreadable"`` (its ``metrics.json`` or resume checkpoint is damaged: its seconds are unknown).
         epochs_done, epochs: finished and planned epochs.
-        train_seconds: wall seconds of the finished epochs (the sum of the per-epoch ``seconds`` that training
-            records in ``history``; an epoch cut short by a kill and redone counts once).
+        train_seconds: wall seconds of the finished epochs: the sum of the per-epoch ``seconds`` that
+            :func:`detpretrain.engine.fit` records in ``history`` (the training loop with its DataLoader).
         eval_seconds: the final evaluation's wall seconds (None until complete).
-        threads: the torch threads it trained with (``metrics.json`` ``environment``; None when not recorded).
-        cpu: the CPU model it trained on (None when not recorded).
+        threads, processor: the torch threads and the CPU model (the CUDA device's name for a run on a GPU) it
+            trained with, as recorded in ``metrics.json`` ``environment`` when it finished (for a run resumed
+            over several sittings: the last one's); None when not recorded.
         estimate_seconds: for an unfinished run, the seconds still to spend, from the complete runs of the same
-            part, task, data, model and batch size (median seconds per epoch x epochs left + median evaluation);
+            shape (:func:`run_shape`): their median seconds per epoch x epochs left + their median evaluation;
             None when no such run is complete yet.
     """
 
@@ -491,7 +493,7 @@ class RunCost:
     train_seconds: float = 0.0
     eval_seconds: float | None = None
     threads: int | None = None
-    cpu: str | None = None
+    processor: str | None = None
     estimate_seconds: float | None = None
 
     @property
@@ -500,66 +502,77 @@ class RunCost:
         return self.train_seconds + (self.eval_seconds or 0.0)
 
 
-def _shape(config: TrainConfig) -> str:
-    """What decides a run's seconds per epoch besides the machine: part, task, data, model and batch size."""
+def run_shape(config: TrainConfig) -> str:
+    """What decides a run's seconds per epoch besides the machine and its layout (threads, GPUs, world size, which
+    the estimate assumes unchanged): part, task, data, model, batch size, DataLoader workers and precision."""
     import json
 
     from detpretrain.config import to_dict
 
+    o = config.optim
     return json.dumps([build_part(config.name), config.task, to_dict(config.data), to_dict(config.model),
-                       config.optim.batch_size], sort_keys=True)
+                       o.batch_size, o.num_workers, o.amp, o.cpu_bf16], sort_keys=True)
 
 
 def _epoch_seconds(history) -> float:
-    return float(sum(float(e.get("seconds", 0.0)) for e in history or ()))
+    return float(sum(float(e["seconds"]) for e in history or ()))
+
+
+def _checkpoint_progress(run: Run) -> tuple[int, list]:
+    """(epochs done, history) of a partial run's resume checkpoint, read memory-mapped (the model and optimizer
+    states are not loaded). Raises what :data:`~detpretrain.io.TORCH_LOAD_ERRORS` lists, or TypeError."""
+    ckpt = torch.load(run.checkpoint_path, map_location="cpu", weights_only=True, mmap=True)
+    return int(ckpt["epoch"]) + 1, list(ckpt["history"])
 
 
 def plan_cost(plan: Plan, store: RunStore) -> list[RunCost]:
     """The seconds each run of ``plan`` has cost in ``store``, with an estimate for the runs not complete yet.
 
-    Read from what training records (never from logs, so a build resumed over several sittings, or trained by
-    several executors, is counted whole): a complete run's ``metrics.json`` (``history`` per-epoch ``seconds``,
-    ``eval_seconds``, ``environment``), a partial run's resume checkpoint (``history`` so far).
+    Read from what training records, not from build logs (so a build resumed over several sittings, or trained by
+    several executors, is counted): a complete run's ``metrics.json`` (``history`` per-epoch ``seconds``,
+    ``eval_seconds``, ``environment``), a partial run's resume checkpoint (``history`` so far). What a run spends
+    outside its epochs and its evaluation is not recorded and not counted: the process start, building the dataset
+    and the model, checkpoint writes, the manifest, and the part of an epoch killed and then redone. So the
+    seconds are a lower bound of a worker's time, and a few percent below the executor's "trained ... in N s" lines.
 
     Returns:
         one :class:`RunCost` per planned run, in plan order. A damaged ``metrics.json`` or checkpoint gives state
         ``"unreadable"`` (``python -m detpretrain runs verify`` names the damage), not an exception.
     """
     from detpretrain.errors import RunStoreError
+    from detpretrain.io import TORCH_LOAD_ERRORS
 
     costs: list[RunCost] = []
     for h, r in plan.runs.items():
         run = store.run_for(r.config)
         cost = RunCost(h, r.label, build_part(r.config.name), r.chapters[0] if r.chapters else "", "todo", 0,
                        r.config.optim.epochs)
-        if run.complete:
-            try:
+        try:
+            if run.complete:
                 metrics = run.metrics
                 env = metrics.get("environment") or {}
-                cost.state, cost.epochs_done = "complete", len(metrics.get("history") or ())
-                cost.train_seconds = _epoch_seconds(metrics.get("history"))
+                history = metrics.get("history") or []
+                cost.train_seconds = _epoch_seconds(history)
                 cost.eval_seconds = float(metrics.get("eval_seconds") or 0.0)
-                cost.threads, cost.cpu = env.get("threads"), env.get("cpu")
-            except (RunStoreError, FileNotFoundError, TypeError, ValueError, AttributeError):
-                cost.state = "unreadable"
-        elif run.checkpoint_path.exists():
-            try:
-                ckpt = run.load_checkpoint()
-                cost.state, cost.epochs_done = "partial", int(ckpt["epoch"]) + 1
-                cost.train_seconds = _epoch_seconds(ckpt["history"])
-            except (RunStoreError, TypeError, ValueError, KeyError):
-                cost.state = "unreadable"
+                cost.state, cost.epochs_done = "complete", len(history)
+                cost.threads, cost.processor = env.get("threads"), env.get("cuda_device") or env.get("cpu")
+            elif run.checkpoint_path.exists():
+                cost.epochs_done, history = _checkpoint_progress(run)
+                cost.train_seconds, cost.state = _epoch_seconds(history), "partial"
+        except (RunStoreError, AttributeError, TypeError, *TORCH_LOAD_ERRORS):  # damaged, or not what fit writes
+            cost = dataclasses.replace(cost, state="unreadable", train_seconds=0.0, eval_seconds=None,
+                                       epochs_done=0, threads=None, processor=None)
         costs.append(cost)
     per_epoch: dict[str, list[float]] = {}
     evals: dict[str, list[float]] = {}
-    shapes = {h: _shape(r.config) for h, r in plan.runs.items()}
+    shapes = {h: run_shape(r.config) for h, r in plan.runs.items()}
     for c in costs:
         if c.state == "complete" and c.epochs_done:
             per_epoch.setdefault(shapes[c.hash], []).append(c.train_seconds / c.epochs_done)
             evals.setdefault(shapes[c.hash], []).append(c.eval_seconds or 0.0)
     for c in costs:
         shape = shapes[c.hash]
-        if c.state in ("partial", "todo") and shape in per_epoch:
+        if c.state != "complete" and shape in per_epoch:
             left = max(c.epochs - c.epochs_done, 0)
             c.estimate_seconds = left * statistics.median(per_epoch[shape]) + statistics.median(evals[shape])
     return costs
@@ -569,22 +582,8 @@ def _seconds(s: float) -> str:
     return f"{s:,.0f}"
 
 
-def _cost_rows(costs: list[RunCost], key) -> list[str]:
-    groups: dict[str, list[RunCost]] = {}
-    for c in costs:
-        groups.setdefault(key(c), []).append(c)
-    rows = []
-    for name, group in groups.items():
-        done = [c.seconds for c in group if c.state == "complete"]
-        spread = (f"{min(done):,.0f} / {statistics.median(done):,.0f} / {max(done):,.0f}" if done else "—")
-        rows.append("| " + " | ".join([
-            name, str(len(group)), str(sum(c.state == "complete" for c in group)),
-            _seconds(sum(c.seconds for c in group)), spread, _left(group)]) + " |")
-    return rows
-
-
 def _left(group: list[RunCost]) -> str:
-    waiting = [c for c in group if c.state in ("partial", "todo", "unreadable")]
+    waiting = [c for c in group if c.state != "complete"]
     if not waiting:
         return "0"
     known = [c.estimate_seconds for c in waiting if c.estimate_seconds is not None]
@@ -596,43 +595,69 @@ def _left(group: list[RunCost]) -> str:
     return text
 
 
+def _cost_rows(costs: list[RunCost], key) -> list[str]:
+    groups: dict[str, list[RunCost]] = {}
+    for c in costs:
+        groups.setdefault(key(c), []).append(c)
+    rows = []
+    for name, group in groups.items():
+        done = [c.seconds for c in group if c.state == "complete"]
+        spread = f"{min(done):,.0f} / {statistics.median(done):,.0f} / {max(done):,.0f}" if done else "—"
+        rows.append("| " + " | ".join([name, str(len(group)), str(sum(c.state == "complete" for c in group)),
+                                       _seconds(sum(c.seconds for c in group)), spread, _left(group)]) + " |")
+    return rows
+
+
 def format_cost(costs: list[RunCost], *, profile: str = "", store: RunStore | None = None,
                 jobs: int | None = None) -> str:
     """Markdown tables of :func:`plan_cost`: per part of the build, then per chapter (each run under the first
-    chapter that reads it), with totals, the threads and CPUs the runs trained with, and the wall-clock bound.
+    chapter that reads it), with totals, the runs whose records are unreadable, the threads and processors the runs
+    trained with, and the wall-clock bound of what is left.
 
     A run's seconds are *worker-seconds*: the wall time of the one process (of ``threads`` threads) that trained
-    it; with ``jobs`` such processes at once the build's training takes at least their sum / ``jobs``.
+    it (a lower bound, :func:`plan_cost`); with ``jobs`` such processes at once, the runs left take at least the
+    sum of their estimates / ``jobs`` of wall clock.
+
+    Raises:
+        ConfigError: ``jobs`` < 1.
     """
     from collections import Counter
 
+    if jobs is not None and jobs < 1:
+        raise ConfigError(f"jobs must be at least 1, got {jobs}")
     head = ("| {} | runs | complete | worker-seconds spent | per complete run, min / median / max | left "
-            "(estimate) |\n| --- | ---: | ---: | ---: | ---: | --- |")
+            "(estimate, worker-seconds) |\n| --- | ---: | ---: | ---: | ---: | --- |")
     order = {part: i for i, part in enumerate(BUILD_PARTS.values())}
     by_part = sorted(costs, key=lambda c: order.get(c.part, len(order)))
+    complete = sum(c.state == "complete" for c in costs)
     spent = sum(c.seconds for c in costs)
-    known = [c.estimate_seconds for c in costs if c.estimate_seconds is not None]
-    waiting = sum(c.state != "complete" for c in costs)
     where = f", store {store.root.resolve()}" if store is not None else ""
-    lines = [f"Cost of the run plan (profile {profile or '?'}{where}): {len(costs)} runs, "
-             f"{sum(c.state == 'complete' for c in costs)} complete, {waiting} not; worker-seconds read from the "
-             "runs' metrics.json and resume checkpoints.", "",
+    lines = [f"Cost of the run plan (profile {profile or '?'}{where}): {len(costs)} runs, {complete} complete. "
+             "Worker-seconds of the training epochs and the final evaluation, read from the runs' metrics.json and "
+             "resume checkpoints (a lower bound: process start, dataset and model building and checkpoint writes "
+             "are not recorded).", "",
              head.format("part of the build"), *_cost_rows(by_part, lambda c: c.part),
-             f"| **all** | **{len(costs)}** | **{sum(c.state == 'complete' for c in costs)}** | "
-             f"**{_seconds(spent)}** | | **{_left(costs)}** |", "",
+             f"| **all** | **{len(costs)}** | **{complete}** | **{_seconds(spent)}** | | **{_left(costs)}** |", "",
              head.format("chapter (first to read the run)"), *_cost_rows(costs, lambda c: c.chapter or "—"), ""]
+    unreadable = [c for c in costs if c.state == "unreadable"]
+    if unreadable:
+        lines.append(f"{len(unreadable)} run(s) with unreadable records (counted as 0 s, not estimated): "
+                     + ", ".join(f"{c.label} ({c.hash})" for c in unreadable)
+                     + "; python -m detpretrain runs verify names the damage")
     threads = Counter(c.threads for c in costs if c.state == "complete")
-    cpus = Counter(c.cpu for c in costs if c.state == "complete")
     if threads:
         lines.append("threads per run: " + ", ".join(f"{t if t is not None else 'not recorded'}: {n} runs"
                                                      for t, n in sorted(threads.items(), key=lambda kv: str(kv[0]))))
-    if cpus:
-        lines.append("CPUs: " + "; ".join(f"{c or 'not recorded'}: {n} runs" for c, n in cpus.most_common()))
+    processors = Counter(c.processor for c in costs if c.state == "complete")
+    if processors:
+        lines.append("trained on: " + "; ".join(f"{p or 'not recorded'}: {n} runs"
+                                                for p, n in processors.most_common()))
     if jobs:
-        total = spent + sum(known)
-        lines.append(f"with {jobs} worker process(es) at once, training the whole plan takes at least "
-                     f"{_seconds(total / jobs)} s of wall clock ({total / jobs / 3600:.1f} h; spent plus estimated, "
-                     f"over {jobs}; waiting on dependencies only adds to it)"
-                     + ("" if len(known) == waiting else f", not counting the {waiting - len(known)} runs without "
-                        "an estimate"))
+        waiting = [c for c in costs if c.state != "complete"]
+        known = [c.estimate_seconds for c in waiting if c.estimate_seconds is not None]
+        left = sum(known)
+        lines.append(f"left: ~{_seconds(left)} worker-seconds, at least {_seconds(left / jobs)} s of wall clock "
+                     f"({left / jobs / 3600:.1f} h) with {jobs} worker process(es) (waiting on dependencies only adds "
+                     "to it)" + ("" if len(known) == len(waiting) else
+                                 f"; not counting the {len(waiting) - len(known)} runs without an estimate"))
     return "\n".join(lines)
