@@ -922,17 +922,25 @@ def _execute_plan(profile: str, chapters: list[str], parameters: dict, root: Pat
             log=log, replan=replan, build_log=build_log, **execution)
 
 
-def runs_plan_command(profile: str, *, chapters: list[str] | None = None, params: dict | None = None,
-                      store: str | None = None, stream=None) -> int:
-    """``python -m detpretrain runs plan --profile P [--chapters a,b] [-p KEY VALUE]``: print the book's run plan
-    (:func:`detpretrain.plan.format_plan`)."""
-    from detpretrain.plan import book_store, format_plan
+def _runs_command_setup(params: dict | None, store: str | None):
+    """``(book root, parameter values, run store)`` of a ``runs plan / execute / cost`` command: the ``-p KEY
+    VALUE`` pairs parsed as papermill would, ``--store`` as the ``store`` parameter."""
+    from detpretrain.plan import book_store
 
     root = find_root()
     values = {k: parse_value(v) for k, v in (params or {}).items()}
     if store:
         values["store"] = store
-    run_store = book_store(values, root)
+    return root, values, book_store(values, root)
+
+
+def runs_plan_command(profile: str, *, chapters: list[str] | None = None, params: dict | None = None,
+                      store: str | None = None, stream=None) -> int:
+    """``python -m detpretrain runs plan --profile P [--chapters a,b] [-p KEY VALUE]``: print the book's run plan
+    (:func:`detpretrain.plan.format_plan`)."""
+    from detpretrain.plan import format_plan
+
+    root, values, run_store = _runs_command_setup(params, store)
     plan = book_plan(profile, chapters, values, root=root, store=run_store)
     print(format_plan(plan, run_store), file=stream or sys.stdout)
     return 0
@@ -946,13 +954,9 @@ def runs_cost_command(profile: str, *, chapters: list[str] | None = None, params
     wall-clock bound (default: :func:`detpretrain.executor.default_layout`'s, as ``runs execute`` would use).
     """
     from detpretrain.executor import default_layout
-    from detpretrain.plan import book_store, format_cost, plan_cost
+    from detpretrain.plan import format_cost, plan_cost
 
-    root = find_root()
-    values = {k: parse_value(v) for k, v in (params or {}).items()}
-    if store:
-        values["store"] = store
-    run_store = book_store(values, root)
+    root, values, run_store = _runs_command_setup(params, store)
     plan = book_plan(profile, chapters, values, root=root, store=run_store)
     jobs = jobs or default_layout(None, None, str(values.get("device") or "auto"))[0]
     print(format_cost(plan_cost(plan, run_store), profile=profile, store=run_store, jobs=jobs),
@@ -968,13 +972,9 @@ def runs_execute_command(profile: str, *, chapters: list[str] | None = None, par
     Returns 0, or 1 after printing the failed run (name, logs, exception).
     """
     from detpretrain.executor import ExecutionError, execute
-    from detpretrain.plan import book_data_cache, book_store
+    from detpretrain.plan import book_data_cache
 
-    root = find_root()
-    values = {k: parse_value(v) for k, v in (params or {}).items()}
-    if store:
-        values["store"] = store
-    run_store = book_store(values, root)
+    root, values, run_store = _runs_command_setup(params, store)
 
     def replan():
         return book_plan(profile, chapters, values, root=root, store=run_store)
