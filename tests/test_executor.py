@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -323,9 +324,12 @@ def test_cost_of_an_executed_plan_is_what_its_runs_recorded(executed, capsys, mo
     from detpretrain.cli import main as cli_main
     from detpretrain.plan import BUILD_PARTS, plan_cost
 
-    store, _, plan = executed
+    store, report, plan = executed
     costs = plan_cost(plan, store)
     assert [c.hash for c in costs] == list(plan.runs)
+    # while it ran, the build log said after each trained run how much training was left once it could estimate it
+    log = Path(report.log_path).read_text()
+    assert re.search(r"trained \S+ .* in \d+ s .*\[\d+ runs left: ~\d+\.\d h of training left", log), log[-2000:]
     total = 0.0
     for c in costs:
         train, evaluation, threads = _recorded_seconds(store.run_for(plan.runs[c.hash].config).path)
@@ -394,6 +398,14 @@ def test_cost_estimates_unfinished_runs_from_finished_ones_of_the_same_shape(cor
     states = [c.state for c in damaged] + [plan_cost(plan, store)[2].state]
     assert states == ["unreadable", "todo", "todo", "unreadable"]
     assert damaged[0].seconds == 0.0 and damaged[1].estimate_seconds is None
+    from detpretrain.executor import time_left_text
+
+    assert time_left_text(make_plan([done, todo]), store, jobs=1) == \
+        f"~{(2 * per_epoch + evaluation) / 3600:.1f} h of training left"
+    other = replace_path(todo, "optim.batch_size", todo.optim.batch_size + 1)
+    assert time_left_text(make_plan([done, todo, other]), store, jobs=2) == \
+        f"~{(2 * per_epoch + evaluation) / 2 / 3600:.1f} h of training left for 1 of the 2 runs not complete"
+    assert time_left_text(make_plan([done, other]), store, jobs=1) == ""
     text = format_cost(damaged, jobs=1)
     assert f"1 run(s) with unreadable records (counted as 0 s, not estimated): {damaged[0].label}" in text
     assert "not counting the 3 runs without an estimate" in text

@@ -19,9 +19,10 @@ store safe: a run locked by another process is left for later while other runs a
 wait for the lock finds the run complete and trains nothing.
 
 Progress: each worker writes its run's epoch, iteration and loss to a small JSON file under the build's log folder;
-the driver shows one tqdm line per worker (run, epoch, iteration, loss, ETA) and a summary line (runs done / left)
-on a terminal, and plain lines otherwise. Every build writes ``_build/logs/<time>-<profile>.log`` (what started,
-finished or failed, with seconds and headline), and each run's worker output goes to
+the driver shows one tqdm line per worker (run, epoch, iteration, loss, ETA) and a summary line (runs done / left,
+and the hours of training left, estimated from the finished runs of the same shape: :func:`time_left_text`) on a
+terminal, and plain lines otherwise. Every build writes ``_build/logs/<time>-<profile>.log`` (what started,
+finished or failed, with seconds, headline and the estimate of what is left), and each run's worker output goes to
 ``_build/logs/<time>-<profile>/<run>.out``.
 
 Faults: a run that raises stops the build: the other workers are stopped, and :class:`ExecutionError` names the
@@ -393,13 +394,13 @@ class _Display:
         bar.set_postfix_str(f"epoch {step['epoch'] + 1}/{step['epochs']} it {step['iteration']}/"
                             f"{step['iterations']} loss {step['loss']:.3f}")
 
-    def finish(self, slot: int, done: int, left: int) -> None:
+    def finish(self, slot: int, done: int, left: int, time_left: str = "") -> None:
         bar = self.bars[slot]
         bar.set_description_str(f"worker {slot + 1}: idle", refresh=False)
         bar.set_postfix_str("")
         bar.reset(total=1)
         self.summary.update(1)
-        self.summary.set_postfix_str(f"{done} done, {left} left")
+        self.summary.set_postfix_str(f"{done} done, {left} left" + (f", {time_left}" if time_left else ""))
 
     def close(self) -> None:
         for bar in [*self.bars, self.summary]:
@@ -524,6 +525,19 @@ def execute(plan, store, *, executor: str = "local", jobs: int | None = None, th
     return out
 
 
+def time_left_text(plan, store, jobs: int) -> str:
+    """What the plan still needs, for the progress lines: ``"~2.4 h of training left"`` (the estimates of
+    :func:`detpretrain.plan.plan_cost`, from the finished runs of the same shape, over ``jobs`` workers), with
+    ``" for K of the N runs not complete"`` when some have no estimate yet; ``""`` when none has one."""
+    from detpretrain.plan import estimate_left, plan_cost
+
+    seconds, known, waiting = estimate_left(plan_cost(plan, store))
+    if not known:
+        return ""
+    text = f"~{seconds / max(1, jobs) / 3600:.1f} h of training left"
+    return text if known == waiting else f"{text} for {known} of the {waiting} runs not complete"
+
+
 def _drive(plan, store, todo: list[str], backend, display: _Display, build_log: BuildLog, *, jobs: int, threads: int,
            device: str, env: dict, gpus: int, report: ExecutionReport, to_dict) -> None:
     """Schedule ``todo`` (hashes of ``plan``) on ``backend`` until all are complete; raise on the first failure."""
@@ -580,9 +594,11 @@ def _drive(plan, store, todo: list[str], backend, display: _Display, build_log: 
                 report.trained[h] = seconds
             else:
                 report.found.append(h)
-            display.finish(slot, len(report.trained) + len(report.found), left)
+            time_left = time_left_text(plan, store, jobs) if result.get("trained") and left else ""
+            display.finish(slot, len(report.trained) + len(report.found), left, time_left)
             verb = "trained" if result.get("trained") else "found complete"
-            display.write(f"{verb} {r.label} ({run_dir.name}) in {seconds:.0f} s  {result.get('headline', '')}")
+            display.write(f"{verb} {r.label} ({run_dir.name}) in {seconds:.0f} s  {result.get('headline', '')}"
+                          + (f"  [{left} runs left: {time_left}]" if time_left else ""))
             progress_file.unlink(missing_ok=True)
 
 

@@ -578,6 +578,14 @@ def plan_cost(plan: Plan, store: RunStore) -> list[RunCost]:
     return costs
 
 
+def estimate_left(costs: list[RunCost]) -> tuple[float, int, int]:
+    """``(worker-seconds, estimated, waiting)``: the summed estimates of the runs of ``costs`` not complete that have
+    one, how many have one, and how many are not complete."""
+    waiting = [c for c in costs if c.state != "complete"]
+    known = [c.estimate_seconds for c in waiting if c.estimate_seconds is not None]
+    return float(sum(known)), len(known), len(waiting)
+
+
 def _seconds(s: float) -> str:
     return f"{s:,.0f}"
 
@@ -653,11 +661,9 @@ def format_cost(costs: list[RunCost], *, profile: str = "", store: RunStore | No
         lines.append("trained on: " + "; ".join(f"{p or 'not recorded'}: {n} runs"
                                                 for p, n in processors.most_common()))
     if jobs:
-        waiting = [c for c in costs if c.state != "complete"]
-        known = [c.estimate_seconds for c in waiting if c.estimate_seconds is not None]
-        left = sum(known)
+        left, known, waiting = estimate_left(costs)
         lines.append(f"left: ~{_seconds(left)} worker-seconds, at least {_seconds(left / jobs)} s of wall clock "
                      f"({left / jobs / 3600:.1f} h) with {jobs} worker process(es) (waiting on dependencies only adds "
-                     "to it)" + ("" if len(known) == len(waiting) else
-                                 f"; not counting the {len(waiting) - len(known)} runs without an estimate"))
+                     "to it)" + ("" if known == waiting else
+                                 f"; not counting the {waiting - known} runs without an estimate"))
     return "\n".join(lines)
