@@ -422,3 +422,25 @@ def test_a_run_with_several_gpus_per_job_trains_under_torchrun_inside_its_job(ex
     assert set(report.trained) == {config_hash(cfg)}
     metrics = store.run_for(cfg).metrics
     assert metrics["world_size"] == 2 and metrics["device"] == "cpu" and len(metrics["mAP"]) == 9
+
+
+def test_runs_the_plan_gains_start_beside_the_runs_still_training(corpus_dir, tmp_path):
+    """A run that can only be planned once another is trained (as the eigenspectrum's narrower detectors) starts on
+    the first free worker after that run, while a longer run still trains, not after the whole plan."""
+    short, long_, later = detection_chain("smoke", pretrains=("scratch",), seeds=(21, 22, 23),
+                                          overrides={"optim.epochs": 1}).configs
+    long_ = replace_path(long_, "optim.epochs", 8)
+    store = RunStore(tmp_path / "runs")
+
+    def replan():  # `later` becomes known once `short` is trained
+        return make_plan([short, long_] + ([later] if store.run_for(short).complete else []))
+
+    report = execute(replan(), store, jobs=2, threads=1, data_cache=corpus_dir, log_dir=tmp_path / "logs",
+                     replan=replan, **QUIET)
+    assert set(report.trained) == _hashes([short, long_, later])
+    lines = Path(report.log_path).read_text().splitlines()
+    start_later = next(i for i, line in enumerate(lines) if "start finetune/scratch seed 23" in line)
+    long_done = next(i for i, line in enumerate(lines) if "trained finetune/scratch seed 22" in line)
+    assert start_later < long_done, "\n".join(lines)
+    assert any("the plan grew by 1 run(s) that depend on trained results: finetune/scratch seed 23" in line
+               for line in lines)

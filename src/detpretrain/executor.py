@@ -507,7 +507,7 @@ def execute(plan, store, *, executor: str = "local", jobs: int | None = None, th
             display.summary.total = (display.summary.total or 0) + len(todo)
             display.summary.refresh()
             _drive(plan, store, todo, backend, display, build_log, jobs=jobs, threads=threads, device=device,
-                   env=env, gpus=gpus_per_job, report=out, to_dict=to_dict)
+                   env=env, gpus=gpus_per_job, report=out, to_dict=to_dict, replan=replan)
             if replan is None:
                 break
             plan = replan()
@@ -539,15 +539,36 @@ def time_left_text(plan, store, jobs: int) -> str:
 
 
 def _drive(plan, store, todo: list[str], backend, display: _Display, build_log: BuildLog, *, jobs: int, threads: int,
-           device: str, env: dict, gpus: int, report: ExecutionReport, to_dict) -> None:
-    """Schedule ``todo`` (hashes of ``plan``) on ``backend`` until all are complete; raise on the first failure."""
+           device: str, env: dict, gpus: int, report: ExecutionReport, to_dict, replan=None) -> None:
+    """Schedule ``todo`` (hashes of ``plan``) on ``backend`` until all are complete; raise on the first failure.
+
+    ``replan``: when a worker is free, no planned run can start and a run has finished since the last look, the plan
+    is made again and the runs it gained (those that depend on trained results, e.g. the eigenspectrum's narrower
+    detectors once the S detectors are trained) start at once, beside the runs still training, instead of after
+    them.
+    """
     pending = list(todo)
     done = {h for h in plan.runs if h not in pending}
     running: dict[str, tuple] = {}  # hash -> (handle, slot, progress file, start time)
     free = list(range(jobs))
     left = len(pending)
+    finished_since_replan = False
     while pending or running:
         ready = [h for h in pending if all(n in done for n in plan.runs[h].needs)]
+        if replan is not None and free and not ready and finished_since_replan:
+            finished_since_replan = False
+            grown = replan()
+            status = grown.status(store)
+            added = [h for h in grown.runs if h not in plan.runs and status[h] != "complete"]
+            if added:
+                plan = grown
+                done |= {h for h in grown.runs if status[h] == "complete"}
+                pending += added
+                left += len(added)
+                display.summary.total = (display.summary.total or 0) + len(added)
+                display.write(f"the plan grew by {len(added)} run(s) that depend on trained results: "
+                              + ", ".join(plan.runs[h].label for h in added))
+                ready = [h for h in pending if all(n in done for n in plan.runs[h].needs)]
         ready.sort(key=lambda h: _locked_elsewhere(store.path_for(plan.runs[h].config)))  # stable: plan order
         while ready and free:
             h = ready.pop(0)
@@ -589,6 +610,7 @@ def _drive(plan, store, todo: list[str], backend, display: _Display, build_log: 
                     traceback_text=result.get("traceback", ""))
             done.add(h)
             left -= 1
+            finished_since_replan = True
             seconds = time.perf_counter() - t0
             if result.get("trained"):
                 report.trained[h] = seconds
