@@ -291,7 +291,8 @@ if real_transfer:
 # real-image probes and Table 5's orderings, at the default level and at P5 after PCA to a common dimension (over
 # pre-training runs; McNemar's exact test over the test images where there is one backbone or one detector, so
 # about those networks).
-# `smallest detectable` is the smallest true effect this design detects with 80 % power.
+# `smallest detectable` is the smallest true effect this design detects with 80 % power; a secondary claim's
+# at Holm's strictest level, 0.05 / m (m secondary claims), which it must pass when it ranks first.
 
 # %% tags=["hide-input"]
 claims.update(P.probe_claims(probe_rows))

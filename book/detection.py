@@ -152,7 +152,8 @@ table(A.schedule_table(schedules), precision=2)
 # %% [markdown]
 # ## Every claim of this chapter
 # The primary claim is tested at 5 %; the others are secondary, their p-values Holm-adjusted among themselves.
-# `smallest detectable` is the smallest true effect this design detects with 80 % power (its power).
+# `smallest detectable` is the smallest true effect this design detects with 80 % power; a secondary claim's
+# at Holm's strictest level, 0.05 / m (m secondary claims), which it must pass when it ranks first.
 
 # %% tags=["hide-input"]
 if objects is None:

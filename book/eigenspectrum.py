@@ -267,7 +267,8 @@ display(Markdown(E.claim2_summary(result, claims)))
 # from-scratch training runs, since neither detector has a pre-training) is tested at 5 %; Shinya et al.'s claim 1
 # (the spectra of I and S differ beyond run-to-run variation, one statistic over the run pairs) is secondary (the
 # per-layer dimensionality differences above are a description, not claims). `smallest detectable` is the smallest
-# true effect this design detects with 80 % power.
+# true effect this design detects with 80 % power; a secondary claim's
+# at Holm's strictest level, 0.05 / m (m secondary claims), which it must pass when it ranks first.
 
 # %% tags=["hide-input"]
 display(Markdown(regime.message))

@@ -185,7 +185,8 @@ table(pd.DataFrame(Z.resource_ratios(result["resources"])), precision=2)
 # ## Every claim of this chapter
 # The primary claim (freezing helps at the largest capacity, all classes, mAP@0.5) is tested at 5 %; the others are
 # secondary, their p-values Holm-adjusted among themselves. `smallest detectable` is the smallest true effect this
-# design detects with 80 % power.
+# design detects with 80 % power; a secondary claim's
+# at Holm's strictest level, 0.05 / m (m secondary claims), which it must pass when it ranks first.
 
 # %% tags=["hide-input"]
 display(Markdown(regime.message))

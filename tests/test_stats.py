@@ -425,3 +425,54 @@ def test_prediction_bound_coverage_by_simulation(sd_pre, sd_ft, sd_img):
     if sd_pre == 0:
         assert coverage <= 0.965  # not vacuous: close to the nominal level
     assert 0.45 <= (val.mean(axis=1) <= test_mean).mean() <= 0.55
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the bootstrap p-value is the dual of its percentile interval; secondary claims' mde at Holm's level
+# ---------------------------------------------------------------------------------------------------------------
+def test_bootstrap_p_value_is_the_exact_dual_of_the_percentile_interval():
+    rng = np.random.default_rng(1)
+    for trial in range(400):
+        theta = rng.normal(rng.normal(0, 1.5), 1.0, int(rng.integers(100, 2500)))
+        if trial % 4 == 0:
+            theta = np.round(theta, 1)  # ties, and resamples exactly at the null
+        p = S.percentile_p_value(theta, 0.0)
+        for alpha in (0.05, 0.1, 0.02, p * (1 - 1e-9), p * (1 + 1e-9)):
+            if not 2 / (theta.size + 1) < alpha < 1:
+                continue
+            lo, hi = np.quantile(theta, [alpha / 2, 1 - alpha / 2])  # the interval, computed independently
+            assert (lo > 0 or hi < 0) == (p < alpha), (trial, alpha, p, lo, hi)
+            v = S.replicates_verdict(float(theta.mean()), theta, n=10, unit="image", method="m", alpha=alpha)
+            assert (v.label != "not resolved") == (v.p_value < alpha)
+    # the case that disagreed before: 50 of 2000 resamples at or below 0 put the lower limit above 0 ("holds")
+    # while the counting p-value 2 (50 + 1) / 2001 = 0.051 said otherwise
+    theta = np.concatenate([-np.linspace(0.01, 1.0, 50), np.linspace(0.001, 2.0, 1950)])
+    v = S.replicates_verdict(1.0, theta, n=10, unit="image", method="m")
+    assert v.label == "holds" and v.ci_low > 0 and v.p_value < 0.05
+    # a level finer than the resamples resolve is not claimed: all 100 resamples above 0, alpha 0.01 < 2 / 101
+    v = S.replicates_verdict(1.0, np.linspace(0.5, 1.5, 100), n=10, unit="image", method="m", alpha=0.01)
+    assert v.ci_low > 0 and v.p_value == pytest.approx(2 / 101) and v.label == "not resolved"
+    assert "cannot resolve a level below 0.02" in v.method
+
+
+def test_secondary_claims_report_the_mde_at_holms_strictest_level():
+    t3 = S.verdict([2.0, 2.8, 3.6])  # df 2
+    boot = S.replicates_verdict(1.0, np.random.default_rng(0).normal(1.0, 0.5, 2000), n=50, unit="image",
+                                method="bootstrap")
+    claims = {"primary": S.verdict([2.0, 2.5, 3.0]), "t": t3, "boot": boot, "other": S.verdict([0.5, -0.5, 0.2]),
+              "fourth": S.verdict([1.0, 1.6, 2.2])}
+    out = S.adjust_claims(claims, "primary")
+    assert out["primary"].mde == claims["primary"].mde and math.isnan(out["primary"].mde_alpha)
+    se = (t3.ci_high - t3.ci_low) / (2 * sps.t.ppf(0.975, 2))
+    # independently: the noncentrality at which a two-sided t-test at alpha / 4 has 80 % power, with df 2
+    crit = sps.t.ppf(1 - 0.05 / 8, 2)
+    from scipy.optimize import brentq
+
+    ncp = brentq(lambda d: sps.nct.sf(crit, 2, d) - 0.8, 0.1, 100)
+    assert out["t"].mde == pytest.approx(ncp * se, rel=1e-6) and out["t"].mde_alpha == pytest.approx(0.0125)
+    assert out["t"].mde / t3.mde == pytest.approx(ncp / 5.65, rel=2e-3)  # about 2x the unadjusted 5.65 SE
+    z = sps.norm.ppf
+    assert out["boot"].mde == pytest.approx(boot.mde * (z(1 - 0.05 / 8) + z(0.8)) / (z(0.975) + z(0.8)))
+    assert "smallest detectable effect" in out["t"].sentence("mAP") and "Holm's level 0.0125" in out["t"].sentence("mAP")
+    alone = S.adjust_claims({"primary": claims["primary"], "t": t3}, "primary")  # one secondary: nothing to adjust
+    assert alone["t"].mde == t3.mde and math.isnan(alone["t"].mde_alpha)

@@ -355,8 +355,9 @@ CLAIM_COLUMNS = ["claim", "role", "estimate", "ci_low", "ci_high", "n", "unit", 
 
 def claims_frame(claims: Mapping[str, Verdict], primary: str, regime: Regime | None = None) -> pd.DataFrame:
     """Every claim of a chapter, primary first (:func:`~detpretrain.analysis.stats.claims_table`), with the columns
-    of :data:`CLAIM_COLUMNS` (``mde``: the smallest effect the design detects with 80 % power). Where ``regime``
-    is inadequate every label is :data:`REGIME_LABEL`."""
+    of :data:`CLAIM_COLUMNS` (``mde``: the smallest effect the design detects with 80 % power; for a secondary
+    claim at Holm's strictest level, ``alpha / m``). Where ``regime`` is inadequate every label is
+    :data:`REGIME_LABEL`."""
     frame = claims_table(claims, primary)[CLAIM_COLUMNS]
     if regime is not None and not regime.adequate:
         frame = frame.assign(label=REGIME_LABEL)

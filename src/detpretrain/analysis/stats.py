@@ -132,6 +132,9 @@ class Verdict:
             verdict is then about these particular pre-trained networks.
         role: ``"primary"`` / ``"secondary"`` after :func:`adjust_claims`, else ``""``.
         p_adjusted: Holm-adjusted p after :func:`adjust_claims` (the raw p for the primary), else NaN.
+        mde_alpha: the two-sided level ``mde`` is computed at when it is not ``alpha``: for a secondary claim among
+            m > 1, ``alpha / m``, the level Holm's procedure asks of the claim ranked first (:func:`adjust_claims`);
+            NaN otherwise.
     """
 
     label: str
@@ -154,6 +157,7 @@ class Verdict:
     replicated: bool = True
     role: str = ""
     p_adjusted: float = _NAN
+    mde_alpha: float = _NAN
 
     @property
     def null_value(self) -> float:
@@ -180,7 +184,8 @@ class Verdict:
         parts.append(self.method if unit_label is None else self.method.replace(_plural(self.unit, self.n),
                                                                                    _plural(unit, self.n)))
         if not math.isnan(self.mde):
-            parts.append(f"smallest detectable effect {self.mde:.{digits}f} at {round(100 * POWER)} % power")
+            parts.append(f"smallest detectable effect {self.mde:.{digits}f} at {round(100 * POWER)} % power"
+                         + ("" if math.isnan(self.mde_alpha) else f" and Holm's level {self.mde_alpha:.3g}"))
         label = self.label
         if self.kind == "noninferiority":
             label += {"holds": f" (non-inferior: margin {self.margin:.{digits}f})",
@@ -199,7 +204,7 @@ class Verdict:
                 "unit": self.unit, "n_units": self.n_units, "n_groups": self.n_groups, "df": self.df,
                 "p": self.p_value, "p_holm": self.p_adjusted, "label": self.label, "mde": self.mde,
                 "kind": self.kind, "margin": self.margin, "expected": self.expected, "alpha": self.alpha,
-                "replicated": self.replicated, "role": self.role, "method": self.method}
+                "replicated": self.replicated, "role": self.role, "method": self.method, "mde_alpha": self.mde_alpha}
 
 
 def _level(alpha: float) -> str:
@@ -491,8 +496,8 @@ def paired_bootstrap(values_a, values_b, statistic: Callable = np.mean, *, n_boo
         group_unit: name of one group, singular.
 
     Returns:
-        :class:`Verdict` with the percentile interval, df NaN, the bootstrap p-value
-        ``min(1, 2 * min(#{theta* <= null} + 1, #{theta* >= null} + 1) / (B + 1))`` and
+        :class:`Verdict` with the percentile interval, df NaN, the p-value dual to it
+        (:func:`percentile_p_value`) and
         ``mde = (z_{1-alpha/2} + z_{0.8}) * sd(theta*)``. A resampling distribution with zero spread gives
         *not resolved* (as in :func:`verdict`; for 0/1 outcomes use :func:`mcnemar`).
 
@@ -611,6 +616,11 @@ def adjust_claims(claims: Mapping[str, Verdict], primary: str | None) -> dict[st
     ``primary=None``: the declared primary claim was not measured in this execution (e.g. Figure 4's part focus under
     a corpus without a part); every claim is then secondary, none is promoted in its place.
 
+    A secondary claim's smallest detectable effect is recomputed for the level it must pass: with m > 1
+    secondaries, at ``alpha / m`` (:attr:`Verdict.mde_alpha`), what Holm's procedure asks of the claim it tests first,
+    so the effect reported is one the chapter would resolve whatever the other claims' p-values (at df 2, 5.65 SE at
+    alpha = 0.05 becomes 11.3 SE among 4 secondaries). :func:`rescaled_mde` does it for every kind of interval.
+
     Returns:
         ``{name: Verdict}`` with ``role`` and ``p_adjusted`` set, primary first, then the others in their order.
 
@@ -625,8 +635,20 @@ def adjust_claims(claims: Mapping[str, Verdict], primary: str | None) -> dict[st
     for name, p_adj in zip(names, holm([claims[k].p_value for k in names])):
         v = claims[name]
         label = v.label if (not math.isnan(p_adj) and p_adj < v.alpha) else "not resolved"
-        out[name] = dataclasses.replace(v, role="secondary", p_adjusted=float(p_adj), label=label)
+        level = {} if len(names) < 2 else {"mde": rescaled_mde(v, v.alpha / len(names)),
+                                          "mde_alpha": v.alpha / len(names)}
+        out[name] = dataclasses.replace(v, role="secondary", p_adjusted=float(p_adj), label=label, **level)
     return out
+
+
+def rescaled_mde(v: Verdict, alpha: float) -> float:
+    """``v.mde`` (computed at ``v.alpha``) for a test at the two-sided level ``alpha`` instead, at the same standard
+    error: the ratio of the noncentrality parameters at 80 % power, exact for the t rule (:func:`verdict`, at
+    ``v.df``) and for the normal-approximation mde of the bootstrap and McNemar verdicts (df NaN). NaN stays NaN."""
+    if math.isnan(v.mde):
+        return _NAN
+    df = float(v.df) if math.isfinite(v.df) else math.inf
+    return v.mde * _ncp_for_power(df, float(alpha), POWER) / _ncp_for_power(df, float(v.alpha), POWER)
 
 
 def claims_table(claims: Mapping[str, Verdict], primary: str) -> pd.DataFrame:
@@ -656,7 +678,8 @@ def replicates_verdict(estimate: float, replicates, *, n: int, unit: str, method
     ``replicates``, labelled by the rule of :func:`verdict`.
 
     The interval, p-value and mde follow :func:`paired_bootstrap`: ``[q_{alpha/2}, q_{1-alpha/2}]`` of the
-    replicates, ``p = min(1, 2 * min(#{theta* <= null} + 1, #{theta* >= null} + 1) / (B + 1))`` and
+    replicates, the p-value that is its exact dual (:func:`percentile_p_value`: ``p < alpha`` exactly when that
+    interval excludes the null value) and
     ``mde = (z_{1-alpha/2} + z_{0.8}) * sd(theta*)``. Replicates that are NaN (a resample where the statistic is
     undefined, e.g. a class that was not drawn) are dropped and counted in ``method``.
 
@@ -697,11 +720,44 @@ def replicates_verdict(estimate: float, replicates, *, n: int, unit: str, method
                             ci=(estimate, estimate), **q)
     lo, hi = (float(v) for v in np.quantile(finite, [alpha / 2, 1 - alpha / 2]))
     null = -margin * expected if kind == "noninferiority" else 0.0
-    tail = min(np.sum(finite <= null), np.sum(finite >= null))
-    p = float(min(1.0, 2 * (tail + 1) / (finite.size + 1)))
+    p = percentile_p_value(finite, null)
+    label = _label(lo, hi, null, expected)
+    if label != "not resolved" and not p < alpha:  # only where alpha < 2 / (B + 1): finer than the resamples resolve
+        label = "not resolved"
+        method += f"; {finite.size} resamples cannot resolve a level below {2 / (finite.size + 1):.2g}"
     mde = float((stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(POWER)) * finite.std(ddof=1))
-    return Verdict(_label(lo, hi, null, expected), estimate, lo, hi, p, int(n), int(n_units), int(n_groups), _NAN,
+    return Verdict(label, estimate, lo, hi, p, int(n), int(n_units), int(n_groups), _NAN,
                    mde, float(alpha), kind, float(margin), int(expected), unit, subunit, method, replicated)
+
+
+def _level_at(sorted_x: np.ndarray, value: float) -> float:
+    """``sup {u : q(u) <= value}`` for ``q`` the quantile function of ``np.quantile`` (linear interpolation between
+    order statistics, ``h = (B - 1) u``) over the sorted ``sorted_x`` [B]."""
+    n = sorted_x.size
+    if value < sorted_x[0]:
+        return 0.0
+    if value >= sorted_x[-1]:
+        return 1.0
+    k = int(np.searchsorted(sorted_x, value, side="right")) - 1  # x[k] <= value < x[k + 1]
+    return (k + (value - sorted_x[k]) / (sorted_x[k + 1] - sorted_x[k])) / (n - 1)
+
+
+def percentile_p_value(replicates, null: float = 0.0) -> float:
+    """The two-sided p-value that is the exact dual of the percentile interval: the smallest alpha at which
+    ``[q_{alpha/2}, q_{1-alpha/2}]`` (``np.quantile``, linear) excludes ``null``, i.e. ``2 min(u_low, 1 - u_high)``
+    with ``u_low = sup {u : q(u) <= null}`` and ``u_high = inf {u : q(u) >= null}``. So ``p < alpha`` exactly when
+    that interval excludes the null, and the label and a Holm adjustment of ``p`` never disagree. The bootstrap
+    cannot resolve levels finer than its resamples: ``p`` is at least ``2 / (B + 1)`` (0.0198 for the least B
+    allowed, 100, below the alpha of 0.05 in use; :func:`replicates_verdict` labels a claim asked at a smaller
+    alpha *not resolved* when only this floor stands in the way).
+
+    Args:
+        replicates: [B] finite resampled values, B >= 2; null: the value tested.
+    """
+    x = np.sort(np.asarray(replicates, dtype=float))
+    u_low = _level_at(x, null)
+    u_high = 1.0 - _level_at(-x[::-1], -null)
+    return float(min(1.0, max(2.0 * min(u_low, 1.0 - u_high), 2.0 / (x.size + 1))))
 
 
 def standard_error(v: Verdict) -> tuple[float, float]:
