@@ -236,7 +236,7 @@ def test_claim1_single_statistic_against_an_independent_computation(monkeypatch)
     excess = [tv(fa[s], fb[s]) - np.mean([(tv(fa[s], fa[t]) + tv(fb[s], fb[t])) / 2 for t in range(3) if t != s])
               for s in range(3)]
     v = E.eigen_claims(res)[E.CLAIM1]
-    assert v.estimate == pytest.approx(np.mean(excess)) and v.n == 3 and v.unit == "run pair"
+    assert v.estimate == pytest.approx(np.mean(excess)) and v.n == 3 and v.unit == "pre-training run"
     assert v.label == "holds"  # 8-9 vs 4-5 dimensions: far apart beyond run-to-run variation
     same = _eig_result([8, 8, 9], [8, 9, 8], [50] * 3, [50] * 3, replicated=True)
     assert E.eigen_claims(same)[E.CLAIM1].label != "holds"

@@ -728,6 +728,32 @@ def test_spectral_separation():
     assert same["verdict"].label != "holds"
 
 
+def test_spectral_claim1_counts_pretraining_runs_not_fine_tuning_seeds():
+    """Shinya et al.'s claim 1 is about I's pre-training: with 2 replicates x 2 fine-tuning seeds the interval is over
+    the 2 replicates (their pairs averaged first), and 1 replicate x 3 seeds is conditional on that network."""
+    base, other = np.array([8.0, 4, 2, 1]), np.array([4.0, 4, 4, 4])
+    layers = {"layer1": 0, "layer2": 1, "layer3": 2, "layer4": 3}
+
+    def result(replicates, seeds):
+        runs, spectra = [], {}
+        for det, ev in (("imagenet-cls", base), ("scratch", other)):
+            for r in range(replicates):
+                for s in range(seeds):
+                    name = f"{det}-{r}-{s}"
+                    runs.append({"pretrain": det, "replicate": r, "seed": s, "run": name})
+                    k = 1 + 0.02 * (2 * r + s)
+                    spectra[name] = {9: {layer: ev * k + [0, 0.01 * (r + s) * (i + 1), 0, 0]
+                                         for layer, i in layers.items()}}
+        return {"runs": runs, "spectra": spectra}
+
+    v = E.spectral_claim1(result(2, 2))
+    assert (v.n, v.n_units, v.unit, v.replicated) == (2, 4, "pre-training run", True)
+    pairs = E.spectral_claim1(result(1, 3))
+    assert pairs.n == 3 and not pairs.replicated and "of 1 pre-training run" in pairs.method
+    flat = E.spectral_claim1(result(3, 1))  # the mini design: one pair per replicate, the numbers of a flat t
+    assert (flat.n, flat.unit, flat.replicated) == (3, "pre-training run", True)
+
+
 # ---- Vasconcelos et al. ---------------------------------------------------------------------------------------
 def test_frozen_interactions_are_differences_of_differences():
     from detpretrain.analysis.frozen import interaction_verdicts

@@ -476,3 +476,26 @@ def test_secondary_claims_report_the_mde_at_holms_strictest_level():
     assert "smallest detectable effect" in out["t"].sentence("mAP") and "Holm's level 0.0125" in out["t"].sentence("mAP")
     alone = S.adjust_claims({"primary": claims["primary"], "t": t3}, "primary")  # one secondary: nothing to adjust
     assert alone["t"].mde == t3.mde and math.isnan(alone["t"].mde_alpha)
+
+
+def test_an_arm_with_one_pretraining_run_against_a_replicated_one_is_not_called_replicated():
+    import pandas as pd
+
+    from detpretrain.analysis.claims import growth, paired_units, unit_verdict
+
+    rows = [{"pretrain": "det", "replicate": r, "seed": 0, "iou": iou, "value": 60 + r + 5 * iou}
+            for r in range(3) for iou in (0.5, 0.7)]
+    rows += [{"pretrain": "cls", "replicate": 0, "seed": 0, "iou": iou, "value": 50.0} for iou in (0.5, 0.7)]
+    frame = pd.DataFrame(rows)
+    units = paired_units(frame[frame.iou == 0.5], "det", "cls")
+    assert len(units) == 3 and units.attrs["single_replicate_arm"] == "cls"  # cls paired with each det replicate
+    v = unit_verdict(units)
+    assert v.n == 3 and not v.replicated and "arm cls has 1 pre-training run" in v.method
+    assert "for these particular pre-trained networks" in v.sentence("mAP")
+    grown = growth(paired_units(frame, "det", "cls", keys=("iou",)), 0.5, 0.7)  # a derived frame keeps the mark
+    assert not unit_verdict(grown).replicated
+    both = frame.assign(replicate=lambda f: np.where(f.pretrain == "cls", 0, f.replicate))
+    both = pd.concat([both, both[both.pretrain == "cls"].assign(replicate=1, value=51.0),
+                      both[both.pretrain == "cls"].assign(replicate=2, value=49.0)])
+    units = paired_units(both[both.iou == 0.5], "det", "cls")
+    assert "single_replicate_arm" not in units.attrs and unit_verdict(units).replicated

@@ -14,7 +14,8 @@ with ``groups``). An arm trained from random weights (``scratch``) has no pre-tr
 replicate ``r`` is an independent training run (:func:`detpretrain.experiments.common.scratch_seed`), paired with
 replicate ``r`` of the other arm, so the interval holds the run-to-run spread of both arms. Where an arm has a single
 replicate while the other has several (published weights, or a store from before), it pairs by seed with every
-replicate of the other arm, and its own run-to-run spread is then missing from the interval.
+replicate of the other arm, and its own run-to-run spread is then missing from the interval: the verdict says so
+and counts as unreplicated (``replicated=False``).
 
 **Regime.** A comparison of pre-trainings means what the paper's does only when the detectors are trained well
 enough: :func:`detection_regime` asks the IMAGENET-CLS-arm detector for at least :data:`REGIME_MIN_MAP50` mAP@0.5 and
@@ -185,8 +186,9 @@ def paired_units(frame: pd.DataFrame, treatment: str, control: str, value: str =
     """Paired differences ``treatment - control`` of ``value``, one row per unit ``(replicate, seed, *keys)``.
 
     Runs pair when they share replicate and seed (and ``keys``). An arm with a single replicate while the other has
-    several (``scratch``: no pre-training) pairs by seed with every replicate of the other arm. Units where either
-    value is missing (NaN) are dropped.
+    several pairs by seed with every replicate of the other arm; the frame then names that arm in
+    ``attrs["single_replicate_arm"]``, and :func:`unit_verdict` says that the interval leaves out its run-to-run
+    spread (``replicated=False``). Units where either value is missing (NaN) are dropped.
 
     Returns:
         columns ``replicate``, ``seed``, ``*keys``, ``diff`` (and, with ``values``, ``treatment`` and ``control``).
@@ -197,16 +199,19 @@ def paired_units(frame: pd.DataFrame, treatment: str, control: str, value: str =
     b = frame[frame[key] == control]
     if a.empty or b.empty:
         return pd.DataFrame(columns=out)
-    on = index
+    on, single = index, None
     if a["replicate"].nunique() > 1 and b["replicate"].nunique() == 1:
-        on, b = ["seed", *keys], b.drop(columns="replicate")
+        on, b, single = ["seed", *keys], b.drop(columns="replicate"), control
     elif b["replicate"].nunique() > 1 and a["replicate"].nunique() == 1:
-        on, a = ["seed", *keys], a.drop(columns="replicate")
+        on, a, single = ["seed", *keys], a.drop(columns="replicate"), treatment
     merged = a[[*[c for c in index if c in a], value]].merge(b[[*[c for c in index if c in b], value]], on=on,
                                                              suffixes=("_a", "_b"))
     merged["diff"] = merged[f"{value}_a"] - merged[f"{value}_b"]
     merged = merged.rename(columns={f"{value}_a": "treatment", f"{value}_b": "control"})
-    return merged.dropna(subset=["diff"])[out].reset_index(drop=True)
+    result = merged.dropna(subset=["diff"])[out].reset_index(drop=True)
+    if single is not None:
+        result.attrs["single_replicate_arm"] = str(single)
+    return result
 
 
 def unit_verdict(diffs: pd.DataFrame, *, expected: int = 1, kind: str = "superiority", margin: float = 0.0,
@@ -221,12 +226,17 @@ def unit_verdict(diffs: pd.DataFrame, *, expected: int = 1, kind: str = "superio
     """
     if claim is not None:
         expected, kind, margin = claim.expected, claim.kind, claim.margin
+    single = getattr(diffs, "attrs", {}).get("single_replicate_arm")
     d = pd.DataFrame(diffs).dropna(subset=[column])
     q = {"expected": expected, "kind": kind, "margin": margin}
     if claim is not None and claim.unit != PRETRAINING_UNIT:
         return verdict(d[column].to_numpy(float), unit=claim.unit, **q)
     groups = d["replicate"].to_numpy() if "replicate" in d else np.zeros(len(d), int)
-    return verdict(d[column].to_numpy(float), groups=groups, unit=subunit, group_unit=PRETRAINING_UNIT, **q)
+    v = verdict(d[column].to_numpy(float), groups=groups, unit=subunit, group_unit=PRETRAINING_UNIT, **q)
+    if single and v.replicated:  # the other arm's replicates are real, this arm's run is one network
+        v = dataclasses.replace(v, replicated=False, method=f"{v.method}; arm {single} has 1 {PRETRAINING_UNIT}, "
+                                f"paired with each replicate of the other: its run-to-run spread is not in the interval")
+    return v
 
 
 def growth(diffs: pd.DataFrame, low, high, by: str = "iou", keys=("replicate", "seed")) -> pd.DataFrame:
@@ -237,7 +247,9 @@ def growth(diffs: pd.DataFrame, low, high, by: str = "iou", keys=("replicate", "
     hi = [c for c in wide.columns if math.isclose(float(c), float(high))]
     if not lo or not hi:
         return pd.DataFrame(columns=[*keys, "diff"])
-    return (wide[hi[0]] - wide[lo[0]]).rename("diff").dropna().reset_index()
+    out = (wide[hi[0]] - wide[lo[0]]).rename("diff").dropna().reset_index()
+    out.attrs.update(getattr(diffs, "attrs", {}))  # e.g. a single-replicate arm (paired_units)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -382,6 +382,12 @@ def _final(result: dict, detector: str) -> list[dict[str, np.ndarray]]:
     return out
 
 
+def _final_replicates(result: dict, detector: str) -> list[int]:
+    """The pre-training replicate (for a detector from scratch: its independent training run) of each run of
+    :func:`_final`, in the same order."""
+    return [int(r.get("replicate", 0)) for r in result["runs"] if r["pretrain"] == detector]
+
+
 def mean_log_spectrum(result: dict, detector: str, layer: str) -> np.ndarray | None:
     """Figure data: the mean over seeds of ``log10(lambda / lambda_max)`` of a layer's final spectrum, largest
     eigenvalue first ([C]; eigenvalues clipped at 1e-30 before the log); None when ``detector`` has no run."""
@@ -611,7 +617,7 @@ def spectrum_distance(ev_a, ev_b) -> float:
     return float(0.5 * np.abs(a - b).sum())
 
 
-def spectral_separation(spectra_a: Sequence[np.ndarray], spectra_b: Sequence[np.ndarray]):
+def spectral_separation(spectra_a: Sequence[np.ndarray], spectra_b: Sequence[np.ndarray], groups=None):
     """Claim 1 ("I and S differ") against seed-to-seed variation, for one layer.
 
     With seed s of each detector: ``between_s = D(a_s, b_s)`` and ``within_s`` the mean of ``D(a_s, a_t)`` and
@@ -621,6 +627,8 @@ def spectral_separation(spectra_a: Sequence[np.ndarray], spectra_b: Sequence[np.
 
     Args:
         spectra_a, spectra_b: the final spectra of the layer, one per seed, seeds in the same order.
+        groups: the pre-training replicate of each pair (default: each pair its own): the pairs of one replicate
+            (its fine-tuning seeds) are averaged before the interval, which is over the replicates.
 
     Returns:
         ``{"between", "within" (means over seeds), "pr_a", "pr_b" (mean participation ratios), "verdict"}``.
@@ -634,7 +642,20 @@ def spectral_separation(spectra_a: Sequence[np.ndarray], spectra_b: Sequence[np.
             "within": float(np.nanmean(within)) if n > 1 else math.nan,
             "pr_a": float(np.mean([participation_ratio(e) for e in spectra_a])) if len(spectra_a) else math.nan,
             "pr_b": float(np.mean([participation_ratio(e) for e in spectra_b])) if len(spectra_b) else math.nan,
-            "verdict": verdict(diffs[np.isfinite(diffs)], unit="seed")}
+            "verdict": _pairs_verdict(diffs, groups)}
+
+
+def _pairs_verdict(values: np.ndarray, groups=None):
+    """The verdict over run pairs: the pairs of one pre-training replicate averaged first, the interval over the
+    replicates (:func:`~detpretrain.analysis.stats.verdict` with ``groups``); one replicate: conditional on it,
+    over its fine-tuning seeds (``replicated=False``). Pairs with a NaN value are left out."""
+    from detpretrain.analysis.claims import PRETRAINING_UNIT
+    from detpretrain.analysis.stats import verdict
+
+    values = np.asarray(values, float)
+    groups = np.arange(values.size) if groups is None else np.asarray(groups)[:values.size]
+    keep = np.isfinite(values)
+    return verdict(values[keep], groups=groups[keep], unit="run pair", group_unit=PRETRAINING_UNIT)
 
 
 def spectral_claim1(result: dict, a: str = "imagenet-cls", b: str = "scratch", layers=None):
@@ -644,7 +665,8 @@ def spectral_claim1(result: dict, a: str = "imagenet-cls", b: str = "scratch", l
     :func:`spectral_separation` (total-variation distance of the trace-normalised final spectra, minus the mean
     distance from that run to the other runs of the same detector). Tested over the run pairs
     (:func:`~detpretrain.analysis.stats.verdict`; the within terms share runs, so the pairs are not fully
-    independent and the interval is somewhat optimistic).
+    independent and the interval is somewhat optimistic). The pairs of one pre-training replicate of I (its
+    fine-tuning seeds) are averaged first: the unit of replication is I's pre-training run (:func:`_pairs_verdict`).
 
     Returns:
         a :class:`~detpretrain.analysis.stats.Verdict` (TV-distance units; "not resolved" with fewer than 2 pairs).
@@ -658,7 +680,7 @@ def spectral_claim1(result: dict, a: str = "imagenet-cls", b: str = "scratch", l
         return verdict(np.zeros(0), unit="run pair")
     per_layer = np.array([np.subtract(*_separation([f[layer] for f in fa[:n]], [f[layer] for f in fb[:n]]))
                           for layer in names])  # [layers, n]
-    return verdict(per_layer.mean(axis=0), unit="run pair")
+    return _pairs_verdict(per_layer.mean(axis=0), _final_replicates(result, a)[:n])
 
 
 def _separation(spectra_a, spectra_b) -> tuple[np.ndarray, np.ndarray]:
@@ -679,7 +701,7 @@ def spectral_claim1_table(result: dict, a: str = "imagenet-cls", b: str = "scrat
     rows = []
     names = layers or [x for x in (*STAGES, *FPN_LEVELS) if fa and x in fa[0]]
     for layer in names:
-        r = spectral_separation([f[layer] for f in fa], [f[layer] for f in fb])
+        r = spectral_separation([f[layer] for f in fa], [f[layer] for f in fb], groups=_final_replicates(result, a))
         v = r["verdict"]
         rows.append({"layer": layer, "distance I-S": r["between"], "seed-to-seed distance": r["within"],
                      "participation ratio I": r["pr_a"], "participation ratio S": r["pr_b"],
