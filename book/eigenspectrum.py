@@ -227,7 +227,8 @@ display(Markdown(E.claim1_summary(result, claims)))
 # %% [markdown]
 # Claim 1 as one statistic fixed in advance (the claims table's `Claim 1` row): the total-variation distance between
 # the trace-normalised final spectra of I and S (threshold-free, scale-free), minus the distance between two runs of
-# the same detector, averaged over the four ResNet stages, tested over the run pairs. Per layer below, with each
+# the same detector, averaged over the four ResNet stages, tested over I's pre-training runs (the run pairs of one
+# pre-training, its fine-tuning seeds, averaged first). Per layer below, with each
 # spectrum's participation ratio (an effective number of dimensions, no threshold) beside it; the spectra are those
 # of Shinya et al.'s uncentred second moment (`detpretrain.analysis.eigenspectrum.Moments` gives the centred
 # covariance beside it).
