@@ -409,8 +409,14 @@ def test_localisation_verdict_mean_iou_and_best_box():
                             "visible_fraction": [1.0, 0.5, 0.6]})
     v = V.localisation_verdict(objects, "a", "b", occluded_below=0.75)
     assert v["all"].label == "holds" and v["better"] == 3 and v["occluded"].n == 2
-    assert not v["all"].replicated and v["all"].unit == "object"
+    assert not v["all"].replicated and v["all"].unit == "test image"
     assert "on the objects under 75 % visible" in v["sentence"]
+    # objects of one image count once: two more objects on image 0 leave n at 3 images, the mean per image
+    more = pd.concat([objects, pd.DataFrame({"image": [0, 0], "iou_a": [0.5, 0.5], "iou_b": [0.5, 0.8],
+                                             "visible_fraction": [1.0, 1.0]})])
+    w = V.localisation_verdict(more, "a", "b")
+    assert w["all"].n == 3 and w["better"] == 4
+    assert w["all"].estimate == pytest.approx(np.mean([np.mean([0.2, 0.0, 0.3]), 0.1, 0.2]))
     m = V.mean_best_iou(objects, {"a": "IMAGENET-CLS", "b": "COCO"})
     assert m.loc["all objects", "mean best IoU, COCO"] == pytest.approx(1.7 / 3)
     pred = {"boxes": np.array([[0, 0, 10, 10], [0, 0, 4, 4], [20, 20, 30, 30]], float),
