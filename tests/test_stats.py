@@ -499,3 +499,19 @@ def test_an_arm_with_one_pretraining_run_against_a_replicated_one_is_not_called_
                       both[both.pretrain == "cls"].assign(replicate=2, value=49.0)])
     units = paired_units(both[both.iou == 0.5], "det", "cls")
     assert "single_replicate_arm" not in units.attrs and unit_verdict(units).replicated
+
+
+def test_sentences_print_limits_with_their_sign_and_no_zero_width_interval():
+    v = S.Verdict("holds", 0.05, 0.026, 0.074, 0.01, 3, 3, 3, 2.0, 0.1)
+    assert "95 % CI +0.03 to +0.07" in v.sentence("x")  # not "+0.0 to +0.1" beside "holds"
+    w = S.Verdict("not resolved", 0.2, -0.004, 0.404, 0.06, 3, 3, 3, 2.0, 0.5)
+    assert "95 % CI -0.004 to +0.404" in w.sentence("x")
+    assert S.Verdict("holds", 2.5, 1.3, 3.7, 0.01, 3, 3, 3, 2.0, 3.0).digits_for(1) == 1
+    flat = S.verdict([1.0, 1.0, 1.0])  # zero spread: no interval shown, the method says why
+    assert " CI " not in flat.sentence("x") and "zero spread" in flat.sentence("x")
+    second = S.adjust_claims({"p": S.verdict([2.0, 2.5, 3.0]), "s": S.verdict([2.0, 2.8, 3.6])}, "p")["s"]
+    assert "unadjusted 95 % CI" in second.sentence("x")
+    from detpretrain.analysis.claims import claim_row
+
+    assert "95 % CI +0.03 to +0.07" in claim_row("detection", v)["here"]
+    assert "no interval" in claim_row("detection", flat)["here"]

@@ -384,8 +384,10 @@ def claim_row(chapter: str, result: Verdict | None, regime: Regime | None = None
     if result is None:
         ours, label = "not run in this store", "–"
     else:
-        ours = (f"{result.estimate:+.1f} (95 % CI {result.ci_low:+.1f} to {result.ci_high:+.1f}; n = {result.n} "
-                f"{result.unit}{'s' if result.n != 1 else ''})" if not math.isnan(result.ci_low)
+        d = result.digits_for(1)
+        ours = (f"{result.estimate:+.{d}f} (95 % CI {result.ci_low:+.{d}f} to {result.ci_high:+.{d}f}; n = "
+                f"{result.n} {result.unit}{'s' if result.n != 1 else ''})"
+                if not math.isnan(result.ci_low) and result.ci_high > result.ci_low
                 else f"{result.estimate:+.1f} (no interval; n = {result.n} {result.unit})")
         label = result.label if regime is None or regime.adequate else REGIME_LABEL
         if not result.replicated:

@@ -175,12 +175,14 @@ class Verdict:
         Example: ``"+2.3 mAP@0.7 (95 % CI +0.4 to +4.2; t-interval over 3 pre-training runs, 9 fine-tuning
         seeds; smallest detectable effect 3.1 at 80 % power) — holds"``.
         """
+        digits = self.digits_for(digits)
         f = f"{{:+.{digits}f}}"
         est = "no estimate" if math.isnan(self.estimate) else f"{f.format(self.estimate)} {name}"
         unit = unit_label or self.unit
         parts = []
-        if not math.isnan(self.ci_low):
-            parts.append(f"{_level(self.alpha)} % CI {f.format(self.ci_low)} to {f.format(self.ci_high)}")
+        if not math.isnan(self.ci_low) and self.ci_high > self.ci_low:  # a zero-width one: the method says why
+            level = f"{'unadjusted ' if self.role == 'secondary' else ''}{_level(self.alpha)} % CI"
+            parts.append(f"{level} {f.format(self.ci_low)} to {f.format(self.ci_high)}")
         parts.append(self.method if unit_label is None else self.method.replace(_plural(self.unit, self.n),
                                                                                    _plural(unit, self.n)))
         if not math.isnan(self.mde):
@@ -197,6 +199,14 @@ class Verdict:
         elif self.role == "primary":
             label += " (primary claim)"
         return f"{est} ({'; '.join(parts)}) — {label}"
+
+    def digits_for(self, digits: int = 1) -> int:
+        """``digits``, or more (up to 6) until the interval's limits print with their sign: a limit that rounds to
+        0 beside *holds* (``+0.0``) or a negative one beside *not resolved* (``-0.0``) would contradict the label."""
+        limits = [x for x in (self.ci_low, self.ci_high) if math.isfinite(x) and x != 0]
+        while digits < 6 and any(round(x, digits) == 0 for x in limits):
+            digits += 1
+        return digits
 
     def as_row(self) -> dict:
         """The verdict as one table row (plain Python values)."""
