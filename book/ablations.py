@@ -156,8 +156,8 @@ table(B.identical_samples_table(loc, transfer))
 # truncated. Our synthetic target records each instance's **visible fraction** (visible pixels over the pixels of
 # the whole object, so both occlusion by other objects and truncation by the border lower it) and its truncation
 # flag; we set the levels at visible fraction >= 0.95 (none), [0.75, 0.95) (low), [0.5, 0.75) (moderate) and < 0.5
-# (high). Objects under 35 % visible are marked difficult in the target and left out, as VOC leaves out its
-# difficult objects. A real VOC root has no occlusion level: VOC2007 annotates `truncated` and `difficult`, VOC2010
+# (high). Objects under 35 % visible, or smaller than 0.6 % of the image area, are marked difficult in the target
+# and left out, as VOC leaves out its difficult objects. A real VOC root has no occlusion level: VOC2007 annotates `truncated` and `difficult`, VOC2010
 # and later also a binary `occluded`. The groups then hold the flagged objects only (an `occluded` flag counts at
 # Low, since it has no level) and the per-level rows are empty. On real VOC2007 test, Hoiem et al.'s released levels
 # (seven classes; `gt_ved_<class>.txt`, not downloadable here) are read where the parameter `occlusion_annotations`
@@ -206,9 +206,10 @@ table(C.claims_frame(claims, next(iter(claims)), regime), precision=2, formats={
 
 # %% [markdown]
 # ### Occlusion apart from truncation
-# The groups above count truncated objects as occluded (Hoiem's tool does), and on this target truncation dominates
-# them. Below, an object is **truncated** when the border cuts it, **occluded** when it is not truncated and less
-# than 95 % of it is visible (only other objects hide it), **clean** otherwise; then a logistic regression of
+# The groups above count truncated objects as occluded (Hoiem's tool does), so on a target where the border cuts
+# many objects truncation can dominate them (the first table below counts each kind). Below, an object is
+# **truncated** when the border cuts it, **occluded** when it is not truncated and less than 95 % of it is visible
+# (only other objects hide it), **clean** otherwise; then a logistic regression of
 # *missed* on pre-training x occlusion and pre-training x truncation, with the object's log area and its class,
 # fitted once per pre-training replicate (replicate r of both pre-trainings' detectors); each term's interval is over
 # those fits, so its unit is the pre-training run (with one replicate: a bootstrap over images, an image's objects for

@@ -180,7 +180,8 @@ if real_rows:
 # The detection-pre-trained network (`detection`, the COCO role; Table 5 is the head of the paper's OPENIMAGES
 # detector), each whole image fed as **one RoI** (the box covering the image; the paper's protocol). Rows follow the
 # paper's order; our ConvProj blob is the RoI-aligned FPN feature (channels x 7 x 7) where the paper's is a 1x1
-# projection of Conv5 (256 x 14 x 14), and our FC layers are narrower. Average pools of the blob use
+# projection of Conv5 (256 x 14 x 14), and our FC layers are the profile's `representation_size` wide (256 at
+# `mini`; the paper's are 1024). Average pools of the blob use
 # `adaptive_avg_pool2d`.
 
 # %%
@@ -216,8 +217,8 @@ plt.show()
 # ### Table 5 at the paper's level and at a common dimension
 # Two things confound the table above. (1) At our input size torchvision's `MultiScaleRoIAlign` pools a whole-image
 # RoI from a fine FPN level (printed below), while the paper's ConvProj sits at the Conv5 stride: here the RoI is
-# pooled from P5 (`level="3"`). (2) The blob has 49 times the dimensions of its 1x1 pool on a few hundred training
-# images, so "spatial information hurts" and "p >> n overfits" predict the same ordering. Every feature set is
+# pooled from P5 (`level="3"`). (2) The blob has 49 times the dimensions of its 1x1 pool on the target's training
+# images (750 for the CALTECH-256 role at `mini`), so "spatial information hurts" and "p >> n overfits" predict the same ordering. Every feature set is
 # therefore also projected on the first principal components of its training split, to one common dimension, before
 # the same probe. Each ordering's claim compares the two probes' top-1 on the same test images, in every
 # pre-training replicate of the detection backbone (the tables show replicate 0).
@@ -340,11 +341,11 @@ table(beside, precision=2)
 #   (`± se`); across pre-training replicates the backbone itself varies, and the Table 6 verdicts are over those
 #   replicates. Fine-tuning varies with the seed as well, and its verdict is over the pre-training runs.
 # * Table 6's gap is the paper's central evidence that detection features are less *linearly* separable by class;
-#   Table 8 asks whether fine-tuning closes the gap (the paper: it narrows but stays). Our IMAGENET-CLS-style
-#   backbone is trained on the same 25 categories the classification targets are built from, which favours it as
-#   ImageNet's 1000 classes favour the paper's.
+#   Table 8 asks whether fine-tuning closes the gap (the paper: it narrows but stays). At `smoke` and `mini` our
+#   IMAGENET-CLS-style backbone is trained on the same 25 categories the synthetic classification targets are built
+#   from, which favours it as ImageNet's 1000 classes favour the paper's.
 # * Our `detection` backbone continues from the IMAGENET-CLS backbone (as the paper's detectors do), so the two
 #   share their starting point; any gap is what detection pre-training changed.
-# * Table 5 on our detector: the RoI blob is 7 x 7 (not 14 x 14) and the FC layers are 256-wide (not 1024), so the
-#   spatial-versus-pooled comparison has fewer steps than the paper's.
+# * Table 5 on our detector: the RoI blob is 7 x 7 (not 14 x 14) and at `mini` the FC layers are 256-wide (not 1024),
+#   so the spatial-versus-pooled comparison has fewer steps than the paper's.
 # * At `smoke` every run trains for seconds; its numbers exercise the code, they are not evidence.

@@ -177,7 +177,8 @@ table(A.per_class_ap(result, 0.7), index=True)
 #
 # * At the `smoke` profile every run trains for seconds on a few dozen 64-pixel images; its numbers exercise the
 #   code, they are not evidence, and the regime check says so.
-# * The unit is the pre-training run: with 3 replicates the interval has 2 degrees of freedom, so only large
+# * The unit is the pre-training run: with the `mini` profile's 3 replicates the interval has 2 degrees of
+#   freedom (the `replicates` parameter and the profile set how many; see the claims table's `n`), so only large
 #   effects are resolved (the `smallest detectable` column says how large). Fine-tuning seeds reduce the noise
 #   within a replicate; they are not independent evidence about pre-training.
 # * The paper's detectors are SNIPER (ResNet-101, multi-scale); ours are torchvision's Faster R-CNN + FPN at one

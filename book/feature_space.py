@@ -324,7 +324,7 @@ table(beside, precision=3)
 # The sentences above are computed from this execution. Caveats:
 #
 # * The figures show one pre-trained backbone per space (replicate 0), as the paper does; the three claims are
-#   measured in every replicate pair, so their intervals are over pre-training runs (with 3 pairs, df = 2: only a
+#   measured in every replicate pair, so their intervals are over pre-training runs (at `mini`, 3 pairs, df = 2: only a
 #   large effect can resolve, see the smallest detectable effect).
 # * Our K sweep stops at half the number of images, far below the paper's 1000 clusters of CALTECH-256's 30,607
 #   images, so "close" is a coarser notion here.

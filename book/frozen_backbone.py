@@ -196,8 +196,9 @@ table(C.claims_frame(claims, next(iter(claims)), regime), precision=2, formats={
 display(Markdown(Z.resources_summary(result)))
 
 # %% [markdown]
-# Caveats. The backbone here is the mini IMAGENET-CLS ResNet (one BasicBlock per stage, 20 epochs on 128-px
-# synthetic objects), not an ImageNet ResNet-RS-101: a frozen backbone can only be as good as its features, and
+# Caveats. At `smoke` and `mini` the backbone here is our own IMAGENET-CLS ResNet (at `mini`: one BasicBlock per
+# stage, 20 epochs on 128-px synthetic objects; at the GPU profiles torchvision's published ImageNet ResNet), not an
+# ImageNet ResNet-RS-101: a frozen backbone can only be as good as its features, and
 # Vasconcelos et al.'s point relies on a strong classifier. Their schedules are 72–600 epochs with batch 64; ours
 # are the profile's fine-tuning schedule. "Capacity" stops at what torchvision builds (no NAS-FPN, no Cascade
 # R-CNN). Rare classes here have at most `max_images` training images, evaluated on an unchanged test split — the

@@ -147,8 +147,8 @@ else:
 # `part` column; the same combination then ignores their (positive) correlation, which widens the interval: that
 # test loses power, and an unresolved difference there is weak evidence that the SUN result does not depend on the
 # background shortcut. Claims predicted to be cue-independent are compared the same
-# way: a resolved difference is against the prediction, an unresolved one is consistent with it but, with 3
-# pre-training runs a side, weak evidence for it (see `smallest detectable`). The primary contrast was declared in
+# way: a resolved difference is against the prediction, an unresolved one is consistent with it but, with the
+# `mini` profile's 3 pre-training runs a side, weak evidence for it (see `smallest detectable`). The primary contrast was declared in
 # `detpretrain.analysis.claims` before any variant ran; the others are Holm-adjusted among themselves.
 
 # %% tags=["hide-input"]

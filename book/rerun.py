@@ -16,8 +16,9 @@
 # Every number in this book comes from runs you can repeat: on your laptop (the `mini` profile on a CPU), online
 # (Binder or Colab, from the launch button at the top of each chapter), or on GPUs (the `paper` profile). This page
 # lists what a chapter accepts, where it looks for data and weights, the commands, and how long each profile takes.
-# Every table on it is read from the project's files when the book is built (`detpretrain.rerun`), so it cannot
-# drift from them.
+# Its tables of parameters, data roots, weights and artifacts are read from the project's files when the book is
+# built (`detpretrain.rerun`), so they cannot drift from them; the timings under *How long it takes* and the
+# numbers under *Your numbers will differ* are dated measurements.
 
 # %% tags=["parameters"]
 profile = "mini"  # smoke | mini | torchvision | paper (nothing trains on this page)
@@ -126,8 +127,13 @@ display(Markdown(rerun.parameters_markdown(per_chapter)))
 # torchvision downloads once into its cache (`$TORCH_HOME/hub/checkpoints`, by default `~/.cache/torch`), and
 # pre-trains the detection role on COCO itself. `torchvision` pre-trains nothing: IMAGENET-CLS is ResNet-50
 # IMAGENET1K_V1 and the detection role is the ResNet-50 body of torchvision's COCO Faster R-CNN (its whole detector
-# for Table 5's head probes). At both GPU profiles every chapter but the ablations (IMAGENET-LOC is synthetic-only)
-# runs on the real data given, and its first output says which parts stay synthetic and why.
+# for Table 5's head probes). At both GPU profiles every chapter runs on the real data given except those listed
+# below, and each chapter's first output says which of its parts stay synthetic and why.
+
+# %% tags=["hide-input"] mystnb={"markdown_format": "gfm"}
+from detpretrain.parameters import SYNTHETIC_ONLY
+
+display(Markdown("\n".join(f"* `{name}` stays synthetic: {why}." for name, why in SYNTHETIC_ONLY.items())))
 
 # %% tags=["hide-input"] mystnb={"markdown_format": "gfm"}
 # NBVAL_CHECK_OUTPUT
@@ -201,7 +207,7 @@ display(Markdown(warm_start_markdown("runs-mini.tar.gz")))
 # | profile | measured | on |
 # |---|---|---|
 # | `smoke` | a few minutes for the whole book; the whole test suite, which builds the smoke book and re-executes every chapter under nbval, took 494 s | 2 CPU cores |
-# | `mini` | the cold build of 2026-12-04/05 (3 pre-training replicates per arm, the 10-epoch detection schedule chosen on val, the cue variants and controls; 241 runs): 60,778 worker-seconds of training, about 8.1 hours of wall clock on 2 workers while the machine also ran other work (an idle machine is estimated at 5-6 hours), then about 16 minutes of chapter execution (mechanisms 520 s, classification 177 s); 105-114 minutes before replication (`benchmarks/README.md`). A warm rebuild (nothing changed) took 5 s. `python -m detpretrain --cpu-bf16 book` trains in bfloat16 on a CPU with AMX, about 1.25x faster per step, but those are other runs, not the ones the verdicts come from (README) | 2 CPU cores |
+# | `mini` | the cold build of 2026-12-04/05 (3 pre-training replicates per arm, the 10-epoch detection schedule chosen on val, the cue variants and controls; 241 runs): 60,778 worker-seconds of training (the 235 of the 241 runs whose training the build logs record whole), about 8.1 hours of wall clock on 2 workers while the machine also ran other work (an idle machine is estimated at 5-6 hours), then about 16 minutes of chapter execution (mechanisms 520 s, classification 177 s); 105-114 minutes before replication (`benchmarks/README.md`). A warm rebuild (nothing changed) took 5 s. `python -m detpretrain --cpu-bf16 book` trains in bfloat16 on a CPU with AMX, about 1.25x faster per step, but those are other runs, not the ones the verdicts come from (README) | 2 CPU cores |
 # | `torchvision` | never run: it needs the real datasets and a GPU; the prepared GPU check (`benchmarks/gpu_check.sh`) has not had a GPU yet | 1 GPU |
 # | `paper` | never run: it needs COCO 2017, VOC 07+12 and GPUs, so no time has been measured | — |
 #
@@ -213,7 +219,7 @@ display(Markdown(warm_start_markdown("runs-mini.tar.gz")))
 # A run trained again on the same machine gives the same numbers to the last bit. On a CPU with another instruction
 # set (AVX2 rather than AVX-512, say) ATen, oneDNN and MKL round differently and training amplifies it: the three
 # `mini` IMAGENET-CLS val detectors of the schedule selection, retrained with identical configurations on another
-# machine, scored 64.9 / 68.5 / 67.7 mAP@0.5 instead of 67.9 / 68.6 / 66.7. That is the fine-tuning noise the
+# machine, scored 64.9 / 68.5 / 67.7 mAP@0.5 instead of 67.9 / 68.6 / 66.7 (measured on 2026-12-05). That is the fine-tuning noise the
 # verdicts' intervals over pre-training runs already carry, so a verdict should reproduce and a number only within its
 # interval. Each run's `metrics.json` records under `"environment"` the torch version, CPU, instruction set, threads
 # and precision it trained with.

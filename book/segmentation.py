@@ -97,8 +97,8 @@ table(A.table4(result))
 
 # %% [markdown]
 # ## Where the gain lies: trimap and anti-trimap (Figure 2)
-# Left: pixels within *w* of a void pixel (boundary pixels); right: the pixels farther away. Lines are the mean over
-# seeds, bands one standard deviation. The bottom axis is in pixels of our images, the top one in the VOC-scale
+# Left: pixels within *w* of a void pixel (boundary pixels); right: the pixels farther away. Bands are one standard
+# deviation. The bottom axis is in pixels of our images, the top one in the VOC-scale
 # pixels of the paper's and DeepLab's plots (1–40 px). Lines are the mean over the fine-tuning runs.
 
 # %% tags=["hide-input"]
@@ -171,7 +171,8 @@ table(C.claims_frame(claims, next(iter(claims))), precision=2, formats={"p": "{:
 #
 # * At the `smoke` profile every run trains for seconds on a few dozen 64-pixel images; the models barely leave
 #   "everything is background", so the numbers exercise the code and are not evidence.
-# * The unit is the pre-training run: with 3 replicates the interval has 2 degrees of freedom; a gain the design
+# * The unit is the pre-training run: with the `mini` profile's 3 replicates the interval has 2 degrees of freedom
+#   (the claims table's `n` says how many this execution has); a gain the design
 #   cannot resolve is reported as *not resolved*, with the smallest effect it could have detected.
 # * The paper's DeepLab uses a Deformable-ConvNets ResNet-101 on 513-px crops of real photographs; ours is
 #   torchvision's DeepLabV3 on a narrow ResNet and 128-pixel synthetic images, with atrous rates and trimap widths

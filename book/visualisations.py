@@ -406,7 +406,8 @@ if claims:
 # verdicts are t-intervals over the images (or objects) of replicate 0's networks, as in the paper: so they are about
 # these particular networks, not about pre-training in general (`detpretrain.analysis.stats`; such labels say "for
 # these particular pre-trained networks"). Figure 8 stays on replicate 0 because the other replicates' detectors are
-# fine-tuned only under `cue="part"` (the detection chapter); the variants would need 4 more detectors each. Caveats:
+# fine-tuned only under `cue="part"` (the detection chapter); the variants would need one more detector per arm and
+# replicate. Caveats:
 #
 # * The channel-mean Conv5 map is one of several ways to draw an "activation map" (the paper does not say which it
 #   uses); mass shares are invariant to the map's scale but not to that choice.
