@@ -88,8 +88,11 @@ coco_root = None  # paper profile: COCO 2017 root of its detection pre-training;
 # first with `torchrun --nproc_per_node 8 -m detpretrain train --profile paper --dataset voc --data-root ~/data/VOCdevkit`
 # (same run store), then build the book, which loads them.
 #
-# **Where the time goes.** The table below is computed from the runs of this build: training seconds summed over
-# every epoch of every run, on the device named.
+# **Where the time goes.** The tables below are computed from the run store of this build: the worker-seconds of
+# every run of the book's plan at this profile (each chapter at its default parameters), per part of the build and
+# per chapter (a run under the first chapter that reads it), from what each run recorded (its epochs and its final
+# evaluation); `python -m detpretrain runs cost` prints the same for any store. Then the detection experiment's
+# training minutes, pre-training by pre-training, on the device named.
 
 # %%
 from IPython.display import Markdown, display
@@ -113,6 +116,21 @@ if note := chapter_note("intro", ch.profile):
     display(Markdown(note))
 
 # %% tags=["hide-input"]
+from detpretrain.overview import book_cost
+from detpretrain.plan import cost_frame, estimate_left
+
+costs, plan_errors = book_cost(ch.profile.name, ch.store, ch.data_cache)
+if costs:
+    display(table(cost_frame(costs, "part")))
+    display(table(cost_frame(costs, "chapter")))
+    spent = sum(c.seconds for c in costs)
+    left, estimated, waiting = estimate_left(costs)
+    display(Markdown(f"In all **{spent:,.0f} worker-seconds** ({spent / 3600:.1f} h of one process) for the "
+                     f"{sum(c.state == 'complete' for c in costs)} complete runs of the {len(costs)} planned"
+                     + (f"; {waiting} not complete" + (f", about {left:,.0f} more estimated for {estimated} of them"
+                                                       if estimated else "") if waiting else "") + "."))
+for chapter_name, why in plan_errors.items():
+    display(Markdown(f"*{chapter_name}: not planned here ({why}).*"))
 display(table(A.training_time_table(result), formats={"training (min)": "{:.1f}"}))
 display(Markdown(A.training_time_sentence(result)))
 

@@ -211,7 +211,8 @@ display(Markdown(warm_start_markdown("runs-mini.tar.gz")))
 # | `torchvision` | never run: it needs the real datasets and a GPU; the prepared GPU check (`benchmarks/gpu_check.sh`) has not had a GPU yet | 1 GPU |
 # | `paper` | never run: it needs COCO 2017, VOC 07+12 and GPUs, so no time has been measured | — |
 #
-# The introduction's table *Where the time goes* sums the training time of the runs of the build you are reading,
+# The introduction's tables *Where the time goes* give the worker-seconds of every run of the book's plan in the
+# store of the build you are reading, per part of the build and per chapter (`python -m detpretrain runs cost`),
 # and `python -m detpretrain book` prints the seconds of each chapter at the end of a build.
 #
 # ## Your numbers will differ in the last digits

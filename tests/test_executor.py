@@ -344,7 +344,7 @@ def test_cost_of_an_executed_plan_is_what_its_runs_recorded(executed, capsys, mo
                      "--store", str(store.root), "--jobs", "2"]) == 0
     out = capsys.readouterr().out
     n = len(plan)
-    assert f"| **all** | **{n}** | **{n}** | **{total:,.0f}** | | **0** |" in out
+    assert f"| all | {n} | {n} | {total:,.0f} |  | 0 |" in out
     assert f"threads per run: 1: {n} runs" in out and "left: ~0 worker-seconds, at least 0 s" in out
     # one part's row and one chapter's row, summed here from the runs' own records
     pre = [s for r, s in zip(plan, (c.seconds for c in costs)) if r.config.name.startswith("pretrain/")]
@@ -352,6 +352,12 @@ def test_cost_of_an_executed_plan_is_what_its_runs_recorded(executed, capsys, mo
             f"{statistics.median(pre):,.0f} / {max(pre):,.0f} | 0 |") in out
     seg = [c.seconds for r, c in zip(plan, costs) if r.chapters[0] == "segmentation"]
     assert seg and f"| segmentation | {len(seg)} | {len(seg)} | {sum(seg):,.0f} |" in out
+    from detpretrain.plan import cost_frame
+
+    by_chapter = cost_frame(costs, "chapter").set_index("chapter (first to read the run)")
+    assert by_chapter["runs"].sum() == n and list(by_chapter.index) == list(dict.fromkeys(c.chapter for c in costs))
+    with pytest.raises(ValueError, match="by must be 'part' or 'chapter'"):
+        cost_frame(costs, "run")
     with pytest.raises(SystemExit):
         cli_main(["runs", "cost", "--profile", "smoke", "--jobs", "0"])
     assert "--jobs: must be at least 1, got 0" in capsys.readouterr().err

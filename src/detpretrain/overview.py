@@ -210,3 +210,25 @@ def primary_overview(profile, store: RunStore, *, dataset: str = "synthetic", da
             row = claim_row(chapter, *reader(profile, store, dataset, data_root, replicates))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def book_cost(profile: str, store: RunStore, data_cache: str | os.PathLike | None = None):
+    """What the runs of the whole book cost, for the introduction's *Where the time goes*: :func:`detpretrain.plan.
+    plan_cost` of the book's run plan at ``profile`` (every chapter at its default parameters) as ``store`` holds it.
+
+    Returns:
+        ``(costs, errors)``: the :class:`~detpretrain.plan.RunCost` list, and ``{chapter: why}`` for chapters that
+        could not be planned (their real data missing, say), or ``{"book": why}`` and no costs when the book's
+        sources are not found (a package installed without its checkout).
+    """
+    from detpretrain.book import book_plan
+    from detpretrain.errors import ConfigError
+    from detpretrain.plan import plan_cost
+
+    errors: dict[str, str] = {}
+    values = {"store": str(store.root)} | ({"data_cache": str(data_cache)} if data_cache is not None else {})
+    try:
+        plan = book_plan(profile, None, values, store=store, errors=errors)
+    except (FileNotFoundError, ConfigError) as err:
+        return [], {"book": f"{type(err).__name__}: {err}"}
+    return plan_cost(plan, store), errors

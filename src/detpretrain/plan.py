@@ -25,6 +25,7 @@ import statistics
 from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from detpretrain.config import TrainConfig, config_hash
@@ -603,17 +604,46 @@ def _left(group: list[RunCost]) -> str:
     return text
 
 
-def _cost_rows(costs: list[RunCost], key) -> list[str]:
+#: the columns of :func:`cost_frame` after its first (the part of the build, or the chapter)
+COST_COLUMNS = ("runs", "complete", "worker-seconds spent", "per complete run, min / median / max",
+                "left (estimate, worker-seconds)")
+
+
+def cost_frame(costs: list[RunCost], by: str = "part") -> pd.DataFrame:
+    """:func:`plan_cost` summed per part of the build (``by="part"``, in :data:`BUILD_PARTS` order, then a total
+    row ``all``) or per chapter (``by="chapter"``: each run under the first chapter that reads it, in plan order).
+
+    Returns:
+        columns ``part of the build`` / ``chapter (first to read the run)``, then :data:`COST_COLUMNS` (numbers as
+        text: seconds with thousands separators, ``"—"`` where no run is complete, the left column as
+        ``"N runs, ~S s (K not estimated)"`` or ``"0"``).
+
+    Raises:
+        ValueError: ``by`` is neither ``"part"`` nor ``"chapter"``.
+    """
+    if by not in ("part", "chapter"):
+        raise ValueError(f"by must be 'part' or 'chapter', got {by!r}")
+    if by == "part":
+        order = {part: i for i, part in enumerate(BUILD_PARTS.values())}
+        ordered, first, key = sorted(costs, key=lambda c: order.get(c.part, len(order))), "part of the build", \
+            (lambda c: c.part)
+    else:
+        ordered, first, key = costs, "chapter (first to read the run)", (lambda c: c.chapter or "—")
     groups: dict[str, list[RunCost]] = {}
-    for c in costs:
+    for c in ordered:
         groups.setdefault(key(c), []).append(c)
+    if by == "part":
+        groups["all"] = list(costs)
     rows = []
     for name, group in groups.items():
         done = [c.seconds for c in group if c.state == "complete"]
         spread = f"{min(done):,.0f} / {statistics.median(done):,.0f} / {max(done):,.0f}" if done else "—"
-        rows.append("| " + " | ".join([name, str(len(group)), str(sum(c.state == "complete" for c in group)),
-                                       _seconds(sum(c.seconds for c in group)), spread, _left(group)]) + " |")
-    return rows
+        if name == "all" and by == "part":
+            spread = ""
+        rows.append(dict(zip((first, *COST_COLUMNS), (
+            name, len(group), sum(c.state == "complete" for c in group), _seconds(sum(c.seconds for c in group)),
+            spread, _left(group)))))
+    return pd.DataFrame(rows, columns=[first, *COST_COLUMNS])
 
 
 def format_cost(costs: list[RunCost], *, profile: str = "", store: RunStore | None = None,
@@ -631,22 +661,17 @@ def format_cost(costs: list[RunCost], *, profile: str = "", store: RunStore | No
     """
     from collections import Counter
 
+    from detpretrain.markdown import markdown_table
+
     if jobs is not None and jobs < 1:
         raise ConfigError(f"jobs must be at least 1, got {jobs}")
-    head = ("| {} | runs | complete | worker-seconds spent | per complete run, min / median / max | left "
-            "(estimate, worker-seconds) |\n| --- | ---: | ---: | ---: | ---: | --- |")
-    order = {part: i for i, part in enumerate(BUILD_PARTS.values())}
-    by_part = sorted(costs, key=lambda c: order.get(c.part, len(order)))
     complete = sum(c.state == "complete" for c in costs)
-    spent = sum(c.seconds for c in costs)
     where = f", store {store.root.resolve()}" if store is not None else ""
     lines = [f"Cost of the run plan (profile {profile or '?'}{where}): {len(costs)} runs, {complete} complete. "
              "Worker-seconds of the training epochs and the final evaluation, read from the runs' metrics.json and "
              "resume checkpoints (a lower bound: process start, dataset and model building and checkpoint writes "
-             "are not recorded).", "",
-             head.format("part of the build"), *_cost_rows(by_part, lambda c: c.part),
-             f"| **all** | **{len(costs)}** | **{complete}** | **{_seconds(spent)}** | | **{_left(costs)}** |", "",
-             head.format("chapter (first to read the run)"), *_cost_rows(costs, lambda c: c.chapter or "—"), ""]
+             "are not recorded).", "", markdown_table(cost_frame(costs, "part")), "",
+             markdown_table(cost_frame(costs, "chapter")), ""]
     unreadable = [c for c in costs if c.state == "unreadable"]
     if unreadable:
         lines.append(f"{len(unreadable)} run(s) with unreadable records (counted as 0 s, not estimated): "

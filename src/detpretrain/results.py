@@ -26,6 +26,7 @@ import pandas as pd
 
 from detpretrain.errors import ConfigError
 from detpretrain.io import atomic_write_text
+from detpretrain.markdown import markdown_table
 from detpretrain.runs import RunStore
 
 BEGIN = "<!-- results-table:begin (written by `python -m detpretrain results-table --readme README.md`) -->"
@@ -106,17 +107,6 @@ def results_table(store: RunStore | str | os.PathLike | None = None, hashes=None
                          "finished": dt.datetime.fromtimestamp(newest, dt.timezone.utc).strftime("%Y-%m-%d")})
     return pd.DataFrame(rows, columns=["run", "from", "data", "epochs", "metric", "runs", "mean", "sd",
                                        "config hashes", "finished"])
-
-
-def markdown_table(frame: pd.DataFrame) -> str:
-    """``frame`` as a GitHub / MyST Markdown table: its columns as the header, every cell as text (``|`` and ``$``
-    escaped, so that neither splits a cell nor opens math; line breaks folded), the index left out."""
-    def cell(value) -> str:
-        return str(value).replace("|", "\\|").replace("$", "\\$").replace("\n", " ")
-
-    rows = [list(map(cell, frame.columns)), ["---"] * len(frame.columns)]
-    rows += [[cell(v) for v in row] for row in frame.itertuples(index=False, name=None)]
-    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
 
 def to_markdown(table: pd.DataFrame, store: str | os.PathLike, scope: str = "") -> str:
