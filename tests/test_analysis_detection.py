@@ -100,6 +100,12 @@ def test_gap_slope_of_a_linear_gap_is_its_slope_per_tenth_of_iou():
     assert slopes["diff"].tolist() == pytest.approx([1.0, 2.0, 1.5])
     claims = A.detection_claims(res)
     assert claims["the gap's slope over IoU 0.5-0.8 is positive"].estimate == pytest.approx(1.5)
+    assert claims["the gap's slope over IoU 0.5-0.8 is positive"].replicated
+    # one IMAGENET-CLS pre-training against 3 detection ones: every claim says its interval lacks that arm's spread
+    single = _result({"imagenet-cls": [[[40.0] * 9]],
+                      "detection": [[curve(41, 1.0)], [curve(41, 2.0)], [curve(41, 1.5)]]})
+    assert A.gap_slope(single).attrs["single_replicate_arm"] == "imagenet-cls"
+    assert not any(v.replicated for v in A.detection_claims(single).values())
 
 
 def test_paired_iou_counts_only_objects_both_detectors_find():

@@ -198,8 +198,13 @@ def test_enrichment_claims_over_replicate_frames_are_t_intervals_and_a_map_some_
         low, high = st.t.interval(0.95, 2, loc=np.mean(means), scale=st.sem(means))
         v = claims[claim]
         assert (v.estimate, v.ci_low, v.ci_high) == pytest.approx((np.mean(means), low, high))
-        assert v.unit == "pre-training run" and v.replicated and (v.n, v.n_units) == (3, 75)
+        assert v.unit == "pre-training run" and (v.n, v.n_units) == (3, 75)
+        # against the floor, the same untrained network in every frame, only the classifier's spread is in the
+        # interval: not called replicated
+        assert v.replicated == (b != "scratch")
+        assert ("one side is the same network in every pair" in v.method) == (b == "scratch")
     assert claims["part-over-decoy preference, C minus D"].replicated
+    assert not claims["part-over-decoy preference, C minus R"].replicated
     assert set(claims) == set(V.enrichment_claims(frames[0], names, classification="cls", detection="det"))
     grad = V.enrichment_claims(frames, names, classification="cls", detection="det", kind="Grad-CAM")
     alone = V.enrichment_claims(frames[0], names, classification="cls", detection="det", kind="Grad-CAM")
@@ -653,6 +658,11 @@ def test_gain_split_is_exact_on_pixel_counts():
     assert g["pixel_share"] == pytest.approx(0.1) and g["gain_share"] == pytest.approx(10 / 28)
     assert g["excess"] == pytest.approx(10 / 28 - 0.1)
     assert math.isnan(SEG.gain_split(90, 80, 100, 90, 90, 900)["gain_share"])  # no positive gain: no share
+    # the boundary excess is the same statement for every pair: gained_tri - p * gained_all = p (1 - p) excess * N / 100
+    assert g["boundary_excess"] == pytest.approx(10 - 2)
+    assert 10 - 0.1 * 28 == pytest.approx(0.1 * 0.9 * g["boundary_excess"] * 1000 / 100)
+    loss = SEG.gain_split(50, 52, 100, 90, 89.97, 9000)  # +2 at boundaries, a net loss overall: no share, an excess
+    assert math.isnan(loss["gain_share"]) and loss["boundary_excess"] == pytest.approx(2.03)
 
 
 def _seg_result(anti_gain, tri_gain, seeds=(0, 1, 2, 3), replicates=(0,)):
@@ -673,10 +683,14 @@ def _seg_result(anti_gain, tri_gain, seeds=(0, 1, 2, 3), replicates=(0,)):
 def test_boundary_share_verdicts():
     table, v = SEG.boundary_share(_seg_result(anti_gain=2.0, tri_gain=2.0))  # the same gain everywhere
     assert table["trimap share of the gain"].iloc[0] == pytest.approx(0.1, abs=0.02)
+    name = "boundary band's gain not above the gain away from boundaries, 2 px"
     assert v["gain away from boundaries, 2 px"].label == "holds"
-    assert v["boundary share of the gain not above its pixel share, 2 px"].label == "holds"
+    assert v[name].label == "holds" and v[name].margin == SEG.BOUNDARY_GAIN_MARGIN
     _, v = SEG.boundary_share(_seg_result(anti_gain=0.1, tri_gain=20.0))  # nearly all the gain at boundaries
-    assert v["boundary share of the gain not above its pixel share, 2 px"].label == "reversed"
+    assert v[name].label == "reversed"
+    # a gain at boundaries with no net gain is evidence against the claim, and it stays in (a share would drop it)
+    _, v = SEG.boundary_share(_seg_result(anti_gain=-0.3, tri_gain=2.0))
+    assert v[name].n_units == 4 and v[name].estimate > 2 and v[name].label == "reversed"
 
 
 def test_boundary_share_pairs_every_replicate_and_tests_over_them():

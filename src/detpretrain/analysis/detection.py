@@ -114,6 +114,7 @@ def gap_slope(result: dict, better: str = "detection", baseline: str = "imagenet
         columns ``replicate, seed, diff`` (the slope; units with fewer than two thresholds dropped).
     """
     units = gap_units(result, better, baseline)
+    marks = dict(units.attrs)  # e.g. an arm with a single replicate (claims.paired_units)
     units = units[(units["iou"] >= ious[0] - 1e-9) & (units["iou"] <= ious[1] + 1e-9)]
     rows = []
     for (rep, seed), part in units.groupby(["replicate", "seed"]):
@@ -121,7 +122,9 @@ def gap_slope(result: dict, better: str = "detection", baseline: str = "imagenet
             rows.append({"replicate": rep, "seed": seed,
                          "diff": 0.1 * float(np.polyfit(part["iou"].to_numpy(float), part["diff"].to_numpy(float),
                                                         1)[0])})
-    return pd.DataFrame(rows, columns=["replicate", "seed", "diff"])
+    out = pd.DataFrame(rows, columns=["replicate", "seed", "diff"])
+    out.attrs.update(marks)
+    return out
 
 
 #: score at which a stored detection counts for :func:`object_ious` (an operating point, as in Figure 8)

@@ -327,8 +327,9 @@ def final_dimensionality_table(result: dict, **kw):
 
 def layer_dim_differences(result: dict, a: str = "imagenet-cls", b: str = "scratch", **kw) -> dict:
     """Per layer, the final intrinsic dimensionality ``a - b``, paired by replicate and seed (S, from scratch, has
-    no pre-training replicate: its runs pair by seed with every replicate of I), with its verdict over pre-training
-    runs (:func:`~detpretrain.analysis.claims.unit_verdict`; ``holds`` = ``a`` higher, ``reversed`` = ``b``
+    no pre-training, but its replicate ``r`` is an independent training run paired with I's replicate ``r``; with a
+    single S run it pairs by seed with every replicate of I and the verdict says so), with its verdict over
+    pre-training runs (:func:`~detpretrain.analysis.claims.unit_verdict`; ``holds`` = ``a`` higher, ``reversed`` = ``b``
     higher): ``{layer: Verdict}``."""
     from detpretrain.analysis.claims import paired_units, unit_verdict
 

@@ -26,6 +26,7 @@ Shapes: images [B, 3, H, W] (normalised floats), maps [B, H, W]; masks are boole
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -940,7 +941,7 @@ def _frames(frame, what: str) -> list[pd.DataFrame]:
     return per_replicate(frame, what)
 
 
-def _replicated_claims(per_frame: list[dict], fixed=()) -> dict:
+def _replicated_claims(per_frame: list[dict], fixed=(), one_side_fixed=()) -> dict:
     """Verdicts from per-image differences measured in one frame per pre-training replicate pair
     (``[{claim: Series over images}]``, the first frame's claims in its order):
 
@@ -948,7 +949,10 @@ def _replicated_claims(per_frame: list[dict], fixed=()) -> dict:
       floor on its own: its frames are copies, not replicates): :func:`_conditional`, over the first frame's test
       images, conditional on those networks;
     * a claim every frame measures (at least one image each): a t interval over the frames' means, the test images
-      nested in them (:func:`~detpretrain.analysis.stats.nested_verdict`; unit: the pre-training run);
+      nested in them (:func:`~detpretrain.analysis.stats.nested_verdict`; unit: the pre-training run); for a claim
+      named in ``one_side_fixed`` (a replicated backbone against a network that is the same in every frame, e.g.
+      minus the untrained floor) the interval holds the replicated side's spread only, so the verdict says so and
+      counts as unreplicated (``replicated=False``);
     * a claim some frames measure and others do not: *not resolved* without an interval, its ``method`` naming the
       pairs that lack it (such replicates are not comparable; a quiet fallback to replicate 0 would change the unit).
     """
@@ -963,6 +967,11 @@ def _replicated_claims(per_frame: list[dict], fixed=()) -> dict:
         missing = [r for r, d in enumerate(series) if d is None or not d.dropna().size]
         if not missing:
             out[claim] = nested_verdict([d.dropna().to_numpy(dtype=float) for d in series], unit="test image")
+            if claim in one_side_fixed:
+                v = out[claim]
+                out[claim] = dataclasses.replace(v, replicated=False, method=(
+                    f"{v.method}; one side is the same network in every pair: its run-to-run spread is not in the "
+                    "interval"))
         elif len(missing) == len(series):
             out[claim] = _conditional(first)  # measured nowhere: the empty verdict, as with one frame
         else:
@@ -995,17 +1004,20 @@ def enrichment_claims(frame, names: dict, *, classification: str = "imagenet-cls
 
     Returns:
         ``{claim: Verdict}`` (claims whose backbones or regions are absent from the first frame are left out), by the
-        rules of :func:`_replicated_claims`: over the pre-training runs when every frame measures the claim; the
-        floor's own ``part minus decoy`` claim (the same untrained network in every frame) over the first frame's
+        rules of :func:`_replicated_claims`: over the pre-training runs when every frame measures the claim (a
+        claim against the floor, the same untrained network in every frame, then says that the floor's spread is not
+        in the interval: ``replicated=False``); the floor's own ``part minus decoy`` claim over the first frame's
         test images, conditional on that network; no interval when only some frames measure a claim.
 
     Raises:
         ValueError: an empty list of frames.
     """
     fixed = () if floor is None else (f"part minus decoy enrichment, {names.get(floor, floor)}",)
-    return _replicated_claims([_enrichment_differences(f, names, classification=classification, detection=detection,
-                                                       floor=floor, kind=kind, min_cells=min_cells)
-                               for f in _frames(frame, "enrichment_claims")], fixed=fixed)
+    per_frame = [_enrichment_differences(f, names, classification=classification, detection=detection, floor=floor,
+                                         kind=kind, min_cells=min_cells) for f in _frames(frame, "enrichment_claims")]
+    against_floor = () if floor is None else tuple(k for k in per_frame[0]
+                                                   if k.endswith(f" minus {names.get(floor, floor)}"))
+    return _replicated_claims(per_frame, fixed=fixed, one_side_fixed=against_floor)
 
 
 def _enrichment_differences(frame: pd.DataFrame, names: dict, *, classification: str, detection: str,
