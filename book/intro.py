@@ -125,8 +125,8 @@ if costs:
     display(table(cost_frame(costs, "chapter")))
     spent = sum(c.seconds for c in costs)
     left, estimated, waiting = estimate_left(costs)
-    display(Markdown(f"In all **{spent:,.0f} worker-seconds** ({spent / 3600:.1f} h of one process) for the "
-                     f"{sum(c.state == 'complete' for c in costs)} complete runs of the {len(costs)} planned"
+    display(Markdown(f"In all **{spent:,.0f} worker-seconds** ({spent / 3600:.1f} h of one process) spent on the "
+                     f"{len(costs)} planned runs ({sum(c.state == 'complete' for c in costs)} complete)"
                      + (f"; {waiting} not complete" + (f", about {left:,.0f} more estimated for {estimated} of them"
                                                        if estimated else "") if waiting else "") + "."))
 for chapter_name, why in plan_errors.items():

@@ -106,6 +106,13 @@ def test_gap_slope_of_a_linear_gap_is_its_slope_per_tenth_of_iou():
                       "detection": [[curve(41, 1.0)], [curve(41, 2.0)], [curve(41, 1.5)]]})
     assert A.gap_slope(single).attrs["single_replicate_arm"] == "imagenet-cls"
     assert not any(v.replicated for v in A.detection_claims(single).values())
+    objects = pd.DataFrame([{"pretrain": "detection", "replicate": r, "seed": 0, "object": o, "iou": 0.8 + r / 100}
+                            for r in range(3) for o in range(4)]
+                           + [{"pretrain": "imagenet-cls", "replicate": 0, "seed": 0, "object": o, "iou": 0.7}
+                              for o in range(4)])
+    tighter = A.paired_iou(objects)
+    assert len(tighter) == 3 and tighter.attrs["single_replicate_arm"] == "imagenet-cls"
+    assert not C.unit_verdict(tighter).replicated
 
 
 def test_paired_iou_counts_only_objects_both_detectors_find():

@@ -414,7 +414,7 @@ def test_cost_estimates_unfinished_runs_from_finished_ones_of_the_same_shape(cor
     assert time_left_text(make_plan([done, other]), store, jobs=1) == ""
     text = format_cost(damaged, jobs=1)
     assert f"1 run(s) with unreadable records (counted as 0 s, not estimated): {damaged[0].label}" in text
-    assert "not counting the 3 runs without an estimate" in text
+    assert "left: 3 runs, no estimate yet" in text
 
 
 @pytest.mark.parametrize("executor", ["local", "slurm"])
@@ -450,3 +450,24 @@ def test_runs_the_plan_gains_start_beside_the_runs_still_training(corpus_dir, tm
     assert start_later < long_done, "\n".join(lines)
     assert any("the plan grew by 1 run(s) that depend on trained results: finetune/scratch seed 23" in line
                for line in lines)
+
+
+def test_a_replan_that_fails_while_runs_train_does_not_stop_them(corpus_dir, tmp_path):
+    """Planning again in the middle of a build (a damaged run a planner reads, say) is reported and the runs in
+    progress finish; the failure surfaces when the executor plans again at the end."""
+    short, long_ = detection_chain("smoke", pretrains=("scratch",), seeds=(31, 32),
+                                   overrides={"optim.epochs": 1}).configs
+    long_ = replace_path(long_, "optim.epochs", 6)
+    store = RunStore(tmp_path / "runs")
+
+    def replan():
+        if store.run_for(short).complete:
+            raise RuntimeError("a planner read a damaged run")
+        return make_plan([short, long_])
+
+    with pytest.raises(RuntimeError, match="damaged run"):
+        execute(replan(), store, jobs=2, threads=1, data_cache=corpus_dir, log_dir=tmp_path / "logs", replan=replan,
+                **QUIET)
+    assert store.run_for(short).complete and store.run_for(long_).complete  # the long run was not stopped
+    log = next((tmp_path / "logs").glob("*.log")).read_text()
+    assert "planning again failed (RuntimeError: a planner read a damaged run)" in log

@@ -90,19 +90,22 @@ def test_book_workflow_builds_mini_caches_the_store_and_publishes():
     assert f"torch==2.11.0 torchvision==0.26.0 --index-url {CPU_INDEX}" in runs  # the README's CPU row
     uses = {s["uses"].split("@")[0]: s for s in steps(wf) if "uses" in s}
     restore, save = uses["actions/cache/restore"], uses["actions/cache/save"]
+    code = next(s for s in build["steps"] if s.get("id") == "code")  # the code's hash, taken once before the build
+    assert "runs-${PROFILE}-" in code["run"] and all(f"'{g}'" in code["run"] for g in ("src/**", "book/**"))
     for cache in (restore["with"], save["with"]):
         assert {"runs", "data/generated"} <= set(cache["path"].split())
-        assert "${{ env.PROFILE }}" in cache["key"]
-        assert all(f"'{g}'" in cache["key"] for g in ("src/**", "book/**")), cache["key"]
+        assert cache["key"].startswith("${{ steps.code.outputs.key }}-")
     # a cold build may outlast one job: the build step stops first, the store is saved whatever happened, under a key
     # of its own (a cache key is written once), and the next build restores the newest one and resumes
     assert save["with"]["key"] == restore["with"]["key"]
     assert "${{ github.run_id }}-${{ github.run_attempt }}" in save["with"]["key"]
     assert restore["with"]["restore-keys"].strip().splitlines()[-1].strip() == "runs-${{ env.PROFILE }}-"
     assert save["if"] == "always()"
+    assert restore["with"]["restore-keys"].strip().splitlines()[0].strip() == "${{ steps.code.outputs.key }}-"
     order = [s.get("name", "") for s in build["steps"]]
     book_step = next(s for s in build["steps"] if "python -m detpretrain book" in s.get("run", ""))
-    assert order.index(restore["name"]) < order.index(book_step["name"]) < order.index(save["name"])
+    assert order.index(code["name"]) < order.index(restore["name"]) < order.index(book_step["name"]) \
+        < order.index(save["name"])
     assert book_step["timeout-minutes"] + 30 <= build["timeout-minutes"] <= 360  # GitHub's limit for one job
     assert "python -m detpretrain runs cost" in runs
     assert uses["actions/upload-pages-artifact"]["with"]["path"] == "_build/html"

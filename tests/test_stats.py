@@ -474,6 +474,8 @@ def test_secondary_claims_report_the_mde_at_holms_strictest_level():
     z = sps.norm.ppf
     assert out["boot"].mde == pytest.approx(boot.mde * (z(1 - 0.05 / 8) + z(0.8)) / (z(0.975) + z(0.8)))
     assert "smallest detectable effect" in out["t"].sentence("mAP") and "Holm's level 0.0125" in out["t"].sentence("mAP")
+    again = S.adjust_claims(out, "primary")  # adjusting adjusted claims changes nothing
+    assert again["t"].mde == pytest.approx(out["t"].mde) and again["boot"].mde == pytest.approx(out["boot"].mde)
     alone = S.adjust_claims({"primary": claims["primary"], "t": t3}, "primary")  # one secondary: nothing to adjust
     assert alone["t"].mde == t3.mde and math.isnan(alone["t"].mde_alpha)
 
@@ -509,6 +511,9 @@ def test_sentences_print_limits_with_their_sign_and_no_zero_width_interval():
     assert S.Verdict("holds", 2.5, 1.3, 3.7, 0.01, 3, 3, 3, 2.0, 3.0).digits_for(1) == 1
     flat = S.verdict([1.0, 1.0, 1.0])  # zero spread: no interval shown, the method says why
     assert " CI " not in flat.sentence("x") and "zero spread" in flat.sentence("x")
+    ni = S.Verdict("holds", -2.0, -3.0, -0.96, 0.01, 3, 3, 3, 2.0, 0.5, kind="noninferiority", margin=1.0,
+                   expected=1)  # the null value is -1: "-1.0" beside "holds" would contradict it
+    assert "to -0.96" in ni.sentence("x") or "CI -3.00 to -0.96" in ni.sentence("x")
     second = S.adjust_claims({"p": S.verdict([2.0, 2.5, 3.0]), "s": S.verdict([2.0, 2.8, 3.6])}, "p")["s"]
     assert "unadjusted 95 % CI" in second.sentence("x")
     from detpretrain.analysis.claims import claim_row

@@ -557,11 +557,16 @@ def _drive(plan, store, todo: list[str], backend, display: _Display, build_log: 
         ready = [h for h in pending if all(n in done for n in plan.runs[h].needs)]
         if replan is not None and free and not ready and finished_since_replan:
             finished_since_replan = False
-            grown = replan()
-            status = grown.status(store)
-            added = [h for h in grown.runs if h not in plan.runs and status[h] != "complete"]
-            if added:
-                plan = grown
+            try:
+                grown = replan()
+                status = grown.status(store)
+            except Exception as err:  # noqa: BLE001 - the runs training now must not stop for it; execute() plans
+                display.write(f"planning again failed ({type(err).__name__}: {err}); the plan is completed after "
+                              "the runs in progress")  # again at the end and reports it there
+                grown, status = None, {}
+            added = [] if grown is None else [h for h in grown.runs if h not in plan.runs and status[h] != "complete"]
+            if added:  # merged into the plan as it is (a chapter that fails to plan this time keeps its runs)
+                plan = dataclasses.replace(plan, runs={**plan.runs, **{h: grown.runs[h] for h in added}})
                 done |= {h for h in grown.runs if status[h] == "complete"}
                 pending += added
                 left += len(added)
@@ -616,7 +621,10 @@ def _drive(plan, store, todo: list[str], backend, display: _Display, build_log: 
                 report.trained[h] = seconds
             else:
                 report.found.append(h)
-            time_left = time_left_text(plan, store, jobs) if result.get("trained") and left else ""
+            time_left = ""
+            if result.get("trained") and left:
+                with contextlib.suppress(Exception):  # a progress line never stops a build
+                    time_left = time_left_text(plan, store, jobs)
             display.finish(slot, len(report.trained) + len(report.found), left, time_left)
             verb = "trained" if result.get("trained") else "found complete"
             display.write(f"{verb} {r.label} ({run_dir.name}) in {seconds:.0f} s  {result.get('headline', '')}"

@@ -386,14 +386,14 @@ def chapters_plan(profile: str, values: dict[str, dict], *, store: RunStore, dat
         ConfigError: a chapter without a planner, or a chapter's parameters refused by its experiments module (the
             message names the chapter).
     """
-    from detpretrain.errors import DataError
+    from detpretrain.errors import DataError, RunStoreError
 
     configs, chapters_of = [], {}
     with environment(DETPRETRAIN_DATA=data_cache):  # the chapters' data_cache
         for chapter, chapter_values in values.items():
             try:
                 found = chapter_runs(chapter, profile, chapter_values, store)
-            except (ConfigError, DataError, FileNotFoundError) as err:
+            except (ConfigError, DataError, FileNotFoundError, RunStoreError) as err:
                 if errors is None:
                     raise ConfigError(f"chapter {chapter}: {type(err).__name__}: {err}") from None
                 errors[chapter] = f"{type(err).__name__}: {err}"
@@ -456,6 +456,11 @@ BUILD_PARTS: dict[str, str] = {
 }
 
 
+#: pages that only summarise the runs of other chapters (the introduction reads the detection experiment): a run is
+#: counted under the first chapter that reads it outside these (under them only when nothing else reads it)
+SUMMARY_CHAPTERS = ("intro",)
+
+
 def build_part(name: str) -> str:
     """The part of the build (:data:`BUILD_PARTS`) of a run named ``name`` (by its first ``/`` component; a name
     outside the table is its own part)."""
@@ -469,7 +474,7 @@ class RunCost:
 
     Attributes:
         hash, label: the run (:attr:`PlannedRun.label`); part: its part of the build (:func:`build_part`);
-            chapter: the first chapter that reads it (the one whose runs a cold build trains it for).
+            chapter: the first chapter that reads it, the summary pages (:data:`SUMMARY_CHAPTERS`) aside.
         state: ``"complete"``, ``"partial"`` (a resume checkpoint after some epochs), ``"todo"``, or
             ``"unreadable"`` (its ``metrics.json`` or resume checkpoint is damaged: its seconds are unknown).
         epochs_done, epochs: finished and planned epochs.
@@ -546,7 +551,8 @@ def plan_cost(plan: Plan, store: RunStore) -> list[RunCost]:
     costs: list[RunCost] = []
     for h, r in plan.runs.items():
         run = store.run_for(r.config)
-        cost = RunCost(h, r.label, build_part(r.config.name), r.chapters[0] if r.chapters else "", "todo", 0,
+        readers = [c for c in r.chapters if c not in SUMMARY_CHAPTERS] or list(r.chapters)
+        cost = RunCost(h, r.label, build_part(r.config.name), readers[0] if readers else "", "todo", 0,
                        r.config.optim.epochs)
         try:
             if run.complete:
@@ -573,7 +579,7 @@ def plan_cost(plan: Plan, store: RunStore) -> list[RunCost]:
             evals.setdefault(shapes[c.hash], []).append(c.eval_seconds or 0.0)
     for c in costs:
         shape = shapes[c.hash]
-        if c.state != "complete" and shape in per_epoch:
+        if c.state in ("partial", "todo") and shape in per_epoch:  # an unreadable run's progress is unknown
             left = max(c.epochs - c.epochs_done, 0)
             c.estimate_seconds = left * statistics.median(per_epoch[shape]) + statistics.median(evals[shape])
     return costs
@@ -687,6 +693,9 @@ def format_cost(costs: list[RunCost], *, profile: str = "", store: RunStore | No
                                                 for p, n in processors.most_common()))
     if jobs:
         left, known, waiting = estimate_left(costs)
+        if waiting and not known:
+            lines.append(f"left: {waiting} runs, no estimate yet (no finished run of the same shape)")
+            return "\n".join(lines)
         lines.append(f"left: ~{_seconds(left)} worker-seconds, at least {_seconds(left / jobs)} s of wall clock "
                      f"({left / jobs / 3600:.1f} h) with {jobs} worker process(es) (waiting on dependencies only adds "
                      "to it)" + ("" if known == waiting else

@@ -207,7 +207,9 @@ def paired_iou(objects: pd.DataFrame, better: str = "detection", baseline: str =
     pairs = paired_units(objects.rename(columns={"iou": "value"}), better, baseline, keys=("object",), values=True)
     both = pairs[(pairs["treatment"] >= found) & (pairs["control"] >= found)]
     per_unit = both.groupby(["replicate", "seed"]).agg(diff=("diff", "mean"), objects=("diff", "size")).reset_index()
-    return per_unit.assign(diff=100.0 * per_unit["diff"])[["replicate", "seed", "diff", "objects"]]
+    out = per_unit.assign(diff=100.0 * per_unit["diff"])[["replicate", "seed", "diff", "objects"]]
+    out.attrs.update(pairs.attrs)  # e.g. an arm with a single replicate (claims.paired_units)
+    return out
 
 
 def schedule_table(results: dict, better: str = "detection", baseline: str = "imagenet-cls") -> pd.DataFrame:

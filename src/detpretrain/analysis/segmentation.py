@@ -448,9 +448,10 @@ def gain_split(acc_a_tri, acc_b_tri, n_tri, acc_a_anti, acc_b_anti, n_anti) -> d
         ``{"pixel_share"`` (trimap pixels / all, ``p``), ``"gain_tri"``, ``"gain_anti"`` (accuracy points in each
         region), ``"gain_share"`` (the trimap's share of the gained correct pixels; NaN unless the total gain is
         positive), ``"excess"`` (gain_share - pixel_share), ``"boundary_excess"`` (gain_tri - gain_anti, points)}.
-        The share is above the pixel share exactly when the trimap gains more accuracy than the rest:
-        ``gained_tri - p * gained_all = p (1 - p) (gain_tri - gain_anti) * pixels / 100``; ``boundary_excess`` says
-        the same for every pair, also one whose total gain is 0 or negative, without dividing by that total.
+        Where the total gain is positive, the share is above the pixel share exactly when the trimap gains more
+        accuracy than the rest: ``gained_tri - p * gained_all = p (1 - p) (gain_tri - gain_anti) * pixels / 100``.
+        ``boundary_excess`` is defined for every pair: with a net loss it is positive where the trimap loses less
+        (the change is still concentrated there), and it is in accuracy points, not a share of the gain.
     """
     n_tri, n_anti = float(n_tri), float(n_anti)
     d_tri = (acc_b_tri - acc_a_tri) / 100 * n_tri

@@ -201,10 +201,13 @@ class Verdict:
         return f"{est} ({'; '.join(parts)}) — {label}"
 
     def digits_for(self, digits: int = 1) -> int:
-        """``digits``, or more (up to 6) until the interval's limits print with their sign: a limit that rounds to
-        0 beside *holds* (``+0.0``) or a negative one beside *not resolved* (``-0.0``) would contradict the label."""
-        limits = [x for x in (self.ci_low, self.ci_high) if math.isfinite(x) and x != 0]
-        while digits < 6 and any(round(x, digits) == 0 for x in limits):
+        """``digits``, or more (up to 6) until the interval's limits print on their side of the null value (0, or
+        ``-margin * expected`` for non-inferiority): a limit that rounds onto it beside *holds* (``+0.0``, or
+        ``+1.0`` against a margin of 1.0) or a negative one beside *not resolved* (``-0.0``) would contradict the
+        label."""
+        ref = self.null_value
+        limits = [x for x in (self.ci_low, self.ci_high) if math.isfinite(x) and x != ref]
+        while digits < 6 and any(round(x, digits) == round(ref, digits) for x in limits):
             digits += 1
         return digits
 
@@ -652,13 +655,14 @@ def adjust_claims(claims: Mapping[str, Verdict], primary: str | None) -> dict[st
 
 
 def rescaled_mde(v: Verdict, alpha: float) -> float:
-    """``v.mde`` (computed at ``v.alpha``) for a test at the two-sided level ``alpha`` instead, at the same standard
+    """``v.mde`` (computed at ``v.alpha``, or at ``v.mde_alpha`` when set) for a test at the two-sided level ``alpha`` instead, at the same standard
     error: the ratio of the noncentrality parameters at 80 % power, exact for the t rule (:func:`verdict`, at
     ``v.df``) and for the normal-approximation mde of the bootstrap and McNemar verdicts (df NaN). NaN stays NaN."""
     if math.isnan(v.mde):
         return _NAN
     df = float(v.df) if math.isfinite(v.df) else math.inf
-    return v.mde * _ncp_for_power(df, float(alpha), POWER) / _ncp_for_power(df, float(v.alpha), POWER)
+    current = v.alpha if math.isnan(v.mde_alpha) else v.mde_alpha  # an mde already rescaled is not rescaled twice
+    return v.mde * _ncp_for_power(df, float(alpha), POWER) / _ncp_for_power(df, float(current), POWER)
 
 
 def claims_table(claims: Mapping[str, Verdict], primary: str) -> pd.DataFrame:

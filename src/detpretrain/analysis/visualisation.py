@@ -707,7 +707,8 @@ def localisation_verdict(objects: pd.DataFrame, a: str = "imagenet-cls", b: str 
     occluded = objects["visible_fraction"] < occluded_below
     occluded_images = gain[occluded].groupby(objects.loc[occluded, "image"]).mean()
     vo = image_verdict(occluded_images) if len(occluded_images) > 1 else None
-    text = (f"Best IoU of the detection-pre-trained detector minus the other's, over all objects: "
+    text = (f"Best IoU of the detection-pre-trained detector minus the other's, over all objects (their gains "
+            "averaged per test image): "
             f"{v.sentence('IoU', digits=3)} (better for {int((gain > 0).sum())}, worse for {int((gain < 0).sum())} "
             "objects)")
     if vo is not None:

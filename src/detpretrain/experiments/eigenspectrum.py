@@ -17,7 +17,7 @@ from functools import partial
 import numpy as np
 import torch
 
-from detpretrain.config import DataSpec, TrainConfig
+from detpretrain.config import DataSpec, TrainConfig, config_hash
 from detpretrain.errors import ConfigError
 from detpretrain.experiments.common import (
     ChainPlan,
@@ -167,6 +167,10 @@ def determined_widths(model, final_spectra: list[dict[str, np.ndarray]], thresho
     return tuple(widths), tuple(original), tuple(dims)
 
 
+#: the widths :func:`plan_eigenspectrum` determined, per store, S runs and rule: ``{key: (widths, original)}``
+_PLANNED_WIDTHS: dict[tuple, tuple] = {}
+
+
 def plan_eigenspectrum(profile: str | Profile = "smoke", *, dataset: str = "synthetic", data_root: str | None = None,
                        seeds=None, replicates: int | None = None, scratch_factor: int = 2, threshold: float = eig.DEFAULT_THRESHOLD,
                        normalisation: str = "none", n_images: int = 64, multiple: int = 8,
@@ -186,15 +190,19 @@ def plan_eigenspectrum(profile: str | Profile = "smoke", *, dataset: str = "synt
     scratch = [cfg for pretrain, _, _, cfg in chain.finetunes if pretrain == "scratch"]
     if store is None or not scratch or not all(store.run_for(cfg).complete for cfg in scratch):
         return configs
-    images = probe_images(target_spec(prof, dataset, data_root), n_images)
-    finals = []
-    for cfg in scratch:
-        run: Run = store.run_for(cfg)
-        model, _, _ = load_run_model(run, device)
-        checkpoints = run.epoch_checkpoints()
-        model.load_state_dict(torch.load(checkpoints[max(checkpoints)], map_location="cpu", weights_only=True))
-        finals.append(eig.spectra(eig.layer_second_moments(model, images, device=device)))
-    widths, original, _ = determined_widths(scratch[0].model, finals, threshold, normalisation, multiple)
+    key = (str(store.root.resolve()), tuple(config_hash(cfg) for cfg in scratch), dataset, str(data_root),
+           float(threshold), normalisation, int(n_images), int(multiple))
+    if key not in _PLANNED_WIDTHS:  # complete runs never change: measured once per process (the executor plans
+        images = probe_images(target_spec(prof, dataset, data_root), n_images)  # again after runs finish)
+        finals = []
+        for cfg in scratch:
+            run: Run = store.run_for(cfg)
+            model, _, _ = load_run_model(run, device)
+            checkpoints = run.epoch_checkpoints()
+            model.load_state_dict(torch.load(checkpoints[max(checkpoints)], map_location="cpu", weights_only=True))
+            finals.append(eig.spectra(eig.layer_second_moments(model, images, device=device)))
+        _PLANNED_WIDTHS[key] = determined_widths(scratch[0].model, finals, threshold, normalisation, multiple)[:2]
+    widths, original = _PLANNED_WIDTHS[key]
     if widths == original:
         return configs
     narrow = eigen_chain(prof, dataset=dataset, data_root=data_root, seeds=seeds, replicates=replicates,
