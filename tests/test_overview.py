@@ -73,3 +73,34 @@ def test_synthetic_only_chapters_are_said_so_at_a_published_profile(tmp_path, co
         assert rows.loc[chapter, "here"].startswith("synthetic-only, not run at profile torchvision: ")
         assert rows.loc[chapter, "label"] == "–"
     assert rows.loc["detection", "here"] == "not run in this store"
+
+
+def test_book_cost_lists_every_planned_run_and_says_when_the_book_cannot_be_planned(tmp_path, monkeypatch,
+                                                                                   corpus_root):
+    from detpretrain import book
+    from detpretrain.errors import RunStoreError
+    from detpretrain.overview import book_cost
+
+    store = RunStore(tmp_path / "runs")
+    costs, errors = book_cost("smoke", store, corpus_root)
+    planned = book.book_plan("smoke", None, {"store": str(store.root), "data_cache": str(corpus_root)}, store=store)
+    assert [c.hash for c in costs] == list(planned.runs) and not errors
+    assert {c.state for c in costs} == {"todo"} and "intro" not in {c.chapter for c in costs}  # under their chapters
+
+    def no_book(*args, **kwargs):
+        raise FileNotFoundError("no _toc.yml in /somewhere: run from the project root")
+
+    monkeypatch.setattr(book, "book_plan", no_book)
+    assert book_cost("smoke", store) == ([], {"book": "FileNotFoundError: no _toc.yml in /somewhere: run from the "
+                                                      "project root"})
+
+    def damaged(chapter, *args, **kwargs):  # a planner that meets a damaged run: reported, not raised
+        raise RunStoreError(tmp_path / "backbone.pt", "truncated", "runs rm RUN")
+
+    monkeypatch.undo()
+    from detpretrain import plan as P
+
+    monkeypatch.setattr(P, "chapter_runs", damaged)
+    costs, errors = book_cost("smoke", store, corpus_root)
+    assert not costs and set(errors) >= {"detection", "eigenspectrum"}
+    assert all(e.startswith("RunStoreError") for e in errors.values())
