@@ -677,8 +677,8 @@ def missed_logit_verdicts(design: pd.DataFrame, terms=MISSED_TERMS, *, claims=("
         rows = np.concatenate([members[k] for k in rng.integers(0, ids.size, ids.size)])
         boots.append(fit_missed_logit(design.iloc[rows], terms, classes=classes, C=C).reindex(coef.index))
     boots = pd.DataFrame(boots)
-    method = (f"bootstrap over {ids.size} images ({n_boot} resamples), logistic regression"
-              + ("" if math.isinf(C) else f" (ridge C = {C:g})"))
+    method = (f"bootstrap over {ids.size} images ({n_boot} resamples; the fine-tuned detectors held fixed), "
+              "logistic regression" + ("" if math.isinf(C) else f" (ridge C = {C:g})"))
     verdicts = {t: replicates_verdict(coef[t], boots[t].to_numpy(), n=ids.size, unit="image", method=method,
                                       expected=-1, replicated=False)
                 for t in claims if t in coef.index}
