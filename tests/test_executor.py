@@ -361,6 +361,13 @@ def test_cost_of_an_executed_plan_is_what_its_runs_recorded(executed, capsys, mo
     with pytest.raises(SystemExit):
         cli_main(["runs", "cost", "--profile", "smoke", "--jobs", "0"])
     assert "--jobs: must be at least 1, got 0" in capsys.readouterr().err
+    # chapters whose data is missing are named, not a traceback
+    assert cli_main(["runs", "cost", "--profile", "smoke", "--chapters", "detection,segmentation", "--store",
+                     str(store.root), "-p", "dataset", "coco", "-p", "data_root", str(store.root / "nowhere")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Cost of the run plan (profile smoke")
+    for chapter in ("detection", "segmentation"):
+        assert f"not counted: chapter {chapter} could not be planned (DataError" in out
 
 
 def test_cost_estimates_unfinished_runs_from_finished_ones_of_the_same_shape(corpus_dir, tmp_path):

@@ -957,10 +957,13 @@ def runs_cost_command(profile: str, *, chapters: list[str] | None = None, params
     from detpretrain.plan import format_cost, plan_cost
 
     root, values, run_store = _runs_command_setup(params, store)
-    plan = book_plan(profile, chapters, values, root=root, store=run_store)
+    errors: dict[str, str] = {}  # a chapter that cannot be planned (its data missing) is named, the others counted
+    plan = book_plan(profile, chapters, values, root=root, store=run_store, errors=errors)
     jobs = jobs or default_layout(None, None, str(values.get("device") or "auto"))[0]
-    print(format_cost(plan_cost(plan, run_store), profile=profile, store=run_store, jobs=jobs),
-          file=stream or sys.stdout)
+    out = stream or sys.stdout
+    print(format_cost(plan_cost(plan, run_store), profile=profile, store=run_store, jobs=jobs), file=out)
+    for chapter, why in errors.items():
+        print(f"not counted: chapter {chapter} could not be planned ({why})", file=out)
     return 0
 
 
