@@ -104,3 +104,14 @@ def test_book_cost_lists_every_planned_run_and_says_when_the_book_cannot_be_plan
     costs, errors = book_cost("smoke", store, corpus_root)
     assert not costs and set(errors) >= {"detection", "eigenspectrum"}
     assert all(e.startswith("RunStoreError") for e in errors.values())
+
+
+def test_the_introductions_prose_states_the_regime_thresholds_the_code_uses():
+    from pathlib import Path
+
+    from detpretrain.analysis.claims import REGIME_MIN_MAP50, REGIME_MIN_RATIO
+
+    text = " ".join(line.lstrip("# ").strip() for line in
+                    (Path(__file__).resolve().parents[1] / "book" / "intro.py").read_text().splitlines())
+    assert f"below {REGIME_MIN_MAP50:g} mAP@0.5" in text
+    assert REGIME_MIN_RATIO == 0.5 and "mAP@0.7 below half its mAP@0.5" in text
