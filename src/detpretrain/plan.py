@@ -411,8 +411,7 @@ def chapters_plan(profile: str, values: dict[str, dict], *, store: RunStore, dat
 
 def _progress(run: Run) -> str:
     try:
-        epoch = torch.load(run.checkpoint_path, map_location="cpu", weights_only=True)["epoch"]
-        return f"partial ({epoch + 1}/{run.config.optim.epochs} epochs)"
+        return f"partial ({_checkpoint_progress(run)[0]}/{run.config.optim.epochs} epochs)"
     except Exception:  # noqa: BLE001 - a listing must not fail on one unreadable checkpoint
         return "partial"
 
@@ -598,16 +597,11 @@ def _seconds(s: float) -> str:
 
 
 def _left(group: list[RunCost]) -> str:
-    waiting = [c for c in group if c.state != "complete"]
+    seconds, known, waiting = estimate_left(group)
     if not waiting:
         return "0"
-    known = [c.estimate_seconds for c in waiting if c.estimate_seconds is not None]
-    text = f"{len(waiting)} runs"
-    if known:
-        text += f", ~{_seconds(sum(known))} s"
-    if len(known) < len(waiting):
-        text += f" ({len(waiting) - len(known)} not estimated)"
-    return text
+    text = f"{waiting} runs" + (f", ~{_seconds(seconds)} s" if known else "")
+    return text + (f" ({waiting - known} not estimated)" if known < waiting else "")
 
 
 #: the columns of :func:`cost_frame` after its first (the part of the build, or the chapter)
@@ -629,17 +623,16 @@ def cost_frame(costs: list[RunCost], by: str = "part") -> pd.DataFrame:
     """
     if by not in ("part", "chapter"):
         raise ValueError(f"by must be 'part' or 'chapter', got {by!r}")
-    if by == "part":
-        order = {part: i for i, part in enumerate(BUILD_PARTS.values())}
-        ordered, first, key = sorted(costs, key=lambda c: order.get(c.part, len(order))), "part of the build", \
-            (lambda c: c.part)
-    else:
-        ordered, first, key = costs, "chapter (first to read the run)", (lambda c: c.chapter or "—")
     groups: dict[str, list[RunCost]] = {}
-    for c in ordered:
-        groups.setdefault(key(c), []).append(c)
     if by == "part":
+        first, order = "part of the build", {part: i for i, part in enumerate(BUILD_PARTS.values())}
+        for c in sorted(costs, key=lambda c: order.get(c.part, len(order))):
+            groups.setdefault(c.part, []).append(c)
         groups["all"] = list(costs)
+    else:
+        first = "chapter (first to read the run)"
+        for c in costs:
+            groups.setdefault(c.chapter or "—", []).append(c)
     rows = []
     for name, group in groups.items():
         done = [c.seconds for c in group if c.state == "complete"]

@@ -234,8 +234,9 @@ def unit_verdict(diffs: pd.DataFrame, *, expected: int = 1, kind: str = "superio
     groups = d["replicate"].to_numpy() if "replicate" in d else np.zeros(len(d), int)
     v = verdict(d[column].to_numpy(float), groups=groups, unit=subunit, group_unit=PRETRAINING_UNIT, **q)
     if single and v.replicated:  # the other arm's replicates are real, this arm's run is one network
-        v = dataclasses.replace(v, replicated=False, method=f"{v.method}; arm {single} has 1 {PRETRAINING_UNIT}, "
-                                f"paired with each replicate of the other: its run-to-run spread is not in the interval")
+        v = dataclasses.replace(v, replicated=False, method=(
+            f"{v.method}; arm {single} has 1 {PRETRAINING_UNIT}, paired with each replicate of the other: its "
+            "run-to-run spread is not in the interval"))
     return v
 
 

@@ -202,8 +202,9 @@ def segmentation_claims(result: dict, bands=None, better: str = "detection",
     ``["segmentation"]``: detection pre-training helps mIoU, Table 4's +2.9), each a verdict over pre-training runs:
     the mIoU gain; the pixel-accuracy gain; and Figure 2's "the gain is not concentrated at boundaries" per band
     width, as :func:`boundary_share` tests it (a gain away from boundaries; the boundary band's accuracy gain not
-    above the gain away from them, i.e. its share of the gained pixels not above its share of the pixels). "Anti-trimap gain minus trimap gain" is not that claim (issue 18), so it is
-    only described (:func:`extent_summary`).
+    above the gain away from them, i.e. its share of the gained pixels not above its share of the pixels).
+    "Anti-trimap gain minus trimap gain" is not that claim (issue 18), so it is only described
+    (:func:`extent_summary`).
 
     Returns:
         ``{claim: Verdict}`` for :func:`~detpretrain.analysis.claims.claims_frame`.

@@ -655,8 +655,8 @@ def adjust_claims(claims: Mapping[str, Verdict], primary: str | None) -> dict[st
 
 
 def rescaled_mde(v: Verdict, alpha: float) -> float:
-    """``v.mde`` (computed at ``v.alpha``, or at ``v.mde_alpha`` when set) for a test at the two-sided level ``alpha`` instead, at the same standard
-    error: the ratio of the noncentrality parameters at 80 % power, exact for the t rule (:func:`verdict`, at
+    """``v.mde`` (computed at ``v.alpha``, or at ``v.mde_alpha`` when set) for a test at the two-sided level
+    ``alpha`` instead, at the same standard error: the ratio of the noncentrality parameters at 80 % power, exact for the t rule (:func:`verdict`, at
     ``v.df``) and for the normal-approximation mde of the bootstrap and McNemar verdicts (df NaN). NaN stays NaN."""
     if math.isnan(v.mde):
         return _NAN
