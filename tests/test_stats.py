@@ -280,6 +280,8 @@ def test_claims_table_primary_unadjusted_secondaries_holm():
     (lambda: S.paired_bootstrap([1.0, 2.0], [1.0]), "same images"),
     (lambda: S.paired_bootstrap([1.0, 2.0], [1.0, 2.0], n_boot=10), "n_boot"),
     (lambda: S.holm([0.5, 1.2]), r"\[0, 1\]"),
+    (lambda: S.percentile_p_value([1.0]), "at least 2 resampled values"),
+    (lambda: S.percentile_p_value([1.0, float("nan")]), "NaN/inf"),
 ])
 def test_bad_input_is_named(call, message):
     with pytest.raises(ValueError, match=message):

@@ -766,9 +766,14 @@ def percentile_p_value(replicates, null: float = 0.0) -> float:
     alpha *not resolved* when only this floor stands in the way).
 
     Args:
-        replicates: [B] finite resampled values, B >= 2; null: the value tested.
+        replicates: [B] finite resampled values, B >= 2 (units of the statistic); null: the value tested.
+
+    Raises:
+        ValueError: fewer than 2 values, a NaN / inf value, or input that is not 1-D.
     """
-    x = np.sort(np.asarray(replicates, dtype=float))
+    x = np.sort(_as_vector(replicates, "replicates"))
+    if x.size < 2:
+        raise ValueError(f"a percentile p-value needs at least 2 resampled values, got {x.size}")
     u_low = _level_at(x, null)
     u_high = 1.0 - _level_at(-x[::-1], -null)
     return float(min(1.0, max(2.0 * min(u_low, 1.0 - u_high), 2.0 / (x.size + 1))))
