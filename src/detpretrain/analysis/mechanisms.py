@@ -404,7 +404,10 @@ def cue_contrasts(profile: str, root: str | os.PathLike | None = None, *, refere
     independent; :func:`~detpretrain.analysis.stats.difference_verdict` combines their intervals (Welch). The SUN
     scene control (``shared-backgrounds``) shares its pre-training runs with ``part``: Welch then ignores their
     positive correlation and the interval is wider than a paired one, so the test loses power, and for a "same"
-    prediction an unresolved difference is weaker evidence still. The contrast has the
+    prediction an unresolved difference is weaker evidence still. A claim measured against the untrained floor
+    (Figure 4's) has the same untrained network (same initialisation seed) under both cues: its intervals are
+    conditional on that network (``replicated=False``), so the contrast is too, and conditional on it the two
+    sides' data (corpora, images, trained runs) are independent as Welch assumes. The contrast has the
     claim's direction (``expected``): *holds* means the effect is larger under ``reference`` in the paper's
     direction. Only claims whose prediction under the cue is ``"smaller"`` or ``"same"``
     (:func:`predicted_change`) are compared, only superiority claims, and only files saved with the intervals'
