@@ -110,6 +110,10 @@ def test_book_workflow_builds_mini_caches_the_store_and_publishes():
     book_step = next(s for s in build["steps"] if "python -m detpretrain book" in s.get("run", ""))
     assert order.index(code["name"]) < order.index(restore["name"]) < order.index(book_step["name"]) \
         < order.index(save["name"])
+    prune = next(s for s in build["steps"] if "runs prune" in s.get("run", ""))
+    assert prune["run"] == 'python -m detpretrain runs prune --profile "$PROFILE" --store runs'
+    assert prune["if"] == "always()" and order.index(book_step["name"]) < order.index(prune["name"]) \
+        < order.index(save["name"])  # the saved store holds the plan's runs only
     assert book_step["timeout-minutes"] + 30 <= build["timeout-minutes"] <= 360  # GitHub's limit for one job
     assert "python -m detpretrain runs cost" in runs
     assert uses["actions/upload-pages-artifact"]["with"]["path"] == "_build/html"

@@ -196,6 +196,58 @@ def test_gc_removes_interrupted_runs_and_stale_temporaries(tmp_path, capsys):
     assert keep.status(hashes=True) == "complete"
 
 
+
+def test_prune_removes_the_runs_not_kept_but_never_one_being_trained(tmp_path):
+    store = RunStore(tmp_path)
+    kept, old, partial, busy = (_fake_run(store, 0), _fake_run(store, 1), _fake_run(store, 2, complete=False),
+                                _fake_run(store, 3, complete=False))
+    with open(busy.path / runs.LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        listed, held = runs.prune_runs(store, {kept.hash}, dry_run=True)
+        assert [r.name for r, _ in listed] == sorted([old.name, partial.name]) and [r.name for r in held] == [busy.name]
+        assert all(size > 0 for _, size in listed) and old.path.exists() and partial.path.exists()
+        removed, held = runs.prune_runs(store, {kept.hash})
+        assert [r.name for r, _ in removed] == sorted([old.name, partial.name]) and [r.name for r in held] == [busy.name]
+    assert not old.path.exists() and not partial.path.exists() and busy.path.exists()
+    assert kept.status(hashes=True) == "complete"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".rm-")] == []  # removed whole, no leftovers
+    assert runs.prune_runs(store, {kept.hash, busy.hash}) == ([], [])  # nothing left to prune
+
+
+def test_prune_command_keeps_the_book_plan_and_refuses_when_a_chapter_cannot_be_planned(tmp_path, capsys,
+                                                                                        monkeypatch):
+    """``runs prune`` against the real smoke plan: a planned run (a folder with its config only) stays, a run of
+    another configuration goes; a chapter that cannot be planned stops it before anything is removed."""
+    import dataclasses
+
+    from detpretrain import book
+
+    monkeypatch.setenv("DETPRETRAIN_DATA", str(tmp_path / "data"))
+    store = RunStore(tmp_path / "store")
+    root, values, _ = book._runs_command_setup(None, str(store.root))
+    planned = next(iter(book.book_plan("smoke", ["pretraining"], values, root=root, store=store))).config
+    stale = dataclasses.replace(planned, seed=planned.seed + 1000)  # e.g. an older configuration of that run
+    for cfg in (planned, stale):
+        store.run_for(cfg).path.mkdir(parents=True)
+        atomic_write_json(store.run_for(cfg).path / "config.json", to_dict(cfg))
+    args = ["runs", "prune", "--profile", "smoke", "--store", str(store.root)]
+    assert cli_main([*args, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"would remove {store.run_for(stale).name} ({stale.name} seed {stale.seed}, not complete" in out
+    assert "would remove 1 run(s)" in out and store.run_for(stale).path.exists()
+    monkeypatch.setattr("detpretrain.plan.missing_calls", lambda chapter, text: ["a call"] if chapter == "detection"
+                        else [])
+    assert cli_main(args) == 1
+    out = capsys.readouterr().out
+    assert "chapter detection could not be planned" in out and "nothing removed" in out
+    assert store.run_for(stale).path.exists()
+    monkeypatch.undo()
+    monkeypatch.setenv("DETPRETRAIN_DATA", str(tmp_path / "data"))
+    assert cli_main(args) == 0
+    assert "removed 1 run(s)" in capsys.readouterr().out
+    assert not store.run_for(stale).path.exists() and store.run_for(planned).path.exists()
+
+
 def test_export_takes_dependencies_and_refuses_what_cannot_travel(tmp_path):
     import tarfile
 

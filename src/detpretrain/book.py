@@ -967,6 +967,43 @@ def runs_cost_command(profile: str, *, chapters: list[str] | None = None, params
     return 0
 
 
+def runs_prune_command(profile: str, *, params: dict | None = None, store: str | None = None,
+                       dry_run: bool = False, stream=None) -> int:
+    """``python -m detpretrain runs prune --profile P [-p KEY VALUE] [--store DIR] [--dry-run]``: remove every run
+    of the store that the whole book's run plan at ``profile`` (with these chapter parameters) does not name
+    (:func:`detpretrain.runs.prune_runs`): runs of older configurations, other parameters and other profiles.
+
+    Refused (exit 1, nothing removed) when a chapter cannot be planned: its runs would look unneeded.
+
+    Returns:
+        0, or 1 when refused.
+    """
+    from detpretrain.runs import prune_runs
+
+    out = stream or sys.stdout
+    root, values, run_store = _runs_command_setup(params, store)
+    errors: dict[str, str] = {}
+    plan = book_plan(profile, None, values, root=root, store=run_store, errors=errors)
+    if errors:
+        for chapter, why in errors.items():
+            print(f"error: chapter {chapter} could not be planned ({why})", file=out)
+        print(f"nothing removed from {run_store.root}: the runs of a chapter that cannot be planned would look "
+              "unneeded", file=out)
+        return 1
+    removed, busy = prune_runs(run_store, plan.runs, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    for run, size in removed:
+        state = "complete" if run.complete else "not complete"
+        print(f"{verb} {run.name} ({run.config.name} seed {run.config.seed}, {state}, {size / 1e6:.1f} MB)",
+              file=out)
+    for run in busy:
+        print(f"kept {run.name} ({run.config.name} seed {run.config.seed}): being trained by another process",
+              file=out)
+    print(f"{verb} {len(removed)} run(s), {sum(s for _, s in removed) / 1e6:.1f} MB, from {run_store.root}; "
+          f"the plan of profile {profile} names {len(plan.runs)} run(s)", file=out)
+    return 0
+
+
 def runs_execute_command(profile: str, *, chapters: list[str] | None = None, params: dict | None = None,
                          store: str | None = None, **execution) -> int:
     """``python -m detpretrain runs execute --profile P [--executor local|slurm] [--jobs N]``: the book's run plan,

@@ -187,6 +187,14 @@ def _build_parser() -> argparse.ArgumentParser:
                              help="worker processes for the wall-clock bound (default: as runs execute, one per "
                                   "CPU core, 1 on a GPU machine)")
 
+    pr = runs_sub.add_parser("prune", help="remove every run the book's run plan at this profile does not name "
+                                           "(older configurations, other parameters, other profiles)")
+    pr.add_argument("--profile", default="mini", choices=list(PROFILE_NAMES))
+    pr.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                    help="a chapter parameter, as for book (the plan is the one book would train with them)")
+    pr.add_argument("--store", default=None, help=store_help)
+    pr.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+
     res = sub.add_parser("results-table", help="the headline numbers of the run store's finished runs (Markdown)")
     res.add_argument("--store", default=None, help="run store folder (default: runs/ or $DETPRETRAIN_RUNS)")
     res.add_argument("--readme", default=None, help="write the table into this README's results section")
@@ -298,6 +306,11 @@ def main(argv: list[str] | None = None) -> int:
                 return runs.export_command(args.store, args.run, args.output)
             if args.runs_command == "import":
                 return runs.import_command(args.archive, args.store)
+            if args.runs_command == "prune":
+                from detpretrain.book import runs_prune_command
+
+                return runs_prune_command(args.profile, params=dict(args.parameter), store=args.store,
+                                          dry_run=args.dry_run)
             if args.runs_command in ("plan", "execute", "cost"):
                 chapters = args.chapters.split(",") if args.chapters else None
                 from detpretrain.book import runs_cost_command, runs_execute_command, runs_plan_command

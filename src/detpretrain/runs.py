@@ -766,6 +766,44 @@ def collect_garbage(store: RunStore, *, dry_run: bool = False, now: float | None
     return found
 
 
+
+def prune_runs(store: RunStore, keep, *, dry_run: bool = False) -> tuple[list[tuple[Run, int]], list[Run]]:
+    """Find (and unless ``dry_run`` remove) every run of ``store`` whose config hash is not in ``keep``: the runs of
+    configurations nothing asks for any more (e.g. a run store cached across builds keeps the runs of every
+    configuration the chapters ever had, and grows with each change of a run configuration or of the engine).
+
+    A run being trained (its lock held) is never removed; run folders whose config.json is unreadable are left
+    (``runs.runs`` warns about them; ``runs gc`` removes folders without one).
+
+    Args:
+        store: the run store.
+        keep: the config hashes to keep (e.g. the keys of :class:`detpretrain.plan.Plan` ``runs``).
+        dry_run: only list what would be removed.
+
+    Returns:
+        ``(removed, busy)``: ``(run, bytes)`` per run removed (or, with ``dry_run``, that would be), in store
+        order, and the runs outside ``keep`` left because a process holds their lock.
+    """
+    keep = set(keep)
+    removed: list[tuple[Run, int]] = []
+    busy: list[Run] = []
+    for run in store.runs():
+        if run.hash in keep:
+            continue
+        if lock_held(run.path):
+            busy.append(run)
+            continue
+        size = _size(run.path)
+        if not dry_run:
+            with _try_lock(run.path) as free:
+                if not free:  # a process started training it meanwhile
+                    busy.append(run)
+                    continue
+                _dispose(run.path, store.root)
+        removed.append((run, size))
+    return removed, busy
+
+
 # ------------------------------------------------------------------------------------------------------ travelling
 
 
