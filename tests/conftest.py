@@ -6,9 +6,21 @@ import os
 import shutil
 from pathlib import Path
 
-import pytest
+# One intra-op thread in the test process and everything it starts (papermill kernels, book builds, training
+# subprocesses that set no count of their own), unless the caller sets one: the tests' tensors are small, and on the
+# 2-core CI machine a second OpenMP thread buys little and stalls whenever another process holds the other core
+# (benchmarks/README.md, "Training loop and thread layout"). Measured on the whole suite, 2 cores: 794 s against
+# 1039 s with torch's default of one thread per core. Set before torch is imported, and again below in case a plugin
+# imported it first.
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
-from detpretrain.plan import environment
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from detpretrain.plan import environment  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("DETPRETRAIN_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
