@@ -213,7 +213,7 @@ def test_failing_chapter_stops_the_book_with_its_name_and_cell(tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     # paper: no corpora to generate; it fine-tunes on real data, so a real target is named (nothing is read from it:
     # these hand-made chapters have no run plan)
-    rc = cli_main(["book", "--profile", "paper", "--no-html", "--chapters", "first,second",
+    rc = cli_main(["book", "--profile", "paper", "--no-html", "--chapters", "first,second", "--chapter-jobs", "1",
                    "-p", "dataset", "voc", "-p", "data_root", str(vocdevkit)])
     captured = capsys.readouterr()
     assert rc == 1
@@ -230,6 +230,88 @@ def test_failing_chapter_stops_the_book_with_its_name_and_cell(tmp_path, monkeyp
     with pytest.raises(ConfigError, match=r"not successfully executed: .*first\.ipynb"):
         book.build_book("paper", root=tmp_path, chapters=["second"], log=lambda line: None)
     assert book.execution_record(tmp_path / "book" / "second.ipynb") is not None
+
+
+
+# Each chapter notes in a shared file when it starts and ends (time.time()), and what its kernel was given.
+_STAMP = ("import json, os, time\n"
+          "def stamp(what):\n"
+          "    with open(os.environ['STAMPS'], 'a') as f:\n"
+          "        f.write(json.dumps([CHAPTER, what, time.time(), os.environ.get('OMP_NUM_THREADS')]) + '\\n')")
+
+
+def _stamped(name: str, *body: str) -> list[str]:
+    return [f"CHAPTER = {name!r}\n{_STAMP}\nstamp('start')", *body, "time.sleep(3)\nstamp('end')"]
+
+
+def _stamps(path: Path) -> dict[tuple[str, str], tuple[float, str]]:
+    return {(c, what): (t, threads) for c, what, t, threads in map(json.loads, path.read_text().splitlines())}
+
+
+def test_chapters_execute_at_once_each_after_what_it_reads(tmp_path, monkeypatch, capsys, vocdevkit):
+    """Two independent chapters overlap, each kernel with cores // 3 threads; the introduction (it summarises the
+    others) starts after both ended, though a third job was free; the summary lists the chapters in toc order with the introduction last."""
+    from detpretrain.executor import cpu_count
+
+    write_book(tmp_path, {"intro": _stamped("intro"), "first": _stamped("first"), "second": _stamped("second")})
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("STAMPS", str(tmp_path / "stamps.jsonl"))
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")  # the kernels get cores // 3 whatever the caller had
+    # three at once: without its dependencies the introduction would start beside the other two
+    rc = cli_main(["book", "--profile", "paper", "--no-html", "--chapter-jobs", "3",
+                   "-p", "dataset", "voc", "-p", "data_root", str(vocdevkit)])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    stamps = _stamps(tmp_path / "stamps.jsonl")
+    assert stamps[("first", "start")][0] < stamps[("second", "end")][0]  # the two overlapped
+    assert stamps[("second", "start")][0] < stamps[("first", "end")][0]
+    assert stamps[("intro", "start")][0] >= max(stamps[("first", "end")][0], stamps[("second", "end")][0])
+    threads = str(max(1, cpu_count() // 3))
+    assert {v[1] for v in stamps.values()} == {threads}
+    assert f"3 to execute, 3 at once, {threads} thread(s) each" in out
+    rows = [line.split()[0] for line in out[out.index("chapter "):].splitlines()[2:] if line.strip()]
+    assert [r for r in rows if r in ("intro", "first", "second")] == ["first", "second", "intro"]
+    for name in ("intro", "first", "second"):
+        assert book.execution_record(tmp_path / "book" / f"{name}.ipynb") is not None
+
+
+def test_a_failed_chapter_starts_nothing_more_and_the_one_executing_beside_it_is_kept(tmp_path, monkeypatch, capsys,
+                                                                                      vocdevkit):
+    write_book(tmp_path, {"intro": _stamped("intro"), "first": ["raise ValueError('bad value')"],
+                          "second": _stamped("second")})
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("STAMPS", str(tmp_path / "stamps.jsonl"))
+    rc = cli_main(["book", "--profile", "paper", "--no-html", "--chapter-jobs", "2",
+                   "-p", "dataset", "voc", "-p", "data_root", str(vocdevkit)])
+    captured = capsys.readouterr()
+    assert rc == 1
+    assert "chapter 'first' failed in cell" in captured.err and "ValueError: bad value" in captured.err
+    assert "Traceback (most recent call last)" not in captured.err + captured.out
+    assert "waiting for second to finish (no other chapter starts)" in captured.out
+    assert ("second", "end") in _stamps(tmp_path / "stamps.jsonl")  # finished, not killed
+    assert book.execution_record(tmp_path / "book" / "second.ipynb") is not None  # kept: not re-executed next time
+    assert ("intro", "start") not in _stamps(tmp_path / "stamps.jsonl")
+    assert book.execution_record(tmp_path / "book" / "first.ipynb") is None
+
+
+def test_chapter_dependencies_and_layout(monkeypatch):
+    from detpretrain import executor
+
+    deps = book.chapter_dependencies(
+        ["detection", "classification", "visualisations", "mechanisms", "intro"],
+        {"mechanisms": {"variants": ["classification:distributed", "feature_space:distributed"]}})
+    assert deps == {"detection": set(), "classification": set(), "visualisations": set(),
+                    "mechanisms": {"classification"},  # feature_space is not executed in this build
+                    "intro": {"detection", "classification", "visualisations", "mechanisms"}}
+    monkeypatch.setattr(executor, "cpu_count", lambda: 16)
+    monkeypatch.setattr(executor, "_cuda_available", lambda: False)
+    assert book.chapter_layout() == (book.MAX_CHAPTER_JOBS, 16 // book.MAX_CHAPTER_JOBS)
+    assert book.chapter_layout(verbose=True) == (1, 16) and book.chapter_layout(3) == (3, 5)
+    assert book.chapter_layout(device="cuda") == (1, 16)
+    monkeypatch.setattr(executor, "cpu_count", lambda: 2)
+    assert book.chapter_layout() == (2, 1)
+    with pytest.raises(ConfigError, match="at least 1"):
+        book.chapter_layout(0)
 
 
 def test_cell_timeouts_per_profile_and_override(monkeypatch):

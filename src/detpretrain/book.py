@@ -696,11 +696,154 @@ def build_html(root: str | os.PathLike) -> tuple[Path, list[str]]:
     return root / "_build" / "html" / "index.html", warnings
 
 
+#: chapters executed at once by default on a CPU: one per core, at most this many (each holds a kernel, its runs'
+#: models and features in memory)
+MAX_CHAPTER_JOBS = 4
+
+
+def chapter_layout(jobs: int | None = None, device: str = "auto", verbose: bool = False) -> tuple[int, int]:
+    """``(chapters at once, threads per chapter kernel)`` of a book build: ``jobs`` (default: one per CPU core,
+    at most :data:`MAX_CHAPTER_JOBS`; one on a GPU machine, whose chapters share the GPU, and with ``verbose``,
+    whose streamed cell output would interleave), each kernel with ``cores // jobs`` threads.
+
+    Raises:
+        ConfigError: ``jobs`` < 1.
+    """
+    from detpretrain.executor import _cuda_available, cpu_count
+
+    if jobs is not None and jobs < 1:
+        raise ConfigError(f"chapter jobs must be at least 1, got {jobs}")
+    cores = cpu_count()
+    if jobs is None:
+        uses_gpu = device.startswith("cuda") or (device == "auto" and _cuda_available())
+        jobs = 1 if uses_gpu or verbose else max(1, min(cores, MAX_CHAPTER_JOBS))
+    return jobs, max(1, cores // jobs)
+
+
+def chapter_dependencies(chapters: list[str], values: dict[str, dict]) -> dict[str, set[str]]:
+    """``{chapter: the chapters of chapters it executes after}``: what a chapter reads besides the run store.
+
+    * the introduction (:data:`detpretrain.plan.SUMMARY_CHAPTERS`) summarises every chapter's primary record
+      (:func:`detpretrain.overview.primary_overview`): after all the others;
+    * the mechanisms page compares the claims its variants' chapters saved under the reference cue
+      (:func:`detpretrain.analysis.mechanisms.cue_contrasts`): after those chapters (``values["mechanisms"]
+      ["variants"]``, :func:`detpretrain.parameters.parse_variants`).
+
+    The others read only the run store, whose runs the build trained before any chapter executes, and write their
+    own figures and records (per chapter and cue): they execute in any order.
+
+    Args:
+        chapters: the chapters to execute; values: each one's parameter values (:func:`chapter_values`).
+    """
+    from detpretrain.parameters import parse_variants
+    from detpretrain.plan import SUMMARY_CHAPTERS
+
+    wanted = set(chapters)
+    after = {c: set() for c in chapters}
+    for c in chapters:
+        if c in SUMMARY_CHAPTERS:
+            after[c] = wanted - {c}
+        elif c == "mechanisms":
+            after[c] = {chapter for chapter, _ in parse_variants(values.get(c, {}).get("variants"))} & wanted - {c}
+    return after
+
+
+@dataclasses.dataclass
+class _ChapterJob:
+    """A chapter of a book build to execute."""
+
+    name: str
+    source: Path
+    output: Path
+    parameters: dict
+    reason: str
+    prefix: str
+    unplanned: Path  # where the chapter's kernel notes runs its plan did not list (DETPRETRAIN_UNPLANNED_LOG)
+
+
+def _chapter_done(job: _ChapterJob, seconds: float, results: dict, report: BookReport, log) -> None:
+    results[job.name] = ChapterResult(job.name, job.output, "executed", seconds, seconds)
+    log(f"{job.prefix} done in {seconds:.0f} s")
+    if job.unplanned.is_file():
+        extra = job.unplanned.read_text().split("\n")
+        report.warnings.append(f"{job.name} trained runs its plan did not list: {', '.join(filter(None, extra))}")
+        log(f"  warning: {report.warnings[-1]} (detpretrain.plan.CHAPTER_PLANNERS['{job.name}'] is out of date)")
+
+
+def _execute_in_own_process(job: _ChapterJob, timeout: float | None, cwd: Path, env: dict[str, str]) -> dict:
+    """One chapter in a worker process of :func:`_execute_chapters_at_once`: ``env`` set for its kernel (threads,
+    the unplanned-runs note); returns ``{"seconds"}`` or ``{"error": ChapterError's fields}`` (picklable)."""
+    os.environ.update(env)
+    job.unplanned.unlink(missing_ok=True)
+    try:
+        return {"seconds": execute_chapter(job.source, job.output, job.parameters, timeout=timeout, cwd=cwd,
+                                           name=job.name)}
+    except ChapterError as err:
+        return {"error": {"chapter": err.chapter, "message": str(err), "cell_index": err.cell_index,
+                          "source": err.source, "ename": err.ename, "evalue": err.evalue}}
+
+
+def _execute_chapters_at_once(jobs: list[_ChapterJob], after: dict[str, set[str]], n_jobs: int, threads: int,
+                              timeout: float | None, root: Path, results: dict, report: BookReport, log) -> None:
+    """Execute ``jobs``, ``n_jobs`` at once in fresh processes (one kernel each, ``threads`` threads), each once
+    the chapters it depends on (``after``) have executed, in toc order among those ready. After a failure no
+    other chapter starts, those executing finish (their notebooks are kept), then the first failure is raised.
+
+    Raises:
+        ChapterError: the first chapter that failed.
+    """
+    import concurrent.futures as cf
+    import multiprocessing
+
+    env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads)}
+    waiting, running, done = list(jobs), {}, set()
+    failure: ChapterError | None = None
+    with cf.ProcessPoolExecutor(max_workers=n_jobs, mp_context=multiprocessing.get_context("spawn"),
+                                max_tasks_per_child=1) as pool:
+        while waiting or running:
+            while failure is None and len(running) < n_jobs:
+                ready = next((j for j in waiting if after.get(j.name, set()) <= done), None)
+                if ready is None:
+                    break
+                waiting.remove(ready)
+                log(f"{ready.prefix} executing ({ready.reason})")
+                running[pool.submit(_execute_in_own_process, ready, timeout, root,
+                                    {**env, "DETPRETRAIN_UNPLANNED_LOG": str(ready.unplanned)})] = ready
+            if not running:
+                break
+            finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+            for future in finished:
+                job = running.pop(future)
+                try:
+                    outcome = future.result()
+                except Exception as err:  # the worker process itself failed (killed, out of memory)
+                    outcome = {"error": {"chapter": job.name, "message": f"chapter {job.name!r}: its process "
+                                         f"failed ({type(err).__name__}: {err}); executed notebook: {job.output}",
+                                         "ename": type(err).__name__, "evalue": str(err)}}
+                if "error" in outcome:
+                    e = outcome["error"]
+                    failure = failure or ChapterError(e["chapter"], e["message"], cell_index=e.get("cell_index"),
+                                                      source=e.get("source", ""), ename=e.get("ename", ""),
+                                                      evalue=e.get("evalue", ""))
+                    log(f"{job.prefix} failed")
+                    if running:
+                        log(f"  waiting for {', '.join(j.name for j in running.values())} to finish "
+                            "(no other chapter starts)")
+                    continue
+                _chapter_done(job, outcome["seconds"], results, report, log)
+                done.add(job.name)
+    if failure is not None:
+        raise failure
+    if waiting:  # cannot happen: dependencies are among the jobs and acyclic
+        raise ConfigError(f"chapters never ready: {', '.join(j.name for j in waiting)}")
+
+
 def build_book(profile: str = "mini", *, root: str | os.PathLike | None = None, chapters: list[str] | None = None,
                html: bool = True, params: dict | None = None, force: bool = False, log=print,
-               execution: dict | None = None, verbose: bool = False) -> BookReport:
+               execution: dict | None = None, verbose: bool = False,
+               chapter_jobs: int | None = None) -> BookReport:
     """Generate the profile's corpora, train the run plan of the chapters to execute (:mod:`detpretrain.executor`),
-    execute the chapters in toc order (skipping up-to-date ones), render HTML.
+    execute the chapters (skipping up-to-date ones; several at once with ``chapter_jobs``), render HTML.
 
     Args:
         profile: ``"smoke" | "mini" | "torchvision" | "paper"`` (the GPU profiles generate no corpora up front: they
@@ -712,7 +855,11 @@ def build_book(profile: str = "mini", *, root: str | os.PathLike | None = None, 
         log: where progress lines go (also written to the build log ``_build/logs/<time>-book-<profile>.log``).
         execution: keyword arguments of :func:`detpretrain.executor.execute` (``executor``, ``jobs``, ``threads``,
             ``gpus_per_job``, ...); the plan runs before the chapters, which then only read finished runs.
-        verbose: stream papermill's cell progress and cell output.
+        verbose: stream papermill's cell progress and cell output (the chapters then execute one at a time).
+        chapter_jobs: chapters executed at once, each in its own process and kernel with ``cores // chapter_jobs``
+            threads (:func:`chapter_layout`; default: one per CPU core up to 4, one on a GPU machine or with
+            ``verbose``). A chapter that reads what others write waits for them (:func:`chapter_dependencies`).
+            With one, the chapters execute in toc order in this process, the introduction last.
 
     A ``params`` name goes to the chapters whose parameters include it; names and values are checked for every
     chapter to execute before any corpus is generated or chapter executed (:func:`checked_parameters`).
@@ -723,7 +870,8 @@ def build_book(profile: str = "mini", *, root: str | os.PathLike | None = None, 
         ConfigError: unknown profile or chapter, ``profile`` given in ``params``, or HTML asked for while a toc
             chapter was never executed.
         FileNotFoundError: a toc chapter's source file is missing.
-        ChapterError: a chapter failed (the build stops there).  BookBuildError: jupyter-book failed.
+        ChapterError: a chapter failed (the build starts no other chapter; those executing finish and are kept).
+        BookBuildError: jupyter-book failed.
         ExecutionError: a run of the plan failed (the build stops; completed runs stay in the store).
     """
     if profile not in CELL_TIMEOUT_S:
@@ -769,33 +917,43 @@ def build_book(profile: str = "mini", *, root: str | os.PathLike | None = None, 
     t0 = time.perf_counter()
     _execute_plan(profile, stale, parameters, root, execution or {}, log, build_log)
     report.plan_seconds = time.perf_counter() - t0
-    unplanned = build_log.folder / "unplanned.txt"
+    results: dict[str, ChapterResult] = {}
+    jobs: list[_ChapterJob] = []
     for i, name in enumerate(todo, 1):
         source = sources[name]
         output = source.with_suffix(".ipynb")
         prefix = f"[{i}/{len(todo)}] {name} ..."
         if source.suffix == ".md":  # a prose page: nothing to execute
-            report.chapters.append(ChapterResult(name, source, "text page", 0.0, 0.0))
+            results[name] = ChapterResult(name, source, "text page", 0.0, 0.0)
             log(f"{prefix} text page")
             continue
         chapter_params = per_chapter[name]
         fresh, reason = is_up_to_date(source, output, chapter_params, code)
         if fresh and not force:
             record = execution_record(output) or {}
-            report.chapters.append(ChapterResult(name, output, "up to date", 0.0, float(record.get("seconds", 0))))
+            results[name] = ChapterResult(name, output, "up to date", 0.0, float(record.get("seconds", 0)))
             log(f"{prefix} up to date (executed in {record.get('seconds', 0):.0f} s)")
             continue
-        log(f"{prefix} executing ({reason})")
-        unplanned.unlink(missing_ok=True)
-        with environment(DETPRETRAIN_UNPLANNED_LOG=unplanned):
-            seconds = execute_chapter(source, output, chapter_params, timeout=cell_timeout(profile), cwd=root,
-                                      name=name, verbose=verbose)
-        report.chapters.append(ChapterResult(name, output, "executed", seconds, seconds))
-        log(f"{prefix} done in {seconds:.0f} s")
-        if unplanned.is_file():
-            extra = unplanned.read_text().split("\n")
-            report.warnings.append(f"{name} trained runs its plan did not list: {', '.join(filter(None, extra))}")
-            log(f"  warning: {report.warnings[-1]} (detpretrain.plan.CHAPTER_PLANNERS['{name}'] is out of date)")
+        jobs.append(_ChapterJob(name, source, output, chapter_params, reason, prefix,
+                                build_log.folder / f"unplanned-{name}.txt"))
+    n_jobs, threads = chapter_layout(chapter_jobs, str(parameters.get("device") or "auto"), verbose)
+    after = chapter_dependencies([j.name for j in jobs], {j.name: chapter_values(j.source, j.parameters)
+                                                         for j in jobs})
+    timeout = cell_timeout(profile)
+    try:
+        if n_jobs == 1 or len(jobs) < 2:
+            for job in jobs:
+                log(f"{job.prefix} executing ({job.reason})")
+                job.unplanned.unlink(missing_ok=True)
+                with environment(DETPRETRAIN_UNPLANNED_LOG=job.unplanned):
+                    seconds = execute_chapter(job.source, job.output, job.parameters, timeout=timeout, cwd=root,
+                                              name=job.name, verbose=verbose)
+                _chapter_done(job, seconds, results, report, log)
+        else:
+            log(f"chapters: {len(jobs)} to execute, {n_jobs} at once, {threads} thread(s) each")
+            _execute_chapters_at_once(jobs, after, n_jobs, threads, timeout, root, results, report, log)
+    finally:
+        report.chapters = [results[name] for name in todo if name in results]
 
     if html:
         never = [str(s.with_suffix(".ipynb")) for s in sources.values()
@@ -1049,7 +1207,7 @@ def format_summary(report: BookReport) -> str:
 
 def book_command(profile: str, *, chapters: list[str] | None = None, html: bool = True,
                  params: dict | None = None, root: str | os.PathLike | None = None, execution: dict | None = None,
-                 verbose: bool = False) -> int:
+                 verbose: bool = False, chapter_jobs: int | None = None) -> int:
     """``python -m detpretrain book --profile {smoke,mini,paper}``: the main job (see the module docstring).
 
     Prints a progress line per chapter, then the summary table and the path of ``_build/html/index.html``.
@@ -1064,7 +1222,8 @@ def book_command(profile: str, *, chapters: list[str] | None = None, html: bool 
     t0 = time.perf_counter()
     try:
         report = build_book(profile, root=root, chapters=chapters, html=html, params=params,
-                            log=lambda line: print(line, flush=True), execution=execution, verbose=verbose)
+                            log=lambda line: print(line, flush=True), execution=execution, verbose=verbose,
+                            chapter_jobs=chapter_jobs)
     except (ChapterError, ExecutionError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -141,6 +141,9 @@ def _build_parser() -> argparse.ArgumentParser:
                       help="a papermill parameter passed to every chapter (e.g. -p device cuda)")
     _executor_options(book)
     book.add_argument("--verbose", action="store_true", help="stream papermill's cell progress and cell output")
+    book.add_argument("--chapter-jobs", type=_positive_int, default=None,
+                      help="chapters executed at once after the runs, each kernel with cores // N threads (default: "
+                           "one per CPU core, at most 4; 1 on a GPU machine or with --verbose)")
 
     run = sub.add_parser("run", help="execute one chapter with papermill parameters")
     run.add_argument("chapter", help="chapter name (e.g. detection) or path to book/<chapter>.py / .ipynb")
@@ -286,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
 
             chapters = args.chapters.split(",") if args.chapters else None
             return book_command(args.profile, chapters=chapters, html=not args.no_html, params=dict(args.parameter),
-                                verbose=args.verbose, execution=_execution(args))
+                                verbose=args.verbose, execution=_execution(args), chapter_jobs=args.chapter_jobs)
         if args.command == "run":
             from detpretrain.book import run_command
 
