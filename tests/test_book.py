@@ -314,6 +314,42 @@ def test_chapter_dependencies_and_layout(monkeypatch):
         book.chapter_layout(0)
 
 
+
+def test_a_kernel_that_fails_to_start_is_started_again_then_named(tmp_path, monkeypatch):
+    """Kernels started at the same moment by chapters executing at once can race for a port: the start is retried
+    (no cell has run), and a kernel that never starts is a ChapterError naming the chapter, not a traceback."""
+    import papermill
+
+    src = write_chapter(tmp_path / "book" / "one.py", "print('ran')")
+    real, calls = papermill.execute_notebook, []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) < 3:
+            raise RuntimeError("Kernel died before replying to kernel_info")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(papermill, "execute_notebook", flaky)
+    monkeypatch.setattr(book.random, "uniform", lambda a, b: 0.0)
+    book.execute_chapter(src, tmp_path / "one.ipynb", {"profile": "smoke"})
+    assert len(calls) == 3 and "ran" in outputs_text(nbformat.read(tmp_path / "one.ipynb", as_version=4))
+
+    def never(*args, **kwargs):
+        raise RuntimeError("Kernel didn't respond in 60 seconds")
+
+    monkeypatch.setattr(papermill, "execute_notebook", never)
+    with pytest.raises(book.ChapterError, match=r"chapter 'one': its kernel did not start \(Kernel didn't respond "
+                                                r"in 60 seconds; 3 attempts\)"):
+        book.execute_chapter(src, tmp_path / "two.ipynb", {"profile": "smoke"})
+
+    def other(*args, **kwargs):
+        raise RuntimeError("something else")
+
+    monkeypatch.setattr(papermill, "execute_notebook", other)  # not a start failure: not retried, not renamed
+    with pytest.raises(RuntimeError, match="something else"):
+        book.execute_chapter(src, tmp_path / "three.ipynb", {"profile": "smoke"})
+
+
 def test_cell_timeouts_per_profile_and_override(monkeypatch):
     monkeypatch.delenv("DETPRETRAIN_CELL_TIMEOUT", raising=False)
     assert (book.cell_timeout("smoke"), book.cell_timeout("mini"), book.cell_timeout("paper")) == (600, 3600, None)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -82,6 +84,57 @@ def test_a_failing_variant_names_its_chapter_and_cue(tmp_path, monkeypatch):
     assert seen[0][2]["cue"] == "distributed" and seen[0][2]["device"] == "cpu"
     assert M.variants_frame(done).to_dict("records") == [
         {"chapter": "classification", "cue": "distributed", "seconds": 2.5, "notebook": "classification-distributed.ipynb"}]
+
+
+
+def _stand_in(root, chapter: str, *cells: str) -> None:
+    """``root/book/<chapter>.py``: the real chapter's parameters cell (the variant's values are checked against
+    it), then ``cells``."""
+    import jupytext
+
+    from conftest import PROJECT_ROOT
+
+    real = jupytext.read(PROJECT_ROOT / "book" / f"{chapter}.py")
+    params = next(c.source for c in real.cells if "parameters" in c.metadata.get("tags", []))
+    body = [f"# %% [markdown]\n# # {chapter}\n", f'# %% tags=["parameters"]\n{params}\n',
+            *(f"# %%\n{c}\n" for c in cells)]
+    (root / "book").mkdir(exist_ok=True)
+    (root / "book" / f"{chapter}.py").write_text("\n".join(body))
+
+
+def test_variants_execute_at_once_each_in_its_own_kernel(tmp_path, monkeypatch):
+    """Two variants overlap in time, each kernel with the cue it was given and cores // 2 threads; the list comes
+    back in the variants' order; a failing one is named with its cue after the other has finished."""
+    import json
+
+    from detpretrain.executor import cpu_count
+
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/classification\nchapters:\n"
+                                       "  - file: book/visualisations\n")
+    stamp = ("import json, os, time\n"
+             "def stamp(what):\n"
+             "    with open(os.environ['STAMPS'], 'a') as f:\n"
+             "        f.write(json.dumps([cue, what, time.time(), os.environ['OMP_NUM_THREADS']]) + '\\n')\n"
+             "stamp('start')")
+    for chapter in ("classification", "visualisations"):
+        _stand_in(tmp_path, chapter, stamp, "time.sleep(3)\nstamp('end')")
+    monkeypatch.setenv("STAMPS", str(tmp_path / "stamps.jsonl"))
+    variants = ["visualisations:part+decoy", "classification:distributed"]
+    done = execute_variants(variants, {"profile": "smoke"}, tmp_path / "out", root=tmp_path, jobs=2,
+                            log=lambda s: None)
+    assert [(d["chapter"], d["cue"]) for d in done] == [("visualisations", "part+decoy"),
+                                                         ("classification", "distributed")]
+    assert all(Path(d["notebook"]).is_file() and d["seconds"] >= 3 for d in done)
+    stamps = {(cue, what): (t, threads) for cue, what, t, threads in
+              map(json.loads, (tmp_path / "stamps.jsonl").read_text().splitlines())}
+    assert stamps["part+decoy", "start"][0] < stamps["distributed", "end"][0]  # they overlapped
+    assert stamps["distributed", "start"][0] < stamps["part+decoy", "end"][0]
+    assert {threads for _, threads in stamps.values()} == {str(max(1, cpu_count() // 2))}
+    _stand_in(tmp_path, "classification", "raise ValueError('boom')")
+    with pytest.raises(ChapterError, match=r"(?s)cue distributed: .*ValueError: boom") as err:
+        execute_variants(variants, {"profile": "smoke"}, tmp_path / "out", root=tmp_path, jobs=2, log=lambda s: None)
+    assert err.value.chapter == "classification (cue distributed)"
+    assert len((tmp_path / "stamps.jsonl").read_text().splitlines()) == 6  # the other variant ran to its end
 
 
 def _claims(label: str, estimate: float) -> pd.DataFrame:

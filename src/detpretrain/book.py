@@ -60,6 +60,7 @@ import json
 import logging
 import math
 import os
+import random
 import re
 import subprocess
 import sys
@@ -83,6 +84,11 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 # ipykernel >= 7 warns on every start that its TCP transport is unencrypted (local kernel): keep the kernel app's
 # own log to errors; warnings raised by chapter code still reach the cells' stderr.
 _KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
+#: how often a chapter's kernel is started before its start failure is an error: kernels started at the same moment
+#: by chapters executing at once can race for the same free port (jupyter_client picks ports before the kernel
+#: binds them; nteract/papermill#511), which ends in one of :data:`KERNEL_START_FAILURES` before any cell ran
+KERNEL_START_ATTEMPTS = 3
+KERNEL_START_FAILURES = ("Kernel died before replying to kernel_info", "Kernel didn't respond")
 _KERNELSPEC = {"name": KERNEL_NAME, "display_name": "Python 3 (ipykernel)", "language": "python"}
 
 
@@ -415,12 +421,29 @@ def execute_chapter(source: str | os.PathLike, output: str | os.PathLike, parame
     kernel_log = Path(kernel_log)
     t0, succeeded = time.perf_counter(), False
     try:
-        # papermill logs "Passed unknown parameter" itself; the callers warn about unknown names in one line
-        with (_papermill_log() if verbose else _quiet_logger("papermill")), _kernel_stderr(kernel_log):
-            nb = papermill.execute_notebook(nb, str(output), parameters=copy.deepcopy(parameters),
-                                            kernel_name=KERNEL_NAME, language="python", progress_bar=verbose,
-                                            log_output=verbose, cwd=str(cwd) if cwd is not None else None,
-                                            execution_timeout=timeout, extra_arguments=_KERNEL_ARGS)
+        for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
+            try:
+                # papermill logs "Passed unknown parameter" itself; the callers warn about unknown names in one line
+                with (_papermill_log() if verbose else _quiet_logger("papermill")), _kernel_stderr(kernel_log):
+                    executed = papermill.execute_notebook(
+                        nb, str(output), parameters=copy.deepcopy(parameters), kernel_name=KERNEL_NAME,
+                        language="python", progress_bar=verbose, log_output=verbose,
+                        cwd=str(cwd) if cwd is not None else None, execution_timeout=timeout,
+                        extra_arguments=_KERNEL_ARGS)
+                break
+            except RuntimeError as err:
+                if isinstance(err, nbclient.exceptions.DeadKernelError) or not str(err).startswith(
+                        KERNEL_START_FAILURES):
+                    raise
+                if attempt == KERNEL_START_ATTEMPTS:
+                    tail = "\n".join(f"    {line}" for line in
+                                     kernel_log.read_text(errors="replace").splitlines()[-15:])
+                    raise ChapterError(name, f"chapter {name!r}: its kernel did not start ({err}; "
+                                             f"{KERNEL_START_ATTEMPTS} attempts). Kernel log:\n{tail}",
+                                       ename=type(err).__name__, evalue=str(err)) from None
+                # no cell has run: another kernel starting at the same moment may have taken its port
+                time.sleep(random.uniform(0.5, 2.0) * attempt)
+        nb = executed
         succeeded = True
     except PapermillExecutionError as err:
         head = "\n".join(f"    {line}" for line in err.source.splitlines()[:4])
@@ -625,13 +648,15 @@ def variant_notebook(folder: str | os.PathLike, chapter: str, cue: str) -> Path:
 
 
 def execute_variants(variants, params: dict, folder: str | os.PathLike = "_build/variants", *,
-                     root: str | os.PathLike | None = None, log=print) -> list[dict]:
+                     root: str | os.PathLike | None = None, log=print, jobs: int | None = None) -> list[dict]:
     """The mechanisms page (issue 18): execute each ``chapter:condition`` of ``variants`` (a cue, or the SUN control
     ``shared-backgrounds``; :func:`detpretrain.parameters.parse_variants`) with papermill, with
     :func:`~detpretrain.parameters.variant_values` checked first (:func:`checked_parameters`), into
     :func:`variant_notebook` (``folder`` relative to the book's root). Each chapter saves its claims under its cue
     (:func:`detpretrain.analysis.mechanisms.save_claims`), which
-    :func:`~detpretrain.analysis.mechanisms.claims_by_cue` reads back.
+    :func:`~detpretrain.analysis.mechanisms.claims_by_cue` reads back. ``jobs`` variants execute at once, each in
+    its own process and kernel (:func:`chapter_layout`: by default one per CPU core up to 4, one on a GPU machine);
+    they read only the run store and write their own notebooks, figures and claims (per cue).
 
     Returns:
         one ``{"chapter", "cue", "notebook", "seconds"}`` per variant, in order.
@@ -646,10 +671,35 @@ def execute_variants(variants, params: dict, folder: str | os.PathLike = "_build
     sources = {(c, q): resolve_chapter(c, book_root) for c, q in parse_variants(variants)}
     checked = {(c, q): _checked_execution(source, variant_values(c, q, params))  # every variant before any runs
                for (c, q), source in sources.items()}
+    outputs = {key: variant_notebook(folder if Path(folder).is_absolute() else book_root / folder, *key)
+               for key in sources}
+    n_jobs, threads = chapter_layout(jobs, str(params.get("device") or "auto"))
+    if n_jobs > 1 and len(sources) > 1:
+        by_name = {f"{c} (cue {q})": (c, q) for c, q in sources}
+        seconds_of: dict[tuple[str, str], float] = {}
+
+        def finished(job: _ChapterJob, seconds: float) -> None:
+            chapter, cue = by_name[job.name]
+            seconds_of[chapter, cue] = seconds
+            log(f"{chapter} under cue {cue}: {seconds:.0f} s -> {job.output}")
+
+        for out in outputs.values():
+            out.parent.mkdir(parents=True, exist_ok=True)
+        work = [_ChapterJob(name, sources[key], outputs[key], checked[key][0], "variant", f"{key[0]} under cue "
+                            f"{key[1]} ...") for name, key in by_name.items()]
+        timeout = max((checked[key][1] for key in sources), key=lambda t: math.inf if t is None else t)
+        try:
+            _execute_at_once(work, {}, n_jobs, threads, timeout, book_root, finished, log)
+        except ChapterError as err:
+            cue = next((q for (c, q) in sources if f"{c} (cue {q})" == err.chapter), "?")
+            raise ChapterError(err.chapter, f"cue {cue}: {err}", cell_index=err.cell_index, source=err.source,
+                               ename=err.ename, evalue=err.evalue) from None
+        return [{"chapter": c, "cue": q, "notebook": str(outputs[c, q]), "seconds": seconds_of[c, q]}
+                for c, q in sources]
     done = []
     for (chapter, cue), source in sources.items():
         parameters, timeout = checked[chapter, cue]
-        out = variant_notebook(folder if Path(folder).is_absolute() else book_root / folder, chapter, cue)
+        out = outputs[chapter, cue]
         out.parent.mkdir(parents=True, exist_ok=True)
         try:
             seconds = execute_chapter(source, out, parameters, timeout=timeout, cwd=book_root,
@@ -758,7 +808,8 @@ class _ChapterJob:
     parameters: dict
     reason: str
     prefix: str
-    unplanned: Path  # where the chapter's kernel notes runs its plan did not list (DETPRETRAIN_UNPLANNED_LOG)
+    #: where the chapter's kernel notes runs its plan did not list (``DETPRETRAIN_UNPLANNED_LOG``; None: inherited)
+    unplanned: Path | None = None
 
 
 def _chapter_done(job: _ChapterJob, seconds: float, results: dict, report: BookReport, log) -> None:
@@ -771,10 +822,11 @@ def _chapter_done(job: _ChapterJob, seconds: float, results: dict, report: BookR
 
 
 def _execute_in_own_process(job: _ChapterJob, timeout: float | None, cwd: Path, env: dict[str, str]) -> dict:
-    """One chapter in a worker process of :func:`_execute_chapters_at_once`: ``env`` set for its kernel (threads,
-    the unplanned-runs note); returns ``{"seconds"}`` or ``{"error": ChapterError's fields}`` (picklable)."""
+    """One chapter in a worker process of :func:`_execute_at_once`: ``env`` set for its kernel (threads, the
+    unplanned-runs note); returns ``{"seconds"}`` or ``{"error": ChapterError's fields}`` (picklable)."""
     os.environ.update(env)
-    job.unplanned.unlink(missing_ok=True)
+    if job.unplanned is not None:
+        job.unplanned.unlink(missing_ok=True)
     try:
         return {"seconds": execute_chapter(job.source, job.output, job.parameters, timeout=timeout, cwd=cwd,
                                            name=job.name)}
@@ -783,11 +835,12 @@ def _execute_in_own_process(job: _ChapterJob, timeout: float | None, cwd: Path, 
                           "source": err.source, "ename": err.ename, "evalue": err.evalue}}
 
 
-def _execute_chapters_at_once(jobs: list[_ChapterJob], after: dict[str, set[str]], n_jobs: int, threads: int,
-                              timeout: float | None, root: Path, results: dict, report: BookReport, log) -> None:
+def _execute_at_once(jobs: list[_ChapterJob], after: dict[str, set[str]], n_jobs: int, threads: int,
+                     timeout: float | None, root: Path, on_done, log) -> None:
     """Execute ``jobs``, ``n_jobs`` at once in fresh processes (one kernel each, ``threads`` threads), each once
-    the chapters it depends on (``after``) have executed, in toc order among those ready. After a failure no
-    other chapter starts, those executing finish (their notebooks are kept), then the first failure is raised.
+    the chapters it depends on (``after``) have executed, in the order of ``jobs`` among those ready;
+    ``on_done(job, seconds)`` after each. After a failure no other chapter starts, those executing finish (their
+    notebooks are kept), then the first failure is raised.
 
     Raises:
         ChapterError: the first chapter that failed.
@@ -807,8 +860,8 @@ def _execute_chapters_at_once(jobs: list[_ChapterJob], after: dict[str, set[str]
                     break
                 waiting.remove(ready)
                 log(f"{ready.prefix} executing ({ready.reason})")
-                running[pool.submit(_execute_in_own_process, ready, timeout, root,
-                                    {**env, "DETPRETRAIN_UNPLANNED_LOG": str(ready.unplanned)})] = ready
+                note = {} if ready.unplanned is None else {"DETPRETRAIN_UNPLANNED_LOG": str(ready.unplanned)}
+                running[pool.submit(_execute_in_own_process, ready, timeout, root, {**env, **note})] = ready
             if not running:
                 break
             finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
@@ -830,7 +883,7 @@ def _execute_chapters_at_once(jobs: list[_ChapterJob], after: dict[str, set[str]
                         log(f"  waiting for {', '.join(j.name for j in running.values())} to finish "
                             "(no other chapter starts)")
                     continue
-                _chapter_done(job, outcome["seconds"], results, report, log)
+                on_done(job, outcome["seconds"])
                 done.add(job.name)
     if failure is not None:
         raise failure
@@ -951,7 +1004,8 @@ def build_book(profile: str = "mini", *, root: str | os.PathLike | None = None, 
                 _chapter_done(job, seconds, results, report, log)
         else:
             log(f"chapters: {len(jobs)} to execute, {n_jobs} at once, {threads} thread(s) each")
-            _execute_chapters_at_once(jobs, after, n_jobs, threads, timeout, root, results, report, log)
+            _execute_at_once(jobs, after, n_jobs, threads, timeout, root,
+                             lambda job, seconds: _chapter_done(job, seconds, results, report, log), log)
     finally:
         report.chapters = [results[name] for name in todo if name in results]
 
