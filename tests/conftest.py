@@ -20,7 +20,8 @@ import torch  # noqa: E402
 
 from detpretrain.plan import environment  # noqa: E402
 
-torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+_threads = os.environ["OMP_NUM_THREADS"].split(",")[0].strip()  # OpenMP also allows a list per nesting level
+torch.set_num_threads(int(_threads) if _threads.isdigit() and int(_threads) > 0 else 1)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("DETPRETRAIN_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))

@@ -240,8 +240,13 @@ _STAMP = ("import json, os, time\n"
           "        f.write(json.dumps([CHAPTER, what, time.time(), os.environ.get('OMP_NUM_THREADS')]) + '\\n')")
 
 
-def _stamped(name: str, *body: str) -> list[str]:
-    return [f"CHAPTER = {name!r}\n{_STAMP}\nstamp('start')", *body, "time.sleep(3)\nstamp('end')"]
+def _stamped(name: str, *body: str, meet: str | None = None) -> list[str]:
+    """A chapter that stamps its start and end; with ``meet``, it waits (up to 120 s) until chapter ``meet`` has
+    started before it ends: the two overlap whenever they execute at once, however slowly kernels start."""
+    wait = (f"deadline = time.time() + 120\nwhile time.time() < deadline and "
+            f"{meet!r} + '\", \"start' not in open(os.environ['STAMPS']).read():\n    time.sleep(0.2)"
+            if meet else "time.sleep(3)")
+    return [f"CHAPTER = {name!r}\n{_STAMP}\nstamp('start')", *body, f"{wait}\nstamp('end')"]
 
 
 def _stamps(path: Path) -> dict[tuple[str, str], tuple[float, str]]:
@@ -253,7 +258,8 @@ def test_chapters_execute_at_once_each_after_what_it_reads(tmp_path, monkeypatch
     others) starts after both ended, though a third job was free; the summary lists the chapters in toc order with the introduction last."""
     from detpretrain.executor import cpu_count
 
-    write_book(tmp_path, {"intro": _stamped("intro"), "first": _stamped("first"), "second": _stamped("second")})
+    write_book(tmp_path, {"intro": _stamped("intro"), "first": _stamped("first", meet="second"),
+                          "second": _stamped("second", meet="first")})
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("STAMPS", str(tmp_path / "stamps.jsonl"))
     monkeypatch.setenv("OMP_NUM_THREADS", "7")  # the kernels get cores // 3 whatever the caller had
@@ -277,21 +283,37 @@ def test_chapters_execute_at_once_each_after_what_it_reads(tmp_path, monkeypatch
 
 def test_a_failed_chapter_starts_nothing_more_and_the_one_executing_beside_it_is_kept(tmp_path, monkeypatch, capsys,
                                                                                       vocdevkit):
+    """``first`` fails while ``second`` executes: ``third`` (independent, a free job after the failure) never
+    starts, ``second`` ends and keeps its notebook, the error names ``first``. Then a chapter whose process is
+    killed (the kernel's parent) is named as such, and the chapter beside it is unaffected."""
     write_book(tmp_path, {"intro": _stamped("intro"), "first": ["raise ValueError('bad value')"],
-                          "second": _stamped("second")})
+                          "second": _stamped("second"), "third": _stamped("third")})
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("STAMPS", str(tmp_path / "stamps.jsonl"))
-    rc = cli_main(["book", "--profile", "paper", "--no-html", "--chapter-jobs", "2",
-                   "-p", "dataset", "voc", "-p", "data_root", str(vocdevkit)])
+    args = ["book", "--profile", "paper", "--no-html", "--chapter-jobs", "2", "-p", "dataset", "voc",
+            "-p", "data_root", str(vocdevkit)]
+    rc = cli_main(args)
     captured = capsys.readouterr()
     assert rc == 1
     assert "chapter 'first' failed in cell" in captured.err and "ValueError: bad value" in captured.err
     assert "Traceback (most recent call last)" not in captured.err + captured.out
     assert "waiting for second to finish (no other chapter starts)" in captured.out
-    assert ("second", "end") in _stamps(tmp_path / "stamps.jsonl")  # finished, not killed
+    stamps = _stamps(tmp_path / "stamps.jsonl")
+    assert ("second", "end") in stamps  # finished, not killed
     assert book.execution_record(tmp_path / "book" / "second.ipynb") is not None  # kept: not re-executed next time
-    assert ("intro", "start") not in _stamps(tmp_path / "stamps.jsonl")
+    assert not {("intro", "start"), ("third", "start")} & set(stamps) and "third ..." not in captured.out
     assert book.execution_record(tmp_path / "book" / "first.ipynb") is None
+
+    write_book(tmp_path, {"intro": _stamped("intro"),
+                          "first": ["import os, signal\nos.kill(os.getppid(), signal.SIGKILL)"],
+                          "second": _stamped("second"), "third": _stamped("third")})
+    (tmp_path / "stamps.jsonl").unlink()
+    rc = cli_main([*args, "--chapters", "first,third"])
+    captured = capsys.readouterr()
+    assert rc == 1 and "chapter 'first': its process died" in captured.err
+    assert "Traceback (most recent call last)" not in captured.err + captured.out
+    assert ("third", "end") in _stamps(tmp_path / "stamps.jsonl")
+    assert book.execution_record(tmp_path / "book" / "third.ipynb") is not None
 
 
 def test_chapter_dependencies_and_layout(monkeypatch):

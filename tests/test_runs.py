@@ -197,19 +197,32 @@ def test_gc_removes_interrupted_runs_and_stale_temporaries(tmp_path, capsys):
 
 
 
-def test_prune_removes_the_runs_not_kept_but_never_one_being_trained(tmp_path):
+def test_prune_removes_the_runs_not_kept_but_never_one_being_trained(tmp_path, monkeypatch):
+    from detpretrain import config
+
     store = RunStore(tmp_path)
     kept, old, partial, busy = (_fake_run(store, 0), _fake_run(store, 1), _fake_run(store, 2, complete=False),
                                 _fake_run(store, 3, complete=False))
+    monkeypatch.setattr(config, "ENGINE_VERSION", "an older engine")
+    stale = _fake_run(store, 0)  # seed 0's config under the old engine: its config hashes to kept's name today
+    monkeypatch.undo()
+    assert stale.path != kept.path and runs.Run(stale.path, stale.config).hash == kept.hash
+    for run in (kept, old):
+        (tmp_path / "features" / run.hash).mkdir(parents=True)
+        (tmp_path / "features" / run.hash / "conv5-test-x.npz").write_bytes(b"features")
+    (tmp_path / "features" / "scratch-2e38800d-s0").mkdir()  # not a run's: never pruned
     with open(busy.path / runs.LOCK, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         listed, held = runs.prune_runs(store, {kept.hash}, dry_run=True)
-        assert [r.name for r, _ in listed] == sorted([old.name, partial.name]) and [r.name for r in held] == [busy.name]
-        assert all(size > 0 for _, size in listed) and old.path.exists() and partial.path.exists()
+        doomed = sorted([old.path, partial.path, stale.path]) + [tmp_path / "features" / old.hash]
+        assert [p for p, _, _ in listed] == doomed and held == [busy.path]
+        assert dict((p, w) for p, w, _ in listed)[partial.path] == "finetune/scratch seed 2, not complete"
+        assert all(size > 0 for _, _, size in listed) and all(p.exists() for p in doomed)
         removed, held = runs.prune_runs(store, {kept.hash})
-        assert [r.name for r, _ in removed] == sorted([old.name, partial.name]) and [r.name for r in held] == [busy.name]
-    assert not old.path.exists() and not partial.path.exists() and busy.path.exists()
-    assert kept.status(hashes=True) == "complete"
+        assert [p for p, _, _ in removed] == doomed and held == [busy.path]
+    assert not any(p.exists() for p in doomed) and busy.path.exists()
+    assert kept.status(hashes=True) == "complete" and (tmp_path / "features" / kept.hash).is_dir()
+    assert (tmp_path / "features" / "scratch-2e38800d-s0").is_dir()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".rm-")] == []  # removed whole, no leftovers
     assert runs.prune_runs(store, {kept.hash, busy.hash}) == ([], [])  # nothing left to prune
 
@@ -234,7 +247,7 @@ def test_prune_command_keeps_the_book_plan_and_refuses_when_a_chapter_cannot_be_
     assert cli_main([*args, "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert f"would remove {store.run_for(stale).name} ({stale.name} seed {stale.seed}, not complete" in out
-    assert "would remove 1 run(s)" in out and store.run_for(stale).path.exists()
+    assert "would remove 1 run(s) and 0 feature cache(s)" in out and store.run_for(stale).path.exists()
     monkeypatch.setattr("detpretrain.plan.missing_calls", lambda chapter, text: ["a call"] if chapter == "detection"
                         else [])
     assert cli_main(args) == 1
@@ -244,8 +257,17 @@ def test_prune_command_keeps_the_book_plan_and_refuses_when_a_chapter_cannot_be_
     monkeypatch.undo()
     monkeypatch.setenv("DETPRETRAIN_DATA", str(tmp_path / "data"))
     assert cli_main(args) == 0
-    assert "removed 1 run(s)" in capsys.readouterr().out
+    assert "removed 1 run(s) and 0 feature cache(s)" in capsys.readouterr().out
     assert not store.run_for(stale).path.exists() and store.run_for(planned).path.exists()
+    # a planned run's starting point is kept though the plan does not list it (runs it reads through init)
+    from detpretrain.plan import Plan, PlannedRun
+
+    parent = _fake_run(store, 7)
+    child = dataclasses.replace(_cfg(8), init=f"run:{parent.hash}")
+    monkeypatch.setattr(book, "book_plan", lambda *a, **k: Plan({config_hash(child): PlannedRun(child,
+                                                                                                 config_hash(child))}))
+    assert cli_main(args) == 0
+    assert parent.path.exists() and not store.run_for(planned).path.exists()
 
 
 def test_export_takes_dependencies_and_refuses_what_cannot_travel(tmp_path):

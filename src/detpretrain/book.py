@@ -837,22 +837,24 @@ def _execute_in_own_process(job: _ChapterJob, timeout: float | None, cwd: Path, 
 
 def _execute_at_once(jobs: list[_ChapterJob], after: dict[str, set[str]], n_jobs: int, threads: int,
                      timeout: float | None, root: Path, on_done, log) -> None:
-    """Execute ``jobs``, ``n_jobs`` at once in fresh processes (one kernel each, ``threads`` threads), each once
-    the chapters it depends on (``after``) have executed, in the order of ``jobs`` among those ready;
-    ``on_done(job, seconds)`` after each. After a failure no other chapter starts, those executing finish (their
-    notebooks are kept), then the first failure is raised.
+    """Execute ``jobs``, ``n_jobs`` at once, each in a fresh process of its own (one kernel each, ``threads``
+    threads; a process that dies takes no other chapter with it and is named), each once the chapters it depends
+    on (``after``) have executed, in the order of ``jobs`` among those ready; ``on_done(job, seconds)`` after each.
+    After a failure no other chapter starts, those executing finish (their notebooks are kept), then the first
+    failure is raised.
 
     Raises:
-        ChapterError: the first chapter that failed.
+        ChapterError: the first chapter that failed (a cell, its kernel, or its process: killed, out of memory).
     """
     import concurrent.futures as cf
     import multiprocessing
+    from concurrent.futures.process import BrokenProcessPool
 
+    context = multiprocessing.get_context("spawn")
     env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads)}
     waiting, running, done = list(jobs), {}, set()
     failure: ChapterError | None = None
-    with cf.ProcessPoolExecutor(max_workers=n_jobs, mp_context=multiprocessing.get_context("spawn"),
-                                max_tasks_per_child=1) as pool:
+    try:
         while waiting or running:
             while failure is None and len(running) < n_jobs:
                 ready = next((j for j in waiting if after.get(j.name, set()) <= done), None)
@@ -861,17 +863,23 @@ def _execute_at_once(jobs: list[_ChapterJob], after: dict[str, set[str]], n_jobs
                 waiting.remove(ready)
                 log(f"{ready.prefix} executing ({ready.reason})")
                 note = {} if ready.unplanned is None else {"DETPRETRAIN_UNPLANNED_LOG": str(ready.unplanned)}
-                running[pool.submit(_execute_in_own_process, ready, timeout, root, {**env, **note})] = ready
+                pool = cf.ProcessPoolExecutor(max_workers=1, mp_context=context)
+                running[pool.submit(_execute_in_own_process, ready, timeout, root, {**env, **note})] = (ready, pool)
             if not running:
                 break
             finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
             for future in finished:
-                job = running.pop(future)
+                job, pool = running.pop(future)
+                pool.shutdown(wait=True)
                 try:
                     outcome = future.result()
-                except Exception as err:  # the worker process itself failed (killed, out of memory)
-                    outcome = {"error": {"chapter": job.name, "message": f"chapter {job.name!r}: its process "
-                                         f"failed ({type(err).__name__}: {err}); executed notebook: {job.output}",
+                except BrokenProcessPool as err:
+                    outcome = {"error": {"chapter": job.name, "message": f"chapter {job.name!r}: its process died "
+                                         f"({err}); killed, or out of memory? executed notebook: {job.output}",
+                                         "ename": type(err).__name__, "evalue": str(err)}}
+                except Exception as err:  # raised outside the cells (e.g. writing the executed notebook)
+                    outcome = {"error": {"chapter": job.name, "message": f"chapter {job.name!r}: "
+                                         f"{type(err).__name__}: {err}; executed notebook: {job.output}",
                                          "ename": type(err).__name__, "evalue": str(err)}}
                 if "error" in outcome:
                     e = outcome["error"]
@@ -880,11 +888,14 @@ def _execute_at_once(jobs: list[_ChapterJob], after: dict[str, set[str]], n_jobs
                                                       evalue=e.get("evalue", ""))
                     log(f"{job.prefix} failed")
                     if running:
-                        log(f"  waiting for {', '.join(j.name for j in running.values())} to finish "
+                        log(f"  waiting for {', '.join(j.name for j, _ in running.values())} to finish "
                             "(no other chapter starts)")
                     continue
                 on_done(job, outcome["seconds"])
                 done.add(job.name)
+    finally:  # an interrupt: the chapters' processes got it too; wait for them to end
+        for _, pool in running.values():
+            pool.shutdown(wait=True, cancel_futures=True)
     if failure is not None:
         raise failure
     if waiting:  # cannot happen: dependencies are among the jobs and acyclic
@@ -1182,8 +1193,9 @@ def runs_cost_command(profile: str, *, chapters: list[str] | None = None, params
 def runs_prune_command(profile: str, *, params: dict | None = None, store: str | None = None,
                        dry_run: bool = False, stream=None) -> int:
     """``python -m detpretrain runs prune --profile P [-p KEY VALUE] [--store DIR] [--dry-run]``: remove every run
-    of the store that the whole book's run plan at ``profile`` (with these chapter parameters) does not name
-    (:func:`detpretrain.runs.prune_runs`): runs of older configurations, other parameters and other profiles.
+    of the store that the whole book's run plan at ``profile`` (with these chapter parameters) does not name, nor
+    start from, and their feature caches (:func:`detpretrain.runs.prune_runs`): runs of older configurations or
+    engine versions, other parameters and other profiles.
 
     Refused (exit 1, nothing removed) when a chapter cannot be planned: its runs would look unneeded.
 
@@ -1202,17 +1214,17 @@ def runs_prune_command(profile: str, *, params: dict | None = None, store: str |
         print(f"nothing removed from {run_store.root}: the runs of a chapter that cannot be planned would look "
               "unneeded", file=out)
         return 1
-    removed, busy = prune_runs(run_store, plan.runs, dry_run=dry_run)
+    parents = {r.config.init[len("run:"):] for r in plan if (r.config.init or "").startswith("run:")}
+    removed, busy = prune_runs(run_store, set(plan.runs) | parents, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
-    for run, size in removed:
-        state = "complete" if run.complete else "not complete"
-        print(f"{verb} {run.name} ({run.config.name} seed {run.config.seed}, {state}, {size / 1e6:.1f} MB)",
-              file=out)
-    for run in busy:
-        print(f"kept {run.name} ({run.config.name} seed {run.config.seed}): being trained by another process",
-              file=out)
-    print(f"{verb} {len(removed)} run(s), {sum(s for _, s in removed) / 1e6:.1f} MB, from {run_store.root}; "
-          f"the plan of profile {profile} names {len(plan.runs)} run(s)", file=out)
+    for path, what, size in removed:
+        print(f"{verb} {path.relative_to(run_store.root)} ({what}, {size / 1e6:.1f} MB)", file=out)
+    for path in busy:
+        print(f"kept {path.name}: being trained by another process", file=out)
+    runs = sum(1 for path, _, _ in removed if path.parent == run_store.root)
+    print(f"{verb} {runs} run(s) and {len(removed) - runs} feature cache(s), "
+          f"{sum(s for _, _, s in removed) / 1e6:.1f} MB, from {run_store.root}; the plan of profile {profile} "
+          f"names {len(plan.runs)} run(s)", file=out)
     return 0
 
 

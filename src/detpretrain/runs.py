@@ -91,6 +91,8 @@ MANIFEST_FORMAT = 1
 LOCK = ".lock"
 #: a run directory's name: ``<task>-<hex config hash>``.
 RUN_NAME = re.compile(r"^[a-z]+-[0-9a-f]{8,64}$")
+#: a config hash as it names a run folder (after ``<task>-``) and a run's feature cache (``features/<hash>/``)
+RUN_HASH = re.compile(r"[0-9a-f]{8,64}")
 #: temporary files outside any run (the feature cache) older than this are stale for ``runs gc`` (seconds).
 STALE_AFTER_S = 3600.0
 #: ``(path, size, mtime_ns, ctime_ns, inode) -> sha256`` of files verified in this process.
@@ -767,42 +769,64 @@ def collect_garbage(store: RunStore, *, dry_run: bool = False, now: float | None
 
 
 
-def prune_runs(store: RunStore, keep, *, dry_run: bool = False) -> tuple[list[tuple[Run, int]], list[Run]]:
-    """Find (and unless ``dry_run`` remove) every run of ``store`` whose config hash is not in ``keep``: the runs of
-    configurations nothing asks for any more (e.g. a run store cached across builds keeps the runs of every
-    configuration the chapters ever had, and grows with each change of a run configuration or of the engine).
+def _pruned_label(path: Path) -> str:
+    """``"<name> seed <seed>, complete"`` (or ``not complete``) of a run folder, or why its config is unreadable."""
+    state = "complete" if (path / "metrics.json").exists() else "not complete"
+    try:
+        cfg = _read_config(path)
+    except RunStoreError as err:
+        return f"{state}; {err.problem}"
+    return f"{cfg.name} seed {cfg.seed}, {state}"
 
-    A run being trained (its lock held) is never removed; run folders whose config.json is unreadable are left
-    (``runs.runs`` warns about them; ``runs gc`` removes folders without one).
+
+def prune_runs(store: RunStore, keep, *, dry_run: bool = False) -> tuple[list[tuple[Path, str, int]], list[Path]]:
+    """Find (and unless ``dry_run`` remove) every run folder of ``store`` whose name's hash is not in ``keep``, and
+    the feature cache (``features/<run hash>/``) of those runs: the runs of configurations nothing asks for any
+    more (e.g. a run store cached across builds keeps the runs of every configuration the chapters ever had, and
+    grows with each change of a run configuration or of the engine).
+
+    The folder's NAME is compared, not the hash of its config.json: after a change of
+    :data:`~detpretrain.config.ENGINE_VERSION` an old run's config hashes to the new name, but its folder keeps the
+    old one and no reader finds it. A run being trained (its lock held) is never removed, nor its features; a run
+    folder whose config.json is unreadable is removed like any other (``runs gc`` removes folders without one).
 
     Args:
         store: the run store.
-        keep: the config hashes to keep (e.g. the keys of :class:`detpretrain.plan.Plan` ``runs``).
+        keep: the config hashes to keep (e.g. the keys of :class:`detpretrain.plan.Plan` ``runs`` and the runs they
+            start from).
         dry_run: only list what would be removed.
 
     Returns:
-        ``(removed, busy)``: ``(run, bytes)`` per run removed (or, with ``dry_run``, that would be), in store
-        order, and the runs outside ``keep`` left because a process holds their lock.
+        ``(removed, busy)``: ``(path, what, bytes)`` per run folder or feature cache removed (or, with ``dry_run``,
+        that would be), runs first, in store order; and the run folders outside ``keep`` left because a process
+        holds their lock.
     """
     keep = set(keep)
-    removed: list[tuple[Run, int]] = []
-    busy: list[Run] = []
-    for run in store.runs():
-        if run.hash in keep:
+    removed: list[tuple[Path, str, int]] = []
+    busy: list[Path] = []
+    for path in store.run_dirs():
+        if path.name.split("-", 1)[1] in keep:
             continue
-        if lock_held(run.path):
-            busy.append(run)
+        if lock_held(path):
+            busy.append(path)
             continue
-        size = _size(run.path)
+        what, size = _pruned_label(path), _size(path)
         if not dry_run:
-            with _try_lock(run.path) as free:
+            with _try_lock(path) as free:
                 if not free:  # a process started training it meanwhile
-                    busy.append(run)
+                    busy.append(path)
                     continue
-                _dispose(run.path, store.root)
-        removed.append((run, size))
+                _dispose(path, store.root)
+        removed.append((path, what, size))
+    held = {p.name.split("-", 1)[1] for p in busy}
+    features = store.root / "features"
+    for path in sorted(features.iterdir()) if features.is_dir() else ():
+        if path.is_dir() and RUN_HASH.fullmatch(path.name) and path.name not in keep | held:
+            size = _size(path)
+            if not dry_run:
+                _dispose(path, store.root)
+            removed.append((path, "feature cache of a run not kept", size))
     return removed, busy
-
 
 # ------------------------------------------------------------------------------------------------------ travelling
 
