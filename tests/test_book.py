@@ -237,7 +237,8 @@ def test_failing_chapter_stops_the_book_with_its_name_and_cell(tmp_path, monkeyp
 _STAMP = ("import json, os, time\n"
           "def stamp(what):\n"
           "    with open(os.environ['STAMPS'], 'a') as f:\n"
-          "        f.write(json.dumps([CHAPTER, what, time.time(), os.environ.get('OMP_NUM_THREADS')]) + '\\n')")
+          "        f.write(json.dumps([CHAPTER, what, time.time(), os.environ.get('OMP_NUM_THREADS'),\n"
+          "                            os.environ.get('DETPRETRAIN_CHAPTER_JOBS')]) + '\\n')")
 
 
 def _stamped(name: str, *body: str, meet: str | None = None) -> list[str]:
@@ -250,7 +251,8 @@ def _stamped(name: str, *body: str, meet: str | None = None) -> list[str]:
 
 
 def _stamps(path: Path) -> dict[tuple[str, str], tuple[float, str]]:
-    return {(c, what): (t, threads) for c, what, t, threads in map(json.loads, path.read_text().splitlines())}
+    return {(c, what): (t, threads, jobs) for c, what, t, threads, jobs in map(json.loads,
+                                                                              path.read_text().splitlines())}
 
 
 def test_chapters_execute_at_once_each_after_what_it_reads(tmp_path, monkeypatch, capsys, vocdevkit):
@@ -273,7 +275,7 @@ def test_chapters_execute_at_once_each_after_what_it_reads(tmp_path, monkeypatch
     assert stamps[("second", "start")][0] < stamps[("first", "end")][0]
     assert stamps[("intro", "start")][0] >= max(stamps[("first", "end")][0], stamps[("second", "end")][0])
     threads = str(max(1, cpu_count() // 3))
-    assert {v[1] for v in stamps.values()} == {threads}
+    assert {v[1:] for v in stamps.values()} == {(threads, "3")}  # the build's N reaches its chapters' variants
     assert f"3 to execute, 3 at once, {threads} thread(s) each" in out
     rows = [line.split()[0] for line in out[out.index("chapter "):].splitlines()[2:] if line.strip()]
     assert [r for r in rows if r in ("intro", "first", "second")] == ["first", "second", "intro"]
@@ -332,6 +334,8 @@ def test_chapter_dependencies_and_layout(monkeypatch):
     assert book.chapter_layout(device="cuda") == (1, 16)
     monkeypatch.setattr(executor, "cpu_count", lambda: 2)
     assert book.chapter_layout() == (2, 1)
+    monkeypatch.setenv(book.CHAPTER_JOBS_ENV, "1")  # inside a chapter of a build with --chapter-jobs 1
+    assert book.chapter_layout() == (1, 2) and book.chapter_layout(2) == (2, 1)
     with pytest.raises(ConfigError, match="at least 1"):
         book.chapter_layout(0)
 

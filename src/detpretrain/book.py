@@ -749,12 +749,16 @@ def build_html(root: str | os.PathLike) -> tuple[Path, list[str]]:
 #: chapters executed at once by default on a CPU: one per core, at most this many (each holds a kernel, its runs'
 #: models and features in memory)
 MAX_CHAPTER_JOBS = 4
+#: set by a book build in its chapters' kernels to its ``chapter_jobs``: the mechanisms page's variants
+#: (:func:`execute_variants`) take the same number, so ``--chapter-jobs 1`` executes everything one at a time
+CHAPTER_JOBS_ENV = "DETPRETRAIN_CHAPTER_JOBS"
 
 
 def chapter_layout(jobs: int | None = None, device: str = "auto", verbose: bool = False) -> tuple[int, int]:
-    """``(chapters at once, threads per chapter kernel)`` of a book build: ``jobs`` (default: one per CPU core,
-    at most :data:`MAX_CHAPTER_JOBS`; one on a GPU machine, whose chapters share the GPU, and with ``verbose``,
-    whose streamed cell output would interleave), each kernel with ``cores // jobs`` threads.
+    """``(chapters at once, threads per chapter kernel)`` of a book build: ``jobs`` (default: the build's own
+    number inside one of its chapters, :data:`CHAPTER_JOBS_ENV`; else one per CPU core, at most
+    :data:`MAX_CHAPTER_JOBS`; one on a GPU machine, whose chapters share the GPU, and with ``verbose``, whose
+    streamed cell output would interleave), each kernel with ``cores // jobs`` threads.
 
     Raises:
         ConfigError: ``jobs`` < 1.
@@ -764,6 +768,9 @@ def chapter_layout(jobs: int | None = None, device: str = "auto", verbose: bool 
     if jobs is not None and jobs < 1:
         raise ConfigError(f"chapter jobs must be at least 1, got {jobs}")
     cores = cpu_count()
+    inherited = os.environ.get(CHAPTER_JOBS_ENV, "")
+    if jobs is None and inherited.isdigit() and int(inherited) > 0:  # inside a chapter of a build: the build's N
+        jobs = int(inherited)
     if jobs is None:
         uses_gpu = device.startswith("cuda") or (device == "auto" and _cuda_available())
         jobs = 1 if uses_gpu or verbose else max(1, min(cores, MAX_CHAPTER_JOBS))
@@ -851,7 +858,8 @@ def _execute_at_once(jobs: list[_ChapterJob], after: dict[str, set[str]], n_jobs
     from concurrent.futures.process import BrokenProcessPool
 
     context = multiprocessing.get_context("spawn")
-    env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads)}
+    env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads),
+           CHAPTER_JOBS_ENV: str(n_jobs)}
     waiting, running, done = list(jobs), {}, set()
     failure: ChapterError | None = None
     try:
@@ -1009,7 +1017,7 @@ def build_book(profile: str = "mini", *, root: str | os.PathLike | None = None, 
             for job in jobs:
                 log(f"{job.prefix} executing ({job.reason})")
                 job.unplanned.unlink(missing_ok=True)
-                with environment(DETPRETRAIN_UNPLANNED_LOG=job.unplanned):
+                with environment(DETPRETRAIN_UNPLANNED_LOG=job.unplanned, **{CHAPTER_JOBS_ENV: n_jobs}):
                     seconds = execute_chapter(job.source, job.output, job.parameters, timeout=timeout, cwd=root,
                                               name=job.name, verbose=verbose)
                 _chapter_done(job, seconds, results, report, log)
