@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import re
 import signal
@@ -373,7 +375,7 @@ def test_cost_of_an_executed_plan_is_what_its_runs_recorded(executed, capsys, mo
 def test_cost_estimates_unfinished_runs_from_finished_ones_of_the_same_shape(corpus_dir, tmp_path):
     import shutil
 
-    from detpretrain.plan import format_cost, plan_cost
+    from detpretrain.plan import format_cost, plan_cost, synthetic_split_images
     from detpretrain.runs import get_or_train
 
     done, todo, partial = detection_chain("smoke", pretrains=("scratch",), seeds=(7, 8, 9),
@@ -399,6 +401,23 @@ def test_cost_estimates_unfinished_runs_from_finished_ones_of_the_same_shape(cor
     assert plan_cost(make_plan([done, longer]), store)[1].estimate_seconds == pytest.approx(3 * per_epoch + evaluation)
     for key, value in (("optim.batch_size", todo.optim.batch_size + 1), ("optim.cpu_bf16", True)):
         assert plan_cost(make_plan([done, replace_path(todo, key, value)]), store)[1].estimate_seconds is None
+    # other data of the same kind (another corpus size): the seconds per image of the finished run, scaled
+    metrics = json.loads((store.run_for(done).path / "metrics.json").read_text())
+    n_train, n_eval = metrics["num_train_images"], metrics["num_eval_images"]
+    corpus = dict(todo.data.corpus)
+    assert synthetic_split_images(done, done.data.train_split) == n_train  # the spec states what the run saw
+    corpus["n_train"] *= 2
+    bigger = replace_path(todo, "data.corpus", corpus)
+    c = plan_cost(make_plan([done, bigger]), store)[1]
+    assert c.estimate_basis == "kind" and c.estimate_seconds == pytest.approx(
+        2 * synthetic_split_images(bigger, bigger.data.train_split) * train / (2 * n_train)
+        + synthetic_split_images(bigger, bigger.data.eval_split) * evaluation / n_eval)
+    assert costs[config_hash(todo)].estimate_basis == "shape"
+    assert "estimates: 1 run(s) from finished runs of the same shape, 1 from the seconds per image" in format_cost(
+        plan_cost(make_plan([done, todo, bigger]), store))
+    real = dataclasses.replace(bigger, data=dataclasses.replace(bigger.data, kind="coco", root="/coco"))
+    assert synthetic_split_images(real, "train") is None  # real data: its images are unknown before it is read
+    assert synthetic_split_images(bigger, "minival") is None
     # damaged: a checkpoint whose history is not fit's, a checkpoint that is not one, a metrics.json that no longer
     # matches its manifest; each is "unreadable" (0 s, no estimate) and named in the table, none raises
     torch.save({"model": {}, "optimizer": {}, "scheduler": {}, "epoch": 0, "history": [1, 2]}, ckpt)

@@ -20,7 +20,7 @@ wait for the lock finds the run complete and trains nothing.
 
 Progress: each worker writes its run's epoch, iteration and loss to a small JSON file under the build's log folder;
 the driver shows one tqdm line per worker (run, epoch, iteration, loss, ETA) and a summary line (runs done / left,
-and the hours of training left, estimated from the finished runs of the same shape: :func:`time_left_text`) on a
+and the hours of training left, estimated from the finished runs of the same shape or kind: :func:`time_left_text`) on a
 terminal, and plain lines otherwise. Every build writes ``_build/logs/<time>-<profile>.log`` (what started,
 finished or failed, with seconds, headline and the estimate of what is left), and each run's worker output goes to
 ``_build/logs/<time>-<profile>/<run>.out``.
@@ -527,7 +527,7 @@ def execute(plan, store, *, executor: str = "local", jobs: int | None = None, th
 
 def time_left_text(plan, store, jobs: int) -> str:
     """What the plan still needs, for the progress lines: ``"~2.4 h of training left"`` (the estimates of
-    :func:`detpretrain.plan.plan_cost`, from the finished runs of the same shape, over ``jobs`` workers), with
+    :func:`detpretrain.plan.plan_cost`, from the finished runs of the same shape or kind, over ``jobs`` workers), with
     ``" for K of the N runs not complete"`` when some have no estimate yet; ``""`` when none has one."""
     from detpretrain.plan import estimate_left, plan_cost
 

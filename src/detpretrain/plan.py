@@ -485,7 +485,10 @@ class RunCost:
             over several sittings: the last one's); None when not recorded.
         estimate_seconds: for an unfinished run, the seconds still to spend, from the complete runs of the same
             shape (:func:`run_shape`): their median seconds per epoch x epochs left + their median evaluation;
-            None when no such run is complete yet.
+            else, for a run on a synthetic corpus, from the complete runs of the same kind on other data
+            (:func:`run_kind`): their median seconds per training image x the images it still has to see + their
+            median seconds per evaluation image x its evaluation images; None when neither is complete yet.
+        estimate_basis: ``"shape"``, ``"kind"`` (per image, other data) or None (no estimate).
     """
 
     hash: str
@@ -500,6 +503,7 @@ class RunCost:
     threads: int | None = None
     processor: str | None = None
     estimate_seconds: float | None = None
+    estimate_basis: str | None = None
 
     @property
     def seconds(self) -> float:
@@ -517,6 +521,32 @@ def run_shape(config: TrainConfig) -> str:
     o = config.optim
     return json.dumps([build_part(config.name), config.task, to_dict(config.data), to_dict(config.model),
                        o.batch_size, o.num_workers, o.amp, o.cpu_bf16], sort_keys=True)
+
+
+def run_kind(config: TrainConfig) -> str:
+    """:func:`run_shape` without the data, with the corpus' image size: runs whose seconds per image are alike,
+    whatever corpus, role, cue or split sizes they train on."""
+    import json
+
+    from detpretrain.config import to_dict
+
+    o = config.optim
+    return json.dumps([build_part(config.name), config.task, (config.data.corpus or {}).get("image_size"),
+                       to_dict(config.model), o.batch_size, o.num_workers, o.amp, o.cpu_bf16], sort_keys=True)
+
+
+def synthetic_split_images(config: TrainConfig, split: str) -> int | None:
+    """The images of ``split`` (``train``, ``val``, ``test`` or ``trainval``) of a run's synthetic corpus, as its
+    spec states them; None for real data, a long-tailed or exclusion subset (known only once built), another
+    split name."""
+    data, corpus = config.data, config.data.corpus or {}
+    if data.kind != "synthetic" or data.long_tail or corpus.get("exclude_supercategory"):
+        return None
+    parts = {"train": ("n_train",), "val": ("n_val",), "test": ("n_test",), "trainval": ("n_train", "n_val")}
+    names = parts.get(split)
+    if names is None or any(not isinstance(corpus.get(n), int) for n in names):
+        return None
+    return sum(corpus[n] for n in names)
 
 
 def _epoch_seconds(history) -> float:
@@ -548,6 +578,7 @@ def plan_cost(plan: Plan, store: RunStore) -> list[RunCost]:
     from detpretrain.io import TORCH_LOAD_ERRORS
 
     costs: list[RunCost] = []
+    per_image: dict[str, tuple[list[float], list[float]]] = {}  # run_kind -> (train s / image, eval s / image)
     for h, r in plan.runs.items():
         run = store.run_for(r.config)
         readers = [c for c in r.chapters if c not in SUMMARY_CHAPTERS] or list(r.chapters)
@@ -562,6 +593,11 @@ def plan_cost(plan: Plan, store: RunStore) -> list[RunCost]:
                 cost.eval_seconds = float(metrics.get("eval_seconds") or 0.0)
                 cost.state, cost.epochs_done = "complete", len(history)
                 cost.threads, cost.processor = env.get("threads"), env.get("cuda_device") or env.get("cpu")
+                n_train, n_eval = metrics.get("num_train_images"), metrics.get("num_eval_images")
+                if isinstance(n_train, int) and isinstance(n_eval, int) and n_train > 0 and n_eval > 0 and history:
+                    rates = per_image.setdefault(run_kind(r.config), ([], []))
+                    rates[0].append(cost.train_seconds / (len(history) * n_train))
+                    rates[1].append(cost.eval_seconds / n_eval)
             elif run.checkpoint_path.exists():
                 cost.epochs_done, history = _checkpoint_progress(run)
                 cost.train_seconds, cost.state = _epoch_seconds(history), "partial"
@@ -577,10 +613,21 @@ def plan_cost(plan: Plan, store: RunStore) -> list[RunCost]:
             per_epoch.setdefault(shapes[c.hash], []).append(c.train_seconds / c.epochs_done)
             evals.setdefault(shapes[c.hash], []).append(c.eval_seconds or 0.0)
     for c in costs:
-        shape = shapes[c.hash]
-        if c.state in ("partial", "todo") and shape in per_epoch:  # an unreadable run's progress is unknown
-            left = max(c.epochs - c.epochs_done, 0)
+        if c.state not in ("partial", "todo"):  # an unreadable run's progress is unknown
+            continue
+        shape, config = shapes[c.hash], plan.runs[c.hash].config
+        left = max(c.epochs - c.epochs_done, 0)
+        if shape in per_epoch:
             c.estimate_seconds = left * statistics.median(per_epoch[shape]) + statistics.median(evals[shape])
+            c.estimate_basis = "shape"
+            continue
+        rates = per_image.get(run_kind(config))
+        n_train = synthetic_split_images(config, config.data.train_split)
+        n_eval = synthetic_split_images(config, config.data.eval_split)
+        if rates and n_train and n_eval:
+            c.estimate_seconds = (left * n_train * statistics.median(rates[0])
+                                  + n_eval * statistics.median(rates[1]))
+            c.estimate_basis = "kind"
     return costs
 
 
@@ -684,10 +731,15 @@ def format_cost(costs: list[RunCost], *, profile: str = "", store: RunStore | No
     if processors:
         lines.append("trained on: " + "; ".join(f"{p or 'not recorded'}: {n} runs"
                                                 for p, n in processors.most_common()))
+    bases = Counter(c.estimate_basis for c in costs if c.estimate_basis)
+    if bases:
+        lines.append(f"estimates: {bases.get('shape', 0)} run(s) from finished runs of the same shape, "
+                     f"{bases.get('kind', 0)} from the seconds per image of finished runs of the same kind on other "
+                     "data")
     if jobs:
         left, known, waiting = estimate_left(costs)
         if waiting and not known:
-            lines.append(f"left: {waiting} runs, no estimate yet (no finished run of the same shape)")
+            lines.append(f"left: {waiting} runs, no estimate yet (no finished run of the same shape or kind)")
             return "\n".join(lines)
         lines.append(f"left: ~{_seconds(left)} worker-seconds, at least {_seconds(left / jobs)} s of wall clock "
                      f"({left / jobs / 3600:.1f} h) with {jobs} worker process(es) (waiting on dependencies only adds "
