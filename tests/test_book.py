@@ -318,8 +318,27 @@ def test_a_failed_chapter_starts_nothing_more_and_the_one_executing_beside_it_is
     assert book.execution_record(tmp_path / "book" / "third.ipynb") is not None
 
 
+
+def test_chapters_one_at_a_time_give_their_variants_one_too(tmp_path, monkeypatch, capsys, vocdevkit):
+    """``--chapter-jobs 1``: the chapters execute in this process in toc order, each kernel told the build's 1
+    (the mechanisms page's variants then execute one at a time), and the variable is gone after the build."""
+    monkeypatch.delenv(book.CHAPTER_JOBS_ENV, raising=False)
+    write_book(tmp_path, {"intro": _stamped("intro"), "first": _stamped("first"), "second": _stamped("second")})
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("STAMPS", str(tmp_path / "stamps.jsonl"))
+    assert cli_main(["book", "--profile", "paper", "--no-html", "--chapter-jobs", "1",
+                     "-p", "dataset", "voc", "-p", "data_root", str(vocdevkit)]) == 0
+    stamps = _stamps(tmp_path / "stamps.jsonl")
+    assert {v[2] for v in stamps.values()} == {"1"}
+    assert stamps[("first", "end")][0] <= stamps[("second", "start")][0] <= stamps[("second", "end")][0] \
+        <= stamps[("intro", "start")][0]
+    assert book.CHAPTER_JOBS_ENV not in os.environ and "at once" not in capsys.readouterr().out
+
+
 def test_chapter_dependencies_and_layout(monkeypatch):
     from detpretrain import executor
+
+    monkeypatch.delenv(book.CHAPTER_JOBS_ENV, raising=False)  # as outside any book build
 
     deps = book.chapter_dependencies(
         ["detection", "classification", "visualisations", "mechanisms", "intro"],

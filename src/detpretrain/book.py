@@ -931,7 +931,9 @@ def build_book(profile: str = "mini", *, root: str | os.PathLike | None = None, 
         chapter_jobs: chapters executed at once, each in its own process and kernel with ``cores // chapter_jobs``
             threads (:func:`chapter_layout`; default: one per CPU core up to 4, one on a GPU machine or with
             ``verbose``). A chapter that reads what others write waits for them (:func:`chapter_dependencies`).
-            With one, the chapters execute in toc order in this process, the introduction last.
+            With one, the chapters execute in toc order in this process, the introduction last. The mechanisms
+            page's cue variants take the same number (:data:`CHAPTER_JOBS_ENV`): with one (or ``verbose``) they
+            execute one at a time too.
 
     A ``params`` name goes to the chapters whose parameters include it; names and values are checked for every
     chapter to execute before any corpus is generated or chapter executed (:func:`checked_parameters`).

@@ -486,8 +486,9 @@ class RunCost:
         estimate_seconds: for an unfinished run, the seconds still to spend, from the complete runs of the same
             shape (:func:`run_shape`): their median seconds per epoch x epochs left + their median evaluation;
             else, for a run on a synthetic corpus, from the complete runs of the same kind on other data
-            (:func:`run_kind`): their median seconds per training image x the images it still has to see + their
-            median seconds per evaluation image x its evaluation images; None when neither is complete yet.
+            (:func:`run_kind`): their median seconds per training image seen (full batches) x the images it still
+            has to see + their median seconds per evaluation image x its evaluation images; None when neither is
+            complete yet.
         estimate_basis: ``"shape"``, ``"kind"`` (per image, other data) or None (no estimate).
     """
 
@@ -537,16 +538,21 @@ def run_kind(config: TrainConfig) -> str:
 
 def synthetic_split_images(config: TrainConfig, split: str) -> int | None:
     """The images of ``split`` (``train``, ``val``, ``test`` or ``trainval``) of a run's synthetic corpus, as its
-    spec states them; None for real data, a long-tailed or exclusion subset (known only once built), another
-    split name."""
+    spec states them (a corpus with excluded categories is regenerated at the same size); None for real data, a
+    long-tailed subset (known only once built), another split name."""
     data, corpus = config.data, config.data.corpus or {}
-    if data.kind != "synthetic" or data.long_tail or corpus.get("exclude_supercategory"):
+    if data.kind != "synthetic" or data.long_tail:
         return None
     parts = {"train": ("n_train",), "val": ("n_val",), "test": ("n_test",), "trainval": ("n_train", "n_val")}
     names = parts.get(split)
     if names is None or any(not isinstance(corpus.get(n), int) for n in names):
         return None
     return sum(corpus[n] for n in names)
+
+
+def _seen(n_train: int, config: TrainConfig) -> int:
+    """The training images an epoch sees: the loader drops the last incomplete batch."""
+    return n_train // config.optim.batch_size * config.optim.batch_size
 
 
 def _epoch_seconds(history) -> float:
@@ -596,7 +602,7 @@ def plan_cost(plan: Plan, store: RunStore) -> list[RunCost]:
                 n_train, n_eval = metrics.get("num_train_images"), metrics.get("num_eval_images")
                 if isinstance(n_train, int) and isinstance(n_eval, int) and n_train > 0 and n_eval > 0 and history:
                     rates = per_image.setdefault(run_kind(r.config), ([], []))
-                    rates[0].append(cost.train_seconds / (len(history) * n_train))
+                    rates[0].append(cost.train_seconds / (len(history) * _seen(n_train, r.config)))
                     rates[1].append(cost.eval_seconds / n_eval)
             elif run.checkpoint_path.exists():
                 cost.epochs_done, history = _checkpoint_progress(run)
@@ -624,8 +630,8 @@ def plan_cost(plan: Plan, store: RunStore) -> list[RunCost]:
         rates = per_image.get(run_kind(config))
         n_train = synthetic_split_images(config, config.data.train_split)
         n_eval = synthetic_split_images(config, config.data.eval_split)
-        if rates and n_train and n_eval:
-            c.estimate_seconds = (left * n_train * statistics.median(rates[0])
+        if rates and n_train and n_eval and _seen(n_train, config):
+            c.estimate_seconds = (left * _seen(n_train, config) * statistics.median(rates[0])
                                   + n_eval * statistics.median(rates[1]))
             c.estimate_basis = "kind"
     return costs
