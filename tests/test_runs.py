@@ -243,6 +243,8 @@ def test_prune_command_keeps_the_book_plan_and_refuses_when_a_chapter_cannot_be_
     for cfg in (planned, stale):
         store.run_for(cfg).path.mkdir(parents=True)
         atomic_write_json(store.run_for(cfg).path / "config.json", to_dict(cfg))
+    assert cli_main(["runs", "prune", "--profile", "smoke", "--store", str(tmp_path / "typo")]) == 1
+    assert f"{tmp_path / 'typo'}: no run store here" in capsys.readouterr().err
     args = ["runs", "prune", "--profile", "smoke", "--store", str(store.root)]
     assert cli_main([*args, "--dry-run"]) == 0
     out = capsys.readouterr().out

@@ -1211,11 +1211,18 @@ def runs_prune_command(profile: str, *, params: dict | None = None, store: str |
 
     Returns:
         0, or 1 when refused.
+
+    Raises:
+        RunStoreError: ``store`` (or the default store) is not a folder.
     """
     from detpretrain.runs import prune_runs
 
+    from detpretrain.errors import RunStoreError
+
     out = stream or sys.stdout
     root, values, run_store = _runs_command_setup(params, store)
+    if not run_store.root.is_dir():  # a mistyped --store would otherwise "remove nothing" and say no more
+        raise RunStoreError(run_store.root, "no run store here", "give the folder that holds the runs (--store)")
     errors: dict[str, str] = {}
     plan = book_plan(profile, None, values, root=root, store=run_store, errors=errors)
     if errors:
