@@ -26,20 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
+from detpretrain.book import copy_sources
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def copy_book(dest: Path) -> Path:
-    """The book's sources under ``dest`` (no executed notebooks): what ``book`` needs to execute and render."""
-    dest.mkdir(parents=True, exist_ok=True)
-    config = yaml.safe_load((ROOT / "_config.yml").read_text())
-    for name in ("_toc.yml", "_config.yml", *config.get("bibtex_bibfiles", [])):
-        shutil.copy(ROOT / name, dest / name)
-    shutil.copytree(ROOT / "book", dest / "book", dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("*.ipynb", "__pycache__", ".ipynb_checkpoints", "_build"))
-    return dest
 
 
 def build(root: Path, profile: str, jobs: int, chapters: str | None, env: dict) -> tuple[float, str]:
@@ -78,7 +67,7 @@ def main() -> None:
     args = parser.parse_args()
 
     scratch = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-chapters-"))
-    root = copy_book(scratch / "book-root")
+    root = copy_sources(scratch / "book-root", ROOT)
     env = {**os.environ, "DETPRETRAIN_RUNS": str(scratch / "runs"), "DETPRETRAIN_DATA": str(scratch / "data"),
            "DETPRETRAIN_FIGURES": str(scratch / "figures")}
     env.pop("DETPRETRAIN_CHAPTER_JOBS", None)

@@ -37,7 +37,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-import yaml
 
 from conftest import PROJECT_ROOT
 from detpretrain import book
@@ -491,11 +490,7 @@ def smoke_book(tmp_root: Path) -> tuple[Path, book.BookReport, float]:
     """
     root = tmp_root / "book-root"
     root.mkdir()
-    config = yaml.safe_load((PROJECT_ROOT / "_config.yml").read_text())
-    for name in ("_toc.yml", "_config.yml", *config.get("bibtex_bibfiles", [])):
-        shutil.copy(PROJECT_ROOT / name, root / name)
-    shutil.copytree(PROJECT_ROOT / "book", root / "book",
-                    ignore=shutil.ignore_patterns("*.ipynb", "__pycache__", ".ipynb_checkpoints", "_build"))
+    book.copy_sources(root, PROJECT_ROOT)
     if (PROJECT_ROOT / "docs").is_dir():
         (root / "docs").symlink_to(PROJECT_ROOT / "docs")
     env = smoke_env(tmp_root)

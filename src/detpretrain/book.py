@@ -691,7 +691,7 @@ def execute_variants(variants, params: dict, folder: str | os.PathLike = "_build
         try:
             _execute_at_once(work, {}, n_jobs, threads, timeout, book_root, finished, log)
         except ChapterError as err:
-            cue = next((q for (c, q) in sources if f"{c} (cue {q})" == err.chapter), "?")
+            cue = by_name.get(err.chapter, ("", "?"))[1]
             raise ChapterError(err.chapter, f"cue {cue}: {err}", cell_index=err.cell_index, source=err.source,
                                ename=err.ename, evalue=err.evalue) from None
         return [{"chapter": c, "cue": q, "notebook": str(outputs[c, q]), "seconds": seconds_of[c, q]}
@@ -726,6 +726,26 @@ def _generate_corpora(profile: str, parameters: dict, root: Path, log) -> float:
         path = synthetic.generate(spec, cache, workers=max(1, min(os.cpu_count() or 1, 8)))
         log(f"  corpus {role:<14} {path}  ({time.perf_counter() - t1:.1f} s)")
     return time.perf_counter() - t0
+
+
+def copy_sources(dest: str | os.PathLike, root: str | os.PathLike | None = None) -> Path:
+    """A copy of the book's sources in ``dest`` (created): ``_toc.yml``, ``_config.yml``, its bibliography files and
+    ``book/`` without executed notebooks or caches; a scratch book to build without touching ``root``'s executed
+    notebooks (the tests' smoke book, ``benchmarks/bench_chapters.py``).
+
+    Raises:
+        FileNotFoundError: ``root`` (default :func:`find_root`) lacks one of them.
+    """
+    import shutil
+
+    root, dest = find_root(root), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    config = yaml.safe_load((root / "_config.yml").read_text())
+    for name in ("_toc.yml", "_config.yml", *config.get("bibtex_bibfiles", [])):
+        shutil.copy(root / name, dest / name)
+    shutil.copytree(root / "book", dest / "book", dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("*.ipynb", "__pycache__", ".ipynb_checkpoints", "_build"))
+    return dest
 
 
 def build_html(root: str | os.PathLike) -> tuple[Path, list[str]]:
@@ -822,7 +842,7 @@ class _ChapterJob:
 def _chapter_done(job: _ChapterJob, seconds: float, results: dict, report: BookReport, log) -> None:
     results[job.name] = ChapterResult(job.name, job.output, "executed", seconds, seconds)
     log(f"{job.prefix} done in {seconds:.0f} s")
-    if job.unplanned.is_file():
+    if job.unplanned is not None and job.unplanned.is_file():
         extra = job.unplanned.read_text().split("\n")
         report.warnings.append(f"{job.name} trained runs its plan did not list: {', '.join(filter(None, extra))}")
         log(f"  warning: {report.warnings[-1]} (detpretrain.plan.CHAPTER_PLANNERS['{job.name}'] is out of date)")
@@ -968,6 +988,7 @@ def build_book(profile: str = "mini", *, root: str | os.PathLike | None = None, 
         raise FileNotFoundError(f"chapter source(s) listed in {root / '_toc.yml'} do not exist: {', '.join(missing)}")
 
     per_chapter = _book_parameters(parameters, {c: sources[c] for c in wanted if sources[c].suffix != ".md"})
+    n_jobs, threads = chapter_layout(chapter_jobs, str(parameters.get("device") or "auto"), verbose)  # before work
 
     from detpretrain.executor import BuildLog
     from detpretrain.plan import environment
@@ -1010,9 +1031,6 @@ def build_book(profile: str = "mini", *, root: str | os.PathLike | None = None, 
             continue
         jobs.append(_ChapterJob(name, source, output, chapter_params, reason, prefix,
                                 build_log.folder / f"unplanned-{name}.txt"))
-    n_jobs, threads = chapter_layout(chapter_jobs, str(parameters.get("device") or "auto"), verbose)
-    after = chapter_dependencies([j.name for j in jobs], {j.name: chapter_values(j.source, j.parameters)
-                                                         for j in jobs})
     timeout = cell_timeout(profile)
     try:
         if n_jobs == 1 or len(jobs) < 2:
@@ -1025,6 +1043,8 @@ def build_book(profile: str = "mini", *, root: str | os.PathLike | None = None, 
                 _chapter_done(job, seconds, results, report, log)
         else:
             log(f"chapters: {len(jobs)} to execute, {n_jobs} at once, {threads} thread(s) each")
+            after = chapter_dependencies([j.name for j in jobs], {j.name: chapter_values(j.source, j.parameters)
+                                                                 for j in jobs})
             _execute_at_once(jobs, after, n_jobs, threads, timeout, root,
                              lambda job, seconds: _chapter_done(job, seconds, results, report, log), log)
     finally:
@@ -1215,9 +1235,8 @@ def runs_prune_command(profile: str, *, params: dict | None = None, store: str |
     Raises:
         RunStoreError: ``store`` (or the default store) is not a folder.
     """
-    from detpretrain.runs import prune_runs
-
     from detpretrain.errors import RunStoreError
+    from detpretrain.runs import prune_runs
 
     out = stream or sys.stdout
     root, values, run_store = _runs_command_setup(params, store)

@@ -89,10 +89,10 @@ DEFAULT_STORE_ENV = "DETPRETRAIN_RUNS"
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
 LOCK = ".lock"
-#: a run directory's name: ``<task>-<hex config hash>``.
-RUN_NAME = re.compile(r"^[a-z]+-[0-9a-f]{8,64}$")
 #: a config hash as it names a run folder (after ``<task>-``) and a run's feature cache (``features/<hash>/``)
 RUN_HASH = re.compile(r"[0-9a-f]{8,64}")
+#: a run directory's name: ``<task>-<hex config hash>``.
+RUN_NAME = re.compile(rf"^[a-z]+-{RUN_HASH.pattern}$")
 #: temporary files outside any run (the feature cache) older than this are stale for ``runs gc`` (seconds).
 STALE_AFTER_S = 3600.0
 #: ``(path, size, mtime_ns, ctime_ns, inode) -> sha256`` of files verified in this process.
