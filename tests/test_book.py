@@ -287,8 +287,12 @@ def test_a_failed_chapter_starts_nothing_more_and_the_one_executing_beside_it_is
     """``first`` fails while ``second`` executes: ``third`` (independent, a free job after the failure) never
     starts, ``second`` ends and keeps its notebook, the error names ``first``. Then a chapter whose process is
     killed (the kernel's parent) is named as such, and the chapter beside it is unaffected."""
-    write_book(tmp_path, {"intro": _stamped("intro"), "first": ["raise ValueError('bad value')"],
-                          "second": _stamped("second"), "third": _stamped("third")})
+    # second ends only 3 s after first has started (first fails at once then): never before the failure is seen,
+    # however slowly first's kernel starts, so a free job after second would show a third chapter starting
+    second = _stamped("second", meet="first")
+    second[-1] = second[-1].replace("\nstamp('end')", "\ntime.sleep(3)\nstamp('end')")
+    write_book(tmp_path, {"intro": _stamped("intro"), "first": _stamped("first", "raise ValueError('bad value')"),
+                          "second": second, "third": _stamped("third")})
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("STAMPS", str(tmp_path / "stamps.jsonl"))
     args = ["book", "--profile", "paper", "--no-html", "--chapter-jobs", "2", "-p", "dataset", "voc",
