@@ -144,3 +144,35 @@ def test_table8_and_its_claims_over_pre_training_runs():
     half = stats.t.ppf(0.975, 2) * diffs.std(ddof=1) / math.sqrt(3)
     assert sun.estimate == pytest.approx(diffs.mean()) and sun.ci_low == pytest.approx(diffs.mean() - half)
     assert sun.label == "holds" and sun.unit == "pre-training run"
+
+
+def test_probe_fits_run_with_one_blas_thread_and_restore_the_callers(monkeypatch):
+    """The L-BFGS fits are many small BLAS calls, 2-17x faster on one thread (benchmarks/bench_blas.py): inside
+    linear_probe every fit sees one BLAS thread, whatever the caller had; after it the caller's count is back."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads():
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    seen = []
+    make = P._pipeline
+
+    def recording(c, max_iter):
+        pipeline = make(c, max_iter)
+        fit = pipeline.fit
+
+        def fit_and_record(*args, **kwargs):
+            seen.append(blas_threads())
+            return fit(*args, **kwargs)
+
+        pipeline.fit = fit_and_record
+        return pipeline
+
+    monkeypatch.setattr(P, "_pipeline", recording)
+    splits = [blobs(20, CENTRES, 0.3, s) for s in (0, 1, 2)]
+    with threadpool_limits(limits=2, user_api="blas"):  # a kernel with two BLAS threads per library
+        assert blas_threads() == {2}
+        plain = P.linear_probe(*splits, cs=(0.01, 1.0))
+        assert blas_threads() == {2}
+    assert seen == [{1}] * 3  # two C values on val, then the refit
+    assert plain["top1"] == 100.0
