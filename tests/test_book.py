@@ -237,7 +237,8 @@ _STAMP = ("import json, os, time\n"
           "def stamp(what):\n"
           "    with open(os.environ['STAMPS'], 'a') as f:\n"
           "        f.write(json.dumps([CHAPTER, what, time.time(), os.environ.get('OMP_NUM_THREADS'),\n"
-          "                            os.environ.get('DETPRETRAIN_CHAPTER_JOBS')]) + '\\n')")
+          "                            os.environ.get('DETPRETRAIN_CHAPTER_JOBS'),\n"
+          "                            os.environ.get('DETPRETRAIN_CORES')]) + '\\n')")
 
 
 def _stamped(name: str, *body: str, meet: str | None = None) -> list[str]:
@@ -249,21 +250,24 @@ def _stamped(name: str, *body: str, meet: str | None = None) -> list[str]:
     return [f"CHAPTER = {name!r}\n{_STAMP}\nstamp('start')", *body, f"{wait}\nstamp('end')"]
 
 
-def _stamps(path: Path) -> dict[tuple[str, str], tuple[float, str]]:
-    return {(c, what): (t, threads, jobs) for c, what, t, threads, jobs in map(json.loads,
-                                                                              path.read_text().splitlines())}
+def _stamps(path: Path) -> dict[tuple[str, str], tuple[float, str, str, str]]:
+    """``{(chapter, "start" | "end"): (time, OMP_NUM_THREADS, DETPRETRAIN_CHAPTER_JOBS, DETPRETRAIN_CORES)}``."""
+    return {(c, what): (t, threads, jobs, cores) for c, what, t, threads, jobs, cores in
+            map(json.loads, path.read_text().splitlines())}
 
 
 def test_chapters_execute_at_once_each_after_what_it_reads(tmp_path, monkeypatch, capsys, vocdevkit):
-    """Two independent chapters overlap, each kernel with cores // 3 threads; the introduction (it summarises the
-    others) starts after both ended, though a third job was free; the summary lists the chapters in toc order with the introduction last."""
+    """Two independent chapters overlap; the introduction (it summarises the others) starts after both ended,
+    though a third job was free; each kernel's threads and cores are its share of the machine (the two with
+    nothing else beside them half each, the introduction alone every core, not cores // 3); the summary lists the
+    chapters in toc order with the introduction last."""
     from detpretrain.executor import cpu_count
 
     write_book(tmp_path, {"intro": _stamped("intro"), "first": _stamped("first", meet="second"),
                           "second": _stamped("second", meet="first")})
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("STAMPS", str(tmp_path / "stamps.jsonl"))
-    monkeypatch.setenv("OMP_NUM_THREADS", "7")  # the kernels get cores // 3 whatever the caller had
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")  # the kernels get their share whatever the caller had
     # three at once: without its dependencies the introduction would start beside the other two
     rc = cli_main(["book", "--profile", "paper", "--no-html", "--chapter-jobs", "3",
                    "-p", "dataset", "voc", "-p", "data_root", str(vocdevkit)])
@@ -273,9 +277,12 @@ def test_chapters_execute_at_once_each_after_what_it_reads(tmp_path, monkeypatch
     assert stamps[("first", "start")][0] < stamps[("second", "end")][0]  # the two overlapped
     assert stamps[("second", "start")][0] < stamps[("first", "end")][0]
     assert stamps[("intro", "start")][0] >= max(stamps[("first", "end")][0], stamps[("second", "end")][0])
-    threads = str(max(1, cpu_count() // 3))
-    assert {v[1:] for v in stamps.values()} == {(threads, "3")}  # the build's N reaches its chapters' variants
-    assert f"3 to execute, 3 at once, {threads} thread(s) each" in out
+    half, every = str(max(1, cpu_count() // 2)), str(cpu_count())
+    # the build's N reaches its chapters' variants, which share the chapter's cores
+    assert {stamps[c, what][1:] for c in ("first", "second") for what in ("start", "end")} == {(half, "3", half)}
+    assert {stamps["intro", what][1:] for what in ("start", "end")} == {(every, "3", every)}
+    assert f"3 to execute, 3 at once, {max(1, cpu_count() // 3)} thread(s) each while 3 execute" in out
+    assert f"intro ... executing (never executed; {every} thread(s))" in out
     rows = [line.split()[0] for line in out[out.index("chapter "):].splitlines()[2:] if line.strip()]
     assert [r for r in rows if r in ("intro", "first", "second")] == ["first", "second", "intro"]
     for name in ("intro", "first", "second"):
@@ -360,6 +367,61 @@ def test_chapter_dependencies_and_layout(monkeypatch):
     assert book.chapter_layout() == (1, 2) and book.chapter_layout(2) == (2, 1)
     with pytest.raises(ConfigError, match="at least 1"):
         book.chapter_layout(0)
+
+
+def test_cpu_count_is_at_most_the_share_a_build_gave_the_chapter(monkeypatch):
+    from detpretrain import executor
+
+    monkeypatch.setattr(executor.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    monkeypatch.delenv(executor.CORES_ENV, raising=False)
+    assert executor.cpu_count() == 8
+    for share, cores in (("3", 3), ("16", 8), ("0", 8), ("", 8), ("two", 8)):
+        monkeypatch.setenv(executor.CORES_ENV, share)
+        assert executor.cpu_count() == cores, share
+    monkeypatch.setenv(executor.CORES_ENV, "1")
+    monkeypatch.setenv(book.CHAPTER_JOBS_ENV, "2")  # the build's N inside a chapter given one core
+    assert book.chapter_layout() == (2, 1)  # its variants: the build's N at once, one thread each
+    monkeypatch.setenv(executor.CORES_ENV, "4")
+    monkeypatch.setenv(book.CHAPTER_JOBS_ENV, "4")  # 8 cores, 4 chapters at once; this one given 4 (not 8 // 4 ...)
+    assert book.chapter_layout() == (4, 1)  # ... so 4 variants of 1 thread, not 4 of 2
+    monkeypatch.setenv(executor.CORES_ENV, "1")
+    assert executor.default_layout() == (1, 1)  # a run the chapter trains itself: one worker, one thread
+
+
+def test_chapter_threads_never_hold_more_than_the_cores(monkeypatch):
+    """chapter_threads by hand, then by simulation: random dependency graphs (like the book's: a chapter after
+    some earlier ones), random durations, n_jobs at once, started as _execute_at_once starts them; at every
+    moment the kernels executing hold at most the cores, and a chapter alone at the end gets them all."""
+    import random
+
+    assert book.chapter_threads(2, 2, 0) == 2 and book.chapter_threads(2, 2, 1) == 1
+    assert book.chapter_threads(16, 4, 2) == 5 and book.chapter_threads(16, 4, 9) == 4
+    assert book.chapter_threads(2, 4, 3) == 1  # more chapters at once than cores: one thread each
+    later = book._executes_after({"a": set(), "b": set(), "m": {"a"}, "intro": {"a", "b", "m"}})
+    assert later == {"a": {"m", "intro"}, "b": {"intro"}, "m": {"intro"}, "intro": set()}
+
+    rng = random.Random(0)
+    for trial in range(300):
+        cores = rng.choice([2, 4, 8, 16])
+        n_jobs = rng.randint(1, min(cores, book.MAX_CHAPTER_JOBS))
+        names = [f"c{i}" for i in range(rng.randint(1, 9))]
+        after = {c: {e for e in names[:i] if rng.random() < 0.25} for i, c in enumerate(names)}
+        later = book._executes_after(after)
+        waiting, running, done, now = list(names), {}, set(), 0.0
+        while waiting or running:
+            while len(running) < n_jobs:
+                ready = next((c for c in waiting if after[c] <= done), None)
+                if ready is None:
+                    break
+                waiting.remove(ready)
+                beside = len(running) + sum(c not in later[ready] for c in waiting)
+                running[ready] = (now + rng.random(), book.chapter_threads(cores, n_jobs, beside))
+                assert sum(t for _, t in running.values()) <= cores, (trial, running)
+                if not waiting and len(running) == 1:
+                    assert running[ready][1] == cores
+            first = min(running, key=lambda c: running[c][0])
+            now = running.pop(first)[0]
+            done.add(first)
 
 
 

@@ -673,7 +673,7 @@ def execute_variants(variants, params: dict, folder: str | os.PathLike = "_build
                for (c, q), source in sources.items()}
     outputs = {key: variant_notebook(folder if Path(folder).is_absolute() else book_root / folder, *key)
                for key in sources}
-    n_jobs, threads = chapter_layout(jobs, str(params.get("device") or "auto"))
+    n_jobs, _ = chapter_layout(jobs, str(params.get("device") or "auto"))
     if n_jobs > 1 and len(sources) > 1:
         by_name = {f"{c} (cue {q})": (c, q) for c, q in sources}
         seconds_of: dict[tuple[str, str], float] = {}
@@ -689,7 +689,7 @@ def execute_variants(variants, params: dict, folder: str | os.PathLike = "_build
                             f"{key[1]} ...") for name, key in by_name.items()]
         timeout = max((checked[key][1] for key in sources), key=lambda t: math.inf if t is None else t)
         try:
-            _execute_at_once(work, {}, n_jobs, threads, timeout, book_root, finished, log)
+            _execute_at_once(work, {}, n_jobs, timeout, book_root, finished, log)
         except ChapterError as err:
             cue = by_name.get(err.chapter, ("", "?"))[1]
             raise ChapterError(err.chapter, f"cue {cue}: {err}", cell_index=err.cell_index, source=err.source,
@@ -775,10 +775,14 @@ CHAPTER_JOBS_ENV = "DETPRETRAIN_CHAPTER_JOBS"
 
 
 def chapter_layout(jobs: int | None = None, device: str = "auto", verbose: bool = False) -> tuple[int, int]:
-    """``(chapters at once, threads per chapter kernel)`` of a book build: ``jobs`` (default: the build's own
-    number inside one of its chapters, :data:`CHAPTER_JOBS_ENV`; else one per CPU core, at most
-    :data:`MAX_CHAPTER_JOBS`; one on a GPU machine, whose chapters share the GPU, and with ``verbose``, whose
-    streamed cell output would interleave), each kernel with ``cores // jobs`` threads.
+    """``(chapters at once, threads per chapter kernel when that many execute)`` of a book build: ``jobs``
+    (default: the build's own number inside one of its chapters, :data:`CHAPTER_JOBS_ENV`; else one per CPU core, at
+    most :data:`MAX_CHAPTER_JOBS`; one on a GPU machine, whose chapters share the GPU, and with ``verbose``, whose
+    streamed cell output would interleave), each kernel with ``cores // jobs`` threads, at least one, or more when
+    fewer can execute beside it (:func:`chapter_threads`). Inside a chapter, ``cores`` is the chapter's share
+    (:func:`detpretrain.executor.cpu_count`): the mechanisms page's variants keep the build's number at once
+    (single-threaded kernels beside other chapters only share the cores for a while; executing the variants one at
+    a time would lengthen the build's last chapters), with threads from the page's share only.
 
     Raises:
         ConfigError: ``jobs`` < 1.
@@ -790,7 +794,7 @@ def chapter_layout(jobs: int | None = None, device: str = "auto", verbose: bool 
     cores = cpu_count()
     inherited = os.environ.get(CHAPTER_JOBS_ENV, "")
     if jobs is None and inherited.isdigit() and int(inherited) > 0:  # inside a chapter of a build: the build's N
-        jobs = int(inherited)
+        jobs = int(inherited)  # on the chapter's share of the cores (executor.CORES_ENV): cores // jobs threads
     if jobs is None:
         uses_gpu = device.startswith("cuda") or (device == "auto" and _cuda_available())
         jobs = 1 if uses_gpu or verbose else max(1, min(cores, MAX_CHAPTER_JOBS))
@@ -823,6 +827,36 @@ def chapter_dependencies(chapters: list[str], values: dict[str, dict]) -> dict[s
         elif c == "mechanisms":
             after[c] = {chapter for chapter, _ in parse_variants(values.get(c, {}).get("variants"))} & wanted - {c}
     return after
+
+
+def chapter_threads(cores: int, n_jobs: int, beside: int) -> int:
+    """Threads for a chapter kernel that starts now: ``cores // min(n_jobs, 1 + beside)``, at least 1.
+
+    ``beside`` counts the chapters that can execute while this one does: those executing now and those waiting
+    that do not execute after it (:func:`chapter_dependencies`, followed through). Every chapter that ever executes
+    beside this one was counted when it started, and no more than ``n_jobs`` execute at once, so the kernels
+    executing at any moment hold at most ``cores`` threads together (``n_jobs <= cores``): the introduction, alone at
+    the end of a build, gets every core instead of ``cores // n_jobs``; two chapters with nothing else left get half
+    each. Threads are fixed when a kernel starts (OpenMP's pool), so a chapter started beside others keeps its share.
+    """
+    return max(1, cores // max(1, min(n_jobs, 1 + beside)))
+
+
+def _executes_after(after: dict[str, set[str]]) -> dict[str, set[str]]:
+    """``{chapter: every chapter that executes after it}``, following ``after`` (:func:`chapter_dependencies`)
+    through: the introduction after the mechanisms page after the chapters it compares."""
+    later: dict[str, set[str]] = {c: set() for c in after}
+    for chapter, earlier in after.items():
+        stack = list(earlier)
+        seen: set[str] = set()
+        while stack:
+            e = stack.pop()
+            if e in seen:
+                continue
+            seen.add(e)
+            later.setdefault(e, set()).add(chapter)
+            stack.extend(after.get(e, ()))
+    return later
 
 
 @dataclasses.dataclass
@@ -862,11 +896,12 @@ def _execute_in_own_process(job: _ChapterJob, timeout: float | None, cwd: Path, 
                           "source": err.source, "ename": err.ename, "evalue": err.evalue}}
 
 
-def _execute_at_once(jobs: list[_ChapterJob], after: dict[str, set[str]], n_jobs: int, threads: int,
+def _execute_at_once(jobs: list[_ChapterJob], after: dict[str, set[str]], n_jobs: int,
                      timeout: float | None, root: Path, on_done, log) -> None:
-    """Execute ``jobs``, ``n_jobs`` at once, each in a fresh process of its own (one kernel each, ``threads``
-    threads; a process that dies takes no other chapter with it and is named), each once the chapters it depends
-    on (``after``) have executed, in the order of ``jobs`` among those ready; ``on_done(job, seconds)`` after each.
+    """Execute ``jobs``, ``n_jobs`` at once, each in a fresh process of its own (one kernel each, with the threads
+    and cores :func:`chapter_threads` gives it; a process that dies takes no other chapter with it and is named),
+    each once the chapters it depends on (``after``) have executed, in the order of ``jobs`` among those ready;
+    ``on_done(job, seconds)`` after each.
     After a failure no other chapter starts, those executing finish (their notebooks are kept), then the first
     failure is raised.
 
@@ -877,9 +912,10 @@ def _execute_at_once(jobs: list[_ChapterJob], after: dict[str, set[str]], n_jobs
     import multiprocessing
     from concurrent.futures.process import BrokenProcessPool
 
+    from detpretrain.executor import CORES_ENV, cpu_count
+
     context = multiprocessing.get_context("spawn")
-    env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads),
-           CHAPTER_JOBS_ENV: str(n_jobs)}
+    cores, later = cpu_count(), _executes_after(after)
     waiting, running, done = list(jobs), {}, set()
     failure: ChapterError | None = None
     try:
@@ -889,10 +925,15 @@ def _execute_at_once(jobs: list[_ChapterJob], after: dict[str, set[str]], n_jobs
                 if ready is None:
                     break
                 waiting.remove(ready)
-                log(f"{ready.prefix} executing ({ready.reason})")
-                note = {} if ready.unplanned is None else {"DETPRETRAIN_UNPLANNED_LOG": str(ready.unplanned)}
+                beside = len(running) + sum(j.name not in later.get(ready.name, ()) for j in waiting)
+                threads = chapter_threads(cores, n_jobs, beside)
+                log(f"{ready.prefix} executing ({ready.reason}; {threads} thread(s))")
+                env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+                       "OPENBLAS_NUM_THREADS": str(threads), CORES_ENV: str(threads), CHAPTER_JOBS_ENV: str(n_jobs)}
+                if ready.unplanned is not None:
+                    env["DETPRETRAIN_UNPLANNED_LOG"] = str(ready.unplanned)
                 pool = cf.ProcessPoolExecutor(max_workers=1, mp_context=context)
-                running[pool.submit(_execute_in_own_process, ready, timeout, root, {**env, **note})] = (ready, pool)
+                running[pool.submit(_execute_in_own_process, ready, timeout, root, env)] = (ready, pool)
             if not running:
                 break
             finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
@@ -949,11 +990,12 @@ def build_book(profile: str = "mini", *, root: str | os.PathLike | None = None, 
             ``gpus_per_job``, ...); the plan runs before the chapters, which then only read finished runs.
         verbose: stream papermill's cell progress and cell output (the chapters then execute one at a time).
         chapter_jobs: chapters executed at once, each in its own process and kernel with ``cores // chapter_jobs``
-            threads (:func:`chapter_layout`; default: one per CPU core up to 4, one on a GPU machine or with
-            ``verbose``). A chapter that reads what others write waits for them (:func:`chapter_dependencies`).
-            With one, the chapters execute in toc order in this process, the introduction last. The mechanisms
-            page's cue variants take the same number (:data:`CHAPTER_JOBS_ENV`): with one (or ``verbose``) they
-            execute one at a time too.
+            threads, more when fewer chapters can execute beside it (:func:`chapter_layout`,
+            :func:`chapter_threads`; default: one per CPU core up to 4, one on a GPU machine or with ``verbose``).
+            A chapter that reads what others write waits for them (:func:`chapter_dependencies`). With one, the
+            chapters execute in toc order in this process, the introduction last. The mechanisms page's cue
+            variants take the same number (:data:`CHAPTER_JOBS_ENV`), their threads from the cores the page was
+            given (:data:`detpretrain.executor.CORES_ENV`): with one (or ``verbose``) they execute one at a time too.
 
     A ``params`` name goes to the chapters whose parameters include it; names and values are checked for every
     chapter to execute before any corpus is generated or chapter executed (:func:`checked_parameters`).
@@ -1042,10 +1084,11 @@ def build_book(profile: str = "mini", *, root: str | os.PathLike | None = None, 
                                               name=job.name, verbose=verbose)
                 _chapter_done(job, seconds, results, report, log)
         else:
-            log(f"chapters: {len(jobs)} to execute, {n_jobs} at once, {threads} thread(s) each")
+            log(f"chapters: {len(jobs)} to execute, {n_jobs} at once, {threads} thread(s) each while {n_jobs} "
+                "execute, more for a chapter with fewer beside it")
             after = chapter_dependencies([j.name for j in jobs], {j.name: chapter_values(j.source, j.parameters)
                                                                  for j in jobs})
-            _execute_at_once(jobs, after, n_jobs, threads, timeout, root,
+            _execute_at_once(jobs, after, n_jobs, timeout, root,
                              lambda job, seconds: _chapter_done(job, seconds, results, report, log), log)
     finally:
         report.chapters = [results[name] for name in todo if name in results]

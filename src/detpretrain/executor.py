@@ -69,11 +69,21 @@ class ExecutionReport:
     threads: int = 1
 
 
+#: set by a book build in each chapter's kernel to the cores that chapter was given
+#: (:func:`detpretrain.book.chapter_threads`): what the kernel trains or executes in its turn shares those
+CORES_ENV = "DETPRETRAIN_CORES"
+
+
 def cpu_count() -> int:
-    """CPU cores this process may use (its affinity mask where the OS has one)."""
+    """CPU cores this process may use: its affinity mask where the OS has one, at most :data:`CORES_ENV` where a
+    book build set it (a chapter's share of the machine)."""
+    cores = os.cpu_count() or 1
     with contextlib.suppress(AttributeError, OSError):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
+        cores = len(os.sched_getaffinity(0))
+    share = os.environ.get(CORES_ENV, "")
+    if share.isdigit() and int(share) > 0:
+        cores = min(cores, int(share))
+    return max(1, cores)
 
 
 def default_layout(jobs: int | None = None, threads: int | None = None, device: str = "auto") -> tuple[int, int]:
