@@ -380,7 +380,9 @@ def test_cpu_count_is_at_most_the_share_a_build_gave_the_chapter(monkeypatch):
         assert executor.cpu_count() == cores, share
     monkeypatch.setenv(executor.CORES_ENV, "1")
     monkeypatch.setenv(book.CHAPTER_JOBS_ENV, "2")  # the build's N inside a chapter given one core
-    assert book.chapter_layout() == (2, 1)  # its variants: the build's N at once, one thread each
+    # its variants: the build's N at once, one thread each (single-threaded kernels time-sharing the page's core
+    # while another chapter executes beside it: the exception chapter_threads documents)
+    assert book.chapter_layout() == (2, 1)
     monkeypatch.setenv(executor.CORES_ENV, "4")
     monkeypatch.setenv(book.CHAPTER_JOBS_ENV, "4")  # 8 cores, 4 chapters at once; this one given 4 (not 8 // 4 ...)
     assert book.chapter_layout() == (4, 1)  # ... so 4 variants of 1 thread, not 4 of 2
@@ -390,8 +392,9 @@ def test_cpu_count_is_at_most_the_share_a_build_gave_the_chapter(monkeypatch):
 
 def test_chapter_threads_never_hold_more_than_the_cores(monkeypatch):
     """chapter_threads by hand, then by simulation: random dependency graphs (like the book's: a chapter after
-    some earlier ones), random durations, n_jobs at once, started as _execute_at_once starts them; at every
-    moment the kernels executing hold at most the cores, and a chapter alone at the end gets them all."""
+    some earlier ones), random durations, n_jobs at once, each given chapter_share as _execute_at_once gives it; at
+    every moment the chapter kernels executing hold at most the cores, and a chapter alone at the end gets them
+    all."""
     import random
 
     assert book.chapter_threads(2, 2, 0) == 2 and book.chapter_threads(2, 2, 1) == 1
@@ -414,8 +417,8 @@ def test_chapter_threads_never_hold_more_than_the_cores(monkeypatch):
                 if ready is None:
                     break
                 waiting.remove(ready)
-                beside = len(running) + sum(c not in later[ready] for c in waiting)
-                running[ready] = (now + rng.random(), book.chapter_threads(cores, n_jobs, beside))
+                running[ready] = (now + rng.random(), book.chapter_share(ready, len(running), waiting, later, cores,
+                                                                         n_jobs))
                 assert sum(t for _, t in running.values()) <= cores, (trial, running)
                 if not waiting and len(running) == 1:
                     assert running[ready][1] == cores

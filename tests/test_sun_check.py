@@ -66,6 +66,25 @@ def test_oracle_equals_an_independent_fit_on_the_count_matrix(tmp_path):
     assert 40 < out["top1"] < 100 and out["chance"] == pytest.approx(100 / 3)
 
 
+def test_oracle_fits_with_one_blas_thread(tmp_path, monkeypatch):
+    """Like the linear probes (analysis.blas): the fit sees one BLAS thread whatever the caller had."""
+    from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    seen, fit = [], LogisticRegression.fit
+
+    def recording(self, *args, **kwargs):
+        seen.append({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(LogisticRegression, "fit", recording)
+    rows = [(s, lab, {1: 2} if lab == "street" else {2: 3}) for s in ("train", "val") for lab in ("street", "farm")
+            for _ in range(4)]
+    with threadpool_limits(limits=2, user_api="blas"):
+        assert bag_of_objects_oracle(_corpus(tmp_path / "a.json", rows))["top1"] == 100.0
+    assert seen == [{1}]
+
+
 def test_oracle_names_the_file_and_the_problem(tmp_path):
     with pytest.raises(DataError, match="does not exist") as err:
         bag_of_objects_oracle(tmp_path / "missing.json")

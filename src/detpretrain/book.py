@@ -717,13 +717,14 @@ def execute_variants(variants, params: dict, folder: str | os.PathLike = "_build
 
 def _generate_corpora(profile: str, parameters: dict, root: Path, log) -> float:
     from detpretrain.data import synthetic
+    from detpretrain.executor import cpu_count
 
     cache = parameters.get("data_cache") or os.environ.get("DETPRETRAIN_DATA") or root / "data" / "generated"
     cache = Path(cache) if Path(cache).is_absolute() else root / cache
     t0 = time.perf_counter()
     for role, spec in synthetic.profile_specs(profile).items():
         t1 = time.perf_counter()
-        path = synthetic.generate(spec, cache, workers=max(1, min(os.cpu_count() or 1, 8)))
+        path = synthetic.generate(spec, cache, workers=max(1, min(cpu_count(), 8)))
         log(f"  corpus {role:<14} {path}  ({time.perf_counter() - t1:.1f} s)")
     return time.perf_counter() - t0
 
@@ -832,14 +833,26 @@ def chapter_dependencies(chapters: list[str], values: dict[str, dict]) -> dict[s
 def chapter_threads(cores: int, n_jobs: int, beside: int) -> int:
     """Threads for a chapter kernel that starts now: ``cores // min(n_jobs, 1 + beside)``, at least 1.
 
-    ``beside`` counts the chapters that can execute while this one does: those executing now and those waiting
-    that do not execute after it (:func:`chapter_dependencies`, followed through). Every chapter that ever executes
-    beside this one was counted when it started, and no more than ``n_jobs`` execute at once, so the kernels
-    executing at any moment hold at most ``cores`` threads together (``n_jobs <= cores``): the introduction, alone at
-    the end of a build, gets every core instead of ``cores // n_jobs``; two chapters with nothing else left get half
-    each. Threads are fixed when a kernel starts (OpenMP's pool), so a chapter started beside others keeps its share.
+    ``beside`` counts the chapters that can execute while this one does (:func:`chapter_share`). Every chapter that
+    ever executes beside this one was counted when it started, and no more than ``n_jobs`` execute at once, so the
+    chapter kernels executing at any moment hold at most ``cores`` threads together (``n_jobs <= cores``): the
+    introduction, alone at the end of a build, gets every core instead of ``cores // n_jobs``; two chapters with
+    nothing else left get half each. Threads are fixed when a kernel starts (OpenMP's pool), so a chapter started
+    beside others keeps its share. One exception: the mechanisms page executes the build's ``n_jobs`` cue variants
+    at once on its share (:func:`chapter_layout`), so while chapters still execute beside it, single-threaded
+    variant kernels time-share cores (e.g. 2 cores: the page given one beside another chapter, its 2 variants and
+    that chapter: 3 single-threaded kernels; before, 2 variants of cores // N threads each whatever the page had).
     """
     return max(1, cores // max(1, min(n_jobs, 1 + beside)))
+
+
+def chapter_share(name: str, running: int, waiting: list[str], later: dict[str, set[str]], cores: int,
+                  n_jobs: int) -> int:
+    """:func:`chapter_threads` of chapter ``name`` starting now beside ``running`` executing chapters, with
+    ``waiting`` (names) still to start: those that do not execute after it (``later``, :func:`_executes_after`)
+    may execute beside it."""
+    beside = running + sum(w not in later.get(name, ()) for w in waiting)
+    return chapter_threads(cores, n_jobs, beside)
 
 
 def _executes_after(after: dict[str, set[str]]) -> dict[str, set[str]]:
@@ -925,8 +938,7 @@ def _execute_at_once(jobs: list[_ChapterJob], after: dict[str, set[str]], n_jobs
                 if ready is None:
                     break
                 waiting.remove(ready)
-                beside = len(running) + sum(j.name not in later.get(ready.name, ()) for j in waiting)
-                threads = chapter_threads(cores, n_jobs, beside)
+                threads = chapter_share(ready.name, len(running), [j.name for j in waiting], later, cores, n_jobs)
                 log(f"{ready.prefix} executing ({ready.reason}; {threads} thread(s))")
                 env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
                        "OPENBLAS_NUM_THREADS": str(threads), CORES_ENV: str(threads), CHAPTER_JOBS_ENV: str(n_jobs)}

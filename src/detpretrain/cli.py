@@ -142,8 +142,9 @@ def _build_parser() -> argparse.ArgumentParser:
     _executor_options(book)
     book.add_argument("--verbose", action="store_true", help="stream papermill's cell progress and cell output")
     book.add_argument("--chapter-jobs", type=_positive_int, default=None,
-                      help="chapters executed at once after the runs, each kernel with cores // N threads (default: "
-                           "one per CPU core, at most 4; 1 on a GPU machine or with --verbose)")
+                      help="chapters executed at once after the runs, each kernel with at least cores // N threads, "
+                           "more when fewer chapters are left to execute beside it (default: one per CPU core, at most "
+                           "4; 1 on a GPU machine or with --verbose)")
 
     run = sub.add_parser("run", help="execute one chapter with papermill parameters")
     run.add_argument("chapter", help="chapter name (e.g. detection) or path to book/<chapter>.py / .ipynb")
