@@ -11,7 +11,8 @@ logistic regression unchanged (1.03x, 0.99x; left as they are). A chapter execut
 (one kernel with every core) or in a Jupyter kernel of its own ran its probes with one BLAS thread per core.
 
 :func:`one_blas_thread` limits the BLAS libraries loaded in this process (``threadpoolctl``, which scikit-learn uses
-itself) for the duration of a block; torch's own threads are not touched.
+itself) for the duration of a block; torch's own threads are not touched. Only libraries already loaded when the
+block starts are limited: import scikit-learn (which loads scipy's OpenBLAS) before entering it, as the callers do.
 """
 
 from __future__ import annotations
