@@ -561,9 +561,7 @@ def evaluate_seg_command(
     except (TypeError, ValueError) as err:
         raise ConfigError(f"evaluate-seg: {err}") from None
     if workers is None:
-        from detpretrain.executor import cpu_count
-
-        workers = min(4, cpu_count())
+        workers = min(4, os.cpu_count() or 1)
     gt_root = require_dir(gt_dir, "ground-truth folder")
     pred_root = require_dir(pred_dir, "prediction folder")
     pairs = _pair_files(gt_root, pred_root)
