@@ -7,8 +7,9 @@ thousand images is thousands of small matrix products, where that synchronisatio
 on the 2-core machine the classification chapter's detection-head probes (Table 5) took 6.9 s with two BLAS threads
 and 1.1 s with one, the same accuracies; ``benchmarks/bench_blas.py`` (``mini``'s shapes, same results both ways):
 the probes 2.6x to 17x faster on one thread, the PCA of Table 5's control and the ablations' bootstrap of the miss
-logistic regression unchanged (1.09x, 1.02x on an idle machine; left as they are). A chapter executed one at a time, on a GPU machine
-(one kernel with every core) or in a Jupyter kernel of its own ran its probes with one BLAS thread per core.
+logistic regression unchanged (1.09x, 1.02x on an idle machine; left as they are). A chapter executed one at a
+time, on a GPU machine (one kernel with every core) or in a Jupyter kernel of its own ran its probes with one BLAS
+thread per core.
 
 :func:`one_blas_thread` limits the BLAS libraries loaded in this process (``threadpoolctl``, which scikit-learn uses
 itself) for the duration of a block; torch's own threads are not touched. Only libraries already loaded when the
