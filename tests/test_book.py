@@ -294,10 +294,15 @@ def test_a_failed_chapter_starts_nothing_more_and_the_one_executing_beside_it_is
     """``first`` fails while ``second`` executes: ``third`` (independent, a free job after the failure) never
     starts, ``second`` ends and keeps its notebook, the error names ``first``. Then a chapter whose process is
     killed (the kernel's parent) is named as such, and the chapter beside it is unaffected."""
-    # second ends only 3 s after first has started (first fails at once then): never before the failure is seen,
-    # however slowly first's kernel starts, so a free job after second would show a third chapter starting
-    second = _stamped("second", meet="first")
-    second[-1] = second[-1].replace("\nstamp('end')", "\ntime.sleep(3)\nstamp('end')")
+    # second ends only once the build log says first failed (up to 120 s): never before the scheduler has seen the
+    # failure, however slowly first's kernel starts or its process ends (a fixed 3 s after first's start was not
+    # enough on a loaded CI machine: second ended first and third took its job), so a free job after second would
+    # show a third chapter starting
+    logs = tmp_path / "_build" / "logs"
+    second = _stamped("second")
+    second[-1] = (f"import glob\ndeadline = time.time() + 120\nwhile time.time() < deadline and not any("
+                  f"'first ... failed' in open(f).read() for f in glob.glob({str(logs / '*.log')!r})):\n"
+                  f"    time.sleep(0.2)\nstamp('end')")
     write_book(tmp_path, {"intro": _stamped("intro"), "first": _stamped("first", "raise ValueError('bad value')"),
                           "second": second, "third": _stamped("third")})
     monkeypatch.chdir(tmp_path)
