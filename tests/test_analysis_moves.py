@@ -375,7 +375,7 @@ def test_activation_verdicts_sign_each_claim_in_the_papers_direction():
                           "instance_balance": [np.nan] * 6})
     t = V.activation_verdicts(frame, {"c": "IMAGENET-CLS", "d": "COCO"}, "c", "d").set_index(
         "claim (positive = the paper's direction)")
-    assert t.loc["part enrichment, IMAGENET-CLS minus COCO", "label"] == "holds"
+    assert t.loc["part enrichment, IMAGENET-CLS minus COCO", "label (these two networks)"] == "holds"
     assert t.loc["part enrichment, IMAGENET-CLS minus COCO", "images"] == 3
     assert t.loc["rest-of-object mass share, COCO minus IMAGENET-CLS", "mean paired difference"] == pytest.approx(0.1)
     assert t.loc["instance balance (multi-instance images), COCO minus IMAGENET-CLS", "images"] == 0
@@ -461,7 +461,7 @@ def test_frozen_study_tables_and_claims():
     assert Z.long_tail_sentence(res) == "12 of 15 training images kept; rare: c"
     gains = Z.gain_table(res, ["FPN", "BIG"]).set_index(["capacity", "metric"])
     assert gains.loc[("BIG", "rare@0.5"), "frozen − fine-tuned"] == pytest.approx(6.0)
-    assert gains.loc[("FPN", "all@0.7"), "label"] == "not resolved"  # always 0: zero spread
+    assert gains.loc[("FPN", "all@0.7"), "label (unadjusted)"] == "not resolved"  # always 0: zero spread
     assert gains.loc[("BIG", "all@0.5"), "n"] == 3 and gains.loc[("BIG", "all@0.5"), "unit"] == "pre-training run"
     claims = Z.frozen_claims(res, ["FPN", "BIG"])
     primary = claims[C.PRIMARY_CLAIMS["frozen_backbone"].name]

@@ -185,3 +185,23 @@ def test_eigenspectrum_study_at_smoke(corpus_dir, smoke_store):
     by = {d: sorted(r["run"] for r in same["runs"] if r["pretrain"] == d) for d in ("scratch", "scratch-narrow")}
     assert by["scratch-narrow"] == by["scratch"]
     assert (accuracy_units(same, "scratch-narrow", "scratch")["diff"] == 0.0).all()
+
+
+def test_per_layer_separation_table_labels_each_layer_unadjusted():
+    """Claim 1's per-layer table on hand-made spectra: I's spectra (3 pre-training replicates) are flat, S's steep,
+    each with a little run-to-run noise, so every layer's I-S distance exceeds the seed-to-seed one; the label column
+    says it is each layer's own interval (the chapter's claims table adjusts), and an absent layer is left out."""
+    rng = np.random.default_rng(0)
+    flat, steep = np.ones(8), 0.5 ** np.arange(8)
+    runs, spectra = [], {}
+    for i, (pre, base) in enumerate([("imagenet-cls", flat)] * 3 + [("scratch", steep)] * 3):
+        name = f"run{i}"
+        runs.append({"run": name, "pretrain": pre, "replicate": i % 3})
+        spectra[name] = {0: {"layer1": flat}, 5: {layer: base * (1 + 0.01 * rng.random(8)) for layer in E.STAGES}}
+    t = E.spectral_claim1_table({"runs": runs, "spectra": spectra})
+    assert t["layer"].tolist() == list(E.STAGES)
+    assert list(t.columns) == ["layer", "distance I-S", "seed-to-seed distance", "participation ratio I",
+                               "participation ratio S", "excess", "ci_low", "ci_high", "label (unadjusted)"]
+    assert (t["distance I-S"] > 10 * t["seed-to-seed distance"]).all() and (t["ci_low"] > 0).all()
+    assert set(t["label (unadjusted)"]) == {"holds"}
+    assert t["participation ratio I"].to_numpy() == pytest.approx(np.full(4, 8.0), rel=0.02)

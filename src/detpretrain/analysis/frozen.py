@@ -245,8 +245,9 @@ GAIN_METRICS = ("all@0.5", "rare@0.5", "frequent@0.5", "all@0.7")
 def gain_table(result: dict, heads: Sequence[str], metrics: Sequence[str] = GAIN_METRICS):
     """Frozen minus fine-tuned for every capacity and metric (:func:`frozen_units`), with the 95 % interval over
     pre-training runs (:func:`~detpretrain.analysis.claims.unit_verdict`): ``capacity``, ``metric``, ``frozen −
-    fine-tuned`` (AP points), ``95% CI low``, ``95% CI high``, ``n``, ``unit``, ``label`` (unadjusted; the chapter's
-    claims table adjusts)."""
+    fine-tuned`` (AP points), ``95% CI low``, ``95% CI high``, ``n``, ``unit``, ``label (unadjusted)`` (each cell's
+    own interval, before the Holm adjustment of the chapter's claims table: a cell reading "reversed" is not a claim;
+    the column's name says so wherever the table is shown)."""
     import pandas as pd
 
     from detpretrain.analysis.claims import unit_verdict
@@ -256,7 +257,7 @@ def gain_table(result: dict, heads: Sequence[str], metrics: Sequence[str] = GAIN
         for metric in metrics:
             v = unit_verdict(frozen_units(result, h, metric))
             rows.append({"capacity": h, "metric": metric, "frozen − fine-tuned": v.estimate, "95% CI low": v.ci_low,
-                         "95% CI high": v.ci_high, "n": v.n, "unit": v.unit, "label": v.label})
+                         "95% CI high": v.ci_high, "n": v.n, "unit": v.unit, "label (unadjusted)": v.label})
     return pd.DataFrame(rows)
 
 

@@ -489,7 +489,9 @@ def activation_verdicts(frame: pd.DataFrame, names: dict, classification: str = 
 
     Returns:
         one row per claim: ``claim (positive = the paper's direction)``, ``mean paired difference``, ``95% CI low``,
-        ``95% CI high``, ``images``, ``label`` (about these two backbones: one pre-training each).
+        ``95% CI high``, ``images``, ``label (these two networks)``: the interval is over images of ONE pair of
+        backbones (one pre-training each), so the label is about these networks, not about the pre-trainings; the
+        chapter's claims over pre-training replicate pairs carry the verdicts.
     """
     c, d = names[classification], names[detection]
     checks = {
@@ -499,7 +501,8 @@ def activation_verdicts(frame: pd.DataFrame, names: dict, classification: str = 
             paired_by_image(frame, "instance_balance", detection, classification),
     }
     return pd.DataFrame([{"claim (positive = the paper's direction)": k, "mean paired difference": v.estimate,
-                          "95% CI low": v.ci_low, "95% CI high": v.ci_high, "images": v.n, "label": v.label}
+                          "95% CI low": v.ci_low, "95% CI high": v.ci_high, "images": v.n,
+                          "label (these two networks)": v.label}
                          for k, v in checks.items()])
 
 
