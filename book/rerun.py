@@ -207,7 +207,7 @@ display(Markdown(warm_start_markdown("runs-mini.tar.gz")))
 # | profile | measured | on |
 # |---|---|---|
 # | `smoke` | a few minutes for the whole book; the whole test suite, which builds the smoke book and re-executes every chapter under nbval, took 494 s | 2 CPU cores |
-# | `mini` | the cold build of 2026-12-04/05 (3 pre-training replicates per arm, the 10-epoch detection schedule chosen on val, the cue variants and controls; 241 runs): 60,778 worker-seconds of training (the 235 of the 241 runs whose training the build logs record whole), about 8.1 hours of wall clock on 2 workers while the machine also ran other work (an idle machine is estimated at 5-6 hours), then about 16 minutes of chapter execution (mechanisms 520 s, classification 177 s); 105-114 minutes before replication (`benchmarks/README.md`). A warm rebuild (nothing changed) took 5 s; `python -m detpretrain runs cost --store S` sums any store this way, per part of the build and per chapter, with an estimate of what is left. `python -m detpretrain --cpu-bf16 book` trains in bfloat16 on a CPU with AMX, about 1.25x faster per step, but those are other runs, not the ones the verdicts come from (README) | 2 CPU cores |
+# | `mini` | two complete cold builds (3 pre-training replicates per arm, the 10-epoch detection schedule chosen on val, the cue variants and controls; 241 runs): build 1 (2026-12-04/05) 60,778 worker-seconds of training (the 235 of the 241 runs whose training the build logs record whole), about 8.1 hours of wall clock on 2 workers while the machine also ran other work, then about 16 minutes of chapter execution one at a time; build 2 (finished 2026-12-05, another machine, mostly idle) 43,157 worker-seconds (`runs cost`), at least 6.0 hours on 2 workers, then 495 s of chapter execution two at once (mechanisms 282 s, classification 187 s); 105-114 minutes before replication (`benchmarks/README.md`). A warm rebuild (nothing changed) took 5 s; `python -m detpretrain runs cost --store S` sums any store this way, per part of the build and per chapter, with an estimate of what is left. `python -m detpretrain --cpu-bf16 book` trains in bfloat16 on a CPU with AMX, about 1.25x faster per step, but those are other runs, not the ones the verdicts come from (README) | 2 CPU cores |
 # | `torchvision` | never run: it needs the real datasets and a GPU; the prepared GPU check (`benchmarks/gpu_check.sh`) has not had a GPU yet | 1 GPU |
 # | `paper` | never run: it needs COCO 2017, VOC 07+12 and GPUs, so no time has been measured | — |
 #
@@ -222,5 +222,8 @@ display(Markdown(warm_start_markdown("runs-mini.tar.gz")))
 # `mini` IMAGENET-CLS val detectors of the schedule selection, retrained with identical configurations on another
 # machine, scored 64.9 / 68.5 / 67.7 mAP@0.5 instead of 67.9 / 68.6 / 66.7 (measured on 2026-12-05). That is the fine-tuning noise the
 # verdicts' intervals over pre-training runs already carry, so a verdict should reproduce and a number only within its
-# interval. Each run's `metrics.json` records under `"environment"` the torch version, CPU, instruction set, threads
-# and precision it trained with.
+# interval. Two complete cold `mini` builds on two machines (2026-12-04/05 and 2026-12-05) gave every chapter's
+# primary claim the same label; one secondary claim reversed in the first (freezing and rare classes at the largest
+# capacity, Holm p 0.011) was not resolved in the second (README, *Same configuration, another machine*). Each run's
+# `metrics.json` records under `"environment"` the torch version, CPU, instruction set, threads and precision it
+# trained with.
