@@ -50,7 +50,6 @@ occlusion_annotations = None  # dataset voc (VOC2007 test): folder of Hoiem et a
 
 # %%
 import matplotlib.pyplot as plt
-import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
 
@@ -228,8 +227,7 @@ else:
 if len(design):
     display(table(B.visibility_table(design, {0: "imagenet-cls", 1: "detection"}), precision=1, index=True))
 if occ_claims:
-    display(table(pd.DataFrame([{"term": k, **v.as_row()} for k, v in occ_claims.items()])[
-        ["term", "estimate", "ci_low", "ci_high", "n", "unit", "label"]], precision=2))
+    display(table(C.verdicts_table(occ_claims, key="term"), precision=2))
 else:
     display(Markdown("*Every object is missed or every object is found: no model of the misses.*"))
 

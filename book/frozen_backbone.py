@@ -146,8 +146,7 @@ table(Z.gain_table(result, heads), precision=2)
 
 # %% tags=["hide-input"]
 interactions = Z.interaction_verdicts(result, heads)
-table(pd.DataFrame([{"claim": k, **v.as_row()} for k, v in interactions.items()])[
-    ["claim", "estimate", "ci_low", "ci_high", "n", "unit", "label"]], precision=2)
+table(C.verdicts_table(interactions), precision=2)
 
 # %% [markdown]
 # ## Control: rare classes the backbone never saw
@@ -163,8 +162,8 @@ if control is None:
 else:
     print(ch.provenance(control, data=Z.study_data(control)))
     table(Z.frozen_table(control, metrics=("all@0.5", "rare@0.5", "frequent@0.5")), index=True)
-    table(pd.DataFrame([{"claim": k, **v.as_row()} for k, v in control_claims.items()])[
-        ["claim", "estimate", "ci_low", "ci_high", "n", "unit", "label", "mde"]], precision=2)
+    table(C.verdicts_table(control_claims, columns=("estimate", "ci_low", "ci_high", "n", "unit", "mde")),
+          precision=2)
 
 # %% [markdown]
 # ## Resources, measured side by side

@@ -56,7 +56,6 @@ replicates = None  # pre-training replicates per pre-trained backbone (the unit 
 import matplotlib.patches as mpatches
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
 from IPython.display import Markdown, display
 
 from detpretrain.analysis import claims as C
@@ -213,8 +212,7 @@ if len(resolved_images):
         ["part_enrichment", "decoy_enrichment", "object_rest_enrichment", "outside_enrichment"]].mean()
         .rename(index=RESOLVED), precision=2, index=True))
 if fig4_claims:
-    display(table(pd.DataFrame([{"claim": k, **v.as_row()} for k, v in fig4_claims.items()])[
-        ["claim", "estimate", "ci_low", "ci_high", "n", "label"]], precision=2))
+    display(table(C.verdicts_table(fig4_claims, columns=("estimate", "ci_low", "ci_high", "n")), precision=2))
 
 # %% [markdown]
 # ### The same on real images
@@ -269,8 +267,7 @@ if not mo.empty:
 # %% tags=["hide-input"]
 fig5_claims = V.maskout_claims([mo, *replicate_mo], BACKBONES)
 if fig5_claims:
-    display(table(pd.DataFrame([{"claim": k, **v.as_row()} for k, v in fig5_claims.items()])[
-        ["claim", "estimate", "ci_low", "ci_high", "n", "label"]], precision=2))
+    display(table(C.verdicts_table(fig5_claims, columns=("estimate", "ci_low", "ci_high", "n")), precision=2))
 
 # %% tags=["hide-input"]
 show = sorted({i for _, i in mo_maps})[:3]

@@ -275,3 +275,27 @@ def test_regime_prediction_refuses_test_split_runs_and_seeds_as_replicates(monke
         A.regime_prediction(_val_result([66.0, 68.0, 67.0], [44.0, 45.0, 43.0], replicates=[0, 0, 1]))
     with pytest.raises(ValueError, match=">= 2 runs"):
         A.regime_prediction(_val_result([66.0], [44.0]))
+
+
+def test_verdicts_table_shows_each_verdicts_own_label_which_the_claims_table_may_adjust_away():
+    """Three secondary claims at p ~0.035 each (t = 5.2, 2 df): each verdict's own interval excludes 0 ("holds" in
+    the unadjusted column), while Holm over the three (smallest p x 3 > 0.05) makes them "not resolved" in the claims
+    table; the key and columns are the ones asked for; empty verdicts give an empty frame with the same columns."""
+    from detpretrain.analysis.stats import verdict
+
+    primary = verdict([0.1, -0.2, 0.05], groups=[0, 1, 2])
+    weak = {f"secondary {i}": verdict(d, groups=[0, 1, 2]) for i, d in enumerate(([2.0, 3.0, 4.0],
+                                                                                 [4.0, 6.0, 8.0],
+                                                                                 [1.0, 1.5, 2.0]))}
+    assert all(v.label == "holds" and 0.05 / 3 < v.p_value < 0.05 for v in weak.values())
+    shown = C.verdicts_table(weak, key="term", columns=("estimate", "n", "unit"))
+    assert list(shown.columns) == ["term", "estimate", "n", "unit", C.UNADJUSTED_LABEL]
+    assert shown["term"].tolist() == list(weak) and set(shown[C.UNADJUSTED_LABEL]) == {"holds"}
+    assert shown["estimate"].tolist() == pytest.approx([v.estimate for v in weak.values()])
+    adjusted = C.claims_frame({"primary": primary, **weak}, "primary").set_index("claim")
+    assert set(adjusted.loc[list(weak), "label"]) == {"not resolved"}
+    empty = C.verdicts_table({})
+    assert empty.empty and list(empty.columns) == ["claim", "estimate", "ci_low", "ci_high", "n", "unit",
+                                                   C.UNADJUSTED_LABEL]
+    with pytest.raises(KeyError):
+        C.verdicts_table(weak, columns=("estimate", "no such field"))

@@ -50,6 +50,8 @@ REGIME_MIN_MAP50 = 60.0
 REGIME_MIN_RATIO = 0.5
 #: the label a claim gets where the regime is inadequate (shown instead of the verdict's)
 REGIME_LABEL = "regime inadequate"
+#: the label column of a table of verdicts shown before the chapter's claims table adjusts them (Holm)
+UNADJUSTED_LABEL = "label (unadjusted)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -376,6 +378,22 @@ def claims_frame(claims: Mapping[str, Verdict], primary: str, regime: Regime | N
         frame = frame.assign(label=REGIME_LABEL)
     return frame.rename(columns={"ci_low": "95% CI low", "ci_high": "95% CI high", "p_holm": "p (Holm)",
                                  "mde": "smallest detectable"})
+
+
+def verdicts_table(verdicts: Mapping[str, Verdict], key: str = "claim",
+                   columns: tuple[str, ...] = ("estimate", "ci_low", "ci_high", "n", "unit")) -> pd.DataFrame:
+    """Verdicts shown where a chapter computes them, before its claims table (:func:`claims_frame`) adjusts the
+    secondary ones: one row per verdict, ``key`` (the dict's keys), ``columns`` of
+    :meth:`~detpretrain.analysis.stats.Verdict.as_row`, and :data:`UNADJUSTED_LABEL`: each verdict's label from its
+    own 95 % interval, so a row reading "holds" or "reversed" is not yet a claim of the chapter (and a verdict that is
+    not in the claims table is never adjusted). Empty ``verdicts`` give an empty frame with these columns.
+
+    Raises:
+        KeyError: a name in ``columns`` that is not a field of ``Verdict.as_row()``.
+    """
+    rows = [{key: name, **{c: v.as_row()[c] for c in columns}, UNADJUSTED_LABEL: v.label}
+            for name, v in verdicts.items()]
+    return pd.DataFrame(rows, columns=[key, *columns, UNADJUSTED_LABEL])
 
 
 def claim_row(chapter: str, result: Verdict | None, regime: Regime | None = None) -> dict:

@@ -700,6 +700,8 @@ def spectral_claim1_table(result: dict, a: str = "imagenet-cls", b: str = "scrat
     with its other claims)."""
     import pandas as pd
 
+    from detpretrain.analysis.claims import UNADJUSTED_LABEL
+
     fa, fb = _final(result, a), _final(result, b)
     rows = []
     names = layers or [x for x in (*STAGES, *FPN_LEVELS) if fa and x in fa[0]]
@@ -709,7 +711,7 @@ def spectral_claim1_table(result: dict, a: str = "imagenet-cls", b: str = "scrat
         rows.append({"layer": layer, "distance I-S": r["between"], "seed-to-seed distance": r["within"],
                      "participation ratio I": r["pr_a"], "participation ratio S": r["pr_b"],
                      "excess": v.estimate, "ci_low": v.ci_low, "ci_high": v.ci_high,
-                     "label (unadjusted)": v.label})
+                     UNADJUSTED_LABEL: v.label})
     return pd.DataFrame(rows)
 
 

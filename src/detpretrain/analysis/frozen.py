@@ -250,14 +250,14 @@ def gain_table(result: dict, heads: Sequence[str], metrics: Sequence[str] = GAIN
     the column's name says so wherever the table is shown)."""
     import pandas as pd
 
-    from detpretrain.analysis.claims import unit_verdict
+    from detpretrain.analysis.claims import UNADJUSTED_LABEL, unit_verdict
 
     rows = []
     for h in heads:
         for metric in metrics:
             v = unit_verdict(frozen_units(result, h, metric))
             rows.append({"capacity": h, "metric": metric, "frozen − fine-tuned": v.estimate, "95% CI low": v.ci_low,
-                         "95% CI high": v.ci_high, "n": v.n, "unit": v.unit, "label (unadjusted)": v.label})
+                         "95% CI high": v.ci_high, "n": v.n, "unit": v.unit, UNADJUSTED_LABEL: v.label})
     return pd.DataFrame(rows)
 
 
