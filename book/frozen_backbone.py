@@ -161,9 +161,9 @@ if control is None:
     display(Markdown(f"*{excluded_note}*"))
 else:
     print(ch.provenance(control, data=Z.study_data(control)))
-    table(Z.frozen_table(control, metrics=("all@0.5", "rare@0.5", "frequent@0.5")), index=True)
-    table(C.verdicts_table(control_claims, columns=("estimate", "ci_low", "ci_high", "n", "unit", "mde")),
-          precision=2)
+    display(table(Z.frozen_table(control, metrics=("all@0.5", "rare@0.5", "frequent@0.5")), index=True))
+    display(table(C.verdicts_table(control_claims, columns=("estimate", "ci_low", "ci_high", "n", "unit", "mde")),
+                  precision=2))
 
 # %% [markdown]
 # ## Resources, measured side by side

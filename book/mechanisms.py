@@ -112,7 +112,7 @@ _ = save_primary("mechanisms", contrasts.get(primary) if primary else None, prof
 
 # %% tags=["hide-input"]
 results = M.claims_by_cue(ch.profile.name, cues=("part", *(cue for _, cue in asked)), chapters=chapters)
-table(results)
+display(table(results))
 print(ch.provenance(data=f"synthetic corpora, cues {', '.join(results.columns[2:])}",
                     runs={f"{c}:{q}": Path(e["notebook"]).name for (c, q), e in zip(asked, executed)}))
 
@@ -131,7 +131,7 @@ if ("classification", "shared-backgrounds") in asked:
     sun_transfer, sun_oracle = sun_control(ch.profile, seeds=ch.seeds, replicates=ch.replicates, store=ch.store,
                                            device=ch.device, log=lambda line: None)
     sun_frame, sun_sentence = M.sun_control_floor(sun_transfer, sun_oracle)
-    table(sun_frame, precision=1)
+    display(table(sun_frame, precision=1))
     display(Markdown(sun_sentence))
     print(ch.provenance(data=sun_transfer["data"], runs={f"{r['pretrain']} r{r['replicate']}": Path(r["run"]).name
                                                          for r in sun_transfer["runs"]}))

@@ -157,3 +157,39 @@ def test_chapters_use_the_setup_the_table_and_no_environment_side_channel():
         assert f'chapter_setup("{path.stem}"' in text, path.name
         assert ".style." not in text, f"{path.name}: show tables with detpretrain.chapter.table"
         assert "hide-input" in text, path.name
+
+
+def _discarded_tables(source: str) -> list[int]:
+    """The lines of the ``table(...)`` calls whose result a cell throws away: a bare ``table(...)`` statement is shown
+    only when it is the last top-level statement of its cell (IPython displays that value alone); anywhere else
+    (earlier in the cell, or inside an ``if`` / ``for`` / ``with``) it must be wrapped in ``display(...)``. Cells
+    split at jupytext's ``# %%`` lines; returns line numbers of ``source`` (1-based)."""
+    import ast
+
+    lines, found = source.splitlines(), []
+    bounds = [i for i, line in enumerate(lines) if line.startswith("# %%")] + [len(lines)]
+    for begin, end in zip([0, *[b + 1 for b in bounds[:-1]]], bounds):
+        try:
+            body = ast.parse("\n".join(lines[begin:end])).body
+        except SyntaxError:  # not Python (a markdown cell parses: its lines are comments)
+            continue
+        for node in ast.walk(ast.Module(body=body, type_ignores=[])):
+            if (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)
+                    and isinstance(node.value.func, ast.Name) and node.value.func.id == "table"
+                    and node is not body[-1]):
+                found.append(begin + node.lineno)
+    return found
+
+
+def test_every_table_a_chapter_builds_is_shown():
+    """A ``table(...)`` that is not its cell's last statement, or sits inside a block, builds a table nobody sees
+    (the mechanisms page's claims by cue and the frozen study's control were lost that way until 2026-12-05). The
+    check itself: a hand-made chapter with one shown and three lost tables."""
+    from conftest import PROJECT_ROOT
+
+    made = ("# %%\ntable(a)\n# %%\ntable(b)\nprint(1)\n# %%\nif x:\n    table(c)\n# %%\ndisplay(table(d))\n"
+            "# %%\nfor i in y:\n    display(table(i))\n# %% [markdown]\n# a table(e) in prose\n# %%\nx = 1\ntable(f)\n")
+    assert _discarded_tables(made) == [4, 8]
+    for path in sorted((PROJECT_ROOT / "book").glob("*.py")):
+        lost = _discarded_tables(path.read_text())
+        assert not lost, f"{path.name}, lines {lost}: tables built and never shown; wrap them in display(...)"
