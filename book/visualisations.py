@@ -402,9 +402,9 @@ if claims:
 # pre-training replicate pairs (the unit of replication); the descriptive tables beside the figures and Figure 8's
 # verdicts are t-intervals over the images (or objects) of replicate 0's networks, as in the paper: so they are about
 # these particular networks, not about pre-training in general (`detpretrain.analysis.stats`; such labels say "for
-# these particular pre-trained networks", and Figure 4's table names its column "label (these two networks)"). Figure 8 stays on replicate 0 because the other replicates' detectors are
-# fine-tuned only under `cue="part"` (the detection chapter); the variants would need one more detector per arm and
-# replicate. Caveats:
+# these particular pre-trained networks", and Figure 4's table names its column "label (these two networks)").
+# Figure 8 stays on replicate 0 because the other replicates' detectors are fine-tuned only under `cue="part"` (the
+# detection chapter); the variants would need one more detector per arm and replicate. Caveats:
 #
 # * The channel-mean Conv5 map is one of several ways to draw an "activation map" (the paper does not say which it
 #   uses); mass shares are invariant to the map's scale but not to that choice.

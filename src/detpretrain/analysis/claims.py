@@ -391,8 +391,10 @@ def verdicts_table(verdicts: Mapping[str, Verdict], key: str = "claim",
     Raises:
         KeyError: a name in ``columns`` that is not a field of ``Verdict.as_row()``.
     """
-    rows = [{key: name, **{c: v.as_row()[c] for c in columns}, UNADJUSTED_LABEL: v.label}
-            for name, v in verdicts.items()]
+    rows = []
+    for name, v in verdicts.items():
+        row = v.as_row()
+        rows.append({key: name, **{c: row[c] for c in columns}, UNADJUSTED_LABEL: v.label})
     return pd.DataFrame(rows, columns=[key, *columns, UNADJUSTED_LABEL])
 
 
