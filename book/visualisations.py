@@ -401,8 +401,10 @@ if claims:
 # Every verdict above is computed from this execution. The intervals of the claims of Figures 4 and 5 are over the
 # pre-training replicate pairs (the unit of replication); the descriptive tables beside the figures and Figure 8's
 # verdicts are t-intervals over the images (or objects) of replicate 0's networks, as in the paper: so they are about
-# these particular networks, not about pre-training in general (`detpretrain.analysis.stats`; such labels say "for
-# these particular pre-trained networks", and Figure 4's table names its column "label (these two networks)").
+# these particular networks, not about pre-training in general (`detpretrain.analysis.stats`: as a claim about
+# pre-training each is "not resolved", followed by what it shows "for these particular networks alone"; Figure 4's
+# table names its column "label (these two networks)"). So are the claims against the untrained floor: one untrained
+# network in every replicate pair, whose own spread is not in their intervals.
 # Figure 8 stays on replicate 0 because the other replicates' detectors are fine-tuned only under `cue="part"` (the
 # detection chapter); the variants would need one more detector per arm and replicate. Caveats:
 #

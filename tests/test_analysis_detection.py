@@ -74,7 +74,8 @@ def test_primary_claim_reversed_unresolved_and_unreplicated():
     one = A.detection_claims(_result({"imagenet-cls": [[_curve(60, 40)] * 3],
                                       "detection": [[_curve(61, 45), _curve(61, 46), _curve(61, 44)]]}))[PRIMARY]
     assert not one.replicated and one.unit == "fine-tuning run" and one.n == 3 and one.label == "holds"
-    assert "for these particular pre-trained networks" in one.sentence("mAP")
+    assert one.claim_label == "not resolved"  # as a claim about pre-training
+    assert "for these particular networks alone: holds" in one.sentence("mAP")
     missing = A.detection_claims(_result({"scratch": [[_curve(1, 1)]]}))[PRIMARY]
     assert missing.label == "not resolved" and math.isnan(missing.estimate)
 

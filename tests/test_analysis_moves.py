@@ -401,7 +401,7 @@ def test_maskout_frame_and_verdict_with_a_head_that_reads_the_part():
     assert summary.loc["d", "clean"] == pytest.approx(0.9)
     v = V.maskout_verdict(pd.concat([frame, frame.assign(image=1)]), {"c": "IMAGENET-CLS", "d": "COCO"}, "c", "d")
     assert "costs the IMAGENET-CLS probe" in v["sentence"] and v["verdict"].n == 2
-    assert "for these particular pre-trained networks" in v["sentence"]
+    assert "not resolved (not replicated over pre-training runs)" in v["sentence"]
 
 
 def test_localisation_verdict_mean_iou_and_best_box():

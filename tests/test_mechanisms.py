@@ -837,9 +837,10 @@ def test_predictions_cover_every_cue_and_claims_are_collected_by_cue(tmp_path):
         M.prediction_table("visualisations", "stripes")
     holds = stats.verdict([1.0, 1.2, 0.9, 1.1], unit="seed")
     nothing = stats.verdict([], unit="seed")
+    one_pair = stats.conditional_verdict([1.0, 1.2, 0.9, 1.1], unit="test image")  # these networks: holds
     for cue in ("part", "distributed"):
-        frame = M.claims_beside_predictions({"gain": holds, "other": nothing}, "visualisations", cue,
-                                            {"gain": "figure8"})
+        frame = M.claims_beside_predictions({"gain": holds, "other": nothing, "one pair": one_pair},
+                                            "visualisations", cue, {"gain": "figure8"})
         assert frame.loc[0, "prediction"].startswith("+") and frame.loc[1, "prediction"] == ""
         M.save_claims(frame, chapter="visualisations", profile="smoke", cue=cue, root=tmp_path)
     table = M.claims_by_cue("smoke", root=tmp_path)
@@ -847,6 +848,9 @@ def test_predictions_cover_every_cue_and_claims_are_collected_by_cue(tmp_path):
     row = table.set_index("claim").loc["gain"]
     assert row["part"].startswith("holds (+1.05, ") and row["distributed"] == row["part"]
     assert table.set_index("claim").loc["other", "part"] == "not resolved"
+    # a claim whose interval is over one pair of networks is not resolved as a claim about pre-training
+    assert table.set_index("claim").loc["one pair", "part"].startswith(
+        "not resolved (not replicated over pre-training runs; these networks alone: holds) (+1.05, ")
     assert M.claims_by_cue("mini", root=tmp_path).empty
 
 

@@ -14,6 +14,7 @@ import pytest
 from scipy import stats as sps
 
 from detpretrain.analysis import stats as S
+from detpretrain.analysis import claims as C
 
 ALPHA = 0.05
 N_SIM = 4000
@@ -172,7 +173,13 @@ def test_one_pretraining_run_is_unreplicated():
     c = S.verdict(d, groups=one_run, unit="fine-tuning seed")  # asked for explicitly: conditional on this network
     assert (c.label, c.n, c.unit, c.replicated, c.df) == ("holds", 3, "fine-tuning seed", False, 2.0)
     assert c.ci_low == pytest.approx(S.verdict(d).ci_low)
-    assert "these particular pre-trained networks" in c.sentence("mAP")
+    # as a claim about pre-training it is not resolved: the interval leaves out the spread between pre-training runs
+    assert (c.claim_label, c.shown_label) == (
+        "not resolved", "not resolved (not replicated over pre-training runs; these networks alone: holds)")
+    assert c.sentence("mAP").endswith(
+        "— not resolved (not replicated over pre-training runs); for these particular networks alone: holds")
+    r = S.verdict(d, groups=["r0", "r1", "r2"])
+    assert r.replicated and r.label == r.claim_label == r.shown_label == "holds"
 
 
 def test_degenerate_inputs_never_hold():
@@ -258,6 +265,29 @@ def test_claims_table_primary_unadjusted_secondaries_holm():
     assert "primary claim" in adjusted["primary"].sentence("mAP")
     with pytest.raises(ValueError, match="primary claim 'nope'"):
         S.claims_table(claims, primary="nope")
+
+
+def test_an_unreplicated_claim_is_not_resolved_in_the_claims_table_whatever_its_interval_shows():
+    """One pre-training run per arm (published weights): the interval over its fine-tuning seeds excludes 0, but
+    the claim about pre-training is not resolved; the table says what the interval shows about these networks."""
+    one_run = S.conditional_verdict([2.0, 2.5, 3.0], unit="fine-tuning seed")  # p 0.013: holds for these networks
+    replicated = S.verdict([2.0, 2.5, 3.0], groups=["r0", "r1", "r2"])
+    table = S.claims_table({"primary": one_run, "other": replicated, "one run too": one_run}, primary="primary")
+    row = table.set_index("claim")
+    assert one_run.label == "holds" and not one_run.replicated
+    assert row.loc["primary", "label"] == "not resolved"
+    assert row.loc["primary", "shown label"] == (
+        "not resolved (not replicated over pre-training runs; these networks alone: holds)")
+    assert row.loc["other", "label"] == row.loc["other", "shown label"] == "holds"  # p 0.013 x 2 < 0.05
+    assert row.loc["one run too", "label"] == "not resolved"
+    frame = C.claims_frame({"primary": one_run, "other": replicated}, "primary").set_index("claim")
+    assert frame.loc["primary", "label"].startswith("not resolved (") and frame.loc["other", "label"] == "holds"
+    assert {"95% CI low (unadjusted)", "95% CI high (unadjusted)"} <= set(frame.columns)  # Holm adjusts p only
+    overview = C.claim_row("detection", one_run)
+    assert overview["label"].startswith("not resolved (") and "these networks alone: holds" in overview["label"]
+    answer = C.answer("detection", one_run)
+    assert "**not resolved (not replicated over pre-training runs); for these particular networks alone: holds**" in (
+        answer)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -495,7 +525,9 @@ def test_an_arm_with_one_pretraining_run_against_a_replicated_one_is_not_called_
     assert len(units) == 3 and units.attrs["single_replicate_arm"] == "cls"  # cls paired with each det replicate
     v = unit_verdict(units)
     assert v.n == 3 and not v.replicated and "arm cls has 1 pre-training run" in v.method
-    assert "for these particular pre-trained networks" in v.sentence("mAP")
+    assert v.label == "holds" and v.claim_label == "not resolved"  # 10+ points, but cls is one network
+    assert "— not resolved (not replicated over pre-training runs); for these particular networks alone: holds" in (
+        v.sentence("mAP"))
     grown = growth(paired_units(frame, "det", "cls", keys=("iou",)), 0.5, 0.7)  # a derived frame keeps the mark
     assert not unit_verdict(grown).replicated
     both = frame.assign(replicate=lambda f: np.where(f.pretrain == "cls", 0, f.replicate))

@@ -15,7 +15,8 @@ replicate ``r`` is an independent training run (:func:`detpretrain.experiments.c
 replicate ``r`` of the other arm, so the interval holds the run-to-run spread of both arms. Where an arm has a single
 replicate while the other has several (published weights, or a store from before), it pairs by seed with every
 replicate of the other arm, and its own run-to-run spread is then missing from the interval: the verdict says so
-and counts as unreplicated (``replicated=False``).
+and counts as unreplicated (``replicated=False``): its label is about these networks, and the claim about
+pre-training is *not resolved* (:attr:`~detpretrain.analysis.stats.Verdict.claim_label`).
 
 **Regime.** A comparison of pre-trainings means what the paper's does only when the detectors are trained well
 enough: :func:`detection_regime` asks the IMAGENET-CLS-arm detector for at least :data:`REGIME_MIN_MAP50` mAP@0.5 and
@@ -364,6 +365,9 @@ def answer(chapter: str, result: Verdict | None, *, regime: Regime | None = None
     return "\n\n".join(lines)
 
 
+#: a claims table's interval columns: each claim's own 95 % interval; Holm's adjustment acts on the p-values (a
+#: secondary claim's interval may exclude 0 beside "not resolved": its adjusted p is not below alpha)
+CI_LOW_UNADJUSTED, CI_HIGH_UNADJUSTED = "95% CI low (unadjusted)", "95% CI high (unadjusted)"
 #: the columns of a claims table as a chapter shows them
 CLAIM_COLUMNS = ["claim", "role", "estimate", "ci_low", "ci_high", "n", "unit", "p", "p_holm", "label", "mde"]
 
@@ -371,12 +375,14 @@ CLAIM_COLUMNS = ["claim", "role", "estimate", "ci_low", "ci_high", "n", "unit", 
 def claims_frame(claims: Mapping[str, Verdict], primary: str, regime: Regime | None = None) -> pd.DataFrame:
     """Every claim of a chapter, primary first (:func:`~detpretrain.analysis.stats.claims_table`), with the columns
     of :data:`CLAIM_COLUMNS` (``mde``: the smallest effect the design detects with 80 % power; for a secondary
-    claim at Holm's strictest level, ``alpha / m``). Where ``regime`` is inadequate every label is
-    :data:`REGIME_LABEL`."""
-    frame = claims_table(claims, primary)[CLAIM_COLUMNS]
+    claim at Holm's strictest level, ``alpha / m``). ``label`` is the claim's (:attr:`~detpretrain.analysis.stats.
+    Verdict.shown_label`): *not resolved* where the interval is not over pre-training runs of both arms, followed by
+    what it shows about these networks. Where ``regime`` is inadequate every label is :data:`REGIME_LABEL`."""
+    table = claims_table(claims, primary)
+    frame = table[CLAIM_COLUMNS].assign(label=table["shown label"])
     if regime is not None and not regime.adequate:
         frame = frame.assign(label=REGIME_LABEL)
-    return frame.rename(columns={"ci_low": "95% CI low", "ci_high": "95% CI high", "p_holm": "p (Holm)",
+    return frame.rename(columns={"ci_low": CI_LOW_UNADJUSTED, "ci_high": CI_HIGH_UNADJUSTED, "p_holm": "p (Holm)",
                                  "mde": "smallest detectable"})
 
 
@@ -394,7 +400,7 @@ def verdicts_table(verdicts: Mapping[str, Verdict], key: str = "claim",
     rows = []
     for name, v in verdicts.items():
         row = v.as_row()
-        rows.append({key: name, **{c: row[c] for c in columns}, UNADJUSTED_LABEL: v.label})
+        rows.append({key: name, **{c: row[c] for c in columns}, UNADJUSTED_LABEL: v.shown_label})
     return pd.DataFrame(rows, columns=[key, *columns, UNADJUSTED_LABEL])
 
 
@@ -410,7 +416,5 @@ def claim_row(chapter: str, result: Verdict | None, regime: Regime | None = None
                 f"{result.n} {result.unit}{'s' if result.n != 1 else ''})"
                 if not math.isnan(result.ci_low) and result.ci_high > result.ci_low
                 else f"{result.estimate:+.1f} (no interval; n = {result.n} {result.unit})")
-        label = result.label if regime is None or regime.adequate else REGIME_LABEL
-        if not result.replicated:
-            label += " (unreplicated)"
+        label = result.shown_label if regime is None or regime.adequate else REGIME_LABEL
     return {"chapter": chapter, "primary claim": claim.claim, "paper": claim.paper, "here": ours, "label": label}

@@ -711,7 +711,7 @@ def spectral_claim1_table(result: dict, a: str = "imagenet-cls", b: str = "scrat
         rows.append({"layer": layer, "distance I-S": r["between"], "seed-to-seed distance": r["within"],
                      "participation ratio I": r["pr_a"], "participation ratio S": r["pr_b"],
                      "excess": v.estimate, "ci_low": v.ci_low, "ci_high": v.ci_high,
-                     UNADJUSTED_LABEL: v.label})
+                     UNADJUSTED_LABEL: v.shown_label})
     return pd.DataFrame(rows)
 
 

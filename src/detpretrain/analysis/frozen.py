@@ -257,7 +257,7 @@ def gain_table(result: dict, heads: Sequence[str], metrics: Sequence[str] = GAIN
         for metric in metrics:
             v = unit_verdict(frozen_units(result, h, metric))
             rows.append({"capacity": h, "metric": metric, "frozen − fine-tuned": v.estimate, "95% CI low": v.ci_low,
-                         "95% CI high": v.ci_high, "n": v.n, "unit": v.unit, UNADJUSTED_LABEL: v.label})
+                         "95% CI high": v.ci_high, "n": v.n, "unit": v.unit, UNADJUSTED_LABEL: v.shown_label})
     return pd.DataFrame(rows)
 
 

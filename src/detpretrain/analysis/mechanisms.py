@@ -181,7 +181,9 @@ def claims_beside_predictions(claims: dict, chapter: str, cue: str, keys: dict[s
 
     Returns:
         columns ``claim``, ``prediction`` (under ``cue``), ``estimate``, ``ci_low``, ``ci_high``, ``n``, ``unit``,
-        ``label``, ``conditional`` (True when the interval is conditional on unreplicated pre-trained networks),
+        ``label`` (the claim's, :attr:`~detpretrain.analysis.stats.Verdict.shown_label`: *not resolved* where
+        the interval is conditional on unreplicated networks, with what it shows about them), ``conditional``
+        (True when the interval is conditional on unreplicated pre-trained networks),
         then what :func:`cue_contrasts` needs to rebuild the interval: ``key``, ``df`` (NaN for bootstrap and
         McNemar intervals), ``alpha``, ``expected``, ``kind``.
     """
@@ -192,7 +194,7 @@ def claims_beside_predictions(claims: dict, chapter: str, cue: str, keys: dict[s
         if pred and not _in_scope(cue, name):
             pred = "unchanged by this control (the same runs as under part)"
         rows.append({"claim": name, "prediction": pred, "estimate": v.estimate, "ci_low": v.ci_low,
-                     "ci_high": v.ci_high, "n": v.n, "unit": v.unit, "label": v.label,
+                     "ci_high": v.ci_high, "n": v.n, "unit": v.unit, "label": v.shown_label,
                      "conditional": not v.replicated, "key": key or "", "df": v.df, "alpha": v.alpha,
                      "expected": v.expected, "kind": v.kind})
     return pd.DataFrame(rows, columns=["claim", "prediction", "estimate", "ci_low", "ci_high", "n", "unit", "label",

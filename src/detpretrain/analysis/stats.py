@@ -18,12 +18,14 @@ Public core
       means are normal, whatever the between- and within-group variances, so it keeps its level with 3 groups --
       where a bootstrap over 3 clusters does not (its percentile interval is about the range of the 3 group means;
       ``tests/test_stats.py`` measures both).
-    * **unreplicated** (``groups`` with a single level: one pre-training run per arm, the book's design today): the
-      claim about pre-training has n = 1 and cannot be tested. Without ``unit`` the verdict is *not resolved*, no
-      interval. With an explicit ``unit`` (e.g. ``unit="fine-tuning seed"``) the caller asks for the conditional
-      analysis: the flat t-interval over those units, labelled as usual but with ``replicated=False``; its sentence
-      says that the result is about these particular pre-trained networks (the interval covers fine-tuning
-      variation only, not the variation between pre-training runs).
+    * **unreplicated** (``groups`` with a single level: one pre-training run per arm, e.g. published weights, or
+      one replicate pair of a replicated design): the claim about pre-training has n = 1 and cannot be tested.
+      Without ``unit`` the verdict is *not resolved*, no interval. With an explicit ``unit`` (e.g.
+      ``unit="fine-tuning seed"``) the caller asks for the conditional analysis: the flat t-interval over those
+      units, with ``replicated=False``; its :attr:`~Verdict.label` says what the interval shows about these
+      particular networks (it covers fine-tuning or image variation only, not the variation between pre-training
+      runs), and as a claim about pre-training it is *not resolved* (:attr:`~Verdict.claim_label`, which claims
+      tables, the chapters' answers and the overview show; :meth:`~Verdict.sentence` gives both).
 
     Labels (``expected`` = +1 when the claim is "treatment > control", -1 when "treatment < control"):
 
@@ -128,8 +130,9 @@ class Verdict:
         unit: the unit of replication, singular (``"pre-training run"``, ``"fine-tuning seed"``, ``"image"``).
         subunit: the lower level in a nested design (``"fine-tuning seed"``), else ``""``.
         method: how the interval was made, in words (shown in sentences and tables).
-        replicated: False when the claim is about pre-training but only one pre-training run per arm exists: the
-            verdict is then about these particular pre-trained networks.
+        replicated: False when the claim is about pre-training but the interval is not over pre-training runs of
+            both arms (one run in an arm, or one pair of networks): :attr:`label` is then about these particular
+            networks and :attr:`claim_label` *not resolved*.
         role: ``"primary"`` / ``"secondary"`` after :func:`adjust_claims`, else ``""``.
         p_adjusted: Holm-adjusted p after :func:`adjust_claims` (the raw p for the primary), else NaN.
         mde_alpha: the two-sided level ``mde`` is computed at when it is not ``alpha``: for a secondary claim among
@@ -158,6 +161,27 @@ class Verdict:
     role: str = ""
     p_adjusted: float = _NAN
     mde_alpha: float = _NAN
+
+    @property
+    def claim_label(self) -> str:
+        """The label of the claim about pre-training: :attr:`label` when the interval is over pre-training runs of
+        both arms (``replicated``), else *not resolved*. An interval that leaves out one arm's run-to-run spread (one
+        pre-training run per arm, published weights, or one untrained network as a floor) measures these
+        particular networks, not the unit a claim about pre-training is replicated over (Bouthillier et al.
+        2021), so it cannot make that claim *hold* or *reversed*; :attr:`label` then says what it shows about
+        these networks (:attr:`shown_label`)."""
+        return self.label if self.replicated else "not resolved"
+
+    @property
+    def shown_label(self) -> str:
+        """:attr:`claim_label` as a claims table shows it: for an unreplicated verdict followed by what the
+        interval shows about these particular networks, e.g. ``"not resolved (not replicated over pre-training runs;
+        these networks alone: holds)"``."""
+        if self.replicated:
+            return self.label
+        if self.label == "not resolved":
+            return f"not resolved ({UNREPLICATED})"
+        return f"not resolved ({UNREPLICATED}; these networks alone: {self.label})"
 
     @property
     def null_value(self) -> float:
@@ -193,7 +217,8 @@ class Verdict:
             label += {"holds": f" (non-inferior: margin {self.margin:.{digits}f})",
                       "reversed": f" (inferior by more than the margin {self.margin:.{digits}f})"}.get(self.label, "")
         if not self.replicated:
-            label += " for these particular pre-trained networks (pre-training unreplicated)"
+            label = f"{self.claim_label} ({UNREPLICATED})" + (
+                "" if self.label == "not resolved" else f"; for these particular networks alone: {label}")
         if self.role == "secondary" and not math.isnan(self.p_adjusted):
             label += f" (secondary claim; Holm-adjusted p = {self.p_adjusted:.2g})"
         elif self.role == "primary":
@@ -218,6 +243,10 @@ class Verdict:
                 "p": self.p_value, "p_holm": self.p_adjusted, "label": self.label, "mde": self.mde,
                 "kind": self.kind, "margin": self.margin, "expected": self.expected, "alpha": self.alpha,
                 "replicated": self.replicated, "role": self.role, "method": self.method, "mde_alpha": self.mde_alpha}
+
+
+#: why an unreplicated verdict is no claim about pre-training, as :meth:`Verdict.sentence` and tables say it
+UNREPLICATED = "not replicated over pre-training runs"
 
 
 def _level(alpha: float) -> str:
@@ -668,13 +697,16 @@ def rescaled_mde(v: Verdict, alpha: float) -> float:
 def claims_table(claims: Mapping[str, Verdict], primary: str) -> pd.DataFrame:
     """Every claim of a chapter in one table: estimate, interval, n, unit, raw and Holm-adjusted p, label, mde.
 
-    Rows follow :func:`adjust_claims` (primary first); ``label`` is the label after adjustment and
+    Rows follow :func:`adjust_claims` (primary first); ``label`` is the claim's label after adjustment
+    (:attr:`Verdict.claim_label`: *not resolved* for an unreplicated claim), ``shown label`` the same as a chapter
+    shows it (:attr:`Verdict.shown_label`, with what an unreplicated interval shows about these networks) and
     ``label before adjustment`` the claim's own.
     """
     adjusted = adjust_claims(claims, primary)
     rows = []
     for name, v in adjusted.items():
-        row = {"claim": name, **v.as_row(), "label before adjustment": claims[name].label}
+        row = {"claim": name, **v.as_row(), "label": v.claim_label, "shown label": v.shown_label,
+               "label before adjustment": claims[name].claim_label}
         rows.append(row)
     first = ["claim", "role", "estimate", "ci_low", "ci_high", "n", "unit", "p", "p_holm", "label", "mde"]
     frame = pd.DataFrame(rows)
