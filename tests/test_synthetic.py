@@ -511,6 +511,22 @@ def test_save_sample_grid(corpora, tmp_path, name):
         syn.save_sample_grid(corpora[name], "nope", tmp_path / "x.png")
 
 
+def test_save_sample_grid_keeps_the_callers_backend_and_open_figures(corpora, tmp_path):
+    """A chapter draws the grid and then its own figures inline: the grid must not switch the kernel's backend
+    (it once called matplotlib.use("Agg"), and the pre-training chapter's loss curves were never shown)."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    before = matplotlib.get_backend()
+    try:
+        matplotlib.use("svg")  # stands for the notebook's inline backend: any backend but Agg
+        open_figures = plt.get_fignums()
+        syn.save_sample_grid(corpora["coco"], "coco", tmp_path / "grid.png", n=2)
+        assert matplotlib.get_backend() == "svg" and plt.get_fignums() == open_figures
+    finally:
+        matplotlib.use(before)
+
+
 def test_readme_figure_is_small():
     fig = Path(__file__).resolve().parents[1] / "docs" / "images" / "synthetic_samples.png"
     if not fig.exists():

@@ -896,19 +896,20 @@ def save_sample_grid(root: str | os.PathLike, role: str, out_png: str | os.PathL
     Returns:
         ``Path(out_png)``.
     """
+    # a Figure without pyplot: no backend is switched (matplotlib.use would take a notebook kernel's inline backend
+    # away, and the chapter's later figures would not be shown) and nothing is left open
     import matplotlib
-
-    matplotlib.use("Agg", force=False)
     import matplotlib.patches as mpatches
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     if role not in ROLES:
         raise ConfigError(f"unknown synthetic role {role!r}; expected one of {ROLES}")
     samples = _read_samples(Path(root), role, split, n)
     ncols = max(1, min(ncols, len(samples)))
     nrows = max(1, math.ceil(len(samples) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.3 * ncols, 2.45 * nrows), squeeze=False)
-    colours = plt.get_cmap("tab10").colors
+    fig = Figure(figsize=(2.3 * ncols, 2.45 * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    colours = matplotlib.colormaps["tab10"].colors
     for ax in axes.ravel():
         ax.axis("off")
     for ax, s in zip(axes.ravel(), samples):
@@ -939,7 +940,6 @@ def save_sample_grid(root: str | os.PathLike, role: str, out_png: str | os.PathL
     out = Path(out_png)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=dpi)
-    plt.close(fig)
     with Image.open(out) as im:  # a 256-colour palette PNG: a third of the size, no visible loss at this scale
         small = im.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
     small.save(out, optimize=True)
