@@ -313,19 +313,7 @@ table(C.claims_frame(claims, next(iter(claims))), precision=2, formats={"p": "{:
 
 # %%
 all_claims = claims
-
-
-def prediction_key(name: str) -> str:
-    if name.startswith("real images"):
-        return ""
-    if name.startswith("Table 6"):
-        return "table6"
-    if name.startswith("Table 8") or name == next(iter(all_claims)):
-        return "table8"
-    return "table5" if name.startswith("Table 5") else ""
-
-
-keys = {name: prediction_key(name) for name in all_claims}
+keys = {name: M.classification_prediction_key(name, next(iter(all_claims))) for name in all_claims}
 beside = M.claims_beside_predictions(stats.adjust_claims(all_claims, next(iter(all_claims))), "classification",
                                      M.condition_of(cue, corpus) or cue, keys)
 M.save_claims(beside, chapter="classification", profile=prof.name, cue=cue, corpus=corpus, params=ch.params)

@@ -530,8 +530,8 @@ def test_matched_probes_share_one_dimension_and_table5_claims():
     assert res["small"]["correct"].shape == (30,) and res["small"]["top1"] > 60
     good, bad = np.ones(40, bool), np.r_[np.zeros(15, bool), np.ones(25, bool)]
     claims = P.table5_claims({"fc1": good, "fc2": bad, "convproj": bad})
-    assert list(claims) == ["Table 5: fc1 > fc2"] and claims["Table 5: fc1 > fc2"].label == "holds"
-    assert not claims["Table 5: fc1 > fc2"].replicated
+    assert list(claims) == ["Table 5: FC1 > FC2"] and claims["Table 5: FC1 > FC2"].label == "holds"
+    assert not claims["Table 5: FC1 > FC2"].replicated
 
 
 def test_table5_claims_over_detection_pretraining_replicates_are_a_t_interval_of_their_top1_differences():
@@ -548,8 +548,8 @@ def test_table5_claims_over_detection_pretraining_replicates_are_a_t_interval_of
     claims = P.table5_claims(reps)
     diffs = [100 * 10 / 40, 100 * 14 / 40, 100 * 8 / 40]
     low, high = st.t.interval(0.95, 2, loc=np.mean(diffs), scale=st.sem(diffs))
-    v = claims["Table 5: fc1 > fc2"]
-    assert list(claims) == ["Table 5: fc1 > fc2"]  # convproj pairs: replicate 1 has no convproj probe
+    v = claims["Table 5: FC1 > FC2"]
+    assert list(claims) == ["Table 5: FC1 > FC2"]  # convproj pairs: replicate 1 has no convproj probe
     assert (v.estimate, v.ci_low, v.ci_high) == pytest.approx((np.mean(diffs), low, high))
     assert v.replicated and v.unit == "pre-training run" and v.n == 3 and v.label == "holds"
     assert P.table5_claims(reps[:1]) == P.table5_claims(reps[0])
@@ -993,3 +993,20 @@ def test_concentration_claims_pair_images_and_skip_small_objects():
     from detpretrain.analysis import mechanisms as M
 
     assert M.predicted_change(M.PREDICTIONS["visualisations"]["figure4_concentration"][1]["distributed"]) == "smaller"
+
+
+def test_only_the_predicted_table5_ordering_carries_the_pooling_prediction():
+    """PREDICTIONS' table5 entry is about ConvProj 1x1 > blob from P5; Table 5's other orderings (FC1 > FC2, the
+    neighbouring pools) have no prediction, and the name the chapter computes for the predicted one matches."""
+    from detpretrain.analysis import mechanisms as M
+    from detpretrain.analysis import probes as P
+
+    correct = {f: np.ones(4, bool) for f in P.TABLE5_CLAIM_NAMES}
+    names = list(P.table5_claims(correct, label=" (P5, PCA)"))
+    assert M.TABLE5_PREDICTED_CLAIM in names and "Table 5: FC1 > FC2 (P5, PCA)" in names
+    keys = {n: M.classification_prediction_key(n, "primary") for n in [*names, "primary", "Table 6, SUN-397: x",
+                                                                       "Table 8, SUN-397: x", "real images, Table 6"]}
+    assert [n for n, k in keys.items() if k == "table5"] == [M.TABLE5_PREDICTED_CLAIM]
+    assert keys["primary"] == keys["Table 8, SUN-397: x"] == "table8" and keys["Table 6, SUN-397: x"] == "table6"
+    assert keys["real images, Table 6"] == keys["Table 5: FC1 > FC2 (P5, PCA)"] == ""
+    assert "ConvProj 1x1 > blob, from P5" in M.PREDICTIONS["classification"]["table5"][0]

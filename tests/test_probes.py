@@ -116,11 +116,11 @@ def test_table5_rows_and_orderings():
     assert t.set_index("paper feature").loc["FC1 (1024)", "paper"] == TABLE5["FC1 (1024)"] == 71.6
     verdicts = {k: v.label for k, v in P.table5_claims(probes).items()}
     # McNemar: 1 or 2 discordant images cannot reach 5 %; 10 discordant ones in one direction can (p = 2 / 2**10)
-    assert verdicts == {"Table 5: convproj_1x1 > convproj_2x2": "not resolved",
-                        "Table 5: convproj_2x2 > convproj_4x4": "not resolved",
-                        "Table 5: convproj_4x4 > convproj": "holds",
-                        "Table 5: convproj_1x1 > convproj": "holds",
-                        "Table 5: fc1 > fc2": "not resolved"}
+    assert verdicts == {"Table 5: ConvProj 1x1 > ConvProj 2x2": "not resolved",
+                        "Table 5: ConvProj 2x2 > ConvProj 4x4": "not resolved",
+                        "Table 5: ConvProj 4x4 > ConvProj blob": "holds",
+                        "Table 5: ConvProj 1x1 > ConvProj blob": "holds",
+                        "Table 5: FC1 > FC2": "not resolved"}
 
 
 def test_table8_and_its_claims_over_pre_training_runs():

@@ -360,6 +360,29 @@ def cue_summary(table: pd.DataFrame, reference: str = "part") -> str:
 PRIMARY_CONTRAST = ("classification", "Table 6, CALTECH-256", "distributed")
 
 
+#: the name of the Table 5 claim :data:`PREDICTIONS`' ``table5`` entry is about (ConvProj 1x1 > blob, from P5; the
+#: classification chapter's probes on P5 reduced by PCA to a common dimension)
+TABLE5_PREDICTED_CLAIM = "Table 5: ConvProj 1x1 > ConvProj blob (P5, PCA)"
+
+
+def classification_prediction_key(name: str, primary: str) -> str:
+    """The key of :data:`PREDICTIONS` ``["classification"]`` a claim of the classification chapter is predicted by:
+    ``"table6"`` for Table 6's probe claims, ``"table8"`` for Table 8's fine-tuning claims and the chapter's
+    ``primary`` claim, ``"table5"`` for :data:`TABLE5_PREDICTED_CLAIM` only (Table 5's other orderings have no
+    prediction), ``""`` for the rest (the genuine-image rows, which no cue changes).
+
+    Args:
+        name: the claim's name as the chapter computes it; primary: the chapter's primary claim's name.
+    """
+    if name.startswith("real images"):
+        return ""
+    if name.startswith("Table 6"):
+        return "table6"
+    if name.startswith("Table 8") or name == primary:
+        return "table8"
+    return "table5" if name == TABLE5_PREDICTED_CLAIM else ""
+
+
 def predicted_change(prediction: str) -> str | None:
     """How a prediction of :data:`PREDICTIONS` under a cue compares with ``part``: ``"smaller"`` (the explanation
     predicts a smaller effect), ``"same"`` (a cue-independent claim), or None (not measurable, or no comparison

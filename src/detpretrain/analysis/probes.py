@@ -238,6 +238,10 @@ def table5(probes: dict[str, dict], names: dict[str, str]) -> pd.DataFrame:
 #: Table 5's orderings: the first probe of each pair is the paper's better one (pooling helps, FC1 > FC2)
 TABLE5_ORDERINGS = (("convproj_1x1", "convproj_2x2"), ("convproj_2x2", "convproj_4x4"), ("convproj_4x4", "convproj"),
                     ("convproj_1x1", "convproj"), ("fc1", "fc2"))
+#: the paper's names of the head features in Table 5's claims (the ConvProj blob and its average pools to 4x4, 2x2
+#: and 1x1; the two fully connected layers)
+TABLE5_CLAIM_NAMES = {"convproj": "ConvProj blob", "convproj_4x4": "ConvProj 4x4", "convproj_2x2": "ConvProj 2x2",
+                      "convproj_1x1": "ConvProj 1x1", "fc1": "FC1", "fc2": "FC2"}
 
 
 def table5_claims(probes, orderings=TABLE5_ORDERINGS, label: str = "") -> dict[str, Verdict]:
@@ -250,7 +254,8 @@ def table5_claims(probes, orderings=TABLE5_ORDERINGS, label: str = "") -> dict[s
         label: appended to each claim's name (e.g. ``" (P5, PCA)"``).
 
     Returns:
-        ``{"Table 5: <a> > <b><label>": Verdict}`` (top-1 points, ``a - b``) for the pairs every dict probed. With
+        ``{"Table 5: <a> > <b><label>": Verdict}`` (top-1 points, ``a - b``; ``a``, ``b`` the paper's names,
+        :data:`TABLE5_CLAIM_NAMES`, e.g. ``"Table 5: ConvProj 1x1 > ConvProj blob"``) for the pairs every dict probed. With
         R >= 2 dicts the verdict is over the pre-training runs: a t interval over the R per-replicate top-1
         differences (:func:`~detpretrain.analysis.claims.unit_verdict`, the test images within each). With one, an
         exact McNemar test of the two probes on the same test images (:func:`~detpretrain.analysis.stats.mcnemar`),
@@ -270,7 +275,7 @@ def table5_claims(probes, orderings=TABLE5_ORDERINGS, label: str = "") -> dict[s
     for a, b in orderings:
         if not all(a in p and b in p for p in reps):
             continue
-        name = f"Table 5: {a} > {b}{label}"
+        name = f"Table 5: {TABLE5_CLAIM_NAMES.get(a, a)} > {TABLE5_CLAIM_NAMES.get(b, b)}{label}"
         if len(reps) == 1:
             out[name] = dataclasses.replace(mcnemar(correct(reps[0], a), correct(reps[0], b)), replicated=False)
         else:
