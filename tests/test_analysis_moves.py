@@ -297,6 +297,9 @@ def test_pair_summary_and_the_size_summary():
     v = S.size_match_summary(table, "IMAGENET-CLS", "COCO")
     assert v["direction"] == "the paper's" and "in the COCO space differ in object size by 0.50" in v["sentence"]
     assert "holds" not in v["sentence"] and "no interval" in v["sentence"]
+    against = S.size_match_summary(table.assign(**{"size: diff / random": [0.5, 1.0]}), "IMAGENET-CLS", "COCO")
+    assert against["direction"] == "against the paper's" and "a difference against the paper's direction" in (
+        against["sentence"])
     assert S.close_distant_summary(np.zeros((0, 2), int), labels, attrs) == {"table": None, "sentence": None}
 
 
@@ -305,7 +308,9 @@ def test_asymmetry_summary_needs_every_seed():
                            "p_a_given_b": [0.5, 0.4, 0.7, 0.6]})
     v = S.asymmetry_summary(curves, "COCO", "IMAGENET-CLS")
     assert v["per_seed"].tolist() == pytest.approx([0.4, -0.1]) and not v["all_seeds_positive"]
-    assert "holds" not in v["sentence"]
+    assert "holds" not in v["sentence"] and "exceeds the reverse by 0.150 " in v["sentence"]  # mean of 0.4, -0.1
+    below = S.asymmetry_summary(curves.assign(p_a_given_b=curves["p_a_given_b"] + 0.5), "COCO", "IMAGENET-CLS")
+    assert "falls short of the reverse by 0.350 " in below["sentence"] and "by -" not in below["sentence"]
     assert list(v["table"].index) == ["P(IMAGENET-CLS | COCO)", "P(COCO | IMAGENET-CLS)"]
     assert S.asymmetry_summary(curves[curves.seed == 0], "COCO", "IMAGENET-CLS")["all_seeds_positive"]
     long = S.consistency_directions(curves, "COCO", "IMAGENET-CLS")
@@ -329,6 +334,9 @@ def test_fragmentation_table_and_verdict():
     assert frame.set_index("space").loc["cls", "kNN agreement %"] == 100.0
     v = S.fragmentation_summary(frame, "cls", "det", {"cls": "IMAGENET-CLS", "det": "COCO"})
     assert v["tighter"] and v["both"] == v["more_fragmented"] and "holds" not in v["sentence"]
+    assert "The 2 random backbones show how much the numbers move" in v["sentence"]
+    one = S.fragmentation_summary(frame[frame.space != "scratch-s1"], "cls", "det", {"cls": "IMAGENET-CLS", "det": "COCO"})
+    assert "The one random backbone is a floor" in one["sentence"] and "show how much" not in one["sentence"]
 
 
 # ----------------------------------------------------------------------------------------------- visualisations

@@ -547,8 +547,8 @@ def size_match_summary(table: pd.DataFrame, classification: str, detection: str)
             (``space`` starts with them).
 
     Returns:
-        ``{"classification", "detection" (ratios), "direction"`` (``"the paper's"``, ``"against the paper's"`` or
-        ``"not measured"``), ``"sentence"}``.
+        ``{"classification", "detection" (ratios), "direction"`` (``"the paper's"``, ``"against the paper's"``,
+        ``"none"`` or ``"not measured"``), ``"sentence"}``.
     """
     ratio = {name: float(table.loc[table["space"].str.startswith(name), "size: diff / random"].iloc[0])
              for name in (classification, detection)}
@@ -556,10 +556,13 @@ def size_match_summary(table: pd.DataFrame, classification: str, detection: str)
         return {**ratio, "direction": "not measured",
                 "sentence": "Object sizes are annotated only on the synthetic corpus: the paper's \"match in shape "
                             "and size\" is not measured on these images."}
-    direction = "the paper's" if ratio[detection] < ratio[classification] else "against the paper's"
+    direction = ("the paper's" if ratio[detection] < ratio[classification] else "none" if ratio[detection] ==
+                 ratio[classification] else "against the paper's")
+    reading = {"the paper's": "a difference in the paper's direction", "none": "no difference",
+               "against the paper's": "a difference against the paper's direction"}[direction]
     sentence = (f"Point estimates: nearest pairs in the {detection} space differ in object size by "
                 f"{ratio[detection]:.2f} of a random pair's difference, in the {classification} space by "
-                f"{ratio[classification]:.2f}, a difference in {direction} direction (\"match in shape and size\"). "
+                f"{ratio[classification]:.2f}: {reading} (\"match in shape and size\"). "
                 "One nearest-pair set per space, no interval: the verdict, with its interval, is below.")
     return {"classification": ratio[classification], "detection": ratio[detection], "direction": direction,
             "sentence": sentence}
@@ -606,7 +609,10 @@ def asymmetry_summary(curves: pd.DataFrame, name_a: str, name_b: str) -> dict:
     positive = bool((per_seed > 0).all())
     table = mean_curve.rename(columns={"p_b_given_a": f"P({name_b} | {name_a})",
                                        "p_a_given_b": f"P({name_a} | {name_b})"}).T
-    sentence = (f"Averaged over K, P(same in {name_b} | same in {name_a}) exceeds the reverse by {per_seed.mean():+.3f} "
+    mean = float(per_seed.mean())
+    compared = "exceeds the reverse by" if mean > 0 else "falls short of the reverse by" if mean < 0 else "equals the reverse"
+    amount = f" {abs(mean):.3f}" if mean != 0 else ""
+    sentence = (f"Averaged over K, P(same in {name_b} | same in {name_a}) {compared}{amount} "
                 f"(per k-means seed: {', '.join(f'{g:+.3f}' for g in per_seed)}; larger at {int((gap > 0).sum())} of "
                 f"{len(gap)} values of K; {'every' if positive else 'not every'} seed's average is positive). A "
                 "description: which direction is larger follows from the partitions' balance; the verdict is the "
@@ -655,16 +661,26 @@ def fragmentation_table(spaces: dict, labels, k: int = 10, floor_prefix: str = "
     return frame, summary
 
 
-def fragmentation_summary(frame: pd.DataFrame, classification: str, detection: str, names: dict) -> dict:
+def fragmentation_summary(frame: pd.DataFrame, classification: str, detection: str, names: dict,
+                          floor_prefix: str = "scratch") -> dict:
     """Figure 7's "features from the same class are clustered ... in the IMAGENET-CLS space; however, [detection]
     features are fragmented", described by the point estimates of one backbone per space: whether the
     classification space has the higher kNN agreement and the detection space the more components per class. A
     description, not a verdict; the verdict is :func:`knn_agreement_verdict`'s (over pre-training replicate pairs,
     or a paired bootstrap over images).
 
+    Args:
+        frame: :func:`fragmentation_table`'s per-space frame; ``classification`` / ``detection``: its two spaces;
+        names: the spaces' names as shown; floor_prefix: the random backbones' prefix (how many there are decides
+        what the sentence says they show).
+
     Returns:
         ``{"tighter", "more_fragmented", "both", "sentence"}``.
     """
+    n_random = int(frame["space"].str.startswith(floor_prefix).sum())
+    spread = ({0: "", 1: " The one random backbone is a floor, not a measure of how much the numbers move between "
+                         "backbones."}.get(n_random, f" The {n_random} random backbones show how much the numbers "
+                                                     "move between backbones."))
     c = frame[frame["space"] == classification].iloc[0]
     d = frame[frame["space"] == detection].iloc[0]
     tighter = bool(c["kNN agreement %"] > d["kNN agreement %"])
@@ -674,8 +690,8 @@ def fragmentation_summary(frame: pd.DataFrame, classification: str, detection: s
                 f"{d['kNN agreement %']:.1f} % ({names[detection]}); components per class "
                 f"{c['components per class']:.2f} vs {d['components per class']:.2f}: "
                 f"{'both' if both else 'not both'} in the paper's direction (\"same class clustered in IMAGENET-CLS, "
-                "fragmented in OPENIMAGES\"). One backbone per space, no interval: the random-backbone rows show how "
-                "much the numbers move between backbones, and the verdict is the kNN-agreement one below.")
+                "fragmented in OPENIMAGES\"). One backbone per space, no interval: the verdict is the kNN-agreement "
+                f"one below.{spread}")
     return {"tighter": tighter, "more_fragmented": more_fragmented, "both": both, "sentence": sentence}
 
 
