@@ -13,7 +13,7 @@
 # %% [markdown]
 # # Does detection pre-training help categories it never saw? (Li et al., Tables 2, 3, 7)
 #
-# *Li et al. 2019 {cite}`li2019analysis`, Section 2.1 (Table 2), the appendix (Table 7) and Section 6.2 (Table 3).*
+# *Li et al. 2019 {cite}`li2019analysis`, Section 2.1 (Table 2), Section 2.3 (Table 7) and Appendix 6.2 (Table 3).*
 #
 # The paper reports what detection pre-training buys (the previous chapter); this one asks three questions about
 # *why*. The first is the primary claim, declared in `detpretrain.analysis.claims` before the runs.

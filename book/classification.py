@@ -178,9 +178,10 @@ if real_rows:
 # %% [markdown]
 # ## Table 5: probes along the detection head
 # The detection-pre-trained network (`detection`, the COCO role; Table 5 is the head of the paper's OPENIMAGES
-# detector), each whole image fed as **one RoI** (the box covering the image; the paper's protocol). Rows follow the
-# paper's order; our ConvProj blob is the RoI-aligned FPN feature (channels x 7 x 7) where the paper's is a 1x1
-# projection of Conv5 (256 x 14 x 14), and our FC layers are the profile's `representation_size` wide (256 at
+# detector), each whole image fed as **one RoI** (the box covering the image: our choice, the paper does not say how
+# it feeds an image to the head). Rows follow the paper's order; our ConvProj blob is the RoI-aligned FPN feature
+# (channels x 7 x 7) where the paper's is ConvProj (256 x 14 x 14), a layer after Conv5 (2048 x 14 x 14) whose kernel
+# the paper does not give, and our FC layers are the profile's `representation_size` wide (256 at
 # `mini`; the paper's are 1024). Average pools of the blob use
 # `adaptive_avg_pool2d`.
 

@@ -13,7 +13,7 @@
 # %% [markdown]
 # # Do the paper's explanations survive a change of cue?
 #
-# *Li et al. 2019 {cite}`li2019analysis`, Sections 2.2 and 2.3 and appendix 6.1 (Tables 5, 6 and 8; Figures 3-8).*
+# *Li et al. 2019 {cite}`li2019analysis`, Section 2.3 (Tables 5, 6 and 8) and appendix 6.1-6.2 (Figures 3-8).*
 #
 # Li et al. explain their results by what each pre-training attends to: classification pre-training "focus[es] on
 # discriminative parts", detection pre-training "emphasize[s] on the entire spatial extent of the objects". Our

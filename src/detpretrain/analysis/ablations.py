@@ -1,5 +1,6 @@
 """Tables and verdicts of the detection ablations: category removal (Table 2), identical pre-training samples
-(Table 7) and missed objects under occlusion (Table 3) of Li et al. 2019, Section 2.1 and the appendix.
+(Table 7) and missed objects under occlusion (Table 3) of Li et al. 2019, Sections 2.1 (Table 2) and 2.3 (Table 7)
+and Appendix 6.2 (Table 3).
 
 Inputs are the dicts of :func:`detpretrain.experiments.detection.run_detection_experiment` and
 :func:`~detpretrain.experiments.classification.run_classification_transfer` ("result": ``{"profile", "data", "runs": [{"pretrain",

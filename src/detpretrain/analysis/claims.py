@@ -147,7 +147,7 @@ PRIMARY_CLAIMS: dict[str, Claim] = {c.chapter: c for c in (
     Claim("visualisations", "part enrichment, IMAGENET-CLS minus COCO (channel mean)",
           "Does classification pre-training focus on discriminative parts? (Li et al., Figure 4)",
           "Li et al.: classification pre-training focuses on discriminative parts, detection pre-training on the "
-          "entire spatial extent of objects", "Appendix 6.2, Figure 4", "activation maps, no number", math.nan,
+          "entire spatial extent of objects", "Appendix 6.1, Figure 4", "activation maps, no number", math.nan,
           "enrichment of Conv4 (layer3) activation mass on the discriminative part, IMAGENET-CLS − detection "
           "backbone, over test images whose part spans a cell, per pre-training replicate pair (its images nested in "
           "it; with one pair, over images)", unit=PRETRAINING_UNIT),
@@ -155,7 +155,7 @@ PRIMARY_CLAIMS: dict[str, Claim] = {c.chapter: c for c in (
           "Do the paper's explanations survive a change of cue?",
           "Li et al.: classification pre-training focuses on discriminative parts, detection pre-training on the "
           "entire spatial extent of objects; so the IMAGENET-CLS features' advantage should shrink where no part "
-          "names the category", "Sections 2.2-2.3, Table 6, Figure 4",
+          "names the category", "Section 2.3 (Table 6) and Appendix 6.1 (Figure 4)",
           "no number: the prediction is ours, derived from the paper's explanation (the paper has one corpus)",
           math.nan,
           "Table 6 CALTECH-256-role linear-probe gap (top-1 points, IMAGENET-CLS − detection backbone), under the "
