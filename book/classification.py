@@ -155,8 +155,9 @@ table(P.probe_gaps(probe_rows))
 # %% [markdown]
 # ### The same probes on real images
 # The genuine Flowers-102 and Oxford-IIIT Pet subsets (`real_data`; resized and centre-cropped to the profile's
-# input size). Our backbones never saw a real photograph, so these numbers test the code path and the direction of
-# the gap on real data, not the paper's magnitudes. The Pet subset ships trainval / test only: the probe's
+# input size). At the synthetic profiles (`smoke`, `mini`) our backbones never saw a real photograph, so these
+# numbers test the code path and the direction of the gap on real data, not the paper's magnitudes; with published
+# ImageNet weights (`torchvision`, `paper`) they did. The Pet subset ships trainval / test only: the probe's
 # validation part is a stratified 20 % of trainval. A dataset whose folder is absent is skipped and said so. Every
 # pre-training replicate of each backbone is probed, so their verdicts in the claims table below are over
 # pre-training runs (McNemar's test over the test images, about those particular backbones, when there is one).

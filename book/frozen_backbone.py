@@ -150,8 +150,9 @@ table(C.verdicts_table(interactions), precision=2)
 
 # %% [markdown]
 # ## Control: rare classes the backbone never saw
-# Every rare class of this study is also a category of the IMAGENET-CLS pre-training corpus, so a frozen backbone
-# may help rare classes simply because it was trained to tell them apart. The control repeats the study at the
+# On the synthetic corpora every rare class of this study is also a category of the IMAGENET-CLS pre-training corpus
+# (on real data, ImageNet's 1,000 classes hold some COCO categories and not others), so a frozen backbone may help
+# rare classes simply because it was trained to tell them apart. The control repeats the study at the
 # largest capacity from IMAGENET-CLS runs pre-trained on a corpus without the rare classes (`exclusion_control =
 # "category"`) or without their whole super-categories (`"supercategory"`), one per pre-training replicate, and asks
 # whether freezing still helps rare classes and whether the gain shrinks. Its claims join the table below.

@@ -100,8 +100,9 @@ if runs:  # none at profile torchvision: both backbones are published weights
     display(table(pretraining_table(runs).drop(columns=["classes"])))
 
 # %% [markdown]
-# The detection pre-training reports COCO-style mAP on its own validation split (`eval_metric = coco`), averaged
-# over IoU 0.1 ... 0.9; the classification pre-training reports top-1 accuracy on its validation split.
+# The detection pre-training reports the COCO 101-point AP (pycocotools' COCOeval, `eval_metric = coco`) on its own
+# validation split at each IoU threshold, shown at 0.5 and 0.7 (mAP@0.5, mAP@0.7); the classification pre-training
+# reports top-1 accuracy on its validation split.
 
 # %% tags=["hide-input"]
 curves = loss_curves(runs)
@@ -123,5 +124,6 @@ if runs:
 # %% [markdown]
 # The detection loss is torchvision's sum of the RPN objectness and box losses and the RoI-head classification and
 # box losses; the classification loss is the cross-entropy. A curve that is still falling steeply at the end means
-# the profile's schedule is short: the `mini` profile trades convergence for a CPU budget, which weakens both
-# backbones alike.
+# the profile's schedule is short: the `mini` profile trades convergence for a CPU budget, which weakens the
+# backbones by amounts this chapter does not measure (the detection chapter's regime check asks whether the detectors
+# fine-tuned from them are trained well enough for a verdict).

@@ -217,8 +217,9 @@ if fig4_claims:
 # %% [markdown]
 # ### The same on real images
 # COCO val images of `real_detection_root` (resized to the profile's real-image short side): mass on the annotated
-# objects' masks vs. outside (COCO has no part masks). Our backbones never saw a photograph: this tests the path and
-# the direction, not the paper's pictures.
+# objects' masks vs. outside (COCO has no part masks). At the synthetic profiles (`smoke`, `mini`) our backbones never
+# saw a photograph: this tests the path and the direction, not the paper's pictures; with published ImageNet weights
+# (`torchvision`, `paper`) they did.
 
 # %% tags=["hide-input"]
 if V.coco_val_available(real_detection_root):
