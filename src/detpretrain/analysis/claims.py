@@ -147,7 +147,9 @@ PRIMARY_CLAIMS: dict[str, Claim] = {c.chapter: c for c in (
     Claim("visualisations", "part enrichment, IMAGENET-CLS minus COCO (channel mean)",
           "Does classification pre-training focus on discriminative parts? (Li et al., Figure 4)",
           "Li et al.: classification pre-training focuses on discriminative parts, detection pre-training on the "
-          "entire spatial extent of objects", "Appendix 6.1, Figure 4", "activation maps, no number", math.nan,
+          "entire spatial extent of objects (tested here: the first half; the chapter measures the second as "
+          "activation mass on the rest of the object)", "Appendix 6.1, Figure 4", "activation maps, no number",
+          math.nan,
           "enrichment of Conv4 (layer3) activation mass on the discriminative part, IMAGENET-CLS − detection "
           "backbone, over test images whose part spans a cell, per pre-training replicate pair (its images nested in "
           "it; with one pair, over images)", unit=PRETRAINING_UNIT),
