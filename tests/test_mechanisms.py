@@ -683,6 +683,9 @@ def _seg_result(anti_gain, tri_gain, seeds=(0, 1, 2, 3), replicates=(0,)):
 def test_boundary_share_verdicts():
     table, v = SEG.boundary_share(_seg_result(anti_gain=2.0, tri_gain=2.0))  # the same gain everywhere
     assert table["trimap share of the gain"].iloc[0] == pytest.approx(0.1, abs=0.02)
+    assert table["pairs with a gain"].iloc[0] == table["pairs"].iloc[0]
+    lost, _ = SEG.boundary_share(_seg_result(anti_gain=-2.0, tri_gain=-2.0))  # worse everywhere: no share to average
+    assert lost["pairs with a gain"].iloc[0] == 0 and math.isnan(lost["trimap share of the gain"].iloc[0])
     name = "boundary band's gain not above the gain away from boundaries, 2 px"
     assert v["gain away from boundaries, 2 px"].label == "holds"
     assert v[name].label == "holds" and v[name].margin == SEG.BOUNDARY_GAIN_MARGIN

@@ -477,8 +477,9 @@ def boundary_share(result: dict, bands=None, better: str = "detection", baseline
 
     Returns:
         ``(table, verdicts)``: one row per width (``width``, ``voc_width``, ``trimap pixel share``, ``trimap share
-        of the gain`` (mean over the pairs with a positive total gain), ``trimap gain``, ``anti-trimap gain``
-        (points; means over the pairs), ``pairs``, ``replicates``) and ``{claim: Verdict}``.
+        of the gain`` (mean over the pairs with a positive total gain, NaN where none has one), ``pairs with a
+        gain`` (how many pairs that mean is over), ``trimap gain``, ``anti-trimap gain`` (points; means over all
+        the pairs), ``pairs``, ``replicates``) and ``{claim: Verdict}``.
     """
     frame = trimap_frame(result, bands)
     rows, verdicts = [], {}
@@ -498,6 +499,7 @@ def boundary_share(result: dict, bands=None, better: str = "detection", baseline
         ps = pd.DataFrame(per_pair)
         rows.append({"width": w, "voc_width": float(g["voc_width"].iloc[0]),
                      "trimap pixel share": ps["pixel_share"].mean(), "trimap share of the gain": ps["gain_share"].mean(),
+                     "pairs with a gain": int(ps["gain_share"].notna().sum()),
                      "trimap gain": ps["gain_tri"].mean(), "anti-trimap gain": ps["gain_anti"].mean(),
                      "pairs": len(ps), "replicates": ps["replicate"].nunique()})
         verdicts[f"gain away from boundaries, {w} px"] = unit_verdict(ps, column="gain_anti")
