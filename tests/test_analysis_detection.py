@@ -165,6 +165,11 @@ def test_map_frame_and_provenance_and_plot():
     matplotlib.use("Agg")
     ax = A.plot_map_vs_iou(res)
     assert ax.get_xlabel() == "IoU threshold" and "profile mini" in ax.get_title(loc="left")
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]  # the paper's names of the roles, then ours
+    assert legend == ["IMAGENET-CLS (imagenet-cls)", "from scratch", "paper: IMAGENET-CLS"]
+    both = A.plot_map_vs_iou(_result({"imagenet-cls": [[_curve(60, 40)]], "detection": [[_curve(62, 45)]]}))
+    assert [t.get_text() for t in both.get_legend().get_texts()] == [
+        "IMAGENET-CLS (imagenet-cls)", "COCO (detection)", "paper: IMAGENET-CLS", "paper: COCO"]
     assert not math.isnan(frame["mAP"].sum())
 
 

@@ -395,8 +395,16 @@ def plot_map_vs_iou(result: dict, ax=None, paper: bool = True, title: str | None
         _, ax = plt.subplots(figsize=(7, 4.5))
     order = [p for p in PRETRAIN_ORDER if p in set(frame["pretrain"])]
     palette = dict(zip(PRETRAIN_ORDER, sns.color_palette("colorblind", len(PRETRAIN_ORDER))))
-    sns.lineplot(data=frame, x="iou", y="mAP", hue="pretrain", hue_order=order, errorbar="sd", marker="o",
-                 palette=palette, ax=ax)
+
+    def shown(pretrain: str) -> str:  # the paper's name of the role, and ours: "COCO (detection)"
+        role = ROLE_NAMES.get(pretrain, pretrain)
+        if role.startswith("("):  # no pre-training, no dataset to name: "from scratch"
+            return role.strip("()")
+        return pretrain if role == pretrain else f"{role} ({pretrain})"
+
+    sns.lineplot(data=frame.assign(pretraining=frame["pretrain"].map(shown)), x="iou", y="mAP", hue="pretraining",
+                 hue_order=[shown(p) for p in order], errorbar="sd", marker="o",
+                 palette={shown(p): palette[p] for p in order}, ax=ax)
     if paper:
         for pretrain in order:
             role = ROLE_NAMES.get(pretrain)
