@@ -51,7 +51,7 @@ repo = rerun.repository(root)
 # # CPU-only laptop (about 1 GB): torch and torchvision both from PyTorch's CPU index, then the project
 # pip install torch==2.11.0 torchvision==0.26.0 --index-url https://download.pytorch.org/whl/cpu
 # pip install -e ".[dev]"
-# # with an NVIDIA GPU: only the second command (PyPI's torch is the CUDA build)
+# # with an NVIDIA GPU: skip the CPU index line and run only `pip install -e ".[dev]"` (PyPI's torch is the CUDA build)
 # ```
 #
 # ## Online: Binder and Colab
@@ -142,28 +142,44 @@ display(Markdown(markdown_table(rerun.profile_table())))
 # %% [markdown]
 # ## Commands: one GPU, torchrun, SLURM
 #
-# The chapters train through the run store, so the runs can be trained first, by any of the commands below, into
-# the same store (`$DETPRETRAIN_RUNS`); executing the chapters afterwards loads them instead of training. The
-# `train` command trains the detection experiment (Table 1, Figure 1) and is the one that runs under `torchrun`;
-# the other chapters' runs train when the chapter executes, in one process.
+# The chapters read their runs from the run store (`$DETPRETRAIN_RUNS`), so every run can be trained first, into
+# that store, and the chapters executed afterwards load them instead of training. `runs execute` trains the whole
+# run plan of the chapters (`runs plan` prints it), each run once, a fine-tuning after the pre-training it starts
+# from; `book` does the same before it executes the chapters. It trains in local worker processes (`--jobs N`; one
+# at a time on a GPU machine by default) or, with `--executor slurm`, as one submitit job per run with
+# `--gpus-per-job G` GPUs, the run started under `torchrun --standalone --nproc_per_node G` inside a job with more
+# than one. The `train` command trains only the detection experiment (Table 1, Figure 1); it can itself be started
+# under `torchrun`, on one machine or across nodes. `paper` needs the detection target (`dataset`, `data_root`) and
+# COCO 2017 for its detection pre-training (`coco_root`, else `$DETPRETRAIN_COCO`, else `~/data/coco`).
 #
 # **One GPU**
 #
 # ```bash
 # export DETPRETRAIN_RUNS=$HOME/detpretrain-runs DETPRETRAIN_COCO=$HOME/data/coco
+# python -m detpretrain runs execute --profile paper -p dataset voc -p data_root ~/data/VOCdevkit    # every run
+# python -m detpretrain book --profile paper -p dataset voc -p data_root ~/data/VOCdevkit -p device cuda
+# # or only the detection experiment, and its chapter:
 # python -m detpretrain train --profile paper --dataset voc --data-root ~/data/VOCdevkit --device cuda
 # python -m detpretrain run detection -p profile paper -p dataset voc -p data_root ~/data/VOCdevkit -p device cuda
 # ```
 #
-# **Several GPUs on one machine** (DistributedDataParallel; NCCL on GPUs, gloo on CPUs):
+# **Several GPUs on one machine** (DistributedDataParallel; NCCL on GPUs, gloo on CPUs), the detection experiment:
 #
 # ```bash
 # torchrun --standalone --nproc_per_node 8 -m detpretrain train --profile paper --dataset voc \
 #     --data-root ~/data/VOCdevkit
 # ```
 #
-# **SLURM** (`sbatch paper.sbatch`; the run store and the datasets must be on a file system every node sees, rank 0
-# writes the runs):
+# **SLURM, one job per run** (the command stays in the foreground and submits a run once the runs it starts from are
+# complete; the run store and the datasets must be on a file system every node sees):
+#
+# ```bash
+# python -m detpretrain runs execute --profile paper -p dataset voc -p data_root ~/data/VOCdevkit \
+#     --executor slurm --gpus-per-job 4 --partition gpu      # --timeout-min: minutes per job (default 1440)
+# ```
+#
+# **SLURM, the detection experiment across nodes** (`sbatch paper.sbatch`; the run store and the datasets must be on
+# a file system every node sees, rank 0 writes the runs):
 #
 # ```bash
 # #!/bin/bash
@@ -206,7 +222,7 @@ display(Markdown(warm_start_markdown("runs-mini.tar.gz")))
 #
 # | profile | measured | on |
 # |---|---|---|
-# | `smoke` | a few minutes for the whole book; the whole test suite, which builds the smoke book and re-executes every chapter under nbval, took 494 s | 2 CPU cores |
+# | `smoke` | a few minutes for the whole book; the whole test suite, which builds the smoke book and re-executes every chapter under nbval, took 767 s for 812 tests at `8ae4f42` (2026-12-05; about 820 tests since; the README lists the earlier measurements) | 2 CPU cores |
 # | `mini` | two complete cold builds (3 pre-training replicates per arm, the 10-epoch detection schedule chosen on val, the cue variants and controls; 241 runs): build 1 (2026-12-04/05) 60,778 worker-seconds of training (the 235 of the 241 runs whose training the build logs record whole), about 8.1 hours of wall clock on 2 workers while the machine also ran other work, then about 16 minutes of chapter execution one at a time; build 2 (finished 2026-12-05, another machine, mostly idle) 43,157 worker-seconds (`runs cost`), at least 6.0 hours on 2 workers, then 495 s of chapter execution two at once (mechanisms 282 s, classification 187 s); 105-114 minutes before replication (`benchmarks/README.md`). A warm rebuild (nothing changed) took 5 s; `python -m detpretrain runs cost --store S` sums any store this way, per part of the build and per chapter, with an estimate of what is left. `python -m detpretrain --cpu-bf16 book` trains in bfloat16 on a CPU with AMX, about 1.25x faster per step, but those are other runs, not the ones the verdicts come from (README) | 2 CPU cores |
 # | `torchvision` | never run: it needs the real datasets and a GPU; the prepared GPU check (`benchmarks/gpu_check.sh`) has not had a GPU yet | 1 GPU |
 # | `paper` | never run: it needs COCO 2017, VOC 07+12 and GPUs, so no time has been measured | — |

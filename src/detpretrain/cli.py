@@ -2,19 +2,29 @@
 
 Commands
 --------
-data check ROOT --format {voc,coco,folder}
+data check ROOT --format {voc,coco,folder} [--no-decode] [--strict]
     Images, instances and classes per split; exits 1 with a named :class:`~detpretrain.errors.DataError` on bad data.
-data generate --profile {smoke,mini} [--out DIR]
+data generate --profile {smoke,mini} [--out DIR] [--seed N]
     Generates (or finds cached) the embedded synthetic corpora of a profile.
 evaluate --gt GT.json --dt DETS.json --iou 0.1:0.9:0.1 --metric {voc07,voc,coco} [--out M.json]
     AP per class and mAP at each IoU threshold.
 evaluate-seg --gt-dir GT --pred-dir PRED [--bands 1:40] [--num-classes N] [--workers N] [--out M.json]
     Segmentation mIoU / pixel accuracy, overall and in trimap / anti-trimap bands (void = 255 in GT).
-train --profile smoke [--dataset synthetic|coco|voc] [--data-root DIR] [--coco-root DIR] [--set key=value ...]
+train --profile smoke [--dataset synthetic|coco|voc] [--data-root DIR] [--coco-root DIR] [--pretrain P] [--seed N]
+      [--replicates N] [--device D] [--store DIR] [--set key=value ...] [--out FILE.json]
     A detection experiment (pre-training + fine-tuning + evaluation) through the run store; works under torchrun.
-book [--profile {smoke,mini,torchvision,paper}] [--chapters a,b] [-p KEY VALUE ...] [--jobs N] [--verbose]
-    The main job: generate the embedded corpora, train the chapters' run plan (runs execute), execute every chapter
-    (papermill), render with Jupyter Book.
+regime-check --profile mini [--store DIR] [--set key=value ...] [--replicates N] [--seed N] [--jobs N] [--threads T]
+             [--device D] [--n-boot N]
+    Choose the detection fine-tuning schedule on val: fine-tunes the IMAGENET-CLS arm's pre-training replicates,
+    scores val and prints the regime's prediction bound (exit 0 = meets, 3 = misses; ``profiles.py``).
+sun-check --profile mini --per-scene N [--store DIR] [--replicates N] [--seed N] [--jobs N] [--threads T] [--device D]
+    Size the SUN-role training set on val for the SUN scene control against the bag-of-objects oracle (exit 0 = off
+    the floor, 3 = at it; selection 4 in ``profiles.py``).
+book [--profile {smoke,mini,torchvision,paper}] [--chapters a,b] [--no-html] [-p KEY VALUE ...] [EXECUTOR OPTIONS]
+     [--verbose] [--chapter-jobs N]
+    The main job: generate the embedded corpora, train the chapters' run plan (as runs execute), execute every
+    chapter (papermill; ``--chapter-jobs N`` at once, by default one per CPU core up to 4, one on a GPU machine or
+    with ``--verbose``), render with Jupyter Book (``--no-html``: execute only).
 run CHAPTER [-p KEY VALUE ...] [-o OUT.ipynb]
     Execute one chapter with papermill parameters.
 runs list [--store DIR]
@@ -25,19 +35,29 @@ runs rm RUN ... [--store DIR]
     Remove runs (``run:<hash>``, a hash prefix or the directory name).
 runs gc [--store DIR] [--dry-run]
     Remove interrupted runs and stale temporary files.
+runs prune --profile P [-p KEY VALUE ...] [--store DIR] [--dry-run]
+    Remove every run the book's run plan at that profile (with those parameters) does not name nor start from.
 runs export [RUN ...] [--store DIR] -o FILE.tar.gz
     Write complete, verified runs (and the pre-trainings they start from) with their manifests to an archive.
 runs import FILE [--store DIR]
     Extract an archive into the store, verifying every hash and config hash before any run is put in place.
 runs plan --profile P [--chapters a,b] [-p KEY VALUE ...] [--store DIR]
     Every run the book's chapters need, as a dependency graph, with what the store already holds.
-runs execute --profile P [--executor local|slurm] [--jobs N] [--threads T] [--chapters a,b] [-p KEY VALUE ...]
+runs execute --profile P [--chapters a,b] [-p KEY VALUE ...] [--store DIR] [EXECUTOR OPTIONS]
     Train the plan: N local worker processes, or one submitit (SLURM) job per run.
 runs cost --profile P [--chapters a,b] [-p KEY VALUE ...] [--store DIR] [--jobs N]
     Worker-seconds the planned runs took, per part of the build and per chapter, and an estimate of what is left.
-results-table [--store DIR] [--readme README.md] [--profile mini]
-    Headline numbers of the store's finished runs (config hashes, dates) as Markdown; --readme writes them into
-    the README's results section.
+results-table [--store DIR] [--readme README.md] [--profile mini [--planned]]
+    Headline numbers of the store's finished runs (config hashes, dates) as Markdown; --profile adds every chapter's
+    primary claim, --planned keeps only the runs of the book's current plan at that profile; --readme writes them
+    into the README's results section.
+
+EXECUTOR OPTIONS (``book``, ``runs execute``): ``--executor {local,slurm}`` (local worker processes, or one
+submitit job per run), ``--jobs N`` (runs at once; default one per CPU core, 1 on a GPU machine), ``--threads T``
+(torch threads per run; default cores // jobs), and for slurm ``--gpus-per-job G`` (more than one: ``torchrun``
+inside the job), ``--cluster {slurm,local,debug}``, ``--partition NAME``, ``--timeout-min M`` (per job; default 1440).
+
+A ``--store`` left out means ``$DETPRETRAIN_RUNS``, else ``runs/``.
 
 ``--cpu-bf16`` before any command (``python -m detpretrain --cpu-bf16 book``) trains every run in bfloat16 autocast
 on the CPU: other runs (config hashes) than the float32 ones the published results come from.
@@ -111,7 +131,7 @@ def _build_parser() -> argparse.ArgumentParser:
     rc = sub.add_parser("regime-check", help="choose a detection fine-tuning schedule on VAL: train the IMAGENET-CLS "
                         "arm's val runs and print the regime's prediction bound (profiles.py)")
     rc.add_argument("--profile", default="mini", choices=list(PROFILE_NAMES))
-    rc.add_argument("--store", default=None, help="run store folder (default: runs/)")
+    rc.add_argument("--store", default=None, help="run store folder (default: runs/ or $DETPRETRAIN_RUNS)")
     rc.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="the setting to check, e.g. --set optim.epochs=8 --set optim.milestones=6")
     rc.add_argument("--replicates", type=int, default=None, help="pre-training replicates (default: the profile's)")
@@ -125,7 +145,7 @@ def _build_parser() -> argparse.ArgumentParser:
                         "fine-tune the IMAGENET-CLS arm on shared-background scenes and compare with the "
                         "bag-of-objects oracle")
     sc.add_argument("--profile", default="mini", choices=list(PROFILE_NAMES))
-    sc.add_argument("--store", default=None, help="run store folder (default: runs/)")
+    sc.add_argument("--store", default=None, help="run store folder (default: runs/ or $DETPRETRAIN_RUNS)")
     sc.add_argument("--per-scene", type=int, required=True, help="training images per scene (the candidate size)")
     sc.add_argument("--replicates", type=int, default=None, help="pre-training replicates (default: the profile's)")
     sc.add_argument("--seed", type=int, default=0, help="fine-tuning seed")

@@ -21,9 +21,11 @@ wait for the lock finds the run complete and trains nothing.
 Progress: each worker writes its run's epoch, iteration and loss to a small JSON file under the build's log folder;
 the driver shows one tqdm line per worker (run, epoch, iteration, loss, ETA) and a summary line (runs done / left,
 and the hours of training left, estimated from the finished runs of the same shape or kind: :func:`time_left_text`) on a
-terminal, and plain lines otherwise. Every build writes ``_build/logs/<time>-<profile>.log`` (what started,
-finished or failed, with seconds, headline and the estimate of what is left), and each run's worker output goes to
-``_build/logs/<time>-<profile>/<run>.out``.
+terminal, and plain lines otherwise. Every build writes a log in ``_build/logs/``: ``<time>-book-<profile>.log``
+from ``book``, ``<time>-runs-<profile>.log`` from ``runs execute`` (what started, finished or failed, with seconds,
+headline and the estimate of what is left; ``-1``, ``-2`` ... appended when two start in the same second), and each
+run's worker output goes to ``<run>.out`` in the folder of the same name beside it (e.g.
+``_build/logs/<time>-runs-<profile>/<run>.out``).
 
 Faults: a run that raises stops the build: the other workers are stopped, and :class:`ExecutionError` names the
 run, its ``log.txt``, the worker's output file and the exception. Completed runs stay in the store; a stopped or
