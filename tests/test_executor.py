@@ -289,6 +289,13 @@ def test_every_chapter_of_the_book_has_a_planner_and_plans_at_smoke(corpus_dir, 
     assert sorted(errors) == ["detection", "frozen_backbone"]
     assert all("DataError" in e and "instances_train2017.json" in e for e in errors.values()), errors
     assert not list(partial)
+    # a real dataset whose root is absent: its runs are left out of the plan, and the plan says so
+    absent, present = tmp_path / "no_flowers_here", tmp_path
+    real = book_plan("smoke", ["classification"], {"real_data": {"flowers102": str(absent), "pet": str(present)}},
+                     root=PROJECT, store=RunStore(tmp_path))
+    assert len(real.notes) == 1 and f"real_data flowers102 root {absent} not found" in real.notes[0]
+    assert f"not planned: classification: real_data flowers102 root {absent}" in format_plan(real, RunStore(tmp_path))
+    assert not book_plan("smoke", ["classification"], {"real_data": {}}, root=PROJECT, store=RunStore(tmp_path)).notes
 
 
 def test_a_run_trained_outside_the_plan_is_recorded_while_a_chapter_executes(corpus_dir, tmp_path, monkeypatch):

@@ -1272,6 +1272,8 @@ def runs_cost_command(profile: str, *, chapters: list[str] | None = None, params
     print(format_cost(plan_cost(plan, run_store), profile=profile, store=run_store, jobs=jobs), file=out)
     for chapter, why in errors.items():
         print(f"not counted: chapter {chapter} could not be planned ({why})", file=out)
+    for note in plan.notes:
+        print(f"not planned: {note}", file=out)
     return 0
 
 

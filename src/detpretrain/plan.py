@@ -61,6 +61,9 @@ class Plan:
     runs: dict[str, PlannedRun]
     profile: str = ""
     chapters: tuple[str, ...] = ()
+    #: what the plan leaves out and why, one line each (e.g. a real dataset whose root is absent:
+    #: :func:`absent_real_data`)
+    notes: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.runs)
@@ -403,7 +406,33 @@ def chapters_plan(profile: str, values: dict[str, dict], *, store: RunStore, dat
                 if chapter not in readers:
                     readers.append(chapter)
             configs += found
-    return make_plan(configs, chapters_of, profile=profile, chapters=tuple(values), store=store)
+    plan = make_plan(configs, chapters_of, profile=profile, chapters=tuple(values), store=store)
+    return dataclasses.replace(plan, notes=tuple(absent_real_data(values)))
+
+
+def absent_real_data(values: dict[str, dict]) -> list[str]:
+    """The real datasets a chapter's ``real_data`` names (``{dataset: root}``, the classification chapter's Table 6
+    and 8 rows on real images) whose root does not exist here: the plan has no runs for them (the chapter skips them
+    and says so), so a plan that counts fewer runs than expected says why.
+
+    Args:
+        values: ``{chapter: its parameter values}`` as :func:`chapters_plan` takes them.
+
+    Returns:
+        one line per absent root, e.g. ``"classification: real_data flowers102 root ../shared/data/flowers102_subset
+        not found: its runs are not planned"``.
+    """
+    from detpretrain.experiments.classification import real_transfer_roots
+
+    lines = []
+    for chapter, chapter_values in values.items():
+        real = chapter_values.get("real_data") or {}
+        if not isinstance(real, dict):
+            continue
+        found = real_transfer_roots(real)
+        lines += [f"{chapter}: real_data {name} root {root} not found: its runs are not planned (give the root with "
+                  f"-p real_data; the chapter skips the dataset)" for name, root in real.items() if name not in found]
+    return lines
 
 
 # ----------------------------------------------------------------------------------------------- printing
@@ -439,6 +468,7 @@ def format_plan(plan: Plan, store: RunStore) -> str:
     for h, r in plan.runs.items():
         if not r.needs:
             show(h, 0)
+    lines += [f"not planned: {note}" for note in plan.notes]
     return "\n".join(lines)
 
 
