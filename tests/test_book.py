@@ -628,6 +628,23 @@ def test_smoke_book_builds_every_chapter_and_a_warm_rebuild_executes_nothing(bui
 
 
 @pytest.mark.slow
+def test_every_figure_cell_of_the_smoke_book_shows_its_figure(built_book):
+    """A cell that draws with ``plt.show()`` has an image among its outputs in the executed smoke chapter: a library
+    call that switches the kernel's backend (``matplotlib.use``) once made the pre-training chapter's loss curves
+    vanish without an error. Cells that only define functions are left out."""
+    root, _, _ = built_book
+    missing = []
+    for name in NOTEBOOK_NAMES:
+        notebook = nbformat.read((root / TOC_ENTRIES[TOC_NAMES.index(name)]).with_suffix(".ipynb"), as_version=4)
+        for i, cell in enumerate(notebook.cells):
+            if cell.cell_type != "code" or "plt.show()" not in cell.source or "def " in cell.source:
+                continue
+            if not any("image/png" in out.get("data", {}) for out in cell.get("outputs", [])):
+                missing.append(f"{name} cell {i}: {cell.source.splitlines()[0]}")
+    assert not missing, "figure cells without a figure:\n" + "\n".join(missing)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NOTEBOOK_NAMES)
 def test_nbval_on_chapter(name, built_book):
     """nbval --nbval-lax on the papermill-executed smoke chapter (see the module docstring)."""
