@@ -45,6 +45,7 @@ coco_root = None  # paper profile: COCO 2017 root of its detection pre-training;
 
 # %%
 import tempfile
+import textwrap
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -115,8 +116,9 @@ if runs:
                      marker="o", ax=ax)
         first = runs[keys[0]]
         ax.set_title(f"{name}: {first.config.task} pre-training, {len(keys)} replicate(s)\n"
-                     + ch.provenance(data=first.config.data.describe(), runs={k: runs[k].hash for k in keys}),
-                     fontsize=8, loc="left")
+                     + textwrap.fill(ch.provenance(data=first.config.data.describe(),
+                                                   runs={k: runs[k].hash for k in keys}), 90),
+                     fontsize=8, loc="left")  # wrapped to its panel: the two panels' lines would overlap
         ax.grid(alpha=0.3)
     fig.tight_layout()
     plt.show()

@@ -9,6 +9,7 @@ runs (:mod:`detpretrain.analysis.claims`).
 from __future__ import annotations
 
 import math
+import textwrap
 
 import numpy as np
 import pandas as pd
@@ -417,7 +418,7 @@ def plot_map_vs_iou(result: dict, ax=None, paper: bool = True, title: str | None
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(title if title is not None else provenance(result), fontsize=7, loc="left")
+    ax.set_title(title if title is not None else textwrap.fill(provenance(result), 120), fontsize=7, loc="left")
     return ax
 
 
