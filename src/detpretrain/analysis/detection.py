@@ -395,7 +395,8 @@ def plot_map_vs_iou(result: dict, ax=None, paper: bool = True, title: str | None
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 4.5))
     order = [p for p in PRETRAIN_ORDER if p in set(frame["pretrain"])]
-    palette = dict(zip(PRETRAIN_ORDER, sns.color_palette("colorblind", len(PRETRAIN_ORDER))))
+    colours = sns.color_palette("colorblind")  # blue, orange, green, purple: COCO (Cls) apart from COCO's orange
+    palette = dict(zip(PRETRAIN_ORDER, (colours[0], colours[1], colours[2], colours[4])))
 
     def shown(pretrain: str) -> str:  # the paper's name of the role, and ours: "COCO (detection)"
         role = ROLE_NAMES.get(pretrain, pretrain)
@@ -418,7 +419,7 @@ def plot_map_vs_iou(result: dict, ax=None, paper: bool = True, title: str | None
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(title if title is not None else textwrap.fill(provenance(result), 120), fontsize=7, loc="left")
+    ax.set_title(textwrap.fill(title if title is not None else provenance(result), 120), fontsize=7, loc="left")
     return ax
 
 
