@@ -56,6 +56,7 @@ sun_backgrounds = "style"  # SUN-role scenes: style (the background names the sc
 
 # %%
 import math
+import textwrap
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -71,6 +72,7 @@ from detpretrain.chapter import chapter_setup, quiet, table
 from detpretrain.experiments import features as F
 from detpretrain.experiments.classification import real_transfer_roots, run_classification_transfer
 from detpretrain.experiments.common import replicate_key
+from detpretrain.paper import role_label
 
 ch = chapter_setup("classification", profile=profile, store=store, data_cache=data_cache, device=device,
                    dataset=dataset, data_root=data_root, seeds=seeds, replicates=replicates, targets=targets,
@@ -140,8 +142,11 @@ for bar_group, pre in zip(ax.containers, order):
                     capsize=2, lw=0.8)
 ax.set_ylabel("linear-probe top-1 (%) on test, ± binomial se")
 ax.set_xlabel("")
-ax.set_title(ch.provenance(data="synthetic " + ", ".join(targets), runs=P.probe_sources(probe_rows)), fontsize=6,
-             loc="left")
+for text in ax.get_legend().get_texts():  # the paper's names of the roles beside ours
+    text.set_text(role_label(text.get_text()))
+ax.get_legend().set_title("pre-training")
+ax.set_title(textwrap.fill(ch.provenance(data="synthetic " + ", ".join(targets), runs=P.probe_sources(probe_rows)),
+                           160), fontsize=6, loc="left")
 fig.tight_layout()
 plt.show()
 
@@ -264,7 +269,10 @@ sns.stripplot(data=ft, x="dataset", y="top1", hue="pretrain", hue_order=order, d
               size=3, legend=False, ax=ax)
 ax.set_ylabel("top-1 (%) after fine-tuning, mean ± sd over runs")
 ax.set_xlabel("")
-ax.set_title("\n".join(ch.provenance(res) for res in transfer.values()), fontsize=5, loc="left")
+for text in ax.get_legend().get_texts():
+    text.set_text(role_label(text.get_text()))
+ax.get_legend().set_title("pre-training")
+ax.set_title("\n".join(textwrap.fill(ch.provenance(res), 190) for res in transfer.values()), fontsize=5, loc="left")
 fig.tight_layout()
 plt.show()
 

@@ -167,6 +167,10 @@ def test_map_frame_and_provenance_and_plot():
     assert ax.get_xlabel() == "IoU threshold" and "profile mini" in ax.get_title(loc="left")
     legend = [t.get_text() for t in ax.get_legend().get_texts()]  # the paper's names of the roles, then ours
     assert legend == ["IMAGENET-CLS (imagenet-cls)", "from scratch", "paper: IMAGENET-CLS"]
+    from detpretrain.paper import role_label
+
+    assert [role_label(p) for p in ("imagenet-loc", "detection@r1", "no such key")] == [
+        "IMAGENET-LOC (imagenet-loc)", "detection@r1", "no such key"]
     both = A.plot_map_vs_iou(_result({"imagenet-cls": [[_curve(60, 40)]], "detection": [[_curve(62, 45)]]}))
     assert [t.get_text() for t in both.get_legend().get_texts()] == [
         "IMAGENET-CLS (imagenet-cls)", "COCO (detection)", "paper: IMAGENET-CLS", "paper: COCO"]

@@ -29,6 +29,16 @@ ROLE_NAMES = {
     "detection-multilabel": "COCO (Cls)",
 }
 
+def role_label(pretrain: str) -> str:
+    """How a figure names our pre-training ``pretrain``: the paper's dataset playing its role, then our key
+    (``"COCO (detection)"``, ``"IMAGENET-CLS (imagenet-cls)"``); ``"from scratch"`` for no pre-training; a key
+    without a role (e.g. a replicate ``"detection@r1"``, or an unknown name) unchanged."""
+    role = ROLE_NAMES.get(pretrain, pretrain)
+    if role.startswith("("):  # no pre-training, no dataset to name
+        return role.strip("()")
+    return pretrain if role == pretrain else f"{role} ({pretrain})"
+
+
 #: The paper's tables without a COCO entry, and how they lay out their pre-trainings ("row" or "column"):
 #: Table 3 (occlusion), Table 4 (segmentation) and Table 6 (Conv5 probes) report OPENIMAGES, Table 5 is the
 #: OPENIMAGES detector's head.

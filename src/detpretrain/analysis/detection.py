@@ -18,7 +18,7 @@ from detpretrain.analysis.claims import PRIMARY_CLAIMS, growth, paired_units, un
 from detpretrain.analysis.stats import Verdict
 from detpretrain.chapter import provenance
 from detpretrain.experiments.common import SAME_IMAGES
-from detpretrain.paper import ROLE_NAMES, TABLE1
+from detpretrain.paper import ROLE_NAMES, TABLE1, role_label
 
 #: backbones in the order of tables and legends; ``detection-multilabel`` is Table 1's same-images control (issue 18):
 #: a multi-label classifier on the detection pre-training's images, with its epochs and IMAGENET-CLS initialisation
@@ -397,16 +397,9 @@ def plot_map_vs_iou(result: dict, ax=None, paper: bool = True, title: str | None
     order = [p for p in PRETRAIN_ORDER if p in set(frame["pretrain"])]
     colours = sns.color_palette("colorblind")  # blue, orange, green, purple: COCO (Cls) apart from COCO's orange
     palette = dict(zip(PRETRAIN_ORDER, (colours[0], colours[1], colours[2], colours[4])))
-
-    def shown(pretrain: str) -> str:  # the paper's name of the role, and ours: "COCO (detection)"
-        role = ROLE_NAMES.get(pretrain, pretrain)
-        if role.startswith("("):  # no pre-training, no dataset to name: "from scratch"
-            return role.strip("()")
-        return pretrain if role == pretrain else f"{role} ({pretrain})"
-
-    sns.lineplot(data=frame.assign(pretraining=frame["pretrain"].map(shown)), x="iou", y="mAP", hue="pretraining",
-                 hue_order=[shown(p) for p in order], errorbar="sd", marker="o",
-                 palette={shown(p): palette[p] for p in order}, ax=ax)
+    sns.lineplot(data=frame.assign(pretraining=frame["pretrain"].map(role_label)), x="iou", y="mAP",
+                 hue="pretraining", hue_order=[role_label(p) for p in order], errorbar="sd", marker="o",
+                 palette={role_label(p): palette[p] for p in order}, ax=ax)
     if paper:
         for pretrain in order:
             role = ROLE_NAMES.get(pretrain)
