@@ -142,9 +142,9 @@ for bar_group, pre in zip(ax.containers, order):
                     capsize=2, lw=0.8)
 ax.set_ylabel("linear-probe top-1 (%) on test, ± binomial se")
 ax.set_xlabel("")
+sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1.0), title="pre-training", fontsize=8)  # beside the bars
 for text in ax.get_legend().get_texts():  # the paper's names of the roles beside ours
     text.set_text(role_label(text.get_text()))
-ax.get_legend().set_title("pre-training")
 ax.set_title(textwrap.fill(ch.provenance(data="synthetic " + ", ".join(targets), runs=P.probe_sources(probe_rows)),
                            160), fontsize=6, loc="left")
 fig.tight_layout()
@@ -269,9 +269,9 @@ sns.stripplot(data=ft, x="dataset", y="top1", hue="pretrain", hue_order=order, d
               size=3, legend=False, ax=ax)
 ax.set_ylabel("top-1 (%) after fine-tuning, mean ± sd over runs")
 ax.set_xlabel("")
+sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1.0), title="pre-training", fontsize=8)
 for text in ax.get_legend().get_texts():
     text.set_text(role_label(text.get_text()))
-ax.get_legend().set_title("pre-training")
 ax.set_title("\n".join(textwrap.fill(ch.provenance(res), 190) for res in transfer.values()), fontsize=5, loc="left")
 fig.tight_layout()
 plt.show()
