@@ -189,6 +189,10 @@ def test_degenerate_inputs_never_hold():
         assert isinstance(v.sentence("mAP"), str)
     zero = S.verdict([1.0, 1.0, 1.0])
     assert (zero.ci_low, zero.ci_high) == (1.0, 1.0) and "zero spread" in zero.method
+    # one number computed three times with float32 rounding is not three replicates: no p of 1e-24, no "holds"
+    copies = S.verdict([50.0, float(np.float32(50.0) + np.float32(3e-6)), 50.0 - 2e-6])
+    assert copies.label == "not resolved" and "zero spread" in copies.method and math.isnan(copies.p_value)
+    assert S.verdict([50.0, 50.1, 49.95]).label == "holds"  # a real, small spread still gives an interval
     assert math.isnan(S.verdict([]).estimate)
 
 

@@ -50,7 +50,8 @@ Public core
     the exact 5.65 SE), so the exact one is used; they agree from df ~ 8 on.
 
     Degenerate inputs: fewer than 2 replicates -> *not resolved*, interval, p and mde NaN. Zero spread (all
-    replicates equal, e.g. identical runs whose seeds change nothing) -> *not resolved*, a zero-width interval at the
+    replicates equal to within :data:`ZERO_SPREAD_TOLERANCE` of their scale, e.g. identical runs whose seeds change
+    nothing) -> *not resolved*, a zero-width interval at the
     estimate, p and mde NaN: the design cannot measure its own noise, and a single repeated number is not evidence.
     NaN / inf values, mismatched lengths, non-1-D input -> ``ValueError`` naming the problem. No unit at all
     (``differences`` empty) -> *not resolved* with NaN estimate, as for a comparison that is missing.
@@ -303,9 +304,15 @@ def _group_codes(groups, n: int) -> tuple[np.ndarray, int]:
     return codes, len(uniques)
 
 
+#: replicates that differ by at most this fraction of their scale (max(1, |x|)) are copies of one number: float32
+#: rounding leaves ~1e-7 between runs that computed the same value (e.g. a metric summed in another order), while two
+#: pre-training runs differ by far more (points of mAP or top-1, hundredths of a mass share)
+ZERO_SPREAD_TOLERANCE = 1e-6
+
+
 def _zero_spread(x: np.ndarray) -> bool:
     scale = max(1.0, float(np.max(np.abs(x))))
-    return float(np.ptp(x)) <= 1e-12 * scale
+    return float(np.ptp(x)) <= ZERO_SPREAD_TOLERANCE * scale
 
 
 # ----------------------------------------------------------------------------------------------------------------
