@@ -143,8 +143,8 @@ for bar_group, pre in zip(ax.containers, order):
 ax.set_ylabel("linear-probe top-1 (%) on test, ± binomial se")
 ax.set_xlabel("")
 sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1.0), title="pre-training", fontsize=8)  # beside the bars
-for text in ax.get_legend().get_texts():  # the paper's names of the roles beside ours
-    text.set_text(role_label(text.get_text()))
+for text in ax.get_legend().get_texts():  # the paper's names of the roles beside ours; scratch: a random backbone
+    text.set_text(role_label(text.get_text(), P.PROBE_ROLE_NAMES))
 ax.set_title(textwrap.fill(ch.provenance(data="synthetic " + ", ".join(targets), runs=P.probe_sources(probe_rows)),
                            160), fontsize=6, loc="left")
 fig.tight_layout()

@@ -45,7 +45,10 @@
 # each replicate is fine-tuned once per fine-tuning seed (`mini`: one); a from-scratch arm, which has no pre-training,
 # gets an independent training run per replicate. The differences of a replicate are averaged, and the 95 %
 # t-interval is over the replicates (Bouthillier et al. 2021). A claim **holds** when its interval excludes zero in
-# the paper's direction, is **reversed** when it excludes zero the other way, and is **not resolved** otherwise;
+# the paper's direction, is **reversed** when it excludes zero the other way, and is **not resolved** otherwise, and
+# always where the interval is not over pre-training runs of both arms (one network in an arm: published weights at
+# `torchvision` and `paper`, or one untrained floor network), whatever it shows about those networks, which the
+# label then adds;
 # "accuracy kept" claims are non-inferiority tests with a declared margin. Each claim also gives its power: the
 # smallest effect this design detects with 80 % probability. A detection chapter whose IMAGENET-CLS-arm detector is
 # too weak (below 60 mAP@0.5, or mAP@0.7 below half its mAP@0.5) prints **regime inadequate** instead of a label.

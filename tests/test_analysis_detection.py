@@ -171,6 +171,9 @@ def test_map_frame_and_provenance_and_plot():
 
     assert [role_label(p) for p in ("imagenet-loc", "detection@r1", "no such key")] == [
         "IMAGENET-LOC (imagenet-loc)", "detection@r1", "no such key"]
+    from detpretrain.analysis.probes import PROBE_ROLE_NAMES
+
+    assert role_label("scratch") == "from scratch" and role_label("scratch", PROBE_ROLE_NAMES) == "random init"
     both = A.plot_map_vs_iou(_result({"imagenet-cls": [[_curve(60, 40)]], "detection": [[_curve(62, 45)]]}))
     assert [t.get_text() for t in both.get_legend().get_texts()] == [
         "IMAGENET-CLS (imagenet-cls)", "COCO (detection)", "paper: IMAGENET-CLS", "paper: COCO"]

@@ -213,13 +213,25 @@ def test_claim1_layers_differ_over_replicates_at_similar_accuracy(monkeypatch):
     assert list(claims)[1:] == [E.CLAIM1] and not any(k.startswith("I ≠ S") for k in claims)
     v = E.layer_dim_differences(res)["layer1"]
     assert v.estimate == pytest.approx(13 / 3 + 0.0 - 0.0) and v.n == 3 and v.unit == "pre-training run"
-    assert v.label == "holds"
+    # one S run beside 3 I replicates: what these networks show (I higher), but S's run-to-run spread is not in the
+    # interval, so the layer is not counted as differing and its direction says so
+    assert v.label == "holds" and not v.replicated and v.claim_label == "not resolved"
     text = E.claim1_summary(res, claims)
-    assert "**1 of 1**" in text and "layer1 3" in text and "**similar**" in text  # 3 dims at initialisation
+    assert "**0 of 1**" in text and "layer1 3" in text and "**similar**" in text  # 3 dims at initialisation
+    frame = E.layer_dim_table(res)
+    assert frame.loc[0, "direction"] == (
+        "not resolved (not replicated over pre-training runs; these networks alone: I higher)")
+    assert frame.loc[0, "I − S"] == pytest.approx(13 / 3)
+    # three S runs, each paired with its I replicate: replicated, and the layer differs
+    both = _eig_result([8, 9, 8], [4, 4, 5], [50.5, 51, 51.5], [51, 51, 51], replicated=True)
+    for r in both["runs"]:  # S's run r is replicate r (its own training run), not a fine-tuning seed
+        if r["pretrain"] == "scratch":
+            r["replicate"], r["seed"] = r["seed"], 0
+    assert E.layer_dim_differences(both)["layer1"].replicated
+    assert "**1 of 1**" in E.claim1_summary(both, E.eigen_claims(both))
+    assert E.layer_dim_table(both).loc[0, "direction"] == "I higher"
     far = _eig_result([8, 9, 8], [4], [50, 51, 52], [40], replicated=True)
     assert "**not shown similar**" in E.claim1_summary(far, E.eigen_claims(far))
-    frame = E.layer_dim_table(res)
-    assert frame.loc[0, "direction"] == "I higher" and frame.loc[0, "I − S"] == pytest.approx(13 / 3)
 
 
 def test_claim1_single_statistic_against_an_independent_computation(monkeypatch):

@@ -267,7 +267,7 @@ def test_submitit_local_executor_trains_a_plan(corpus_dir, tmp_path):
     assert list((tmp_path / "logs").glob("*/submitit/*"))  # submitit's own job files
 
 
-def test_every_chapter_of_the_book_has_a_planner_and_plans_at_smoke(corpus_dir, tmp_path):
+def test_every_chapter_of_the_book_has_a_planner_and_plans_at_smoke(corpus_dir, tmp_path, monkeypatch):
     from detpretrain.book import chapter_name, chapter_source, toc_files
     from detpretrain.plan import CHAPTER_PLANNERS
 
@@ -296,6 +296,14 @@ def test_every_chapter_of_the_book_has_a_planner_and_plans_at_smoke(corpus_dir, 
     assert len(real.notes) == 1 and f"real_data flowers102 root {absent} not found" in real.notes[0]
     assert f"not planned: classification: real_data flowers102 root {absent}" in format_plan(real, RunStore(tmp_path))
     assert not book_plan("smoke", ["classification"], {"real_data": {}}, root=PROJECT, store=RunStore(tmp_path)).notes
+    from detpretrain.plan import absent_real_data
+
+    defaults = {"flowers102": "../shared/data/flowers102_subset", "pet": "../shared/data/oxford_iiit_pet_subset"}
+    with monkeypatch.context() as m:
+        m.chdir(tmp_path)  # where ../shared/data does not exist; the variant reads the classification chapter's default
+        variant = absent_real_data({"mechanisms": {"variants": ["classification:distributed"]}})
+    assert [line.split(":")[0] for line in variant] == ["mechanisms (classification under distributed)"] * 2
+    assert all(defaults[name] in line for name, line in zip(defaults, variant))
 
 
 def test_a_run_trained_outside_the_plan_is_recorded_while_a_chapter_executes(corpus_dir, tmp_path, monkeypatch):

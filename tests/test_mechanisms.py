@@ -917,6 +917,25 @@ def test_cue_contrasts_are_welch_tests_between_saved_executions(tmp_path):
     assert M.contrasts_frame({}, rows).empty
 
 
+def test_a_contrast_of_unreplicated_intervals_reads_not_resolved_with_what_the_networks_show():
+    """A contrast between two cues of a claim measured on one pair of networks is itself unreplicated: its reading
+    must not say 'no difference detected' when the two networks' effects do differ."""
+    from detpretrain.analysis import claims as C
+    from detpretrain.analysis import mechanisms as M
+
+    primary = C.PRIMARY_CLAIMS["mechanisms"].name
+    contrasts = {primary: stats.verdict([3.0, 4.0, 5.0], groups=np.arange(3)),
+                 "one pair": stats.conditional_verdict([2.9, 3.0, 3.1, 3.0, 3.05], unit="test image")}
+    rows = pd.DataFrame([{"name": n, "chapter": "visualisations", "claim": n, "cue": "distributed",
+                          "predicted": pred, "under part": 3.0, "under cue": 0.0}
+                         for n, pred in ((primary, "smaller"), ("one pair", "same"))])
+    table = M.contrasts_frame(contrasts, rows).set_index("claim")
+    assert table.loc["one pair", "label"].startswith("not resolved (not replicated over pre-training runs")
+    assert table.loc["one pair", "reading"] == ("not resolved (not replicated over pre-training runs); these networks "
+                                                "alone: against the prediction: the effect depends on the condition")
+    assert table.loc[primary, "reading"] == "as predicted: smaller without the part"
+
+
 def test_predicted_change_and_readings():
     from detpretrain.analysis import mechanisms as M
 

@@ -29,12 +29,13 @@ ROLE_NAMES = {
     "detection-multilabel": "COCO (Cls)",
 }
 
-def role_label(pretrain: str) -> str:
+def role_label(pretrain: str, names: dict[str, str] | None = None) -> str:
     """How a figure names our pre-training ``pretrain``: the paper's dataset playing its role, then our key
     (``"COCO (detection)"``, ``"IMAGENET-CLS (imagenet-cls)"``); ``"from scratch"`` for no pre-training; a key
-    without a role (e.g. a replicate ``"detection@r1"``, or an unknown name) unchanged."""
-    role = ROLE_NAMES.get(pretrain, pretrain)
-    if role.startswith("("):  # no pre-training, no dataset to name
+    without a role (e.g. a replicate ``"detection@r1"``, or an unknown name) unchanged. ``names``: another map of
+    roles (default :data:`ROLE_NAMES`; e.g. the probes', where ``scratch`` is a random, untrained backbone)."""
+    role = (ROLE_NAMES if names is None else names).get(pretrain, pretrain)
+    if role.startswith("("):  # no pre-training, no dataset to name: "from scratch", "random init"
         return role.strip("()")
     return pretrain if role == pretrain else f"{role} ({pretrain})"
 

@@ -412,8 +412,9 @@ def chapters_plan(profile: str, values: dict[str, dict], *, store: RunStore, dat
 
 def absent_real_data(values: dict[str, dict]) -> list[str]:
     """The real datasets a chapter's ``real_data`` names (``{dataset: root}``, the classification chapter's Table 6
-    and 8 rows on real images) whose root does not exist here: the plan has no runs for them (the chapter skips them
-    and says so), so a plan that counts fewer runs than expected says why.
+    and 8 rows on real images; for the mechanisms page, its variants' ``real_data``) whose root does not exist here:
+    the plan has no runs for them (the chapter skips them and says so, or downloads them where it may and trains
+    their runs as it executes), so a plan that counts fewer runs than expected says why.
 
     Args:
         values: ``{chapter: its parameter values}`` as :func:`chapters_plan` takes them.
@@ -423,15 +424,21 @@ def absent_real_data(values: dict[str, dict]) -> list[str]:
         not found: its runs are not planned"``.
     """
     from detpretrain.experiments.classification import real_transfer_roots
+    from detpretrain.parameters import parse_variants, variant_values
 
     lines = []
     for chapter, chapter_values in values.items():
-        real = chapter_values.get("real_data") or {}
-        if not isinstance(real, dict):
-            continue
-        found = real_transfer_roots(real)
-        lines += [f"{chapter}: real_data {name} root {root} not found: its runs are not planned (give the root with "
-                  f"-p real_data; the chapter skips the dataset)" for name, root in real.items() if name not in found]
+        reals = [(chapter, chapter_values.get("real_data"))]
+        if chapter == "mechanisms":  # its variants execute chapters with their own defaults (variant_values)
+            reals = [(f"{chapter} ({c} under {q})", variant_values(c, q, chapter_values).get("real_data"))
+                     for c, q in parse_variants(chapter_values.get("variants"))]
+        for where, real in reals:
+            if not isinstance(real, dict):
+                continue
+            found = real_transfer_roots(real)
+            lines += [f"{where}: real_data {name} root {root} not found: its runs are not planned (a chapter that "
+                      "downloads it trains them when it executes; else it skips the dataset)"
+                      for name, root in real.items() if name not in found]
     return lines
 
 

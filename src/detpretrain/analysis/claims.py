@@ -393,8 +393,9 @@ def verdicts_table(verdicts: Mapping[str, Verdict], key: str = "claim",
     """Verdicts shown where a chapter computes them, before its claims table (:func:`claims_frame`) adjusts the
     secondary ones: one row per verdict, ``key`` (the dict's keys), ``columns`` of
     :meth:`~detpretrain.analysis.stats.Verdict.as_row`, and :data:`UNADJUSTED_LABEL`: each verdict's label from its
-    own 95 % interval, so a row reading "holds" or "reversed" is not yet a claim of the chapter (and a verdict that is
-    not in the claims table is never adjusted). Empty ``verdicts`` give an empty frame with these columns.
+    own 95 % interval (:attr:`~detpretrain.analysis.stats.Verdict.shown_label`: *not resolved* where the interval is
+    not over pre-training runs of both arms, with what it shows about these networks), so a row reading "holds" or
+    "reversed" is not yet a claim of the chapter (and a verdict that is not in the claims table is never adjusted). Empty ``verdicts`` give an empty frame with these columns.
 
     Raises:
         KeyError: a name in ``columns`` that is not a field of ``Verdict.as_row()``.

@@ -470,12 +470,18 @@ def layer_dim_table(result: dict, a: str = "imagenet-cls", b: str = "scratch"):
     """:func:`layer_dim_differences` as a table (a description per layer; claim 1's test is
     :func:`spectral_claim1`): ``layer``, ``I − S``, ``95% CI low``, ``95% CI high``, ``n``, ``unit``,
     ``direction`` ("I higher" where the verdict is ``holds``, "S higher" where ``reversed``, else the label; before
-    the chapter's Holm adjustment)."""
+    the chapter's Holm adjustment; with one S run, *not resolved* followed by what these networks show:
+    :attr:`~detpretrain.analysis.stats.Verdict.shown_label`)."""
     import pandas as pd
 
     names = {"holds": "I higher", "reversed": "S higher"}
+
+    def direction(v) -> str:  # unreplicated (one S run): not resolved, with what these networks show
+        return names.get(v.label, v.label) if v.replicated else v.shown_label.replace(
+            f": {v.label})", f": {names.get(v.label, v.label)})")
+
     return pd.DataFrame([{"layer": k, "I − S": v.estimate, "95% CI low": v.ci_low, "95% CI high": v.ci_high,
-                          "n": v.n, "unit": v.unit, "direction": names.get(v.label, v.label)}
+                          "n": v.n, "unit": v.unit, "direction": direction(v)}
                          for k, v in layer_dim_differences(result, a, b).items()])
 
 
@@ -512,7 +518,7 @@ def claim1_summary(result: dict, claims: dict) -> str:
     primary = next(iter(claims))
     adjusted = adjust_claims(claims, primary)
     per_layer = layer_dim_differences(result)
-    differing = [layer for layer, v in per_layer.items() if v.label != "not resolved"]
+    differing = [layer for layer, v in per_layer.items() if v.claim_label != "not resolved"]
     similar, gap = similar_accuracy(result)
     dyn = dimensionality_frame(result)
     start = dyn[(dyn.epoch == 0) & dyn.layer.isin(STAGES)].groupby(["detector", "layer"])["dim"].mean()

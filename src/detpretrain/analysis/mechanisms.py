@@ -512,14 +512,26 @@ def contrasts_frame(contrasts: dict[str, Verdict], frame: pd.DataFrame) -> pd.Da
         ``predicted``, the two estimates and ``reading``; empty when nothing was compared.
     """
     from detpretrain.analysis.claims import claims_frame, declared_primary
+    from detpretrain.analysis.stats import UNREPLICATED, adjust_claims
 
     if not contrasts:
         return pd.DataFrame(columns=["claim", "cue", "predicted", "reading"])
-    table = claims_frame(contrasts, declared_primary("mechanisms", contrasts))
+    primary = declared_primary("mechanisms", contrasts)
+    table = claims_frame(contrasts, primary)
+    adjusted = adjust_claims(contrasts, primary)  # the labels claims_frame shows, as verdicts
     extra = frame.set_index("name")
     table = table.join(extra.drop(columns=["chapter", "claim"]), on="claim")
-    table["reading"] = [contrast_reading(p, lab, m) for p, lab, m in zip(table["predicted"], table["label"],
-                                                                          table["smallest detectable"])]
+
+    def reading(name: str, predicted: str, mde: float) -> str:
+        v = adjusted[name]
+        if v.replicated:
+            return contrast_reading(predicted, v.label, mde)
+        # a contrast of unreplicated intervals (one pair of networks, or one untrained floor): no claim about
+        # pre-training, whatever it shows about these networks
+        return f"not resolved ({UNREPLICATED}); these networks alone: {contrast_reading(predicted, v.label, mde)}"
+
+    table["reading"] = [reading(n, p, m) for n, p, m in zip(table["claim"], table["predicted"],
+                                                             table["smallest detectable"])]
     return table
 
 
