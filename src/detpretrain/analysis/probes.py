@@ -239,7 +239,9 @@ def table5(probes: dict[str, dict], names: dict[str, str]) -> pd.DataFrame:
 TABLE5_ORDERINGS = (("convproj_1x1", "convproj_2x2"), ("convproj_2x2", "convproj_4x4"), ("convproj_4x4", "convproj"),
                     ("convproj_1x1", "convproj"), ("fc1", "fc2"))
 #: the paper's names of the head features in Table 5's claims (the ConvProj blob and its average pools to 4x4, 2x2
-#: and 1x1; the two fully connected layers)
+#: and 1x1; the two fully connected layers), without shapes: a claim's name must not change with the profile's widths
+#: (the mechanisms page joins claims across executions by name), while the table's rows carry the shapes
+#: (:data:`detpretrain.experiments.features.HEAD_FEATURE_PAPER`, :func:`~detpretrain.experiments.features.head_feature_names`)
 TABLE5_CLAIM_NAMES = {"convproj": "ConvProj blob", "convproj_4x4": "ConvProj 4x4", "convproj_2x2": "ConvProj 2x2",
                       "convproj_1x1": "ConvProj 1x1", "fc1": "FC1", "fc2": "FC2"}
 
