@@ -474,11 +474,16 @@ def layer_dim_table(result: dict, a: str = "imagenet-cls", b: str = "scratch"):
     :attr:`~detpretrain.analysis.stats.Verdict.shown_label`)."""
     import pandas as pd
 
+    from detpretrain.analysis.stats import UNREPLICATED
+
     names = {"holds": "I higher", "reversed": "S higher"}
 
     def direction(v) -> str:  # unreplicated (one S run): not resolved, with what these networks show
-        return names.get(v.label, v.label) if v.replicated else v.shown_label.replace(
-            f": {v.label})", f": {names.get(v.label, v.label)})")
+        if v.replicated:
+            return names.get(v.label, v.label)
+        if v.label not in names:
+            return v.shown_label
+        return f"not resolved ({UNREPLICATED}; these networks alone: {names[v.label]})"
 
     return pd.DataFrame([{"layer": k, "I − S": v.estimate, "95% CI low": v.ci_low, "95% CI high": v.ci_high,
                           "n": v.n, "unit": v.unit, "direction": direction(v)}
