@@ -51,6 +51,8 @@ store = None  # run store folder; None means $DETPRETRAIN_RUNS or runs/
 data_cache = None  # generated-corpus folder; None means $DETPRETRAIN_DATA or data/generated
 replicates = None  # pre-training replicates per pre-trained backbone (the unit of every verdict); None: the profile's
 variants = ["classification:distributed", "feature_space:distributed", "visualisations:distributed", "visualisations:part+decoy", "classification:shared-backgrounds"]  # chapter:condition, run again
+real_data = {"flowers102": "../shared/data/flowers102_subset", "pet": "../shared/data/oxford_iiit_pet_subset"}  # genuine datasets of the classification variants' Table 6 and 8 rows, {name: root}
+download = False  # the variants fetch an absent real dataset with torchvision (internet)
 
 # %% tags=["hide-input"]
 from pathlib import Path
@@ -66,7 +68,8 @@ from detpretrain.overview import save_primary
 from detpretrain.parameters import parse_variants
 
 ch = chapter_setup("mechanisms", profile=profile, store=store, data_cache=data_cache, device=device, dataset=dataset,
-                   data_root=data_root, seeds=seeds, replicates=replicates, variants=variants)
+                   data_root=data_root, seeds=seeds, replicates=replicates, variants=variants,
+                   real_data=real_data, download=download)
 asked = parse_variants(variants)
 chapters = list(dict.fromkeys(chapter for chapter, _ in asked))
 

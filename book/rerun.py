@@ -115,7 +115,7 @@ display(Markdown(rerun.parameters_markdown(per_chapter)))
 # | COCO 2017 as a target | `data_root` with `dataset="coco"` | annotations/instances_train2017.json and instances_val2017.json beside train2017/ and val2017/ | the same |
 # | COCO 2017 for the detection pre-training of `paper` | `coco_root` (`train --coco-root`), `$DETPRETRAIN_COCO`, `~/data/coco` | as above | every chapter that reads the detection backbone |
 # | COCO images for Figure 4 on real data | `real_detection_root` | as above | visualisations |
-# | Flowers-102, Oxford-IIIT Pet, Caltech-256, SUN-397 | `real_data`, a dict of roots (`download=True`: torchvision fetches an absent one) | torchvision's layouts (flowers-102/, oxford-iiit-pet/, caltech256/, SUN397/); also Flowers-102 as class folders train/, valid/, test/ and Pet as images/ and annotations/ extracted by hand | classification |
+# | Flowers-102, Oxford-IIIT Pet, Caltech-256, SUN-397 | `real_data`, a dict of roots (`download=True`: torchvision fetches an absent one) | torchvision's layouts (flowers-102/, oxford-iiit-pet/, caltech256/, SUN397/); also Flowers-102 as class folders train/, valid/, test/ and Pet as images/ and annotations/ extracted by hand | classification; mechanisms (passed to its classification variants) |
 # | the same, for the feature space | `data_root` with `dataset` flowers102, pet, caltech256 or sun397 | as above | feature_space |
 # | runs: checkpoints and metrics | `store`, `$DETPRETRAIN_RUNS`, `runs/` | one folder per run, named by the hash of its config | all |
 # | print figures: PDF and 300-dpi PNG | `$DETPRETRAIN_FIGURES`, `_build/figures/` | one folder per profile and chapter | visualisations, the companion studies |

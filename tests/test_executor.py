@@ -304,6 +304,12 @@ def test_every_chapter_of_the_book_has_a_planner_and_plans_at_smoke(corpus_dir, 
         variant = absent_real_data({"mechanisms": {"variants": ["classification:distributed"]}})
     assert [line.split(":")[0] for line in variant] == ["mechanisms (classification under distributed)"] * 2
     assert all(defaults[name] in line for name, line in zip(defaults, variant))
+    # a real_data given to the page reaches its classification variants: their plan has the rows of the roots given
+    given = absent_real_data({"mechanisms": {"variants": ["classification:distributed", "feature_space:distributed"],
+                                             "real_data": {"flowers102": str(absent), "pet": str(present)}}})
+    assert given == [f"mechanisms (classification under distributed): real_data flowers102 root {absent} not found: "
+                     "its runs are not planned (a chapter that downloads it trains them when it executes; else it "
+                     "skips the dataset)"]
 
 
 def test_a_run_trained_outside_the_plan_is_recorded_while_a_chapter_executes(corpus_dir, tmp_path, monkeypatch):

@@ -53,6 +53,27 @@ def test_sun_backgrounds_reach_the_sun_target_only():
     assert common.pretrain_configs(PROF, corpus=shared) == common.pretrain_configs(PROF)
 
 
+def test_the_pages_real_data_and_download_reach_its_classification_variants_only(tmp_path):
+    """``book -p real_data ...`` is given to every chapter that has the name: the classification chapter and the
+    mechanisms page, which passes it (and ``download``) to the classification variants it executes; the other
+    variants have no ``real_data``. Without it a variant keeps the classification chapter's default."""
+    from detpretrain.book import _book_parameters, find_root, resolve_chapter
+    from detpretrain.parameters import CHAPTER_PARAMETERS, variant_values
+
+    roots = {"pet": str(tmp_path / "pets")}
+    page = {"real_data": roots, "download": True}
+    assert {k: variant_values("classification", "distributed", page)[k] for k in page} == page
+    assert variant_values("classification", "shared-backgrounds", page)["real_data"] == roots
+    feature_space = variant_values("feature_space", "distributed", page)
+    assert "real_data" not in feature_space and feature_space["dataset"] == "synthetic"  # its variant: synthetic only
+    default = {p.name: p.default for p in CHAPTER_PARAMETERS["classification"]}["real_data"]
+    assert variant_values("classification", "distributed", {})["real_data"] == default
+    sources = {c: resolve_chapter(c, find_root(None)) for c in ("classification", "mechanisms", "feature_space")}
+    checked = _book_parameters({"real_data": roots}, sources)
+    assert checked["mechanisms"]["real_data"] == checked["classification"]["real_data"] == roots
+    assert "real_data" not in checked["feature_space"]
+
+
 def test_bad_variants_are_refused_by_name():
     with pytest.raises(ConfigError, match="unknown variant key"):
         common.synthetic_spec("smoke", "voc", corpus={"exclude_supercategory": "animal"})

@@ -258,6 +258,12 @@ COCO_ROOT = Parameter("coco_root", "path", None, "paper profile: COCO 2017 root 
 DOWNLOAD = Parameter("download", "bool", False, "fetch an absent real classification dataset into its root with "
                      "torchvision (needs internet)")
 CACHE_MEANING = "generated-corpus folder; None means $DETPRETRAIN_DATA or data/generated"
+#: the genuine classification datasets of Table 6's probes and Table 8's fine-tunings (the classification chapter's,
+#: and the mechanisms page's, which passes it to its classification variants: :data:`VARIANT_SHARED`)
+REAL_DATA = Parameter("real_data", "str dict", {"flowers102": "../shared/data/flowers102_subset",
+                                                "pet": "../shared/data/oxford_iiit_pet_subset"},
+                      "genuine datasets probed and fine-tuned on, {name: root}; absent folders are skipped unless "
+                      "download", choices=REAL_PROBE_DATASETS, nullable=True)
 
 
 def _common(profiles: tuple[str, ...], datasets: tuple[str, ...], dataset: str, data_root: str,
@@ -361,10 +367,7 @@ CHAPTER_PARAMETERS: dict[str, tuple[Parameter, ...]] = {
                   "backbones fine-tuned (Table 8)", choices=PROBE_PRETRAINS),
         Parameter("head_target", "str", "caltech", "dataset of the detection-head probes (Table 5)",
                   choices=CLASSIFICATION_ROLES),
-        Parameter("real_data", "str dict", {"flowers102": "../shared/data/flowers102_subset",
-                                            "pet": "../shared/data/oxford_iiit_pet_subset"},
-                  "genuine datasets probed and fine-tuned on, {name: root}; absent folders are skipped unless "
-                  "download", choices=REAL_PROBE_DATASETS, nullable=True),
+        REAL_DATA,
         DOWNLOAD,
         COCO_ROOT,
         Parameter("cue", "str", "part", _CUE_MEANING, choices=CUES),
@@ -427,6 +430,8 @@ CHAPTER_PARAMETERS: dict[str, tuple[Parameter, ...]] = {
         Parameter("variants", "str list", list(DEFAULT_VARIANTS), "chapters executed again under another cue "
                   "or the SUN scene control, as chapter:condition (the chapters' own executions give the part "
                   "column)", choices=VARIANT_CHOICES),
+        dataclasses.replace(REAL_DATA, meaning=REAL_DATA.meaning + "; passed to the classification variants"),
+        dataclasses.replace(DOWNLOAD, meaning=DOWNLOAD.meaning + "; passed to the variants"),
     ),
     "rerun": _common(ALL_PROFILES, ("synthetic",), "unused here", "unused here", "unused here"),
 }
@@ -436,8 +441,10 @@ CHAPTER_PARAMETERS: dict[str, tuple[Parameter, ...]] = {
 
 
 #: the parameters a cue variant takes from the mechanisms page (the others keep the chapter's defaults: the cue lives
-#: in the synthetic corpora, so every variant runs on its chapter's synthetic target)
-VARIANT_SHARED = ("profile", "seeds", "device", "store", "data_cache", "replicates")
+#: in the synthetic corpora, so every variant runs on its chapter's synthetic target; ``real_data`` reaches the
+#: classification variants, whose Table 6 and 8 rows on genuine images the page compares too, and ``download`` every
+#: variant that has it)
+VARIANT_SHARED = ("profile", "seeds", "device", "store", "data_cache", "replicates", "real_data", "download")
 
 
 def parse_variants(variants) -> list[tuple[str, str]]:

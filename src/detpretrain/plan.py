@@ -429,7 +429,7 @@ def absent_real_data(values: dict[str, dict]) -> list[str]:
     lines = []
     for chapter, chapter_values in values.items():
         reals = [(chapter, chapter_values.get("real_data"))]
-        if chapter == "mechanisms":  # its variants execute chapters with their own defaults (variant_values)
+        if chapter == "mechanisms":  # its variants: the page's real_data, else the chapters' defaults
             reals = [(f"{chapter} ({c} under {q})", variant_values(c, q, chapter_values).get("real_data"))
                      for c, q in parse_variants(chapter_values.get("variants"))]
         for where, real in reals:
