@@ -164,7 +164,7 @@ table(B.identical_samples_table(loc, transfer))
 # does. The cell under the table says which annotations this target has and what the table can show with them.
 
 # %% tags=["hide-input"]
-table(B.occlusion_table(frames).set_index("pre-training").T, index=True)
+table(B.occlusion_table(frames).set_index("pre-training").T, index=True, roles=True)
 
 # %% tags=["hide-input"]
 display(Markdown(annotations["sentence"]))
@@ -225,7 +225,7 @@ else:
 
 # %% tags=["hide-input"]
 if len(design):
-    display(table(B.visibility_table(design, {0: "imagenet-cls", 1: "detection"}), precision=1, index=True))
+    display(table(B.visibility_table(design, {0: "imagenet-cls", 1: "detection"}), precision=1, index=True, roles=True))
 if occ_claims:
     display(table(C.verdicts_table(occ_claims, key="term"), precision=2))
 else:

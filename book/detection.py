@@ -168,7 +168,7 @@ table(C.claims_frame(claims, next(iter(claims)), regime), precision=2,
 # Mean over the fine-tuning runs, in percent; classes of the target, one column per pre-training.
 
 # %% tags=["hide-input"]
-table(A.per_class_ap(result, 0.7), index=True)
+table(A.per_class_ap(result, 0.7), index=True, roles=True)
 
 # %% [markdown]
 # ## What this shows

@@ -135,7 +135,7 @@ display(Markdown("Their verdicts, with intervals, are the `Figure 2` rows of the
 # sheep.
 
 # %% tags=["hide-input"]
-table(A.per_class_gain(result))
+table(A.per_class_gain(result), roles=True)
 
 # %% tags=["hide-input"]
 table(A.paper_class_comparison(result))
@@ -149,7 +149,7 @@ table(A.paper_class_comparison(result))
 # %% tags=["hide-input"]
 if {"imagenet-cls", "detection"} <= set(pretrains):
     examples = A.pick_examples(result, n_gain=3, n_loss=1)
-    display(table(examples))
+    display(table(examples, roles=True))
     A.plot_examples(result, examples, device="cpu", data_cache=ch.data_cache, title=ch.provenance(result))
     plt.show()
 else:

@@ -364,7 +364,7 @@ display(Markdown(V.localisation_verdict(obj_frame, "imagenet-cls", "detection", 
 loc_table, loc_verdicts = V.paired_localisation(obj_frame, "imagenet-cls", "detection")
 
 # %% tags=["hide-input"]
-table(loc_table, precision=3)
+table(loc_table, precision=3, roles=True)
 
 # %% [markdown]
 # ## The claims beside the predictions

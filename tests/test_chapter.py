@@ -136,6 +136,34 @@ def test_table_columns_never_run_together():
     assert "text-align: left" in C.table(pd.DataFrame({"name": ["a"], "v": [1.0]}))._repr_html_()
 
 
+def test_a_table_of_pre_trainings_names_them_by_the_papers_roles_in_its_headers_only():
+    from detpretrain.paper import with_role_names
+
+    assert with_role_names("imagenet-cls IoU") == "IMAGENET-CLS (imagenet-cls) IoU"
+    assert with_role_names("detected by detection %") == "detected by COCO (detection) %"
+    assert with_role_names("scratch") == "from scratch" and with_role_names("detection-multilabel") == "COCO (Cls) " \
+        "(detection-multilabel)"
+    for unchanged in ("detections", "detection@r1", "class", 0.5, ("detection", "mean")):
+        assert with_role_names(unchanged) == unchanged
+    per_class = pd.DataFrame({"class": ["car", "detection"], "imagenet-cls IoU": [54.31, 1.0],
+                              "detection IoU": [53.52, 2.0], "gain": [-0.79, 1.0]})
+    t = C.table(per_class, formats={"gain": "{:+.2f}"}, roles=True)
+    assert list(t.text.columns) == ["class", "IMAGENET-CLS (imagenet-cls) IoU", "COCO (detection) IoU", "gain"]
+    assert list(t.text["class"]) == ["car", "detection"]  # cells are not headers: left as they are
+    assert repr(t).splitlines()[1].split() == ["car", "54.3", "53.5", "-0.79"]  # formats by the frame's own names
+    assert list(C.table(per_class).text.columns) == list(per_class.columns)  # off unless asked
+    pivot = pd.DataFrame([[13.8, 12.7]], index=pd.Index(["occluded Low % missed"]),
+                         columns=pd.Index(["detection", "imagenet-cls"], name="pre-training"))
+    shown = C.table(pivot, index=True, roles=True)
+    assert list(shown.frame.columns) == ["COCO (detection)", "IMAGENET-CLS (imagenet-cls)"]
+    assert shown.text.columns.name == "pre-training" and list(shown.text.index) == ["occluded Low % missed"]
+    by_class = pd.DataFrame([[44.9, 30.3, 49.3]], index=pd.Index(["bus"], name="class"),
+                            columns=pd.MultiIndex.from_tuples([("mAP", "detection"), ("mAP", "imagenet-cls"),
+                                                               ("mAP", "scratch")], names=[None, "pretrain"]))
+    html = C.table(by_class, index=True, roles=True)._repr_html_()
+    assert all(f">{name}</th>" in html for name in ("COCO (detection)", "IMAGENET-CLS (imagenet-cls)", "from scratch"))
+
+
 def test_table_shows_an_index_and_mixed_settings_as_they_are():
     settings = C.settings_frame([("profile", "smoke"), ("base lr", 0.02), ("epochs", 7)])
     assert list(settings.index) == ["profile", "base lr", "epochs"]

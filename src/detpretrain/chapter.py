@@ -247,15 +247,19 @@ def format_value(value, *, precision: int = 1, fmt: str | Callable | None = None
 
 
 def table(frame: pd.DataFrame, *, precision: int = 1, formats: Mapping | None = None, index: bool = False,
-          na_rep: str = "–", thousands: bool = False) -> Table:
+          na_rep: str = "–", thousands: bool = False, roles: bool = False) -> Table:
     """A :class:`Table` of ``frame``: the one way the book shows a table.
 
     Args:
         precision: decimals of the cells of numeric columns (a column of mixed values shows ``str`` of each).
-        formats: ``{column: str.format pattern or callable}`` for columns formatted otherwise.
+        formats: ``{column: str.format pattern or callable}`` for columns formatted otherwise (by the frame's own
+            column names, before ``roles`` renames them).
         index: show the index (a chapter's configuration table, a table indexed by layer); default hidden.
         na_rep: text of a missing value.
         thousands: ``,`` between thousands.
+        roles: name our pre-training keys in the headers (column labels, index values and names) as the paper's
+            roles (:func:`detpretrain.paper.with_role_names`: ``"detection IoU"`` -> ``"COCO (detection) IoU"``),
+            for tables whose headers name pre-trainings; the cells are left as they are.
     """
     formats = dict(formats or {})
     if not index:  # not shown: a fresh one keeps the rendering independent of it (and unique, as Styler needs)
@@ -266,7 +270,21 @@ def table(frame: pd.DataFrame, *, precision: int = 1, formats: Mapping | None = 
         numeric = pd.api.types.is_numeric_dtype(frame[col])
         text[col] = [format_value(v, precision=precision, fmt=fmt, na_rep=na_rep, thousands=thousands,
                                   numeric=numeric) for v in frame[col]]
-    return Table(frame, text.astype(object), index)
+    text = text.astype(object)
+    if roles:
+        frame, text = (_role_headers(f) for f in (frame, text))
+    return Table(frame, text, index)
+
+
+def _role_headers(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its column labels, index values and axis names passed through
+    :func:`detpretrain.paper.with_role_names` (every level of a MultiIndex)."""
+    from detpretrain.paper import with_role_names
+
+    out = frame.rename(columns=with_role_names, index=with_role_names)
+    out.columns.names = [with_role_names(n) for n in out.columns.names]
+    out.index.names = [with_role_names(n) for n in out.index.names]
+    return out
 
 
 def settings_frame(rows: Iterable[tuple[str, object]]) -> pd.DataFrame:

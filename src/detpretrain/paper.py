@@ -40,6 +40,19 @@ def role_label(pretrain: str, names: dict[str, str] | None = None) -> str:
     return pretrain if role == pretrain else f"{role} ({pretrain})"
 
 
+def with_role_names(label, names: dict[str, str] | None = None):
+    """A table header (a column label, an index value) with each of its space-separated words that is one of our
+    pre-training keys named by :func:`role_label`: ``"imagenet-cls IoU"`` -> ``"IMAGENET-CLS (imagenet-cls) IoU"``,
+    ``"detected by detection %"`` -> ``"detected by COCO (detection) %"``, ``"scratch"`` -> ``"from scratch"``.
+    Words that only contain a key (``"detections"``, ``"detection@r1"``) and labels that are not strings (a
+    number, a tuple of a MultiIndex, which pandas renames level by level) are returned unchanged. The caller
+    decides where a word names a pre-training: in ``"detection fine-tuning epochs"`` it names the task."""
+    if not isinstance(label, str):
+        return label
+    known = ROLE_NAMES if names is None else names
+    return " ".join(role_label(word, names) if word in known else word for word in label.split(" "))
+
+
 #: The paper's tables without a COCO entry, and how they lay out their pre-trainings ("row" or "column"):
 #: Table 3 (occlusion), Table 4 (segmentation) and Table 6 (Conv5 probes) report OPENIMAGES, Table 5 is the
 #: OPENIMAGES detector's head.
