@@ -78,6 +78,7 @@ prof = ch.profile
 NAMES = {"imagenet-cls": "I (IMAGENET-CLS, fine-tuned)", "scratch": "S (from scratch)",
          "scratch-narrow": "S, determined widths"}
 COLOURS = {"imagenet-cls": "tab:blue", "scratch": "tab:red", "scratch-narrow": "tab:green"}
+SHORT = {"imagenet-cls": "I", "scratch": "S", "scratch-narrow": "S (determined widths)"}  # in the tables' headers
 
 # %% tags=["hide-input"]
 from detpretrain.scope import chapter_note
@@ -121,7 +122,7 @@ _ = save_primary("eigenspectrum", next(iter(claims.values())), profile=ch.profil
 # ±2 points).
 
 # %% tags=["hide-input"]
-display(table(E.accuracy_summary(result), index=True))
+display(table(E.accuracy_summary(result), index=True, roles=SHORT))
 similar, gap = E.similar_accuracy(result)
 display(Markdown(f"I − S: {gap.sentence('mAP@0.5 points')} — **{'similar' if similar else 'not shown similar'}**."))
 
@@ -155,7 +156,7 @@ show_figure(fig, "eigenspectra_final", chapter="eigenspectrum", profile=prof.nam
 # Final intrinsic dimensionality per layer (mean and sd over seeds) at the chosen threshold and normalisation:
 
 # %% tags=["hide-input"]
-display(table(E.dimensionality_table(result), index=True))
+display(table(E.dimensionality_table(result), index=True, roles=SHORT))
 display(Markdown(E.rank_limited(result)["sentence"]))
 
 # %% [markdown]
@@ -185,7 +186,7 @@ fig.tight_layout(rect=(0, 0.04, 1, 1))
 show_figure(fig, "threshold_sensitivity", chapter="eigenspectrum", profile=prof.name, provenance=source)
 
 # %% tags=["hide-input"]
-display(table(E.sensitivity_table(result), formats={"threshold": "{:g}"}))
+display(table(E.sensitivity_table(result), formats={"threshold": "{:g}"}, roles=SHORT))
 display(Markdown(E.rule_comparison(result)))
 
 # %% [markdown]
@@ -258,7 +259,7 @@ table(E.centring_table(result), precision=2)
 table(E.widths_table(result))
 
 # %% tags=["hide-input"]
-table(E.cost_table(result), thousands=True)
+table(E.cost_table(result), thousands=True, roles=SHORT)
 
 # %% tags=["hide-input"]
 display(Markdown(E.claim2_summary(result, claims)))

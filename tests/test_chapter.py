@@ -162,6 +162,9 @@ def test_a_table_of_pre_trainings_names_them_by_the_papers_roles_in_its_headers_
                                                                ("mAP", "scratch")], names=[None, "pretrain"]))
     html = C.table(by_class, index=True, roles=True)._repr_html_()
     assert all(f">{name}</th>" in html for name in ("COCO (detection)", "IMAGENET-CLS (imagenet-cls)", "from scratch"))
+    own = C.table(pd.DataFrame({"scratch layer3": [42.0]}, index=pd.Index(["imagenet-cls"], name="detector")),
+                  index=True, roles={"imagenet-cls": "I", "scratch": "S"})  # a chapter's own names, as given
+    assert list(own.text.columns) == ["S layer3"] and list(own.text.index) == ["I"] and own.text.index.name == "detector"
 
 
 def test_table_shows_an_index_and_mixed_settings_as_they_are():

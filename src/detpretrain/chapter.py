@@ -247,7 +247,7 @@ def format_value(value, *, precision: int = 1, fmt: str | Callable | None = None
 
 
 def table(frame: pd.DataFrame, *, precision: int = 1, formats: Mapping | None = None, index: bool = False,
-          na_rep: str = "–", thousands: bool = False, roles: bool = False) -> Table:
+          na_rep: str = "–", thousands: bool = False, roles: bool | Mapping[str, str] = False) -> Table:
     """A :class:`Table` of ``frame``: the one way the book shows a table.
 
     Args:
@@ -259,7 +259,8 @@ def table(frame: pd.DataFrame, *, precision: int = 1, formats: Mapping | None = 
         thousands: ``,`` between thousands.
         roles: name our pre-training keys in the headers (column labels, index values and names) as the paper's
             roles (:func:`detpretrain.paper.with_role_names`: ``"detection IoU"`` -> ``"COCO (detection) IoU"``),
-            for tables whose headers name pre-trainings; the cells are left as they are.
+            for tables whose headers name pre-trainings; the cells are left as they are. A mapping ``{key: name}``
+            names the keys as a chapter names them instead (the eigenspectrum chapter's I and S detectors).
     """
     formats = dict(formats or {})
     if not index:  # not shown: a fresh one keeps the rendering independent of it (and unique, as Styler needs)
@@ -272,18 +273,24 @@ def table(frame: pd.DataFrame, *, precision: int = 1, formats: Mapping | None = 
                                   numeric=numeric) for v in frame[col]]
     text = text.astype(object)
     if roles:
-        frame, text = (_role_headers(f) for f in (frame, text))
+        frame, text = (_role_headers(f, roles if isinstance(roles, Mapping) else None) for f in (frame, text))
     return Table(frame, text, index)
 
 
-def _role_headers(frame: pd.DataFrame) -> pd.DataFrame:
+def _role_headers(frame: pd.DataFrame, names: Mapping[str, str] | None) -> pd.DataFrame:
     """``frame`` with its column labels, index values and axis names passed through
-    :func:`detpretrain.paper.with_role_names` (every level of a MultiIndex)."""
+    :func:`detpretrain.paper.with_role_names` (every level of a MultiIndex), or with each word that is a key of
+    ``names`` replaced by its name."""
     from detpretrain.paper import with_role_names
 
-    out = frame.rename(columns=with_role_names, index=with_role_names)
-    out.columns.names = [with_role_names(n) for n in out.columns.names]
-    out.index.names = [with_role_names(n) for n in out.index.names]
+    def rename(label):
+        if names is None or not isinstance(label, str):
+            return with_role_names(label) if names is None else label
+        return " ".join(names.get(word, word) for word in label.split(" "))
+
+    out = frame.rename(columns=rename, index=rename)
+    out.columns.names = [rename(n) for n in out.columns.names]
+    out.index.names = [rename(n) for n in out.index.names]
     return out
 
 
