@@ -259,7 +259,7 @@ table(E.centring_table(result), precision=2)
 table(E.widths_table(result))
 
 # %% tags=["hide-input"]
-table(E.cost_table(result), thousands=True, roles=SHORT)
+table(E.cost_table(result).set_index("detector"), index=True, thousands=True, roles=SHORT)
 
 # %% tags=["hide-input"]
 display(Markdown(E.claim2_summary(result, claims)))
