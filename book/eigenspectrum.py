@@ -245,7 +245,7 @@ table(E.spectral_claim1_table(result), precision=3)
 # weights of every I and S run, both ways, with the participation ratio (threshold-free) beside them:
 
 # %% tags=["hide-input"]
-table(E.centring_table(result), precision=2)
+table(E.centring_table(result).set_index(["layer", "detector"]), precision=2, index=True, roles=SHORT)
 
 # %% [markdown]
 # ## Claim 2: widths from the intrinsic dimensionality

@@ -68,7 +68,7 @@ from detpretrain.analysis import stats
 from detpretrain.chapter import chapter_setup, quiet, table
 from detpretrain.experiments import features as F
 from detpretrain.overview import save_primary
-from detpretrain.paper import ROLE_NAMES
+from detpretrain.paper import ROLE_NAMES, role_label
 
 ch = chapter_setup("feature_space", profile=profile, store=store, data_cache=data_cache, device=device,
                    dataset=dataset, data_root=data_root, seeds=seeds, target=target,
@@ -271,7 +271,8 @@ if close_distant["table"] is not None:
 
 # %% tags=["hide-input"]
 frag, frag_summary = S.fragmentation_table(spaces, labels, knn_k)
-table(frag_summary, precision=2)
+table(frag_summary.set_index("space"), precision=2, index=True, roles={**{k: role_label(k) for k in ROLE_NAMES},
+                                                                      "scratch": "random init"})
 
 # %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(9, 4.5))

@@ -134,7 +134,7 @@ if ("classification", "shared-backgrounds") in asked:
     sun_transfer, sun_oracle = sun_control(ch.profile, seeds=ch.seeds, replicates=ch.replicates, store=ch.store,
                                            device=ch.device, log=lambda line: None)
     sun_frame, sun_sentence = M.sun_control_floor(sun_transfer, sun_oracle)
-    display(table(sun_frame, precision=1))
+    display(table(sun_frame.set_index("backbone"), precision=1, index=True, roles=True))
     display(Markdown(sun_sentence))
     print(ch.provenance(data=sun_transfer["data"], runs={f"{r['pretrain']} r{r['replicate']}": Path(r["run"]).name
                                                          for r in sun_transfer["runs"]}))
