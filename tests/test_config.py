@@ -67,6 +67,33 @@ def test_bad_specs_raise():
         get_profile("huge")
 
 
+@pytest.mark.parametrize("key, value, message", [
+    ("optim.batch_size", "0", "optim.batch_size must be an integer >= 1; got 0"),  # was a ZeroDivisionError
+    ("optim.batch_size", "-2", "optim.batch_size must be an integer >= 1; got -2"),
+    ("optim.epochs", "-1", "optim.epochs must be an integer >= 0; got -1"),  # was a "complete" run, never trained
+    ("optim.epochs", "0", "t: optim.epochs must be >= 1 for a run that trains; got 0"),
+    ("optim.lr", "0", "optim.lr must be a number > 0; got 0.0"), ("optim.lr", "nan", "optim.lr must be a number > 0"),
+    ("optim.momentum", "1.5", "optim.momentum must be a number in [0, 1)"),
+    ("optim.warmup_iters", "-1", "optim.warmup_iters must be an integer >= 0"),
+    ("optim.milestones", "0", "optim.milestones must be epochs >= 1"),
+    ("optim.gamma", "-0.1", "optim.gamma must be a number > 0"),
+    ("optim.num_workers", "-1", "optim.num_workers must be an integer >= 0"),
+])
+def test_a_schedule_no_run_can_train_with_is_refused_by_name(key, value, message):
+    with pytest.raises(ConfigError) as info:
+        replace_path(_cfg(), key, value)
+    assert message in str(info.value)
+
+
+def test_every_profiles_schedules_pass_their_own_checks():
+    from detpretrain.config import OptimSpec
+
+    for prof in PROFILES.values():
+        for spec in vars(prof).values():
+            if isinstance(spec, OptimSpec):
+                assert dataclasses.replace(spec) == spec  # __post_init__ runs again, and passes
+
+
 def test_profiles_are_ordered_by_size():
     smoke, mini, paper = (PROFILES[k] for k in ("smoke", "mini", "paper"))
     assert smoke.model.min_size < mini.model.min_size < paper.model.min_size

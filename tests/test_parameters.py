@@ -52,7 +52,8 @@ def test_values_are_coerced_or_refused_with_parameter_expectation_and_value():
     assert p["seeds"].check(3) == [3] and p["seeds"].check((0, 1)) == [0, 1] and p["seeds"].check(None) is None
     assert p["n_images"].check(64.0) == 64 and p["threshold"].check(1) == 1.0
     assert p["device"].check("cuda:1") == "cuda:1"
-    for name, bad in [("seeds", "abc"), ("seeds", [-1]), ("seeds", []), ("n_images", True), ("n_images", 0),
+    for name, bad in [("seeds", "abc"), ("seeds", [-1]), ("seeds", []), ("seeds", [0, 0]), ("n_images", True),
+                      ("n_images", 0),
                       ("n_images", 2.5), ("threshold", float("nan")), ("normalisation", "sum"), ("device", "gpu"),
                       ("profile", "tiny"), ("store", 3)]:
         with pytest.raises(ParameterError) as info:
@@ -61,6 +62,8 @@ def test_values_are_coerced_or_refused_with_parameter_expectation_and_value():
         assert f"eigenspectrum: parameter {name!r} expects" in message and f"got {bad!r}" in message
         assert info.value.parameter == name
     assert check_parameters("detection", {"pretrains": "scratch"}) == {"pretrains": ["scratch"]}
+    with pytest.raises(ParameterError, match="expects a list of distinct items from"):  # a pre-training twice
+        check_parameters("detection", {"pretrains": ["scratch", "scratch"]})
     with pytest.raises(ParameterError, match="data_root' expects the root of the coco dataset"):
         check_parameters("detection", {"dataset": "coco"})
     assert check_parameters("pretraining", {"dataset": "coco"}) == {"dataset": "coco"}  # it does not read it
@@ -101,4 +104,4 @@ def test_the_rerun_table_is_generated_from_the_declarations():
     markdown = rerun_markdown(["detection"]).splitlines()
     assert markdown[0] == "| chapter | parameter | accepts | default | meaning |"
     assert len(markdown) == 2 + len(CHAPTER_PARAMETERS["detection"])
-    assert "| detection | `seeds` | a list of integers >= 0, e.g. [0, 1, 2], or None | `None` |" in markdown[5]
+    assert "| detection | `seeds` | a list of distinct integers >= 0, e.g. [0, 1, 2], or None | `None` |" in markdown[5]

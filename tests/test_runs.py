@@ -237,7 +237,7 @@ def test_prune_command_keeps_the_book_plan_and_refuses_when_a_chapter_cannot_be_
 
     monkeypatch.setenv("DETPRETRAIN_DATA", str(tmp_path / "data"))
     store = RunStore(tmp_path / "store")
-    root, values, _ = book._runs_command_setup(None, str(store.root))
+    root, values, _ = book._runs_command_setup(None, str(store.root), "smoke")
     planned = next(iter(book.book_plan("smoke", ["pretraining"], values, root=root, store=store))).config
     stale = dataclasses.replace(planned, seed=planned.seed + 1000)  # e.g. an older configuration of that run
     for cfg in (planned, stale):
@@ -258,6 +258,9 @@ def test_prune_command_keeps_the_book_plan_and_refuses_when_a_chapter_cannot_be_
     assert store.run_for(stale).path.exists()
     monkeypatch.undo()
     monkeypatch.setenv("DETPRETRAIN_DATA", str(tmp_path / "data"))
+    assert cli_main([*args, "-p", "seedz", "[0]"]) == 2  # a typo is refused before anything is removed
+    assert "has no parameter 'seedz'; did you mean 'seeds'?" in capsys.readouterr().err
+    assert store.run_for(stale).path.exists()
     assert cli_main(args) == 0
     assert "removed 1 run(s) and 0 feature cache(s)" in capsys.readouterr().out
     assert not store.run_for(stale).path.exists() and store.run_for(planned).path.exists()
@@ -307,3 +310,47 @@ def test_store_errors_survive_pickling():
                 ParameterError("detection", "seeds", "bad seeds")):
         again = pickle.loads(pickle.dumps(err))
         assert type(again) is type(err) and str(again) == str(err) and again.__dict__ == err.__dict__
+
+
+def test_runs_commands_check_chapter_parameters_as_book_does(tmp_path, monkeypatch, capsys):
+    """``runs plan / cost / execute`` took ``-p`` values unchecked: a typo was ignored (``runs prune`` would then
+    remove the runs the typo meant to keep) and ``-p seeds abc`` ended in a TypeError inside the planner."""
+    from detpretrain.cli import main as cli_main
+
+    monkeypatch.setenv("DETPRETRAIN_DATA", str(tmp_path / "data"))
+    store = ["--store", str(tmp_path / "store")]
+    for command in ("plan", "cost", "execute"):
+        assert cli_main(["runs", command, "--profile", "smoke", "-p", "seedz", "[0]", *store]) == 2
+        assert "has no parameter 'seedz'; did you mean 'seeds'?" in capsys.readouterr().err
+    assert cli_main(["runs", "plan", "--profile", "smoke", "--chapters", "detection", "-p", "seeds", "abc",
+                     *store]) == 2
+    assert "detection: parameter 'seeds' expects a list of distinct integers >= 0" in capsys.readouterr().err
+    assert cli_main(["runs", "plan", "--profile", "smoke", "-p", "profile", "mini", *store]) == 1
+    assert "give the profile with --profile, not -p profile" in capsys.readouterr().err
+    assert not (tmp_path / "store").exists()  # nothing was planned into being
+
+
+@pytest.mark.parametrize("chapters", ["", "detection,", " ,ablations"])
+def test_an_empty_chapter_name_is_refused_not_read_as_every_chapter(chapters, capsys):
+    from detpretrain.cli import main as cli_main
+
+    for args in (["book", "--profile", "smoke", "--no-html"], ["runs", "plan", "--profile", "smoke"]):
+        assert cli_main([*args, "--chapters", chapters]) == 1
+        assert f"--chapters {chapters!r}: an empty chapter name" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("error, code, message", [
+    (KeyboardInterrupt(), 130, "interrupted: finished runs, and the epochs of the run that was training, are kept"),
+    (FloatingPointError("epoch 0 iteration 3: loss is nan"), 1, "error: FloatingPointError: epoch 0 iteration 3"),
+])
+def test_ctrl_c_and_a_diverging_loss_end_with_one_line_not_a_traceback(error, code, message, monkeypatch, capsys):
+    from detpretrain import cli
+    from detpretrain.experiments import detection
+
+    def train(args):
+        raise error
+
+    monkeypatch.setattr(detection, "train_command", train)
+    assert cli.main(["train", "--profile", "smoke"]) == code
+    err = capsys.readouterr().err
+    assert err.startswith(message) and "Traceback" not in err and len(err.splitlines()) == 1

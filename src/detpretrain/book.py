@@ -1030,16 +1030,7 @@ def build_book(profile: str = "mini", *, root: str | os.PathLike | None = None, 
         raise ConfigError("give the profile with --profile, not -p profile")
     parameters = {"profile": profile, **parameters}
     entries = toc_files(root)
-    names = [chapter_name(e) for e in entries]
-    wanted = list(chapters) if chapters else names
-    unknown = [c for c in wanted if c not in names]
-    if unknown:
-        raise ConfigError(f"unknown chapter(s) {', '.join(unknown)}; chapters in {root / '_toc.yml'}: "
-                          f"{', '.join(names)}")
-    sources = {chapter_name(e): chapter_source(root, e) for e in entries}
-    missing = [str(sources[c]) for c in wanted if not sources[c].is_file()]
-    if missing:
-        raise FileNotFoundError(f"chapter source(s) listed in {root / '_toc.yml'} do not exist: {', '.join(missing)}")
+    sources, wanted = _wanted_sources(root, chapters)
 
     per_chapter = _book_parameters(parameters, {c: sources[c] for c in wanted if sources[c].suffix != ".md"})
     n_jobs, threads = chapter_layout(chapter_jobs, str(parameters.get("device") or "auto"), verbose)  # before work
@@ -1128,6 +1119,26 @@ def build_book(profile: str = "mini", *, root: str | os.PathLike | None = None, 
         for line in report.warnings[:10]:
             log(f"  {line.strip()}")
     return report
+
+
+def _wanted_sources(root: Path, chapters: list[str] | None) -> tuple[dict[str, Path], list[str]]:
+    """``({chapter: source} of every toc chapter, the chapters asked for)``, ``chapters`` None meaning all.
+
+    Raises:
+        ConfigError: a chapter not in the toc (the message lists them). FileNotFoundError: a source is missing.
+    """
+    entries = toc_files(root)
+    names = [chapter_name(e) for e in entries]
+    wanted = list(chapters) if chapters else names
+    unknown = [c for c in wanted if c not in names]
+    if unknown:
+        raise ConfigError(f"unknown chapter(s) {', '.join(unknown)}; chapters in {root / '_toc.yml'}: "
+                          f"{', '.join(names)}")
+    sources = {chapter_name(e): chapter_source(root, e) for e in entries}
+    missing = [str(sources[c]) for c in wanted if not sources[c].is_file()]
+    if missing:
+        raise FileNotFoundError(f"chapter source(s) listed in {root / '_toc.yml'} do not exist: {', '.join(missing)}")
+    return sources, wanted
 
 
 def _book_parameters(parameters: dict, sources: dict[str, Path]) -> dict[str, dict]:
@@ -1230,13 +1241,30 @@ def _execute_plan(profile: str, chapters: list[str], parameters: dict, root: Pat
             log=log, replan=replan, build_log=build_log, **execution)
 
 
-def _runs_command_setup(params: dict | None, store: str | None):
-    """``(book root, parameter values, run store)`` of a ``runs plan / execute / cost`` command: the ``-p KEY
-    VALUE`` pairs parsed as papermill would, ``--store`` as the ``store`` parameter."""
+def _runs_command_setup(params: dict | None, store: str | None, profile: str,
+                        chapters: list[str] | None = None):
+    """``(book root, parameter values, run store)`` of a ``runs plan / execute / cost / prune`` command: the ``-p
+    KEY VALUE`` pairs parsed as papermill would and checked as ``book`` checks them (a name no chapter of
+    ``chapters`` has, or a bad value, is refused before anything is planned, trained or removed), ``--store`` as the
+    ``store`` parameter.
+
+    Raises:
+        ParameterError: an unknown name or a bad value. ConfigError: ``-p profile`` or an unknown chapter.
+    """
     from detpretrain.plan import book_store
 
     root = find_root()
     values = {k: parse_value(v) for k, v in (params or {}).items()}
+    if "profile" in values:
+        raise ConfigError("give the profile with --profile, not -p profile")
+    sources, wanted = _wanted_sources(root, chapters)
+    if chapters is None:  # the chapters book_plan plans by default
+        from detpretrain.parameters import PUBLISHED_PROFILES, SYNTHETIC_ONLY
+        from detpretrain.plan import CHAPTER_PLANNERS
+
+        wanted = [c for c in wanted if c in CHAPTER_PLANNERS and not (profile in PUBLISHED_PROFILES
+                                                                      and c in SYNTHETIC_ONLY)]
+    _book_parameters({"profile": profile, **values}, {c: sources[c] for c in wanted if sources[c].suffix != ".md"})
     if store:
         values["store"] = store
     return root, values, book_store(values, root)
@@ -1248,7 +1276,7 @@ def runs_plan_command(profile: str, *, chapters: list[str] | None = None, params
     (:func:`detpretrain.plan.format_plan`)."""
     from detpretrain.plan import format_plan
 
-    root, values, run_store = _runs_command_setup(params, store)
+    root, values, run_store = _runs_command_setup(params, store, profile, chapters)
     plan = book_plan(profile, chapters, values, root=root, store=run_store)
     print(format_plan(plan, run_store), file=stream or sys.stdout)
     return 0
@@ -1264,7 +1292,7 @@ def runs_cost_command(profile: str, *, chapters: list[str] | None = None, params
     from detpretrain.executor import default_layout
     from detpretrain.plan import format_cost, plan_cost
 
-    root, values, run_store = _runs_command_setup(params, store)
+    root, values, run_store = _runs_command_setup(params, store, profile, chapters)
     errors: dict[str, str] = {}  # a chapter that cannot be planned (its data missing) is named, the others counted
     plan = book_plan(profile, chapters, values, root=root, store=run_store, errors=errors)
     jobs = jobs or default_layout(None, None, str(values.get("device") or "auto"))[0]
@@ -1296,7 +1324,7 @@ def runs_prune_command(profile: str, *, params: dict | None = None, store: str |
     from detpretrain.runs import prune_runs
 
     out = stream or sys.stdout
-    root, values, run_store = _runs_command_setup(params, store)
+    root, values, run_store = _runs_command_setup(params, store, profile)
     if not run_store.root.is_dir():  # a mistyped --store would otherwise "remove nothing" and say no more
         raise RunStoreError(run_store.root, "no run store here", "give the folder that holds the runs (--store)")
     errors: dict[str, str] = {}
@@ -1331,7 +1359,7 @@ def runs_execute_command(profile: str, *, chapters: list[str] | None = None, par
     from detpretrain.executor import ExecutionError, execute
     from detpretrain.plan import book_data_cache
 
-    root, values, run_store = _runs_command_setup(params, store)
+    root, values, run_store = _runs_command_setup(params, store, profile, chapters)
 
     def replan():
         return book_plan(profile, chapters, values, root=root, store=run_store)

@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "book":
             from detpretrain.book import book_command
 
-            chapters = args.chapters.split(",") if args.chapters else None
+            chapters = _chapters(args.chapters)
             return book_command(args.profile, chapters=chapters, html=not args.no_html, params=dict(args.parameter),
                                 verbose=args.verbose, execution=_execution(args), chapter_jobs=args.chapter_jobs)
         if args.command == "run":
@@ -336,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
                 return runs_prune_command(args.profile, params=dict(args.parameter), store=args.store,
                                           dry_run=args.dry_run)
             if args.runs_command in ("plan", "execute", "cost"):
-                chapters = args.chapters.split(",") if args.chapters else None
+                chapters = _chapters(args.chapters)
                 from detpretrain.book import runs_cost_command, runs_execute_command, runs_plan_command
 
                 if args.runs_command == "plan":
@@ -354,10 +354,35 @@ def main(argv: list[str] | None = None) -> int:
     except ParameterError as err:
         print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
         return 2
-    except (DataError, ConfigError, RunStoreError, FileNotFoundError) as err:
+    except (DataError, ConfigError, RunStoreError, FileNotFoundError, FloatingPointError) as err:
+        # FloatingPointError: a training loss that is not finite (engine.train_one_epoch names epoch and step)
         print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"interrupted: {INTERRUPTED}", file=sys.stderr)
+        return 130
     raise AssertionError(f"unhandled command {args}")
+
+
+#: what a user who pressed Ctrl-C is told (runs write their epochs and results atomically: `engine.fit`, `runs.py`)
+INTERRUPTED = ("finished runs, and the epochs of the run that was training, are kept in the run store; run the same "
+               "command again to resume")
+
+
+def _chapters(value: str | None) -> list[str] | None:
+    """``--chapters a,b`` -> ``["a", "b"]``; not given -> None (every chapter).
+
+    Raises:
+        ConfigError: an empty name (``--chapters ""`` or ``--chapters detection,``), which would otherwise mean
+            "every chapter" or an unknown chapter named "".
+    """
+    if value is None:
+        return None
+    names = [name.strip() for name in value.split(",")]
+    if not all(names):
+        raise ConfigError(f"--chapters {value!r}: an empty chapter name; give names separated by commas, e.g. "
+                          "--chapters detection,ablations")
+    return names
 
 
 def _execution(args) -> dict:

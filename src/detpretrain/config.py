@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -166,6 +167,28 @@ class OptimSpec:
     #: :func:`detpretrain.profiles.with_cpu_bf16` (``--cpu-bf16 book``, ``$DETPRETRAIN_CPU_BF16=1``).
     cpu_bf16: bool = False
 
+    def __post_init__(self):
+        """Refuse a schedule no run can train with (``--set optim.batch_size=0`` used to end in a ZeroDivisionError
+        inside the engine, ``optim.epochs=-1`` in a "complete" run that never trained). ``epochs = 0`` is allowed
+        here for a profile's unused specs; :class:`TrainConfig` asks for at least one epoch."""
+        checks = [("epochs", isinstance(self.epochs, int) and self.epochs >= 0, "an integer >= 0"),
+                  ("batch_size", isinstance(self.batch_size, int) and self.batch_size >= 1, "an integer >= 1"),
+                  ("lr", _finite(self.lr) and self.lr > 0, "a number > 0"),
+                  ("momentum", _finite(self.momentum) and 0 <= self.momentum < 1, "a number in [0, 1)"),
+                  ("weight_decay", _finite(self.weight_decay) and self.weight_decay >= 0, "a number >= 0"),
+                  ("warmup_iters", isinstance(self.warmup_iters, int) and self.warmup_iters >= 0, "an integer >= 0"),
+                  ("milestones", all(isinstance(m, int) and m >= 1 for m in self.milestones),
+                   "epochs >= 1 after which the learning rate steps"),
+                  ("gamma", _finite(self.gamma) and self.gamma > 0, "a number > 0"),
+                  ("num_workers", isinstance(self.num_workers, int) and self.num_workers >= 0, "an integer >= 0")]
+        for name, ok, expects in checks:
+            if not ok:
+                raise ConfigError(f"optim.{name} must be {expects}; got {getattr(self, name)!r}")
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -200,6 +223,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.task not in TASKS:
             raise ConfigError(f"unknown task {self.task!r}; expected one of {TASKS}")
+        if self.optim.epochs < 1:
+            raise ConfigError(f"{self.name}: optim.epochs must be >= 1 for a run that trains; got {self.optim.epochs}")
 
 
 def to_dict(config: Any) -> dict:

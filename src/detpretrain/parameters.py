@@ -85,8 +85,8 @@ class Parameter:
             "path": "a path",
             "int": f"an integer{bounds}",
             "float": f"a number{bounds}",
-            "int list": f"a list of integers{bounds}, e.g. [0, 1, 2]",
-            "str list": f"a list of {choices}" if self.choices else "a list of strings",
+            "int list": f"a list of distinct integers{bounds}, e.g. [0, 1, 2]",
+            "str list": f"a list of distinct items from {choices}" if self.choices else "a list of distinct strings",
             "str dict": f"a mapping {{name: path}} with names from {choices}" if self.choices else "a mapping",
             "bool": "true or false",
         }[self.kind]
@@ -163,7 +163,10 @@ def _list(p: Parameter, value: Any, item) -> list:
         value = [value]
     if not isinstance(value, (list, tuple)) or not value:
         raise TypeError
-    return [item(p, v) for v in value]
+    out = [item(p, v) for v in value]
+    if len(set(out)) != len(out):  # seeds [0, 0] would count one run twice: n = 2 and a zero-width interval
+        raise ValueError("repeated item")
+    return out
 
 
 def _str_dict(p: Parameter, value: Any) -> dict:
