@@ -398,6 +398,19 @@ def test_results_table_of_a_tiny_store(tmp_path, capsys):
     split = results.results_table(store)
     split = split[split["run"] == "finetune/detection"].groupby("from")["runs"].max().to_dict()
     assert split == {"—": 2, "pretrain/imagenet-cls": 1, "run 01234567": 1}
+    assert "setting" not in results.to_markdown(results.results_table(store), "runs")  # no two settings: no column
+    # a run of another setting (train --set optim.lr=0.05) is its own row, not a third replicate of the default
+    other = TrainConfig(name="finetune/detection", task="detection", seed=0, optim=OptimSpec(epochs=7, lr=0.05),
+                        data=DataSpec(kind="synthetic", corpus={"role": "voc", "image_size": 64}))
+    store.path_for(other).mkdir(parents=True)
+    (store.path_for(other) / "config.json").write_text(json.dumps(to_dict(other)))
+    (store.path_for(other) / "metrics.json").write_text(json.dumps({"task": "detection", "iou_thresholds": ious,
+                                                                    "mAP": [0] * 9}))
+    lr = results.results_table(store)
+    lr = lr[(lr["run"] == "finetune/detection") & (lr["from"] == "—") & (lr["metric"] == "mAP@0.5")]
+    assert sorted(zip(lr["setting"], lr["runs"], lr["mean"])) == [("optim.lr=0.02", 2, 52.0), ("optim.lr=0.05", 1, 0.0)]
+    assert "| `finetune/detection` | — | synthetic voc (64 px) | 7 | optim.lr=0.05 | mAP@0.5 | 1 | 0.0 |" in \
+        results.to_markdown(results.results_table(store), "runs")
     # the command prints it, and writes it between the README's markers
     assert cli_main(["results-table", "--store", str(store.root)]) == 0
     assert "32.0 ± 2.8" in capsys.readouterr().out

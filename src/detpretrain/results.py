@@ -76,11 +76,13 @@ def results_table(store: RunStore | str | os.PathLike | None = None, hashes=None
     and by the arm of the run they are initialised from (:func:`initialised_from`), so that two studies whose
     fine-tunings share a name but start from different pre-trainings (stores written before the frozen-backbone
     control named its detectors for their backbone, :func:`detpretrain.experiments.frozen.backbone_label`) are never
-    averaged together.
+    averaged together; and by every other setting of the configuration (e.g. ``train --set optim.lr=0.05`` beside
+    the default run), so that only an arm's pre-training replicates and fine-tuning seeds share a row.
 
     Returns:
-        columns ``run, from, data, epochs, metric, runs, mean, sd, config hashes, finished`` sorted by run name
-        (``sd`` NaN for a single run; ``config hashes`` = the first 8 characters of each run's hash, comma-separated;
+        columns ``run, from, data, epochs, setting, metric, runs, mean, sd, config hashes, finished`` sorted by run
+        name (``setting``: how a row's configuration differs from the other rows of its run, from, data and epochs,
+        e.g. ``"optim.lr=0.05"``; empty where there are none; ``sd`` NaN for a single run; ``config hashes`` = the first 8 characters of each run's hash, comma-separated;
         ``finished`` = UTC date of the newest ``metrics.json``). Empty when the store has no finished run.
     """
     store = store if isinstance(store, RunStore) else RunStore(store)
@@ -90,23 +92,56 @@ def results_table(store: RunStore | str | os.PathLike | None = None, hashes=None
     wanted = None if hashes is None else set(hashes)
     for run in (run for run in stored if run.complete and (wanted is None or run.hash in wanted)):
         key = (arm_name(run.config.name), initialised_from(run.config, names), run.config.data.describe(),
-               run.config.optim.epochs)
+               run.config.optim.epochs, tuple(sorted(_setting(run.config).items())))
         groups.setdefault(key, []).append(run)
+    settings = _setting_labels(groups)
     rows = []
-    for (name, origin, data, epochs), runs in sorted(groups.items()):
+    for (name, origin, data, epochs, setting), runs in sorted(groups.items()):
         values: dict[str, list[float]] = {}
         for run in runs:
             for metric, value in headline_metrics(run.metrics).items():
                 values.setdefault(metric, []).append(value)
         newest = max((run.path / "metrics.json").stat().st_mtime for run in runs)
         for metric, vals in values.items():
-            rows.append({"run": name, "from": origin, "data": data, "epochs": epochs, "metric": metric,
+            rows.append({"run": name, "from": origin, "data": data, "epochs": epochs,
+                         "setting": settings[name, origin, data, epochs, setting], "metric": metric,
                          "runs": len(vals),
                          "mean": statistics.fmean(vals), "sd": statistics.stdev(vals) if len(vals) > 1 else math.nan,
                          "config hashes": ", ".join(sorted(run.hash[:8] for run in runs)),
                          "finished": dt.datetime.fromtimestamp(newest, dt.timezone.utc).strftime("%Y-%m-%d")})
-    return pd.DataFrame(rows, columns=["run", "from", "data", "epochs", "metric", "runs", "mean", "sd",
+    return pd.DataFrame(rows, columns=["run", "from", "data", "epochs", "setting", "metric", "runs", "mean", "sd",
                                        "config hashes", "finished"])
+
+
+def _setting(config) -> dict[str, str]:
+    """Everything a run's configuration sets, flattened to dotted keys (``optim.lr``), less what differs between the
+    replicates and seeds of one arm (its name's replicate key, ``seed``, and ``init``, the replicate it starts from,
+    whose arm is the row's ``from``): runs whose settings differ are never averaged as replicates."""
+    from detpretrain.config import to_dict
+
+    def flat(d: dict, prefix: str = "") -> dict[str, str]:
+        out = {}
+        for key, value in d.items():
+            out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": str(value)})
+        return out
+
+    return {k: v for k, v in flat(to_dict(config)).items() if k not in ("name", "seed", "init")}
+
+
+def _setting_labels(groups: dict[tuple, list]) -> dict[tuple, str]:
+    """For each group key ``(name, from, data, epochs, setting)``: ``""`` when it is the only setting of its
+    ``(name, from, data, epochs)``; else the keys in which its setting differs from the others', e.g.
+    ``"optim.lr=0.05"`` (so two rows that would look alike say how they differ)."""
+    by_arm: dict[tuple, list[tuple]] = {}
+    for key in groups:
+        by_arm.setdefault(key[:4], []).append(key)
+    labels = {}
+    for keys in by_arm.values():
+        settings = [dict(key[4]) for key in keys]
+        differing = sorted({k for a in settings for b in settings for k in set(a) | set(b) if a.get(k) != b.get(k)})
+        for key, setting in zip(keys, settings):
+            labels[key] = ", ".join(f"{k}={setting.get(k, '—')}" for k in differing)
+    return labels
 
 
 def to_markdown(table: pd.DataFrame, store: str | os.PathLike, scope: str = "") -> str:
@@ -115,9 +150,10 @@ def to_markdown(table: pd.DataFrame, store: str | os.PathLike, scope: str = "") 
     holds no finished run."""
     if table.empty:
         return f"No finished run in `{store}`: build the book first (`python -m detpretrain book --profile mini`)."
+    setting = {"setting": table["setting"]} if table["setting"].astype(bool).any() else {}  # only where runs differ
     shown = pd.DataFrame({
-        "run": "`" + table["run"] + "`", "from": table["from"], "data": table["data"], "epochs": table["epochs"], "metric": table["metric"],
-        "runs": table["runs"],
+        "run": "`" + table["run"] + "`", "from": table["from"], "data": table["data"], "epochs": table["epochs"],
+        **setting, "metric": table["metric"], "runs": table["runs"],
         "mean ± sd": [f"{m:.1f}" + (f" ± {s:.1f}" if not math.isnan(s) else "") for m, s in zip(table["mean"], table["sd"])],
         "config hashes": table["config hashes"], "finished": table["finished"]})
     caption = (f"Finished runs of the store `{store}`{f' ({scope})' if scope else ''} (newest "
