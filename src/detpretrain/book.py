@@ -1030,6 +1030,7 @@ def build_book(profile: str = "mini", *, root: str | os.PathLike | None = None, 
         raise ConfigError("give the profile with --profile, not -p profile")
     parameters = {"profile": profile, **parameters}
     entries = toc_files(root)
+    names = [chapter_name(e) for e in entries]
     sources, wanted = _wanted_sources(root, chapters)
 
     per_chapter = _book_parameters(parameters, {c: sources[c] for c in wanted if sources[c].suffix != ".md"})
