@@ -1179,6 +1179,16 @@ def chapter_values(source: str | os.PathLike, params: dict | None = None) -> dic
     return values
 
 
+def _planned_by_default(profile: str, names: list[str]) -> list[str]:
+    """The chapters of ``names`` a run plan covers when none are asked for: those with a planner, less the
+    synthetic-only ones at a profile with published weights (:data:`detpretrain.parameters.SYNTHETIC_ONLY`)."""
+    from detpretrain.parameters import PUBLISHED_PROFILES, SYNTHETIC_ONLY
+    from detpretrain.plan import CHAPTER_PLANNERS
+
+    skipped = SYNTHETIC_ONLY if profile in PUBLISHED_PROFILES else {}
+    return [n for n in names if n in CHAPTER_PLANNERS and n not in skipped]
+
+
 def book_plan(profile: str, chapters: list[str] | None = None, params: dict | None = None, *,
               root: str | os.PathLike | None = None, store=None, errors: dict[str, str] | None = None):
     """The run plan (:func:`detpretrain.plan.chapters_plan`) of ``chapters`` (default: every toc chapter with a
@@ -1194,10 +1204,7 @@ def book_plan(profile: str, chapters: list[str] | None = None, params: dict | No
     root = find_root(root)
     params = dict(params or {})
     names = [chapter_name(e) for e in toc_files(root)]
-    from detpretrain.parameters import PUBLISHED_PROFILES, SYNTHETIC_ONLY
-
-    skipped = SYNTHETIC_ONLY if profile in PUBLISHED_PROFILES else {}
-    wanted = list(chapters) if chapters else [n for n in names if n in CHAPTER_PLANNERS and n not in skipped]
+    wanted = list(chapters) if chapters else _planned_by_default(profile, names)
     unknown = [c for c in wanted if c not in CHAPTER_PLANNERS]
     if unknown:
         raise ConfigError(f"no run plan for chapter(s) {', '.join(unknown)}; chapters: {', '.join(CHAPTER_PLANNERS)}")
@@ -1260,11 +1267,7 @@ def _runs_command_setup(params: dict | None, store: str | None, profile: str,
         raise ConfigError("give the profile with --profile, not -p profile")
     sources, wanted = _wanted_sources(root, chapters)
     if chapters is None:  # the chapters book_plan plans by default
-        from detpretrain.parameters import PUBLISHED_PROFILES, SYNTHETIC_ONLY
-        from detpretrain.plan import CHAPTER_PLANNERS
-
-        wanted = [c for c in wanted if c in CHAPTER_PLANNERS and not (profile in PUBLISHED_PROFILES
-                                                                      and c in SYNTHETIC_ONLY)]
+        wanted = _planned_by_default(profile, wanted)
     _book_parameters({"profile": profile, **values}, {c: sources[c] for c in wanted if sources[c].suffix != ".md"})
     if store:
         values["store"] = store

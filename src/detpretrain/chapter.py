@@ -284,9 +284,9 @@ def _role_headers(frame: pd.DataFrame, names: Mapping[str, str] | None) -> pd.Da
     from detpretrain.paper import with_role_names
 
     def rename(label):
-        if names is None or not isinstance(label, str):
-            return with_role_names(label) if names is None else label
-        return " ".join(names.get(word, word) for word in label.split(" "))
+        if names is None:
+            return with_role_names(label)
+        return " ".join(names.get(w, w) for w in label.split(" ")) if isinstance(label, str) else label
 
     out = frame.rename(columns=rename, index=rename)
     out.columns.names = [rename(n) for n in out.columns.names]

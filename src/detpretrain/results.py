@@ -82,8 +82,9 @@ def results_table(store: RunStore | str | os.PathLike | None = None, hashes=None
     Returns:
         columns ``run, from, data, epochs, setting, metric, runs, mean, sd, config hashes, finished`` sorted by run
         name (``setting``: how a row's configuration differs from the other rows of its run, from, data and epochs,
-        e.g. ``"optim.lr=0.05"``; empty where there are none; ``sd`` NaN for a single run; ``config hashes`` = the first 8 characters of each run's hash, comma-separated;
-        ``finished`` = UTC date of the newest ``metrics.json``). Empty when the store has no finished run.
+        e.g. ``"optim.lr=0.05"``; empty where there are none; ``sd`` NaN for a single run; ``config hashes`` = the
+        first 8 characters of each run's hash, comma-separated; ``finished`` = UTC date of the newest
+        ``metrics.json``). Empty when the store has no finished run.
     """
     store = store if isinstance(store, RunStore) else RunStore(store)
     stored = store.runs()
